@@ -1,0 +1,50 @@
+import type { Role } from '../generated/prisma/enums.js';
+
+/**
+ * The typed statement of what each role may do. Routes name one permission; the authorize hook
+ * checks it against the actor's roles. Who-may-act-on-whom (same organisation, self) is decided by
+ * the policy module, not here.
+ */
+const userPermissions = [
+  'me:read',
+  'me:update',
+  'me:mfa',
+  'me:sessions',
+  'organization:administrators:read',
+] as const;
+
+const customerAdminPermissions = [
+  'organization:users:read',
+  'organization:users:invite',
+  'organization:users:block',
+  'organization:users:mfa-reset',
+  'organization:users:password-reset',
+  'organization:users:roles',
+  'organization:audit:read',
+] as const;
+
+const supportPermissions = [
+  'support:organizations:read',
+  'support:organizations:create',
+  'support:administrators:appoint',
+  'support:users:read',
+  'support:users:block',
+  'support:users:mfa-reset-request',
+  'support:users:password-reset',
+  'support:audit:read',
+] as const;
+
+export type Permission =
+  | (typeof userPermissions)[number]
+  | (typeof customerAdminPermissions)[number]
+  | (typeof supportPermissions)[number];
+
+export const roleStatements: Readonly<Record<Role, readonly Permission[]>> = Object.freeze({
+  USER: userPermissions,
+  CUSTOMER_ADMIN: [...userPermissions, ...customerAdminPermissions],
+  SUPPORT: [...userPermissions, ...supportPermissions],
+});
+
+export function rolesGrant(roles: readonly Role[], permission: Permission): boolean {
+  return roles.some((role) => roleStatements[role].includes(permission));
+}

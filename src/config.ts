@@ -1,0 +1,186 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * The service configuration: parsed once from the environment, validated, frozen.
+ * This is the only module that reads process.env (see loadConfig's caller in server.ts / cli.ts).
+ */
+
+const csv = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const serviceClients = z
+  .string()
+  .transform((s, ctx) => {
+    const clients: { id: string; secretSha256: string }[] = [];
+    for (const entry of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const [id, hash] = entry.split(':');
+      if (!id || !hash || !/^[a-f0-9]{64}$/.test(hash)) {
+        ctx.addIssue({ code: 'custom', message: `entry "${id ?? entry}" must be <clientId>:<sha256 hex of the secret>` });
+        return z.NEVER;
+      }
+      clients.push({ id, secretSha256: hash });
+    }
+    return clients;
+  });
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: int(0, 65535).default(3000),
+  TRUST_PROXY: bool.default(false),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
+  DATABASE_POOL_MAX: int(1, 200).default(10),
+  DATA_DIR: z.string().min(1).default('./data'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+  MAIL_FROM: z.string().min(3).default('Webshop <no-reply@webshop.localhost>'),
+  APP_BASE_URL: z.url({ protocol: /^https?$/ }).default('http://localhost:5173'),
+  SHOP_NAME: z.string().min(1).default('Webshop'),
+  SUPPORT_CONTACT: z.string().min(1).default('the e-business team (ebusiness@webshop.localhost)'),
+  TOTP_ISSUER: z.string().min(1).optional(),
+  TERMS_VERSION: z.string().min(1).default('2026-01'),
+  CORS_ORIGINS: csv.default([]),
+  JWT_ISSUER: z.url().default('http://localhost:3000'),
+  JWT_AUDIENCES: csv.pipe(z.array(z.string().min(1)).min(1)).default(['webshop', 'cso']),
+  JWT_ALGORITHM: z.enum(['EdDSA', 'ES256']).default('EdDSA'),
+  ACCESS_TOKEN_TTL_SECONDS: int(60, 900).default(600),
+  REFRESH_IDLE_TTL_SECONDS: int(300).default(12 * 3600),
+  REFRESH_ABSOLUTE_TTL_SECONDS: int(3600).default(7 * 24 * 3600),
+  REFRESH_REUSE_GRACE_SECONDS: int(0, 60).default(10),
+  LOGIN_CHALLENGE_TTL_SECONDS: int(30, 300).default(300),
+  ENCRYPTION_KEYS: z.string().min(1).optional(),
+  ENCRYPTION_KEY_CURRENT: z.string().min(1).optional(),
+  SERVICE_CLIENTS: serviceClients.default([]),
+  ARGON2_MEMORY_KIB: int(1024).default(19456),
+  ARGON2_TIME_COST: int(1).default(2),
+  ARGON2_PARALLELISM: int(1, 16).default(1),
+  HASH_MAX_CONCURRENT: int(1, 64).default(Math.max(1, availableParallelism())),
+  HASH_MAX_QUEUED: int(0, 10000).default(64),
+  METRICS_TOKEN: z.string().min(16).optional(),
+  RATE_LIMIT_ENABLED: bool.default(true),
+  MAIL_WORKER_ENABLED: bool.default(true),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export type Config = Readonly<{
+  env: 'development' | 'production' | 'test';
+  isProduction: boolean;
+  host: string;
+  port: number;
+  trustProxy: boolean;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  databaseUrl: string | undefined;
+  databasePoolMax: number;
+  dataDir: string;
+  redisUrl: string | undefined;
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  appBaseUrl: string;
+  shopName: string;
+  supportContact: string;
+  totpIssuer: string;
+  termsVersion: string;
+  corsOrigins: readonly string[];
+  jwt: Readonly<{
+    issuer: string;
+    audiences: readonly string[];
+    algorithm: 'EdDSA' | 'ES256';
+    accessTtlSeconds: number;
+  }>;
+  refresh: Readonly<{ idleTtlSeconds: number; absoluteTtlSeconds: number; reuseGraceSeconds: number }>;
+  loginChallengeTtlSeconds: number;
+  /** "kid:base64key,kid2:base64key"; undefined only outside production (dev keys are generated then). */
+  encryptionKeys: string | undefined;
+  encryptionKeyCurrent: string | undefined;
+  serviceClients: readonly { id: string; secretSha256: string }[];
+  argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
+  hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number }>;
+  metricsToken: string | undefined;
+  rateLimitEnabled: boolean;
+  mailWorkerEnabled: boolean;
+}>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.NODE_ENV === 'production') assertProductionSafe(e, cleaned);
+  if (e.REFRESH_IDLE_TTL_SECONDS > e.REFRESH_ABSOLUTE_TTL_SECONDS) {
+    throw new ConfigError('Invalid configuration:\n  REFRESH_IDLE_TTL_SECONDS: must not exceed REFRESH_ABSOLUTE_TTL_SECONDS');
+  }
+  return Object.freeze({
+    env: e.NODE_ENV,
+    isProduction: e.NODE_ENV === 'production',
+    host: e.HOST,
+    port: e.PORT,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolMax: e.DATABASE_POOL_MAX,
+    dataDir: e.DATA_DIR,
+    redisUrl: e.REDIS_URL,
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    appBaseUrl: e.APP_BASE_URL.replace(/\/+$/, ''),
+    shopName: e.SHOP_NAME,
+    supportContact: e.SUPPORT_CONTACT,
+    totpIssuer: e.TOTP_ISSUER ?? e.SHOP_NAME,
+    termsVersion: e.TERMS_VERSION,
+    corsOrigins: Object.freeze(e.CORS_ORIGINS),
+    jwt: Object.freeze({
+      issuer: e.JWT_ISSUER,
+      audiences: Object.freeze(e.JWT_AUDIENCES),
+      algorithm: e.JWT_ALGORITHM,
+      accessTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+    }),
+    refresh: Object.freeze({
+      idleTtlSeconds: e.REFRESH_IDLE_TTL_SECONDS,
+      absoluteTtlSeconds: e.REFRESH_ABSOLUTE_TTL_SECONDS,
+      reuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+    }),
+    loginChallengeTtlSeconds: e.LOGIN_CHALLENGE_TTL_SECONDS,
+    encryptionKeys: e.ENCRYPTION_KEYS,
+    encryptionKeyCurrent: e.ENCRYPTION_KEY_CURRENT,
+    serviceClients: Object.freeze(e.SERVICE_CLIENTS),
+    argon2: Object.freeze({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM }),
+    hashQueue: Object.freeze({ maxConcurrent: e.HASH_MAX_CONCURRENT, maxQueued: e.HASH_MAX_QUEUED }),
+    metricsToken: e.METRICS_TOKEN,
+    rateLimitEnabled: e.RATE_LIMIT_ENABLED,
+    mailWorkerEnabled: e.MAIL_WORKER_ENABLED,
+  });
+}
+
+/** Production refuses to start on development defaults or weak secrets. */
+function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>): void {
+  const problems: string[] = [];
+  if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
+  if (!e.ENCRYPTION_KEYS) problems.push('ENCRYPTION_KEYS: required in production (generate one with `npm run cli -- generate-encryption-key`)');
+  if (!given.APP_BASE_URL) {
+    problems.push('APP_BASE_URL: must be set to the public frontend URL in production');
+  }
+  if (e.APP_BASE_URL.startsWith('http://') && !/^http:\/\/(localhost|127\.0\.0\.1)/.test(e.APP_BASE_URL)) {
+    problems.push('APP_BASE_URL: must use https in production');
+  }
+  if (e.ARGON2_MEMORY_KIB < 19456 || e.ARGON2_TIME_COST < 2) {
+    problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');
+  }
+  if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: must be set in production');
+  if (problems.length) throw new ConfigError(`Invalid configuration for production:\n  ${problems.join('\n  ')}`);
+}

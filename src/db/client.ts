@@ -1,0 +1,35 @@
+import pg from 'pg';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaClient } from '../generated/prisma/client.js';
+
+export type Db = PrismaClient;
+/** The client handed to code running inside db.$transaction(async (tx) => ...). */
+export type Tx = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
+
+export type Database = {
+  db: Db;
+  /** Raw pool, for readiness checks and pool metrics. */
+  pool: pg.Pool;
+  close(): Promise<void>;
+};
+
+/** Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here. */
+export function openDatabase(url: string, options: { max?: number } = {}): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 3000,
+    idleTimeoutMillis: 30_000,
+  });
+  // A dropped server connection must not crash the process; the next query reports it as 503.
+  pool.on('error', () => undefined);
+  const db = new PrismaClient({ adapter: new PrismaPg(pool) });
+  return {
+    db,
+    pool,
+    async close() {
+      await db.$disconnect();
+      await pool.end().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,111 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+/**
+ * Applies prisma/migrations/<name>/migration.sql in order, keeping Prisma's own `_prisma_migrations`
+ * bookkeeping (same DDL, checksum, advisory lock), so `prisma migrate deploy` on a machine with
+ * Prisma's native engine agrees about what is applied. Unlike Prisma, each migration runs in a
+ * transaction: a failure leaves no half-applied schema, only a failed row that blocks further runs.
+ */
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
+const PRISMA_ADVISORY_LOCK = 72707369;
+
+const BOOKKEEPING_DDL = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)`;
+
+export type MigrationFile = { name: string; sql: string; checksum: string };
+export type MigrateResult = { applied: string[]; alreadyApplied: string[] };
+type Log = { info(msg: string): void; warn(msg: string): void };
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  return Promise.all(
+    names.map(async (name) => {
+      const sql = await readFile(join(dir, name, 'migration.sql'), 'utf8');
+      return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+    }),
+  );
+}
+
+export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DIR): Promise<MigrateResult> {
+  const migrations = await readMigrations(dir);
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
+    try {
+      return await applyPending(client, migrations, log);
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [PRISMA_ADVISORY_LOCK]);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function applyPending(client: pg.Client, migrations: MigrationFile[], log: Log): Promise<MigrateResult> {
+  await client.query(BOOKKEEPING_DDL);
+  const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(
+    'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at',
+  );
+  const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
+  if (failed) {
+    throw new MigrationError(
+      `migration ${failed.migration_name} failed earlier; fix it and mark it rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) before migrating again`,
+    );
+  }
+  const done = new Map(rows.filter((r) => r.finished_at !== null).map((r) => [r.migration_name, r.checksum]));
+  const result: MigrateResult = { applied: [], alreadyApplied: [] };
+  for (const m of migrations) {
+    const checksum = done.get(m.name);
+    if (checksum !== undefined) {
+      if (checksum !== m.checksum) log.warn(`migration ${m.name} was modified after it was applied (checksum differs)`);
+      result.alreadyApplied.push(m.name);
+      continue;
+    }
+    await applyOne(client, m);
+    log.info(`applied migration ${m.name}`);
+    result.applied.push(m.name);
+  }
+  return result;
+}
+
+async function applyOne(client: pg.Client, m: MigrationFile): Promise<void> {
+  const id = randomUUID();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)',
+      [id, m.checksum, m.name],
+    );
+    await client.query(m.sql);
+    await client.query('UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1', [id]);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    const message = err instanceof Error ? err.message : String(err);
+    // Record the failure as Prisma does (started, never finished) so every later run stops here.
+    await client.query(
+      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, applied_steps_count) VALUES ($1, $2, $3, $4, now(), 0)',
+      [id, m.checksum, m.name, message],
+    );
+    throw new MigrationError(`migration ${m.name} failed: ${message}`);
+  }
+}

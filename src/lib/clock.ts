@@ -1,0 +1,6 @@
+/** Time is injected everywhere it matters, so TOTP windows, expiries and lockouts test without sleeps. */
+export type Clock = { now(): Date };
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export const addSeconds = (date: Date, seconds: number): Date => new Date(date.getTime() + seconds * 1000);

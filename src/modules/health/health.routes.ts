@@ -1,0 +1,37 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { commonErrors } from '../../errors.js';
+
+const Status = z.object({ status: z.enum(['ok']) });
+
+export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/healthz',
+    {
+      config: { access: 'public' },
+      schema: { operationId: 'getHealth', tags: ['operations'], summary: 'The process is alive', response: { 200: Status } },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { access: 'public' },
+      schema: {
+        operationId: 'getReadiness',
+        tags: ['operations'],
+        summary: 'The database is reachable (503 otherwise)',
+        response: { 200: Status },
+      },
+    },
+    async () => {
+      try {
+        await app.ctx.pool.query('SELECT 1');
+      } catch {
+        throw commonErrors.service_unavailable('The database is not reachable.', {}, { 'retry-after': '5' });
+      }
+      return { status: 'ok' as const };
+    },
+  );
+};

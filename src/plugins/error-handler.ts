@@ -1,0 +1,85 @@
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { AppError, commonErrors } from '../errors.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
+import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+
+/** The one place where errors become RFC 9457 problem+json. 5xx never carry internals. */
+
+function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  return reply
+    .status(error.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send({
+      type: `urn:webshop-auth:problem:${error.code}`,
+      title: error.title,
+      status: error.status,
+      code: error.code,
+      detail: error.message,
+      requestId: request.id,
+      ...error.extras,
+    });
+}
+
+type Issue = { instancePath?: string; message?: string; params?: { issue?: { path?: PropertyKey[] } } };
+
+function validationErrors(context: string | undefined, issues: Issue[]) {
+  return issues.map((i) => {
+    const path = i.params?.issue?.path?.map(String).join('.') ?? i.instancePath?.replace(/^\//, '').replaceAll('/', '.') ?? '';
+    return { path: [context, path].filter(Boolean).join('.') || '(root)', message: i.message ?? 'invalid' };
+  });
+}
+
+export function toAppError(err: FastifyError | Error): AppError {
+  if (err instanceof AppError) return err;
+  const fe = err as FastifyError & { validationContext?: string };
+  if (hasZodFastifySchemaValidationErrors(fe) || fe.validation) {
+    const errors = validationErrors(fe.validationContext, (fe.validation ?? []) as Issue[]);
+    return commonErrors.validation_failed('One or more fields are invalid.', { errors });
+  }
+  if (isResponseSerializationError(err)) return commonErrors.internal_error();
+  if ((err as { code?: string }).code === 'service_overloaded') {
+    return commonErrors.service_unavailable('The service is busy. Try again shortly.', {}, { 'retry-after': '2' });
+  }
+  if (isDatabaseUnavailable(err)) {
+    return commonErrors.service_unavailable('The database is not reachable. Try again shortly.', {}, { 'retry-after': '5' });
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return commonErrors.payload_too_large('The request body exceeds 16 KiB.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return commonErrors.unsupported_media_type('Send JSON with Content-Type: application/json.');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return commonErrors.validation_failed('The request body must not be empty.', { errors: [{ path: 'body', message: 'required' }] });
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return commonErrors.malformed_json();
+  }
+  if (err instanceof SyntaxError && fe.statusCode === 400) return commonErrors.malformed_json();
+  if (fe.statusCode === 429) return commonErrors.rate_limited('Too many requests. Try again later.');
+  if (fe.statusCode === 404) return commonErrors.not_found();
+  if (fe.statusCode === 405) return commonErrors.method_not_allowed();
+  if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return commonErrors.validation_failed(fe.message);
+  }
+  return commonErrors.internal_error();
+}
+
+export const errorHandler = fp(
+  async (app) => {
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      const appError = toAppError(err);
+      if (appError.status >= 500) {
+        request.log.error({ err }, 'request failed');
+      } else if (!(err instanceof AppError)) {
+        request.log.info({ code: appError.code, reason: err.code ?? err.name }, 'request rejected');
+      }
+      return send(reply, request, appError);
+    });
+    app.setNotFoundHandler((request, reply) =>
+      send(reply, request, commonErrors.not_found(`No route ${request.method} ${request.url.split('?')[0]}.`)),
+    );
+  },
+  { name: 'error-handler' },
+);

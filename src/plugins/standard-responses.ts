@@ -1,0 +1,38 @@
+import fp from 'fastify-plugin';
+import type { FastifySchema } from 'fastify';
+import { problemResponses } from '../http/problem.js';
+import type { RouteAccess } from './route-access.js';
+
+/**
+ * Completes every route's schema so the OpenAPI document declares each status the route can
+ * really answer: validation (400), body limits (413/415), authentication (401/403), rate limits
+ * (429), and the 500/503 every route may give. Also sets the operation's security requirement.
+ * Routes must carry an operationId (the frontend's generated client names its functions by it).
+ */
+export const standardResponses = fp(
+  async (app) => {
+    app.addHook('onRoute', (route) => {
+      if (route.url === '/docs' || route.url.startsWith('/docs/')) return;
+      const schema = (route.schema ??= {}) as FastifySchema & {
+        operationId?: string;
+        security?: Record<string, string[]>[];
+        hide?: boolean;
+      };
+      if (!schema.hide && !schema.operationId) {
+        throw new Error(`route ${String(route.method)} ${route.url} has no schema.operationId`);
+      }
+      const access = (route.config as { access?: RouteAccess } | undefined)?.access;
+      const statuses = [429, 500, 503];
+      if (schema.body || schema.querystring || schema.params) statuses.push(400);
+      if (schema.body) statuses.push(413, 415);
+      if (access && access !== 'public') statuses.push(401, 403);
+      if (access === 'service_client') schema.security = [{ clientBasic: [] }];
+      else if (access && access !== 'public') schema.security = [{ bearerAuth: [] }];
+      const response = (schema.response ??= {}) as Record<string, unknown>;
+      for (const [status, entry] of Object.entries(problemResponses(...statuses))) {
+        response[status] ??= entry;
+      }
+    });
+  },
+  { name: 'standard-responses' },
+);

@@ -1,0 +1,59 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/client.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
+import { migrate } from './db/migrate.js';
+import { generateKey, parseKeyring, type Keyring } from './lib/secret-box.js';
+
+type Log = Pick<FastifyBaseLogger, 'info' | 'warn'>;
+
+/**
+ * Resolves what the server and the CLI need before the app can run: the database (embedded when
+ * DATABASE_URL is unset), migrations, and the encryption keyring (dev keys persisted under DATA_DIR).
+ */
+export type Runtime = { database: Database; keyring: Keyring; databaseUrl: string; close(): Promise<void> };
+
+export async function openRuntime(config: Config, log: Log, options: { migrate: boolean }): Promise<Runtime> {
+  let embedded: EmbeddedPostgres | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres(config.dataDir);
+    databaseUrl = embedded.url;
+    log.warn(
+      `!!! DATABASE_URL is not set: using the EMBEDDED PostgreSQL (PGlite) in ${join(config.dataDir, 'pglite')}. ` +
+        'This is for DEVELOPMENT ONLY. Set DATABASE_URL for anything real. !!!',
+    );
+  }
+  if (options.migrate) {
+    await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
+  }
+  // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.
+  const database = openDatabase(databaseUrl, { max: embedded ? 1 : config.databasePoolMax });
+  return {
+    database,
+    databaseUrl,
+    keyring: resolveKeyring(config, log),
+    async close() {
+      await database.close();
+      await embedded?.stop();
+    },
+  };
+}
+
+function resolveKeyring(config: Config, log: Log): Keyring {
+  if (config.encryptionKeys) return parseKeyring(config.encryptionKeys, config.encryptionKeyCurrent);
+  // Production never gets here (config refuses to start without ENCRYPTION_KEYS).
+  const file = join(config.dataDir, 'dev-secrets.json');
+  let spec: string;
+  if (existsSync(file)) {
+    spec = (JSON.parse(readFileSync(file, 'utf8')) as { encryptionKeys: string }).encryptionKeys;
+  } else {
+    mkdirSync(config.dataDir, { recursive: true });
+    spec = `dev-1:${generateKey()}`;
+    writeFileSync(file, JSON.stringify({ encryptionKeys: spec }, null, 2), { mode: 0o600 });
+  }
+  log.warn(`ENCRYPTION_KEYS is not set: using development keys from ${file}. Never do this in production.`);
+  return parseKeyring(spec);
+}

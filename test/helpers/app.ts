@@ -1,0 +1,59 @@
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { Test } from 'tap';
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { openDatabase, type Database } from '../../src/db/client.js';
+import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
+import { loggerOptions } from '../../src/logger.js';
+import { fakeClock, type FakeClock } from './clock.js';
+import { createTestDatabase } from './database.js';
+
+/** The environment every test app starts from: cheap argon2 (never a mock), quiet, no workers. */
+export const TEST_ENV: Record<string, string> = {
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'info',
+  APP_BASE_URL: 'https://shop.example.test',
+  JWT_ISSUER: 'https://auth.example.test',
+  ARGON2_MEMORY_KIB: '1024',
+  ARGON2_TIME_COST: '1',
+  ARGON2_PARALLELISM: '1',
+  RATE_LIMIT_ENABLED: 'false',
+  MAIL_WORKER_ENABLED: 'false',
+  SHOP_NAME: 'ALSO Webshop',
+};
+
+export type TestApp = {
+  app: FastifyInstance;
+  config: Config;
+  database: Database;
+  databaseUrl: string;
+  clock: FakeClock;
+  /** Every log line the app wrote, as raw JSON text. */
+  logs: string[];
+};
+
+/** Builds the real app on a fresh database of its own; closes both when the test ends. */
+export async function buildTestApp(t: Test, env: Record<string, string> = {}): Promise<TestApp> {
+  const { url } = await createTestDatabase(t);
+  const config = loadConfig({ ...TEST_ENV, ...env, DATABASE_URL: url });
+  const database = openDatabase(url, { max: 5 });
+  const clock = fakeClock(Date.now());
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const logger = pino(loggerOptions(config) as pino.LoggerOptions, sink);
+  const keyring = parseKeyring(`test-1:${generateKey()}`);
+  const app = await buildApp({ config, database, keyring, clock, logger });
+  await app.ready();
+  t.teardown(async () => {
+    await app.close();
+    await database.close();
+  });
+  return { app, config, database, databaseUrl: url, clock, logs };
+}

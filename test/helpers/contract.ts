@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+/**
+ * Validates a response against the app's own OpenAPI document: the status must be declared for
+ * the operation, and the body must match the declared schema for its content type.
+ */
+type Operation = { responses?: Record<string, { content?: Record<string, { schema?: unknown }> }> };
+type Doc = { paths: Record<string, Record<string, Operation>>; components?: unknown };
+
+const cache = new WeakMap<FastifyInstance, { doc: Doc; ajv: Ajv2020; matchers: [RegExp, string][]; compiled: Map<string, ValidateFunction> }>();
+
+function contractFor(app: FastifyInstance) {
+  let entry = cache.get(app);
+  if (!entry) {
+    const doc = app.swagger() as unknown as Doc;
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+    ajv.addSchema({ ...(doc as object), $id: 'openapi' });
+    const matchers = Object.keys(doc.paths).map(
+      (p) => [new RegExp(`^${p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+')}$`), p] as [RegExp, string],
+    );
+    entry = { doc, ajv, matchers, compiled: new Map() };
+    cache.set(app, entry);
+  }
+  return entry;
+}
+
+export type ContractViolation = string;
+
+export function checkContract(
+  app: FastifyInstance,
+  method: string,
+  url: string,
+  status: number,
+  contentType: string | undefined,
+  body: unknown,
+): ContractViolation | undefined {
+  const { doc, ajv, matchers, compiled } = contractFor(app);
+  const path = url.split('?')[0]!;
+  const template = matchers.find(([re]) => re.test(path))?.[1];
+  if (!template) return status === 404 ? undefined : `no documented path matches ${method} ${path}`;
+  const operation = doc.paths[template]?.[method.toLowerCase()];
+  if (!operation) return status === 404 || status === 405 ? undefined : `${method} ${template} is not documented`;
+  const response = operation.responses?.[String(status)];
+  if (!response) return `${method} ${template} answered ${status}, which the document does not declare`;
+  if (!response.content) return body === undefined || body === '' ? undefined : `${status} declares no body`;
+  const type = (contentType ?? '').split(';')[0]!.trim();
+  const media = response.content[type];
+  if (!media) return `${method} ${template} ${status} declares no content type ${type}`;
+  if (!media.schema) return undefined;
+  const pointer = `openapi#/paths/${template.replaceAll('~', '~0').replaceAll('/', '~1')}/${method.toLowerCase()}/responses/${status}/content/${type.replaceAll('/', '~1')}/schema`;
+  let validate = compiled.get(pointer);
+  if (!validate) {
+    validate = ajv.compile({ $ref: pointer });
+    compiled.set(pointer, validate);
+  }
+  if (validate(body)) return undefined;
+  return `${method} ${template} ${status} body does not match the document: ${ajv.errorsText(validate.errors)}`;
+}

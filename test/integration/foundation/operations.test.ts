@@ -1,0 +1,41 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+
+t.test('health, readiness, docs and the OpenAPI document', async (t) => {
+  const { app, database } = await buildTestApp(t);
+  const request = api(app);
+
+  const health = await request({ url: '/healthz' });
+  t.equal(health.status, 200);
+  t.same(health.body, { status: 'ok' });
+  t.match(health.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+
+  t.equal((await request({ url: '/readyz' })).status, 200);
+
+  const doc = await request({ url: '/openapi.json' });
+  t.equal(doc.status, 200);
+  t.equal(doc.body.openapi, '3.1.0');
+  t.ok(doc.body.paths['/healthz'] && doc.body.paths['/readyz'], 'operations endpoints are documented');
+  t.ok(Array.isArray(doc.body['x-error-codes']) && doc.body['x-error-codes'].some((c: { code: string }) => c.code === 'validation_failed'));
+
+  const docs = await app.inject({ url: '/docs/' });
+  t.equal(docs.statusCode, 200);
+  t.match(docs.headers['content-type'], /text\/html/);
+
+  // The database going away turns readiness into a problem+json 503, never a 500.
+  await database.pool.end();
+  const down = await request({ url: '/readyz' });
+  t.equal(down.status, 503);
+  t.equal(down.body.code, 'service_unavailable');
+  t.equal(down.headers['retry-after'], '5');
+});
+
+t.test('unknown routes answer problem+json 404', async (t) => {
+  const { app } = await buildTestApp(t);
+  const res = await api(app)({ url: '/v1/does-not-exist?token=abc' });
+  t.equal(res.status, 404);
+  t.match(res.headers['content-type'], /application\/problem\+json/);
+  t.equal(res.body.code, 'not_found');
+  t.notMatch(res.raw, /abc/, 'query strings are not echoed');
+});
