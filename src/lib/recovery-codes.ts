@@ -1,0 +1,47 @@
+import { randomInt } from 'node:crypto';
+import { sha256Hex } from './tokens.js';
+
+// No 0/o, 1/l/i: codes are read off paper and typed by hand.
+const ALPHABET = '23456789abcdefghjkmnpqrstuvwxyz';
+const GROUPS = 3;
+const GROUP_LENGTH = 4;
+const CODE_LENGTH = GROUPS * GROUP_LENGTH; // 12 × log2(31) ≈ 59.4 bits
+const NORMALIZED_PATTERN = new RegExp(`^[${ALPHABET}]{${CODE_LENGTH}}$`);
+// Longest plausible typed form (spaces around every dash); longer input is not worth normalising.
+const MAX_INPUT_LENGTH = 64;
+const SEPARATORS = /[\s\-\u2010-\u2015\u2212]/gu;
+
+export const RECOVERY_CODE_COUNT = 10;
+
+export function generateRecoveryCodes(count = RECOVERY_CODE_COUNT): string[] {
+  if (!Number.isSafeInteger(count) || count < 1 || count > 100) {
+    throw new RangeError(`recovery code count must be 1..100, got ${count}`);
+  }
+  const codes = new Set<string>();
+  while (codes.size < count) codes.add(generateOne());
+  return [...codes];
+}
+
+export function normalizeRecoveryCode(input: string): string | null {
+  if (typeof input !== 'string' || input.length > MAX_INPUT_LENGTH) return null;
+  // NFKC folds full-width characters that phone keyboards sometimes produce.
+  const normalized = input.normalize('NFKC').toLowerCase().replace(SEPARATORS, '');
+  return NORMALIZED_PATTERN.test(normalized) ? normalized : null;
+}
+
+export function hashRecoveryCode(normalized: string): string {
+  // Hashing raw user input would silently never match a stored hash.
+  if (!NORMALIZED_PATTERN.test(normalized)) {
+    throw new TypeError('hashRecoveryCode expects the output of normalizeRecoveryCode');
+  }
+  return sha256Hex(normalized);
+}
+
+function generateOne(): string {
+  let raw = '';
+  // randomInt rejects biased samples, so each character is uniform over the alphabet.
+  for (let i = 0; i < CODE_LENGTH; i++) raw += ALPHABET[randomInt(ALPHABET.length)];
+  const groups: string[] = [];
+  for (let i = 0; i < CODE_LENGTH; i += GROUP_LENGTH) groups.push(raw.slice(i, i + GROUP_LENGTH));
+  return groups.join('-');
+}

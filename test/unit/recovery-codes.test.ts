@@ -1,0 +1,87 @@
+import t from 'tap';
+import {
+  RECOVERY_CODE_COUNT,
+  generateRecoveryCodes,
+  hashRecoveryCode,
+  normalizeRecoveryCode,
+} from '../../src/lib/recovery-codes.js';
+import { sha256Hex } from '../../src/lib/tokens.js';
+
+const ALPHABET = '23456789abcdefghjkmnpqrstuvwxyz';
+const FORMAT = /^[23456789abcdefghjkmnpqrstuvwxyz]{4}-[23456789abcdefghjkmnpqrstuvwxyz]{4}-[23456789abcdefghjkmnpqrstuvwxyz]{4}$/;
+
+t.test('count and format', async (t) => {
+  t.equal(RECOVERY_CODE_COUNT, 10);
+  const codes = generateRecoveryCodes();
+  t.equal(codes.length, 10);
+  for (const code of codes) t.match(code, FORMAT);
+  t.equal(generateRecoveryCodes(3).length, 3);
+  t.throws(() => generateRecoveryCodes(0), RangeError);
+  t.throws(() => generateRecoveryCodes(1.5), RangeError);
+  t.throws(() => generateRecoveryCodes(101), RangeError);
+});
+
+t.test('uniqueness', async (t) => {
+  const codes = generateRecoveryCodes(100);
+  t.equal(new Set(codes).size, 100, 'within one set');
+  const many = new Set<string>();
+  for (let i = 0; i < 200; i++) for (const code of generateRecoveryCodes()) many.add(code);
+  t.equal(many.size, 2000, 'across sets');
+});
+
+t.test('entropy', async (t) => {
+  t.equal(ALPHABET.length, 31);
+  for (const ambiguous of '01ilo') t.notOk(ALPHABET.includes(ambiguous), `no "${ambiguous}"`);
+  const bits = 12 * Math.log2(ALPHABET.length);
+  t.ok(bits >= 50, `${bits.toFixed(1)} bits per code`);
+  // Every alphabet symbol shows up in every position: no fixed or missing characters.
+  const codes = generateRecoveryCodes(100).concat(generateRecoveryCodes(100), generateRecoveryCodes(100));
+  const seen = new Set(codes.join('').replaceAll('-', ''));
+  t.equal(seen.size, ALPHABET.length, 'whole alphabet used');
+  for (let position = 0; position < 14; position += 5) {
+    t.ok(new Set(codes.map((c) => c[position])).size > 20, `position ${position} varies`);
+  }
+});
+
+t.test('normalisation', async (t) => {
+  const [code] = generateRecoveryCodes(1);
+  const plain = code!.replaceAll('-', '');
+  const variants = [
+    code!,
+    plain,
+    code!.toUpperCase(),
+    ` ${code} `,
+    code!.replaceAll('-', ' '),
+    code!.replaceAll('-', ' - '),
+    code!.replaceAll('-', '\u2013'),
+    `${plain.slice(0, 6)} ${plain.slice(6)}`,
+    code!.replace(/[a-z2-9]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)),
+  ];
+  for (const input of variants) t.equal(normalizeRecoveryCode(input), plain, JSON.stringify(input));
+
+  for (const input of [
+    '',
+    'abcd-efgh-jkm',
+    'abcd-efgh-jkmnp',
+    'abcd-efgh-jk0n',
+    'abcd-efgh-jkln',
+    'abcd_efgh_jkmn',
+    '123456',
+    `${code}${' '.repeat(60)}`,
+    'x'.repeat(10_000),
+  ]) {
+    t.equal(normalizeRecoveryCode(input), null, JSON.stringify(input.slice(0, 30)));
+  }
+  t.equal(normalizeRecoveryCode(42 as unknown as string), null, 'non-string');
+});
+
+t.test('hash', async (t) => {
+  const normalized = normalizeRecoveryCode('ABCD-EFGH-JKMN')!;
+  t.equal(normalized, 'abcdefghjkmn');
+  t.equal(hashRecoveryCode(normalized), sha256Hex('abcdefghjkmn'));
+  t.equal(hashRecoveryCode(normalized), 'ff25e0a8f930ea31f7d2fdefc87340e34d7f6849d0781d0cd87701a5301722c0', 'pinned value');
+  t.match(hashRecoveryCode(normalized), /^[0-9a-f]{64}$/);
+  t.equal(hashRecoveryCode(normalizeRecoveryCode('abcd efgh jkmn')!), hashRecoveryCode(normalized), 'same code, same hash');
+  t.not(hashRecoveryCode('abcdefghjkmp'), hashRecoveryCode(normalized));
+  t.throws(() => hashRecoveryCode('ABCD-EFGH-JKMN'), TypeError, 'raw input is refused');
+});
