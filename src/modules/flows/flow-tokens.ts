@@ -1,0 +1,75 @@
+import { addSeconds, type Clock } from '../../lib/clock.js';
+import { randomToken, sha256Hex } from '../../lib/tokens.js';
+import { defineErrors } from '../../errors.js';
+import type { Tx } from '../../db/client.js';
+import type { FlowPurpose } from '../../generated/prisma/enums.js';
+import type { FlowToken } from '../../generated/prisma/client.js';
+
+/**
+ * Flows are rows: e-mail links (activation, password reset, support MFA reset) and login
+ * challenges. The token itself (≥ 256 bits) is only ever returned once; the database stores its
+ * SHA-256. A token is valid for exactly one purpose, and state changes are conditional updates,
+ * so when two requests race with one token exactly one wins.
+ */
+
+export const flowErrors = defineErrors({
+  link_invalid: { status: 400, title: 'The link is not valid' },
+  link_expired: { status: 410, title: 'The link has expired' },
+  link_used: { status: 410, title: 'The link was already used or replaced by a newer one' },
+});
+
+export type IssuedFlow = { token: string; flow: FlowToken };
+
+/** Creates a flow token and voids the user's older pending tokens of the same purpose. */
+export async function issueFlowToken(
+  tx: Tx,
+  clock: Clock,
+  input: { userId: string; purpose: FlowPurpose; ttlSeconds: number; data?: object; requestedById?: string | null },
+): Promise<IssuedFlow> {
+  const now = clock.now();
+  await tx.flowToken.updateMany({
+    where: { userId: input.userId, purpose: input.purpose, state: 'PENDING' },
+    data: { state: 'VOIDED' },
+  });
+  const token = randomToken(32);
+  const flow = await tx.flowToken.create({
+    data: {
+      userId: input.userId,
+      purpose: input.purpose,
+      tokenHash: sha256Hex(token),
+      expiresAt: addSeconds(now, input.ttlSeconds),
+      data: input.data ?? {},
+      requestedById: input.requestedById ?? null,
+      createdAt: now,
+    },
+  });
+  return { token, flow };
+}
+
+/** Finds a usable flow for a token without changing it; throws the precise reason otherwise. */
+export async function findUsableFlow(tx: Tx, clock: Clock, token: string, purpose: FlowPurpose): Promise<FlowToken> {
+  if (typeof token !== 'string' || token.length < 20 || token.length > 200) throw flowErrors.link_invalid();
+  const flow = await tx.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) } });
+  if (!flow || flow.purpose !== purpose) throw flowErrors.link_invalid();
+  if (flow.state !== 'PENDING') throw flowErrors.link_used();
+  if (flow.expiresAt <= clock.now()) throw flowErrors.link_expired();
+  return flow;
+}
+
+/**
+ * Marks a flow consumed if, and only if, it is still pending and unexpired. Call inside the
+ * transaction that performs the flow's effect: losing the race throws, rolling the effect back.
+ */
+export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promise<void> {
+  const now = clock.now();
+  const { count } = await tx.flowToken.updateMany({
+    where: { id: flow.id, state: 'PENDING', expiresAt: { gt: now } },
+    data: { state: 'CONSUMED', consumedAt: now },
+  });
+  if (count !== 1) throw flowErrors.link_used();
+}
+
+/** Voids every pending flow of the given purposes for a user (e.g. challenges after a block). */
+export async function voidFlows(tx: Tx, userId: string, purposes: FlowPurpose[]): Promise<void> {
+  await tx.flowToken.updateMany({ where: { userId, purpose: { in: purposes }, state: 'PENDING' }, data: { state: 'VOIDED' } });
+}
