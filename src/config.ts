@@ -171,6 +171,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
+  if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
   if (!e.ENCRYPTION_KEYS) problems.push('ENCRYPTION_KEYS: required in production (generate one with `npm run cli -- generate-encryption-key`)');
   if (!given.APP_BASE_URL) {
     problems.push('APP_BASE_URL: must be set to the public frontend URL in production');
