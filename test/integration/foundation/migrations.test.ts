@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, mkdir, writeFile, cp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import { MIGRATIONS_DIR, migrate, readMigrations } from '../../../src/db/migrate.js';
+import { openDatabase } from '../../../src/db/client.js';
+import { ADMIN_URL, urlFor } from '../../helpers/database.js';
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+async function emptyDatabase(t: Test): Promise<string> {
+  const name = `webshop_auth_mig_${Math.random().toString(16).slice(2, 10)}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  t.teardown(async () => {
+    const a = new pg.Client({ connectionString: ADMIN_URL });
+    await a.connect();
+    await a.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await a.end();
+  });
+  return urlFor(name);
+}
+
+async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []) {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<T>(sql, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+t.test('keeps Prisma bookkeeping exactly and applies each migration once, even when two instances start together', async (t) => {
+  const url = await emptyDatabase(t);
+  const [a, b] = await Promise.all([migrate(url, quiet), migrate(url, quiet)]);
+  const files = await readMigrations();
+  t.equal(a.applied.length + b.applied.length, files.length, 'each migration applied exactly once across both runners');
+  const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }>(
+    url,
+    'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
+  );
+  t.same(rows.map((r) => r.migration_name), files.map((f) => f.name));
+  for (const [i, row] of rows.entries()) {
+    t.equal(row.checksum, files[i]!.checksum, 'checksum is the SHA-256 hex of the file, as Prisma computes it');
+    t.ok(row.finished_at, 'finished');
+    t.equal(row.applied_steps_count, 1);
+  }
+  const again = await migrate(url, quiet);
+  t.same(again.applied, [], 'a second run applies nothing');
+});
+
+t.test('a failing migration leaves no half-applied change and blocks later runs', async (t) => {
+  const url = await emptyDatabase(t);
+  const dir = await mkdtemp(join(tmpdir(), 'migs-'));
+  await cp(MIGRATIONS_DIR, dir, { recursive: true });
+  await mkdir(join(dir, '29991231000000_broken'));
+  const broken = 'CREATE TABLE "half_done" (id int);\nSELECT * FROM "no_such_table";\n';
+  await writeFile(join(dir, '29991231000000_broken', 'migration.sql'), broken);
+  await t.rejects(migrate(url, quiet, dir), { name: 'MigrationError', message: /29991231000000_broken/ });
+  const tables = await query(url, `SELECT 1 FROM information_schema.tables WHERE table_name = 'half_done'`);
+  t.equal(tables.length, 0, 'the failed migration was rolled back');
+  const failed = await query<{ finished_at: Date | null; checksum: string }>(
+    url,
+    `SELECT finished_at, checksum FROM "_prisma_migrations" WHERE migration_name = '29991231000000_broken'`,
+  );
+  t.equal(failed.length, 1);
+  t.equal(failed[0]!.finished_at, null, 'recorded as started, not finished, as Prisma does');
+  t.equal(failed[0]!.checksum, createHash('sha256').update(broken).digest('hex'));
+  await t.rejects(migrate(url, quiet, dir), { message: /failed earlier/ }, 'refuses to continue past a failed row');
+});
+
+t.test('every model round-trips through the generated client, and e-mail is unique case-insensitively', async (t) => {
+  const url = await emptyDatabase(t);
+  await migrate(url, quiet);
+  const { db, close } = openDatabase(url);
+  t.teardown(close);
+  const now = new Date();
+  const org = await db.organization.create({ data: { customerNumber: 'C-1', name: 'Acme' } });
+  const user = await db.user.create({
+    data: { organizationId: org.id, email: 'Jane.Doe@Example.com', name: 'Jane', roles: ['USER', 'CUSTOMER_ADMIN'] },
+  });
+  t.same(user.roles, ['USER', 'CUSTOMER_ADMIN']);
+  t.equal(user.status, 'INVITED');
+  t.equal(user.newsletterOptIn, false, 'newsletter is off by default');
+  await t.rejects(
+    db.user.create({ data: { organizationId: org.id, email: 'jane.doe@example.COM', name: 'Other' } }),
+    { code: 'P2002' },
+    'a case variant of an existing e-mail is refused by the database',
+  );
+  const other = await db.organization.create({ data: { customerNumber: 'C-2', name: 'Other' } });
+  await t.rejects(
+    db.user.create({ data: { organizationId: other.id, email: 'JANE.DOE@EXAMPLE.COM', name: 'Other' } }),
+    { code: 'P2002' },
+    'also across organisations',
+  );
+  t.equal((await db.user.findUnique({ where: { email: 'JANE.doe@example.com' } }))?.id, user.id, 'look-ups are case-insensitive');
+
+  const factor = await db.totpFactor.create({ data: { userId: user.id, secretCiphertext: 'x', encryptionKeyId: 'k1', lastUsedStep: 59_000_000 } });
+  t.equal(factor.status, 'PENDING');
+  await db.recoveryCode.create({ data: { userId: user.id, codeHash: 'h1' } });
+  const flow = await db.flowToken.create({ data: { userId: user.id, purpose: 'ACTIVATION', tokenHash: 't1', expiresAt: now, data: { a: 1 } } });
+  t.same(flow.data, { a: 1 });
+  const session = await db.session.create({ data: { userId: user.id, amr: ['pwd', 'otp'], idleExpiresAt: now, expiresAt: now } });
+  await db.refreshToken.create({ data: { sessionId: session.id, tokenHash: 'r1' } });
+  const event = await db.auditEvent.create({ data: { type: 'user.invited', organizationId: org.id, details: { by: 'test' } } });
+  await t.rejects(db.auditEvent.update({ where: { id: event.id }, data: { type: 'changed' } }), undefined, 'audit rows are append-only');
+  await t.rejects(db.auditEvent.delete({ where: { id: event.id } }), undefined, 'audit rows cannot be deleted');
+  await db.mailOutbox.create({ data: { toAddress: 'a@b.c', template: 'activation', subject: 's', textBody: 't', htmlBody: 'h' } });
+  await db.signingKey.create({ data: { kid: 'k', algorithm: 'EdDSA', publicJwk: { kty: 'OKP' }, privateKeyCiphertext: 'c', encryptionKeyId: 'k1' } });
+  const loaded = await db.user.findUniqueOrThrow({
+    where: { id: user.id },
+    include: { totpFactors: true, recoveryCodes: true, flowTokens: true, sessions: { include: { refreshTokens: true } }, organization: true },
+  });
+  t.equal(loaded.totpFactors.length, 1);
+  t.equal(loaded.sessions[0]!.refreshTokens.length, 1);
+  t.equal(loaded.organization?.customerNumber, 'C-1');
+});

@@ -1,0 +1,61 @@
+import t from 'tap';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const prodBase = {
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgresql://db.internal/auth',
+  SMTP_URL: 'smtp://mail.internal:25',
+  ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
+  APP_BASE_URL: 'https://shop.example.com',
+  JWT_ISSUER: 'https://auth.example.com',
+};
+
+t.test('defaults give a working development configuration', async (t) => {
+  const config = loadConfig({});
+  t.equal(config.env, 'development');
+  t.equal(config.port, 3000);
+  t.equal(config.databaseUrl, undefined, 'no DATABASE_URL means the embedded database');
+  t.same(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
+  t.ok(config.jwt.accessTtlSeconds <= 900);
+  t.ok(Object.isFrozen(config));
+});
+
+t.test('a bad value stops the start with a message naming the variable', async (t) => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
+    [{ ACCESS_TOKEN_TTL_SECONDS: '3600' }, /ACCESS_TOKEN_TTL_SECONDS/],
+    [{ APP_BASE_URL: 'not a url' }, /APP_BASE_URL/],
+    [{ SERVICE_CLIENTS: 'cso:not-a-hash' }, /SERVICE_CLIENTS/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ REFRESH_IDLE_TTL_SECONDS: '900000', REFRESH_ABSOLUTE_TTL_SECONDS: '3600' }, /REFRESH_IDLE_TTL_SECONDS/],
+  ];
+  for (const [env, pattern] of cases) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', message: pattern }, JSON.stringify(env));
+  }
+});
+
+t.test('production refuses missing or weak secrets and development defaults', async (t) => {
+  t.ok(loadConfig(prodBase).isProduction, 'a complete production configuration loads');
+  const missing: [string, RegExp][] = [
+    ['DATABASE_URL', /DATABASE_URL/],
+    ['ENCRYPTION_KEYS', /ENCRYPTION_KEYS/],
+    ['SMTP_URL', /SMTP_URL/],
+    ['APP_BASE_URL', /APP_BASE_URL/],
+    ['JWT_ISSUER', /JWT_ISSUER/],
+  ];
+  for (const [name, pattern] of missing) {
+    const env: Record<string, string> = { ...prodBase };
+    delete env[name];
+    t.throws(() => loadConfig(env), ConfigError, `without ${name}`);
+    t.throws(() => loadConfig(env), { message: pattern });
+  }
+  t.throws(() => loadConfig({ ...prodBase, ARGON2_MEMORY_KIB: '4096' }), { message: /ARGON2/ });
+  t.throws(() => loadConfig({ ...prodBase, APP_BASE_URL: 'http://shop.example.com' }), { message: /https/ });
+});
+
+t.test('service clients are parsed from id:sha256 pairs', async (t) => {
+  const hash = 'a'.repeat(64);
+  const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
+  t.same(config.serviceClients.map((c) => c.id), ['cso', 'shop']);
+});
