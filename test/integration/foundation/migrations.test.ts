@@ -108,8 +108,8 @@ t.test('every model round-trips through the generated client, and e-mail is uniq
   const session = await db.session.create({ data: { userId: user.id, amr: ['pwd', 'otp'], idleExpiresAt: now, expiresAt: now } });
   await db.refreshToken.create({ data: { sessionId: session.id, tokenHash: 'r1' } });
   const event = await db.auditEvent.create({ data: { type: 'user.invited', organizationId: org.id, details: { by: 'test' } } });
-  await t.rejects(db.auditEvent.update({ where: { id: event.id }, data: { type: 'changed' } }), undefined, 'audit rows are append-only');
-  await t.rejects(db.auditEvent.delete({ where: { id: event.id } }), undefined, 'audit rows cannot be deleted');
+  await t.rejects(db.auditEvent.update({ where: { id: event.id }, data: { type: 'changed' } }), 'audit rows are append-only');
+  await t.rejects(db.auditEvent.delete({ where: { id: event.id } }), 'audit rows cannot be deleted');
   await db.mailOutbox.create({ data: { toAddress: 'a@b.c', template: 'activation', subject: 's', textBody: 't', htmlBody: 'h' } });
   await db.signingKey.create({ data: { kid: 'k', algorithm: 'EdDSA', publicJwk: { kty: 'OKP' }, privateKeyCiphertext: 'c', encryptionKeyId: 'k1' } });
   const loaded = await db.user.findUniqueOrThrow({
