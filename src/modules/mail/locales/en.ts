@@ -1,0 +1,121 @@
+import type { MailCatalogue, MailContent, MailEnvironment } from '../mail.templates.js';
+
+/** English texts. Another language is a file like this one, added to MAIL_LOCALES. */
+
+const dateTime = new Intl.DateTimeFormat('en-GB', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
+const when = (d: Date): string => `${dateTime.format(d)} UTC`;
+
+const signature = (env: MailEnvironment): string => `Kind regards,\nyour ${env.shopName} team`;
+
+const notYou = (env: MailEnvironment): string =>
+  `If this was not you, contact your organisation's administrator or ${env.supportContact} right away.`;
+
+const notice = (env: MailEnvironment, name: string, subject: string, intro: string[], outro: string[] = []): MailContent => ({
+  subject: `${env.shopName}: ${subject}`,
+  greeting: `Hello ${name},`,
+  intro,
+  outro,
+  signature: signature(env),
+});
+
+export const en: MailCatalogue = {
+  activation: (d, env) => ({
+    subject: `${env.shopName}: activate your account`,
+    greeting: `Hello ${d.name},`,
+    intro: [
+      d.organizationName
+        ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
+        : `an account for the ${env.shopName} has been created for you.`,
+      'Use the button below to choose your own password. After that you set up the 2-step login with an authenticator app on your phone.',
+    ],
+    action: { label: 'Activate your account', url: d.link },
+    outro: [
+      `The link works once and expires on ${when(d.expiresAt)}. If it has expired, ask your administrator to send a new one.`,
+      `We will never ask you for your password by e-mail. If you did not expect this mail, you can ignore it.`,
+    ],
+    signature: signature(env),
+  }),
+
+  password_reset: (d, env) => ({
+    subject: `${env.shopName}: reset your password`,
+    greeting: `Hello ${d.name},`,
+    intro: ['we received a request to reset the password of your account. Use the button below to choose a new one.'],
+    action: { label: 'Choose a new password', url: d.link },
+    outro: [
+      `The link works once and expires on ${when(d.expiresAt)}. Your 2-step login stays as it is: you still need your authenticator app to sign in.`,
+      'If you did not ask for this, you can ignore this mail: your password stays unchanged.',
+    ],
+    signature: signature(env),
+  }),
+
+  password_changed: (d, env) =>
+    notice(env, d.name, 'your password was changed', [
+      'the password of your account was just changed. All other sign-ins on your devices have been ended.',
+      notYou(env),
+    ]),
+
+  account_blocked: (d, env) =>
+    notice(env, d.name, 'your account was blocked', [
+      'your account has been blocked. You cannot sign in until it is unblocked.',
+      `If you think this is a mistake, contact ${d.contact}.`,
+    ]),
+
+  account_unblocked: (d, env) =>
+    notice(env, d.name, 'your account was unblocked', ['your account has been unblocked. You can sign in again.', notYou(env)]),
+
+  mfa_enrolled: (d, env) =>
+    notice(env, d.name, '2-step login was set up', [
+      'a new authenticator app was set up for the 2-step login of your account. From now on, sign in with the codes from that app.',
+      notYou(env),
+    ]),
+
+  mfa_removed: (d, env) => {
+    const who =
+      d.by === 'self'
+        ? 'You removed the authenticator app of your account.'
+        : d.by === 'admin'
+          ? `Your organisation's administrator${d.actorName ? ` ${d.actorName}` : ''} reset the 2-step login of your account.`
+          : `The ${env.shopName} support team${d.actorName ? ` (${d.actorName})` : ''} reset the 2-step login of your account.`;
+    return notice(env, d.name, '2-step login was removed', [
+      who,
+      'At your next sign-in you will set up a new authenticator app.',
+      notYou(env),
+    ]);
+  },
+
+  mfa_reset_confirm: (d, env) => ({
+    subject: `${env.shopName}: confirm the reset of your 2-step login`,
+    greeting: `Hello ${d.name},`,
+    intro: [
+      `you asked the ${env.shopName} support team to reset the 2-step login of your account (for example because you have a new phone).`,
+      'To make sure it is really you, confirm the reset with the button below. Your current authenticator app then stops working for this account.',
+    ],
+    action: { label: 'Confirm the reset', url: d.link },
+    outro: [
+      `The link works once and expires on ${when(d.expiresAt)}.`,
+      `If you did not ask for this, do not click the link and tell ${env.supportContact}.`,
+    ],
+    signature: signature(env),
+  }),
+
+  mfa_reset_done: (d, env) =>
+    notice(env, d.name, 'you can now set up a new 2-step login', [
+      'the 2-step login of your account has been reset. At your next sign-in with your e-mail address and password, you will set up a new authenticator app.',
+      notYou(env),
+    ]),
+
+  recovery_code_used: (d, env) =>
+    notice(env, d.name, 'a recovery code was used', [
+      `a recovery code was just used to sign in to your account. You have ${d.remaining} recovery ${d.remaining === 1 ? 'code' : 'codes'} left.`,
+      d.remaining <= 3
+        ? 'You are running low: create new recovery codes in your account settings, and set up your authenticator app again if you lost your phone.'
+        : 'If you lost your phone, set up your authenticator app again in your account settings.',
+      notYou(env),
+    ]),
+
+  recovery_codes_regenerated: (d, env) =>
+    notice(env, d.name, 'new recovery codes were created', [
+      'new recovery codes were created for your account. The old ones no longer work.',
+      notYou(env),
+    ]),
+};

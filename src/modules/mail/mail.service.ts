@@ -1,0 +1,57 @@
+import type { AppContext } from '../../context.js';
+import type { Config } from '../../config.js';
+import type { Tx } from '../../db/client.js';
+import { renderMail, type MailLocale, type MailTemplateData, type MailTemplateName } from './mail.templates.js';
+
+export type { MailTemplateData, MailTemplateName } from './mail.templates.js';
+
+/** The frontend paths that e-mail links point to (APP_BASE_URL + path + ?token=...). */
+export const LINK_PATHS = {
+  activation: '/activate',
+  passwordReset: '/reset-password',
+  mfaResetConfirm: '/confirm-mfa-reset',
+} as const;
+
+/**
+ * The only way to build a link for an e-mail: from the configured APP_BASE_URL, never from the
+ * request (a spoofed Host header must not be able to send users' tokens elsewhere).
+ */
+export function buildLink(config: Pick<Config, 'appBaseUrl'>, path: string, token: string): string {
+  const base = config.appBaseUrl.replace(/\/+$/, '');
+  const p = path.startsWith('/') ? path : `/${path}`;
+  return `${base}${p}?token=${encodeURIComponent(token)}`;
+}
+
+export type EnqueueMailInput<K extends MailTemplateName> = {
+  to: string;
+  template: K;
+  data: MailTemplateData[K];
+  locale?: MailLocale;
+};
+
+/**
+ * Writes a mail to the outbox in the caller's transaction: it is sent (by the delivery worker)
+ * only if the change that causes it commits, and it survives restarts and SMTP outages.
+ * The mail is rendered now, so what is sent is what was true when it was written.
+ */
+export async function enqueueMail<K extends MailTemplateName>(
+  tx: Tx,
+  ctx: Pick<AppContext, 'config' | 'clock'>,
+  input: EnqueueMailInput<K>,
+): Promise<{ id: string }> {
+  const rendered = renderMail(input.template, input.data, ctx.config, input.locale);
+  const now = ctx.clock.now();
+  const row = await tx.mailOutbox.create({
+    data: {
+      toAddress: input.to,
+      template: input.template,
+      subject: rendered.subject,
+      textBody: rendered.text,
+      htmlBody: rendered.html,
+      nextAttemptAt: now,
+      createdAt: now,
+    },
+    select: { id: true },
+  });
+  return row;
+}

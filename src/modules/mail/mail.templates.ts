@@ -1,0 +1,116 @@
+import { en } from './locales/en.js';
+
+/**
+ * Mail templates: one typed data shape per template name, one catalogue per language, one layout.
+ * A catalogue only says *what* a mail says (subject, paragraphs, an optional button); the layout
+ * turns that into the text and the HTML part and escapes every value for HTML, so a language
+ * added later cannot forget escaping and templates cannot inject markup.
+ */
+
+/** What each template needs. Callers are type-checked against this map. */
+export type MailTemplateData = {
+  /** A new account: create a password with the link (7 days). */
+  activation: { name: string; link: string; expiresAt: Date; organizationName: string | null };
+  /** Forgotten password: set a new one with the link (30 min). */
+  password_reset: { name: string; link: string; expiresAt: Date };
+  password_changed: { name: string };
+  /** `contact`: whom to ask (support and/or the organisation's administrators), as display text. */
+  account_blocked: { name: string; contact: string };
+  account_unblocked: { name: string };
+  mfa_enrolled: { name: string };
+  mfa_removed: { name: string; by: 'self' | 'admin' | 'support'; actorName?: string };
+  /** Support started a verified MFA reset: the user confirms it with the link (24 h). */
+  mfa_reset_confirm: { name: string; link: string; expiresAt: Date };
+  /** The MFA reset is done: the user can set up a new authenticator at the next login. */
+  mfa_reset_done: { name: string };
+  recovery_code_used: { name: string; remaining: number };
+  recovery_codes_regenerated: { name: string };
+};
+
+export type MailTemplateName = keyof MailTemplateData;
+
+export const MAIL_TEMPLATE_NAMES = [
+  'activation',
+  'password_reset',
+  'password_changed',
+  'account_blocked',
+  'account_unblocked',
+  'mfa_enrolled',
+  'mfa_removed',
+  'mfa_reset_confirm',
+  'mfa_reset_done',
+  'recovery_code_used',
+  'recovery_codes_regenerated',
+] as const satisfies readonly MailTemplateName[];
+
+/** Values every template may use, taken from the configuration (never from a request). */
+export type MailEnvironment = { shopName: string; supportContact: string };
+
+/** The content of one mail, free of any markup. */
+export type MailContent = {
+  subject: string;
+  greeting: string;
+  /** Paragraphs before the button (plain text; the layout escapes them). */
+  intro: string[];
+  action?: { label: string; url: string };
+  /** Paragraphs after the button. */
+  outro?: string[];
+  signature: string;
+};
+
+export type MailCatalogue = {
+  [K in MailTemplateName]: (data: MailTemplateData[K], env: MailEnvironment) => MailContent;
+};
+
+export const MAIL_LOCALES = { en } satisfies Record<string, MailCatalogue>;
+export type MailLocale = keyof typeof MAIL_LOCALES;
+export const DEFAULT_MAIL_LOCALE: MailLocale = 'en';
+
+export type RenderedMail = { subject: string; text: string; html: string };
+
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+}
+
+// Header injection: a subject is one line, whatever a name contains.
+const oneLine = (s: string): string => s.replace(/[\r\n\t]+/g, ' ').trim();
+
+function renderText(c: MailContent): string {
+  const parts = [c.greeting, ...c.intro];
+  if (c.action) parts.push(`${c.action.label}:\n${c.action.url}`);
+  parts.push(...(c.outro ?? []), c.signature);
+  return `${parts.join('\n\n')}\n`;
+}
+
+function renderHtml(c: MailContent, lang: string): string {
+  const p = (s: string) => `<p style="margin:0 0 16px">${escapeHtml(s).replace(/\n/g, '<br>')}</p>`;
+  const button = c.action
+    ? `<p style="margin:24px 0"><a href="${escapeHtml(c.action.url)}" style="background:#0b5cad;color:#ffffff;padding:12px 20px;border-radius:4px;text-decoration:none;display:inline-block">${escapeHtml(c.action.label)}</a></p>` +
+      `<p style="margin:0 0 16px;font-size:13px;color:#555">${escapeHtml(c.action.url)}</p>`
+    : '';
+  return [
+    '<!doctype html>',
+    `<html lang="${escapeHtml(lang)}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(oneLine(c.subject))}</title></head>`,
+    '<body style="font-family:Arial,Helvetica,sans-serif;font-size:15px;line-height:1.5;color:#222;margin:0;padding:24px">',
+    p(c.greeting),
+    ...c.intro.map(p),
+    button,
+    ...(c.outro ?? []).map(p),
+    p(c.signature),
+    '</body></html>',
+    '',
+  ].join('\n');
+}
+
+export function renderMail<K extends MailTemplateName>(
+  template: K,
+  data: MailTemplateData[K],
+  env: MailEnvironment,
+  locale: MailLocale = DEFAULT_MAIL_LOCALE,
+): RenderedMail {
+  const build = MAIL_LOCALES[locale][template] as (d: MailTemplateData[K], e: MailEnvironment) => MailContent;
+  const content = build(data, env);
+  return { subject: oneLine(content.subject), text: renderText(content), html: renderHtml(content, locale) };
+}

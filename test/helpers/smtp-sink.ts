@@ -1,0 +1,112 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+import { simpleParser } from 'mailparser';
+
+/**
+ * A real SMTP server inside the test process. The app's nodemailer transport talks SMTP to it
+ * (SMTP_URL = sink.url), it collects what it accepted, and stop()/start() simulate an outage
+ * (the port is kept, so the app's configuration stays valid).
+ */
+export type ReceivedMail = {
+  from: string;
+  to: string[];
+  subject: string;
+  text: string;
+  html: string;
+  messageId: string | undefined;
+  raw: string;
+};
+
+export type SmtpSink = {
+  url: string;
+  port: number;
+  messages: ReceivedMail[];
+  /** Messages addressed to `to` (case-insensitive). */
+  to(address: string): ReceivedMail[];
+  /** Resolves once at least `count` messages arrived (rejects after `timeoutMs`). */
+  waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
+  /** Closes the listener: connections are refused until start(). */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  running(): boolean;
+};
+
+type TestLike = { teardown(fn: () => unknown): void };
+
+export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
+  const messages: ReceivedMail[] = [];
+  let server: SMTPServer | undefined;
+  let port = 0;
+
+  const create = () =>
+    new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      logger: false,
+      closeTimeout: 100,
+      onData(stream, session, callback) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          const raw = Buffer.concat(chunks).toString('utf8');
+          simpleParser(raw)
+            .then((parsed) => {
+              messages.push({
+                from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+                to: session.envelope.rcptTo.map((r) => r.address),
+                subject: parsed.subject ?? '',
+                text: parsed.text ?? '',
+                html: typeof parsed.html === 'string' ? parsed.html : '',
+                messageId: parsed.messageId,
+                raw,
+              });
+              callback();
+            })
+            .catch((err: Error) => callback(err));
+        });
+      },
+    });
+
+  const start = async () => {
+    if (server) return;
+    const s = create();
+    s.on('error', () => undefined);
+    s.listen(port, '127.0.0.1');
+    await once(s.server, 'listening');
+    port = (s.server.address() as AddressInfo).port;
+    server = s;
+  };
+
+  const stop = async () => {
+    const s = server;
+    if (!s) return;
+    server = undefined;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  };
+
+  await start();
+  t.teardown(stop);
+
+  return {
+    get url() {
+      return `smtp://127.0.0.1:${port}`;
+    },
+    get port() {
+      return port;
+    },
+    messages,
+    to: (address) => messages.filter((m) => m.to.some((a) => a.toLowerCase() === address.toLowerCase())),
+    async waitFor(count, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < count) {
+        if (Date.now() > deadline) throw new Error(`smtp sink: expected ${count} messages, got ${messages.length}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return messages;
+    },
+    stop,
+    start,
+    running: () => server !== undefined,
+  };
+}

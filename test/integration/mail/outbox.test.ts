@@ -1,0 +1,192 @@
+import t from 'tap';
+import { buildTestApp, TEST_ENV } from '../../helpers/app.js';
+import { buildApp } from '../../../src/app.js';
+import { loadConfig } from '../../../src/config.js';
+import { openDatabase } from '../../../src/db/client.js';
+import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
+import { startSmtpSink } from '../../helpers/smtp-sink.js';
+import { enqueueMail, buildLink } from '../../../src/modules/mail/mail.service.js';
+import { deliverDueMail, retryDelaySeconds } from '../../../src/modules/mail/mail.worker.js';
+
+const expiresAt = new Date(Date.UTC(2026, 11, 1, 12, 30));
+
+t.test('a mail written in a transaction is delivered once over SMTP, as text and HTML', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, config } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  const link = buildLink(config, '/activate', 'tok-123');
+  t.equal(link, 'https://shop.example.test/activate?token=tok-123');
+
+  await ctx.db.$transaction((tx) =>
+    enqueueMail(tx, ctx, {
+      to: 'Anna@Example.test',
+      template: 'activation',
+      data: { name: 'Anna <script>alert(1)</script>', link, expiresAt, organizationName: 'Müller & Söhne' },
+    }),
+  );
+  const first = await deliverDueMail(ctx, ctx.mailTransport, 10);
+  t.same(first, { claimed: 1, sent: 1, failed: 0 });
+  const again = await deliverDueMail(ctx, ctx.mailTransport, 10);
+  t.same(again, { claimed: 0, sent: 0, failed: 0 }, 'a sent mail is never claimed again');
+
+  t.equal(sink.messages.length, 1);
+  const mail = sink.messages[0]!;
+  t.same(mail.to.map((a) => a.toLowerCase()), ['anna@example.test']);
+  t.equal(mail.subject, 'ALSO Webshop: activate your account');
+  t.match(mail.text, 'Hello Anna <script>alert(1)</script>,', 'the text part is plain text');
+  t.match(mail.text, link);
+  t.match(mail.text, '1 December 2026 at 12:30 UTC');
+  t.notMatch(mail.html, '<script>', 'data is HTML-escaped');
+  t.match(mail.html, 'Anna &lt;script&gt;alert(1)&lt;/script&gt;');
+  t.match(mail.html, 'Müller &amp; Söhne');
+  t.match(mail.html, `href="${link}"`);
+  t.match(mail.messageId, /^<[0-9a-f-]{36}@webshop\.localhost>$/, 'stable Message-ID from the outbox row');
+
+  const row = await ctx.db.mailOutbox.findFirstOrThrow();
+  t.ok(row.sentAt, 'marked sent');
+  t.equal(row.attempts, 1);
+});
+
+t.test('a mail written in a transaction that rolls back is never sent', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await t.rejects(
+    ctx.db.$transaction(async (tx) => {
+      await enqueueMail(tx, ctx, { to: 'a@example.test', template: 'password_changed', data: { name: 'A' } });
+      throw new Error('rollback');
+    }),
+  );
+  t.equal(await ctx.db.mailOutbox.count(), 0);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 });
+  t.equal(sink.messages.length, 0);
+});
+
+t.test('SMTP down, then up: the mail stays queued, is retried with back-off and delivered exactly once', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction(async (tx) => {
+    await enqueueMail(tx, ctx, { to: 'b@example.test', template: 'password_changed', data: { name: 'B' } });
+    await enqueueMail(tx, ctx, { to: 'c@example.test', template: 'account_unblocked', data: { name: 'C' } });
+  });
+
+  await sink.stop();
+  const down = await deliverDueMail(ctx, ctx.mailTransport, 10);
+  t.same(down, { claimed: 2, sent: 0, failed: 2 });
+  let rows = await ctx.db.mailOutbox.findMany({ orderBy: { toAddress: 'asc' } });
+  for (const row of rows) {
+    t.equal(row.sentAt, null);
+    t.equal(row.attempts, 1);
+    t.equal(row.lockedUntil, null, 'released for the next attempt');
+    t.ok(row.lastError, 'the error is kept');
+    t.equal(row.nextAttemptAt.getTime(), clock.now().getTime() + retryDelaySeconds(1) * 1000);
+  }
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 }, 'not due before the back-off');
+
+  clock.advance(retryDelaySeconds(1));
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 2, sent: 0, failed: 2 }, 'still down');
+  rows = await ctx.db.mailOutbox.findMany();
+  t.ok(rows.every((r) => r.attempts === 2 && r.nextAttemptAt.getTime() === clock.now().getTime() + retryDelaySeconds(2) * 1000), 'back-off doubles');
+  t.equal(retryDelaySeconds(2), 2 * retryDelaySeconds(1));
+  t.equal(retryDelaySeconds(100), 3600, 'capped');
+
+  await sink.start();
+  clock.advance(retryDelaySeconds(2));
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 2, sent: 2, failed: 0 });
+  clock.advance(3600);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 });
+  t.equal(sink.messages.length, 2, 'each mail arrived once');
+  t.same(sink.messages.map((m) => m.to[0]).sort(), ['b@example.test', 'c@example.test']);
+  rows = await ctx.db.mailOutbox.findMany();
+  t.ok(rows.every((r) => r.sentAt && r.lastError === null));
+});
+
+t.test('several workers at once: every mail is claimed and sent by exactly one', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction(async (tx) => {
+    for (let i = 0; i < 12; i++) {
+      await enqueueMail(tx, ctx, { to: `u${i}@example.test`, template: 'mfa_enrolled', data: { name: `U${i}` } });
+    }
+  });
+  const results = await Promise.all([1, 2, 3, 4].map(() => deliverDueMail(ctx, ctx.mailTransport, 5)));
+  const sent = results.reduce((n, r) => n + r.sent, 0);
+  const more = await deliverDueMail(ctx, ctx.mailTransport, 20);
+  t.equal(sent + more.sent, 12);
+  t.equal(sink.messages.length, 12);
+  t.equal(new Set(sink.messages.map((m) => m.to[0])).size, 12, 'no mail twice');
+});
+
+t.test('a claimed mail whose worker died is taken over after the lease', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: 'd@example.test', template: 'mfa_reset_done', data: { name: 'D' } }));
+  // A worker that claims and then "crashes" before sending.
+  const crashed = { kind: 'crash', send: () => new Promise<void>(() => undefined), close: async () => {} };
+  void deliverDueMail(ctx, crashed, 10);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 }, 'held by the lease');
+  clock.advance(10 * 60 + 1);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
+  t.equal(sink.messages.length, 1);
+});
+
+t.test('the worker started by the app delivers on its own and stops with the app', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url, MAIL_WORKER_ENABLED: 'true' });
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) =>
+    enqueueMail(tx, ctx, { to: 'e@example.test', template: 'recovery_code_used', data: { name: 'E', remaining: 1 } }),
+  );
+  const [mail] = await sink.waitFor(1, 10_000);
+  t.match(mail!.text, 'You have 1 recovery code left.');
+});
+
+t.test('without SMTP_URL mail goes to the log, without the body (and its links) outside development', async (t) => {
+  const { app, config, logs } = await buildTestApp(t);
+  const ctx = app.ctx;
+  t.equal(ctx.mailTransport.kind, 'log');
+  const link = buildLink(config, '/reset-password', 'secret-token-value-0123456789');
+  await ctx.db.$transaction((tx) =>
+    enqueueMail(tx, ctx, { to: 'f@example.test', template: 'password_reset', data: { name: 'F', link, expiresAt } }),
+  );
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
+  const line = logs.find((l) => l.includes('SMTP_URL is not set'));
+  t.ok(line, 'logged');
+  t.match(line!, 'ALSO Webshop: reset your password');
+  t.notMatch(logs.join('\n'), 'secret-token-value', 'no link in the log');
+});
+
+t.test('queued mail survives a restart: the next instance\'s worker delivers it', async (t) => {
+  const sink = await startSmtpSink(t);
+  await sink.stop();
+  const first = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = first.app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: 'g@example.test', template: 'account_blocked', data: { name: 'G', contact: 'support' } }));
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 0, failed: 1 }, 'SMTP is down');
+  await first.app.close();
+
+  // A new process on the same database, with the worker on and SMTP back.
+  await sink.start();
+  const config = loadConfig({
+    ...TEST_ENV,
+    LOG_LEVEL: 'silent',
+    MAIL_WORKER_ENABLED: 'true',
+    DATABASE_URL: first.databaseUrl,
+    SMTP_URL: sink.url,
+  });
+  const database = openDatabase(first.databaseUrl, { max: 2 });
+  first.clock.advance(3600);
+  const second = await buildApp({ config, database, keyring: parseKeyring(`t:${generateKey()}`), clock: first.clock });
+  await second.ready();
+  t.teardown(async () => {
+    await second.close();
+    await database.close();
+  });
+  const [mail] = await sink.waitFor(1, 10_000);
+  t.equal(mail!.subject, 'ALSO Webshop: your account was blocked', 'as rendered when it was written');
+  t.equal(sink.messages.length, 1);
+});

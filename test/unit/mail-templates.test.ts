@@ -1,0 +1,56 @@
+import t from 'tap';
+import { MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
+import { buildLink } from '../../src/modules/mail/mail.service.js';
+
+const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)' };
+const evil = 'Eve "<img src=x onerror=alert(1)>" & Co';
+const expiresAt = new Date(Date.UTC(2026, 0, 2, 3, 4));
+const link = 'https://shop.example.test/x?token=abc&y=1';
+
+const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
+  activation: { name: evil, link, expiresAt, organizationName: evil },
+  password_reset: { name: evil, link, expiresAt },
+  password_changed: { name: evil },
+  account_blocked: { name: evil, contact: evil },
+  account_unblocked: { name: evil },
+  mfa_enrolled: { name: evil },
+  mfa_removed: { name: evil, by: 'admin', actorName: evil },
+  mfa_reset_confirm: { name: evil, link, expiresAt },
+  mfa_reset_done: { name: evil },
+  recovery_code_used: { name: evil, remaining: 3 },
+  recovery_codes_regenerated: { name: evil },
+};
+
+t.test('every template renders a subject, a text and an HTML part in every language, escaping all data', async (t) => {
+  for (const locale of Object.keys(MAIL_LOCALES) as (keyof typeof MAIL_LOCALES)[]) {
+    for (const name of MAIL_TEMPLATE_NAMES) {
+      const mail = renderMail(name, samples[name] as never, env, locale);
+      t.ok(mail.subject.startsWith('ALSO Webshop: '), `${locale}/${name} subject`);
+      t.notMatch(mail.subject, /[\r\n]/);
+      t.match(mail.text, `Hello ${evil},`, `${locale}/${name} text is plain`);
+      t.notMatch(mail.html, '<img', `${locale}/${name} html escapes data`);
+      t.match(mail.html, 'Eve &quot;&lt;img src=x onerror=alert(1)&gt;&quot; &amp; Co');
+      if ('link' in samples[name]) {
+        t.match(mail.text, link);
+        t.match(mail.html, 'href="https://shop.example.test/x?token=abc&amp;y=1"');
+        t.match(mail.text, '2 January 2026 at 03:04 UTC');
+      }
+    }
+  }
+});
+
+t.test('a subject stays one line whatever the data holds', async (t) => {
+  const mail = renderMail('password_changed', { name: 'x\r\nBcc: victim@example.test' }, { ...env, shopName: 'Shop\r\nX-Evil: 1' });
+  t.notMatch(mail.subject, /[\r\n]/);
+});
+
+t.test('mfa_removed says who removed it', async (t) => {
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'self' }, env).text, 'You removed');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, env).text, "administrator Bob Admin reset");
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'support' }, env).text, 'support team reset');
+});
+
+t.test('buildLink uses only the configured base URL', async (t) => {
+  t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/' }, '/activate', 'a+b/c'), 'https://shop.example.test/activate?token=a%2Bb%2Fc');
+  t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/b2b' }, 'reset-password', 't'), 'https://shop.example.test/b2b/reset-password?token=t');
+});
