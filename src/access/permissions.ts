@@ -10,6 +10,7 @@ const userPermissions = [
   'me:update',
   'me:mfa',
   'me:sessions',
+  'auth:logout',
   'organization:administrators:read',
 ] as const;
 

@@ -1,0 +1,85 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { requireActor } from '../../access/actor.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import { AcceptTermsRequestSchema, AdministratorsSchema, MeSchema, PreferencesRequestSchema } from './me.schemas.js';
+import { acceptTerms, getMe, listOwnAdministrators, updatePreferences } from './me.service.js';
+
+/** The signed-in user's own profile, terms, preferences and organisation administrators. */
+export const meRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/me',
+    {
+      config: { access: { permission: 'me:read' } },
+      schema: {
+        operationId: 'getMe',
+        tags: ['me'],
+        summary: 'My profile, organisation, roles, MFA status, terms, preferences and required actions',
+        response: { 200: MeSchema },
+      },
+    },
+    async (request, reply) => {
+      reply.header('cache-control', 'no-store');
+      return getMe(app.ctx, requireActor(request));
+    },
+  );
+
+  app.post(
+    '/v1/me/terms',
+    {
+      config: { access: { permission: 'me:update' }, rateLimit: { max: 30, timeWindow: '1 minute' } },
+      schema: {
+        operationId: 'acceptTerms',
+        tags: ['me'],
+        summary: 'Accept the general terms and conditions by typing my e-mail address',
+        description:
+          '`version` must be the current version (422 terms_version_mismatch, with currentVersion) and `email` ' +
+          'must be the account e-mail, case-insensitive (422 terms_email_mismatch). Answers the updated profile. ' +
+          'The `terms` claim of access tokens changes with the next refresh.',
+        body: AcceptTermsRequestSchema,
+        response: { 200: MeSchema, ...problemResponses(422) },
+      },
+    },
+    async (request, reply) => {
+      const actor = requireActor(request);
+      await acceptTerms(app.ctx, actor, request.body, requestMeta(request));
+      reply.header('cache-control', 'no-store');
+      return getMe(app.ctx, actor);
+    },
+  );
+
+  app.patch(
+    '/v1/me/preferences',
+    {
+      config: { access: { permission: 'me:update' } },
+      schema: {
+        operationId: 'updatePreferences',
+        tags: ['me'],
+        summary: 'Set my preferences (newsletter opt-in, off by default)',
+        description: 'Saving once (even unchanged) clears the `set_preferences` required action. Answers the updated profile.',
+        body: PreferencesRequestSchema,
+        response: { 200: MeSchema },
+      },
+    },
+    async (request, reply) => {
+      const actor = requireActor(request);
+      await updatePreferences(app.ctx, actor, request.body, requestMeta(request));
+      reply.header('cache-control', 'no-store');
+      return getMe(app.ctx, actor);
+    },
+  );
+
+  app.get(
+    '/v1/me/organization/administrators',
+    {
+      config: { access: { permission: 'organization:administrators:read' } },
+      schema: {
+        operationId: 'listMyOrganizationAdministrators',
+        tags: ['me'],
+        summary: "Names and e-mail addresses of my organisation's administrators (whom to contact)",
+        response: { 200: AdministratorsSchema },
+      },
+    },
+    async (request) => ({ administrators: await listOwnAdministrators(app.ctx, requireActor(request)) }),
+  );
+};

@@ -1,0 +1,117 @@
+import type { Actor } from '../../access/actor.js';
+import type { AppContext } from '../../context.js';
+import { commonErrors } from '../../errors.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { meErrors } from './me.errors.js';
+import type { Me } from './me.schemas.js';
+import { computeRequiredActions } from './required-actions.js';
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** The signed-in user's own view: profile, organisation, roles, MFA status, terms, preferences. */
+export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
+  const user = await ctx.db.user.findUnique({
+    where: { id: actor.userId },
+    include: {
+      organization: { select: { id: true, name: true, customerNumber: true } },
+      totpFactors: { where: { status: 'ACTIVE' }, select: { activatedAt: true, createdAt: true } },
+      _count: { select: { recoveryCodes: { where: { usedAt: null } } } },
+    },
+  });
+  if (!user) throw commonErrors.token_invalid();
+  const factor = user.totpFactors[0];
+  const mfaEnrolled = factor !== undefined;
+  const termsVersion = ctx.config.termsVersion;
+  return {
+    id: user.id,
+    email: user.email,
+    name: user.name,
+    roles: user.roles,
+    organization: user.organization,
+    mfa: {
+      enrolled: mfaEnrolled,
+      enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null,
+      recoveryCodesLeft: mfaEnrolled ? user._count.recoveryCodes : 0,
+    },
+    terms: {
+      currentVersion: termsVersion,
+      acceptedVersion: user.termsVersion,
+      acceptedAt: iso(user.termsAcceptedAt),
+      accepted: user.termsVersion === termsVersion,
+    },
+    preferences: { newsletterOptIn: user.newsletterOptIn, updatedAt: iso(user.preferencesUpdatedAt) },
+    lastLoginAt: iso(user.lastLoginAt),
+    session: { id: actor.sessionId, amr: actor.amr },
+    requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion }),
+  };
+}
+
+/**
+ * Accepts the general terms (product rule 8): the version must be the current one and the typed
+ * e-mail must be the account's (case-insensitive, surrounding spaces ignored).
+ */
+export async function acceptTerms(
+  ctx: AppContext,
+  actor: Actor,
+  input: { version: string; email: string },
+  meta: RequestMeta,
+): Promise<void> {
+  if (input.version !== ctx.config.termsVersion) {
+    throw meErrors.terms_version_mismatch(`The current terms version is ${ctx.config.termsVersion}.`, {
+      currentVersion: ctx.config.termsVersion,
+    });
+  }
+  await ctx.db.$transaction(async (tx) => {
+    const user = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { email: true } });
+    const typed = input.email.normalize('NFKC').trim().toLowerCase();
+    if (typed !== user.email.normalize('NFKC').toLowerCase()) {
+      throw meErrors.terms_email_mismatch('Type the e-mail address of your account.');
+    }
+    const now = ctx.clock.now();
+    await tx.user.update({ where: { id: actor.userId }, data: { termsVersion: input.version, termsAcceptedAt: now } });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.terms_accepted',
+      actorUserId: actor.userId,
+      subjectUserId: actor.userId,
+      organizationId: actor.organizationId,
+      meta,
+      details: { version: input.version },
+    });
+  });
+}
+
+export async function updatePreferences(
+  ctx: AppContext,
+  actor: Actor,
+  input: { newsletterOptIn: boolean },
+  meta: RequestMeta,
+): Promise<void> {
+  await ctx.db.$transaction(async (tx) => {
+    const before = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { newsletterOptIn: true } });
+    await tx.user.update({
+      where: { id: actor.userId },
+      data: { newsletterOptIn: input.newsletterOptIn, preferencesUpdatedAt: ctx.clock.now() },
+    });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.preferences_changed',
+      actorUserId: actor.userId,
+      subjectUserId: actor.userId,
+      organizationId: actor.organizationId,
+      meta,
+      details: { newsletterOptIn: { from: before.newsletterOptIn, to: input.newsletterOptIn } },
+    });
+  });
+}
+
+/**
+ * Names and e-mails of the active CUSTOMER_ADMINs of the caller's organisation (product rule 12),
+ * nothing about other members. Empty for users without an organisation (support staff).
+ */
+export async function listOwnAdministrators(ctx: AppContext, actor: Actor): Promise<{ name: string; email: string }[]> {
+  if (!actor.organizationId) return [];
+  return ctx.db.user.findMany({
+    where: { organizationId: actor.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' } },
+    select: { name: true, email: true },
+    orderBy: [{ name: 'asc' }, { email: 'asc' }],
+  });
+}

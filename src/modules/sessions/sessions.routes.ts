@@ -1,0 +1,167 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireActor } from '../../access/actor.js';
+import { commonErrors } from '../../errors.js';
+import { noStore } from '../../http/no-store.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import { PREPUBLISH_SECONDS } from './signing-keys.js';
+import { endSession, introspect, listSessions, refreshSession } from './sessions.service.js';
+import {
+  IntrospectionRequestSchema,
+  IntrospectionResponseSchema,
+  JwksSchema,
+  RefreshRequestSchema,
+  SessionIdParamsSchema,
+  SessionListSchema,
+  TokenResponseSchema,
+} from './sessions.schemas.js';
+
+const NoContent = z.null().describe('No content');
+
+/** Token endpoints: refresh, logout, own sessions, JWKS and introspection. */
+export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
+  // RFC 7662 clients send application/x-www-form-urlencoded; JSON works too. Scoped to this plugin.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
+  app.post(
+    '/v1/auth/refresh',
+    {
+      // Per IP; generous because whole offices share one address behind NAT (each user refreshes
+      // about every ACCESS_TOKEN_TTL_SECONDS). Guessing a 256-bit token is hopeless anyway.
+      config: { access: 'public', rateLimit: { max: 300, timeWindow: '1 minute' } },
+      schema: {
+        operationId: 'refreshTokens',
+        tags: ['tokens'],
+        summary: 'Exchange a refresh token for a new token pair (the old refresh token dies)',
+        description:
+          'Rotation with reuse detection: a refresh token works once. Presenting an already rotated token ' +
+          'ends the whole session (401 refresh_token_reused) - except within a short grace period after its ' +
+          'rotation (REFRESH_REUSE_GRACE_SECONDS, default 10 s), where a concurrent refresh gets 409 ' +
+          'refresh_conflict and the session stays alive. Expired (idle or absolute) → 401 refresh_token_expired; ' +
+          'unknown, ended session or blocked account → 401 refresh_token_invalid.',
+        body: RefreshRequestSchema,
+        response: { 200: TokenResponseSchema, ...problemResponses(401, 409) },
+      },
+    },
+    async (request, reply) => {
+      const tokens = await refreshSession(app.ctx, request.body.refreshToken, requestMeta(request));
+      noStore(reply);
+      return tokens;
+    },
+  );
+
+  app.post(
+    '/v1/auth/logout',
+    {
+      config: { access: { permission: 'auth:logout' } },
+      schema: {
+        operationId: 'logout',
+        tags: ['tokens'],
+        summary: 'End the current session (its refresh token and access tokens stop working at once)',
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      const actor = requireActor(request);
+      await endSession(app.ctx, {
+        userId: actor.userId,
+        sessionId: actor.sessionId,
+        organizationId: actor.organizationId,
+        reason: 'logout',
+        meta: requestMeta(request),
+      });
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/v1/me/sessions',
+    {
+      config: { access: { permission: 'me:sessions' } },
+      schema: {
+        operationId: 'listMySessions',
+        tags: ['me'],
+        summary: 'My signed-in sessions (devices), newest first',
+        response: { 200: SessionListSchema },
+      },
+    },
+    async (request) => {
+      const actor = requireActor(request);
+      return { sessions: await listSessions(app.ctx, actor.userId, actor.sessionId) };
+    },
+  );
+
+  app.delete(
+    '/v1/me/sessions/:id',
+    {
+      config: { access: { permission: 'me:sessions' } },
+      schema: {
+        operationId: 'deleteMySession',
+        tags: ['me'],
+        summary: 'End one of my sessions (sign out that device)',
+        description: '404 when the session is not one of mine or has already ended.',
+        params: SessionIdParamsSchema,
+        response: { 204: NoContent, ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      const actor = requireActor(request);
+      const ended = await endSession(app.ctx, {
+        userId: actor.userId,
+        sessionId: request.params.id,
+        organizationId: actor.organizationId,
+        reason: 'user_revoked',
+        meta: requestMeta(request),
+      });
+      if (!ended) throw commonErrors.not_found('No such session.');
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      config: { access: 'public' },
+      schema: {
+        operationId: 'getJwks',
+        tags: ['tokens'],
+        summary: 'Public keys that verify access tokens (RFC 7517)',
+        description:
+          'Every key that may still verify a live access token: the current signing key and, after a rotation, ' +
+          'the previous keys until their last tokens have expired. Select the key by the token header `kid`.',
+        response: { 200: JwksSchema },
+      },
+    },
+    async (_request, reply) => {
+      reply.header('cache-control', `public, max-age=${PREPUBLISH_SECONDS}`);
+      return { keys: app.ctx.signer.publicJwks() };
+    },
+  );
+
+  app.post(
+    '/v1/tokens/introspect',
+    {
+      config: { access: 'service_client' },
+      schema: {
+        operationId: 'introspectToken',
+        tags: ['tokens'],
+        summary: 'Token introspection for service clients (RFC 7662)',
+        description:
+          'HTTP Basic authentication with a configured service client. Body as JSON or ' +
+          'application/x-www-form-urlencoded: `token` (an access token). Answers `active: true` with the ' +
+          "token's claims only when the token is valid AND its session is alive AND the user is active with " +
+          'two-step login set up; otherwise exactly ' +
+          '`{"active": false}`.',
+        body: IntrospectionRequestSchema,
+        response: { 200: IntrospectionResponseSchema },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply);
+      return introspect(app.ctx, request.body.token, request.serviceClient!.id);
+    },
+  );
+};

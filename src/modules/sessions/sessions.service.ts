@@ -1,0 +1,277 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import { commonErrors } from '../../errors.js';
+import { addSeconds } from '../../lib/clock.js';
+import { randomToken, sha256Hex } from '../../lib/tokens.js';
+import type { Session, User } from '../../generated/prisma/client.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { computeRequiredActions } from '../me/required-actions.js';
+import { signAccessToken, verifyAccessToken } from './access-token.js';
+import { findLiveSession } from './session-lookup.js';
+import { sessionErrors } from './sessions.errors.js';
+import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js';
+
+/**
+ * Sessions (one refresh-token family each), their tokens and their end (security.md items 17-21).
+ *
+ * Refresh tokens: 256-bit random, stored as SHA-256, rotated on every use. Presenting a rotated
+ * token again revokes the whole session (reuse detection, audited as session.family_revoked)...
+ * except within REFRESH_REUSE_GRACE_SECONDS (default 10 s) of its rotation: that is a concurrent
+ * refresh (two tabs, a retried request) and answers 409 `refresh_conflict` WITHOUT revoking and
+ * WITHOUT issuing a second pair. The client that won holds the new pair; the loser should use it
+ * (shared storage) or sign in again. A thief who races the legitimate client inside the window gets
+ * nothing either, and any later reuse (after the window) still revokes the family.
+ * Idle timeout: each refresh moves idleExpiresAt to now + REFRESH_IDLE_TTL_SECONDS, never past the
+ * absolute expiresAt (createdAt + REFRESH_ABSOLUTE_TTL_SECONDS).
+ */
+
+export const REFRESH_TOKEN_BYTES = 32;
+
+type Ctx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
+
+const secondsUntil = (date: Date, now: Date) => Math.max(0, Math.floor((date.getTime() - now.getTime()) / 1000));
+
+type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
+
+async function tokenResponse(
+  ctx: Ctx,
+  user: UserForTokens,
+  session: Pick<Session, 'id' | 'amr' | 'idleExpiresAt' | 'expiresAt'>,
+  refreshToken: string,
+  mfaEnrolled: boolean,
+): Promise<TokenResponse> {
+  const now = ctx.clock.now();
+  const access = await signAccessToken(ctx, {
+    userId: user.id,
+    sessionId: session.id,
+    organizationId: user.organizationId,
+    roles: user.roles,
+    amr: session.amr,
+    termsVersion: user.termsVersion,
+  });
+  const refreshEnds = session.idleExpiresAt < session.expiresAt ? session.idleExpiresAt : session.expiresAt;
+  return {
+    accessToken: access.token,
+    tokenType: 'Bearer',
+    expiresIn: access.expiresIn,
+    refreshToken,
+    refreshExpiresIn: secondsUntil(refreshEnds, now),
+    requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion: ctx.config.termsVersion }),
+    user: { id: user.id, email: user.email, name: user.name, organizationId: user.organizationId, roles: user.roles },
+  };
+}
+
+async function newRefreshToken(tx: Tx, sessionId: string, now: Date): Promise<string> {
+  const token = randomToken(REFRESH_TOKEN_BYTES);
+  await tx.refreshToken.create({ data: { sessionId, tokenHash: sha256Hex(token), createdAt: now } });
+  return token;
+}
+
+/**
+ * Signs a user in: creates the Session and its first RefreshToken in the caller's transaction,
+ * records `session.created` and signs the access token with the in-memory key (no query outside tx).
+ * Call it only after every factor was verified (MFA is mandatory); `amr` e.g. ['pwd','otp'].
+ * Callers that return the result over HTTP must call noStore(reply) (src/http/no-store.ts).
+ */
+export async function issueSession(
+  ctx: AppContext,
+  tx: Tx,
+  input: { userId: string; amr: string[]; meta: RequestMeta },
+): Promise<TokenResponse> {
+  const now = ctx.clock.now();
+  const user = await tx.user.findUnique({
+    where: { id: input.userId },
+    include: { totpFactors: { where: { status: 'ACTIVE' }, select: { id: true } } },
+  });
+  if (!user || user.status !== 'ACTIVE') throw commonErrors.forbidden('The account is not active.');
+  const { idleTtlSeconds, absoluteTtlSeconds } = ctx.config.refresh;
+  const expiresAt = addSeconds(now, absoluteTtlSeconds);
+  const idle = addSeconds(now, idleTtlSeconds);
+  const session = await tx.session.create({
+    data: {
+      userId: user.id,
+      amr: input.amr,
+      ip: input.meta.ip,
+      userAgent: input.meta.userAgent,
+      createdAt: now,
+      lastUsedAt: now,
+      idleExpiresAt: idle < expiresAt ? idle : expiresAt,
+      expiresAt,
+    },
+  });
+  const refreshToken = await newRefreshToken(tx, session.id, now);
+  await tx.user.update({ where: { id: user.id }, data: { lastLoginAt: now } });
+  await recordAudit(tx, ctx.clock, {
+    type: 'session.created',
+    actorUserId: user.id,
+    subjectUserId: user.id,
+    organizationId: user.organizationId,
+    meta: input.meta,
+    details: { sessionId: session.id, amr: input.amr },
+  });
+  return tokenResponse(ctx, user, session, refreshToken, user.totpFactors.length > 0);
+}
+
+type RefreshOutcome =
+  | { kind: 'ok'; response: TokenResponse }
+  | { kind: 'invalid' }
+  | { kind: 'expired' }
+  | { kind: 'conflict' }
+  | { kind: 'reused' };
+
+/** Rotates a refresh token: the old one dies, a new pair is returned (see the module comment). */
+export async function refreshSession(ctx: AppContext, refreshToken: string, meta: RequestMeta): Promise<TokenResponse> {
+  const outcome = await ctx.db.$transaction(async (tx): Promise<RefreshOutcome> => {
+    const now = ctx.clock.now();
+    const row = await tx.refreshToken.findUnique({
+      where: { tokenHash: sha256Hex(refreshToken) },
+      include: {
+        session: {
+          include: { user: { include: { totpFactors: { where: { status: 'ACTIVE' }, select: { id: true } } } } },
+        },
+      },
+    });
+    if (!row) return { kind: 'invalid' };
+    const { session } = row;
+    const { user } = session;
+    if (session.revokedAt !== null || user.status !== 'ACTIVE') return { kind: 'invalid' };
+
+    if (row.rotatedAt !== null) {
+      if (now.getTime() - row.rotatedAt.getTime() <= ctx.config.refresh.reuseGraceSeconds * 1000) return { kind: 'conflict' };
+      const { count } = await tx.session.updateMany({
+        where: { id: session.id, revokedAt: null },
+        data: { revokedAt: now, revokedReason: 'refresh_token_reuse' },
+      });
+      if (count === 1) {
+        await recordAudit(tx, ctx.clock, {
+          type: 'session.family_revoked',
+          actorUserId: null,
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { sessionId: session.id, reason: 'refresh_token_reuse', rotatedAt: row.rotatedAt.toISOString() },
+        });
+      }
+      return { kind: 'reused' };
+    }
+
+    if (session.expiresAt <= now || session.idleExpiresAt <= now) return { kind: 'expired' };
+
+    // Conditional update: of two concurrent refreshes with one token exactly one rotates it.
+    const { count } = await tx.refreshToken.updateMany({ where: { id: row.id, rotatedAt: null }, data: { rotatedAt: now } });
+    if (count !== 1) return { kind: 'conflict' };
+
+    const idle = addSeconds(now, ctx.config.refresh.idleTtlSeconds);
+    const updated = await tx.session.update({
+      where: { id: session.id },
+      data: {
+        lastUsedAt: now,
+        idleExpiresAt: idle < session.expiresAt ? idle : session.expiresAt,
+        ip: meta.ip,
+        userAgent: meta.userAgent,
+      },
+    });
+    const next = await newRefreshToken(tx, session.id, now);
+    return { kind: 'ok', response: await tokenResponse(ctx, user, updated, next, user.totpFactors.length > 0) };
+  });
+
+  switch (outcome.kind) {
+    case 'ok':
+      return outcome.response;
+    case 'conflict':
+      throw sessionErrors.refresh_conflict(
+        'Another request refreshed this session with the same token a moment ago. Use the tokens it received.',
+      );
+    case 'reused':
+      throw sessionErrors.refresh_token_reused('The session was ended for safety. Sign in again.');
+    case 'expired':
+      throw sessionErrors.refresh_token_expired('Sign in again.');
+    case 'invalid':
+      throw sessionErrors.refresh_token_invalid('Sign in again.');
+  }
+}
+
+/** Ends one session of a user (logout, or "sign out that device"); false when none was alive. */
+export async function endSession(
+  ctx: AppContext,
+  input: { userId: string; sessionId: string; reason: 'logout' | 'user_revoked'; meta: RequestMeta; organizationId: string | null },
+): Promise<boolean> {
+  return ctx.db.$transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { count } = await tx.session.updateMany({
+      where: { id: input.sessionId, userId: input.userId, revokedAt: null, expiresAt: { gt: now } },
+      data: { revokedAt: now, revokedReason: input.reason },
+    });
+    if (count !== 1) return false;
+    await recordAudit(tx, ctx.clock, {
+      type: 'session.revoked',
+      actorUserId: input.userId,
+      subjectUserId: input.userId,
+      organizationId: input.organizationId,
+      meta: input.meta,
+      details: { sessionId: input.sessionId, reason: input.reason },
+    });
+    return true;
+  });
+}
+
+export type SessionView = {
+  id: string;
+  createdAt: string;
+  lastUsedAt: string;
+  expiresAt: string;
+  idleExpiresAt: string;
+  ip: string | null;
+  userAgent: string | null;
+  amr: string[];
+  current: boolean;
+};
+
+/** The user's live sessions, newest first. */
+export async function listSessions(ctx: AppContext, userId: string, currentSessionId: string): Promise<SessionView[]> {
+  const now = ctx.clock.now();
+  const sessions = await ctx.db.session.findMany({
+    where: { userId, revokedAt: null, expiresAt: { gt: now }, idleExpiresAt: { gt: now } },
+    orderBy: { createdAt: 'desc' },
+    take: 200,
+  });
+  return sessions.map((s) => ({
+    id: s.id,
+    createdAt: s.createdAt.toISOString(),
+    lastUsedAt: s.lastUsedAt.toISOString(),
+    expiresAt: s.expiresAt.toISOString(),
+    idleExpiresAt: s.idleExpiresAt.toISOString(),
+    ip: s.ip,
+    userAgent: s.userAgent,
+    amr: s.amr,
+    current: s.id === currentSessionId,
+  }));
+}
+
+/**
+ * RFC 7662 introspection: active only when the access token verifies AND its session is alive AND
+ * the user is active with an active MFA factor; exactly `{ active: false }` otherwise. Roles are
+ * the user's current ones.
+ */
+export async function introspect(ctx: AppContext, token: string, clientId: string): Promise<IntrospectionResponse> {
+  const claims = await verifyAccessToken(ctx, token);
+  if (!claims) return { active: false };
+  const session = await findLiveSession(ctx.pool, claims.sid, claims.sub, ctx.clock.now());
+  // A session whose user removed their MFA may only enrol again: not a usable login for others.
+  if (!session || !session.mfaEnrolled) return { active: false };
+  return {
+    active: true,
+    token_type: 'Bearer',
+    iss: claims.iss,
+    sub: claims.sub,
+    aud: claims.aud,
+    exp: claims.exp,
+    iat: claims.iat,
+    jti: claims.jti,
+    sid: claims.sid,
+    org: session.organizationId,
+    roles: session.roles,
+    amr: session.amr,
+    client_id: clientId,
+  };
+}

@@ -1,0 +1,287 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { Config } from '../../config.js';
+import type { Db, Tx } from '../../db/client.js';
+import { commonErrors } from '../../errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { open, seal, type Keyring } from '../../lib/secret-box.js';
+import type { SigningKey } from '../../generated/prisma/client.js';
+
+/**
+ * JWT signing keys (security.md item 17), shared by all instances through the `signing_keys` table
+ * and held in memory by each instance, so signing a token never needs a database query.
+ *
+ * - The private key is a JWK sealed with the keyring (AES-256-GCM, aad `signing-key:<kid>`).
+ * - `kid` is the RFC 7638 thumbprint of the public key.
+ * - `retiredAt` is the moment a key stops signing. The signing key is the OLDEST key of the
+ *   configured algorithm that is not yet retired (retiredAt null or in the future).
+ * - Rotation (`rotateSigningKey`, CLI `rotate-signing-key`) is staged: the new key is published in
+ *   the JWKS at once, and the current key keeps signing for PREPUBLISH_SECONDS (its retiredAt is set
+ *   to now + PREPUBLISH_SECONDS), so verifiers that cache the JWKS (max-age = PREPUBLISH_SECONDS)
+ *   already know the new key when the first token signed with it arrives. `--immediate` (leaked
+ *   key) switches at once.
+ * - Key retention: a retired key stays in the JWKS and keeps verifying for
+ *   `ACCESS_TOKEN_TTL_SECONDS + KEY_PROPAGATION_SECONDS` after its retiredAt: the TTL covers the last
+ *   token it signed; the margin covers other instances that still sign with it until their next
+ *   background refresh (every REFRESH_INTERVAL_MS) plus clock skew. Later rotations delete keys past
+ *   that point.
+ * - Only keys of the configured algorithm verify; switching JWT_ALGORITHM creates a new key at the
+ *   next start and tokens signed with the old algorithm stop verifying at once.
+ */
+
+export const KEY_PROPAGATION_SECONDS = 120;
+/** How long a new key is published before it signs; also the JWKS Cache-Control max-age. */
+export const PREPUBLISH_SECONDS = 60;
+const REFRESH_INTERVAL_MS = 60_000;
+const RETRY_INTERVAL_MS = 5_000;
+const UNKNOWN_KID_RELOAD_MIN_INTERVAL_MS = 5_000;
+const ADVISORY_LOCK_ID = 7_305_001;
+
+export type JwtAlgorithm = Config['jwt']['algorithm'];
+
+export type PublicJwk = JWK & { kty: string; kid: string; alg: JwtAlgorithm; use: 'sig' };
+
+type LoadedKey = {
+  kid: string;
+  algorithm: string;
+  publicJwk: PublicJwk;
+  publicKey: KeyObject;
+  createdAt: Date;
+  retiredAt: Date | null;
+  /** Decrypted only for keys that sign now or will sign later. */
+  privateKey?: KeyObject;
+};
+
+export type ActiveSigningKey = { kid: string; algorithm: JwtAlgorithm; privateKey: KeyObject };
+
+export type SigningKeyDeps = { db: Db; keyring: Keyring; clock: Clock; config: Config };
+
+type Log = { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+
+export type SigningKeyManager = {
+  /** The key that signs new access tokens; throws 503 when no key could be loaded yet. */
+  signingKey(): ActiveSigningKey;
+  /** A public key of the configured algorithm that may still verify a live token, by kid. */
+  verificationKey(kid: string): KeyObject | undefined;
+  /** Like verificationKey, but reloads from the database (throttled) when the kid is unknown. */
+  resolveVerificationKey(kid: string): Promise<KeyObject | undefined>;
+  /** Every public key that may still verify a live token (the JWKS). */
+  publicJwks(): PublicJwk[];
+  /** Loads keys from the database, creating the first key if there is none. */
+  reload(): Promise<void>;
+  /** Starts the background refresh (keys rotated by another instance or the CLI). */
+  start(): void;
+  stop(): void;
+  readonly loaded: boolean;
+};
+
+function retentionSeconds(config: Config): number {
+  return config.jwt.accessTtlSeconds + KEY_PROPAGATION_SECONDS;
+}
+
+/** True while a key may still verify tokens (and so must be published). */
+export function isPublishable(key: { retiredAt: Date | null }, now: Date, config: Config): boolean {
+  return key.retiredAt === null || key.retiredAt.getTime() + retentionSeconds(config) * 1000 > now.getTime();
+}
+
+/** AAD under which a signing key's private JWK is sealed (also used by rotate-encryption-key). */
+export const signingKeyAad = (kid: string) => `signing-key:${kid}`;
+
+async function generateKey(algorithm: JwtAlgorithm): Promise<{ kid: string; publicJwk: PublicJwk; privateJwk: JWK }> {
+  const pair =
+    algorithm === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pub = pair.publicKey.export({ format: 'jwk' }) as JWK;
+  const priv = pair.privateKey.export({ format: 'jwk' }) as JWK;
+  const kid = await calculateJwkThumbprint(pub, 'sha256');
+  const publicJwk: PublicJwk = { ...pub, kty: pub.kty ?? '', kid, alg: algorithm, use: 'sig' };
+  return { kid, publicJwk, privateJwk: { ...priv, kid, alg: algorithm } };
+}
+
+async function insertKey(tx: Tx, deps: SigningKeyDeps, now: Date): Promise<SigningKey> {
+  const algorithm = deps.config.jwt.algorithm;
+  const { kid, publicJwk, privateJwk } = await generateKey(algorithm);
+  const sealed = seal(deps.keyring, JSON.stringify(privateJwk), signingKeyAad(kid));
+  return tx.signingKey.create({
+    data: {
+      kid,
+      algorithm,
+      publicJwk: publicJwk as object,
+      privateKeyCiphertext: sealed.ciphertext,
+      encryptionKeyId: sealed.keyId,
+      createdAt: now,
+    },
+  });
+}
+
+async function lock(tx: Tx): Promise<void> {
+  // Serialises key creation/rotation across instances and the CLI.
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_ID}::bigint)`;
+}
+
+/**
+ * Makes sure an unretired key of the configured algorithm exists (creating one, and retiring keys
+ * of another algorithm, when not) and returns all rows.
+ */
+export async function ensureSigningKey(deps: SigningKeyDeps): Promise<SigningKey[]> {
+  return deps.db.$transaction(async (tx) => {
+    const now = deps.clock.now();
+    const existing = await tx.signingKey.findMany({ where: { retiredAt: null }, orderBy: { createdAt: 'desc' } });
+    if (existing.some((k) => k.algorithm === deps.config.jwt.algorithm)) {
+      return tx.signingKey.findMany({ orderBy: { createdAt: 'desc' } });
+    }
+    await lock(tx);
+    const again = await tx.signingKey.findMany({ where: { retiredAt: null, algorithm: deps.config.jwt.algorithm } });
+    if (again.length === 0) {
+      await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: now } });
+      await insertKey(tx, deps, now);
+    }
+    return tx.signingKey.findMany({ orderBy: { createdAt: 'desc' } });
+  });
+}
+
+export type RotationResult = { kid: string; algorithm: string; signsFrom: string; retired: string[]; deleted: string[] };
+
+/**
+ * Adds a new signing key; the current key keeps signing for PREPUBLISH_SECONDS (0 with
+ * `immediate`) and then retires. Retired keys stay published until every token they signed has
+ * expired; keys past that point are deleted. Other instances pick the new key up within
+ * REFRESH_INTERVAL_MS (or at once when they meet its kid).
+ */
+export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediate?: boolean } = {}): Promise<RotationResult> {
+  return deps.db.$transaction(async (tx) => {
+    await lock(tx);
+    const now = deps.clock.now();
+    const active = await tx.signingKey.findMany({ where: { retiredAt: null }, select: { kid: true } });
+    // Nothing signs yet (fresh database): the new key signs at once.
+    const immediate = options.immediate || active.length === 0;
+    const switchAt = new Date(now.getTime() + (immediate ? 0 : PREPUBLISH_SECONDS * 1000));
+    await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: switchAt } });
+    if (immediate) await tx.signingKey.updateMany({ where: { retiredAt: { gt: now } }, data: { retiredAt: now } });
+    const created = await insertKey(tx, deps, now);
+    const cutoff = new Date(now.getTime() - retentionSeconds(deps.config) * 1000);
+    const stale = await tx.signingKey.findMany({ where: { retiredAt: { lte: cutoff } }, select: { kid: true } });
+    await tx.signingKey.deleteMany({ where: { kid: { in: stale.map((k) => k.kid) } } });
+    return {
+      kid: created.kid,
+      algorithm: created.algorithm,
+      signsFrom: switchAt.toISOString(),
+      retired: active.map((k) => k.kid),
+      deleted: stale.map((k) => k.kid),
+    };
+  });
+}
+
+export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): SigningKeyManager {
+  const { config, clock } = deps;
+  let keys = new Map<string, LoadedKey>();
+  let timer: NodeJS.Timeout | undefined;
+  let lastReload = 0;
+  let inflight: Promise<void> | undefined;
+
+  async function load(): Promise<void> {
+    const rows = await ensureSigningKey(deps);
+    const now = clock.now();
+    const next = new Map<string, LoadedKey>();
+    for (const row of rows) {
+      const jwk = row.publicJwk as PublicJwk;
+      const signsLater = row.algorithm === config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now);
+      let privateKey = keys.get(row.kid)?.privateKey;
+      if (signsLater && !privateKey) {
+        const sealed = { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId };
+        const privateJwk = JSON.parse(open(deps.keyring, sealed, signingKeyAad(row.kid))) as JsonWebKey;
+        privateKey = createPrivateKey({ key: privateJwk, format: 'jwk' });
+      }
+      next.set(row.kid, {
+        kid: row.kid,
+        algorithm: row.algorithm,
+        publicJwk: { ...jwk, kid: row.kid, alg: row.algorithm as JwtAlgorithm, use: 'sig' },
+        publicKey: createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }),
+        createdAt: row.createdAt,
+        retiredAt: row.retiredAt,
+        ...(signsLater && privateKey ? { privateKey } : {}),
+      });
+    }
+    keys = next;
+  }
+
+  /** The oldest key of the configured algorithm that has not reached its retiredAt. */
+  function currentSigner(): ActiveSigningKey | undefined {
+    const now = clock.now().getTime();
+    let best: LoadedKey | undefined;
+    for (const k of keys.values()) {
+      if (k.algorithm !== config.jwt.algorithm || !k.privateKey) continue;
+      if (k.retiredAt !== null && k.retiredAt.getTime() <= now) continue;
+      if (!best || k.createdAt < best.createdAt) best = k;
+    }
+    return best ? { kid: best.kid, algorithm: config.jwt.algorithm, privateKey: best.privateKey! } : undefined;
+  }
+
+  function reload(): Promise<void> {
+    // One load at a time; concurrent callers share it.
+    inflight ??= load().finally(() => {
+      lastReload = performance.now();
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  function schedule(ms: number) {
+    timer = setTimeout(() => {
+      reload().then(
+        () => schedule(REFRESH_INTERVAL_MS),
+        (err: unknown) => {
+          log?.warn({ err }, 'could not refresh signing keys; retrying');
+          schedule(keys.size > 0 ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
+        },
+      );
+    }, ms);
+    timer.unref();
+  }
+
+  const manager: SigningKeyManager = {
+    get loaded() {
+      return keys.size > 0;
+    },
+    signingKey() {
+      const active = currentSigner();
+      if (!active) {
+        throw commonErrors.service_unavailable('Signing keys are not loaded yet. Try again shortly.', {}, { 'retry-after': '5' });
+      }
+      return active;
+    },
+    verificationKey(kid) {
+      const key = keys.get(kid);
+      if (!key || key.algorithm !== config.jwt.algorithm || !isPublishable(key, clock.now(), config)) return undefined;
+      return key.publicKey;
+    },
+    async resolveVerificationKey(kid) {
+      const known = manager.verificationKey(kid);
+      if (known || keys.has(kid)) return known;
+      if (performance.now() - lastReload < UNKNOWN_KID_RELOAD_MIN_INTERVAL_MS && !inflight) return undefined;
+      try {
+        await reload();
+      } catch (err) {
+        log?.warn({ err }, 'could not reload signing keys for an unknown kid');
+        return undefined;
+      }
+      return manager.verificationKey(kid);
+    },
+    publicJwks() {
+      const now = clock.now();
+      return [...keys.values()]
+        .filter((k) => k.algorithm === config.jwt.algorithm && isPublishable(k, now, config))
+        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime())
+        .map((k) => k.publicJwk);
+    },
+    reload,
+    start() {
+      if (timer) return;
+      schedule(keys.size > 0 ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
+    },
+    stop() {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+  return manager;
+}

@@ -1,0 +1,154 @@
+import fp from 'fastify-plugin';
+import type { FastifyRequest } from 'fastify';
+import { commonErrors } from '../errors.js';
+import { rolesGrant, type Permission } from '../access/permissions.js';
+import type { Actor } from '../access/actor.js';
+import { safeEqual, sha256Hex } from '../lib/tokens.js';
+import type { AppContext } from '../context.js';
+import { verifyAccessToken } from '../modules/sessions/access-token.js';
+import { sessionErrors } from '../modules/sessions/sessions.errors.js';
+import { findLiveSession } from '../modules/sessions/session-lookup.js';
+import type { RouteAccess } from './route-access.js';
+
+/**
+ * Turns credentials into `request.actor` / `request.serviceClient` for every route, by its declared
+ * access (deny by default; route-access refuses routes that declare nothing):
+ *
+ *  - `{ permission }`: `Authorization: Bearer <access token>`. The token must verify (configured alg
+ *    only, iss, one of our audiences, exp, `typ: at+jwt` + `token_use: access`), its session must be
+ *    alive and its user active: one database query. Missing → 401 `unauthenticated`; anything else
+ *    wrong → 401 `token_invalid`. Then the actor's roles must grant the permission → else 403
+ *    `forbidden`; and a user without an active TOTP factor may only use MFA_EXEMPT_PERMISSIONS →
+ *    else 403 `mfa_enrollment_required`.
+ *  - `service_client`: HTTP Basic with a configured client id and secret (secret compared as SHA-256
+ *    in constant time) → `request.serviceClient`; else 401 `invalid_client` with WWW-Authenticate.
+ *  - `public`: nothing is checked here.
+ *
+ * Tokens never travel in URLs (security.md item 21): a request to a route that declares 401 and
+ * carries a token-like query parameter (TOKEN_QUERY_PARAMETERS) is refused with 401 `token_in_query`
+ * before anything else, whether or not the token is valid.
+ */
+
+export const MFA_EXEMPT_PERMISSIONS: readonly Permission[] = ['me:read', 'me:mfa', 'auth:logout'];
+
+export const TOKEN_QUERY_PARAMETERS = [
+  'access_token',
+  'accessToken',
+  'refresh_token',
+  'refreshToken',
+  'id_token',
+  'token',
+  'challengeToken',
+  'challenge_token',
+];
+
+export type ServiceClient = { id: string };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    serviceClient: ServiceClient | null;
+  }
+}
+
+const BEARER_CHALLENGE = 'Bearer realm="webshop-auth"';
+const BASIC_CHALLENGE = 'Basic realm="webshop-auth", charset="UTF-8"';
+// Compared against when the client id is unknown, so both paths do the same work.
+const DUMMY_HASH = sha256Hex('no such client');
+
+function routeDeclares401(request: FastifyRequest): boolean {
+  const response = (request.routeOptions.schema as { response?: Record<string, unknown> } | undefined)?.response;
+  return Boolean(response && (response['401'] ?? (response as Record<number, unknown>)[401]));
+}
+
+function hasTokenInQuery(request: FastifyRequest): boolean {
+  const q = request.url.indexOf('?');
+  if (q === -1) return false;
+  const params = new URLSearchParams(request.url.slice(q + 1));
+  return TOKEN_QUERY_PARAMETERS.some((name) => params.has(name));
+}
+
+/** The bearer token of the request, undefined when there is no Authorization: Bearer header. */
+export function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header !== 'string') return undefined;
+  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(header);
+  return match?.[1];
+}
+
+/** Resolves a bearer token to an actor (one query), or throws 401 token_invalid. */
+export async function authenticateBearer(ctx: AppContext, token: string): Promise<Actor> {
+  const invalid = () =>
+    commonErrors.token_invalid(undefined, {}, { 'www-authenticate': `${BEARER_CHALLENGE}, error="invalid_token"` });
+  const claims = await verifyAccessToken(ctx, token);
+  if (!claims) throw invalid();
+  const session = await findLiveSession(ctx.pool, claims.sid, claims.sub, ctx.clock.now());
+  if (!session) throw invalid();
+  return {
+    userId: session.userId,
+    sessionId: session.sessionId,
+    organizationId: session.organizationId,
+    roles: session.roles,
+    amr: session.amr,
+    mfaEnrolled: session.mfaEnrolled,
+  };
+}
+
+/** Checks HTTP Basic client credentials against config.serviceClients. */
+export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, header: string | undefined): ServiceClient | null {
+  if (typeof header !== 'string') return null;
+  const match = /^Basic[ ]+([A-Za-z0-9+/=]+)[ ]*$/i.exec(header);
+  if (!match) return null;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return null;
+  let id: string;
+  let secret: string;
+  try {
+    // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+    id = decodeURIComponent(decoded.slice(0, colon).replaceAll('+', ' '));
+    secret = decodeURIComponent(decoded.slice(colon + 1).replaceAll('+', ' '));
+  } catch {
+    return null;
+  }
+  const client = ctx.config.serviceClients.find((c) => c.id === id);
+  const ok = safeEqual(sha256Hex(secret), client?.secretSha256 ?? DUMMY_HASH);
+  return client && ok ? { id: client.id } : null;
+}
+
+export const authenticate = fp(
+  async (app) => {
+    app.decorateRequest('actor', null);
+    app.decorateRequest('serviceClient', null);
+
+    app.addHook('onRequest', async (request) => {
+      const access = (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access;
+      if (!access || request.routeOptions.url === undefined) return; // 404s and the docs UI
+
+      if (routeDeclares401(request) && hasTokenInQuery(request)) {
+        throw sessionErrors.token_in_query('Send tokens in the Authorization header or the request body, never in the URL.');
+      }
+      if (access === 'public') return;
+
+      if (access === 'service_client') {
+        const client = authenticateServiceClient(app.ctx, request.headers.authorization);
+        if (!client) {
+          throw sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', {}, { 'www-authenticate': BASIC_CHALLENGE });
+        }
+        request.serviceClient = client;
+        return;
+      }
+
+      const token = bearerToken(request);
+      if (!token) {
+        throw commonErrors.unauthenticated('Send an access token: Authorization: Bearer <token>.', {}, { 'www-authenticate': BEARER_CHALLENGE });
+      }
+      const actor = await authenticateBearer(app.ctx, token);
+      request.actor = actor;
+      if (!rolesGrant(actor.roles, access.permission)) throw commonErrors.forbidden();
+      if (!actor.mfaEnrolled && !MFA_EXEMPT_PERMISSIONS.includes(access.permission)) {
+        throw sessionErrors.mfa_enrollment_required('Set up two-step login (TOTP) before using this function.');
+      }
+    });
+  },
+  { name: 'authenticate', dependencies: ['route-access'] },
+);

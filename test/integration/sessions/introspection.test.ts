@@ -1,0 +1,106 @@
+import t from 'tap';
+import { decodeJwt } from 'jose';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { sha256Hex } from '../../../src/lib/tokens.js';
+import { revokeUserSessions } from '../../../src/modules/sessions/revoke.js';
+
+const CSO_SECRET = 'cso-secret-0123456789abcdef';
+const env = { SERVICE_CLIENTS: `cso:${sha256Hex(CSO_SECRET)},shop-backend:${sha256Hex('another secret value')}` };
+const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+
+t.test('introspection requires client authentication', async (t) => {
+  const { app } = await buildTestApp(t, env);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const tokens = await signIn(app, user);
+  const body = { token: tokens.accessToken };
+
+  for (const [label, headers] of [
+    ['no credentials', {}],
+    ['wrong secret', { authorization: basic('cso', 'wrong') }],
+    ['unknown client', { authorization: basic('nobody', CSO_SECRET) }],
+    ["another client's secret", { authorization: basic('shop-backend', CSO_SECRET) }],
+    ['malformed', { authorization: 'Basic !!!' }],
+    ['a user access token instead', { authorization: `Bearer ${tokens.accessToken}` }],
+  ] as const) {
+    const res = await request({ url: '/v1/tokens/introspect', body, headers });
+    t.equal(res.status, 401, label);
+    t.equal(res.body.code, 'invalid_client', label);
+    t.match(res.headers['www-authenticate'], /^Basic realm=/, label);
+    t.notOk('active' in res.body, `${label}: no token information`);
+  }
+});
+
+t.test('introspection: active only for a valid token of a live session; exactly {active:false} otherwise', async (t) => {
+  const { app, config, clock } = await buildTestApp(t, env);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const tokens = await signIn(app, user);
+  const introspect = (token: string, contentType: 'json' | 'form' = 'json') =>
+    contentType === 'json'
+      ? request({ url: '/v1/tokens/introspect', body: { token }, headers: { authorization: basic('cso', CSO_SECRET) } })
+      : request({
+          url: '/v1/tokens/introspect',
+          payload: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+          headers: { authorization: basic('cso', CSO_SECRET), 'content-type': 'application/x-www-form-urlencoded' },
+        });
+
+  const active = await introspect(tokens.accessToken);
+  t.equal(active.status, 200);
+  t.equal(active.headers['cache-control'], 'no-store');
+  const claims = decodeJwt(tokens.accessToken);
+  t.same(active.body, {
+    active: true,
+    token_type: 'Bearer',
+    iss: config.jwt.issuer,
+    sub: user.id,
+    aud: ['webshop', 'cso'],
+    exp: claims.exp,
+    iat: claims.iat,
+    jti: claims.jti,
+    sid: claims.sid,
+    org: org.id,
+    roles: ['USER', 'CUSTOMER_ADMIN'],
+    amr: ['pwd', 'otp'],
+    client_id: 'cso',
+  });
+  t.equal((await introspect(tokens.accessToken, 'form')).body.active, true, 'RFC 7662 form encoding works too');
+
+  const inactive = async (token: string, label: string) => {
+    const res = await introspect(token);
+    t.equal(res.status, 200, label);
+    t.equal(res.raw, '{"active":false}', `${label}: exactly {"active": false}`);
+  };
+  await inactive('garbage', 'unknown token');
+  await inactive(tokens.refreshToken, 'refresh token');
+  const [h, p, sig] = tokens.accessToken.split('.') as [string, string, string];
+  const flipped = `${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`;
+  await inactive(`${h}.${p}.${flipped}`, 'bad signature');
+
+  // Revocation is seen at once: logout, password reset, blocking.
+  const second = await signIn(app, user);
+  await request({ url: '/v1/auth/logout', method: 'POST', token: tokens.accessToken });
+  await inactive(tokens.accessToken, 'after logout');
+  t.equal((await introspect(second.accessToken)).body.active, true, 'other session unaffected');
+  await app.ctx.db.$transaction((tx) => revokeUserSessions(tx, app.ctx.clock, user.id, 'password_reset'));
+  await inactive(second.accessToken, 'after password reset (all sessions revoked)');
+
+  const third = await signIn(app, user);
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED' } });
+  await inactive(third.accessToken, 'blocked user');
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'ACTIVE' } });
+  t.equal((await introspect(third.accessToken)).body.active, true);
+
+  // After the user removed their MFA the session may only enrol again: not active for other services.
+  await app.ctx.db.totpFactor.deleteMany({ where: { userId: user.id } });
+  await inactive(third.accessToken, 'MFA removed');
+  await app.ctx.db.totpFactor.create({ data: { userId: user.id, status: 'ACTIVE', secretCiphertext: 'x', encryptionKeyId: 'x' } });
+  t.equal((await introspect(third.accessToken)).body.active, true);
+
+  clock.advance(config.jwt.accessTtlSeconds + 10);
+  await inactive(third.accessToken, 'expired');
+});

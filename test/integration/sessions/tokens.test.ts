@@ -1,0 +1,145 @@
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../../src/modules/sessions/signing-keys.js';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+
+t.test('issueSession: token response and access-token claims', async (t) => {
+  const { app, config } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+
+  const tokens = await signIn(app, user);
+  t.equal(tokens.tokenType, 'Bearer');
+  t.equal(tokens.expiresIn, config.jwt.accessTtlSeconds);
+  t.ok(tokens.expiresIn <= 900);
+  t.equal(tokens.refreshExpiresIn, config.refresh.idleTtlSeconds);
+  t.same(tokens.requiredActions, ['accept_terms', 'set_preferences']);
+  t.same(tokens.user, { id: user.id, email: user.email, name: user.name, organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  t.ok(tokens.refreshToken.length >= 43, 'refresh token carries at least 256 bits');
+
+  const header = decodeProtectedHeader(tokens.accessToken);
+  t.equal(header.alg, 'EdDSA');
+  t.equal(header.typ, 'at+jwt');
+  t.match(header.kid, /^[A-Za-z0-9_-]{43}$/);
+  const claims = decodeJwt(tokens.accessToken);
+  t.equal(claims.iss, config.jwt.issuer);
+  t.same(claims.aud, ['webshop', 'cso']);
+  t.equal(claims.sub, user.id);
+  t.equal(claims.org, org.id);
+  t.same(claims.roles, ['USER', 'CUSTOMER_ADMIN']);
+  t.same(claims.amr, ['pwd', 'otp']);
+  t.equal(claims.terms, null);
+  t.equal(claims.token_use, 'access');
+  t.match(claims.sid, /^[0-9a-f-]{36}$/);
+  t.type(claims.jti, 'string');
+  t.equal(claims.exp! - claims.iat!, config.jwt.accessTtlSeconds);
+
+  const me = await request({ url: '/v1/me', token: tokens.accessToken });
+  t.equal(me.status, 200);
+  t.equal(me.body.id, user.id);
+
+  const audit = await app.ctx.db.auditEvent.findFirst({ where: { type: 'session.created', subjectUserId: user.id } });
+  t.ok(audit, 'session.created audited');
+  t.equal(audit?.organizationId, org.id);
+});
+
+t.test('a separate jose client verifies access tokens against the served JWKS, also across a key rotation', async (t) => {
+  const { app, config, clock } = await buildTestApp(t);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const jwksUrl = new URL(`http://127.0.0.1:${port}/.well-known/jwks.json`);
+
+  // What CSO 3.0 does: remote JWKS, its own audience, the issuer, the one algorithm.
+  const verifyAsCso = async (token: string, jwks = createRemoteJWKSet(jwksUrl)) =>
+    jwtVerify(token, jwks, {
+      issuer: config.jwt.issuer,
+      audience: 'cso',
+      algorithms: ['EdDSA'],
+      currentDate: clock.now(),
+    });
+
+  const jwksResponse = await fetch(jwksUrl);
+  t.equal(jwksResponse.status, 200);
+  t.match(jwksResponse.headers.get('cache-control'), /max-age=60/);
+  const jwks = (await jwksResponse.json()) as { keys: Record<string, unknown>[] };
+  t.equal(jwks.keys.length, 1);
+  t.match(jwks.keys[0], { kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+  t.notOk('d' in jwks.keys[0]!, 'no private key material is published');
+
+  const before = await signIn(app, user);
+  const { payload, protectedHeader } = await verifyAsCso(before.accessToken);
+  t.equal(payload.sub, user.id);
+  t.equal(payload.org, org.id);
+  const oldKid = protectedHeader.kid;
+
+  const cso = createRemoteJWKSet(jwksUrl, { cooldownDuration: 0 });
+  await verifyAsCso(before.accessToken, cso);
+
+  // Rotation: the new key is published at once, but the old one keeps signing for 60 s.
+  const rotation = await rotateSigningKey(app.ctx);
+  await app.ctx.signer.reload();
+  t.not(rotation.kid, oldKid);
+  t.same(rotation.retired, [oldKid]);
+  const during = (await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] };
+  t.same(during.keys.map((k) => k.kid).sort(), [oldKid, rotation.kid].sort(), 'both keys published');
+  const stillOld = await signIn(app, user);
+  t.equal(decodeProtectedHeader(stillOld.accessToken).kid, oldKid, 'old key signs during the pre-publication');
+
+  clock.advance(61);
+  const after = await signIn(app, user);
+  t.equal(decodeProtectedHeader(after.accessToken).kid, rotation.kid, 'the new key signs after 60 s');
+  t.equal((await verifyAsCso(after.accessToken, cso)).payload.sub, user.id, 'new tokens verify');
+  t.equal((await verifyAsCso(before.accessToken, cso)).payload.sub, user.id, 'old tokens still verify');
+  t.equal((await api(app)({ url: '/v1/me', token: before.accessToken })).status, 200, 'and the service itself accepts both');
+  t.equal((await api(app)({ url: '/v1/me', token: after.accessToken })).status, 200);
+
+  // The old public key stays until its last token expired (TTL + propagation margin after retirement).
+  const retention = (config.jwt.accessTtlSeconds + KEY_PROPAGATION_SECONDS) * 1000;
+  clock.set(new Date(rotation.signsFrom).getTime() + retention - 1000);
+  t.equal(app.ctx.signer.publicJwks().length, 2, 'old key kept while its tokens may live');
+  clock.advance(1);
+  const later = (await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] };
+  t.same(later.keys.map((k) => k.kid), [rotation.kid], 'old key dropped once no token signed by it can be alive');
+
+  // The next rotation deletes rows that are past retention.
+  const second = await rotateSigningKey(app.ctx, { immediate: true });
+  t.same(second.deleted, [oldKid]);
+  await app.ctx.signer.reload();
+  const now = await signIn(app, user);
+  t.equal(decodeProtectedHeader(now.accessToken).kid, second.kid, '--immediate switches at once');
+});
+
+t.test('a second instance on the same database picks up the keys (no new key per instance)', async (t) => {
+  const { app, database } = await buildTestApp(t);
+  const rows = await database.db.signingKey.findMany();
+  t.equal(rows.length, 1);
+  t.equal(rows[0]?.algorithm, 'EdDSA');
+  t.not(rows[0]?.privateKeyCiphertext, '');
+  t.notMatch(JSON.stringify(rows[0]?.publicJwk), /"d"/);
+  // Reloading (what another instance does at start) reuses the row.
+  await app.ctx.signer.reload();
+  t.equal(await database.db.signingKey.count(), 1);
+});
+
+t.test('ES256 when configured', async (t) => {
+  const { app, config } = await buildTestApp(t, { JWT_ALGORITHM: 'ES256' });
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const tokens = await signIn(app, user);
+  t.equal(decodeProtectedHeader(tokens.accessToken).alg, 'ES256');
+  const jwks = await api(app)({ url: '/.well-known/jwks.json' });
+  t.match(jwks.body.keys[0], { kty: 'EC', crv: 'P-256', alg: 'ES256' });
+  const { payload } = await jwtVerify(tokens.accessToken, createLocalJWKSet(jwks.body), {
+    issuer: config.jwt.issuer,
+    audience: 'webshop',
+    algorithms: ['ES256'],
+  });
+  t.equal(payload.sub, user.id);
+  t.equal((await api(app)({ url: '/v1/me', token: tokens.accessToken })).status, 200);
+});
