@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { PROBLEM_CONTENT_TYPE, ProblemSchema } from '../../http/problem.js';
+import { PASSWORD_MAX_LENGTH } from '../../lib/password-policy.js';
+
+/**
+ * Request and problem schemas shared by the login, activation and password routes.
+ */
+
+/** Loose on purpose: the lookup decides, and any string the admin could register must be accepted. */
+export const LoginEmailSchema = z
+  .string()
+  .trim()
+  .min(3)
+  .max(320)
+  .regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address')
+  .describe('E-mail address (case-insensitive)');
+
+// The policy counts NFKC code points (≤ 1024); what a client may send before normalising is
+// bounded generously here and by the 16 KiB body limit. Never truncated.
+const PASSWORD_INPUT_MAX = PASSWORD_MAX_LENGTH * 16;
+
+export const PasswordInputSchema = z.string().min(1).max(PASSWORD_INPUT_MAX).describe('The password as typed (never truncated)');
+
+export const NewPasswordSchema = z
+  .string()
+  .min(1)
+  .max(PASSWORD_INPUT_MAX)
+  .describe(
+    'New password: at least 12 characters (Unicode code points after NFKC normalisation), at most 1024, no composition rules; ' +
+      'rejected (422) when common or containing the e-mail local part, the organisation or the shop name',
+  );
+
+export const FlowTokenInputSchema = z.string().min(1).max(512).describe('The token from the e-mail link');
+
+export const AdministratorContactSchema = z.object({ name: z.string(), email: z.string() });
+
+export const AccountBlockedProblemSchema = ProblemSchema.extend({
+  code: z.literal('account_blocked'),
+  contact: z
+    .object({
+      support: z.string().describe('How to reach the shop support team'),
+      administrators: z.array(AdministratorContactSchema).describe("The organisation's administrators"),
+    })
+    .describe('Whom the user can ask to unblock the account'),
+}).meta({ id: 'AccountBlockedProblem' });
+
+export const AccountLockedProblemSchema = ProblemSchema.extend({
+  code: z.literal('account_locked'),
+  retryAfter: z.number().int().describe('Seconds until the lock ends (also the Retry-After header)'),
+}).meta({ id: 'AccountLockedProblem' });
+
+const problemEntry = (description: string, schema: z.ZodType) => ({
+  description,
+  content: { [PROBLEM_CONTENT_TYPE]: { schema } },
+});
+
+export const accountBlockedResponse = {
+  403: problemEntry('account_blocked: the account is blocked (only told after a correct password or a valid link); `contact` says whom to ask', AccountBlockedProblemSchema),
+};
+
+export const accountLockedResponse = {
+  423: problemEntry('account_locked: too many failed password attempts; try again after Retry-After seconds (or reset the password)', AccountLockedProblemSchema),
+};

@@ -1,0 +1,43 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { AppError } from '../../errors.js';
+import { accountErrors } from './accounts.errors.js';
+
+export type BlockedContact = { support: string; administrators: { name: string; email: string }[] };
+
+/**
+ * Whom a blocked user should contact: the shop support and the active customer administrators of
+ * the user's organisation (the user excepted).
+ */
+export async function blockedContact(
+  db: Tx,
+  config: Pick<AppContext['config'], 'supportContact'>,
+  user: { id: string; organizationId: string | null },
+): Promise<BlockedContact> {
+  const administrators = user.organizationId
+    ? await db.user.findMany({
+        where: { organizationId: user.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' }, id: { not: user.id } },
+        select: { name: true, email: true },
+        orderBy: { name: 'asc' },
+        take: 20,
+      })
+    : [];
+  return { support: config.supportContact, administrators };
+}
+
+export function contactText(contact: BlockedContact): string {
+  const admins = contact.administrators.map((a) => `${a.name} <${a.email}>`);
+  return admins.length
+    ? `your organisation's administrator (${admins.join(', ')}) or ${contact.support}`
+    : contact.support;
+}
+
+/** The account_blocked problem with whom to contact. Only ever answered after a correct password or a valid link. */
+export async function accountBlockedError(
+  db: Tx,
+  config: Pick<AppContext['config'], 'supportContact'>,
+  user: { id: string; organizationId: string | null },
+): Promise<AppError> {
+  const contact = await blockedContact(db, config, user);
+  return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(contact)}.`, { contact });
+}

@@ -1,0 +1,46 @@
+import type { AppContext } from '../../context.js';
+import { commonErrors } from '../../errors.js';
+import type { RequestMeta } from '../audit/audit.service.js';
+import { mfaErrors } from '../mfa/mfa.errors.js';
+import { normalizePassword } from './passwords.js';
+import { accountLockedError, isPasswordLocked, registerPasswordFailure, type PasswordFailureFlow } from './password-lockout.js';
+
+/**
+ * Re-authentication ("sudo") with the current password before a sensitive action (change password,
+ * remove MFA, regenerate recovery codes). A wrong password counts towards the account's password
+ * lockout exactly like a failed login, so a stolen session cannot be used to guess the password;
+ * while the password is locked the answer is 423 account_locked.
+ * Throws 403 reauthentication_failed on a wrong password; returns the user row otherwise.
+ */
+export async function reauthenticate(
+  ctx: Pick<AppContext, 'db' | 'clock' | 'hasher'>,
+  userId: string,
+  password: string,
+  meta: RequestMeta,
+  flow: PasswordFailureFlow = 'reauthentication',
+) {
+  const user = await ctx.db.user.findUnique({
+    where: { id: userId },
+    select: {
+      id: true,
+      email: true,
+      name: true,
+      status: true,
+      organizationId: true,
+      passwordHash: true,
+      failedPasswordCount: true,
+      passwordLockedUntil: true,
+      organization: { select: { name: true } },
+    },
+  });
+  if (!user || user.status !== 'ACTIVE' || !user.passwordHash) throw commonErrors.unauthenticated();
+  const now = ctx.clock.now();
+  if (isPasswordLocked(user, now) && user.passwordLockedUntil) throw accountLockedError(user.passwordLockedUntil, now);
+
+  const { valid } = await ctx.hasher.verify(user.passwordHash, normalizePassword(password));
+  if (!valid) {
+    await ctx.db.$transaction((tx) => registerPasswordFailure(tx, ctx, user, meta, flow));
+    throw mfaErrors.reauthentication_failed('The password is not correct.');
+  }
+  return user;
+}

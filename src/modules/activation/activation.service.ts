@@ -1,0 +1,106 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { accountBlockedError } from '../accounts/blocked.js';
+import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
+import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
+import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
+import { issueLoginChallenge, type LoginChallenge } from '../login/challenge.js';
+import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
+
+/** Activation links live 7 days (security.md item 14). */
+export const ACTIVATION_TTL_SECONDS = 7 * 24 * 3600;
+
+export type ActivationUser = { id: string; email: string; name: string };
+
+/**
+ * Issues a new activation link for an invited user (voiding any older one) and queues the mail in
+ * the caller's transaction. Used by invitations, "resend activation" and the bootstrap CLI (which
+ * prints the returned link); API callers must never return the link. The caller records the audit
+ * event (user.invited / user.activation_resent).
+ */
+export async function sendActivation(
+  tx: Tx,
+  ctx: Pick<AppContext, 'config' | 'clock'>,
+  input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null },
+): Promise<{ link: string; expiresAt: Date }> {
+  const { token, flow } = await issueFlowToken(tx, ctx.clock, {
+    userId: input.user.id,
+    purpose: 'ACTIVATION',
+    ttlSeconds: ACTIVATION_TTL_SECONDS,
+    requestedById: input.actorUserId,
+  });
+  const link = buildLink(ctx.config, LINK_PATHS.activation, token);
+  await enqueueMail(tx, ctx, {
+    to: input.user.email,
+    template: 'activation',
+    data: { name: input.user.name, link, expiresAt: flow.expiresAt, organizationName: input.organizationName },
+  });
+  return { link, expiresAt: flow.expiresAt };
+}
+
+type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
+
+async function usableActivation(ctx: Ctx, token: string) {
+  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION');
+  const user = await ctx.db.user.findUnique({
+    where: { id: flow.userId },
+    select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },
+  });
+  if (!user) throw flowErrors.link_invalid();
+  if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
+  if (user.status !== 'INVITED') throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".');
+  return { flow, user };
+}
+
+export type ActivationInfo = {
+  email: string;
+  name: string;
+  organizationName: string | null;
+  expiresAt: string;
+  passwordPolicy: { minLength: number; maxLength: number };
+};
+
+/** What the activation page shows before the user chooses a password. Cheap: no hashing. */
+export async function inspectActivation(ctx: Ctx, token: string): Promise<ActivationInfo> {
+  const { flow, user } = await usableActivation(ctx, token);
+  return {
+    email: user.email,
+    name: user.name,
+    organizationName: user.organization?.name ?? null,
+    expiresAt: flow.expiresAt.toISOString(),
+    passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+  };
+}
+
+/**
+ * Sets the first password, marks the e-mail verified (the link proved it) and activates the
+ * account; answers a login challenge so the frontend can go straight on to the MFA set-up.
+ * Two concurrent uses of one link: exactly one wins (consumeFlow), the other gets link_used.
+ */
+export async function activateAccount(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<LoginChallenge> {
+  const { flow, user } = await usableActivation(ctx, input.token);
+  const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
+
+  return ctx.db.$transaction(async (tx) => {
+    await consumeFlow(tx, ctx.clock, flow);
+    const now = ctx.clock.now();
+    const { count } = await tx.user.updateMany({
+      where: { id: user.id, status: 'INVITED' },
+      data: { status: 'ACTIVE', passwordHash, passwordChangedAt: now, emailVerifiedAt: now, ...CLEARED_PASSWORD_LOCKOUT },
+    });
+    if (count !== 1) throw flowErrors.link_used();
+    const factor = await tx.totpFactor.findFirst({ where: { userId: user.id, status: 'ACTIVE' }, select: { id: true } });
+    const challenge = await issueLoginChallenge(tx, ctx, user.id, factor ? 'mfa' : 'mfa_enrollment');
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.activated',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: { invitedBy: flow.requestedById },
+    });
+    return challenge;
+  });
+}

@@ -1,0 +1,154 @@
+import type { Actor } from '../../access/actor.js';
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { accountBlockedError } from '../accounts/blocked.js';
+import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
+import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
+import { reauthenticate } from '../accounts/reauthenticate.js';
+import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
+import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
+import { renderMail } from '../mail/mail.templates.js';
+import { randomToken, sha256Hex } from '../../lib/tokens.js';
+import { revokeUserSessions } from '../sessions/revoke.js';
+
+/** Reset links live 30 minutes (security.md item 14). */
+export const PASSWORD_RESET_TTL_SECONDS = 30 * 60;
+
+type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
+
+/**
+ * Issues a password-reset link (voiding older ones) and queues the mail in the caller's
+ * transaction. Used by "forgot password" and by administrators/support ("send a reset mail"),
+ * who never see or set the password. The caller records the audit event.
+ */
+export async function sendPasswordResetMail(
+  tx: Tx,
+  ctx: Pick<AppContext, 'config' | 'clock'>,
+  input: { user: { id: string; email: string; name: string }; actorUserId: string | null },
+): Promise<{ expiresAt: Date }> {
+  const { token, flow } = await issueFlowToken(tx, ctx.clock, {
+    userId: input.user.id,
+    purpose: 'PASSWORD_RESET',
+    ttlSeconds: PASSWORD_RESET_TTL_SECONDS,
+    requestedById: input.actorUserId,
+  });
+  await enqueueMail(tx, ctx, {
+    to: input.user.email,
+    template: 'password_reset',
+    data: { name: input.user.name, link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: flow.expiresAt },
+  });
+  return { expiresAt: flow.expiresAt };
+}
+
+const NO_USER = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * The work of sendPasswordResetMail (a token, the rendered mail, as many database round trips)
+ * without writing anything: "forgot password" for an address without an active account runs it,
+ * so both answers take the same time (security.md item 5).
+ */
+async function mimicPasswordResetMail(tx: Tx, ctx: Pick<AppContext, 'config' | 'clock'>): Promise<void> {
+  await tx.flowToken.updateMany({ where: { userId: NO_USER, purpose: 'PASSWORD_RESET', state: 'PENDING' }, data: { state: 'VOIDED' } });
+  const token = randomToken(32);
+  await tx.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) }, select: { id: true } });
+  renderMail(
+    'password_reset',
+    { name: 'nobody', link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: ctx.clock.now() },
+    ctx.config,
+  );
+  await tx.mailOutbox.findUnique({ where: { id: NO_USER }, select: { id: true } });
+}
+
+/**
+ * "Forgot password": the caller always gets the same 202, whether the address is known or not
+ * (security.md item 5). Only active accounts get a link; the password lock does not matter here.
+ * Both branches do the same work: one short transaction with the same round trips, no hashing.
+ */
+export async function requestPasswordReset(ctx: Ctx, email: string, meta: RequestMeta): Promise<void> {
+  const user = await ctx.db.user.findUnique({
+    where: { email },
+    select: { id: true, email: true, name: true, status: true, organizationId: true },
+  });
+  await ctx.db.$transaction(async (tx) => {
+    const sent = user?.status === 'ACTIVE';
+    if (user && sent) await sendPasswordResetMail(tx, ctx, { user, actorUserId: null });
+    else await mimicPasswordResetMail(tx, ctx);
+    await recordAudit(tx, ctx.clock, {
+      type: 'password.reset_requested',
+      actorUserId: null,
+      subjectUserId: user?.id ?? null,
+      organizationId: user?.organizationId ?? null,
+      meta,
+      details: { by: 'self', mailSent: sent, ...(user ? (sent ? {} : { reason: user.status.toLowerCase() }) : { reason: 'unknown_email' }) },
+    });
+  });
+}
+
+/**
+ * Sets a new password with a reset link. Ends every session and refresh token of the user, lifts a
+ * password lock, leaves MFA alone and does not sign in (the user logs in with password and code).
+ */
+export async function resetPassword(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
+  const flow = await findUsableFlow(ctx.db, ctx.clock, input.token, 'PASSWORD_RESET');
+  const user = await ctx.db.user.findUnique({
+    where: { id: flow.userId },
+    select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },
+  });
+  if (!user || user.status === 'INVITED') throw flowErrors.link_invalid();
+  if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
+  const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
+
+  await ctx.db.$transaction(async (tx) => {
+    await consumeFlow(tx, ctx.clock, flow);
+    await tx.user.update({
+      where: { id: user.id },
+      data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },
+    });
+    const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_reset');
+    // A login half-done with the old password must not be finished with it.
+    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET']);
+    await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
+    await recordAudit(tx, ctx.clock, {
+      type: 'password.reset_completed',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: { sessionsRevoked, requestedBy: flow.requestedById ?? 'self' },
+    });
+  });
+}
+
+/**
+ * A signed-in user changes the password; the current one is required (re-authentication). Wrong
+ * current passwords count towards the account's password lockout like failed logins. Ends every
+ * other session of the user (this one stays), notification mail.
+ */
+export async function changePassword(
+  ctx: Ctx,
+  actor: Actor,
+  input: { currentPassword: string; newPassword: string },
+  meta: RequestMeta,
+): Promise<void> {
+  const user = await reauthenticate(ctx, actor.userId, input.currentPassword, meta, 'change_password');
+  const passwordHash = await hashNewPassword(ctx, input.newPassword, passwordContext(ctx.config, user, user.organization?.name));
+
+  await ctx.db.$transaction(async (tx) => {
+    await tx.user.update({
+      where: { id: user.id },
+      data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },
+    });
+    const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_changed', { exceptSessionId: actor.sessionId });
+    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET']);
+    await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
+    await recordAudit(tx, ctx.clock, {
+      type: 'password.changed',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: { sessionsRevoked },
+    });
+  });
+}

@@ -1,0 +1,154 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+import { startSmtpSink } from '../../helpers/smtp-sink.js';
+import { createOrganization, createUser } from '../../helpers/factories.js';
+import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
+import { sendActivation } from '../../../src/modules/activation/activation.service.js';
+
+t.test('activation: the e-mailed link shows whose account it is, sets the password and leads to the MFA set-up', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db, { name: 'Acme Tools GmbH' });
+  const { user, expiresAt } = await inviteUser(app, { organizationId: org.id, email: 'Anna.Berg@Example.test', name: 'Anna Berg' });
+
+  await deliverMail(app);
+  t.equal(sink.messages.length, 1);
+  const mail = sink.messages[0]!;
+  t.equal(mail.subject, 'ALSO Webshop: activate your account');
+  t.match(mail.text, 'at Acme Tools GmbH');
+  const token = tokenFromLink(mail.text, '/activate');
+  t.match(mail.text, `https://shop.example.test/activate?token=${token}`, 'link from APP_BASE_URL');
+  t.ok(token.length >= 43, 'at least 256 bits');
+  t.equal(expiresAt.getTime(), app.ctx.clock.now().getTime() + 7 * 24 * 3600 * 1000, '7 days');
+
+  const info = await request({ url: '/v1/activation/inspect', body: { token } });
+  t.equal(info.status, 200);
+  t.same(info.body, {
+    email: 'Anna.Berg@Example.test',
+    name: 'Anna Berg',
+    organizationName: 'Acme Tools GmbH',
+    expiresAt: expiresAt.toISOString(),
+    passwordPolicy: { minLength: 12, maxLength: 1024 },
+  });
+  t.equal(info.headers['cache-control'], 'no-store');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).status, 200, 'inspecting does not use the link up');
+
+  // The policy applies (and a rejected password leaves the link usable).
+  for (const [password, code] of [
+    ['short pw 1', 'password_too_short'],
+    ['password1234', 'password_common'],
+    ['anna.berg was here 2026', 'password_contains_context'],
+    ['acme tools forever 99', 'password_contains_context'],
+    ['my also webshop account!', 'password_contains_context'],
+    ['x'.repeat(1025), 'password_too_long'],
+  ] as const) {
+    const res = await request({ url: '/v1/activation', body: { token, password } });
+    t.equal(res.status, 422, code);
+    t.equal(res.body.code, code);
+    t.match(res.headers['content-type'], /application\/problem\+json/);
+  }
+  t.equal((await request({ url: '/v1/activation', body: { token, password: 'short pw 1' } })).body.minLength, 12);
+
+  const done = await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } });
+  t.equal(done.status, 200);
+  t.equal(done.body.next, 'mfa_enrollment');
+  t.type(done.body.challengeToken, 'string');
+  t.equal(done.body.expiresIn, 300);
+  t.equal(done.headers['cache-control'], 'no-store');
+  t.notOk('accessToken' in done.body || 'refreshToken' in done.body, 'no session before MFA');
+
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.equal(row.status, 'ACTIVE');
+  t.ok(row.emailVerifiedAt);
+  t.ok(row.passwordChangedAt);
+  t.match(row.passwordHash, /^\$argon2id\$/);
+  t.notMatch(row.passwordHash, GOOD_PASSWORD);
+  const challenge = await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } });
+  t.same(challenge.data, { next: 'mfa_enrollment', amr: ['pwd'] });
+
+  const audit = (await auditEvents(app, user.id)).map((e) => e.type);
+  t.ok(audit.includes('user.activated'));
+
+  // Single use.
+  const again = await request({ url: '/v1/activation', body: { token, password: OTHER_PASSWORD } });
+  t.equal(again.status, 410);
+  t.equal(again.body.code, 'link_used');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used');
+
+  // And the password works for the login password step.
+  const login = await request({ url: '/v1/auth/login', body: { email: 'anna.berg@example.test', password: GOOD_PASSWORD } });
+  t.equal(login.status, 200);
+  t.equal(login.body.next, 'mfa_enrollment');
+  t.notMatch(JSON.stringify(sink.messages), GOOD_PASSWORD, 'passwords are never mailed');
+});
+
+t.test('activation links: invalid, expired, replaced by a resent one', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+
+  const invalid = await request({ url: '/v1/activation/inspect', body: { token: 'x'.repeat(43) } });
+  t.equal(invalid.status, 400);
+  t.equal(invalid.body.code, 'link_invalid');
+  t.equal((await request({ url: '/v1/activation', body: { token: 'short', password: GOOD_PASSWORD } })).body.code, 'link_invalid');
+
+  const first = await inviteUser(app);
+  // Resending voids the older link.
+  const { link } = await app.ctx.db.$transaction((tx) =>
+    sendActivation(tx, app.ctx, { user: first.user, organizationName: null, actorUserId: null }),
+  );
+  const second = tokenFromLink(link);
+  const old = await request({ url: '/v1/activation', body: { token: first.token, password: GOOD_PASSWORD } });
+  t.equal(old.status, 410);
+  t.equal(old.body.code, 'link_used');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: second } })).status, 200);
+
+  // A reset link is not an activation link.
+  const { user: active } = await createUser(app.ctx.db, app);
+  await request({ url: '/v1/password/forgot', body: { email: active.email } });
+  const resetToken = tokenFromLink((await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: active.email } })).textBody);
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: resetToken } })).body.code, 'link_invalid');
+
+  clock.advance(7 * 24 * 3600);
+  const expired = await request({ url: '/v1/activation/inspect', body: { token: second } });
+  t.equal(expired.status, 410);
+  t.equal(expired.body.code, 'link_expired');
+  t.equal((await request({ url: '/v1/activation', body: { token: second, password: GOOD_PASSWORD } })).body.code, 'link_expired');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: first.user.id } })).status, 'INVITED');
+});
+
+t.test('two concurrent activations with one link: exactly one wins', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, token } = await inviteUser(app);
+  const results = await Promise.all(
+    [GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD, OTHER_PASSWORD].map((password) =>
+      request({ url: '/v1/activation', body: { token, password } }),
+    ),
+  );
+  const statuses = results.map((r) => r.status).sort();
+  t.same(statuses, [200, 410, 410, 410]);
+  t.ok(results.filter((r) => r.status === 410).every((r) => r.body.code === 'link_used'));
+  const challenges = await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } });
+  t.equal(challenges, 1, 'one challenge issued');
+  t.equal((await auditEvents(app, user.id)).filter((e) => e.type === 'user.activated').length, 1);
+  // The winner's password is the one stored.
+  const winner = results.findIndex((r) => r.status === 200);
+  const password = [GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD, OTHER_PASSWORD][winner]!;
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.ok((await app.ctx.hasher.verify(row.passwordHash!, password)).valid);
+});
+
+t.test('a blocked invited account cannot be activated; the holder of the link learns whom to contact', async (t) => {
+  const { app } = await buildTestApp(t, { SUPPORT_CONTACT: 'Support <help@example.test>' });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Olga Admin', email: 'olga@example.test' });
+  const { user, token } = await inviteUser(app, { organizationId: org.id });
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: app.ctx.clock.now() } });
+  const res = await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } });
+  t.equal(res.status, 403);
+  t.equal(res.body.code, 'account_blocked');
+  t.same(res.body.contact, { support: 'Support <help@example.test>', administrators: [{ name: 'Olga Admin', email: 'olga@example.test' }] });
+});

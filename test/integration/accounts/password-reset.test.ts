@@ -1,0 +1,181 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+import { startSmtpSink } from '../../helpers/smtp-sink.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
+
+t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url, TRUST_PROXY: 'true' });
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app, { name: 'Rita Reset' });
+  const { user: invited } = await inviteUser(app);
+  const { user: blocked } = await createUser(app.ctx.db, app, { status: 'BLOCKED' });
+  await deliverMail(app);
+  sink.messages.length = 0;
+
+  const answers = [];
+  for (const email of ['nobody@example.test', invited.email, blocked.email, user.email.toUpperCase()]) {
+    answers.push(
+      await request({
+        url: '/v1/password/forgot',
+        body: { email },
+        // Spoofed host headers must not change where the link points.
+        headers: { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'http' },
+      }),
+    );
+  }
+  for (const res of answers) {
+    t.equal(res.status, 202);
+    t.equal(res.raw, answers[0]!.raw, 'same body');
+    t.same(Object.keys(res.headers).sort(), Object.keys(answers[0]!.headers).sort(), 'same headers');
+  }
+  t.equal(answers[0]!.body.status, 'accepted');
+
+  await deliverMail(app);
+  t.equal(sink.messages.length, 1, 'only the active account got a mail');
+  const mail = sink.messages[0]!;
+  t.same(mail.to.map((a) => a.toLowerCase()), [user.email.toLowerCase()]);
+  t.equal(mail.subject, 'ALSO Webshop: reset your password');
+  t.notMatch(mail.text + mail.html, 'evil.example');
+  const token = tokenFromLink(mail.text, '/reset-password');
+  t.match(mail.text, `https://shop.example.test/reset-password?token=${token}`);
+  const flow = await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id, purpose: 'PASSWORD_RESET' } });
+  t.equal(flow.expiresAt.getTime() - flow.createdAt.getTime(), 30 * 60 * 1000, '30 minutes');
+
+  const requested = (await auditEvents(app)).filter((e) => e.type === 'password.reset_requested');
+  t.equal(requested.length, 4, 'every request is audited');
+});
+
+t.test('reset: sets the password, ends every session, keeps MFA, does not sign in, notifies; login then asks for the code', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, logs } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const request = api(app);
+  const { user, password: oldPassword } = await createUser(app.ctx.db, app);
+  const factorsBefore = await app.ctx.db.totpFactor.findMany({ where: { userId: user.id } });
+  const session = await signIn(app, user);
+  const pendingLogin = await request({ url: '/v1/auth/login', body: { email: user.email, password: oldPassword } });
+  t.equal(pendingLogin.body.next, 'mfa');
+
+  await request({ url: '/v1/password/forgot', body: { email: user.email } });
+  await deliverMail(app);
+  const token = tokenFromLink(sink.messages[0]!.text, '/reset-password');
+
+  const weak = await request({ url: '/v1/password/reset', body: { token, password: 'password123456' } });
+  t.equal(weak.status, 422);
+  t.equal(weak.body.code, 'password_common');
+
+  const res = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
+  t.equal(res.status, 204, 'no tokens: a reset never signs in');
+  t.equal(res.raw, '');
+
+  // Every session is over at once.
+  const refresh = await request({ url: '/v1/auth/refresh', body: { refreshToken: session.refreshToken } });
+  t.equal(refresh.status, 401);
+  const sessions = await app.ctx.db.session.findMany({ where: { userId: user.id } });
+  t.ok(sessions.length > 0 && sessions.every((s) => s.revokedAt && s.revokedReason === 'password_reset'));
+  // The half-done login with the old password cannot be finished.
+  t.equal((await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } })).state, 'VOIDED');
+
+  t.same(await app.ctx.db.totpFactor.findMany({ where: { userId: user.id } }), factorsBefore, 'MFA untouched');
+
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: oldPassword } })).status, 401, 'old password gone');
+  const login = await request({ url: '/v1/auth/login', body: { email: user.email, password: GOOD_PASSWORD } });
+  t.equal(login.status, 200);
+  t.equal(login.body.next, 'mfa', 'login after a reset still asks for the code');
+
+  await deliverMail(app);
+  t.equal(sink.messages.length, 2);
+  t.equal(sink.messages[1]!.subject, 'ALSO Webshop: your password was changed');
+
+  const types = (await auditEvents(app, user.id)).map((e) => e.type);
+  t.ok(types.includes('password.reset_requested') && types.includes('password.reset_completed'));
+
+  const reused = await request({ url: '/v1/password/reset', body: { token, password: OTHER_PASSWORD } });
+  t.equal(reused.status, 410);
+  t.equal(reused.body.code, 'link_used');
+
+  const logged = logs.join('\n');
+  t.ok(logs.length > 0);
+  for (const secret of [oldPassword!, GOOD_PASSWORD, 'password123456', token, pendingLogin.body.challengeToken, session.refreshToken, 'reset-password?token']) {
+    t.notMatch(logged, secret, 'no password, token or link in the logs');
+  }
+});
+
+t.test('reset links: expire after 30 minutes, are replaced by newer ones, and are not activation links', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  const linkFor = async () => {
+    await request({ url: '/v1/password/forgot', body: { email: user.email } });
+    const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email }, orderBy: { createdAt: 'desc' } });
+    return tokenFromLink(mail.textBody, '/reset-password');
+  };
+
+  const first = await linkFor();
+  clock.advance(30 * 60);
+  const expired = await request({ url: '/v1/password/reset', body: { token: first, password: GOOD_PASSWORD } });
+  t.equal(expired.status, 410);
+  t.equal(expired.body.code, 'link_expired');
+
+  clock.advance(1);
+  const a = await linkFor();
+  clock.advance(1);
+  const b = await linkFor();
+  t.equal((await request({ url: '/v1/password/reset', body: { token: a, password: GOOD_PASSWORD } })).body.code, 'link_used', 'replaced');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: b, password: GOOD_PASSWORD } })).status, 204);
+
+  const { token: activation } = await inviteUser(app);
+  const wrongPurpose = await request({ url: '/v1/password/reset', body: { token: activation, password: GOOD_PASSWORD } });
+  t.equal(wrongPurpose.status, 400);
+  t.equal(wrongPurpose.body.code, 'link_invalid');
+});
+
+t.test('two concurrent resets with one link: exactly one wins', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  await request({ url: '/v1/password/forgot', body: { email: user.email } });
+  const token = tokenFromLink((await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email } })).textBody);
+  const passwords = [GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD];
+  const results = await Promise.all(passwords.map((password) => request({ url: '/v1/password/reset', body: { token, password } })));
+  t.same(results.map((r) => r.status).sort(), [204, 410, 410, 410, 410]);
+  t.equal((await auditEvents(app, user.id)).filter((e) => e.type === 'password.reset_completed').length, 1);
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: user.email, template: 'password_changed' } }), 1, 'one notification');
+  const winner = passwords[results.findIndex((r) => r.status === 204)]!;
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: winner } })).status, 200);
+});
+
+t.test('a login lock never blocks the reset flow, and a completed reset lifts it', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user, password } = await createUser(app.ctx.db, app, { organizationId: org.id });
+  for (let i = 0; i < 25; i++) await request({ url: '/v1/auth/login', body: { email: user.email, password: 'wrong password 123' } });
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password } })).status, 401, 'locked hard');
+
+  const forgot = await request({ url: '/v1/password/forgot', body: { email: user.email } });
+  t.equal(forgot.status, 202);
+  const mail = await app.ctx.db.mailOutbox.findFirst({ where: { toAddress: user.email, template: 'password_reset' } });
+  t.ok(mail, 'the locked account still gets its reset link');
+  const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(mail!.textBody), password: GOOD_PASSWORD } });
+  t.equal(reset.status, 204);
+
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.same([row.failedPasswordCount, row.passwordLockedUntil, row.passwordLockouts], [0, null, 0], 'lock lifted');
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: GOOD_PASSWORD } })).status, 200);
+});
+
+t.test('a blocked account cannot use a reset link', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  await request({ url: '/v1/password/forgot', body: { email: user.email } });
+  const token = tokenFromLink((await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email } })).textBody);
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: app.ctx.clock.now() } });
+  const res = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
+  t.equal(res.status, 403);
+  t.equal(res.body.code, 'account_blocked');
+  t.ok(res.body.contact);
+});
