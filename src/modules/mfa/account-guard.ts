@@ -1,0 +1,130 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { User } from '../../generated/prisma/client.js';
+import type { AppError } from '../../errors.js';
+import { addSeconds } from '../../lib/clock.js';
+import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
+import { accountBlockedError } from '../accounts/blocked.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { voidFlows } from '../flows/flow-tokens.js';
+import { mfaErrors } from './mfa.errors.js';
+import type { CodeFailure } from './factors.js';
+
+/**
+ * Per-account protection of the code step (security.md item 6): consecutive wrong codes are counted
+ * on the user, separately from passwords; the 10th locks code entry for 15 min (doubling per lock,
+ * capped at 24 h, see lib/lockout.ts); a correct code resets the count.
+ */
+
+export function mfaLockedError(until: Date, now: Date): AppError {
+  const retryAfter = secondsUntil(until, now);
+  return mfaErrors.mfa_locked(
+    'Too many wrong codes. Code entry is locked for a while; try again later.',
+    { retryAfter },
+    { 'retry-after': String(retryAfter) },
+  );
+}
+
+/**
+ * Loads the challenge's user and throws when they may not complete a login now: blocked (with whom
+ * to contact: they typed the correct password), not active, or code entry locked.
+ */
+export async function loadUserForLogin(tx: Tx, ctx: Pick<AppContext, 'clock' | 'config'>, userId: string): Promise<User> {
+  const user = await tx.user.findUnique({ where: { id: userId } });
+  if (!user || user.status === 'INVITED') throw mfaErrors.challenge_invalid();
+  if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
+  const now = ctx.clock.now();
+  if (user.mfaLockedUntil && user.mfaLockedUntil > now) throw mfaLockedError(user.mfaLockedUntil, now);
+  return user;
+}
+
+export type FailureContext = {
+  user: User;
+  factor: 'totp' | 'recovery_code';
+  failure: CodeFailure;
+  meta: RequestMeta;
+  /** Which flow the wrong code was entered in. */
+  flow: 'login' | 'login_enrollment';
+  attemptsRemaining: number;
+};
+
+/**
+ * Counts a wrong code against the account and audits it. Returns the error to answer with: the
+ * lock when this failure reached the threshold, otherwise the code-specific error.
+ */
+export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock'>, input: FailureContext): Promise<AppError> {
+  const { user, meta, failure, attemptsRemaining } = input;
+  const now = ctx.clock.now();
+  // A replayed code was a valid one, not a guess: it costs a challenge attempt but does not count
+  // towards the account lock (a double submit right after a success must not push a user to it).
+  const guess = failure.reason !== 'replayed';
+  const select = { failedMfaCount: true, mfaLockouts: true } as const;
+  const counted = guess
+    ? await tx.user.update({ where: { id: user.id }, data: { failedMfaCount: { increment: 1 } }, select })
+    : await tx.user.findUniqueOrThrow({ where: { id: user.id }, select });
+  await recordAudit(tx, ctx.clock, {
+    type: 'login.mfa_failed',
+    actorUserId: user.id,
+    subjectUserId: user.id,
+    organizationId: user.organizationId,
+    meta,
+    details: {
+      factor: input.factor,
+      reason: failure.reason,
+      flow: input.flow,
+      consecutiveFailures: counted.failedMfaCount,
+      ...(failure.reason === 'clock_drift' ? { offsetSeconds: failure.offsetSeconds } : {}),
+    },
+  });
+
+  if (guess && counted.failedMfaCount >= LOCKOUT_THRESHOLD) {
+    const seconds = lockoutSeconds(counted.mfaLockouts);
+    const until = addSeconds(now, seconds);
+    await tx.user.update({
+      where: { id: user.id },
+      data: { failedMfaCount: 0, mfaLockedUntil: until, mfaLockouts: { increment: 1 } },
+    });
+    // The locked user starts over with the password after the lock.
+    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE']);
+    await recordAudit(tx, ctx.clock, {
+      type: 'mfa.locked',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: { lockSeconds: seconds, lockNumber: counted.mfaLockouts + 1, until: until.toISOString() },
+    });
+    return mfaLockedError(until, now);
+  }
+
+  return codeFailureError(input.factor, failure, { attemptsRemaining });
+}
+
+/** The client-facing error for a wrong code (also used outside login, without attempt counts). */
+export function codeFailureError(
+  factor: 'totp' | 'recovery_code',
+  failure: CodeFailure,
+  extras: { attemptsRemaining?: number } = {},
+): AppError {
+  if (factor === 'recovery_code') return mfaErrors.recovery_code_invalid(undefined, extras);
+  switch (failure.reason) {
+    case 'replayed':
+      return mfaErrors.mfa_code_reused(undefined, extras);
+    case 'clock_drift': {
+      const minutes = Math.round(Math.abs(failure.offsetSeconds) / 60);
+      const direction = failure.offsetSeconds < 0 ? 'behind' : 'ahead';
+      return mfaErrors.mfa_code_invalid(
+        `The code belongs to a time about ${minutes > 0 ? `${minutes} min` : `${Math.abs(failure.offsetSeconds)} s`} ${direction} of the server. Set the device clock to automatic time and try the current code.`,
+        { ...extras, hint: 'clock_drift', offsetSeconds: failure.offsetSeconds },
+      );
+    }
+    default:
+      return mfaErrors.mfa_code_invalid(undefined, extras);
+  }
+}
+
+/** A correct code (or recovery code) ends the run of failures. */
+export async function resetCodeFailures(tx: Tx, userId: string): Promise<void> {
+  // Unconditional: the user row read earlier may be stale under concurrent attempts.
+  await tx.user.update({ where: { id: userId }, data: { failedMfaCount: 0, mfaLockedUntil: null } });
+}

@@ -1,0 +1,143 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { TotpFactor } from '../../generated/prisma/client.js';
+import { buildOtpauthUri, checkTotp, generateTotpSecret } from '../../lib/totp.js';
+import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '../../lib/recovery-codes.js';
+import { mfaErrors } from './mfa.errors.js';
+import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
+
+/**
+ * TOTP factors and recovery codes. Every "use once" rule is a conditional UPDATE, never a
+ * read-then-write: racing requests with one code (or one recovery code) have exactly one winner.
+ */
+
+export type CodeFailure =
+  | { reason: 'invalid' }
+  | { reason: 'replayed' }
+  | { reason: 'clock_drift'; offsetSeconds: number };
+
+export type CodeResult = { ok: true; step: number } | ({ ok: false } & CodeFailure);
+
+export type TotpEnrollmentSecret = { secret: string; otpauthUri: string };
+
+type EnrollCtx = Pick<AppContext, 'clock' | 'keyring' | 'config'>;
+
+export async function findActiveFactor(tx: Tx, userId: string): Promise<TotpFactor | null> {
+  return tx.totpFactor.findUnique({ where: { userId_status: { userId, status: 'ACTIVE' } } });
+}
+
+export async function findPendingFactor(tx: Tx, userId: string): Promise<TotpFactor | null> {
+  return tx.totpFactor.findUnique({ where: { userId_status: { userId, status: 'PENDING' } } });
+}
+
+/**
+ * Creates the user's pending factor with a fresh 160-bit secret, replacing an earlier pending one.
+ * The plaintext secret leaves this function once, for the enrolment response.
+ */
+export async function startTotpEnrollment(
+  tx: Tx,
+  ctx: EnrollCtx,
+  user: { id: string; email: string },
+): Promise<TotpEnrollmentSecret> {
+  if (await findActiveFactor(tx, user.id)) throw mfaErrors.mfa_already_enrolled();
+  const secret = generateTotpSecret();
+  const sealed = sealTotpSecret(ctx.keyring, user.id, secret);
+  const now = ctx.clock.now();
+  await tx.totpFactor.upsert({
+    where: { userId_status: { userId: user.id, status: 'PENDING' } },
+    create: { userId: user.id, status: 'PENDING', ...sealed, createdAt: now },
+    update: { ...sealed, lastUsedStep: null, createdAt: now },
+  });
+  // The label's account part cannot carry ':' (apps split on it); e-mail addresses never need one.
+  const accountName = user.email.replaceAll(':', '');
+  return { secret, otpauthUri: buildOtpauthUri({ issuer: ctx.config.totpIssuer, accountName, secret }) };
+}
+
+function evaluate(ctx: Pick<AppContext, 'clock' | 'keyring'>, factor: TotpFactor, code: string): CodeResult {
+  const secret = openTotpSecret(ctx.keyring, factor.userId, factor);
+  const check = checkTotp({ secret, code, nowMs: ctx.clock.now().getTime(), lastUsedStep: factor.lastUsedStep });
+  switch (check.result) {
+    case 'valid':
+      return { ok: true, step: check.step };
+    case 'replayed':
+      return { ok: false, reason: 'replayed' };
+    case 'clock_drift':
+      return { ok: false, reason: 'clock_drift', offsetSeconds: check.offsetSeconds };
+    default:
+      return { ok: false, reason: 'invalid' };
+  }
+}
+
+/**
+ * Checks a code against the user's active factor and, when it is valid, records its time step
+ * with `UPDATE ... WHERE last_used_step IS NULL OR last_used_step < step`. Whoever loses that
+ * race gets `replayed`, so one code yields at most one success however many requests carry it.
+ */
+export async function useTotpCode(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'keyring'>,
+  factor: TotpFactor,
+  code: string,
+): Promise<CodeResult> {
+  const result = evaluate(ctx, factor, code);
+  if (!result.ok) return result;
+  const { count } = await tx.totpFactor.updateMany({
+    where: {
+      id: factor.id,
+      status: 'ACTIVE',
+      OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: result.step } }],
+    },
+    data: { lastUsedStep: result.step },
+  });
+  return count === 1 ? result : { ok: false, reason: 'replayed' };
+}
+
+/**
+ * Confirms a pending factor with its first code: it becomes ACTIVE with the code's step stored,
+ * so the same code cannot be replayed for the next login. Conditional on the row still pending.
+ */
+export async function activatePendingFactor(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'keyring'>,
+  factor: TotpFactor,
+  code: string,
+): Promise<CodeResult> {
+  const result = evaluate(ctx, { ...factor, lastUsedStep: null }, code);
+  if (!result.ok) return result;
+  if (await findActiveFactor(tx, factor.userId)) throw mfaErrors.mfa_already_enrolled();
+  const { count } = await tx.totpFactor.updateMany({
+    where: { id: factor.id, status: 'PENDING', secretCiphertext: factor.secretCiphertext },
+    data: { status: 'ACTIVE', activatedAt: ctx.clock.now(), lastUsedStep: result.step },
+  });
+  // Lost to a concurrent confirmation or a replaced secret: this code enrolled nothing.
+  return count === 1 ? result : { ok: false, reason: 'replayed' };
+}
+
+/** Replaces all of the user's recovery codes with 10 new ones; the plaintext is returned once. */
+export async function replaceRecoveryCodes(tx: Tx, ctx: Pick<AppContext, 'clock'>, userId: string): Promise<string[]> {
+  const codes = generateRecoveryCodes();
+  const now = ctx.clock.now();
+  await tx.recoveryCode.deleteMany({ where: { userId } });
+  await tx.recoveryCode.createMany({
+    data: codes.map((code) => ({ userId, codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!), createdAt: now })),
+  });
+  return codes;
+}
+
+/** Spends one recovery code (conditional update: single use under races); returns how many are left. */
+export async function useRecoveryCode(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock'>,
+  userId: string,
+  input: string,
+): Promise<{ ok: true; remaining: number } | { ok: false }> {
+  const normalized = normalizeRecoveryCode(input);
+  if (normalized === null) return { ok: false };
+  const { count } = await tx.recoveryCode.updateMany({
+    where: { userId, codeHash: hashRecoveryCode(normalized), usedAt: null },
+    data: { usedAt: ctx.clock.now() },
+  });
+  if (count !== 1) return { ok: false };
+  const remaining = await tx.recoveryCode.count({ where: { userId, usedAt: null } });
+  return { ok: true, remaining };
+}

@@ -1,0 +1,197 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { FlowToken, User } from '../../generated/prisma/client.js';
+import type { AppError } from '../../errors.js';
+import { renderQrCode, type QrCode } from '../../lib/qr.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import type { ChallengeData } from '../login/challenge.js';
+import { enqueueMail } from '../mail/mail.service.js';
+import { issueSession } from '../sessions/sessions.service.js';
+import type { TokenResponse } from '../sessions/sessions.schemas.js';
+import { loadUserForLogin, recordCodeFailure, resetCodeFailures } from './account-guard.js';
+import { consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
+import {
+  activatePendingFactor,
+  findActiveFactor,
+  findPendingFactor,
+  replaceRecoveryCodes,
+  startTotpEnrollment,
+  useRecoveryCode,
+  useTotpCode,
+  type CodeFailure,
+} from './factors.js';
+import { mfaErrors } from './mfa.errors.js';
+import type { LoginMfaBody } from './mfa.schemas.js';
+
+/**
+ * The second login step (after the password, or after activation): code or recovery code, or the
+ * first enrolment of a TOTP factor. Tokens are issued only here, in the transaction that consumes
+ * the challenge and burns the code, so no session ever exists on a password alone.
+ *
+ * Wrong codes must be *committed* (challenge attempt, account failure count, audit) while the
+ * request still fails, so the transaction returns an outcome and the error is thrown after it.
+ */
+
+export type TotpEnrollment = { secret: string; otpauthUri: string; qrCode: QrCode };
+export type EnrollmentTokens = TokenResponse & { recoveryCodes: string[] };
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: AppError };
+
+async function unwrap<T>(outcome: Promise<Outcome<T>>): Promise<T> {
+  const settled = await outcome;
+  if (!settled.ok) throw settled.error;
+  return settled.value;
+}
+
+function amrAfter(flow: FlowToken, factor: 'otp' | 'rec'): string[] {
+  const passed = (flow.data as Partial<ChallengeData> | null)?.amr;
+  const before = Array.isArray(passed) && passed.every((m) => typeof m === 'string') ? passed : ['pwd'];
+  return [...new Set([...before, factor])];
+}
+
+async function loadUser(tx: Tx, ctx: AppContext, flow: FlowToken): Promise<User> {
+  return loadUserForLogin(tx, ctx, flow.userId);
+}
+
+async function fail(
+  tx: Tx,
+  ctx: AppContext,
+  input: {
+    flow: FlowToken;
+    user: User;
+    factor: 'totp' | 'recovery_code';
+    failure: CodeFailure;
+    attemptsRemaining: number;
+    meta: RequestMeta;
+    step: 'login' | 'login_enrollment';
+  },
+): Promise<Outcome<never>> {
+  const error = await recordCodeFailure(tx, ctx, {
+    user: input.user,
+    factor: input.factor,
+    failure: input.failure,
+    meta: input.meta,
+    flow: input.step,
+    attemptsRemaining: input.attemptsRemaining,
+  });
+  await retireIfSpent(tx, input.flow, input.attemptsRemaining);
+  return { ok: false, error };
+}
+
+/** POST /v1/auth/login/mfa: a TOTP code or a recovery code completes the login. */
+export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta: RequestMeta): Promise<TokenResponse> {
+  return unwrap(
+    ctx.db.$transaction(async (tx): Promise<Outcome<TokenResponse>> => {
+      const flow = await loadChallenge(tx, ctx.clock, body.challengeToken, 'mfa');
+      const user = await loadUser(tx, ctx, flow);
+      let amr: string[];
+      let factorName: 'totp' | 'recovery_code';
+
+      if ('code' in body) {
+        const factor = await findActiveFactor(tx, user.id);
+        // MFA was reset since the password step: the user logs in again and enrols.
+        if (!factor) throw mfaErrors.challenge_used('MFA was reset for this account. Log in again to set it up.');
+        const attemptsRemaining = await reserveAttempt(tx, ctx.clock, flow);
+        const result = await useTotpCode(tx, ctx, factor, body.code);
+        if (!result.ok) {
+          return fail(tx, ctx, { flow, user, factor: 'totp', failure: result, attemptsRemaining, meta, step: 'login' });
+        }
+        amr = amrAfter(flow, 'otp');
+        factorName = 'totp';
+      } else {
+        const attemptsRemaining = await reserveAttempt(tx, ctx.clock, flow);
+        const result = await useRecoveryCode(tx, ctx, user.id, body.recoveryCode);
+        if (!result.ok) {
+          const failure = { reason: 'invalid' } as const;
+          return fail(tx, ctx, { flow, user, factor: 'recovery_code', failure, attemptsRemaining, meta, step: 'login' });
+        }
+        amr = amrAfter(flow, 'rec');
+        factorName = 'recovery_code';
+        await recordAudit(tx, ctx.clock, {
+          type: 'mfa.recovery_code_used',
+          actorUserId: user.id,
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { remaining: result.remaining },
+        });
+        await enqueueMail(tx, ctx, {
+          to: user.email,
+          template: 'recovery_code_used',
+          data: { name: user.name, remaining: result.remaining },
+        });
+      }
+
+      await consumeChallenge(tx, ctx.clock, flow);
+      await resetCodeFailures(tx, user.id);
+      await recordAudit(tx, ctx.clock, {
+        type: 'login.mfa_succeeded',
+        actorUserId: user.id,
+        subjectUserId: user.id,
+        organizationId: user.organizationId,
+        meta,
+        details: { factor: factorName, amr },
+      });
+      const tokens = await issueSession(ctx, tx, { userId: user.id, amr, meta });
+      return { ok: true, value: tokens };
+    }),
+  );
+}
+
+/** POST /v1/auth/login/mfa-enrollment: a new pending secret (replacing an unconfirmed one). */
+export async function startLoginEnrollment(ctx: AppContext, challengeToken: string): Promise<TotpEnrollment> {
+  const enrollment = await ctx.db.$transaction(async (tx) => {
+    const flow = await loadChallenge(tx, ctx.clock, challengeToken, 'mfa_enrollment');
+    const user = await loadUser(tx, ctx, flow);
+    return startTotpEnrollment(tx, ctx, user);
+  });
+  // Rendering is CPU work: outside the transaction, so no row lock or connection waits on it.
+  return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri) };
+}
+
+/** POST /v1/auth/login/mfa-enrollment/verify: the first code activates the factor and logs in. */
+export async function verifyLoginEnrollment(
+  ctx: AppContext,
+  body: { challengeToken: string; code: string },
+  meta: RequestMeta,
+): Promise<EnrollmentTokens> {
+  return unwrap(
+    ctx.db.$transaction(async (tx): Promise<Outcome<EnrollmentTokens>> => {
+      const flow = await loadChallenge(tx, ctx.clock, body.challengeToken, 'mfa_enrollment');
+      const user = await loadUser(tx, ctx, flow);
+      const factor = await findPendingFactor(tx, user.id);
+      if (!factor) {
+        if (await findActiveFactor(tx, user.id)) throw mfaErrors.mfa_already_enrolled();
+        throw mfaErrors.mfa_enrollment_not_started('Call /v1/auth/login/mfa-enrollment first.');
+      }
+      const attemptsRemaining = await reserveAttempt(tx, ctx.clock, flow);
+      const result = await activatePendingFactor(tx, ctx, factor, body.code);
+      if (!result.ok) {
+        return fail(tx, ctx, { flow, user, factor: 'totp', failure: result, attemptsRemaining, meta, step: 'login_enrollment' });
+      }
+      const recoveryCodes = await replaceRecoveryCodes(tx, ctx, user.id);
+      await consumeChallenge(tx, ctx.clock, flow);
+      await resetCodeFailures(tx, user.id);
+      const amr = amrAfter(flow, 'otp');
+      await recordAudit(tx, ctx.clock, {
+        type: 'mfa.enrolled',
+        actorUserId: user.id,
+        subjectUserId: user.id,
+        organizationId: user.organizationId,
+        meta,
+        details: { factor: 'totp', via: 'login' },
+      });
+      await recordAudit(tx, ctx.clock, {
+        type: 'login.mfa_succeeded',
+        actorUserId: user.id,
+        subjectUserId: user.id,
+        organizationId: user.organizationId,
+        meta,
+        details: { factor: 'totp', amr, enrollment: true },
+      });
+      await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_enrolled', data: { name: user.name } });
+      const tokens = await issueSession(ctx, tx, { userId: user.id, amr, meta });
+      return { ok: true, value: { ...tokens, recoveryCodes } };
+    }),
+  );
+}

@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { RECOVERY_CODE_COUNT } from '../../lib/recovery-codes.js';
+
+/** A TOTP code as typed: exactly 6 ASCII digits (checked here, before any secret is touched). */
+export const TotpCodeSchema = z
+  .string()
+  .regex(/^[0-9]{6}$/, 'must be exactly 6 digits')
+  .describe('The current 6-digit code from the authenticator app')
+  .meta({ example: '123456' });
+
+/** A recovery code as typed; case, spaces and dashes are ignored when it is checked. */
+export const RecoveryCodeInputSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .describe('One of the recovery codes shown at enrolment, e.g. "k7m2-xq9p-4hzt" (case, spaces and dashes are ignored)');
+
+export const ChallengeTokenSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .describe('The challengeToken from POST /v1/auth/login or POST /v1/activation');
+
+export const PasswordReauthSchema = z.string().min(1).max(4096).describe('The current password (re-authentication)');
+
+export const QrCodeSchema = z
+  .object({
+    svg: z.string().describe('SVG image of the otpauth URI, safe to inline'),
+    pngDataUrl: z.string().describe('The same QR code as a data:image/png;base64 URL'),
+  })
+  .meta({ id: 'QrCode' });
+
+export const TotpEnrollmentSchema = z
+  .object({
+    secret: z.string().describe('Base32 secret (no padding) for manual entry; shown only during enrolment'),
+    otpauthUri: z.string().describe('otpauth://totp/<Issuer>:<email>?secret=...&issuer=...&algorithm=SHA1&digits=6&period=30'),
+    qrCode: QrCodeSchema,
+  })
+  .meta({
+    id: 'TotpEnrollment',
+    description:
+      'A new, not yet active TOTP secret. Confirm it with one code; asking again before that replaces it.',
+  });
+
+export const RecoveryCodesSchema = z
+  .array(z.string())
+  .length(RECOVERY_CODE_COUNT)
+  .describe(`${RECOVERY_CODE_COUNT} single-use recovery codes. Shown only this once: the user must store them`);
+
+export const RecoveryCodesResponseSchema = z
+  .object({ recoveryCodes: RecoveryCodesSchema })
+  .meta({ id: 'RecoveryCodes' });
+
+export const LoginMfaBodySchema = z.union([
+  z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema }),
+  z.strictObject({ challengeToken: ChallengeTokenSchema, recoveryCode: RecoveryCodeInputSchema }),
+]);
+
+export type LoginMfaBody = z.infer<typeof LoginMfaBodySchema>;

@@ -1,0 +1,48 @@
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import { voidFlows } from '../flows/flow-tokens.js';
+import { revokeUserSessions } from '../sessions/revoke.js';
+
+export type RemoveMfaOptions = {
+  /** Keep this session alive (self-service removal keeps the caller's own session). */
+  exceptSessionId?: string;
+  /** Stored on the revoked sessions; default 'mfa_reset'. */
+  reason?: string;
+};
+
+export type RemoveMfaResult = {
+  /** Whether the user had an ACTIVE factor before. */
+  hadActiveFactor: boolean;
+  removedRecoveryCodes: number;
+  revokedSessions: number;
+};
+
+/**
+ * Removes a user's MFA entirely: every TOTP factor (active and pending), every recovery code,
+ * pending login challenges (they were issued for the old factor), and the code-failure count and
+ * lock (whoever resets MFA has verified the user). Ends the user's sessions except
+ * `options.exceptSessionId`. The next login asks for enrolment.
+ *
+ * Data only: callers write their own audit event and notification mail (self-service removal,
+ * admin reset, support reset differ in both). Call inside the caller's transaction.
+ */
+export async function removeMfa(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock'>,
+  userId: string,
+  options: RemoveMfaOptions = {},
+): Promise<RemoveMfaResult> {
+  const active = await tx.totpFactor.count({ where: { userId, status: 'ACTIVE' } });
+  await tx.totpFactor.deleteMany({ where: { userId } });
+  const codes = await tx.recoveryCode.deleteMany({ where: { userId } });
+  await voidFlows(tx, userId, ['LOGIN_CHALLENGE']);
+  await tx.user.update({ where: { id: userId }, data: { failedMfaCount: 0, mfaLockedUntil: null } });
+  const revokedSessions = await revokeUserSessions(
+    tx,
+    ctx.clock,
+    userId,
+    options.reason ?? 'mfa_reset',
+    options.exceptSessionId ? { exceptSessionId: options.exceptSessionId } : {},
+  );
+  return { hadActiveFactor: active > 0, removedRecoveryCodes: codes.count, revokedSessions };
+}

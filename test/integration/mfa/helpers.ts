@@ -1,0 +1,46 @@
+import type { FastifyInstance } from 'fastify';
+import type { Test } from 'tap';
+import { issueLoginChallenge, type ChallengeNext } from '../../../src/modules/login/challenge.js';
+import { currentTotp } from '../../helpers/factories.js';
+import type { api } from '../../helpers/http.js';
+
+export type Request = ReturnType<typeof api>;
+
+/**
+ * The challenge the password step (or activation) hands out, issued directly: for tests about the
+ * second step, not about passwords. Issuing one voids the user's older challenges, as login does.
+ */
+export async function challengeFor(app: FastifyInstance, userId: string, next: ChallengeNext): Promise<string> {
+  const challenge = await app.ctx.db.$transaction((tx) => issueLoginChallenge(tx, app.ctx, userId, next));
+  return challenge.challengeToken;
+}
+
+/** The base32 secret inside an otpauth URI. */
+export function secretOf(otpauthUri: string): string {
+  const secret = new URL(otpauthUri).searchParams.get('secret');
+  if (!secret) throw new Error(`no secret in ${otpauthUri}`);
+  return secret;
+}
+
+/** Enrols through the login endpoints (start + verify); returns the secret and the verify response body. */
+export async function enrolAtLogin(t: Test, app: FastifyInstance, request: Request, challengeToken: string) {
+  const started = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken } });
+  t.equal(started.status, 200, 'enrolment started');
+  const secret = secretOf(started.body.otpauthUri);
+  const verified = await request({
+    url: '/v1/auth/login/mfa-enrollment/verify',
+    body: { challengeToken, code: currentTotp(app, secret) },
+  });
+  t.equal(verified.status, 200, 'enrolment verified');
+  return { secret, enrollment: started.body, tokens: verified.body };
+}
+
+/** Audit rows of one type for a user, oldest first. */
+export async function auditOf(app: FastifyInstance, userId: string, type: string) {
+  return app.ctx.db.auditEvent.findMany({ where: { subjectUserId: userId, type }, orderBy: { createdAt: 'asc' } });
+}
+
+/** Outbox mails of one template to an address. */
+export async function mailsOf(app: FastifyInstance, to: string, template: string) {
+  return app.ctx.db.mailOutbox.findMany({ where: { toAddress: to, template }, orderBy: { createdAt: 'asc' } });
+}

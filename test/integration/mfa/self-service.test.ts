@@ -1,0 +1,154 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+import { createOrganization, createUser, currentTotp, signIn } from '../../helpers/factories.js';
+import { auditOf, challengeFor, mailsOf, secretOf } from './helpers.js';
+
+t.test('self-service reset: remove with password, other sessions end, this one can only enrol, re-enrol', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app, { organizationId: org.id, recoveryCodes: 10 });
+  const current = await signIn(app, user);
+  const other = await signIn(app, user);
+
+  const wrong = await request({ method: 'DELETE', url: '/v1/me/mfa', token: current.accessToken, body: { password: 'not the password' } });
+  t.equal(wrong.status, 403);
+  t.equal(wrong.body.code, 'reauthentication_failed');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: user.id } }), 1, 'nothing removed');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedPasswordCount, 1, 'counts towards the password lockout');
+  t.match((await auditOf(app, user.id, 'login.password_failed'))[0]?.details, { flow: 'reauthentication' });
+  const missing = await request({ method: 'DELETE', url: '/v1/me/mfa', token: current.accessToken, body: {} });
+  t.equal(missing.status, 400);
+
+  // A pending login challenge for the old factor dies with it.
+  const pendingLogin = await challengeFor(app, user.id, 'mfa');
+
+  const removed = await request({ method: 'DELETE', url: '/v1/me/mfa', token: current.accessToken, body: { password } });
+  t.equal(removed.status, 204);
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: user.id } }), 0);
+  t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: user.id } }), 0);
+  t.equal((await mailsOf(app, user.email, 'mfa_removed')).length, 1, 'notification mail');
+  const [audit] = await auditOf(app, user.id, 'mfa.removed');
+  t.match(audit?.details, { by: 'self', revokedSessions: 1 });
+
+  const otherRefresh = await request({ url: '/v1/auth/refresh', body: { refreshToken: other.refreshToken } });
+  t.equal(otherRefresh.status, 401, "the user's other sessions are ended");
+  const otherMe = await request({ url: '/v1/me', token: other.accessToken });
+  t.equal(otherMe.status, 401);
+
+  const stale = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: pendingLogin, code: currentTotp(app, totpSecret!) } });
+  t.equal(stale.body.code, 'challenge_used', 'the old factor cannot finish a pending login');
+
+  // This session: MFA functions and GET /v1/me only.
+  const me = await request({ url: '/v1/me', token: current.accessToken });
+  t.equal(me.status, 200);
+  t.equal(me.body.mfa.enrolled, false);
+  t.ok(me.body.requiredActions.includes('mfa_enrollment'));
+  const sessions = await request({ url: '/v1/me/sessions', token: current.accessToken });
+  t.equal(sessions.status, 403);
+  t.equal(sessions.body.code, 'mfa_enrollment_required');
+  const again = await request({ method: 'DELETE', url: '/v1/me/mfa', token: current.accessToken, body: { password } });
+  t.equal(again.status, 409);
+  t.equal(again.body.code, 'mfa_not_enrolled');
+  const regen = await request({ url: '/v1/me/mfa/recovery-codes', token: current.accessToken, body: { password } });
+  t.equal(regen.body.code, 'mfa_not_enrolled');
+
+  const notStarted = await request({ url: '/v1/me/mfa/totp/verify', token: current.accessToken, body: { code: '123456' } });
+  t.equal(notStarted.status, 409);
+  t.equal(notStarted.body.code, 'mfa_enrollment_not_started');
+
+  const started = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: current.accessToken });
+  t.equal(started.status, 200);
+  t.equal(started.headers['cache-control'], 'no-store');
+  const secret = secretOf(started.body.otpauthUri);
+  t.equal(started.body.secret, secret);
+  t.not(secret, totpSecret, 'a new secret');
+  t.ok(started.body.qrCode.pngDataUrl.startsWith('data:image/png;base64,'));
+
+  const drift = await request({ url: '/v1/me/mfa/totp/verify', token: current.accessToken, body: { code: currentTotp(app, secret, 3) } });
+  t.equal(drift.status, 400);
+  t.equal(drift.body.code, 'mfa_code_invalid');
+  t.equal(drift.body.hint, 'clock_drift');
+  t.equal(drift.body.offsetSeconds, 90);
+  const oldSecretCode = await request({ url: '/v1/me/mfa/totp/verify', token: current.accessToken, body: { code: currentTotp(app, totpSecret!) } });
+  t.equal(oldSecretCode.body.code, 'mfa_code_invalid');
+
+  const verified = await request({ url: '/v1/me/mfa/totp/verify', token: current.accessToken, body: { code: currentTotp(app, secret) } });
+  t.equal(verified.status, 200);
+  t.equal(verified.headers['cache-control'], 'no-store');
+  t.equal(verified.body.recoveryCodes.length, 10);
+  t.equal((await mailsOf(app, user.email, 'mfa_enrolled')).length, 1);
+  t.match((await auditOf(app, user.id, 'mfa.enrolled'))[0]?.details, { via: 'self_service' });
+
+  // The same session is whole again.
+  t.equal((await request({ url: '/v1/me/sessions', token: current.accessToken })).status, 200);
+  const meAfter = await request({ url: '/v1/me', token: current.accessToken });
+  t.equal(meAfter.body.mfa.enrolled, true);
+  t.equal(meAfter.body.mfa.recoveryCodesLeft, 10);
+
+  const enrolledAlready = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: current.accessToken });
+  t.equal(enrolledAlready.status, 409);
+  t.equal(enrolledAlready.body.code, 'mfa_already_enrolled');
+
+  // The confirming code is spent; the next login needs the next code.
+  const login = await challengeFor(app, user.id, 'mfa');
+  const replay = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: login, code: currentTotp(app, secret) } });
+  t.equal(replay.body.code, 'mfa_code_reused');
+  clock.advance(30);
+  const ok = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: login, code: currentTotp(app, secret) } });
+  t.equal(ok.status, 200);
+});
+
+t.test('regenerate recovery codes: password required, old codes stop working, mail + audit', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, recoveryCodes } = await createUser(app.ctx.db, app, { recoveryCodes: 10 });
+  const session = await signIn(app, user);
+
+  const wrong = await request({ url: '/v1/me/mfa/recovery-codes', token: session.accessToken, body: { password: `${password}x` } });
+  t.equal(wrong.status, 403);
+  t.equal(wrong.body.code, 'reauthentication_failed');
+
+  const res = await request({ url: '/v1/me/mfa/recovery-codes', token: session.accessToken, body: { password } });
+  t.equal(res.status, 200);
+  t.equal(res.headers['cache-control'], 'no-store');
+  t.equal(res.body.recoveryCodes.length, 10);
+  t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: user.id } }), 10, 'replaced, not added');
+
+  const old = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: await challengeFor(app, user.id, 'mfa'), recoveryCode: recoveryCodes![0] } });
+  t.equal(old.body.code, 'recovery_code_invalid');
+  const fresh = await request({
+    url: '/v1/auth/login/mfa',
+    body: { challengeToken: await challengeFor(app, user.id, 'mfa'), recoveryCode: res.body.recoveryCodes[0] },
+  });
+  t.equal(fresh.status, 200);
+
+  t.equal((await mailsOf(app, user.email, 'recovery_codes_regenerated')).length, 1);
+  t.equal((await auditOf(app, user.id, 'mfa.recovery_codes_regenerated')).length, 1);
+  const rows = await app.ctx.db.recoveryCode.findMany({ where: { userId: user.id } });
+  for (const code of res.body.recoveryCodes as string[]) {
+    t.notOk(rows.some((r) => r.codeHash.includes(code.replaceAll('-', ''))), 'stored hashed');
+  }
+});
+
+t.test('removeMfa (admin and support resets): all sessions end, MFA data gone, next login enrols', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { removeMfa } = await import('../../../src/modules/mfa/remove.js');
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app, { recoveryCodes: 3 });
+  const a = await signIn(app, user);
+  const b = await signIn(app, user);
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { failedMfaCount: 7 } });
+  const challenge = await challengeFor(app, user.id, 'mfa');
+
+  const result = await app.ctx.db.$transaction((tx) => removeMfa(tx, app.ctx, user.id));
+  t.same(result, { hadActiveFactor: true, removedRecoveryCodes: 3, revokedSessions: 2 });
+  for (const s of [a, b]) t.equal((await request({ url: '/v1/me', token: s.accessToken })).status, 401);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedMfaCount, 0);
+  t.equal((await request({ url: '/v1/auth/login/mfa', body: { challengeToken: challenge, code: '123456' } })).body.code, 'challenge_used');
+  t.equal((await mailsOf(app, user.email, 'mfa_removed')).length, 0, 'the caller writes its own mail and audit');
+
+  const again = await app.ctx.db.$transaction((tx) => removeMfa(tx, app.ctx, user.id));
+  t.same(again, { hadActiveFactor: false, removedRecoveryCodes: 0, revokedSessions: 0 });
+});
