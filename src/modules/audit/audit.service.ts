@@ -53,7 +53,25 @@ export const AUDIT_EVENT_TYPES = [
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
 
+type AuditListener = (type: AuditEventType) => void;
+const auditListeners = new Set<AuditListener>();
+
+/**
+ * Observes every audit event written (the metrics plugin counts them by type). Listeners run
+ * after the row is written, inside the caller's transaction, and must not throw. Returns an
+ * unsubscribe function.
+ */
+export function onAuditEvent(listener: AuditListener): () => void {
+  auditListeners.add(listener);
+  return () => auditListeners.delete(listener);
+}
+
 export async function recordAudit(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
+  await recordAuditRow(tx, clock, input);
+  for (const listener of auditListeners) listener(input.type);
+}
+
+async function recordAuditRow(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
   await tx.auditEvent.create({
     data: {
       type: input.type,

@@ -1,0 +1,263 @@
+import type { Role, UserStatus } from '../generated/prisma/enums.js';
+import { AppError, defineErrors } from '../errors.js';
+
+/**
+ * Who may act on whom. Permissions (src/access/permissions.ts) say what a role may do at all; this
+ * module says whether *this* actor may do *this* action to *this* target, and is the only place
+ * that does. Every administration service calls `authorize()` with facts it loaded from the
+ * database inside its transaction, so the decision and the change see the same state.
+ *
+ * Order of the checks matters:
+ *  1. the actor's roles must grant the action at all                   → 403 forbidden
+ *  2. the target must be inside the actor's scope (own organisation)   → 404, never 403, so an
+ *     organisation-scoped actor learns nothing about other organisations' users
+ *  3. the actor acting on themselves                                   → 403/409 (see SELF_RULES)
+ *  4. support staff accounts are not administered through the API     → 403 support_staff_protected
+ *  5. rules on the change (grantable roles, last administrator)        → 403/409
+ *  6. the target's state (already blocked, not activated, ...)          → 409
+ */
+
+export type PolicyActor = {
+  userId: string;
+  organizationId: string | null;
+  roles: readonly Role[];
+};
+
+export type UserTarget = {
+  id: string;
+  organizationId: string | null;
+  roles: readonly Role[];
+  status: UserStatus;
+};
+
+/** `organizationId: null` means every organisation at once (support's cross-organisation views). */
+export type OrganizationTarget = { organizationId: string | null };
+
+/** Facts about the change that some actions need, loaded by the service inside its transaction. */
+export type ChangeFacts = {
+  /** The roles the target would have afterwards (user.set_roles, user.invite). */
+  roles?: readonly Role[];
+  /**
+   * Administrators (CUSTOMER_ADMIN, not blocked) of the target's organisation other than the
+   * target (user.block, user.set_roles). Counted under a lock on the organisation row.
+   */
+  otherAdministrators?: number;
+  /** ACTIVE administrators of the organisation (administrator.appoint). */
+  activeAdministrators?: number;
+};
+
+type UserAction =
+  | 'user.read'
+  | 'user.resend_activation'
+  | 'user.block'
+  | 'user.unblock'
+  | 'user.mfa_reset'
+  | 'user.mfa_reset_request'
+  | 'user.mfa_reset_request.read'
+  | 'user.password_reset'
+  | 'user.set_roles'
+  | 'user.appoint_administrator';
+
+type OrganizationAction =
+  | 'organization.create'
+  | 'organization.read'
+  | 'organization.users.list'
+  | 'organization.audit.read'
+  | 'user.invite'
+  | 'administrator.appoint';
+
+export type PolicyAction = UserAction | OrganizationAction;
+
+export const policyErrors = defineErrors({
+  forbidden: { status: 403, title: 'Not allowed' },
+  user_not_found: { status: 404, title: 'User not found' },
+  organization_not_found: { status: 404, title: 'Organisation not found' },
+  support_staff_protected: { status: 403, title: 'Support staff accounts are managed by the operator, not through the API' },
+  own_roles_immutable: { status: 403, title: 'Users cannot change their own roles' },
+  role_not_grantable: { status: 403, title: 'This role cannot be granted through the API' },
+  self_service_required: { status: 409, title: 'Use the self-service endpoints for your own account' },
+  self_action_not_allowed: { status: 409, title: 'This action cannot be applied to your own account' },
+  last_administrator: { status: 409, title: 'The organisation would lose its last administrator' },
+  administrator_exists: { status: 409, title: 'The organisation still has an active administrator' },
+  already_blocked: { status: 409, title: 'The user is already blocked' },
+  not_blocked: { status: 409, title: 'The user is not blocked' },
+  user_blocked: { status: 409, title: 'The user is blocked' },
+  already_activated: { status: 409, title: 'The user has already activated the account' },
+  user_not_activated: { status: 409, title: 'The user has not activated the account yet' },
+});
+
+export type Decision =
+  | { effect: 'allow' }
+  | { effect: 'not_found'; code: 'user_not_found' | 'organization_not_found' }
+  | { effect: 'forbidden'; code: 'forbidden' | 'support_staff_protected' | 'own_roles_immutable' | 'role_not_grantable' }
+  | {
+      effect: 'conflict';
+      code:
+        | 'self_service_required'
+        | 'self_action_not_allowed'
+        | 'last_administrator'
+        | 'administrator_exists'
+        | 'already_blocked'
+        | 'not_blocked'
+        | 'user_blocked'
+        | 'already_activated'
+        | 'user_not_activated';
+    };
+
+/** `organization`: only targets in the actor's own organisation; `any`: every organisation. */
+type Scope = 'organization' | 'any';
+
+/** The policy table: which role reaches which targets for each action. Absent = never. */
+const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
+  'user.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.invite': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.resend_activation': { CUSTOMER_ADMIN: 'organization' },
+  'user.block': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.unblock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  // Support never resets directly: it starts the e-mail-verified reset (product rule 11).
+  'user.mfa_reset': { CUSTOMER_ADMIN: 'organization' },
+  'user.mfa_reset_request': { SUPPORT: 'any' },
+  'user.mfa_reset_request.read': { SUPPORT: 'any' },
+  'user.password_reset': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.set_roles': { CUSTOMER_ADMIN: 'organization' },
+  'user.appoint_administrator': { SUPPORT: 'any' },
+  'organization.create': { SUPPORT: 'any' },
+  'organization.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'organization.users.list': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'organization.audit.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'administrator.appoint': { SUPPORT: 'any' },
+};
+
+/**
+ * What happens when the actor is the target. Admins use the self-service endpoints for their own
+ * password and MFA (which require re-authentication); nobody changes their own roles or blocks
+ * themselves out.
+ */
+const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
+  'user.read': { effect: 'allow' },
+  'user.resend_activation': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.block': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.unblock': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.mfa_reset': { effect: 'conflict', code: 'self_service_required' },
+  'user.mfa_reset_request': { effect: 'conflict', code: 'self_service_required' },
+  'user.mfa_reset_request.read': { effect: 'allow' },
+  'user.password_reset': { effect: 'conflict', code: 'self_service_required' },
+  'user.set_roles': { effect: 'forbidden', code: 'own_roles_immutable' },
+  'user.appoint_administrator': { effect: 'forbidden', code: 'own_roles_immutable' },
+};
+
+/** Roles the API may ever assign. SUPPORT is created by the operator CLI only. */
+export const GRANTABLE_ROLES: readonly Role[] = ['USER', 'CUSTOMER_ADMIN'];
+
+const ALLOW: Decision = { effect: 'allow' };
+
+function scopeOf(actor: PolicyActor, action: PolicyAction): Scope | undefined {
+  const grants = GRANTS[action];
+  let best: Scope | undefined;
+  for (const role of actor.roles) {
+    const scope = grants[role];
+    if (scope === 'any') return 'any';
+    if (scope) best = scope;
+  }
+  return best;
+}
+
+function inScope(actor: PolicyActor, scope: Scope, organizationId: string | null): boolean {
+  if (scope === 'any') return true;
+  return actor.organizationId !== null && organizationId === actor.organizationId;
+}
+
+function isUserAction(action: PolicyAction): action is UserAction {
+  return action in SELF_RULES;
+}
+
+export function decide(actor: PolicyActor, action: OrganizationAction, target: OrganizationTarget, facts?: ChangeFacts): Decision;
+export function decide(actor: PolicyActor, action: UserAction, target: UserTarget, facts?: ChangeFacts): Decision;
+export function decide(
+  actor: PolicyActor,
+  action: PolicyAction,
+  target: UserTarget | OrganizationTarget,
+  facts: ChangeFacts = {},
+): Decision {
+  const scope = scopeOf(actor, action);
+  if (!scope) return { effect: 'forbidden', code: 'forbidden' };
+
+  if (!isUserAction(action)) {
+    if (target.organizationId === null && scope !== 'any') return { effect: 'forbidden', code: 'forbidden' };
+    if (!inScope(actor, scope, target.organizationId)) return { effect: 'not_found', code: 'organization_not_found' };
+    if (action === 'user.invite' && facts.roles?.some((r) => !GRANTABLE_ROLES.includes(r))) {
+      return { effect: 'forbidden', code: 'role_not_grantable' };
+    }
+    if (action === 'administrator.appoint' && (facts.activeAdministrators ?? 0) > 0) {
+      return { effect: 'conflict', code: 'administrator_exists' };
+    }
+    return ALLOW;
+  }
+
+  const user = target as UserTarget;
+  if (!inScope(actor, scope, user.organizationId)) return { effect: 'not_found', code: 'user_not_found' };
+  const isSelf = user.id === actor.userId;
+  if (isSelf) return SELF_RULES[action];
+  // SUPPORT accounts have no organisation; only the operator (CLI) administers them.
+  if (action !== 'user.read' && action !== 'user.mfa_reset_request.read' && (user.organizationId === null || user.roles.includes('SUPPORT'))) {
+    return { effect: 'forbidden', code: 'support_staff_protected' };
+  }
+
+  const isAdmin = user.roles.includes('CUSTOMER_ADMIN');
+  // Blocked administrators do not count; invited ones do (they can still activate).
+  const lastAdmin = isAdmin && user.status !== 'BLOCKED' && (facts.otherAdministrators ?? 0) === 0;
+
+  switch (action) {
+    case 'user.read':
+    case 'user.mfa_reset_request.read':
+      return ALLOW;
+    case 'user.resend_activation':
+      if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'user_blocked' };
+      if (user.status !== 'INVITED') return { effect: 'conflict', code: 'already_activated' };
+      return ALLOW;
+    case 'user.block':
+      if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'already_blocked' };
+      if (lastAdmin) return { effect: 'conflict', code: 'last_administrator' };
+      return ALLOW;
+    case 'user.unblock':
+      if (user.status !== 'BLOCKED') return { effect: 'conflict', code: 'not_blocked' };
+      return ALLOW;
+    case 'user.mfa_reset':
+      // A blocked user's factor may be reset (lost phone reported together with a block).
+      if (user.status === 'INVITED') return { effect: 'conflict', code: 'user_not_activated' };
+      return ALLOW;
+    case 'user.mfa_reset_request':
+    case 'user.password_reset':
+      if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'user_blocked' };
+      if (user.status === 'INVITED') return { effect: 'conflict', code: 'user_not_activated' };
+      return ALLOW;
+    case 'user.set_roles': {
+      const next = facts.roles ?? user.roles;
+      if (next.some((r) => !GRANTABLE_ROLES.includes(r))) return { effect: 'forbidden', code: 'role_not_grantable' };
+      if (lastAdmin && !next.includes('CUSTOMER_ADMIN')) return { effect: 'conflict', code: 'last_administrator' };
+      return ALLOW;
+    }
+    case 'user.appoint_administrator':
+      if ((facts.activeAdministrators ?? 0) > 0) return { effect: 'conflict', code: 'administrator_exists' };
+      if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'user_blocked' };
+      return ALLOW;
+  }
+}
+
+/** Turns a denial into the error the API answers with. */
+export function toError(decision: Exclude<Decision, { effect: 'allow' }>, detail?: string): AppError {
+  return policyErrors[decision.code](detail);
+}
+
+/** Decides and throws on denial; the services' one entry point. */
+export function authorize(actor: PolicyActor, action: OrganizationAction, target: OrganizationTarget, facts?: ChangeFacts): void;
+export function authorize(actor: PolicyActor, action: UserAction, target: UserTarget, facts?: ChangeFacts): void;
+export function authorize(
+  actor: PolicyActor,
+  action: PolicyAction,
+  target: UserTarget | OrganizationTarget,
+  facts?: ChangeFacts,
+): void {
+  const decision = decide(actor, action as UserAction, target as UserTarget, facts);
+  if (decision.effect !== 'allow') throw toError(decision);
+}

@@ -1,0 +1,89 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireActor } from '../../access/actor.js';
+import { NextCursor, PageQuery } from '../organization/pagination.js';
+import { readAuditLog } from './audit.query.js';
+import { AUDIT_EVENT_TYPES } from './audit.service.js';
+
+const Person = z
+  .object({ id: z.uuid(), name: z.string().nullable(), email: z.string().nullable() })
+  .meta({ id: 'AuditPerson' });
+
+export const AuditEventSchema = z
+  .object({
+    id: z.uuid(),
+    type: z.string().describe('One of the documented event types (see the `type` filter)'),
+    occurredAt: z.iso.datetime(),
+    organizationId: z.uuid().nullable(),
+    actor: Person.nullable().describe('Who did it (null: the system, or an anonymous caller)'),
+    subject: Person.nullable().describe('Whom it concerns'),
+    ip: z.string().nullable(),
+    userAgent: z.string().nullable(),
+    details: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'AuditEvent' });
+
+const AuditPage = z.object({ items: z.array(AuditEventSchema), nextCursor: NextCursor }).meta({ id: 'AuditEventPage' });
+
+const filters = {
+  userId: z.uuid().optional().describe('Events where this user is the subject or the actor'),
+  type: z.enum(AUDIT_EVENT_TYPES).optional(),
+  from: z.iso.datetime({ offset: true }).optional().describe('Inclusive lower bound (RFC 3339)'),
+  to: z.iso.datetime({ offset: true }).optional().describe('Exclusive upper bound (RFC 3339)'),
+  ...PageQuery,
+};
+
+const OrganizationAuditQuery = z.strictObject(filters);
+const SupportAuditQuery = z.strictObject({ organizationId: z.uuid().optional(), ...filters });
+
+const date = (s: string | undefined) => (s ? new Date(s) : undefined);
+
+export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/organization/audit-events',
+    {
+      config: { access: { permission: 'organization:audit:read' } },
+      schema: {
+        operationId: 'listOrganizationAuditEvents',
+        tags: ['organization'],
+        summary: "The organisation's audit log, newest first",
+        querystring: OrganizationAuditQuery,
+        response: { 200: AuditPage },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      return readAuditLog(
+        app.ctx,
+        { actor: requireActor(request) },
+        'own',
+        { userId: q.userId, type: q.type, from: date(q.from), to: date(q.to) },
+        { limit: q.limit, cursor: q.cursor },
+      );
+    },
+  );
+
+  app.get(
+    '/v1/support/audit-events',
+    {
+      config: { access: { permission: 'support:audit:read' } },
+      schema: {
+        operationId: 'listSupportAuditEvents',
+        tags: ['support'],
+        summary: 'The audit log of all organisations, newest first',
+        querystring: SupportAuditQuery,
+        response: { 200: AuditPage },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      return readAuditLog(
+        app.ctx,
+        { actor: requireActor(request) },
+        { organizationId: q.organizationId },
+        { userId: q.userId, type: q.type, from: date(q.from), to: date(q.to) },
+        { limit: q.limit, cursor: q.cursor },
+      );
+    },
+  );
+};

@@ -1,0 +1,78 @@
+import type { Actor } from '../../access/actor.js';
+import type { PolicyActor, UserTarget } from '../../access/policy.js';
+import type { Tx } from '../../db/client.js';
+import { commonErrors } from '../../errors.js';
+
+/**
+ * The acting user as the database knows them *now*. The access token's roles may be up to one
+ * token lifetime old (a demoted admin's token still says CUSTOMER_ADMIN), so every administrative
+ * decision is made on the stored roles and status, read inside the deciding transaction.
+ */
+export type ActingUser = PolicyActor & { name: string; email: string };
+
+export async function loadActingUser(tx: Tx, actor: Pick<Actor, 'userId'>): Promise<ActingUser> {
+  const row = await tx.user.findUnique({
+    where: { id: actor.userId },
+    select: { id: true, organizationId: true, roles: true, status: true, name: true, email: true },
+  });
+  if (!row || row.status !== 'ACTIVE') throw commonErrors.unauthenticated('The signed-in account is no longer active.');
+  return { userId: row.id, organizationId: row.organizationId, roles: row.roles, name: row.name, email: row.email };
+}
+
+export type TargetUser = UserTarget & {
+  email: string;
+  name: string;
+  passwordHash: string | null;
+  organization: { id: string; name: string } | null;
+};
+
+const targetSelect = {
+  id: true,
+  organizationId: true,
+  roles: true,
+  status: true,
+  email: true,
+  name: true,
+  passwordHash: true,
+  organization: { select: { id: true, name: true } },
+} as const;
+
+/** Reads a user without locking (for reads and for the scope check before locking). */
+export async function findTarget(tx: Tx, id: string): Promise<TargetUser | null> {
+  return tx.user.findUnique({ where: { id }, select: targetSelect });
+}
+
+/**
+ * Reads a user for a change: locks the user's organisation row, then the user row, so that
+ * changes to one organisation's administrators are serialised (two admins demoting each other at
+ * the same moment cannot both succeed and leave the organisation without one). The lock order is
+ * always organisation → user.
+ */
+export async function lockTarget(tx: Tx, id: string): Promise<TargetUser | null> {
+  const first = await tx.user.findUnique({ where: { id }, select: { organizationId: true } });
+  if (!first) return null;
+  if (first.organizationId) await lockOrganization(tx, first.organizationId);
+  await tx.$queryRaw`SELECT 1 FROM users WHERE id = ${id}::uuid FOR UPDATE`;
+  return findTarget(tx, id);
+}
+
+export async function lockOrganization(tx: Tx, organizationId: string): Promise<boolean> {
+  const rows = await tx.$queryRaw<unknown[]>`SELECT 1 FROM organizations WHERE id = ${organizationId}::uuid FOR UPDATE`;
+  return rows.length === 1;
+}
+
+/** Administrators (CUSTOMER_ADMIN, not blocked) of an organisation, optionally without one user. */
+export async function countAdministrators(
+  tx: Tx,
+  organizationId: string,
+  options: { except?: string; status?: 'ACTIVE' } = {},
+): Promise<number> {
+  return tx.user.count({
+    where: {
+      organizationId,
+      roles: { has: 'CUSTOMER_ADMIN' },
+      status: options.status ?? { not: 'BLOCKED' },
+      ...(options.except ? { id: { not: options.except } } : {}),
+    },
+  });
+}

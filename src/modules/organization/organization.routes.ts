@@ -1,0 +1,134 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { requireActor } from '../../access/actor.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import {
+  InviteUserBody,
+  ListUsersQuery,
+  ManagedUserSchema,
+  SetRolesBody,
+  UserIdParams,
+  UserPageSchema,
+} from './organization.schemas.js';
+import {
+  blockUser,
+  getUser,
+  inviteUser,
+  listOrganizationUsers,
+  resendActivation,
+  resetUserMfa,
+  setUserRoles,
+  triggerPasswordReset,
+  unblockUser,
+} from './user-admin.service.js';
+
+/**
+ * Customer administrators manage the users of their own organisation. A user id of another
+ * organisation answers 404 user_not_found, exactly like an id that does not exist.
+ */
+export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
+  const call = (request: Parameters<typeof requireActor>[0]) => ({ actor: requireActor(request), meta: requestMeta(request) });
+  const tags = ['organization'];
+
+  app.get(
+    '/v1/organization/users',
+    {
+      config: { access: { permission: 'organization:users:read' } },
+      schema: {
+        operationId: 'listOrganizationUsers',
+        tags,
+        summary: 'List the users of your organisation (filters, cursor pagination, sorted by name)',
+        querystring: ListUsersQuery,
+        response: { 200: UserPageSchema },
+      },
+    },
+    async (request) => {
+      const { limit, cursor, ...filter } = request.query;
+      return listOrganizationUsers(app.ctx, call(request), 'own', filter, { limit, cursor });
+    },
+  );
+
+  app.post(
+    '/v1/organization/users',
+    {
+      config: { access: { permission: 'organization:users:invite' } },
+      schema: {
+        operationId: 'inviteOrganizationUser',
+        tags,
+        summary: 'Invite a user: the account is created INVITED and the activation mail is sent',
+        description: 'An e-mail address already used by any account, in any organisation and in any letter case, answers 409 email_taken.',
+        body: InviteUserBody,
+        response: { 201: ManagedUserSchema, ...problemResponses(409) },
+      },
+    },
+    async (request, reply) => {
+      const user = await inviteUser(app.ctx, call(request), 'own', request.body);
+      return reply.status(201).send(user);
+    },
+  );
+
+  app.get(
+    '/v1/organization/users/:id',
+    {
+      config: { access: { permission: 'organization:users:read' } },
+      schema: {
+        operationId: 'getOrganizationUser',
+        tags,
+        summary: 'One user of your organisation',
+        params: UserIdParams,
+        response: { 200: ManagedUserSchema, ...problemResponses(404) },
+      },
+    },
+    async (request) => getUser(app.ctx, call(request), request.params.id),
+  );
+
+  const action = (
+    path: string,
+    operationId: string,
+    summary: string,
+    permission: 'organization:users:invite' | 'organization:users:block' | 'organization:users:mfa-reset' | 'organization:users:password-reset',
+    run: typeof blockUser,
+  ) =>
+    app.post(
+      `/v1/organization/users/:id/${path}`,
+      {
+        config: { access: { permission } },
+        schema: { operationId, tags, summary, params: UserIdParams, response: { 200: ManagedUserSchema, ...problemResponses(404, 409) } },
+      },
+      async (request) => run(app.ctx, call(request), request.params.id),
+    );
+
+  action('activation-email', 'resendOrganizationUserActivation', 'Send a new activation link (the older one stops working)', 'organization:users:invite', resendActivation);
+  action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once; the user gets a mail', 'organization:users:block', blockUser);
+  action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail', 'organization:users:block', unblockUser);
+  action(
+    'mfa-reset',
+    'resetOrganizationUserMfa',
+    "Remove a user's authenticator and recovery codes and end their sessions; they set up MFA again at the next login",
+    'organization:users:mfa-reset',
+    resetUserMfa,
+  );
+  action(
+    'password-reset',
+    'sendOrganizationUserPasswordReset',
+    'Send the user a password-reset link (you never see or set the password)',
+    'organization:users:password-reset',
+    triggerPasswordReset,
+  );
+
+  app.put(
+    '/v1/organization/users/:id/roles',
+    {
+      config: { access: { permission: 'organization:users:roles' } },
+      schema: {
+        operationId: 'setOrganizationUserRoles',
+        tags,
+        summary: "Set a user's roles (USER, CUSTOMER_ADMIN); the last administrator cannot be demoted",
+        params: UserIdParams,
+        body: SetRolesBody,
+        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => setUserRoles(app.ctx, call(request), request.params.id, request.body.roles),
+  );
+};

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { NextCursor, PageQuery } from './pagination.js';
+
+/**
+ * The public representation of a user as administrators and support see it. It is built field by
+ * field (users.query.ts), so password hashes, TOTP secrets, recovery codes and lockout counters
+ * can never leak through it.
+ */
+
+export const RoleSchema = z.enum(['USER', 'CUSTOMER_ADMIN', 'SUPPORT']);
+export const GrantableRoleSchema = z.enum(['USER', 'CUSTOMER_ADMIN']);
+export const UserStatusSchema = z.enum(['INVITED', 'ACTIVE', 'BLOCKED']);
+
+const timestamp = z.iso.datetime();
+
+export const ManagedUserSchema = z
+  .object({
+    id: z.uuid(),
+    email: z.string(),
+    name: z.string(),
+    status: UserStatusSchema.describe('INVITED until the activation link is used; BLOCKED users cannot sign in'),
+    roles: z.array(RoleSchema),
+    organizationId: z.uuid().nullable().describe('null for support staff'),
+    mfa: z.object({
+      enrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
+      enrolledAt: timestamp.nullable(),
+    }),
+    lastLoginAt: timestamp.nullable(),
+    blockedAt: timestamp.nullable(),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'ManagedUser' });
+
+export type ManagedUser = z.infer<typeof ManagedUserSchema>;
+
+export const UserPageSchema = z
+  .object({ items: z.array(ManagedUserSchema), nextCursor: NextCursor })
+  .meta({ id: 'ManagedUserPage' });
+
+export const UserIdParams = z.strictObject({ id: z.uuid().describe('User id') });
+
+const emailSchema = z
+  .string()
+  .trim()
+  .max(254)
+  .pipe(z.email())
+  .describe('Unique across all organisations, case-insensitively');
+export const EmailSchema = emailSchema;
+export const PersonNameSchema = z.string().trim().min(1).max(200);
+
+export const InviteUserBody = z.strictObject({
+  email: emailSchema,
+  name: PersonNameSchema,
+  roles: z
+    .array(GrantableRoleSchema)
+    .min(1)
+    .max(2)
+    .optional()
+    .describe('Default ["USER"]. USER is always included; SUPPORT can never be granted through the API'),
+});
+
+export const SetRolesBody = z.strictObject({
+  roles: z.array(GrantableRoleSchema).min(1).max(2).describe('USER is always kept; CUSTOMER_ADMIN grants administration rights'),
+});
+
+export const ListUsersQuery = z.strictObject({
+  status: UserStatusSchema.optional(),
+  mfa: z.enum(['enrolled', 'not_enrolled']).optional().describe('Whether an authenticator app is set up'),
+  role: RoleSchema.optional(),
+  q: z.string().trim().min(1).max(200).optional().describe('Case-insensitive search in name and e-mail'),
+  ...PageQuery,
+});

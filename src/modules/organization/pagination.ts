@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import { defineErrors } from '../../errors.js';
+
+/**
+ * Keyset (cursor) pagination. A cursor is the opaque base64url encoding of the sort key of the
+ * last item of a page; the next page starts strictly after it, so inserts between pages neither
+ * duplicate nor skip rows that were already there.
+ */
+
+export const paginationErrors = defineErrors({
+  invalid_cursor: { status: 400, title: 'The cursor is not valid for this list' },
+});
+
+export const DEFAULT_PAGE_SIZE = 25;
+export const MAX_PAGE_SIZE = 100;
+
+export const PageQuery = {
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(DEFAULT_PAGE_SIZE).describe('Items per page (1..100)'),
+  cursor: z.string().min(1).max(512).optional().describe('The `nextCursor` of the previous page'),
+};
+
+export const NextCursor = z.string().nullable().describe('Pass as `cursor` to get the next page; null on the last page');
+
+export function encodeCursor(key: readonly string[]): string {
+  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+}
+
+/** Decodes a cursor made by encodeCursor with `size` string parts; anything else is invalid_cursor. */
+export function decodeCursor(cursor: string, size: number): string[] {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && parsed.length === size && parsed.every((p) => typeof p === 'string' && p.length <= 400)) {
+      return parsed as string[];
+    }
+  } catch {
+    // fall through
+  }
+  throw paginationErrors.invalid_cursor();
+}
+
+/** Takes `limit + 1` rows and splits them into the page and whether there is a next one. */
+export function page<T>(rows: T[], limit: number, keyOf: (row: T) => readonly string[]): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(keyOf(last)) : null };
+}

@@ -1,0 +1,286 @@
+import type { Actor } from '../../access/actor.js';
+import { authorize, policyErrors } from '../../access/policy.js';
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { Role } from '../../generated/prisma/enums.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { voidFlows } from '../flows/flow-tokens.js';
+import { mfaErrors } from '../mfa/mfa.errors.js';
+import { revokeUserSessions } from '../sessions/revoke.js';
+import { countAdministrators, findTarget, loadActingUser, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
+import { blockedContact, contactText, enqueueMail, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { isEmailTaken, organizationErrors } from './organization.errors.js';
+import type { ManagedUser } from './organization.schemas.js';
+import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
+
+/**
+ * Administration of one user by someone else: a customer administrator (own organisation) or
+ * support (any organisation). Each function runs in one transaction: load the acting user as
+ * stored now, lock and load the target, let the policy decide, apply the change, write the audit
+ * row and queue the mail. Nothing here returns or accepts a password, code or secret.
+ */
+
+export type AdminCtx = Pick<AppContext, 'db' | 'clock' | 'config'>;
+export type AdminCall = { actor: Pick<Actor, 'userId'>; meta: RequestMeta };
+
+/** Every kind of flow a user could still complete; all void when the user is blocked. */
+const ALL_FLOWS = ['LOGIN_CHALLENGE', 'ACTIVATION', 'PASSWORD_RESET', 'MFA_RESET'] as const;
+
+/** USER is every member's base role; the set is stored in a canonical order. */
+export function normalizeRoles(roles: readonly Role[] | undefined): Role[] {
+  const wanted = new Set<Role>(['USER', ...(roles ?? [])]);
+  return (['USER', 'CUSTOMER_ADMIN', 'SUPPORT'] as const).filter((r) => wanted.has(r));
+}
+
+function actingAs(acting: ActingUser): 'support' | 'admin' {
+  return acting.roles.includes('SUPPORT') ? 'support' : 'admin';
+}
+
+async function reload(tx: Tx, id: string): Promise<ManagedUser> {
+  const row = await findManagedUser(tx, id);
+  if (!row) throw policyErrors.user_not_found();
+  return toManagedUser(row);
+}
+
+/**
+ * Locks the target (organisation row, then user row) and only then reads the acting user: every
+ * change to an organisation's roles holds that lock, so an administrator demoted by a concurrent
+ * request is seen as demoted here.
+ */
+export async function lockForChange(tx: Tx, call: AdminCall, id: string): Promise<{ acting: ActingUser; target: TargetUser }> {
+  await loadActingUser(tx, call.actor); // fail fast when the caller is gone
+  const target = await lockTarget(tx, id);
+  if (!target) throw policyErrors.user_not_found();
+  return { acting: await loadActingUser(tx, call.actor), target };
+}
+
+async function otherAdministrators(tx: Tx, target: TargetUser): Promise<number> {
+  return target.organizationId ? countAdministrators(tx, target.organizationId, { except: target.id }) : 0;
+}
+
+export async function getUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    const target = await findTarget(tx, userId);
+    if (!target) throw policyErrors.user_not_found();
+    authorize(acting, 'user.read', target);
+    return reload(tx, userId);
+  });
+}
+
+/** `own` means the acting user's organisation, as stored now (never taken from the request). */
+export type OrganizationRef = string | 'own';
+
+function resolveOrganization(acting: ActingUser, ref: OrganizationRef): string {
+  if (ref !== 'own') return ref;
+  if (!acting.organizationId) throw policyErrors.forbidden('Only members of an organisation administer one.');
+  return acting.organizationId;
+}
+
+export async function listOrganizationUsers(
+  ctx: AdminCtx,
+  call: AdminCall,
+  ref: OrganizationRef,
+  filter: Omit<UserFilter, 'organizationId'>,
+  pageQuery: { limit: number; cursor?: string | undefined },
+) {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    const organizationId = resolveOrganization(acting, ref);
+    authorize(acting, 'organization.users.list', { organizationId });
+    return listUsers(tx, { ...filter, organizationId }, pageQuery);
+  });
+}
+
+export type InviteInput = { email: string; name: string; roles?: readonly Role[] | undefined };
+
+/**
+ * Creates an INVITED user and queues the activation mail. The e-mail's global uniqueness is the
+ * database's citext unique constraint: 409 email_taken, whichever organisation holds it.
+ */
+export async function inviteUserInTx(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'config'>,
+  input: InviteInput & { organization: { id: string; name: string }; actorUserId: string | null; meta: RequestMeta; via?: string },
+): Promise<{ user: ManagedUser; activation: { link: string; expiresAt: Date } }> {
+  const roles = normalizeRoles(input.roles);
+  const now = ctx.clock.now();
+  const user = await tx.user.create({
+    data: {
+      email: input.email,
+      name: input.name,
+      organizationId: input.organization.id,
+      roles,
+      status: 'INVITED',
+      createdAt: now,
+    },
+    select: { id: true, email: true, name: true },
+  });
+  const activation = await sendActivation(tx, ctx, { user, organizationName: input.organization.name, actorUserId: input.actorUserId });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.invited',
+    actorUserId: input.actorUserId,
+    subjectUserId: user.id,
+    organizationId: input.organization.id,
+    meta: input.meta,
+    details: { roles, ...(input.via ? { via: input.via } : {}) },
+  });
+  return { user: await reload(tx, user.id), activation };
+}
+
+export async function inviteUser(ctx: AdminCtx, call: AdminCall, ref: OrganizationRef, input: InviteInput): Promise<ManagedUser> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const acting = await loadActingUser(tx, call.actor);
+      const organizationId = resolveOrganization(acting, ref);
+      authorize(acting, 'user.invite', { organizationId }, { roles: normalizeRoles(input.roles) });
+      const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true } });
+      if (!organization) throw policyErrors.organization_not_found();
+      const { user } = await inviteUserInTx(tx, ctx, { ...input, organization, actorUserId: acting.userId, meta: call.meta, via: actingAs(acting) });
+      return user;
+    });
+  } catch (err) {
+    if (isEmailTaken(err)) throw organizationErrors.email_taken();
+    throw err;
+  }
+}
+
+export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.resend_activation', target);
+    await sendActivation(tx, ctx, { user: target, organizationName: target.organization?.name ?? null, actorUserId: acting.userId });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.activation_resent',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { by: actingAs(acting) },
+    });
+    return reload(tx, target.id);
+  });
+}
+
+/** Blocks a user: no login, no refresh, every session and pending link ends now; the user is told. */
+export async function blockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target) });
+    const now = ctx.clock.now();
+    await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
+    const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
+    await voidFlows(tx, target.id, [...ALL_FLOWS]);
+    const by = actingAs(acting);
+    await enqueueMail(tx, ctx, {
+      to: target.email,
+      template: 'account_blocked',
+      data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
+    });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.blocked',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { by, sessionsRevoked },
+    });
+    return reload(tx, target.id);
+  });
+}
+
+/** Unblocks: back to ACTIVE, or to INVITED when the account was never activated. */
+export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.unblock', target);
+    const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
+    await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
+    await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.unblocked',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { by: actingAs(acting), status },
+    });
+    return reload(tx, target.id);
+  });
+}
+
+/**
+ * A customer administrator resets a user's MFA (the user cannot log in, e.g. lost phone): factor
+ * and recovery codes go, every session ends, the next login leads to enrolment, and the user is
+ * told who did it.
+ */
+export async function resetUserMfa(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.mfa_reset', target);
+    const factors = await tx.totpFactor.count({ where: { userId: target.id } });
+    if (factors === 0) throw mfaErrors.mfa_not_enrolled();
+    // Factor, recovery codes, pending challenges and every session go; the next login enrols.
+    const { revokedSessions: sessionsRevoked } = await removeMfa(tx, ctx, target.id, { reason: 'mfa_reset_by_admin' });
+    // A pending support-verified reset is moot now.
+    await voidFlows(tx, target.id, ['MFA_RESET']);
+    await enqueueMail(tx, ctx, {
+      to: target.email,
+      template: 'mfa_removed',
+      data: { name: target.name, by: 'admin', actorName: acting.name },
+    });
+    await recordAudit(tx, ctx.clock, {
+      type: 'mfa.reset_by_admin',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { sessionsRevoked },
+    });
+    return reload(tx, target.id);
+  });
+}
+
+/** Sends the user a password-reset link; the administrator never sees or sets a password. */
+export async function triggerPasswordReset(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.password_reset', target);
+    await sendPasswordResetMail(tx, ctx, { user: target, actorUserId: acting.userId });
+    await recordAudit(tx, ctx.clock, {
+      type: 'password.reset_requested',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { by: actingAs(acting) },
+    });
+    return reload(tx, target.id);
+  });
+}
+
+/**
+ * Sets a user's roles (USER is always kept). Demotion ends the user's sessions, so tokens that
+ * still carry CUSTOMER_ADMIN stop refreshing and introspect as inactive at once.
+ */
+export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: string, requested: readonly Role[]): Promise<ManagedUser> {
+  return ctx.db.$transaction(async (tx) => {
+    const { acting, target } = await lockForChange(tx, call, userId);
+    const roles = normalizeRoles(requested);
+    authorize(acting, 'user.set_roles', target, { roles, otherAdministrators: await otherAdministrators(tx, target) });
+    const before = normalizeRoles(target.roles);
+    if (before.length === roles.length && before.every((r, i) => r === roles[i])) return reload(tx, target.id);
+    await tx.user.update({ where: { id: target.id }, data: { roles } });
+    const demoted = before.includes('CUSTOMER_ADMIN') && !roles.includes('CUSTOMER_ADMIN');
+    const sessionsRevoked = demoted ? await revokeUserSessions(tx, ctx.clock, target.id, 'roles_reduced') : 0;
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.roles_changed',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: call.meta,
+      details: { from: before, to: roles, sessionsRevoked },
+    });
+    return reload(tx, target.id);
+  });
+}

@@ -1,0 +1,98 @@
+import type { Tx } from '../../db/client.js';
+import type { Prisma } from '../../generated/prisma/client.js';
+import type { Role, UserStatus } from '../../generated/prisma/enums.js';
+import type { ManagedUser } from './organization.schemas.js';
+import { decodeCursor, page } from './pagination.js';
+
+/** The only columns a user representation is ever built from. */
+export const managedUserSelect = {
+  id: true,
+  email: true,
+  name: true,
+  status: true,
+  roles: true,
+  organizationId: true,
+  lastLoginAt: true,
+  blockedAt: true,
+  createdAt: true,
+  totpFactors: { where: { status: 'ACTIVE' }, select: { activatedAt: true, createdAt: true } },
+} satisfies Prisma.UserSelect;
+
+export type ManagedUserRow = Prisma.UserGetPayload<{ select: typeof managedUserSelect }>;
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toManagedUser(row: ManagedUserRow): ManagedUser {
+  const factor = row.totpFactors[0];
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    status: row.status,
+    roles: [...row.roles],
+    organizationId: row.organizationId,
+    mfa: { enrolled: Boolean(factor), enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null },
+    lastLoginAt: iso(row.lastLoginAt),
+    blockedAt: iso(row.blockedAt),
+    createdAt: row.createdAt.toISOString(),
+  };
+}
+
+export type UserFilter = {
+  organizationId?: string;
+  status?: UserStatus;
+  mfa?: 'enrolled' | 'not_enrolled';
+  role?: Role;
+  /** Substring of name or e-mail, case-insensitive. */
+  q?: string;
+  /** Exact e-mail, case-insensitive (citext). */
+  email?: string;
+};
+
+/**
+ * Prisma passes `contains` through to LIKE/ILIKE without escaping its wildcards; a search for "%"
+ * or "_" must match those characters, not everything.
+ */
+export function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+export function userWhere(filter: UserFilter): Prisma.UserWhereInput {
+  const and: Prisma.UserWhereInput[] = [];
+  if (filter.organizationId) and.push({ organizationId: filter.organizationId });
+  if (filter.status) and.push({ status: filter.status });
+  if (filter.role) and.push({ roles: { has: filter.role } });
+  if (filter.mfa === 'enrolled') and.push({ totpFactors: { some: { status: 'ACTIVE' } } });
+  if (filter.mfa === 'not_enrolled') and.push({ totpFactors: { none: { status: 'ACTIVE' } } });
+  if (filter.email) and.push({ email: { equals: filter.email } });
+  if (filter.q) {
+    const q = likeLiteral(filter.q);
+    and.push({ OR: [{ name: { contains: q, mode: 'insensitive' } }, { email: { contains: q, mode: 'insensitive' } }] });
+  }
+  return { AND: and };
+}
+
+/** Users sorted by name (then id), one page after `cursor`. */
+export async function listUsers(
+  tx: Tx,
+  filter: UserFilter,
+  pageQuery: { limit: number; cursor?: string | undefined },
+): Promise<{ items: ManagedUser[]; nextCursor: string | null }> {
+  const where = userWhere(filter);
+  if (pageQuery.cursor) {
+    const [name, id] = decodeCursor(pageQuery.cursor, 2) as [string, string];
+    (where.AND as Prisma.UserWhereInput[]).push({ OR: [{ name: { gt: name } }, { name, id: { gt: id } }] });
+  }
+  const rows = await tx.user.findMany({
+    where,
+    select: managedUserSelect,
+    orderBy: [{ name: 'asc' }, { id: 'asc' }],
+    take: pageQuery.limit + 1,
+  });
+  const result = page(rows, pageQuery.limit, (r) => [r.name, r.id]);
+  return { items: result.items.map(toManagedUser), nextCursor: result.nextCursor };
+}
+
+export async function findManagedUser(tx: Tx, id: string): Promise<ManagedUserRow | null> {
+  return tx.user.findUnique({ where: { id }, select: managedUserSelect });
+}

@@ -1,0 +1,55 @@
+import type { AppContext } from '../../context.js';
+import type { RequestMeta } from '../audit/audit.service.js';
+import { recordAudit } from '../audit/audit.service.js';
+import { sendActivation } from '../organization/dependencies.js';
+import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+import { createOrganizationInTx, creationConflict, type CreateOrganizationInput } from './support.service.js';
+
+/**
+ * Operator bootstrap (the CLI): the very first support user, and organisations created from a
+ * terminal. The activation link is returned for the operator to hand over, and the activation
+ * mail is queued as well (delivered by the server's mail worker).
+ */
+
+type Ctx = Pick<AppContext, 'db' | 'clock' | 'config'>;
+
+const CLI_META: RequestMeta = { ip: null, userAgent: 'webshop-auth-cli' };
+
+export async function createSupportUser(
+  ctx: Ctx,
+  input: { email: string; name: string },
+): Promise<{ userId: string; activationLink: string; expiresAt: Date }> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const user = await tx.user.create({
+        data: { email: input.email, name: input.name, organizationId: null, roles: ['SUPPORT'], status: 'INVITED', createdAt: ctx.clock.now() },
+        select: { id: true, email: true, name: true },
+      });
+      const activation = await sendActivation(tx, ctx, { user, organizationName: null, actorUserId: null });
+      await recordAudit(tx, ctx.clock, {
+        type: 'user.invited',
+        subjectUserId: user.id,
+        meta: CLI_META,
+        details: { roles: ['SUPPORT'], via: 'cli' },
+      });
+      return { userId: user.id, activationLink: activation.link, expiresAt: activation.expiresAt };
+    });
+  } catch (err) {
+    if (isEmailTaken(err)) throw organizationErrors.email_taken();
+    throw err;
+  }
+}
+
+export async function createOrganizationFromCli(
+  ctx: Ctx,
+  input: CreateOrganizationInput,
+): Promise<{ organizationId: string; administratorId: string; activationLink: string }> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const created = await createOrganizationInTx(tx, ctx, input, { actorUserId: null, meta: CLI_META, via: 'cli' });
+      return { organizationId: created.organization.id, administratorId: created.administrator.id, activationLink: created.activationLink };
+    });
+  } catch (err) {
+    throw creationConflict(err) ?? err;
+  }
+}

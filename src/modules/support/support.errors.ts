@@ -1,0 +1,5 @@
+import { defineErrors } from '../../errors.js';
+
+export const supportErrors = defineErrors({
+  customer_number_taken: { status: 409, title: 'An organisation with this customer number already exists' },
+});

@@ -1,0 +1,167 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { FastifyRequest } from 'fastify';
+import { requireActor } from '../../access/actor.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
+import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
+import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
+import {
+  AppointAdministratorBody,
+  CreatedOrganizationSchema,
+  CreateOrganizationBody,
+  MfaResetRequestSchema,
+  OrganizationDetailSchema,
+  OrganizationIdParams,
+  OrganizationPageSchema,
+  SearchOrganizationsQuery,
+  SearchUsersQuery,
+  SupportUserPageSchema,
+} from './support.schemas.js';
+import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers } from './support.service.js';
+
+/** The support desk (role SUPPORT): every organisation, every action audited with the support user as actor. */
+export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
+  const call = (request: FastifyRequest) => ({ actor: requireActor(request), meta: requestMeta(request) });
+  const tags = ['support'];
+
+  app.get(
+    '/v1/support/organizations',
+    {
+      config: { access: { permission: 'support:organizations:read' } },
+      schema: {
+        operationId: 'searchOrganizations',
+        tags,
+        summary: 'Search organisations by name or customer number (sorted by name, cursor pagination)',
+        querystring: SearchOrganizationsQuery,
+        response: { 200: OrganizationPageSchema },
+      },
+    },
+    async (request) => searchOrganizations(app.ctx, call(request), request.query),
+  );
+
+  app.post(
+    '/v1/support/organizations',
+    {
+      config: { access: { permission: 'support:organizations:create' } },
+      schema: {
+        operationId: 'createOrganization',
+        tags,
+        summary: 'Create an organisation with its first administrator (invited by e-mail), in one transaction',
+        description: '409 customer_number_taken, or 409 email_taken when the administrator e-mail is used by any account.',
+        body: CreateOrganizationBody,
+        response: { 201: CreatedOrganizationSchema, ...problemResponses(409) },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await createOrganization(app.ctx, call(request), request.body)),
+  );
+
+  app.get(
+    '/v1/support/organizations/:id',
+    {
+      config: { access: { permission: 'support:organizations:read' } },
+      schema: {
+        operationId: 'getOrganization',
+        tags,
+        summary: 'One organisation with all its users',
+        params: OrganizationIdParams,
+        response: { 200: OrganizationDetailSchema, ...problemResponses(404) },
+      },
+    },
+    async (request) => getOrganization(app.ctx, call(request), request.params.id),
+  );
+
+  app.post(
+    '/v1/support/organizations/:id/administrators',
+    {
+      config: { access: { permission: 'support:administrators:appoint' } },
+      schema: {
+        operationId: 'appointAdministrator',
+        tags,
+        summary: 'Appoint an administrator where the organisation has no active one left',
+        description:
+          'Promote a member (`{userId}`, 200) or invite a new administrator (`{email, name}`, 201). ' +
+          'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists.',
+        params: OrganizationIdParams,
+        body: AppointAdministratorBody,
+        response: { 200: ManagedUserSchema, 201: ManagedUserSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { user, invited } = await appointAdministrator(app.ctx, call(request), request.params.id, request.body);
+      return reply.status(invited ? 201 : 200).send(user);
+    },
+  );
+
+  app.get(
+    '/v1/support/users',
+    {
+      config: { access: { permission: 'support:users:read' } },
+      schema: {
+        operationId: 'searchUsers',
+        tags,
+        summary: 'Find users in all organisations by e-mail (exact) or name/e-mail part',
+        querystring: SearchUsersQuery,
+        response: { 200: SupportUserPageSchema },
+      },
+    },
+    async (request) => searchUsers(app.ctx, call(request), request.query),
+  );
+
+  const action = (
+    path: string,
+    operationId: string,
+    summary: string,
+    permission: 'support:users:block' | 'support:users:password-reset',
+    run: typeof blockUser,
+  ) =>
+    app.post(
+      `/v1/support/users/:id/${path}`,
+      {
+        config: { access: { permission } },
+        schema: { operationId, tags, summary, params: UserIdParams, response: { 200: ManagedUserSchema, ...problemResponses(404, 409) } },
+      },
+      async (request) => run(app.ctx, call(request), request.params.id),
+    );
+
+  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once; the user gets a mail', 'support:users:block', blockUser);
+  action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail', 'support:users:block', unblockUser);
+  action(
+    'password-reset',
+    'supportSendPasswordReset',
+    'Send the user a password-reset link (support never sees or sets a password)',
+    'support:users:password-reset',
+    triggerPasswordReset,
+  );
+
+  app.post(
+    '/v1/support/users/:id/mfa-reset-request',
+    {
+      config: { access: { permission: 'support:users:mfa-reset-request' } },
+      schema: {
+        operationId: 'requestVerifiedMfaReset',
+        tags,
+        summary: "Start a verified MFA reset: a confirmation link (24 h) goes to the user's stored e-mail address",
+        description: 'The MFA is only removed when the user opens the link (POST /v1/mfa-reset/confirm). A new request replaces an older pending one.',
+        params: UserIdParams,
+        response: { 202: MfaResetRequestSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => reply.status(202).send(await requestMfaReset(app.ctx, call(request), request.params.id)),
+  );
+
+  app.get(
+    '/v1/support/users/:id/mfa-reset-request',
+    {
+      config: { access: { permission: 'support:users:mfa-reset-request' } },
+      schema: {
+        operationId: 'getVerifiedMfaResetRequest',
+        tags,
+        summary: "The state of the user's latest verified MFA reset request",
+        params: UserIdParams,
+        response: { 200: MfaResetRequestSchema, ...problemResponses(404) },
+      },
+    },
+    async (request) => getMfaResetRequest(app.ctx, call(request), request.params.id),
+  );
+};

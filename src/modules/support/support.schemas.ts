@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleSchema } from '../organization/organization.schemas.js';
+import { NextCursor, PageQuery } from '../organization/pagination.js';
+
+const timestamp = z.iso.datetime();
+
+export const OrganizationSummarySchema = z
+  .object({
+    id: z.uuid(),
+    customerNumber: z.string(),
+    name: z.string(),
+    createdAt: timestamp,
+    userCount: z.number().int(),
+    activeAdministratorCount: z.number().int().describe('CUSTOMER_ADMIN users with status ACTIVE'),
+  })
+  .meta({ id: 'OrganizationSummary' });
+
+export const OrganizationPageSchema = z
+  .object({ items: z.array(OrganizationSummarySchema), nextCursor: NextCursor })
+  .meta({ id: 'OrganizationPage' });
+
+export const OrganizationDetailSchema = OrganizationSummarySchema.extend({
+  users: z.array(ManagedUserSchema).describe('Every user of the organisation, sorted by name'),
+}).meta({ id: 'OrganizationDetail' });
+
+const OrganizationRefSchema = z.object({ id: z.uuid(), customerNumber: z.string(), name: z.string() }).meta({ id: 'OrganizationRef' });
+
+export const SupportUserSchema = ManagedUserSchema.extend({
+  organization: OrganizationRefSchema.nullable(),
+}).meta({ id: 'SupportUser' });
+
+export const SupportUserPageSchema = z.object({ items: z.array(SupportUserSchema), nextCursor: NextCursor }).meta({ id: 'SupportUserPage' });
+
+export const CustomerNumberSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._\/-]*$/, 'letters, digits and . _ / - only');
+
+export const SearchOrganizationsQuery = z.strictObject({
+  q: z.string().trim().min(1).max(200).optional().describe('Part of the name or of the customer number (case-insensitive)'),
+  ...PageQuery,
+});
+
+export const CreateOrganizationBody = z.strictObject({
+  customerNumber: CustomerNumberSchema,
+  name: z.string().trim().min(1).max(200),
+  administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
+});
+
+export const CreatedOrganizationSchema = z
+  .object({ organization: OrganizationSummarySchema, administrator: ManagedUserSchema })
+  .meta({ id: 'CreatedOrganization' });
+
+export const OrganizationIdParams = z.strictObject({ id: z.uuid().describe('Organisation id') });
+
+export const SearchUsersQuery = z.strictObject({
+  email: z.string().trim().min(1).max(254).optional().describe('Exact e-mail address (case-insensitive)'),
+  q: z.string().trim().min(1).max(200).optional().describe('Part of the name or e-mail (case-insensitive)'),
+  organizationId: z.uuid().optional(),
+  status: UserStatusSchema.optional(),
+  role: RoleSchema.optional(),
+  ...PageQuery,
+});
+
+export const AppointAdministratorBody = z
+  .union([
+    z.strictObject({ userId: z.uuid().describe('An existing user of this organisation to promote') }),
+    z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('A new user to invite as administrator'),
+  ])
+  .describe('Promote an existing member (`userId`) or invite a new administrator (`email`, `name`)');
+
+export const MfaResetRequestSchema = z
+  .object({
+    state: z
+      .enum(['none', 'pending', 'confirmed', 'expired', 'voided'])
+      .describe(
+        'none: never requested; pending: mail sent, waiting for the user; confirmed: the user confirmed and MFA was removed; expired: not confirmed within 24 h; voided: replaced by a newer request, or ended by a block or an administrator reset',
+      ),
+    requestedAt: timestamp.nullable(),
+    expiresAt: timestamp.nullable(),
+    confirmedAt: timestamp.nullable(),
+    requestedBy: z.object({ id: z.uuid(), name: z.string() }).nullable(),
+  })
+  .meta({ id: 'MfaResetRequest' });
+
+export const ConfirmMfaResetBody = z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') });
+
+export const MfaResetConfirmedSchema = z
+  .object({
+    status: z.enum(['mfa_reset']),
+    next: z.enum(['login']).describe('Sign in with e-mail and password; the login then leads to setting up a new authenticator'),
+  })
+  .meta({ id: 'MfaResetConfirmed' });

@@ -1,0 +1,278 @@
+import { authorize, policyErrors } from '../../access/policy.js';
+import type { AppContext } from '../../context.js';
+import type { Tx } from '../../db/client.js';
+import type { Prisma } from '../../generated/prisma/client.js';
+import type { Role, UserStatus } from '../../generated/prisma/enums.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { countAdministrators, loadActingUser, lockOrganization, lockTarget } from '../organization/acting-user.js';
+import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
+import type { ManagedUser } from '../organization/organization.schemas.js';
+import { decodeCursor, page } from '../organization/pagination.js';
+import { inviteUserInTx, normalizeRoles, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
+import { findManagedUser, likeLiteral, managedUserSelect, toManagedUser, userWhere } from '../organization/users.query.js';
+import { supportErrors } from './support.errors.js';
+
+/**
+ * The support desk: cross-organisation look-ups, organisations with their first administrator,
+ * appointing an administrator where none is left. Block/unblock and password-reset mails are the
+ * same services customer administrators use (user-admin.service.ts); the policy gives support
+ * the `any organisation` scope for them. Every change is audited with the support user as actor.
+ */
+
+type OrganizationRow = { id: string; customerNumber: string; name: string; createdAt: Date };
+
+async function summaries(tx: Tx, rows: OrganizationRow[]) {
+  const ids = rows.map((r) => r.id);
+  const [users, admins] = await Promise.all([
+    tx.user.groupBy({ by: ['organizationId'], where: { organizationId: { in: ids } }, _count: { _all: true } }),
+    tx.user.groupBy({
+      by: ['organizationId'],
+      where: { organizationId: { in: ids }, roles: { has: 'CUSTOMER_ADMIN' }, status: 'ACTIVE' },
+      _count: { _all: true },
+    }),
+  ]);
+  const count = (list: typeof users, id: string) => list.find((g) => g.organizationId === id)?._count._all ?? 0;
+  return rows.map((r) => ({
+    id: r.id,
+    customerNumber: r.customerNumber,
+    name: r.name,
+    createdAt: r.createdAt.toISOString(),
+    userCount: count(users, r.id),
+    activeAdministratorCount: count(admins, r.id),
+  }));
+}
+
+const organizationSelect = { id: true, customerNumber: true, name: true, createdAt: true } as const;
+
+export async function searchOrganizations(ctx: AdminCtx, call: AdminCall, query: { q?: string | undefined; limit: number; cursor?: string | undefined }) {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    authorize(acting, 'organization.read', { organizationId: null });
+    const and: Prisma.OrganizationWhereInput[] = [];
+    if (query.q) {
+      const q = likeLiteral(query.q);
+      and.push({ OR: [{ name: { contains: q, mode: 'insensitive' } }, { customerNumber: { contains: q, mode: 'insensitive' } }] });
+    }
+    if (query.cursor) {
+      const [name, id] = decodeCursor(query.cursor, 2) as [string, string];
+      and.push({ OR: [{ name: { gt: name } }, { name, id: { gt: id } }] });
+    }
+    const rows = await tx.organization.findMany({
+      where: { AND: and },
+      select: organizationSelect,
+      orderBy: [{ name: 'asc' }, { id: 'asc' }],
+      take: query.limit + 1,
+    });
+    const result = page(rows, query.limit, (r) => [r.name, r.id]);
+    return { items: await summaries(tx, result.items), nextCursor: result.nextCursor };
+  });
+}
+
+export async function getOrganization(ctx: AdminCtx, call: AdminCall, organizationId: string) {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    authorize(acting, 'organization.read', { organizationId });
+    const row = await tx.organization.findUnique({ where: { id: organizationId }, select: organizationSelect });
+    if (!row) throw policyErrors.organization_not_found();
+    const users = await tx.user.findMany({
+      where: { organizationId },
+      select: managedUserSelect,
+      orderBy: [{ name: 'asc' }, { id: 'asc' }],
+    });
+    const [summary] = await summaries(tx, [row]);
+    return { ...summary!, users: users.map(toManagedUser) };
+  });
+}
+
+export type CreateOrganizationInput = {
+  customerNumber: string;
+  name: string;
+  administrator: { email: string; name: string };
+};
+
+/**
+ * Creates an organisation and invites its first administrator, in the caller's transaction (the
+ * API route and the operator CLI share it). Returns the activation link for the CLI to print;
+ * the API never returns it (the administrator gets it by e-mail).
+ */
+export async function createOrganizationInTx(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'config'>,
+  input: CreateOrganizationInput,
+  origin: { actorUserId: string | null; meta: RequestMeta; via: 'support' | 'cli' },
+) {
+  const now = ctx.clock.now();
+  const organization = await tx.organization.create({
+    data: { customerNumber: input.customerNumber, name: input.name, createdAt: now },
+    select: organizationSelect,
+  });
+  await recordAudit(tx, ctx.clock, {
+    type: 'organization.created',
+    actorUserId: origin.actorUserId,
+    organizationId: organization.id,
+    meta: origin.meta,
+    details: { customerNumber: organization.customerNumber, name: organization.name, via: origin.via },
+  });
+  const { user, activation } = await inviteUserInTx(tx, ctx, {
+    email: input.administrator.email,
+    name: input.administrator.name,
+    roles: ['CUSTOMER_ADMIN'],
+    organization,
+    actorUserId: origin.actorUserId,
+    meta: origin.meta,
+    via: origin.via,
+  });
+  await recordAudit(tx, ctx.clock, {
+    type: 'organization.administrator_appointed',
+    actorUserId: origin.actorUserId,
+    subjectUserId: user.id,
+    organizationId: organization.id,
+    meta: origin.meta,
+    details: { invited: true, via: origin.via },
+  });
+  const [summary] = await summaries(tx, [organization]);
+  return { organization: summary!, administrator: user, activationLink: activation.link };
+}
+
+/** Maps the unique constraints of an organisation's creation to their 409 codes. */
+export function creationConflict(err: unknown): Error | null {
+  const constraint = violatedConstraint(err);
+  if (!constraint) return null;
+  if (isEmailTaken(err)) return organizationErrors.email_taken();
+  if (/customer_number/.test(constraint)) return supportErrors.customer_number_taken();
+  return null;
+}
+
+export async function createOrganization(ctx: AdminCtx, call: AdminCall, input: CreateOrganizationInput) {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const acting = await loadActingUser(tx, call.actor);
+      authorize(acting, 'organization.create', { organizationId: null });
+      const { organization, administrator } = await createOrganizationInTx(tx, ctx, input, {
+        actorUserId: acting.userId,
+        meta: call.meta,
+        via: 'support',
+      });
+      return { organization, administrator };
+    });
+  } catch (err) {
+    throw creationConflict(err) ?? err;
+  }
+}
+
+type OrgRef = { id: string; customerNumber: string; name: string } | null;
+
+export async function searchUsers(
+  ctx: AdminCtx,
+  call: AdminCall,
+  query: {
+    email?: string | undefined;
+    q?: string | undefined;
+    organizationId?: string | undefined;
+    status?: UserStatus | undefined;
+    role?: Role | undefined;
+    limit: number;
+    cursor?: string | undefined;
+  },
+) {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    authorize(acting, 'organization.users.list', { organizationId: query.organizationId ?? null });
+    const where = userWhere(query);
+    if (query.cursor) {
+      const [name, id] = decodeCursor(query.cursor, 2) as [string, string];
+      (where.AND as Prisma.UserWhereInput[]).push({ OR: [{ name: { gt: name } }, { name, id: { gt: id } }] });
+    }
+    const rows = await tx.user.findMany({
+      where,
+      select: { ...managedUserSelect, organization: { select: { id: true, customerNumber: true, name: true } } },
+      orderBy: [{ name: 'asc' }, { id: 'asc' }],
+      take: query.limit + 1,
+    });
+    const result = page(rows, query.limit, (r) => [r.name, r.id]);
+    return {
+      items: result.items.map((r) => ({ ...toManagedUser(r), organization: r.organization as OrgRef })),
+      nextCursor: result.nextCursor,
+    };
+  });
+}
+
+/**
+ * Appoints an administrator where the organisation has no ACTIVE one left (the only administrator
+ * left the company, never activated, or is blocked): promote an existing member (`userId`) or
+ * invite a new person. While an active administrator exists, the organisation governs itself:
+ * 409 administrator_exists (its administrators grant CUSTOMER_ADMIN with PUT .../roles).
+ */
+export async function appointAdministrator(
+  ctx: AdminCtx,
+  call: AdminCall,
+  organizationId: string,
+  input: { userId: string } | { email: string; name: string },
+): Promise<{ user: ManagedUser; invited: boolean }> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const acting = await loadActingUser(tx, call.actor);
+      if (!(await lockOrganization(tx, organizationId))) {
+        authorize(acting, 'administrator.appoint', { organizationId });
+        throw policyErrors.organization_not_found();
+      }
+      const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE' });
+      authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators });
+      const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true } });
+
+      if ('email' in input) {
+        const { user } = await inviteUserInTx(tx, ctx, {
+          ...input,
+          roles: ['CUSTOMER_ADMIN'],
+          organization,
+          actorUserId: acting.userId,
+          meta: call.meta,
+          via: 'support',
+        });
+        await appointed(tx, ctx, acting.userId, user.id, organizationId, call.meta, true);
+        return { user, invited: true };
+      }
+
+      const target = await lockTarget(tx, input.userId);
+      if (!target || target.organizationId !== organizationId) throw policyErrors.user_not_found();
+      authorize(acting, 'user.appoint_administrator', target, { activeAdministrators });
+      if (!target.roles.includes('CUSTOMER_ADMIN')) {
+        const roles = normalizeRoles([...target.roles, 'CUSTOMER_ADMIN']);
+        await tx.user.update({ where: { id: target.id }, data: { roles } });
+        await recordAudit(tx, ctx.clock, {
+          type: 'user.roles_changed',
+          actorUserId: acting.userId,
+          subjectUserId: target.id,
+          organizationId,
+          meta: call.meta,
+          details: { from: normalizeRoles(target.roles), to: roles, sessionsRevoked: 0, via: 'support' },
+        });
+      }
+      await appointed(tx, ctx, acting.userId, target.id, organizationId, call.meta, false);
+      const row = await findManagedUser(tx, target.id);
+      return { user: toManagedUser(row!), invited: false };
+    });
+  } catch (err) {
+    if (isEmailTaken(err)) throw organizationErrors.email_taken();
+    throw err;
+  }
+}
+
+async function appointed(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock'>,
+  actorUserId: string,
+  userId: string,
+  organizationId: string,
+  meta: RequestMeta,
+  invited: boolean,
+) {
+  await recordAudit(tx, ctx.clock, {
+    type: 'organization.administrator_appointed',
+    actorUserId,
+    subjectUserId: userId,
+    organizationId,
+    meta,
+    details: { invited, via: 'support' },
+  });
+}

@@ -1,0 +1,100 @@
+import t from 'tap';
+import { adminWorld } from './helpers.js';
+
+t.test('organisation audit log: own organisation only, newest first, filters, cursor pages', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, adminB, clock, app, support } = w;
+  const u1 = await w.member(w.orgA.id, { name: 'One' });
+  const u2 = await w.member(w.orgA.id, { name: 'Two' });
+  const b1 = await w.member(w.orgB.id, { name: 'Bee' });
+
+  const post = (token: string, path: string) => request({ method: 'POST', url: path, token });
+  const t0 = clock.now();
+  clock.advance(10);
+  await post(adminA.token, `/v1/organization/users/${u1.user.id}/block`);
+  clock.advance(10);
+  await post(adminA.token, `/v1/organization/users/${u1.user.id}/unblock`);
+  clock.advance(10);
+  const t1 = clock.now();
+  await post(adminA.token, `/v1/organization/users/${u2.user.id}/password-reset`);
+  clock.advance(10);
+  await post(adminB.token, `/v1/organization/users/${b1.user.id}/block`);
+  clock.advance(10);
+  await post(support.token, `/v1/support/users/${u2.user.id}/block`);
+
+  const list = (query = '') => request({ url: `/v1/organization/audit-events${query}`, token: adminA.token });
+  const all = await list();
+  t.equal(all.status, 200);
+  const admin = (items: { type: string }[]) => items.filter((e) => !e.type.startsWith('session.'));
+  t.same(
+    admin(all.body.items).map((e) => e.type),
+    ['user.blocked', 'password.reset_requested', 'user.unblocked', 'user.blocked'],
+    'newest first, nothing of organisation B',
+  );
+  t.notMatch(all.raw, new RegExp(b1.user.id), 'no event of another organisation');
+  const first = admin(all.body.items)[3];
+  t.match(first, {
+    type: 'user.blocked',
+    organizationId: w.orgA.id,
+    actor: { id: adminA.user.id, name: 'Alice Admin' },
+    subject: { id: u1.user.id, name: 'One' },
+    ip: '127.0.0.1',
+    details: { by: 'admin' },
+  });
+  const bySupport = all.body.items[0];
+  t.match(bySupport, { actor: { id: support.user.id, name: 'Sam Support' }, ip: null, userAgent: null }, "support's network details stay hidden from customers");
+
+  const types = async (query: string) => admin((await list(query)).body.items).map((e) => e.type);
+  t.same(await types(`?userId=${u1.user.id}`), ['user.unblocked', 'user.blocked']);
+  t.same(await types(`?userId=${adminA.user.id}`), ['password.reset_requested', 'user.unblocked', 'user.blocked'], 'the user as actor too');
+  t.same(await types('?type=user.blocked'), ['user.blocked', 'user.blocked']);
+  t.same(await types(`?from=${encodeURIComponent(t1.toISOString())}`), ['user.blocked', 'password.reset_requested']);
+  t.same(await types(`?to=${encodeURIComponent(t1.toISOString())}`), ['user.unblocked', 'user.blocked']);
+  t.same(await types(`?from=${encodeURIComponent(t0.toISOString())}&to=${encodeURIComponent(t1.toISOString())}&type=user.unblocked`), ['user.unblocked']);
+  t.same(await types(`?userId=${b1.user.id}`), [], 'filtering by a user of another organisation finds nothing');
+  t.equal((await list('?type=no.such.type')).status, 400);
+  t.equal((await list('?organizationId=' + w.orgB.id)).status, 400, 'the organisation is never chosen by the caller');
+
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let i = 0; i < 10; i++) {
+    const page = await list(`?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    seen.push(...page.body.items.map((e: { id: string }) => e.id));
+    cursor = page.body.nextCursor;
+    if (!cursor) break;
+  }
+  t.same(seen, all.body.items.map((e: { id: string }) => e.id), 'pages cover the log exactly once');
+
+  // Events appended after the first page do not shift the next page.
+  const p1 = await list('?limit=2');
+  clock.advance(10);
+  await post(adminA.token, `/v1/organization/users/${u1.user.id}/block`);
+  const p2 = await list(`?limit=2&cursor=${encodeURIComponent(p1.body.nextCursor)}`);
+  t.same(p2.body.items.map((e: { id: string }) => e.id), all.body.items.slice(2, 4).map((e: { id: string }) => e.id));
+
+  const userToken = await w.tokenFor((await w.member(w.orgA.id)).user);
+  const denied = await request({ url: '/v1/organization/audit-events', token: userToken });
+  t.equal(denied.status, 403);
+  t.equal((await request({ url: '/v1/support/audit-events', token: adminA.token })).status, 403);
+  t.ok(app);
+});
+
+t.test('support audit log: every organisation, optional organisation filter', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, adminB, support, clock } = w;
+  const a = await w.member(w.orgA.id);
+  const b = await w.member(w.orgB.id);
+  await request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: adminA.token });
+  clock.advance(1);
+  await request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: adminB.token });
+  clock.advance(1);
+  await request({ method: 'POST', url: `/v1/support/users/${b.user.id}/unblock`, token: support.token });
+
+  const all = await request({ url: '/v1/support/audit-events?type=user.blocked', token: support.token });
+  t.equal(all.status, 200);
+  t.same(all.body.items.map((e: { subject: { id: string } }) => e.subject.id), [b.user.id, a.user.id]);
+  const onlyB = await request({ url: `/v1/support/audit-events?organizationId=${w.orgB.id}`, token: support.token });
+  const types = onlyB.body.items.map((e: { type: string }) => e.type).filter((x: string) => !x.startsWith('session.'));
+  t.same(types, ['user.unblocked', 'user.blocked']);
+  t.match(onlyB.body.items[0], { actor: { id: support.user.id }, ip: '127.0.0.1' }, 'support sees the full rows');
+});

@@ -1,0 +1,87 @@
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import { generateKey } from '../../../src/lib/secret-box.js';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+
+/** The operator CLI, run as the operator runs it (a child process), against the test database. */
+
+type Run = { code: number | null; stdout: string; stderr: string };
+
+function cli(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+      cwd: new URL('../../../', import.meta.url),
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+t.test('create-support-user prints a working activation link; create-organization too', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const env = { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: `cli-1:${generateKey()}`, APP_BASE_URL: 'https://shop.example.test' };
+  const request = api(app);
+
+  const created = await cli(['create-support-user', '--email', 'Ops@Shop.test', '--name', 'Olga Ops'], env);
+  t.equal(created.code, 0, created.stderr);
+  const link = created.stdout.trim();
+  t.match(link, /^https:\/\/shop\.example\.test\/activate\?token=[A-Za-z0-9_-]{43}$/, 'stdout is exactly the link');
+  const user = await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'ops@shop.test' } });
+  t.match(user, { status: 'INVITED', roles: ['SUPPORT'], organizationId: null, passwordHash: null });
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: 'Ops@Shop.test', template: 'activation' } }), 1, 'the mail is queued too');
+  t.match((await app.ctx.db.auditEvent.findFirstOrThrow({ where: { type: 'user.invited', subjectUserId: user.id } })).details, { via: 'cli', roles: ['SUPPORT'] });
+
+  const token = new URL(link).searchParams.get('token')!;
+  const activated = await request({ method: 'POST', url: '/v1/activation', body: { token, password: 'a long and unusual passphrase 42' } });
+  t.equal(activated.status, 200, 'the printed link activates the account');
+  t.equal(activated.body.next, 'mfa_enrollment');
+
+  const org = await cli(
+    ['create-organization', '--customer-number', 'K-100', '--name', 'Delta AG', '--admin-email', 'chef@delta.test', '--admin-name', 'Dora Delta'],
+    env,
+  );
+  t.equal(org.code, 0, org.stderr);
+  t.match(org.stdout.trim(), /^https:\/\/shop\.example\.test\/activate\?token=/);
+  const delta = await app.ctx.db.organization.findUniqueOrThrow({ where: { customerNumber: 'K-100' }, include: { users: true } });
+  t.match(delta.users, [{ email: 'chef@delta.test', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED' }]);
+  t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'organization.created', organizationId: delta.id } }), 1);
+
+  const dupEmail = await cli(['create-support-user', '--email', 'OPS@shop.test', '--name', 'Again'], env);
+  t.equal(dupEmail.code, 1);
+  t.match(dupEmail.stderr, 'email_taken');
+  t.equal(dupEmail.stdout, '');
+  const dupOrg = await cli(
+    ['create-organization', '--customer-number', 'K-100', '--name', 'X', '--admin-email', 'x@x.test', '--admin-name', 'X'],
+    env,
+  );
+  t.equal(dupOrg.code, 1);
+  t.match(dupOrg.stderr, 'customer_number_taken');
+  t.equal(await app.ctx.db.user.count({ where: { email: 'x@x.test' } }), 0);
+});
+
+t.test('usage errors exit 2, bad configuration 78', async (t) => {
+  const env = { DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none', ENCRYPTION_KEYS: `cli-1:${generateKey()}` };
+  const missing = await cli(['create-support-user', '--email', 'a@b.test'], env);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, '--name is required');
+  t.match(missing.stderr, 'usage: npm run cli -- create-support-user --email <e-mail> --name <full name>');
+  const invalid = await cli(['create-support-user', '--email', 'not-an-email', '--name', 'X'], env);
+  t.equal(invalid.code, 2);
+  t.match(invalid.stderr, '--email');
+  const orgMissing = await cli(['create-organization', '--name', 'X'], env);
+  t.equal(orgMissing.code, 2);
+  t.match(orgMissing.stderr, '--customer-number is required');
+  const help = await cli(['help'], env);
+  t.equal(help.code, 0);
+  t.match(help.stdout, 'create-support-user --email <e-mail> --name <full name>');
+  t.match(help.stdout, 'create-organization');
+  const badConfig = await cli(['create-support-user', '--email', 'a@b.test', '--name', 'A'], { ...env, DATABASE_URL: 'mysql://x' });
+  t.equal(badConfig.code, 78);
+  t.match(badConfig.stderr, 'DATABASE_URL');
+});

@@ -1,0 +1,132 @@
+import t from 'tap';
+import { deliverDueMail } from '../../../src/modules/mail/mail.worker.js';
+import { startSmtpSink } from '../../helpers/smtp-sink.js';
+import { adminWorld, auditOf } from '../organization/helpers.js';
+
+const tokenFrom = (text: string) => {
+  const match = /https:\/\/shop\.example\.test\/[a-z/-]+\?token=([A-Za-z0-9_%-]+)/.exec(text);
+  if (!match) throw new Error(`no link in: ${text}`);
+  return decodeURIComponent(match[1]!);
+};
+
+t.test('support-verified MFA reset: link to the stored address, confirmation resets, both mails arrive', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { request, support, app, clock } = w;
+  const u = await w.member(w.orgA.id, { email: 'Paula.Phone@alpha.test', name: 'Paula', recoveryCodes: 10 });
+  const userToken = await w.tokenFor(u.user);
+  const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
+
+  t.match((await request({ url: path, token: support.token })).body, { state: 'none', requestedAt: null });
+
+  const started = await request({ method: 'POST', url: path, token: support.token });
+  t.equal(started.status, 202);
+  t.match(started.body, { state: 'pending', requestedBy: { id: support.user.id, name: 'Sam Support' }, confirmedAt: null });
+  t.equal(new Date(started.body.expiresAt).getTime() - new Date(started.body.requestedAt).getTime(), 24 * 3600 * 1000, '24 hours');
+  t.notMatch(started.raw, /token|confirm-mfa-reset|mfa-reset\/confirm/, 'support never sees the link');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id } }), 1, 'nothing is reset yet');
+  t.match((await auditOf(app, 'mfa.reset_requested', u.user.id))[0], { actorUserId: support.user.id, organizationId: w.orgA.id });
+
+  await deliverDueMail(app.ctx, app.ctx.mailTransport, 10);
+  const [confirmMail] = await sink.waitFor(1);
+  t.same(confirmMail!.to.map((a) => a.toLowerCase()), ['paula.phone@alpha.test'], 'sent to the stored address');
+  t.match(confirmMail!.subject, 'confirm the reset of your 2-step login');
+  const token = tokenFrom(confirmMail!.text);
+
+  clock.advance(3600);
+  const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
+  t.equal(confirmed.status, 200);
+  t.same(confirmed.body, { status: 'mfa_reset', next: 'login' });
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id } }), 0);
+  t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: u.user.id } }), 0);
+  t.equal((await request({ url: '/v1/me', token: userToken })).status, 401, 'sessions ended');
+  t.match((await auditOf(app, 'mfa.reset_confirmed', u.user.id))[0], { subjectUserId: u.user.id, details: { requestedById: support.user.id } });
+
+  await deliverDueMail(app.ctx, app.ctx.mailTransport, 10);
+  const mails = await sink.waitFor(2);
+  t.match(mails[1]!.subject, 'you can now set up a new 2-step login');
+  t.same(mails[1]!.to.map((a) => a.toLowerCase()), ['paula.phone@alpha.test']);
+
+  support.token = await w.tokenFor(support.user); // the clock moved past the access token's lifetime
+  const state = await request({ url: path, token: support.token });
+  t.match(state.body, { state: 'confirmed', requestedBy: { id: support.user.id } });
+  t.ok(state.body.confirmedAt);
+
+  const reused = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
+  t.equal(reused.status, 410);
+  t.equal(reused.body.code, 'link_used');
+
+  const login = await request({ method: 'POST', url: '/v1/auth/login', body: { email: 'paula.phone@alpha.test', password: u.password } });
+  t.equal(login.body.next, 'mfa_enrollment', 'the next login sets up a new authenticator');
+  t.notMatch(w.logs.join('\n'), token, 'the token never reaches the logs');
+});
+
+t.test('concurrent confirmations: exactly one wins; newer requests void older links; expiry', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, clock } = w;
+  const u = await w.member(w.orgA.id, { email: 'race@alpha.test' });
+  const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
+  const linkToken = async () => {
+    const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { template: 'mfa_reset_confirm', toAddress: 'race@alpha.test' }, orderBy: { createdAt: 'desc' } });
+    return tokenFrom(mail.textBody);
+  };
+
+  await request({ method: 'POST', url: path, token: support.token });
+  const older = await linkToken();
+  clock.advance(5);
+  await request({ method: 'POST', url: path, token: support.token });
+  const newer = await linkToken();
+  t.not(older, newer);
+  const stale = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: older } });
+  t.equal(stale.status, 410, 'a newer request voids the older link');
+  t.equal(stale.body.code, 'link_used');
+
+  const results = await Promise.all(Array.from({ length: 8 }, () => request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: newer } })));
+  t.same(results.map((r) => r.status).sort(), [200, 410, 410, 410, 410, 410, 410, 410], 'one winner');
+  t.equal((await auditOf(app, 'mfa.reset_confirmed', u.user.id)).length, 1);
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { template: 'mfa_reset_done' } }), 1, 'one done-mail');
+
+  // Expiry after 24 h: visible to support, refused to the user.
+  const v = await w.member(w.orgA.id, { email: 'slow@alpha.test' });
+  await request({ method: 'POST', url: `/v1/support/users/${v.user.id}/mfa-reset-request`, token: support.token });
+  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: 'slow@alpha.test' } });
+  clock.advance(24 * 3600 + 1);
+  support.token = await w.tokenFor(support.user);
+  t.equal((await request({ url: `/v1/support/users/${v.user.id}/mfa-reset-request`, token: support.token })).body.state, 'expired');
+  const late = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } });
+  t.equal(late.status, 410);
+  t.equal(late.body.code, 'link_expired');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: v.user.id } }), 1);
+
+  const bogus = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: 'x'.repeat(43) } });
+  t.equal(bogus.status, 400);
+  t.equal(bogus.body.code, 'link_invalid');
+  const wrongPurpose = await app.ctx.db.flowToken.findFirst({ where: { purpose: 'MFA_RESET' } });
+  t.ok(wrongPurpose);
+});
+
+t.test('a block voids a pending request; preconditions and who may ask', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, adminA } = w;
+  const u = await w.member(w.orgA.id, { email: 'blockme@alpha.test' });
+  const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
+  await request({ method: 'POST', url: path, token: support.token });
+  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { template: 'mfa_reset_confirm' } });
+  await request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: adminA.token });
+  t.equal((await request({ url: path, token: support.token })).body.state, 'voided');
+  t.equal((await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } })).status, 410);
+  t.equal((await request({ method: 'POST', url: path, token: support.token })).body.code, 'user_blocked');
+
+  const noMfa = await w.member(w.orgA.id, { withTotp: false });
+  const none = await request({ method: 'POST', url: `/v1/support/users/${noMfa.user.id}/mfa-reset-request`, token: support.token });
+  t.equal(none.status, 409);
+  t.equal(none.body.code, 'mfa_not_enrolled');
+  const invited = await w.member(w.orgA.id, { status: 'INVITED' });
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${invited.user.id}/mfa-reset-request`, token: support.token })).body.code, 'user_not_activated');
+  const missing = await request({ method: 'POST', url: '/v1/support/users/00000000-0000-7000-8000-000000000000/mfa-reset-request', token: support.token });
+  t.equal(missing.body.code, 'user_not_found');
+
+  const other = await w.member(w.orgA.id);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${other.user.id}/mfa-reset-request`, token: adminA.token })).status, 403, 'admins reset directly, not by verified request');
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${support.user.id}/mfa-reset-request`, token: support.token })).body.code, 'self_service_required');
+});

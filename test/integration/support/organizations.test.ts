@@ -1,0 +1,112 @@
+import t from 'tap';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
+
+t.test('support creates an organisation with its first administrator, in one transaction', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app } = w;
+  const create = (body: object) => request({ method: 'POST', url: '/v1/support/organizations', token: support.token, body });
+
+  const res = await create({ customerNumber: '100-2000', name: 'Gamma GmbH', administrator: { email: 'Chef@Gamma.test', name: 'Greta Gamma' } });
+  t.equal(res.status, 201);
+  t.match(res.body.organization, { customerNumber: '100-2000', name: 'Gamma GmbH', userCount: 1, activeAdministratorCount: 0 });
+  t.match(res.body.administrator, { email: 'Chef@Gamma.test', status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] });
+  t.notMatch(res.raw, /token|activate\?/, 'no activation link in the API');
+  const orgId = res.body.organization.id as string;
+  const [mail] = await mailsTo(app, 'chef@gamma.test');
+  t.equal(mail?.template, 'activation');
+  t.match(mail?.textBody, 'Gamma GmbH');
+  const [created] = await auditOf(app, 'organization.created');
+  t.match(created, { actorUserId: support.user.id, organizationId: orgId });
+  t.match((await auditOf(app, 'user.invited', res.body.administrator.id))[0], { actorUserId: support.user.id, organizationId: orgId });
+  t.match((await auditOf(app, 'organization.administrator_appointed', res.body.administrator.id))[0], { actorUserId: support.user.id });
+
+  const dupNumber = await create({ customerNumber: '100-2000', name: 'Other', administrator: { email: 'fresh@other.test', name: 'F' } });
+  t.equal(dupNumber.status, 409);
+  t.equal(dupNumber.body.code, 'customer_number_taken');
+  const dupEmail = await create({ customerNumber: '100-2001', name: 'Other', administrator: { email: 'CHEF@gamma.TEST', name: 'F' } });
+  t.equal(dupEmail.status, 409);
+  t.equal(dupEmail.body.code, 'email_taken');
+  t.equal(await app.ctx.db.organization.count({ where: { customerNumber: '100-2001' } }), 0, 'no organisation without its administrator');
+  t.equal(await app.ctx.db.user.count({ where: { email: 'fresh@other.test' } }), 0);
+
+  for (const body of [
+    { customerNumber: '1', name: 'X' },
+    { customerNumber: '1', name: 'X', administrator: { email: 'a@b.test', name: 'A', roles: ['SUPPORT'] } },
+    { customerNumber: 'bad number!', name: 'X', administrator: { email: 'a@b.test', name: 'A' } },
+  ]) {
+    t.equal((await create(body)).status, 400);
+  }
+
+  const admin = await request({ method: 'POST', url: '/v1/support/organizations', token: w.adminA.token, body: { customerNumber: '9', name: 'N', administrator: { email: 'n@n.test', name: 'N' } } });
+  t.equal(admin.status, 403, 'customer administrators cannot create organisations');
+});
+
+t.test('support searches organisations and views one with its users', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support } = w;
+  await app(w).db.organization.update({ where: { id: w.orgA.id }, data: { customerNumber: 'K-4711' } });
+  await w.member(w.orgA.id, { name: 'Member A' });
+
+  const search = async (q: string) => (await request({ url: `/v1/support/organizations${q}`, token: support.token })).body;
+  t.same((await search('')).items.map((o: { name: string }) => o.name), ['Alpha Reseller', 'Beta Reseller']);
+  t.same((await search('?q=beta')).items.map((o: { name: string }) => o.name), ['Beta Reseller'], 'by name');
+  t.same((await search('?q=k-47')).items.map((o: { name: string }) => o.name), ['Alpha Reseller'], 'by customer number');
+  const paged = await search('?limit=1');
+  t.equal(paged.items.length, 1);
+  t.same((await search(`?limit=1&cursor=${paged.nextCursor}`)).items.map((o: { name: string }) => o.name), ['Beta Reseller']);
+  t.match((await search('?q=alpha')).items[0], { userCount: 2, activeAdministratorCount: 1 });
+
+  const one = await request({ url: `/v1/support/organizations/${w.orgA.id}`, token: support.token });
+  t.equal(one.status, 200);
+  t.same(one.body.users.map((u: { name: string }) => u.name), ['Alice Admin', 'Member A']);
+  t.notMatch(one.raw, /passwordHash|\$argon2|secret/i);
+  const missing = await request({ url: '/v1/support/organizations/00000000-0000-7000-8000-000000000000', token: support.token });
+  t.equal(missing.status, 404);
+  t.equal(missing.body.code, 'organization_not_found');
+  t.equal((await request({ url: `/v1/support/organizations/${w.orgA.id}`, token: w.adminA.token })).status, 403);
+});
+
+t.test('appoint an administrator only where no active one is left', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app: application } = w;
+  const db = application.ctx.db;
+  const appoint = (orgId: string, body: object) =>
+    request({ method: 'POST', url: `/v1/support/organizations/${orgId}/administrators`, token: support.token, body });
+  const member = await w.member(w.orgA.id, { name: 'Mia Member' });
+
+  const refused = await appoint(w.orgA.id, { userId: member.user.id });
+  t.equal(refused.status, 409);
+  t.equal(refused.body.code, 'administrator_exists', 'Alpha still has Alice: it manages its own roles');
+
+  // Alice leaves: blocked directly in the database (the API would refuse to block the last admin).
+  await db.user.update({ where: { id: w.adminA.user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } });
+  const promoted = await appoint(w.orgA.id, { userId: member.user.id });
+  t.equal(promoted.status, 200);
+  t.same(promoted.body.roles, ['USER', 'CUSTOMER_ADMIN']);
+  t.match((await auditOf(application, 'organization.administrator_appointed', member.user.id))[0], { actorUserId: support.user.id, organizationId: w.orgA.id, details: { invited: false } });
+  t.match((await auditOf(application, 'user.roles_changed', member.user.id))[0], { actorUserId: support.user.id });
+  t.equal((await appoint(w.orgA.id, { email: 'new@alpha.test', name: 'N' })).body.code, 'administrator_exists', 'now there is one again');
+
+  // An organisation whose only administrator never activated: invite a new one.
+  const gamma = await db.organization.create({ data: { customerNumber: 'G-1', name: 'Gamma' } });
+  await w.member(gamma.id, { roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED' });
+  const invited = await appoint(gamma.id, { email: 'Boss@Gamma.test', name: 'Boss' });
+  t.equal(invited.status, 201);
+  t.match(invited.body, { status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'], organizationId: gamma.id });
+  t.equal((await mailsTo(application, 'boss@gamma.test'))[0]?.template, 'activation');
+
+  const foreign = await appoint(gamma.id, { userId: w.adminB.user.id });
+  t.equal(foreign.status, 404, 'a user of another organisation cannot be appointed here');
+  t.equal(foreign.body.code, 'user_not_found');
+  t.equal((await appoint('00000000-0000-7000-8000-000000000000', { email: 'x@x.test', name: 'X' })).body.code, 'organization_not_found');
+  t.equal((await appoint(gamma.id, { email: w.adminB.user.email, name: 'Dup' })).body.code, 'email_taken');
+  t.equal((await appoint(gamma.id, { userId: member.user.id, email: 'x@x.test' })).status, 400, 'one form or the other');
+  t.equal(
+    (await request({ method: 'POST', url: `/v1/support/organizations/${gamma.id}/administrators`, token: w.adminB.token, body: { email: 'y@y.test', name: 'Y' } })).status,
+    403,
+  );
+});
+
+function app(w: { app: { ctx: { db: import('../../../src/db/client.js').Db } } }) {
+  return w.app.ctx;
+}

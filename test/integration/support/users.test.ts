@@ -1,0 +1,67 @@
+import t from 'tap';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
+
+t.test('support finds users across organisations by e-mail or name', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support } = w;
+  await w.member(w.orgA.id, { name: 'Hanna Huber', email: 'hanna@alpha.test' });
+  await w.member(w.orgB.id, { name: 'Hans Meier', email: 'hans@beta.test' });
+  const find = (q: string) => request({ url: `/v1/support/users${q}`, token: support.token });
+
+  const exact = await find('?email=HANNA@Alpha.TEST');
+  t.equal(exact.status, 200);
+  t.same(exact.body.items.map((u: { email: string }) => u.email), ['hanna@alpha.test'], 'exact, case-insensitive');
+  t.match(exact.body.items[0].organization, { id: w.orgA.id, name: 'Alpha Reseller' });
+  t.same((await find('?email=hanna@alpha')).body.items, [], 'email= is exact, not a prefix');
+  t.same((await find('?q=han')).body.items.map((u: { name: string }) => u.name), ['Hanna Huber', 'Hans Meier'], 'across organisations');
+  t.same((await find(`?q=han&organizationId=${w.orgB.id}`)).body.items.map((u: { name: string }) => u.name), ['Hans Meier']);
+  t.same((await find('?role=SUPPORT')).body.items.map((u: { name: string }) => u.name), ['Sam Support']);
+  t.equal((await find('?role=SUPPORT')).body.items[0].organization, null);
+  t.notMatch((await find('')).raw, /passwordHash|\$argon2|secretCiphertext/);
+  t.equal((await request({ url: '/v1/support/users?email=hanna@alpha.test', token: w.adminA.token })).status, 403);
+});
+
+t.test('support blocks, unblocks and sends reset mails in any organisation; audited as the support user', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app } = w;
+  const u = await w.member(w.orgB.id, { email: 'someone@beta.test' });
+  const post = (path: string) => request({ method: 'POST', url: `/v1/support/users/${u.user.id}/${path}`, token: support.token });
+
+  const blocked = await post('block');
+  t.equal(blocked.status, 200);
+  t.equal(blocked.body.status, 'BLOCKED');
+  t.match((await auditOf(app, 'user.blocked', u.user.id))[0], { actorUserId: support.user.id, organizationId: w.orgB.id, details: { by: 'support' } });
+  const [mail] = await mailsTo(app, 'someone@beta.test');
+  t.equal(mail?.template, 'account_blocked');
+  t.match(mail?.textBody, 'Bob Admin', 'contact: the organisation administrator (and support)');
+
+  t.equal((await post('password-reset')).body.code, 'user_blocked');
+  t.equal((await post('unblock')).body.status, 'ACTIVE');
+  t.match((await auditOf(app, 'user.unblocked', u.user.id))[0], { actorUserId: support.user.id });
+
+  const reset = await post('password-reset');
+  t.equal(reset.status, 200);
+  t.same((await mailsTo(app, 'someone@beta.test')).map((m) => m.template), ['account_blocked', 'account_unblocked', 'password_reset']);
+  t.match((await auditOf(app, 'password.reset_requested', u.user.id))[0], { actorUserId: support.user.id, details: { by: 'support' } });
+  t.notMatch(reset.raw, /token|reset-password/);
+});
+
+t.test('support cannot block the last administrator, nor support staff, nor themselves', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support } = w;
+  const block = (id: string) => request({ method: 'POST', url: `/v1/support/users/${id}/block`, token: support.token });
+
+  const last = await block(w.adminB.user.id);
+  t.equal(last.status, 409);
+  t.equal(last.body.code, 'last_administrator');
+
+  const deputy = await w.member(w.orgB.id, { roles: ['USER', 'CUSTOMER_ADMIN'] });
+  t.equal((await block(w.adminB.user.id)).status, 200, 'with a second administrator, the first can be blocked');
+  t.equal((await block(deputy.user.id)).body.code, 'last_administrator');
+
+  const colleague = await w.member(null, { roles: ['SUPPORT'] });
+  const staff = await block(colleague.user.id);
+  t.equal(staff.status, 403);
+  t.equal(staff.body.code, 'support_staff_protected');
+  t.equal((await block(support.user.id)).body.code, 'self_action_not_allowed');
+});

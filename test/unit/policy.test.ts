@@ -1,0 +1,156 @@
+import t from 'tap';
+import { decide, GRANTABLE_ROLES, type ChangeFacts, type Decision, type PolicyActor, type PolicyAction, type UserTarget } from '../../src/access/policy.js';
+
+/** The whole who-may-act-on-whom matrix, one row per case. */
+
+const ORG_A = '00000000-0000-7000-8000-00000000000a';
+const ORG_B = '00000000-0000-7000-8000-00000000000b';
+
+const admin: PolicyActor = { userId: 'admin-a', organizationId: ORG_A, roles: ['USER', 'CUSTOMER_ADMIN'] };
+const user: PolicyActor = { userId: 'user-a', organizationId: ORG_A, roles: ['USER'] };
+const support: PolicyActor = { userId: 'support-1', organizationId: null, roles: ['SUPPORT'] };
+
+const target = (over: Partial<UserTarget> = {}): UserTarget => ({
+  id: 'member-a',
+  organizationId: ORG_A,
+  roles: ['USER'],
+  status: 'ACTIVE',
+  ...over,
+});
+
+const member = target();
+const otherAdmin = target({ id: 'admin-a2', roles: ['USER', 'CUSTOMER_ADMIN'] });
+const invited = target({ id: 'invited-a', status: 'INVITED' });
+const blocked = target({ id: 'blocked-a', status: 'BLOCKED' });
+const foreign = target({ id: 'member-b', organizationId: ORG_B });
+const supportStaff = target({ id: 'support-2', organizationId: null, roles: ['SUPPORT'] });
+const selfAdmin = target({ id: admin.userId, roles: ['USER', 'CUSTOMER_ADMIN'] });
+const selfSupport = target({ id: support.userId, organizationId: null, roles: ['SUPPORT'] });
+
+const allow = { effect: 'allow' } as const;
+const deny = (effect: Exclude<Decision['effect'], 'allow'>, code: string) => ({ effect, code });
+
+type Row = [name: string, actor: PolicyActor, action: PolicyAction, target: UserTarget | { organizationId: string | null }, facts: ChangeFacts, expected: object];
+
+const userActions: PolicyAction[] = [
+  'user.read',
+  'user.resend_activation',
+  'user.block',
+  'user.unblock',
+  'user.mfa_reset',
+  'user.mfa_reset_request',
+  'user.mfa_reset_request.read',
+  'user.password_reset',
+  'user.set_roles',
+  'user.appoint_administrator',
+];
+
+const rows: Row[] = [
+  // --- a plain USER may administer nobody, not even inside their organisation
+  ...userActions.map((a): Row => [`USER ${a} → forbidden`, user, a, member, {}, deny('forbidden', 'forbidden')]),
+  ['USER lists organisation users → forbidden', user, 'organization.users.list', { organizationId: ORG_A }, {}, deny('forbidden', 'forbidden')],
+
+  // --- customer admin, own organisation
+  ['admin reads member', admin, 'user.read', member, {}, allow],
+  ['admin reads self', admin, 'user.read', selfAdmin, {}, allow],
+  ['admin resends activation to invited', admin, 'user.resend_activation', invited, {}, allow],
+  ['admin resends activation to active → already_activated', admin, 'user.resend_activation', member, {}, deny('conflict', 'already_activated')],
+  ['admin resends activation to blocked → user_blocked', admin, 'user.resend_activation', blocked, {}, deny('conflict', 'user_blocked')],
+  ['admin blocks member', admin, 'user.block', member, { otherAdministrators: 1 }, allow],
+  ['admin blocks invited member', admin, 'user.block', invited, { otherAdministrators: 1 }, allow],
+  ['admin blocks blocked → already_blocked', admin, 'user.block', blocked, { otherAdministrators: 1 }, deny('conflict', 'already_blocked')],
+  ['admin blocks other admin (others remain)', admin, 'user.block', otherAdmin, { otherAdministrators: 1 }, allow],
+  ['admin blocks the last admin → last_administrator', admin, 'user.block', otherAdmin, { otherAdministrators: 0 }, deny('conflict', 'last_administrator')],
+  ['admin unblocks blocked', admin, 'user.unblock', blocked, {}, allow],
+  ['admin unblocks active → not_blocked', admin, 'user.unblock', member, {}, deny('conflict', 'not_blocked')],
+  ['admin resets member MFA', admin, 'user.mfa_reset', member, {}, allow],
+  ['admin resets blocked member MFA', admin, 'user.mfa_reset', blocked, {}, allow],
+  ['admin resets invited MFA → user_not_activated', admin, 'user.mfa_reset', invited, {}, deny('conflict', 'user_not_activated')],
+  ['admin cannot start a support-verified reset', admin, 'user.mfa_reset_request', member, {}, deny('forbidden', 'forbidden')],
+  ['admin cannot read support reset requests', admin, 'user.mfa_reset_request.read', member, {}, deny('forbidden', 'forbidden')],
+  ['admin sends password reset', admin, 'user.password_reset', member, {}, allow],
+  ['admin password reset for invited → user_not_activated', admin, 'user.password_reset', invited, {}, deny('conflict', 'user_not_activated')],
+  ['admin password reset for blocked → user_blocked', admin, 'user.password_reset', blocked, {}, deny('conflict', 'user_blocked')],
+  ['admin promotes member', admin, 'user.set_roles', member, { roles: ['USER', 'CUSTOMER_ADMIN'], otherAdministrators: 1 }, allow],
+  ['admin demotes other admin', admin, 'user.set_roles', otherAdmin, { roles: ['USER'], otherAdministrators: 1 }, allow],
+  ['admin demotes last admin → last_administrator', admin, 'user.set_roles', otherAdmin, { roles: ['USER'], otherAdministrators: 0 }, deny('conflict', 'last_administrator')],
+  ['keeping the last admin an admin is fine', admin, 'user.set_roles', otherAdmin, { roles: ['USER', 'CUSTOMER_ADMIN'], otherAdministrators: 0 }, allow],
+  ['demoting a blocked admin does not need another admin', admin, 'user.set_roles', target({ id: 'b', status: 'BLOCKED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { roles: ['USER'], otherAdministrators: 0 }, allow],
+  ['admin grants SUPPORT → role_not_grantable', admin, 'user.set_roles', member, { roles: ['USER', 'SUPPORT'], otherAdministrators: 1 }, deny('forbidden', 'role_not_grantable')],
+  ['admin cannot appoint via support route', admin, 'user.appoint_administrator', member, {}, deny('forbidden', 'forbidden')],
+
+  // --- customer admin acting on themselves
+  ['admin blocks self → self_action_not_allowed', admin, 'user.block', selfAdmin, { otherAdministrators: 5 }, deny('conflict', 'self_action_not_allowed')],
+  ['admin resets own MFA → self_service_required', admin, 'user.mfa_reset', selfAdmin, {}, deny('conflict', 'self_service_required')],
+  ['admin resets own password → self_service_required', admin, 'user.password_reset', selfAdmin, {}, deny('conflict', 'self_service_required')],
+  ['admin changes own roles → own_roles_immutable', admin, 'user.set_roles', selfAdmin, { roles: ['USER'], otherAdministrators: 3 }, deny('forbidden', 'own_roles_immutable')],
+  ['admin "changes" own roles to the same → own_roles_immutable', admin, 'user.set_roles', selfAdmin, { roles: ['USER', 'CUSTOMER_ADMIN'] }, deny('forbidden', 'own_roles_immutable')],
+
+  // --- customer admin, other organisation: always 404, whatever the action and state
+  ...userActions
+    .filter((a) => !['user.mfa_reset_request', 'user.mfa_reset_request.read', 'user.appoint_administrator'].includes(a))
+    .map((a): Row => [`admin ${a} on other organisation → user_not_found`, admin, a, foreign, { otherAdministrators: 1 }, deny('not_found', 'user_not_found')]),
+  ['admin blocks a blocked user of another org → still 404', admin, 'user.block', { ...blocked, organizationId: ORG_B }, {}, deny('not_found', 'user_not_found')],
+  ['admin on support staff → 404', admin, 'user.read', supportStaff, {}, deny('not_found', 'user_not_found')],
+  ['admin lists other org users → organization_not_found', admin, 'organization.users.list', { organizationId: ORG_B }, {}, deny('not_found', 'organization_not_found')],
+  ['admin reads other org audit → organization_not_found', admin, 'organization.audit.read', { organizationId: ORG_B }, {}, deny('not_found', 'organization_not_found')],
+  ['admin reads all organisations → forbidden', admin, 'organization.audit.read', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
+  ['admin invites into own org', admin, 'user.invite', { organizationId: ORG_A }, { roles: ['USER', 'CUSTOMER_ADMIN'] }, allow],
+  ['admin invites with SUPPORT → role_not_grantable', admin, 'user.invite', { organizationId: ORG_A }, { roles: ['USER', 'SUPPORT'] }, deny('forbidden', 'role_not_grantable')],
+  ['admin invites into other org → organization_not_found', admin, 'user.invite', { organizationId: ORG_B }, { roles: ['USER'] }, deny('not_found', 'organization_not_found')],
+  ['admin creates organisations → forbidden', admin, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
+
+  // --- support: any organisation, verified resets only, never on support staff
+  ['support reads any user', support, 'user.read', foreign, {}, allow],
+  ['support reads support staff', support, 'user.read', supportStaff, {}, allow],
+  ['support blocks any user', support, 'user.block', foreign, { otherAdministrators: 0 }, allow],
+  ['support blocks the last admin → last_administrator', support, 'user.block', otherAdmin, { otherAdministrators: 0 }, deny('conflict', 'last_administrator')],
+  ['support unblocks', support, 'user.unblock', blocked, {}, allow],
+  ['support direct MFA reset → forbidden', support, 'user.mfa_reset', member, {}, deny('forbidden', 'forbidden')],
+  ['support starts verified reset', support, 'user.mfa_reset_request', foreign, {}, allow],
+  ['support verified reset for blocked → user_blocked', support, 'user.mfa_reset_request', blocked, {}, deny('conflict', 'user_blocked')],
+  ['support verified reset for invited → user_not_activated', support, 'user.mfa_reset_request', invited, {}, deny('conflict', 'user_not_activated')],
+  ['support reads reset request', support, 'user.mfa_reset_request.read', member, {}, allow],
+  ['support sends password reset', support, 'user.password_reset', foreign, {}, allow],
+  ['support sets roles → forbidden (organisations govern themselves)', support, 'user.set_roles', member, { roles: ['USER'] }, deny('forbidden', 'forbidden')],
+  ['support resends activation → forbidden', support, 'user.resend_activation', invited, {}, deny('forbidden', 'forbidden')],
+  ['support blocks support staff → support_staff_protected', support, 'user.block', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
+  ['support resets support staff password → support_staff_protected', support, 'user.password_reset', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
+  ['support verified reset of support staff → support_staff_protected', support, 'user.mfa_reset_request', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
+  ['support blocks self → self_action_not_allowed', support, 'user.block', selfSupport, {}, deny('conflict', 'self_action_not_allowed')],
+  ['support verified reset of self → self_service_required', support, 'user.mfa_reset_request', selfSupport, {}, deny('conflict', 'self_service_required')],
+  ['support appoints where no active admin', support, 'user.appoint_administrator', member, { activeAdministrators: 0 }, allow],
+  ['support appoints where an admin is active → administrator_exists', support, 'user.appoint_administrator', member, { activeAdministrators: 1 }, deny('conflict', 'administrator_exists')],
+  ['support appoints a blocked user → user_blocked', support, 'user.appoint_administrator', blocked, { activeAdministrators: 0 }, deny('conflict', 'user_blocked')],
+  ['support invites an administrator where none', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 0 }, allow],
+  ['support invites an administrator where one is active → administrator_exists', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 2 }, deny('conflict', 'administrator_exists')],
+  ['support creates organisations', support, 'organization.create', { organizationId: null }, {}, allow],
+  ['support reads all audit events', support, 'organization.audit.read', { organizationId: null }, {}, allow],
+  ['support lists any organisation users', support, 'organization.users.list', { organizationId: ORG_B }, {}, allow],
+  ['USER creates organisations → forbidden', user, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
+];
+
+t.test('policy matrix', async (t) => {
+  for (const [name, actor, action, tgt, facts, expected] of rows) {
+    t.same(decide(actor, action as never, tgt as never, facts), expected, name);
+  }
+});
+
+t.test('SUPPORT is never grantable through the API', async (t) => {
+  t.same([...GRANTABLE_ROLES].sort(), ['CUSTOMER_ADMIN', 'USER']);
+});
+
+t.test('a scope check comes before every other rule (no state leaks across organisations)', async (t) => {
+  for (const status of ['INVITED', 'ACTIVE', 'BLOCKED'] as const) {
+    for (const roles of [['USER'], ['USER', 'CUSTOMER_ADMIN']] as const) {
+      for (const action of userActions) {
+        const d = decide(admin, action as never, target({ id: 'x', organizationId: ORG_B, status, roles: [...roles] }) as never, {
+          otherAdministrators: 0,
+          roles: ['USER', 'SUPPORT'],
+        });
+        if (d.effect === 'forbidden' && d.code === 'forbidden') continue; // the role has no such action at all
+        t.same(d, deny('not_found', 'user_not_found'), `${action} ${status} ${roles.join('+')}`);
+      }
+    }
+  }
+});
