@@ -12,7 +12,25 @@ import { errorHandler } from './plugins/error-handler.js';
 import { openapi } from './plugins/openapi.js';
 import { routeAccess } from './plugins/route-access.js';
 import { standardResponses } from './plugins/standard-responses.js';
+import { metrics, metricsRoutes } from './plugins/metrics.js';
+import { securityHeaders } from './plugins/security-headers.js';
+import { loadShedding } from './plugins/load-shedding.js';
+import { rateLimiting } from './plugins/rate-limit.js';
 import { healthRoutes } from './modules/health/health.routes.js';
+import { authenticate } from './plugins/authenticate.js';
+import { createSigningKeyManager } from './modules/sessions/signing-keys.js';
+import { sessionRoutes } from './modules/sessions/sessions.routes.js';
+import { meRoutes } from './modules/me/me.routes.js';
+import { mfaRoutes } from './modules/mfa/mfa.routes.js';
+import { createMailTransport, type MailTransport } from './modules/mail/mail.transport.js';
+import { startMailWorker } from './modules/mail/mail.worker.js';
+import { activationRoutes } from './modules/activation/activation.routes.js';
+import { loginRoutes } from './modules/login/login.routes.js';
+import { passwordRoutes } from './modules/password/password.routes.js';
+import { organizationRoutes } from './modules/organization/organization.routes.js';
+import { supportRoutes } from './modules/support/support.routes.js';
+import { mfaResetConfirmRoutes } from './modules/support/mfa-reset.routes.js';
+import { auditRoutes } from './modules/audit/audit.routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -22,6 +40,8 @@ export type AppDeps = {
   keyring: Keyring;
   clock?: Clock;
   hasher?: PasswordHasher;
+  /** Where mail goes; default from config (SMTP_URL, else the log). Tests point it at an SMTP sink. */
+  mailTransport?: MailTransport;
   /** Tests pass a pino instance writing to a buffer; otherwise built from config. */
   logger?: FastifyServerOptions['loggerInstance'];
 };
@@ -40,17 +60,33 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  const clock = deps.clock ?? systemClock;
+  const signer = createSigningKeyManager({ db: deps.database.db, keyring: deps.keyring, clock, config }, app.log);
   const ctx: AppContext = {
     config,
     db: deps.database.db,
     pool: deps.database.pool,
-    clock: deps.clock ?? systemClock,
+    clock,
     keyring: deps.keyring,
+    signer,
     hasher:
       deps.hasher ??
       createPasswordHasher({ ...config.argon2, maxConcurrent: config.hashQueue.maxConcurrent, maxQueued: config.hashQueue.maxQueued }),
+    mailTransport: deps.mailTransport ?? createMailTransport(config, app.log),
   };
   app.decorate('ctx', ctx);
+  // Signing keys live in memory: loaded (or created) before the app serves, refreshed in the
+  // background. A failed first load is retried instead of stopping the app (503 until loaded).
+  app.addHook('onReady', async () => {
+    try {
+      await signer.reload();
+    } catch (err) {
+      app.log.error({ err }, 'could not load the JWT signing keys; retrying in the background');
+    }
+    signer.start();
+  });
+  app.addHook('onClose', async () => signer.stop());
+  registerMailWorker(app, ctx, !deps.mailTransport);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
@@ -58,10 +94,43 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Ecosystem and infrastructure first, routes last (the onRoute hooks must see every route).
   await app.register(errorHandler);
   await app.register(routeAccess);
+  // Operations: metrics first (the others add series to its registry), all before any route.
+  // Their onRequest hooks (CORS preflight, load shedding, the per-IP ceiling) run before
+  // authentication, so a flood is turned away before it costs a token check or a query.
+  await app.register(metrics);
+  await app.register(securityHeaders);
+  await app.register(loadShedding);
+  if (config.rateLimitEnabled) await app.register(rateLimiting);
+  await app.register(authenticate);
   await app.register(standardResponses);
   await app.register(openapi);
 
   await app.register(healthRoutes);
+  await app.register(activationRoutes);
+  await app.register(loginRoutes);
+  await app.register(passwordRoutes);
+  await app.register(sessionRoutes);
+  await app.register(meRoutes);
+  await app.register(metricsRoutes);
+  await app.register(mfaRoutes);
+  await app.register(organizationRoutes);
+  await app.register(supportRoutes);
+  await app.register(mfaResetConfirmRoutes);
+  await app.register(auditRoutes);
 
   return app;
+}
+
+/** The outbox delivery worker runs in every instance when MAIL_WORKER_ENABLED (see mail.worker.ts). */
+function registerMailWorker(app: FastifyInstance, ctx: AppContext, ownsTransport: boolean): void {
+  let worker: ReturnType<typeof startMailWorker> | undefined;
+  if (ctx.config.mailWorkerEnabled) {
+    app.addHook('onReady', async () => {
+      worker = startMailWorker(ctx, ctx.mailTransport, app.log);
+    });
+  }
+  app.addHook('onClose', async () => {
+    await worker?.stop();
+    if (ownsTransport) await ctx.mailTransport.close();
+  });
 }

@@ -2,6 +2,16 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { openRuntime } from './runtime.js';
 import { generateKey } from './lib/secret-box.js';
+import { systemClock } from './lib/clock.js';
+import { rotateSigningKey } from './modules/sessions/signing-keys.js';
+import { resealSecrets } from './modules/mfa/key-rotation.js';
+import { AppError } from './errors.js';
+import type { Config } from './config.js';
+import type { Db } from './db/client.js';
+import type { Clock } from './lib/clock.js';
+import { createOrganizationFromCli, createSupportUser } from './modules/support/bootstrap.service.js';
+import { CustomerNumberSchema } from './modules/support/support.schemas.js';
+import { EmailSchema, PersonNameSchema } from './modules/organization/organization.schemas.js';
 
 /**
  * Operator commands: `npm run cli -- <command> [options]`.
@@ -21,6 +31,69 @@ const commands: Record<string, Command> = {
       return 0;
     },
   },
+  'rotate-encryption-key': {
+    summary: 're-encrypt every TOTP secret and signing key under the current ENCRYPTION_KEYS key (then the old key can go)',
+    usage: 'rotate-encryption-key',
+    async run() {
+      const runtime = await openRuntime(config(), log, { migrate: false });
+      try {
+        const report = await resealSecrets(runtime.database.db, runtime.keyring);
+        process.stdout.write(`${JSON.stringify(report)}\n`);
+        return report.failures.length > 0 ? 1 : 0;
+      } finally {
+        await runtime.close();
+      }
+    },
+  },
+  'rotate-signing-key': {
+    summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired',
+    usage: 'rotate-signing-key [--immediate]',
+    async run(args) {
+      for (const name of args.keys()) if (name !== 'immediate') throw new UsageError(`unknown option --${name}`);
+      const cfg = config();
+      const runtime = await openRuntime(cfg, log, { migrate: false });
+      try {
+        const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
+        // --immediate: the new key signs at once (a leaked key); default: published first, signs after 60 s.
+        const result = await rotateSigningKey(deps, { immediate: args.get('immediate') === 'true' });
+        process.stdout.write(`${JSON.stringify(result)}\n`);
+        return 0;
+      } finally {
+        await runtime.close();
+      }
+    },
+  },
+  'create-support-user': {
+    summary: 'create a SUPPORT user (invited) and print the activation link to stdout',
+    usage: 'create-support-user --email <e-mail> --name <full name>',
+    async run(args) {
+      const email = option(args, 'email', EmailSchema);
+      const name = option(args, 'name', PersonNameSchema);
+      return withDatabase(async (ctx) => {
+        const created = await createSupportUser(ctx, { email, name });
+        process.stderr.write(`created SUPPORT user ${email} (${created.userId}); the link is valid until ${created.expiresAt.toISOString()} and was also mailed\n`);
+        process.stdout.write(`${created.activationLink}\n`);
+      });
+    },
+  },
+  'create-organization': {
+    summary: 'create an organisation with its first administrator (invited); print the activation link to stdout',
+    usage: 'create-organization --customer-number <no> --name <name> --admin-email <e-mail> --admin-name <full name>',
+    async run(args) {
+      const input = {
+        customerNumber: option(args, 'customer-number', CustomerNumberSchema),
+        name: option(args, 'name', PersonNameSchema),
+        administrator: { email: option(args, 'admin-email', EmailSchema), name: option(args, 'admin-name', PersonNameSchema) },
+      };
+      return withDatabase(async (ctx) => {
+        const created = await createOrganizationFromCli(ctx, input);
+        process.stderr.write(
+          `created organisation ${input.customerNumber} (${created.organizationId}) with administrator ${input.administrator.email} (${created.administratorId})\n`,
+        );
+        process.stdout.write(`${created.activationLink}\n`);
+      });
+    },
+  },
   'generate-encryption-key': {
     summary: 'print a new random 256-bit key for ENCRYPTION_KEYS (as <id>:<base64>)',
     usage: 'generate-encryption-key [--id <key id>]',
@@ -31,6 +104,33 @@ const commands: Record<string, Command> = {
     },
   },
 };
+
+/** A required --name value, validated like the API validates it; a bad value is a usage error (exit 2). */
+function option<T>(args: Map<string, string>, name: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }): T {
+  const raw = args.get(name);
+  if (raw === undefined || raw === 'true') throw new UsageError(`--${name} is required`);
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new UsageError(`--${name}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return parsed.data;
+}
+
+/** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
+async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config }) => Promise<void>): Promise<number> {
+  const cfg = config();
+  const runtime = await openRuntime(cfg, log, { migrate: false });
+  try {
+    await fn({ db: runtime.database.db, clock: systemClock, config: cfg });
+    return 0;
+  } catch (err) {
+    if (err instanceof AppError) {
+      process.stderr.write(`refused: ${err.code} (${err.title})\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await runtime.close();
+  }
+}
 
 function config() {
   return loadConfig(process.env);

@@ -65,6 +65,9 @@ const envSchema = z.object({
   HASH_MAX_QUEUED: int(0, 10000).default(64),
   METRICS_TOKEN: z.string().min(16).optional(),
   RATE_LIMIT_ENABLED: bool.default(true),
+  RATE_LIMIT_GLOBAL_PER_MINUTE: int(0).default(1000),
+  REDIS_KEY_PREFIX: z.string().min(1).max(100).default('webshop-auth:'),
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: int(0).default(200),
   MAIL_WORKER_ENABLED: bool.default(true),
 });
 
@@ -105,6 +108,11 @@ export type Config = Readonly<{
   hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number }>;
   metricsToken: string | undefined;
   rateLimitEnabled: boolean;
+  /** Per-IP ceiling over all routes (requests per minute); 0 turns it off. */
+  rateLimitGlobalPerMinute: number;
+  redisKeyPrefix: string;
+  /** Shed load (503) when the mean event-loop delay exceeds this; 0 turns it off. */
+  loadShedMaxEventLoopDelayMs: number;
   mailWorkerEnabled: boolean;
 }>;
 
@@ -163,6 +171,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     hashQueue: Object.freeze({ maxConcurrent: e.HASH_MAX_CONCURRENT, maxQueued: e.HASH_MAX_QUEUED }),
     metricsToken: e.METRICS_TOKEN,
     rateLimitEnabled: e.RATE_LIMIT_ENABLED,
+    rateLimitGlobalPerMinute: e.RATE_LIMIT_GLOBAL_PER_MINUTE,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    loadShedMaxEventLoopDelayMs: e.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     mailWorkerEnabled: e.MAIL_WORKER_ENABLED,
   });
 }

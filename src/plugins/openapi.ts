@@ -23,6 +23,7 @@ export const openapi = fp(
           securitySchemes: {
             bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token from login or refresh' },
             clientBasic: { type: 'http', scheme: 'basic', description: 'Service client id and secret (introspection)' },
+            metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, required by /metrics only when it is configured' },
           },
         },
       },

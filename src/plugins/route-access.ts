@@ -27,6 +27,9 @@ export const routeAccess = fp(
   async (app) => {
     app.addHook('onRoute', (route) => {
       if (route.url === DOCS_PREFIX || route.url.startsWith(`${DOCS_PREFIX}/`)) return;
+      // @fastify/cors's catch-all preflight route: answered in its onRequest hook with CORS
+      // headers and no body (404 when the origin is not allowed); it serves nothing else.
+      if (route.method === 'OPTIONS' && route.url === '*') return;
       const access = (route.config as { access?: RouteAccess } | undefined)?.access;
       if (!access) {
         throw new UndeclaredRouteAccessError(

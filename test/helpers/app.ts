@@ -20,6 +20,8 @@ export const TEST_ENV: Record<string, string> = {
   ARGON2_TIME_COST: '1',
   ARGON2_PARALLELISM: '1',
   RATE_LIMIT_ENABLED: 'false',
+  // Load shedding reacts to the whole machine's load (parallel test files): on only in its own test.
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
   MAIL_WORKER_ENABLED: 'false',
   SHOP_NAME: 'ALSO Webshop',
 };
@@ -34,8 +36,13 @@ export type TestApp = {
   logs: string[];
 };
 
+export type TestAppOptions = {
+  /** Runs after buildApp and before ready: e.g. register a tiny route that exercises a plugin. */
+  beforeReady?: (app: FastifyInstance) => unknown;
+};
+
 /** Builds the real app on a fresh database of its own; closes both when the test ends. */
-export async function buildTestApp(t: Test, env: Record<string, string> = {}): Promise<TestApp> {
+export async function buildTestApp(t: Test, env: Record<string, string> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const { url } = await createTestDatabase(t);
   const config = loadConfig({ ...TEST_ENV, ...env, DATABASE_URL: url });
   const database = openDatabase(url, { max: 5 });
@@ -50,6 +57,7 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}): P
   const logger = pino(loggerOptions(config) as pino.LoggerOptions, sink);
   const keyring = parseKeyring(`test-1:${generateKey()}`);
   const app = await buildApp({ config, database, keyring, clock, logger });
+  await options.beforeReady?.(app);
   await app.ready();
   t.teardown(async () => {
     await app.close();

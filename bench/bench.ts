@@ -1,0 +1,605 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import argon2 from 'argon2';
+import pg from 'pg';
+import { openDatabase } from '../src/db/client.js';
+import { migrate } from '../src/db/migrate.js';
+import { createPasswordHasher } from '../src/lib/password-hasher.js';
+import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
+import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
+import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
+
+/**
+ * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
+ * migrated, seeded with BENCH_USERS users that have a password hashed at production argon2
+ * parameters and an active TOTP factor) and measures, in one run, on loopback only:
+ *
+ *   raw argon2 verifications/s (baseline, worker count = cores) · POST /v1/auth/login ·
+ *   /healthz latency while logins saturate · full login (password + TOTP) · refresh ·
+ *   GET /v1/me next to a bare Fastify route doing the same queries · introspection next to
+ *   the same · peak RSS (and, with BENCH_SOAK_SECONDS, a mixed load of that length).
+ *
+ * Every phase is bounded (BENCH_DURATION seconds, default 10); phases whose route the server
+ * does not have are skipped. Results: a Markdown table on stdout and bench/results/<time>.json.
+ */
+
+type Histogram = { average: number; p50: number; p90: number; p99: number; max: number };
+type AutocannonResult = {
+  requests: { average: number; total: number };
+  latency: Histogram;
+  '2xx': number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statusCodeStats: Record<string, { count: number }>;
+  duration: number;
+};
+type Ctx = Record<string, unknown>;
+type AutocannonRequest = {
+  method?: string;
+  path?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  setupRequest?: (req: AutocannonRequest, context: Ctx) => AutocannonRequest | null;
+  onResponse?: (status: number, body: string, context: Ctx) => void;
+};
+type AutocannonOptions = {
+  url: string;
+  connections: number;
+  duration: number;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  requests?: AutocannonRequest[];
+  overallRate?: number;
+  timeout?: number;
+};
+const require = createRequire(import.meta.url);
+const autocannon = require('autocannon') as (opts: AutocannonOptions) => Promise<AutocannonResult>;
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const USERS = Number(process.env.BENCH_USERS ?? 1000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
+const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+const DB_NAME = process.env.BENCH_DATABASE ?? 'webshop_auth_bench';
+const CORES = availableParallelism();
+const PASSWORD = 'Correct horse battery staple, bench edition';
+const ARGON2 = { memoryCost: 19456, timeCost: 2, parallelism: 1 }; // production minimum (security.md item 4)
+const ROOT = new URL('..', import.meta.url);
+const RESULTS_DIR = new URL('bench/results/', ROOT);
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+// ---------- helpers ----------
+
+function dbUrl(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function summarize(latenciesMs: number[]) {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: sorted.length };
+}
+
+const round = (n: number, digits = 1) => (Number.isFinite(n) ? Number(n.toFixed(digits)) : n);
+
+function statusSummary(r: AutocannonResult): string {
+  return Object.entries(r.statusCodeStats ?? {})
+    .map(([code, s]) => `${code}×${s.count}`)
+    .join(' ');
+}
+
+function decodeJwt(token: string): { sub: string; sid: string } {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; sid: string };
+}
+
+function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+function machine() {
+  const sh = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+    } catch {
+      return 'n/a';
+    }
+  };
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    nproc: sh('nproc', []),
+    memory: sh('free', ['-h']).split('\n')[1]?.replace(/\s+/g, ' ') ?? `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    node: process.version,
+    postgres: sh('psql', ['--version']),
+    kernel: sh('uname', ['-sr']),
+  };
+}
+
+// ---------- database ----------
+
+type SeededUser = { id: string; email: string; totpSecret: string; lastStep: number };
+
+async function prepareDatabase(keyringSpec: string): Promise<SeededUser[]> {
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE "${DB_NAME}"`);
+  await admin.end();
+  await migrate(dbUrl(DB_NAME), { info: () => undefined, warn: (m) => log(m) });
+
+  // One real hash at production parameters, shared by every user (verifying it costs the same).
+  const hasher = createPasswordHasher({ ...ARGON2, maxConcurrent: 1, maxQueued: 1 });
+  const passwordHash = await hasher.hash(PASSWORD.normalize('NFKC'));
+  const keyring = parseKeyring(keyringSpec);
+  const database = openDatabase(dbUrl(DB_NAME), { max: 4 });
+  try {
+    const now = new Date();
+    const org = await database.db.organization.create({ data: { name: 'Bench Reseller GmbH', customerNumber: 'BENCH-1' } });
+    const users: SeededUser[] = Array.from({ length: USERS }, (_, i) => ({
+      id: randomUUID(),
+      email: `bench-${i}@bench.example`,
+      totpSecret: generateTotpSecret(),
+      lastStep: -1,
+    }));
+    for (let i = 0; i < users.length; i += 500) {
+      const batch = users.slice(i, i + 500);
+      await database.db.user.createMany({
+        data: batch.map((u) => ({
+          id: u.id,
+          organizationId: org.id,
+          email: u.email,
+          name: `Bench User ${u.email}`,
+          status: 'ACTIVE' as const,
+          roles: ['USER' as const],
+          passwordHash,
+          passwordChangedAt: now,
+          emailVerifiedAt: now,
+          termsVersion: '2026-01',
+          termsAcceptedAt: now,
+          createdAt: now,
+        })),
+      });
+      await database.db.totpFactor.createMany({
+        data: batch.map((u) => ({
+          userId: u.id,
+          status: 'ACTIVE' as const,
+          ...sealTotpSecret(keyring, u.id, u.totpSecret),
+          createdAt: now,
+          activatedAt: now,
+        })),
+      });
+    }
+    return users;
+  } finally {
+    await database.close();
+  }
+}
+
+// ---------- processes ----------
+
+async function waitReady(url: string, child: ChildProcess, ms = 60_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${url}: the process exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`${url} did not become ready`);
+    await sleep(200);
+  }
+}
+
+function startProcess(script: string, env: Record<string, string>, logFile: string): ChildProcess {
+  const out = createWriteStream(new URL(logFile, RESULTS_DIR));
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: new URL('.', ROOT).pathname,
+    env: { PATH: process.env.PATH ?? '', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, CORES)), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return child;
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(15_000)]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+// ---------- phases ----------
+
+type Row = {
+  phase: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  statuses: string;
+  baseline?: string;
+  note?: string;
+};
+
+async function rawArgon2(seconds: number): Promise<{ perSecond: number; meanMs: number }> {
+  const hash = await argon2.hash(PASSWORD, { type: argon2.argon2id, ...ARGON2 });
+  let done = 0;
+  const started = performance.now();
+  const until = started + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: CORES }, async () => {
+      while (performance.now() < until) {
+        await argon2.verify(hash, PASSWORD);
+        done++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  return { perSecond: done / elapsed, meanMs: (elapsed * 1000 * CORES) / done };
+}
+
+function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row {
+  return { phase, rps: round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, statuses: statusSummary(r), ...extra };
+}
+
+async function main(): Promise<void> {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const started = Date.now();
+  const loadBefore = loadavg()[0]!;
+  const keyringSpec = `bench:${generateKey()}`;
+  const clientSecret = randomBytes(24).toString('base64url');
+  const clientBasic = `Basic ${Buffer.from(`bench:${clientSecret}`).toString('base64')}`;
+
+  log(`machine: ${CORES} cores; users ${USERS}; ${DURATION} s per phase; ${CONNECTIONS} connections`);
+  log(`preparing database ${DB_NAME} ...`);
+  const users = await prepareDatabase(keyringSpec);
+
+  log(`raw argon2id verify (m=${ARGON2.memoryCost}, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}), ${CORES} workers ...`);
+  const raw = await rawArgon2(DURATION);
+  log(`  ${raw.perSecond.toFixed(1)} verifications/s (${raw.meanMs.toFixed(1)} ms each)`);
+
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = startProcess(
+    'src/server.ts',
+    {
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATABASE_URL: dbUrl(DB_NAME),
+      SMTP_URL: 'smtp://127.0.0.1:1', // never used: the mail worker is off
+      MAIL_WORKER_ENABLED: 'false',
+      APP_BASE_URL: 'https://shop.bench.example',
+      JWT_ISSUER: base,
+      ENCRYPTION_KEYS: keyringSpec,
+      SERVICE_CLIENTS: `bench:${createHash('sha256').update(clientSecret).digest('hex')}`,
+      ARGON2_MEMORY_KIB: String(ARGON2.memoryCost),
+      ARGON2_TIME_COST: String(ARGON2.timeCost),
+      ARGON2_PARALLELISM: String(ARGON2.parallelism),
+      // One client IP sends everything here: per-IP limits would measure the limiter.
+      RATE_LIMIT_ENABLED: 'false',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+    },
+    'server.log',
+  );
+  const baselinePort = await freePort();
+  const baselineBase = `http://127.0.0.1:${baselinePort}`;
+  const baseline = startProcess('bench/baseline-server.ts', { DATABASE_URL: dbUrl(DB_NAME), PORT: String(baselinePort) }, 'baseline.log');
+  const rows: Row[] = [];
+  const results: Record<string, unknown> = {};
+
+  try {
+    await waitReady(`${base}/readyz`, server);
+    await waitReady(`${baselineBase}/healthz`, baseline);
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const has = (method: string, path: string) => Boolean(doc.paths[path]?.[method]);
+    log(`server up on ${base} (pid ${server.pid}); baseline on ${baselineBase}`);
+    rows.push({ phase: 'argon2id verify, raw (baseline)', rps: round(raw.perSecond), p50: round(raw.meanMs), p99: NaN, statuses: `${CORES} workers` });
+
+    // Warm-up (JIT, pool, prepared statements), not measured.
+    await autocannon({ url: `${base}/healthz`, connections: 4, duration: 2 });
+
+    const idleHealth = await autocannon({ url: `${base}/healthz`, connections: 1, duration: 3, overallRate: 50 });
+    rows.push(row('GET /healthz, idle (50 req/s)', idleHealth));
+
+    let next = 0;
+    const nextUser = (): SeededUser => users[next++ % users.length]!;
+    const loginBody = (u: SeededUser) => JSON.stringify({ email: u.email, password: PASSWORD });
+    const json = { 'content-type': 'application/json' };
+
+    if (has('post', '/v1/auth/login')) {
+      log('POST /v1/auth/login, saturating, with a /healthz probe alongside ...');
+      const [login, probe] = await Promise.all([
+        autocannon({
+          url: base,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          timeout: 30,
+          requests: [{ method: 'POST', path: '/v1/auth/login', headers: json, setupRequest: (req) => ({ ...req, body: loginBody(nextUser()) }) }],
+        }),
+        autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 20 }),
+      ]);
+      const ratio = login.requests.average / raw.perSecond;
+      rows.push(row('POST /v1/auth/login (password step)', login, { baseline: `${(ratio * 100).toFixed(0)} % of raw argon2` }));
+      rows.push(row('GET /healthz during the login saturation (20 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
+      results.login = { login, probe, ratio };
+    } else rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
+
+    // Full login: password step, then the TOTP code for the challenge. Each user's code works
+    // once per 30-s step (replay protection), so users are picked whose current step is unused.
+    const sessions: { accessToken: string; refreshToken: string }[] = [];
+    const fullLoginLatencies: number[] = [];
+    const pickForTotp = (): SeededUser => {
+      const step = timeStep(Math.floor(Date.now() / 1000));
+      for (let i = 0; i < users.length; i++) {
+        const u = nextUser();
+        if (u.lastStep < step) {
+          u.lastStep = step;
+          return u;
+        }
+      }
+      throw new Error('every user already logged in during this TOTP step: raise BENCH_USERS');
+    };
+    const fullLoginRequests = (collect: boolean): AutocannonRequest[] => [
+      {
+        method: 'POST',
+        path: '/v1/auth/login',
+        headers: json,
+        setupRequest: (req, context) => {
+          const u = pickForTotp();
+          context.user = u;
+          context.t0 = performance.now();
+          return { ...req, body: loginBody(u) };
+        },
+        onResponse: (status, body, context) => {
+          if (status === 200) context.challengeToken = (JSON.parse(body) as { challengeToken: string }).challengeToken;
+        },
+      },
+      {
+        method: 'POST',
+        path: '/v1/auth/login/mfa',
+        headers: json,
+        setupRequest: (req, context) => {
+          if (typeof context.challengeToken !== 'string') return null;
+          const u = context.user as SeededUser;
+          return { ...req, body: JSON.stringify({ challengeToken: context.challengeToken, code: totpCode(u.totpSecret, Math.floor(Date.now() / 1000)) }) };
+        },
+        onResponse: (status, body, context) => {
+          if (status !== 200) return;
+          fullLoginLatencies.push(performance.now() - (context.t0 as number));
+          if (collect && sessions.length < 5000) {
+            const t = JSON.parse(body) as { accessToken: string; refreshToken: string };
+            sessions.push({ accessToken: t.accessToken, refreshToken: t.refreshToken });
+          }
+        },
+      },
+    ];
+
+    if (has('post', '/v1/auth/login/mfa')) {
+      log('full login (password + TOTP) ...');
+      const full = await autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) });
+      const s = summarize(fullLoginLatencies);
+      const perSecond = s.n / full.duration;
+      rows.push({
+        phase: 'full login: password + TOTP code (2 requests)',
+        rps: round(perSecond),
+        p50: round(s.p50),
+        p99: round(s.p99),
+        statuses: statusSummary(full),
+        baseline: `${((perSecond / raw.perSecond) * 100).toFixed(0)} % of raw argon2`,
+        note: 'rate and latency of complete logins',
+      });
+      results.fullLogin = { full, completed: s.n, perSecond, latency: s };
+    } else rows.push({ phase: 'full login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
+
+    if (sessions.length < CONNECTIONS) {
+      log(`only ${sessions.length} sessions from the full-login phase: refresh, /me and introspection are skipped`);
+    } else {
+      if (has('post', '/v1/auth/refresh')) {
+        log('POST /v1/auth/refresh (each connection rotates its own token family) ...');
+        // A shared pool: each request takes a family's current refresh token and puts the new one back.
+        const pool = sessions.slice(0, Math.max(CONNECTIONS * 2, 64)).map((s) => s.refreshToken);
+        const refresh = await autocannon({
+          url: base,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          requests: [
+            {
+              method: 'POST',
+              path: '/v1/auth/refresh',
+              headers: json,
+              setupRequest: (req) => {
+                const token = pool.shift();
+                return token ? { ...req, body: JSON.stringify({ refreshToken: token }) } : null;
+              },
+              onResponse: (status, body) => {
+                if (status === 200) pool.push((JSON.parse(body) as { refreshToken: string }).refreshToken);
+              },
+            },
+          ],
+        });
+        rows.push(row('POST /v1/auth/refresh (rotation)', refresh, { baseline: 'n/a' }));
+        results.refresh = refresh;
+      }
+
+      const tokens = sessions.map((s) => ({ token: s.accessToken, ...decodeJwt(s.accessToken) }));
+      let t = 0;
+      const nextToken = () => tokens[t++ % tokens.length]!;
+
+      if (has('get', '/v1/me')) {
+        log('GET /v1/me and its bare-Fastify baseline ...');
+        const me = await autocannon({
+          url: base,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          requests: [{ method: 'GET', path: '/v1/me', setupRequest: (req) => ({ ...req, headers: { authorization: `Bearer ${nextToken().token}` } }) }],
+        });
+        const bare = await autocannon({
+          url: baselineBase,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          requests: [
+            {
+              method: 'GET',
+              setupRequest: (req) => {
+                const k = nextToken();
+                return { ...req, path: `/me?sid=${k.sid}&uid=${k.sub}` };
+              },
+            },
+          ],
+        });
+        rows.push(row('GET /v1/me', me, { baseline: `bare Fastify, same queries: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((me.requests.average / bare.requests.average) * 100).toFixed(0)} %)` }));
+        results.me = { me, bare };
+      }
+
+      if (has('post', '/v1/tokens/introspect')) {
+        log('POST /v1/tokens/introspect and its bare-Fastify baseline ...');
+        const introspect = await autocannon({
+          url: base,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          requests: [
+            {
+              method: 'POST',
+              path: '/v1/tokens/introspect',
+              headers: { ...json, authorization: clientBasic },
+              setupRequest: (req) => ({ ...req, body: JSON.stringify({ token: nextToken().token }) }),
+            },
+          ],
+        });
+        const bare = await autocannon({
+          url: baselineBase,
+          connections: CONNECTIONS,
+          duration: DURATION,
+          requests: [
+            {
+              method: 'GET',
+              setupRequest: (req) => {
+                const k = nextToken();
+                return { ...req, path: `/introspect?sid=${k.sid}&uid=${k.sub}` };
+              },
+            },
+          ],
+        });
+        rows.push(
+          row('POST /v1/tokens/introspect', introspect, {
+            baseline: `bare Fastify, same query: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((introspect.requests.average / bare.requests.average) * 100).toFixed(0)} %)`,
+          }),
+        );
+        results.introspect = { introspect, bare };
+      }
+
+      if (SOAK_SECONDS > 0) {
+        log(`mixed load for ${SOAK_SECONDS} s (login, full login, /me, introspection), sampling RSS ...`);
+        let peakRss = 0;
+        const sampler = setInterval(() => {
+          peakRss = Math.max(peakRss, rssKiB(server.pid!, 'VmRSS'));
+        }, 1000);
+        const c = Math.max(1, Math.floor(CONNECTIONS / 4));
+        const mixed = await Promise.all([
+          autocannon({
+            url: base,
+            connections: c,
+            duration: SOAK_SECONDS,
+            timeout: 30,
+            requests: [{ method: 'POST', path: '/v1/auth/login', headers: json, setupRequest: (req) => ({ ...req, body: loginBody(nextUser()) }) }],
+          }),
+          autocannon({ url: base, connections: c, duration: SOAK_SECONDS, timeout: 30, requests: fullLoginRequests(false) }),
+          autocannon({
+            url: base,
+            connections: c,
+            duration: SOAK_SECONDS,
+            requests: [{ method: 'GET', path: '/v1/me', setupRequest: (req) => ({ ...req, headers: { authorization: `Bearer ${nextToken().token}` } }) }],
+          }),
+          autocannon({
+            url: base,
+            connections: c,
+            duration: SOAK_SECONDS,
+            requests: [
+              {
+                method: 'POST',
+                path: '/v1/tokens/introspect',
+                headers: { ...json, authorization: clientBasic },
+                setupRequest: (req) => ({ ...req, body: JSON.stringify({ token: nextToken().token }) }),
+              },
+            ],
+          }),
+        ]);
+        clearInterval(sampler);
+        const names = ['login', 'full login', '/me', 'introspect'];
+        rows.push({
+          phase: `mixed load ${SOAK_SECONDS} s (${c} connections each)`,
+          rps: round(mixed.reduce((sum, r) => sum + r.requests.average, 0)),
+          p50: NaN,
+          p99: Math.max(...mixed.map((r) => r.latency.p99)),
+          statuses: mixed.map((r, i) => `${names[i]}: ${statusSummary(r)}`).join('; '),
+          note: `peak RSS during the mixed load ${(peakRss / 1024).toFixed(0)} MiB`,
+        });
+        results.soak = { mixed, peakRssKiB: peakRss };
+      }
+    }
+
+    const peak = rssKiB(server.pid!, 'VmHWM');
+    rows.push({ phase: 'server peak RSS over the whole run (VmHWM)', rps: NaN, p50: NaN, p99: NaN, statuses: `${(peak / 1024).toFixed(0)} MiB` });
+    results.peakRssKiB = peak;
+  } finally {
+    await stopProcess(server);
+    await stopProcess(baseline);
+  }
+
+  const fmt = (n: number) => (Number.isFinite(n) ? String(n) : '–');
+  const table = [
+    '| phase | req/s | p50 ms | p99 ms | statuses | baseline (same run) |',
+    '| --- | ---: | ---: | ---: | --- | --- |',
+    ...rows.map((r) => `| ${r.phase} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.statuses}${r.note ? ` (${r.note})` : ''} | ${r.baseline ?? ''} |`),
+  ].join('\n');
+  const info = machine();
+  const header = `machine: ${info.cpu}; nproc ${info.nproc}; memory ${info.memory}; node ${info.node}; ${info.postgres}; ${info.kernel}\n` +
+    `settings: ${DURATION} s per phase, ${CONNECTIONS} connections, ${USERS} users, argon2id m=${ARGON2.memoryCost} t=${ARGON2.timeCost} p=${ARGON2.parallelism}, ` +
+    `HASH_MAX_CONCURRENT=${CORES}, rate limits off, LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'warn'}; total ${Math.round((Date.now() - started) / 1000)} s; ` +
+    `1-min load average before ${loadBefore.toFixed(2)} (anything else running skews the numbers)\n`;
+  process.stdout.write(`\n${header}\n${table}\n`);
+  const file = new URL(`${new Date().toISOString().replaceAll(':', '-')}.json`, RESULTS_DIR);
+  writeFileSync(file, JSON.stringify({ machine: info, settings: { DURATION, USERS, CONNECTIONS, SOAK_SECONDS, ARGON2 }, rows, results }, null, 2));
+  log(`wrote ${file.pathname}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

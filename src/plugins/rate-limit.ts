@@ -1,0 +1,221 @@
+import { createRequire } from 'node:module';
+import fp from 'fastify-plugin';
+import type { FastifyRequest } from 'fastify';
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
+import { Redis } from 'ioredis';
+import { Counter, Gauge } from 'prom-client';
+import { commonErrors } from '../errors.js';
+
+/**
+ * Per-IP rate limits (security.md item 7).
+ *
+ * Routes opt in with `config: { rateLimit: { max, timeWindow } }` (the plugin runs with
+ * `global: false`); on top of that every route except the operations endpoints shares a per-IP
+ * ceiling of RATE_LIMIT_GLOBAL_PER_MINUTE. Over the limit the answer is problem+json 429
+ * `rate_limited` with `Retry-After`.
+ *
+ * Counters live in Redis when REDIS_URL is set, so all instances share them, and in memory
+ * otherwise. **Redis down**: each instance falls back to its own in-memory counters for as long
+ * as Redis is unreachable (checked per request, no waiting: commands are not queued while
+ * disconnected and time out after REDIS_COMMAND_TIMEOUT_MS) and returns to Redis by itself when
+ * it is back. Limits therefore never switch off; with N instances an attacker gets at most N
+ * times the budget for that time (and per-account lockout, which lives in PostgreSQL, still
+ * holds). Transitions are logged once each and exported as `webshop_auth_rate_limit_store_degraded`.
+ */
+
+const require = createRequire(import.meta.url);
+
+type StoreResult = { current: number; ttl: number };
+type StoreCallback = (err: Error | null, result?: StoreResult) => void;
+type RouteParams = { continueExceeding: boolean; exponentialBackoff: boolean; routeInfo: { method?: string; url?: string } };
+type Store = {
+  incr(key: string, cb: StoreCallback, timeWindow: number, max: number): void;
+  read?(key: string, cb: StoreCallback, timeWindow: number, max: number): void;
+  child(params: RouteParams): Store;
+};
+type StoreCtor<A extends unknown[]> = new (...args: A) => Store;
+// The package's own stores (same Lua script and windows as upstream); it ships no typings for them.
+const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as StoreCtor<[boolean, boolean, number?]>;
+const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as StoreCtor<[boolean, boolean, Redis, string?]>;
+
+/** Redis commands that take longer than this count as "Redis down" for that request. */
+export const REDIS_COMMAND_TIMEOUT_MS = 250;
+/** How many distinct keys each in-memory window remembers (LRU). */
+const LOCAL_CACHE_SIZE = 10_000;
+/** Operations endpoints are never limited: probes and scrapers must always get through. */
+const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
+export type RateLimitBackend = {
+  readonly kind: 'redis' | 'memory';
+  /** True while Redis is configured but unreachable (counters are per instance then). */
+  readonly degraded: boolean;
+  /** ioredis connection status ('ready' when connected); undefined without REDIS_URL. */
+  readonly redisStatus: string | undefined;
+};
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    rateLimitBackend: RateLimitBackend;
+  }
+}
+
+type Health = {
+  redis: Redis | undefined;
+  degraded: boolean;
+  down(reason: string): void;
+  up(): void;
+};
+
+/**
+ * A store that uses Redis while it is connected and the in-memory store otherwise. The local
+ * counters keep counting during an outage, so a client cannot reset its budget by waiting for
+ * Redis to fail.
+ */
+function fallbackStore(health: Health, redisStore: Store | undefined, localStore: Store): Store {
+  return {
+    incr(key, cb, timeWindow, max) {
+      const redis = health.redis;
+      if (!redis || !redisStore) return localStore.incr(key, cb, timeWindow, max);
+      // Not connected (yet, or any more): count locally at once. Outages are reported by the
+      // connection events; the first connect at start-up is not one.
+      if (redis.status !== 'ready') return localStore.incr(key, cb, timeWindow, max);
+      redisStore.incr(
+        key,
+        (err, result) => {
+          if (err || !result) {
+            health.down(err?.message ?? 'no result');
+            return localStore.incr(key, cb, timeWindow, max);
+          }
+          health.up();
+          cb(null, result);
+        },
+        timeWindow,
+        max,
+      );
+    },
+    child(params) {
+      // Upstream names Redis keys <prefix><METHOD><url>-<ip>; undefined route info (limiters
+      // made with createRateLimit) gets a readable name instead of "undefinedundefined".
+      const named: RouteParams = {
+        ...params,
+        routeInfo: { method: params.routeInfo.method ?? 'ALL', url: params.routeInfo.url ?? '*' },
+      };
+      return fallbackStore(health, redisStore?.child(named), localStore.child({ ...named, cache: LOCAL_CACHE_SIZE } as RouteParams));
+    },
+  };
+}
+
+function retryAfterSeconds(ttlMs: number): number {
+  return Math.max(1, Math.ceil(ttlMs / 1000));
+}
+
+function rateLimited(ttlMs: number) {
+  const seconds = retryAfterSeconds(ttlMs);
+  return commonErrors.rate_limited(`Too many requests. Try again in ${seconds} s.`, { retryAfter: seconds }, { 'retry-after': String(seconds) });
+}
+
+export const rateLimiting = fp(
+  async (app) => {
+    const { config } = app.ctx;
+    const redis = config.redisUrl
+      ? new Redis(config.redisUrl, {
+          lazyConnect: true,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+          connectTimeout: 2000,
+          // The INFO ready check is a command too: at start-up (event loop busy loading modules) it
+          // can exceed commandTimeout and report a false outage. A Redis still loading data
+          // answers commands with errors, which the store treats as "down" anyway.
+          enableReadyCheck: false,
+          // Keep trying forever, at most every 2 s: the fallback covers the gap.
+          retryStrategy: (times) => Math.min(times * 100, 2000),
+        })
+      : undefined;
+
+    const degradedGauge = new Gauge({
+      name: `${app.metrics.prefix}rate_limit_store_degraded`,
+      help: '1 while REDIS_URL is set but Redis is unreachable and rate limits count per instance in memory',
+      registers: [app.metrics.registry],
+    });
+    const limited = new Counter({
+      name: `${app.metrics.prefix}rate_limited_total`,
+      help: 'Requests answered 429 by a rate limit, by route template',
+      labelNames: ['route'],
+      registers: [app.metrics.registry],
+    });
+
+    const health: Health = {
+      redis,
+      degraded: false,
+      down(reason) {
+        if (this.degraded) return;
+        this.degraded = true;
+        degradedGauge.set(1);
+        app.log.warn({ reason }, 'rate limits: Redis unreachable, counting in memory per instance until it is back');
+      },
+      up() {
+        if (!this.degraded) return;
+        this.degraded = false;
+        degradedGauge.set(0);
+        app.log.info('rate limits: Redis reachable again, counters are shared');
+      },
+    };
+
+    if (redis) {
+      // Errors surface through the store (fallback) and the transitions above; ioredis keeps
+      // reconnecting in the background. Without this listener an error event would crash the process.
+      let closing = false;
+      redis.on('error', (err: Error) => health.down(err.message));
+      redis.on('close', () => {
+        if (!closing) health.down('connection closed');
+      });
+      redis.on('ready', () => health.up());
+      redis.connect().catch((err: unknown) => health.down(err instanceof Error ? err.message : String(err)));
+      app.addHook('onClose', async () => {
+        closing = true;
+        redis.disconnect();
+      });
+    }
+
+    const prefix = `${config.redisKeyPrefix}rl:`;
+    const Store = function (this: unknown, params: RouteParams) {
+      const redisStore = redis ? new RedisStore(params.continueExceeding, params.exponentialBackoff, redis, prefix) : undefined;
+      return fallbackStore(health, redisStore, new LocalStore(params.continueExceeding, params.exponentialBackoff, LOCAL_CACHE_SIZE));
+    } as unknown as NonNullable<RateLimitOptions['store']>;
+
+    app.decorate('rateLimitBackend', {
+      kind: redis ? ('redis' as const) : ('memory' as const),
+      get degraded() {
+        return health.degraded;
+      },
+      get redisStatus() {
+        return redis?.status;
+      },
+    });
+
+    await app.register(rateLimit, {
+      global: false,
+      hook: 'onRequest',
+      store: Store,
+      // Per IP (request.ip honours TRUST_PROXY); IPv6 clients are grouped by /64 upstream.
+      errorResponseBuilder: (_request, context) => rateLimited(context.ttl),
+      onExceeded: (request: FastifyRequest) => limited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
+    });
+
+    // The per-IP ceiling over every route (one counter shared by all routes).
+    if (config.rateLimitGlobalPerMinute > 0) {
+      const ceiling = app.createRateLimit({ max: config.rateLimitGlobalPerMinute, timeWindow: 60_000 });
+      app.addHook('onRequest', async (request) => {
+        const route = request.routeOptions.url;
+        if (route && UNLIMITED_ROUTES.has(route)) return;
+        const result = await ceiling(request);
+        if (!result.isAllowed && result.isExceeded) {
+          limited.inc({ route: 'global' });
+          throw rateLimited(result.ttl);
+        }
+      });
+    }
+  },
+  { name: 'rate-limiting', dependencies: ['metrics'] },
+);

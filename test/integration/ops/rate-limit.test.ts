@@ -1,0 +1,235 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { Redis } from 'ioredis';
+import t, { type Test } from 'tap';
+import { z } from 'zod';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+
+/**
+ * Rate limits (security.md item 7): 429 problem+json with Retry-After, per IP, per route;
+ * counters shared through Redis across instances; and the documented Redis-down behaviour:
+ * each instance falls back to in-memory counters, so limits never switch off.
+ */
+
+const SHARED_REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
+const LIMIT = 3;
+
+/** A tiny route with a per-route limit, registered the way feature routes declare theirs. */
+const limitedRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/test/limited',
+    {
+      config: { access: 'public', rateLimit: { max: LIMIT, timeWindow: '1 minute' } },
+      schema: { operationId: 'testLimited', response: { 200: z.object({ ok: z.boolean() }) } },
+    },
+    async () => ({ ok: true }),
+  );
+  app.get(
+    '/test/open',
+    { config: { access: 'public' }, schema: { operationId: 'testOpen', response: { 200: z.object({ ok: z.boolean() }) } } },
+    async () => ({ ok: true }),
+  );
+};
+
+function env(extra: Record<string, string> = {}): Record<string, string> {
+  return { RATE_LIMIT_ENABLED: 'true', TRUST_PROXY: 'true', REDIS_KEY_PREFIX: `test-${randomBytes(6).toString('hex')}:`, ...extra };
+}
+
+async function limitedApp(t: Test, extra: Record<string, string> = {}) {
+  return buildTestApp(t, env(extra), { beforeReady: (app) => app.register(limitedRoutes) });
+}
+
+function client(app: FastifyInstance, ip = '203.0.113.7') {
+  const request = api(app);
+  return {
+    limited: () => request({ method: 'POST', url: '/test/limited', headers: { 'x-forwarded-for': ip } }),
+    open: () => request({ url: '/test/open', headers: { 'x-forwarded-for': ip } }),
+    health: () => request({ url: '/healthz', headers: { 'x-forwarded-for': ip } }),
+  };
+}
+
+async function waitFor(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private redis-server on its own port, so the test can stop and restart it. */
+async function startRedis(t: Test, port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  child.once('error', (err) => t.fail(`redis-server could not start: ${err.message}`));
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
+  const until = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return child;
+    } catch {
+      if (Date.now() > until) throw new Error('redis-server did not come up');
+      await sleep(50);
+    }
+  }
+}
+
+async function stopRedis(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+t.test('in memory: per-route limit answers 429 problem+json with Retry-After, per IP', async (t) => {
+  const { app } = await limitedApp(t);
+  t.equal(app.rateLimitBackend.kind, 'memory');
+  const a = client(app, '203.0.113.7');
+
+  for (let i = 1; i <= LIMIT; i++) {
+    const res = await a.limited();
+    t.equal(res.status, 200, `request ${i} is within the limit`);
+    t.equal(res.headers['x-ratelimit-limit'], String(LIMIT));
+    t.equal(res.headers['x-ratelimit-remaining'], String(LIMIT - i));
+  }
+  const over = await a.limited();
+  t.equal(over.status, 429);
+  t.match(over.headers['content-type'], /application\/problem\+json/);
+  t.equal(over.body.code, 'rate_limited');
+  const retryAfter = Number(over.headers['retry-after']);
+  t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After survives the error handler (${over.headers['retry-after']})`);
+  t.equal(over.body.retryAfter, retryAfter, 'the body carries the same number');
+  t.match(over.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+
+  // Another client IP has its own budget; the limited one stays limited.
+  t.equal((await client(app, '198.51.100.20').limited()).status, 200);
+  t.equal((await a.limited()).status, 429);
+
+  const scrape = await app.inject({ url: '/metrics' });
+  t.match(scrape.body, /webshop_auth_rate_limited_total\{route="\/test\/limited"\} 2/);
+});
+
+t.test('the global per-IP ceiling covers every route but the operations endpoints', async (t) => {
+  const { app } = await limitedApp(t, { RATE_LIMIT_GLOBAL_PER_MINUTE: '5' });
+  const c = client(app, '192.0.2.44');
+  for (let i = 0; i < 5; i++) t.equal((await c.open()).status, 200);
+  const over = await c.open();
+  t.equal(over.status, 429);
+  t.equal(over.body.code, 'rate_limited');
+  t.ok(Number(over.headers['retry-after']) >= 1);
+  // Unmatched URLs count too (scanners), while probes and scrapes always get through.
+  // (app.inject: an unknown path is outside the OpenAPI contract by definition.)
+  t.equal((await app.inject({ url: '/v1/nope', headers: { 'x-forwarded-for': '192.0.2.44' } })).statusCode, 429);
+  for (let i = 0; i < 10; i++) t.equal((await c.health()).status, 200, '/healthz is never limited');
+  t.equal((await client(app, '192.0.2.45').open()).status, 200, 'other IPs are unaffected');
+});
+
+t.test('Redis: two instances share the counters', async (t) => {
+  const shared = env({ REDIS_URL: SHARED_REDIS });
+  const one = await buildTestApp(t, shared, { beforeReady: (app) => app.register(limitedRoutes) });
+  const two = await buildTestApp(t, shared, { beforeReady: (app) => app.register(limitedRoutes) });
+  await waitFor('both instances connected to Redis', () =>
+    one.app.rateLimitBackend.redisStatus === 'ready' && two.app.rateLimitBackend.redisStatus === 'ready',
+  );
+  t.equal(one.app.rateLimitBackend.kind, 'redis');
+
+  const a = client(one.app, '203.0.113.99');
+  const b = client(two.app, '203.0.113.99');
+  t.equal((await a.limited()).status, 200);
+  t.equal((await b.limited()).status, 200);
+  t.equal((await a.limited()).status, 200);
+  const over = await b.limited();
+  t.equal(over.status, 429, 'the fourth request is refused by the other instance');
+  t.equal(over.body.code, 'rate_limited');
+  t.ok(Number(over.headers['retry-after']) >= 1);
+  t.equal((await a.limited()).status, 429);
+
+  const redis = new Redis(SHARED_REDIS);
+  t.teardown(() => redis.quit());
+  const keys = await redis.keys(`${shared.REDIS_KEY_PREFIX}rl:*`);
+  t.ok(
+    keys.some((k) => k.includes('POST/test/limited') && k.endsWith('203.0.113.99')),
+    `the counter lives in Redis under the configured prefix (${keys.join(', ')})`,
+  );
+  t.notOk(one.app.rateLimitBackend.degraded);
+});
+
+t.test('Redis unreachable from the start: limits hold in memory, no errors, no waiting', async (t) => {
+  const port = await freePort(); // nothing listens there
+  const { app, logs } = await limitedApp(t, { REDIS_URL: `redis://127.0.0.1:${port}/0` });
+  const c = client(app, '203.0.113.5');
+  const started = Date.now();
+  for (let i = 1; i <= LIMIT; i++) t.equal((await c.limited()).status, 200);
+  const over = await c.limited();
+  t.equal(over.status, 429, 'auth routes do not become unlimited');
+  t.equal(over.body.code, 'rate_limited');
+  t.ok(Date.now() - started < 2000, `no request waited for Redis (${Date.now() - started} ms for ${LIMIT + 1})`);
+  t.ok(app.rateLimitBackend.degraded);
+  t.ok(logs.some((l) => l.includes('Redis unreachable')), 'the fallback is logged');
+  const scrape = await app.inject({ url: '/metrics' });
+  t.match(scrape.body, /webshop_auth_rate_limit_store_degraded 1/);
+});
+
+t.test('Redis going down and coming back: in-memory meanwhile, shared again afterwards', async (t) => {
+  const port = await freePort();
+  let redis = await startRedis(t, port);
+  const url = `redis://127.0.0.1:${port}/0`;
+  const shared = env({ REDIS_URL: url });
+  const one = await buildTestApp(t, shared, { beforeReady: (app) => app.register(limitedRoutes) });
+  const two = await buildTestApp(t, shared, { beforeReady: (app) => app.register(limitedRoutes) });
+  const bothReady = () =>
+    one.app.rateLimitBackend.redisStatus === 'ready' && two.app.rateLimitBackend.redisStatus === 'ready';
+  await waitFor('both instances connected', bothReady);
+  const a = client(one.app, '198.51.100.1');
+  const b = client(two.app, '198.51.100.1');
+
+  t.equal((await a.limited()).status, 200);
+  t.equal((await b.limited()).status, 200);
+
+  await stopRedis(redis);
+  await waitFor('instance one noticing', () => one.app.rateLimitBackend.redisStatus !== 'ready');
+  // Down: instance one counts alone, from its own memory, and still stops at the limit.
+  const started = Date.now();
+  for (let i = 1; i <= LIMIT; i++) t.equal((await a.limited()).status, 200, `down: request ${i} allowed`);
+  const over = await a.limited();
+  t.equal(over.status, 429, 'down: still limited');
+  t.ok(Date.now() - started < 2000, 'down: no request waits for Redis');
+  t.ok(one.app.rateLimitBackend.degraded);
+  t.ok(one.logs.some((l) => l.includes('Redis unreachable')));
+
+  // Back (empty: this Redis keeps nothing): both reconnect by themselves and share counters again.
+  redis = await startRedis(t, port);
+  await waitFor('both instances reconnected', bothReady, 15_000);
+  const c = client(one.app, '198.51.100.2');
+  const d = client(two.app, '198.51.100.2');
+  t.equal((await c.limited()).status, 200);
+  t.equal((await d.limited()).status, 200);
+  t.equal((await c.limited()).status, 200);
+  t.equal((await d.limited()).status, 429, 'shared again after recovery');
+  t.notOk(one.app.rateLimitBackend.degraded, 'recovery is noticed');
+  t.ok(one.logs.some((l) => l.includes('Redis reachable again')));
+  await stopRedis(redis);
+});

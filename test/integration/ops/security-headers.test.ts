@@ -1,0 +1,93 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+
+/** Helmet's headers on API responses and /docs; CORS for the configured frontend origins only. */
+
+const SHOP = 'https://shop.example.test';
+const CSO = 'https://cso.example.test';
+
+t.test('API responses carry strict security headers', async (t) => {
+  const { app } = await buildTestApp(t);
+  const res = await api(app)({ url: '/healthz' });
+  t.equal(res.status, 200);
+  const csp = String(res.headers['content-security-policy']);
+  t.match(csp, /default-src 'none'/, 'JSON answers may load nothing');
+  t.match(csp, /frame-ancestors 'none'/);
+  t.equal(res.headers['x-content-type-options'], 'nosniff');
+  t.equal(res.headers['x-frame-options'], 'DENY');
+  t.match(res.headers['strict-transport-security'], /max-age=31536000/);
+  t.equal(res.headers['referrer-policy'], 'no-referrer');
+  t.equal(res.headers['cross-origin-resource-policy'], 'same-origin');
+  t.notOk(res.headers['x-powered-by']);
+  t.notOk(res.headers['access-control-allow-origin'], 'no CORS without CORS_ORIGINS');
+
+  // Errors too (headers are set before routing).
+  const missing = await app.inject({ url: '/v1/nothing-here' });
+  t.equal(missing.statusCode, 404);
+  t.match(missing.headers['content-security-policy'], /default-src 'none'/);
+});
+
+t.test('/docs still renders: its page and assets get a policy that allows exactly themselves', async (t) => {
+  const { app } = await buildTestApp(t);
+  const page = await app.inject({ url: '/docs/' });
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-type'], /text\/html/);
+  const csp = String(page.headers['content-security-policy']);
+  t.match(csp, /default-src 'self'/);
+  t.match(csp, /script-src 'self'/);
+  t.notMatch(csp, /script-src[^;]*unsafe-inline/, 'no inline scripts allowed');
+  t.match(csp, /frame-ancestors 'none'/);
+
+  // Every script and stylesheet the page references is same-origin and served.
+  const assets = [...page.body.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((m) => m[1]!);
+  t.ok(assets.length >= 3, `assets referenced: ${assets.join(', ')}`);
+  t.notMatch(page.body, /<script>(?!\s*<\/script>)/, 'the page has no inline script');
+  for (const asset of assets) {
+    t.notMatch(asset, /^https?:/, `${asset} is same-origin`);
+    const res = await app.inject({ url: new URL(asset, 'http://x/docs/').pathname });
+    t.equal(res.statusCode, 200, `${asset} is served`);
+  }
+  // The UI fetches the document from its own origin (connect-src 'self').
+  const initializer = await app.inject({ url: '/docs/static/swagger-initializer.js' });
+  t.equal(initializer.statusCode, 200);
+  t.equal((await app.inject({ url: '/docs/json' })).statusCode, 200);
+});
+
+t.test('CORS: configured origins only, no credentials, useful headers exposed', async (t) => {
+  const { app } = await buildTestApp(t, { CORS_ORIGINS: `${SHOP}, ${CSO}` });
+  const request = api(app);
+
+  const fromShop = await request({ url: '/healthz', headers: { origin: SHOP } });
+  t.equal(fromShop.headers['access-control-allow-origin'], SHOP);
+  t.notOk(fromShop.headers['access-control-allow-credentials'], 'credentials are never allowed');
+  const exposed = String(fromShop.headers['access-control-expose-headers']).toLowerCase();
+  t.match(exposed, /retry-after/);
+  t.match(exposed, /x-request-id/);
+  t.match(String(fromShop.headers.vary), /Origin/);
+
+  t.equal((await request({ url: '/healthz', headers: { origin: CSO } })).headers['access-control-allow-origin'], CSO);
+
+  const foreign = await request({ url: '/healthz', headers: { origin: 'https://evil.example' } });
+  t.equal(foreign.status, 200, 'the request itself is answered (CORS is enforced by the browser)');
+  t.notOk(foreign.headers['access-control-allow-origin'], 'but no foreign origin is allowed to read it');
+
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/healthz',
+    headers: { origin: SHOP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+  });
+  t.equal(preflight.statusCode, 204);
+  t.equal(preflight.headers['access-control-allow-origin'], SHOP);
+  t.match(String(preflight.headers['access-control-allow-methods']), /POST/);
+  t.match(String(preflight.headers['access-control-allow-headers']).toLowerCase(), /authorization/);
+  t.equal(preflight.headers['access-control-max-age'], '600');
+
+  const foreignPreflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/healthz',
+    headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+  });
+  t.notOk(foreignPreflight.headers['access-control-allow-origin']);
+  t.equal(foreignPreflight.statusCode, 404, 'a foreign preflight is not answered');
+});
