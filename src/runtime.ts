@@ -21,7 +21,8 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   if (!databaseUrl) {
     embedded = await startEmbeddedPostgres(config.dataDir);
     databaseUrl = embedded.url;
-    log.warn(
+    if (embedded.shared) log.info('using the embedded PostgreSQL served by the running `npm start`');
+    else log.warn(
       `!!! DATABASE_URL is not set: using the EMBEDDED PostgreSQL (PGlite) in ${join(config.dataDir, 'pglite')}. ` +
         'This is for DEVELOPMENT ONLY. Set DATABASE_URL for anything real. !!!',
     );

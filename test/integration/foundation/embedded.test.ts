@@ -1,0 +1,48 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildApp } from '../../../src/app.js';
+import { loadConfig } from '../../../src/config.js';
+import { openDatabase } from '../../../src/db/client.js';
+import { startEmbeddedPostgres } from '../../../src/db/embedded.js';
+import { migrate } from '../../../src/db/migrate.js';
+import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
+import { api } from '../../helpers/http.js';
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+t.test('the embedded development database serves the app over the pg driver', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'webshop-auth-embedded-'));
+  const embedded = await startEmbeddedPostgres(dataDir);
+  t.teardown(async () => {
+    await embedded.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  t.equal(embedded.shared, false);
+  t.match(embedded.url, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+\//);
+
+  const first = await migrate(embedded.url, quiet);
+  t.ok(first.applied.length > 0, 'migrations apply on PGlite');
+
+  const second = await startEmbeddedPostgres(dataDir);
+  t.equal(second.shared, true, 'a second process (the CLI) connects to the running server instead of opening the folder');
+  t.equal(second.url, embedded.url);
+
+  const database = openDatabase(embedded.url, { max: 1 });
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, MAIL_WORKER_ENABLED: 'false' });
+  const app = await buildApp({ config, database, keyring: parseKeyring(`e:${generateKey()}`) });
+  t.teardown(async () => {
+    await app.close();
+    await database.close();
+  });
+  await app.ready();
+  const request = api(app);
+  t.equal((await request({ url: '/readyz' })).status, 200);
+  const jwks = await request({ url: '/.well-known/jwks.json' });
+  t.equal(jwks.status, 200);
+  t.equal(jwks.body.keys.length, 1, 'a signing key was created in the embedded database');
+  const login = await request({ url: '/v1/auth/login', body: { email: 'nobody@example.com', password: 'not the right password' } });
+  t.equal(login.status, 401);
+  t.equal(login.body.code, 'invalid_credentials');
+});
