@@ -23,12 +23,23 @@ function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
     });
 }
 
-type Issue = { instancePath?: string; message?: string; params?: { issue?: { path?: PropertyKey[] } } };
+type NestedIssue = { path?: PropertyKey[]; message?: string };
+type Issue = { instancePath?: string; message?: string; params?: { issue?: { path?: PropertyKey[] }; errors?: NestedIssue[][] } };
 
 function validationErrors(context: string | undefined, issues: Issue[]) {
-  return issues.map((i) => {
+  return issues.flatMap((i) => {
     const path = i.params?.issue?.path?.map(String).join('.') ?? i.instancePath?.replace(/^\//, '').replaceAll('/', '.') ?? '';
-    return { path: [context, path].filter(Boolean).join('.') || '(root)', message: i.message ?? 'invalid' };
+    const at = (...parts: string[]) => [context, path, ...parts].filter(Boolean).join('.') || '(root)';
+    // A union (e.g. `code` or `recoveryCode`) fails as one "Invalid input" at its root: name the
+    // fields of the alternative(s) that came closest (fewest issues) instead.
+    const alternatives = i.params?.errors;
+    if (Array.isArray(alternatives) && alternatives.length > 0) {
+      const fewest = Math.min(...alternatives.map((a) => a.length));
+      const closest = alternatives.filter((a) => a.length === fewest).flat();
+      const unique = new Map(closest.map((n) => [`${at(...(n.path ?? []).map(String))}\n${n.message}`, { path: at(...(n.path ?? []).map(String)), message: n.message ?? 'invalid' }]));
+      if (unique.size > 0) return [...unique.values()];
+    }
+    return [{ path: at(), message: i.message ?? 'invalid' }];
   });
 }
 
@@ -64,6 +75,24 @@ export function toAppError(err: FastifyError | Error): AppError {
     return commonErrors.validation_failed(fe.message);
   }
   return commonErrors.internal_error();
+}
+
+/**
+ * Errors the router raises before any route runs (Fastify's `frameworkErrors`): a path parameter
+ * longer than the router accepts, or one that is not valid percent-encoding. Without this Fastify
+ * answers them itself, as plain JSON with status 414/400 that no route declares.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const appError =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? commonErrors.validation_failed('A path parameter is too long.', { errors: [{ path: 'params', message: 'too long' }] })
+      : err.code === 'FST_ERR_BAD_URL'
+        ? commonErrors.validation_failed('The URL is not valid.', { errors: [{ path: 'params', message: 'not valid percent-encoding' }] })
+        : commonErrors.internal_error();
+  if (appError.status >= 500) request.log.error({ err }, 'request failed');
+  else request.log.info({ code: appError.code, reason: err.code }, 'request rejected');
+  reply.header('x-request-id', request.id); // no route, so no onSend hook adds it
+  return send(reply, request, appError);
 }
 
 export const errorHandler = fp(

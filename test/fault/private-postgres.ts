@@ -1,0 +1,117 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * A PostgreSQL cluster of the test's own: initdb into a temp folder, its own free port, started and
+ * stopped at will (fault tests stop it under load). Never the machine's shared server on 5432.
+ *
+ * PostgreSQL refuses to run as root, and CI runs the tests as root: then every cluster command runs
+ * as the `postgres` user (runuser), and the folder belongs to that user. As any other user the
+ * commands run directly. Nothing is skipped: missing binaries fail the test.
+ */
+
+export const PG_BIN = process.env.TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+type TestLike = { teardown(fn: () => unknown): void };
+
+export type PrivatePostgres = {
+  port: number;
+  /** A connection URL for a database of this cluster. */
+  url(database?: string): string;
+  createDatabase(name: string): Promise<string>;
+  start(): Promise<void>;
+  /** fast: clean shutdown (sessions are terminated); immediate: like a crash (recovery at start). */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** The server's own log, for failure messages. */
+  log(): Promise<string>;
+};
+
+function run(command: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const asRoot = process.getuid?.() === 0;
+  const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${command} ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function idOf(flag: '-u' | '-g'): Promise<number> {
+  return new Promise((resolve, reject) =>
+    execFile('id', [flag, 'postgres'], (err, stdout) => (err ? reject(new Error(`no postgres user: ${err.message}`)) : resolve(Number(stdout.trim())))),
+  );
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPrivatePostgres(t: TestLike): Promise<PrivatePostgres> {
+  const root = await mkdtemp(join(tmpdir(), 'webshop-auth-fault-'));
+  if (process.getuid?.() === 0) await chown(root, await idOf('-u'), await idOf('-g'));
+  const dataDir = join(root, 'data');
+  const logFile = join(root, 'postgres.log');
+  const port = await freePort();
+
+  const options = [`-p ${port}`, `-k ${root}`, '-c listen_addresses=127.0.0.1', '-c fsync=off', '-c full_page_writes=off', '-c max_connections=50'].join(' ');
+  const start = async () => {
+    await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', options, 'start']);
+  };
+  const stop = async (mode: 'fast' | 'immediate' = 'fast') => {
+    await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-m', mode, '-w', '-t', '30', 'stop']);
+  };
+  // If the process ends without its teardowns (a timeout, an uncaught error), still stop the server.
+  const onExit = () => {
+    try {
+      const argv = ['-D', dataDir, '-m', 'immediate', '-w', '-t', '10', 'stop'];
+      if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, ...argv], { stdio: 'ignore' });
+      else execFileSync(`${PG_BIN}/pg_ctl`, argv, { stdio: 'ignore' });
+    } catch {
+      // not running
+    }
+  };
+  process.once('exit', onExit);
+  // Whatever happened: stop the cluster (like a crash: nothing to keep), then remove its folder.
+  t.teardown(async () => {
+    process.removeListener('exit', onExit);
+    // Always tried (a start that timed out may still have left a server running).
+    await run(`${PG_BIN}/pg_ctl`, ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop']).catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  });
+  await run(`${PG_BIN}/initdb`, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--no-locale']);
+  await start();
+
+  const url = (database = 'postgres') => `postgresql://postgres@127.0.0.1:${port}/${database}`;
+  return {
+    port,
+    url,
+    async createDatabase(name) {
+      const client = new pg.Client({ connectionString: url() });
+      await client.connect();
+      try {
+        await client.query(`CREATE DATABASE "${name}"`);
+      } finally {
+        await client.end();
+      }
+      return url(name);
+    },
+    start,
+    stop,
+    async log() {
+      const { readFile } = await import('node:fs/promises');
+      return readFile(logFile, 'utf8').catch(() => '');
+    },
+  };
+}
