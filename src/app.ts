@@ -8,7 +8,8 @@ import { systemClock, type Clock } from './lib/clock.js';
 import type { Keyring } from './lib/secret-box.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
 import { loggerOptions } from './logger.js';
-import { errorHandler } from './plugins/error-handler.js';
+import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
+import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
 import { routeAccess } from './plugins/route-access.js';
 import { standardResponses } from './plugins/standard-responses.js';
@@ -55,7 +56,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     trustProxy: config.trustProxy,
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },
+    frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();
+  // JSON only: Fastify's built-in text/plain parser would hand the raw string to the validators
+  // (400) where the contract says 415 for any other content type.
+  app.removeContentTypeParser('text/plain');
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -93,6 +98,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Ecosystem and infrastructure first, routes last (the onRoute hooks must see every route).
   await app.register(errorHandler);
+  await app.register(inputGuard);
   await app.register(routeAccess);
   // Operations: metrics first (the others add series to its registry), all before any route.
   // Their onRequest hooks (CORS preflight, load shedding, the per-IP ceiling) run before

@@ -29,12 +29,22 @@ export function normalizeRecoveryCode(input: string): string | null {
   return NORMALIZED_PATTERN.test(normalized) ? normalized : null;
 }
 
-export function hashRecoveryCode(normalized: string): string {
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The stored form of a recovery code: SHA-256 over the code bound to its owner. A code has ~59 bits,
+ * few enough that the hash must not be shared across users: unsalted, one brute-force pass over a
+ * dumped table would test every stored code of every user at once (and the codes are the one
+ * second factor a database dump alone could yield; TOTP secrets are encrypted with a key held
+ * outside the database). Bound to the user id, each user's codes must be attacked separately.
+ */
+export function hashRecoveryCode(normalized: string, userId: string): string {
   // Hashing raw user input would silently never match a stored hash.
   if (!NORMALIZED_PATTERN.test(normalized)) {
     throw new TypeError('hashRecoveryCode expects the output of normalizeRecoveryCode');
   }
-  return sha256Hex(normalized);
+  if (typeof userId !== 'string' || !UUID_PATTERN.test(userId)) throw new TypeError('hashRecoveryCode needs the owner\'s user id');
+  return sha256Hex(`recovery-code:${userId.toLowerCase()}:${normalized}`);
 }
 
 function generateOne(): string {

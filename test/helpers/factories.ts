@@ -93,7 +93,7 @@ export async function createUser(db: Db, ctxOrApp: FactoryCtx | FastifyInstance,
   if (options.recoveryCodes) {
     const codes = generateRecoveryCodes(options.recoveryCodes);
     await db.recoveryCode.createMany({
-      data: codes.map((c) => ({ userId: user.id, codeHash: hashRecoveryCode(normalizeRecoveryCode(c)!), createdAt: now })),
+      data: codes.map((c) => ({ userId: user.id, codeHash: hashRecoveryCode(normalizeRecoveryCode(c)!, user.id), createdAt: now })),
     });
     created.recoveryCodes = codes;
   }

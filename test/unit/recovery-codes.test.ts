@@ -76,12 +76,18 @@ t.test('normalisation', async (t) => {
 });
 
 t.test('hash', async (t) => {
+  const userA = '0190f5a2-7c1e-7b3a-9d2e-1f2a3b4c5d6e';
+  const userB = '0190f5a2-7c1e-7b3a-9d2e-1f2a3b4c5d6f';
   const normalized = normalizeRecoveryCode('ABCD-EFGH-JKMN')!;
   t.equal(normalized, 'abcdefghjkmn');
-  t.equal(hashRecoveryCode(normalized), sha256Hex('abcdefghjkmn'));
-  t.equal(hashRecoveryCode(normalized), 'ff25e0a8f930ea31f7d2fdefc87340e34d7f6849d0781d0cd87701a5301722c0', 'pinned value');
-  t.match(hashRecoveryCode(normalized), /^[0-9a-f]{64}$/);
-  t.equal(hashRecoveryCode(normalizeRecoveryCode('abcd efgh jkmn')!), hashRecoveryCode(normalized), 'same code, same hash');
-  t.not(hashRecoveryCode('abcdefghjkmp'), hashRecoveryCode(normalized));
-  t.throws(() => hashRecoveryCode('ABCD-EFGH-JKMN'), TypeError, 'raw input is refused');
+  t.equal(hashRecoveryCode(normalized, userA), sha256Hex(`recovery-code:${userA}:abcdefghjkmn`));
+  t.equal(hashRecoveryCode(normalized, userA), hashRecoveryCode(normalized, userA.toUpperCase()), 'the id in any letter case');
+  t.match(hashRecoveryCode(normalized, userA), /^[0-9a-f]{64}$/);
+  t.equal(hashRecoveryCode(normalizeRecoveryCode('abcd efgh jkmn')!, userA), hashRecoveryCode(normalized, userA), 'same code, same hash');
+  t.not(hashRecoveryCode('abcdefghjkmp', userA), hashRecoveryCode(normalized, userA));
+  t.throws(() => hashRecoveryCode('ABCD-EFGH-JKMN', userA), TypeError, 'raw input is refused');
+  // Security review: a dumped table must not be attackable for all users at once.
+  t.not(hashRecoveryCode(normalized, userA), hashRecoveryCode(normalized, userB), 'bound to the owner: same code, other user, other hash');
+  t.not(hashRecoveryCode(normalized, userA), sha256Hex(normalized), 'not the bare SHA-256 of the code');
+  t.throws(() => hashRecoveryCode(normalized, ''), TypeError, 'the owner is required');
 });

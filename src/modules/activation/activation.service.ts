@@ -4,6 +4,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
 import { issueLoginChallenge, type LoginChallenge } from '../login/challenge.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
@@ -84,6 +85,8 @@ export async function activateAccount(ctx: Ctx, input: { token: string; password
   const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
 
   return ctx.db.$transaction(async (tx) => {
+    // Lock order user → flows (accounts/user-lock.ts): a block committing meanwhile voids this link first.
+    await lockUserRow(tx, user.id);
     await consumeFlow(tx, ctx.clock, flow);
     const now = ctx.clock.now();
     const { count } = await tx.user.updateMany({

@@ -11,6 +11,7 @@ import {
   mimicPasswordFailure,
   registerPasswordFailure,
 } from '../accounts/password-lockout.js';
+import { lockLoginState } from '../accounts/user-lock.js';
 import { issueLoginChallenge, type LoginChallenge } from './challenge.js';
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
@@ -32,6 +33,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       organizationId: true,
       status: true,
       passwordHash: true,
+      passwordChangedAt: true,
       failedPasswordCount: true,
       passwordLockedUntil: true,
     },
@@ -63,31 +65,43 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   }
 
   // The password is correct: from here on the user may learn the account's state.
-  const now = ctx.clock.now();
-  if (user.status === 'BLOCKED') {
+  const blocked = async (): Promise<never> => {
     const error = await accountBlockedError(ctx.db, ctx.config, user);
     await ctx.db.$transaction((tx) =>
       recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta }),
     );
     throw error;
-  }
-  if (isPasswordLocked(user, now) && user.passwordLockedUntil) {
+  };
+  const locked = async (until: Date): Promise<never> => {
     await ctx.db.$transaction((tx) =>
       recordAudit(tx, ctx.clock, {
         type: 'login.password_failed',
         subjectUserId: user.id,
         organizationId: user.organizationId,
         meta,
-        details: { reason: 'locked', flow: 'login', until: user.passwordLockedUntil?.toISOString() },
+        details: { reason: 'locked', flow: 'login', until: until.toISOString() },
       }),
     );
-    throw accountLockedError(user.passwordLockedUntil, now);
-  }
+    throw accountLockedError(until, ctx.clock.now());
+  };
+  if (user.status === 'BLOCKED') return blocked();
+  if (isPasswordLocked(user, ctx.clock.now()) && user.passwordLockedUntil) return locked(user.passwordLockedUntil);
 
   // Parameters raised since this hash was made: store a stronger one (once; argon2 runs outside the transaction).
   const rehash = needsRehash ? await ctx.hasher.hash(password) : undefined;
 
-  return ctx.db.$transaction(async (tx) => {
+  const outcome = await ctx.db.$transaction(async (tx) => {
+    // The row read above is as old as the argon2 run. Decide again on the row as committed now,
+    // under its lock: a lock set meanwhile by concurrent wrong guesses, a block, or a password
+    // reset must not be overridden (and the lock must not be cleared) by this success.
+    const current = await lockLoginState(tx, user.id);
+    const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === (b?.getTime() ?? null);
+    if (!current || !sameTime(current.passwordChangedAt, user.passwordChangedAt) || current.status === 'INVITED') {
+      return { kind: 'changed' as const };
+    }
+    if (current.status === 'BLOCKED') return { kind: 'blocked' as const };
+    const until = current.passwordLockedUntil;
+    if (until && until > ctx.clock.now()) return { kind: 'locked' as const, until };
     await tx.user.update({ where: { id: user.id }, data: CLEARED_PASSWORD_LOCKOUT });
     if (rehash) {
       // Only if nobody changed the password meanwhile.
@@ -103,6 +117,17 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       meta,
       details: { next: challenge.next, ...(rehash ? { rehashed: true } : {}) },
     });
-    return challenge;
+    return { kind: 'ok' as const, challenge };
   });
+  switch (outcome.kind) {
+    case 'ok':
+      return outcome.challenge;
+    case 'blocked':
+      return blocked();
+    case 'locked':
+      return locked(outcome.until);
+    case 'changed':
+      // The password was changed (reset) while this one was being checked: it is no longer valid.
+      throw accountErrors.invalid_credentials();
+  }
 }

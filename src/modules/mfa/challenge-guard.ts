@@ -3,6 +3,7 @@ import type { FlowToken } from '../../generated/prisma/client.js';
 import type { AppError } from '../../errors.js';
 import type { Clock } from '../../lib/clock.js';
 import { sha256Hex } from '../../lib/tokens.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { MAX_CHALLENGE_ATTEMPTS, type ChallengeData, type ChallengeNext } from '../login/challenge.js';
 import { mfaErrors } from './mfa.errors.js';
 
@@ -40,15 +41,25 @@ function isLockNotAvailable(err: unknown): boolean {
 
 /**
  * Finds the live challenge for `token`, locked for this transaction, and checks it is for the
- * `expected` step. The lock is taken with NOWAIT: a second request with the same challenge while
- * the first is still running (double submit, or a race) is answered 409 challenge_in_use at once
- * instead of queueing on the row and holding a pooled connection meanwhile.
+ * `expected` step.
+ *
+ * Lock order user → flow (src/modules/accounts/user-lock.ts): the user's row is locked first, so
+ * all code attempts of one account run one after the other, each seeing the code lock and failure
+ * count its predecessors committed (concurrent attempts on several live challenges can no longer
+ * all slip past the account lock), and the 10th wrong code can void the user's other challenges
+ * without deadlocking against attempts that hold them. The challenge row itself is then taken
+ * with NOWAIT: whoever else holds it (not following the order) makes this 409 challenge_in_use at
+ * once instead of a queue.
  */
 export async function loadChallenge(tx: Tx, clock: Clock, token: string, expected: ChallengeNext): Promise<FlowToken> {
   if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || token.length > MAX_TOKEN_LENGTH) {
     throw mfaErrors.challenge_invalid();
   }
   const tokenHash = sha256Hex(token);
+  const owner = await tx.flowToken.findUnique({ where: { tokenHash }, select: { userId: true, purpose: true } });
+  // Any other kind of token (activation link, reset link, ...) is simply not a challenge.
+  if (!owner || owner.purpose !== 'LOGIN_CHALLENGE') throw mfaErrors.challenge_invalid();
+  await lockUserRow(tx, owner.userId);
   try {
     await tx.$queryRaw`SELECT id FROM flow_tokens WHERE token_hash = ${tokenHash} FOR UPDATE NOWAIT`;
   } catch (err) {
@@ -58,7 +69,6 @@ export async function loadChallenge(tx: Tx, clock: Clock, token: string, expecte
     throw err;
   }
   const flow = await tx.flowToken.findUnique({ where: { tokenHash } });
-  // Any other kind of token (activation link, reset link, ...) is simply not a challenge.
   if (!flow || flow.purpose !== 'LOGIN_CHALLENGE') throw mfaErrors.challenge_invalid();
   const dead = deadReason(flow, clock.now());
   if (dead) throw dead;

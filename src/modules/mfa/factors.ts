@@ -119,7 +119,7 @@ export async function replaceRecoveryCodes(tx: Tx, ctx: Pick<AppContext, 'clock'
   const now = ctx.clock.now();
   await tx.recoveryCode.deleteMany({ where: { userId } });
   await tx.recoveryCode.createMany({
-    data: codes.map((code) => ({ userId, codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!), createdAt: now })),
+    data: codes.map((code) => ({ userId, codeHash: hashRecoveryCode(normalizeRecoveryCode(code)!, userId), createdAt: now })),
   });
   return codes;
 }
@@ -134,7 +134,7 @@ export async function useRecoveryCode(
   const normalized = normalizeRecoveryCode(input);
   if (normalized === null) return { ok: false };
   const { count } = await tx.recoveryCode.updateMany({
-    where: { userId, codeHash: hashRecoveryCode(normalized), usedAt: null },
+    where: { userId, codeHash: hashRecoveryCode(normalized, userId), usedAt: null },
     data: { usedAt: ctx.clock.now() },
   });
   if (count !== 1) return { ok: false };

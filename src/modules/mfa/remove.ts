@@ -1,5 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { voidFlows } from '../flows/flow-tokens.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
@@ -19,7 +20,8 @@ export type RemoveMfaResult = {
 
 /**
  * Removes a user's MFA entirely: every TOTP factor (active and pending), every recovery code,
- * pending login challenges (they were issued for the old factor), and the code-failure count and
+ * pending login challenges (they were issued for the old factor), pending support-verified reset
+ * links (about the old factor), and the code-failure count and
  * lock (whoever resets MFA has verified the user). Ends the user's sessions except
  * `options.exceptSessionId`. The next login asks for enrolment.
  *
@@ -32,10 +34,14 @@ export async function removeMfa(
   userId: string,
   options: RemoveMfaOptions = {},
 ): Promise<RemoveMfaResult> {
+  // Lock order user → factors/flows/sessions (accounts/user-lock.ts), like the MFA login step.
+  await lockUserRow(tx, userId);
   const active = await tx.totpFactor.count({ where: { userId, status: 'ACTIVE' } });
   await tx.totpFactor.deleteMany({ where: { userId } });
   const codes = await tx.recoveryCode.deleteMany({ where: { userId } });
-  await voidFlows(tx, userId, ['LOGIN_CHALLENGE']);
+  // Pending login challenges were issued for the old factor; a pending support-verified reset
+  // link was about the old factor too and must not later remove the one set up next.
+  await voidFlows(tx, userId, ['LOGIN_CHALLENGE', 'MFA_RESET']);
   await tx.user.update({ where: { id: userId }, data: { failedMfaCount: 0, mfaLockedUntil: null } });
   const revokedSessions = await revokeUserSessions(
     tx,

@@ -25,11 +25,23 @@ export function encodeCursor(key: readonly string[]): string {
   return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
 }
 
-/** Decodes a cursor made by encodeCursor with `size` string parts; anything else is invalid_cursor. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Decodes a cursor made by encodeCursor with `size` string parts; anything else is invalid_cursor.
+ * Every list sorts by (key, id), so the last part must be a UUID: it is compared with a uuid column,
+ * and a crafted cursor must be a 400, not a database error (500). No part may hold U+0000 either
+ * (PostgreSQL text cannot).
+ */
 export function decodeCursor(cursor: string, size: number): string[] {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed) && parsed.length === size && parsed.every((p) => typeof p === 'string' && p.length <= 400)) {
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === size &&
+      parsed.every((p) => typeof p === 'string' && p.length <= 400 && !p.includes('\u0000')) &&
+      UUID.test(parsed[size - 1] as string)
+    ) {
       return parsed as string[];
     }
   } catch {

@@ -5,7 +5,8 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
-import { reauthenticate } from '../accounts/reauthenticate.js';
+import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { renderMail } from '../mail/mail.templates.js';
@@ -100,6 +101,9 @@ export async function resetPassword(ctx: Ctx, input: { token: string; password: 
   const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
 
   await ctx.db.$transaction(async (tx) => {
+    // Lock order user → flows (accounts/user-lock.ts): a block committing meanwhile voids this link
+    // first, and then it is link_used here (not a deadlock, not a password set on a blocked account).
+    await lockUserRow(tx, user.id);
     await consumeFlow(tx, ctx.clock, flow);
     await tx.user.update({
       where: { id: user.id },
@@ -135,6 +139,7 @@ export async function changePassword(
   const passwordHash = await hashNewPassword(ctx, input.newPassword, passwordContext(ctx.config, user, user.organization?.name));
 
   await ctx.db.$transaction(async (tx) => {
+    await confirmReauthentication(tx, ctx, user);
     await tx.user.update({
       where: { id: user.id },
       data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },

@@ -7,8 +7,9 @@ import type { Role } from '../../generated/prisma/enums.js';
  * Access tokens (security.md item 17, RFC 9068 profile): JWT signed with the configured algorithm,
  * `kid` and `typ: at+jwt` in the header; claims iss, aud (every configured audience), sub, sid, jti,
  * iat, exp, org, roles, amr, terms and `token_use: "access"`. Verification accepts exactly the
- * configured algorithm, our issuer, one of our audiences, `typ: at+jwt` AND `token_use: access`, so
- * no other token (refresh token, login challenge, e-mail link, a JWT of another kind) passes.
+ * configured algorithm, our issuer, one of our audiences (or our own, see selfAudience), `typ: at+jwt`
+ * AND `token_use: access`, so no other token (refresh token, login challenge, e-mail link, a JWT of
+ * another kind) passes.
  */
 
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -44,10 +45,19 @@ export type VerifiedAccessToken = {
 
 type SignCtx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
 
+/**
+ * The audience of tokens this service alone accepts: its own issuer URL. A session whose user has no
+ * active second factor (after self-service MFA removal, until a new factor is confirmed) only gets
+ * such tokens on refresh, so other apps verifying offline with JWKS (CSO 3.0: aud "cso") refuse them,
+ * while this service lets them reach the MFA enrolment routes (the authenticate hook does the rest).
+ */
+export const selfAudience = (ctx: Pick<AppContext, 'config'>): string => ctx.config.jwt.issuer;
+
 /** Signs an access token with the in-memory signing key (no database access). */
 export async function signAccessToken(
   ctx: SignCtx,
   subject: AccessTokenSubject,
+  options: { selfOnly?: boolean } = {},
 ): Promise<{ token: string; expiresIn: number; jti: string; exp: number }> {
   const key = ctx.signer.signingKey();
   const iat = Math.floor(ctx.clock.now().getTime() / 1000);
@@ -64,7 +74,7 @@ export async function signAccessToken(
   })
     .setProtectedHeader({ alg: key.algorithm, kid: key.kid, typ: ACCESS_TOKEN_TYP })
     .setIssuer(ctx.config.jwt.issuer)
-    .setAudience([...ctx.config.jwt.audiences])
+    .setAudience(options.selfOnly ? [selfAudience(ctx)] : [...ctx.config.jwt.audiences])
     .setSubject(subject.userId)
     .setJti(jti)
     .setIssuedAt(iat)
@@ -90,7 +100,7 @@ export async function verifyAccessToken(ctx: SignCtx, token: string): Promise<Ve
       {
         algorithms: [ctx.config.jwt.algorithm],
         issuer: ctx.config.jwt.issuer,
-        audience: [...ctx.config.jwt.audiences],
+        audience: [...ctx.config.jwt.audiences, selfAudience(ctx)],
         typ: ACCESS_TOKEN_TYP,
         currentDate: ctx.clock.now(),
         clockTolerance: CLOCK_TOLERANCE_SECONDS,

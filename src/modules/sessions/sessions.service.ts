@@ -41,14 +41,20 @@ async function tokenResponse(
   mfaEnrolled: boolean,
 ): Promise<TokenResponse> {
   const now = ctx.clock.now();
-  const access = await signAccessToken(ctx, {
-    userId: user.id,
-    sessionId: session.id,
-    organizationId: user.organizationId,
-    roles: user.roles,
-    amr: session.amr,
-    termsVersion: user.termsVersion,
-  });
+  // Without an active factor (self-service removal, not yet re-enrolled) the session may only enrol
+  // again: its tokens are for this service alone, never for apps that verify offline (rule 1).
+  const access = await signAccessToken(
+    ctx,
+    {
+      userId: user.id,
+      sessionId: session.id,
+      organizationId: user.organizationId,
+      roles: user.roles,
+      amr: session.amr,
+      termsVersion: user.termsVersion,
+    },
+    { selfOnly: !mfaEnrolled },
+  );
   const refreshEnds = session.idleExpiresAt < session.expiresAt ? session.idleExpiresAt : session.expiresAt;
   return {
     accessToken: access.token,
@@ -162,8 +168,12 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     if (count !== 1) return { kind: 'conflict' };
 
     const idle = addSeconds(now, ctx.config.refresh.idleTtlSeconds);
-    const updated = await tx.session.update({
-      where: { id: session.id },
+    // Conditional: the session and user were read before any lock was held. A logout, block,
+    // password reset or MFA reset that ended the session meanwhile (it revokes the session row in
+    // its own transaction) must win: no new pair, not even an access token that offline verifiers
+    // would accept until it expires. Throwing rolls the rotation back with it.
+    const { count: alive } = await tx.session.updateMany({
+      where: { id: session.id, revokedAt: null, expiresAt: { gt: now } },
       data: {
         lastUsedAt: now,
         idleExpiresAt: idle < session.expiresAt ? idle : session.expiresAt,
@@ -171,6 +181,8 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
         userAgent: meta.userAgent,
       },
     });
+    if (alive !== 1) throw sessionErrors.refresh_token_invalid('Sign in again.');
+    const updated = await tx.session.findUniqueOrThrow({ where: { id: session.id } });
     const next = await newRefreshToken(tx, session.id, now);
     return { kind: 'ok', response: await tokenResponse(ctx, user, updated, next, user.totpFactors.length > 0) };
   });

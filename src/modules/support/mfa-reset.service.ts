@@ -1,6 +1,7 @@
 import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
@@ -90,6 +91,8 @@ export async function getMfaResetRequest(ctx: AdminCtx, call: AdminCall, userId:
 export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config'>, token: string, meta: RequestMeta): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
     const flow = await findUsableFlow(tx, ctx.clock, token, 'MFA_RESET');
+    // Lock order user → flows (accounts/user-lock.ts), like blocking, which voids this link.
+    await lockUserRow(tx, flow.userId);
     await consumeFlow(tx, ctx.clock, flow);
     const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
     // Blocking voids pending requests; this only guards against a block that raced the click.

@@ -1,0 +1,80 @@
+import t from 'tap';
+import { buildTestApp } from '../helpers/app.js';
+import { api } from '../helpers/http.js';
+import { createOrganization, createUser, signIn } from '../helpers/factories.js';
+
+/**
+ * Security review: request strings that reach SQL must be a 400, never a database error (500):
+ * U+0000 (PostgreSQL text cannot hold it) and crafted pagination cursors whose id part is compared
+ * with a uuid column. security.md item 28.
+ */
+
+const cursorOf = (parts: string[]) => Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
+
+t.test('NUL characters in request fields answer 400 validation_failed, never 500', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
+  const { user: known } = await createUser(app.ctx.db, app, { organizationId: org.id });
+  const adminToken = (await signIn(app, admin)).accessToken;
+  const supportToken = (await signIn(app, support)).accessToken;
+
+  const cases: [string, Parameters<typeof request>[0]][] = [
+    ['login, unknown e-mail', { url: '/v1/auth/login', body: { email: 'a\u0000b@example.test', password: 'whatever whatever' } }],
+    ['login, known e-mail + NUL', { url: '/v1/auth/login', body: { email: `${known.email}\u0000`, password: 'whatever whatever' } }],
+    ['forgot password', { url: '/v1/password/forgot', body: { email: 'a\u0000b@example.test' } }],
+    ['invite: name', { url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name: 'Eve\u0000' } }],
+    ['list users: q', { url: '/v1/organization/users?q=%00', token: adminToken }],
+    ['support search: email', { url: '/v1/support/users?email=a%00b%40example.test', token: supportToken }],
+    ['support search: q', { url: '/v1/support/organizations?q=x%00', token: supportToken }],
+    ['create organisation: name', {
+      url: '/v1/support/organizations',
+      token: supportToken,
+      body: { customerNumber: 'C-NUL-1', name: 'Acme\u0000', administrator: { email: 'first-admin@example.test', name: 'First' } },
+    }],
+  ];
+  for (const [label, options] of cases) {
+    const res = await request(options);
+    t.equal(res.status, 400, `${label}: 400`);
+    t.equal(res.body.code, 'validation_failed', `${label}: validation_failed`);
+  }
+  // Nothing was created by the rejected writes.
+  t.equal(await app.ctx.db.user.count({ where: { email: 'new-person@example.test' } }), 0);
+  t.equal(await app.ctx.db.organization.count({ where: { customerNumber: 'C-NUL-1' } }), 0);
+});
+
+t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
+  const adminToken = (await signIn(app, admin)).accessToken;
+  const supportToken = (await signIn(app, support)).accessToken;
+  const at = new Date().toISOString();
+
+  const cases: [string, string, string][] = [
+    ['users: id not a uuid', `/v1/organization/users?cursor=${cursorOf(['a', 'not-a-uuid'])}`, adminToken],
+    ['users: NUL in the name', `/v1/organization/users?cursor=${cursorOf(['\u0000', crypto.randomUUID()])}`, adminToken],
+    ['audit: id not a uuid', `/v1/organization/audit-events?cursor=${cursorOf([at, "1' OR '1'='1"])}`, adminToken],
+    ['support audit: id not a uuid', `/v1/support/audit-events?cursor=${cursorOf([at, 'x'])}`, supportToken],
+    ['support users: id not a uuid', `/v1/support/users?cursor=${cursorOf(['a', 'x'])}`, supportToken],
+    ['support organisations: id not a uuid', `/v1/support/organizations?cursor=${cursorOf(['a', 'x'])}`, supportToken],
+  ];
+  for (const [label, url, token] of cases) {
+    const res = await request({ url, token });
+    t.equal(res.status, 400, `${label}: 400`);
+    t.equal(res.body.code, 'invalid_cursor', `${label}: invalid_cursor`);
+  }
+
+  // A genuine cursor still pages.
+  for (let i = 0; i < 3; i++) await createUser(app.ctx.db, app, { organizationId: org.id });
+  const first = await request({ url: '/v1/organization/users?limit=2', token: adminToken });
+  t.equal(first.status, 200);
+  t.type(first.body.nextCursor, 'string');
+  const second = await request({ url: `/v1/organization/users?limit=2&cursor=${first.body.nextCursor}`, token: adminToken });
+  t.equal(second.status, 200);
+  t.equal(second.body.items.length, 2);
+});
