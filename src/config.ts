@@ -183,6 +183,7 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
   if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
+  if (!e.METRICS_TOKEN) problems.push('METRICS_TOKEN: required in production (/metrics must not be public)');
   if (!e.ENCRYPTION_KEYS) problems.push('ENCRYPTION_KEYS: required in production (generate one with `npm run cli -- generate-encryption-key`)');
   if (!given.APP_BASE_URL) {
     problems.push('APP_BASE_URL: must be set to the public frontend URL in production');

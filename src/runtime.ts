@@ -31,7 +31,10 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
     await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
   }
   // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.
-  const database = openDatabase(databaseUrl, { max: embedded ? 1 : config.databasePoolMax });
+  // PGlite (WASM) can be slow to answer on a busy machine; a dropped connect there is not an outage.
+  const database = embedded
+    ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000 })
+    : openDatabase(databaseUrl, { max: config.databasePoolMax });
   return {
     database,
     databaseUrl,

@@ -14,11 +14,11 @@ export type Database = {
 };
 
 /** Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here. */
-export function openDatabase(url: string, options: { max?: number } = {}): Database {
+export function openDatabase(url: string, options: { max?: number; connectTimeoutMs?: number } = {}): Database {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
-    connectionTimeoutMillis: 3000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
     idleTimeoutMillis: 30_000,
   });
   // A dropped server connection must not crash the process; the next query reports it as 503.

@@ -8,6 +8,7 @@ const prodBase = {
   ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
   APP_BASE_URL: 'https://shop.example.com',
   JWT_ISSUER: 'https://auth.example.com',
+  METRICS_TOKEN: 'metrics-token-of-enough-length',
 };
 
 t.test('defaults give a working development configuration', async (t) => {
@@ -43,6 +44,7 @@ t.test('production refuses missing or weak secrets and development defaults', as
     ['SMTP_URL', /SMTP_URL/],
     ['APP_BASE_URL', /APP_BASE_URL/],
     ['JWT_ISSUER', /JWT_ISSUER/],
+    ['METRICS_TOKEN', /METRICS_TOKEN/],
   ];
   for (const [name, pattern] of missing) {
     const env: Record<string, string> = { ...prodBase };

@@ -29,7 +29,7 @@ t.test('the embedded development database serves the app over the pg driver', as
   t.equal(second.shared, true, 'a second process (the CLI) connects to the running server instead of opening the folder');
   t.equal(second.url, embedded.url);
 
-  const database = openDatabase(embedded.url, { max: 1 });
+  const database = openDatabase(embedded.url, { max: 1, connectTimeoutMs: 15_000 });
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, MAIL_WORKER_ENABLED: 'false' });
   const app = await buildApp({ config, database, keyring: parseKeyring(`e:${generateKey()}`) });
   t.teardown(async () => {
