@@ -1,0 +1,131 @@
+import type { FastifyInstance } from 'fastify';
+import t from 'tap';
+import { buildTestApp } from '../helpers/app.js';
+import { api } from '../helpers/http.js';
+import { createUser, currentTotp } from '../helpers/factories.js';
+import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
+import { challengeFor } from '../integration/mfa/helpers.js';
+
+/**
+ * security.md item 6 through the HTTP API:
+ *  - wrong passwords and wrong codes are counted separately, each locking at 10 consecutive failures;
+ *  - the lock lasts 15 min and grows with each further lock (15, 30, 60 min ... capped at 24 h);
+ *  - never more than 100 failures without lockout (NIST 800-63B 3.2.2), also for an attacker who
+ *    spaces the guesses out so that every lock has run out before the next guess;
+ *  - neither lock blocks the password reset.
+ */
+
+const HOUR = 3600;
+/** 15 min, doubling, capped at 24 h: the lengths of the 1st..10th lock. */
+const SCHEDULE = [900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 86400, 86400];
+
+/** A six-digit code that is no valid code of `secret` anywhere in the ±10-step window. */
+function wrongCode(app: FastifyInstance, secret: string): string {
+  const window = new Set(Array.from({ length: 21 }, (_, i) => currentTotp(app, secret, i - 10)));
+  for (let n = 0; ; n += 111111) {
+    const candidate = String(n % 1_000_000).padStart(6, '0');
+    if (!window.has(candidate)) return candidate;
+  }
+}
+
+t.test('wrong passwords and wrong codes are counted separately, each locking at the 10th', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  const wrongPassword = { email: user.email, password: 'not the password 123' };
+
+  for (let i = 1; i <= 9; i++) {
+    const res = await request({ url: '/v1/auth/login', body: wrongPassword });
+    t.equal(res.body.code, 'invalid_credentials', `wrong password ${i}`);
+  }
+  // 9 password failures are on the account; a shared counter would lock at the first wrong code.
+  let challengeToken = await challengeFor(app, user.id, 'mfa');
+  for (let i = 1; i <= 9; i++) {
+    if (i === 6) challengeToken = await challengeFor(app, user.id, 'mfa'); // 5 codes per challenge
+    const res = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, totpSecret!) } });
+    t.equal(res.status, 400, `wrong code ${i}: not locked`);
+    t.equal(res.body.code, 'mfa_code_invalid', `wrong code ${i}`);
+  }
+  const tenthCode = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, totpSecret!) } });
+  t.equal(tenthCode.status, 423, 'the 10th wrong code locks code entry');
+  t.equal(tenthCode.body.code, 'mfa_locked');
+  t.equal(tenthCode.headers['retry-after'], '900');
+
+  // The code lock did not touch the password counter: 9 still, so the 10th wrong password locks.
+  t.equal((await request({ url: '/v1/auth/login', body: wrongPassword })).body.code, 'invalid_credentials', 'wrong password 10');
+  const locked = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(locked.status, 423, 'the 10th wrong password locked the password step');
+  t.equal(locked.body.code, 'account_locked');
+  t.equal(locked.headers['retry-after'], '900', '15 minutes');
+
+  // Neither lock blocks the password reset; the reset lifts the password lock (the code lock is
+  // left to run out: a reset never bypasses the second factor).
+  const forgot = await request({ url: '/v1/password/forgot', body: { email: user.email } });
+  t.equal(forgot.status, 202);
+  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email, template: 'password_reset' } });
+  const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(mail.textBody, '/reset-password'), password: GOOD_PASSWORD } });
+  t.equal(reset.status, 204, 'the reset works while both locks are in force');
+  const after = await request({ url: '/v1/auth/login', body: { email: user.email, password: GOOD_PASSWORD } });
+  t.equal(after.status, 200, 'the password lock is lifted by the reset');
+  const code = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: after.body.challengeToken, code: currentTotp(app, totpSecret!) } });
+  t.equal(code.status, 423, 'the code lock still holds');
+  t.equal(code.body.code, 'mfa_locked');
+});
+
+t.test('passwords: a guess every 25 h still meets a lock at every 10th failure (15 min growing to 24 h); 100 failures, 10 locks', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+
+  for (let lock = 0; lock < SCHEDULE.length; lock++) {
+    for (let i = 1; i <= 10; i++) {
+      clock.advance(25 * HOUR); // every earlier lock has run out by now
+      const res = await request({ url: '/v1/auth/login', body: { email: user.email, password: `wrong guess ${lock}-${i}` } });
+      t.equal(res.status, 401, `failure ${lock * 10 + i}`);
+      t.equal(res.body.code, 'invalid_credentials');
+    }
+    // Right after the 10th failure of the run: locked, for the scheduled time.
+    const probe = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    t.equal(probe.status, 423, `after failure ${(lock + 1) * 10}: locked`);
+    t.equal(probe.body.code, 'account_locked');
+    t.equal(probe.headers['retry-after'], String(SCHEDULE[lock]), `lock ${lock + 1} lasts ${SCHEDULE[lock]} s`);
+  }
+  const locks = await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.locked' } });
+  t.equal(locks, 10, '100 spaced-out failures, 10 locks: never more than 10 failures without one');
+
+  // Once the last lock has run out, the right password works again and resets the schedule.
+  clock.advance(24 * HOUR);
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password } })).status, 200);
+  for (let i = 1; i <= 10; i++) await request({ url: '/v1/auth/login', body: { email: user.email, password: `wrong again ${i}` } });
+  t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password } })).headers['retry-after'], '900', 'back to 15 min after a success');
+});
+
+t.test('codes: a wrong code every 25 h still meets a lock at every 10th failure (15 min growing to 24 h); 100 failures, 10 locks', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  // Through the password step each time, as an attacker who knows the password would do.
+  const challenge = async () => {
+    const res = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    t.equal(res.status, 200, 'password step');
+    return res.body.challengeToken as string;
+  };
+
+  for (let lock = 0; lock < SCHEDULE.length; lock++) {
+    for (let i = 1; i <= 10; i++) {
+      clock.advance(25 * HOUR); // every earlier lock (and every challenge, 5 min) has run out by now
+      const challengeToken = await challenge();
+      const res = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, totpSecret!) } });
+      if (i < 10) {
+        t.equal(res.status, 400, `failure ${lock * 10 + i}`);
+        t.equal(res.body.code, 'mfa_code_invalid');
+      } else {
+        t.equal(res.status, 423, `failure ${(lock + 1) * 10} locks`);
+        t.equal(res.body.code, 'mfa_locked');
+        t.equal(res.headers['retry-after'], String(SCHEDULE[lock]), `lock ${lock + 1} lasts ${SCHEDULE[lock]} s`);
+      }
+    }
+  }
+  t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'mfa.locked' } }), 10, '10 locks for 100 failures');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.mfa_failed' } }), 100, 'every one of them was a real, evaluated failure');
+});
