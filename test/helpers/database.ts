@@ -1,32 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { Test } from 'tap';
 import { migrate, readMigrations } from '../../src/db/migrate.js';
+import { withAdmin, urlFor } from '../../scripts/pg-admin.js';
 
 /**
  * Each test file gets its own database, cloned from a migrated template (fast), dropped at the end.
  * The template's name carries a hash of the migrations, so changing a migration builds a new one.
  * Points at the machine's PostgreSQL; override with TEST_DATABASE_URL (any database on the server).
  */
-export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+export { ADMIN_URL, urlFor } from '../../scripts/pg-admin.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
-
-export function urlFor(database: string): string {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 async function ensureTemplate(): Promise<string> {
   const migrations = await readMigrations();
