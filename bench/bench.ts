@@ -71,6 +71,17 @@ const DB_NAME = process.env.BENCH_DATABASE ?? 'webshop_auth_bench';
 const CORES = availableParallelism();
 /** The server's argon2 slots; default as in production (one per core). */
 const HASH_MAX_CONCURRENT = Number(process.env.BENCH_HASH_MAX_CONCURRENT ?? CORES);
+const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+/** Wall-clock start/end of each measured phase (to slice a CPU profile of the server). */
+const phaseTimes: Record<string, { start: number; end: number }> = {};
+async function timed<T>(name: string, run: () => Promise<T>): Promise<T> {
+  const start = Date.now();
+  try {
+    return await run();
+  } finally {
+    phaseTimes[name] = { start, end: Date.now() };
+  }
+}
 const PASSWORD = 'Correct horse battery staple, bench edition';
 const ARGON2 = { memoryCost: 19456, timeCost: 2, parallelism: 1 }; // production minimum (security.md item 4)
 const ROOT = new URL('..', import.meta.url);
@@ -229,9 +240,9 @@ process.on('exit', () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
 });
 
-function startProcess(script: string, env: Record<string, string>, logFile: string): ChildProcess {
+function startProcess(script: string, env: Record<string, string>, logFile: string, nodeArgs: string[] = []): ChildProcess {
   const out = createWriteStream(new URL(logFile, RESULTS_DIR));
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
     cwd: new URL('.', ROOT).pathname,
     env: { PATH: process.env.PATH ?? '', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, CORES)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -287,12 +298,12 @@ function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row 
 async function main(): Promise<void> {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const started = Date.now();
-  const loadBefore = loadavg()[0]!;
+  const loadBefore = loadavg();
   const keyringSpec = `bench:${generateKey()}`;
   const clientSecret = randomBytes(24).toString('base64url');
   const clientBasic = `Basic ${Buffer.from(`bench:${clientSecret}`).toString('base64')}`;
 
-  log(`machine: ${CORES} cores; users ${USERS}; ${DURATION} s per phase; ${CONNECTIONS} connections`);
+  log(`load average ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}; machine: ${CORES} cores; users ${USERS}; ${DURATION} s per phase; ${CONNECTIONS} connections`);
   log(`preparing database ${DB_NAME} ...`);
   const users = await prepareDatabase(keyringSpec);
 
@@ -320,11 +331,16 @@ async function main(): Promise<void> {
       ARGON2_TIME_COST: String(ARGON2.timeCost),
       ARGON2_PARALLELISM: String(ARGON2.parallelism),
       HASH_MAX_CONCURRENT: String(HASH_MAX_CONCURRENT),
+      // Nice value of the server's hashing threads (src/lib/threadpool-priority.ts); 0 = as before.
+      HASH_THREAD_NICE: process.env.BENCH_HASH_THREAD_NICE ?? '10',
       // One client IP sends everything here: per-IP limits would measure the limiter.
       RATE_LIMIT_ENABLED: 'false',
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     },
     'server.log',
+    // BENCH_CPU_PROF=1: V8 CPU profile of the server (bench/results/prof/), sliced per phase by
+    // bench/profile-summary.ts with the phase times recorded in the results JSON.
+    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof/', RESULTS_DIR).pathname}`] : [],
   );
   const baselinePort = await freePort();
   const baselineBase = `http://127.0.0.1:${baselinePort}`;
@@ -358,7 +374,7 @@ async function main(): Promise<void> {
 
     if (has('post', '/v1/auth/login')) {
       log('POST /v1/auth/login, saturating, with a /healthz probe alongside ...');
-      const [login, probe] = await Promise.all([
+      const [login, probe] = await timed('login', () => Promise.all([
         autocannon({
           url: base,
           connections: CONNECTIONS,
@@ -367,7 +383,7 @@ async function main(): Promise<void> {
           requests: [{ method: 'POST', path: '/v1/auth/login', headers: json, setupRequest: (req) => ({ ...req, body: loginBody(nextUser()) }) }],
         }),
         autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 20 }),
-      ]);
+      ]));
       const loginRow = row('POST /v1/auth/login (password step)', login);
       rows.push(loginRow);
       argonRows.push({ row: loginRow, perSecond: login.requests.average });
@@ -379,6 +395,8 @@ async function main(): Promise<void> {
     // once per 30-s step (replay protection), so users are picked whose current step is unused.
     const sessions: { accessToken: string; refreshToken: string }[] = [];
     const fullLoginLatencies: number[] = [];
+    /** The code step alone (POST /v1/auth/login/mfa), while other connections' password steps hash. */
+    const codeStepLatencies: number[] = [];
     // A code counts as used only when the server accepted it; users in the middle of a login are
     // not handed out twice. When none is free (BENCH_USERS too small) one is reused: its code is
     // then rejected as a replay and shows up as a 401 in the statuses.
@@ -419,11 +437,13 @@ async function main(): Promise<void> {
         setupRequest: (req, context) => {
           if (typeof context.challengeToken !== 'string') return null;
           const u = context.user as SeededUser;
+          context.t1 = performance.now();
           return { ...req, body: JSON.stringify({ challengeToken: context.challengeToken, code: totpCode(u.totpSecret, Math.floor(Date.now() / 1000)) }) };
         },
         onResponse: (status, body, context) => {
           const u = context.user as SeededUser;
           inFlight.delete(u);
+          codeStepLatencies.push(performance.now() - (context.t1 as number));
           if (status !== 200) return;
           u.lastStep = timeStep(Math.floor(Date.now() / 1000));
           fullLoginLatencies.push(performance.now() - (context.t0 as number));
@@ -437,7 +457,7 @@ async function main(): Promise<void> {
 
     if (has('post', '/v1/auth/login/mfa')) {
       log('full login (password + TOTP) ...');
-      const full = await autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) });
+      const full = await timed('fullLogin', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) }));
       const s = summarize(fullLoginLatencies);
       const perSecond = s.n / full.duration;
       const fullRow: Row = {
@@ -450,7 +470,15 @@ async function main(): Promise<void> {
       };
       rows.push(fullRow);
       argonRows.push({ row: fullRow, perSecond });
-      results.fullLogin = { full, completed: s.n, perSecond, latency: s };
+      const code = summarize(codeStepLatencies);
+      rows.push({
+        phase: 'code step alone (POST /v1/auth/login/mfa) during that phase, hashes running',
+        rps: round(code.n / full.duration),
+        p50: round(code.p50),
+        p99: round(code.p99),
+        statuses: `${code.n} answers`,
+      });
+      results.fullLogin = { full, completed: s.n, perSecond, latency: s, codeStep: code };
     } else rows.push({ phase: 'full login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     if (sessions.length < CONNECTIONS) {
@@ -460,7 +488,7 @@ async function main(): Promise<void> {
         log('POST /v1/auth/refresh (each connection rotates its own token family) ...');
         // A shared pool: each request takes a family's current refresh token and puts the new one back.
         const pool = sessions.slice(0, Math.max(CONNECTIONS * 2, 64)).map((s) => s.refreshToken);
-        const refresh = await autocannon({
+        const refresh = await timed('refresh', () => autocannon({
           url: base,
           connections: CONNECTIONS,
           duration: DURATION,
@@ -478,7 +506,7 @@ async function main(): Promise<void> {
               },
             },
           ],
-        });
+        }));
         rows.push(row('POST /v1/auth/refresh (rotation)', refresh, { baseline: 'n/a' }));
         results.refresh = refresh;
       }
@@ -503,7 +531,7 @@ async function main(): Promise<void> {
         ];
         await warm(base, meRequests);
         await warm(baselineBase, bareRequests);
-        const me = await autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: meRequests });
+        const me = await timed('me', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: meRequests }));
         const bare = await autocannon({ url: baselineBase, connections: CONNECTIONS, duration: DURATION, requests: bareRequests });
         rows.push(row('GET /v1/me', me, { baseline: `bare Fastify, same queries: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((me.requests.average / bare.requests.average) * 100).toFixed(0)} %)` }));
         results.me = { me, bare };
@@ -530,7 +558,7 @@ async function main(): Promise<void> {
         ];
         await warm(base, introspectRequests);
         await warm(baselineBase, bareRequests);
-        const introspect = await autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: introspectRequests });
+        const introspect = await timed('introspect', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: introspectRequests }));
         const bare = await autocannon({ url: baselineBase, connections: CONNECTIONS, duration: DURATION, requests: bareRequests });
         rows.push(
           row('POST /v1/tokens/introspect', introspect, {
@@ -598,7 +626,7 @@ async function main(): Promise<void> {
     const best = raw2.perSecond > raw.perSecond ? raw2 : raw;
     rawRow.rps = round(best.perSecond);
     rawRow.p50 = round(best.meanMs);
-    rawRow.statuses = `${CORES} workers; best of two runs (${round(raw.perSecond)} before, ${round(raw2.perSecond)} after)`;
+    rawRow.statuses = `${CORES} concurrent verifications (the server: HASH_MAX_CONCURRENT=${HASH_MAX_CONCURRENT}); best of two runs (${round(raw.perSecond)} before, ${round(raw2.perSecond)} after)`;
     for (const { row: r, perSecond } of argonRows) r.baseline = `${((perSecond / best.perSecond) * 100).toFixed(0)} % of raw argon2`;
     results.rawArgon2 = [raw, raw2];
 
@@ -607,6 +635,8 @@ async function main(): Promise<void> {
     results.peakRssKiB = peak;
   } finally {
     await stopProcess(server);
+    results.serverExitedAt = Date.now(); // anchors the end of a CPU profile (BENCH_CPU_PROF) in wall time
+    results.phaseTimes = phaseTimes;
     await stopProcess(baseline);
   }
 
@@ -619,11 +649,11 @@ async function main(): Promise<void> {
   const info = machine();
   const header = `machine: ${info.cpu}; nproc ${info.nproc}; memory ${info.memory}; node ${info.node}; ${info.postgres}; ${info.kernel}\n` +
     `settings: ${DURATION} s per phase, ${CONNECTIONS} connections, ${USERS} users, argon2id m=${ARGON2.memoryCost} t=${ARGON2.timeCost} p=${ARGON2.parallelism}, ` +
-    `HASH_MAX_CONCURRENT=${HASH_MAX_CONCURRENT}, rate limits off, LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'warn'}; total ${Math.round((Date.now() - started) / 1000)} s; ` +
-    `1-min load average before ${loadBefore.toFixed(2)} (anything else running skews the numbers)\n`;
+    `HASH_MAX_CONCURRENT=${HASH_MAX_CONCURRENT}, HASH_THREAD_NICE=${process.env.BENCH_HASH_THREAD_NICE ?? '10'}, rate limits off, LOG_LEVEL=${process.env.BENCH_LOG_LEVEL ?? 'warn'}; total ${Math.round((Date.now() - started) / 1000)} s; ` +
+    `load average before (1/5/15 min) ${loadBefore.map((l) => l.toFixed(2)).join(' / ')} (anything else running skews the numbers)\n`;
   process.stdout.write(`\n${header}\n${table}\n`);
   const file = new URL(`${new Date().toISOString().replaceAll(':', '-')}.json`, RESULTS_DIR);
-  writeFileSync(file, JSON.stringify({ machine: info, settings: { DURATION, USERS, CONNECTIONS, SOAK_SECONDS, ARGON2 }, rows, results }, null, 2));
+  writeFileSync(file, JSON.stringify({ machine: info, settings: { DURATION, USERS, CONNECTIONS, SOAK_SECONDS, ARGON2, HASH_MAX_CONCURRENT, loadBefore }, rows, results }, null, 2));
   log(`wrote ${file.pathname}`);
 }
 

@@ -63,6 +63,10 @@ const envSchema = z.object({
   ARGON2_PARALLELISM: int(1, 16).default(1),
   HASH_MAX_CONCURRENT: int(1, 64).default(Math.max(1, availableParallelism())),
   HASH_MAX_QUEUED: int(0, 10000).default(64),
+  // Nice value for libuv's pool threads, where argon2 runs (src/lib/threadpool-priority.ts); 0 = off.
+  HASH_THREAD_NICE: int(0, 19).default(10),
+  // Read by libuv itself; mirrored here so the server knows how many pool threads exist.
+  UV_THREADPOOL_SIZE: int(1, 1024).default(4),
   METRICS_TOKEN: z.string().min(16).optional(),
   RATE_LIMIT_ENABLED: bool.default(true),
   RATE_LIMIT_GLOBAL_PER_MINUTE: int(0).default(1000),
@@ -105,7 +109,7 @@ export type Config = Readonly<{
   encryptionKeyCurrent: string | undefined;
   serviceClients: readonly { id: string; secretSha256: string }[];
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
-  hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number }>;
+  hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number; threadNice: number; threadpoolSize: number }>;
   metricsToken: string | undefined;
   rateLimitEnabled: boolean;
   /** Per-IP ceiling over all routes (requests per minute); 0 turns it off. */
@@ -168,7 +172,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     encryptionKeyCurrent: e.ENCRYPTION_KEY_CURRENT,
     serviceClients: Object.freeze(e.SERVICE_CLIENTS),
     argon2: Object.freeze({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM }),
-    hashQueue: Object.freeze({ maxConcurrent: e.HASH_MAX_CONCURRENT, maxQueued: e.HASH_MAX_QUEUED }),
+    hashQueue: Object.freeze({
+      maxConcurrent: e.HASH_MAX_CONCURRENT,
+      maxQueued: e.HASH_MAX_QUEUED,
+      threadNice: e.HASH_THREAD_NICE,
+      threadpoolSize: e.UV_THREADPOOL_SIZE,
+    }),
     metricsToken: e.METRICS_TOKEN,
     rateLimitEnabled: e.RATE_LIMIT_ENABLED,
     rateLimitGlobalPerMinute: e.RATE_LIMIT_GLOBAL_PER_MINUTE,

@@ -2,6 +2,7 @@ import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { lowerThreadpoolPriority } from './lib/threadpool-priority.js';
 import { loggerOptions } from './logger.js';
 import { openRuntime } from './runtime.js';
 
@@ -27,6 +28,14 @@ async function main(): Promise<void> {
     await app.close();
     await runtime.close();
   });
+
+  // Hashing threads yield the CPU to the event loop (see the module); once, before serving.
+  const { threadNice, threadpoolSize } = config.hashQueue;
+  const lowered = await lowerThreadpoolPriority({ nice: threadNice, poolSize: threadpoolSize });
+  if (lowered.length > 0) logger.info({ threads: lowered.length, nice: threadNice }, 'libuv pool thread priority lowered');
+  else if (threadNice > 0 && process.platform === 'linux') {
+    logger.warn({ poolSize: threadpoolSize }, 'could not identify the libuv pool threads: their priority is unchanged');
+  }
 
   await app.listen({ host: config.host, port: config.port });
 }
