@@ -1,7 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { AppError } from '../../errors.js';
-import { addSeconds } from '../../lib/clock.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from './accounts.errors.js';
@@ -15,26 +14,24 @@ import { accountErrors } from './accounts.errors.js';
  *   login, a password reset or a change resets all three;
  * - after a lock has run out the count starts again from zero, so there are never more than 10
  *   failures without a lock (NIST 800-63B 3.2.2 allows 100);
- * - during a lock the password is still checked, because the lock (like a block) is only told to
- *   whoever typed the correct one (security.md item 5). So that this cannot become an unlimited
- *   guessing oracle, failures during a lock go on counting, and once another 10 have piled up the
- *   password is no longer checked at all until the lock ends (everyone gets invalid_credentials);
+ * - during a lock the password is still checked at login, because the lock (like a block) is only
+ *   told to whoever typed the correct one (security.md item 5). So that this cannot become an
+ *   unlimited guessing oracle, failures during a lock go on counting, and once another 10 have
+ *   piled up the password is no longer checked at all until the lock ends (everyone gets
+ *   invalid_credentials). Re-authentication (a signed-in user) checks nothing during a lock;
  * - the lock never blocks the forgotten-password flow, and finishing a reset lifts it.
+ *
+ * Every attempt is counted BEFORE its hash is checked (reservePasswordAttempt: one conditional
+ * UPDATE of the user row, so concurrent attempts are numbered one after the other and each
+ * decision "check or not" is taken on the count as it stands, like reserveAttempt for login
+ * challenges), then settled after the hash: a wrong password stays counted (recordPasswordFailure
+ * only audits it), a correct one resets the count (login) or gives its attempt back
+ * (releasePasswordAttempt). A burst of concurrent guesses is therefore limited exactly like a
+ * sequence of guesses, and the reserved attempt that reaches the threshold sets the lock itself.
  */
 
-/** Once this many consecutive failures are counted during a lock, passwords are no longer checked. */
+/** Once this many consecutive failures are counted during a lock, passwords are no longer checked at login. */
 export const UNCHECKED_DURING_LOCK_AFTER = 2 * LOCKOUT_THRESHOLD;
-
-type LockFields = { failedPasswordCount: number; passwordLockedUntil: Date | null };
-
-export function isPasswordLocked(user: LockFields, now: Date): boolean {
-  return user.passwordLockedUntil !== null && user.passwordLockedUntil > now;
-}
-
-/** True while locked and so many more failures were counted that the password is not even checked. */
-export function isPasswordCheckSuspended(user: LockFields, now: Date): boolean {
-  return isPasswordLocked(user, now) && user.failedPasswordCount >= UNCHECKED_DURING_LOCK_AFTER;
-}
 
 export function accountLockedError(until: Date, now: Date): AppError {
   const retryAfter = secondsUntil(until, now);
@@ -48,68 +45,170 @@ export function accountLockedError(until: Date, now: Date): AppError {
 /** Where the wrong password was typed (audit detail). */
 export type PasswordFailureFlow = 'login' | 'change_password' | 'reauthentication';
 
-export type PasswordFailure = { consecutiveFailures: number; locked: boolean; lockedUntil: Date | null };
+/**
+ * Who may still have the password checked while a lock is running: at login, until
+ * UNCHECKED_DURING_LOCK_AFTER failures are counted; at re-authentication, nobody.
+ */
+export type PasswordAttemptPolicy = 'login' | 'reauthentication';
 
-type Row = { failed_password_count: number; password_locked_until: Date | null; password_lockouts: number };
+/** An attempt counted against the account before its password is checked. */
+export type ReservedPasswordAttempt = {
+  userId: string;
+  /** The account as of the reservation (the hash to check, and what the settlement compares with). */
+  status: 'ACTIVE' | 'BLOCKED';
+  passwordHash: string;
+  passwordChangedAt: Date | null;
+  /** Consecutive failures counted, this attempt included. */
+  consecutiveFailures: number;
+  /** The lock in force after the reservation, or null. */
+  lockedUntil: Date | null;
+  lockouts: number;
+  /** A lock was already running when this attempt was counted. */
+  duringLock: boolean;
+  /** This attempt was the LOCKOUT_THRESHOLD-th consecutive one and set the lock now in force. */
+  newLock: { seconds: number; number: number; until: Date } | null;
+};
+
+type ReservedRow = {
+  status: 'INVITED' | 'ACTIVE' | 'BLOCKED';
+  password_hash: string | null;
+  password_changed_at: Date | null;
+  failed_password_count: number;
+  password_locked_until: Date | null;
+  password_lockouts: number;
+};
+
+const NO_USER = '00000000-0000-0000-0000-000000000000';
+/** lockoutSeconds(n) for n = 0..16 (it is constant from 16 on): the lock length by lockouts so far. */
+const LOCK_SCHEDULE = Array.from({ length: 17 }, (_, n) => lockoutSeconds(n));
 
 /**
- * Counts one wrong password against the account (the row is locked for the update, so concurrent
- * failures are all counted) and locks it at the threshold. Audits the failure and any new lock.
+ * Counts one password attempt against the account BEFORE the password is checked, in one
+ * conditional UPDATE (concurrent attempts serialise on the row; each sees its predecessors' counts):
+ *
+ * - a lock that has run out is lifted and the count starts again at 1;
+ * - otherwise the count goes up by one; the attempt that brings it to LOCKOUT_THRESHOLD sets the
+ *   lock (15 min, growing; lib/lockout.ts), later ones are counted "during the lock";
+ * - nothing is counted, and null is returned (the caller must not check the password), when a
+ *   lock is running and the policy stops checking: at login once UNCHECKED_DURING_LOCK_AFTER
+ *   failures are counted, at re-authentication always; also when the account cannot sign in with
+ *   a password at all (not activated).
+ *
+ * `userId` null (unknown e-mail, account not activated) runs the same UPDATE against no row, so
+ * those failures cost the same round trip as a counted one (security.md item 5).
  */
-export async function registerPasswordFailure(
+export async function reservePasswordAttempt(
+  db: Tx,
+  ctx: Pick<AppContext, 'clock'>,
+  userId: string | null,
+  policy: PasswordAttemptPolicy,
+): Promise<ReservedPasswordAttempt | null> {
+  const now = ctx.clock.now();
+  const checkedDuringLockBelow = policy === 'login' ? UNCHECKED_DURING_LOCK_AFTER : 0;
+  // SET expressions see the row as it was before this UPDATE (and, in a race, as the preceding
+  // UPDATE committed it). Invariants that make the returned row self-describing: the attempt that
+  // sets a lock leaves the count at exactly LOCKOUT_THRESHOLD, one counted during a lock above it.
+  //
+  // The statement's own commit does not wait for the WAL flush (synchronous_commit off for this
+  // one transaction): the settlement that always follows (the failure's audit row, or the success)
+  // commits synchronously and so flushes this write too, before anything is answered; a
+  // reservation lost in a crash before that was never answered. Above all it keeps the work equal
+  // to the no-row UPDATE run for unknown addresses, which has nothing to flush (security.md
+  // item 5: a wrong password must not take one WAL flush longer than an unknown e-mail).
+  const rows = await db.$queryRaw<ReservedRow[]>`
+    WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true))
+    UPDATE users SET
+      failed_password_count = CASE
+        WHEN password_locked_until > ${now} THEN GREATEST(failed_password_count, ${LOCKOUT_THRESHOLD}) + 1
+        WHEN password_locked_until IS NOT NULL THEN 1
+        ELSE LEAST(failed_password_count, ${LOCKOUT_THRESHOLD - 1}) + 1 END,
+      password_locked_until = CASE
+        WHEN password_locked_until > ${now} THEN password_locked_until
+        WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1}
+          THEN ${now}::timestamptz + make_interval(secs => (${LOCK_SCHEDULE}::int[])[LEAST(password_lockouts, ${LOCK_SCHEDULE.length - 1}) + 1])
+        ELSE NULL END,
+      password_lockouts = CASE
+        WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1} THEN password_lockouts + 1
+        ELSE password_lockouts END
+    FROM no_flush_wait
+    WHERE id = ${userId ?? NO_USER}::uuid
+      AND status <> 'INVITED' AND password_hash IS NOT NULL
+      AND (password_locked_until IS NULL OR password_locked_until <= ${now} OR failed_password_count < ${checkedDuringLockBelow})
+    RETURNING status::text AS status, password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts`;
+  const row = rows[0];
+  if (!userId || !row || row.status === 'INVITED' || row.password_hash === null) return null;
+
+  const locked = row.password_locked_until !== null && row.password_locked_until > now;
+  const lockedNow = locked && row.failed_password_count === LOCKOUT_THRESHOLD;
+  return {
+    userId,
+    status: row.status,
+    passwordHash: row.password_hash,
+    passwordChangedAt: row.password_changed_at,
+    consecutiveFailures: row.failed_password_count,
+    lockedUntil: locked ? row.password_locked_until : null,
+    lockouts: row.password_lockouts,
+    duringLock: locked && !lockedNow,
+    newLock:
+      lockedNow && row.password_locked_until
+        ? { seconds: lockoutSeconds(row.password_lockouts - 1), number: row.password_lockouts, until: row.password_locked_until }
+        : null,
+  };
+}
+
+/**
+ * Gives a reserved attempt back: the password was correct but did not sign in (blocked, locked,
+ * re-authentication, which does not reset the count), or it could not be checked (hash queue
+ * full). If nobody counted an attempt since, the row returns exactly to its state before the
+ * reservation (a lock this attempt set is lifted again); otherwise only the count goes down by
+ * one, within the same lock period (a later attempt counted during this lock keeps it).
+ */
+export async function releasePasswordAttempt(db: Tx, attempt: ReservedPasswordAttempt): Promise<void> {
+  const before = attempt.newLock
+    ? { count: LOCKOUT_THRESHOLD - 1, until: null, lockouts: attempt.lockouts - 1 }
+    : { count: Math.max(0, attempt.consecutiveFailures - 1), until: attempt.lockedUntil, lockouts: attempt.lockouts };
+  await db.$executeRaw`
+    UPDATE users SET
+      failed_password_count = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
+        THEN ${before.count} ELSE GREATEST(failed_password_count - 1, 0) END,
+      password_locked_until = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
+        THEN ${before.until}::timestamptz ELSE password_locked_until END,
+      password_lockouts = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
+        THEN ${before.lockouts} ELSE password_lockouts END
+    WHERE id = ${attempt.userId}::uuid AND failed_password_count > 0
+      AND password_locked_until IS NOT DISTINCT FROM ${attempt.lockedUntil}::timestamptz`;
+}
+
+/**
+ * Settles a reserved attempt whose password was wrong: it is already counted (and any lock it
+ * reached is already set); this audits the failure and the new lock.
+ */
+export async function recordPasswordFailure(
   tx: Tx,
   ctx: Pick<AppContext, 'clock'>,
   user: { id: string; organizationId: string | null },
+  attempt: ReservedPasswordAttempt,
   meta: RequestMeta,
   flow: PasswordFailureFlow,
-): Promise<PasswordFailure> {
-  const now = ctx.clock.now();
-  const [row] = await tx.$queryRaw<Row[]>`
-    SELECT failed_password_count, password_locked_until, password_lockouts FROM users WHERE id = ${user.id}::uuid FOR UPDATE`;
-  if (!row) return { consecutiveFailures: 0, locked: false, lockedUntil: null };
-
-  const lockRunning = row.password_locked_until !== null && row.password_locked_until > now;
-  const lockOver = row.password_locked_until !== null && !lockRunning;
-  let count = lockOver ? 1 : row.failed_password_count + 1;
-  let lockedUntil = lockOver ? null : row.password_locked_until;
-  let lockouts = row.password_lockouts;
-  let newLockSeconds: number | undefined;
-  if (!lockRunning && count >= LOCKOUT_THRESHOLD) {
-    newLockSeconds = lockoutSeconds(lockouts);
-    lockedUntil = addSeconds(now, newLockSeconds);
-    lockouts += 1;
-  }
-  await tx.user.update({
-    where: { id: user.id },
-    data: { failedPasswordCount: count, passwordLockedUntil: lockedUntil, passwordLockouts: lockouts },
-  });
+): Promise<void> {
   const audit = { actorUserId: null, subjectUserId: user.id, organizationId: user.organizationId, meta };
   await recordAudit(tx, ctx.clock, {
     ...audit,
     type: 'login.password_failed',
-    details: { reason: 'wrong_password', flow, consecutiveFailures: count, ...(lockRunning ? { duringLock: true } : {}) },
+    details: {
+      reason: 'wrong_password',
+      flow,
+      consecutiveFailures: attempt.consecutiveFailures,
+      ...(attempt.duringLock ? { duringLock: true } : {}),
+    },
   });
-  if (newLockSeconds !== undefined && lockedUntil) {
+  if (attempt.newLock) {
     await recordAudit(tx, ctx.clock, {
       ...audit,
       type: 'login.locked',
-      details: { flow, lockSeconds: newLockSeconds, lockNumber: lockouts, until: lockedUntil.toISOString() },
+      details: { flow, lockSeconds: attempt.newLock.seconds, lockNumber: attempt.newLock.number, until: attempt.newLock.until.toISOString() },
     });
   }
-  return { consecutiveFailures: count, locked: lockedUntil !== null && lockedUntil > now, lockedUntil };
-}
-
-const NO_USER = '00000000-0000-0000-0000-000000000000';
-
-/**
- * The database round trips of registerPasswordFailure, touching no row. Login failures that do not
- * count against an account (unknown e-mail, not activated) run this, so that every failed login
- * costs the same (security.md item 5: no timing difference between the three cases).
- */
-export async function mimicPasswordFailure(tx: Tx): Promise<void> {
-  await tx.$queryRaw<Row[]>`
-    SELECT failed_password_count, password_locked_until, password_lockouts FROM users WHERE id = ${NO_USER}::uuid FOR UPDATE`;
-  await tx.user.updateMany({ where: { id: NO_USER }, data: { failedPasswordCount: 0 } });
 }
 
 /** Data that ends a run of failures and any lock (correct password at login, reset, change). */

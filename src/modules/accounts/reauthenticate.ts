@@ -5,13 +5,22 @@ import type { RequestMeta } from '../audit/audit.service.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { normalizePassword } from './passwords.js';
 import { lockLoginState } from './user-lock.js';
-import { accountLockedError, isPasswordLocked, registerPasswordFailure, type PasswordFailureFlow } from './password-lockout.js';
+import {
+  accountLockedError,
+  recordPasswordFailure,
+  releasePasswordAttempt,
+  reservePasswordAttempt,
+  type PasswordFailureFlow,
+} from './password-lockout.js';
 
 /**
  * Re-authentication ("sudo") with the current password before a sensitive action (change password,
  * remove MFA, regenerate recovery codes). A wrong password counts towards the account's password
  * lockout exactly like a failed login, so a stolen session cannot be used to guess the password;
- * while the password is locked the answer is 423 account_locked.
+ * while the password is locked the answer is 423 account_locked and nothing is checked.
+ * The attempt is counted before the hash is checked (reservePasswordAttempt), so concurrent
+ * guesses meet the lock like sequential ones; a correct password gives its attempt back (unlike a
+ * login it does not reset the count).
  * Throws 403 reauthentication_failed on a wrong password; returns the user row otherwise. The
  * caller then runs confirmReauthentication() first in the transaction that performs the action.
  */
@@ -32,21 +41,40 @@ export async function reauthenticate(
       organizationId: true,
       passwordHash: true,
       passwordChangedAt: true,
-      failedPasswordCount: true,
-      passwordLockedUntil: true,
       organization: { select: { name: true } },
     },
   });
   if (!user || user.status !== 'ACTIVE' || !user.passwordHash) throw commonErrors.unauthenticated();
-  const now = ctx.clock.now();
-  if (isPasswordLocked(user, now) && user.passwordLockedUntil) throw accountLockedError(user.passwordLockedUntil, now);
 
-  const { valid } = await ctx.hasher.verify(user.passwordHash, normalizePassword(password));
+  const attempt = await reservePasswordAttempt(ctx.db, ctx, user.id, 'reauthentication');
+  if (!attempt) {
+    // Nothing counted, nothing checked: the password is locked (or the account changed meanwhile).
+    const current = await ctx.db.user.findUnique({ where: { id: user.id }, select: { status: true, passwordLockedUntil: true } });
+    const now = ctx.clock.now();
+    if (current?.status === 'ACTIVE' && current.passwordLockedUntil && current.passwordLockedUntil > now) {
+      throw accountLockedError(current.passwordLockedUntil, now);
+    }
+    throw commonErrors.unauthenticated();
+  }
+  if (attempt.status !== 'ACTIVE') {
+    await releasePasswordAttempt(ctx.db, attempt);
+    throw commonErrors.unauthenticated();
+  }
+
+  let valid: boolean;
+  try {
+    // The hash as of the reservation; confirmReauthentication compares its passwordChangedAt.
+    ({ valid } = await ctx.hasher.verify(attempt.passwordHash, normalizePassword(password)));
+  } catch (err) {
+    await releasePasswordAttempt(ctx.db, attempt).catch(() => undefined);
+    throw err;
+  }
   if (!valid) {
-    await ctx.db.$transaction((tx) => registerPasswordFailure(tx, ctx, user, meta, flow));
+    await ctx.db.$transaction((tx) => recordPasswordFailure(tx, ctx, user, attempt, meta, flow));
     throw mfaErrors.reauthentication_failed('The password is not correct.');
   }
-  return user;
+  await releasePasswordAttempt(ctx.db, attempt);
+  return { ...user, passwordHash: attempt.passwordHash, passwordChangedAt: attempt.passwordChangedAt };
 }
 
 /**

@@ -25,10 +25,11 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: Status },
       },
     },
-    async () => {
+    async (request) => {
       try {
         await app.ctx.pool.query('SELECT 1');
-      } catch {
+      } catch (err) {
+        request.log.warn({ err }, 'readiness check: database not reachable');
         throw commonErrors.service_unavailable('The database is not reachable.', {}, { 'retry-after': '5' });
       }
       return { status: 'ok' as const };

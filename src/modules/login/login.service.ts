@@ -6,106 +6,141 @@ import { normalizePassword } from '../accounts/passwords.js';
 import {
   accountLockedError,
   CLEARED_PASSWORD_LOCKOUT,
-  isPasswordCheckSuspended,
-  isPasswordLocked,
-  mimicPasswordFailure,
-  registerPasswordFailure,
+  recordPasswordFailure,
+  releasePasswordAttempt,
+  reservePasswordAttempt,
 } from '../accounts/password-lockout.js';
 import { lockLoginState } from '../accounts/user-lock.js';
 import { issueLoginChallenge, type LoginChallenge } from './challenge.js';
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
 
+const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === (b?.getTime() ?? null);
+
 /**
  * The password step of the login (security.md items 5 and 6). Never a session: the answer is a
  * login challenge for the code step (`mfa`) or for enrolling the mandatory MFA (`mfa_enrollment`).
  *
+ * Every attempt is counted against the account before its password is checked
+ * (reservePasswordAttempt, accounts/password-lockout.ts), so a burst of concurrent guesses meets
+ * the lock and the "no longer checked during a lock" rule exactly like a sequence does.
+ *
  * Unknown e-mail, wrong password and not-yet-activated account answer the same invalid_credentials
- * and do the same work: one argon2 verification (a dummy hash when there is nothing to verify) and
- * the same database round trips (see mimicPasswordFailure). Blocked and locked are only told to whoever typed the correct password.
+ * and do the same work: the same counting UPDATE (against no row when there is nothing to count),
+ * one argon2 verification (a dummy hash when there is nothing to verify) and one audit
+ * transaction. Blocked and locked are only told to whoever typed the correct password.
  */
 export async function passwordLogin(ctx: Ctx, input: { email: string; password: string }, meta: RequestMeta): Promise<LoginChallenge> {
   const password = normalizePassword(input.password);
   const user = await ctx.db.user.findUnique({
     where: { email: input.email },
-    select: {
-      id: true,
-      organizationId: true,
-      status: true,
-      passwordHash: true,
-      passwordChangedAt: true,
-      failedPasswordCount: true,
-      passwordLockedUntil: true,
-    },
+    select: { id: true, organizationId: true, status: true, passwordHash: true },
   });
+  const countable = user !== null && user.status !== 'INVITED' && user.passwordHash !== null;
+  // Null when nothing is counted: no such account, not activated, or locked with so many failures
+  // that the password is no longer checked.
+  const attempt = await reservePasswordAttempt(ctx.db, ctx, countable ? user.id : null, 'login');
 
   const rejectUnverified = async (reason: string): Promise<never> => {
     await ctx.hasher.verifyDummy(password);
-    await ctx.db.$transaction(async (tx) => {
-      await mimicPasswordFailure(tx);
-      await recordAudit(tx, ctx.clock, {
+    await ctx.db.$transaction((tx) =>
+      recordAudit(tx, ctx.clock, {
         type: 'login.password_failed',
         subjectUserId: user?.id ?? null,
         organizationId: user?.organizationId ?? null,
         meta,
         details: { reason, flow: 'login' },
-      });
-    });
+      }),
+    );
     throw accountErrors.invalid_credentials();
   };
 
   if (!user) return rejectUnverified('unknown_email');
-  if (user.status === 'INVITED' || !user.passwordHash) return rejectUnverified('not_activated');
-  if (isPasswordCheckSuspended(user, ctx.clock.now())) return rejectUnverified('locked_unchecked');
+  if (!countable) return rejectUnverified('not_activated');
+  if (!attempt) return rejectUnverified('locked_unchecked');
 
-  const { valid, needsRehash } = await ctx.hasher.verify(user.passwordHash, password);
+  // An attempt that could not be checked (hash queue full) or finished is given back.
+  const releasingOnError = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      await releasePasswordAttempt(ctx.db, attempt).catch(() => undefined);
+      throw err;
+    }
+  };
+
+  // The hash as of the reservation: a password set since the account was looked up is the one checked.
+  const { valid, needsRehash } = await releasingOnError(() => ctx.hasher.verify(attempt.passwordHash, password));
   if (!valid) {
-    await ctx.db.$transaction((tx) => registerPasswordFailure(tx, ctx, user, meta, 'login'));
+    // Already counted (and a lock it reached already set): audit only.
+    await ctx.db.$transaction((tx) => recordPasswordFailure(tx, ctx, user, attempt, meta, 'login'));
     throw accountErrors.invalid_credentials();
   }
 
-  // The password is correct: from here on the user may learn the account's state.
+  // The password is correct: from here on the user may learn the account's state. A correct
+  // password that does not sign in is not a failure: its reserved attempt is given back.
   const blocked = async (): Promise<never> => {
     const error = await accountBlockedError(ctx.db, ctx.config, user);
-    await ctx.db.$transaction((tx) =>
-      recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta }),
-    );
+    await ctx.db.$transaction(async (tx) => {
+      await releasePasswordAttempt(tx, attempt);
+      await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
+    });
     throw error;
   };
   const locked = async (until: Date): Promise<never> => {
-    await ctx.db.$transaction((tx) =>
-      recordAudit(tx, ctx.clock, {
+    await ctx.db.$transaction(async (tx) => {
+      await releasePasswordAttempt(tx, attempt);
+      await recordAudit(tx, ctx.clock, {
         type: 'login.password_failed',
         subjectUserId: user.id,
         organizationId: user.organizationId,
         meta,
         details: { reason: 'locked', flow: 'login', until: until.toISOString() },
-      }),
-    );
+      });
+    });
     throw accountLockedError(until, ctx.clock.now());
   };
-  if (user.status === 'BLOCKED') return blocked();
-  if (isPasswordLocked(user, ctx.clock.now()) && user.passwordLockedUntil) return locked(user.passwordLockedUntil);
+  // A lock this attempt set itself (it was the 10th in a row, and correct) is no obstacle: success resets.
+  const lockedByOthers = attempt.lockedUntil !== null && attempt.newLock === null;
+  if (attempt.status === 'BLOCKED') return blocked();
+  if (lockedByOthers && attempt.lockedUntil) return locked(attempt.lockedUntil);
 
   // Parameters raised since this hash was made: store a stronger one (once; argon2 runs outside the transaction).
-  const rehash = needsRehash ? await ctx.hasher.hash(password) : undefined;
+  const rehash = needsRehash ? await releasingOnError(() => ctx.hasher.hash(password)) : undefined;
 
   const outcome = await ctx.db.$transaction(async (tx) => {
-    // The row read above is as old as the argon2 run. Decide again on the row as committed now,
-    // under its lock: a lock set meanwhile by concurrent wrong guesses, a block, or a password
-    // reset must not be overridden (and the lock must not be cleared) by this success.
-    const current = await lockLoginState(tx, user.id);
-    const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === (b?.getTime() ?? null);
-    if (!current || !sameTime(current.passwordChangedAt, user.passwordChangedAt) || current.status === 'INVITED') {
-      return { kind: 'changed' as const };
+    // The user row first (lock order, accounts/user-lock.ts), deciding on it as committed now: a
+    // lock set meanwhile by concurrent wrong guesses, a block, or a password reset must not be
+    // overridden (and the lock must not be cleared) by this success. In the usual case this one
+    // conditional update is the whole decision and resets the count.
+    const now = ctx.clock.now();
+    const { count } = await tx.user.updateMany({
+      where: {
+        id: user.id,
+        status: 'ACTIVE',
+        passwordChangedAt: attempt.passwordChangedAt,
+        OR: [
+          { passwordLockedUntil: null },
+          { passwordLockedUntil: { lte: now } },
+          ...(attempt.newLock ? [{ passwordLockedUntil: attempt.newLock.until, passwordLockouts: attempt.newLock.number }] : []),
+        ],
+      },
+      data: CLEARED_PASSWORD_LOCKOUT,
+    });
+    if (count !== 1) {
+      const current = await lockLoginState(tx, user.id);
+      if (!current || !sameTime(current.passwordChangedAt, attempt.passwordChangedAt) || current.status === 'INVITED') {
+        return { kind: 'changed' as const };
+      }
+      if (current.status === 'BLOCKED') return { kind: 'blocked' as const };
+      const until = current.passwordLockedUntil;
+      if (until && until > ctx.clock.now()) return { kind: 'locked' as const, until };
+      // The row changed between the update and the lock (e.g. a lock ran out): it holds now.
+      await tx.user.update({ where: { id: user.id }, data: CLEARED_PASSWORD_LOCKOUT });
     }
-    if (current.status === 'BLOCKED') return { kind: 'blocked' as const };
-    const until = current.passwordLockedUntil;
-    if (until && until > ctx.clock.now()) return { kind: 'locked' as const, until };
-    await tx.user.update({ where: { id: user.id }, data: CLEARED_PASSWORD_LOCKOUT });
     if (rehash) {
       // Only if nobody changed the password meanwhile.
-      await tx.user.updateMany({ where: { id: user.id, passwordHash: user.passwordHash }, data: { passwordHash: rehash } });
+      await tx.user.updateMany({ where: { id: user.id, passwordHash: attempt.passwordHash }, data: { passwordHash: rehash } });
     }
     const factor = await tx.totpFactor.findFirst({ where: { userId: user.id, status: 'ACTIVE' }, select: { id: true } });
     const challenge = await issueLoginChallenge(tx, ctx, user.id, factor ? 'mfa' : 'mfa_enrollment');
@@ -128,6 +163,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       return locked(outcome.until);
     case 'changed':
       // The password was changed (reset) while this one was being checked: it is no longer valid.
+      // (The change reset the count, this attempt with it.)
       throw accountErrors.invalid_credentials();
   }
 }

@@ -1,9 +1,10 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { User } from '../../generated/prisma/client.js';
-import type { AppError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
+import { sha256Hex } from '../../lib/tokens.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows } from '../flows/flow-tokens.js';
@@ -36,6 +37,54 @@ export async function loadUserForLogin(tx: Tx, ctx: Pick<AppContext, 'clock' | '
   const now = ctx.clock.now();
   if (user.mfaLockedUntil && user.mfaLockedUntil > now) throw mfaLockedError(user.mfaLockedUntil, now);
   return user;
+}
+
+/**
+ * Why a code attempt was refused before any code was evaluated (audit `reason`), by error code.
+ * Not listed, so not audited: tokens that are no login challenge (nobody to attribute them to),
+ * a request for the other step, and a duplicate racing the attempt that holds the challenge.
+ */
+const REFUSAL_REASONS: Readonly<Record<string, string>> = {
+  mfa_locked: 'locked',
+  account_blocked: 'blocked',
+  challenge_expired: 'challenge_expired',
+  challenge_used: 'challenge_used',
+  challenge_exhausted: 'challenge_exhausted',
+};
+
+/**
+ * Audits a code attempt that was refused before its code was looked at (security.md item 26: every
+ * login attempt is audited, as the password step records reason "locked" and blocked attempts):
+ * code entry locked, account blocked, challenge expired, used or spent. Call with the error that
+ * rolled the attempt's transaction back; other errors are ignored. It only writes an audit row:
+ * nothing is counted, no lock changes, the answer stays the same; and the caller holds a login
+ * challenge, i.e. has passed the password step, so nothing is revealed about unknown accounts.
+ */
+export async function auditRefusedCodeAttempt(
+  ctx: Pick<AppContext, 'db' | 'clock'>,
+  error: unknown,
+  input: { challengeToken: unknown; factor: 'totp' | 'recovery_code'; flow: 'login' | 'login_enrollment'; meta: RequestMeta },
+): Promise<void> {
+  if (!(error instanceof AppError)) return;
+  const reason = REFUSAL_REASONS[error.code];
+  if (!reason || typeof input.challengeToken !== 'string') return;
+  const challenge = await ctx.db.flowToken.findUnique({
+    where: { tokenHash: sha256Hex(input.challengeToken) },
+    select: { purpose: true, user: { select: { id: true, organizationId: true, mfaLockedUntil: true } } },
+  });
+  if (!challenge || challenge.purpose !== 'LOGIN_CHALLENGE') return;
+  const { user } = challenge;
+  const audit = { actorUserId: user.id, subjectUserId: user.id, organizationId: user.organizationId, meta: input.meta };
+  const details = { reason, factor: input.factor, flow: input.flow, refused: true };
+  await ctx.db.$transaction((tx) =>
+    reason === 'blocked'
+      ? recordAudit(tx, ctx.clock, { ...audit, type: 'login.blocked_attempt', details: { ...details, step: 'code' } })
+      : recordAudit(tx, ctx.clock, {
+          ...audit,
+          type: 'login.mfa_failed',
+          details: { ...details, ...(reason === 'locked' && user.mfaLockedUntil ? { until: user.mfaLockedUntil.toISOString() } : {}) },
+        }),
+  );
 }
 
 export type FailureContext = {

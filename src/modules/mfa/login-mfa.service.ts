@@ -8,7 +8,7 @@ import type { ChallengeData } from '../login/challenge.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import { issueSession } from '../sessions/sessions.service.js';
 import type { TokenResponse } from '../sessions/sessions.schemas.js';
-import { loadUserForLogin, recordCodeFailure, resetCodeFailures } from './account-guard.js';
+import { auditRefusedCodeAttempt, loadUserForLogin, recordCodeFailure, resetCodeFailures } from './account-guard.js';
 import { consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
 import {
   activatePendingFactor,
@@ -37,8 +37,23 @@ export type EnrollmentTokens = TokenResponse & { recoveryCodes: string[] };
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: AppError };
 
-async function unwrap<T>(outcome: Promise<Outcome<T>>): Promise<T> {
-  const settled = await outcome;
+/**
+ * Awaits a code attempt's transaction. When the attempt is refused before a code is evaluated
+ * (code entry locked, account blocked, dead challenge: the transaction threw and rolled back), the
+ * refusal is audited after it (`refusal`). Evaluated wrong codes are outcomes, audited inside the
+ * transaction (recordCodeFailure).
+ */
+async function unwrap<T>(
+  outcome: Promise<Outcome<T>>,
+  refusal?: { ctx: AppContext; audit: Parameters<typeof auditRefusedCodeAttempt>[2] },
+): Promise<T> {
+  let settled: Outcome<T>;
+  try {
+    settled = await outcome;
+  } catch (err) {
+    if (refusal) await auditRefusedCodeAttempt(refusal.ctx, err, refusal.audit);
+    throw err;
+  }
   if (!settled.ok) throw settled.error;
   return settled.value;
 }
@@ -80,6 +95,7 @@ async function fail(
 
 /** POST /v1/auth/login/mfa: a TOTP code or a recovery code completes the login. */
 export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta: RequestMeta): Promise<TokenResponse> {
+  const factorKind = 'code' in body ? 'totp' : 'recovery_code';
   return unwrap(
     ctx.db.$transaction(async (tx): Promise<Outcome<TokenResponse>> => {
       const flow = await loadChallenge(tx, ctx.clock, body.challengeToken, 'mfa');
@@ -135,6 +151,7 @@ export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta
       const tokens = await issueSession(ctx, tx, { userId: user.id, amr, meta });
       return { ok: true, value: tokens };
     }),
+    { ctx, audit: { challengeToken: body.challengeToken, factor: factorKind, flow: 'login', meta } },
   );
 }
 
@@ -193,5 +210,6 @@ export async function verifyLoginEnrollment(
       const tokens = await issueSession(ctx, tx, { userId: user.id, amr, meta });
       return { ok: true, value: { ...tokens, recoveryCodes } };
     }),
+    { ctx, audit: { challengeToken: body.challengeToken, factor: 'totp', flow: 'login_enrollment', meta } },
   );
 }

@@ -6,7 +6,7 @@ import { accountBlockedError } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
-import { lockUserRow } from '../accounts/user-lock.js';
+import { lockLoginState, lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { renderMail } from '../mail/mail.templates.js';
@@ -65,6 +65,11 @@ async function mimicPasswordResetMail(tx: Tx, ctx: Pick<AppContext, 'config' | '
  * "Forgot password": the caller always gets the same 202, whether the address is known or not
  * (security.md item 5). Only active accounts get a link; the password lock does not matter here.
  * Both branches do the same work: one short transaction with the same round trips, no hashing.
+ *
+ * The link is issued under the user row lock (lock order user → flows, accounts/user-lock.ts), with
+ * the status read again under it: concurrent requests run one after the other, so each new link
+ * voids every older one (one valid link, item 14), and a block committed meanwhile is seen. An
+ * unknown address takes the same lock query against no row.
  */
 export async function requestPasswordReset(ctx: Ctx, email: string, meta: RequestMeta): Promise<void> {
   const user = await ctx.db.user.findUnique({
@@ -72,7 +77,9 @@ export async function requestPasswordReset(ctx: Ctx, email: string, meta: Reques
     select: { id: true, email: true, name: true, status: true, organizationId: true },
   });
   await ctx.db.$transaction(async (tx) => {
-    const sent = user?.status === 'ACTIVE';
+    const current = await lockLoginState(tx, user?.id ?? NO_USER);
+    const status = user && current ? current.status : null;
+    const sent = status === 'ACTIVE';
     if (user && sent) await sendPasswordResetMail(tx, ctx, { user, actorUserId: null });
     else await mimicPasswordResetMail(tx, ctx);
     await recordAudit(tx, ctx.clock, {
@@ -81,7 +88,7 @@ export async function requestPasswordReset(ctx: Ctx, email: string, meta: Reques
       subjectUserId: user?.id ?? null,
       organizationId: user?.organizationId ?? null,
       meta,
-      details: { by: 'self', mailSent: sent, ...(user ? (sent ? {} : { reason: user.status.toLowerCase() }) : { reason: 'unknown_email' }) },
+      details: { by: 'self', mailSent: sent, ...(sent ? {} : { reason: status ? status.toLowerCase() : 'unknown_email' }) },
     });
   });
 }

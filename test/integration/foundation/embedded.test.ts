@@ -38,7 +38,14 @@ t.test('the embedded development database serves the app over the pg driver', as
   });
   await app.ready();
   const request = api(app);
-  t.equal((await request({ url: '/readyz' })).status, 200);
+  // Readiness is polled, as a load balancer does: on a loaded machine PGlite (WASM) can take a
+  // while to answer its first queries. It must become ready, and stay so.
+  let ready = await request({ url: '/readyz' });
+  for (let i = 0; i < 30 && ready.status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    ready = await request({ url: '/readyz' });
+  }
+  t.equal(ready.status, 200, 'ready');
   const jwks = await request({ url: '/.well-known/jwks.json' });
   t.equal(jwks.status, 200);
   t.equal(jwks.body.keys.length, 1, 'a signing key was created in the embedded database');

@@ -81,7 +81,14 @@ t.test('first login: enrol with otpauth URI + QR, confirm once, get tokens and 1
 
   t.equal((await auditOf(app, user.id, 'mfa.enrolled')).length, 1);
   t.equal((await mailsOf(app, user.email, 'mfa_enrolled')).length, 1, 'enrolment notification mail');
-  t.equal((await auditOf(app, user.id, 'login.mfa_failed')).length, 2, 'each wrong code after the password is audited');
+  const codeFailures = await auditOf(app, user.id, 'login.mfa_failed');
+  const refused = codeFailures.filter((e) => (e.details as { refused?: boolean }).refused === true);
+  t.equal(codeFailures.length - refused.length, 2, 'each wrong code after the password is audited');
+  t.same(
+    refused.map((e) => (e.details as { reason: string }).reason),
+    ['challenge_used'],
+    'so is the attempt with the used challenge (refused before any code was looked at)',
+  );
 });
 
 t.test('code step: valid code, ±1 step accepted, ±2 rejected with clock_drift hint', async (t) => {
