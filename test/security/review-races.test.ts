@@ -6,11 +6,10 @@ import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, currentTotp, signIn } from '../helpers/factories.js';
 import { addSeconds } from '../../src/lib/clock.js';
-import { randomToken, sha256Hex } from '../../src/lib/tokens.js';
 import { requestMfaReset } from '../../src/modules/support/mfa-reset.service.js';
 import { GOOD_PASSWORD, inviteUser, tokenFromLink } from '../helpers/accounts.js';
 import { sendPasswordResetMail } from '../../src/modules/password/password.service.js';
-import { secretOf } from '../integration/mfa/helpers.js';
+import { parallelChallenges, secretOf } from '../integration/mfa/helpers.js';
 
 /**
  * Security review: races around the per-account locks (security.md items 6, 10, 14).
@@ -40,22 +39,6 @@ async function waitForLockWaiter(client: pg.Client): Promise<void> {
   throw new Error('the request never waited for the user row');
 }
 
-/** Live challenges side by side (login itself keeps only the newest one alive). */
-async function parallelChallenges(app: FastifyInstance, userId: string, count: number): Promise<string[]> {
-  const now = app.ctx.clock.now();
-  const tokens = Array.from({ length: count }, () => randomToken(32));
-  await app.ctx.db.flowToken.createMany({
-    data: tokens.map((token) => ({
-      userId,
-      purpose: 'LOGIN_CHALLENGE' as const,
-      tokenHash: sha256Hex(token),
-      expiresAt: addSeconds(now, 300),
-      data: { next: 'mfa', amr: ['pwd'] },
-      createdAt: now,
-    })),
-  });
-  return tokens;
-}
 
 t.test('login: a password lock committed while the correct password is being checked wins (no challenge, lock kept)', async (t) => {
   const { app, clock, databaseUrl } = await buildTestApp(t);

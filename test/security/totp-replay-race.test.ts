@@ -1,11 +1,8 @@
 import t from 'tap';
-import type { FastifyInstance } from 'fastify';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createUser, currentTotp } from '../helpers/factories.js';
-import { addSeconds } from '../../src/lib/clock.js';
-import { randomToken, sha256Hex } from '../../src/lib/tokens.js';
-import { challengeFor, secretOf } from '../integration/mfa/helpers.js';
+import { challengeFor, parallelChallenges, secretOf } from '../integration/mfa/helpers.js';
 
 /**
  * security.md item 10: each code once, also when 10 requests race with the same code.
@@ -16,22 +13,6 @@ import { challengeFor, secretOf } from '../integration/mfa/helpers.js';
 
 const N = 10;
 
-/** Live challenges written side by side (login itself keeps only the newest one alive). */
-async function parallelChallenges(app: FastifyInstance, userId: string, count: number): Promise<string[]> {
-  const now = app.ctx.clock.now();
-  const tokens = Array.from({ length: count }, () => randomToken(32));
-  await app.ctx.db.flowToken.createMany({
-    data: tokens.map((token) => ({
-      userId,
-      purpose: 'LOGIN_CHALLENGE' as const,
-      tokenHash: sha256Hex(token),
-      expiresAt: addSeconds(now, 300),
-      data: { next: 'mfa', amr: ['pwd'] },
-      createdAt: now,
-    })),
-  });
-  return tokens;
-}
 
 t.test('10 concurrent requests with one valid code on one challenge: exactly one session', async (t) => {
   const { app } = await buildTestApp(t);

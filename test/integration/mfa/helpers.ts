@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
+import { addSeconds } from '../../../src/lib/clock.js';
+import { randomToken, sha256Hex } from '../../../src/lib/tokens.js';
 import { issueLoginChallenge, type ChallengeNext } from '../../../src/modules/login/challenge.js';
 import { currentTotp } from '../../helpers/factories.js';
 import type { api } from '../../helpers/http.js';
@@ -43,4 +45,21 @@ export async function auditOf(app: FastifyInstance, userId: string, type: string
 /** Outbox mails of one template to an address. */
 export async function mailsOf(app: FastifyInstance, to: string, template: string) {
   return app.ctx.db.mailOutbox.findMany({ where: { toAddress: to, template }, orderBy: { createdAt: 'asc' } });
+}
+
+/** Live challenges written side by side (login itself keeps only the newest one alive). */
+export async function parallelChallenges(app: FastifyInstance, userId: string, count: number): Promise<string[]> {
+  const now = app.ctx.clock.now();
+  const tokens = Array.from({ length: count }, () => randomToken(32));
+  await app.ctx.db.flowToken.createMany({
+    data: tokens.map((token) => ({
+      userId,
+      purpose: 'LOGIN_CHALLENGE' as const,
+      tokenHash: sha256Hex(token),
+      expiresAt: addSeconds(now, 300),
+      data: { next: 'mfa', amr: ['pwd'] },
+      createdAt: now,
+    })),
+  });
+  return tokens;
 }
