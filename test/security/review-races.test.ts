@@ -1,7 +1,6 @@
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, currentTotp, signIn } from '../helpers/factories.js';
