@@ -6,7 +6,7 @@ import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
-import { issueLoginChallenge, type LoginChallenge } from '../login/challenge.js';
+import { issueChallengeAfterPassword, type LoginChallenge } from '../login/challenge.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
 
@@ -94,8 +94,7 @@ export async function activateAccount(ctx: Ctx, input: { token: string; password
       data: { status: 'ACTIVE', passwordHash, passwordChangedAt: now, emailVerifiedAt: now, ...CLEARED_PASSWORD_LOCKOUT },
     });
     if (count !== 1) throw flowErrors.link_used();
-    const factor = await tx.totpFactor.findFirst({ where: { userId: user.id, status: 'ACTIVE' }, select: { id: true } });
-    const challenge = await issueLoginChallenge(tx, ctx, user.id, factor ? 'mfa' : 'mfa_enrollment');
+    const challenge = await issueChallengeAfterPassword(tx, ctx, user.id);
     await recordAudit(tx, ctx.clock, {
       type: 'user.activated',
       actorUserId: user.id,

@@ -34,3 +34,13 @@ export async function issueLoginChallenge(
   const { token } = await issueFlowToken(tx, ctx.clock, { userId, purpose: 'LOGIN_CHALLENGE', ttlSeconds: ttl, data });
   return { next, challengeToken: token, expiresIn: ttl };
 }
+
+/** After a verified password (login or activation): the code prompt if MFA is active, else enrolment. */
+export async function issueChallengeAfterPassword(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'config'>,
+  userId: string,
+): Promise<LoginChallenge> {
+  const factor = await tx.totpFactor.findFirst({ where: { userId, status: 'ACTIVE' }, select: { id: true } });
+  return issueLoginChallenge(tx, ctx, userId, factor ? 'mfa' : 'mfa_enrollment');
+}

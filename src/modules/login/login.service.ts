@@ -11,7 +11,7 @@ import {
   reservePasswordAttempt,
 } from '../accounts/password-lockout.js';
 import { lockLoginState } from '../accounts/user-lock.js';
-import { issueLoginChallenge, type LoginChallenge } from './challenge.js';
+import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
 
@@ -142,8 +142,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       // Only if nobody changed the password meanwhile.
       await tx.user.updateMany({ where: { id: user.id, passwordHash: attempt.passwordHash }, data: { passwordHash: rehash } });
     }
-    const factor = await tx.totpFactor.findFirst({ where: { userId: user.id, status: 'ACTIVE' }, select: { id: true } });
-    const challenge = await issueLoginChallenge(tx, ctx, user.id, factor ? 'mfa' : 'mfa_enrollment');
+    const challenge = await issueChallengeAfterPassword(tx, ctx, user.id);
     await recordAudit(tx, ctx.clock, {
       type: 'login.password_succeeded',
       actorUserId: user.id,
