@@ -6,6 +6,7 @@ import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 import { GOOD_PASSWORD, inviteUser, tokenFromLink } from '../helpers/accounts.js';
+import { PRODUCTION_ENV } from '../helpers/production-env.js';
 
 /**
  * security.md items 1-4 through the HTTP API, where the existing suites only covered them in unit
@@ -168,15 +169,7 @@ t.test('argon2id: m=19456 KiB, t=2, p=1 by default; production refuses less; has
   const hash = await createPasswordHasher({ ...defaults.argon2, maxConcurrent: 1, maxQueued: 0 }).hash('correct horse battery staple');
   t.same(parseArgon2Hash(hash), { algorithm: 'argon2id', version: 19, memoryCost: 19456, timeCost: 2, parallelism: 1 }, 'the default hash');
 
-  const prod = {
-    NODE_ENV: 'production',
-    DATABASE_URL: 'postgresql://db.internal/auth',
-    SMTP_URL: 'smtp://mail.internal:25',
-    ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
-    APP_BASE_URL: 'https://shop.example.com',
-    JWT_ISSUER: 'https://auth.example.com',
-    METRICS_TOKEN: 'metrics-token-of-enough-length',
-  };
+  const prod = PRODUCTION_ENV;
   t.same(loadConfig(prod).argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
   t.throws(() => loadConfig({ ...prod, ARGON2_MEMORY_KIB: '19455' }), { name: 'ConfigError', message: /ARGON2/ }, 'm below 19456 refused');
   t.throws(() => loadConfig({ ...prod, ARGON2_TIME_COST: '1' }), { name: 'ConfigError', message: /ARGON2/ }, 't below 2 refused');

@@ -1,15 +1,8 @@
 import t from 'tap';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { PRODUCTION_ENV } from '../helpers/production-env.js';
 
-const prodBase = {
-  NODE_ENV: 'production',
-  DATABASE_URL: 'postgresql://db.internal/auth',
-  SMTP_URL: 'smtp://mail.internal:25',
-  ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
-  APP_BASE_URL: 'https://shop.example.com',
-  JWT_ISSUER: 'https://auth.example.com',
-  METRICS_TOKEN: 'metrics-token-of-enough-length',
-};
+const prodBase = PRODUCTION_ENV;
 
 t.test('defaults give a working development configuration', async (t) => {
   const config = loadConfig({});

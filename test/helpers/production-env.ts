@@ -1,0 +1,10 @@
+/** A complete, valid production environment: tests remove or weaken one variable at a time. */
+export const PRODUCTION_ENV: Readonly<Record<string, string>> = Object.freeze({
+  NODE_ENV: 'production',
+  DATABASE_URL: 'postgresql://db.internal/auth',
+  SMTP_URL: 'smtp://mail.internal:25',
+  ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
+  APP_BASE_URL: 'https://shop.example.com',
+  JWT_ISSUER: 'https://auth.example.com',
+  METRICS_TOKEN: 'metrics-token-of-enough-length',
+});
