@@ -2,7 +2,6 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import argon2 from 'argon2';
@@ -13,6 +12,7 @@ import { createPasswordHasher } from '../src/lib/password-hasher.js';
 import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
+import { freePort } from '../scripts/free-port.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
@@ -97,16 +97,6 @@ function dbUrl(name: string): string {
   return url.toString();
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;

@@ -1,9 +1,9 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { freePort } from '../../scripts/free-port.js';
 
 /**
  * A PostgreSQL cluster of the test's own: initdb into a temp folder, its own free port, started and
@@ -47,16 +47,6 @@ function idOf(flag: '-u' | '-g'): Promise<number> {
   );
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startPrivatePostgres(t: TestLike): Promise<PrivatePostgres> {
   const root = await mkdtemp(join(tmpdir(), 'webshop-auth-fault-'));

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -9,6 +8,7 @@ import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
+import { freePort } from '../../../scripts/free-port.js';
 
 /**
  * Rate limits (security.md item 7): 429 problem+json with Retry-After, per IP, per route;
@@ -61,16 +61,6 @@ async function waitFor(what: string, check: () => boolean, ms = 10_000): Promise
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A private redis-server on its own port, so the test can stop and restart it. */
 async function startRedis(t: Test, port: number): Promise<ChildProcess> {
