@@ -1,4 +1,6 @@
 import type { Tx } from '../../db/client.js';
+import { newId } from '../../db/sql.js';
+import type { SqlParams } from '../../db/sql-params.js';
 import type { Clock } from '../../lib/clock.js';
 
 /** Where a request came from, recorded with every audit event. */
@@ -66,22 +68,41 @@ export function onAuditEvent(listener: AuditListener): () => void {
   return () => auditListeners.delete(listener);
 }
 
-export async function recordAudit(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
-  await recordAuditRow(tx, clock, input);
-  for (const listener of auditListeners) listener(input.type);
+/** Tells the listeners that an audit event was written (recordAudit does it; raw SQL inserts call it after their statement). */
+export function announceAudit(type: AuditEventType): void {
+  for (const listener of auditListeners) listener(type);
 }
 
-async function recordAuditRow(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
+export async function recordAudit(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
   await tx.auditEvent.create({
     data: {
+      // Ids from the same time-ordered generator as the raw SQL inserts, so events of one request keep their order.
+      id: newId(),
       type: input.type,
       actorUserId: input.actorUserId ?? null,
       subjectUserId: input.subjectUserId ?? null,
       organizationId: input.organizationId ?? null,
       ip: input.meta.ip,
-      userAgent: input.meta.userAgent?.slice(0, 512) ?? null,
+      userAgent: truncateUserAgent(input.meta.userAgent),
       details: (input.details ?? {}) as object,
       createdAt: clock.now(),
     },
   });
+  announceAudit(input.type);
+}
+
+const truncateUserAgent = (userAgent: string | null) => userAgent?.slice(0, 512) ?? null;
+
+/**
+ * The same row as recordAudit, as an `INSERT ... SELECT` for a raw SQL statement (src/db/sql.ts).
+ * `from` makes the insert conditional on (one row of) an earlier CTE; `details` may add SQL-computed
+ * fields (a jsonb expression over `from`) to input.details. Call announceAudit after the statement.
+ */
+export function auditInsertSql(p: SqlParams, clock: Clock, input: AuditInput, options: { from?: string; details?: string } = {}): string {
+  const details = p.add(JSON.stringify(input.details ?? {}), 'jsonb');
+  return `INSERT INTO audit_events (id, type, actor_user_id, subject_user_id, organization_id, ip, user_agent, details, created_at)
+    SELECT ${p.add(newId(), 'uuid')}, ${p.add(input.type, 'text')}, ${p.add(input.actorUserId ?? null, 'uuid')},
+      ${p.add(input.subjectUserId ?? null, 'uuid')}, ${p.add(input.organizationId ?? null, 'uuid')}, ${p.add(input.meta.ip, 'text')},
+      ${p.add(truncateUserAgent(input.meta.userAgent), 'text')}, ${options.details ? `${details} || ${options.details}` : details},
+      ${p.add(clock.now(), 'timestamptz')}${options.from ? ` FROM ${options.from}` : ''}`;
 }
