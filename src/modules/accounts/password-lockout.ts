@@ -1,5 +1,7 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import type { Sql } from '../../db/sql.js';
+import { SqlParams } from '../../db/sql-params.js';
 import type { AppError } from '../../errors.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
@@ -70,41 +72,57 @@ export type ReservedPasswordAttempt = {
 };
 
 type ReservedRow = {
-  status: 'INVITED' | 'ACTIVE' | 'BLOCKED';
+  id: string;
+  organization_id: string | null;
+  account_status: 'INVITED' | 'ACTIVE' | 'BLOCKED';
+  has_password: boolean;
+  /** The columns below are null when nothing was counted. */
+  status: 'ACTIVE' | 'BLOCKED' | null;
   password_hash: string | null;
   password_changed_at: Date | null;
-  failed_password_count: number;
+  failed_password_count: number | null;
   password_locked_until: Date | null;
-  password_lockouts: number;
+  password_lockouts: number | null;
 };
 
-const NO_USER = '00000000-0000-0000-0000-000000000000';
+/** The account a password attempt was made for, as found by the reservation. */
+export type PasswordAccount = {
+  id: string;
+  organizationId: string | null;
+  status: 'INVITED' | 'ACTIVE' | 'BLOCKED';
+  hasPassword: boolean;
+};
+
 /** lockoutSeconds(n) for n = 0..16 (it is constant from 16 on): the lock length by lockouts so far. */
 const LOCK_SCHEDULE = Array.from({ length: 17 }, (_, n) => lockoutSeconds(n));
 
 /**
- * Counts one password attempt against the account BEFORE the password is checked, in one
- * conditional UPDATE (concurrent attempts serialise on the row; each sees its predecessors' counts):
+ * Finds the account (by e-mail at login, by id at re-authentication) and counts one password
+ * attempt against it BEFORE the password is checked, in one statement — one conditional UPDATE
+ * (concurrent attempts serialise on the row; each sees its predecessors' counts):
  *
  * - a lock that has run out is lifted and the count starts again at 1;
  * - otherwise the count goes up by one; the attempt that brings it to LOCKOUT_THRESHOLD sets the
  *   lock (15 min, growing; lib/lockout.ts), later ones are counted "during the lock";
- * - nothing is counted, and null is returned (the caller must not check the password), when a
+ * - nothing is counted, and `attempt` is null (the caller must not check the password), when a
  *   lock is running and the policy stops checking: at login once UNCHECKED_DURING_LOCK_AFTER
  *   failures are counted, at re-authentication always; also when the account cannot sign in with
  *   a password at all (not activated).
  *
- * `userId` null (unknown e-mail, account not activated) runs the same UPDATE against no row, so
- * those failures cost the same round trip as a counted one (security.md item 5).
+ * An unknown e-mail or an account that is not activated runs the very same statement and finds
+ * nothing to update, so those failures cost the same round trip as a counted one (security.md item 5).
  */
 export async function reservePasswordAttempt(
-  db: Tx,
+  sql: Sql,
   ctx: Pick<AppContext, 'clock'>,
-  userId: string | null,
+  target: { email: string } | { userId: string },
   policy: PasswordAttemptPolicy,
-): Promise<ReservedPasswordAttempt | null> {
+): Promise<{ account: PasswordAccount | null; attempt: ReservedPasswordAttempt | null }> {
   const now = ctx.clock.now();
   const checkedDuringLockBelow = policy === 'login' ? UNCHECKED_DURING_LOCK_AFTER : 0;
+  const p = new SqlParams();
+  const account = 'email' in target ? `email = ${p.add(target.email)}` : `id = ${p.add(target.userId, 'uuid')}`;
+  const at = p.add(now, 'timestamptz');
   // SET expressions see the row as it was before this UPDATE (and, in a race, as the preceding
   // UPDATE committed it). Invariants that make the returned row self-describing: the attempt that
   // sets a lock leaves the count at exactly LOCKOUT_THRESHOLD, one counted during a lock above it.
@@ -115,44 +133,58 @@ export async function reservePasswordAttempt(
   // reservation lost in a crash before that was never answered. Above all it keeps the work equal
   // to the no-row UPDATE run for unknown addresses, which has nothing to flush (security.md
   // item 5: a wrong password must not take one WAL flush longer than an unknown e-mail).
-  const rows = await db.$queryRaw<ReservedRow[]>`
-    WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true))
-    UPDATE users SET
-      failed_password_count = CASE
-        WHEN password_locked_until > ${now} THEN GREATEST(failed_password_count, ${LOCKOUT_THRESHOLD}) + 1
-        WHEN password_locked_until IS NOT NULL THEN 1
-        ELSE LEAST(failed_password_count, ${LOCKOUT_THRESHOLD - 1}) + 1 END,
-      password_locked_until = CASE
-        WHEN password_locked_until > ${now} THEN password_locked_until
-        WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1}
-          THEN ${now}::timestamptz + make_interval(secs => (${LOCK_SCHEDULE}::int[])[LEAST(password_lockouts, ${LOCK_SCHEDULE.length - 1}) + 1])
-        ELSE NULL END,
-      password_lockouts = CASE
-        WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1} THEN password_lockouts + 1
-        ELSE password_lockouts END
-    FROM no_flush_wait
-    WHERE id = ${userId ?? NO_USER}::uuid
-      AND status <> 'INVITED' AND password_hash IS NOT NULL
-      AND (password_locked_until IS NULL OR password_locked_until <= ${now} OR failed_password_count < ${checkedDuringLockBelow})
-    RETURNING status::text AS status, password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts`;
+  const rows = await sql<ReservedRow>(
+    `WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)),
+    target AS (
+      SELECT id, organization_id, status::text AS account_status, password_hash IS NOT NULL AS has_password
+        FROM users WHERE ${account}),
+    reserved AS (
+      UPDATE users SET
+        failed_password_count = CASE
+          WHEN password_locked_until > ${at} THEN GREATEST(failed_password_count, ${LOCKOUT_THRESHOLD}) + 1
+          WHEN password_locked_until IS NOT NULL THEN 1
+          ELSE LEAST(failed_password_count, ${LOCKOUT_THRESHOLD - 1}) + 1 END,
+        password_locked_until = CASE
+          WHEN password_locked_until > ${at} THEN password_locked_until
+          WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1}
+            THEN ${at} + make_interval(secs => (${p.add(LOCK_SCHEDULE, 'int[]')})[LEAST(password_lockouts, ${LOCK_SCHEDULE.length - 1}) + 1])
+          ELSE NULL END,
+        password_lockouts = CASE
+          WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1} THEN password_lockouts + 1
+          ELSE password_lockouts END
+      FROM no_flush_wait, target
+      WHERE users.id = target.id
+        AND users.status <> 'INVITED' AND users.password_hash IS NOT NULL
+        AND (password_locked_until IS NULL OR password_locked_until <= ${at} OR failed_password_count < ${p.add(checkedDuringLockBelow, 'int')})
+      RETURNING users.status::text AS status, users.password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts)
+    SELECT target.*, reserved.* FROM target LEFT JOIN reserved ON true`,
+    p.values,
+  );
   const row = rows[0];
-  if (!userId || !row || row.status === 'INVITED' || row.password_hash === null) return null;
+  if (!row) return { account: null, attempt: null };
+  const found: PasswordAccount = { id: row.id, organizationId: row.organization_id, status: row.account_status, hasPassword: row.has_password };
+  if (row.status === null || row.password_hash === null || row.failed_password_count === null || row.password_lockouts === null) {
+    return { account: found, attempt: null };
+  }
 
   const locked = row.password_locked_until !== null && row.password_locked_until > now;
   const lockedNow = locked && row.failed_password_count === LOCKOUT_THRESHOLD;
   return {
-    userId,
-    status: row.status,
-    passwordHash: row.password_hash,
-    passwordChangedAt: row.password_changed_at,
-    consecutiveFailures: row.failed_password_count,
-    lockedUntil: locked ? row.password_locked_until : null,
-    lockouts: row.password_lockouts,
-    duringLock: locked && !lockedNow,
-    newLock:
-      lockedNow && row.password_locked_until
-        ? { seconds: lockoutSeconds(row.password_lockouts - 1), number: row.password_lockouts, until: row.password_locked_until }
-        : null,
+    account: found,
+    attempt: {
+      userId: row.id,
+      status: row.status,
+      passwordHash: row.password_hash,
+      passwordChangedAt: row.password_changed_at,
+      consecutiveFailures: row.failed_password_count,
+      lockedUntil: locked ? row.password_locked_until : null,
+      lockouts: row.password_lockouts,
+      duringLock: locked && !lockedNow,
+      newLock:
+        lockedNow && row.password_locked_until
+          ? { seconds: lockoutSeconds(row.password_lockouts - 1), number: row.password_lockouts, until: row.password_locked_until }
+          : null,
+    },
   };
 }
 
@@ -163,20 +195,21 @@ export async function reservePasswordAttempt(
  * reservation (a lock this attempt set is lifted again); otherwise only the count goes down by
  * one, within the same lock period (a later attempt counted during this lock keeps it).
  */
-export async function releasePasswordAttempt(db: Tx, attempt: ReservedPasswordAttempt): Promise<void> {
+export async function releasePasswordAttempt(sql: Sql, attempt: ReservedPasswordAttempt): Promise<void> {
   const before = attempt.newLock
     ? { count: LOCKOUT_THRESHOLD - 1, until: null, lockouts: attempt.lockouts - 1 }
     : { count: Math.max(0, attempt.consecutiveFailures - 1), until: attempt.lockedUntil, lockouts: attempt.lockouts };
-  await db.$executeRaw`
-    UPDATE users SET
-      failed_password_count = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
-        THEN ${before.count} ELSE GREATEST(failed_password_count - 1, 0) END,
-      password_locked_until = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
-        THEN ${before.until}::timestamptz ELSE password_locked_until END,
-      password_lockouts = CASE WHEN failed_password_count = ${attempt.consecutiveFailures} AND password_lockouts = ${attempt.lockouts}
-        THEN ${before.lockouts} ELSE password_lockouts END
-    WHERE id = ${attempt.userId}::uuid AND failed_password_count > 0
-      AND password_locked_until IS NOT DISTINCT FROM ${attempt.lockedUntil}::timestamptz`;
+  const p = new SqlParams();
+  const unchanged = `failed_password_count = ${p.add(attempt.consecutiveFailures, 'int')} AND password_lockouts = ${p.add(attempt.lockouts, 'int')}`;
+  await sql(
+    `UPDATE users SET
+      failed_password_count = CASE WHEN ${unchanged} THEN ${p.add(before.count, 'int')} ELSE GREATEST(failed_password_count - 1, 0) END,
+      password_locked_until = CASE WHEN ${unchanged} THEN ${p.add(before.until, 'timestamptz')} ELSE password_locked_until END,
+      password_lockouts = CASE WHEN ${unchanged} THEN ${p.add(before.lockouts, 'int')} ELSE password_lockouts END
+    WHERE id = ${p.add(attempt.userId, 'uuid')} AND failed_password_count > 0
+      AND password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}`,
+    p.values,
+  );
 }
 
 /**

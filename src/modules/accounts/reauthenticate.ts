@@ -1,5 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import { poolSql } from '../../db/sql.js';
 import { commonErrors } from '../../errors.js';
 import type { RequestMeta } from '../audit/audit.service.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
@@ -25,7 +26,7 @@ import {
  * caller then runs confirmReauthentication() first in the transaction that performs the action.
  */
 export async function reauthenticate(
-  ctx: Pick<AppContext, 'db' | 'clock' | 'hasher'>,
+  ctx: Pick<AppContext, 'db' | 'pool' | 'clock' | 'hasher'>,
   userId: string,
   password: string,
   meta: RequestMeta,
@@ -46,7 +47,8 @@ export async function reauthenticate(
   });
   if (!user || user.status !== 'ACTIVE' || !user.passwordHash) throw commonErrors.unauthenticated();
 
-  const attempt = await reservePasswordAttempt(ctx.db, ctx, user.id, 'reauthentication');
+  const sql = poolSql(ctx.pool);
+  const { attempt } = await reservePasswordAttempt(sql, ctx, { userId: user.id }, 'reauthentication');
   if (!attempt) {
     // Nothing counted, nothing checked: the password is locked (or the account changed meanwhile).
     const current = await ctx.db.user.findUnique({ where: { id: user.id }, select: { status: true, passwordLockedUntil: true } });
@@ -57,7 +59,7 @@ export async function reauthenticate(
     throw commonErrors.unauthenticated();
   }
   if (attempt.status !== 'ACTIVE') {
-    await releasePasswordAttempt(ctx.db, attempt);
+    await releasePasswordAttempt(sql, attempt);
     throw commonErrors.unauthenticated();
   }
 
@@ -66,14 +68,14 @@ export async function reauthenticate(
     // The hash as of the reservation; confirmReauthentication compares its passwordChangedAt.
     ({ valid } = await ctx.hasher.verify(attempt.passwordHash, normalizePassword(password)));
   } catch (err) {
-    await releasePasswordAttempt(ctx.db, attempt).catch(() => undefined);
+    await releasePasswordAttempt(sql, attempt).catch(() => undefined);
     throw err;
   }
   if (!valid) {
     await ctx.db.$transaction((tx) => recordPasswordFailure(tx, ctx, user, attempt, meta, flow));
     throw mfaErrors.reauthentication_failed('The password is not correct.');
   }
-  await releasePasswordAttempt(ctx.db, attempt);
+  await releasePasswordAttempt(sql, attempt);
   return { ...user, passwordHash: attempt.passwordHash, passwordChangedAt: attempt.passwordChangedAt };
 }
 

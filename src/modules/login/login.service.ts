@@ -12,8 +12,10 @@ import {
 } from '../accounts/password-lockout.js';
 import { lockLoginState } from '../accounts/user-lock.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
+import { poolSql, prismaSql } from '../../db/sql.js';
+import { succeedAtOnce } from './login-success.js';
 
-type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
+type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
 
 const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === (b?.getTime() ?? null);
 
@@ -32,14 +34,11 @@ const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === 
  */
 export async function passwordLogin(ctx: Ctx, input: { email: string; password: string }, meta: RequestMeta): Promise<LoginChallenge> {
   const password = normalizePassword(input.password);
-  const user = await ctx.db.user.findUnique({
-    where: { email: input.email },
-    select: { id: true, organizationId: true, status: true, passwordHash: true },
-  });
-  const countable = user !== null && user.status !== 'INVITED' && user.passwordHash !== null;
+  const sql = poolSql(ctx.pool);
   // Null when nothing is counted: no such account, not activated, or locked with so many failures
   // that the password is no longer checked.
-  const attempt = await reservePasswordAttempt(ctx.db, ctx, countable ? user.id : null, 'login');
+  const { account: user, attempt } = await reservePasswordAttempt(sql, ctx, { email: input.email }, 'login');
+  const countable = user !== null && user.status !== 'INVITED' && user.hasPassword;
 
   const rejectUnverified = async (reason: string): Promise<never> => {
     await ctx.hasher.verifyDummy(password);
@@ -64,7 +63,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     try {
       return await work();
     } catch (err) {
-      await releasePasswordAttempt(ctx.db, attempt).catch(() => undefined);
+      await releasePasswordAttempt(sql, attempt).catch(() => undefined);
       throw err;
     }
   };
@@ -82,14 +81,14 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   const blocked = async (): Promise<never> => {
     const error = await accountBlockedError(ctx.db, ctx.config, user);
     await ctx.db.$transaction(async (tx) => {
-      await releasePasswordAttempt(tx, attempt);
+      await releasePasswordAttempt(prismaSql(tx), attempt);
       await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
     });
     throw error;
   };
   const locked = async (until: Date): Promise<never> => {
     await ctx.db.$transaction(async (tx) => {
-      await releasePasswordAttempt(tx, attempt);
+      await releasePasswordAttempt(prismaSql(tx), attempt);
       await recordAudit(tx, ctx.clock, {
         type: 'login.password_failed',
         subjectUserId: user.id,
@@ -108,6 +107,10 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   // Parameters raised since this hash was made: store a stronger one (once; argon2 runs outside the transaction).
   const rehash = needsRehash ? await releasingOnError(() => ctx.hasher.hash(password)) : undefined;
 
+  const challenge = await succeedAtOnce(ctx, user, attempt, rehash, meta);
+  if (challenge) return challenge;
+
+  // The general path: the same decision, taken on the locked row, for whatever made the one statement refuse.
   const outcome = await ctx.db.$transaction(async (tx) => {
     // The user row first (lock order, accounts/user-lock.ts), deciding on it as committed now: a
     // lock set meanwhile by concurrent wrong guesses, a block, or a password reset must not be

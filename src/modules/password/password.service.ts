@@ -16,7 +16,7 @@ import { revokeUserSessions } from '../sessions/revoke.js';
 /** Reset links live 30 minutes (security.md item 14). */
 export const PASSWORD_RESET_TTL_SECONDS = 30 * 60;
 
-type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
+type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
 
 /**
  * Issues a password-reset link (voiding older ones) and queues the mail in the caller's

@@ -1,0 +1,83 @@
+import type { AppContext } from '../../context.js';
+import { newId, poolSql } from '../../db/sql.js';
+import { SqlParams } from '../../db/sql-params.js';
+import { addSeconds } from '../../lib/clock.js';
+import { randomToken, sha256Hex } from '../../lib/tokens.js';
+import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
+import type { ReservedPasswordAttempt } from '../accounts/password-lockout.js';
+import type { ChallengeNext, LoginChallenge } from './challenge.js';
+
+/**
+ * The usual end of a correct password step, in ONE statement (one round trip, one commit):
+ *
+ *  1. `cleared`: the conditional reset of the user's failure count — the very condition of the
+ *     general path in login.service.ts: still ACTIVE, password unchanged since the reservation,
+ *     and no lock other than (possibly) the one this attempt set itself. It takes the user row
+ *     lock first (lock order, accounts/user-lock.ts) and stores a stronger re-hash if one was made
+ *     and nobody changed the password meanwhile;
+ *  2. the user's older pending login challenges are voided and the new one inserted, for the code
+ *     prompt when an ACTIVE factor exists, for enrolment otherwise (as issueChallengeAfterPassword);
+ *  3. the `login.password_succeeded` audit row.
+ *
+ * Steps 2 and 3 read the rows step 1 returned: when the condition does not hold, nothing at all is
+ * written and null comes back; the general path then takes the same decision on the locked row and
+ * answers it (blocked, locked, or the password changed meanwhile).
+ */
+export async function succeedAtOnce(
+  ctx: Pick<AppContext, 'pool' | 'clock' | 'config'>,
+  user: { id: string; organizationId: string | null },
+  attempt: ReservedPasswordAttempt,
+  rehash: string | undefined,
+  meta: RequestMeta,
+): Promise<LoginChallenge | null> {
+  const now = ctx.clock.now();
+  const ttl = ctx.config.loginChallengeTtlSeconds;
+  const token = randomToken(32);
+  const p = new SqlParams();
+  const userId = p.add(user.id, 'uuid');
+  const at = p.add(now, 'timestamptz');
+  const ownLock = attempt.newLock
+    ? ` OR (password_locked_until = ${p.add(attempt.newLock.until, 'timestamptz')} AND password_lockouts = ${p.add(attempt.newLock.number, 'int')})`
+    : '';
+  const audit = auditInsertSql(
+    p,
+    ctx.clock,
+    {
+      type: 'login.password_succeeded',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: rehash ? { rehashed: true } : {},
+    },
+    { from: 'challenge', details: "jsonb_build_object('next', challenge.next)" },
+  );
+  const rows = await poolSql(ctx.pool)<{ next: ChallengeNext }>(
+    `WITH cleared AS (
+      UPDATE users SET failed_password_count = 0, password_locked_until = NULL, password_lockouts = 0,
+        password_hash = CASE WHEN password_hash = ${p.add(attempt.passwordHash, 'text')}
+          THEN COALESCE(${p.add(rehash ?? null, 'text')}, password_hash) ELSE password_hash END
+      WHERE id = ${userId} AND status = 'ACTIVE'
+        AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
+        AND (password_locked_until IS NULL OR password_locked_until <= ${at}${ownLock})
+      RETURNING id),
+    enrolled AS (SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${userId} AND status = 'ACTIVE') AS yes),
+    voided AS (
+      UPDATE flow_tokens SET state = 'VOIDED'
+      WHERE user_id = (SELECT id FROM cleared) AND purpose = 'LOGIN_CHALLENGE' AND state = 'PENDING'),
+    challenge AS (
+      INSERT INTO flow_tokens (id, user_id, purpose, token_hash, state, expires_at, attempts, data, created_at)
+      SELECT ${p.add(newId(), 'uuid')}, cleared.id, 'LOGIN_CHALLENGE', ${p.add(sha256Hex(token), 'text')}, 'PENDING',
+        ${p.add(addSeconds(now, ttl), 'timestamptz')}, 0,
+        jsonb_build_object('next', CASE WHEN enrolled.yes THEN 'mfa' ELSE 'mfa_enrollment' END, 'amr', jsonb_build_array('pwd')), ${at}
+      FROM cleared, enrolled
+      RETURNING data->>'next' AS next),
+    audit AS (${audit})
+    SELECT next FROM challenge`,
+    p.values,
+  );
+  const next = rows[0]?.next;
+  if (!next) return null;
+  announceAudit('login.password_succeeded');
+  return { next, challengeToken: token, expiresIn: ttl };
+}
