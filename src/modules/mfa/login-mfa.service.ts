@@ -9,6 +9,7 @@ import { enqueueMail } from '../mail/mail.service.js';
 import { issueSession } from '../sessions/sessions.service.js';
 import type { TokenResponse } from '../sessions/sessions.schemas.js';
 import { auditRefusedCodeAttempt, loadUserForLogin, recordCodeFailure, resetCodeFailures } from './account-guard.js';
+import { completeCodeStepAtOnce } from './code-step-at-once.js';
 import { consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
 import {
   activatePendingFactor,
@@ -95,6 +96,11 @@ async function fail(
 
 /** POST /v1/auth/login/mfa: a TOTP code or a recovery code completes the login. */
 export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta: RequestMeta): Promise<TokenResponse> {
+  if ('code' in body) {
+    // The usual case in three statements (code-step-at-once.ts); null → everything else, below.
+    const tokens = await completeCodeStepAtOnce(ctx, body, meta);
+    if (tokens) return tokens;
+  }
   const factorKind = 'code' in body ? 'totp' : 'recovery_code';
   return unwrap(
     ctx.db.$transaction(async (tx): Promise<Outcome<TokenResponse>> => {

@@ -1,10 +1,12 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import { newId, prismaSql } from '../../db/sql.js';
+import { SqlParams } from '../../db/sql-params.js';
 import { commonErrors } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import type { Session, User } from '../../generated/prisma/client.js';
-import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { announceAudit, auditInsertSql, recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { computeRequiredActions } from '../me/required-actions.js';
 import { signAccessToken, verifyAccessToken } from './access-token.js';
 import { findLiveSession } from './session-lookup.js';
@@ -33,7 +35,8 @@ const secondsUntil = (date: Date, now: Date) => Math.max(0, Math.floor((date.get
 
 type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
 
-async function tokenResponse(
+/** The token response for a session (signs the access token with the in-memory key; no query). */
+export async function sessionTokens(
   ctx: Ctx,
   user: UserForTokens,
   session: Pick<Session, 'id' | 'amr' | 'idleExpiresAt' | 'expiresAt'>,
@@ -73,9 +76,63 @@ async function newRefreshToken(tx: Tx, sessionId: string, now: Date): Promise<st
   return token;
 }
 
+/** A session about to be written by sessionStartSql, and its first refresh token (plaintext, answered once). */
+export type StartingSession = {
+  session: Pick<Session, 'id' | 'amr' | 'idleExpiresAt' | 'expiresAt'>;
+  refreshToken: string;
+  /** The CTEs that write it (see sessionStartSql); the `session` CTE returns its id. */
+  ctes: string;
+};
+
 /**
- * Signs a user in: creates the Session and its first RefreshToken in the caller's transaction,
- * records `session.created` and signs the access token with the in-memory key (no query outside tx).
+ * The rows of a new session as CTEs of one raw SQL statement (src/db/sql.ts): the Session, its first
+ * RefreshToken and the `session.created` audit row. With `gate` (the name of an earlier CTE) all of
+ * it is written only if that CTE returned a row. The user row is not touched here (one statement
+ * may update a row only once): callers set users.last_login_at themselves. Call
+ * announceAudit('session.created') after the statement.
+ */
+export function sessionStartSql(
+  p: SqlParams,
+  ctx: Pick<AppContext, 'config' | 'clock'>,
+  input: { userId: string; organizationId: string | null; amr: string[]; meta: RequestMeta },
+  gate?: string,
+): StartingSession {
+  const now = ctx.clock.now();
+  const { idleTtlSeconds, absoluteTtlSeconds } = ctx.config.refresh;
+  const expiresAt = addSeconds(now, absoluteTtlSeconds);
+  const idle = addSeconds(now, idleTtlSeconds);
+  const session = { id: newId(), amr: input.amr, idleExpiresAt: idle < expiresAt ? idle : expiresAt, expiresAt };
+  const refreshToken = randomToken(REFRESH_TOKEN_BYTES);
+  const at = p.add(now, 'timestamptz');
+  const audit = auditInsertSql(
+    p,
+    ctx.clock,
+    {
+      type: 'session.created',
+      actorUserId: input.userId,
+      subjectUserId: input.userId,
+      organizationId: input.organizationId,
+      meta: input.meta,
+      details: { sessionId: session.id, amr: input.amr },
+    },
+    { from: 'session' },
+  );
+  const ctes = `session AS (
+      INSERT INTO sessions (id, user_id, amr, ip, user_agent, created_at, last_used_at, idle_expires_at, expires_at)
+      SELECT ${p.add(session.id, 'uuid')}, ${p.add(input.userId, 'uuid')}, ${p.add(input.amr, 'text[]')}, ${p.add(input.meta.ip, 'text')},
+        ${p.add(input.meta.userAgent, 'text')}, ${at}, ${at}, ${p.add(session.idleExpiresAt, 'timestamptz')}, ${p.add(expiresAt, 'timestamptz')}
+      ${gate ? `FROM ${gate}` : ''}
+      RETURNING id),
+    first_refresh AS (
+      INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
+      SELECT ${p.add(newId(), 'uuid')}, session.id, ${p.add(sha256Hex(refreshToken), 'text')}, ${at} FROM session),
+    session_audit AS (${audit})`;
+  return { session, refreshToken, ctes };
+}
+
+/**
+ * Signs a user in: writes the Session, its first RefreshToken and `session.created` in the caller's
+ * transaction (sessionStartSql) and signs the access token with the in-memory key.
  * Call it only after every factor was verified (MFA is mandatory); `amr` e.g. ['pwd','otp'].
  * Callers that return the result over HTTP must call noStore(reply) (src/http/no-store.ts).
  */
@@ -84,38 +141,17 @@ export async function issueSession(
   tx: Tx,
   input: { userId: string; amr: string[]; meta: RequestMeta },
 ): Promise<TokenResponse> {
-  const now = ctx.clock.now();
   const user = await tx.user.findUnique({
     where: { id: input.userId },
     include: { totpFactors: { where: { status: 'ACTIVE' }, select: { id: true } } },
   });
   if (!user || user.status !== 'ACTIVE') throw commonErrors.forbidden('The account is not active.');
-  const { idleTtlSeconds, absoluteTtlSeconds } = ctx.config.refresh;
-  const expiresAt = addSeconds(now, absoluteTtlSeconds);
-  const idle = addSeconds(now, idleTtlSeconds);
-  const session = await tx.session.create({
-    data: {
-      userId: user.id,
-      amr: input.amr,
-      ip: input.meta.ip,
-      userAgent: input.meta.userAgent,
-      createdAt: now,
-      lastUsedAt: now,
-      idleExpiresAt: idle < expiresAt ? idle : expiresAt,
-      expiresAt,
-    },
-  });
-  const refreshToken = await newRefreshToken(tx, session.id, now);
-  await tx.user.update({ where: { id: user.id }, data: { lastLoginAt: now } });
-  await recordAudit(tx, ctx.clock, {
-    type: 'session.created',
-    actorUserId: user.id,
-    subjectUserId: user.id,
-    organizationId: user.organizationId,
-    meta: input.meta,
-    details: { sessionId: session.id, amr: input.amr },
-  });
-  return tokenResponse(ctx, user, session, refreshToken, user.totpFactors.length > 0);
+  const p = new SqlParams();
+  const starting = sessionStartSql(p, ctx, { userId: user.id, organizationId: user.organizationId, amr: input.amr, meta: input.meta });
+  await prismaSql(tx)(`WITH ${starting.ctes} SELECT id FROM session`, p.values);
+  announceAudit('session.created');
+  await tx.user.update({ where: { id: user.id }, data: { lastLoginAt: ctx.clock.now() } });
+  return sessionTokens(ctx, user, starting.session, starting.refreshToken, user.totpFactors.length > 0);
 }
 
 type RefreshOutcome =
@@ -184,7 +220,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     if (alive !== 1) throw sessionErrors.refresh_token_invalid('Sign in again.');
     const updated = await tx.session.findUniqueOrThrow({ where: { id: session.id } });
     const next = await newRefreshToken(tx, session.id, now);
-    return { kind: 'ok', response: await tokenResponse(ctx, user, updated, next, user.totpFactors.length > 0) };
+    return { kind: 'ok', response: await sessionTokens(ctx, user, updated, next, user.totpFactors.length > 0) };
   });
 
   switch (outcome.kind) {
