@@ -1,10 +1,9 @@
 import type { AppContext } from '../../context.js';
-import type { Tx } from '../../db/client.js';
 import type { Sql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import type { AppError } from '../../errors.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
-import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { recordAudits, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from './accounts.errors.js';
 
 /**
@@ -217,7 +216,7 @@ export async function releasePasswordAttempt(sql: Sql, attempt: ReservedPassword
  * reached is already set); this audits the failure and the new lock.
  */
 export async function recordPasswordFailure(
-  tx: Tx,
+  sql: Sql,
   ctx: Pick<AppContext, 'clock'>,
   user: { id: string; organizationId: string | null },
   attempt: ReservedPasswordAttempt,
@@ -225,23 +224,27 @@ export async function recordPasswordFailure(
   flow: PasswordFailureFlow,
 ): Promise<void> {
   const audit = { actorUserId: null, subjectUserId: user.id, organizationId: user.organizationId, meta };
-  await recordAudit(tx, ctx.clock, {
-    ...audit,
-    type: 'login.password_failed',
-    details: {
-      reason: 'wrong_password',
-      flow,
-      consecutiveFailures: attempt.consecutiveFailures,
-      ...(attempt.duringLock ? { duringLock: true } : {}),
-    },
-  });
-  if (attempt.newLock) {
-    await recordAudit(tx, ctx.clock, {
+  await recordAudits(sql, ctx.clock, [
+    {
       ...audit,
-      type: 'login.locked',
-      details: { flow, lockSeconds: attempt.newLock.seconds, lockNumber: attempt.newLock.number, until: attempt.newLock.until.toISOString() },
-    });
-  }
+      type: 'login.password_failed',
+      details: {
+        reason: 'wrong_password',
+        flow,
+        consecutiveFailures: attempt.consecutiveFailures,
+        ...(attempt.duringLock ? { duringLock: true } : {}),
+      },
+    },
+    ...(attempt.newLock
+      ? [
+          {
+            ...audit,
+            type: 'login.locked' as const,
+            details: { flow, lockSeconds: attempt.newLock.seconds, lockNumber: attempt.newLock.number, until: attempt.newLock.until.toISOString() },
+          },
+        ]
+      : []),
+  ]);
 }
 
 /** Data that ends a run of failures and any lock (correct password at login, reset, change). */

@@ -72,7 +72,7 @@ export async function reauthenticate(
     throw err;
   }
   if (!valid) {
-    await ctx.db.$transaction((tx) => recordPasswordFailure(tx, ctx, user, attempt, meta, flow));
+    await recordPasswordFailure(sql, ctx, user, attempt, meta, flow);
     throw mfaErrors.reauthentication_failed('The password is not correct.');
   }
   await releasePasswordAttempt(sql, attempt);

@@ -1,6 +1,6 @@
 import type { Tx } from '../../db/client.js';
-import { newId } from '../../db/sql.js';
-import type { SqlParams } from '../../db/sql-params.js';
+import { newId, type Sql } from '../../db/sql.js';
+import { SqlParams } from '../../db/sql-params.js';
 import type { Clock } from '../../lib/clock.js';
 
 /** Where a request came from, recorded with every audit event. */
@@ -105,4 +105,12 @@ export function auditInsertSql(p: SqlParams, clock: Clock, input: AuditInput, op
       ${p.add(input.subjectUserId ?? null, 'uuid')}, ${p.add(input.organizationId ?? null, 'uuid')}, ${p.add(input.meta.ip, 'text')},
       ${p.add(truncateUserAgent(input.meta.userAgent), 'text')}, ${options.details ? `${details} || ${options.details}` : details},
       ${p.add(clock.now(), 'timestamptz')}${options.from ? ` FROM ${options.from}` : ''}`;
+}
+
+/** Writes audit rows in ONE raw SQL statement (e.g. on the pool: its own commit) and announces them. */
+export async function recordAudits(sql: Sql, clock: Clock, inputs: AuditInput[]): Promise<void> {
+  const p = new SqlParams();
+  const inserts = inputs.map((input, i) => `audit_${i} AS (${auditInsertSql(p, clock, input)})`);
+  await sql(`WITH ${inserts.join(', ')} SELECT 1`, p.values);
+  for (const input of inputs) announceAudit(input.type);
 }

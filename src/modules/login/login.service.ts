@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { recordAudit, recordAudits, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from '../accounts/accounts.errors.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { normalizePassword } from '../accounts/passwords.js';
@@ -28,9 +28,9 @@ const sameTime = (a: Date | null, b: Date | null) => (a?.getTime() ?? null) === 
  * the lock and the "no longer checked during a lock" rule exactly like a sequence does.
  *
  * Unknown e-mail, wrong password and not-yet-activated account answer the same invalid_credentials
- * and do the same work: the same counting UPDATE (against no row when there is nothing to count),
- * one argon2 verification (a dummy hash when there is nothing to verify) and one audit
- * transaction. Blocked and locked are only told to whoever typed the correct password.
+ * and do the same work: the same statement that finds the account and counts the attempt (against
+ * no row when there is nothing to count), one argon2 verification (a dummy hash when there is
+ * nothing to verify) and one audit statement. Blocked and locked are only told to whoever typed the correct password.
  */
 export async function passwordLogin(ctx: Ctx, input: { email: string; password: string }, meta: RequestMeta): Promise<LoginChallenge> {
   const password = normalizePassword(input.password);
@@ -42,15 +42,15 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
 
   const rejectUnverified = async (reason: string): Promise<never> => {
     await ctx.hasher.verifyDummy(password);
-    await ctx.db.$transaction((tx) =>
-      recordAudit(tx, ctx.clock, {
+    await recordAudits(sql, ctx.clock, [
+      {
         type: 'login.password_failed',
         subjectUserId: user?.id ?? null,
         organizationId: user?.organizationId ?? null,
         meta,
         details: { reason, flow: 'login' },
-      }),
-    );
+      },
+    ]);
     throw accountErrors.invalid_credentials();
   };
 
@@ -72,7 +72,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   const { valid, needsRehash } = await releasingOnError(() => ctx.hasher.verify(attempt.passwordHash, password));
   if (!valid) {
     // Already counted (and a lock it reached already set): audit only.
-    await ctx.db.$transaction((tx) => recordPasswordFailure(tx, ctx, user, attempt, meta, 'login'));
+    await recordPasswordFailure(sql, ctx, user, attempt, meta, 'login');
     throw accountErrors.invalid_credentials();
   }
 
