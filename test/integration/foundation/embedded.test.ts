@@ -9,6 +9,7 @@ import { startEmbeddedPostgres } from '../../../src/db/embedded.js';
 import { migrate } from '../../../src/db/migrate.js';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { api } from '../../helpers/http.js';
+import { createUser, currentTotp } from '../../helpers/factories.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
@@ -52,4 +53,18 @@ t.test('the embedded development database serves the app over the pg driver', as
   const login = await request({ url: '/v1/auth/login', body: { email: 'nobody@example.com', password: 'not the right password' } });
   t.equal(login.status, 401);
   t.equal(login.body.code, 'invalid_credentials');
+
+  // The raw SQL hot paths (one-statement password success, the code step's own transaction) on PGlite too.
+  const { user, password, totpSecret } = await createUser(database.db, app);
+  const challenge = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(challenge.status, 200);
+  t.equal(challenge.body.next, 'mfa');
+  const tokens = await request({
+    url: '/v1/auth/login/mfa',
+    body: { challengeToken: challenge.body.challengeToken, code: currentTotp(app, totpSecret!) },
+  });
+  t.equal(tokens.status, 200);
+  const me = await request({ url: '/v1/me', token: tokens.body.accessToken });
+  t.equal(me.status, 200);
+  t.equal(me.body.id, user.id);
 });
