@@ -94,6 +94,21 @@ export async function signAccessToken(
  * (UV_THREADPOOL_SIZE > HASH_MAX_CONCURRENT), so a verification never waits for a hash to finish.
  * The checks are those jose's jwtVerify made with the options used before; the tests verify tokens
  * with jose (as CSO 3.0 does) and forge the attacks with jose.
+ *
+ * A client presents the same access token for many requests (every call of a session, every
+ * introspection of it), so a token that passed every check is remembered in the signer's
+ * verified-token cache (per app instance, bounded LRU: verified-token-cache.ts) and the next
+ * presentation skips the signature. A hit is as good as a fresh verification because:
+ *  - the cache key is the whole token string: any other string (one character changed in the
+ *    header, payload or signature) misses and is verified in full;
+ *  - only tokens that passed every check enter; a refused token never does, so garbage cannot
+ *    fill the cache or evict real entries;
+ *  - what can change for the same string is checked again on every hit: exp and nbf against
+ *    ctx.clock, and that the signer still answers the token's kid with the very key object that
+ *    verified it. A key that was removed, is past its retention or was reloaded (key objects are
+ *    created anew by every reload) turns the hit into a full verification, so a token whose key
+ *    is gone stops verifying at once;
+ *  - the claims handed out from the cache are frozen, so no caller can change them for the next.
  */
 const B64URL = /^[A-Za-z0-9_-]+$/;
 const b64json = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -116,9 +131,21 @@ const normalizeTyp = (typ: string) => typ.toLowerCase().replace(/^application\//
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 const REQUIRED_CLAIMS = ['sub', 'sid', 'jti', 'iat', 'exp', 'aud', 'iss'] as const;
 
+/** Cached claims are shared by every later presentation of the token: nobody may change them. */
+const frozen = <T>(list: T[]) => Object.freeze(list) as T[];
+const withinLifetime = (exp: number, nbf: number | undefined, now: number) =>
+  exp > now - CLOCK_TOLERANCE_SECONDS && (nbf === undefined || nbf <= now + CLOCK_TOLERANCE_SECONDS);
+
 /** Verifies signature, header and claims; null for anything that is not a valid access token of ours. */
 export async function verifyAccessToken(ctx: SignCtx, token: string): Promise<VerifiedAccessToken | null> {
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return null;
+  const cache = ctx.signer.verifiedTokens;
+  const cached = cache.get(token);
+  if (cached) {
+    const now = Math.floor(ctx.clock.now().getTime() / 1000);
+    if (ctx.signer.verificationKey(cached.kid) === cached.key && withinLifetime(cached.claims.exp, cached.nbf, now)) return cached.claims;
+    cache.delete(token); // the full verification below decides (and caches it again if it passes)
+  }
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) return null;
   const [encodedHeader, encodedPayload, encodedSignature] = parts as [string, string, string];
@@ -156,13 +183,18 @@ export async function verifyAccessToken(ctx: SignCtx, token: string): Promise<Ve
   const accepted = [...ctx.config.jwt.audiences, selfAudience(ctx)];
   if (!audiences || !audiences.some((a) => accepted.includes(a))) return null;
   if (typeof iat !== 'number' || !Number.isFinite(iat)) return null;
-  if (typeof exp !== 'number' || !Number.isFinite(exp) || exp <= now - CLOCK_TOLERANCE_SECONDS) return null;
-  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + CLOCK_TOLERANCE_SECONDS)) return null;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return null;
+  if (nbf !== undefined && typeof nbf !== 'number') return null;
+  if (!withinLifetime(exp, nbf, now)) return null;
   if (payload.token_use !== ACCESS_TOKEN_USE) return null;
   if (typeof sub !== 'string' || !UUID.test(sub) || typeof sid !== 'string' || !UUID.test(sid)) return null;
   if (typeof jti !== 'string' || typeof iss !== 'string') return null;
   if (!(org === null || (typeof org === 'string' && UUID.test(org)))) return null;
   if (!isStringArray(roles) || !roles.every((r) => ROLES.includes(r)) || !isStringArray(amr)) return null;
   if (!(terms === null || typeof terms === 'string')) return null;
-  return { sub, sid, jti, iat, exp, iss, aud: audiences, org, roles: roles as Role[], amr, terms };
+  const claims: VerifiedAccessToken = Object.freeze({
+    sub, sid, jti, iat, exp, iss, aud: frozen(audiences), org, roles: frozen(roles as Role[]), amr: frozen(amr), terms,
+  });
+  cache.set(token, { kid: header.kid, key, claims, nbf });
+  return claims;
 }

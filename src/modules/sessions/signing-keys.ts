@@ -6,6 +6,7 @@ import { commonErrors } from '../../errors.js';
 import type { Clock } from '../../lib/clock.js';
 import { open, seal, type Keyring } from '../../lib/secret-box.js';
 import type { SigningKey } from '../../generated/prisma/client.js';
+import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-token-cache.js';
 
 /**
  * JWT signing keys (security.md item 17), shared by all instances through the `signing_keys` table
@@ -73,6 +74,11 @@ export type SigningKeyManager = {
   start(): void;
   stop(): void;
   readonly loaded: boolean;
+  /**
+   * Access tokens already verified with these keys (verified-token-cache.ts): one per app instance,
+   * like the keys; an entry only counts while verificationKey still answers its kid with its key.
+   */
+  readonly verifiedTokens: VerifiedTokenCache;
 };
 
 function retentionSeconds(config: Config): number {
@@ -242,6 +248,7 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     get loaded() {
       return keys.size > 0;
     },
+    verifiedTokens: createVerifiedTokenCache(),
     signingKey() {
       const active = currentSigner();
       if (!active) {
