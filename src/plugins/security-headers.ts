@@ -1,16 +1,31 @@
 import fp from 'fastify-plugin';
-import helmet from '@fastify/helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
+import helmet, { type HelmetOptions } from 'helmet';
 
 /**
- * Security headers (@fastify/helmet) and CORS for the configured frontend origins (@fastify/cors).
+ * Security headers (helmet) and CORS for the configured frontend origins (@fastify/cors).
  *
  * The API answers JSON only, so its Content-Security-Policy forbids everything
  * (`default-src 'none'; frame-ancestors 'none'`): nothing a response contains may load, run or be
  * framed. The API reference UI under /docs is an HTML page with its own scripts and styles (all
  * served from /docs/static, no inline scripts) and gets a policy that allows exactly that.
- * Register before the openapi plugin: the /docs routes get their policy from an onRoute hook here.
+ * Register before the openapi plugin: the /docs routes are marked by an onRoute hook here.
+ *
+ * helmet decides the headers and their values; since they do not depend on the request, it runs
+ * once per policy at startup (against a recording response) and one synchronous onRequest hook
+ * sets the recorded set on every response, 404s and errors included. @fastify/helmet ran helmet's
+ * whole middleware chain, CSP serialisation included, on every request (bench/README.md).
  */
+
+const COMMON_OPTIONS: HelmetOptions = {
+  // The browser-isolation headers are harmless for an API and useful for /docs.
+  crossOriginResourcePolicy: { policy: 'same-origin' },
+  referrerPolicy: { policy: 'no-referrer' },
+  frameguard: { action: 'deny' },
+  // HSTS: one year; browsers ignore it over plain http (local development).
+  strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: true },
+};
 
 const API_CSP = {
   useDefaults: false,
@@ -40,6 +55,31 @@ const DOCS_CSP = {
   },
 };
 
+/** The headers helmet sets with these options (its middleware is synchronous and reads nothing of the request). */
+export function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>> {
+  const headers: Record<string, string> = {};
+  const recorder = {
+    setHeader: (name: string, value: unknown) => {
+      headers[name.toLowerCase()] = String(value);
+    },
+    removeHeader: (name: string) => {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  let done = false;
+  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, (err?: unknown) => {
+    if (err) throw err;
+    done = true;
+  });
+  if (!done) throw new Error('helmet did not finish synchronously');
+  return Object.freeze(headers);
+}
+
+const API_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: API_CSP });
+const DOCS_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: DOCS_CSP });
+
+type SecurityHeadersConfig = { securityHeaders?: Readonly<Record<string, string>> };
+
 /** Headers a browser script on an allowed origin may read from our responses. */
 export const CORS_EXPOSED_HEADERS = [
   'Retry-After',
@@ -58,19 +98,12 @@ export const securityHeaders = fp(
 
     app.addHook('onRoute', (route) => {
       if (isDocsRoute(route.url)) {
-        route.config = { ...(route.config ?? {}), helmet: { contentSecurityPolicy: DOCS_CSP } } as typeof route.config;
+        route.config = { ...(route.config ?? {}), securityHeaders: DOCS_SECURITY_HEADERS } as typeof route.config;
       }
     });
-
-    await app.register(helmet, {
-      global: true,
-      contentSecurityPolicy: API_CSP,
-      // The browser-isolation headers are harmless for an API and useful for /docs.
-      crossOriginResourcePolicy: { policy: 'same-origin' },
-      referrerPolicy: { policy: 'no-referrer' },
-      frameguard: { action: 'deny' },
-      // HSTS: one year; browsers ignore it over plain http (local development).
-      strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: true },
+    app.addHook('onRequest', (request, reply, done) => {
+      reply.headers((request.routeOptions.config as SecurityHeadersConfig).securityHeaders ?? API_SECURITY_HEADERS);
+      done();
     });
 
     // No origins configured → no CORS headers at all (same-origin or server-to-server only).

@@ -2,7 +2,7 @@ import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 
-/** Helmet's headers on API responses and /docs; CORS for the configured frontend origins only. */
+/** Security headers on API responses and /docs; CORS for the configured frontend origins only. */
 
 const SHOP = 'https://shop.example.test';
 const CSO = 'https://cso.example.test';
@@ -26,6 +26,45 @@ t.test('API responses carry strict security headers', async (t) => {
   const missing = await app.inject({ url: '/v1/nothing-here' });
   t.equal(missing.statusCode, 404);
   t.match(missing.headers['content-security-policy'], /default-src 'none'/);
+});
+
+/** The whole fixed set helmet computes with our options (src/plugins/security-headers.ts): pinned, so a helmet upgrade that changes one shows here. */
+const COMMON = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'origin-agent-cluster': '?1',
+  'referrer-policy': 'no-referrer',
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'x-content-type-options': 'nosniff',
+  'x-dns-prefetch-control': 'off',
+  'x-download-options': 'noopen',
+  'x-frame-options': 'DENY',
+  'x-permitted-cross-domain-policies': 'none',
+  'x-xss-protection': '0',
+};
+const API_CSP = "default-src 'none';frame-ancestors 'none';base-uri 'none';form-action 'none'";
+const DOCS_CSP =
+  "default-src 'self';base-uri 'self';script-src 'self';script-src-attr 'none';style-src 'self' 'unsafe-inline';" +
+  "img-src 'self' data:;font-src 'self' data:;connect-src 'self';object-src 'none';frame-ancestors 'none';form-action 'self'";
+
+t.test('every response carries the complete security header set, whoever answers it', async (t) => {
+  const { app } = await buildTestApp(t);
+  const securityHeaders = (headers: Record<string, unknown>) =>
+    Object.fromEntries(Object.keys({ ...COMMON, 'content-security-policy': '' }).map((name) => [name, headers[name]]));
+  const cases: [string, { method?: 'GET' | 'POST'; url: string; payload?: object }, string][] = [
+    ['a JSON answer', { url: '/healthz' }, API_CSP],
+    ['401 from authentication', { url: '/v1/me' }, API_CSP],
+    ['401 from client authentication', { method: 'POST', url: '/v1/tokens/introspect', payload: { token: 'x' } }, API_CSP],
+    ['400 from validation', { method: 'POST', url: '/v1/auth/login', payload: {} }, API_CSP],
+    ['404, no route', { url: '/v1/nothing-here' }, API_CSP],
+    ['the docs page', { url: '/docs/' }, DOCS_CSP],
+    ['a docs asset', { url: '/docs/static/swagger-initializer.js' }, DOCS_CSP],
+    ['404 under /docs/static', { url: '/docs/static/nothing.js' }, DOCS_CSP],
+  ];
+  for (const [label, request, csp] of cases) {
+    const res = await app.inject(request);
+    t.same(securityHeaders(res.headers), { ...COMMON, 'content-security-policy': csp }, `${label} (${res.statusCode})`);
+  }
 });
 
 t.test('/docs still renders: its page and assets get a policy that allows exactly themselves', async (t) => {
