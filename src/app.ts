@@ -7,7 +7,7 @@ import type { Database } from './db/client.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Keyring } from './lib/secret-box.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
-import { loggerOptions } from './logger.js';
+import { loggerOptions, requestChildLogger } from './logger.js';
 import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
 import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
@@ -52,6 +52,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: loggerOptions(config) }),
+    childLoggerFactory: requestChildLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: config.trustProxy,
     genReqId: () => randomUUID(),

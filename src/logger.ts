@@ -1,4 +1,4 @@
-import type { FastifyServerOptions } from 'fastify';
+import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 
 /** Field names whose values must never reach a log line, at any depth we log. */
@@ -16,12 +16,21 @@ export const REDACT_PATHS = [
   ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
 ];
 
+/** Where a request's child logger keeps its request id (see requestChildLogger). */
+const REQUEST_ID = Symbol('requestId');
+type RequestLogger = FastifyBaseLogger & { [REQUEST_ID]?: string };
+
 type SerializableRequest = { method: string; url: string; id: string; ip?: string; headers: Record<string, unknown> };
 
 export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+    // Adds the request id to every line a request's logger writes (see requestChildLogger).
+    mixin: (_object: object, _level: number, logger: RequestLogger) => {
+      const reqId = logger[REQUEST_ID];
+      return reqId === undefined ? {} : { reqId };
+    },
     serializers: {
       // Only the path: a query string may carry something secret someone put there by mistake.
       req: (req: SerializableRequest) => ({
@@ -34,3 +43,16 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
     },
   };
 }
+
+/**
+ * Fastify's child logger for each request, without pino's cost per child: pino serialises a child's
+ * bindings (here the request id) through every wildcard redaction path when the child is created,
+ * ≈ 7 µs on every request although most requests write no line at all (LOG_LEVEL=warn). The child
+ * keeps the request id as a plain property instead, and the mixin of loggerOptions writes it into
+ * the lines the request does log, where the redaction covers it like any other field.
+ */
+export const requestChildLogger: NonNullable<FastifyServerOptions['childLoggerFactory']> = (logger, bindings, options) => {
+  const child: RequestLogger = logger.child({}, options);
+  child[REQUEST_ID] = String(bindings.reqId);
+  return child;
+};

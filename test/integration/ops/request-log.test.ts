@@ -1,0 +1,30 @@
+import t from 'tap';
+import { buildTestApp } from '../../helpers/app.js';
+import { api } from '../../helpers/http.js';
+
+/** Each log line of a request carries its id (the X-Request-Id answered), once; other lines none. */
+t.test('request log lines carry the request id', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  const request = api(app);
+  const before = logs.length;
+  const ids: string[] = [];
+  for (const url of ['/healthz', '/v1/me', '/v1/nothing-here']) {
+    ids.push(String((await request({ url })).headers['x-request-id']));
+  }
+  t.equal(new Set(ids).size, 3, 'one id per request');
+
+  const lines = logs.slice(before);
+  for (const id of ids) {
+    const own = lines.filter((l) => l.includes(id)).map((l) => ({ raw: l, line: JSON.parse(l) as { reqId?: string; msg?: string } }));
+    t.same(own.map((l) => l.line.msg), ['incoming request', 'request completed'], `${id}: both lines`);
+    for (const { raw, line } of own) {
+      t.equal(line.reqId, id, `${line.msg}: reqId`);
+      t.equal(raw.split('"reqId"').length, 2, `${line.msg}: reqId once`);
+    }
+  }
+
+  app.log.info('not about a request');
+  const outside = JSON.parse(logs.at(-1)!) as { msg: string; reqId?: string };
+  t.equal(outside.msg, 'not about a request');
+  t.notOk('reqId' in outside, 'a line outside any request has no reqId');
+});
