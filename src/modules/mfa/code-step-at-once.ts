@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { isRolledBack, rollback, withTransaction } from '../../db/sql.js';
+import { poolSql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import { checkTotp } from '../../lib/totp.js';
@@ -12,25 +12,32 @@ import { openTotpSecret } from './totp-secret.js';
 
 /**
  * The usual code step — a live challenge, an active account whose code entry is not locked, and a
- * valid, unused TOTP code — in one short transaction of three statements instead of the general
- * path's ~20 Prisma queries (login-mfa.service.ts completeMfaLogin; bench/README.md):
+ * valid, unused TOTP code — in two statements instead of the general path's ~20 Prisma queries
+ * (login-mfa.service.ts completeMfaLogin; bench/README.md):
  *
- *  1. the user row, locked FOR UPDATE first (lock order, accounts/user-lock.ts), found through the
- *     challenge's token hash;
- *  2. the challenge row, locked NOWAIT, with the user's ACTIVE factor;
- *  3. after the checks and the code (in process, under both locks): ONE statement that consumes the
- *     challenge (counting the attempt, as reserveAttempt does), stores the code's time step
- *     (conditional: replay protection), resets the code failure count, records the login, and
- *     writes the session, its refresh token and the audit rows.
+ *  1. a plain read of the challenge with its user and the user's ACTIVE factor; the checks and the
+ *     code are evaluated in process;
+ *  2. ONE statement that first locks, in the lock order (accounts/user-lock.ts), the user row, the
+ *     challenge row and the factor row, each only if it still is exactly as the checks found it
+ *     (a row changed meanwhile is re-read and re-checked under its lock: READ COMMITTED re-checks
+ *     the WHERE of a locking read on the newest row version), and only when all three qualify
+ *     writes everything: the challenge consumed (counting the attempt, as reserveAttempt does), the
+ *     code's time step stored (replay protection), the code failure count reset, the login time,
+ *     the session with its refresh token, and the audit rows.
  *
- * Anything else — no such challenge, wrong or replayed code, a lock, a block, an expired, spent or
- * busy challenge — rolls back having written nothing and returns null: the general path then does
- * the whole attempt again and answers it (counting and auditing a failure). The checks here are
- * the general path's own conditions, so whatever this path accepts, the general path would too.
+ * Anything else — no such challenge, wrong or replayed code, a lock, a block, an expired or spent
+ * challenge, a row that changed between the two statements — writes nothing and returns null: the
+ * general path then does the whole attempt again and answers it (counting and auditing a failure).
+ * The conditions here are the general path's own, so whatever this path accepts, it would too.
  */
 
-type LockedUser = {
-  id: string;
+type Found = {
+  flow_id: string;
+  user_id: string;
+  state: string;
+  attempts: number;
+  expires_at: Date;
+  data: Partial<ChallengeData> | null;
   status: string;
   mfa_locked_until: Date | null;
   organization_id: string | null;
@@ -39,128 +46,112 @@ type LockedUser = {
   roles: Role[];
   terms_version: string | null;
   preferences_updated_at: Date | null;
-};
-
-type LockedChallenge = {
-  id: string;
-  state: string;
-  attempts: number;
-  expires_at: Date;
-  data: Partial<ChallengeData> | null;
   factor_id: string | null;
   secret_ciphertext: string | null;
   encryption_key_id: string | null;
   last_used_step: number | null;
 };
 
-const LOCK_NOT_AVAILABLE = '55P03';
-
 export async function completeCodeStepAtOnce(
   ctx: AppContext,
   body: { challengeToken: string; code: string },
   meta: RequestMeta,
 ): Promise<TokenResponse | null> {
-  const tokenHash = sha256Hex(body.challengeToken);
-  try {
-    const result = await withTransaction(ctx.pool, async (sql) => {
-      const [user] = await sql<LockedUser>(
-        `SELECT id, status::text AS status, mfa_locked_until, organization_id, email, name, roles::text[] AS roles,
-                terms_version, preferences_updated_at
-           FROM users
-          WHERE id = (SELECT user_id FROM flow_tokens WHERE token_hash = $1 AND purpose = 'LOGIN_CHALLENGE')
-          FOR UPDATE`,
-        [tokenHash],
-      );
-      const now = ctx.clock.now();
-      if (!user || user.status !== 'ACTIVE' || (user.mfa_locked_until && user.mfa_locked_until > now)) return rollback();
-      const [flow] = await sql<LockedChallenge>(
-        `SELECT f.id, f.state::text AS state, f.attempts, f.expires_at, f.data,
-                t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step
-           FROM flow_tokens f
-           LEFT JOIN totp_factors t ON t.user_id = f.user_id AND t.status = 'ACTIVE'
-          WHERE f.token_hash = $1 AND f.purpose = 'LOGIN_CHALLENGE' AND f.user_id = $2::uuid
-          FOR UPDATE OF f NOWAIT`,
-        [tokenHash, user.id],
-      );
-      if (
-        !flow ||
-        flow.state !== 'PENDING' ||
-        flow.attempts >= MAX_CHALLENGE_ATTEMPTS ||
-        flow.expires_at <= now ||
-        flow.data?.next !== 'mfa' ||
-        !flow.factor_id ||
-        !flow.secret_ciphertext ||
-        !flow.encryption_key_id
-      ) {
-        return rollback();
-      }
-      const secret = openTotpSecret(ctx.keyring, user.id, { secretCiphertext: flow.secret_ciphertext, encryptionKeyId: flow.encryption_key_id });
-      const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: flow.last_used_step });
-      if (check.result !== 'valid') return rollback();
-
-      const passed = Array.isArray(flow.data.amr) && flow.data.amr.every((m) => typeof m === 'string') ? flow.data.amr : ['pwd'];
-      const amr = [...new Set([...passed, 'otp'])];
-      const p = new SqlParams();
-      const at = p.add(now, 'timestamptz');
-      const userId = p.add(user.id, 'uuid');
-      const mfaAudit = auditInsertSql(
-        p,
-        ctx.clock,
-        {
-          type: 'login.mfa_succeeded',
-          actorUserId: user.id,
-          subjectUserId: user.id,
-          organizationId: user.organization_id,
-          meta,
-          details: { factor: 'totp', amr },
-        },
-        { from: 'signed_in' },
-      );
-      const starting = sessionStartSql(p, ctx, { userId: user.id, organizationId: user.organization_id, amr, meta }, 'signed_in');
-      const step = p.add(check.step, 'int');
-      const written = await sql<{ id: string }>(
-        `WITH consumed AS (
-          UPDATE flow_tokens SET state = 'CONSUMED', consumed_at = ${at}, attempts = attempts + 1
-          WHERE id = ${p.add(flow.id, 'uuid')} AND state = 'PENDING' RETURNING id),
-        factor AS (
-          UPDATE totp_factors SET last_used_step = ${step}
-          WHERE id = ${p.add(flow.factor_id, 'uuid')} AND status = 'ACTIVE' AND (last_used_step IS NULL OR last_used_step < ${step})
-            AND EXISTS (SELECT 1 FROM consumed)
-          RETURNING id),
-        signed_in AS (
-          UPDATE users SET failed_mfa_count = 0, mfa_locked_until = NULL, last_login_at = ${at}
-          WHERE id = ${userId} AND EXISTS (SELECT 1 FROM factor) RETURNING id),
-        mfa_audit AS (${mfaAudit}),
-        ${starting.ctes}
-        SELECT id FROM session`,
-        p.values,
-      );
-      // Not written (the factor changed under us, which only a writer ignoring the lock order could do): start over.
-      if (written.length !== 1) return rollback();
-      return { user, starting };
-    });
-    if (isRolledBack(result)) return null;
-    announceAudit('login.mfa_succeeded');
-    announceAudit('session.created');
-    const { user, starting } = result;
-    return sessionTokens(
-      ctx,
-      {
-        id: user.id,
-        email: user.email,
-        name: user.name,
-        organizationId: user.organization_id,
-        roles: user.roles,
-        termsVersion: user.terms_version,
-        preferencesUpdatedAt: user.preferences_updated_at,
-      },
-      starting.session,
-      starting.refreshToken,
-      true,
-    );
-  } catch (err) {
-    // Another request holds the challenge: the general path answers challenge_in_use (or its outcome).
-    if ((err as { code?: unknown } | null)?.code === LOCK_NOT_AVAILABLE) return null;
-    throw err;
+  const sql = poolSql(ctx.pool);
+  const [found] = await sql<Found>(
+    `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at, f.data,
+            u.status::text AS status, u.mfa_locked_until, u.organization_id, u.email, u.name, u.roles::text[] AS roles,
+            u.terms_version, u.preferences_updated_at,
+            t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step
+       FROM flow_tokens f
+       JOIN users u ON u.id = f.user_id
+       LEFT JOIN totp_factors t ON t.user_id = f.user_id AND t.status = 'ACTIVE'
+      WHERE f.token_hash = $1 AND f.purpose = 'LOGIN_CHALLENGE'`,
+    [sha256Hex(body.challengeToken)],
+  );
+  const now = ctx.clock.now();
+  if (
+    !found ||
+    found.status !== 'ACTIVE' ||
+    (found.mfa_locked_until && found.mfa_locked_until > now) ||
+    found.state !== 'PENDING' ||
+    found.attempts >= MAX_CHALLENGE_ATTEMPTS ||
+    found.expires_at <= now ||
+    found.data?.next !== 'mfa' ||
+    !found.factor_id ||
+    !found.secret_ciphertext ||
+    !found.encryption_key_id
+  ) {
+    return null;
   }
+  const secret = openTotpSecret(ctx.keyring, found.user_id, { secretCiphertext: found.secret_ciphertext, encryptionKeyId: found.encryption_key_id });
+  const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: found.last_used_step });
+  if (check.result !== 'valid') return null;
+
+  const passed = Array.isArray(found.data.amr) && found.data.amr.every((m) => typeof m === 'string') ? found.data.amr : ['pwd'];
+  const amr = [...new Set([...passed, 'otp'])];
+  const p = new SqlParams();
+  const at = p.add(now, 'timestamptz');
+  const userId = p.add(found.user_id, 'uuid');
+  const flowId = p.add(found.flow_id, 'uuid');
+  const factorId = p.add(found.factor_id, 'uuid');
+  const step = p.add(check.step, 'int');
+  const mfaAudit = auditInsertSql(
+    p,
+    ctx.clock,
+    { type: 'login.mfa_succeeded', actorUserId: found.user_id, subjectUserId: found.user_id, organizationId: found.organization_id, meta, details: { factor: 'totp', amr } },
+    { from: 'signed_in' },
+  );
+  const starting = sessionStartSql(p, ctx, { userId: found.user_id, organizationId: found.organization_id, amr, meta }, 'signed_in');
+  // Each locking read runs only once the one before it found its row (the EXISTS), so the locks
+  // are taken user → challenge → factor; the writes all hang on `qualified`, decided before any of them.
+  const written = await sql<{ id: string }>(
+    `WITH locked_user AS (
+      SELECT id FROM users
+      WHERE id = ${userId} AND status = 'ACTIVE' AND (mfa_locked_until IS NULL OR mfa_locked_until <= ${at})
+      FOR UPDATE),
+    locked_challenge AS (
+      SELECT id FROM flow_tokens
+      WHERE id = ${flowId} AND user_id = ${userId} AND purpose = 'LOGIN_CHALLENGE' AND state = 'PENDING'
+        AND expires_at > ${at} AND attempts < ${p.add(MAX_CHALLENGE_ATTEMPTS, 'int')} AND data->>'next' = 'mfa'
+        AND EXISTS (SELECT 1 FROM locked_user)
+      FOR UPDATE),
+    locked_factor AS (
+      SELECT id FROM totp_factors
+      WHERE id = ${factorId} AND user_id = ${userId} AND status = 'ACTIVE' AND (last_used_step IS NULL OR last_used_step < ${step})
+        AND EXISTS (SELECT 1 FROM locked_challenge)
+      FOR UPDATE),
+    qualified AS (SELECT 1 FROM locked_factor),
+    consumed AS (
+      UPDATE flow_tokens SET state = 'CONSUMED', consumed_at = ${at}, attempts = attempts + 1
+      WHERE id = ${flowId} AND EXISTS (SELECT 1 FROM qualified)),
+    used_step AS (
+      UPDATE totp_factors SET last_used_step = ${step}
+      WHERE id = ${factorId} AND EXISTS (SELECT 1 FROM qualified)),
+    signed_in AS (
+      UPDATE users SET failed_mfa_count = 0, mfa_locked_until = NULL, last_login_at = ${at}
+      WHERE id = ${userId} AND EXISTS (SELECT 1 FROM qualified) RETURNING id),
+    mfa_audit AS (${mfaAudit}),
+    ${starting.ctes}
+    SELECT id FROM session`,
+    p.values,
+  );
+  if (written.length !== 1) return null;
+  announceAudit('login.mfa_succeeded');
+  announceAudit('session.created');
+  return sessionTokens(
+    ctx,
+    {
+      id: found.user_id,
+      email: found.email,
+      name: found.name,
+      organizationId: found.organization_id,
+      roles: found.roles,
+      termsVersion: found.terms_version,
+      preferencesUpdatedAt: found.preferences_updated_at,
+    },
+    starting.session,
+    starting.refreshToken,
+    true,
+  );
 }
