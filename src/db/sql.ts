@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import type { Tx } from './client.js';
@@ -14,9 +15,27 @@ import type { Tx } from './client.js';
  */
 export type Sql = <Row = Record<string, unknown>>(text: string, values: readonly unknown[]) => Promise<Row[]>;
 
+/**
+ * The statements run through poolSql and withTransaction are prepared once per connection (pg's
+ * named statements), so PostgreSQL parses and plans each hot-path statement once instead of on
+ * every login. Their texts never contain values (SqlParams), so there are only a few dozen; past
+ * MAX_PREPARED the rest simply run unnamed.
+ */
+const MAX_PREPARED = 200;
+const statementNames = new Map<string, string>();
+
+function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_PREPARED) {
+    name = `hot_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { text, values: values as unknown[], ...(name ? { name } : {}) };
+}
+
 /** Each statement on its own (autocommit) connection from the pool. */
 export function poolSql(pool: pg.Pool): Sql {
-  return async <Row>(text: string, values: readonly unknown[]) => (await pool.query(text, values as unknown[])).rows as Row[];
+  return async <Row>(text: string, values: readonly unknown[]) => (await pool.query(statement(text, values))).rows as Row[];
 }
 
 /** Inside a Prisma interactive transaction (the statement joins it). */
@@ -39,7 +58,7 @@ export async function withTransaction<T>(pool: pg.Pool, work: (sql: Sql) => Prom
   try {
     await client.query('BEGIN');
     const sql: Sql = async <Row>(text: string, values: readonly unknown[]) =>
-      (await client.query(text, values as unknown[])).rows as Row[];
+      (await client.query(statement(text, values))).rows as Row[];
     const result = await work(sql);
     await client.query(result === ROLLBACK ? 'ROLLBACK' : 'COMMIT');
     return result;
