@@ -61,7 +61,8 @@ const envSchema = z.object({
   ARGON2_MEMORY_KIB: int(1024).default(19456),
   ARGON2_TIME_COST: int(1).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
-  HASH_MAX_CONCURRENT: int(1, 64).default(Math.max(1, availableParallelism())),
+  // Default: defaultHashConcurrency (below).
+  HASH_MAX_CONCURRENT: int(1, 64).optional(),
   HASH_MAX_QUEUED: int(0, 10000).default(64),
   // Nice value for libuv's pool threads, where argon2 runs (src/lib/threadpool-priority.ts); 0 = off.
   HASH_THREAD_NICE: int(0, 19).default(10),
@@ -125,6 +126,17 @@ export class ConfigError extends Error {
 }
 
 /** Parses the environment; throws ConfigError naming every bad variable. */
+/**
+ * Hashes at once by default: one more than the cores, so a core never idles in the moment between
+ * one hash finishing and the event loop starting the next (the hashing threads run at low priority,
+ * HASH_THREAD_NICE, so the extra one takes CPU from nothing else; bench/README.md), but fewer than
+ * the libuv pool threads, so token checks on the pool never wait behind hashes — and never fewer
+ * than the cores.
+ */
+export function defaultHashConcurrency(cores: number, threadpoolSize: number): number {
+  return Math.max(1, cores, Math.min(cores + 1, threadpoolSize - 1));
+}
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(cleaned);
@@ -173,7 +185,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     serviceClients: Object.freeze(e.SERVICE_CLIENTS),
     argon2: Object.freeze({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM }),
     hashQueue: Object.freeze({
-      maxConcurrent: e.HASH_MAX_CONCURRENT,
+      maxConcurrent: e.HASH_MAX_CONCURRENT ?? defaultHashConcurrency(availableParallelism(), e.UV_THREADPOOL_SIZE),
       maxQueued: e.HASH_MAX_QUEUED,
       threadNice: e.HASH_THREAD_NICE,
       threadpoolSize: e.UV_THREADPOOL_SIZE,

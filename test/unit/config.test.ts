@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, defaultHashConcurrency, loadConfig } from '../../src/config.js';
 import { PRODUCTION_ENV } from '../helpers/production-env.js';
 
 const prodBase = PRODUCTION_ENV;
@@ -53,4 +53,12 @@ t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
   const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
   t.same(config.serviceClients.map((c) => c.id), ['cso', 'shop']);
+});
+
+t.test('hashes at once by default: cores + 1 while the libuv pool keeps a thread free, never fewer than the cores', async (t) => {
+  t.equal(defaultHashConcurrency(2, 4), 3, 'two cores, default pool of 4');
+  t.equal(defaultHashConcurrency(1, 4), 2);
+  t.equal(defaultHashConcurrency(4, 4), 4, 'the pool is the limit: not more than before, not fewer than the cores');
+  t.equal(defaultHashConcurrency(8, 10), 9);
+  t.equal(loadConfig({ NODE_ENV: 'test', HASH_MAX_CONCURRENT: '5' }).hashQueue.maxConcurrent, 5, 'an explicit value wins');
 });
