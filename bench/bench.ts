@@ -1,11 +1,12 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import argon2 from 'argon2';
 import pg from 'pg';
+import { defaultHashConcurrency } from '../src/config.js';
 import { openDatabase } from '../src/db/client.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPasswordHasher } from '../src/lib/password-hasher.js';
@@ -70,8 +71,10 @@ const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = process.env.BENCH_DATABASE ?? 'webshop_auth_bench';
 const CORES = availableParallelism();
-/** The server's argon2 slots; default as in production (one per core). */
-const HASH_MAX_CONCURRENT = Number(process.env.BENCH_HASH_MAX_CONCURRENT ?? CORES);
+/** The server's argon2 slots; default as in production (src/config.ts defaultHashConcurrency). */
+const HASH_MAX_CONCURRENT = Number(
+  process.env.BENCH_HASH_MAX_CONCURRENT ?? defaultHashConcurrency(CORES, Number(process.env.UV_THREADPOOL_SIZE ?? 4)),
+);
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 /** Wall-clock start/end of each measured phase (to slice a CPU profile of the server). */
 const phaseTimes: Record<string, { start: number; end: number }> = {};
@@ -277,6 +280,36 @@ async function rawArgon2(seconds: number): Promise<{ perSecond: number; meanMs: 
   return { perSecond: done / elapsed, meanMs: (elapsed * 1000 * CORES) / done };
 }
 
+/** The newest earlier results file in bench/results/ (this machine's previous run), by phase. */
+function previousRun(): { file: string; rows: Map<string, Pick<Row, 'rps' | 'p99'>> } | null {
+  const files = readdirSync(RESULTS_DIR).filter((f) => f.endsWith('.json')).sort();
+  const file = files.at(-1);
+  if (!file) return null;
+  try {
+    const earlier = JSON.parse(readFileSync(new URL(file, RESULTS_DIR), 'utf8')) as { rows?: Row[] };
+    return { file, rows: new Map((earlier.rows ?? []).map((r) => [r.phase, { rps: r.rps ?? NaN, p99: r.p99 ?? NaN }])) };
+  } catch {
+    return null;
+  }
+}
+
+/** Several runs against one target as one: the total rate, the mean of the p50s, the worst p99, all statuses. */
+function combined(runs: AutocannonResult[]): AutocannonResult {
+  const seconds = runs.reduce((sum, r) => sum + r.duration, 0);
+  const total = runs.reduce((sum, r) => sum + r.requests.total, 0);
+  const statusCodeStats: Record<string, { count: number }> = {};
+  for (const r of runs) {
+    for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodeStats[code] = { count: (statusCodeStats[code]?.count ?? 0) + s.count };
+  }
+  return {
+    ...runs[0]!,
+    duration: seconds,
+    requests: { ...runs[0]!.requests, total, average: round(total / seconds) },
+    latency: { ...runs[0]!.latency, p50: round(runs.reduce((sum, r) => sum + r.latency.p50, 0) / runs.length), p99: Math.max(...runs.map((r) => r.latency.p99)) },
+    statusCodeStats,
+  };
+}
+
 function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row {
   log(`  ${phase}: ${r.requests.average} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${statusSummary(r)}`);
   return { phase, rps: round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, statuses: statusSummary(r), ...extra };
@@ -294,9 +327,18 @@ async function main(): Promise<void> {
   log(`preparing database ${DB_NAME} ...`);
   const users = await prepareDatabase(keyringSpec);
 
-  log(`raw argon2id verify (m=${ARGON2.memoryCost}, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}), ${CORES} workers ...`);
-  const raw = await rawArgon2(DURATION);
-  log(`  ${raw.perSecond.toFixed(1)} verifications/s (${raw.meanMs.toFixed(1)} ms each)`);
+  // Raw argon2 right before the login phase, between it and the full login, and right after that:
+  // each hashing phase is compared with the mean of the raw runs next to it, because this VM's
+  // speed drifts by 10 % and more within minutes (a single raw run minutes away says little).
+  const rawRuns: { when: string; perSecond: number; meanMs: number }[] = [];
+  const measureRaw = async (when: string) => {
+    log(`raw argon2id verify (m=${ARGON2.memoryCost}, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}), ${CORES} concurrent, ${when} ...`);
+    const r = await rawArgon2(DURATION);
+    log(`  ${r.perSecond.toFixed(1)} verifications/s (${r.meanMs.toFixed(1)} ms each)`);
+    rawRuns.push({ when, ...r });
+    return r;
+  };
+  const raw = await measureRaw('before the login phase');
 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -343,8 +385,11 @@ async function main(): Promise<void> {
     log(`server up on ${base} (pid ${server.pid}); baseline on ${baselineBase}`);
     const rawRow: Row = { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: round(raw.perSecond), p50: round(raw.meanMs), p99: NaN, statuses: `${CORES} workers` };
     rows.push(rawRow);
-    // Rows whose baseline is raw argon2: filled in at the end, against the better of two raw runs.
-    const argonRows: { row: Row; perSecond: number }[] = [];
+    /** A hashing phase's rate against the mean of the raw runs just before and after it. */
+    const againstRaw = (perSecond: number, before: { perSecond: number }, after: { perSecond: number }) => {
+      const mean = (before.perSecond + after.perSecond) / 2;
+      return `${((perSecond / mean) * 100).toFixed(0)} % of raw argon2 (${round(mean)}/s: mean of the raw runs just before and after, ${round(before.perSecond)} and ${round(after.perSecond)})`;
+    };
     /** Unmeasured warm-up of a target (JIT, pool, Prisma's query plans), 2 s. */
     const warm = (url: string, requests: AutocannonRequest[]) => autocannon({ url, connections: 4, duration: 2, requests });
 
@@ -369,12 +414,12 @@ async function main(): Promise<void> {
           timeout: 30,
           requests: [{ method: 'POST', path: '/v1/auth/login', headers: json, setupRequest: (req) => ({ ...req, body: loginBody(nextUser()) }) }],
         }),
-        autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 20 }),
+        autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 50 }),
       ]));
       const loginRow = row('POST /v1/auth/login (password step)', login);
       rows.push(loginRow);
-      argonRows.push({ row: loginRow, perSecond: login.requests.average });
-      rows.push(row('GET /healthz during the login saturation (20 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
+      loginRow.baseline = againstRaw(login.requests.average, raw, await measureRaw('between the login and the full login phases'));
+      rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
       results.login = { login, probe };
     } else rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
@@ -456,7 +501,7 @@ async function main(): Promise<void> {
         note: `rate and latency of complete logins${starved ? `; ${starved} times no unused user was free` : ''}`,
       };
       rows.push(fullRow);
-      argonRows.push({ row: fullRow, perSecond });
+      fullRow.baseline = againstRaw(perSecond, rawRuns.at(-1)!, await measureRaw('after the full login phase'));
       const code = summarize(codeStepLatencies);
       rows.push({
         phase: 'code step alone (POST /v1/auth/login/mfa) during that phase, hashes running',
@@ -502,7 +547,20 @@ async function main(): Promise<void> {
       let t = 0;
       const nextToken = () => tokens[t++ % tokens.length]!;
 
-      // The bare-Fastify baseline gets the very same requests (baseline-server.ts).
+      // The bare-Fastify baseline gets the very same requests (baseline-server.ts). The two are
+      // measured in four alternating rounds of DURATION/2 s (service, bare, bare, service, service,
+      // bare, bare, service), so a drift of the machine's speed during the phase hits both alike.
+      const alternating = async (requests: AutocannonRequest[]): Promise<[AutocannonResult, AutocannonResult]> => {
+        const service: AutocannonResult[] = [];
+        const bare: AutocannonResult[] = [];
+        for (const [first, second] of [[service, bare], [bare, service], [service, bare], [bare, service]] as const) {
+          for (const runs of [first, second]) {
+            const url = runs === service ? base : baselineBase;
+            runs.push(await autocannon({ url, connections: CONNECTIONS, duration: Math.max(1, DURATION / 2), requests }));
+          }
+        }
+        return [combined(service), combined(bare)];
+      };
       if (has('get', '/v1/me')) {
         log('GET /v1/me and its bare-Fastify baseline ...');
         const meRequests: AutocannonRequest[] = [
@@ -510,8 +568,7 @@ async function main(): Promise<void> {
         ];
         await warm(base, meRequests);
         await warm(baselineBase, meRequests);
-        const me = await timed('me', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: meRequests }));
-        const bare = await autocannon({ url: baselineBase, connections: CONNECTIONS, duration: DURATION, requests: meRequests });
+        const [me, bare] = await timed('me', () => alternating(meRequests));
         rows.push(row('GET /v1/me', me, { baseline: `bare Fastify, same requests and queries: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((me.requests.average / bare.requests.average) * 100).toFixed(0)} %)` }));
         results.me = { me, bare };
       }
@@ -528,8 +585,7 @@ async function main(): Promise<void> {
         ];
         await warm(base, introspectRequests);
         await warm(baselineBase, introspectRequests);
-        const introspect = await timed('introspect', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, requests: introspectRequests }));
-        const bare = await autocannon({ url: baselineBase, connections: CONNECTIONS, duration: DURATION, requests: introspectRequests });
+        const [introspect, bare] = await timed('introspect', () => alternating(introspectRequests));
         rows.push(
           row('POST /v1/tokens/introspect', introspect, {
             baseline: `bare Fastify, same requests and query: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((introspect.requests.average / bare.requests.average) * 100).toFixed(0)} %)`,
@@ -588,17 +644,11 @@ async function main(): Promise<void> {
       }
     }
 
-    // Raw argon2 once more with the server idle: the baseline is the better of the two runs
-    // (anything else on the machine during one of them only lowers it).
-    log('raw argon2id verify again ...');
-    const raw2 = await rawArgon2(DURATION);
-    log(`  ${raw2.perSecond.toFixed(1)} verifications/s (${raw2.meanMs.toFixed(1)} ms each)`);
-    const best = raw2.perSecond > raw.perSecond ? raw2 : raw;
+    const best = rawRuns.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
     rawRow.rps = round(best.perSecond);
     rawRow.p50 = round(best.meanMs);
-    rawRow.statuses = `${CORES} concurrent verifications (the server: HASH_MAX_CONCURRENT=${HASH_MAX_CONCURRENT}); best of two runs (${round(raw.perSecond)} before, ${round(raw2.perSecond)} after)`;
-    for (const { row: r, perSecond } of argonRows) r.baseline = `${((perSecond / best.perSecond) * 100).toFixed(0)} % of raw argon2`;
-    results.rawArgon2 = [raw, raw2];
+    rawRow.statuses = `${CORES} concurrent verifications, the best of ${rawRuns.length} runs: ${rawRuns.map((r) => `${round(r.perSecond)} ${r.when}`).join('; ')}`;
+    results.rawArgon2 = rawRuns;
 
     const peak = rssKiB(server.pid!, 'VmHWM');
     rows.push({ phase: 'server peak RSS over the whole run (VmHWM)', rps: NaN, p50: NaN, p99: NaN, statuses: `${(peak / 1024).toFixed(0)} MiB` });
@@ -611,10 +661,15 @@ async function main(): Promise<void> {
   }
 
   const fmt = (n: number) => (Number.isFinite(n) ? String(n) : '–');
+  const previous = previousRun();
   const table = [
-    '| phase | req/s | p50 ms | p99 ms | statuses | baseline (same run) |',
-    '| --- | ---: | ---: | ---: | --- | --- |',
-    ...rows.map((r) => `| ${r.phase} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.statuses}${r.note ? ` (${r.note})` : ''} | ${r.baseline ?? ''} |`),
+    `| phase | req/s | p50 ms | p99 ms | statuses | baseline (same run) | previous run${previous ? ` (${previous.file})` : ''}: req/s, p99 ms |`,
+    '| --- | ---: | ---: | ---: | --- | --- | --- |',
+    ...rows.map((r) => {
+      const before = previous?.rows.get(r.phase);
+      const then = before ? `${fmt(before.rps)}, ${fmt(before.p99)}` : '';
+      return `| ${r.phase} | ${fmt(r.rps)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.statuses}${r.note ? ` (${r.note})` : ''} | ${r.baseline ?? ''} | ${then} |`;
+    }),
   ].join('\n');
   const info = machine();
   const header = `machine: ${info.cpu}; nproc ${info.nproc}; memory ${info.memory}; node ${info.node}; ${info.postgres}; ${info.kernel}\n` +
