@@ -93,8 +93,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => signer.stop());
   registerMailWorker(app, ctx, !deps.mailTransport);
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
 
   // Ecosystem and infrastructure first, routes last (the onRoute hooks must see every route).

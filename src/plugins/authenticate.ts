@@ -120,34 +120,55 @@ export const authenticate = fp(
     app.decorateRequest('actor', null);
     app.decorateRequest('serviceClient', null);
 
-    app.addHook('onRequest', async (request) => {
+    // Remembers the Authorization headers that authenticated a service client (exact string →
+    // client), so a client calling again skips the secret's hash. Only successes enter, the key
+    // is the whole header (any other secret misses and is checked in full), and the clients come
+    // from config, fixed for the process: few entries, bounded anyway.
+    const knownClients = new Map<string, ServiceClient>();
+    const MAX_KNOWN_CLIENT_HEADERS = 100;
+    const serviceClientFor = (header: string | undefined): ServiceClient | null => {
+      const known = header === undefined ? undefined : knownClients.get(header);
+      if (known) return known;
+      const client = authenticateServiceClient(app.ctx, header);
+      if (client && header !== undefined && knownClients.size < MAX_KNOWN_CLIENT_HEADERS) knownClients.set(header, client);
+      return client;
+    };
+
+    // Callback style: public and service-client routes are decided without a promise.
+    app.addHook('onRequest', (request, _reply, done) => {
       const access = (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access;
-      if (!access || request.routeOptions.url === undefined) return; // 404s and the docs UI
+      if (!access || request.routeOptions.url === undefined) return done(); // 404s and the docs UI
 
       if (routeDeclares401(request) && hasTokenInQuery(request)) {
-        throw sessionErrors.token_in_query('Send tokens in the Authorization header or the request body, never in the URL.');
+        return done(sessionErrors.token_in_query('Send tokens in the Authorization header or the request body, never in the URL.'));
       }
-      if (access === 'public') return;
+      if (access === 'public') return done();
 
       if (access === 'service_client') {
-        const client = authenticateServiceClient(app.ctx, request.headers.authorization);
+        const client = serviceClientFor(request.headers.authorization);
         if (!client) {
-          throw sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', {}, { 'www-authenticate': BASIC_CHALLENGE });
+          return done(
+            sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', {}, { 'www-authenticate': BASIC_CHALLENGE }),
+          );
         }
         request.serviceClient = client;
-        return;
+        return done();
       }
 
       const token = bearerToken(request);
       if (!token) {
-        throw commonErrors.unauthenticated('Send an access token: Authorization: Bearer <token>.', {}, { 'www-authenticate': BEARER_CHALLENGE });
+        return done(
+          commonErrors.unauthenticated('Send an access token: Authorization: Bearer <token>.', {}, { 'www-authenticate': BEARER_CHALLENGE }),
+        );
       }
-      const actor = await authenticateBearer(app.ctx, token);
-      request.actor = actor;
-      if (!rolesGrant(actor.roles, access.permission)) throw commonErrors.forbidden();
-      if (!actor.mfaEnrolled && !MFA_EXEMPT_PERMISSIONS.includes(access.permission)) {
-        throw sessionErrors.mfa_enrollment_required('Set up two-step login (TOTP) before using this function.');
-      }
+      authenticateBearer(app.ctx, token).then((actor) => {
+        request.actor = actor;
+        if (!rolesGrant(actor.roles, access.permission)) return done(commonErrors.forbidden());
+        if (!actor.mfaEnrolled && !MFA_EXEMPT_PERMISSIONS.includes(access.permission)) {
+          return done(sessionErrors.mfa_enrollment_required('Set up two-step login (TOTP) before using this function.'));
+        }
+        done();
+      }, done);
     });
   },
   { name: 'authenticate', dependencies: ['route-access'] },

@@ -28,9 +28,9 @@ export function findNul(value: unknown, path: string, depth = 0): string | null 
 
 export const inputGuard = fp(
   async (app) => {
-    app.addHook('preValidation', async (request) => {
+    app.addHook('preValidation', (request, _reply, done) => {
       const schema = request.routeOptions.schema as { body?: unknown; querystring?: unknown; params?: unknown } | undefined;
-      if (!schema) return;
+      if (!schema) return done();
       const parts = [
         ['body', schema.body, request.body],
         ['querystring', schema.querystring, request.query],
@@ -40,11 +40,14 @@ export const inputGuard = fp(
         if (!declared) continue;
         const hit = findNul(value, name);
         if (hit !== null) {
-          throw commonErrors.validation_failed('One or more fields are invalid.', {
-            errors: [{ path: hit, message: 'must not contain NUL (U+0000) characters' }],
-          });
+          return done(
+            commonErrors.validation_failed('One or more fields are invalid.', {
+              errors: [{ path: hit, message: 'must not contain NUL (U+0000) characters' }],
+            }),
+          );
         }
       }
+      done();
     });
   },
   { name: 'input-guard' },

@@ -161,10 +161,12 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  app.addHook('onResponse', async (request, reply) => {
+  // Callback-style hooks here and in the other per-request plugins: no promise per request.
+  app.addHook('onResponse', (request, reply, done) => {
     // The route template keeps the label set bounded; unknown URLs all count as "unmatched".
     const route = request.routeOptions.url ?? 'unmatched';
     duration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    done();
   });
 }
 

@@ -104,3 +104,24 @@ t.test('introspection: active only for a valid token of a live session; exactly 
   clock.advance(config.jwt.accessTtlSeconds + 10);
   await inactive(third.accessToken, 'expired');
 });
+
+t.test('a client that authenticated once does not open the door to other secrets (remembered credentials)', async (t) => {
+  const { app } = await buildTestApp(t, env);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app.ctx);
+  const body = { token: (await signIn(app, user)).accessToken };
+  const introspect = (authorization: string) => request({ url: '/v1/tokens/introspect', body, headers: { authorization } });
+
+  for (let i = 0; i < 2; i++) t.equal((await introspect(basic('cso', CSO_SECRET))).body.active, true, `the right secret, call ${i + 1}`);
+  for (const [label, authorization] of [
+    ['a wrong secret for the same client', basic('cso', 'wrong')],
+    ['the right secret with one character more', basic('cso', `${CSO_SECRET}x`)],
+    ['the right secret under another client id', basic('shop-backend', CSO_SECRET)],
+  ] as const) {
+    const res = await introspect(authorization);
+    t.equal(res.status, 401, label);
+    t.equal(res.body.code, 'invalid_client', label);
+  }
+  const again = await introspect(basic('cso', CSO_SECRET));
+  t.equal(again.body.client_id, 'cso', 'and the right one still works');
+});
