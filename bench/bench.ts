@@ -369,7 +369,7 @@ async function main(): Promise<void> {
     'server.log',
     // BENCH_CPU_PROF=1: V8 CPU profile of the server (bench/results/prof/), sliced per phase by
     // bench/profile-summary.ts with the phase times recorded in the results JSON.
-    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof/', RESULTS_DIR).pathname}`] : [],
+    [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof/', RESULTS_DIR).pathname}`] : []), ...(process.env.BENCH_TRACE_GC === '1' ? ['--trace-gc'] : [])],
   );
   const baselinePort = await freePort();
   const baselineBase = `http://127.0.0.1:${baselinePort}`;
