@@ -43,7 +43,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-type OutboxRow = { backlog: string; retrying: string; oldest_seconds: string | null };
+type OutboxRow = { backlog: string; retrying: string; oldest_seconds: string | null; failed: string };
 
 function registerCollectors(app: FastifyInstance, registry: Registry): void {
   const ctx = app.ctx;
@@ -101,16 +101,17 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
   // One cheap query per scrape (partial index scan on unsent rows), bounded by a timeout, shared
   // by the four outbox gauges (the registry collects them concurrently). When the database does
   // not answer, the gauges keep their last value and `mail_outbox_scrape_ok` turns 0.
-  const outbox = { backlog: 0, retrying: 0, oldestSeconds: 0, ok: 0 };
+  const outbox = { backlog: 0, retrying: 0, oldestSeconds: 0, failed: 0, ok: 0 };
   let inflight: Promise<void> | undefined;
   const readOutbox = (): Promise<void> =>
     (inflight ??= (async () => {
       try {
         const result = await withTimeout(
           ctx.pool.query<OutboxRow>(
-            `SELECT count(*) AS backlog,
-                    count(*) FILTER (WHERE attempts > 0) AS retrying,
-                    extract(epoch FROM now() - min(created_at)) AS oldest_seconds
+            `SELECT count(*) FILTER (WHERE failed_at IS NULL) AS backlog,
+                    count(*) FILTER (WHERE failed_at IS NULL AND attempts > 0) AS retrying,
+                    extract(epoch FROM now() - min(created_at) FILTER (WHERE failed_at IS NULL)) AS oldest_seconds,
+                    count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
                FROM mail_outbox WHERE sent_at IS NULL`,
           ),
           OUTBOX_QUERY_TIMEOUT_MS,
@@ -119,6 +120,7 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
         outbox.backlog = Number(row?.backlog ?? 0);
         outbox.retrying = Number(row?.retrying ?? 0);
         outbox.oldestSeconds = Math.max(0, Number(row?.oldest_seconds ?? 0));
+        outbox.failed = Number(row?.failed ?? 0);
         outbox.ok = 1;
       } catch {
         outbox.ok = 0;
@@ -136,9 +138,14 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
         this.set(read());
       },
     });
-  outboxGauge('mail_outbox_backlog', 'Mails in the outbox not yet sent', () => outbox.backlog);
+  outboxGauge('mail_outbox_backlog', 'Mails in the outbox not yet sent (and not given up)', () => outbox.backlog);
   outboxGauge('mail_outbox_retrying', 'Unsent mails whose delivery failed at least once (SMTP trouble)', () => outbox.retrying);
   outboxGauge('mail_outbox_oldest_unsent_seconds', 'Age of the oldest unsent mail (0 when none)', () => outbox.oldestSeconds);
+  outboxGauge(
+    'mail_outbox_failed',
+    'Mails whose delivery was given up (recipient refused, or undeliverable for 3 days); kept in the outbox with last_error',
+    () => outbox.failed,
+  );
   outboxGauge(
     'mail_outbox_scrape_ok',
     '1 when the outbox gauges were read from the database in this scrape, 0 when the query failed or timed out',

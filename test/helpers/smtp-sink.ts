@@ -26,6 +26,8 @@ export type SmtpSink = {
   to(address: string): ReceivedMail[];
   /** Resolves once at least `count` messages arrived (rejects after `timeoutMs`). */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
+  /** From now on the server answers `550 5.1.1` to RCPT TO for this address (no such mailbox). */
+  refuseRecipient(address: string): void;
   /** Closes the listener: connections are refused until start(). */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -36,6 +38,7 @@ type TestLike = { teardown(fn: () => unknown): void };
 
 export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
+  const refused = new Set<string>();
   let server: SMTPServer | undefined;
   let port = 0;
 
@@ -45,6 +48,10 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
       disabledCommands: ['STARTTLS', 'AUTH'],
       logger: false,
       closeTimeout: 100,
+      onRcptTo(address, _session, callback) {
+        if (!refused.has(address.address.toLowerCase())) return callback();
+        callback(Object.assign(new Error('5.1.1 No such mailbox'), { responseCode: 550 }));
+      },
       onData(stream, session, callback) {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
@@ -104,6 +111,9 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
         await new Promise((r) => setTimeout(r, 10));
       }
       return messages;
+    },
+    refuseRecipient: (address) => {
+      refused.add(address.toLowerCase());
     },
     stop,
     start,

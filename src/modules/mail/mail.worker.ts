@@ -12,7 +12,13 @@ import type { MailTransport } from './mail.transport.js';
  *    transport's timeouts, so the lease cannot run out while a send is still in flight;
  * 3. mark it sent (`sent_at`, conditional on `sent_at IS NULL`, so exactly once), or on failure
  *    release it with `next_attempt_at` pushed back exponentially (30 s, 1 min, 2 min, ... ≤ 1 h).
- *    Mails are never dropped: they are retried until the server accepts them.
+ *    An SMTP outage, a refused login or any other trouble of our own is retried, however long it
+ *    lasts — except that delivery is given up (`failed_at`, logged as an error, counted by the
+ *    `mail_outbox_failed` gauge, the row kept) when the server refuses the RECIPIENT permanently
+ *    (5xx to RCPT TO: no such mailbox; retrying cannot help), or when a mail is still undelivered
+ *    MAIL_GIVE_UP_SECONDS (3 days) after it was written: its links have expired by then (activation
+ *    7 days is the longest, and a days-old "your password was changed" helps nobody), and the
+ *    backlog gauges should show today's trouble, not a week-old mail.
  *
  * Delivery is at-least-once with one known gap: if the process dies after the SMTP server accepted
  * a mail but before step 3 commits, the row's lease runs out and the mail is sent once more (with
@@ -22,6 +28,7 @@ import type { MailTransport } from './mail.transport.js';
 export const MAIL_LEASE_SECONDS = 10 * 60;
 export const MAIL_RETRY_BASE_SECONDS = 30;
 export const MAIL_RETRY_MAX_SECONDS = 3600;
+export const MAIL_GIVE_UP_SECONDS = 3 * 24 * 3600;
 const ERROR_TEXT_MAX = 1000;
 
 export type MailLog = {
@@ -30,11 +37,25 @@ export type MailLog = {
   error(obj: object, msg: string): void;
 };
 
-type ClaimedRow = { id: string; toAddress: string; subject: string; textBody: string; htmlBody: string; attempts: number };
+type ClaimedRow = {
+  id: string;
+  toAddress: string;
+  subject: string;
+  textBody: string;
+  htmlBody: string;
+  attempts: number;
+  createdAt: Date;
+};
 
 /** Delay before the next attempt after `attempts` failed ones. */
 export function retryDelaySeconds(attempts: number): number {
   return Math.min(MAIL_RETRY_BASE_SECONDS * 2 ** Math.min(Math.max(attempts - 1, 0), 20), MAIL_RETRY_MAX_SECONDS);
+}
+
+/** The server refused the recipient for good (5xx to RCPT TO), as nodemailer reports it. */
+export function isPermanentRecipientRefusal(err: unknown): boolean {
+  const e = err as { responseCode?: unknown; command?: unknown } | null;
+  return typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600 && e.command === 'RCPT TO';
 }
 
 const describe = (err: unknown): string => {
@@ -58,12 +79,12 @@ export async function deliverDueMail(
     UPDATE mail_outbox SET locked_until = ${leaseUntil}, attempts = attempts + 1
     WHERE id IN (
       SELECT id FROM mail_outbox
-      WHERE sent_at IS NULL AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
+      WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
       ORDER BY next_attempt_at, id
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, to_address AS "toAddress", subject, text_body AS "textBody", html_body AS "htmlBody", attempts`;
+    RETURNING id, to_address AS "toAddress", subject, text_body AS "textBody", html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
 
   const result: DeliveryResult = { claimed: rows.length, sent: 0, failed: 0 };
   for (const row of rows) {
@@ -71,8 +92,20 @@ export async function deliverDueMail(
       await transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: row.textBody, html: row.htmlBody });
     } catch (err) {
       result.failed++;
-      const delay = retryDelaySeconds(row.attempts);
       const at = ctx.clock.now();
+      const refused = isPermanentRecipientRefusal(err);
+      if (refused || at.getTime() - row.createdAt.getTime() >= MAIL_GIVE_UP_SECONDS * 1000) {
+        await ctx.db.mailOutbox.updateMany({
+          where: { id: row.id, sentAt: null },
+          data: { lockedUntil: null, failedAt: at, lastError: describe(err) },
+        });
+        log?.error(
+          { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: describe(err) },
+          'mail delivery failed permanently; not retried',
+        );
+        continue;
+      }
+      const delay = retryDelaySeconds(row.attempts);
       await ctx.db.mailOutbox.updateMany({
         where: { id: row.id, sentAt: null },
         data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError: describe(err) },

@@ -6,7 +6,7 @@ import { openDatabase } from '../../../src/db/client.js';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { enqueueMail, buildLink } from '../../../src/modules/mail/mail.service.js';
-import { deliverDueMail, retryDelaySeconds } from '../../../src/modules/mail/mail.worker.js';
+import { deliverDueMail, MAIL_GIVE_UP_SECONDS, retryDelaySeconds } from '../../../src/modules/mail/mail.worker.js';
 
 const expiresAt = new Date(Date.UTC(2026, 11, 1, 12, 30));
 
@@ -189,4 +189,60 @@ t.test('queued mail survives a restart: the next instance\'s worker delivers it'
   const [mail] = await sink.waitFor(1, 10_000);
   t.equal(mail!.subject, 'ALSO Webshop: your account was blocked', 'as rendered when it was written');
   t.equal(sink.messages.length, 1);
+});
+
+t.test('a recipient the server refuses for good (550 to RCPT TO) is given up at once; the rest is delivered', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  sink.refuseRecipient('gone@example.test');
+  await ctx.db.$transaction(async (tx) => {
+    await enqueueMail(tx, ctx, { to: 'gone@example.test', template: 'password_changed', data: { name: 'Gone' } });
+    await enqueueMail(tx, ctx, { to: 'here@example.test', template: 'password_changed', data: { name: 'Here' } });
+  });
+
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 2, sent: 1, failed: 1 });
+  const gone = await ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: 'gone@example.test' } });
+  t.equal(gone.sentAt, null);
+  t.equal(gone.failedAt?.getTime(), clock.now().getTime(), 'given up');
+  t.match(gone.lastError, /550/, 'with the reason kept');
+  t.same(sink.messages.map((m) => m.to[0]), ['here@example.test']);
+
+  clock.advance(7 * 24 * 3600);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 }, 'never claimed again');
+
+  const metrics = await app.inject({ url: '/metrics' });
+  t.match(metrics.body, /webshop_auth_mail_outbox_failed 1\b/);
+  t.match(metrics.body, /webshop_auth_mail_outbox_backlog 0\b/, 'not counted as backlog');
+});
+
+t.test('SMTP trouble is retried for days, then given up: the mail is 3 days old and its links have expired', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: 'late@example.test', template: 'password_changed', data: { name: 'Late' } }));
+  await sink.stop();
+
+  // Just under 3 days of outage: every attempt is a retry.
+  let elapsed = 0;
+  for (let attempt = 1; ; attempt++) {
+    if (attempt > 200) {
+      t.fail('never given up');
+      break;
+    }
+    t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 0, failed: 1 }, `attempt ${attempt}`);
+    const row = await ctx.db.mailOutbox.findFirstOrThrow();
+    if (row.failedAt) {
+      t.ok(elapsed >= MAIL_GIVE_UP_SECONDS, `given up only after ${MAIL_GIVE_UP_SECONDS} s (at ${elapsed} s)`);
+      break;
+    }
+    t.ok(elapsed < MAIL_GIVE_UP_SECONDS, 'still retried before');
+    const wait = retryDelaySeconds(attempt);
+    clock.advance(wait);
+    elapsed += wait;
+  }
+  await sink.start();
+  clock.advance(3600);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 });
+  t.equal(sink.messages.length, 0);
 });
