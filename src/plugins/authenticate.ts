@@ -120,20 +120,6 @@ export const authenticate = fp(
     app.decorateRequest('actor', null);
     app.decorateRequest('serviceClient', null);
 
-    // Remembers the Authorization headers that authenticated a service client (exact string →
-    // client), so a client calling again skips the secret's hash. Only successes enter, the key
-    // is the whole header (any other secret misses and is checked in full), and the clients come
-    // from config, fixed for the process: few entries, bounded anyway.
-    const knownClients = new Map<string, ServiceClient>();
-    const MAX_KNOWN_CLIENT_HEADERS = 100;
-    const serviceClientFor = (header: string | undefined): ServiceClient | null => {
-      const known = header === undefined ? undefined : knownClients.get(header);
-      if (known) return known;
-      const client = authenticateServiceClient(app.ctx, header);
-      if (client && header !== undefined && knownClients.size < MAX_KNOWN_CLIENT_HEADERS) knownClients.set(header, client);
-      return client;
-    };
-
     // Callback style: public and service-client routes are decided without a promise.
     app.addHook('onRequest', (request, _reply, done) => {
       const access = (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access;
@@ -145,7 +131,7 @@ export const authenticate = fp(
       if (access === 'public') return done();
 
       if (access === 'service_client') {
-        const client = serviceClientFor(request.headers.authorization);
+        const client = authenticateServiceClient(app.ctx, request.headers.authorization);
         if (!client) {
           return done(
             sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', {}, { 'www-authenticate': BASIC_CHALLENGE }),

@@ -105,7 +105,7 @@ t.test('introspection: active only for a valid token of a live session; exactly 
   await inactive(third.accessToken, 'expired');
 });
 
-t.test('a client that authenticated once does not open the door to other secrets (remembered credentials)', async (t) => {
+t.test('a client that authenticated once does not open the door to other secrets', async (t) => {
   const { app } = await buildTestApp(t, env);
   const request = api(app);
   const { user } = await createUser(app.ctx.db, app.ctx);
