@@ -5,8 +5,8 @@ import type { Tx } from './client.js';
 
 /**
  * Raw SQL for the hot paths (password step, code step, session issue): one statement with
- * positional parameters ($1, $2, ...) and explicit casts, run on the pg pool, on a pg client inside
- * a transaction of our own, or inside a Prisma interactive transaction — the same text everywhere.
+ * positional parameters ($1, $2, ...) and explicit casts, run on the pg pool (each statement its
+ * own transaction) or inside a Prisma interactive transaction — the same text everywhere.
  *
  * Why not Prisma there: a login went through ~20 Prisma queries, each a round trip plus query
  * interpretation on the event loop; the CPU profile of the login benchmark put a third of the main
@@ -16,7 +16,7 @@ import type { Tx } from './client.js';
 export type Sql = <Row = Record<string, unknown>>(text: string, values: readonly unknown[]) => Promise<Row[]>;
 
 /**
- * The statements run through poolSql and withTransaction are prepared once per connection (pg's
+ * The statements run through poolSql are prepared once per connection (pg's
  * named statements), so PostgreSQL parses and plans each hot-path statement once instead of on
  * every login. Their texts never contain values (SqlParams), so there are only a few dozen; past
  * MAX_PREPARED the rest simply run unnamed.
@@ -42,40 +42,6 @@ export function poolSql(pool: pg.Pool): Sql {
 export function prismaSql(tx: Tx): Sql {
   return <Row>(text: string, values: readonly unknown[]) => tx.$queryRawUnsafe<Row[]>(text, ...values);
 }
-
-/** Thrown inside withTransaction's work to roll back without an error reaching the caller. */
-const ROLLBACK = Symbol('rollback');
-export type RolledBack = typeof ROLLBACK;
-
-/**
- * BEGIN ... COMMIT on one pooled connection. `work` may return `rollback()` to roll back and hand
- * that marker to the caller (e.g. to fall back to a slower, fully general path). Any error rolls
- * back and is rethrown; a connection that failed mid-transaction is discarded, not reused.
- */
-export async function withTransaction<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T | RolledBack>): Promise<T | RolledBack> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const sql: Sql = async <Row>(text: string, values: readonly unknown[]) =>
-      (await client.query(statement(text, values))).rows as Row[];
-    const result = await work(sql);
-    await client.query(result === ROLLBACK ? 'ROLLBACK' : 'COMMIT');
-    return result;
-  } catch (err) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError as Error;
-    }
-    throw err;
-  } finally {
-    client.release(broken);
-  }
-}
-
-export const rollback = (): RolledBack => ROLLBACK;
-export const isRolledBack = (value: unknown): value is RolledBack => value === ROLLBACK;
 
 /** Primary keys for rows inserted with raw SQL: UUIDv7 like Prisma's @default(uuid(7)), time-ordered within the process. */
 export const newId = (): string => uuidv7();

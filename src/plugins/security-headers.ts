@@ -56,7 +56,7 @@ const DOCS_CSP = {
 };
 
 /** The headers helmet sets with these options (its middleware is synchronous and reads nothing of the request). */
-export function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>> {
+function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>> {
   const headers: Record<string, string> = {};
   const recorder = {
     setHeader: (name: string, value: unknown) => {
