@@ -17,7 +17,7 @@ const MIN_TOKEN_LENGTH = 20;
 const MAX_TOKEN_LENGTH = 200;
 
 /** Why a challenge can no longer be used, or null while it is live. */
-function deadReason(flow: FlowToken, now: Date): AppError | null {
+export function deadReason(flow: Pick<FlowToken, 'state' | 'attempts' | 'expiresAt'>, now: Date): AppError | null {
   if (flow.state === 'CONSUMED') return mfaErrors.challenge_used();
   if (flow.attempts >= MAX_CHALLENGE_ATTEMPTS) {
     return mfaErrors.challenge_exhausted(`${MAX_CHALLENGE_ATTEMPTS} wrong codes were entered for this login. Log in again.`);
@@ -27,9 +27,17 @@ function deadReason(flow: FlowToken, now: Date): AppError | null {
   return null;
 }
 
-function nextOf(flow: FlowToken): ChallengeNext | null {
+/** The step the challenge was issued for, or null when its data says none. */
+export function nextOf(flow: Pick<FlowToken, 'data'>): ChallengeNext | null {
   const next = (flow.data as Partial<ChallengeData> | null)?.next;
   return next === 'mfa' || next === 'mfa_enrollment' ? next : null;
+}
+
+/** The login's authentication methods once `factor` is verified: the challenge's ones plus it. */
+export function amrAfter(flow: Pick<FlowToken, 'data'>, factor: 'otp' | 'rec'): string[] {
+  const passed = (flow.data as Partial<ChallengeData> | null)?.amr;
+  const before = Array.isArray(passed) && passed.every((m) => typeof m === 'string') ? passed : ['pwd'];
+  return [...new Set([...before, factor])];
 }
 
 /** Postgres 55P03 lock_not_available, as Prisma's pg adapter reports it. */

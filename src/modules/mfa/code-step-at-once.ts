@@ -5,9 +5,11 @@ import type { Role } from '../../generated/prisma/enums.js';
 import { checkTotp } from '../../lib/totp.js';
 import { sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
-import { MAX_CHALLENGE_ATTEMPTS, type ChallengeData } from '../login/challenge.js';
+import type { FlowToken } from '../../generated/prisma/client.js';
+import { MAX_CHALLENGE_ATTEMPTS } from '../login/challenge.js';
 import { sessionStartSql, sessionTokens } from '../sessions/sessions.service.js';
 import type { TokenResponse } from '../sessions/sessions.schemas.js';
+import { amrAfter, deadReason, nextOf } from './challenge-guard.js';
 import { openTotpSecret } from './totp-secret.js';
 
 /**
@@ -31,13 +33,9 @@ import { openTotpSecret } from './totp-secret.js';
  * The conditions here are the general path's own, so whatever this path accepts, it would too.
  */
 
-type Found = {
+type Found = Pick<FlowToken, 'state' | 'attempts' | 'expiresAt' | 'data'> & {
   flow_id: string;
   user_id: string;
-  state: string;
-  attempts: number;
-  expires_at: Date;
-  data: Partial<ChallengeData> | null;
   status: string;
   mfa_locked_until: Date | null;
   organization_id: string | null;
@@ -59,7 +57,7 @@ export async function completeCodeStepAtOnce(
 ): Promise<TokenResponse | null> {
   const sql = poolSql(ctx.pool);
   const [found] = await sql<Found>(
-    `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at, f.data,
+    `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at AS "expiresAt", f.data,
             u.status::text AS status, u.mfa_locked_until, u.organization_id, u.email, u.name, u.roles::text[] AS roles,
             u.terms_version, u.preferences_updated_at,
             t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step
@@ -74,10 +72,8 @@ export async function completeCodeStepAtOnce(
     !found ||
     found.status !== 'ACTIVE' ||
     (found.mfa_locked_until && found.mfa_locked_until > now) ||
-    found.state !== 'PENDING' ||
-    found.attempts >= MAX_CHALLENGE_ATTEMPTS ||
-    found.expires_at <= now ||
-    found.data?.next !== 'mfa' ||
+    deadReason(found, now) !== null ||
+    nextOf(found) !== 'mfa' ||
     !found.factor_id ||
     !found.secret_ciphertext ||
     !found.encryption_key_id
@@ -88,8 +84,7 @@ export async function completeCodeStepAtOnce(
   const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: found.last_used_step });
   if (check.result !== 'valid') return null;
 
-  const passed = Array.isArray(found.data.amr) && found.data.amr.every((m) => typeof m === 'string') ? found.data.amr : ['pwd'];
-  const amr = [...new Set([...passed, 'otp'])];
+  const amr = amrAfter(found, 'otp');
   const p = new SqlParams();
   const at = p.add(now, 'timestamptz');
   const userId = p.add(found.user_id, 'uuid');

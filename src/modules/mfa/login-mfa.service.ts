@@ -4,13 +4,12 @@ import type { FlowToken, User } from '../../generated/prisma/client.js';
 import type { AppError } from '../../errors.js';
 import { renderQrCode, type QrCode } from '../../lib/qr.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import type { ChallengeData } from '../login/challenge.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import { issueSession } from '../sessions/sessions.service.js';
 import type { TokenResponse } from '../sessions/sessions.schemas.js';
 import { auditRefusedCodeAttempt, loadUserForLogin, recordCodeFailure, resetCodeFailures } from './account-guard.js';
 import { completeCodeStepAtOnce } from './code-step-at-once.js';
-import { consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
+import { amrAfter, consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
 import {
   activatePendingFactor,
   findActiveFactor,
@@ -57,12 +56,6 @@ async function unwrap<T>(
   }
   if (!settled.ok) throw settled.error;
   return settled.value;
-}
-
-function amrAfter(flow: FlowToken, factor: 'otp' | 'rec'): string[] {
-  const passed = (flow.data as Partial<ChallengeData> | null)?.amr;
-  const before = Array.isArray(passed) && passed.every((m) => typeof m === 'string') ? passed : ['pwd'];
-  return [...new Set([...before, factor])];
 }
 
 async function loadUser(tx: Tx, ctx: AppContext, flow: FlowToken): Promise<User> {
