@@ -1,5 +1,5 @@
 import type { Tx } from '../../db/client.js';
-import { newId, type Sql } from '../../db/sql.js';
+import { newId, prismaSql, type Sql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import type { Clock } from '../../lib/clock.js';
 
@@ -68,33 +68,21 @@ export function onAuditEvent(listener: AuditListener): () => void {
   return () => auditListeners.delete(listener);
 }
 
-/** Tells the listeners that an audit event was written (recordAudit does it; raw SQL inserts call it after their statement). */
+/** Tells the listeners that an audit event was written (recordAudits does it; statements with audit CTEs call it after they ran). */
 export function announceAudit(type: AuditEventType): void {
   for (const listener of auditListeners) listener(type);
 }
 
+/** Writes one audit row in the caller's transaction (the same statement as every audit insert: auditInsertSql). */
 export async function recordAudit(tx: Tx, clock: Clock, input: AuditInput): Promise<void> {
-  await tx.auditEvent.create({
-    data: {
-      // Ids from the same time-ordered generator as the raw SQL inserts, so events of one request keep their order.
-      id: newId(),
-      type: input.type,
-      actorUserId: input.actorUserId ?? null,
-      subjectUserId: input.subjectUserId ?? null,
-      organizationId: input.organizationId ?? null,
-      ip: input.meta.ip,
-      userAgent: truncateUserAgent(input.meta.userAgent),
-      details: (input.details ?? {}) as object,
-      createdAt: clock.now(),
-    },
-  });
-  announceAudit(input.type);
+  await recordAudits(prismaSql(tx), clock, [input]);
 }
 
 const truncateUserAgent = (userAgent: string | null) => userAgent?.slice(0, 512) ?? null;
 
 /**
- * The same row as recordAudit, as an `INSERT ... SELECT` for a raw SQL statement (src/db/sql.ts).
+ * An audit row as an `INSERT ... SELECT` for a raw SQL statement (src/db/sql.ts); ids come from
+ * newId(), time-ordered, so the events of one request keep their order.
  * `from` makes the insert conditional on (one row of) an earlier CTE; `details` may add SQL-computed
  * fields (a jsonb expression over `from`) to input.details. Call announceAudit after the statement.
  */
