@@ -13,6 +13,9 @@ export const MAX_CHALLENGE_ATTEMPTS = 5;
 export type ChallengeNext = 'mfa' | 'mfa_enrollment';
 export type ChallengeData = { next: ChallengeNext; amr: ['pwd'] };
 
+/** What a challenge row stores after a verified password. */
+export const challengeData = (next: ChallengeNext): ChallengeData => ({ next, amr: ['pwd'] });
+
 export const LoginChallengeSchema = z
   .object({
     next: z.enum(['mfa', 'mfa_enrollment']).describe('What the frontend shows next: the code prompt, or the QR-code enrolment'),
@@ -30,8 +33,7 @@ export async function issueLoginChallenge(
   next: ChallengeNext,
 ): Promise<LoginChallenge> {
   const ttl = ctx.config.loginChallengeTtlSeconds;
-  const data: ChallengeData = { next, amr: ['pwd'] };
-  const { token } = await issueFlowToken(tx, ctx.clock, { userId, purpose: 'LOGIN_CHALLENGE', ttlSeconds: ttl, data });
+  const { token } = await issueFlowToken(tx, ctx.clock, { userId, purpose: 'LOGIN_CHALLENGE', ttlSeconds: ttl, data: challengeData(next) });
   return { next, challengeToken: token, expiresIn: ttl };
 }
 

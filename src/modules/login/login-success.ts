@@ -5,7 +5,7 @@ import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
 import type { ReservedPasswordAttempt } from '../accounts/password-lockout.js';
-import type { ChallengeNext, LoginChallenge } from './challenge.js';
+import { challengeData, type ChallengeNext, type LoginChallenge } from './challenge.js';
 
 /**
  * The usual end of a correct password step, in ONE statement (one round trip, one commit):
@@ -69,7 +69,8 @@ export async function succeedAtOnce(
       INSERT INTO flow_tokens (id, user_id, purpose, token_hash, state, expires_at, attempts, data, created_at)
       SELECT ${p.add(newId(), 'uuid')}, cleared.id, 'LOGIN_CHALLENGE', ${p.add(sha256Hex(token), 'text')}, 'PENDING',
         ${p.add(addSeconds(now, ttl), 'timestamptz')}, 0,
-        jsonb_build_object('next', CASE WHEN enrolled.yes THEN 'mfa' ELSE 'mfa_enrollment' END, 'amr', jsonb_build_array('pwd')), ${at}
+        CASE WHEN enrolled.yes THEN ${p.add(JSON.stringify(challengeData('mfa')), 'jsonb')}
+          ELSE ${p.add(JSON.stringify(challengeData('mfa_enrollment')), 'jsonb')} END, ${at}
       FROM cleared, enrolled
       RETURNING data->>'next' AS next),
     audit AS (${audit})
