@@ -39,6 +39,8 @@ export type TestApp = {
 export type TestAppOptions = {
   /** Runs after buildApp and before ready: e.g. register a tiny route that exercises a plugin. */
   beforeReady?: (app: FastifyInstance) => unknown;
+  /** Changes the logger's options (e.g. a deliberately leaky serializer); `logs` still collects its lines. */
+  loggerOptions?: (options: pino.LoggerOptions) => pino.LoggerOptions;
 };
 
 /** Builds the real app on a fresh database of its own; closes both when the test ends. */
@@ -54,7 +56,8 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
       done();
     },
   });
-  const logger = pino(loggerOptions(config) as pino.LoggerOptions, sink);
+  const base = loggerOptions(config) as pino.LoggerOptions;
+  const logger = pino(options.loggerOptions ? options.loggerOptions(base) : base, sink);
   const keyring = parseKeyring(`test-1:${generateKey()}`);
   const app = await buildApp({ config, database, keyring, clock, logger });
   await options.beforeReady?.(app);

@@ -106,6 +106,15 @@ export function currentTotp(app: FastifyInstance, secret: string, offsetSteps = 
   return totpCode(secret, seconds);
 }
 
+/** A six-digit code that is no valid code of `secret` anywhere in the ±10-step window. */
+export function wrongCode(app: FastifyInstance, secret: string): string {
+  const window = new Set(Array.from({ length: 21 }, (_, i) => currentTotp(app, secret, i - 10)));
+  for (let n = 0; ; n += 111111) {
+    const candidate = String(n % 1_000_000).padStart(6, '0');
+    if (!window.has(candidate)) return candidate;
+  }
+}
+
 export { timeStep };
 
 /**

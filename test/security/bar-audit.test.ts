@@ -1,6 +1,5 @@
-import type { FastifyInstance } from 'fastify';
 import t from 'tap';
-import { currentTotp } from '../helpers/factories.js';
+import { currentTotp, wrongCode } from '../helpers/factories.js';
 import type { ApiResponse } from '../helpers/http.js';
 import { tokenFromLink } from '../helpers/accounts.js';
 import { adminWorld } from '../integration/organization/helpers.js';
@@ -23,15 +22,6 @@ const SUPPORT: Who = { ip: '192.0.2.50', userAgent: 'bar-audit-support/1.0' };
 const headers = (who: Who) => ({ 'user-agent': who.userAgent, 'x-forwarded-for': who.ip });
 
 type Expected = { type: string; subject: string; actor: string | null; from: Who; at: string; details?: Record<string, unknown> };
-
-/** A six-digit code that is no valid code of `secret` anywhere in the ±10-step window. */
-function wrongCode(app: FastifyInstance, secret: string): string {
-  const window = new Set(Array.from({ length: 21 }, (_, i) => currentTotp(app, secret, i - 10)));
-  for (let n = 0; ; n += 111111) {
-    const candidate = String(n % 1_000_000).padStart(6, '0');
-    if (!window.has(candidate)) return candidate;
-  }
-}
 
 t.test('each audited kind of event records actor, subject, organisation, IP, user agent and UTC time', async (t) => {
   const w = await adminWorld(t, { TRUST_PROXY: 'true' });

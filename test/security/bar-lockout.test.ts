@@ -1,8 +1,7 @@
-import type { FastifyInstance } from 'fastify';
 import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
-import { createUser, currentTotp } from '../helpers/factories.js';
+import { createUser, currentTotp, wrongCode } from '../helpers/factories.js';
 import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
 import { challengeFor } from '../integration/mfa/helpers.js';
 
@@ -18,15 +17,6 @@ import { challengeFor } from '../integration/mfa/helpers.js';
 const HOUR = 3600;
 /** 15 min, doubling, capped at 24 h: the lengths of the 1st..10th lock. */
 const SCHEDULE = [900, 1800, 3600, 7200, 14400, 28800, 57600, 86400, 86400, 86400];
-
-/** A six-digit code that is no valid code of `secret` anywhere in the ±10-step window. */
-function wrongCode(app: FastifyInstance, secret: string): string {
-  const window = new Set(Array.from({ length: 21 }, (_, i) => currentTotp(app, secret, i - 10)));
-  for (let n = 0; ; n += 111111) {
-    const candidate = String(n % 1_000_000).padStart(6, '0');
-    if (!window.has(candidate)) return candidate;
-  }
-}
 
 t.test('wrong passwords and wrong codes are counted separately, each locking at the 10th', async (t) => {
   const { app } = await buildTestApp(t);

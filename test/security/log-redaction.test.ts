@@ -1,18 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import t, { type Test } from 'tap';
-import { buildApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { openDatabase } from '../../src/db/client.js';
-import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
 import { sha256Hex } from '../../src/lib/tokens.js';
 import { totpCode } from '../../src/lib/totp.js';
-import { loggerOptions } from '../../src/logger.js';
 import { GOOD_PASSWORD, OTHER_PASSWORD, deliverMail, tokenFromLink } from '../helpers/accounts.js';
-import { buildTestApp, TEST_ENV } from '../helpers/app.js';
-import { fakeClock, type FakeClock } from '../helpers/clock.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { buildTestApp } from '../helpers/app.js';
+import type { FakeClock } from '../helpers/clock.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 import { api } from '../helpers/http.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
@@ -236,40 +228,19 @@ t.test('the scanner catches a logger that serialises request headers and bodies'
   // Same app and journey, but with the mistake this suite guards against: a logger that writes
   // the request's headers and the parsed body (as a string, which no redaction path can reach).
   const sink = await startSmtpSink(t);
-  const { url } = await createTestDatabase(t);
-  const config = loadConfig({
-    ...TEST_ENV,
-    LOG_LEVEL: 'trace',
-    SMTP_URL: sink.url,
-    SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}`,
-    DATABASE_URL: url,
-  });
-  const database = openDatabase(url, { max: 5 });
-  const clock = fakeClock(Date.now());
-  const logs: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
-  const options = loggerOptions(config) as pino.LoggerOptions;
-  const leaky = pino(
+  const { app, clock, logs } = await buildTestApp(
+    t,
+    { LOG_LEVEL: 'trace', SMTP_URL: sink.url, SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}` },
     {
-      ...options,
-      serializers: {
-        req: (req: { method: string; url: string; headers: Record<string, unknown> }) => ({ method: req.method, url: req.url, headers: JSON.stringify(req.headers) }),
-        res: (reply: { statusCode: number; request?: { body?: unknown } }) => ({ statusCode: reply.statusCode, body: JSON.stringify(reply.request?.body ?? null) }),
-      },
+      loggerOptions: (options) => ({
+        ...options,
+        serializers: {
+          req: (req: { method: string; url: string; headers: Record<string, unknown> }) => ({ method: req.method, url: req.url, headers: JSON.stringify(req.headers) }),
+          res: (reply: { statusCode: number; request?: { body?: unknown } }) => ({ statusCode: reply.statusCode, body: JSON.stringify(reply.request?.body ?? null) }),
+        },
+      }),
     },
-    stream,
   );
-  const app = await buildApp({ config, database, keyring: parseKeyring(`t:${generateKey()}`), clock, logger: leaky });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await database.close();
-  });
   const { secrets } = await journey(t, app, clock, sink);
   const found = new Set(leaks(logs, secrets).map((l) => l.name));
   for (const name of ['cookie', 'basic authorization', 'password initial', 'password wrong', 'activation token', 'challenge token 1', 'refresh token 2', 'recovery code 0', 'reset token', 'access token 3']) {
