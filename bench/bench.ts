@@ -76,6 +76,8 @@ const HASH_MAX_CONCURRENT = Number(
   process.env.BENCH_HASH_MAX_CONCURRENT ?? defaultHashConcurrency(CORES, Number(process.env.UV_THREADPOOL_SIZE ?? 4)),
 );
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+/** BENCH_PHASES=me,introspect (say): only these phases are measured and reported (all by default). */
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'login,fullLogin,refresh,me,introspect,soak').split(',').map((p) => p.trim()));
 /** Wall-clock start/end of each measured phase (to slice a CPU profile of the server). */
 const phaseTimes: Record<string, { start: number; end: number }> = {};
 async function timed<T>(name: string, run: () => Promise<T>): Promise<T> {
@@ -128,6 +130,23 @@ function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
     return NaN;
   }
 }
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
 
 function machine() {
   const sh = (cmd: string, args: string[]) => {
@@ -338,7 +357,8 @@ async function main(): Promise<void> {
     rawRuns.push({ when, ...r });
     return r;
   };
-  const raw = await measureRaw('before the login phase');
+  const hashing = PHASES.has('login') || PHASES.has('fullLogin');
+  const raw = hashing ? await measureRaw('before the login phase') : null;
 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -383,8 +403,8 @@ async function main(): Promise<void> {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const has = (method: string, path: string) => Boolean(doc.paths[path]?.[method]);
     log(`server up on ${base} (pid ${server.pid}); baseline on ${baselineBase}`);
-    const rawRow: Row = { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: round(raw.perSecond), p50: round(raw.meanMs), p99: NaN, statuses: `${CORES} workers` };
-    rows.push(rawRow);
+    const rawRow: Row | null = raw && { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: round(raw.perSecond), p50: round(raw.meanMs), p99: NaN, statuses: `${CORES} workers` };
+    if (rawRow) rows.push(rawRow);
     /** A hashing phase's rate against the mean of the raw runs just before and after it. */
     const againstRaw = (perSecond: number, before: { perSecond: number }, after: { perSecond: number }) => {
       const mean = (before.perSecond + after.perSecond) / 2;
@@ -404,7 +424,7 @@ async function main(): Promise<void> {
     const loginBody = (u: SeededUser) => JSON.stringify({ email: u.email, password: PASSWORD });
     const json = { 'content-type': 'application/json' };
 
-    if (has('post', '/v1/auth/login')) {
+    if (PHASES.has('login') && has('post', '/v1/auth/login')) {
       log('POST /v1/auth/login, saturating, with a /healthz probe alongside ...');
       const [login, probe] = await timed('login', () => Promise.all([
         autocannon({
@@ -418,10 +438,10 @@ async function main(): Promise<void> {
       ]));
       const loginRow = row('POST /v1/auth/login (password step)', login);
       rows.push(loginRow);
-      loginRow.baseline = againstRaw(login.requests.average, raw, await measureRaw('between the login and the full login phases'));
+      loginRow.baseline = againstRaw(login.requests.average, raw!, await measureRaw('between the login and the full login phases'));
       rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
       results.login = { login, probe };
-    } else rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
+    } else if (PHASES.has('login')) rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     // Full login: password step, then the TOTP code for the challenge. Each user's code works
     // once per 30-s step (replay protection), so users are picked whose current step is unused.
@@ -487,7 +507,11 @@ async function main(): Promise<void> {
       },
     ];
 
-    if (has('post', '/v1/auth/login/mfa')) {
+    if (!PHASES.has('fullLogin') && has('post', '/v1/auth/login/mfa')) {
+      // Only the sessions are needed (refresh, /me, introspection): a short unreported full login.
+      log('full login, not measured, for sessions ...');
+      await autocannon({ url: base, connections: CONNECTIONS, duration: Math.min(DURATION, 5), timeout: 30, requests: fullLoginRequests(true) });
+    } else if (has('post', '/v1/auth/login/mfa')) {
       log('full login (password + TOTP) ...');
       const full = await timed('fullLogin', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) }));
       const s = summarize(fullLoginLatencies);
@@ -516,7 +540,7 @@ async function main(): Promise<void> {
     if (sessions.length < CONNECTIONS) {
       log(`only ${sessions.length} sessions from the full-login phase: refresh, /me and introspection are skipped`);
     } else {
-      if (has('post', '/v1/auth/refresh')) {
+      if (PHASES.has('refresh') && has('post', '/v1/auth/refresh')) {
         log('POST /v1/auth/refresh (each connection rotates its own token family) ...');
         // A shared pool: each request takes a family's current refresh token and puts the new one back.
         const pool = sessions.slice(0, Math.max(CONNECTIONS * 2, 64)).map((s) => s.refreshToken);
@@ -550,30 +574,48 @@ async function main(): Promise<void> {
       // The bare-Fastify baseline gets the very same requests (baseline-server.ts). The two are
       // measured in four alternating rounds of DURATION/2 s (service, bare, bare, service, service,
       // bare, bare, service), so a drift of the machine's speed during the phase hits both alike.
-      const alternating = async (requests: AutocannonRequest[]): Promise<[AutocannonResult, AutocannonResult]> => {
-        const service: AutocannonResult[] = [];
-        const bare: AutocannonResult[] = [];
+      // CPU time per request is counted for the target (all its threads) and for the load generator
+      // (this process): steadier than req/s on a machine whose cores all three share.
+      type Side = { runs: AutocannonResult[]; pid: number; cpu: number; loadCpu: number };
+      const alternating = async (requests: AutocannonRequest[]): Promise<[AutocannonResult, AutocannonResult, string]> => {
+        const service: Side = { runs: [], pid: server.pid!, cpu: 0, loadCpu: 0 };
+        const bare: Side = { runs: [], pid: baseline.pid!, cpu: 0, loadCpu: 0 };
         for (const [first, second] of [[service, bare], [bare, service], [service, bare], [bare, service]] as const) {
-          for (const runs of [first, second]) {
-            const url = runs === service ? base : baselineBase;
-            runs.push(await autocannon({ url, connections: CONNECTIONS, duration: Math.max(1, DURATION / 2), requests }));
+          for (const side of [first, second]) {
+            const url = side === service ? base : baselineBase;
+            const cpuBefore = cpuSeconds(side.pid);
+            const loadBefore = process.cpuUsage();
+            side.runs.push(await autocannon({ url, connections: CONNECTIONS, duration: Math.max(1, DURATION / 2), requests }));
+            side.cpu += cpuSeconds(side.pid) - cpuBefore;
+            const load = process.cpuUsage(loadBefore);
+            side.loadCpu += (load.user + load.system) / 1e6;
           }
         }
-        return [combined(service), combined(bare)];
+        const perRequest = (side: Side) => {
+          const n = side.runs.reduce((sum, r) => sum + r.requests.total, 0);
+          return { target: (side.cpu / n) * 1e6, load: (side.loadCpu / n) * 1e6 };
+        };
+        const s = perRequest(service);
+        const b = perRequest(bare);
+        const cpu =
+          `CPU per request: service ${s.target.toFixed(0)} µs, bare ${b.target.toFixed(0)} µs (${((b.target / s.target) * 100).toFixed(0)} %); ` +
+          `load generator ${s.load.toFixed(0)} / ${b.load.toFixed(0)} µs`;
+        log(`  ${cpu}`);
+        return [combined(service.runs), combined(bare.runs), cpu];
       };
-      if (has('get', '/v1/me')) {
+      if (PHASES.has('me') && has('get', '/v1/me')) {
         log('GET /v1/me and its bare-Fastify baseline ...');
         const meRequests: AutocannonRequest[] = [
           { method: 'GET', path: '/v1/me', setupRequest: (req) => ({ ...req, headers: { authorization: `Bearer ${nextToken()}` } }) },
         ];
         await warm(base, meRequests);
         await warm(baselineBase, meRequests);
-        const [me, bare] = await timed('me', () => alternating(meRequests));
-        rows.push(row('GET /v1/me', me, { baseline: `bare Fastify, same requests and queries: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((me.requests.average / bare.requests.average) * 100).toFixed(0)} %)` }));
-        results.me = { me, bare };
+        const [me, bare, cpu] = await timed('me', () => alternating(meRequests));
+        rows.push(row('GET /v1/me', me, { baseline: `bare Fastify, same requests and queries: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((me.requests.average / bare.requests.average) * 100).toFixed(0)} %); ${cpu}` }));
+        results.me = { me, bare, cpu };
       }
 
-      if (has('post', '/v1/tokens/introspect')) {
+      if (PHASES.has('introspect') && has('post', '/v1/tokens/introspect')) {
         log('POST /v1/tokens/introspect and its bare-Fastify baseline ...');
         const introspectRequests: AutocannonRequest[] = [
           {
@@ -585,16 +627,16 @@ async function main(): Promise<void> {
         ];
         await warm(base, introspectRequests);
         await warm(baselineBase, introspectRequests);
-        const [introspect, bare] = await timed('introspect', () => alternating(introspectRequests));
+        const [introspect, bare, cpu] = await timed('introspect', () => alternating(introspectRequests));
         rows.push(
           row('POST /v1/tokens/introspect', introspect, {
-            baseline: `bare Fastify, same requests and query: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((introspect.requests.average / bare.requests.average) * 100).toFixed(0)} %)`,
+            baseline: `bare Fastify, same requests and query: ${round(bare.requests.average)} req/s, p50 ${bare.latency.p50} / p99 ${bare.latency.p99} ms (${((introspect.requests.average / bare.requests.average) * 100).toFixed(0)} %); ${cpu}`,
           }),
         );
-        results.introspect = { introspect, bare };
+        results.introspect = { introspect, bare, cpu };
       }
 
-      if (SOAK_SECONDS > 0) {
+      if (PHASES.has('soak') && SOAK_SECONDS > 0) {
         log(`mixed load for ${SOAK_SECONDS} s (login, full login, /me, introspection), sampling RSS ...`);
         let peakRss = 0;
         const sampler = setInterval(() => {
@@ -644,10 +686,12 @@ async function main(): Promise<void> {
       }
     }
 
-    const best = rawRuns.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
-    rawRow.rps = round(best.perSecond);
-    rawRow.p50 = round(best.meanMs);
-    rawRow.statuses = `${CORES} concurrent verifications, the best of ${rawRuns.length} runs: ${rawRuns.map((r) => `${round(r.perSecond)} ${r.when}`).join('; ')}`;
+    if (rawRow) {
+      const best = rawRuns.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+      rawRow.rps = round(best.perSecond);
+      rawRow.p50 = round(best.meanMs);
+      rawRow.statuses = `${CORES} concurrent verifications, the best of ${rawRuns.length} runs: ${rawRuns.map((r) => `${round(r.perSecond)} ${r.when}`).join('; ')}`;
+    }
     results.rawArgon2 = rawRuns;
 
     const peak = rssKiB(server.pid!, 'VmHWM');
