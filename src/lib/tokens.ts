@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export function randomToken(bytes = 32): string {
   // 16 bytes is the floor for anything used as a bearer secret (security.md item 14).
@@ -8,8 +8,13 @@ export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
 }
 
+/**
+ * One-shot crypto.hash: no Hash object per call, which matters where it runs on every request
+ * (service-client secrets, refresh tokens): each Hash object is native memory that the garbage
+ * collector has to finalise.
+ */
 export function sha256Hex(value: string): string {
-  return createHash('sha256').update(value, 'utf8').digest('hex');
+  return hash('sha256', value, 'hex');
 }
 
 export function safeEqual(a: string, b: string): boolean {
