@@ -14,6 +14,7 @@ import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
+import { coresBetween, cpuSeconds, cpuSnapshot, describeCores, type CpuShare } from './cpu-accounting.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
@@ -130,23 +131,6 @@ function rssKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
     return NaN;
   }
 }
-
-/** CPU seconds (user + system, all threads) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
-}
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
 
 function machine() {
   const sh = (cmd: string, args: string[]) => {
@@ -282,9 +266,12 @@ type Row = {
   note?: string;
 };
 
-async function rawArgon2(seconds: number): Promise<{ perSecond: number; meanMs: number }> {
+type RawRun = { perSecond: number; meanMs: number; cores: number; cpuMsPerHash: number };
+
+async function rawArgon2(seconds: number): Promise<RawRun> {
   const hash = await argon2.hash(PASSWORD, { type: argon2.argon2id, ...ARGON2 });
   let done = 0;
+  const cpuBefore = cpuSeconds(process.pid);
   const started = performance.now();
   const until = started + seconds * 1000;
   await Promise.all(
@@ -296,7 +283,8 @@ async function rawArgon2(seconds: number): Promise<{ perSecond: number; meanMs: 
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
-  return { perSecond: done / elapsed, meanMs: (elapsed * 1000 * CORES) / done };
+  const cpu = cpuSeconds(process.pid) - cpuBefore;
+  return { perSecond: done / elapsed, meanMs: (elapsed * 1000 * CORES) / done, cores: cpu / elapsed, cpuMsPerHash: (cpu / done) * 1000 };
 }
 
 /** The newest earlier results file in bench/results/ (this machine's previous run), by phase. */
@@ -329,6 +317,22 @@ function combined(runs: AutocannonResult[]): AutocannonResult {
   };
 }
 
+/**
+ * Where the CPU went during a hashing phase (bench/cpu-accounting.ts), and the share of the CPU
+ * its hashes got against the raw runs next to it. Unlike the rate ratio, that share does not move
+ * with the VM's speed: it is what the ratio would be if both ran at the same speed, and the CPU
+ * per hash (server vs raw) shows whether they did.
+ */
+function cpuRow(phase: string, cpu: CpuShare, perSecond: number, raws: RawRun[]): Row {
+  const rawCores = raws.reduce((sum, r) => sum + r.cores, 0) / raws.length;
+  const rawMsPerHash = raws.reduce((sum, r) => sum + r.cpuMsPerHash, 0) / raws.length;
+  const statuses =
+    `${describeCores(cpu, perSecond)}; hashing got ${cpu.hashing.toFixed(2)} cores against ${rawCores.toFixed(2)} for raw argon2 ` +
+    `(**${((cpu.hashing / rawCores) * 100).toFixed(0)} %**); CPU per hash ${((cpu.hashing / perSecond) * 1000).toFixed(1)} ms, raw ${rawMsPerHash.toFixed(1)} ms`;
+  log(`  CPU during the ${phase}: ${statuses}`);
+  return { phase: `CPU during the ${phase} (cores)`, rps: NaN, p50: NaN, p99: NaN, statuses };
+}
+
 function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row {
   log(`  ${phase}: ${r.requests.average} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${statusSummary(r)}`);
   return { phase, rps: round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, statuses: statusSummary(r), ...extra };
@@ -349,7 +353,7 @@ async function main(): Promise<void> {
   // Raw argon2 right before the login phase, between it and the full login, and right after that:
   // each hashing phase is compared with the mean of the raw runs next to it, because this VM's
   // speed drifts by 10 % and more within minutes (a single raw run minutes away says little).
-  const rawRuns: { when: string; perSecond: number; meanMs: number }[] = [];
+  const rawRuns: (RawRun & { when: string })[] = [];
   const measureRaw = async (when: string) => {
     log(`raw argon2id verify (m=${ARGON2.memoryCost}, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}), ${CORES} concurrent, ${when} ...`);
     const r = await rawArgon2(DURATION);
@@ -426,6 +430,7 @@ async function main(): Promise<void> {
 
     if (PHASES.has('login') && has('post', '/v1/auth/login')) {
       log('POST /v1/auth/login, saturating, with a /healthz probe alongside ...');
+      const cpuBefore = cpuSnapshot(server.pid!);
       const [login, probe] = await timed('login', () => Promise.all([
         autocannon({
           url: base,
@@ -436,11 +441,14 @@ async function main(): Promise<void> {
         }),
         autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 50 }),
       ]));
+      const cpu = coresBetween(cpuBefore, cpuSnapshot(server.pid!));
       const loginRow = row('POST /v1/auth/login (password step)', login);
       rows.push(loginRow);
-      loginRow.baseline = againstRaw(login.requests.average, raw!, await measureRaw('between the login and the full login phases'));
+      const rawAfter = await measureRaw('between the login and the full login phases');
+      loginRow.baseline = againstRaw(login.requests.average, raw!, rawAfter);
+      rows.push(cpuRow('login phase', cpu, login.requests.average, [raw!, rawAfter]));
       rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
-      results.login = { login, probe };
+      results.login = { login, probe, cpu };
     } else if (PHASES.has('login')) rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     // Full login: password step, then the TOTP code for the challenge. Each user's code works
@@ -513,7 +521,9 @@ async function main(): Promise<void> {
       await autocannon({ url: base, connections: CONNECTIONS, duration: Math.min(DURATION, 5), timeout: 30, requests: fullLoginRequests(true) });
     } else if (has('post', '/v1/auth/login/mfa')) {
       log('full login (password + TOTP) ...');
+      const cpuBefore = cpuSnapshot(server.pid!);
       const full = await timed('fullLogin', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) }));
+      const cpu = coresBetween(cpuBefore, cpuSnapshot(server.pid!));
       const s = summarize(fullLoginLatencies);
       const perSecond = s.n / full.duration;
       const fullRow: Row = {
@@ -525,7 +535,9 @@ async function main(): Promise<void> {
         note: `rate and latency of complete logins${starved ? `; ${starved} times no unused user was free` : ''}`,
       };
       rows.push(fullRow);
-      fullRow.baseline = againstRaw(perSecond, rawRuns.at(-1)!, await measureRaw('after the full login phase'));
+      const rawBefore = rawRuns.at(-1)!;
+      const rawAfter = await measureRaw('after the full login phase');
+      fullRow.baseline = againstRaw(perSecond, rawBefore, rawAfter);
       const code = summarize(codeStepLatencies);
       rows.push({
         phase: 'code step alone (POST /v1/auth/login/mfa) during that phase, hashes running',
@@ -534,7 +546,8 @@ async function main(): Promise<void> {
         p99: round(code.p99),
         statuses: `${code.n} answers`,
       });
-      results.fullLogin = { full, completed: s.n, perSecond, latency: s, codeStep: code };
+      rows.push(cpuRow('full login phase', cpu, perSecond, [rawBefore, rawAfter]));
+      results.fullLogin = { full, completed: s.n, perSecond, latency: s, codeStep: code, cpu };
     } else rows.push({ phase: 'full login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     if (sessions.length < CONNECTIONS) {

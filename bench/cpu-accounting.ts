@@ -1,0 +1,128 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+/**
+ * Where a phase's CPU goes, from /proc: the server's event loop (its main thread), its hashing
+ * threads (the libuv pool threads it lowered to HASH_THREAD_NICE), its other threads (V8's GC and
+ * compiler helpers), PostgreSQL (every `postgres` process), the load generator (this process) and
+ * what the machine left idle or the hypervisor took (steal). Linux only; elsewhere all NaN.
+ */
+
+const TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime (s), stime alone, and nice of a /proc stat line. */
+function parseStat(text: string): { cpu: number; system: number; nice: number; comm: string } {
+  const close = text.lastIndexOf(')');
+  const comm = text.slice(text.indexOf('(') + 1, close);
+  const fields = text.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime 15, nice 19.
+  return { cpu: (Number(fields[11]) + Number(fields[12])) / TICKS, system: Number(fields[12]) / TICKS, nice: Number(fields[16]), comm };
+}
+
+const read = (path: string): string | null => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+};
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const text = read(`/proc/${pid}/stat`);
+  return text ? parseStat(text).cpu : NaN;
+}
+
+export type CpuSnapshot = {
+  at: number;
+  eventLoop: number;
+  /** The event loop's time in the kernel (system calls: sockets above all). */
+  eventLoopKernel: number;
+  hashing: number;
+  otherThreads: number;
+  postgres: number;
+  loadGenerator: number;
+  idle: number;
+  steal: number;
+};
+
+export function cpuSnapshot(serverPid: number): CpuSnapshot {
+  let eventLoop = NaN;
+  let eventLoopKernel = NaN;
+  let hashing = 0;
+  let otherThreads = 0;
+  for (const tid of readdirSync(`/proc/${serverPid}/task`)) {
+    const text = read(`/proc/${serverPid}/task/${tid}/stat`);
+    if (!text) continue;
+    const { cpu, system, nice } = parseStat(text);
+    if (Number(tid) === serverPid) {
+      eventLoop = cpu;
+      eventLoopKernel = system;
+    }
+    else if (nice > 0) hashing += cpu;
+    else otherThreads += cpu;
+  }
+  let postgres = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const text = read(`/proc/${pid}/stat`);
+    if (!text) continue;
+    const { cpu, comm } = parseStat(text);
+    if (comm.startsWith('postgres')) postgres += cpu;
+  }
+  const self = process.cpuUsage();
+  // /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
+  const total = (read('/proc/stat') ?? '').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  return {
+    at: performance.now(),
+    eventLoop,
+    eventLoopKernel,
+    hashing,
+    otherThreads,
+    postgres,
+    loadGenerator: (self.user + self.system) / 1e6,
+    idle: ((total[3] ?? NaN) + (total[4] ?? NaN)) / TICKS,
+    steal: (total[7] ?? NaN) / TICKS,
+  };
+}
+
+export type CpuShare = Record<Exclude<keyof CpuSnapshot, 'at'>, number>;
+
+/** Cores used by each part between two snapshots (CPU seconds per wall second). */
+export function coresBetween(before: CpuSnapshot, after: CpuSnapshot): CpuShare {
+  const seconds = (after.at - before.at) / 1000;
+  const cores = (k: keyof CpuShare) => (after[k] - before[k]) / seconds;
+  return {
+    eventLoop: cores('eventLoop'),
+    eventLoopKernel: cores('eventLoopKernel'),
+    hashing: cores('hashing'),
+    otherThreads: cores('otherThreads'),
+    postgres: cores('postgres'),
+    loadGenerator: cores('loadGenerator'),
+    idle: cores('idle'),
+    steal: cores('steal'),
+  };
+}
+
+/** "event loop 0.16 · hashing 1.62 · ..." cores, and ms per operation at `perSecond`. */
+export function describeCores(share: CpuShare, perSecond: number): string {
+  const parts: [string, number][] = [
+    ['event loop', share.eventLoop],
+    ['of which in the kernel', share.eventLoopKernel],
+    ['other server threads', share.otherThreads],
+    ['PostgreSQL', share.postgres],
+    ['load generator', share.loadGenerator],
+    ['hashing', share.hashing],
+    ['idle', share.idle],
+    ['steal', share.steal],
+  ];
+  const cores = parts.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(' · ');
+  const notHashing = share.eventLoop + share.otherThreads + share.postgres + share.loadGenerator;
+  return `cores: ${cores}; besides hashing ${((notHashing / perSecond) * 1000).toFixed(1)} ms CPU per operation`;
+}
