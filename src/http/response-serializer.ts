@@ -8,8 +8,8 @@ import { $ZodType, safeParse } from 'zod/v4/core';
  *
  * fastify-type-provider-zod checks with zod's *encode* direction, for schemas with codecs. Encode
  * does not use the code zod compiles for each object schema and, in a server where every route
- * passes its own shapes through the same generic functions, costs as much as a fifth of a cheap
- * request's CPU (bench/README.md). For a schema without any transformation (no codec, transform,
+ * passes its own shapes through the same generic functions, cost about a sixth of an
+ * introspection's CPU (bench/README.md). For a schema without any transformation (no codec, transform,
  * pipe or default anywhere inside), parse and encode accept the same values and return the same
  * data, so such schemas are checked with parse. A schema that has one, or holds a kind of schema
  * this check does not know, keeps the library's encode.
