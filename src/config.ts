@@ -125,7 +125,6 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Parses the environment; throws ConfigError naming every bad variable. */
 /**
  * Hashes at once by default: one more than the cores, so a core never idles in the moment between
  * one hash finishing and the event loop starting the next (the hashing threads run at low priority,
@@ -137,6 +136,7 @@ export function defaultHashConcurrency(cores: number, threadpoolSize: number): n
   return Math.max(1, cores, Math.min(cores + 1, threadpoolSize - 1));
 }
 
+/** Parses the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(cleaned);

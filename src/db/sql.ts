@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
+import { sha256Hex } from '../lib/tokens.js';
 import type { Tx } from './client.js';
 
 /**
@@ -27,7 +27,7 @@ const statementNames = new Map<string, string>();
 function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
   let name = statementNames.get(text);
   if (name === undefined && statementNames.size < MAX_PREPARED) {
-    name = `hot_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    name = `hot_${sha256Hex(text).slice(0, 24)}`;
     statementNames.set(text, name);
   }
   return { text, values: values as unknown[], ...(name ? { name } : {}) };
