@@ -14,14 +14,15 @@ import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
-import { coresBetween, cpuSeconds, cpuSnapshot, describeCores, type CpuShare } from './cpu-accounting.js';
+import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
  * migrated, seeded with BENCH_USERS users that have a password hashed at production argon2
  * parameters and an active TOTP factor) and measures, in one run, on loopback only:
  *
- *   raw argon2 verifications/s (baseline, worker count = cores) · POST /v1/auth/login ·
+ *   raw argon2 verifications/s (baseline, worker count = cores, interleaved with the slices of
+ *   the hashing phases: SLICES) · POST /v1/auth/login ·
  *   /healthz latency while logins saturate · full login (password + TOTP) · refresh ·
  *   GET /v1/me next to a bare Fastify route that gets the same requests and runs the same
  *   queries · introspection next to the same · peak RSS (and, with BENCH_SOAK_SECONDS, a mixed
@@ -66,7 +67,8 @@ const require = createRequire(import.meta.url);
 const autocannon = require('autocannon') as (opts: AutocannonOptions) => Promise<AutocannonResult>;
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
-const USERS = Number(process.env.BENCH_USERS ?? 1000);
+// A full login uses a user once per 30-s step (replay protection): 60+ logins/s over the slices need 2,000 and more.
+const USERS = Number(process.env.BENCH_USERS ?? 4000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const SOAK_SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 0);
 const ADMIN_URL = process.env.BENCH_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -77,6 +79,13 @@ const HASH_MAX_CONCURRENT = Number(
   process.env.BENCH_HASH_MAX_CONCURRENT ?? defaultHashConcurrency(CORES, Number(process.env.UV_THREADPOOL_SIZE ?? 4)),
 );
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+/**
+ * The hashing phases (login, full login) run as BENCH_SLICES slices of BENCH_DURATION / 2 seconds
+ * each, with a raw argon2 run of the same length before, between and after them: this VM's speed
+ * drifts by 10–20 % within seconds, so each slice is compared with the raw runs right next to it.
+ */
+const SLICES = Math.max(1, Number(process.env.BENCH_SLICES ?? 4));
+const SLICE_SECONDS = Math.max(2, DURATION / 2);
 /** BENCH_PHASES=me,introspect (say): only these phases are measured and reported (all by default). */
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'login,fullLogin,refresh,me,introspect,soak').split(',').map((p) => p.trim()));
 /** Wall-clock start/end of each measured phase (to slice a CPU profile of the server). */
@@ -86,7 +95,8 @@ async function timed<T>(name: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } finally {
-    phaseTimes[name] = { start, end: Date.now() };
+    // A phase in slices (SLICES): from the first slice's start to the last one's end.
+    phaseTimes[name] = { start: phaseTimes[name]?.start ?? start, end: Date.now() };
   }
 }
 const PASSWORD = 'Correct horse battery staple, bench edition';
@@ -333,6 +343,21 @@ function cpuRow(phase: string, cpu: CpuShare, perSecond: number, raws: RawRun[])
   return { phase: `CPU during the ${phase} (cores)`, rps: NaN, p50: NaN, p99: NaN, statuses };
 }
 
+/**
+ * Waits (at most 5 s) until the server and PostgreSQL use under 0.05 cores: the requests cut off
+ * at a slice's end have finished and do not slow the raw run after it.
+ */
+async function quiet(serverPid: number): Promise<void> {
+  const until = performance.now() + 5000;
+  let before = cpuSnapshot(serverPid);
+  while (performance.now() < until) {
+    await sleep(200);
+    const now = cpuSnapshot(serverPid);
+    if (busyCores(before, now) < 0.05) return;
+    before = now;
+  }
+}
+
 function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row {
   log(`  ${phase}: ${r.requests.average} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${statusSummary(r)}`);
   return { phase, rps: round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, statuses: statusSummary(r), ...extra };
@@ -350,19 +375,15 @@ async function main(): Promise<void> {
   log(`preparing database ${DB_NAME} ...`);
   const users = await prepareDatabase(keyringSpec);
 
-  // Raw argon2 right before the login phase, between it and the full login, and right after that:
-  // each hashing phase is compared with the mean of the raw runs next to it, because this VM's
-  // speed drifts by 10 % and more within minutes (a single raw run minutes away says little).
+  // Raw argon2, interleaved with the slices of the hashing phases (SLICES above).
   const rawRuns: (RawRun & { when: string })[] = [];
   const measureRaw = async (when: string) => {
-    log(`raw argon2id verify (m=${ARGON2.memoryCost}, t=${ARGON2.timeCost}, p=${ARGON2.parallelism}), ${CORES} concurrent, ${when} ...`);
-    const r = await rawArgon2(DURATION);
-    log(`  ${r.perSecond.toFixed(1)} verifications/s (${r.meanMs.toFixed(1)} ms each)`);
+    const r = await rawArgon2(SLICE_SECONDS);
+    log(`  raw argon2id verify ${when}: ${r.perSecond.toFixed(1)}/s (${r.meanMs.toFixed(1)} ms each, ${CORES} concurrent)`);
     rawRuns.push({ when, ...r });
     return r;
   };
   const hashing = PHASES.has('login') || PHASES.has('fullLogin');
-  const raw = hashing ? await measureRaw('before the login phase') : null;
 
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -407,12 +428,43 @@ async function main(): Promise<void> {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const has = (method: string, path: string) => Boolean(doc.paths[path]?.[method]);
     log(`server up on ${base} (pid ${server.pid}); baseline on ${baselineBase}`);
-    const rawRow: Row | null = raw && { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: round(raw.perSecond), p50: round(raw.meanMs), p99: NaN, statuses: `${CORES} workers` };
+    const rawRow: Row | null = hashing
+      ? { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: NaN, p50: NaN, p99: NaN, statuses: 'not run' }
+      : null;
     if (rawRow) rows.push(rawRow);
-    /** A hashing phase's rate against the mean of the raw runs just before and after it. */
-    const againstRaw = (perSecond: number, before: { perSecond: number }, after: { perSecond: number }) => {
-      const mean = (before.perSecond + after.perSecond) / 2;
-      return `${((perSecond / mean) * 100).toFixed(0)} % of raw argon2 (${round(mean)}/s: mean of the raw runs just before and after, ${round(before.perSecond)} and ${round(after.perSecond)})`;
+
+    /**
+     * A hashing phase in slices, each between two raw argon2 runs (the first is the previous
+     * phase's last when there was one), the server and PostgreSQL let go quiet before each raw
+     * run. The rate is compared slice by slice with the mean of the raw runs on either side.
+     */
+    const interleaved = async <T>(name: string, slice: (seconds: number) => Promise<{ value: T; completed: number; seconds: number }>) => {
+      const raws: RawRun[] = [await measureRaw(`before the first ${name} slice`)];
+      const windows: [CpuSnapshot, CpuSnapshot][] = [];
+      const values: T[] = [];
+      const ratios: number[] = [];
+      let completed = 0;
+      let seconds = 0;
+      for (let k = 1; k <= SLICES; k++) {
+        const before = cpuSnapshot(server.pid!);
+        const s = await timed(name, () => slice(SLICE_SECONDS));
+        windows.push([before, cpuSnapshot(server.pid!)]);
+        values.push(s.value);
+        completed += s.completed;
+        seconds += s.seconds;
+        await quiet(server.pid!);
+        const after = await measureRaw(k === SLICES ? `after the last ${name} slice` : `after ${name} slice ${k}`);
+        const reference = (raws.at(-1)!.perSecond + after.perSecond) / 2;
+        ratios.push(s.completed / s.seconds / reference);
+        log(`  ${name} slice ${k}: ${(s.completed / s.seconds).toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it`);
+        raws.push(after);
+      }
+      const perSecond = completed / seconds;
+      const reference = ratios.reduce((sum, r) => sum + r, 0) / ratios.length;
+      const againstRaw =
+        `${(reference * 100).toFixed(0)} % of raw argon2 (mean over ${SLICES} slices of ${SLICE_SECONDS} s, each against the mean of the raw runs ` +
+        `just before and after it; slices ${ratios.map((r) => (r * 100).toFixed(0)).join(' / ')} %; raw runs ${raws.map((r) => round(r.perSecond)).join(', ')}/s)`;
+      return { values, perSecond, seconds, raws, cpu: coresOver(windows), againstRaw };
     };
     /** Unmeasured warm-up of a target (JIT, pool, Prisma's query plans), 2 s. */
     const warm = (url: string, requests: AutocannonRequest[]) => autocannon({ url, connections: 4, duration: 2, requests });
@@ -434,26 +486,20 @@ async function main(): Promise<void> {
     rows.push(row('GET /healthz, idle (50 req/s)', idleHealth));
 
     if (PHASES.has('login') && has('post', '/v1/auth/login')) {
-      log('POST /v1/auth/login, saturating, with a /healthz probe alongside ...');
-      const cpuBefore = cpuSnapshot(server.pid!);
-      const [login, probe] = await timed('login', () => Promise.all([
-        autocannon({
-          url: base,
-          connections: CONNECTIONS,
-          duration: DURATION,
-          timeout: 30,
-          requests: loginRequests,
-        }),
-        autocannon({ url: `${base}/healthz`, connections: 1, duration: DURATION, overallRate: 50 }),
-      ]));
-      const cpu = coresBetween(cpuBefore, cpuSnapshot(server.pid!));
-      const loginRow = row('POST /v1/auth/login (password step)', login);
-      rows.push(loginRow);
-      const rawAfter = await measureRaw('between the login and the full login phases');
-      loginRow.baseline = againstRaw(login.requests.average, raw!, rawAfter);
-      rows.push(cpuRow('login phase', cpu, login.requests.average, [raw!, rawAfter]));
-      rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms` }));
-      results.login = { login, probe, cpu };
+      log(`POST /v1/auth/login, saturating, with a /healthz probe alongside, ${SLICES} slices of ${SLICE_SECONDS} s between raw argon2 runs ...`);
+      const phase = await interleaved('login', async (seconds) => {
+        const [login, probe] = await Promise.all([
+          autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 30, requests: loginRequests }),
+          autocannon({ url: `${base}/healthz`, connections: 1, duration: seconds, overallRate: 50 }),
+        ]);
+        return { value: { login, probe }, completed: login.requests.total, seconds: login.duration };
+      });
+      const login = combined(phase.values.map((v) => v.login));
+      const probe = combined(phase.values.map((v) => v.probe));
+      rows.push(row('POST /v1/auth/login (password step)', login, { baseline: phase.againstRaw }));
+      rows.push(cpuRow('login phase', phase.cpu, phase.perSecond, phase.raws));
+      rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms`, note: `p99: the worst of the ${SLICES} slices` }));
+      results.login = { login, probe, cpu: phase.cpu, againstRaw: phase.againstRaw };
     } else if (PHASES.has('login')) rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     // Full login: password step, then the TOTP code for the challenge. Each user's code works
@@ -532,11 +578,14 @@ async function main(): Promise<void> {
       fullLoginLatencies.length = 0;
       codeStepLatencies.length = 0;
       starved = 0;
-      const cpuBefore = cpuSnapshot(server.pid!);
-      const full = await timed('fullLogin', () => autocannon({ url: base, connections: CONNECTIONS, duration: DURATION, timeout: 30, requests: fullLoginRequests(true) }));
-      const cpu = coresBetween(cpuBefore, cpuSnapshot(server.pid!));
+      const phase = await interleaved('fullLogin', async (seconds) => {
+        const before = fullLoginLatencies.length;
+        const run = await autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 30, requests: fullLoginRequests(true) });
+        return { value: run, completed: fullLoginLatencies.length - before, seconds: run.duration };
+      });
+      const full = combined(phase.values);
+      const { cpu, perSecond } = phase;
       const s = summarize(fullLoginLatencies);
-      const perSecond = s.n / full.duration;
       const fullRow: Row = {
         phase: 'full login: password + TOTP code (2 requests)',
         rps: round(perSecond),
@@ -545,10 +594,8 @@ async function main(): Promise<void> {
         statuses: statusSummary(full),
         note: `rate and latency of complete logins${starved ? `; ${starved} times no unused user was free` : ''}`,
       };
+      fullRow.baseline = phase.againstRaw;
       rows.push(fullRow);
-      const rawBefore = rawRuns.at(-1)!;
-      const rawAfter = await measureRaw('after the full login phase');
-      fullRow.baseline = againstRaw(perSecond, rawBefore, rawAfter);
       const code = summarize(codeStepLatencies);
       rows.push({
         phase: 'code step alone (POST /v1/auth/login/mfa) during that phase, hashes running',
@@ -557,8 +604,8 @@ async function main(): Promise<void> {
         p99: round(code.p99),
         statuses: `${code.n} answers`,
       });
-      rows.push(cpuRow('full login phase', cpu, perSecond, [rawBefore, rawAfter]));
-      results.fullLogin = { full, completed: s.n, perSecond, latency: s, codeStep: code, cpu };
+      rows.push(cpuRow('full login phase', cpu, perSecond, phase.raws));
+      results.fullLogin = { full, completed: s.n, perSecond, latency: s, codeStep: code, cpu, againstRaw: phase.againstRaw };
     } else rows.push({ phase: 'full login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     if (sessions.length < CONNECTIONS) {
@@ -710,7 +757,7 @@ async function main(): Promise<void> {
       }
     }
 
-    if (rawRow) {
+    if (rawRow && rawRuns.length > 0) {
       const best = rawRuns.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
       rawRow.rps = round(best.perSecond);
       rawRow.p50 = round(best.meanMs);

@@ -96,8 +96,13 @@ export type CpuShare = Record<Exclude<keyof CpuSnapshot, 'at'>, number>;
 
 /** Cores used by each part between two snapshots (CPU seconds per wall second). */
 export function coresBetween(before: CpuSnapshot, after: CpuSnapshot): CpuShare {
-  const seconds = (after.at - before.at) / 1000;
-  const cores = (k: keyof CpuShare) => (after[k] - before[k]) / seconds;
+  return coresOver([[before, after]]);
+}
+
+/** Cores used by each part over several windows together (their CPU seconds over their wall seconds). */
+export function coresOver(windows: readonly (readonly [CpuSnapshot, CpuSnapshot])[]): CpuShare {
+  const seconds = windows.reduce((sum, [before, after]) => sum + (after.at - before.at) / 1000, 0);
+  const cores = (k: keyof CpuShare) => windows.reduce((sum, [before, after]) => sum + after[k] - before[k], 0) / seconds;
   return {
     eventLoop: cores('eventLoop'),
     eventLoopKernel: cores('eventLoopKernel'),
@@ -108,6 +113,12 @@ export function coresBetween(before: CpuSnapshot, after: CpuSnapshot): CpuShare 
     idle: cores('idle'),
     steal: cores('steal'),
   };
+}
+
+/** The server's and PostgreSQL's cores between two snapshots (the load generator left out). */
+export function busyCores(before: CpuSnapshot, after: CpuSnapshot): number {
+  const c = coresBetween(before, after);
+  return c.eventLoop + c.hashing + c.otherThreads + c.postgres;
 }
 
 /** "event loop 0.16 · hashing 1.62 · ..." cores, and ms per operation at `perSecond`. */
