@@ -418,7 +418,12 @@ async function main(): Promise<void> {
   );
   const baselinePort = await freePort();
   const baselineBase = `http://127.0.0.1:${baselinePort}`;
-  const baseline = startProcess('bench/baseline-server.ts', { DATABASE_URL: dbUrl(DB_NAME), PORT: String(baselinePort) }, 'baseline.log');
+  const baseline = startProcess(
+    'bench/baseline-server.ts',
+    { DATABASE_URL: dbUrl(DB_NAME), PORT: String(baselinePort) },
+    'baseline.log',
+    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof-bare/', RESULTS_DIR).pathname}`] : [],
+  );
   const rows: Row[] = [];
   const results: Record<string, unknown> = {};
 
@@ -773,6 +778,7 @@ async function main(): Promise<void> {
     results.serverExitedAt = Date.now(); // anchors the end of a CPU profile (BENCH_CPU_PROF) in wall time
     results.phaseTimes = phaseTimes;
     await stopProcess(baseline);
+    results.baselineExitedAt = Date.now(); // the same for the baseline's profile (bench/profile-summary.ts)
   }
 
   const fmt = (n: number) => (Number.isFinite(n) ? String(n) : '–');
