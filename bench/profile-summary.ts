@@ -42,7 +42,7 @@ const where = (n: Node) => {
   const file = pkg ?? (url.includes('/src/') ? url.slice(url.indexOf('/src/') + 1) : url || '(native)');
   // Code loaded through tsx reports line 1 for everything: the column tells its functions apart.
   const at = lineNumber === 0 && !pkg && url ? `${lineNumber + 1}:${columnNumber + 1}` : `${lineNumber + 1}`;
-  const group = pkg ?? (url.startsWith('node:') ? 'node:internal' : url ? (url.includes('/src/') ? 'src' : url.replace(/^.*\//, '')) : functionName);
+  const group = pkg ?? (url.startsWith('node:') ? 'node:internal' : url ? (url.includes('/src/') ? 'src' : url.replace(/^.*\//, '')) : functionName || '(native, unnamed)');
   return { fn: `${functionName || '(anonymous)'} ${file}:${at}`, group };
 };
 
