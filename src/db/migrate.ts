@@ -1,8 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { sha256Hex } from '../lib/tokens.js';
 
 /**
  * Applies prisma/migrations/<name>/migration.sql in order, keeping Prisma's own `_prisma_migrations`
@@ -39,7 +40,7 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
   return Promise.all(
     names.map(async (name) => {
       const sql = await readFile(join(dir, name, 'migration.sql'), 'utf8');
-      return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+      return { name, sql, checksum: sha256Hex(sql) };
     }),
   );
 }

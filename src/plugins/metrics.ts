@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -7,6 +6,7 @@ import { z } from 'zod';
 import { commonErrors } from '../errors.js';
 import { problemResponses } from '../http/problem.js';
 import { onAuditEvent } from '../modules/audit/audit.service.js';
+import { safeEqual, sha256Hex } from '../lib/tokens.js';
 
 /**
  * Prometheus metrics, one Registry per app (tests build many apps in one process).
@@ -187,12 +187,10 @@ export const metrics = fp(
   { name: 'metrics' },
 );
 
-const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
-
 /** `GET /metrics`. Public unless METRICS_TOKEN is set; then `Authorization: Bearer <token>`. */
 export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
   const token = app.ctx.config.metricsToken;
-  const expected = token ? sha256(token) : undefined;
+  const expected = token ? sha256Hex(token) : undefined;
 
   app.get(
     '/metrics',
@@ -217,7 +215,7 @@ export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
       if (expected) {
         const header = request.headers.authorization ?? '';
         const match = /^Bearer\s+(\S+)$/i.exec(header);
-        if (!match || !timingSafeEqual(sha256(match[1]!), expected)) {
+        if (!match || !safeEqual(sha256Hex(match[1]!), expected)) {
           throw commonErrors.unauthenticated('A valid metrics token is required.', {}, { 'www-authenticate': 'Bearer realm="metrics"' });
         }
       }
