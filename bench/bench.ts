@@ -14,7 +14,7 @@ import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
-import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
+import { busyCores, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
@@ -459,9 +459,9 @@ async function main(): Promise<void> {
         seconds += s.seconds;
         await quiet(server.pid!);
         const after = await measureRaw(k === SLICES ? `after the last ${name} slice` : `after ${name} slice ${k}`);
-        const reference = (raws.at(-1)!.perSecond + after.perSecond) / 2;
-        ratios.push(s.completed / s.seconds / reference);
-        log(`  ${name} slice ${k}: ${(s.completed / s.seconds).toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it`);
+        const rate = s.completed / s.seconds;
+        ratios.push(rate / ((raws.at(-1)!.perSecond + after.perSecond) / 2));
+        log(`  ${name} slice ${k}: ${rate.toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it`);
         raws.push(after);
       }
       const perSecond = completed / seconds;
@@ -469,7 +469,7 @@ async function main(): Promise<void> {
       const againstRaw =
         `${(meanRatio * 100).toFixed(0)} % of raw argon2 (mean over ${SLICES} slices of ${SLICE_SECONDS} s, each against the mean of the raw runs ` +
         `just before and after it; slices ${ratios.map((r) => (r * 100).toFixed(0)).join(' / ')} %; raw runs ${raws.map((r) => round(r.perSecond)).join(', ')}/s)`;
-      return { values, perSecond, seconds, raws, cpu: coresOver(windows), againstRaw };
+      return { values, perSecond, raws, cpu: coresOver(windows), againstRaw };
     };
     /** Unmeasured warm-up of a target (JIT, pool, Prisma's query plans), 2 s. */
     const warm = (url: string, requests: AutocannonRequest[]) => autocannon({ url, connections: 4, duration: 2, requests });
