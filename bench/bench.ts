@@ -14,7 +14,7 @@ import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
-import { busyCores, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
+import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
@@ -414,7 +414,12 @@ async function main(): Promise<void> {
     'server.log',
     // BENCH_CPU_PROF=1: V8 CPU profile of the server (bench/results/prof/), sliced per phase by
     // bench/profile-summary.ts with the phase times recorded in the results JSON.
-    [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof/', RESULTS_DIR).pathname}`] : []), ...(process.env.BENCH_TRACE_GC === '1' ? ['--trace-gc'] : [])],
+    // BENCH_NODE_ARGS: more flags for the server's node (e.g. --perf-basic-prof for Linux perf).
+    [
+      ...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${new URL('prof/', RESULTS_DIR).pathname}`] : []),
+      ...(process.env.BENCH_TRACE_GC === '1' ? ['--trace-gc'] : []),
+      ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   );
   const baselinePort = await freePort();
   const baselineBase = `http://127.0.0.1:${baselinePort}`;
@@ -461,7 +466,11 @@ async function main(): Promise<void> {
         const after = await measureRaw(k === SLICES ? `after the last ${name} slice` : `after ${name} slice ${k}`);
         const rate = s.completed / s.seconds;
         ratios.push(rate / ((raws.at(-1)!.perSecond + after.perSecond) / 2));
-        log(`  ${name} slice ${k}: ${rate.toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it`);
+        const c = coresBetween(...windows.at(-1)!);
+        log(
+          `  ${name} slice ${k}: ${rate.toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it ` +
+            `(cores: hashing ${c.hashing.toFixed(2)}, idle ${c.idle.toFixed(2)}, I/O wait ${c.iowait.toFixed(2)}, PostgreSQL ${c.postgres.toFixed(2)})`,
+        );
         raws.push(after);
       }
       const perSecond = completed / seconds;

@@ -49,6 +49,8 @@ export type CpuSnapshot = {
   postgres: number;
   loadGenerator: number;
   idle: number;
+  /** Idle with a disk read or write outstanding (PostgreSQL's WAL flushes, say). */
+  iowait: number;
   steal: number;
 };
 
@@ -87,7 +89,8 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot {
     otherThreads,
     postgres,
     loadGenerator: (self.user + self.system) / 1e6,
-    idle: ((total[3] ?? NaN) + (total[4] ?? NaN)) / TICKS,
+    idle: (total[3] ?? NaN) / TICKS,
+    iowait: (total[4] ?? NaN) / TICKS,
     steal: (total[7] ?? NaN) / TICKS,
   };
 }
@@ -111,6 +114,7 @@ export function coresOver(windows: readonly (readonly [CpuSnapshot, CpuSnapshot]
     postgres: cores('postgres'),
     loadGenerator: cores('loadGenerator'),
     idle: cores('idle'),
+    iowait: cores('iowait'),
     steal: cores('steal'),
   };
 }
@@ -131,6 +135,7 @@ export function describeCores(share: CpuShare, perSecond: number): string {
     ['load generator', share.loadGenerator],
     ['hashing', share.hashing],
     ['idle', share.idle],
+    ['I/O wait', share.iowait],
     ['steal', share.steal],
   ];
   const cores = parts.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(' · ');
