@@ -311,6 +311,16 @@ function previousRun(): { file: string; rows: Map<string, Pick<Row, 'rps' | 'p99
 }
 
 /** Several runs against one target as one: the total rate, the mean of the p50s, the worst p99, all statuses. */
+/**
+ * The `duration` that makes an autocannon run last `seconds` exactly. autocannon stops a run at its
+ * first 1-s sample tick after `duration` has passed (the connections keep sending until then). For
+ * a whole number of seconds the stop timer and that tick are due in the same millisecond, and when
+ * the tick fires first the run goes on for another second: one /healthz probe in about eight ran
+ * 6.01 s next to its 5.01-s login slice, so the slice's CPU window held a second without logins
+ * (0.25 cores "idle", the hashing share 10 points low). Half a second before the tick is never a tie.
+ */
+const endingOnTick = (seconds: number): number => Math.max(0.5, Math.round(seconds) - 0.5);
+
 function combined(runs: AutocannonResult[]): AutocannonResult {
   const seconds = runs.reduce((sum, r) => sum + r.duration, 0);
   const total = runs.reduce((sum, r) => sum + r.requests.total, 0);
@@ -503,8 +513,8 @@ async function main(): Promise<void> {
       log(`POST /v1/auth/login, saturating, with a /healthz probe alongside, ${SLICES} slices of ${SLICE_SECONDS} s between raw argon2 runs ...`);
       const phase = await interleaved('login', async (seconds) => {
         const [login, probe] = await Promise.all([
-          autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 30, requests: loginRequests }),
-          autocannon({ url: `${base}/healthz`, connections: 1, duration: seconds, overallRate: 50 }),
+          autocannon({ url: base, connections: CONNECTIONS, duration: endingOnTick(seconds), timeout: 30, requests: loginRequests }),
+          autocannon({ url: `${base}/healthz`, connections: 1, duration: endingOnTick(seconds), overallRate: 50 }),
         ]);
         return { value: { login, probe }, completed: login.requests.total, seconds: login.duration };
       });
@@ -594,7 +604,7 @@ async function main(): Promise<void> {
       starved = 0;
       const phase = await interleaved('fullLogin', async (seconds) => {
         const before = fullLoginLatencies.length;
-        const run = await autocannon({ url: base, connections: CONNECTIONS, duration: seconds, timeout: 30, requests: fullLoginRequests(true) });
+        const run = await autocannon({ url: base, connections: CONNECTIONS, duration: endingOnTick(seconds), timeout: 30, requests: fullLoginRequests(true) });
         return { value: run, completed: fullLoginLatencies.length - before, seconds: run.duration };
       });
       const full = combined(phase.values);

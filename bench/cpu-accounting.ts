@@ -39,19 +39,26 @@ export function cpuSeconds(pid: number): number {
   return text ? parseStat(text).cpu : NaN;
 }
 
-export type CpuSnapshot = {
-  at: number;
+type Counters = {
   eventLoop: number;
   /** The event loop's time in the kernel (system calls: sockets above all). */
   eventLoopKernel: number;
   hashing: number;
   otherThreads: number;
-  postgres: number;
   loadGenerator: number;
   idle: number;
   /** Idle with a disk read or write outstanding (PostgreSQL's WAL flushes, say). */
   iowait: number;
   steal: number;
+};
+
+export type CpuSnapshot = Counters & {
+  at: number;
+  /**
+   * CPU seconds of each `postgres` process by pid: a backend that exits between two snapshots
+   * (the pool closing an idle connection) must not take its whole lifetime's CPU off the sum.
+   */
+  postgres: ReadonlyMap<number, number>;
 };
 
 export function cpuSnapshot(serverPid: number): CpuSnapshot {
@@ -70,13 +77,13 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot {
     else if (nice > 0) hashing += cpu;
     else otherThreads += cpu;
   }
-  let postgres = 0;
+  const postgres = new Map<number, number>();
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const text = read(`/proc/${pid}/stat`);
     if (!text) continue;
     const { cpu, comm } = parseStat(text);
-    if (comm.startsWith('postgres')) postgres += cpu;
+    if (comm.startsWith('postgres')) postgres.set(Number(pid), cpu);
   }
   const self = process.cpuUsage();
   // /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
@@ -95,7 +102,14 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot {
   };
 }
 
-export type CpuShare = Record<Exclude<keyof CpuSnapshot, 'at'>, number>;
+export type CpuShare = Record<keyof Counters | 'postgres', number>;
+
+/** PostgreSQL's CPU seconds between two snapshots: the processes alive at the second, each from the first (or from its start). */
+function postgresBetween(before: CpuSnapshot, after: CpuSnapshot): number {
+  let seconds = 0;
+  for (const [pid, cpu] of after.postgres) seconds += cpu - (before.postgres.get(pid) ?? 0);
+  return seconds;
+}
 
 /** Cores used by each part between two snapshots (CPU seconds per wall second). */
 export function coresBetween(before: CpuSnapshot, after: CpuSnapshot): CpuShare {
@@ -105,13 +119,13 @@ export function coresBetween(before: CpuSnapshot, after: CpuSnapshot): CpuShare 
 /** Cores used by each part over several windows together (their CPU seconds over their wall seconds). */
 export function coresOver(windows: readonly (readonly [CpuSnapshot, CpuSnapshot])[]): CpuShare {
   const seconds = windows.reduce((sum, [before, after]) => sum + (after.at - before.at) / 1000, 0);
-  const cores = (k: keyof CpuShare) => windows.reduce((sum, [before, after]) => sum + after[k] - before[k], 0) / seconds;
+  const cores = (k: keyof Counters) => windows.reduce((sum, [before, after]) => sum + after[k] - before[k], 0) / seconds;
   return {
     eventLoop: cores('eventLoop'),
     eventLoopKernel: cores('eventLoopKernel'),
     hashing: cores('hashing'),
     otherThreads: cores('otherThreads'),
-    postgres: cores('postgres'),
+    postgres: windows.reduce((sum, [before, after]) => sum + postgresBetween(before, after), 0) / seconds,
     loadGenerator: cores('loadGenerator'),
     idle: cores('idle'),
     iowait: cores('iowait'),
