@@ -310,17 +310,18 @@ function previousRun(): { file: string; rows: Map<string, Pick<Row, 'rps' | 'p99
   }
 }
 
-/** Several runs against one target as one: the total rate, the mean of the p50s, the worst p99, all statuses. */
 /**
- * The `duration` that makes an autocannon run last `seconds` exactly. autocannon stops a run at its
- * first 1-s sample tick after `duration` has passed (the connections keep sending until then). For
- * a whole number of seconds the stop timer and that tick are due in the same millisecond, and when
- * the tick fires first the run goes on for another second: one /healthz probe in about eight ran
- * 6.01 s next to its 5.01-s login slice, so the slice's CPU window held a second without logins
- * (0.25 cores "idle", the hashing share 10 points low). Half a second before the tick is never a tie.
+ * The `duration` that makes an autocannon run end on its sample tick at `seconds` (whole seconds).
+ * autocannon stops a run at its first 1-s sample tick after `duration` has passed (the connections
+ * keep sending until then). For a whole number of seconds the stop timer and that tick are due in
+ * the same millisecond, and when the tick fires first the run goes on for another second: in about
+ * one login slice in ten the /healthz probe ran 6.01 s next to the 5.01-s logins, so the slice's
+ * CPU window held a second without logins (0.25 cores "idle", the slice's hashing share 10 points
+ * low). Half a second before the tick is never a tie.
  */
 const endingOnTick = (seconds: number): number => Math.max(0.5, Math.round(seconds) - 0.5);
 
+/** Several runs against one target as one: the total rate, the mean of the p50s, the worst p99, all statuses. */
 function combined(runs: AutocannonResult[]): AutocannonResult {
   const seconds = runs.reduce((sum, r) => sum + r.duration, 0);
   const total = runs.reduce((sum, r) => sum + r.requests.total, 0);
