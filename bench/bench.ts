@@ -469,7 +469,8 @@ async function main(): Promise<void> {
       for (let k = 1; k <= SLICES; k++) {
         const before = cpuSnapshot(server.pid!);
         const s = await timed(name, () => slice(SLICE_SECONDS));
-        windows.push([before, cpuSnapshot(server.pid!)]);
+        const window: [CpuSnapshot, CpuSnapshot] = [before, cpuSnapshot(server.pid!)];
+        windows.push(window);
         values.push(s.value);
         completed += s.completed;
         seconds += s.seconds;
@@ -477,7 +478,7 @@ async function main(): Promise<void> {
         const after = await measureRaw(k === SLICES ? `after the last ${name} slice` : `after ${name} slice ${k}`);
         const rate = s.completed / s.seconds;
         ratios.push(rate / ((raws.at(-1)!.perSecond + after.perSecond) / 2));
-        const c = coresBetween(...windows.at(-1)!);
+        const c = coresBetween(...window);
         log(
           `  ${name} slice ${k}: ${rate.toFixed(1)}/s = ${(ratios.at(-1)! * 100).toFixed(0)} % of the raw runs next to it ` +
             `(cores: hashing ${c.hashing.toFixed(2)}, idle ${c.idle.toFixed(2)}, I/O wait ${c.iowait.toFixed(2)}, PostgreSQL ${c.postgres.toFixed(2)})`,
