@@ -123,6 +123,16 @@ t.test('checkTotp', async (t) => {
     step: current - 3,
   });
 
+  // A code two steps share (RFC seed, steps 2386 and 2394): the closest step wins, so a match in
+  // the accepted window is never answered as drift; on a tie the later step.
+  t.equal(hotp(RFC_SEED, 2386), hotp(RFC_SEED, 2394), 'fixture: steps 2386 and 2394 share a code');
+  const shared = hotp(RFC_SEED, 2386);
+  const atStep = (step: number) => (step * 30 + 15) * 1000;
+  t.same(checkTotp({ secret, code: shared, nowMs: atStep(2387) }), { result: 'valid', step: 2386 });
+  t.same(checkTotp({ secret, code: shared, nowMs: atStep(2393) }), { result: 'valid', step: 2394 });
+  t.same(checkTotp({ secret, code: shared, nowMs: atStep(2390) }), { result: 'clock_drift', offsetSeconds: 120, step: 2394 });
+  t.same(checkTotp({ secret, code: shared, nowMs: atStep(2387), lastUsedStep: 2386 }), { result: 'replayed', step: 2386 });
+
   for (const delta of [11, -11]) {
     const code = codeAt(delta);
     const collides = [...Array(21).keys()].some((i) => hotp(RFC_SEED, current - 10 + i) === code);
