@@ -7,7 +7,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
-import { countAdministrators, findTarget, loadActingUser, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
+import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { blockedContact, contactText, enqueueMail, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
@@ -131,8 +131,10 @@ export async function inviteUserInTx(
 export async function inviteUser(ctx: AdminCtx, call: AdminCall, ref: OrganizationRef, input: InviteInput): Promise<ManagedUser> {
   try {
     return await ctx.db.$transaction(async (tx) => {
+      const organizationId = resolveOrganization(await loadActingUser(tx, call.actor), ref);
+      // Same lock as every role change (lockForChange): a concurrent demotion/block is seen here.
+      if (!(await lockOrganization(tx, organizationId))) throw policyErrors.organization_not_found();
       const acting = await loadActingUser(tx, call.actor);
-      const organizationId = resolveOrganization(acting, ref);
       authorize(acting, 'user.invite', { organizationId }, { roles: normalizeRoles(input.roles) });
       const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true } });
       if (!organization) throw policyErrors.organization_not_found();
