@@ -247,7 +247,8 @@ export async function endSession(
   return ctx.db.$transaction(async (tx) => {
     const now = ctx.clock.now();
     const { count } = await tx.session.updateMany({
-      where: { id: input.sessionId, userId: input.userId, revokedAt: null, expiresAt: { gt: now } },
+      // Alive as listSessions and findLiveSession see it: an idle-expired session has already ended.
+      where: { id: input.sessionId, userId: input.userId, revokedAt: null, expiresAt: { gt: now }, idleExpiresAt: { gt: now } },
       data: { revokedAt: now, revokedReason: input.reason },
     });
     if (count !== 1) return false;

@@ -192,6 +192,15 @@ t.test('logout ends the current session only; sessions list and delete', async (
   t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: laptop.refreshToken } })).status, 401);
   t.equal((await request({ method: 'DELETE', url: `/v1/me/sessions/${laptopSid}`, token: phone.accessToken })).status, 404, 'already ended');
 
+  // A session that ended by idle timeout is not listed and cannot be "ended" again: 404, no audit.
+  const idle = await signIn(app, user, ['pwd', 'otp'], { ip: null, userAgent: 'tablet' });
+  const idleSid = decodeJwt(idle.accessToken).sid as string;
+  await app.ctx.db.session.update({ where: { id: idleSid }, data: { idleExpiresAt: clock.now() } });
+  const listedIdle = await request({ url: '/v1/me/sessions', token: phone.accessToken });
+  t.notOk(listedIdle.body.sessions.some((s: { id: string }) => s.id === idleSid), 'the idle-expired session is not listed');
+  t.equal((await request({ method: 'DELETE', url: `/v1/me/sessions/${idleSid}`, token: phone.accessToken })).status, 404, 'idle-expired: already ended');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'session.revoked', details: { path: ['sessionId'], equals: idleSid } } }), 0, 'no revocation audited');
+
   // Logout.
   const out = await request({ url: '/v1/auth/logout', method: 'POST', token: phone.accessToken });
   t.equal(out.status, 204);
