@@ -46,7 +46,7 @@ const commands: Record<string, Command> = {
     },
   },
   'rotate-signing-key': {
-    summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired',
+    summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired (--immediate, for a leaked key: signs at once and deletes every older key)',
     usage: 'rotate-signing-key [--immediate]',
     async run(args) {
       for (const name of args.keys()) if (name !== 'immediate') throw new UsageError(`unknown option --${name}`);
@@ -54,7 +54,8 @@ const commands: Record<string, Command> = {
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
-        // --immediate: the new key signs at once (a leaked key); default: published first, signs after 60 s.
+        // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
+        // nothing signed with them verifies any more; default: published first, signs after 60 s.
         const result = await rotateSigningKey(deps, { immediate: args.get('immediate') === 'true' });
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return 0;

@@ -4,7 +4,7 @@ import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 import { sha256Hex } from '../../src/lib/tokens.js';
-import { KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../src/modules/sessions/signing-keys.js';
+import { KEY_PROPAGATION_SECONDS, PREPUBLISH_SECONDS, rotateSigningKey } from '../../src/modules/sessions/signing-keys.js';
 
 /**
  * The verified-token cache (src/modules/sessions/access-token.ts) may only save the signature check:
@@ -104,8 +104,9 @@ t.test('a cached token stops verifying when its key is removed or past its reten
   t.equal((await me(old.accessToken)).status, 200);
   t.ok(cache.get(old.accessToken), 'cached');
 
-  await rotateSigningKey(app.ctx, { immediate: true });
+  await rotateSigningKey(app.ctx);
   await app.ctx.signer.reload();
+  clock.advance(PREPUBLISH_SECONDS + 1);
   t.equal((await me(old.accessToken)).status, 200, 'the retired key still verifies during its retention (after a reload)');
   const fresh = await signIn(app, user);
   t.not(decodeProtectedHeader(fresh.accessToken).kid, oldKid, 'the new key signs');
@@ -126,9 +127,22 @@ t.test('a cached token stops verifying when its key is removed or past its reten
     .sign(signing.privateKey);
   t.equal((await me(longLived)).status, 200);
   t.ok(cache.get(longLived), 'cached');
-  await rotateSigningKey(app.ctx, { immediate: true });
+  await rotateSigningKey(app.ctx);
   await app.ctx.signer.reload();
+  clock.advance(PREPUBLISH_SECONDS + 1);
   t.equal((await me(longLived)).status, 200, 'within the retention of its (now retired) key');
   clock.advance(config.jwt.accessTtlSeconds + KEY_PROPAGATION_SECONDS + 1);
   await expectRefused(t, me(longLived), 'its key is past retention');
+});
+
+t.test('rotate-signing-key --immediate (a leaked key): a cached token of the old key is refused after the reload', async (t) => {
+  const { app, user, me, introspect, cache } = await setup(t);
+  const old = await signIn(app, user);
+  t.equal((await me(old.accessToken)).status, 200);
+  t.ok(cache.get(old.accessToken), 'cached');
+  await rotateSigningKey(app.ctx, { immediate: true });
+  await app.ctx.signer.reload();
+  await expectRefused(t, me(old.accessToken), 'old key withdrawn');
+  t.same((await introspect(old.accessToken)).body, { active: false }, 'introspection: old key withdrawn');
+  t.equal((await me((await signIn(app, user)).accessToken)).status, 200, 'the new key signs and verifies');
 });

@@ -19,8 +19,10 @@ import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-to
  * - Rotation (`rotateSigningKey`, CLI `rotate-signing-key`) is staged: the new key is published in
  *   the JWKS at once, and the current key keeps signing for PREPUBLISH_SECONDS (its retiredAt is set
  *   to now + PREPUBLISH_SECONDS), so verifiers that cache the JWKS (max-age = PREPUBLISH_SECONDS)
- *   already know the new key when the first token signed with it arrives. `--immediate` (leaked
- *   key) switches at once.
+ *   already know the new key when the first token signed with it arrives. `--immediate` is for a
+ *   leaked key: the new key signs at once and every older key is deleted, so tokens signed with
+ *   them (forged ones included) stop verifying as soon as each instance reloads (within
+ *   REFRESH_INTERVAL_MS) and leave the JWKS; sessions go on through their refresh tokens.
  * - Key retention: a retired key stays in the JWKS and keeps verifying for
  *   `ACCESS_TOKEN_TTL_SECONDS + KEY_PROPAGATION_SECONDS` after its retiredAt: the TTL covers the last
  *   token it signed; the margin covers other instances that still sign with it until their next
@@ -148,10 +150,12 @@ export async function ensureSigningKey(deps: SigningKeyDeps): Promise<SigningKey
 export type RotationResult = { kid: string; algorithm: string; signsFrom: string; retired: string[]; deleted: string[] };
 
 /**
- * Adds a new signing key; the current key keeps signing for PREPUBLISH_SECONDS (0 with
- * `immediate`) and then retires. Retired keys stay published until every token they signed has
- * expired; keys past that point are deleted. Other instances pick the new key up within
- * REFRESH_INTERVAL_MS (or at once when they meet its kid).
+ * Adds a new signing key; the current key keeps signing for PREPUBLISH_SECONDS and then retires.
+ * Retired keys stay published until every token they signed has expired; keys past that point are
+ * deleted. With `immediate` (a leaked key) the new key signs at once and every older key is deleted
+ * now: a key that may be in an attacker's hands must not verify anything any more, whatever the
+ * tokens it signed would have lived. Other instances pick the change up within REFRESH_INTERVAL_MS
+ * (or at once when they meet the new kid).
  */
 export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediate?: boolean } = {}): Promise<RotationResult> {
   return deps.db.$transaction(async (tx) => {
@@ -159,14 +163,15 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
     const now = deps.clock.now();
     const active = await tx.signingKey.findMany({ where: { retiredAt: null }, select: { kid: true } });
     // Nothing signs yet (fresh database): the new key signs at once.
-    const immediate = options.immediate || active.length === 0;
-    const switchAt = new Date(now.getTime() + (immediate ? 0 : PREPUBLISH_SECONDS * 1000));
+    const switchAt = new Date(now.getTime() + (options.immediate || active.length === 0 ? 0 : PREPUBLISH_SECONDS * 1000));
     await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: switchAt } });
-    if (immediate) await tx.signingKey.updateMany({ where: { retiredAt: { gt: now } }, data: { retiredAt: now } });
-    const created = await insertKey(tx, deps, now);
     const cutoff = new Date(now.getTime() - retentionSeconds(deps.config) * 1000);
-    const stale = await tx.signingKey.findMany({ where: { retiredAt: { lte: cutoff } }, select: { kid: true } });
+    const stale = await tx.signingKey.findMany({
+      where: options.immediate ? {} : { retiredAt: { lte: cutoff } },
+      select: { kid: true },
+    });
     await tx.signingKey.deleteMany({ where: { kid: { in: stale.map((k) => k.kid) } } });
+    const created = await insertKey(tx, deps, now);
     return {
       kid: created.kid,
       algorithm: created.algorithm,

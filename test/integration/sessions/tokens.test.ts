@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
+import { sha256Hex } from '../../../src/lib/tokens.js';
 import { KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../../src/modules/sessions/signing-keys.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
@@ -108,11 +109,54 @@ t.test('a separate jose client verifies access tokens against the served JWKS, a
   t.same(later.keys.map((k) => k.kid), [rotation.kid], 'old key dropped once no token signed by it can be alive');
 
   // The next rotation deletes rows that are past retention.
-  const second = await rotateSigningKey(app.ctx, { immediate: true });
+  const second = await rotateSigningKey(app.ctx);
   t.same(second.deleted, [oldKid]);
+  t.same(second.retired, [rotation.kid]);
+  await app.ctx.signer.reload();
+  const live = await signIn(app, user);
+  t.equal(decodeProtectedHeader(live.accessToken).kid, rotation.kid, 'pre-publication: the current key still signs');
+
+  // --immediate (a leaked key): the new key signs at once and every older key is deleted, so the
+  // tokens they signed stop verifying here, in the JWKS, and for introspection.
+  const third = await rotateSigningKey(app.ctx, { immediate: true });
+  t.same(third.deleted.sort(), [rotation.kid, second.kid].sort());
+  t.equal(third.signsFrom, clock.now().toISOString());
   await app.ctx.signer.reload();
   const now = await signIn(app, user);
-  t.equal(decodeProtectedHeader(now.accessToken).kid, second.kid, '--immediate switches at once');
+  t.equal(decodeProtectedHeader(now.accessToken).kid, third.kid, '--immediate switches at once');
+  const published = (await (await fetch(jwksUrl)).json()) as { keys: { kid: string }[] };
+  t.same(published.keys.map((k) => k.kid), [third.kid], 'only the new key is published');
+  t.equal((await api(app)({ url: '/v1/me', token: live.accessToken })).status, 401, 'a live token of a withdrawn key is refused');
+  t.equal((await api(app)({ url: '/v1/me', token: now.accessToken })).status, 200);
+});
+
+t.test('rotate-signing-key --immediate: a token forged with the leaked key after the rotation verifies nowhere', async (t) => {
+  const csoSecret = 'cso-secret-0123456789abcdef';
+  const { app, config, clock } = await buildTestApp(t, { SERVICE_CLIENTS: `cso:${sha256Hex(csoSecret)}` });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const victim = await signIn(app, user);
+  const leaked = app.ctx.signer.signingKey();
+
+  await rotateSigningKey(app.ctx, { immediate: true });
+  await app.ctx.signer.reload();
+  clock.advance(60);
+  const now = Math.floor(clock.now().getTime() / 1000);
+  const forged = await new SignJWT({ ...decodeJwt(victim.accessToken), roles: ['USER', 'CUSTOMER_ADMIN'], iat: now, exp: now + 600 })
+    .setProtectedHeader({ alg: leaked.algorithm, kid: leaked.kid, typ: 'at+jwt' })
+    .sign(leaked.privateKey);
+
+  const jwks = createLocalJWKSet((await request({ url: '/.well-known/jwks.json' })).body);
+  await t.rejects(jwtVerify(forged, jwks, { issuer: config.jwt.issuer, audience: 'cso', currentDate: clock.now() }), 'a JWKS verifier refuses it');
+  t.equal((await request({ url: '/v1/me', token: forged })).status, 401, 'this service refuses it');
+  const basic = `Basic ${Buffer.from(`cso:${csoSecret}`).toString('base64')}`;
+  const intro = await request({ url: '/v1/tokens/introspect', headers: { authorization: basic }, body: { token: forged } });
+  t.same(intro.body, { active: false }, 'introspection refuses it');
+  // The victim's session goes on: its refresh token is not tied to a signing key.
+  const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: victim.refreshToken } });
+  t.equal(refreshed.status, 200);
+  t.not(decodeProtectedHeader(refreshed.body.accessToken).kid, leaked.kid);
 });
 
 t.test('a second instance on the same database picks up the keys (no new key per instance)', async (t) => {
