@@ -3,7 +3,7 @@ import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
-import { createOrganization, createUser, currentTotp, signIn } from '../helpers/factories.js';
+import { createOrganization, createUser, currentTotp, signIn, wrongCode } from '../helpers/factories.js';
 import { addSeconds } from '../../src/lib/clock.js';
 import { requestMfaReset } from '../../src/modules/support/mfa-reset.service.js';
 import { GOOD_PASSWORD, inviteUser, tokenFromLink } from '../helpers/accounts.js';
@@ -243,4 +243,40 @@ t.test('refresh racing a block: the ended session gets no new pair (not even a s
   t.equal(await app.ctx.db.refreshToken.count({ where: { session: { userId: user.id } } }), 1, 'no new refresh token was stored');
   const row = await app.ctx.db.refreshToken.findFirstOrThrow({ where: { session: { userId: user.id } } });
   t.equal(row.rotatedAt, null, 'the rotation was rolled back');
+});
+
+t.test('login: two correct password steps at once leave one live challenge; the older one is replaced', async (t) => {
+  // A slow argon2 keeps both password checks in flight while the user row is held.
+  const { app, databaseUrl } = await buildTestApp(t, { ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '4' });
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  const other = await openClient(t, databaseUrl);
+  const count = async (sql: string, values: unknown[]) => Number((await other.query<{ n: string }>(sql, values)).rows[0]?.n);
+
+  const a = request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  const b = request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  // Both attempts are counted and hashing; hold the user row so that both success statements start
+  // (and take their snapshots) before either can commit its challenge.
+  for (let i = 0; (await count('SELECT failed_password_count AS n FROM users WHERE id = $1', [user.id])) < 2; i++) {
+    if (i > 500) throw new Error('the two attempts were never counted');
+    await sleep(2);
+  }
+  await other.query('BEGIN');
+  await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+  const waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+  for (let i = 0; (await count(waiting, [])) < 2; i++) {
+    if (i > 500) throw new Error('the two success statements never waited for the user row');
+    await sleep(2);
+  }
+  await other.query('COMMIT');
+  const [ra, rb] = await Promise.all([a, b]);
+  t.equal(ra.status, 200);
+  t.equal(rb.status, 200);
+
+  const pending = await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE', state: 'PENDING' } });
+  t.equal(pending, 1, 'only the newest login challenge is live');
+  const tokens = [ra.body.challengeToken as string, rb.body.challengeToken as string];
+  const wrong = wrongCode(app, totpSecret!);
+  const answers = await Promise.all(tokens.map((challengeToken) => request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrong } })));
+  t.same(answers.map((r) => r.body.code).sort(), ['challenge_used', 'mfa_code_invalid'], 'the older challenge was replaced by the newer login');
 });

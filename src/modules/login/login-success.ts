@@ -6,6 +6,9 @@ import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
 import type { ReservedPasswordAttempt } from '../accounts/password-lockout.js';
 import { challengeData, type ChallengeNext, type LoginChallenge } from './challenge.js';
+import { isUniqueViolation } from '../../db/errors.js';
+
+const ONE_LIVE_CHALLENGE = 'flow_tokens_one_pending_login_challenge';
 
 /**
  * The usual end of a correct password step, in ONE statement (one round trip, one commit):
@@ -22,6 +25,11 @@ import { challengeData, type ChallengeNext, type LoginChallenge } from './challe
  * Steps 2 and 3 read the rows step 1 returned: when the condition does not hold, nothing at all is
  * written and null comes back; the general path then takes the same decision on the locked row and
  * answers it (blocked, locked, or the password changed meanwhile).
+ *
+ * The statement's snapshot is taken before it waits for the user row, so step 2 cannot void a
+ * challenge that a concurrent login of the same user committed meanwhile. The unique index on the
+ * user's live login challenge (migration 20261128170000) then refuses the insert: nothing is
+ * written, null comes back, and the general path replaces that challenge with fresh snapshots.
  */
 export async function succeedAtOnce(
   ctx: Pick<AppContext, 'pool' | 'clock' | 'config'>,
@@ -76,7 +84,10 @@ export async function succeedAtOnce(
     audit AS (${audit})
     SELECT next FROM challenge`,
     p.values,
-  );
+  ).catch((err: unknown) => {
+    if (isUniqueViolation(err, ONE_LIVE_CHALLENGE)) return [];
+    throw err;
+  });
   const next = rows[0]?.next;
   if (!next) return null;
   announceAudit('login.password_succeeded');

@@ -120,3 +120,30 @@ t.test('every model round-trips through the generated client, and e-mail is uniq
   t.equal(loaded.sessions[0]!.refreshTokens.length, 1);
   t.equal(loaded.organization?.customerNumber, 'C-1');
 });
+
+t.test('one live login challenge per user: the migration keeps each user\'s newest and the index holds from then on', async (t) => {
+  const url = await emptyDatabase(t);
+  const before = await mkdtemp(join(tmpdir(), 'migs-'));
+  for (const m of (await readMigrations()).filter((f) => f.name < '20261128170000')) {
+    await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
+  }
+  await migrate(url, quiet, before);
+  const [user] = await query<{ id: string }>(
+    url,
+    `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'a@example.com', 'A', '{USER}', 'ACTIVE', now()) RETURNING id`,
+  );
+  const challenge = (hash: string, at: string) =>
+    query(
+      url,
+      `INSERT INTO flow_tokens (id, user_id, purpose, token_hash, state, expires_at, created_at)
+       VALUES (gen_random_uuid(), $1, 'LOGIN_CHALLENGE', $2, 'PENDING', now() + interval '5 minutes', $3)`,
+      [user!.id, hash, at],
+    );
+  await challenge('older', '2026-11-28T10:00:00Z');
+  await challenge('newest', '2026-11-28T10:00:01Z');
+
+  await migrate(url, quiet);
+  const rows = await query<{ token_hash: string; state: string }>(url, 'SELECT token_hash, state FROM flow_tokens ORDER BY created_at');
+  t.same(rows, [{ token_hash: 'older', state: 'VOIDED' }, { token_hash: 'newest', state: 'PENDING' }]);
+  await t.rejects(challenge('another', '2026-11-28T10:00:02Z'), { code: '23505', constraint: 'flow_tokens_one_pending_login_challenge' });
+});

@@ -47,8 +47,14 @@ export async function mailsOf(app: FastifyInstance, to: string, template: string
   return app.ctx.db.mailOutbox.findMany({ where: { toAddress: to, template }, orderBy: { createdAt: 'asc' } });
 }
 
-/** Live challenges written side by side (login itself keeps only the newest one alive). */
+/**
+ * Live challenges written side by side. Login keeps only the newest one alive, and a unique index
+ * makes that a rule of the database; this drops the index in the test's own database so that the
+ * layers behind it (the factor's last used step, the recovery code's single use, the account's
+ * code lock) are tested on their own.
+ */
 export async function parallelChallenges(app: FastifyInstance, userId: string, count: number): Promise<string[]> {
+  await app.ctx.db.$executeRawUnsafe('DROP INDEX IF EXISTS flow_tokens_one_pending_login_challenge');
   const now = app.ctx.clock.now();
   const tokens = Array.from({ length: count }, () => randomToken(32));
   await app.ctx.db.flowToken.createMany({
