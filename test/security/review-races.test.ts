@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
-import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildTestApp } from '../helpers/app.js';
+import { openClient, waitForLockWaiters } from '../helpers/row-locks.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, currentTotp, signIn, wrongCode } from '../helpers/factories.js';
 import { addSeconds } from '../../src/lib/clock.js';
@@ -19,26 +19,6 @@ import { parallelChallenges, secretOf } from '../integration/mfa/helpers.js';
  * then the second connection commits. The request must decide on what is committed by then.
  */
 
-async function openClient(t: Test, url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  t.teardown(() => client.end());
-  return client;
-}
-
-/** Waits until some backend of this database waits for a row lock (the request under test). */
-async function waitForLockWaiter(client: pg.Client): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const { rows } = await client.query<{ n: string }>(
-      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    );
-    if (Number(rows[0]?.n) > 0) return;
-    await sleep(50);
-  }
-  throw new Error('the request never waited for the user row');
-}
-
-
 t.test('login: a password lock committed while the correct password is being checked wins (no challenge, lock kept)', async (t) => {
   const { app, clock, databaseUrl } = await buildTestApp(t);
   const request = api(app);
@@ -53,7 +33,7 @@ t.test('login: a password lock committed while the correct password is being che
     until,
   ]);
   const pending = request({ url: '/v1/auth/login', body: { email: user.email, password } });
-  await waitForLockWaiter(other);
+  await waitForLockWaiters(other);
   await other.query('COMMIT');
   const res = await pending;
 
@@ -75,7 +55,7 @@ t.test('login: a password reset committed while the old password is being checke
   await other.query('BEGIN');
   await other.query("UPDATE users SET password_hash = 'replaced', password_changed_at = $2 WHERE id = $1", [user.id, addSeconds(clock.now(), 1)]);
   const pending = request({ url: '/v1/auth/login', body: { email: user.email, password } });
-  await waitForLockWaiter(other);
+  await waitForLockWaiters(other);
   await other.query('COMMIT');
   const res = await pending;
 
@@ -110,7 +90,7 @@ for (const action of SUDO_ACTIONS) {
       addSeconds(clock.now(), 900),
     ]);
     const pending = request({ method: action.method, url: action.url, token: session.accessToken, body: action.body(password!) });
-    await waitForLockWaiter(other);
+    await waitForLockWaiters(other);
     await other.query('COMMIT');
     const res = await pending;
 
@@ -206,7 +186,7 @@ for (const kind of ['password reset', 'activation'] as const) {
     await block.query('BEGIN');
     await block.query("UPDATE users SET status = 'BLOCKED', blocked_at = now() WHERE id = $1", [userId]);
     const pending = request({ url, body: { token, password: GOOD_PASSWORD } });
-    await waitForLockWaiter(block);
+    await waitForLockWaiters(block);
     // The block's second step; a link use holding the link row while waiting for the user row deadlocks here.
     await block.query("UPDATE flow_tokens SET state = 'VOIDED' WHERE user_id = $1 AND state = 'PENDING'", [userId]);
     await block.query('COMMIT');
@@ -233,7 +213,7 @@ t.test('refresh racing a block: the ended session gets no new pair (not even a s
   await block.query("UPDATE users SET status = 'BLOCKED', blocked_at = now() WHERE id = $1", [user.id]);
   await block.query("UPDATE sessions SET revoked_at = now(), revoked_reason = 'user_blocked' WHERE user_id = $1 AND revoked_at IS NULL", [user.id]);
   const pending = request({ url: '/v1/auth/refresh', body: { refreshToken: session.refreshToken } });
-  await waitForLockWaiter(block);
+  await waitForLockWaiters(block);
   await block.query('COMMIT');
   const res = await pending;
 
@@ -263,11 +243,7 @@ t.test('login: two correct password steps at once leave one live challenge; the 
   }
   await other.query('BEGIN');
   await other.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-  const waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-  for (let i = 0; (await count(waiting, [])) < 2; i++) {
-    if (i > 500) throw new Error('the two success statements never waited for the user row');
-    await sleep(2);
-  }
+  await waitForLockWaiters(other, 2);
   await other.query('COMMIT');
   const [ra, rb] = await Promise.all([a, b]);
   t.equal(ra.status, 200);

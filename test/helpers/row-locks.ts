@@ -1,0 +1,28 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { Test } from 'tap';
+
+/**
+ * Races made deterministic: a second connection holds rows in an open transaction while the request
+ * under test reaches them, then commits. The request must decide on what is committed by then.
+ */
+
+/** A connection of its own to the test's database, closed when the test ends. */
+export async function openClient(t: Test, url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.teardown(() => client.end());
+  return client;
+}
+
+/** Waits until at least `count` backends of this database wait for a lock (the requests under test). */
+export async function waitForLockWaiters(client: pg.Client, count = 1): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    const { rows } = await client.query<{ n: string }>(
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    if (Number(rows[0]?.n) >= count) return;
+    await sleep(i < 50 ? 2 : 20);
+  }
+  throw new Error(`fewer than ${count} request(s) ever waited for a lock`);
+}
