@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
@@ -29,11 +30,43 @@ const serviceClients = z
     return clients;
   });
 
+/** An IP address, a CIDR range (`10.0.0.0/8`, `fd00::/8`) or one of proxy-addr's named ranges. */
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+function isProxyAddress(entry: string): boolean {
+  if (NAMED_RANGES.has(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * Whose X-Forwarded-For to believe: `false` (the socket address is the client), or the addresses of
+ * the proxies in front (IPs, CIDR ranges, or `loopback` / `linklocal` / `uniquelocal`;
+ * comma-separated). The client is then the first address, walking back from the socket, that is not
+ * one of them. Not `true`: that trusts every hop, so the left-most X-Forwarded-For entry — which the
+ * client writes itself — would become its IP. Not a hop count: Fastify cannot check the immediate
+ * peer with one and ignores the header.
+ */
+const trustProxy = z.string().transform((raw, ctx): false | string[] => {
+  const value = raw.trim();
+  if (value === 'false') return false;
+  const proxies = value.split(',').map((p) => p.trim()).filter(Boolean);
+  const bad = proxies.find((p) => !isProxyAddress(p));
+  if (proxies.length === 0 || bad !== undefined) {
+    const why = value === 'true' ? 'true would let clients choose their IP through X-Forwarded-For; ' : '';
+    ctx.addIssue({ code: 'custom', message: `${why}give the proxies' addresses (e.g. 10.0.0.0/8 or uniquelocal), or false` });
+    return z.NEVER;
+  }
+  return proxies;
+});
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
-  TRUST_PROXY: bool.default(false),
+  TRUST_PROXY: trustProxy.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
   DATABASE_POOL_MAX: int(1, 200).default(10),
@@ -83,7 +116,8 @@ export type Config = Readonly<{
   isProduction: boolean;
   host: string;
   port: number;
-  trustProxy: boolean;
+  /** Fastify's trustProxy: false, or the addresses of the proxies whose X-Forwarded-For is believed. */
+  trustProxy: false | string[];
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   databaseUrl: string | undefined;
   databasePoolMax: number;

@@ -11,7 +11,7 @@ import { secretOf } from '../integration/mfa/helpers.js';
  * organisation, IP, user agent and UTC time.
  *
  * Every event is caused through the HTTP API by a request with its own client address
- * (X-Forwarded-For, TRUST_PROXY on) and User-Agent, at a known instant of the fake clock, and then
+ * (X-Forwarded-For, TRUST_PROXY=loopback) and User-Agent, at a known instant of the fake clock, and then
  * read back through the support audit API (GET /v1/support/audit-events), field by field.
  */
 
@@ -24,7 +24,7 @@ const headers = (who: Who) => ({ 'user-agent': who.userAgent, 'x-forwarded-for':
 type Expected = { type: string; subject: string; actor: string | null; from: Who; at: string; details?: Record<string, unknown> };
 
 t.test('each audited kind of event records actor, subject, organisation, IP, user agent and UTC time', async (t) => {
-  const w = await adminWorld(t, { TRUST_PROXY: 'true' });
+  const w = await adminWorld(t, { TRUST_PROXY: 'loopback' });
   const { app, clock, orgA } = w;
   const u = await w.member(orgA.id, { email: 'audit.user@alpha.test', name: 'Audit User', recoveryCodes: 10 });
   const v = await w.member(orgA.id, { email: 'audit.locks@alpha.test', name: 'Lock Victim' });

@@ -23,10 +23,21 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ SERVICE_CLIENTS: 'cso:not-a-hash' }, /SERVICE_CLIENTS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ REFRESH_IDLE_TTL_SECONDS: '900000', REFRESH_ABSOLUTE_TTL_SECONDS: '3600' }, /REFRESH_IDLE_TTL_SECONDS/],
+    [{ TRUST_PROXY: 'true' }, /TRUST_PROXY: true would let clients choose their IP/],
+    [{ TRUST_PROXY: '1' }, /TRUST_PROXY/],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, /TRUST_PROXY/],
+    [{ TRUST_PROXY: '10.0.0.1,lb.internal' }, /TRUST_PROXY/],
   ];
   for (const [env, pattern] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: pattern }, JSON.stringify(env));
   }
+});
+
+t.test('TRUST_PROXY: false, or the addresses of the proxies in front', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false, 'off by default');
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+  t.same(loadConfig({ TRUST_PROXY: ' 10.0.0.0/8, fd00::/8,192.0.2.7 ' }).trustProxy, ['10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
+  t.same(loadConfig({ TRUST_PROXY: 'loopback,uniquelocal' }).trustProxy, ['loopback', 'uniquelocal']);
 });
 
 t.test('production refuses missing or weak secrets and development defaults', async (t) => {

@@ -7,7 +7,7 @@ import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, to
 
 t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
   const sink = await startSmtpSink(t);
-  const { app } = await buildTestApp(t, { SMTP_URL: sink.url, TRUST_PROXY: 'true' });
+  const { app } = await buildTestApp(t, { SMTP_URL: sink.url, TRUST_PROXY: 'loopback' });
   const request = api(app);
   const { user } = await createUser(app.ctx.db, app, { name: 'Rita Reset' });
   const { user: invited } = await inviteUser(app);

@@ -37,7 +37,7 @@ const limitedRoutes: FastifyPluginAsyncZod = async (app) => {
 };
 
 function env(extra: Record<string, string> = {}): Record<string, string> {
-  return { RATE_LIMIT_ENABLED: 'true', TRUST_PROXY: 'true', REDIS_KEY_PREFIX: `test-${randomBytes(6).toString('hex')}:`, ...extra };
+  return { RATE_LIMIT_ENABLED: 'true', TRUST_PROXY: 'loopback', REDIS_KEY_PREFIX: `test-${randomBytes(6).toString('hex')}:`, ...extra };
 }
 
 async function limitedApp(t: Test, extra: Record<string, string> = {}) {
