@@ -4,7 +4,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
 import { loadActingUser } from '../organization/acting-user.js';
-import { decodeCursor, page } from '../organization/pagination.js';
+import { cursorInstant, decodeCursor, page } from '../organization/pagination.js';
 import type { AuditEventType } from './audit.service.js';
 
 /** Reading the audit log: newest first, keyset-paginated on (createdAt, id). */
@@ -49,8 +49,7 @@ export async function listAuditEvents(
   if (filter.to) and.push({ createdAt: { lt: filter.to } });
   if (pageQuery.cursor) {
     const [at, id] = decodeCursor(pageQuery.cursor, 2) as [string, string];
-    const time = new Date(at);
-    if (Number.isNaN(time.getTime())) decodeCursor('', 2);
+    const time = cursorInstant(at);
     and.push({ OR: [{ createdAt: { lt: time } }, { createdAt: time, id: { lt: id } }] });
   }
   const rows = await tx.auditEvent.findMany({

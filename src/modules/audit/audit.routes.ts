@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
-import { NextCursor, PageQuery } from '../organization/pagination.js';
+import { isStorableInstant, NextCursor, PageQuery } from '../organization/pagination.js';
 import { readAuditLog } from './audit.query.js';
 import { AUDIT_EVENT_TYPES } from './audit.service.js';
 
@@ -25,11 +25,15 @@ export const AuditEventSchema = z
 
 const AuditPage = z.object({ items: z.array(AuditEventSchema), nextCursor: NextCursor }).meta({ id: 'AuditEventPage' });
 
+const instant = z.iso
+  .datetime({ offset: true })
+  .refine((s) => isStorableInstant(new Date(s)), { message: 'must lie between the years 1970 and 9999 (UTC)' });
+
 const filters = {
   userId: z.uuid().optional().describe('Events where this user is the subject or the actor'),
   type: z.enum(AUDIT_EVENT_TYPES).optional(),
-  from: z.iso.datetime({ offset: true }).optional().describe('Inclusive lower bound (RFC 3339)'),
-  to: z.iso.datetime({ offset: true }).optional().describe('Exclusive upper bound (RFC 3339)'),
+  from: instant.optional().describe('Inclusive lower bound (RFC 3339, 1970–9999)'),
+  to: instant.optional().describe('Exclusive upper bound (RFC 3339, 1970–9999)'),
   ...PageQuery,
 };
 

@@ -50,6 +50,22 @@ export function decodeCursor(cursor: string, size: number): string[] {
   throw paginationErrors.invalid_cursor();
 }
 
+/**
+ * Instants this service stores and filters on: 1970 to 9999 (UTC). JavaScript and RFC 3339 allow
+ * years PostgreSQL's timestamptz cannot hold (year 0, before 4713 BC), which must be a 400.
+ */
+export function isStorableInstant(time: Date): boolean {
+  const year = time.getUTCFullYear();
+  return year >= 1970 && year <= 9999;
+}
+
+/** A cursor part that encodeCursor wrote from a stored instant (its exact ISO form), or invalid_cursor. */
+export function cursorInstant(part: string): Date {
+  const time = new Date(part);
+  if (Number.isNaN(time.getTime()) || !isStorableInstant(time) || time.toISOString() !== part) throw paginationErrors.invalid_cursor();
+  return time;
+}
+
 /** Takes `limit + 1` rows and splits them into the page and whether there is a next one. */
 export function page<T>(rows: T[], limit: number, keyOf: (row: T) => readonly string[]): { items: T[]; nextCursor: string | null } {
   const items = rows.slice(0, limit);

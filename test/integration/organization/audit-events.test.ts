@@ -98,3 +98,23 @@ t.test('support audit log: every organisation, optional organisation filter', as
   t.same(types, ['user.unblocked', 'user.blocked']);
   t.match(onlyB.body.items[0], { actor: { id: support.user.id }, ip: '127.0.0.1' }, 'support sees the full rows');
 });
+
+t.test('audit-log dates PostgreSQL cannot hold, and cursors not written by the service, answer 400', async (t) => {
+  const { request, adminA, support } = await adminWorld(t);
+  const cursorOf = (parts: string[]) => Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
+  const id = crypto.randomUUID();
+  const cases: [string, string, string, string][] = [
+    ['from in year 0', '/v1/organization/audit-events?from=0000-01-01T00:00:00Z', adminA.token, 'validation_failed'],
+    ['to in year 0', '/v1/organization/audit-events?to=0000-06-01T00:00:00Z', adminA.token, 'validation_failed'],
+    ['0001 at +01:00 (year 0 in UTC)', '/v1/organization/audit-events?from=0001-01-01T00:00:00%2B01:00', adminA.token, 'validation_failed'],
+    ['support: from in year 0', '/v1/support/audit-events?from=0000-01-01T00:00:00Z', support.token, 'validation_failed'],
+    ['cursor before 4713 BC', `/v1/organization/audit-events?cursor=${cursorOf(['-271821-04-20T00:00:00.000Z', id])}`, adminA.token, 'invalid_cursor'],
+    ['cursor date not in ISO form', `/v1/organization/audit-events?cursor=${cursorOf(['2026-11-28', id])}`, adminA.token, 'invalid_cursor'],
+  ];
+  for (const [label, url, token, code] of cases) {
+    const res = await request({ url, token });
+    t.same({ status: res.status, code: res.body.code }, { status: 400, code }, label);
+  }
+  const fine = await request({ url: '/v1/organization/audit-events?from=1970-01-01T00:00:00Z&to=9999-12-31T23:59:59Z', token: adminA.token });
+  t.equal(fine.status, 200, 'the whole storable range is accepted');
+});
