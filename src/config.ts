@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { parseKeyring } from './lib/secret-box.js';
 
 /**
  * The service configuration: parsed once from the environment, validated, frozen.
@@ -180,9 +181,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const e = parsed.data;
   if (e.NODE_ENV === 'production') assertProductionSafe(e, cleaned);
-  if (e.REFRESH_IDLE_TTL_SECONDS > e.REFRESH_ABSOLUTE_TTL_SECONDS) {
-    throw new ConfigError('Invalid configuration:\n  REFRESH_IDLE_TTL_SECONDS: must not exceed REFRESH_ABSOLUTE_TTL_SECONDS');
-  }
+  const problems = crossFieldProblems(e);
+  if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   return Object.freeze({
     env: e.NODE_ENV,
     isProduction: e.NODE_ENV === 'production',
@@ -233,6 +233,29 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   });
 }
 
+/** What one variable alone cannot tell: checked before anything (the database included) is touched. */
+function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
+  const problems: string[] = [];
+  if (e.REFRESH_IDLE_TTL_SECONDS > e.REFRESH_ABSOLUTE_TTL_SECONDS) {
+    problems.push('REFRESH_IDLE_TTL_SECONDS: must not exceed REFRESH_ABSOLUTE_TTL_SECONDS');
+  }
+  if (e.ENCRYPTION_KEYS) {
+    try {
+      parseKeyring(e.ENCRYPTION_KEYS, e.ENCRYPTION_KEY_CURRENT);
+    } catch (err) {
+      // parseKeyring's messages never echo key material.
+      problems.push(`${/current key id/.test(String(err)) ? 'ENCRYPTION_KEY_CURRENT' : 'ENCRYPTION_KEYS'}: ${(err as Error).message}`);
+    }
+  } else if (e.ENCRYPTION_KEY_CURRENT) {
+    problems.push('ENCRYPTION_KEY_CURRENT: names a key of ENCRYPTION_KEYS, which is not set');
+  }
+  // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
+  if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {
+    problems.push(`${e.TOTP_ISSUER ? 'TOTP_ISSUER' : 'SHOP_NAME (the default TOTP_ISSUER)'}: must not contain ':'; set TOTP_ISSUER to a name without one`);
+  }
+  return problems;
+}
+
 /** Production refuses to start on development defaults or weak secrets. */
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>): void {
   const problems: string[] = [];
@@ -243,8 +266,8 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
   if (!given.APP_BASE_URL) {
     problems.push('APP_BASE_URL: must be set to the public frontend URL in production');
   }
-  if (e.APP_BASE_URL.startsWith('http://') && !/^http:\/\/(localhost|127\.0\.0\.1)/.test(e.APP_BASE_URL)) {
-    problems.push('APP_BASE_URL: must use https in production');
+  if (new URL(e.APP_BASE_URL).protocol !== 'https:') {
+    problems.push('APP_BASE_URL: must use https in production (its links carry live tokens)');
   }
   if (e.ARGON2_MEMORY_KIB < 19456 || e.ARGON2_TIME_COST < 2) {
     problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');

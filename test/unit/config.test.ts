@@ -23,6 +23,11 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ SERVICE_CLIENTS: 'cso:not-a-hash' }, /SERVICE_CLIENTS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ REFRESH_IDLE_TTL_SECONDS: '900000', REFRESH_ABSOLUTE_TTL_SECONDS: '3600' }, /REFRESH_IDLE_TTL_SECONDS/],
+    [{ ENCRYPTION_KEYS: 'k1:not-a-32-byte-key' }, /ENCRYPTION_KEYS: keyring: key "k1" must be 32 bytes/],
+    [{ ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}`, ENCRYPTION_KEY_CURRENT: 'k2' }, /ENCRYPTION_KEY_CURRENT: keyring: current key id "k2"/],
+    [{ ENCRYPTION_KEY_CURRENT: 'k2' }, /ENCRYPTION_KEY_CURRENT: names a key of ENCRYPTION_KEYS, which is not set/],
+    [{ SHOP_NAME: 'ALSO Webshop: Schweiz' }, /SHOP_NAME \(the default TOTP_ISSUER\): must not contain ':'/],
+    [{ TOTP_ISSUER: 'Shop:CH' }, /TOTP_ISSUER: must not contain ':'/],
     [{ TRUST_PROXY: 'true' }, /TRUST_PROXY: true would let clients choose their IP/],
     [{ TRUST_PROXY: '1' }, /TRUST_PROXY/],
     [{ TRUST_PROXY: '10.0.0.0/33' }, /TRUST_PROXY/],
@@ -57,7 +62,9 @@ t.test('production refuses missing or weak secrets and development defaults', as
     t.throws(() => loadConfig(env), { message: pattern });
   }
   t.throws(() => loadConfig({ ...prodBase, ARGON2_MEMORY_KIB: '4096' }), { message: /ARGON2/ });
-  t.throws(() => loadConfig({ ...prodBase, APP_BASE_URL: 'http://shop.example.com' }), { message: /https/ });
+  for (const url of ['http://shop.example.com', 'http://localhost.shop.example.com', 'http://127.0.0.1.nip.io', 'http://localhost:5173']) {
+    t.throws(() => loadConfig({ ...prodBase, APP_BASE_URL: url }), { message: /APP_BASE_URL: must use https/ }, url);
+  }
 });
 
 t.test('service clients are parsed from id:sha256 pairs', async (t) => {

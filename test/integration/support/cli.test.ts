@@ -84,4 +84,8 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   const badConfig = await cli(['create-support-user', '--email', 'a@b.test', '--name', 'A'], { ...env, DATABASE_URL: 'mysql://x' });
   t.equal(badConfig.code, 78);
   t.match(badConfig.stderr, 'DATABASE_URL');
+  // A malformed keyring is a configuration error too, told before any database is touched (this one does not exist).
+  const badKeys = await cli(['migrate'], { ...env, ENCRYPTION_KEYS: 'k1:not-a-32-byte-key' });
+  t.equal(badKeys.code, 78);
+  t.match(badKeys.stderr, 'ENCRYPTION_KEYS');
 });
