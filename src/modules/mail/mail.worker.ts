@@ -1,17 +1,26 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppContext } from '../../context.js';
 import { addSeconds } from '../../lib/clock.js';
 import type { MailTransport } from './mail.transport.js';
 
 /**
- * Delivers the outbox. Several instances may run it at the same time:
+ * Delivers the outbox. Several instances may run it at the same time. For each mail, one after the
+ * other (up to `limit` per pass):
  *
- * 1. claim: one UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) sets a lease
- *    (`locked_until`) on up to `limit` due rows and counts the attempt; rows another instance
- *    holds are skipped, so every row is claimed by one worker at a time;
- * 2. send each claimed row through the transport (SMTP); the lease (10 min) is far longer than the
- *    transport's timeouts, so the lease cannot run out while a send is still in flight;
- * 3. mark it sent (`sent_at`, conditional on `sent_at IS NULL`, so exactly once), or on failure
- *    release it with `next_attempt_at` pushed back exponentially (30 s, 1 min, 2 min, ... ≤ 1 h).
+ * 1. claim: one UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) takes the next due
+ *    row, sets its lease (`locked_until`, 10 min from now) and a new `claim_token`, and counts the
+ *    attempt. Rows another instance holds are skipped, and a row whose lease ran out gets a new
+ *    token when it is claimed again, so at any moment one worker holds a row's claim. A row is
+ *    claimed right before it is sent: its lease does not run out while other mails wait their turn.
+ * 2. send it through the transport (SMTP); the transport's timeouts (10 s to connect and for the
+ *    greeting, 30 s of silence on the socket) keep a send well inside the lease.
+ * 3. mark it sent (`sent_at`), or on failure release it with `next_attempt_at` pushed back
+ *    exponentially (30 s, 1 min, 2 min, ... ≤ 1 h). Each of these updates applies only while the
+ *    row still carries this claim's token (and `sent_at IS NULL`): a worker that lost its claim
+ *    writes nothing, so it cannot mark, release or give up a row another worker now holds. A failing
+ *    "sent" mark (the database was briefly unreachable) is tried MARK_SENT_TRIES times over about
+ *    2 s; if it still fails, or the claim was lost meanwhile, this is logged and the pass goes on.
  *    An SMTP outage, a refused login or any other trouble of our own is retried, however long it
  *    lasts — except that delivery is given up (`failed_at`, logged as an error, counted by the
  *    `mail_outbox_failed` gauge, the row kept) when the server refuses the RECIPIENT permanently
@@ -20,15 +29,22 @@ import type { MailTransport } from './mail.transport.js';
  *    7 days is the longest, and a days-old "your password was changed" helps nobody), and the
  *    backlog gauges should show today's trouble, not a week-old mail.
  *
- * Delivery is at-least-once with one known gap: if the process dies after the SMTP server accepted
- * a mail but before step 3 commits, the row's lease runs out and the mail is sent once more (with
- * the same Message-ID, so mail clients can recognise the duplicate). Nothing else sends a mail twice.
+ * Delivery is at-least-once, not exactly-once. A mail the SMTP server accepted is sent once more
+ * (with the same Message-ID, so mail clients can recognise the duplicate) after its lease runs out
+ * when the "sent" mark did not commit: the process died in between, or the database stayed
+ * unreachable through every try of the mark. It can also be sent twice if one send outlasts the
+ * lease (a server that keeps trickling bytes so the socket timeout never fires; a process frozen for
+ * 10 minutes): the claim token keeps the rows consistent then, but cannot call back a mail already
+ * handed to SMTP.
  */
 
 export const MAIL_LEASE_SECONDS = 10 * 60;
 export const MAIL_RETRY_BASE_SECONDS = 30;
 export const MAIL_RETRY_MAX_SECONDS = 3600;
 export const MAIL_GIVE_UP_SECONDS = 3 * 24 * 3600;
+/** Tries of the "sent" mark, waiting 250 ms, 500 ms, 1 s in between. */
+export const MARK_SENT_TRIES = 4;
+const MARK_SENT_FIRST_BACKOFF_MS = 250;
 const ERROR_TEXT_MAX = 1000;
 
 export type MailLog = {
@@ -39,6 +55,7 @@ export type MailLog = {
 
 type ClaimedRow = {
   id: string;
+  claimToken: string;
   toAddress: string;
   subject: string;
   textBody: string;
@@ -46,6 +63,8 @@ type ClaimedRow = {
   attempts: number;
   createdAt: Date;
 };
+
+type Claim = { id: string; claimToken: string; sentAt: null };
 
 /** Delay before the next attempt after `attempts` failed ones. */
 export function retryDelaySeconds(attempts: number): number {
@@ -66,28 +85,20 @@ const describe = (err: unknown): string => {
 
 export type DeliveryResult = { claimed: number; sent: number; failed: number };
 
-/** Claims up to `limit` due mails and tries each once. Tests call this directly. */
+/** Claims due mails one at a time, up to `limit`, and tries each once. Tests call this directly. */
 export async function deliverDueMail(
   ctx: Pick<AppContext, 'db' | 'clock'>,
   transport: MailTransport,
   limit = 20,
   log?: MailLog,
 ): Promise<DeliveryResult> {
-  const now = ctx.clock.now();
-  const leaseUntil = addSeconds(now, MAIL_LEASE_SECONDS);
-  const rows = await ctx.db.$queryRaw<ClaimedRow[]>`
-    UPDATE mail_outbox SET locked_until = ${leaseUntil}, attempts = attempts + 1
-    WHERE id IN (
-      SELECT id FROM mail_outbox
-      WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
-      ORDER BY next_attempt_at, id
-      LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id, to_address AS "toAddress", subject, text_body AS "textBody", html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
-
-  const result: DeliveryResult = { claimed: rows.length, sent: 0, failed: 0 };
-  for (const row of rows) {
+  const result: DeliveryResult = { claimed: 0, sent: 0, failed: 0 };
+  while (result.claimed < limit) {
+    const row = await claimNext(ctx);
+    if (!row) break;
+    result.claimed++;
+    // Every update below applies only while the row is unsent and still carries this claim's token.
+    const mine: Claim = { id: row.id, claimToken: row.claimToken, sentAt: null };
     try {
       await transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: row.textBody, html: row.htmlBody });
     } catch (err) {
@@ -95,10 +106,7 @@ export async function deliverDueMail(
       const at = ctx.clock.now();
       const refused = isPermanentRecipientRefusal(err);
       if (refused || at.getTime() - row.createdAt.getTime() >= MAIL_GIVE_UP_SECONDS * 1000) {
-        await ctx.db.mailOutbox.updateMany({
-          where: { id: row.id, sentAt: null },
-          data: { lockedUntil: null, failedAt: at, lastError: describe(err) },
-        });
+        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError: describe(err) } });
         log?.error(
           { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: describe(err) },
           'mail delivery failed permanently; not retried',
@@ -107,20 +115,65 @@ export async function deliverDueMail(
       }
       const delay = retryDelaySeconds(row.attempts);
       await ctx.db.mailOutbox.updateMany({
-        where: { id: row.id, sentAt: null },
+        where: mine,
         data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError: describe(err) },
       });
       log?.warn({ mailId: row.id, attempts: row.attempts, retryInSeconds: delay, err: describe(err) }, 'mail delivery failed; will retry');
       continue;
     }
-    await ctx.db.mailOutbox.updateMany({
-      where: { id: row.id, sentAt: null },
-      data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null },
-    });
     result.sent++;
-    log?.info({ mailId: row.id, attempts: row.attempts, transport: transport.kind }, 'mail delivered');
+    try {
+      if (await markSent(ctx, mine)) {
+        log?.info({ mailId: row.id, attempts: row.attempts, transport: transport.kind }, 'mail delivered');
+      } else {
+        log?.warn({ mailId: row.id, attempts: row.attempts }, 'mail delivered after its claim was lost; it may be delivered twice');
+      }
+    } catch (err) {
+      log?.error(
+        { mailId: row.id, attempts: row.attempts, err: describe(err) },
+        'mail delivered but not marked sent; it will be delivered again after the lease',
+      );
+    }
   }
   return result;
+}
+
+/** Claims the next due row: lease, new claim token, one more attempt. */
+async function claimNext(ctx: Pick<AppContext, 'db' | 'clock'>): Promise<ClaimedRow | undefined> {
+  const now = ctx.clock.now();
+  const rows = await ctx.db.$queryRaw<ClaimedRow[]>`
+    UPDATE mail_outbox
+    SET locked_until = ${addSeconds(now, MAIL_LEASE_SECONDS)}, claim_token = ${randomUUID()}::uuid, attempts = attempts + 1
+    WHERE id = (
+      SELECT id FROM mail_outbox
+      WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
+      ORDER BY next_attempt_at, id
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, claim_token AS "claimToken", to_address AS "toAddress", subject, text_body AS "textBody",
+      html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
+  return rows[0];
+}
+
+/**
+ * Marks a delivered row sent if the claim is still ours (false when it was lost). A failing update is
+ * tried again after a short pause, as losing the mark means sending the mail again; the last
+ * failure is thrown.
+ */
+async function markSent(ctx: Pick<AppContext, 'db' | 'clock'>, mine: Claim): Promise<boolean> {
+  for (let tried = 1; ; tried++) {
+    try {
+      const { count } = await ctx.db.mailOutbox.updateMany({
+        where: mine,
+        data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null },
+      });
+      return count === 1;
+    } catch (err) {
+      if (tried === MARK_SENT_TRIES) throw err;
+      await sleep(MARK_SENT_FIRST_BACKOFF_MS * 2 ** (tried - 1));
+    }
+  }
 }
 
 export type MailWorker = { stop(): Promise<void>; /** Runs a pass soon (e.g. after a mail was written). */ wake(): void };
