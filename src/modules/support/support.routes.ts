@@ -81,6 +81,8 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Appoint an administrator where the organisation has no active one left',
         description:
           'Promote a member (`{userId}`, 200) or invite a new administrator (`{email, name}`, 201). ' +
+          'A member who has not activated the account yet (e.g. an administrator whose activation link expired) ' +
+          'gets a new activation link by e-mail; older links stop working. ' +
           'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists.',
         params: OrganizationIdParams,
         body: AppointAdministratorBody,

@@ -5,6 +5,7 @@ import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { countAdministrators, loadActingUser, lockOrganization, lockTarget } from '../organization/acting-user.js';
+import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
 import type { ManagedUser } from '../organization/organization.schemas.js';
 import { decodeCursor, page } from '../organization/pagination.js';
@@ -202,6 +203,10 @@ export async function searchUsers(
  * left the company, never activated, or is blocked): promote an existing member (`userId`) or
  * invite a new person. While an active administrator exists, the organisation governs itself:
  * 409 administrator_exists (its administrators grant CUSTOMER_ADMIN with PUT .../roles).
+ *
+ * Appointing a member who has not activated yet (e.g. the first administrator whose link expired)
+ * sends them a fresh activation link, voiding older ones: nobody else could (support does not
+ * resend activations, and the organisation has no active administrator who could).
  */
 export async function appointAdministrator(
   ctx: AdminCtx,
@@ -246,6 +251,17 @@ export async function appointAdministrator(
           organizationId,
           meta: call.meta,
           details: { from: normalizeRoles(target.roles), to: roles, sessionsRevoked: 0, via: 'support' },
+        });
+      }
+      if (target.status === 'INVITED') {
+        await sendActivation(tx, ctx, { user: target, organizationName: organization.name, actorUserId: acting.userId });
+        await recordAudit(tx, ctx.clock, {
+          type: 'user.activation_resent',
+          actorUserId: acting.userId,
+          subjectUserId: target.id,
+          organizationId,
+          meta: call.meta,
+          details: { by: 'support', via: 'administrator_appointed' },
         });
       }
       await appointed(tx, ctx, acting.userId, target.id, organizationId, call.meta, false);

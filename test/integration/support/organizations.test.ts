@@ -1,4 +1,5 @@
 import t from 'tap';
+import { GOOD_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
 t.test('support creates an organisation with its first administrator, in one transaction', async (t) => {
@@ -105,6 +106,56 @@ t.test('appoint an administrator only where no active one is left', async (t) =>
     (await request({ method: 'POST', url: `/v1/support/organizations/${gamma.id}/administrators`, token: w.adminB.token, body: { email: 'y@y.test', name: 'Y' } })).status,
     403,
   );
+});
+
+t.test('appointing the invited first administrator whose link expired sends a new activation link', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app: application, clock } = w;
+  const created = await request({
+    method: 'POST',
+    url: '/v1/support/organizations',
+    token: support.token,
+    body: { customerNumber: 'X-1', name: 'Late Starter GmbH', administrator: { email: 'first@late.test', name: 'First Admin' } },
+  });
+  t.equal(created.status, 201);
+  const orgId = created.body.organization.id as string;
+  const adminId = created.body.administrator.id as string;
+  const firstLink = tokenFromLink((await mailsTo(application, 'first@late.test'))[0]!.textBody);
+
+  clock.advance(8 * 24 * 3600); // the 7-day link expired
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: firstLink } })).body.code, 'link_expired');
+  const supportToken = await w.tokenFor(support.user); // a session of 8 days later
+
+  const resend = await request({ method: 'POST', url: `/v1/organization/users/${adminId}/activation-email`, token: supportToken });
+  t.equal(resend.status, 403, 'support does not resend activations; it appoints');
+  const appointed = await request({
+    method: 'POST',
+    url: `/v1/support/organizations/${orgId}/administrators`,
+    token: supportToken,
+    body: { userId: adminId },
+  });
+  t.equal(appointed.status, 200);
+  t.match(appointed.body, { id: adminId, status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] });
+  t.notMatch(appointed.raw, /token|activate\?/, 'no activation link in the API');
+
+  const mails = await mailsTo(application, 'first@late.test');
+  t.same(mails.map((m) => m.template), ['activation', 'activation'], 'a new activation mail');
+  const flows = await application.ctx.db.flowToken.findMany({ where: { userId: adminId, purpose: 'ACTIVATION' }, orderBy: { createdAt: 'asc' } });
+  t.same(flows.map((f) => f.state), ['VOIDED', 'PENDING'], 'only the newest link works');
+  t.match((await auditOf(application, 'user.activation_resent', adminId))[0], { actorUserId: support.user.id, organizationId: orgId, details: { by: 'support' } });
+  t.match((await auditOf(application, 'organization.administrator_appointed', adminId)).at(-1), { actorUserId: support.user.id, details: { invited: false } });
+
+  const newLink = tokenFromLink(mails[1]!.textBody);
+  const inspect = await request({ url: '/v1/activation/inspect', body: { token: newLink } });
+  t.equal(inspect.status, 200);
+  t.match(inspect.body, { email: 'first@late.test', organizationName: 'Late Starter GmbH' });
+  t.equal((await request({ url: '/v1/activation', body: { token: newLink, password: GOOD_PASSWORD } })).status, 200, 'the administrator activates');
+
+  // Appointing an active member sends no activation mail.
+  const member = await w.member(w.orgB.id, { email: 'mia@beta.test' });
+  await request({ method: 'POST', url: `/v1/support/users/${w.adminB.user.id}/block`, token: supportToken });
+  t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgB.id}/administrators`, token: supportToken, body: { userId: member.user.id } })).status, 200);
+  t.same(await mailsTo(application, 'mia@beta.test'), []);
 });
 
 function app(w: { app: { ctx: { db: import('../../../src/db/client.js').Db } } }) {
