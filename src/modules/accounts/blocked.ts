@@ -32,7 +32,10 @@ export function contactText(contact: BlockedContact): string {
     : contact.support;
 }
 
-/** The account_blocked problem with whom to contact. Only ever answered after a correct password or a valid link. */
+/**
+ * The account_blocked problem with whom to contact. Only ever answered after a correct password or
+ * a genuine, unexpired link of the account (also one that blocking voided: blockedLinkHolder).
+ */
 export async function accountBlockedError(
   db: Tx,
   config: Pick<AppContext['config'], 'supportContact'>,
@@ -40,4 +43,20 @@ export async function accountBlockedError(
 ): Promise<AppError> {
   const contact = await blockedContact(db, config, user);
   return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(contact)}.`, { contact });
+}
+
+/**
+ * For findUsableFlow on the links a user gets by e-mail (activation, password reset): blocking a
+ * user voids their pending links, and the holder of such a link, still unexpired, learns that the
+ * account is blocked and whom to contact (product rule 13) instead of link_used. Any other user
+ * state keeps the answer it had.
+ */
+export function blockedLinkHolder(
+  db: Tx,
+  config: Pick<AppContext['config'], 'supportContact'>,
+): (flow: { userId: string }) => Promise<AppError | null> {
+  return async (flow) => {
+    const user = await db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } });
+    return user?.status === 'BLOCKED' ? accountBlockedError(db, config, user) : null;
+  };
 }

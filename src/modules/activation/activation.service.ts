@@ -1,7 +1,7 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { accountBlockedError } from '../accounts/blocked.js';
+import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { lockUserRow } from '../accounts/user-lock.js';
@@ -44,7 +44,7 @@ export async function sendActivation(
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
 
 async function usableActivation(ctx: Ctx, token: string) {
-  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION');
+  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION', blockedLinkHolder(ctx.db, ctx.config));
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
     select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },

@@ -46,12 +46,26 @@ export async function issueFlowToken(
   return { token, flow };
 }
 
-/** Finds a usable flow for a token without changing it; throws the precise reason otherwise. */
-export async function findUsableFlow(tx: Tx, clock: Clock, token: string, purpose: FlowPurpose): Promise<FlowToken> {
+/**
+ * Finds a usable flow for a token without changing it; throws the precise reason otherwise.
+ * `whyNotPending` may name a better reason than link_used for a link of this purpose that is no
+ * longer pending but not expired either (accounts/blocked.ts `blockedLinkHolder`: blocking voids
+ * the user's links). It only ever sees a flow that exists, so unknown tokens answer as before.
+ */
+export async function findUsableFlow(
+  tx: Tx,
+  clock: Clock,
+  token: string,
+  purpose: FlowPurpose,
+  whyNotPending?: (flow: FlowToken) => Promise<Error | null>,
+): Promise<FlowToken> {
   if (typeof token !== 'string' || token.length < 20 || token.length > 200) throw flowErrors.link_invalid();
   const flow = await tx.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) } });
   if (!flow || flow.purpose !== purpose) throw flowErrors.link_invalid();
-  if (flow.state !== 'PENDING') throw flowErrors.link_used();
+  if (flow.state !== 'PENDING') {
+    const reason = whyNotPending && flow.expiresAt > clock.now() ? await whyNotPending(flow) : null;
+    throw reason ?? flowErrors.link_used();
+  }
   if (flow.expiresAt <= clock.now()) throw flowErrors.link_expired();
   return flow;
 }

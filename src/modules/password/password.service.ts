@@ -2,7 +2,7 @@ import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { accountBlockedError } from '../accounts/blocked.js';
+import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
@@ -98,7 +98,7 @@ export async function requestPasswordReset(ctx: Ctx, email: string, meta: Reques
  * password lock, leaves MFA alone and does not sign in (the user logs in with password and code).
  */
 export async function resetPassword(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
-  const flow = await findUsableFlow(ctx.db, ctx.clock, input.token, 'PASSWORD_RESET');
+  const flow = await findUsableFlow(ctx.db, ctx.clock, input.token, 'PASSWORD_RESET', blockedLinkHolder(ctx.db, ctx.config));
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
     select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },

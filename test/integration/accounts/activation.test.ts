@@ -5,6 +5,7 @@ import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createOrganization, createUser } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { sendActivation } from '../../../src/modules/activation/activation.service.js';
+import { adminWorld, mailsTo } from '../organization/helpers.js';
 
 t.test('activation: the e-mailed link shows whose account it is, sets the password and leads to the MFA set-up', async (t) => {
   const sink = await startSmtpSink(t);
@@ -151,4 +152,31 @@ t.test('a blocked invited account cannot be activated; the holder of the link le
   t.equal(res.status, 403);
   t.equal(res.body.code, 'account_blocked');
   t.same(res.body.contact, { support: 'Support <help@example.test>', administrators: [{ name: 'Olga Admin', email: 'olga@example.test' }] });
+});
+
+t.test('an invited user blocked through the API learns from the activation link that the account is blocked', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, app, clock } = w;
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'new@alpha.test', name: 'New Person' } });
+  t.equal(invited.status, 201);
+  const token = tokenFromLink((await mailsTo(app, 'new@alpha.test'))[0]!.textBody);
+  // Blocking voids the user's pending links (the link no longer works either way).
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/block`, token: adminA.token })).status, 200);
+
+  for (const [url, body] of [['/v1/activation/inspect', { token }], ['/v1/activation', { token, password: GOOD_PASSWORD }]] as const) {
+    const res = await request({ url, body });
+    t.equal(res.status, 403, url);
+    t.equal(res.body.code, 'account_blocked');
+    t.same(res.body.contact?.administrators, [{ name: 'Alice Admin', email: adminA.user.email }], 'says whom to contact');
+  }
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).status, 'BLOCKED', 'nothing changed');
+
+  // Everyone else gets the answer they got before.
+  const unknown = await request({ url: '/v1/activation', body: { token: 'x'.repeat(43), password: GOOD_PASSWORD } });
+  t.same([unknown.status, unknown.body.code], [400, 'link_invalid'], 'a token that does not exist');
+  clock.advance(7 * 24 * 3600);
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used', 'an expired voided link, as before');
+  clock.advance(-7 * 24 * 3600);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/unblock`, token: adminA.token })).body.status, 'INVITED');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used', 'unblocked: the voided link stays void');
 });

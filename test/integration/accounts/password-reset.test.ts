@@ -4,6 +4,7 @@ import { api } from '../../helpers/http.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
+import { adminWorld, mailsTo } from '../organization/helpers.js';
 
 t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
   const sink = await startSmtpSink(t);
@@ -178,4 +179,26 @@ t.test('a blocked account cannot use a reset link', async (t) => {
   t.equal(res.status, 403);
   t.equal(res.body.code, 'account_blocked');
   t.ok(res.body.contact);
+});
+
+t.test('a user blocked through the API after asking for a reset link learns from the link that the account is blocked', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, app } = w;
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test' });
+  await request({ url: '/v1/password/forgot', body: { email: 'member@alpha.test' } });
+  const token = tokenFromLink((await mailsTo(app, 'member@alpha.test')).find((m) => m.template === 'password_reset')!.textBody);
+  // Blocking voids the user's pending links.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: adminA.token })).status, 200);
+
+  const res = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
+  t.equal(res.status, 403);
+  t.equal(res.body.code, 'account_blocked');
+  t.same(res.body.contact?.administrators, [{ name: 'Alice Admin', email: adminA.user.email }], 'says whom to contact');
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: member.user.id } });
+  t.equal(row.passwordHash, member.user.passwordHash, 'the password is unchanged');
+
+  // Unblocked, the voided link stays void: link_used as for any replaced link.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/unblock`, token: adminA.token })).body.status, 'ACTIVE');
+  const after = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
+  t.same([after.status, after.body.code], [410, 'link_used']);
 });
