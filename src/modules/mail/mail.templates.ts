@@ -21,7 +21,7 @@ export type MailTemplateData = {
   mfa_removed: { name: string; by: 'self' | 'admin' | 'support'; actorName?: string };
   /** Support started a verified MFA reset: the user confirms it with the link (24 h). */
   mfa_reset_confirm: { name: string; link: string; expiresAt: Date };
-  /** The MFA reset is done: the user can set up a new authenticator at the next login. */
+  /** The support-verified MFA reset is done (support did it, at the user's confirmed request): a new authenticator at the next login. */
   mfa_reset_done: { name: string };
   recovery_code_used: { name: string; remaining: number };
   recovery_codes_regenerated: { name: string };

@@ -45,6 +45,7 @@ t.test('support-verified MFA reset: link to the stored address, confirmation res
   await deliverDueMail(app.ctx, app.ctx.mailTransport, 10);
   const mails = await sink.waitFor(2);
   t.match(mails[1]!.subject, 'you can now set up a new 2-step login');
+  t.match(mails[1]!.text, 'support team reset the 2-step login of your account at your request', 'says who reset it (product.md: "and by whom")');
   t.same(mails[1]!.to.map((a) => a.toLowerCase()), ['paula.phone@alpha.test']);
 
   support.token = await w.tokenFor(support.user); // the clock moved past the access token's lifetime

@@ -100,7 +100,7 @@ export const en: MailCatalogue = {
 
   mfa_reset_done: (d, env) =>
     notice(env, d.name, 'you can now set up a new 2-step login', [
-      'the 2-step login of your account has been reset. At your next sign-in with your e-mail address and password, you will set up a new authenticator app.',
+      `the ${env.shopName} support team reset the 2-step login of your account at your request, which you confirmed with the link we sent you. At your next sign-in with your e-mail address and password, you will set up a new authenticator app.`,
       notYou(env),
     ]),
 
