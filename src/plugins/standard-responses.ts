@@ -3,6 +3,9 @@ import type { FastifySchema } from 'fastify';
 import { problemResponses } from '../http/problem.js';
 import type { RouteAccess } from './route-access.js';
 
+/** Fastify reads a request body for every method but GET and HEAD. */
+const takesBody = (method: string | string[]) => [method].flat().some((m) => m !== 'GET' && m !== 'HEAD');
+
 /**
  * Completes every route's schema so the OpenAPI document declares each status the route can
  * really answer: validation (400), body limits (413/415), authentication (401/403), rate limits
@@ -22,9 +25,11 @@ export const standardResponses = fp(
         throw new Error(`route ${String(route.method)} ${route.url} has no schema.operationId`);
       }
       const access = (route.config as { access?: RouteAccess } | undefined)?.access;
-      const statuses = [429, 500, 503];
-      if (schema.body || schema.querystring || schema.params) statuses.push(400);
-      if (schema.body) statuses.push(413, 415);
+      // 400 on every route: input-guard.ts refuses query parameters a route does not declare.
+      const statuses = [400, 429, 500, 503];
+      // Fastify parses a body sent with any method but GET/HEAD, declared or not (malformed JSON is
+      // a 400, too large a 413, another content type a 415; input-guard.ts refuses an undeclared one).
+      if (schema.body || takesBody(route.method)) statuses.push(413, 415);
       if (access && access !== 'public') statuses.push(401, 403);
       if (access === 'service_client') schema.security = [{ clientBasic: [] }];
       else if (access && access !== 'public') schema.security = [{ bearerAuth: [] }];

@@ -1,0 +1,63 @@
+import t from 'tap';
+import { buildTestApp } from '../helpers/app.js';
+import { api } from '../helpers/http.js';
+import { checkContract } from '../helpers/contract.js';
+import { callerWith, fillPath, listOperations, rolesFor, type OpenApiDoc } from '../helpers/openapi-ops.js';
+import { createOrganization, createUser, signIn } from '../helpers/factories.js';
+
+/**
+ * POST/PUT/PATCH/DELETE operations that take no request body (logout, POST /v1/me/mfa/totp, the
+ * customer-admin and support actions on /users/{id}/...). Fastify still parses whatever body they
+ * receive, so they can answer 415 (another content type), 400 malformed_json and 413
+ * payload_too_large: their OpenAPI operation must declare those statuses (standard-responses.ts),
+ * or a client generated from the document has no branch for them.
+ */
+
+t.test('operations without a request body declare every status a body can provoke', async (t) => {
+  const { app } = await buildTestApp(t);
+  const doc = app.swagger() as unknown as OpenApiDoc;
+  const ops = listOperations(doc).filter((op) => op.method !== 'GET' && !op.body);
+  t.ok(ops.length >= 10, `operations without a body: ${ops.map((o) => o.operationId).join(', ')}`);
+  const violations: string[] = [];
+  for (const op of ops) {
+    const headers: Record<string, string> = {};
+    if (op.auth === 'bearer') headers.authorization = `Bearer ${(await callerWith(app, await rolesFor(app, op))).token}`;
+    const url = fillPath(op.path, {});
+    const sends: [string, string, string][] = [
+      ['text/plain', 'text/plain', 'hello'],
+      ['malformed JSON', 'application/json', '{'],
+      ['17 KiB JSON', 'application/json', JSON.stringify({ pad: 'x'.repeat(17 * 1024) })],
+    ];
+    for (const [label, type, payload] of sends) {
+      const res = await app.inject({ method: op.method, url, headers: { ...headers, 'content-type': type }, payload });
+      const v = checkContract(app, op.method, url, res.statusCode, res.headers['content-type'] as string, JSON.parse(res.body));
+      if (v) violations.push(`${op.operationId} [${label}] → ${res.statusCode} ${JSON.parse(res.body).code}: ${v}`);
+    }
+  }
+  t.same(violations, [], 'no undeclared answers');
+});
+
+/**
+ * security.md item 28: "unknown fields → 400/413 problem+json"; item 25: "unknown body fields are
+ * rejected (no mass assignment)". Operations without a body/query schema refuse any (input-guard.ts);
+ * an empty JSON object is no body.
+ */
+t.test('operations without a body or query schema reject unknown fields', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { user: target } = await createUser(app.ctx.db, app, { organizationId: org.id });
+  const token = (await signIn(app, admin)).accessToken;
+
+  const reset = await request({ url: `/v1/organization/users/${target.id}/password-reset`, token, body: { roles: ['SUPPORT'], isAdmin: true } });
+  t.equal(reset.status, 400, `unknown body fields on an admin action: 400 (got ${reset.status})`);
+  const me = await request({ url: '/v1/me?isAdmin=true&organizationId=x', token });
+  t.equal(me.status, 400, `unknown query parameters on GET /v1/me: 400 (got ${me.status})`);
+  const logout = await request({ url: '/v1/auth/logout', token, body: { allSessions: true } });
+  t.equal(logout.status, 400, `unknown body fields on logout: 400 (got ${logout.status})`);
+  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body' }], 'the error names the body');
+  t.same(me.body.errors.map((e: { path: string }) => e.path), ['querystring.isAdmin', 'querystring.organizationId'], 'and each parameter');
+  const emptyObject = await request({ url: '/v1/auth/logout', token, body: {} });
+  t.equal(emptyObject.status, 204, 'an empty JSON object is no body: logged out');
+});
