@@ -28,7 +28,7 @@ const descriptions: Record<number, string> = {
   409: 'Conflict with the current state',
   410: 'The link or challenge expired or was already used',
   413: 'Request body larger than 16 KiB',
-  415: 'Content-Type is not application/json',
+  415: 'Content-Type is not one the operation accepts (application/json unless it lists others)',
   422: 'The request is well-formed but breaks a rule',
   423: 'The account or factor is temporarily locked (see Retry-After)',
   429: 'Rate limit exceeded (see Retry-After)',

@@ -61,3 +61,33 @@ t.test('operations without a body or query schema reject unknown fields', async 
   const emptyObject = await request({ url: '/v1/auth/logout', token, body: {} });
   t.equal(emptyObject.status, 204, 'an empty JSON object is no body: logged out');
 });
+
+/**
+ * The introspection route accepts application/x-www-form-urlencoded (RFC 7662 clients send that)
+ * and its OpenAPI requestBody lists it next to application/json, so a generated client can send it.
+ * Only introspection: refresh (once served by the same plugin-scoped parser) is JSON like every other route.
+ */
+t.test('the request content types a route accepts are the ones its OpenAPI operation lists', async (t) => {
+  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `c:${(await import('../../src/lib/tokens.js')).sha256Hex('s'.repeat(32))}` });
+  const basic = `Basic ${Buffer.from(`c:${'s'.repeat(32)}`).toString('base64')}`;
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/tokens/introspect',
+    headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: 'token=abc',
+  });
+  t.equal(res.statusCode, 200, 'form-encoded introspection is answered');
+  const doc = app.swagger() as unknown as { paths: Record<string, Record<string, { requestBody: { content: Record<string, unknown> } }>> };
+  const types = Object.keys(doc.paths['/v1/tokens/introspect']!.post!.requestBody.content);
+  t.ok(types.includes('application/x-www-form-urlencoded'), `the document lists form encoding (lists: ${types.join(', ')})`);
+
+  const refresh = await api(app)({
+    url: '/v1/auth/refresh',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `refreshToken=${'r'.repeat(43)}`,
+  });
+  t.equal(refresh.status, 415, 'refresh refuses a form body');
+  t.equal(refresh.body.code, 'unsupported_media_type');
+  const refreshDoc = doc.paths['/v1/auth/refresh']!.post!.requestBody.content;
+  t.same(Object.keys(refreshDoc), ['application/json'], 'and its document lists JSON only');
+});

@@ -21,11 +21,6 @@ const NoContent = z.null().describe('No content');
 
 /** Token endpoints: refresh, logout, own sessions, JWKS and introspection. */
 export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
-  // RFC 7662 clients send application/x-www-form-urlencoded; JSON works too. Scoped to this plugin.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
-  });
-
   app.post(
     '/v1/auth/refresh',
     {
@@ -141,6 +136,18 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
+  await app.register(introspectionRoute);
+};
+
+/**
+ * RFC 7662 clients send application/x-www-form-urlencoded; JSON works too. Its own plugin, so the
+ * form parser serves introspection alone: every other route answers 415 to a form body.
+ */
+const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+
   app.post(
     '/v1/tokens/introspect',
     {
@@ -155,6 +162,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
           "token's claims only when the token is valid AND its session is alive AND the user is active with " +
           'two-step login set up; otherwise exactly ' +
           '`{"active": false}`.',
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: IntrospectionRequestSchema,
         response: { 200: IntrospectionResponseSchema },
       },
