@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import helmet, { type HelmetOptions } from 'helmet';
+import { commonErrors } from '../errors.js';
 
 /**
  * Security headers (helmet) and CORS for the configured frontend origins (@fastify/cors).
@@ -92,6 +93,10 @@ export const CORS_EXPOSED_HEADERS = [
 
 const isDocsRoute = (url: string): boolean => url === '/docs' || url.startsWith('/docs/');
 
+/** CORS_ORIGINS: the frontends whose scripts may read our responses. */
+const isAllowedOrigin = (origins: readonly string[], origin: string | undefined): origin is string =>
+  origin !== undefined && origins.includes(origin);
+
 export const securityHeaders = fp(
   async (app) => {
     const { config } = app.ctx;
@@ -108,10 +113,26 @@ export const securityHeaders = fp(
 
     // No origins configured → no CORS headers at all (same-origin or server-to-server only).
     if (config.corsOrigins.length > 0) {
-      const allowed = new Set(config.corsOrigins);
+      // An OPTIONS from an allowed origin without Access-Control-Request-Method is no valid
+      // preflight; @fastify/cors (strictPreflight) would refuse it as 400 text/plain. Refused here
+      // first, as problem+json like every other error.
+      app.addHook('onRequest', (request, _reply, done) => {
+        if (
+          request.method === 'OPTIONS' &&
+          isAllowedOrigin(config.corsOrigins, request.headers.origin) &&
+          !request.headers['access-control-request-method']
+        ) {
+          return done(
+            commonErrors.validation_failed('Not a valid CORS preflight request.', {
+              errors: [{ path: 'headers.access-control-request-method', message: 'required' }],
+            }),
+          );
+        }
+        done();
+      });
       await app.register(cors, {
         // A foreign origin gets no CORS headers at all, and its preflight is a plain 404.
-        origin: (origin, callback) => callback(null, origin !== undefined && allowed.has(origin) ? origin : false),
+        origin: (origin, callback) => callback(null, isAllowedOrigin(config.corsOrigins, origin) ? origin : false),
         credentials: false,
         methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
         allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'Accept-Language', 'X-Request-Id'],
