@@ -4,6 +4,7 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { AppError, commonErrors } from '../errors.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+import { routerErrorHeaders } from './security-headers.js';
 
 /** The one place where errors become RFC 9457 problem+json. 5xx never carry internals. */
 
@@ -91,7 +92,8 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
         : commonErrors.internal_error();
   if (appError.status >= 500) request.log.error({ err }, 'request failed');
   else request.log.info({ code: appError.code, reason: err.code }, 'request rejected');
-  reply.header('x-request-id', request.id); // no route, so no onSend hook adds it
+  // No route, so no hook adds the request id, the security headers or CORS.
+  reply.header('x-request-id', request.id).headers(routerErrorHeaders(request));
   return send(reply, request, appError);
 }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyRequest } from 'fastify';
 import cors from '@fastify/cors';
 import helmet, { type HelmetOptions } from 'helmet';
 import { commonErrors } from '../errors.js';
@@ -96,6 +97,23 @@ const isDocsRoute = (url: string): boolean => url === '/docs' || url.startsWith(
 /** CORS_ORIGINS: the frontends whose scripts may read our responses. */
 const isAllowedOrigin = (origins: readonly string[], origin: string | undefined): origin is string =>
   origin !== undefined && origins.includes(origin);
+
+/**
+ * The headers this plugin's hooks and @fastify/cors set on an ordinary (non-preflight) answer, for
+ * the answers the router gives before any hook runs (frameworkErrors in error-handler.ts).
+ */
+export function routerErrorHeaders(request: FastifyRequest): Record<string, string> {
+  const origins = request.server.ctx.config.corsOrigins;
+  if (origins.length === 0) return API_SECURITY_HEADERS;
+  const origin = request.headers.origin;
+  return {
+    ...API_SECURITY_HEADERS,
+    vary: 'Origin',
+    ...(isAllowedOrigin(origins, origin)
+      ? { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSED_HEADERS.join(', ') }
+      : {}),
+  };
+}
 
 export const securityHeaders = fp(
   async (app) => {

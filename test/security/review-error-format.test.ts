@@ -1,5 +1,6 @@
 import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
+import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 
 const SHOP = 'https://shop.example.test';
 
@@ -18,4 +19,31 @@ t.test('an incomplete preflight from an allowed origin is a problem+json 4xx', a
 
   const complete = await app.inject({ method: 'OPTIONS', url: '/v1/auth/login', headers: { origin: SHOP, 'access-control-request-method': 'POST' } });
   t.equal(complete.statusCode, 204, 'a complete preflight is still answered');
+});
+
+/**
+ * security-headers.ts: "one synchronous onRequest hook sets the recorded set on every response, 404s
+ * and errors included". Router errors (frameworkErrors: a path parameter that is not valid
+ * percent-encoding or is over-long) are answered before any onRequest hook, so error-handler.ts
+ * sets the security headers and CORS for the allowed frontend itself.
+ */
+t.test('router errors carry the security headers and CORS like every other answer', async (t) => {
+  const { app } = await buildTestApp(t, { CORS_ORIGINS: SHOP });
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const token = (await signIn(app, admin)).accessToken;
+  for (const url of ['/v1/organization/users/%zz', `/v1/organization/users/${'a'.repeat(200)}`]) {
+    const res = await app.inject({ url, headers: { authorization: `Bearer ${token}`, origin: SHOP } });
+    t.equal(res.statusCode, 400, `${url.slice(0, 30)}…: 400`);
+    t.match(String(res.headers['content-security-policy']), /default-src 'none'/, 'CSP');
+    t.equal(res.headers['x-content-type-options'], 'nosniff', 'nosniff');
+    t.equal(res.headers['x-frame-options'], 'DENY', 'X-Frame-Options');
+    t.match(String(res.headers['strict-transport-security']), /max-age=31536000/, 'HSTS');
+    t.equal(res.headers['access-control-allow-origin'], SHOP, 'the frontend may read the error');
+    t.match(String(res.headers['access-control-expose-headers']), /X-Request-Id/, 'and its request id');
+    t.match(String(res.headers.vary), /Origin/, 'Vary: Origin');
+  }
+  const foreign = await app.inject({ url: '/v1/organization/users/%zz', headers: { origin: 'https://evil.example' } });
+  t.equal(foreign.statusCode, 400);
+  t.notOk(foreign.headers['access-control-allow-origin'], 'a foreign origin may not read it');
 });
