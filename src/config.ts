@@ -233,6 +233,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   });
 }
 
+function keyringProblem(spec: string, currentKeyId?: string): string | null {
+  try {
+    parseKeyring(spec, currentKeyId);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** What one variable alone cannot tell: checked before anything (the database included) is touched. */
 function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   const problems: string[] = [];
@@ -240,11 +249,13 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
     problems.push('REFRESH_IDLE_TTL_SECONDS: must not exceed REFRESH_ABSOLUTE_TTL_SECONDS');
   }
   if (e.ENCRYPTION_KEYS) {
-    try {
-      parseKeyring(e.ENCRYPTION_KEYS, e.ENCRYPTION_KEY_CURRENT);
-    } catch (err) {
-      // parseKeyring's messages never echo key material.
-      problems.push(`${/current key id/.test(String(err)) ? 'ENCRYPTION_KEY_CURRENT' : 'ENCRYPTION_KEYS'}: ${(err as Error).message}`);
+    // The keys alone first, then with the current key id, so each problem names its variable
+    // (parseKeyring's messages never echo key material).
+    const keysProblem = keyringProblem(e.ENCRYPTION_KEYS);
+    if (keysProblem) problems.push(`ENCRYPTION_KEYS: ${keysProblem}`);
+    else if (e.ENCRYPTION_KEY_CURRENT) {
+      const currentProblem = keyringProblem(e.ENCRYPTION_KEYS, e.ENCRYPTION_KEY_CURRENT);
+      if (currentProblem) problems.push(`ENCRYPTION_KEY_CURRENT: ${currentProblem}`);
     }
   } else if (e.ENCRYPTION_KEY_CURRENT) {
     problems.push('ENCRYPTION_KEY_CURRENT: names a key of ENCRYPTION_KEYS, which is not set');
