@@ -164,7 +164,9 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
     const active = await tx.signingKey.findMany({ where: { retiredAt: null }, select: { kid: true } });
     // Nothing signs yet (fresh database): the new key signs at once.
     const switchAt = new Date(now.getTime() + (options.immediate || active.length === 0 ? 0 : PREPUBLISH_SECONDS * 1000));
-    await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: switchAt } });
+    // Immediate: every older key goes (nothing to retire first); otherwise the signing key retires
+    // at switchAt and keys past their retention go.
+    if (!options.immediate) await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: switchAt } });
     const cutoff = new Date(now.getTime() - retentionSeconds(deps.config) * 1000);
     const stale = await tx.signingKey.findMany({
       where: options.immediate ? {} : { retiredAt: { lte: cutoff } },
