@@ -1,6 +1,7 @@
 import type { AppContext } from '../../context.js';
 import type { Sql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
+import { isDatabaseUnavailable } from '../../db/errors.js';
 import type { AppError } from '../../errors.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
 import { recordAudits, type RequestMeta } from '../audit/audit.service.js';
@@ -209,6 +210,30 @@ export async function releasePasswordAttempt(sql: Sql, attempt: ReservedPassword
       AND password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}`,
     p.values,
   );
+}
+
+/** Tries of releasePasswordAttempt when the database drops it, and the pause before each retry. */
+const RELEASE_TRIES = 3;
+const RELEASE_RETRY_MS = 50;
+
+/**
+ * releasePasswordAttempt for the paths where the attempt must not stay counted although the
+ * settlement failed (a correct password whose success could not be written, a hash that could not
+ * be checked): a statement the database dropped is tried again, on whichever pool connection is
+ * free, up to RELEASE_TRIES times. A release that did commit but whose answer was lost with the
+ * connection is taken for failed and repeated: that takes one more failure off the count (never
+ * below zero, never past a lock someone else set), the lesser error next to keeping a correct
+ * password counted, and one that needs a connection dropped between commit and answer.
+ */
+export async function releasePasswordAttemptSurely(sql: Sql, attempt: ReservedPasswordAttempt): Promise<void> {
+  for (let tried = 1; ; tried++) {
+    try {
+      return await releasePasswordAttempt(sql, attempt);
+    } catch (err) {
+      if (tried >= RELEASE_TRIES || !isDatabaseUnavailable(err)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS * tried));
+    }
+  }
 }
 
 /**

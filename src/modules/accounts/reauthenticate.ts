@@ -9,7 +9,7 @@ import { lockLoginState } from './user-lock.js';
 import {
   accountLockedError,
   recordPasswordFailure,
-  releasePasswordAttempt,
+  releasePasswordAttemptSurely,
   reservePasswordAttempt,
   type PasswordFailureFlow,
 } from './password-lockout.js';
@@ -59,7 +59,7 @@ export async function reauthenticate(
     throw commonErrors.unauthenticated();
   }
   if (attempt.status !== 'ACTIVE') {
-    await releasePasswordAttempt(sql, attempt);
+    await releasePasswordAttemptSurely(sql, attempt);
     throw commonErrors.unauthenticated();
   }
 
@@ -68,14 +68,15 @@ export async function reauthenticate(
     // The hash as of the reservation; confirmReauthentication compares its passwordChangedAt.
     ({ valid } = await ctx.hasher.verify(attempt.passwordHash, normalizePassword(password)));
   } catch (err) {
-    await releasePasswordAttempt(sql, attempt).catch(() => undefined);
+    await releasePasswordAttemptSurely(sql, attempt).catch(() => undefined);
     throw err;
   }
   if (!valid) {
     await recordPasswordFailure(sql, ctx, user, attempt, meta, flow);
     throw mfaErrors.reauthentication_failed('The password is not correct.');
   }
-  await releasePasswordAttempt(sql, attempt);
+  // Not counted, even when the database drops the first try (the action's transaction follows).
+  await releasePasswordAttemptSurely(sql, attempt);
   return { ...user, passwordHash: attempt.passwordHash, passwordChangedAt: attempt.passwordChangedAt };
 }
 

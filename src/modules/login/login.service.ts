@@ -8,6 +8,7 @@ import {
   CLEARED_PASSWORD_LOCKOUT,
   recordPasswordFailure,
   releasePasswordAttempt,
+  releasePasswordAttemptSurely,
   reservePasswordAttempt,
 } from '../accounts/password-lockout.js';
 import { lockLoginState } from '../accounts/user-lock.js';
@@ -58,12 +59,14 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   if (!countable) return rejectUnverified('not_activated');
   if (!attempt) return rejectUnverified('locked_unchecked');
 
-  // An attempt that could not be checked (hash queue full) or finished is given back.
+  // An attempt that could not be checked (hash queue full) or settled (the database failed while
+  // a correct password was being accepted or told its block or lock) is given back. Not around the
+  // deliberate refusals below: those give it back themselves, in the transaction that audits them.
   const releasingOnError = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
       return await work();
     } catch (err) {
-      await releasePasswordAttempt(sql, attempt).catch(() => undefined);
+      await releasePasswordAttemptSurely(sql, attempt).catch(() => undefined);
       throw err;
     }
   };
@@ -79,24 +82,28 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   // The password is correct: from here on the user may learn the account's state. A correct
   // password that does not sign in is not a failure: its reserved attempt is given back.
   const blocked = async (): Promise<never> => {
-    const error = await accountBlockedError(ctx.db, ctx.config, user);
-    await ctx.db.$transaction(async (tx) => {
-      await releasePasswordAttempt(prismaSql(tx), attempt);
-      await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
-    });
+    const error = await releasingOnError(() => accountBlockedError(ctx.db, ctx.config, user));
+    await releasingOnError(() =>
+      ctx.db.$transaction(async (tx) => {
+        await releasePasswordAttempt(prismaSql(tx), attempt);
+        await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
+      }),
+    );
     throw error;
   };
   const locked = async (until: Date): Promise<never> => {
-    await ctx.db.$transaction(async (tx) => {
-      await releasePasswordAttempt(prismaSql(tx), attempt);
-      await recordAudit(tx, ctx.clock, {
-        type: 'login.password_failed',
-        subjectUserId: user.id,
-        organizationId: user.organizationId,
-        meta,
-        details: { reason: 'locked', flow: 'login', until: until.toISOString() },
-      });
-    });
+    await releasingOnError(() =>
+      ctx.db.$transaction(async (tx) => {
+        await releasePasswordAttempt(prismaSql(tx), attempt);
+        await recordAudit(tx, ctx.clock, {
+          type: 'login.password_failed',
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { reason: 'locked', flow: 'login', until: until.toISOString() },
+        });
+      }),
+    );
     throw accountLockedError(until, ctx.clock.now());
   };
   // A lock this attempt set itself (it was the 10th in a row, and correct) is no obstacle: success resets.
@@ -107,11 +114,11 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   // Parameters raised since this hash was made: store a stronger one (once; argon2 runs outside the transaction).
   const rehash = needsRehash ? await releasingOnError(() => ctx.hasher.hash(password)) : undefined;
 
-  const challenge = await succeedAtOnce(ctx, user, attempt, rehash, meta);
+  const challenge = await releasingOnError(() => succeedAtOnce(ctx, user, attempt, rehash, meta));
   if (challenge) return challenge;
 
   // The general path: the same decision, taken on the locked row, for whatever made the one statement refuse.
-  const outcome = await ctx.db.$transaction(async (tx) => {
+  const outcome = await releasingOnError(() => ctx.db.$transaction(async (tx) => {
     // The user row first (lock order, accounts/user-lock.ts), deciding on it as committed now: a
     // lock set meanwhile by concurrent wrong guesses, a block, or a password reset must not be
     // overridden (and the lock must not be cleared) by this success. In the usual case this one
@@ -155,7 +162,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       details: { next: challenge.next, ...(rehash ? { rehashed: true } : {}) },
     });
     return { kind: 'ok' as const, challenge };
-  });
+  }));
   switch (outcome.kind) {
     case 'ok':
       return outcome.challenge;
