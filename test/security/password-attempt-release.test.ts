@@ -1,7 +1,6 @@
 import t, { type Test } from 'tap';
-import type pg from 'pg';
 import { buildTestApp } from '../helpers/app.js';
-import { openClient } from '../helpers/row-locks.js';
+import { injectFaults } from '../helpers/faults.js';
 import { api } from '../helpers/http.js';
 import { createUser, signIn } from '../helpers/factories.js';
 
@@ -11,37 +10,8 @@ import { createUser, signIn } from '../helpers/factories.js';
  * correct password whose settlement fails (the database drops the statement) must not stay counted:
  * otherwise one blip during a correct 10th attempt locks the user out and lengthens later locks.
  *
- * Faults are injected in the real database: a trigger raises "terminating connection" (57P01,
- * which the service treats as the database being unreachable) the first time(s) its condition
- * holds. The counter is a sequence, so a failure is not undone by the rollback it causes.
+ * Faults are injected in the real database (test/helpers/faults.ts).
  */
-
-type Fault = 'unavailable' | 'challenge_conflict';
-
-async function injectFaults(t: Test, databaseUrl: string, on: { table: string; event: 'INSERT' | 'UPDATE'; when: string }, faults: Fault[]) {
-  const client: pg.Client = await openClient(t, databaseUrl);
-  const cases = faults
-    .map((fault, i) =>
-      fault === 'unavailable'
-        ? `WHEN ${i + 1} THEN RAISE EXCEPTION 'injected: terminating connection' USING ERRCODE = '57P01';`
-        : `WHEN ${i + 1} THEN RAISE EXCEPTION 'injected conflict' USING ERRCODE = 'unique_violation', CONSTRAINT = 'flow_tokens_one_pending_login_challenge';`,
-    )
-    .join('\n');
-  await client.query(`
-    CREATE SEQUENCE injected_faults;
-    CREATE FUNCTION inject_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF ${on.when} THEN
-        CASE nextval('injected_faults') ${cases} ELSE NULL; END CASE;
-      END IF;
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER inject_fault BEFORE ${on.event} ON ${on.table} FOR EACH ROW EXECUTE FUNCTION inject_fault();`);
-  return {
-    /** How often the condition held (failures and passes). */
-    count: async () => Number((await client.query<{ n: string }>('SELECT last_value AS n FROM injected_faults WHERE is_called')).rows[0]?.n ?? 0),
-  };
-}
 
 async function lockoutState(app: Awaited<ReturnType<typeof buildTestApp>>['app'], userId: string) {
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: userId } });

@@ -4,7 +4,7 @@ import { SqlParams } from '../../db/sql-params.js';
 import { isDatabaseUnavailable } from '../../db/errors.js';
 import type { AppError } from '../../errors.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
-import { recordAudits, type RequestMeta } from '../audit/audit.service.js';
+import { announceAudit, auditInsertSql, recordAudits, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from './accounts.errors.js';
 
 /**
@@ -83,6 +83,8 @@ type ReservedRow = {
   failed_password_count: number | null;
   password_locked_until: Date | null;
   password_lockouts: number | null;
+  /** 1 when this attempt set a lock (and wrote its login.locked row), else 0. */
+  lock_audited: number;
 };
 
 /** The account a password attempt was made for, as found by the reservation. */
@@ -109,6 +111,11 @@ const LOCK_SCHEDULE = Array.from({ length: 17 }, (_, n) => lockoutSeconds(n));
  *   failures are counted, at re-authentication always; also when the account cannot sign in with
  *   a password at all (not activated).
  *
+ * The attempt that sets a lock writes its `login.locked` audit row in the same statement, so no
+ * lock is ever committed without its row (security.md item 26); the wrong password's own
+ * `login.password_failed` row follows when the hash has said so (recordPasswordFailure). A correct
+ * password that turns out to have set the lock lifts it again (its success says `lockLifted`).
+ *
  * An unknown e-mail or an account that is not activated runs the very same statement and finds
  * nothing to update, so those failures cost the same round trip as a counted one (security.md item 5).
  */
@@ -117,12 +124,26 @@ export async function reservePasswordAttempt(
   ctx: Pick<AppContext, 'clock'>,
   target: { email: string } | { userId: string },
   policy: PasswordAttemptPolicy,
+  audit: { meta: RequestMeta; flow: PasswordFailureFlow },
 ): Promise<{ account: PasswordAccount | null; attempt: ReservedPasswordAttempt | null }> {
   const now = ctx.clock.now();
   const checkedDuringLockBelow = policy === 'login' ? UNCHECKED_DURING_LOCK_AFTER : 0;
   const p = new SqlParams();
   const account = 'email' in target ? `email = ${p.add(target.email)}` : `id = ${p.add(target.userId, 'uuid')}`;
   const at = p.add(now, 'timestamptz');
+  const schedule = p.add(LOCK_SCHEDULE, 'int[]');
+  const lockAudit = auditInsertSql(
+    p,
+    ctx.clock,
+    { type: 'login.locked', actorUserId: null, meta: audit.meta, details: { flow: audit.flow } },
+    {
+      from: 'reserved, target',
+      subject: { userId: 'target.id', organizationId: 'target.organization_id' },
+      details: `jsonb_build_object('lockSeconds', (${schedule})[LEAST(reserved.password_lockouts - 1, ${LOCK_SCHEDULE.length - 1}) + 1],
+        'lockNumber', reserved.password_lockouts,
+        'until', to_char(reserved.password_locked_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`,
+    },
+  );
   // SET expressions see the row as it was before this UPDATE (and, in a race, as the preceding
   // UPDATE committed it). Invariants that make the returned row self-describing: the attempt that
   // sets a lock leaves the count at exactly LOCKOUT_THRESHOLD, one counted during a lock above it.
@@ -147,7 +168,7 @@ export async function reservePasswordAttempt(
         password_locked_until = CASE
           WHEN password_locked_until > ${at} THEN password_locked_until
           WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1}
-            THEN ${at} + make_interval(secs => (${p.add(LOCK_SCHEDULE, 'int[]')})[LEAST(password_lockouts, ${LOCK_SCHEDULE.length - 1}) + 1])
+            THEN ${at} + make_interval(secs => (${schedule})[LEAST(password_lockouts, ${LOCK_SCHEDULE.length - 1}) + 1])
           ELSE NULL END,
         password_lockouts = CASE
           WHEN password_locked_until IS NULL AND failed_password_count >= ${LOCKOUT_THRESHOLD - 1} THEN password_lockouts + 1
@@ -156,12 +177,17 @@ export async function reservePasswordAttempt(
       WHERE users.id = target.id
         AND users.status <> 'INVITED' AND users.password_hash IS NOT NULL
         AND (password_locked_until IS NULL OR password_locked_until <= ${at} OR failed_password_count < ${p.add(checkedDuringLockBelow, 'int')})
-      RETURNING users.status::text AS status, users.password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts)
-    SELECT target.*, reserved.* FROM target LEFT JOIN reserved ON true`,
+      RETURNING users.status::text AS status, users.password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts),
+    -- The attempt that set the lock (the count is exactly the threshold only then, see above).
+    lock_audit AS (${lockAudit}
+      WHERE reserved.failed_password_count = ${LOCKOUT_THRESHOLD} AND reserved.password_locked_until > ${at}
+      RETURNING 1)
+    SELECT target.*, reserved.*, (SELECT count(*)::int FROM lock_audit) AS lock_audited FROM target LEFT JOIN reserved ON true`,
     p.values,
   );
   const row = rows[0];
   if (!row) return { account: null, attempt: null };
+  if (row.lock_audited) announceAudit('login.locked');
   const found: PasswordAccount = { id: row.id, organizationId: row.organization_id, status: row.account_status, hasPassword: row.has_password };
   if (row.status === null || row.password_hash === null || row.failed_password_count === null || row.password_lockouts === null) {
     return { account: found, attempt: null };
@@ -238,7 +264,7 @@ export async function releasePasswordAttemptSurely(sql: Sql, attempt: ReservedPa
 
 /**
  * Settles a reserved attempt whose password was wrong: it is already counted (and any lock it
- * reached is already set); this audits the failure and the new lock.
+ * reached is already set and audited by the reservation); this audits the failure.
  */
 export async function recordPasswordFailure(
   sql: Sql,
@@ -248,11 +274,13 @@ export async function recordPasswordFailure(
   meta: RequestMeta,
   flow: PasswordFailureFlow,
 ): Promise<void> {
-  const audit = { actorUserId: null, subjectUserId: user.id, organizationId: user.organizationId, meta };
   await recordAudits(sql, ctx.clock, [
     {
-      ...audit,
       type: 'login.password_failed',
+      actorUserId: null,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
       details: {
         reason: 'wrong_password',
         flow,
@@ -260,15 +288,6 @@ export async function recordPasswordFailure(
         ...(attempt.duringLock ? { duringLock: true } : {}),
       },
     },
-    ...(attempt.newLock
-      ? [
-          {
-            ...audit,
-            type: 'login.locked' as const,
-            details: { flow, lockSeconds: attempt.newLock.seconds, lockNumber: attempt.newLock.number, until: attempt.newLock.until.toISOString() },
-          },
-        ]
-      : []),
   ]);
 }
 

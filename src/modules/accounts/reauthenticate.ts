@@ -48,7 +48,7 @@ export async function reauthenticate(
   if (!user || user.status !== 'ACTIVE' || !user.passwordHash) throw commonErrors.unauthenticated();
 
   const sql = poolSql(ctx.pool);
-  const { attempt } = await reservePasswordAttempt(sql, ctx, { userId: user.id }, 'reauthentication');
+  const { attempt } = await reservePasswordAttempt(sql, ctx, { userId: user.id }, 'reauthentication', { meta, flow });
   if (!attempt) {
     // Nothing counted, nothing checked: the password is locked (or the account changed meanwhile).
     const current = await ctx.db.user.findUnique({ where: { id: user.id }, select: { status: true, passwordLockedUntil: true } });

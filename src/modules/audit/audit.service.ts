@@ -84,13 +84,20 @@ const truncateUserAgent = (userAgent: string | null) => userAgent?.slice(0, 512)
  * An audit row as an `INSERT ... SELECT` for a raw SQL statement (src/db/sql.ts); ids come from
  * newId(), time-ordered, so the events of one request keep their order.
  * `from` makes the insert conditional on (one row of) an earlier CTE; `details` may add SQL-computed
- * fields (a jsonb expression over `from`) to input.details. Call announceAudit after the statement.
+ * fields (a jsonb expression over `from`) to input.details, and `subject` take the subject user and
+ * organisation from it (SQL expressions) instead of input. Call announceAudit after the statement.
  */
-export function auditInsertSql(p: SqlParams, clock: Clock, input: AuditInput, options: { from?: string; details?: string } = {}): string {
+export function auditInsertSql(
+  p: SqlParams,
+  clock: Clock,
+  input: AuditInput,
+  options: { from?: string; details?: string; subject?: { userId: string; organizationId: string } } = {},
+): string {
   const details = p.add(JSON.stringify(input.details ?? {}), 'jsonb');
+  const subject = options.subject ?? { userId: p.add(input.subjectUserId ?? null, 'uuid'), organizationId: p.add(input.organizationId ?? null, 'uuid') };
   return `INSERT INTO audit_events (id, type, actor_user_id, subject_user_id, organization_id, ip, user_agent, details, created_at)
     SELECT ${p.add(newId(), 'uuid')}, ${p.add(input.type, 'text')}, ${p.add(input.actorUserId ?? null, 'uuid')},
-      ${p.add(input.subjectUserId ?? null, 'uuid')}, ${p.add(input.organizationId ?? null, 'uuid')}, ${p.add(input.meta.ip, 'text')},
+      ${subject.userId}, ${subject.organizationId}, ${p.add(input.meta.ip, 'text')},
       ${p.add(truncateUserAgent(input.meta.userAgent), 'text')}, ${options.details ? `${details} || ${options.details}` : details},
       ${p.add(clock.now(), 'timestamptz')}${options.from ? ` FROM ${options.from}` : ''}`;
 }

@@ -10,6 +10,12 @@ import { isUniqueViolation } from '../../db/errors.js';
 
 const ONE_LIVE_CHALLENGE = 'flow_tokens_one_pending_login_challenge';
 
+/** Audit details of a correct password step: a re-hash stored, a lock this very attempt had set lifted. */
+export const successDetails = (attempt: ReservedPasswordAttempt, rehash: string | undefined) => ({
+  ...(rehash ? { rehashed: true } : {}),
+  ...(attempt.newLock ? { lockLifted: true } : {}),
+});
+
 /**
  * The usual end of a correct password step, in ONE statement (one round trip, one commit):
  *
@@ -56,7 +62,7 @@ export async function succeedAtOnce(
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,
-      details: rehash ? { rehashed: true } : {},
+      details: successDetails(attempt, rehash),
     },
     { from: 'challenge', details: "jsonb_build_object('next', challenge.next)" },
   );

@@ -14,7 +14,7 @@ import {
 import { lockLoginState } from '../accounts/user-lock.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 import { poolSql, prismaSql } from '../../db/sql.js';
-import { succeedAtOnce } from './login-success.js';
+import { succeedAtOnce, successDetails } from './login-success.js';
 
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
 
@@ -38,7 +38,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   const sql = poolSql(ctx.pool);
   // Null when nothing is counted: no such account, not activated, or locked with so many failures
   // that the password is no longer checked.
-  const { account: user, attempt } = await reservePasswordAttempt(sql, ctx, { email: input.email }, 'login');
+  const { account: user, attempt } = await reservePasswordAttempt(sql, ctx, { email: input.email }, 'login', { meta, flow: 'login' });
   const countable = user !== null && user.status !== 'INVITED' && user.hasPassword;
 
   const rejectUnverified = async (reason: string): Promise<never> => {
@@ -159,7 +159,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,
-      details: { next: challenge.next, ...(rehash ? { rehashed: true } : {}) },
+      details: { next: challenge.next, ...successDetails(attempt, rehash) },
     });
     return { kind: 'ok' as const, challenge };
   }));
