@@ -62,6 +62,32 @@ t.test('wrong passwords and wrong codes are counted separately, each locking at 
   t.equal(code.body.code, 'mfa_locked');
 });
 
+t.test('wrong recovery codes count towards the code lock like wrong TOTP codes: the 10th locks', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, totpSecret, recoveryCodes } = await createUser(app.ctx.db, app, { recoveryCodes: 10 });
+  const wrongRecoveryCode = 'zzzz-zzzz-zzzz';
+  t.notOk(recoveryCodes!.includes(wrongRecoveryCode), 'not one of the user\'s codes');
+
+  let challengeToken = '';
+  for (let i = 1; i <= 9; i++) {
+    if ((i - 1) % 5 === 0) challengeToken = await challengeFor(app, user.id, 'mfa'); // 5 codes per challenge
+    const res = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, recoveryCode: wrongRecoveryCode } });
+    t.equal(res.status, 400, `wrong recovery code ${i}: not locked`);
+    t.equal(res.body.code, 'recovery_code_invalid', `wrong recovery code ${i}`);
+  }
+  const tenth = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, recoveryCode: wrongRecoveryCode } });
+  t.equal(tenth.status, 423, 'the 10th wrong recovery code locks code entry');
+  t.equal(tenth.body.code, 'mfa_locked');
+  t.equal(tenth.headers['retry-after'], '900');
+
+  challengeToken = await challengeFor(app, user.id, 'mfa');
+  const right = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: currentTotp(app, totpSecret!) } });
+  t.equal(right.status, 423, 'the lock holds for TOTP codes too');
+  t.equal(right.body.code, 'mfa_locked');
+  t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: user.id, usedAt: null } }), 10, 'no recovery code was spent');
+});
+
 t.test('passwords: a guess every 25 h still meets a lock at every 10th failure (15 min growing to 24 h); 100 failures, 10 locks', async (t) => {
   const { app, clock } = await buildTestApp(t);
   const request = api(app);
