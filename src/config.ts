@@ -260,6 +260,11 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   } else if (e.ENCRYPTION_KEY_CURRENT) {
     problems.push('ENCRYPTION_KEY_CURRENT: names a key of ENCRYPTION_KEYS, which is not set');
   }
+  // JWT_ISSUER is this service's own audience, the only one of the restricted tokens (selfAudience in
+  // access-token.ts); listed among the others, it would make those tokens full ones for their verifiers.
+  if (e.JWT_AUDIENCES.includes(e.JWT_ISSUER)) {
+    problems.push('JWT_AUDIENCES: must not contain JWT_ISSUER (this service\'s own audience, reserved for restricted tokens)');
+  }
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
   if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {
     problems.push(`${e.TOTP_ISSUER ? 'TOTP_ISSUER' : 'SHOP_NAME (the default TOTP_ISSUER)'}: must not contain ':'; set TOTP_ISSUER to a name without one`);
