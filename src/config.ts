@@ -63,6 +63,12 @@ const trustProxy = z.string().transform((raw, ctx): false | string[] => {
   return proxies;
 });
 
+/**
+ * The earliest MAIL_GIVE_UP_SECONDS may give up an undelivered mail: when the longest-lived e-mail
+ * link (activation, 7 days) has expired. Earlier, a mail whose link still works could be dropped.
+ */
+export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -108,6 +114,11 @@ const envSchema = z.object({
   REDIS_KEY_PREFIX: z.string().min(1).max(100).default('webshop-auth:'),
   LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: int(0).default(200),
   MAIL_WORKER_ENABLED: bool.default(true),
+  MAIL_GIVE_UP_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(MAIL_GIVE_UP_MIN_SECONDS, `must be at least ${MAIL_GIVE_UP_MIN_SECONDS} (7 days: activation links live that long)`)
+    .default(8 * 24 * 3600),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -154,6 +165,8 @@ export type Config = Readonly<{
   /** Shed load (503) when the mean event-loop delay exceeds this; 0 turns it off. */
   loadShedMaxEventLoopDelayMs: number;
   mailWorkerEnabled: boolean;
+  /** Age at which an undelivered mail is given up (failed_at); never before every e-mail link expired. */
+  mailGiveUpSeconds: number;
 }>;
 
 export class ConfigError extends Error {
@@ -230,6 +243,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     loadShedMaxEventLoopDelayMs: e.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     mailWorkerEnabled: e.MAIL_WORKER_ENABLED,
+    mailGiveUpSeconds: e.MAIL_GIVE_UP_SECONDS,
   });
 }
 

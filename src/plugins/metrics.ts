@@ -160,7 +160,7 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
   outboxGauge('mail_outbox_oldest_unsent_seconds', 'Age of the oldest unsent mail (0 when none)', () => outbox.oldestSeconds);
   outboxGauge(
     'mail_outbox_failed',
-    'Mails whose delivery was given up (recipient refused, or undeliverable for 3 days); kept in the outbox with last_error',
+    'Mails whose delivery was given up (recipient refused, or undeliverable for MAIL_GIVE_UP_SECONDS); kept in the outbox with last_error',
     () => outbox.failed,
   );
   outboxGauge(

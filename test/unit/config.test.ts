@@ -32,6 +32,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ TRUST_PROXY: '1' }, /TRUST_PROXY/],
     [{ TRUST_PROXY: '10.0.0.0/33' }, /TRUST_PROXY/],
     [{ TRUST_PROXY: '10.0.0.1,lb.internal' }, /TRUST_PROXY/],
+    [{ MAIL_GIVE_UP_SECONDS: String(3 * 24 * 3600) }, /MAIL_GIVE_UP_SECONDS: must be at least 604800/],
     // This service's own audience is reserved for the restricted tokens (selfAudience).
     [{ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCES: 'webshop,https://auth.example.test,cso' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
     [{ JWT_AUDIENCES: 'webshop,http://localhost:3000' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],

@@ -25,9 +25,10 @@ import type { MailTransport } from './mail.transport.js';
  *    lasts — except that delivery is given up (`failed_at`, logged as an error, counted by the
  *    `mail_outbox_failed` gauge, the row kept) when the server refuses the RECIPIENT permanently
  *    (5xx to RCPT TO: no such mailbox; retrying cannot help), or when a mail is still undelivered
- *    MAIL_GIVE_UP_SECONDS (3 days) after it was written: its links have expired by then (activation
- *    7 days is the longest, and a days-old "your password was changed" helps nobody), and the
- *    backlog gauges should show today's trouble, not a week-old mail.
+ *    MAIL_GIVE_UP_SECONDS (config, default 8 days) after it was written. That age is never below
+ *    the longest link lifetime (activation, 7 days; MAIL_GIVE_UP_MIN_SECONDS), so no mail whose
+ *    link still works is dropped, and a notification without a link (account blocked, MFA removed,
+ *    password changed) outlasts any outage short of a week.
  *
  * Delivery is at-least-once, not exactly-once. A mail the SMTP server accepted is sent once more
  * (with the same Message-ID, so mail clients can recognise the duplicate) after its lease runs out
@@ -41,7 +42,6 @@ import type { MailTransport } from './mail.transport.js';
 export const MAIL_LEASE_SECONDS = 10 * 60;
 export const MAIL_RETRY_BASE_SECONDS = 30;
 export const MAIL_RETRY_MAX_SECONDS = 3600;
-export const MAIL_GIVE_UP_SECONDS = 3 * 24 * 3600;
 /** Tries of the "sent" mark, waiting 250 ms, 500 ms, 1 s in between. */
 export const MARK_SENT_TRIES = 4;
 const MARK_SENT_FIRST_BACKOFF_MS = 250;
@@ -87,7 +87,7 @@ export type DeliveryResult = { claimed: number; sent: number; failed: number };
 
 /** Claims due mails one at a time, up to `limit`, and tries each once. Tests call this directly. */
 export async function deliverDueMail(
-  ctx: Pick<AppContext, 'db' | 'clock'>,
+  ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
   transport: MailTransport,
   limit = 20,
   log?: MailLog,
@@ -105,7 +105,7 @@ export async function deliverDueMail(
       result.failed++;
       const at = ctx.clock.now();
       const refused = isPermanentRecipientRefusal(err);
-      if (refused || at.getTime() - row.createdAt.getTime() >= MAIL_GIVE_UP_SECONDS * 1000) {
+      if (refused || at.getTime() - row.createdAt.getTime() >= ctx.config.mailGiveUpSeconds * 1000) {
         await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError: describe(err) } });
         log?.error(
           { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: describe(err) },
@@ -183,7 +183,7 @@ export type MailWorker = { stop(): Promise<void>; /** Runs a pass soon (e.g. aft
  * (database down, ...) are logged and the loop goes on; `stop()` waits for the pass in flight.
  */
 export function startMailWorker(
-  ctx: Pick<AppContext, 'db' | 'clock'>,
+  ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
   transport: MailTransport,
   log: MailLog,
   options: { intervalMs?: number; batchSize?: number } = {},
