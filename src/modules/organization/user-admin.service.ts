@@ -168,26 +168,41 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
 export async function blockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
-    authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target) });
-    const now = ctx.clock.now();
-    await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
-    const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
-    await voidFlows(tx, target.id, [...ALL_FLOWS]);
-    const by = actingAs(acting);
-    await enqueueMail(tx, ctx, {
-      to: target.email,
-      template: 'account_blocked',
-      data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
-    });
-    await recordAudit(tx, ctx.clock, {
-      type: 'user.blocked',
-      actorUserId: acting.userId,
-      subjectUserId: target.id,
-      organizationId: target.organizationId,
-      meta: call.meta,
-      details: { by, sessionsRevoked },
-    });
+    await blockLockedUser(tx, ctx, call.meta, acting, target);
     return reload(tx, target.id);
+  });
+}
+
+/**
+ * The block itself, for a target locked as lockForChange does (organisation row, then user row):
+ * the policy decides on the administrators counted now, then status, sessions, links, mail and
+ * audit row change together. `details` are added to the audit row (e.g. why it happened).
+ */
+export async function blockLockedUser(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock' | 'config'>,
+  meta: RequestMeta,
+  acting: ActingUser,
+  target: TargetUser,
+  details: Record<string, unknown> = {},
+): Promise<void> {
+  authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target) });
+  const now = ctx.clock.now();
+  await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
+  const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
+  await voidFlows(tx, target.id, [...ALL_FLOWS]);
+  await enqueueMail(tx, ctx, {
+    to: target.email,
+    template: 'account_blocked',
+    data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
+  });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.blocked',
+    actorUserId: acting.userId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta,
+    details: { by: actingAs(acting), sessionsRevoked, ...details },
   });
 }
 
