@@ -42,7 +42,10 @@ export type ChangeFacts = {
    * target (user.block, user.set_roles). Counted under a lock on the organisation row.
    */
   otherAdministrators?: number;
-  /** ACTIVE administrators of the organisation (administrator.appoint). */
+  /**
+   * ACTIVE administrators of the organisation (administrator.appoint, user.appoint_administrator),
+   * without the one the appointment replaces. Counted under the organisation-row lock.
+   */
   activeAdministrators?: number;
 };
 
@@ -56,7 +59,8 @@ type UserAction =
   | 'user.mfa_reset_request.read'
   | 'user.password_reset'
   | 'user.set_roles'
-  | 'user.appoint_administrator';
+  | 'user.appoint_administrator'
+  | 'user.replace_administrator';
 
 type OrganizationAction =
   | 'organization.create'
@@ -79,6 +83,7 @@ export const policyErrors = defineErrors({
   self_action_not_allowed: { status: 409, title: 'This action cannot be applied to your own account' },
   last_administrator: { status: 409, title: 'The organisation would lose its last administrator' },
   administrator_exists: { status: 409, title: 'The organisation still has an active administrator' },
+  not_active_administrator: { status: 409, title: 'The user to be replaced is not an active administrator' },
   already_blocked: { status: 409, title: 'The user is already blocked' },
   not_blocked: { status: 409, title: 'The user is not blocked' },
   user_blocked: { status: 409, title: 'The user is blocked' },
@@ -97,6 +102,7 @@ export type Decision =
         | 'self_action_not_allowed'
         | 'last_administrator'
         | 'administrator_exists'
+        | 'not_active_administrator'
         | 'already_blocked'
         | 'not_blocked'
         | 'user_blocked'
@@ -121,6 +127,8 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.password_reset': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.set_roles': { CUSTOMER_ADMIN: 'organization' },
   'user.appoint_administrator': { SUPPORT: 'any' },
+  // The replaced administrator is then blocked under 'user.block', after the successor is appointed.
+  'user.replace_administrator': { SUPPORT: 'any' },
   'organization.create': { SUPPORT: 'any' },
   'organization.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'organization.users.list': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
@@ -144,6 +152,7 @@ const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.password_reset': { effect: 'conflict', code: 'self_service_required' },
   'user.set_roles': { effect: 'forbidden', code: 'own_roles_immutable' },
   'user.appoint_administrator': { effect: 'forbidden', code: 'own_roles_immutable' },
+  'user.replace_administrator': { effect: 'conflict', code: 'self_action_not_allowed' },
 };
 
 /** Roles the API may ever assign. SUPPORT is created by the operator CLI only. */
@@ -240,6 +249,9 @@ export function decide(
     case 'user.appoint_administrator':
       if ((facts.activeAdministrators ?? 0) > 0) return { effect: 'conflict', code: 'administrator_exists' };
       if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'user_blocked' };
+      return ALLOW;
+    case 'user.replace_administrator':
+      if (!isAdmin || user.status !== 'ACTIVE') return { effect: 'conflict', code: 'not_active_administrator' };
       return ALLOW;
   }
 }

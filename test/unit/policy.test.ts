@@ -43,6 +43,7 @@ const userActions: PolicyAction[] = [
   'user.password_reset',
   'user.set_roles',
   'user.appoint_administrator',
+  'user.replace_administrator',
 ];
 
 const rows: Row[] = [
@@ -78,6 +79,7 @@ const rows: Row[] = [
   ['demoting a blocked admin does not need another admin', admin, 'user.set_roles', target({ id: 'b', status: 'BLOCKED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { roles: ['USER'], otherAdministrators: 0 }, allow],
   ['admin grants SUPPORT → role_not_grantable', admin, 'user.set_roles', member, { roles: ['USER', 'SUPPORT'], otherAdministrators: 1 }, deny('forbidden', 'role_not_grantable')],
   ['admin cannot appoint via support route', admin, 'user.appoint_administrator', member, {}, deny('forbidden', 'forbidden')],
+  ['admin cannot replace an administrator via support route', admin, 'user.replace_administrator', otherAdmin, {}, deny('forbidden', 'forbidden')],
 
   // --- customer admin acting on themselves
   ['admin blocks self → self_action_not_allowed', admin, 'user.block', selfAdmin, { otherAdministrators: 5 }, deny('conflict', 'self_action_not_allowed')],
@@ -88,7 +90,7 @@ const rows: Row[] = [
 
   // --- customer admin, other organisation: always 404, whatever the action and state
   ...userActions
-    .filter((a) => !['user.mfa_reset_request', 'user.mfa_reset_request.read', 'user.appoint_administrator'].includes(a))
+    .filter((a) => !['user.mfa_reset_request', 'user.mfa_reset_request.read', 'user.appoint_administrator', 'user.replace_administrator'].includes(a))
     .map((a): Row => [`admin ${a} on other organisation → user_not_found`, admin, a, foreign, { otherAdministrators: 1 }, deny('not_found', 'user_not_found')]),
   ['admin blocks a blocked user of another org → still 404', admin, 'user.block', { ...blocked, organizationId: ORG_B }, {}, deny('not_found', 'user_not_found')],
   ['admin on support staff → 404', admin, 'user.read', supportStaff, {}, deny('not_found', 'user_not_found')],
@@ -122,6 +124,12 @@ const rows: Row[] = [
   ['support appoints where no active admin', support, 'user.appoint_administrator', member, { activeAdministrators: 0 }, allow],
   ['support appoints where an admin is active → administrator_exists', support, 'user.appoint_administrator', member, { activeAdministrators: 1 }, deny('conflict', 'administrator_exists')],
   ['support appoints a blocked user → user_blocked', support, 'user.appoint_administrator', blocked, { activeAdministrators: 0 }, deny('conflict', 'user_blocked')],
+  ['support replaces an active administrator', support, 'user.replace_administrator', otherAdmin, {}, allow],
+  ['support replaces a member → not_active_administrator', support, 'user.replace_administrator', member, {}, deny('conflict', 'not_active_administrator')],
+  ['support replaces an invited administrator → not_active_administrator', support, 'user.replace_administrator', target({ status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] }), {}, deny('conflict', 'not_active_administrator')],
+  ['support replaces a blocked administrator → not_active_administrator', support, 'user.replace_administrator', target({ status: 'BLOCKED', roles: ['USER', 'CUSTOMER_ADMIN'] }), {}, deny('conflict', 'not_active_administrator')],
+  ['support replaces support staff → support_staff_protected', support, 'user.replace_administrator', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
+  ['support replaces self → self_action_not_allowed', support, 'user.replace_administrator', selfSupport, {}, deny('conflict', 'self_action_not_allowed')],
   ['support invites an administrator where none', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 0 }, allow],
   ['support invites an administrator where one is active → administrator_exists', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 2 }, deny('conflict', 'administrator_exists')],
   ['support creates organisations', support, 'organization.create', { organizationId: null }, {}, allow],

@@ -2,6 +2,7 @@ import type { Actor } from '../../access/actor.js';
 import type { PolicyActor, UserTarget } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import { commonErrors } from '../../errors.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 
 /**
  * The acting user as the database knows them *now*. The access token's roles may be up to one
@@ -53,6 +54,18 @@ export async function lockTarget(tx: Tx, id: string): Promise<TargetUser | null>
   if (!first) return null;
   if (first.organizationId) await lockOrganization(tx, first.organizationId);
   await tx.$queryRaw`SELECT 1 FROM users WHERE id = ${id}::uuid FOR UPDATE`;
+  return findTarget(tx, id);
+}
+
+/**
+ * lockTarget for a user who must belong to an organisation whose row the caller has locked
+ * already: the user row is locked and read as committed now; a user of another organisation (or
+ * none) gives null without anything of theirs being locked.
+ */
+export async function lockMemberOf(tx: Tx, organizationId: string, id: string): Promise<TargetUser | null> {
+  const first = await tx.user.findUnique({ where: { id }, select: { organizationId: true } });
+  if (first?.organizationId !== organizationId) return null;
+  await lockUserRow(tx, id);
   return findTarget(tx, id);
 }
 

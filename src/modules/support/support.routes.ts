@@ -78,12 +78,15 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'appointAdministrator',
         tags,
-        summary: 'Appoint an administrator where the organisation has no active one left',
+        summary: 'Appoint an administrator where the organisation has no active one left, or replace its only one',
         description:
           'Promote a member (`{userId}`, 200) or invite a new administrator (`{email, name}`, 201). ' +
           'A member who has not activated the account yet (e.g. an administrator whose activation link expired) ' +
           'gets a new activation link by e-mail; older links stop working. ' +
-          'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists.',
+          'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists. ' +
+          'Exception: `replacing` names its only ACTIVE administrator (left the company, compromised), who is blocked in the same ' +
+          'transaction exactly as by supportBlockUser (sessions end, the user gets a mail). Not an ACTIVE administrator of this ' +
+          'organisation: 409 not_active_administrator (404 user_not_found outside it); the same user as `userId`: 400 replacing_same_user.',
         params: OrganizationIdParams,
         body: AppointAdministratorBody,
         response: { 200: ManagedUserSchema, 201: ManagedUserSchema, ...problemResponses(404, 409) },

@@ -64,12 +64,19 @@ export const SearchUsersQuery = z.strictObject({
   ...PageQuery,
 });
 
+const replacing = z
+  .uuid()
+  .optional()
+  .describe(
+    "The organisation's only ACTIVE administrator, replaced by this appointment: blocked in the same transaction (as POST /v1/support/users/{id}/block)",
+  );
+
 export const AppointAdministratorBody = z
   .union([
-    z.strictObject({ userId: z.uuid().describe('An existing user of this organisation to promote') }),
-    z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('A new user to invite as administrator'),
+    z.strictObject({ userId: z.uuid().describe('An existing user of this organisation to promote'), replacing }),
+    z.strictObject({ email: EmailSchema, name: PersonNameSchema, replacing }).describe('A new user to invite as administrator'),
   ])
-  .describe('Promote an existing member (`userId`) or invite a new administrator (`email`, `name`)');
+  .describe('Promote an existing member (`userId`) or invite a new administrator (`email`, `name`), optionally `replacing` the active one');
 
 export const MfaResetRequestSchema = z
   .object({

@@ -4,12 +4,12 @@ import type { Tx } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { countAdministrators, loadActingUser, lockOrganization, lockTarget } from '../organization/acting-user.js';
+import { countAdministrators, loadActingUser, lockMemberOf, lockOrganization, type ActingUser, type TargetUser } from '../organization/acting-user.js';
 import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
 import type { ManagedUser } from '../organization/organization.schemas.js';
 import { decodeCursor, page } from '../organization/pagination.js';
-import { inviteUserInTx, normalizeRoles, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
+import { blockLockedUser, inviteUserInTx, normalizeRoles, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
 import { findManagedUser, likeLiteral, managedUserSelect, toManagedUser, userWhere } from '../organization/users.query.js';
 import { supportErrors } from './support.errors.js';
 
@@ -204,6 +204,14 @@ export async function searchUsers(
  * invite a new person. While an active administrator exists, the organisation governs itself:
  * 409 administrator_exists (its administrators grant CUSTOMER_ADMIN with PUT .../roles).
  *
+ * `replacing` names the organisation's only ACTIVE administrator when that person is still active
+ * (left the company, compromised): the appointment goes ahead as if they were not there, and they
+ * are then blocked exactly as POST /v1/support/users/{id}/block does it (blockLockedUser). One
+ * transaction, so the organisation is never without an administrator (security bar 25). Locks:
+ * the organisation row, then the replaced user's row, then the successor's row (lockMemberOf),
+ * each user row before anything of that user is written. Every role change, invite and block in
+ * the organisation takes the organisation row first, so they all wait for (and see) this one.
+ *
  * Appointing a member who has not activated yet (e.g. the first administrator whose link expired)
  * sends them a fresh activation link, voiding older ones: nobody else could (support does not
  * resend activations, and the organisation has no active administrator who could).
@@ -212,8 +220,9 @@ export async function appointAdministrator(
   ctx: AdminCtx,
   call: AdminCall,
   organizationId: string,
-  input: { userId: string } | { email: string; name: string },
+  { replacing, ...input }: ({ userId: string } | { email: string; name: string }) & { replacing?: string | undefined },
 ): Promise<{ user: ManagedUser; invited: boolean }> {
+  if ('userId' in input && input.userId === replacing) throw supportErrors.replacing_same_user();
   try {
     return await ctx.db.$transaction(async (tx) => {
       const acting = await loadActingUser(tx, call.actor);
@@ -221,52 +230,26 @@ export async function appointAdministrator(
         authorize(acting, 'administrator.appoint', { organizationId });
         throw policyErrors.organization_not_found();
       }
-      const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE' });
+      const replaced = replacing === undefined ? null : await lockReplaced(tx, acting, organizationId, replacing);
+      const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE', ...(replaced ? { except: replaced.id } : {}) });
       authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators });
       const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true } });
 
-      if ('email' in input) {
-        const { user } = await inviteUserInTx(tx, ctx, {
-          ...input,
-          roles: ['CUSTOMER_ADMIN'],
-          organization,
-          actorUserId: acting.userId,
-          meta: call.meta,
-          via: 'support',
-        });
-        await appointed(tx, ctx, acting.userId, user.id, organizationId, call.meta, true);
-        return { user, invited: true };
-      }
-
-      const target = await lockTarget(tx, input.userId);
-      if (!target || target.organizationId !== organizationId) throw policyErrors.user_not_found();
-      authorize(acting, 'user.appoint_administrator', target, { activeAdministrators });
-      if (!target.roles.includes('CUSTOMER_ADMIN')) {
-        const roles = normalizeRoles([...target.roles, 'CUSTOMER_ADMIN']);
-        await tx.user.update({ where: { id: target.id }, data: { roles } });
-        await recordAudit(tx, ctx.clock, {
-          type: 'user.roles_changed',
-          actorUserId: acting.userId,
-          subjectUserId: target.id,
-          organizationId,
-          meta: call.meta,
-          details: { from: normalizeRoles(target.roles), to: roles, sessionsRevoked: 0, via: 'support' },
-        });
-      }
-      if (target.status === 'INVITED') {
-        await sendActivation(tx, ctx, { user: target, organizationName: organization.name, actorUserId: acting.userId });
-        await recordAudit(tx, ctx.clock, {
-          type: 'user.activation_resent',
-          actorUserId: acting.userId,
-          subjectUserId: target.id,
-          organizationId,
-          meta: call.meta,
-          details: { by: 'support', via: 'administrator_appointed' },
-        });
-      }
-      await appointed(tx, ctx, acting.userId, target.id, organizationId, call.meta, false);
-      const row = await findManagedUser(tx, target.id);
-      return { user: toManagedUser(row!), invited: false };
+      const invited = 'email' in input;
+      const user = invited
+        ? (await inviteUserInTx(tx, ctx, { ...input, roles: ['CUSTOMER_ADMIN'], organization, actorUserId: acting.userId, meta: call.meta, via: 'support' })).user
+        : await promoteMember(tx, ctx, { acting, organization, meta: call.meta, activeAdministrators }, input.userId);
+      await recordAudit(tx, ctx.clock, {
+        type: 'organization.administrator_appointed',
+        actorUserId: acting.userId,
+        subjectUserId: user.id,
+        organizationId,
+        meta: call.meta,
+        details: { invited, via: 'support', ...(replaced ? { replacing: replaced.id } : {}) },
+      });
+      // Only now, with the successor counted, does the policy let the replaced administrator go.
+      if (replaced) await blockLockedUser(tx, ctx, call.meta, acting, replaced, { via: 'administrator_replaced' });
+      return { user, invited };
     });
   } catch (err) {
     if (isEmailTaken(err)) throw organizationErrors.email_taken();
@@ -274,21 +257,46 @@ export async function appointAdministrator(
   }
 }
 
-async function appointed(
+/** Locks the administrator an appointment replaces: 404 outside this organisation, 409 unless an ACTIVE administrator. */
+async function lockReplaced(tx: Tx, acting: ActingUser, organizationId: string, id: string): Promise<TargetUser> {
+  const replaced = await lockMemberOf(tx, organizationId, id);
+  if (!replaced) throw policyErrors.user_not_found();
+  authorize(acting, 'user.replace_administrator', replaced);
+  return replaced;
+}
+
+/** Grants a member of the organisation CUSTOMER_ADMIN; one who has not activated yet gets a fresh link. */
+async function promoteMember(
   tx: Tx,
-  ctx: Pick<AppContext, 'clock'>,
-  actorUserId: string,
+  ctx: Pick<AppContext, 'clock' | 'config'>,
+  { acting, organization, meta, activeAdministrators }: { acting: ActingUser; organization: { id: string; name: string }; meta: RequestMeta; activeAdministrators: number },
   userId: string,
-  organizationId: string,
-  meta: RequestMeta,
-  invited: boolean,
-) {
-  await recordAudit(tx, ctx.clock, {
-    type: 'organization.administrator_appointed',
-    actorUserId,
-    subjectUserId: userId,
-    organizationId,
-    meta,
-    details: { invited, via: 'support' },
-  });
+): Promise<ManagedUser> {
+  const target = await lockMemberOf(tx, organization.id, userId);
+  if (!target) throw policyErrors.user_not_found();
+  authorize(acting, 'user.appoint_administrator', target, { activeAdministrators });
+  if (!target.roles.includes('CUSTOMER_ADMIN')) {
+    const roles = normalizeRoles([...target.roles, 'CUSTOMER_ADMIN']);
+    await tx.user.update({ where: { id: target.id }, data: { roles } });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.roles_changed',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: organization.id,
+      meta,
+      details: { from: normalizeRoles(target.roles), to: roles, sessionsRevoked: 0, via: 'support' },
+    });
+  }
+  if (target.status === 'INVITED') {
+    await sendActivation(tx, ctx, { user: target, organizationName: organization.name, actorUserId: acting.userId });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.activation_resent',
+      actorUserId: acting.userId,
+      subjectUserId: target.id,
+      organizationId: organization.id,
+      meta,
+      details: { by: 'support', via: 'administrator_appointed' },
+    });
+  }
+  return toManagedUser((await findManagedUser(tx, target.id))!);
 }
