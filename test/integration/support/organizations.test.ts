@@ -79,7 +79,7 @@ t.test('appoint an administrator only where no active one is left', async (t) =>
   t.equal(refused.status, 409);
   t.equal(refused.body.code, 'administrator_exists', 'Alpha still has Alice: it manages its own roles');
 
-  // Alice leaves: blocked directly in the database (the API would refuse to block the last admin).
+  // Alice is blocked already (set up in the database; replacing an active one: replace-administrator.test.ts).
   await db.user.update({ where: { id: w.adminA.user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } });
   const promoted = await appoint(w.orgA.id, { userId: member.user.id });
   t.equal(promoted.status, 200);
@@ -153,7 +153,7 @@ t.test('appointing the invited first administrator whose link expired sends a ne
 
   // Appointing an active member sends no activation mail.
   const member = await w.member(w.orgB.id, { email: 'mia@beta.test' });
-  // Bob leaves: blocked directly in the database (the API refuses to block the last admin, security bar 25).
+  // Bob is blocked already (set up in the database; replacing an active one: replace-administrator.test.ts).
   await application.ctx.db.user.update({ where: { id: w.adminB.user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } });
   t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgB.id}/administrators`, token: supportToken, body: { userId: member.user.id } })).status, 200);
   t.same(await mailsTo(application, 'mia@beta.test'), []);
