@@ -1,13 +1,12 @@
 import type { AppContext } from '../../context.js';
 import { poolSql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
-import type { Role } from '../../generated/prisma/enums.js';
 import { checkTotp } from '../../lib/totp.js';
 import { sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
 import type { FlowToken } from '../../generated/prisma/client.js';
 import { MAX_CHALLENGE_ATTEMPTS } from '../login/challenge.js';
-import { sessionStartSql, sessionTokens } from '../sessions/sessions.service.js';
+import { sessionStartSql, sessionTokens, type UserForTokens } from '../sessions/sessions.service.js';
 import type { TokenResponse } from '../sessions/sessions.schemas.js';
 import { amrAfter, deadReason, nextOf } from './challenge-guard.js';
 import { openTotpSecret } from './totp-secret.js';
@@ -25,7 +24,9 @@ import { openTotpSecret } from './totp-secret.js';
  *     the WHERE of a locking read on the newest row version), and only when all three qualify
  *     writes everything: the challenge consumed (counting the attempt, as reserveAttempt does), the
  *     code's time step stored (replay protection), the code failure count reset, the login time,
- *     the session with its refresh token, and the audit rows.
+ *     the session with its refresh token, and the audit rows. It returns the user row as locked,
+ *     and the tokens are built from that row: a change committed between the two statements (a
+ *     demotion, which ends the user's sessions first) is in the token of the session started after it.
  *
  * Anything else — no such challenge, wrong or replayed code, a lock, a block, an expired or spent
  * challenge, a row that changed between the two statements — writes nothing and returns null: the
@@ -39,11 +40,6 @@ type Found = Pick<FlowToken, 'state' | 'attempts' | 'expiresAt' | 'data'> & {
   status: string;
   mfa_locked_until: Date | null;
   organization_id: string | null;
-  email: string;
-  name: string;
-  roles: Role[];
-  terms_version: string | null;
-  preferences_updated_at: Date | null;
   factor_id: string | null;
   secret_ciphertext: string | null;
   encryption_key_id: string | null;
@@ -58,8 +54,7 @@ export async function completeCodeStepAtOnce(
   const sql = poolSql(ctx.pool);
   const [found] = await sql<Found>(
     `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at AS "expiresAt", f.data,
-            u.status::text AS status, u.mfa_locked_until, u.organization_id, u.email, u.name, u.roles::text[] AS roles,
-            u.terms_version, u.preferences_updated_at,
+            u.status::text AS status, u.mfa_locked_until, u.organization_id,
             t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step
        FROM flow_tokens f
        JOIN users u ON u.id = f.user_id
@@ -100,7 +95,7 @@ export async function completeCodeStepAtOnce(
   const starting = sessionStartSql(p, ctx, { userId: found.user_id, organizationId: found.organization_id, amr, meta }, 'signed_in');
   // Each locking read runs only once the one before it found its row (the EXISTS), so the locks
   // are taken user → challenge → factor; the writes all hang on `qualified`, decided before any of them.
-  const written = await sql<{ id: string }>(
+  const [user] = await sql<UserForTokens>(
     `WITH locked_user AS (
       SELECT id FROM users
       WHERE id = ${userId} AND status = 'ACTIVE' AND (mfa_locked_until IS NULL OR mfa_locked_until <= ${at})
@@ -125,28 +120,16 @@ export async function completeCodeStepAtOnce(
       WHERE id = ${factorId} AND EXISTS (SELECT 1 FROM qualified)),
     signed_in AS (
       UPDATE users SET failed_mfa_count = 0, mfa_locked_until = NULL, last_login_at = ${at}
-      WHERE id = ${userId} AND EXISTS (SELECT 1 FROM qualified) RETURNING id),
+      WHERE id = ${userId} AND EXISTS (SELECT 1 FROM qualified)
+      RETURNING id, email, name, organization_id AS "organizationId", roles::text[] AS roles,
+        terms_version AS "termsVersion", preferences_updated_at AS "preferencesUpdatedAt"),
     mfa_audit AS (${mfaAudit}),
     ${starting.ctes}
-    SELECT id FROM session`,
+    SELECT signed_in.* FROM signed_in, session`,
     p.values,
   );
-  if (written.length !== 1) return null;
+  if (!user) return null;
   announceAudit('login.mfa_succeeded');
   announceAudit('session.created');
-  return sessionTokens(
-    ctx,
-    {
-      id: found.user_id,
-      email: found.email,
-      name: found.name,
-      organizationId: found.organization_id,
-      roles: found.roles,
-      termsVersion: found.terms_version,
-      preferencesUpdatedAt: found.preferences_updated_at,
-    },
-    starting.session,
-    starting.refreshToken,
-    true,
-  );
+  return sessionTokens(ctx, user, starting.session, starting.refreshToken, true);
 }

@@ -33,7 +33,7 @@ type Ctx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
 
 const secondsUntil = (date: Date, now: Date) => Math.max(0, Math.floor((date.getTime() - now.getTime()) / 1000));
 
-type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
+export type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
 
 /** The token response for a session (signs the access token with the in-memory key; no query). */
 export async function sessionTokens(
