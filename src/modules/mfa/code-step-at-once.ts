@@ -28,6 +28,9 @@ import { openTotpSecret } from './totp-secret.js';
  *     and the tokens are built from that row: a change committed between the two statements (a
  *     demotion, which ends the user's sessions first) is in the token of the session started after it.
  *
+ * The signing key is taken before statement 2 (in memory): without one the step answers 503 having
+ * written nothing, so the same challenge and code work once a key is loaded.
+ *
  * Anything else — no such challenge, wrong or replayed code, a lock, a block, an expired or spent
  * challenge, a row that changed between the two statements — writes nothing and returns null: the
  * general path then does the whole attempt again and answers it (counting and auditing a failure).
@@ -79,6 +82,7 @@ export async function completeCodeStepAtOnce(
   const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: found.last_used_step });
   if (check.result !== 'valid') return null;
 
+  const key = ctx.signer.signingKey();
   const amr = amrAfter(found, 'otp');
   const p = new SqlParams();
   const at = p.add(now, 'timestamptz');
@@ -131,5 +135,5 @@ export async function completeCodeStepAtOnce(
   if (!user) return null;
   announceAudit('login.mfa_succeeded');
   announceAudit('session.created');
-  return sessionTokens(ctx, user, starting.session, starting.refreshToken, true);
+  return sessionTokens(ctx, user, starting.session, starting.refreshToken, true, key);
 }

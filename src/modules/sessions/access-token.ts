@@ -1,6 +1,7 @@
 import { randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 import type { AppContext } from '../../context.js';
 import type { Role } from '../../generated/prisma/enums.js';
+import type { ActiveSigningKey } from './signing-keys.js';
 
 /**
  * Access tokens (security.md item 17, RFC 9068 profile): JWT signed with the configured algorithm,
@@ -52,13 +53,16 @@ type SignCtx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
  */
 export const selfAudience = (ctx: Pick<AppContext, 'config'>): string => ctx.config.jwt.issuer;
 
-/** Signs an access token with the in-memory signing key (no database access). */
+/**
+ * Signs an access token with the in-memory signing key (no database access), or with `key` when
+ * the caller took it before writing what the token stands for.
+ */
 export async function signAccessToken(
   ctx: SignCtx,
   subject: AccessTokenSubject,
-  options: { selfOnly?: boolean } = {},
+  options: { selfOnly?: boolean; key?: ActiveSigningKey } = {},
 ): Promise<{ token: string; expiresIn: number; jti: string; exp: number }> {
-  const key = ctx.signer.signingKey();
+  const key = options.key ?? ctx.signer.signingKey();
   const iat = Math.floor(ctx.clock.now().getTime() / 1000);
   const expiresIn = ctx.config.jwt.accessTtlSeconds;
   const exp = iat + expiresIn;

@@ -9,6 +9,7 @@ import type { Session, User } from '../../generated/prisma/client.js';
 import { announceAudit, auditInsertSql, recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { computeRequiredActions } from '../me/required-actions.js';
 import { signAccessToken, verifyAccessToken } from './access-token.js';
+import type { ActiveSigningKey } from './signing-keys.js';
 import { findLiveSession } from './session-lookup.js';
 import { sessionErrors } from './sessions.errors.js';
 import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js';
@@ -35,13 +36,17 @@ const secondsUntil = (date: Date, now: Date) => Math.max(0, Math.floor((date.get
 
 export type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
 
-/** The token response for a session (signs the access token with the in-memory key; no query). */
+/**
+ * The token response for a session (signs the access token with the in-memory key, or with `key`
+ * taken before the session was written; no query).
+ */
 export async function sessionTokens(
   ctx: Ctx,
   user: UserForTokens,
   session: Pick<Session, 'id' | 'amr' | 'idleExpiresAt' | 'expiresAt'>,
   refreshToken: string,
   mfaEnrolled: boolean,
+  key?: ActiveSigningKey,
 ): Promise<TokenResponse> {
   const now = ctx.clock.now();
   // Without an active factor (self-service removal, not yet re-enrolled) the session may only enrol
@@ -56,7 +61,7 @@ export async function sessionTokens(
       amr: session.amr,
       termsVersion: user.termsVersion,
     },
-    { selfOnly: !mfaEnrolled },
+    { selfOnly: !mfaEnrolled, key },
   );
   const refreshEnds = session.idleExpiresAt < session.expiresAt ? session.idleExpiresAt : session.expiresAt;
   return {
