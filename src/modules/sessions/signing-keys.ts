@@ -28,6 +28,10 @@ import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-to
  *   token it signed; the margin covers other instances that still sign with it until their next
  *   background refresh (every REFRESH_INTERVAL_MS) plus clock skew. Later rotations delete keys past
  *   that point.
+ * - No instance is ever left without a signer by a staged rotation: the retiring key's retiredAt and
+ *   its successor are written in one transaction and loaded in one query, so an instance that knows
+ *   its key retires also holds the key that follows; one whose last successful reload predates the
+ *   rotation still sees retiredAt null and signs on with the old key (the case the margin covers).
  * - Only keys of the configured algorithm verify; switching JWT_ALGORITHM creates a new key at the
  *   next start and tokens signed with the old algorithm stop verifying at once.
  */

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { sha256Hex } from '../../../src/lib/tokens.js';
-import { KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../../src/modules/sessions/signing-keys.js';
+import { createSigningKeyManager, KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../../src/modules/sessions/signing-keys.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
@@ -186,4 +186,34 @@ t.test('ES256 when configured', async (t) => {
   });
   t.equal(payload.sub, user.id);
   t.equal((await api(app)({ url: '/v1/me', token: tokens.accessToken })).status, 200);
+});
+
+t.test('a staged rotation (as the CLI runs it) never leaves an instance without a signer, reloaded or not', async (t) => {
+  const { app, config, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app.ctx);
+  const before = await signIn(app, user);
+  const oldKid = decodeProtectedHeader(before.accessToken).kid;
+  // Another instance on the same database whose last reload was just before the rotation.
+  const stale = createSigningKeyManager({ db: app.ctx.db, keyring: app.ctx.keyring, clock, config });
+  await stale.reload();
+
+  const rotation = await rotateSigningKey({ db: app.ctx.db, keyring: app.ctx.keyring, clock, config });
+  clock.set(new Date(rotation.signsFrom).getTime() + 1000);
+  // This instance has not reloaded since the rotation (its reload is due, or it failed): it goes on signing.
+  const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: before.refreshToken } });
+  t.equal(refreshed.status, 200, 'refresh past the switch, before any reload');
+  t.equal(decodeProtectedHeader(refreshed.body.accessToken).kid, oldKid, 'with the key it knows');
+  t.equal(stale.signingKey().kid, oldKid, 'so does the other instance');
+
+  // A token signed that late still verifies everywhere until it expires, also once the new key signs.
+  await app.ctx.signer.reload();
+  const after = await request({ url: '/v1/auth/refresh', body: { refreshToken: refreshed.body.refreshToken } });
+  t.equal(after.status, 200);
+  t.equal(decodeProtectedHeader(after.body.accessToken).kid, rotation.kid, 'the new key signs after the reload');
+  clock.advance(config.jwt.accessTtlSeconds - 1);
+  const jwks = createLocalJWKSet((await request({ url: '/.well-known/jwks.json' })).body);
+  const verified = await jwtVerify(refreshed.body.accessToken, jwks, { issuer: config.jwt.issuer, audience: 'cso', currentDate: clock.now() });
+  t.equal(verified.payload.sub, user.id, 'a JWKS verifier accepts it until its exp');
+  t.equal((await request({ url: '/v1/me', token: refreshed.body.accessToken })).status, 200, 'and so does the service');
 });
