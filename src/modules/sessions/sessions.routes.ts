@@ -5,7 +5,7 @@ import { commonErrors } from '../../errors.js';
 import { noStore } from '../../http/no-store.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { PREPUBLISH_SECONDS } from './signing-keys.js';
+import { JWKS_MAX_AGE_SECONDS } from './signing-keys.js';
 import { endSession, introspect, listSessions, refreshSession } from './sessions.service.js';
 import {
   IntrospectionRequestSchema,
@@ -131,7 +131,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (_request, reply) => {
-      reply.header('cache-control', `public, max-age=${PREPUBLISH_SECONDS}`);
+      reply.header('cache-control', `public, max-age=${JWKS_MAX_AGE_SECONDS}`);
       return { keys: app.ctx.signer.publicJwks() };
     },
   );

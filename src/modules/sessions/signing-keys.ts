@@ -18,8 +18,9 @@ import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-to
  *   configured algorithm that is not yet retired (retiredAt null or in the future).
  * - Rotation (`rotateSigningKey`, CLI `rotate-signing-key`) is staged: the new key is published in
  *   the JWKS at once, and the current key keeps signing for PREPUBLISH_SECONDS (its retiredAt is set
- *   to now + PREPUBLISH_SECONDS), so verifiers that cache the JWKS (max-age = PREPUBLISH_SECONDS)
- *   already know the new key when the first token signed with it arrives. `--immediate` is for a
+ *   to now + PREPUBLISH_SECONDS), so verifiers that cache the JWKS (max-age JWKS_MAX_AGE_SECONDS),
+ *   even a copy served by an instance that had not reloaded yet, already know the new key when the
+ *   first token signed with it arrives. `--immediate` is for a
  *   leaked key: the new key signs at once and every older key is deleted, so tokens signed with
  *   them (forged ones included) stop verifying as soon as each instance reloads (within
  *   REFRESH_INTERVAL_MS) and leave the JWKS; sessions go on through their refresh tokens.
@@ -37,9 +38,17 @@ import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-to
  */
 
 export const KEY_PROPAGATION_SECONDS = 120;
-/** How long a new key is published before it signs; also the JWKS Cache-Control max-age. */
-export const PREPUBLISH_SECONDS = 60;
-const REFRESH_INTERVAL_MS = 60_000;
+/** Each instance reloads the keys this often (and sooner for an unknown kid). */
+export const KEY_RELOAD_INTERVAL_SECONDS = 60;
+const REFRESH_INTERVAL_MS = KEY_RELOAD_INTERVAL_SECONDS * 1000;
+/** The JWKS Cache-Control max-age. */
+export const JWKS_MAX_AGE_SECONDS = 60;
+/**
+ * How long a new key is published before it signs: an instance that has not reloaded since the
+ * rotation may serve the old JWKS for up to KEY_RELOAD_INTERVAL_SECONDS more, a verifier may cache
+ * that for JWKS_MAX_AGE_SECONDS, plus a margin for a slow reload and clock skew.
+ */
+export const PREPUBLISH_SECONDS = KEY_RELOAD_INTERVAL_SECONDS + JWKS_MAX_AGE_SECONDS + 30;
 const RETRY_INTERVAL_MS = 5_000;
 const UNKNOWN_KID_RELOAD_MIN_INTERVAL_MS = 5_000;
 const ADVISORY_LOCK_ID = 7_305_001;

@@ -2,7 +2,13 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { sha256Hex } from '../../../src/lib/tokens.js';
-import { createSigningKeyManager, KEY_PROPAGATION_SECONDS, rotateSigningKey } from '../../../src/modules/sessions/signing-keys.js';
+import {
+  createSigningKeyManager,
+  KEY_PROPAGATION_SECONDS,
+  KEY_RELOAD_INTERVAL_SECONDS,
+  PREPUBLISH_SECONDS,
+  rotateSigningKey,
+} from '../../../src/modules/sessions/signing-keys.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
@@ -82,7 +88,7 @@ t.test('a separate jose client verifies access tokens against the served JWKS, a
   const cso = createRemoteJWKSet(jwksUrl, { cooldownDuration: 0 });
   await verifyAsCso(before.accessToken, cso);
 
-  // Rotation: the new key is published at once, but the old one keeps signing for 60 s.
+  // Rotation: the new key is published at once, but the old one keeps signing for PREPUBLISH_SECONDS.
   const rotation = await rotateSigningKey(app.ctx);
   await app.ctx.signer.reload();
   t.not(rotation.kid, oldKid);
@@ -92,9 +98,9 @@ t.test('a separate jose client verifies access tokens against the served JWKS, a
   const stillOld = await signIn(app, user);
   t.equal(decodeProtectedHeader(stillOld.accessToken).kid, oldKid, 'old key signs during the pre-publication');
 
-  clock.advance(61);
+  clock.advance(PREPUBLISH_SECONDS + 1);
   const after = await signIn(app, user);
-  t.equal(decodeProtectedHeader(after.accessToken).kid, rotation.kid, 'the new key signs after 60 s');
+  t.equal(decodeProtectedHeader(after.accessToken).kid, rotation.kid, 'the new key signs after the pre-publication');
   t.equal((await verifyAsCso(after.accessToken, cso)).payload.sub, user.id, 'new tokens verify');
   t.equal((await verifyAsCso(before.accessToken, cso)).payload.sub, user.id, 'old tokens still verify');
   t.equal((await api(app)({ url: '/v1/me', token: before.accessToken })).status, 200, 'and the service itself accepts both');
@@ -216,4 +222,28 @@ t.test('a staged rotation (as the CLI runs it) never leaves an instance without 
   const verified = await jwtVerify(refreshed.body.accessToken, jwks, { issuer: config.jwt.issuer, audience: 'cso', currentDate: clock.now() });
   t.equal(verified.payload.sub, user.id, 'a JWKS verifier accepts it until its exp');
   t.equal((await request({ url: '/v1/me', token: refreshed.body.accessToken })).status, 200, 'and so does the service');
+});
+
+t.test('a staged rotation signs only once every JWKS cached without the new key has expired, also one from an instance not yet reloaded', async (t) => {
+  const { app, config, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app.ctx);
+  const before = await signIn(app, user);
+  const oldKid = decodeProtectedHeader(before.accessToken).kid;
+  const jwksResponse = await request({ url: '/.well-known/jwks.json' });
+  const maxAge = Number(/max-age=(\d+)/.exec(String(jwksResponse.headers['cache-control']))?.[1]);
+  t.ok(maxAge > 0, 'the JWKS says how long it may be cached');
+
+  const rotatedAt = clock.now().getTime();
+  const rotation = await rotateSigningKey({ db: app.ctx.db, keyring: app.ctx.keyring, clock, config });
+  // The last JWKS without the new key: served by an instance whose reload falls due a whole reload
+  // interval after the rotation, then kept by a verifier for max-age.
+  const lastStaleCopyExpires = rotatedAt + (KEY_RELOAD_INTERVAL_SECONDS + maxAge) * 1000;
+  t.ok(new Date(rotation.signsFrom).getTime() > lastStaleCopyExpires, `signs from ${rotation.signsFrom}, after the last stale copy expired`);
+
+  await app.ctx.signer.reload();
+  clock.set(lastStaleCopyExpires);
+  const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: before.refreshToken } });
+  t.equal(refreshed.status, 200);
+  t.equal(decodeProtectedHeader(refreshed.body.accessToken).kid, oldKid, 'a reloaded instance still signs with the old key then');
 });
