@@ -55,7 +55,7 @@ const commands: Record<string, Command> = {
       try {
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
         // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
-        // nothing signed with them verifies any more; default: published first, signs after 60 s.
+        // nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
         const result = await rotateSigningKey(deps, { immediate: args.get('immediate') === 'true' });
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return 0;
