@@ -15,14 +15,20 @@ export async function openClient(t: Test, url: string): Promise<pg.Client> {
   return client;
 }
 
-/** Waits until at least `count` backends of this database wait for a lock (the requests under test). */
-export async function waitForLockWaiters(client: pg.Client, count = 1): Promise<void> {
-  for (let i = 0; i < 250; i++) {
+/**
+ * Waits until at least `count` backends of this database wait for a lock (the requests under test).
+ * `client` may be the one holding the rows: inside its open transaction pg_stat_activity would keep
+ * showing the first snapshot taken, so each check clears it.
+ */
+export async function waitForLockWaiters(client: pg.Client, count = 1, timeoutMs = 4_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; ; i++) {
+    await client.query('SELECT pg_stat_clear_snapshot()');
     const { rows } = await client.query<{ n: string }>(
       "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
     );
     if (Number(rows[0]?.n) >= count) return;
+    if (Date.now() > deadline) throw new Error(`fewer than ${count} request(s) ever waited for a lock`);
     await sleep(i < 50 ? 2 : 20);
   }
-  throw new Error(`fewer than ${count} request(s) ever waited for a lock`);
 }

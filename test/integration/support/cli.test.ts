@@ -1,31 +1,12 @@
-import { spawn } from 'node:child_process';
 import t from 'tap';
 import { generateKey } from '../../../src/lib/secret-box.js';
 import { buildTestApp } from '../../helpers/app.js';
+import { cli, cliEnv } from '../../helpers/cli.js';
 import { api } from '../../helpers/http.js';
-
-/** The operator CLI, run as the operator runs it (a child process), against the test database. */
-
-type Run = { code: number | null; stdout: string; stderr: string };
-
-function cli(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      cwd: new URL('../../../', import.meta.url),
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 t.test('create-support-user prints a working activation link; create-organization too', async (t) => {
   const { app, databaseUrl } = await buildTestApp(t);
-  const env = { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: `cli-1:${generateKey()}`, APP_BASE_URL: 'https://shop.example.test' };
+  const env = cliEnv(databaseUrl);
   const request = api(app);
 
   const created = await cli(['create-support-user', '--email', 'Ops@Shop.test', '--name', 'Olga Ops'], env);

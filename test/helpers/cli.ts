@@ -1,0 +1,26 @@
+import { spawn } from 'node:child_process';
+import { generateKey } from '../../src/lib/secret-box.js';
+
+/** The operator CLI, run as the operator runs it (a child process), against a test database. */
+
+export type CliRun = { code: number | null; stdout: string; stderr: string };
+
+export function cli(args: string[], env: Record<string, string>): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+      cwd: new URL('../../', import.meta.url),
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** What the CLI needs to reach a test app's database (links are built on the test apps' APP_BASE_URL). */
+export function cliEnv(databaseUrl: string): Record<string, string> {
+  return { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: `cli-1:${generateKey()}`, APP_BASE_URL: 'https://shop.example.test' };
+}
