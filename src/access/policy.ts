@@ -13,6 +13,7 @@ import { AppError, defineErrors } from '../errors.js';
  *     organisation-scoped actor learns nothing about other organisations' users
  *  3. the actor acting on themselves                                   → 403/409 (see SELF_RULES)
  *  4. support staff accounts are not administered through the API     → 403 support_staff_protected
+ *     (the operator's CLI does it, with checks 5–6: decideOnState)
  *  5. rules on the change (grantable roles, last administrator)        → 403/409
  *  6. the target's state (already blocked, not activated, ...)          → 409
  */
@@ -49,7 +50,7 @@ export type ChangeFacts = {
   activeAdministrators?: number;
 };
 
-type UserAction =
+export type UserAction =
   | 'user.read'
   | 'user.resend_activation'
   | 'user.block'
@@ -207,11 +208,19 @@ export function decide(
   if (!inScope(actor, scope, user.organizationId)) return { effect: 'not_found', code: 'user_not_found' };
   const isSelf = user.id === actor.userId;
   if (isSelf) return SELF_RULES[action];
-  // SUPPORT accounts have no organisation; only the operator (CLI) administers them.
+  // SUPPORT accounts have no organisation; only the operator (CLI) administers them
+  // (src/modules/support/support-staff.service.ts).
   if (action !== 'user.read' && action !== 'user.mfa_reset_request.read' && (user.organizationId === null || user.roles.includes('SUPPORT'))) {
     return { effect: 'forbidden', code: 'support_staff_protected' };
   }
+  return decideOnState(action, user, facts);
+}
 
+/**
+ * Checks 5 and 6 alone: the rules on the change and the target's state, once the actor may act on
+ * the target. The operator's commands for support staff apply them too.
+ */
+export function decideOnState(action: UserAction, user: UserTarget, facts: ChangeFacts = {}): Decision {
   const isAdmin = user.roles.includes('CUSTOMER_ADMIN');
   // Blocked administrators do not count; invited ones do (they can still activate).
   const lastAdmin = isAdmin && user.status !== 'BLOCKED' && (facts.otherAdministrators ?? 0) === 0;

@@ -36,6 +36,18 @@ function actingAs(acting: ActingUser): 'support' | 'admin' {
   return acting.roles.includes('SUPPORT') ? 'support' : 'admin';
 }
 
+/**
+ * Who makes a change, for its audit row and mail: a signed-in administrator or support user whom
+ * the policy allowed, or the operator at the command line (`by: 'cli'`, no actor, like the
+ * bootstrap). The `...InTx` functions below apply a change for either, on a target the caller
+ * locked (lockForChange / lockTarget) and authorised.
+ */
+export type ChangeOrigin = { actorUserId: string | null; actorName: string | null; by: 'admin' | 'support' | 'cli'; meta: RequestMeta };
+
+function originOf(acting: ActingUser, call: AdminCall): ChangeOrigin {
+  return { actorUserId: acting.userId, actorName: acting.name, by: actingAs(acting), meta: call.meta };
+}
+
 async function reload(tx: Tx, id: string): Promise<ManagedUser> {
   const row = await findManagedUser(tx, id);
   if (!row) throw policyErrors.user_not_found();
@@ -151,42 +163,59 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.resend_activation', target);
-    await sendActivation(tx, ctx, { user: target, organizationName: target.organization?.name ?? null, actorUserId: acting.userId });
-    await recordAudit(tx, ctx.clock, {
-      type: 'user.activation_resent',
-      actorUserId: acting.userId,
-      subjectUserId: target.id,
-      organizationId: target.organizationId,
-      meta: call.meta,
-      details: { by: actingAs(acting) },
-    });
+    await resendActivationInTx(tx, ctx, target, originOf(acting, call));
     return reload(tx, target.id);
   });
+}
+
+/** A new activation link (older ones void) and its mail; returns the link (only the CLI shows it). */
+export async function resendActivationInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ link: string; expiresAt: Date }> {
+  const activation = await sendActivation(tx, ctx, { user: target, organizationName: target.organization?.name ?? null, actorUserId: origin.actorUserId });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.activation_resent',
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by },
+  });
+  return activation;
 }
 
 /** Blocks a user: no login, no refresh, every session and pending link ends now; the user is told. */
 export async function blockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
-    await blockLockedUser(tx, ctx, call.meta, acting, target);
+    await blockLockedUser(tx, ctx, call, acting, target);
     return reload(tx, target.id);
   });
 }
 
 /**
- * The block itself, for a target locked as lockForChange does (organisation row, then user row):
- * the policy decides on the administrators counted now, then status, sessions, links, mail and
- * audit row change together. `details` are added to the audit row (e.g. why it happened).
+ * The block as an administrator or support user asks for it, for a target locked as lockForChange
+ * does (organisation row, then user row): the policy decides on the administrators counted now,
+ * then blockUserInTx. `details` are added to the audit row (e.g. why it happened).
  */
 export async function blockLockedUser(
   tx: Tx,
-  ctx: Pick<AppContext, 'clock' | 'config'>,
-  meta: RequestMeta,
+  ctx: AdminCtx,
+  call: AdminCall,
   acting: ActingUser,
   target: TargetUser,
   details: Record<string, unknown> = {},
 ): Promise<void> {
   authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target) });
+  await blockUserInTx(tx, ctx, target, originOf(acting, call), details);
+}
+
+/** The block itself (status, sessions, links, mail, audit row), authorised by the caller. Returns how many sessions ended. */
+export async function blockUserInTx(
+  tx: Tx,
+  ctx: AdminCtx,
+  target: TargetUser,
+  origin: ChangeOrigin,
+  details: Record<string, unknown> = {},
+): Promise<{ sessionsRevoked: number }> {
   const now = ctx.clock.now();
   await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
   const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
@@ -198,12 +227,13 @@ export async function blockLockedUser(
   });
   await recordAudit(tx, ctx.clock, {
     type: 'user.blocked',
-    actorUserId: acting.userId,
+    actorUserId: origin.actorUserId,
     subjectUserId: target.id,
     organizationId: target.organizationId,
-    meta,
-    details: { by: actingAs(acting), sessionsRevoked, ...details },
+    meta: origin.meta,
+    details: { by: origin.by, sessionsRevoked, ...details },
   });
+  return { sessionsRevoked };
 }
 
 /** Unblocks: back to ACTIVE, or to INVITED when the account was never activated. */
@@ -211,51 +241,63 @@ export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.unblock', target);
-    const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
-    await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
-    await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
-    await recordAudit(tx, ctx.clock, {
-      type: 'user.unblocked',
-      actorUserId: acting.userId,
-      subjectUserId: target.id,
-      organizationId: target.organizationId,
-      meta: call.meta,
-      details: { by: actingAs(acting), status },
-    });
+    await unblockUserInTx(tx, ctx, target, originOf(acting, call));
     return reload(tx, target.id);
   });
 }
 
+/** Returns the status the user is back to. */
+export async function unblockUserInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ status: 'ACTIVE' | 'INVITED' }> {
+  const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
+  await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
+  await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.unblocked',
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by, status },
+  });
+  return { status };
+}
+
 /**
- * A customer administrator resets a user's MFA (the user cannot log in, e.g. lost phone): factor
- * and recovery codes go, every session ends, the next login leads to enrolment, and the user is
- * told who did it.
+ * A customer administrator (or the operator, for support staff) resets a user's MFA (the user
+ * cannot log in, e.g. lost phone): factor and recovery codes go, every session ends, the next login
+ * leads to enrolment, and the user is told who did it.
  */
 export async function resetUserMfa(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.mfa_reset', target);
-    const factors = await tx.totpFactor.count({ where: { userId: target.id } });
-    if (factors === 0) throw mfaErrors.mfa_not_enrolled();
-    // Factor, recovery codes, pending challenges and every session go; the next login enrols.
-    const { revokedSessions: sessionsRevoked } = await removeMfa(tx, ctx, target.id, { reason: 'mfa_reset_by_admin' });
-    // A pending support-verified reset is moot now.
-    await voidFlows(tx, target.id, ['MFA_RESET']);
-    await enqueueMail(tx, ctx, {
-      to: target.email,
-      template: 'mfa_removed',
-      data: { name: target.name, by: 'admin', actorName: acting.name },
-    });
-    await recordAudit(tx, ctx.clock, {
-      type: 'mfa.reset_by_admin',
-      actorUserId: acting.userId,
-      subjectUserId: target.id,
-      organizationId: target.organizationId,
-      meta: call.meta,
-      details: { sessionsRevoked },
-    });
+    await resetUserMfaInTx(tx, ctx, target, originOf(acting, call));
     return reload(tx, target.id);
   });
+}
+
+/** 409 mfa_not_enrolled when there is no factor to reset; returns how many sessions ended. */
+export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ sessionsRevoked: number }> {
+  const factors = await tx.totpFactor.count({ where: { userId: target.id } });
+  if (factors === 0) throw mfaErrors.mfa_not_enrolled();
+  // Factor, recovery codes, pending challenges and every session go; the next login enrols.
+  const { revokedSessions: sessionsRevoked } = await removeMfa(tx, ctx, target.id, { reason: 'mfa_reset_by_admin' });
+  // A pending support-verified reset is moot now.
+  await voidFlows(tx, target.id, ['MFA_RESET']);
+  await enqueueMail(tx, ctx, {
+    to: target.email,
+    template: 'mfa_removed',
+    data: { name: target.name, by: origin.by, ...(origin.actorName ? { actorName: origin.actorName } : {}) },
+  });
+  await recordAudit(tx, ctx.clock, {
+    type: 'mfa.reset_by_admin',
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by, sessionsRevoked },
+  });
+  return { sessionsRevoked };
 }
 
 /** Sends the user a password-reset link; the administrator never sees or sets a password. */

@@ -248,7 +248,7 @@ export async function appointAdministrator(
         details: { invited, via: 'support', ...(replaced ? { replacing: replaced.id } : {}) },
       });
       // Only now, with the successor counted, does the policy let the replaced administrator go.
-      if (replaced) await blockLockedUser(tx, ctx, call.meta, acting, replaced, { via: 'administrator_replaced' });
+      if (replaced) await blockLockedUser(tx, ctx, call, acting, replaced, { via: 'administrator_replaced' });
       return { user, invited };
     });
   } catch (err) {
