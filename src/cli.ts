@@ -10,6 +10,13 @@ import type { Config } from './config.js';
 import type { Db } from './db/client.js';
 import type { Clock } from './lib/clock.js';
 import { createOrganizationFromCli, createSupportUser } from './modules/support/bootstrap.service.js';
+import {
+  blockSupportUser,
+  listSupportUsers,
+  resendSupportActivation,
+  resetSupportUserMfa,
+  unblockSupportUser,
+} from './modules/support/support-staff.service.js';
 import { CustomerNumberSchema } from './modules/support/support.schemas.js';
 import { EmailSchema, PersonNameSchema } from './modules/organization/organization.schemas.js';
 
@@ -49,7 +56,7 @@ const commands: Record<string, Command> = {
     summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired (--immediate, for a leaked key: signs at once and deletes every older key)',
     usage: 'rotate-signing-key [--immediate]',
     async run(args) {
-      for (const name of args.keys()) if (name !== 'immediate') throw new UsageError(`unknown option --${name}`);
+      onlyOptions(args, ['immediate']);
       const cfg = config();
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
@@ -74,6 +81,62 @@ const commands: Record<string, Command> = {
         const created = await createSupportUser(ctx, { email, name });
         process.stderr.write(`created SUPPORT user ${email} (${created.userId}); the link is valid until ${created.expiresAt.toISOString()} and was also mailed\n`);
         process.stdout.write(`${created.activationLink}\n`);
+      });
+    },
+  },
+  'list-support-users': {
+    summary: 'print every SUPPORT user, one JSON object per line (status, MFA, last login)',
+    usage: 'list-support-users',
+    async run(args) {
+      onlyOptions(args, []);
+      return withDatabase(async (ctx) => {
+        for (const user of await listSupportUsers(ctx)) process.stdout.write(`${JSON.stringify(user)}\n`);
+      });
+    },
+  },
+  'resend-support-activation': {
+    summary: 'a new activation link for an INVITED SUPPORT user (older links stop working); printed to stdout and mailed',
+    usage: 'resend-support-activation --email <e-mail>',
+    async run(args) {
+      const email = supportEmail(args, []);
+      return withDatabase(async (ctx) => {
+        const sent = await resendSupportActivation(ctx, email);
+        process.stderr.write(`new activation link for SUPPORT user ${sent.email} (${sent.userId}); valid until ${sent.expiresAt.toISOString()} and also mailed\n`);
+        process.stdout.write(`${sent.link}\n`);
+      });
+    },
+  },
+  'block-support-user': {
+    summary: 'block a SUPPORT user: sessions end at once, the user is told by mail (the last ACTIVE one only with --allow-last)',
+    usage: 'block-support-user --email <e-mail> [--allow-last]',
+    async run(args) {
+      const email = supportEmail(args, ['allow-last']);
+      const allowLast = flag(args, 'allow-last');
+      return withDatabase(async (ctx) => {
+        const blocked = await blockSupportUser(ctx, email, { allowLast });
+        process.stderr.write(`blocked SUPPORT user ${blocked.email} (${blocked.userId}); ${blocked.sessionsRevoked} session(s) ended; notified by mail\n`);
+      });
+    },
+  },
+  'unblock-support-user': {
+    summary: 'unblock a SUPPORT user (back to ACTIVE, or INVITED if never activated); notified by mail',
+    usage: 'unblock-support-user --email <e-mail>',
+    async run(args) {
+      const email = supportEmail(args, []);
+      return withDatabase(async (ctx) => {
+        const unblocked = await unblockSupportUser(ctx, email);
+        process.stderr.write(`unblocked SUPPORT user ${unblocked.email} (${unblocked.userId}); status ${unblocked.status}; notified by mail\n`);
+      });
+    },
+  },
+  'reset-support-mfa': {
+    summary: "remove a SUPPORT user's authenticator and recovery codes and end their sessions; the next login enrols anew",
+    usage: 'reset-support-mfa --email <e-mail>',
+    async run(args) {
+      const email = supportEmail(args, []);
+      return withDatabase(async (ctx) => {
+        const reset = await resetSupportUserMfa(ctx, email);
+        process.stderr.write(`reset the MFA of SUPPORT user ${reset.email} (${reset.userId}); ${reset.sessionsRevoked} session(s) ended; notified by mail\n`);
       });
     },
   },
@@ -113,6 +176,24 @@ function option<T>(args: Map<string, string>, name: string, schema: { safeParse(
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new UsageError(`--${name}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   return parsed.data;
+}
+
+/** Refuses options the command does not know: a mistyped --allow-last must not be ignored. */
+function onlyOptions(args: Map<string, string>, known: string[]): void {
+  for (const name of args.keys()) if (!known.includes(name)) throw new UsageError(`unknown option --${name}`);
+}
+
+/** An option without a value. */
+function flag(args: Map<string, string>, name: string): boolean {
+  const value = args.get(name);
+  if (value !== undefined && value !== 'true') throw new UsageError(`--${name} takes no value`);
+  return value === 'true';
+}
+
+/** The --email of the support user a command acts on (SUPPORT accounts are managed here only; everyone else through the API). */
+function supportEmail(args: Map<string, string>, otherOptions: string[]): string {
+  onlyOptions(args, ['email', ...otherOptions]);
+  return option(args, 'email', EmailSchema);
 }
 
 /** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */

@@ -48,6 +48,7 @@ t.test('mfa_removed and mfa_reset_done say who removed it', async (t) => {
   t.match(renderMail('mfa_removed', { name: 'A', by: 'self' }, env).text, 'You removed');
   t.match(renderMail('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, env).text, "administrator Bob Admin reset");
   t.match(renderMail('mfa_removed', { name: 'A', by: 'support' }, env).text, 'support team reset');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'cli' }, env).text, 'The ALSO Webshop operations team reset');
   // The support-verified reset (the only sender of mfa_reset_done) names the support team too.
   t.match(renderMail('mfa_reset_done', { name: 'A' }, env).text, 'the ALSO Webshop support team reset the 2-step login of your account at your request');
 });

@@ -18,7 +18,8 @@ export type MailTemplateData = {
   account_blocked: { name: string; contact: string };
   account_unblocked: { name: string };
   mfa_enrolled: { name: string };
-  mfa_removed: { name: string; by: 'self' | 'admin' | 'support'; actorName?: string };
+  /** `by: 'cli'`: the service's operators (support staff accounts are theirs to manage). */
+  mfa_removed: { name: string; by: 'self' | 'admin' | 'support' | 'cli'; actorName?: string };
   /** Support started a verified MFA reset: the user confirms it with the link (24 h). */
   mfa_reset_confirm: { name: string; link: string; expiresAt: Date };
   /** The support-verified MFA reset is done (support did it, at the user's confirmed request): a new authenticator at the next login. */

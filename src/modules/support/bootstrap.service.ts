@@ -13,7 +13,7 @@ import { createOrganizationInTx, creationConflict, type CreateOrganizationInput 
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config'>;
 
-const CLI_META: RequestMeta = { ip: null, userAgent: 'webshop-auth-cli' };
+export const CLI_META: RequestMeta = { ip: null, userAgent: 'webshop-auth-cli' };
 
 export async function createSupportUser(
   ctx: Ctx,

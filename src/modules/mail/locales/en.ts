@@ -70,12 +70,12 @@ export const en: MailCatalogue = {
     ]),
 
   mfa_removed: (d, env) => {
-    const who =
-      d.by === 'self'
-        ? 'You removed the authenticator app of your account.'
-        : d.by === 'admin'
-          ? `Your organisation's administrator${d.actorName ? ` ${d.actorName}` : ''} reset the 2-step login of your account.`
-          : `The ${env.shopName} support team${d.actorName ? ` (${d.actorName})` : ''} reset the 2-step login of your account.`;
+    const who = {
+      self: 'You removed the authenticator app of your account.',
+      admin: `Your organisation's administrator${d.actorName ? ` ${d.actorName}` : ''} reset the 2-step login of your account.`,
+      support: `The ${env.shopName} support team${d.actorName ? ` (${d.actorName})` : ''} reset the 2-step login of your account.`,
+      cli: `The ${env.shopName} operations team reset the 2-step login of your account.`,
+    }[d.by];
     return notice(env, d.name, '2-step login was removed', [
       who,
       'At your next sign-in you will set up a new authenticator app.',
