@@ -15,8 +15,6 @@ import { safeEqual, sha256Hex } from '../lib/tokens.js';
  *    template (`/v1/users/:id`), never the raw URL; unmatched requests are `route="unmatched"`.
  *  - `webshop_auth_audit_events_total{type}`: every audit event written (login/MFA outcomes,
  *    lockouts, resets, revocations ...), counted when the audit writer records it.
- *  - `webshop_auth_password_hashes_total{kind}`: argon2 runs (verify, dummy, hash); a rise of
- *    dummies is a rise of sign-in attempts for addresses without an account.
  *  - hash queue, database pool and mail outbox gauges, read when Prometheus scrapes.
  *  - the process defaults of prom-client (`webshop_auth_process_*`, `webshop_auth_nodejs_*`).
  * Other plugins add their own series to `app.metrics.registry` (rate limiting, load shedding).
@@ -65,21 +63,6 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
     registers: [registry],
     collect() {
       this.set(ctx.hasher.stats().queued);
-    },
-  });
-  // A counter read from the hasher's own tally at each scrape (the hash path stays free of metrics code).
-  const counted = { verify: 0, dummy: 0, hash: 0 };
-  new Counter({
-    name: `${METRIC_PREFIX}password_hashes_total`,
-    help: 'argon2 runs finished, by kind: verify (a stored hash), dummy (no account to check: unknown or not activated address, or beside an outdated hash), hash (a new password)',
-    labelNames: ['kind'],
-    registers: [registry],
-    collect() {
-      const runs = ctx.hasher.stats().runs;
-      for (const kind of ['verify', 'dummy', 'hash'] as const) {
-        this.inc({ kind }, runs[kind] - counted[kind]);
-        counted[kind] = runs[kind];
-      }
     },
   });
   new Gauge({

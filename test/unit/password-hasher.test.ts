@@ -142,3 +142,14 @@ t.test('invalid queue options are refused', async (t) => {
   t.throws(() => createPasswordHasher({ ...cheap, maxQueued: -1 }), RangeError);
   t.throws(() => createPasswordHasher({ ...cheap, maxConcurrent: 1.5 }), RangeError);
 });
+
+t.test('a hash older than the configured parameters is checked with the dummy beside it, in one slot', async (t) => {
+  const older = await argon2.hash(PASSWORD, { type: argon2.argon2id, memoryCost: 1024, timeCost: 1, parallelism: 1 });
+  // One slot and no queue: a second slot taken for the dummy would be refused (503) every time.
+  const hasher = createPasswordHasher({ ...cheap, memoryCost: 2048, maxConcurrent: 1, maxQueued: 0 });
+  const pending = hasher.verify(older, 'a wrong password');
+  t.match(hasher.stats(), { running: 1, queued: 0 }, 'one slot taken');
+  t.same(await pending, { valid: false, needsRehash: true });
+  t.same(await hasher.verify(older, PASSWORD), { valid: true, needsRehash: true });
+  t.same(hasher.stats().runs, { verify: 2, dummy: 2, hash: 0 }, 'each check ran the dummy too');
+});

@@ -222,7 +222,8 @@ export async function appointAdministrator(
   organizationId: string,
   { replacing, ...input }: ({ userId: string } | { email: string; name: string }) & { replacing?: string | undefined },
 ): Promise<{ user: ManagedUser; invited: boolean }> {
-  if ('userId' in input && input.userId === replacing) throw supportErrors.replacing_same_user();
+  // UUIDs in either case name the same row.
+  if ('userId' in input && input.userId.toLowerCase() === replacing?.toLowerCase()) throw supportErrors.replacing_same_user();
   try {
     return await ctx.db.$transaction(async (tx) => {
       const acting = await loadActingUser(tx, call.actor);
