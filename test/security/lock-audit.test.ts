@@ -85,3 +85,50 @@ t.test('a wrong 9th password sets no lock and writes no lock row', async (t) => 
   t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: WRONG } })).status, 401);
   t.equal((await lockAudits(app, user.id)).length, 1, 'the 10th does, exactly once');
 });
+
+async function liftAudits(app: Awaited<ReturnType<typeof buildTestApp>>['app'], userId: string) {
+  return app.ctx.db.auditEvent.findMany({ where: { subjectUserId: userId, type: 'login.lock_lifted' } });
+}
+
+t.test('a lock set by a correct 10th password that is given back without a login is recorded as lifted', async (t) => {
+  t.test('re-authentication', async (t) => {
+    const { app } = await buildTestApp(t);
+    const request = api(app);
+    const created = await createUser(app.ctx.db, app);
+    const { accessToken } = await signIn(app, created.user);
+    await app.ctx.db.user.update({ where: { id: created.user.id }, data: { failedPasswordCount: 9 } });
+    const res = await request({
+      method: 'POST',
+      url: '/v1/me/mfa/recovery-codes',
+      headers: { authorization: `Bearer ${accessToken}` },
+      body: { password: created.password },
+    });
+    t.equal(res.status, 200);
+    const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: created.user.id } });
+    t.same([row.failedPasswordCount, row.passwordLockedUntil], [9, null], 'the attempt was given back, the lock with it');
+    t.equal((await lockAudits(app, created.user.id)).length, 1, 'the lock it set is audited');
+    const lifts = await liftAudits(app, created.user.id);
+    t.equal(lifts.length, 1, 'and so is its lift');
+    t.match(lifts[0]?.details, { flow: 'reauthentication', lockNumber: 1 });
+  });
+
+  t.test('a blocked account', async (t) => {
+    const { app } = await buildTestApp(t);
+    const request = api(app);
+    const { user, password } = await createUser(app.ctx.db, app);
+    await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9, status: 'BLOCKED' } });
+    const res = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    t.equal(res.body.code, 'account_blocked');
+    t.equal((await lockAudits(app, user.id)).length, 1);
+    t.match((await liftAudits(app, user.id))[0]?.details, { flow: 'login', lockNumber: 1 });
+  });
+
+  t.test('not for a wrong 10th password: its lock holds', async (t) => {
+    const { app } = await buildTestApp(t);
+    const request = api(app);
+    const { user } = await createUser(app.ctx.db, app);
+    await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9 } });
+    t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: WRONG } })).status, 401);
+    t.equal((await liftAudits(app, user.id)).length, 0);
+  });
+});

@@ -32,6 +32,7 @@ t.test('login: a correct 10th password whose success write fails leaves no lock 
   t.equal(failed.body.code, 'service_unavailable');
   t.equal(await fault.count(), 1, 'the fault was hit');
   t.same(await lockoutState(app, user.id), AFTER_NINE, 'the attempt was given back: no lock, count as before');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.lock_lifted' } }), 1, 'the lock it set, lifted, on record');
 
   const retry = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
   t.equal(retry.status, 200, 'the retry with the correct password gets its challenge');

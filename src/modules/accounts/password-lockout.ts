@@ -69,6 +69,8 @@ export type ReservedPasswordAttempt = {
   duringLock: boolean;
   /** This attempt was the LOCKOUT_THRESHOLD-th consecutive one and set the lock now in force. */
   newLock: { seconds: number; number: number; until: Date } | null;
+  /** Where it came from, for the audit row of a lock it set and that is lifted again (releasePasswordAttempt). */
+  origin: { organizationId: string | null; meta: RequestMeta; flow: PasswordFailureFlow };
 };
 
 type ReservedRow = {
@@ -210,6 +212,7 @@ export async function reservePasswordAttempt(
         lockedNow && row.password_locked_until
           ? { seconds: lockoutSeconds(row.password_lockouts - 1), number: row.password_lockouts, until: row.password_locked_until }
           : null,
+      origin: { organizationId: row.organization_id, meta: audit.meta, flow: audit.flow },
     },
   };
 }
@@ -218,24 +221,40 @@ export async function reservePasswordAttempt(
  * Gives a reserved attempt back: the password was correct but did not sign in (blocked, locked,
  * re-authentication, which does not reset the count), or it could not be checked (hash queue
  * full). If nobody counted an attempt since, the row returns exactly to its state before the
- * reservation (a lock this attempt set is lifted again); otherwise only the count goes down by
- * one, within the same lock period (a later attempt counted during this lock keeps it).
+ * reservation (a lock this attempt set is lifted again, and a `login.lock_lifted` row says so next
+ * to its `login.locked` one); otherwise only the count goes down by one, within the same lock
+ * period (a later attempt counted during this lock keeps it).
  */
-export async function releasePasswordAttempt(sql: Sql, attempt: ReservedPasswordAttempt): Promise<void> {
+export async function releasePasswordAttempt(sql: Sql, ctx: Pick<AppContext, 'clock'>, attempt: ReservedPasswordAttempt): Promise<void> {
   const before = attempt.newLock
     ? { count: LOCKOUT_THRESHOLD - 1, until: null, lockouts: attempt.lockouts - 1 }
     : { count: Math.max(0, attempt.consecutiveFailures - 1), until: attempt.lockedUntil, lockouts: attempt.lockouts };
   const p = new SqlParams();
   const unchanged = `failed_password_count = ${p.add(attempt.consecutiveFailures, 'int')} AND password_lockouts = ${p.add(attempt.lockouts, 'int')}`;
-  await sql(
-    `UPDATE users SET
+  const release = `UPDATE users SET
       failed_password_count = CASE WHEN ${unchanged} THEN ${p.add(before.count, 'int')} ELSE GREATEST(failed_password_count - 1, 0) END,
       password_locked_until = CASE WHEN ${unchanged} THEN ${p.add(before.until, 'timestamptz')} ELSE password_locked_until END,
       password_lockouts = CASE WHEN ${unchanged} THEN ${p.add(before.lockouts, 'int')} ELSE password_lockouts END
     WHERE id = ${p.add(attempt.userId, 'uuid')} AND failed_password_count > 0
-      AND password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}`,
+      AND password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}`;
+  if (!attempt.newLock) {
+    await sql(release, p.values);
+    return;
+  }
+  const { organizationId, meta, flow } = attempt.origin;
+  const lifted = auditInsertSql(
+    p,
+    ctx.clock,
+    { type: 'login.lock_lifted', actorUserId: null, subjectUserId: attempt.userId, organizationId, meta, details: { flow, lockNumber: attempt.newLock.number } },
+    { from: 'released' },
+  );
+  const rows = await sql<{ lifted: number }>(
+    `WITH released AS (${release} RETURNING password_locked_until),
+    lifted AS (${lifted} WHERE released.password_locked_until IS NULL RETURNING 1)
+    SELECT count(*)::int AS lifted FROM lifted`,
     p.values,
   );
+  if (rows[0]?.lifted) announceAudit('login.lock_lifted');
 }
 
 /** Tries of releasePasswordAttempt when the database drops it, and the pause before each retry. */
@@ -251,10 +270,10 @@ const RELEASE_RETRY_MS = 50;
  * below zero, never past a lock someone else set), the lesser error next to keeping a correct
  * password counted, and one that needs a connection dropped between commit and answer.
  */
-export async function releasePasswordAttemptSurely(sql: Sql, attempt: ReservedPasswordAttempt): Promise<void> {
+export async function releasePasswordAttemptSurely(sql: Sql, ctx: Pick<AppContext, 'clock'>, attempt: ReservedPasswordAttempt): Promise<void> {
   for (let tried = 1; ; tried++) {
     try {
-      return await releasePasswordAttempt(sql, attempt);
+      return await releasePasswordAttempt(sql, ctx, attempt);
     } catch (err) {
       if (tried >= RELEASE_TRIES || !isDatabaseUnavailable(err)) throw err;
       await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS * tried));

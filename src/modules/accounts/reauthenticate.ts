@@ -59,7 +59,7 @@ export async function reauthenticate(
     throw commonErrors.unauthenticated();
   }
   if (attempt.status !== 'ACTIVE') {
-    await releasePasswordAttemptSurely(sql, attempt);
+    await releasePasswordAttemptSurely(sql, ctx, attempt);
     throw commonErrors.unauthenticated();
   }
 
@@ -68,7 +68,7 @@ export async function reauthenticate(
     // The hash as of the reservation; confirmReauthentication compares its passwordChangedAt.
     ({ valid } = await ctx.hasher.verify(attempt.passwordHash, normalizePassword(password)));
   } catch (err) {
-    await releasePasswordAttemptSurely(sql, attempt).catch(() => undefined);
+    await releasePasswordAttemptSurely(sql, ctx, attempt).catch(() => undefined);
     throw err;
   }
   if (!valid) {
@@ -76,7 +76,7 @@ export async function reauthenticate(
     throw mfaErrors.reauthentication_failed('The password is not correct.');
   }
   // Not counted, even when the database drops the first try (the action's transaction follows).
-  await releasePasswordAttemptSurely(sql, attempt);
+  await releasePasswordAttemptSurely(sql, ctx, attempt);
   return { ...user, passwordHash: attempt.passwordHash, passwordChangedAt: attempt.passwordChangedAt };
 }
 

@@ -33,6 +33,7 @@ export const AUDIT_EVENT_TYPES = [
   'login.mfa_succeeded',
   'login.mfa_failed',
   'login.locked',
+  'login.lock_lifted',
   'login.blocked_attempt',
   'password.reset_requested',
   'password.reset_completed',

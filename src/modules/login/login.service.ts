@@ -66,7 +66,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     try {
       return await work();
     } catch (err) {
-      await releasePasswordAttemptSurely(sql, attempt).catch(() => undefined);
+      await releasePasswordAttemptSurely(sql, ctx, attempt).catch(() => undefined);
       throw err;
     }
   };
@@ -85,7 +85,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     const error = await releasingOnError(() => accountBlockedError(ctx.db, ctx.config, user));
     await releasingOnError(() =>
       ctx.db.$transaction(async (tx) => {
-        await releasePasswordAttempt(prismaSql(tx), attempt);
+        await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
         await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
       }),
     );
@@ -94,7 +94,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   const locked = async (until: Date): Promise<never> => {
     await releasingOnError(() =>
       ctx.db.$transaction(async (tx) => {
-        await releasePasswordAttempt(prismaSql(tx), attempt);
+        await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
         await recordAudit(tx, ctx.clock, {
           type: 'login.password_failed',
           subjectUserId: user.id,
