@@ -68,7 +68,7 @@ export type ReservedPasswordAttempt = {
   /** A lock was already running when this attempt was counted. */
   duringLock: boolean;
   /** This attempt was the LOCKOUT_THRESHOLD-th consecutive one and set the lock now in force. */
-  newLock: { seconds: number; number: number; until: Date } | null;
+  newLock: { number: number; until: Date } | null;
   /** Where it came from, for the audit row of a lock it set and that is lifted again (releasePasswordAttempt). */
   origin: { organizationId: string | null; meta: RequestMeta; flow: PasswordFailureFlow };
 };
@@ -210,7 +210,7 @@ export async function reservePasswordAttempt(
       duringLock: locked && !lockedNow,
       newLock:
         lockedNow && row.password_locked_until
-          ? { seconds: lockoutSeconds(row.password_lockouts - 1), number: row.password_lockouts, until: row.password_locked_until }
+          ? { number: row.password_lockouts, until: row.password_locked_until }
           : null,
       origin: { organizationId: row.organization_id, meta: audit.meta, flow: audit.flow },
     },
