@@ -3,7 +3,7 @@ import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
-import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { recordAudit, type AuditEventType, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
@@ -44,8 +44,20 @@ function actingAs(acting: ActingUser): 'support' | 'admin' {
  */
 export type ChangeOrigin = { actorUserId: string | null; actorName: string | null; by: 'admin' | 'support' | 'cli'; meta: RequestMeta };
 
-function originOf(acting: ActingUser, call: AdminCall): ChangeOrigin {
+export function originOf(acting: ActingUser, call: AdminCall): ChangeOrigin {
   return { actorUserId: acting.userId, actorName: acting.name, by: actingAs(acting), meta: call.meta };
+}
+
+/** The audit row of a change made by `origin` to `target`; its details always say `by` whom. */
+function auditChange(tx: Tx, ctx: AdminCtx, type: AuditEventType, target: TargetUser, origin: ChangeOrigin, details: Record<string, unknown>) {
+  return recordAudit(tx, ctx.clock, {
+    type,
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by, ...details },
+  });
 }
 
 async function reload(tx: Tx, id: string): Promise<ManagedUser> {
@@ -168,17 +180,16 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
   });
 }
 
-/** A new activation link (older ones void) and its mail; returns the link (only the CLI shows it). */
-export async function resendActivationInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ link: string; expiresAt: Date }> {
+/** A new activation link (older ones void) and its mail; returns the link (only the CLI shows it). `details` are added to the audit row. */
+export async function resendActivationInTx(
+  tx: Tx,
+  ctx: AdminCtx,
+  target: TargetUser,
+  origin: ChangeOrigin,
+  details: Record<string, unknown> = {},
+): Promise<{ link: string; expiresAt: Date }> {
   const activation = await sendActivation(tx, ctx, { user: target, organizationName: target.organization?.name ?? null, actorUserId: origin.actorUserId });
-  await recordAudit(tx, ctx.clock, {
-    type: 'user.activation_resent',
-    actorUserId: origin.actorUserId,
-    subjectUserId: target.id,
-    organizationId: target.organizationId,
-    meta: origin.meta,
-    details: { by: origin.by },
-  });
+  await auditChange(tx, ctx, 'user.activation_resent', target, origin, details);
   return activation;
 }
 
@@ -225,14 +236,7 @@ export async function blockUserInTx(
     template: 'account_blocked',
     data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
   });
-  await recordAudit(tx, ctx.clock, {
-    type: 'user.blocked',
-    actorUserId: origin.actorUserId,
-    subjectUserId: target.id,
-    organizationId: target.organizationId,
-    meta: origin.meta,
-    details: { by: origin.by, sessionsRevoked, ...details },
-  });
+  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, ...details });
   return { sessionsRevoked };
 }
 
@@ -251,14 +255,7 @@ export async function unblockUserInTx(tx: Tx, ctx: AdminCtx, target: TargetUser,
   const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
   await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
   await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
-  await recordAudit(tx, ctx.clock, {
-    type: 'user.unblocked',
-    actorUserId: origin.actorUserId,
-    subjectUserId: target.id,
-    organizationId: target.organizationId,
-    meta: origin.meta,
-    details: { by: origin.by, status },
-  });
+  await auditChange(tx, ctx, 'user.unblocked', target, origin, { status });
   return { status };
 }
 
@@ -289,14 +286,7 @@ export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser
     template: 'mfa_removed',
     data: { name: target.name, by: origin.by, ...(origin.actorName ? { actorName: origin.actorName } : {}) },
   });
-  await recordAudit(tx, ctx.clock, {
-    type: 'mfa.reset_by_admin',
-    actorUserId: origin.actorUserId,
-    subjectUserId: target.id,
-    organizationId: target.organizationId,
-    meta: origin.meta,
-    details: { by: origin.by, sessionsRevoked },
-  });
+  await auditChange(tx, ctx, 'mfa.reset_by_admin', target, origin, { sessionsRevoked });
   return { sessionsRevoked };
 }
 

@@ -5,11 +5,18 @@ import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { countAdministrators, loadActingUser, lockMemberOf, lockOrganization, type ActingUser, type TargetUser } from '../organization/acting-user.js';
-import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
 import type { ManagedUser } from '../organization/organization.schemas.js';
 import { decodeCursor, page } from '../organization/pagination.js';
-import { blockLockedUser, inviteUserInTx, normalizeRoles, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
+import {
+  blockLockedUser,
+  inviteUserInTx,
+  normalizeRoles,
+  originOf,
+  resendActivationInTx,
+  type AdminCall,
+  type AdminCtx,
+} from '../organization/user-admin.service.js';
 import { findManagedUser, likeLiteral, managedUserSelect, toManagedUser, userWhere } from '../organization/users.query.js';
 import { supportErrors } from './support.errors.js';
 
@@ -239,7 +246,7 @@ export async function appointAdministrator(
       const invited = 'email' in input;
       const user = invited
         ? (await inviteUserInTx(tx, ctx, { ...input, roles: ['CUSTOMER_ADMIN'], organization, actorUserId: acting.userId, meta: call.meta, via: 'support' })).user
-        : await promoteMember(tx, ctx, { acting, organization, meta: call.meta, activeAdministrators }, input.userId);
+        : await promoteMember(tx, ctx, { acting, organization, call, activeAdministrators }, input.userId);
       await recordAudit(tx, ctx.clock, {
         type: 'organization.administrator_appointed',
         actorUserId: acting.userId,
@@ -269,8 +276,8 @@ async function lockReplaced(tx: Tx, acting: ActingUser, organizationId: string, 
 /** Grants a member of the organisation CUSTOMER_ADMIN; one who has not activated yet gets a fresh link. */
 async function promoteMember(
   tx: Tx,
-  ctx: Pick<AppContext, 'clock' | 'config'>,
-  { acting, organization, meta, activeAdministrators }: { acting: ActingUser; organization: { id: string; name: string }; meta: RequestMeta; activeAdministrators: number },
+  ctx: AdminCtx,
+  { acting, organization, call, activeAdministrators }: { acting: ActingUser; organization: { id: string; name: string }; call: AdminCall; activeAdministrators: number },
   userId: string,
 ): Promise<ManagedUser> {
   const target = await lockMemberOf(tx, organization.id, userId);
@@ -284,20 +291,10 @@ async function promoteMember(
       actorUserId: acting.userId,
       subjectUserId: target.id,
       organizationId: organization.id,
-      meta,
+      meta: call.meta,
       details: { from: normalizeRoles(target.roles), to: roles, sessionsRevoked: 0, via: 'support' },
     });
   }
-  if (target.status === 'INVITED') {
-    await sendActivation(tx, ctx, { user: target, organizationName: organization.name, actorUserId: acting.userId });
-    await recordAudit(tx, ctx.clock, {
-      type: 'user.activation_resent',
-      actorUserId: acting.userId,
-      subjectUserId: target.id,
-      organizationId: organization.id,
-      meta,
-      details: { by: 'support', via: 'administrator_appointed' },
-    });
-  }
+  if (target.status === 'INVITED') await resendActivationInTx(tx, ctx, target, originOf(acting, call), { via: 'administrator_appointed' });
   return toManagedUser((await findManagedUser(tx, target.id))!);
 }
