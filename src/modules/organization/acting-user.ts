@@ -53,7 +53,7 @@ export async function lockTarget(tx: Tx, id: string): Promise<TargetUser | null>
   const first = await tx.user.findUnique({ where: { id }, select: { organizationId: true } });
   if (!first) return null;
   if (first.organizationId) await lockOrganization(tx, first.organizationId);
-  await tx.$queryRaw`SELECT 1 FROM users WHERE id = ${id}::uuid FOR UPDATE`;
+  await lockUserRow(tx, id);
   return findTarget(tx, id);
 }
 
