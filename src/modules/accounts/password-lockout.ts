@@ -4,6 +4,7 @@ import { SqlParams } from '../../db/sql-params.js';
 import { isDatabaseUnavailable } from '../../db/errors.js';
 import type { AppError } from '../../errors.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
+import { retrying } from '../../lib/retry.js';
 import { announceAudit, auditInsertSql, recordAudits, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from './accounts.errors.js';
 
@@ -257,7 +258,7 @@ export async function releasePasswordAttempt(sql: Sql, ctx: Pick<AppContext, 'cl
   if (rows[0]?.lifted) announceAudit('login.lock_lifted');
 }
 
-/** Tries of releasePasswordAttempt when the database drops it, and the pause before each retry. */
+/** Tries of releasePasswordAttempt when the database drops it, and the first pause (then doubling: 50, 100 ms). */
 const RELEASE_TRIES = 3;
 const RELEASE_RETRY_MS = 50;
 
@@ -271,14 +272,7 @@ const RELEASE_RETRY_MS = 50;
  * password counted, and one that needs a connection dropped between commit and answer.
  */
 export async function releasePasswordAttemptSurely(sql: Sql, ctx: Pick<AppContext, 'clock'>, attempt: ReservedPasswordAttempt): Promise<void> {
-  for (let tried = 1; ; tried++) {
-    try {
-      return await releasePasswordAttempt(sql, ctx, attempt);
-    } catch (err) {
-      if (tried >= RELEASE_TRIES || !isDatabaseUnavailable(err)) throw err;
-      await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS * tried));
-    }
-  }
+  await retrying(() => releasePasswordAttempt(sql, ctx, attempt), { tries: RELEASE_TRIES, firstDelayMs: RELEASE_RETRY_MS, retryable: isDatabaseUnavailable });
 }
 
 /**

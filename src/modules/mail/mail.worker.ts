@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppContext } from '../../context.js';
 import { addSeconds } from '../../lib/clock.js';
+import { retrying } from '../../lib/retry.js';
 import type { MailTransport } from './mail.transport.js';
 
 /**
@@ -162,18 +162,11 @@ async function claimNext(ctx: Pick<AppContext, 'db' | 'clock'>): Promise<Claimed
  * failure is thrown.
  */
 async function markSent(ctx: Pick<AppContext, 'db' | 'clock'>, mine: Claim): Promise<boolean> {
-  for (let tried = 1; ; tried++) {
-    try {
-      const { count } = await ctx.db.mailOutbox.updateMany({
-        where: mine,
-        data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null },
-      });
-      return count === 1;
-    } catch (err) {
-      if (tried === MARK_SENT_TRIES) throw err;
-      await sleep(MARK_SENT_FIRST_BACKOFF_MS * 2 ** (tried - 1));
-    }
-  }
+  const { count } = await retrying(
+    () => ctx.db.mailOutbox.updateMany({ where: mine, data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null } }),
+    { tries: MARK_SENT_TRIES, firstDelayMs: MARK_SENT_FIRST_BACKOFF_MS },
+  );
+  return count === 1;
 }
 
 export type MailWorker = { stop(): Promise<void>; /** Runs a pass soon (e.g. after a mail was written). */ wake(): void };
