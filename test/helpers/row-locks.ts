@@ -23,12 +23,17 @@ export async function openClient(t: Test, url: string): Promise<pg.Client> {
 export async function waitForLockWaiters(client: pg.Client, count = 1, timeoutMs = 4_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let i = 0; ; i++) {
-    await client.query('SELECT pg_stat_clear_snapshot()');
-    const { rows } = await client.query<{ n: string }>(
-      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    );
-    if (Number(rows[0]?.n) >= count) return;
+    if ((await lockWaiterCount(client)) >= count) return;
     if (Date.now() > deadline) throw new Error(`fewer than ${count} request(s) ever waited for a lock`);
     await sleep(i < 50 ? 2 : 20);
   }
+}
+
+/** How many backends of this database wait for a lock now (see waitForLockWaiters on `client`). */
+export async function lockWaiterCount(client: pg.Client): Promise<number> {
+  await client.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await client.query<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+  );
+  return Number(rows[0]?.n);
 }

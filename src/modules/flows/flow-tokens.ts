@@ -1,6 +1,6 @@
 import { addSeconds, type Clock } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
-import { defineErrors } from '../../errors.js';
+import { commonErrors, defineErrors } from '../../errors.js';
 import type { Tx } from '../../db/client.js';
 import type { FlowPurpose } from '../../generated/prisma/enums.js';
 import type { FlowToken } from '../../generated/prisma/client.js';
@@ -20,12 +20,19 @@ export const flowErrors = defineErrors({
 
 export type IssuedFlow = { token: string; flow: FlowToken };
 
-/** Creates a flow token and voids the user's older pending tokens of the same purpose. */
+/**
+ * Creates a flow token and voids the user's older pending tokens of the same purpose. A token
+ * someone requests for another user (`requestedById`) is issued only while that requester is
+ * ACTIVE, with their row held (FOR SHARE) until the transaction ends: a block of the requester
+ * either waits and then withdraws the new link (withdrawFlowsRequestedBy), or commits first and the
+ * request is refused here. The lock comes before any flow row is touched (no lock cycle with a block).
+ */
 export async function issueFlowToken(
   tx: Tx,
   clock: Clock,
   input: { userId: string; purpose: FlowPurpose; ttlSeconds: number; data?: object; requestedById?: string | null },
 ): Promise<IssuedFlow> {
+  if (input.requestedById) await holdActiveRequester(tx, input.requestedById);
   const now = clock.now();
   await tx.flowToken.updateMany({
     where: { userId: input.userId, purpose: input.purpose, state: 'PENDING' },
@@ -46,6 +53,32 @@ export async function issueFlowToken(
   return { token, flow };
 }
 
+async function holdActiveRequester(tx: Tx, requesterId: string): Promise<void> {
+  const rows = await tx.$queryRaw<{ status: string }[]>`SELECT status::text FROM users WHERE id = ${requesterId}::uuid FOR SHARE`;
+  if (rows[0]?.status !== 'ACTIVE') throw commonErrors.unauthenticated('The signed-in account is no longer active.');
+}
+
+/** Marks a flow that withdrawFlowsRequestedBy voided, so its holder is told why it stopped working. */
+const WITHDRAWN_MARK = 'withdrawnBecauseRequesterBlocked';
+const WITHDRAWN_DETAIL = 'This link was withdrawn. Ask your administrator or the support team for a new one.';
+
+/**
+ * Withdraws the still-valid links `requesterId` sent to other users (invitations, password-reset
+ * mails, support's MFA-reset requests): called when the requester is blocked, in that transaction,
+ * so a compromised administrator's invitation of an address they control cannot be accepted later.
+ * The accounts stay as they are; an administrator can send a new link. Returns how many.
+ */
+export async function withdrawFlowsRequestedBy(tx: Tx, clock: Clock, requesterId: string): Promise<number> {
+  return tx.$executeRaw`
+    UPDATE flow_tokens SET state = 'VOIDED', data = data || jsonb_build_object(${WITHDRAWN_MARK}::text, true)
+    WHERE requested_by_id = ${requesterId}::uuid AND user_id <> ${requesterId}::uuid
+      AND state = 'PENDING' AND expires_at > ${clock.now()}`;
+}
+
+function wasWithdrawn(flow: FlowToken): boolean {
+  return typeof flow.data === 'object' && flow.data !== null && !Array.isArray(flow.data) && flow.data[WITHDRAWN_MARK] === true;
+}
+
 /**
  * Finds a usable flow for a token without changing it; throws the precise reason otherwise.
  * `whyNotPending` may name a better reason than link_used for a link of this purpose that is no
@@ -64,7 +97,7 @@ export async function findUsableFlow(
   if (!flow || flow.purpose !== purpose) throw flowErrors.link_invalid();
   if (flow.state !== 'PENDING') {
     const reason = whyNotPending && flow.expiresAt > clock.now() ? await whyNotPending(flow) : null;
-    throw reason ?? flowErrors.link_used();
+    throw reason ?? (wasWithdrawn(flow) ? flowErrors.link_used(WITHDRAWN_DETAIL) : flowErrors.link_used());
   }
   if (flow.expiresAt <= clock.now()) throw flowErrors.link_expired();
   return flow;

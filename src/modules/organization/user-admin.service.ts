@@ -4,7 +4,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import { recordAudit, type AuditEventType, type RequestMeta } from '../audit/audit.service.js';
-import { voidFlows } from '../flows/flow-tokens.js';
+import { voidFlows, withdrawFlowsRequestedBy } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
@@ -219,25 +219,30 @@ export async function blockLockedUser(
   await blockUserInTx(tx, ctx, target, originOf(acting, call), details);
 }
 
-/** The block itself (status, sessions, links, mail, audit row), authorised by the caller. Returns how many sessions ended. */
+/**
+ * The block itself, authorised by the caller: status, sessions, the user's own pending links and
+ * those the user sent to others (withdrawn), mail, audit row. Returns how many sessions ended and
+ * how many links to others were withdrawn.
+ */
 export async function blockUserInTx(
   tx: Tx,
   ctx: AdminCtx,
   target: TargetUser,
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
-): Promise<{ sessionsRevoked: number }> {
+): Promise<{ sessionsRevoked: number; linksWithdrawn: number }> {
   const now = ctx.clock.now();
   await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
   const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
   await voidFlows(tx, target.id, [...ALL_FLOWS]);
+  const linksWithdrawn = await withdrawFlowsRequestedBy(tx, ctx.clock, target.id);
   await enqueueMail(tx, ctx, {
     to: target.email,
     template: 'account_blocked',
     data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
   });
-  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, ...details });
-  return { sessionsRevoked };
+  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn, ...details });
+  return { sessionsRevoked, linksWithdrawn };
 }
 
 /** Unblocks: back to ACTIVE, or to INVITED when the account was never activated. */

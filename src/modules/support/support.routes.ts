@@ -85,7 +85,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
           'gets a new activation link by e-mail; older links stop working. ' +
           'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists. ' +
           'Exception: `replacing` names its only ACTIVE administrator (left the company, compromised), who is blocked in the same ' +
-          'transaction exactly as by supportBlockUser (sessions end, the user gets a mail). Not an ACTIVE administrator of this ' +
+          'transaction exactly as by supportBlockUser (sessions end, invitations and other links they sent are withdrawn, the user gets a mail). Not an ACTIVE administrator of this ' +
           'organisation: 409 not_active_administrator (404 user_not_found outside it); the same user as `userId`: 400 replacing_same_user.',
         params: OrganizationIdParams,
         body: AppointAdministratorBody,
@@ -129,7 +129,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       async (request) => run(app.ctx, call(request), request.params.id),
     );
 
-  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once; the user gets a mail', 'support:users:block', blockUser);
+  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser);
   action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail', 'support:users:block', unblockUser);
   action(
     'password-reset',

@@ -1,0 +1,131 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { blockSupportUser } from '../../src/modules/support/support-staff.service.js';
+import { tokenFromLink } from '../helpers/accounts.js';
+import { lockWaiterCount, openClient, waitForLockWaiters } from '../helpers/row-locks.js';
+import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../integration/organization/helpers.js';
+
+/**
+ * Blocking a user withdraws the links that user had sent to others and that are still pending:
+ * invitations (activation), password-reset mails an administrator triggered, and support's
+ * MFA-reset requests. A compromised administrator's invitation of an address they control can no
+ * longer be turned into an account once the administrator is blocked, whoever blocks them (another
+ * administrator, support, support replacing a sole administrator, the operator for support staff).
+ * The holder of such a link gets 410 `link_used` saying the link was withdrawn; a new one can be sent.
+ */
+
+const NEW_PASSWORD = 'a fresh and long passphrase 42';
+
+const lastLink = async (w: AdminWorld, address: string, path: string) => {
+  const mails = await mailsTo(w.app, address);
+  return tokenFromLink(mails.at(-1)!.textBody, path);
+};
+const inspect = (w: AdminWorld, token: string) => w.request({ method: 'POST', url: '/v1/activation/inspect', body: { token } });
+const withdrawn = (res: { status: number; body: { code?: string; detail?: string } }) => ({
+  status: res.status,
+  code: res.body.code,
+  withdrawn: /withdrawn/.test(res.body.detail ?? ''),
+});
+const WITHDRAWN = { status: 410, code: 'link_used', withdrawn: true };
+
+t.test('blocking an administrator withdraws the invitations and reset links they sent; links of others stay', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, adminA } = w;
+  const second = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Second Admin' });
+  const secondToken = await w.tokenFor(second.user);
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test' });
+
+  // Alice (to be blocked) invites an address and has a reset mail sent to a member.
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'mallory@evil.test', name: 'Mallory', roles: ['USER', 'CUSTOMER_ADMIN'] } });
+  t.equal(invited.status, 201);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: adminA.token })).status, 200);
+  // The second administrator invites someone else: not Alice's link.
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: secondToken, body: { email: 'olivia@alpha.test', name: 'Olivia' } })).status, 201);
+  const invitation = await lastLink(w, 'mallory@evil.test', '/activate');
+  const resetLink = await lastLink(w, 'member@alpha.test', '/reset-password');
+  const othersInvitation = await lastLink(w, 'olivia@alpha.test', '/activate');
+  t.equal((await inspect(w, invitation)).status, 200, 'valid before the block');
+
+  const blocked = await request({ method: 'POST', url: `/v1/organization/users/${adminA.user.id}/block`, token: secondToken });
+  t.equal(blocked.status, 200);
+
+  t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
+  t.same(withdrawn(await request({ method: 'POST', url: '/v1/activation', body: { token: invitation, password: NEW_PASSWORD } })), WITHDRAWN);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'mallory@evil.test' } })).status, 'INVITED', 'the invitation was not accepted');
+  t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);
+  t.equal((await inspect(w, othersInvitation)).status, 200, "another administrator's invitation stays valid");
+
+  t.match(await auditOf(app, 'user.blocked', adminA.user.id), [{ actorUserId: second.user.id, details: { by: 'admin', linksWithdrawn: 2 } }]);
+
+  // The remaining administrator decides: a new invitation works.
+  const resent = await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: secondToken });
+  t.equal(resent.status, 200);
+  t.equal((await inspect(w, await lastLink(w, 'mallory@evil.test', '/activate'))).status, 200, 'a link sent after the block works');
+  t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN, 'the withdrawn one stays withdrawn');
+});
+
+t.test('support replacing a sole administrator withdraws the invitations that administrator sent, not its own', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, adminA, support } = w;
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'accomplice@evil.test', name: 'Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] } })).status, 201);
+  const invitation = await lastLink(w, 'accomplice@evil.test', '/activate');
+
+  const replaced = await request({
+    method: 'POST',
+    url: `/v1/support/organizations/${w.orgA.id}/administrators`,
+    token: support.token,
+    body: { email: 'successor@alpha.test', name: 'Sue Successor', replacing: adminA.user.id },
+  });
+  t.equal(replaced.status, 201);
+
+  t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
+  t.equal((await inspect(w, await lastLink(w, 'successor@alpha.test', '/activate'))).status, 200, "support's invitation of the successor is valid");
+  t.match(await auditOf(app, 'user.blocked', adminA.user.id), [{ details: { via: 'administrator_replaced', linksWithdrawn: 1 } }]);
+});
+
+t.test('blocking a user who sent nothing withdraws nothing', async (t) => {
+  const w = await adminWorld(t);
+  const member = await w.member(w.orgA.id);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: w.adminA.token })).status, 200);
+  t.match(await auditOf(w.app, 'user.blocked', member.user.id), [{ details: { linksWithdrawn: 0 } }]);
+});
+
+t.test('the operator blocking a support user withdraws the MFA resets that user started; a request racing the block never survives it', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const other = await w.member(null, { roles: ['SUPPORT'], name: 'Other Support' });
+  const otherToken = await w.tokenFor(other.user);
+  const paula = await w.member(w.orgA.id, { email: 'paula@alpha.test' });
+  const peter = await w.member(w.orgA.id, { email: 'peter@alpha.test' });
+  const resetPath = (id: string) => `/v1/support/users/${id}/mfa-reset-request`;
+
+  t.equal((await request({ method: 'POST', url: resetPath(paula.user.id), token: support.token })).status, 202);
+  const confirmation = await lastLink(w, 'paula@alpha.test', '/confirm-mfa-reset');
+  // Another support user's pending request for Peter: the row the racing request must void first.
+  t.equal((await request({ method: 'POST', url: resetPath(peter.user.id), token: otherToken })).status, 202);
+
+  // Hold that row, so Sam's new request for Peter waits in the middle of its transaction, after it
+  // has checked that Sam is active; the operator's block then runs.
+  const holder = await openClient(t, w.databaseUrl);
+  await holder.query('BEGIN');
+  await holder.query(`SELECT 1 FROM flow_tokens WHERE user_id = $1 AND purpose = 'MFA_RESET' AND state = 'PENDING' FOR UPDATE`, [peter.user.id]);
+  const racing = request({ method: 'POST', url: resetPath(peter.user.id), token: support.token });
+  await waitForLockWaiters(holder, 1);
+  // The operator's block (the CLI's service call, in process: the CLI's start-up would outlast the
+  // request's transaction) commits first, or waits for the request to commit: either way no link of
+  // Sam's survives.
+  let blockDone = false;
+  const block = blockSupportUser(app.ctx, support.user.email, { allowLast: false }).finally(() => (blockDone = true));
+  while (!blockDone && (await lockWaiterCount(holder)) < 2) await sleep(5);
+  await holder.query('COMMIT');
+  const [raced] = await Promise.all([racing, block]);
+  t.ok([202, 401].includes(raced.status), `the racing request: ${raced.status}`);
+  t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: support.user.id, state: 'PENDING' } }), 0, 'no pending link of the blocked support user');
+
+  const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: confirmation } });
+  t.same(withdrawn(confirmed), WITHDRAWN);
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: paula.user.id, status: 'ACTIVE' } }), 1, "Paula's authenticator stays");
+  t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: other.user.id, state: 'PENDING' } }), raced.status === 202 ? 0 : 1,
+    "the other support user's request is voided only by a newer one for the same user");
+  t.match(await auditOf(app, 'user.blocked', support.user.id), [{ actorUserId: null, details: { by: 'cli', linksWithdrawn: raced.status === 202 ? 2 : 1 } }]);
+});
