@@ -3,8 +3,15 @@ import { newId, prismaSql, type Sql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import type { Clock } from '../../lib/clock.js';
 
-/** Where a request came from, recorded with every audit event. */
-export type RequestMeta = { ip: string | null; userAgent: string | null };
+/**
+ * Where a request came from, recorded with every audit event. `cli` is set by the operator CLI only
+ * (no IP, no signed-in actor): who ran the command and why, added to the details of every audit
+ * row written with this meta (on a clash, an event's own details keys win).
+ */
+export type RequestMeta = { ip: string | null; userAgent: string | null; cli?: CliInvocation };
+
+/** The OS account that ran an operator command (null if unknown) and the --reason given, if any. */
+export type CliInvocation = { operator: string | null; reason?: string };
 
 export type AuditInput = {
   type: AuditEventType;
@@ -94,7 +101,7 @@ export function auditInsertSql(
   input: AuditInput,
   options: { from?: string; details?: string; subject?: { userId: string; organizationId: string } } = {},
 ): string {
-  const details = p.add(JSON.stringify(input.details ?? {}), 'jsonb');
+  const details = p.add(JSON.stringify({ ...input.meta.cli, ...input.details }), 'jsonb');
   const subject = options.subject ?? { userId: p.add(input.subjectUserId ?? null, 'uuid'), organizationId: p.add(input.organizationId ?? null, 'uuid') };
   return `INSERT INTO audit_events (id, type, actor_user_id, subject_user_id, organization_id, ip, user_agent, details, created_at)
     SELECT ${p.add(newId(), 'uuid')}, ${p.add(input.type, 'text')}, ${p.add(input.actorUserId ?? null, 'uuid')},
