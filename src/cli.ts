@@ -17,6 +17,7 @@ import {
   resetSupportUserMfa,
   unblockSupportUser,
 } from './modules/support/support-staff.service.js';
+import { cliOrigin, OperatorReasonSchema, type CliOrigin } from './modules/support/cli-origin.js';
 import { CustomerNumberSchema } from './modules/support/support.schemas.js';
 import { EmailSchema, PersonNameSchema } from './modules/organization/organization.schemas.js';
 
@@ -73,12 +74,13 @@ const commands: Record<string, Command> = {
   },
   'create-support-user': {
     summary: 'create a SUPPORT user (invited) and print the activation link to stdout',
-    usage: 'create-support-user --email <e-mail> --name <full name>',
+    usage: 'create-support-user --email <e-mail> --name <full name> [--reason <text>]',
     async run(args) {
+      const origin = operatorChange(args, ['email', 'name']);
       const email = option(args, 'email', EmailSchema);
       const name = option(args, 'name', PersonNameSchema);
       return withDatabase(async (ctx) => {
-        const created = await createSupportUser(ctx, { email, name });
+        const created = await createSupportUser(ctx, { email, name }, origin);
         process.stderr.write(`created SUPPORT user ${email} (${created.userId}); the link is valid until ${created.expiresAt.toISOString()} and was also mailed\n`);
         process.stdout.write(`${created.activationLink}\n`);
       });
@@ -96,11 +98,11 @@ const commands: Record<string, Command> = {
   },
   'resend-support-activation': {
     summary: 'a new activation link for an INVITED SUPPORT user (older links stop working); printed to stdout and mailed',
-    usage: 'resend-support-activation --email <e-mail>',
+    usage: 'resend-support-activation --email <e-mail> [--reason <text>]',
     async run(args) {
-      const email = supportEmail(args, []);
+      const { email, origin } = supportChange(args, []);
       return withDatabase(async (ctx) => {
-        const sent = await resendSupportActivation(ctx, email);
+        const sent = await resendSupportActivation(ctx, email, origin);
         process.stderr.write(`new activation link for SUPPORT user ${sent.email} (${sent.userId}); valid until ${sent.expiresAt.toISOString()} and also mailed\n`);
         process.stdout.write(`${sent.link}\n`);
       });
@@ -108,49 +110,50 @@ const commands: Record<string, Command> = {
   },
   'block-support-user': {
     summary: 'block a SUPPORT user: sessions end at once, the user is told by mail (the last ACTIVE one only with --allow-last)',
-    usage: 'block-support-user --email <e-mail> [--allow-last]',
+    usage: 'block-support-user --email <e-mail> [--allow-last] [--reason <text>]',
     async run(args) {
-      const email = supportEmail(args, ['allow-last']);
+      const { email, origin } = supportChange(args, ['allow-last']);
       const allowLast = flag(args, 'allow-last');
       return withDatabase(async (ctx) => {
-        const blocked = await blockSupportUser(ctx, email, { allowLast });
+        const blocked = await blockSupportUser(ctx, email, { allowLast }, origin);
         process.stderr.write(`blocked SUPPORT user ${blocked.email} (${blocked.userId}); ${blocked.sessionsRevoked} session(s) ended; notified by mail\n`);
       });
     },
   },
   'unblock-support-user': {
     summary: 'unblock a SUPPORT user (back to ACTIVE, or INVITED if never activated); notified by mail',
-    usage: 'unblock-support-user --email <e-mail>',
+    usage: 'unblock-support-user --email <e-mail> [--reason <text>]',
     async run(args) {
-      const email = supportEmail(args, []);
+      const { email, origin } = supportChange(args, []);
       return withDatabase(async (ctx) => {
-        const unblocked = await unblockSupportUser(ctx, email);
+        const unblocked = await unblockSupportUser(ctx, email, origin);
         process.stderr.write(`unblocked SUPPORT user ${unblocked.email} (${unblocked.userId}); status ${unblocked.status}; notified by mail\n`);
       });
     },
   },
   'reset-support-mfa': {
     summary: "remove a SUPPORT user's authenticator and recovery codes and end their sessions; the next login enrols anew",
-    usage: 'reset-support-mfa --email <e-mail>',
+    usage: 'reset-support-mfa --email <e-mail> [--reason <text>]',
     async run(args) {
-      const email = supportEmail(args, []);
+      const { email, origin } = supportChange(args, []);
       return withDatabase(async (ctx) => {
-        const reset = await resetSupportUserMfa(ctx, email);
+        const reset = await resetSupportUserMfa(ctx, email, origin);
         process.stderr.write(`reset the MFA of SUPPORT user ${reset.email} (${reset.userId}); ${reset.sessionsRevoked} session(s) ended; notified by mail\n`);
       });
     },
   },
   'create-organization': {
     summary: 'create an organisation with its first administrator (invited); print the activation link to stdout',
-    usage: 'create-organization --customer-number <no> --name <name> --admin-email <e-mail> --admin-name <full name>',
+    usage: 'create-organization --customer-number <no> --name <name> --admin-email <e-mail> --admin-name <full name> [--reason <text>]',
     async run(args) {
+      const origin = operatorChange(args, ['customer-number', 'name', 'admin-email', 'admin-name']);
       const input = {
         customerNumber: option(args, 'customer-number', CustomerNumberSchema),
         name: option(args, 'name', PersonNameSchema),
         administrator: { email: option(args, 'admin-email', EmailSchema), name: option(args, 'admin-name', PersonNameSchema) },
       };
       return withDatabase(async (ctx) => {
-        const created = await createOrganizationFromCli(ctx, input);
+        const created = await createOrganizationFromCli(ctx, input, origin);
         process.stderr.write(
           `created organisation ${input.customerNumber} (${created.organizationId}) with administrator ${input.administrator.email} (${created.administratorId})\n`,
         );
@@ -169,10 +172,20 @@ const commands: Record<string, Command> = {
   },
 };
 
+type Schema<T> = { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } };
+
 /** A required --name value, validated like the API validates it; a bad value is a usage error (exit 2). */
-function option<T>(args: Map<string, string>, name: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }): T {
+function option<T>(args: Map<string, string>, name: string, schema: Schema<T>): T {
+  const value = optionalOption(args, name, schema);
+  if (value === undefined) throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+/** An optional --name value: undefined when not given; given, it is validated as option() does. */
+function optionalOption<T>(args: Map<string, string>, name: string, schema: Schema<T>): T | undefined {
   const raw = args.get(name);
-  if (raw === undefined || raw === 'true') throw new UsageError(`--${name} is required`);
+  if (raw === undefined) return undefined;
+  if (raw === 'true') throw new UsageError(`--${name} needs a value`);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new UsageError(`--${name}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   return parsed.data;
@@ -190,10 +203,19 @@ function flag(args: Map<string, string>, name: string): boolean {
   return value === 'true';
 }
 
-/** The --email of the support user a command acts on (SUPPORT accounts are managed here only; everyone else through the API). */
-function supportEmail(args: Map<string, string>, otherOptions: string[]): string {
-  onlyOptions(args, ['email', ...otherOptions]);
-  return option(args, 'email', EmailSchema);
+/**
+ * A command that changes accounts: refuses options it does not know (each knows --reason) and
+ * returns the origin of its audit rows: the operator who runs it and why (--reason).
+ */
+function operatorChange(args: Map<string, string>, known: string[]): CliOrigin {
+  onlyOptions(args, [...known, 'reason']);
+  return cliOrigin({ reason: optionalOption(args, 'reason', OperatorReasonSchema) });
+}
+
+/** The --email of the support user a command changes (SUPPORT accounts are managed here only; everyone else through the API). */
+function supportChange(args: Map<string, string>, otherOptions: string[]): { email: string; origin: CliOrigin } {
+  const origin = operatorChange(args, ['email', ...otherOptions]);
+  return { email: option(args, 'email', EmailSchema), origin };
 }
 
 /** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
@@ -235,9 +257,13 @@ function parseArgs(argv: string[]): Map<string, string> {
 
 class UsageError extends Error {}
 
+const REASON_HELP = `--reason <text>: why you run a command that changes accounts (e.g. a ticket number; one line, up to 500 characters).
+  Its audit rows record it with the operator: SUDO_USER when run through sudo, else the OS account.
+`;
+
 function usage(): string {
   const lines = Object.entries(commands).map(([name, c]) => `  ${c.usage.padEnd(60)} ${c.summary}`);
-  return `usage: npm run cli -- <command> [options]\n\ncommands:\n${lines.join('\n')}\n`;
+  return `usage: npm run cli -- <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n${REASON_HELP}`;
 }
 
 export function registerCommand(name: string, command: Command): void {

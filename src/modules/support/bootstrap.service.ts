@@ -1,8 +1,8 @@
 import type { AppContext } from '../../context.js';
-import type { RequestMeta } from '../audit/audit.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+import type { CliOrigin } from './cli-origin.js';
 import { createOrganizationInTx, creationConflict, type CreateOrganizationInput } from './support.service.js';
 
 /**
@@ -13,11 +13,10 @@ import { createOrganizationInTx, creationConflict, type CreateOrganizationInput 
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config'>;
 
-export const CLI_META: RequestMeta = { ip: null, userAgent: 'webshop-auth-cli' };
-
 export async function createSupportUser(
   ctx: Ctx,
   input: { email: string; name: string },
+  origin: CliOrigin,
 ): Promise<{ userId: string; activationLink: string; expiresAt: Date }> {
   try {
     return await ctx.db.$transaction(async (tx) => {
@@ -29,8 +28,8 @@ export async function createSupportUser(
       await recordAudit(tx, ctx.clock, {
         type: 'user.invited',
         subjectUserId: user.id,
-        meta: CLI_META,
-        details: { roles: ['SUPPORT'], via: 'cli' },
+        meta: origin.meta,
+        details: { roles: ['SUPPORT'], via: origin.by },
       });
       return { userId: user.id, activationLink: activation.link, expiresAt: activation.expiresAt };
     });
@@ -43,10 +42,11 @@ export async function createSupportUser(
 export async function createOrganizationFromCli(
   ctx: Ctx,
   input: CreateOrganizationInput,
+  origin: CliOrigin,
 ): Promise<{ organizationId: string; administratorId: string; activationLink: string }> {
   try {
     return await ctx.db.$transaction(async (tx) => {
-      const created = await createOrganizationInTx(tx, ctx, input, { actorUserId: null, meta: CLI_META, via: 'cli' });
+      const created = await createOrganizationInTx(tx, ctx, input, { actorUserId: null, meta: origin.meta, via: origin.by });
       return { organizationId: created.organization.id, administratorId: created.administrator.id, activationLink: created.activationLink };
     });
   } catch (err) {

@@ -8,25 +8,23 @@ import {
   resetUserMfaInTx,
   unblockUserInTx,
   type AdminCtx,
-  type ChangeOrigin,
 } from '../organization/user-admin.service.js';
 import { managedUserSelect, toManagedUser } from '../organization/users.query.js';
-import { CLI_META } from './bootstrap.service.js';
+import type { CliOrigin } from './cli-origin.js';
 
 /**
  * The operator's commands for SUPPORT accounts (the CLI; the API refuses every change to them with
  * support_staff_protected). Each runs in one transaction: lock the account found by e-mail, make
  * sure it is support staff, let the policy decide on its state (decideOnState), then apply the very
- * change the API applies to other users (user-admin.service.ts), audited with the CLI as actor and
- * its mail in the outbox of the same transaction.
+ * change the API applies to other users (user-admin.service.ts), audited with the CLI's origin
+ * (cliOrigin: no actor; the operator and their --reason in the details) and its mail in the outbox
+ * of the same transaction.
  */
 
 export const supportStaffErrors = defineErrors({
   not_support_staff: { status: 409, title: 'Not a SUPPORT account: manage this user through the API (their administrator or support)' },
   last_support_user: { status: 409, title: 'This is the last ACTIVE support user (--allow-last blocks it anyway)' },
 });
-
-const OPERATOR: ChangeOrigin = { actorUserId: null, actorName: null, by: 'cli', meta: CLI_META };
 
 /** The id of the SUPPORT user with this e-mail. Nothing grants or takes SUPPORT after the bootstrap, so no lock is needed yet. */
 async function supportUserId(tx: Tx, email: string): Promise<string> {
@@ -55,10 +53,10 @@ export async function listSupportUsers(ctx: AdminCtx) {
 }
 
 /** Only while INVITED: a new link (older ones void), mailed and returned for the operator. */
-export async function resendSupportActivation(ctx: AdminCtx, email: string) {
+export async function resendSupportActivation(ctx: AdminCtx, email: string, origin: CliOrigin) {
   return ctx.db.$transaction(async (tx) => {
     const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.resend_activation');
-    return { userId: target.id, email: target.email, ...(await resendActivationInTx(tx, ctx, target, OPERATOR)) };
+    return { userId: target.id, email: target.email, ...(await resendActivationInTx(tx, ctx, target, origin)) };
   });
 }
 
@@ -67,7 +65,7 @@ export async function resendSupportActivation(ctx: AdminCtx, email: string) {
  * the support desk; an operator can always bootstrap a new one). Every support row is locked first,
  * in id order, so two operators blocking the last two at once are serialised.
  */
-export async function blockSupportUser(ctx: AdminCtx, email: string, options: { allowLast: boolean }) {
+export async function blockSupportUser(ctx: AdminCtx, email: string, options: { allowLast: boolean }, origin: CliOrigin) {
   return ctx.db.$transaction(async (tx) => {
     const id = await supportUserId(tx, email);
     await tx.$queryRaw`SELECT id FROM users WHERE 'SUPPORT' = ANY(roles) ORDER BY id FOR UPDATE`;
@@ -76,21 +74,21 @@ export async function blockSupportUser(ctx: AdminCtx, email: string, options: { 
       const others = await tx.user.count({ where: { roles: { has: 'SUPPORT' }, status: 'ACTIVE', id: { not: target.id } } });
       if (others === 0) throw supportStaffErrors.last_support_user();
     }
-    return { userId: target.id, email: target.email, ...(await blockUserInTx(tx, ctx, target, OPERATOR)) };
+    return { userId: target.id, email: target.email, ...(await blockUserInTx(tx, ctx, target, origin)) };
   });
 }
 
-export async function unblockSupportUser(ctx: AdminCtx, email: string) {
+export async function unblockSupportUser(ctx: AdminCtx, email: string, origin: CliOrigin) {
   return ctx.db.$transaction(async (tx) => {
     const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.unblock');
-    return { userId: target.id, email: target.email, ...(await unblockUserInTx(tx, ctx, target, OPERATOR)) };
+    return { userId: target.id, email: target.email, ...(await unblockUserInTx(tx, ctx, target, origin)) };
   });
 }
 
 /** Factor and recovery codes go, every session ends; the next login enrols a new authenticator. */
-export async function resetSupportUserMfa(ctx: AdminCtx, email: string) {
+export async function resetSupportUserMfa(ctx: AdminCtx, email: string, origin: CliOrigin) {
   return ctx.db.$transaction(async (tx) => {
     const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.mfa_reset');
-    return { userId: target.id, email: target.email, ...(await resetUserMfaInTx(tx, ctx, target, OPERATOR)) };
+    return { userId: target.id, email: target.email, ...(await resetUserMfaInTx(tx, ctx, target, origin)) };
   });
 }
