@@ -15,11 +15,15 @@ export const AuditEventSchema = z
     type: z.string().describe('One of the documented event types (see the `type` filter)'),
     occurredAt: z.iso.datetime(),
     organizationId: z.uuid().nullable(),
-    actor: Person.nullable().describe('Who did it (null: the system, or an anonymous caller)'),
+    actor: Person.nullable().describe('Who did it (null: the system, an anonymous caller, or the operator CLI)'),
     subject: Person.nullable().describe('Whom it concerns'),
     ip: z.string().nullable(),
     userAgent: z.string().nullable(),
-    details: z.record(z.string(), z.unknown()),
+    details: z
+      .record(z.string(), z.unknown())
+      .describe(
+        'Fields of the event type. Rows written by the operator CLI (userAgent `webshop-auth-cli`) also carry `operator` (the OS account that ran the command, or null) and, when the operator gave one, `reason`',
+      ),
   })
   .meta({ id: 'AuditEvent' });
 
