@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { cliOrigin } from '../../src/modules/support/cli-origin.js';
 import { blockSupportUser } from '../../src/modules/support/support-staff.service.js';
 import { tokenFromLink } from '../helpers/accounts.js';
 import { lockWaiterCount, openClient, waitForLockWaiters } from '../helpers/row-locks.js';
@@ -115,7 +116,7 @@ t.test('the operator blocking a support user withdraws the MFA resets that user 
   // request's transaction) commits first, or waits for the request to commit: either way no link of
   // Sam's survives.
   let blockDone = false;
-  const block = blockSupportUser(app.ctx, support.user.email, { allowLast: false }).finally(() => (blockDone = true));
+  const block = blockSupportUser(app.ctx, support.user.email, { allowLast: false }, cliOrigin({})).finally(() => (blockDone = true));
   while (!blockDone && (await lockWaiterCount(holder)) < 2) await sleep(5);
   await holder.query('COMMIT');
   const [raced] = await Promise.all([racing, block]);

@@ -76,9 +76,11 @@ export async function listAuditEvents(
   return {
     nextCursor: result.nextCursor,
     items: result.items.map((r) => {
-      // Customers see what support did to their users, but not the support desk's network details.
+      // Customers see what support did to their users, but not the support desk's network details,
+      // nor the OS account and reason of an operator's CLI command (the shop's internals).
       const bySupport = Boolean(r.actorUserId && people.get(r.actorUserId)?.roles.includes('SUPPORT'));
       const hide = view.hideSupportOrigin && bySupport;
+      const details = (r.details ?? {}) as Record<string, unknown>;
       return {
         id: r.id,
         type: r.type,
@@ -88,10 +90,17 @@ export async function listAuditEvents(
         subject: person(r.subjectUserId),
         ip: hide ? null : r.ip,
         userAgent: hide ? null : r.userAgent,
-        details: (r.details ?? {}) as Record<string, unknown>,
+        details: view.hideSupportOrigin ? withoutOperator(details) : details,
       };
     }),
   };
+}
+
+/** The details of a row written by the operator CLI (`by`/`via: "cli"`) without `operator` and `reason`. */
+function withoutOperator(details: Record<string, unknown>): Record<string, unknown> {
+  if (details.by !== 'cli' && details.via !== 'cli') return details;
+  const { operator: _operator, reason: _reason, ...rest } = details;
+  return rest;
 }
 
 /** The audit log as the acting user may read it: their organisation's, or (support) any. */

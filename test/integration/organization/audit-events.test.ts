@@ -1,4 +1,6 @@
 import t from 'tap';
+import { createOrganizationFromCli } from '../../../src/modules/support/bootstrap.service.js';
+import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
 import { adminWorld } from './helpers.js';
 
 t.test('organisation audit log: own organisation only, newest first, filters, cursor pages', async (t) => {
@@ -117,4 +119,29 @@ t.test('audit-log dates PostgreSQL cannot hold, and cursors not written by the s
   }
   const fine = await request({ url: '/v1/organization/audit-events?from=1970-01-01T00:00:00Z&to=9999-12-31T23:59:59Z', token: adminA.token });
   t.equal(fine.status, 200, 'the whole storable range is accepted');
+});
+
+t.test("the operator's OS account and reason are in the support audit log only, not in the organisation's", async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app } = w;
+  const origin = cliOrigin({ reason: 'OPS-1234 new reseller' }, { SUDO_USER: 'olga-operator' });
+  const created = await createOrganizationFromCli(
+    app.ctx,
+    { customerNumber: 'C-4711', name: 'Gamma Reseller', administrator: { email: 'first@gamma.test', name: 'First Admin' } },
+    origin,
+  );
+  // Once an administrator of the new organisation is active, they read its log.
+  const admin = await w.member(created.organizationId, { roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const customerView = await request({ url: '/v1/organization/audit-events?type=user.invited', token: await w.tokenFor(admin.user) });
+  const supportView = await request({ url: `/v1/support/audit-events?organizationId=${created.organizationId}&type=user.invited`, token: support.token });
+  t.equal(customerView.status, 200);
+  t.equal(supportView.status, 200);
+  t.match(supportView.body.items, [{ actor: null, details: { via: 'cli', operator: 'olga-operator', reason: 'OPS-1234 new reseller' } }], 'support sees who ran it and why');
+  t.equal(customerView.body.items.length, 1);
+  t.same(
+    Object.keys(customerView.body.items[0].details).sort(),
+    Object.keys(supportView.body.items[0].details).filter((k) => k !== 'operator' && k !== 'reason').sort(),
+    'the organisation sees the same row without them',
+  );
+  t.equal(customerView.body.items[0].details.via, 'cli');
 });
