@@ -117,6 +117,8 @@ const commands: Record<string, Command> = {
       return withDatabase(async (ctx) => {
         const blocked = await blockSupportUser(ctx, email, { allowLast }, origin);
         process.stderr.write(`blocked SUPPORT user ${blocked.email} (${blocked.userId}); ${blocked.sessionsRevoked} session(s) ended; notified by mail\n`);
+        // Links this user sent that no longer work: the holders need a new one (their administrator, or support).
+        for (const link of blocked.linksWithdrawn) process.stderr.write(`withdrawn: ${link.purpose} link of ${link.email} (${link.userId})\n`);
       });
     },
   },

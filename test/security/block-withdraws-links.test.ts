@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { cliOrigin } from '../../src/modules/support/cli-origin.js';
+import { withdrawFlowsRequestedBy } from '../../src/modules/flows/flow-tokens.js';
 import { blockSupportUser } from '../../src/modules/support/support-staff.service.js';
 import { tokenFromLink } from '../helpers/accounts.js';
 import { lockWaiterCount, openClient, waitForLockWaiters } from '../helpers/row-locks.js';
@@ -28,6 +29,11 @@ const withdrawn = (res: { status: number; body: { code?: string; detail?: string
   withdrawn: /withdrawn/.test(res.body.detail ?? ''),
 });
 const WITHDRAWN = { status: 410, code: 'link_used', withdrawn: true };
+const resetPath = (id: string) => `/v1/support/users/${id}/mfa-reset-request`;
+const byUser = (a: { userId: string }, b: { userId: string }) => a.userId.localeCompare(b.userId);
+/** The withdrawn links an audit row of a block lists, in a stable order. */
+const withdrawnLinks = (audit: { details: unknown } | undefined) =>
+  [...((audit?.details as { linksWithdrawn?: { userId: string; purpose: string }[] } | undefined)?.linksWithdrawn ?? [])].sort(byUser);
 
 t.test('blocking an administrator withdraws the invitations and reset links they sent; links of others stay', async (t) => {
   const w = await adminWorld(t);
@@ -56,7 +62,12 @@ t.test('blocking an administrator withdraws the invitations and reset links they
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);
   t.equal((await inspect(w, othersInvitation)).status, 200, "another administrator's invitation stays valid");
 
-  t.match(await auditOf(app, 'user.blocked', adminA.user.id), [{ actorUserId: second.user.id, details: { by: 'admin', linksWithdrawn: 2 } }]);
+  const [audit] = await auditOf(app, 'user.blocked', adminA.user.id);
+  t.match(audit, { actorUserId: second.user.id, details: { by: 'admin' } });
+  t.same(withdrawnLinks(audit), [
+    { userId: invited.body.id, purpose: 'ACTIVATION' },
+    { userId: member.user.id, purpose: 'PASSWORD_RESET' },
+  ].sort(byUser), 'the audit row names the holders of the withdrawn links');
 
   // The remaining administrator decides: a new invitation works.
   const resent = await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: secondToken });
@@ -68,7 +79,8 @@ t.test('blocking an administrator withdraws the invitations and reset links they
 t.test('support replacing a sole administrator withdraws the invitations that administrator sent, not its own', async (t) => {
   const w = await adminWorld(t);
   const { request, app, adminA, support } = w;
-  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'accomplice@evil.test', name: 'Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] } })).status, 201);
+  const accomplice = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'accomplice@evil.test', name: 'Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] } });
+  t.equal(accomplice.status, 201);
   const invitation = await lastLink(w, 'accomplice@evil.test', '/activate');
 
   const replaced = await request({
@@ -81,52 +93,105 @@ t.test('support replacing a sole administrator withdraws the invitations that ad
 
   t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
   t.equal((await inspect(w, await lastLink(w, 'successor@alpha.test', '/activate'))).status, 200, "support's invitation of the successor is valid");
-  t.match(await auditOf(app, 'user.blocked', adminA.user.id), [{ details: { via: 'administrator_replaced', linksWithdrawn: 1 } }]);
+  const [audit] = await auditOf(app, 'user.blocked', adminA.user.id);
+  t.match(audit, { details: { via: 'administrator_replaced' } });
+  t.same(withdrawnLinks(audit), [{ userId: accomplice.body.id, purpose: 'ACTIVATION' }]);
 });
 
-t.test('blocking a user who sent nothing withdraws nothing', async (t) => {
+t.test('blocking a user who sent nothing withdraws nothing; a link already expired is voided but not listed', async (t) => {
   const w = await adminWorld(t);
+  const { request, app, adminA, clock } = w;
   const member = await w.member(w.orgA.id);
-  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: w.adminA.token })).status, 200);
-  t.match(await auditOf(w.app, 'user.blocked', member.user.id), [{ details: { linksWithdrawn: 0 } }]);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: adminA.token })).status, 200);
+  t.same(withdrawnLinks((await auditOf(app, 'user.blocked', member.user.id))[0]), []);
+
+  const second = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const other = await w.member(w.orgA.id);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${other.user.id}/password-reset`, token: adminA.token })).status, 200);
+  clock.advance(31 * 60); // the 30-minute reset link has expired by this instance's clock
+  const secondToken = await w.tokenFor(second.user);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${adminA.user.id}/block`, token: secondToken })).status, 200);
+  t.same(withdrawnLinks((await auditOf(app, 'user.blocked', adminA.user.id))[0]), [], 'only links that still worked are listed');
+  t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: adminA.user.id, state: 'PENDING' } }), 0, 'but none stays pending');
 });
 
-t.test('the operator blocking a support user withdraws the MFA resets that user started; a request racing the block never survives it', async (t) => {
+for (const earlier of ['another support user', 'the same support user'] as const) {
+  t.test(`the operator blocking a support user withdraws the MFA resets that user started; a request racing the block is withdrawn too (earlier request by ${earlier})`, async (t) => {
+    const w = await adminWorld(t);
+    const { request, app, support } = w;
+    const other = await w.member(null, { roles: ['SUPPORT'], name: 'Other Support' });
+    const earlierToken = earlier === 'the same support user' ? support.token : await w.tokenFor(other.user);
+    const paula = await w.member(w.orgA.id, { email: 'paula@alpha.test' });
+    const peter = await w.member(w.orgA.id, { email: 'peter@alpha.test' });
+
+    t.equal((await request({ method: 'POST', url: resetPath(paula.user.id), token: support.token })).status, 202);
+    const confirmation = await lastLink(w, 'paula@alpha.test', '/confirm-mfa-reset');
+    // A pending request for Peter: the row Sam's next request for Peter must void first. When it is
+    // Sam's own, the block wants it too (a lock cycle, were Sam's row taken after it).
+    t.equal((await request({ method: 'POST', url: resetPath(peter.user.id), token: earlierToken })).status, 202);
+
+    // Hold that row, so Sam's new request for Peter waits in the middle of its transaction, after it
+    // has checked that Sam is active; the operator's block then runs (the CLI's service call, in
+    // process: the CLI's start-up would outlast the request's transaction).
+    const holder = await openClient(t, w.databaseUrl);
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM flow_tokens WHERE user_id = $1 AND purpose = 'MFA_RESET' AND state = 'PENDING' FOR UPDATE`, [peter.user.id]);
+    const racing = request({ method: 'POST', url: resetPath(peter.user.id), token: support.token });
+    await waitForLockWaiters(holder, 1);
+    let blockDone = false;
+    const block = blockSupportUser(app.ctx, support.user.email, { allowLast: false }, cliOrigin({})).finally(() => (blockDone = true));
+    while (!blockDone && (await lockWaiterCount(holder)) < 2) await sleep(5);
+    t.notOk(blockDone, 'the block waits for the request that holds Sam');
+    await holder.query('COMMIT');
+    const [raced, blocked] = await Promise.all([racing, block]);
+    t.equal(raced.status, 202, 'the request committed first');
+    t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: support.user.id, state: 'PENDING' } }), 0, 'and the block withdrew its link');
+    t.same(blocked.linksWithdrawn.map((l) => l.email).sort(), ['paula@alpha.test', 'peter@alpha.test'], 'the operator learns whose links went');
+
+    const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: confirmation } });
+    t.same(withdrawn(confirmed), WITHDRAWN);
+    t.equal(await app.ctx.db.totpFactor.count({ where: { userId: paula.user.id, status: 'ACTIVE' } }), 1, "Paula's authenticator stays");
+    const [audit] = await auditOf(app, 'user.blocked', support.user.id);
+    t.match(audit, { actorUserId: null, details: { by: 'cli' } });
+    t.same(withdrawnLinks(audit), [
+      { userId: paula.user.id, purpose: 'MFA_RESET' },
+      { userId: peter.user.id, purpose: 'MFA_RESET' },
+    ].sort(byUser));
+  });
+}
+
+t.test('a link requested by someone whose block commits while the request waits for them is refused', async (t) => {
   const w = await adminWorld(t);
   const { request, app, support } = w;
-  const other = await w.member(null, { roles: ['SUPPORT'], name: 'Other Support' });
-  const otherToken = await w.tokenFor(other.user);
-  const paula = await w.member(w.orgA.id, { email: 'paula@alpha.test' });
   const peter = await w.member(w.orgA.id, { email: 'peter@alpha.test' });
-  const resetPath = (id: string) => `/v1/support/users/${id}/mfa-reset-request`;
-
-  t.equal((await request({ method: 'POST', url: resetPath(paula.user.id), token: support.token })).status, 202);
-  const confirmation = await lastLink(w, 'paula@alpha.test', '/confirm-mfa-reset');
-  // Another support user's pending request for Peter: the row the racing request must void first.
-  t.equal((await request({ method: 'POST', url: resetPath(peter.user.id), token: otherToken })).status, 202);
-
-  // Hold that row, so Sam's new request for Peter waits in the middle of its transaction, after it
-  // has checked that Sam is active; the operator's block then runs.
+  // The block in progress: Sam's row changed and locked, not yet committed.
   const holder = await openClient(t, w.databaseUrl);
   await holder.query('BEGIN');
-  await holder.query(`SELECT 1 FROM flow_tokens WHERE user_id = $1 AND purpose = 'MFA_RESET' AND state = 'PENDING' FOR UPDATE`, [peter.user.id]);
+  await holder.query(`UPDATE users SET status = 'BLOCKED', blocked_at = now() WHERE id = $1`, [support.user.id]);
   const racing = request({ method: 'POST', url: resetPath(peter.user.id), token: support.token });
   await waitForLockWaiters(holder, 1);
-  // The operator's block (the CLI's service call, in process: the CLI's start-up would outlast the
-  // request's transaction) commits first, or waits for the request to commit: either way no link of
-  // Sam's survives.
-  let blockDone = false;
-  const block = blockSupportUser(app.ctx, support.user.email, { allowLast: false }, cliOrigin({})).finally(() => (blockDone = true));
-  while (!blockDone && (await lockWaiterCount(holder)) < 2) await sleep(5);
   await holder.query('COMMIT');
-  const [raced] = await Promise.all([racing, block]);
-  t.ok([202, 401].includes(raced.status), `the racing request: ${raced.status}`);
-  t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: support.user.id, state: 'PENDING' } }), 0, 'no pending link of the blocked support user');
+  const refused = await racing;
+  t.equal(refused.status, 401);
+  t.equal(refused.body.code, 'unauthenticated');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: peter.user.id, purpose: 'MFA_RESET' } }), 0, 'no link was issued');
+  t.same(await mailsTo(app, 'peter@alpha.test'), [], 'nor mailed');
+});
 
-  const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: confirmation } });
-  t.same(withdrawn(confirmed), WITHDRAWN);
-  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: paula.user.id, status: 'ACTIVE' } }), 1, "Paula's authenticator stays");
-  t.equal(await app.ctx.db.flowToken.count({ where: { requestedById: other.user.id, state: 'PENDING' } }), raced.status === 202 ? 0 : 1,
-    "the other support user's request is voided only by a newer one for the same user");
-  t.match(await auditOf(app, 'user.blocked', support.user.id), [{ actorUserId: null, details: { by: 'cli', linksWithdrawn: raced.status === 202 ? 2 : 1 } }]);
+t.test('a link withdrawn while its holder\'s new password is being hashed: link_used, saying withdrawn', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, adminA } = w;
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'newbie@alpha.test', name: 'Newbie' } });
+  t.equal(invited.status, 201);
+  const token = await lastLink(w, 'newbie@alpha.test', '/activate');
+  const watcher = await openClient(t, w.databaseUrl);
+  // The block's withdrawal, uncommitted while the activation checks the link, hashes and tries to consume it.
+  let activating: Promise<{ status: number; body: { code?: string; detail?: string } }> | undefined;
+  await app.ctx.db.$transaction(async (tx) => {
+    t.equal((await withdrawFlowsRequestedBy(tx, app.ctx.clock, adminA.user.id)).length, 1);
+    activating = request({ method: 'POST', url: '/v1/activation', body: { token, password: NEW_PASSWORD } });
+    await waitForLockWaiters(watcher, 1);
+  });
+  t.same(withdrawn(await activating!), WITHDRAWN);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).status, 'INVITED');
 });

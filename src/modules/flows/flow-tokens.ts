@@ -62,17 +62,24 @@ async function holdActiveRequester(tx: Tx, requesterId: string): Promise<void> {
 const WITHDRAWN_MARK = 'withdrawnBecauseRequesterBlocked';
 const WITHDRAWN_DETAIL = 'This link was withdrawn. Ask your administrator or the support team for a new one.';
 
+/** A link withdrawn from its holder because its requester was blocked. */
+export type WithdrawnLink = { userId: string; email: string; purpose: FlowPurpose };
+
 /**
- * Withdraws the still-valid links `requesterId` sent to other users (invitations, password-reset
- * mails, support's MFA-reset requests): called when the requester is blocked, in that transaction,
- * so a compromised administrator's invitation of an address they control cannot be accepted later.
- * The accounts stay as they are; an administrator can send a new link. Returns how many.
+ * Withdraws the links `requesterId` sent to other users (invitations, password-reset mails,
+ * support's MFA-reset requests): called when the requester is blocked, in that transaction, so a
+ * compromised administrator's invitation of an address they control cannot be accepted later.
+ * Every pending one is voided (also one this instance's clock sees as just expired: another
+ * instance's may not yet); those still valid are returned, with their holder, for the audit row
+ * and the operator. The accounts stay as they are; an administrator can send a new link.
  */
-export async function withdrawFlowsRequestedBy(tx: Tx, clock: Clock, requesterId: string): Promise<number> {
-  return tx.$executeRaw`
-    UPDATE flow_tokens SET state = 'VOIDED', data = data || jsonb_build_object(${WITHDRAWN_MARK}::text, true)
-    WHERE requested_by_id = ${requesterId}::uuid AND user_id <> ${requesterId}::uuid
-      AND state = 'PENDING' AND expires_at > ${clock.now()}`;
+export async function withdrawFlowsRequestedBy(tx: Tx, clock: Clock, requesterId: string): Promise<WithdrawnLink[]> {
+  const rows = await tx.$queryRaw<(WithdrawnLink & { live: boolean })[]>`
+    UPDATE flow_tokens f SET state = 'VOIDED', data = f.data || jsonb_build_object(${WITHDRAWN_MARK}::text, true)
+    FROM users u
+    WHERE u.id = f.user_id AND f.requested_by_id = ${requesterId}::uuid AND f.user_id <> ${requesterId}::uuid AND f.state = 'PENDING'
+    RETURNING f.user_id::text AS "userId", u.email::text AS email, f.purpose::text AS purpose, f.expires_at > ${clock.now()} AS live`;
+  return rows.filter((r) => r.live).map(({ userId, email, purpose }) => ({ userId, email, purpose }));
 }
 
 function wasWithdrawn(flow: FlowToken): boolean {
@@ -113,7 +120,13 @@ export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promis
     where: { id: flow.id, state: 'PENDING', expiresAt: { gt: now } },
     data: { state: 'CONSUMED', consumedAt: now },
   });
-  if (count !== 1) throw flowErrors.link_used();
+  if (count !== 1) throw await whyNotConsumed(tx, flow.id);
+}
+
+/** link_used, saying "withdrawn" when the requester's block voided the link meanwhile. */
+async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
+  const now = await tx.flowToken.findUnique({ where: { id } });
+  return now && wasWithdrawn(now) ? flowErrors.link_used(WITHDRAWN_DETAIL) : flowErrors.link_used();
 }
 
 /** Voids every pending flow of the given purposes for a user (e.g. challenges after a block). */

@@ -4,7 +4,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import { recordAudit, type AuditEventType, type RequestMeta } from '../audit/audit.service.js';
-import { voidFlows, withdrawFlowsRequestedBy } from '../flows/flow-tokens.js';
+import { voidFlows, withdrawFlowsRequestedBy, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
@@ -222,7 +222,7 @@ export async function blockLockedUser(
 /**
  * The block itself, authorised by the caller: status, sessions, the user's own pending links and
  * those the user sent to others (withdrawn), mail, audit row. Returns how many sessions ended and
- * how many links to others were withdrawn.
+ * the links to others that were withdrawn (the audit row lists their holders and purposes).
  */
 export async function blockUserInTx(
   tx: Tx,
@@ -230,7 +230,7 @@ export async function blockUserInTx(
   target: TargetUser,
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
-): Promise<{ sessionsRevoked: number; linksWithdrawn: number }> {
+): Promise<{ sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }> {
   const now = ctx.clock.now();
   await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
   const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
@@ -241,7 +241,8 @@ export async function blockUserInTx(
     template: 'account_blocked',
     data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
   });
-  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn, ...details });
+  const withdrawn = linksWithdrawn.map(({ userId, purpose }) => ({ userId, purpose }));
+  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn: withdrawn, ...details });
   return { sessionsRevoked, linksWithdrawn };
 }
 

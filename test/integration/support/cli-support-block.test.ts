@@ -1,5 +1,5 @@
 import t from 'tap';
-import { signIn } from '../../helpers/factories.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { auditOf, mailsTo } from '../organization/helpers.js';
 import { CLI_AUDIT, staffWorld } from './cli-support-helpers.js';
@@ -12,10 +12,16 @@ t.test('block-support-user ends every session at once and login answers account_
   const stays = await w.support('stays@shop.test');
   const sessions = [await signIn(w.app, gone.user), await signIn(w.app, gone.user)];
   t.match(await w.introspect(sessions[0]!.accessToken), '"active":true');
+  // A verified MFA reset Gerd started for a customer: its link is withdrawn with the block.
+  const org = await createOrganization(w.db, { name: 'Delta Reseller' });
+  const dora = await createUser(w.db, w.app, { organizationId: org.id, email: 'dora@delta.test' });
+  const started = await w.request({ method: 'POST', url: `/v1/support/users/${dora.user.id}/mfa-reset-request`, token: sessions[0]!.accessToken });
+  t.equal(started.status, 202);
 
   const blocked = await w.run('block-support-user', '--email', 'gone@shop.test');
   t.equal(blocked.code, 0, blocked.stderr);
   t.match(blocked.stderr, 'blocked SUPPORT user gone@shop.test');
+  t.match(blocked.stderr, `withdrawn: MFA_RESET link of dora@delta.test (${dora.user.id})`, 'the operator learns whose link stopped working');
   for (const session of sessions) {
     t.equal(await w.introspect(session.accessToken), '{"active":false}', 'introspection: inactive at once');
     const refresh = await w.request({ url: '/v1/auth/refresh', body: { refreshToken: session.refreshToken } });
@@ -26,7 +32,9 @@ t.test('block-support-user ends every session at once and login answers account_
   t.equal(login.body.code, 'account_blocked', 'told after the correct password');
   t.equal((await w.db.user.findUniqueOrThrow({ where: { id: gone.user.id } })).status, 'BLOCKED');
   t.same((await mailsTo(w.app, 'gone@shop.test')).map((m) => m.template), ['account_blocked']);
-  t.match(await auditOf(w.app, 'user.blocked', gone.user.id), [{ ...CLI_AUDIT, details: { by: 'cli', sessionsRevoked: 2 } }]);
+  t.match(await auditOf(w.app, 'user.blocked', gone.user.id), [
+    { ...CLI_AUDIT, details: { by: 'cli', sessionsRevoked: 2, linksWithdrawn: [{ userId: dora.user.id, purpose: 'MFA_RESET' }] } },
+  ]);
 
   // stays@ is the last ACTIVE support user now.
   const [twice, last] = await Promise.all([
