@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { Counter } from 'prom-client';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { serializerCompiler } from './http/response-serializer.js';
 import type { Config } from './config.js';
@@ -26,6 +27,8 @@ import { meRoutes } from './modules/me/me.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { createMailTransport, type MailTransport } from './modules/mail/mail.transport.js';
 import { startMailWorker } from './modules/mail/mail.worker.js';
+import { RETENTION_TABLES } from './modules/retention/retention.js';
+import { startRetentionSweeper } from './modules/retention/retention.sweeper.js';
 import { activationRoutes } from './modules/activation/activation.routes.js';
 import { loginRoutes } from './modules/login/login.routes.js';
 import { passwordRoutes } from './modules/password/password.routes.js';
@@ -126,8 +129,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(supportRoutes);
   await app.register(mfaResetConfirmRoutes);
   await app.register(auditRoutes);
+  registerRetentionSweeper(app, ctx);
 
   return app;
+}
+
+/** Deletes what ended RETENTION_DAYS ago, every RETENTION_SWEEP_INTERVAL_SECONDS (0: never; see retention.ts). */
+function registerRetentionSweeper(app: FastifyInstance, ctx: AppContext): void {
+  if (ctx.config.retentionSweepIntervalSeconds === 0) return;
+  const purged = new Counter({
+    name: `${app.metrics.prefix}retention_purged_total`,
+    help: 'Rows deleted by the retention sweep, by table (ended sessions, expired links and challenges, sent or given-up mail)',
+    labelNames: ['table'],
+    registers: [app.metrics.registry],
+  });
+  let sweeper: ReturnType<typeof startRetentionSweeper> | undefined;
+  app.addHook('onReady', async () => {
+    sweeper = startRetentionSweeper(ctx, app.log, (report) => {
+      for (const table of RETENTION_TABLES) purged.inc({ table }, report[table]);
+    });
+  });
+  app.addHook('onClose', async () => sweeper?.stop());
 }
 
 /** The outbox delivery worker runs in every instance when MAIL_WORKER_ENABLED (see mail.worker.ts). */

@@ -5,6 +5,7 @@ import { generateKey } from './lib/secret-box.js';
 import { systemClock } from './lib/clock.js';
 import { rotateSigningKey } from './modules/sessions/signing-keys.js';
 import { resealSecrets } from './modules/mfa/key-rotation.js';
+import { purgeEnded } from './modules/retention/retention.js';
 import { AppError } from './errors.js';
 import type { Config } from './config.js';
 import type { Db } from './db/client.js';
@@ -70,6 +71,17 @@ const commands: Record<string, Command> = {
       } finally {
         await runtime.close();
       }
+    },
+  },
+  'purge-ended': {
+    summary:
+      'delete what ended more than RETENTION_DAYS ago: ended sessions with their refresh tokens, expired links and challenges, sent or given-up mail (the server also does it every RETENTION_SWEEP_INTERVAL_SECONDS); prints the counts',
+    usage: 'purge-ended',
+    async run(args) {
+      onlyOptions(args, []);
+      return withDatabase(async (ctx) => {
+        process.stdout.write(`${JSON.stringify(await purgeEnded(ctx))}\n`);
+      });
     },
   },
   'create-support-user': {

@@ -119,6 +119,8 @@ const envSchema = z.object({
     .int()
     .min(MAIL_GIVE_UP_MIN_SECONDS, `must be at least ${MAIL_GIVE_UP_MIN_SECONDS} (7 days: activation links live that long)`)
     .default(8 * 24 * 3600),
+  RETENTION_DAYS: int(1, 3650).default(30),
+  RETENTION_SWEEP_INTERVAL_SECONDS: int(0, 7 * 24 * 3600).default(3600),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -167,6 +169,10 @@ export type Config = Readonly<{
   mailWorkerEnabled: boolean;
   /** Age at which an undelivered mail is given up (failed_at); never before every e-mail link expired. */
   mailGiveUpSeconds: number;
+  /** Days ended records stay: ended sessions (with their refresh tokens), expired links and challenges, sent or given-up mail. */
+  retentionDays: number;
+  /** How often each instance deletes what is past retentionDays; 0 = never (run `purge-ended` from cron instead). */
+  retentionSweepIntervalSeconds: number;
 }>;
 
 export class ConfigError extends Error {
@@ -244,6 +250,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     loadShedMaxEventLoopDelayMs: e.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     mailWorkerEnabled: e.MAIL_WORKER_ENABLED,
     mailGiveUpSeconds: e.MAIL_GIVE_UP_SECONDS,
+    retentionDays: e.RETENTION_DAYS,
+    retentionSweepIntervalSeconds: e.RETENTION_SWEEP_INTERVAL_SECONDS,
   });
 }
 

@@ -23,6 +23,8 @@ export const TEST_ENV: Record<string, string> = {
   // Load shedding reacts to the whole machine's load (parallel test files): on only in its own test.
   LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
   MAIL_WORKER_ENABLED: 'false',
+  // The fake clocks of tests jump days ahead; a sweep in the middle of a test would delete its rows.
+  RETENTION_SWEEP_INTERVAL_SECONDS: '0',
   SHOP_NAME: 'ALSO Webshop',
 };
 

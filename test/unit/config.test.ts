@@ -11,6 +11,7 @@ t.test('defaults give a working development configuration', async (t) => {
   t.equal(config.databaseUrl, undefined, 'no DATABASE_URL means the embedded database');
   t.same(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
   t.ok(config.jwt.accessTtlSeconds <= 900);
+  t.match(config, { retentionDays: 30, retentionSweepIntervalSeconds: 3600 }, 'ended records go after 30 days, swept hourly');
   t.ok(Object.isFrozen(config));
 });
 
@@ -33,6 +34,8 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ TRUST_PROXY: '10.0.0.0/33' }, /TRUST_PROXY/],
     [{ TRUST_PROXY: '10.0.0.1,lb.internal' }, /TRUST_PROXY/],
     [{ MAIL_GIVE_UP_SECONDS: String(3 * 24 * 3600) }, /MAIL_GIVE_UP_SECONDS: must be at least 604800/],
+    [{ RETENTION_DAYS: '0' }, /RETENTION_DAYS/],
+    [{ RETENTION_SWEEP_INTERVAL_SECONDS: '-1' }, /RETENTION_SWEEP_INTERVAL_SECONDS/],
     // This service's own audience is reserved for the restricted tokens (selfAudience).
     [{ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCES: 'webshop,https://auth.example.test,cso' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
     [{ JWT_AUDIENCES: 'webshop,http://localhost:3000' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
