@@ -27,7 +27,6 @@ import { meRoutes } from './modules/me/me.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { createMailTransport, type MailTransport } from './modules/mail/mail.transport.js';
 import { startMailWorker } from './modules/mail/mail.worker.js';
-import { RETENTION_TABLES } from './modules/retention/retention.js';
 import { startRetentionSweeper } from './modules/retention/retention.sweeper.js';
 import { activationRoutes } from './modules/activation/activation.routes.js';
 import { loginRoutes } from './modules/login/login.routes.js';
@@ -139,15 +138,13 @@ function registerRetentionSweeper(app: FastifyInstance, ctx: AppContext): void {
   if (ctx.config.retentionSweepIntervalSeconds === 0) return;
   const purged = new Counter({
     name: `${app.metrics.prefix}retention_purged_total`,
-    help: 'Rows deleted by the retention sweep, by table (ended sessions, expired links and challenges, sent or given-up mail)',
+    help: 'Rows deleted by the retention sweep, by table (refresh tokens and ended sessions, expired links and challenges, sent or given-up mail)',
     labelNames: ['table'],
     registers: [app.metrics.registry],
   });
   let sweeper: ReturnType<typeof startRetentionSweeper> | undefined;
   app.addHook('onReady', async () => {
-    sweeper = startRetentionSweeper(ctx, app.log, (report) => {
-      for (const table of RETENTION_TABLES) purged.inc({ table }, report[table]);
-    });
+    sweeper = startRetentionSweeper(ctx, app.log, (table, deleted) => purged.inc({ table }, deleted));
   });
   app.addHook('onClose', async () => sweeper?.stop());
 }

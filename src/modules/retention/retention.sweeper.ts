@@ -1,17 +1,18 @@
 import type { AppContext } from '../../context.js';
-import { purgeEnded, type PurgeReport } from './retention.js';
+import { purgeEnded, type PurgeReport, type RetentionTable } from './retention.js';
 
 type SweepLog = { info(obj: object, msg: string): void; error(obj: object, msg: string): void };
 
 /**
- * Runs purgeEnded every RETENTION_SWEEP_INTERVAL_SECONDS in this instance (first after a random
- * part of a minute, so instances started together do not sweep together). Errors (database down,
- * ...) are logged and the next sweep comes as planned; `stop()` waits for the sweep in flight.
+ * Runs purgeEnded every RETENTION_SWEEP_INTERVAL_SECONDS (± 10 %) in this instance; the first sweep
+ * comes at a random point of the first interval, so a restart or a rolling deploy does not sweep
+ * at once and instances drift apart. Errors (database down, ...) are logged and the next sweep
+ * comes as planned; `stop()` ends a sweep in flight after its current batch.
  */
 export function startRetentionSweeper(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
   log: SweepLog,
-  onPurged: (report: PurgeReport) => void,
+  onBatch: (table: RetentionTable, deleted: number) => void,
 ): { stop(): Promise<void> } {
   const intervalMs = ctx.config.retentionSweepIntervalSeconds * 1000;
   let stopped = false;
@@ -26,18 +27,17 @@ export function startRetentionSweeper(
   function sweep(): void {
     running = (async () => {
       try {
-        const report = await purgeEnded(ctx);
-        onPurged(report);
+        const report: PurgeReport = await purgeEnded(ctx, { shouldStop: () => stopped, onBatch });
         log.info({ purged: report }, 'retention sweep done');
       } catch (err) {
         log.error({ err: err instanceof Error ? err.message : String(err) }, 'retention sweep failed; next one as planned');
       }
       running = undefined;
-      schedule(intervalMs);
+      schedule(intervalMs * (0.9 + Math.random() * 0.2));
     })();
   }
 
-  schedule(Math.min(intervalMs, Math.floor(Math.random() * 60_000)));
+  schedule(Math.random() * intervalMs);
   return {
     async stop() {
       stopped = true;

@@ -1,15 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
+import { v7 as uuidv7 } from 'uuid';
 import { deliverDueMail } from '../../../src/modules/mail/mail.worker.js';
-import { purgeEnded } from '../../../src/modules/retention/retention.js';
+import { firstIdAt, purgeEnded } from '../../../src/modules/retention/retention.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { cli, cliEnv } from '../../helpers/cli.js';
 import { createUser, signIn } from '../../helpers/factories.js';
 import { api } from '../../helpers/http.js';
 
 /**
- * Retention: ended sessions (with their refresh tokens), expired links and challenges, and sent
- * mail are deleted RETENTION_DAYS after they ended; anything live or unsent stays.
+ * Retention: ended sessions (with their refresh tokens), expired links and challenges, and sent or
+ * given-up mail are deleted RETENTION_DAYS after they ended; anything live or unsent stays.
  */
 
 const DAY = 24 * 3600;
@@ -23,64 +24,103 @@ t.test('purgeEnded deletes what ended more than RETENTION_DAYS ago and keeps eve
   const db = app.ctx.db;
   const u = await createUser(db, app, { email: 'olivia@alpha.test' });
   const other = await createUser(db, app, { email: 'otto@alpha.test' });
+  const third = await createUser(db, app, { email: 'tina@alpha.test' });
 
-  // Day 0: a session that is logged out, a reset link that is mailed (sent), a login challenge,
-  // and a mail that stays unsent.
+  // Day 0: a session that is logged out, one that is refreshed once and then left to idle-expire,
+  // a reset link that is mailed (sent), a login challenge, a mail that stays unsent and one given up.
   const loggedOut = await signIn(app, u.user);
   t.equal((await request({ method: 'POST', url: '/v1/auth/logout', token: loggedOut.accessToken })).status, 204);
+  const idle = await signIn(app, other.user);
+  t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: idle.refreshToken } })).status, 200);
   t.equal((await request({ url: '/v1/password/forgot', body: { email: 'olivia@alpha.test' } })).status, 202);
   await deliverDueMail(app.ctx, app.ctx.mailTransport, 10);
   t.equal((await request({ url: '/v1/auth/login', body: { email: 'olivia@alpha.test', password: u.password } })).status, 200);
   t.equal((await request({ url: '/v1/password/forgot', body: { email: 'otto@alpha.test' } })).status, 202);
-  const idle = await signIn(app, other.user); // never used again: idle-expires within days
-  const day0 = { flows: await db.flowToken.count(), sessions: await db.session.count(), mails: await db.mailOutbox.count() };
-  t.match(day0, { flows: 3, sessions: 2, mails: 2 });
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'tina@alpha.test' } })).status, 202);
+  await db.mailOutbox.updateMany({ where: { toAddress: 'tina@alpha.test' }, data: { failedAt: clock.now(), lastError: '550 no such user' } });
+  t.match({ flows: await db.flowToken.count(), sessions: await db.session.count(), tokens: await db.refreshToken.count(), mails: await db.mailOutbox.count() },
+    { flows: 4, sessions: 2, tokens: 3, mails: 3 });
 
-  // Day 30 + 1 h: a session that is live now, with one rotation behind it (reuse detection needs the old token).
-  clock.advance(30 * DAY + 3600);
-  const live = await signIn(app, u.user);
+  // Day 29: the idle session has ended (its idle expiry is hours), less than 30 days ago.
+  clock.advance(29 * DAY);
+  t.match(await purgeEnded(app.ctx), { refresh_tokens: 0, sessions: 0, flow_tokens: 0, mail_outbox: 0 }, 'nothing is 30 days over yet');
+
+  // Day 31 (30 days after the idle session's 12-hour idle expiry): a session that is live now, with
+  // one rotation behind it (reuse detection needs the old token).
+  clock.advance(2 * DAY);
+  const live = await signIn(app, third.user);
   const rotated = await request({ url: '/v1/auth/refresh', body: { refreshToken: live.refreshToken } });
   t.equal(rotated.status, 200);
   t.equal((await request({ url: '/v1/password/forgot', body: { email: 'olivia@alpha.test' } })).status, 202, 'a link of today');
 
   const report = await purgeEnded(app.ctx);
-  t.match(report, { sessions: 1, flow_tokens: 3, mail_outbox: 1 }, 'the logged-out session, the day-0 links and challenge, the sent mail');
+  t.match(report, { refresh_tokens: 3, sessions: 2, flow_tokens: 4, mail_outbox: 2, stopped: false },
+    'both day-0 sessions with their tokens, the day-0 links and challenge, the sent and the given-up mail');
   t.same(report.cutoff, new Date(clock.now().getTime() - 30 * DAY * 1000).toISOString());
-
-  t.equal(await db.session.count({ where: { id: sid(loggedOut) } }), 0, 'the session logged out 30 days ago is gone');
-  t.equal(await db.refreshToken.count({ where: { sessionId: sid(loggedOut) } }), 0, 'with its refresh tokens');
-  t.equal(await db.session.count({ where: { id: sid(idle) } }), 1, 'a session that idle-expired less than 30 days ago stays');
+  t.equal(await db.session.count({ where: { id: { in: [sid(loggedOut), sid(idle)] } } }), 0, 'the logged-out and the idle-expired session are gone');
+  t.equal(await db.refreshToken.count({ where: { sessionId: { in: [sid(loggedOut), sid(idle)] } } }), 0, 'with their refresh tokens');
   t.equal(await db.refreshToken.count({ where: { sessionId: sid(live) } }), 2, 'a live session keeps its rotated token');
   t.equal(await db.flowToken.count(), 1, "only today's link is left");
   t.equal(await db.flowToken.count({ where: { state: 'PENDING', userId: u.user.id } }), 1);
-  t.same((await db.mailOutbox.findMany({ select: { toAddress: true, sentAt: true } })).map((m) => [m.toAddress, m.sentAt]).sort(), [
-    ['olivia@alpha.test', null],
-    ['otto@alpha.test', null],
+  t.same((await db.mailOutbox.findMany({ select: { toAddress: true, sentAt: true, failedAt: true } })).map((m) => [m.toAddress, m.sentAt, m.failedAt]).sort(), [
+    ['olivia@alpha.test', null, null],
+    ['otto@alpha.test', null, null],
   ], 'unsent mail stays, however old');
 
-  // Reuse of the rotated token is still detected.
+  // Reuse of the rotated token, after the grace period, is still detected: the session ends.
+  clock.advance(60);
   const reuse = await request({ url: '/v1/auth/refresh', body: { refreshToken: live.refreshToken } });
-  t.not(reuse.body.code, 'refresh_token_invalid', `reuse is recognised: ${reuse.body.code}`);
+  t.equal(reuse.body.code, 'refresh_token_reused');
 
-  t.match(await purgeEnded(app.ctx), { sessions: 0, flow_tokens: 0, mail_outbox: 0 }, 'a second run finds nothing');
-  const run = await cli(['purge-ended'], cliEnv((await buildTestApp(t)).databaseUrl));
+  t.match(await purgeEnded(app.ctx), { refresh_tokens: 0, sessions: 0, flow_tokens: 0, mail_outbox: 0 }, 'a second run finds nothing');
+});
+
+t.test('batches, a stop between them, and the CLI purge-ended (real clock)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t, { RETENTION_DAYS: '30' });
+  const db = app.ctx.db;
+  const u = await createUser(db, app, {});
+  // 2,500 login challenges that expired 40 days ago (ids of their creation time), and one of now.
+  const at = new Date(Date.now() - 40 * DAY * 1000);
+  const old = Array.from({ length: 2500 }, (_, i) => ({
+    id: uuidv7({ msecs: at.getTime() + i }),
+    userId: u.user.id,
+    purpose: 'LOGIN_CHALLENGE' as const,
+    tokenHash: `old-${i}`,
+    state: 'VOIDED' as const,
+    expiresAt: new Date(at.getTime() + 300_000),
+    createdAt: at,
+  }));
+  await db.flowToken.createMany({ data: old });
+  await db.flowToken.create({ data: { userId: u.user.id, purpose: 'LOGIN_CHALLENGE', tokenHash: 'now', expiresAt: new Date(Date.now() + 300_000) } });
+  t.ok(old.every((f) => f.id < firstIdAt(new Date(Date.now() - 30 * DAY * 1000))), 'ids sort before the cutoff id');
+
+  const batches: number[] = [];
+  const stopped = await purgeEnded({ ...app.ctx, clock: { now: () => new Date() } }, {
+    onBatch: (table, deleted) => table === 'flow_tokens' && batches.push(deleted),
+    shouldStop: () => batches.length === 2,
+  });
+  t.match(stopped, { flow_tokens: 2000, stopped: true }, 'two full batches, then the stop');
+  t.same(batches, [1000, 1000]);
+
+  const run = await cli(['purge-ended'], cliEnv(databaseUrl));
   t.equal(run.code, 0, run.stderr);
-  t.match(JSON.parse(run.stdout), { sessions: 0, flow_tokens: 0, mail_outbox: 0, cutoff: String });
+  t.match(JSON.parse(run.stdout), { flow_tokens: 500, sessions: 0, mail_outbox: 0, stopped: false, cutoff: String });
+  t.equal(await db.flowToken.count(), 1, 'the live challenge stays');
 });
 
 t.test('the server sweeps by itself every RETENTION_SWEEP_INTERVAL_SECONDS and counts what it deleted', async (t) => {
-  const { app } = await buildTestApp(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '1', RETENTION_DAYS: '1' });
+  const { app, clock } = await buildTestApp(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '1', RETENTION_DAYS: '1' });
   const request = api(app);
   const u = await createUser(app.ctx.db, app, {});
   const session = await signIn(app, u.user);
-  // Revoked two days ago (the fake clock does not move the database's rows; the revocation time is set directly).
-  await app.ctx.db.session.update({ where: { id: sid(session) }, data: { revokedAt: new Date(app.ctx.clock.now().getTime() - 2 * DAY * 1000) } });
-  await app.ready();
+  t.equal((await request({ method: 'POST', url: '/v1/auth/logout', token: session.accessToken })).status, 204);
+  clock.advance(2 * DAY);
   let scraped = '';
   for (let i = 0; i < 50 && !/retention_purged_total\{table="sessions"\} 1/.test(scraped); i++) {
     await sleep(100);
     scraped = (await request({ url: '/metrics' })).raw;
   }
   t.match(scraped, 'webshop_auth_retention_purged_total{table="sessions"} 1');
+  t.match(scraped, 'webshop_auth_retention_purged_total{table="refresh_tokens"} 1');
   t.equal(await app.ctx.db.session.count({ where: { id: sid(session) } }), 0);
 });
