@@ -96,10 +96,10 @@ export async function listAuditEvents(
   };
 }
 
-/** The details of a row written by the operator CLI (`by`/`via: "cli"`) without `operator` and `reason`. */
+/** The details without `cli` (the operator's OS account and reason: audit.service.ts RequestMeta). */
 function withoutOperator(details: Record<string, unknown>): Record<string, unknown> {
-  if (details.by !== 'cli' && details.via !== 'cli') return details;
-  const { operator: _operator, reason: _reason, ...rest } = details;
+  if (!('cli' in details)) return details;
+  const { cli: _cli, ...rest } = details;
   return rest;
 }
 

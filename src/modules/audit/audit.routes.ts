@@ -22,7 +22,7 @@ export const AuditEventSchema = z
     details: z
       .record(z.string(), z.unknown())
       .describe(
-        'Fields of the event type. Rows written by the operator CLI (userAgent `webshop-auth-cli`) also carry `operator` (the OS account that ran the command, or null) and, when the operator gave one, `reason` — in the support audit log only, not in an organisation\'s',
+        'Fields of the event type. Rows written by the operator CLI (userAgent `webshop-auth-cli`) also carry `cli`: `{ operator, reason? }` (the OS account that ran the command, or null, and the reason the operator gave) — in the support audit log only, not in an organisation\'s',
       ),
   })
   .meta({ id: 'AuditEvent' });

@@ -5,8 +5,8 @@ import type { Clock } from '../../lib/clock.js';
 
 /**
  * Where a request came from, recorded with every audit event. `cli` is set by the operator CLI only
- * (no IP, no signed-in actor): who ran the command and why, added to the details of every audit
- * row written with this meta (on a clash, an event's own details keys win).
+ * (no IP, no signed-in actor): who ran the command and why, stored as `details.cli` of every audit
+ * row written with this meta (apart from the event's own details, which it never overwrites or hides).
  */
 export type RequestMeta = { ip: string | null; userAgent: string | null; cli?: CliInvocation };
 
@@ -101,7 +101,7 @@ export function auditInsertSql(
   input: AuditInput,
   options: { from?: string; details?: string; subject?: { userId: string; organizationId: string } } = {},
 ): string {
-  const details = p.add(JSON.stringify({ ...input.meta.cli, ...input.details }), 'jsonb');
+  const details = p.add(JSON.stringify(input.meta.cli ? { ...input.details, cli: input.meta.cli } : (input.details ?? {})), 'jsonb');
   const subject = options.subject ?? { userId: p.add(input.subjectUserId ?? null, 'uuid'), organizationId: p.add(input.organizationId ?? null, 'uuid') };
   return `INSERT INTO audit_events (id, type, actor_user_id, subject_user_id, organization_id, ip, user_agent, details, created_at)
     SELECT ${p.add(newId(), 'uuid')}, ${p.add(input.type, 'text')}, ${p.add(input.actorUserId ?? null, 'uuid')},

@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import t from 'tap';
 import type { Prisma } from '../../../src/generated/prisma/client.js';
+import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
 import { cli, cliEnv } from '../../helpers/cli.js';
 import { CLI_AUDIT, staffWorld } from './cli-support-helpers.js';
 
@@ -63,11 +64,12 @@ t.test('each command records the operator (SUDO_USER wins) and the --reason (tri
     const rows = await w.db.auditEvent.findMany({ where: await c.rows(), orderBy: { type: 'asc' } });
     t.same(rows.map((r) => r.type), c.types, `${command}: its audit rows`);
     for (const row of rows) {
-      const details = row.details as Record<string, unknown>;
+      const details = row.details as Record<string, unknown> & { cli: Record<string, unknown> };
       t.match(row, { actorUserId: CLI_AUDIT.actorUserId, ip: CLI_AUDIT.ip, userAgent: CLI_AUDIT.userAgent }, `${command} ${row.type}: no actor`);
-      t.equal(details.operator, c.sudo ? SUDO_USER : plain, `${command} ${row.type}: operator`);
-      t.equal(details.reason, c.reason, `${command} ${row.type}: reason`);
-      t.equal('reason' in details, c.reason !== undefined, `${command} ${row.type}: no reason key without --reason`);
+      t.equal(details.cli.operator, c.sudo ? SUDO_USER : plain, `${command} ${row.type}: operator`);
+      t.equal(details.cli.reason, c.reason, `${command} ${row.type}: reason`);
+      t.equal('reason' in details.cli, c.reason !== undefined, `${command} ${row.type}: no reason key without --reason`);
+      t.notOk('operator' in details, `${command} ${row.type}: kept apart from the event's own details`);
       t.ok(details.by === 'cli' || details.via === 'cli', `${command} ${row.type}: still by/via cli`);
     }
   }
@@ -79,16 +81,19 @@ t.test('a bad --reason is a usage error (exit 2) and changes nothing; help and u
   await w.support('other@shop.test');
   const block = (...reason: string[]) => w.run('block-support-user', '--email', 'target@shop.test', '--reason', ...reason);
 
-  const [empty, blank, tooLong, newline, missing, help, typo] = await Promise.all([
+  const [empty, blank, tooLong, newline, bidi, invisible, separator, missing, help, typo] = await Promise.all([
     block(''),
     block('   '),
     block('x'.repeat(501)),
     block('OPS-1\nsecond line'),
+    block('OPS-1 \u202Edeliver\u202C'),
+    block('\u200B'),
+    block('OPS-1\u2028second line'),
     w.run('block-support-user', '--email', 'target@shop.test', '--reason'),
     w.run('--help'),
     w.run('create-support-user', '--email', 'typo@shop.test', '--name', 'Ty Po', '--reasn', 'OPS-1'),
   ]);
-  for (const [name, run] of Object.entries({ empty, blank, tooLong, newline, missing })) {
+  for (const [name, run] of Object.entries({ empty, blank, tooLong, newline, bidi, invisible, separator, missing })) {
     t.equal(run.code, 2, `${name}: ${run.stderr}`);
     t.match(run.stderr, /^--reason\b/m, `${name}: says what is wrong`);
     t.match(run.stderr, 'usage: npm run cli -- block-support-user --email <e-mail> [--allow-last] [--reason <text>]');
@@ -108,4 +113,13 @@ t.test('a bad --reason is a usage error (exit 2) and changes nothing; help and u
     t.match(help.stdout, new RegExp(`^  ${command} .*\\[--reason <text>\\]`, 'm'), `${command}: usage mentions --reason`);
   }
   t.match(help.stdout, /--reason <text>.*audit/s, 'help says where the reason goes');
+});
+
+t.test('the operator is stored only as an account name: a SUDO_USER that is none falls back to the OS account', async (t) => {
+  const plain = userInfo().username;
+  t.equal(cliOrigin({}, { SUDO_USER: 'bob.smith@corp' }).meta.cli?.operator, 'bob.smith@corp');
+  for (const odd of ['bob\nroot', 'x'.repeat(65), 'bob\u202E', 'bob smith']) {
+    t.equal(cliOrigin({}, { SUDO_USER: odd }).meta.cli?.operator, plain, JSON.stringify(odd));
+  }
+  t.same(cliOrigin({ reason: 'OPS-7' }, {}).meta.cli, { operator: plain, reason: 'OPS-7' });
 });
