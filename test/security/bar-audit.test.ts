@@ -4,6 +4,7 @@ import type { ApiResponse } from '../helpers/http.js';
 import { tokenFromLink } from '../helpers/accounts.js';
 import { adminWorld } from '../integration/organization/helpers.js';
 import { secretOf } from '../integration/mfa/helpers.js';
+import { lastMail } from '../helpers/outbox.js';
 
 /**
  * security.md item 26: every login attempt (success/failure, factor), lockout, MFA change, reset,
@@ -87,7 +88,7 @@ t.test('each audited kind of event records actor, subject, organisation, IP, use
   // Password reset: requested by the user (anonymous actor), completed with the link.
   const fg = await call('forgot password', USER, { url: '/v1/password/forgot', body: { email: u.user.email } }, 202);
   expect('password.reset_requested', U, null, USER, fg.at, { by: 'self' });
-  const resetMail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: u.user.email, template: 'password_reset' }, orderBy: { createdAt: 'desc' } });
+  const resetMail = await lastMail(app, { toAddress: u.user.email, template: 'password_reset' });
   const thirdPassword = 'Quiet harbour pickle 58?';
   const rs = await call('reset password', USER, { url: '/v1/password/reset', body: { token: tokenFromLink(resetMail.textBody, '/reset-password'), password: thirdPassword } }, 204);
   expect('password.reset_completed', U, U, USER, rs.at);
@@ -123,7 +124,7 @@ t.test('each audited kind of event records actor, subject, organisation, IP, use
   // Support-verified MFA reset: requested by support, confirmed by the user from the mail.
   const sr = await call('support MFA-reset request', SUPPORT, { method: 'POST', url: `/v1/support/users/${U}/mfa-reset-request`, token: w.support.token }, 202);
   expect('mfa.reset_requested', U, support, SUPPORT, sr.at);
-  const confirmMail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: u.user.email, template: 'mfa_reset_confirm' } });
+  const confirmMail = await lastMail(app, { toAddress: u.user.email, template: 'mfa_reset_confirm' });
   const cf = await call('confirm MFA reset', USER, { url: '/v1/mfa-reset/confirm', body: { token: tokenFromLink(confirmMail.textBody, '/confirm-mfa-reset') } }, 200);
   expect('mfa.reset_confirmed', U, U, USER, cf.at);
 

@@ -2,6 +2,7 @@ import t from 'tap';
 import { sha256Hex } from '../../src/lib/tokens.js';
 import { tokenFromLink } from '../helpers/accounts.js';
 import { adminWorld, mailsTo } from '../integration/organization/helpers.js';
+import { outboxMails } from '../helpers/outbox.js';
 
 /**
  * security.md items 14 and 15 through the HTTP API:
@@ -144,7 +145,7 @@ t.test('every e-mail link is built from APP_BASE_URL, whatever Host and forwardi
   const invited = await app.ctx.db.user.findFirstOrThrow({ where: { email: 'invited@alpha.test' } });
   t.equal((await send({ method: 'POST', url: `/v1/organization/users/${invited.id}/activation-email`, token: w.adminA.token })).status, 200, 'admin: resent activation');
 
-  const mails = await app.ctx.db.mailOutbox.findMany({ where: { template: { in: ['password_reset', 'mfa_reset_confirm', 'activation'] } } });
+  const mails = await outboxMails(app, { where: { template: { in: ['password_reset', 'mfa_reset_confirm', 'activation'] } } });
   t.equal(mails.length, 6, 'every step queued its mail');
   const expectedPath: Record<string, string> = { password_reset: '/reset-password', mfa_reset_confirm: '/confirm-mfa-reset', activation: '/activate' };
   for (const mail of mails) {

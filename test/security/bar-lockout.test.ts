@@ -4,6 +4,7 @@ import { api } from '../helpers/http.js';
 import { createUser, currentTotp, wrongCode } from '../helpers/factories.js';
 import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
 import { challengeFor } from '../integration/mfa/helpers.js';
+import { lastMail } from '../helpers/outbox.js';
 
 /**
  * security.md item 6 through the HTTP API:
@@ -52,7 +53,7 @@ t.test('wrong passwords and wrong codes are counted separately, each locking at 
   // left to run out: a reset never bypasses the second factor).
   const forgot = await request({ url: '/v1/password/forgot', body: { email: user.email } });
   t.equal(forgot.status, 202);
-  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email, template: 'password_reset' } });
+  const mail = await lastMail(app, { toAddress: user.email, template: 'password_reset' });
   const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(mail.textBody, '/reset-password'), password: GOOD_PASSWORD } });
   t.equal(reset.status, 204, 'the reset works while both locks are in force');
   const after = await request({ url: '/v1/auth/login', body: { email: user.email, password: GOOD_PASSWORD } });

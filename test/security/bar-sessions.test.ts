@@ -7,6 +7,7 @@ import { createUser, currentTotp, signIn } from '../helpers/factories.js';
 import { GOOD_PASSWORD, inviteUser, tokenFromLink } from '../helpers/accounts.js';
 import { adminWorld } from '../integration/organization/helpers.js';
 import { secretOf } from '../integration/mfa/helpers.js';
+import { lastMail } from '../helpers/outbox.js';
 
 /**
  * security.md items 18, 19, 21 and 22 through the HTTP API:
@@ -104,7 +105,7 @@ t.test('logout, block, password reset and MFA resets: refresh fails and introspe
   // Password reset through the e-mailed link.
   const pr = await twoSessions('reset@alpha.test');
   t.equal((await request({ url: '/v1/password/forgot', body: { email: 'reset@alpha.test' } })).status, 202);
-  const resetMail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: 'reset@alpha.test', template: 'password_reset' } });
+  const resetMail = await lastMail(app, { toAddress: 'reset@alpha.test', template: 'password_reset' });
   const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(resetMail.textBody, '/reset-password'), password: GOOD_PASSWORD } });
   t.equal(reset.status, 204);
   await assertEnded('password reset (session 1)', pr.a);
@@ -120,7 +121,7 @@ t.test('logout, block, password reset and MFA resets: refresh fails and introspe
   const sm = await twoSessions('support.mfa@alpha.test');
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${sm.member.user.id}/mfa-reset-request`, token: w.support.token })).status, 202);
   await assertAlive('support MFA reset requested, not yet confirmed', sm.a);
-  const confirmMail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: 'support.mfa@alpha.test', template: 'mfa_reset_confirm' } });
+  const confirmMail = await lastMail(app, { toAddress: 'support.mfa@alpha.test', template: 'mfa_reset_confirm' });
   t.equal((await request({ url: '/v1/mfa-reset/confirm', body: { token: tokenFromLink(confirmMail.textBody, '/confirm-mfa-reset') } })).status, 200);
   await assertEnded('support-verified MFA reset (session 1)', sm.a);
   await assertEnded('support-verified MFA reset (session 2)', sm.b);
@@ -269,7 +270,7 @@ t.test('tokens are read only from headers and bodies: credential routes refuse t
   t.same({ status: inspect.status, code: inspect.body.code }, { status: 400, code: 'validation_failed' }, 'the token in the URL is refused');
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: invited.token } })).status, 200, 'and the link still works');
   await request({ url: '/v1/password/forgot', body: { email: user.email } });
-  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email, template: 'password_reset' } });
+  const mail = await lastMail(app, { toAddress: user.email, template: 'password_reset' });
   const resetToken = tokenFromLink(mail.textBody, '/reset-password');
   const reset = await request({ url: `/v1/password/reset?token=${resetToken}`, body: { token: 'y'.repeat(43), password: GOOD_PASSWORD } });
   t.same({ status: reset.status, code: reset.body.code }, { status: 400, code: 'validation_failed' }, 'the reset token in the URL is refused');

@@ -9,6 +9,7 @@ import { requestMfaReset } from '../../src/modules/support/mfa-reset.service.js'
 import { GOOD_PASSWORD, inviteUser, tokenFromLink } from '../helpers/accounts.js';
 import { sendPasswordResetMail } from '../../src/modules/password/password.service.js';
 import { parallelChallenges, secretOf } from '../integration/mfa/helpers.js';
+import { lastMail } from '../helpers/outbox.js';
 
 /**
  * Security review: races around the per-account locks (security.md items 6, 10, 14).
@@ -136,7 +137,7 @@ t.test('a support-verified MFA reset link dies when the user removes the factor 
   const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
   const { user, password } = await createUser(app.ctx.db, app, { organizationId: org.id });
   await requestMfaReset(app.ctx, { actor: { userId: support.id }, meta: { ip: null, userAgent: null } }, user.id);
-  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email, template: 'mfa_reset_confirm' } });
+  const mail = await lastMail(app, { toAddress: user.email, template: 'mfa_reset_confirm' });
   const staleLink = tokenFromLink(mail.textBody, '/confirm-mfa-reset');
 
   // Meanwhile the user sets up a new phone on their own: remove (with password), enrol again.
@@ -178,7 +179,7 @@ for (const kind of ['password reset', 'activation'] as const) {
       url = '/v1/password/reset';
       const issued = await app.ctx.db.$transaction((tx) => sendPasswordResetMail(tx, app.ctx, { user, actorUserId: null }));
       t.ok(issued.expiresAt);
-      const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email, template: 'password_reset' } });
+      const mail = await lastMail(app, { toAddress: user.email, template: 'password_reset' });
       token = tokenFromLink(mail.textBody, '/reset-password');
     }
     const block = await openClient(t, databaseUrl);

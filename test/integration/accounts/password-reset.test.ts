@@ -5,6 +5,7 @@ import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { adminWorld, mailsTo } from '../organization/helpers.js';
+import { lastMail, outboxMails } from '../../helpers/outbox.js';
 
 t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
   const sink = await startSmtpSink(t);
@@ -110,7 +111,7 @@ t.test('reset links: expire after 30 minutes, are replaced by newer ones, and ar
   const { user } = await createUser(app.ctx.db, app);
   const linkFor = async () => {
     await request({ url: '/v1/password/forgot', body: { email: user.email } });
-    const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email }, orderBy: { createdAt: 'desc' } });
+    const mail = await lastMail(app, { toAddress: user.email });
     return tokenFromLink(mail.textBody, '/reset-password');
   };
 
@@ -138,7 +139,7 @@ t.test('two concurrent resets with one link: exactly one wins', async (t) => {
   const request = api(app);
   const { user } = await createUser(app.ctx.db, app);
   await request({ url: '/v1/password/forgot', body: { email: user.email } });
-  const token = tokenFromLink((await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email } })).textBody);
+  const token = tokenFromLink((await lastMail(app, { toAddress: user.email })).textBody);
   const passwords = [GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD, OTHER_PASSWORD, GOOD_PASSWORD];
   const results = await Promise.all(passwords.map((password) => request({ url: '/v1/password/reset', body: { token, password } })));
   t.same(results.map((r) => r.status).sort(), [204, 410, 410, 410, 410]);
@@ -158,7 +159,7 @@ t.test('a login lock never blocks the reset flow, and a completed reset lifts it
 
   const forgot = await request({ url: '/v1/password/forgot', body: { email: user.email } });
   t.equal(forgot.status, 202);
-  const mail = await app.ctx.db.mailOutbox.findFirst({ where: { toAddress: user.email, template: 'password_reset' } });
+  const mail = (await outboxMails(app, { where: { toAddress: user.email, template: 'password_reset' } })).at(-1);
   t.ok(mail, 'the locked account still gets its reset link');
   const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(mail!.textBody), password: GOOD_PASSWORD } });
   t.equal(reset.status, 204);
@@ -173,7 +174,7 @@ t.test('a blocked account cannot use a reset link', async (t) => {
   const request = api(app);
   const { user } = await createUser(app.ctx.db, app);
   await request({ url: '/v1/password/forgot', body: { email: user.email } });
-  const token = tokenFromLink((await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: user.email } })).textBody);
+  const token = tokenFromLink((await lastMail(app, { toAddress: user.email })).textBody);
   await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: app.ctx.clock.now() } });
   const res = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
   t.equal(res.status, 403);

@@ -147,3 +147,60 @@ t.test('one live login challenge per user: the migration keeps each user\'s newe
   t.same(rows, [{ token_hash: 'older', state: 'VOIDED' }, { token_hash: 'newest', state: 'PENDING' }]);
   await t.rejects(challenge('another', '2026-11-28T10:00:02Z'), { code: '23505', constraint: 'flow_tokens_one_pending_login_challenge' });
 });
+
+t.test('sealed mail bodies: the migration removes the plain bodies of mails already sent or given up, and keeps the queued ones', async (t) => {
+  const url = await emptyDatabase(t);
+  const before = await mkdtemp(join(tmpdir(), 'migs-'));
+  for (const m of (await readMigrations()).filter((f) => f.name < '20261128230000')) {
+    await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
+  }
+  await migrate(url, quiet, before);
+  const mail = (to: string, sentAt: string | null, failedAt: string | null) =>
+    query(
+      url,
+      `INSERT INTO mail_outbox (id, to_address, template, subject, text_body, html_body, attempts, sent_at, failed_at, last_error)
+       VALUES (gen_random_uuid(), $1, 'activation', 'Shop: activate your account', 'link ?token=secret-' || $1, '<a href="?token=secret-' || $1 || '">',
+               1, $2, $3, CASE WHEN $3::timestamptz IS NULL THEN NULL ELSE '550 no such mailbox' END)`,
+      [to, sentAt, failedAt],
+    );
+  await mail('queued@example.test', null, null);
+  await mail('sent@example.test', '2026-11-28T10:00:00Z', null);
+  await mail('failed@example.test', null, '2026-11-28T10:00:00Z');
+
+  await migrate(url, quiet);
+  const rows = await query<Record<string, unknown>>(
+    url,
+    `SELECT to_address, subject, text_body, html_body, body_ciphertext, encryption_key_id, attempts, last_error,
+            sent_at IS NOT NULL AS sent, failed_at IS NOT NULL AS failed
+     FROM mail_outbox ORDER BY to_address`,
+  );
+  const gone = { text_body: null, html_body: null, body_ciphertext: null, encryption_key_id: null };
+  const subject = 'Shop: activate your account';
+  t.same(rows, [
+    { to_address: 'failed@example.test', subject, ...gone, attempts: 1, last_error: '550 no such mailbox', sent: false, failed: true },
+    {
+      to_address: 'queued@example.test',
+      subject,
+      text_body: 'link ?token=secret-queued@example.test',
+      html_body: '<a href="?token=secret-queued@example.test">',
+      body_ciphertext: null,
+      encryption_key_id: null,
+      attempts: 1,
+      last_error: null,
+      sent: false,
+      failed: false,
+    },
+    { to_address: 'sent@example.test', subject, ...gone, attempts: 1, last_error: null, sent: true, failed: false },
+  ], 'sent and given-up mails lose their bodies; a queued one keeps it for delivery; the rest of each row stays');
+  const nullable = await query<{ column_name: string; is_nullable: string }>(
+    url,
+    `SELECT column_name, is_nullable FROM information_schema.columns
+     WHERE table_name = 'mail_outbox' AND column_name IN ('text_body', 'html_body', 'body_ciphertext', 'encryption_key_id') ORDER BY column_name`,
+  );
+  t.same(nullable.map((c) => [c.column_name, c.is_nullable]), [
+    ['body_ciphertext', 'YES'],
+    ['encryption_key_id', 'YES'],
+    ['html_body', 'YES'],
+    ['text_body', 'YES'],
+  ]);
+});

@@ -5,6 +5,7 @@ import { randomToken, sha256Hex } from '../../../src/lib/tokens.js';
 import { issueLoginChallenge, type ChallengeNext } from '../../../src/modules/login/challenge.js';
 import { currentTotp } from '../../helpers/factories.js';
 import type { api } from '../../helpers/http.js';
+import { outboxMails } from '../../helpers/outbox.js';
 
 export type Request = ReturnType<typeof api>;
 
@@ -44,7 +45,7 @@ export async function auditOf(app: FastifyInstance, userId: string, type: string
 
 /** Outbox mails of one template to an address. */
 export async function mailsOf(app: FastifyInstance, to: string, template: string) {
-  return app.ctx.db.mailOutbox.findMany({ where: { toAddress: to, template }, orderBy: { createdAt: 'asc' } });
+  return outboxMails(app, { where: { toAddress: to, template } });
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Role, UserStatus } from '../../../src/generated/prisma/enums.js';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
 import { createOrganization, createUser, signIn, type CreatedUser } from '../../helpers/factories.js';
 import { api } from '../../helpers/http.js';
+import { outboxMails } from '../../helpers/outbox.js';
 
 /**
  * Two organisations (A and B), each with an administrator, plus a support user, all signed in.
@@ -38,9 +39,9 @@ export async function adminWorld(t: Test, env: Record<string, string> = {}): Pro
   return { ...base, request: api(app), orgA, orgB, adminA, adminB, support, member, tokenFor };
 }
 
-/** Outbox rows for an address (mail is written in the same transaction as the change). */
+/** Outbox rows for an address, oldest first, bodies readable (mail is written in the same transaction as the change). */
 export async function mailsTo(app: FastifyInstance, address: string) {
-  return app.ctx.db.mailOutbox.findMany({ where: { toAddress: { equals: address, mode: 'insensitive' } }, orderBy: { createdAt: 'asc' } });
+  return outboxMails(app, { where: { toAddress: { equals: address, mode: 'insensitive' } } });
 }
 
 export async function auditOf(app: FastifyInstance, type: string, subjectUserId?: string) {

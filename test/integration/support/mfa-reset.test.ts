@@ -2,6 +2,7 @@ import t from 'tap';
 import { deliverDueMail } from '../../../src/modules/mail/mail.worker.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { adminWorld, auditOf } from '../organization/helpers.js';
+import { lastMail } from '../../helpers/outbox.js';
 
 const tokenFrom = (text: string) => {
   const match = /https:\/\/shop\.example\.test\/[a-z/-]+\?token=([A-Za-z0-9_%-]+)/.exec(text);
@@ -68,7 +69,7 @@ t.test('concurrent confirmations: exactly one wins; newer requests void older li
   const u = await w.member(w.orgA.id, { email: 'race@alpha.test' });
   const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
   const linkToken = async () => {
-    const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { template: 'mfa_reset_confirm', toAddress: 'race@alpha.test' }, orderBy: { createdAt: 'desc' } });
+    const mail = await lastMail(app, { template: 'mfa_reset_confirm', toAddress: 'race@alpha.test' });
     return tokenFrom(mail.textBody);
   };
 
@@ -90,7 +91,7 @@ t.test('concurrent confirmations: exactly one wins; newer requests void older li
   // Expiry after 24 h: visible to support, refused to the user.
   const v = await w.member(w.orgA.id, { email: 'slow@alpha.test' });
   await request({ method: 'POST', url: `/v1/support/users/${v.user.id}/mfa-reset-request`, token: support.token });
-  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { toAddress: 'slow@alpha.test' } });
+  const mail = await lastMail(app, { toAddress: 'slow@alpha.test' });
   clock.advance(24 * 3600 + 1);
   support.token = await w.tokenFor(support.user);
   t.equal((await request({ url: `/v1/support/users/${v.user.id}/mfa-reset-request`, token: support.token })).body.state, 'expired');
@@ -112,7 +113,7 @@ t.test('a block voids a pending request; preconditions and who may ask', async (
   const u = await w.member(w.orgA.id, { email: 'blockme@alpha.test' });
   const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
   await request({ method: 'POST', url: path, token: support.token });
-  const mail = await app.ctx.db.mailOutbox.findFirstOrThrow({ where: { template: 'mfa_reset_confirm' } });
+  const mail = await lastMail(app, { template: 'mfa_reset_confirm' });
   await request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: adminA.token });
   t.equal((await request({ url: path, token: support.token })).body.state, 'voided');
   t.equal((await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } })).status, 410);
