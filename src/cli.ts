@@ -10,6 +10,7 @@ import { AppError } from './errors.js';
 import type { Config } from './config.js';
 import type { Db } from './db/client.js';
 import type { Clock } from './lib/clock.js';
+import type { Keyring } from './lib/secret-box.js';
 import { createOrganizationFromCli, createSupportUser } from './modules/support/bootstrap.service.js';
 import {
   blockSupportUser,
@@ -233,11 +234,11 @@ function supportChange(args: Map<string, string>, otherOptions: string[]): { ema
 }
 
 /** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
-async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config }) => Promise<void>): Promise<number> {
+async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config; keyring: Keyring }) => Promise<void>): Promise<number> {
   const cfg = config();
   const runtime = await openRuntime(cfg, log, { migrate: false });
   try {
-    await fn({ db: runtime.database.db, clock: systemClock, config: cfg });
+    await fn({ db: runtime.database.db, clock: systemClock, config: cfg, keyring: runtime.keyring });
     return 0;
   } catch (err) {
     if (err instanceof AppError) {

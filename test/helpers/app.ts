@@ -5,10 +5,11 @@ import type { Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/db/client.js';
-import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
+import { parseKeyring } from '../../src/lib/secret-box.js';
 import { loggerOptions } from '../../src/logger.js';
 import { fakeClock, type FakeClock } from './clock.js';
 import { createTestDatabase } from './database.js';
+import { TEST_ENCRYPTION_KEYS } from './keys.js';
 
 /** The environment every test app starts from: cheap argon2 (never a mock), quiet, no workers. */
 export const TEST_ENV: Record<string, string> = {
@@ -60,7 +61,7 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
   });
   const base = loggerOptions(config) as pino.LoggerOptions;
   const logger = pino(options.loggerOptions ? options.loggerOptions(base) : base, sink);
-  const keyring = parseKeyring(`test-1:${generateKey()}`);
+  const keyring = parseKeyring(TEST_ENCRYPTION_KEYS);
   const app = await buildApp({ config, database, keyring, clock, logger });
   await options.beforeReady?.(app);
   await app.ready();

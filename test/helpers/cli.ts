@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { generateKey } from '../../src/lib/secret-box.js';
+import { TEST_ENCRYPTION_KEYS } from './keys.js';
 
 /** The operator CLI, run as the operator runs it (a child process), against a test database. */
 
@@ -20,7 +20,10 @@ export function cli(args: string[], env: Record<string, string>): Promise<CliRun
   });
 }
 
-/** What the CLI needs to reach a test app's database (links are built on the test apps' APP_BASE_URL). */
+/**
+ * What the CLI needs to reach a test app's database (links are built on the test apps' APP_BASE_URL),
+ * with the test apps' ENCRYPTION_KEYS, so the app opens the mail bodies the CLI sealed.
+ */
 export function cliEnv(databaseUrl: string): Record<string, string> {
-  return { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: `cli-1:${generateKey()}`, APP_BASE_URL: 'https://shop.example.test' };
+  return { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS, APP_BASE_URL: 'https://shop.example.test' };
 }

@@ -1,10 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppContext } from '../../src/context.js';
 import type { MailOutbox, Prisma } from '../../src/generated/prisma/client.js';
+import type { Keyring } from '../../src/lib/secret-box.js';
+import { readMailBody } from '../../src/modules/mail/mail-body.js';
 
 /**
  * The one way tests read mail from the outbox (`mail_outbox`): the rows as stored, with the bodies as
- * the worker would send them in `textBody` / `htmlBody`.
+ * the worker would send them in `textBody` / `htmlBody` — opened with the app's keyring (the body is
+ * stored sealed; a row written before bodies were sealed has it in plain text). A seal that does not
+ * open with the app's keyring throws, as the worker would give that mail up.
  *
  * A mail that was sent or given up has no body any more: reading `textBody` / `htmlBody` of such a
  * row throws (read what arrived from the SMTP sink instead). Template, subject, recipient, timestamps
@@ -21,7 +25,7 @@ const ctxOf = (appOrCtx: FastifyInstance | OutboxCtx): OutboxCtx => ('ctx' in ap
 export async function outboxMails(appOrCtx: FastifyInstance | OutboxCtx, query: Query = {}): Promise<OutboxMail[]> {
   const ctx = ctxOf(appOrCtx);
   const rows = await ctx.db.mailOutbox.findMany({ where: query.where ?? {}, orderBy: query.orderBy ?? [{ createdAt: 'asc' }, { id: 'asc' }] });
-  return rows.map((row) => withBody(row));
+  return rows.map((row) => withBody(ctx.keyring, row));
 }
 
 /** The newest outbox row matching `where` (throws when there is none). */
@@ -31,10 +35,11 @@ export async function lastMail(appOrCtx: FastifyInstance | OutboxCtx, where: Pri
   return mail;
 }
 
-function withBody(row: MailOutbox): OutboxMail {
+function withBody(keyring: Keyring, row: MailOutbox): OutboxMail {
   const { textBody, htmlBody, ...rest } = row;
-  if (textBody !== null && htmlBody !== null) return { ...rest, textBody, htmlBody };
-  return bodyGone(rest);
+  if (row.bodyCiphertext === null && row.encryptionKeyId === null && (textBody === null || htmlBody === null)) return bodyGone(rest);
+  const body = readMailBody(keyring, row.id, row);
+  return { ...rest, textBody: body.text, htmlBody: body.html };
 }
 
 /** A row without a body: textBody / htmlBody throw when read (not enumerable, so spreads and t.same skip them). */

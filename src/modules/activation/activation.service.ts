@@ -23,7 +23,7 @@ export type ActivationUser = { id: string; email: string; name: string };
  */
 export async function sendActivation(
   tx: Tx,
-  ctx: Pick<AppContext, 'config' | 'clock'>,
+  ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null },
 ): Promise<{ link: string; expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {

@@ -1,6 +1,8 @@
 import type { AppContext } from '../../context.js';
 import type { Config } from '../../config.js';
 import type { Tx } from '../../db/client.js';
+import { newId } from '../../db/sql.js';
+import { sealMailBody } from './mail-body.js';
 import { renderMail, type MailLocale, type MailTemplateData, type MailTemplateName } from './mail.templates.js';
 
 export type { MailTemplateData, MailTemplateName } from './mail.templates.js';
@@ -33,21 +35,26 @@ export type EnqueueMailInput<K extends MailTemplateName> = {
  * Writes a mail to the outbox in the caller's transaction: it is sent (by the delivery worker)
  * only if the change that causes it commits, and it survives restarts and SMTP outages.
  * The mail is rendered now, so what is sent is what was true when it was written.
+ *
+ * The body carries the raw link token of activation, reset and MFA-reset mails, so it is stored
+ * only sealed with the keyring (`sealMailBody`, bound to the row's id, which is therefore made
+ * here); recipient, template and subject stay readable for operations (no subject holds a link).
  */
 export async function enqueueMail<K extends MailTemplateName>(
   tx: Tx,
-  ctx: Pick<AppContext, 'config' | 'clock'>,
+  ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: EnqueueMailInput<K>,
 ): Promise<{ id: string }> {
   const rendered = renderMail(input.template, input.data, ctx.config, input.locale);
   const now = ctx.clock.now();
+  const id = newId();
   const row = await tx.mailOutbox.create({
     data: {
+      id,
       toAddress: input.to,
       template: input.template,
       subject: rendered.subject,
-      textBody: rendered.text,
-      htmlBody: rendered.html,
+      ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html }),
       nextAttemptAt: now,
       createdAt: now,
     },

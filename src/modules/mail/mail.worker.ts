@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { AppContext } from '../../context.js';
 import { addSeconds } from '../../lib/clock.js';
 import { retrying } from '../../lib/retry.js';
+import { SecretBoxError } from '../../lib/secret-box.js';
+import { NO_MAIL_BODY, readMailBody, type MailBody, type StoredMailBody } from './mail-body.js';
 import type { MailTransport } from './mail.transport.js';
 
 /**
@@ -13,8 +15,11 @@ import type { MailTransport } from './mail.transport.js';
  *    attempt. Rows another instance holds are skipped, and a row whose lease ran out gets a new
  *    token when it is claimed again, so at any moment one worker holds a row's claim. A row is
  *    claimed right before it is sent: its lease does not run out while other mails wait their turn.
- * 2. send it through the transport (SMTP); the transport's timeouts (10 s to connect and for the
- *    greeting, 30 s of silence on the socket) keep a send well inside the lease.
+ * 2. open its sealed body (mail-body.ts; a row written before bodies were sealed has it in plain
+ *    text) and send it through the transport (SMTP); the transport's timeouts (10 s to connect and
+ *    for the greeting, 30 s of silence on the socket) keep a send well inside the lease. A body
+ *    that does not open (its key is no longer in ENCRYPTION_KEYS, the row was tampered with) is
+ *    given up at once like a refused recipient below: retrying cannot help.
  * 3. mark it sent (`sent_at`), or on failure release it with `next_attempt_at` pushed back
  *    exponentially (30 s, 1 min, 2 min, ... ≤ 1 h). Each of these updates applies only while the
  *    row still carries this claim's token (and `sent_at IS NULL`): a worker that lost its claim
@@ -29,6 +34,9 @@ import type { MailTransport } from './mail.transport.js';
  *    the longest link lifetime (activation, 7 days; MAIL_GIVE_UP_MIN_SECONDS), so no mail whose
  *    link still works is dropped, and a notification without a link (account blocked, MFA removed,
  *    password changed) outlasts any outage short of a week.
+ *    Marking a mail sent or given up also removes its body (sealed or plain) in the same UPDATE:
+ *    a row that is done keeps recipient, template, subject, timestamps, attempts and last error,
+ *    and no link token.
  *
  * Delivery is at-least-once, not exactly-once. A mail the SMTP server accepted is sent once more
  * (with the same Message-ID, so mail clients can recognise the duplicate) after its lease runs out
@@ -53,13 +61,11 @@ export type MailLog = {
   error(obj: object, msg: string): void;
 };
 
-type ClaimedRow = {
+type ClaimedRow = StoredMailBody & {
   id: string;
   claimToken: string;
   toAddress: string;
   subject: string;
-  textBody: string;
-  htmlBody: string;
   attempts: number;
   createdAt: Date;
 };
@@ -87,7 +93,7 @@ export type DeliveryResult = { claimed: number; sent: number; failed: number };
 
 /** Claims due mails one at a time, up to `limit`, and tries each once. Tests call this directly. */
 export async function deliverDueMail(
-  ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
+  ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>,
   transport: MailTransport,
   limit = 20,
   log?: MailLog,
@@ -99,14 +105,30 @@ export async function deliverDueMail(
     result.claimed++;
     // Every update below applies only while the row is unsent and still carries this claim's token.
     const mine: Claim = { id: row.id, claimToken: row.claimToken, sentAt: null };
+    let body: MailBody;
     try {
-      await transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: row.textBody, html: row.htmlBody });
+      body = readMailBody(ctx.keyring, row.id, row);
+    } catch (err) {
+      // Nothing is sent. The error names the cause and the key id, never anything of the body (an
+      // unexpected error's message is left out: it might quote what it failed on).
+      result.failed++;
+      const cause = err instanceof SecretBoxError ? `${err.reason}: ${err.message}` : 'unexpected error';
+      const lastError = `mail body cannot be opened: ${cause}`.slice(0, ERROR_TEXT_MAX);
+      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: ctx.clock.now(), lastError, ...NO_MAIL_BODY } });
+      log?.error(
+        { mailId: row.id, attempts: row.attempts, reason: 'body_unreadable', err: lastError, encryptionKeyId: row.encryptionKeyId },
+        'mail delivery failed permanently: its body cannot be opened; not retried',
+      );
+      continue;
+    }
+    try {
+      await transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: body.text, html: body.html });
     } catch (err) {
       result.failed++;
       const at = ctx.clock.now();
       const refused = isPermanentRecipientRefusal(err);
       if (refused || at.getTime() - row.createdAt.getTime() >= ctx.config.mailGiveUpSeconds * 1000) {
-        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError: describe(err) } });
+        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError: describe(err), ...NO_MAIL_BODY } });
         log?.error(
           { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: describe(err) },
           'mail delivery failed permanently; not retried',
@@ -151,19 +173,19 @@ async function claimNext(ctx: Pick<AppContext, 'db' | 'clock'>): Promise<Claimed
       LIMIT 1
       FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, claim_token AS "claimToken", to_address AS "toAddress", subject, text_body AS "textBody",
-      html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
+    RETURNING id, claim_token AS "claimToken", to_address AS "toAddress", subject, body_ciphertext AS "bodyCiphertext",
+      encryption_key_id AS "encryptionKeyId", text_body AS "textBody", html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
   return rows[0];
 }
 
 /**
- * Marks a delivered row sent if the claim is still ours (false when it was lost). A failing update is
- * tried again after a short pause, as losing the mark means sending the mail again; the last
- * failure is thrown.
+ * Marks a delivered row sent, removing its body, if the claim is still ours (false when it was
+ * lost). A failing update is tried again after a short pause, as losing the mark means sending the
+ * mail again; the last failure is thrown.
  */
 async function markSent(ctx: Pick<AppContext, 'db' | 'clock'>, mine: Claim): Promise<boolean> {
   const { count } = await retrying(
-    () => ctx.db.mailOutbox.updateMany({ where: mine, data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null } }),
+    () => ctx.db.mailOutbox.updateMany({ where: mine, data: { sentAt: ctx.clock.now(), lockedUntil: null, lastError: null, ...NO_MAIL_BODY } }),
     { tries: MARK_SENT_TRIES, firstDelayMs: MARK_SENT_FIRST_BACKOFF_MS },
   );
   return count === 1;
@@ -176,7 +198,7 @@ export type MailWorker = { stop(): Promise<void>; /** Runs a pass soon (e.g. aft
  * (database down, ...) are logged and the loop goes on; `stop()` waits for the pass in flight.
  */
 export function startMailWorker(
-  ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
+  ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>,
   transport: MailTransport,
   log: MailLog,
   options: { intervalMs?: number; batchSize?: number } = {},

@@ -20,7 +20,7 @@ import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './us
  * row and queue the mail. Nothing here returns or accepts a password, code or secret.
  */
 
-export type AdminCtx = Pick<AppContext, 'db' | 'clock' | 'config'>;
+export type AdminCtx = Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>;
 export type AdminCall = { actor: Pick<Actor, 'userId'>; meta: RequestMeta };
 
 /** Every kind of flow a user could still complete; all void when the user is blocked. */
@@ -124,7 +124,7 @@ export type InviteInput = { email: string; name: string; roles?: readonly Role[]
  */
 export async function inviteUserInTx(
   tx: Tx,
-  ctx: Pick<AppContext, 'clock' | 'config'>,
+  ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>,
   input: InviteInput & { organization: { id: string; name: string }; actorUserId: string | null; meta: RequestMeta; via?: string },
 ): Promise<{ user: ManagedUser; activation: { link: string; expiresAt: Date } }> {
   const roles = normalizeRoles(input.roles);

@@ -10,13 +10,14 @@ import { lockLoginState, lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { renderMail } from '../mail/mail.templates.js';
+import { sealMailBody } from '../mail/mail-body.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
 export const PASSWORD_RESET_TTL_SECONDS = 30 * 60;
 
-type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
+type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'keyring'>;
 
 /**
  * Issues a password-reset link (voiding older ones) and queues the mail in the caller's
@@ -25,7 +26,7 @@ type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
  */
 export async function sendPasswordResetMail(
   tx: Tx,
-  ctx: Pick<AppContext, 'config' | 'clock'>,
+  ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: { user: { id: string; email: string; name: string }; actorUserId: string | null },
 ): Promise<{ expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {
@@ -45,19 +46,20 @@ export async function sendPasswordResetMail(
 const NO_USER = '00000000-0000-0000-0000-000000000000';
 
 /**
- * The work of sendPasswordResetMail (a token, the rendered mail, as many database round trips)
+ * The work of sendPasswordResetMail (a token, the rendered and sealed mail, as many database round trips)
  * without writing anything: "forgot password" for an address without an active account runs it,
  * so both answers take the same time (security.md item 5).
  */
-async function mimicPasswordResetMail(tx: Tx, ctx: Pick<AppContext, 'config' | 'clock'>): Promise<void> {
+async function mimicPasswordResetMail(tx: Tx, ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>): Promise<void> {
   await tx.flowToken.updateMany({ where: { userId: NO_USER, purpose: 'PASSWORD_RESET', state: 'PENDING' }, data: { state: 'VOIDED' } });
   const token = randomToken(32);
   await tx.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) }, select: { id: true } });
-  renderMail(
+  const rendered = renderMail(
     'password_reset',
     { name: 'nobody', link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: ctx.clock.now() },
     ctx.config,
   );
+  sealMailBody(ctx.keyring, NO_USER, rendered);
   await tx.mailOutbox.findUnique({ where: { id: NO_USER }, select: { id: true } });
 }
 

@@ -11,7 +11,7 @@ import { createOrganizationInTx, creationConflict, type CreateOrganizationInput 
  * mail is queued as well (delivered by the server's mail worker).
  */
 
-type Ctx = Pick<AppContext, 'db' | 'clock' | 'config'>;
+type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>;
 
 export async function createSupportUser(
   ctx: Ctx,

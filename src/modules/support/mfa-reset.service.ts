@@ -88,7 +88,7 @@ export async function getMfaResetRequest(ctx: AdminCtx, call: AdminCall, userId:
  * first, in the transaction that removes the MFA: of two concurrent confirmations exactly one
  * wins, and the loser's transaction (and its mail) rolls back.
  */
-export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config'>, token: string, meta: RequestMeta): Promise<void> {
+export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
     const flow = await findUsableFlow(tx, ctx.clock, token, 'MFA_RESET');
     // Lock order user → flows (accounts/user-lock.ts), like blocking, which voids this link.

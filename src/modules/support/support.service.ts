@@ -105,7 +105,7 @@ export type CreateOrganizationInput = {
  */
 export async function createOrganizationInTx(
   tx: Tx,
-  ctx: Pick<AppContext, 'clock' | 'config'>,
+  ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>,
   input: CreateOrganizationInput,
   origin: { actorUserId: string | null; meta: RequestMeta; via: 'support' | 'cli' },
 ) {

@@ -37,7 +37,7 @@ function failingSentMarks(ctx: AppContext, failures: number) {
       return typeof v === 'function' ? v.bind(target) : v;
     },
   });
-  return { ctx: { db, clock: ctx.clock, config: ctx.config }, state };
+  return { ctx: { db, clock: ctx.clock, config: ctx.config, keyring: ctx.keyring }, state };
 }
 
 t.test('a batch slowed by SMTP timeouts past the lease: a second instance running meanwhile sends no mail twice', async (t) => {

@@ -3,7 +3,6 @@ import { buildTestApp, TEST_ENV } from '../../helpers/app.js';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
 import { openDatabase } from '../../../src/db/client.js';
-import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { MAIL_GIVE_UP_MIN_SECONDS } from '../../../src/config.js';
 import { ACTIVATION_TTL_SECONDS } from '../../../src/modules/activation/activation.service.js';
 import { PASSWORD_RESET_TTL_SECONDS } from '../../../src/modules/password/password.service.js';
@@ -188,7 +187,8 @@ t.test('queued mail survives a restart: the next instance\'s worker delivers it'
   });
   const database = openDatabase(first.databaseUrl, { max: 2 });
   first.clock.advance(3600);
-  const second = await buildApp({ config, database, keyring: parseKeyring(`t:${generateKey()}`), clock: first.clock });
+  // Same ENCRYPTION_KEYS as the first instance: the body it sealed opens here.
+  const second = await buildApp({ config, database, keyring: first.app.ctx.keyring, clock: first.clock });
   await second.ready();
   t.teardown(async () => {
     await second.close();
@@ -214,6 +214,7 @@ t.test('a recipient the server refuses for good (550 to RCPT TO) is given up at 
   t.equal(gone.sentAt, null);
   t.equal(gone.failedAt?.getTime(), clock.now().getTime(), 'given up');
   t.match(gone.lastError, /550/, 'with the reason kept');
+  t.match(gone, { bodyCiphertext: null, encryptionKeyId: null, textBody: null, htmlBody: null, subject: 'ALSO Webshop: your password was changed' }, 'its body is removed, its subject kept');
   t.same(sink.messages.map((m) => m.to[0]), ['here@example.test']);
 
   clock.advance(7 * 24 * 3600);
@@ -275,6 +276,7 @@ t.test('SMTP trouble is retried until the mail is MAIL_GIVE_UP_SECONDS old, then
   const row = await ctx.db.mailOutbox.findFirstOrThrow();
   t.equal(row.failedAt?.getTime(), clock.now().getTime(), 'given up');
   t.ok(row.lastError, 'with the reason kept');
+  t.match(row, { bodyCiphertext: null, encryptionKeyId: null, textBody: null, htmlBody: null }, 'and its body removed');
   t.ok(
     logs.some((l) => l.includes('mail delivery failed permanently') && l.includes('"reason":"too_old"') && l.includes(row.id)),
     'logged as an error',

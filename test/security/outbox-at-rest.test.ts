@@ -1,0 +1,187 @@
+import t from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
+import { buildLink, enqueueMail, LINK_PATHS } from '../../src/modules/mail/mail.service.js';
+import { deliverDueMail } from '../../src/modules/mail/mail.worker.js';
+import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
+import { outboxMails } from '../helpers/outbox.js';
+import { startSmtpSink } from '../helpers/smtp-sink.js';
+import { adminWorld } from '../integration/organization/helpers.js';
+
+/**
+ * security.md item 14 ("stored only as a SHA-256 hash") for the mail outbox: the rendered body of an
+ * activation, reset or MFA-reset mail carries the raw link token, so a queued row holds it only
+ * sealed (AES-256-GCM under ENCRYPTION_KEYS, bound to the row), and a row that is done (sent or
+ * given up) holds no body at all. A read-only copy of the database hands out no working link.
+ */
+
+const HOUR = 3600;
+
+/** Every row of the outbox as PostgreSQL serialises it (every column, whatever the model knows). */
+async function rawOutbox(app: FastifyInstance): Promise<Record<string, unknown>[]> {
+  const { rows } = await app.ctx.pool.query<{ row: Record<string, unknown> }>('SELECT row_to_json(m) AS row FROM mail_outbox m ORDER BY created_at, id');
+  return rows.map((r) => r.row);
+}
+
+/** The tables (of the public schema) in which some row, serialised, contains `needle`. */
+async function tablesContaining(app: FastifyInstance, needle: string): Promise<string[]> {
+  const { rows: tables } = await app.ctx.pool.query<{ name: string }>(
+    `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'`,
+  );
+  const found: string[] = [];
+  for (const { name } of tables) {
+    const { rows } = await app.ctx.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${name}" x WHERE strpos(row_to_json(x)::text, $1) > 0`, [needle]);
+    if (rows[0]!.n > 0) found.push(name);
+  }
+  return found;
+}
+
+const NO_BODY = { body_ciphertext: null, encryption_key_id: null, text_body: null, html_body: null };
+
+t.test('links requested through the API: no token in the outbox while queued, no body once sent; the delivered links work', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, request } = w;
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test', name: 'Mia Member' });
+  const confirmer = await w.member(w.orgA.id, { email: 'phone@alpha.test', name: 'Paul Phone' });
+
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'new@alpha.test', name: 'Nina New' } })).status, 201);
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'member@alpha.test' } })).status, 202);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${confirmer.user.id}/mfa-reset-request`, token: w.support.token })).status, 202);
+
+  // The tokens, read the way only the service can: by opening the sealed bodies with its keyring.
+  const cases = [
+    { to: 'new@alpha.test', template: 'activation', path: LINK_PATHS.activation, subject: 'ALSO Webshop: activate your account' },
+    { to: 'member@alpha.test', template: 'password_reset', path: LINK_PATHS.passwordReset, subject: 'ALSO Webshop: reset your password' },
+    { to: 'phone@alpha.test', template: 'mfa_reset_confirm', path: LINK_PATHS.mfaResetConfirm, subject: 'ALSO Webshop: confirm the reset of your 2-step login' },
+  ];
+  const queued = await outboxMails(app, { where: { template: { in: cases.map((c) => c.template) } } });
+  t.equal(queued.length, 3, 'three link mails queued');
+  const tokens = new Map<string, string>();
+  for (const c of cases) {
+    const mail = queued.find((m) => m.toAddress === c.to && m.template === c.template)!;
+    tokens.set(c.template, tokenFromLink(mail.textBody, c.path));
+    t.equal(tokenFromLink(mail.htmlBody, c.path), tokens.get(c.template), `${c.template}: the HTML part carries the same link`);
+  }
+
+  // While queued: the whole row, every column, holds neither the token nor the link nor anything of the body.
+  const rows = await rawOutbox(app);
+  for (const c of cases) {
+    const token = tokens.get(c.template)!;
+    const row = rows.find((r) => r.to_address === c.to && r.template === c.template)!;
+    const dump = JSON.stringify(row);
+    t.notOk(dump.includes(token), `${c.template}: the token is in no column of its queued row`);
+    t.notOk(dump.includes(encodeURIComponent(token)), `${c.template}: nor URL-encoded`);
+    t.notOk(dump.includes(c.path), `${c.template}: nor the link`);
+    t.notOk(/Hello|href=/.test(dump), `${c.template}: nor any of the text`);
+    t.match(row, { subject: c.subject, text_body: null, html_body: null, encryption_key_id: 'test-1', body_ciphertext: /^[A-Za-z0-9_-]{200,}$/ }, `${c.template}: sealed, key id beside it`);
+    t.same(await tablesContaining(app, token), [], `${c.template}: the token is in no table at all`);
+  }
+  const sealedTexts = rows.map((r) => r.body_ciphertext);
+  t.equal(new Set(sealedTexts).size, sealedTexts.length, 'every row its own ciphertext');
+
+  // Delivered: the rows keep recipient, template, subject, times and attempts, and no body.
+  const delivered = await deliverDueMail(app.ctx, app.ctx.mailTransport, 100, app.log);
+  t.same(delivered, { claimed: rows.length, sent: rows.length, failed: 0 });
+  for (const row of await rawOutbox(app)) {
+    t.match(row, { ...NO_BODY, attempts: 1, last_error: null, sent_at: String, to_address: String, subject: String, template: String }, `${row.template} to ${row.to_address}: sent, body removed`);
+  }
+  for (const token of tokens.values()) t.same(await tablesContaining(app, token), [], 'after delivery the token is nowhere either');
+
+  // The mails that arrived carry the working links.
+  const arrived = (to: string, path: string) => {
+    const [mail] = sink.to(to);
+    if (!mail) throw new Error(`nothing arrived for ${to}`);
+    t.equal(tokenFromLink(mail.html, path), tokenFromLink(mail.text, path), `${to}: text and HTML agree`);
+    return tokenFromLink(mail.text, path);
+  };
+  const activation = arrived('new@alpha.test', LINK_PATHS.activation);
+  const reset = arrived('member@alpha.test', LINK_PATHS.passwordReset);
+  const confirm = arrived('phone@alpha.test', LINK_PATHS.mfaResetConfirm);
+  t.same([activation, reset, confirm], [...tokens.values()], 'the delivered links are the ones that were sealed');
+  t.equal(sink.to('new@alpha.test')[0]!.subject, 'ALSO Webshop: activate your account');
+
+  t.equal((await request({ url: '/v1/activation', body: { token: activation, password: GOOD_PASSWORD } })).status, 200, 'the activation link works');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: reset, password: GOOD_PASSWORD } })).status, 204, 'the reset link works');
+  t.equal((await request({ url: '/v1/mfa-reset/confirm', body: { token: confirm } })).status, 200, 'the MFA-reset link works');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: confirmer.user.id } }), 0, 'the MFA reset happened');
+  t.ok(member);
+});
+
+t.test('a body that does not open is given up at once: tampered, moved to another row, or its key gone; the rest of the batch is delivered', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, config, clock, logs } = w;
+  const ctx = app.ctx;
+  const link = (token: string) => buildLink(config, LINK_PATHS.passwordReset, token);
+  const reset = (to: string, token: string) => ({ to, template: 'password_reset' as const, data: { name: to, link: link(token), expiresAt: clock.now() } });
+  const removedKey = parseKeyring(`removed-1:${generateKey()}`);
+
+  const ids = await ctx.db.$transaction(async (tx) => ({
+    tampered: (await enqueueMail(tx, ctx, reset('tampered@example.test', 'tok-tampered-0001'))).id,
+    moved: (await enqueueMail(tx, ctx, reset('moved@example.test', 'tok-moved-00000001'))).id,
+    keyGone: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('keygone@example.test', 'tok-keygone-000001'))).id,
+    fine: (await enqueueMail(tx, ctx, reset('fine@example.test', 'tok-fine-000000001'))).id,
+    alsoFine: (await enqueueMail(tx, ctx, { to: 'notice@example.test', template: 'password_changed', data: { name: 'Nora' } })).id,
+  }));
+  // One bit flipped in the middle of the ciphertext; another row's (valid) ciphertext copied onto a row.
+  await ctx.pool.query(
+    `UPDATE mail_outbox SET body_ciphertext = overlay(body_ciphertext PLACING (CASE WHEN substr(body_ciphertext, 40, 1) = 'A' THEN 'B' ELSE 'A' END) FROM 40 FOR 1) WHERE id = $1`,
+    [ids.tampered],
+  );
+  await ctx.pool.query(`UPDATE mail_outbox SET body_ciphertext = (SELECT body_ciphertext FROM mail_outbox WHERE id = $2) WHERE id = $1`, [ids.moved, ids.fine]);
+
+  const result = await deliverDueMail(ctx, ctx.mailTransport, 100, app.log);
+  t.same(result, { claimed: 5, sent: 2, failed: 3 }, 'every mail claimed once; three given up');
+  t.same(sink.messages.map((m) => m.to[0]).sort(), ['fine@example.test', 'notice@example.test'], 'only the mails whose body opened were sent');
+  t.match(tokenFromLink(sink.to('fine@example.test')[0]!.text, LINK_PATHS.passwordReset), 'tok-fine-000000001', 'the good one carries its own link');
+
+  const rows = await outboxMails(app, { orderBy: { toAddress: 'asc' } });
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const expected = { tampered: /authentication_failed/, moved: /authentication_failed/, keyGone: /unknown_key_id: unknown key id "removed-1"/ };
+  for (const [name, reason] of Object.entries(expected)) {
+    const row = byId.get(ids[name as keyof typeof ids])!;
+    t.equal(row.failedAt?.getTime(), clock.now().getTime(), `${name}: given up now`);
+    t.match(row, { sentAt: null, lockedUntil: null, attempts: 1, bodyCiphertext: null, encryptionKeyId: null, subject: 'ALSO Webshop: reset your password' }, `${name}: given up, body removed`);
+    t.match(row.lastError, /^mail body cannot be opened: /, `${name}: the reason is recorded`);
+    t.match(row.lastError, reason);
+    t.notMatch(row.lastError, /tok-|Hello|reset-password/, `${name}: nothing of the body in the error`);
+    t.ok(
+      logs.some((l) => l.includes(row.id) && l.includes('"level":50') && l.includes('"reason":"body_unreadable"')),
+      `${name}: logged as an error`,
+    );
+  }
+  t.notOk(logs.some((l) => /tok-(tampered|moved|keygone|fine)/.test(l)), 'no body content in any log line');
+
+  clock.advance(24 * HOUR);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 100, app.log), { claimed: 0, sent: 0, failed: 0 }, 'never tried again');
+  const metrics = await app.inject({ url: '/metrics' });
+  t.match(metrics.body, /webshop_auth_mail_outbox_failed 3\b/, 'counted in the failed gauge');
+  t.match(metrics.body, /webshop_auth_mail_outbox_backlog 0\b/);
+});
+
+t.test('a mail queued before bodies were sealed (plain text) is still delivered, then its body removed', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, request } = w;
+  await w.member(w.orgA.id, { email: 'legacy@alpha.test' });
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'legacy@alpha.test' } })).status, 202);
+
+  // Turn the row into what the previous version wrote: the bodies in plain text, no seal.
+  const [mail] = await outboxMails(app, { where: { toAddress: 'legacy@alpha.test' } });
+  const token = tokenFromLink(mail!.textBody, LINK_PATHS.passwordReset);
+  await app.ctx.db.mailOutbox.update({
+    where: { id: mail!.id },
+    data: { textBody: mail!.textBody, htmlBody: mail!.htmlBody, bodyCiphertext: null, encryptionKeyId: null },
+  });
+  t.same(await tablesContaining(app, token), ['mail_outbox'], 'the legacy row holds the token in plain text');
+
+  t.same(await deliverDueMail(app.ctx, app.ctx.mailTransport, 100), { claimed: 1, sent: 1, failed: 0 });
+  const [arrived] = sink.to('legacy@alpha.test');
+  t.equal(arrived?.subject, 'ALSO Webshop: reset your password');
+  t.equal(tokenFromLink(arrived!.text, LINK_PATHS.passwordReset), token, 'delivered from its plain text');
+  const [row] = await rawOutbox(app);
+  t.match(row, { ...NO_BODY, sent_at: String, subject: 'ALSO Webshop: reset your password', template: 'password_reset' }, 'then scrubbed');
+  t.same(await tablesContaining(app, token), [], 'the token is gone from the database');
+  t.equal((await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } })).status, 204, 'the link works');
+});
