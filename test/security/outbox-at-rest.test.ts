@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../../src/modules/mail/mail.service.js';
 import { deliverDueMail } from '../../src/modules/mail/mail.worker.js';
+import { resealSecrets } from '../../src/modules/mfa/key-rotation.js';
 import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
 import { outboxMails } from '../helpers/outbox.js';
 import { startSmtpSink } from '../helpers/smtp-sink.js';
@@ -158,6 +159,70 @@ t.test('a body that does not open is given up at once: tampered, moved to anothe
   const metrics = await app.inject({ url: '/metrics' });
   t.match(metrics.body, /webshop_auth_mail_outbox_failed 3\b/, 'counted in the failed gauge');
   t.match(metrics.body, /webshop_auth_mail_outbox_backlog 0\b/);
+});
+
+t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered with only the new key; done rows are left alone', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, request } = w;
+  const oldKey = app.ctx.keyring.keys.get('test-1')!.toString('base64');
+  const newKey = generateKey();
+  await w.member(w.orgA.id, { email: 'member@alpha.test' });
+
+  // Done before the rotation: one mail sent, one given up (the server refuses the recipient).
+  sink.refuseRecipient('gone@alpha.test');
+  await w.member(w.orgA.id, { email: 'gone@alpha.test' });
+  await request({ url: '/v1/password/forgot', body: { email: 'gone@alpha.test' } });
+  await app.ctx.db.$transaction((tx) => enqueueMail(tx, app.ctx, { to: 'early@alpha.test', template: 'password_changed', data: { name: 'E' } }));
+  t.same(await deliverDueMail(app.ctx, app.ctx.mailTransport, 100), { claimed: 2, sent: 1, failed: 1 });
+
+  // Queued under the old key while SMTP is down: an invitation and a reset link.
+  await sink.stop();
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'new@alpha.test', name: 'Nina New' } })).status, 201);
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'member@alpha.test' } })).status, 202);
+  t.same(await deliverDueMail(app.ctx, app.ctx.mailTransport, 100), { claimed: 2, sent: 0, failed: 2 }, 'SMTP down: both stay queued');
+  const before = await rawOutbox(app);
+
+  // The new key is appended (and so current), the command run.
+  const rotating = parseKeyring(`test-1:${oldKey},test-2:${newKey}`);
+  const report = await resealSecrets(app.ctx.db, rotating);
+  t.equal(report.currentKeyId, 'test-2');
+  t.same(report.mailBodies, { resealed: 2, skipped: 0, failed: 0 }, 'the two queued bodies, nothing else');
+  t.same(report.failures, []);
+  const after = await rawOutbox(app);
+  for (const row of after) {
+    const old = before.find((r) => r.id === row.id)!;
+    if (row.sent_at === null && row.failed_at === null) {
+      t.equal(row.encryption_key_id, 'test-2', `${row.template}: under the new key`);
+      t.not(row.body_ciphertext, old.body_ciphertext, `${row.template}: sealed anew`);
+      t.same({ ...row, body_ciphertext: null, encryption_key_id: null }, { ...old, body_ciphertext: null, encryption_key_id: null }, `${row.template}: nothing else changed`);
+    } else {
+      t.same(row, old, `${row.template} (${row.sent_at ? 'sent' : 'given up'}): untouched, still without a body`);
+      t.match(row, NO_BODY);
+    }
+  }
+  t.same((await resealSecrets(app.ctx.db, rotating)).mailBodies, { resealed: 0, skipped: 0, failed: 0 }, 'idempotent');
+
+  // The old key removed: an instance with only the new key delivers them, and the links work.
+  const onlyNew = { ...app.ctx, keyring: parseKeyring(`test-2:${newKey}`) };
+  await sink.start();
+  w.clock.advance(60); // past the retry back-off, well inside the reset link's 30 minutes
+  t.same(await deliverDueMail(onlyNew, app.ctx.mailTransport, 100), { claimed: 2, sent: 2, failed: 0 });
+  for (const row of await rawOutbox(app)) t.match(row, NO_BODY, `${row.template} to ${row.to_address}: no body left`);
+  const activation = tokenFromLink(sink.to('new@alpha.test')[0]!.text, LINK_PATHS.activation);
+  const reset = tokenFromLink(sink.to('member@alpha.test')[0]!.text, LINK_PATHS.passwordReset);
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: activation } })).status, 200, 'the activation link works');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: reset, password: GOOD_PASSWORD } })).status, 204, 'the reset link works');
+  await deliverDueMail(app.ctx, app.ctx.mailTransport, 100); // the reset's "password changed" notice
+
+  // A queued body under a key the command does not have is reported (id and reason only), not changed.
+  const stray = await app.ctx.db.$transaction((tx) =>
+    enqueueMail(tx, { ...app.ctx, keyring: parseKeyring(`stray-1:${generateKey()}`) }, { to: 'x@alpha.test', template: 'mfa_enrolled', data: { name: 'X' } }),
+  );
+  const missing = await resealSecrets(app.ctx.db, parseKeyring(`test-2:${newKey}`));
+  t.same(missing.mailBodies, { resealed: 0, skipped: 0, failed: 1 });
+  t.same(missing.failures, [{ table: 'mail_outbox', id: stray.id, reason: 'unknown_key_id' }]);
+  t.equal((await app.ctx.db.mailOutbox.findUniqueOrThrow({ where: { id: stray.id } })).encryptionKeyId, 'stray-1', 'left as it was');
 });
 
 t.test('a mail queued before bodies were sealed (plain text) is still delivered, then its body removed', async (t) => {
