@@ -42,7 +42,7 @@ const commands: Record<string, Command> = {
     },
   },
   'rotate-encryption-key': {
-    summary: 're-encrypt every TOTP secret and signing key under the current ENCRYPTION_KEYS key (then the old key can go)',
+    summary: 're-encrypt every TOTP secret, signing key and queued mail body under the current ENCRYPTION_KEYS key (then the old key can go)',
     usage: 'rotate-encryption-key',
     async run() {
       const runtime = await openRuntime(config(), log, { migrate: false });

@@ -109,7 +109,7 @@ t.test('links requested through the API: no token in the outbox while queued, no
   t.ok(member);
 });
 
-t.test('a body that does not open is given up at once: tampered, moved to another row, or its key gone; the rest of the batch is delivered', async (t) => {
+t.test('a body that does not open is given up at once (tampered, moved to another row); one whose key this instance lacks is retried until too old; the rest of the batch is delivered', async (t) => {
   const sink = await startSmtpSink(t);
   const w = await adminWorld(t, { SMTP_URL: sink.url });
   const { app, config, clock, logs } = w;
@@ -122,6 +122,7 @@ t.test('a body that does not open is given up at once: tampered, moved to anothe
     tampered: (await enqueueMail(tx, ctx, reset('tampered@example.test', 'tok-tampered-0001'))).id,
     moved: (await enqueueMail(tx, ctx, reset('moved@example.test', 'tok-moved-00000001'))).id,
     keyGone: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('keygone@example.test', 'tok-keygone-000001'))).id,
+    keyNeverBack: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('never@example.test', 'tok-never-00000001'))).id,
     fine: (await enqueueMail(tx, ctx, reset('fine@example.test', 'tok-fine-000000001'))).id,
     alsoFine: (await enqueueMail(tx, ctx, { to: 'notice@example.test', template: 'password_changed', data: { name: 'Nora' } })).id,
   }));
@@ -133,13 +134,13 @@ t.test('a body that does not open is given up at once: tampered, moved to anothe
   await ctx.pool.query(`UPDATE mail_outbox SET body_ciphertext = (SELECT body_ciphertext FROM mail_outbox WHERE id = $2) WHERE id = $1`, [ids.moved, ids.fine]);
 
   const result = await deliverDueMail(ctx, ctx.mailTransport, 100, app.log);
-  t.same(result, { claimed: 5, sent: 2, failed: 3 }, 'every mail claimed once; three given up');
+  t.same(result, { claimed: 6, sent: 2, failed: 4 }, 'every mail claimed once; four not sent');
   t.same(sink.messages.map((m) => m.to[0]).sort(), ['fine@example.test', 'notice@example.test'], 'only the mails whose body opened were sent');
   t.match(tokenFromLink(sink.to('fine@example.test')[0]!.text, LINK_PATHS.passwordReset), 'tok-fine-000000001', 'the good one carries its own link');
 
-  const rows = await outboxMails(app, { orderBy: { toAddress: 'asc' } });
+  const rows = await ctx.db.mailOutbox.findMany({ orderBy: { toAddress: 'asc' } }); // as stored: some do not open
   const byId = new Map(rows.map((r) => [r.id, r]));
-  const expected = { tampered: /authentication_failed/, moved: /authentication_failed/, keyGone: /unknown_key_id: unknown key id "removed-1"/ };
+  const expected = { tampered: /authentication_failed/, moved: /authentication_failed/ };
   for (const [name, reason] of Object.entries(expected)) {
     const row = byId.get(ids[name as keyof typeof ids])!;
     t.equal(row.failedAt?.getTime(), clock.now().getTime(), `${name}: given up now`);
@@ -152,10 +153,28 @@ t.test('a body that does not open is given up at once: tampered, moved to anothe
       `${name}: logged as an error`,
     );
   }
-  t.notOk(logs.some((l) => /tok-(tampered|moved|keygone|fine)/.test(l)), 'no body content in any log line');
+  for (const name of ['keyGone', 'keyNeverBack'] as const) {
+    const row = byId.get(ids[name])!;
+    t.match(row, { failedAt: null, sentAt: null, lockedUntil: null, attempts: 1, encryptionKeyId: 'removed-1' }, `${name}: kept for a retry, sealed`);
+    t.ok(row.bodyCiphertext, `${name}: body kept`);
+    t.ok(row.nextAttemptAt > clock.now(), `${name}: retried later`);
+    t.match(row.lastError, /^mail body cannot be opened: unknown_key_id: unknown key id "removed-1"/);
+    t.ok(logs.some((l) => l.includes(row.id) && l.includes('"level":50') && l.includes('"reason":"key_missing"')), `${name}: logged as an error`);
+  }
+  t.notOk(logs.some((l) => /tok-(tampered|moved|keygone|never|fine)/.test(l)), 'no body content in any log line');
 
+  // An instance that has the key (the rotation's other half) delivers it; without it, it is given up when too old.
   clock.advance(24 * HOUR);
-  t.same(await deliverDueMail(ctx, ctx.mailTransport, 100, app.log), { claimed: 0, sent: 0, failed: 0 }, 'never tried again');
+  const withKey = { ...ctx, keyring: { currentKeyId: ctx.keyring.currentKeyId, keys: new Map([...ctx.keyring.keys, ...removedKey.keys]) } };
+  await ctx.db.mailOutbox.update({ where: { id: ids.keyNeverBack }, data: { nextAttemptAt: new Date(clock.now().getTime() + 9 * 24 * HOUR * 1000) } });
+  t.same(await deliverDueMail(withKey, ctx.mailTransport, 100, app.log), { claimed: 1, sent: 1, failed: 0 }, 'the mail under the returned key is sent');
+  t.match(tokenFromLink(sink.to('keygone@example.test')[0]!.text, LINK_PATHS.passwordReset), 'tok-keygone-000001');
+  clock.advance(9 * 24 * HOUR);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 100, app.log), { claimed: 1, sent: 0, failed: 1 }, 'the other, still without its key, is tried once more');
+  const gaveUp = await ctx.db.mailOutbox.findUniqueOrThrow({ where: { id: ids.keyNeverBack } });
+  t.match(gaveUp, { bodyCiphertext: null, encryptionKeyId: null, lastError: /unknown_key_id/ }, 'and given up: too old, body removed');
+  t.ok(gaveUp.failedAt, 'failed_at set');
+  t.same(await deliverDueMail(withKey, ctx.mailTransport, 100, app.log), { claimed: 0, sent: 0, failed: 0 }, 'given-up mail is never tried again');
   const metrics = await app.inject({ url: '/metrics' });
   t.match(metrics.body, /webshop_auth_mail_outbox_failed 3\b/, 'counted in the failed gauge');
   t.match(metrics.body, /webshop_auth_mail_outbox_backlog 0\b/);

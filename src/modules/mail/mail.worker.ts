@@ -114,7 +114,20 @@ export async function deliverDueMail(
       result.failed++;
       const cause = err instanceof SecretBoxError ? `${err.reason}: ${err.message}` : 'unexpected error';
       const lastError = `mail body cannot be opened: ${cause}`.slice(0, ERROR_TEXT_MAX);
-      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: ctx.clock.now(), lastError, ...NO_MAIL_BODY } });
+      const at = ctx.clock.now();
+      // A key this instance lacks may be the newer key of another instance (a rolling restart in a
+      // key rotation): retried like SMTP trouble until the mail is too old. A seal that does not open is given up.
+      const keyMissing = err instanceof SecretBoxError && err.reason === 'unknown_key_id';
+      if (keyMissing && at.getTime() - row.createdAt.getTime() < ctx.config.mailGiveUpSeconds * 1000) {
+        const delay = retryDelaySeconds(row.attempts);
+        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError } });
+        log?.error(
+          { mailId: row.id, attempts: row.attempts, reason: 'key_missing', retryInSeconds: delay, encryptionKeyId: row.encryptionKeyId },
+          'mail body sealed under a key this instance does not have (ENCRYPTION_KEYS); will retry',
+        );
+        continue;
+      }
+      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError, ...NO_MAIL_BODY } });
       log?.error(
         { mailId: row.id, attempts: row.attempts, reason: 'body_unreadable', err: lastError, encryptionKeyId: row.encryptionKeyId },
         'mail delivery failed permanently: its body cannot be opened; not retried',
