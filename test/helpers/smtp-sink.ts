@@ -28,6 +28,8 @@ export type SmtpSink = {
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   /** From now on the server answers `550 5.1.1` to RCPT TO for this address (no such mailbox). */
   refuseRecipient(address: string): void;
+  /** While on, every message is refused after DATA with a reply quoting its first link (as spam filters do). */
+  rejectQuotingLinks(on: boolean): void;
   /** Closes the listener: connections are refused until start(). */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -39,6 +41,7 @@ type TestLike = { teardown(fn: () => unknown): void };
 export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
   const refused = new Set<string>();
+  let quoteAndReject = false;
   let server: SMTPServer | undefined;
   let port = 0;
 
@@ -57,6 +60,8 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
           const raw = Buffer.concat(chunks).toString('utf8');
+          const link = /https?:\/\/\S+/.exec(raw.replace(/=\r?\n/g, ''))?.[0];
+          if (quoteAndReject) return callback(Object.assign(new Error(`5.7.1 Rejected as spam: ${link ?? 'no link'}`), { responseCode: 554 }));
           simpleParser(raw)
             .then((parsed) => {
               messages.push({
@@ -114,6 +119,9 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
     },
     refuseRecipient: (address) => {
       refused.add(address.toLowerCase());
+    },
+    rejectQuotingLinks: (on) => {
+      quoteAndReject = on;
     },
     stop,
     start,

@@ -15,11 +15,14 @@ import type { MailTransport } from './mail.transport.js';
  *    attempt. Rows another instance holds are skipped, and a row whose lease ran out gets a new
  *    token when it is claimed again, so at any moment one worker holds a row's claim. A row is
  *    claimed right before it is sent: its lease does not run out while other mails wait their turn.
+ *    An instance claims only mails sealed under a key it has (a rolling key rotation: another
+ *    instance with the newer key sends them, and this one neither delays nor drops them), except a
+ *    mail that is MAIL_GIVE_UP_SECONDS old, which any instance claims and, if it cannot open it, gives up.
  * 2. open its sealed body (mail-body.ts; a row written before bodies were sealed has it in plain
  *    text) and send it through the transport (SMTP); the transport's timeouts (10 s to connect and
  *    for the greeting, 30 s of silence on the socket) keep a send well inside the lease. A body
- *    that does not open (its key is no longer in ENCRYPTION_KEYS, the row was tampered with) is
- *    given up at once like a refused recipient below: retrying cannot help.
+ *    that does not open (the row was tampered with, or its key is gone for good) is given up at
+ *    once like a refused recipient below: retrying cannot help.
  * 3. mark it sent (`sent_at`), or on failure release it with `next_attempt_at` pushed back
  *    exponentially (30 s, 1 min, 2 min, ... ≤ 1 h). Each of these updates applies only while the
  *    row still carries this claim's token (and `sent_at IS NULL`): a worker that lost its claim
@@ -83,10 +86,11 @@ export function isPermanentRecipientRefusal(err: unknown): boolean {
   return typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600 && e.command === 'RCPT TO';
 }
 
+/** An SMTP error for last_error and the log; a server reply quoting the mail (a spam filter's) loses any link token. */
 const describe = (err: unknown): string => {
   const e = err as { code?: unknown; responseCode?: unknown; message?: unknown };
   const parts = [e.code, e.responseCode, typeof e.message === 'string' ? e.message : String(err)].filter((p) => p !== undefined);
-  return parts.join(' ').slice(0, ERROR_TEXT_MAX);
+  return parts.join(' ').replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]').slice(0, ERROR_TEXT_MAX);
 };
 
 export type DeliveryResult = { claimed: number; sent: number; failed: number };
@@ -114,20 +118,7 @@ export async function deliverDueMail(
       result.failed++;
       const cause = err instanceof SecretBoxError ? `${err.reason}: ${err.message}` : 'unexpected error';
       const lastError = `mail body cannot be opened: ${cause}`.slice(0, ERROR_TEXT_MAX);
-      const at = ctx.clock.now();
-      // A key this instance lacks may be the newer key of another instance (a rolling restart in a
-      // key rotation): retried like SMTP trouble until the mail is too old. A seal that does not open is given up.
-      const keyMissing = err instanceof SecretBoxError && err.reason === 'unknown_key_id';
-      if (keyMissing && at.getTime() - row.createdAt.getTime() < ctx.config.mailGiveUpSeconds * 1000) {
-        const delay = retryDelaySeconds(row.attempts);
-        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError } });
-        log?.error(
-          { mailId: row.id, attempts: row.attempts, reason: 'key_missing', retryInSeconds: delay, encryptionKeyId: row.encryptionKeyId },
-          'mail body sealed under a key this instance does not have (ENCRYPTION_KEYS); will retry',
-        );
-        continue;
-      }
-      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError, ...NO_MAIL_BODY } });
+      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: ctx.clock.now(), lastError, ...NO_MAIL_BODY } });
       log?.error(
         { mailId: row.id, attempts: row.attempts, reason: 'body_unreadable', err: lastError, encryptionKeyId: row.encryptionKeyId },
         'mail delivery failed permanently: its body cannot be opened; not retried',
@@ -174,7 +165,7 @@ export async function deliverDueMail(
 }
 
 /** Claims the next due row: lease, new claim token, one more attempt. */
-async function claimNext(ctx: Pick<AppContext, 'db' | 'clock'>): Promise<ClaimedRow | undefined> {
+async function claimNext(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>): Promise<ClaimedRow | undefined> {
   const now = ctx.clock.now();
   const rows = await ctx.db.$queryRaw<ClaimedRow[]>`
     UPDATE mail_outbox
@@ -182,6 +173,8 @@ async function claimNext(ctx: Pick<AppContext, 'db' | 'clock'>): Promise<Claimed
     WHERE id = (
       SELECT id FROM mail_outbox
       WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
+        AND (encryption_key_id IS NULL OR encryption_key_id = ANY(${[...ctx.keyring.keys.keys()]}::text[])
+             OR created_at <= ${new Date(now.getTime() - ctx.config.mailGiveUpSeconds * 1000)})
       ORDER BY next_attempt_at, id
       LIMIT 1
       FOR UPDATE SKIP LOCKED

@@ -124,3 +124,15 @@ t.test('the server sweeps by itself every RETENTION_SWEEP_INTERVAL_SECONDS and c
   t.match(scraped, 'webshop_auth_retention_purged_total{table="refresh_tokens"} 1');
   t.equal(await app.ctx.db.session.count({ where: { id: sid(session) } }), 0);
 });
+
+t.test('a finished mail that an older version left with its plain-text body is emptied by the sweep; a queued one is left to the worker', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const db = app.ctx.db;
+  const plain = { template: 'password_reset', subject: 's', textBody: 'https://shop.example.test/reset-password?token=legacy', htmlBody: '<a>legacy</a>' };
+  const sent = await db.mailOutbox.create({ data: { ...plain, toAddress: 'sent@example.test', sentAt: clock.now() } });
+  const failed = await db.mailOutbox.create({ data: { ...plain, toAddress: 'failed@example.test', failedAt: clock.now() } });
+  const queued = await db.mailOutbox.create({ data: { ...plain, toAddress: 'queued@example.test' } });
+  t.match(await purgeEnded(app.ctx), { mail_outbox_plain_bodies: 2, mail_outbox: 0 });
+  for (const id of [sent.id, failed.id]) t.match(await db.mailOutbox.findUniqueOrThrow({ where: { id } }), { textBody: null, htmlBody: null, subject: 's' }, 'emptied, kept');
+  t.match(await db.mailOutbox.findUniqueOrThrow({ where: { id: queued.id } }), { textBody: plain.textBody }, 'a queued one keeps its body for the worker');
+});
