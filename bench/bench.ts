@@ -407,6 +407,7 @@ async function main(): Promise<void> {
       DATABASE_URL: dbUrl(DB_NAME),
       SMTP_URL: 'smtp://127.0.0.1:1', // never used: the mail worker is off
       MAIL_WORKER_ENABLED: 'false',
+      RETENTION_SWEEP_INTERVAL_SECONDS: '0', // a sweep landing in a phase would skew it (production: hourly, cheap)
       APP_BASE_URL: 'https://shop.bench.example',
       JWT_ISSUER: base,
       ENCRYPTION_KEYS: keyringSpec,
