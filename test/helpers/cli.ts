@@ -27,3 +27,13 @@ export function cli(args: string[], env: Record<string, string>): Promise<CliRun
 export function cliEnv(databaseUrl: string): Record<string, string> {
   return { DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS, APP_BASE_URL: 'https://shop.example.test' };
 }
+
+/**
+ * Runs CLI invocations two at a time, answers in the given order: each run boots node and tsx
+ * (seconds of CPU), and many at once starve the other test files running beside this one.
+ */
+export async function cliInTurn<T extends (() => Promise<CliRun>)[]>(runs: [...T]): Promise<{ [K in keyof T]: CliRun }> {
+  const results: CliRun[] = [];
+  for (let i = 0; i < runs.length; i += 2) results.push(...(await Promise.all(runs.slice(i, i + 2).map((run) => run()))));
+  return results as { [K in keyof T]: CliRun };
+}

@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import t from 'tap';
 import type { Prisma } from '../../../src/generated/prisma/client.js';
 import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
-import { cli, cliEnv } from '../../helpers/cli.js';
+import { cli, cliEnv, cliInTurn } from '../../helpers/cli.js';
 import { CLI_AUDIT, staffWorld } from './cli-support-helpers.js';
 
 /**
@@ -57,7 +57,7 @@ t.test('each command records the operator (SUDO_USER wins) and the --reason (tri
     },
   ];
 
-  const runs = await Promise.all(cases.map((c) => cli(c.args, { ...cliEnv(w.databaseUrl), ...(c.sudo ? { SUDO_USER } : {}) })));
+  const runs = await cliInTurn(cases.map((c) => () => cli(c.args, { ...cliEnv(w.databaseUrl), ...(c.sudo ? { SUDO_USER } : {}) })));
   for (const [i, c] of cases.entries()) {
     const command = c.args[0]!;
     t.equal(runs[i]!.code, 0, `${command}: ${runs[i]!.stderr}`);
@@ -81,17 +81,17 @@ t.test('a bad --reason is a usage error (exit 2) and changes nothing; help and u
   await w.support('other@shop.test');
   const block = (...reason: string[]) => w.run('block-support-user', '--email', 'target@shop.test', '--reason', ...reason);
 
-  const [empty, blank, tooLong, newline, bidi, invisible, separator, missing, help, typo] = await Promise.all([
-    block(''),
-    block('   '),
-    block('x'.repeat(501)),
-    block('OPS-1\nsecond line'),
-    block('OPS-1 \u202Edeliver\u202C'),
-    block('\u200B'),
-    block('OPS-1\u2028second line'),
-    w.run('block-support-user', '--email', 'target@shop.test', '--reason'),
-    w.run('--help'),
-    w.run('create-support-user', '--email', 'typo@shop.test', '--name', 'Ty Po', '--reasn', 'OPS-1'),
+  const [empty, blank, tooLong, newline, bidi, invisible, separator, missing, help, typo] = await cliInTurn([
+    () => block(''),
+    () => block('   '),
+    () => block('x'.repeat(501)),
+    () => block('OPS-1\nsecond line'),
+    () => block('OPS-1 \u202Edeliver\u202C'),
+    () => block('\u200B'),
+    () => block('OPS-1\u2028second line'),
+    () => w.run('block-support-user', '--email', 'target@shop.test', '--reason'),
+    () => w.run('--help'),
+    () => w.run('create-support-user', '--email', 'typo@shop.test', '--name', 'Ty Po', '--reasn', 'OPS-1'),
   ]);
   for (const [name, run] of Object.entries({ empty, blank, tooLong, newline, bidi, invisible, separator, missing })) {
     t.equal(run.code, 2, `${name}: ${run.stderr}`);
