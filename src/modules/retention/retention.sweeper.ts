@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { purgeEnded, type PLAIN_MAIL_BODIES, type PurgeReport, type RetentionTable } from './retention.js';
+import { purgeEnded, type PurgeReport, type RetentionStep } from './retention.js';
 
 type SweepLog = { info(obj: object, msg: string): void; error(obj: object, msg: string): void };
 
@@ -12,7 +12,7 @@ type SweepLog = { info(obj: object, msg: string): void; error(obj: object, msg: 
 export function startRetentionSweeper(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
   log: SweepLog,
-  onBatch: (table: RetentionTable | typeof PLAIN_MAIL_BODIES, rows: number) => void,
+  onBatch: (step: RetentionStep, rows: number) => void,
 ): { stop(): Promise<void> } {
   const intervalMs = ctx.config.retentionSweepIntervalSeconds * 1000;
   let stopped = false;

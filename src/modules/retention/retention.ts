@@ -25,7 +25,9 @@ export const RETENTION_TABLES = ['refresh_tokens', 'sessions', 'flow_tokens', 'm
 /** Also counted: plain-text bodies of finished mails (written by a version before bodies were sealed, e.g. during a rolling upgrade), emptied. */
 export const PLAIN_MAIL_BODIES = 'mail_outbox_plain_bodies';
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
-export type PurgeReport = Record<RetentionTable | typeof PLAIN_MAIL_BODIES, number> & { cutoff: string; stopped: boolean };
+/** One step of a sweep, by what it counts: the plain bodies it empties, then the rows of each table it deletes. */
+export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable;
+export type PurgeReport = Record<RetentionStep, number> & { cutoff: string; stopped: boolean };
 
 const BATCH_SIZE = 1000;
 const SESSION_ENDED = `LEAST(COALESCE(s.revoked_at, 'infinity'::timestamptz), s.expires_at, s.idle_expires_at) < $1`;
@@ -45,33 +47,33 @@ export function firstIdAt(time: Date): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
 }
 
+/** Each step's statement, run in batches until one changes fewer than BATCH_SIZE rows ($1, $2 as in BATCH). */
+const STEPS: [RetentionStep, string][] = [
+  // A mail that is done keeps no body (mail.worker.ts); one an older version marked done kept its plain text.
+  [
+    PLAIN_MAIL_BODIES,
+    `UPDATE mail_outbox SET text_body = NULL, html_body = NULL WHERE id IN (SELECT id FROM mail_outbox
+      WHERE (text_body IS NOT NULL OR html_body IS NOT NULL) AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)
+      ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`,
+  ],
+  ...RETENTION_TABLES.map((table): [RetentionStep, string] => [table, `DELETE FROM ${table} WHERE id IN (${BATCH[table]})`]),
+];
+
 export async function purgeEnded(
   ctx: { db: Db; clock: AppContext['clock']; config: Pick<AppContext['config'], 'retentionDays'> },
-  options: { shouldStop?: () => boolean; onBatch?: (table: RetentionTable | typeof PLAIN_MAIL_BODIES, rows: number) => void } = {},
+  options: { shouldStop?: () => boolean; onBatch?: (step: RetentionStep, rows: number) => void } = {},
 ): Promise<PurgeReport> {
   const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.retentionDays * 24 * 3600 * 1000);
   const report = { cutoff: cutoff.toISOString(), stopped: false } as PurgeReport;
-  // A mail that is done keeps no body (mail.worker.ts); one an older version marked done kept its plain text.
-  report[PLAIN_MAIL_BODIES] = 0;
-  for (;;) {
-    if (options.shouldStop?.()) return { ...report, stopped: true };
-    const emptied = await ctx.db.$executeRawUnsafe(
-      `UPDATE mail_outbox SET text_body = NULL, html_body = NULL WHERE id IN (SELECT id FROM mail_outbox
-        WHERE (text_body IS NOT NULL OR html_body IS NOT NULL) AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)
-        ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`,
-    );
-    report[PLAIN_MAIL_BODIES] += emptied;
-    options.onBatch?.(PLAIN_MAIL_BODIES, emptied);
-    if (emptied < BATCH_SIZE) break;
-  }
-  for (const table of RETENTION_TABLES) {
-    report[table] = 0;
+  for (const [step, statement] of STEPS) {
+    report[step] = 0;
+    const params = step === PLAIN_MAIL_BODIES ? [] : [cutoff, firstIdAt(cutoff)];
     for (;;) {
       if (options.shouldStop?.()) return { ...report, stopped: true };
-      const deleted = await ctx.db.$executeRawUnsafe(`DELETE FROM ${table} WHERE id IN (${BATCH[table]})`, cutoff, firstIdAt(cutoff));
-      report[table] += deleted;
-      options.onBatch?.(table, deleted);
-      if (deleted < BATCH_SIZE) break;
+      const rows = await ctx.db.$executeRawUnsafe(statement, ...params);
+      report[step] += rows;
+      options.onBatch?.(step, rows);
+      if (rows < BATCH_SIZE) break;
     }
   }
   return report;
