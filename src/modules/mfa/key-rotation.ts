@@ -1,6 +1,6 @@
 import type { Db } from '../../db/client.js';
 import { open, seal, SecretBoxError, type Keyring } from '../../lib/secret-box.js';
-import { openMailBody, sealMailBody, type MailBody } from '../mail/mail-body.js';
+import { openMailBody, sealMailBody } from '../mail/mail-body.js';
 import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
 
 /**
@@ -38,6 +38,49 @@ function failureReason(err: unknown): string {
   throw err;
 }
 
+type Kind = 'totpFactors' | 'signingKeys' | 'mailBodies';
+const TABLE_OF: Record<Kind, ResealReport['failures'][number]['table']> = {
+  totpFactors: 'totp_factors',
+  signingKeys: 'signing_keys',
+  mailBodies: 'mail_outbox',
+};
+
+/**
+ * Re-seals one row: `openRow` decrypts it (a row that does not open is counted as a failure, by id
+ * and reason), `writeSealed` writes it sealed under the current key only while the row is as read
+ * (count 1: re-sealed; 0: changed meanwhile, skipped).
+ */
+async function resealRow<T>(
+  report: ResealReport,
+  kind: Kind,
+  id: string,
+  openRow: () => T,
+  writeSealed: (plaintext: T) => Promise<{ count: number }>,
+): Promise<void> {
+  let plaintext: T;
+  try {
+    plaintext = openRow();
+  } catch (err) {
+    report[kind].failed++;
+    report.failures.push({ table: TABLE_OF[kind], id, reason: failureReason(err) });
+    return;
+  }
+  const { count } = await writeSealed(plaintext);
+  if (count === 1) report[kind].resealed++;
+  else report[kind].skipped++;
+}
+
+/** The rows `page` returns, BATCH at a time in id order, each page after the last id of the one before. */
+async function* byIdPages<R extends { id: string }>(page: (after: { id: { gt: string } } | object) => Promise<R[]>): AsyncGenerator<R> {
+  let cursor: string | undefined;
+  for (;;) {
+    const rows = await page(cursor ? { id: { gt: cursor } } : {});
+    if (rows.length === 0) return;
+    cursor = rows.at(-1)!.id;
+    yield* rows;
+  }
+}
+
 export async function resealSecrets(db: Db, keyring: Keyring): Promise<ResealReport> {
   const current = keyring.currentKeyId;
   const report: ResealReport = {
@@ -48,32 +91,26 @@ export async function resealSecrets(db: Db, keyring: Keyring): Promise<ResealRep
     failures: [],
   };
 
-  let cursor: string | undefined;
-  for (;;) {
-    const rows = await db.totpFactor.findMany({
-      where: { encryptionKeyId: { not: current }, ...(cursor ? { id: { gt: cursor } } : {}) },
+  const factors = byIdPages((after) =>
+    db.totpFactor.findMany({
+      where: { encryptionKeyId: { not: current }, ...after },
       orderBy: { id: 'asc' },
       take: BATCH,
       select: { id: true, userId: true, secretCiphertext: true, encryptionKeyId: true },
-    });
-    if (rows.length === 0) break;
-    cursor = rows.at(-1)!.id;
-    for (const row of rows) {
-      let secret: string;
-      try {
-        secret = openTotpSecret(keyring, row.userId, row);
-      } catch (err) {
-        report.totpFactors.failed++;
-        report.failures.push({ table: 'totp_factors', id: row.id, reason: failureReason(err) });
-        continue;
-      }
-      const { count } = await db.totpFactor.updateMany({
-        where: { id: row.id, secretCiphertext: row.secretCiphertext, encryptionKeyId: row.encryptionKeyId },
-        data: sealTotpSecret(keyring, row.userId, secret),
-      });
-      if (count === 1) report.totpFactors.resealed++;
-      else report.totpFactors.skipped++;
-    }
+    }),
+  );
+  for await (const row of factors) {
+    await resealRow(
+      report,
+      'totpFactors',
+      row.id,
+      () => openTotpSecret(keyring, row.userId, row),
+      (secret) =>
+        db.totpFactor.updateMany({
+          where: { id: row.id, secretCiphertext: row.secretCiphertext, encryptionKeyId: row.encryptionKeyId },
+          data: sealTotpSecret(keyring, row.userId, secret),
+        }),
+    );
   }
 
   const keys = await db.signingKey.findMany({
@@ -81,56 +118,42 @@ export async function resealSecrets(db: Db, keyring: Keyring): Promise<ResealRep
     select: { kid: true, privateKeyCiphertext: true, encryptionKeyId: true },
   });
   for (const key of keys) {
-    let plaintext: string;
-    try {
-      plaintext = open(keyring, { ciphertext: key.privateKeyCiphertext, keyId: key.encryptionKeyId }, signingKeyAad(key.kid));
-    } catch (err) {
-      report.signingKeys.failed++;
-      report.failures.push({ table: 'signing_keys', id: key.kid, reason: failureReason(err) });
-      continue;
-    }
-    const sealed = seal(keyring, plaintext, signingKeyAad(key.kid));
-    const { count } = await db.signingKey.updateMany({
-      where: { kid: key.kid, privateKeyCiphertext: key.privateKeyCiphertext, encryptionKeyId: key.encryptionKeyId },
-      data: { privateKeyCiphertext: sealed.ciphertext, encryptionKeyId: sealed.keyId },
-    });
-    if (count === 1) report.signingKeys.resealed++;
-    else report.signingKeys.skipped++;
+    await resealRow(
+      report,
+      'signingKeys',
+      key.kid,
+      () => open(keyring, { ciphertext: key.privateKeyCiphertext, keyId: key.encryptionKeyId }, signingKeyAad(key.kid)),
+      (plaintext) => {
+        const sealed = seal(keyring, plaintext, signingKeyAad(key.kid));
+        return db.signingKey.updateMany({
+          where: { kid: key.kid, privateKeyCiphertext: key.privateKeyCiphertext, encryptionKeyId: key.encryptionKeyId },
+          data: { privateKeyCiphertext: sealed.ciphertext, encryptionKeyId: sealed.keyId },
+        });
+      },
+    );
   }
 
   // Queued mails: the worker may send (and so empty) a row at any moment; the update then misses it.
-  let mailCursor: string | undefined;
-  for (;;) {
-    const rows: { id: string; bodyCiphertext: string | null; encryptionKeyId: string | null }[] = await db.mailOutbox.findMany({
-      where: {
-        sentAt: null,
-        failedAt: null,
-        bodyCiphertext: { not: null },
-        encryptionKeyId: { not: current },
-        ...(mailCursor ? { id: { gt: mailCursor } } : {}),
-      },
+  const mails = byIdPages((after) =>
+    db.mailOutbox.findMany({
+      where: { sentAt: null, failedAt: null, bodyCiphertext: { not: null }, encryptionKeyId: { not: current }, ...after },
       orderBy: { id: 'asc' },
       take: BATCH,
       select: { id: true, bodyCiphertext: true, encryptionKeyId: true },
-    });
-    if (rows.length === 0) break;
-    mailCursor = rows.at(-1)!.id;
-    for (const row of rows) {
-      let body: MailBody;
-      try {
-        body = openMailBody(keyring, row.id, { bodyCiphertext: row.bodyCiphertext ?? '', encryptionKeyId: row.encryptionKeyId ?? '' });
-      } catch (err) {
-        report.mailBodies.failed++;
-        report.failures.push({ table: 'mail_outbox', id: row.id, reason: failureReason(err) });
-        continue;
-      }
-      const { count } = await db.mailOutbox.updateMany({
-        where: { id: row.id, sentAt: null, failedAt: null, bodyCiphertext: row.bodyCiphertext, encryptionKeyId: row.encryptionKeyId },
-        data: sealMailBody(keyring, row.id, body),
-      });
-      if (count === 1) report.mailBodies.resealed++;
-      else report.mailBodies.skipped++;
-    }
+    }),
+  );
+  for await (const row of mails) {
+    await resealRow(
+      report,
+      'mailBodies',
+      row.id,
+      () => openMailBody(keyring, row.id, { bodyCiphertext: row.bodyCiphertext ?? '', encryptionKeyId: row.encryptionKeyId ?? '' }),
+      (body) =>
+        db.mailOutbox.updateMany({
+          where: { id: row.id, sentAt: null, failedAt: null, bodyCiphertext: row.bodyCiphertext, encryptionKeyId: row.encryptionKeyId },
+          data: sealMailBody(keyring, row.id, body),
+        }),
+    );
   }
 
   return report;
