@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { meErrors } from './me.errors.js';
+import { loadMe } from './me-query.js';
 import type { Me } from './me.schemas.js';
 import { computeRequiredActions } from './required-actions.js';
 
@@ -10,17 +11,9 @@ const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** The signed-in user's own view: profile, organisation, roles, MFA status, terms, preferences. */
 export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
-  const user = await ctx.db.user.findUnique({
-    where: { id: actor.userId },
-    include: {
-      organization: { select: { id: true, name: true, customerNumber: true } },
-      totpFactors: { where: { status: 'ACTIVE' }, select: { activatedAt: true, createdAt: true } },
-      _count: { select: { recoveryCodes: { where: { usedAt: null } } } },
-    },
-  });
+  const user = await loadMe(ctx.pool, actor.userId);
   if (!user) throw commonErrors.token_invalid();
-  const factor = user.totpFactors[0];
-  const mfaEnrolled = factor !== undefined;
+  const { mfaEnrolled } = user;
   const termsVersion = ctx.config.termsVersion;
   return {
     id: user.id,
@@ -30,8 +23,8 @@ export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
     organization: user.organization,
     mfa: {
       enrolled: mfaEnrolled,
-      enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null,
-      recoveryCodesLeft: mfaEnrolled ? user._count.recoveryCodes : 0,
+      enrolledAt: iso(user.factorSince),
+      recoveryCodesLeft: mfaEnrolled ? user.recoveryCodesLeft : 0,
     },
     terms: {
       currentVersion: termsVersion,

@@ -41,8 +41,11 @@ t.test('GET /v1/me for each role', async (t) => {
     session: { id: decodeJwt(tokens.accessToken).sid, amr: ['pwd', 'otp'] },
     requiredActions: ['accept_terms', 'set_preferences'],
   });
-  t.type(me.body.mfa.enrolledAt, 'string');
-  t.type(me.body.lastLoginAt, 'string');
+  const factor = await app.ctx.db.totpFactor.findFirstOrThrow({ where: { userId: user.id, status: 'ACTIVE' } });
+  const stored = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.equal(me.body.mfa.enrolledAt, (factor.activatedAt ?? factor.createdAt).toISOString(), 'enrolled since the factor was activated');
+  t.equal(me.body.lastLoginAt, stored.lastLoginAt?.toISOString());
+
   t.notOk(JSON.stringify(me.body).match(/password|secret|hash/i), 'nothing secret in the profile');
 
   const { user: admin } = await createUser(app.ctx.db, app.ctx, {
@@ -70,6 +73,8 @@ t.test('without an active MFA factor only /me, MFA enrolment and logout pass', a
   const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, withTotp: false });
   const tokens = await signIn(app, user);
   t.same(tokens.requiredActions, ['mfa_enrollment', 'accept_terms', 'set_preferences']);
+  // An enrolment that was started but not verified is no factor yet.
+  await app.ctx.db.totpFactor.create({ data: { userId: user.id, status: 'PENDING', secretCiphertext: 'x', encryptionKeyId: 'k' } });
 
   const me = await request({ url: '/v1/me', token: tokens.accessToken });
   t.equal(me.status, 200);
