@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AppContext } from '../../context.js';
 import { addSeconds } from '../../lib/clock.js';
+import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
 import { retrying } from '../../lib/retry.js';
 import { SecretBoxError } from '../../lib/secret-box.js';
 import { NO_MAIL_BODY, readMailBody, type MailBody, type StoredMailBody } from './mail-body.js';
@@ -197,7 +198,7 @@ async function markSent(ctx: Pick<AppContext, 'db' | 'clock'>, mine: Claim): Pro
   return count === 1;
 }
 
-export type MailWorker = { stop(): Promise<void>; /** Runs a pass soon (e.g. after a mail was written). */ wake(): void };
+export type MailWorker = PeriodicTask;
 
 /**
  * Polls the outbox every `intervalMs` (immediately again while full batches keep coming). Errors
@@ -211,41 +212,15 @@ export function startMailWorker(
 ): MailWorker {
   const intervalMs = options.intervalMs ?? 2000;
   const batchSize = options.batchSize ?? 20;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
-
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    clearTimeout(timer);
-    timer = setTimeout(tick, ms);
-    timer.unref();
-  };
-
-  function tick(): void {
-    if (stopped || running) return;
-    running = (async () => {
-      let next = intervalMs;
-      try {
-        const { claimed } = await deliverDueMail(ctx, transport, batchSize, log);
-        if (claimed === batchSize) next = 0;
-      } catch (err) {
-        log.error({ err: describe(err) }, 'mail worker pass failed; retrying');
-      }
-      running = undefined;
-      schedule(next);
-    })();
-  }
-
-  schedule(0);
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
+  return startPeriodicTask({
+    firstDelayMs: 0,
+    async pass() {
+      const { claimed } = await deliverDueMail(ctx, transport, batchSize, log);
+      return claimed === batchSize ? 0 : intervalMs;
     },
-    wake() {
-      if (!running) schedule(0);
+    failed(err) {
+      log.error({ err: describe(err) }, 'mail worker pass failed; retrying');
+      return intervalMs;
     },
-  };
+  });
 }

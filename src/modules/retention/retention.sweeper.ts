@@ -1,4 +1,5 @@
 import type { AppContext } from '../../context.js';
+import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
 import { purgeEnded, type PurgeReport, type RetentionStep } from './retention.js';
 
 type SweepLog = { info(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -13,36 +14,19 @@ export function startRetentionSweeper(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config'>,
   log: SweepLog,
   onBatch: (step: RetentionStep, rows: number) => void,
-): { stop(): Promise<void> } {
+): PeriodicTask {
   const intervalMs = ctx.config.retentionSweepIntervalSeconds * 1000;
-  let stopped = false;
-  let running: Promise<void> | undefined;
-  let timer: NodeJS.Timeout | undefined;
-
-  const schedule = (ms: number) => {
-    if (stopped) return;
-    timer = setTimeout(sweep, ms);
-    timer.unref();
-  };
-  function sweep(): void {
-    running = (async () => {
-      try {
-        const report: PurgeReport = await purgeEnded(ctx, { shouldStop: () => stopped, onBatch });
-        log.info({ purged: report }, 'retention sweep done');
-      } catch (err) {
-        log.error({ err: err instanceof Error ? err.message : String(err) }, 'retention sweep failed; next one as planned');
-      }
-      running = undefined;
-      schedule(intervalMs * (0.9 + Math.random() * 0.2));
-    })();
-  }
-
-  schedule(Math.random() * intervalMs);
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
+  const nextSweep = () => intervalMs * (0.9 + Math.random() * 0.2);
+  return startPeriodicTask({
+    firstDelayMs: Math.random() * intervalMs,
+    async pass(stopping) {
+      const report: PurgeReport = await purgeEnded(ctx, { shouldStop: stopping, onBatch });
+      log.info({ purged: report }, 'retention sweep done');
+      return nextSweep();
     },
-  };
+    failed(err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, 'retention sweep failed; next one as planned');
+      return nextSweep();
+    },
+  });
 }
