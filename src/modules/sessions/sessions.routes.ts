@@ -6,6 +6,7 @@ import { noStore } from '../../http/no-store.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { JWKS_MAX_AGE_SECONDS } from './signing-keys.js';
+import { refreshAtOnce } from './refresh-at-once.js';
 import { endSession, introspect, listSessions, refreshSession } from './sessions.service.js';
 import {
   IntrospectionRequestSchema,
@@ -42,7 +43,10 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const tokens = await refreshSession(app.ctx, request.body.refreshToken, requestMeta(request));
+      const meta = requestMeta(request);
+      // The usual refresh in one statement; anything else (and any race it lost) the general path answers.
+      const tokens =
+        (await refreshAtOnce(app.ctx, request.body.refreshToken, meta)) ?? (await refreshSession(app.ctx, request.body.refreshToken, meta));
       noStore(reply);
       return tokens;
     },
