@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { decodeJwt } from 'jose';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
@@ -15,14 +15,18 @@ import { rotateSigningKey } from '../../src/modules/sessions/signing-keys.js';
  * nothing when it cannot answer with a pair.
  */
 
-t.test('a block committed while the refresh waits for the session row: no pair, the refresh token is dead', async (t) => {
+/** A signed-in user, and a second database connection to hold rows with. */
+async function signedInBesideAnotherClient(t: Test) {
   const { app, databaseUrl } = await buildTestApp(t);
-  const request = api(app);
   const org = await createOrganization(app.ctx.db);
   const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
   const tokens = await signIn(app, user);
   const sessionId = decodeJwt(tokens.accessToken).sid as string;
-  const other = await openClient(t, databaseUrl);
+  return { app, request: api(app), user, tokens, sessionId, other: await openClient(t, databaseUrl) };
+}
+
+t.test('a block committed while the refresh waits for the session row: no pair, the refresh token is dead', async (t) => {
+  const { app, request, user, tokens, sessionId, other } = await signedInBesideAnotherClient(t);
 
   // What a block does: the status and the end of every live session, in one transaction.
   await other.query('BEGIN');
@@ -42,13 +46,7 @@ t.test('a block committed while the refresh waits for the session row: no pair, 
 });
 
 t.test('a concurrent rotation committed while the refresh waits for the token row: 409, the session lives on', async (t) => {
-  const { app, databaseUrl } = await buildTestApp(t);
-  const request = api(app);
-  const org = await createOrganization(app.ctx.db);
-  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
-  const tokens = await signIn(app, user);
-  const sessionId = decodeJwt(tokens.accessToken).sid as string;
-  const other = await openClient(t, databaseUrl);
+  const { app, request, user, tokens, sessionId, other } = await signedInBesideAnotherClient(t);
 
   await other.query('BEGIN');
   await other.query(`UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1`, [sha256Hex(tokens.refreshToken), app.ctx.clock.now()]);
