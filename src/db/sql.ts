@@ -38,6 +38,26 @@ export function poolSql(pool: pg.Pool): Sql {
   return async <Row>(text: string, values: readonly unknown[]) => (await pool.query(statement(text, values))).rows as Row[];
 }
 
+/**
+ * Runs `work` on one connection from the pool, each statement its own (autocommit) transaction as
+ * with poolSql. The connection is taken BEFORE `work` starts, so a fast path that reads the clock
+ * inside `work` compares expiries with the time its statements run, not with a time from before a
+ * wait for a free connection (up to the pool's connect timeout under load).
+ */
+export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  const sql: Sql = async <Row>(text: string, values: readonly unknown[]) => (await client.query(statement(text, values))).rows as Row[];
+  try {
+    const result = await work(sql);
+    client.release();
+    return result;
+  } catch (err) {
+    // A connection that failed mid-statement is not handed out again.
+    client.release(err instanceof Error ? err : true);
+    throw err;
+  }
+}
+
 /** Inside a Prisma interactive transaction (the statement joins it). */
 export function prismaSql(tx: Tx): Sql {
   return <Row>(text: string, values: readonly unknown[]) => tx.$queryRawUnsafe<Row[]>(text, ...values);

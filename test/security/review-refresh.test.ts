@@ -105,3 +105,29 @@ t.test('no signing key: the refresh answers 503 and writes nothing; the same tok
   t.equal(retried.status, 200);
   t.equal(decodeJwt(retried.body.accessToken).sid, session.id);
 });
+
+t.test('a refresh that waited for a free connection past the idle expiry: expired, not renewed', async (t) => {
+  const { app, clock } = await buildTestApp(t, { REFRESH_IDLE_TTL_SECONDS: '3600' });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const tokens = await signIn(app, user);
+  const sessionId = decodeJwt(tokens.accessToken).sid as string;
+
+  // Every connection of the pool is busy; the refresh arrives while the session is still live.
+  const pool = app.ctx.pool;
+  const held = await Promise.all(Array.from({ length: pool.options.max }, () => pool.connect()));
+  clock.advance(3590);
+  const pending = request({ url: '/v1/auth/refresh', body: { refreshToken: tokens.refreshToken } });
+  while (pool.waitingCount === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  // It gets a connection only after the idle expiry has passed.
+  clock.advance(20);
+  for (const client of held) client.release();
+  const res = await pending;
+
+  t.equal(res.status, 401);
+  t.equal(res.body.code, 'refresh_token_expired');
+  const session = await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } });
+  t.ok(session.idleExpiresAt <= clock.now(), 'the idle expiry was not moved');
+  t.equal(await app.ctx.db.refreshToken.count({ where: { sessionId } }), 1, 'no new refresh token');
+});

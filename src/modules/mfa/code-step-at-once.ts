@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { poolSql } from '../../db/sql.js';
+import { onOneConnection, type Sql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import { checkTotp } from '../../lib/totp.js';
 import { sha256Hex } from '../../lib/tokens.js';
@@ -54,7 +54,16 @@ export async function completeCodeStepAtOnce(
   body: { challengeToken: string; code: string },
   meta: RequestMeta,
 ): Promise<TokenResponse | null> {
-  const sql = poolSql(ctx.pool);
+  // Both statements on one connection, so none waits for a free one after the clock was read.
+  return onOneConnection(ctx.pool, (sql) => codeStep(sql, ctx, body, meta));
+}
+
+async function codeStep(
+  sql: Sql,
+  ctx: AppContext,
+  body: { challengeToken: string; code: string },
+  meta: RequestMeta,
+): Promise<TokenResponse | null> {
   const [found] = await sql<Found>(
     `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at AS "expiresAt", f.data,
             u.status::text AS status, u.mfa_locked_until, u.organization_id,

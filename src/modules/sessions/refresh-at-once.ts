@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { newId, poolSql } from '../../db/sql.js';
+import { newId, onOneConnection } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
@@ -30,7 +30,8 @@ import { REFRESH_TOKEN_BYTES, sessionTokens } from './sessions.service.js';
  * which checks the session first, answers it as such (refresh_token_invalid).
  *
  * The signing key is taken before the statement (in memory): without one the refresh answers 503
- * having written nothing, so the same token works once a key is loaded.
+ * having written nothing, so the same token works once a key is loaded. The clock is read once a
+ * connection is held, so expiries are compared with the time the statement runs.
  */
 type Row = {
   id: string;
@@ -49,34 +50,37 @@ type Row = {
 
 export async function refreshAtOnce(ctx: AppContext, refreshToken: string, meta: RequestMeta): Promise<TokenResponse | null> {
   const key = ctx.signer.signingKey();
-  const now = ctx.clock.now();
   const next = randomToken(REFRESH_TOKEN_BYTES);
-  const p = new SqlParams();
-  const at = p.add(now, 'timestamptz');
-  const [row] = await poolSql(ctx.pool)<Row>(
-    `WITH rotated AS (
-      UPDATE refresh_tokens r SET rotated_at = ${at}
-       WHERE r.token_hash = ${p.add(sha256Hex(refreshToken), 'text')} AND r.rotated_at IS NULL
-         AND EXISTS (
-           SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-            WHERE s.id = r.session_id AND s.revoked_at IS NULL AND s.expires_at > ${at} AND s.idle_expires_at > ${at}
-              AND u.status = 'ACTIVE')
-      RETURNING r.session_id),
-    touched AS (
-      UPDATE sessions s
-         SET last_used_at = ${at}, idle_expires_at = LEAST(${p.add(addSeconds(now, ctx.config.refresh.idleTtlSeconds), 'timestamptz')}, s.expires_at),
-             ip = ${p.add(meta.ip, 'text')}, user_agent = ${p.add(meta.userAgent, 'text')}
-       WHERE s.id = (SELECT session_id FROM rotated) AND s.revoked_at IS NULL AND s.expires_at > ${at}
-      RETURNING s.id, s.user_id, s.amr, s.idle_expires_at, s.expires_at),
-    next_token AS (
-      INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
-      SELECT ${p.add(newId(), 'uuid')}, touched.id, ${p.add(sha256Hex(next), 'text')}, ${at} FROM touched)
-    SELECT touched.id, touched.amr, touched.idle_expires_at, touched.expires_at, u.id AS user_id, u.email, u.name,
-           u.organization_id, u.roles::text[] AS roles, u.terms_version, u.preferences_updated_at,
-           EXISTS (SELECT 1 FROM totp_factors f WHERE f.user_id = u.id AND f.status = 'ACTIVE') AS mfa_enrolled
-      FROM touched JOIN users u ON u.id = touched.user_id`,
-    p.values,
-  );
+  const row = await onOneConnection(ctx.pool, async (sql) => {
+    const now = ctx.clock.now();
+    const p = new SqlParams();
+    const at = p.add(now, 'timestamptz');
+    const [found] = await sql<Row>(
+      `WITH rotated AS (
+        UPDATE refresh_tokens r SET rotated_at = ${at}
+         WHERE r.token_hash = ${p.add(sha256Hex(refreshToken), 'text')} AND r.rotated_at IS NULL
+           AND EXISTS (
+             SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+              WHERE s.id = r.session_id AND s.revoked_at IS NULL AND s.expires_at > ${at} AND s.idle_expires_at > ${at}
+                AND u.status = 'ACTIVE')
+        RETURNING r.session_id),
+      touched AS (
+        UPDATE sessions s
+           SET last_used_at = ${at}, idle_expires_at = LEAST(${p.add(addSeconds(now, ctx.config.refresh.idleTtlSeconds), 'timestamptz')}, s.expires_at),
+               ip = ${p.add(meta.ip, 'text')}, user_agent = ${p.add(meta.userAgent, 'text')}
+         WHERE s.id = (SELECT session_id FROM rotated) AND s.revoked_at IS NULL AND s.expires_at > ${at}
+        RETURNING s.id, s.user_id, s.amr, s.idle_expires_at, s.expires_at),
+      next_token AS (
+        INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
+        SELECT ${p.add(newId(), 'uuid')}, touched.id, ${p.add(sha256Hex(next), 'text')}, ${at} FROM touched)
+      SELECT touched.id, touched.amr, touched.idle_expires_at, touched.expires_at, u.id AS user_id, u.email, u.name,
+             u.organization_id, u.roles::text[] AS roles, u.terms_version, u.preferences_updated_at,
+             EXISTS (SELECT 1 FROM totp_factors f WHERE f.user_id = u.id AND f.status = 'ACTIVE') AS mfa_enrolled
+        FROM touched JOIN users u ON u.id = touched.user_id`,
+      p.values,
+    );
+    return found;
+  });
   if (!row) return null;
   return sessionTokens(
     ctx,
