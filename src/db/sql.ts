@@ -42,7 +42,9 @@ export function poolSql(pool: pg.Pool): Sql {
  * Runs `work` on one connection from the pool, each statement its own (autocommit) transaction as
  * with poolSql. The connection is taken BEFORE `work` starts, so a fast path that reads the clock
  * inside `work` compares expiries with the time its statements run, not with a time from before a
- * wait for a free connection (up to the pool's connect timeout under load).
+ * wait for a free connection (up to the pool's connect timeout under load). `work` must not take a
+ * second connection (no Prisma call, which shares the pool): with every connection held by such a
+ * `work`, none would ever get one.
  */
 export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
   const client = await pool.connect();
