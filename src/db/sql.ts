@@ -54,7 +54,8 @@ export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Prom
     client.release();
     return result;
   } catch (err) {
-    // A connection that failed mid-statement is not handed out again.
+    // As pool.query does after a failed query: the connection may have failed mid-statement, so it
+    // is closed rather than handed out again (also after a failure that was not the database's).
     client.release(err instanceof Error ? err : true);
     throw err;
   }
