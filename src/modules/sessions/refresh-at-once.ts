@@ -10,24 +10,24 @@ import { REFRESH_TOKEN_BYTES, sessionTokens } from './sessions.service.js';
 
 /**
  * The usual refresh — a live token of a live session of an active user — in ONE statement instead
- * of the general path's Prisma transaction of ~8 queries (refreshSession; bench/README.md):
+ * of the general path's Prisma transaction of ~8 queries (refreshSession; bench/README.md), built
+ * like the code step's (mfa/code-step-at-once.ts): locking reads first, writes only once all qualify.
  *
- *  - `rotated` marks the presented token rotated only if it is not rotated yet and its session and
- *    user qualify as this statement's snapshot sees them. It is an UPDATE, so a concurrent refresh
- *    with the same token is re-checked on the newest row version: of two, exactly one rotates.
- *  - `touched` moves the session's idle expiry (never past its absolute one) and records the caller,
- *    only for the session just rotated and only if that session is, in its newest version, still
- *    not revoked and not expired. A logout, block, password reset or MFA reset that committed its
- *    revocation meanwhile wins here (the UPDATE waits for and re-checks its row), as in the general path.
- *  - `next_token` is the new refresh token of a touched session; the user row, as the statement
- *    sees it, gives the claims of the access token.
+ *  - `locked_token` locks the presented token if it is not rotated. A concurrent refresh with the
+ *    same token holds it; once that one commits, the row is re-read and no longer qualifies
+ *    (READ COMMITTED re-checks the WHERE of a locking read on the newest row version): of two,
+ *    exactly one rotates.
+ *  - `locked_session` then locks its session if, in its newest version, it is not revoked and
+ *    neither idle- nor absolutely expired, and its user is active. A logout, block, password reset,
+ *    MFA reset or demotion that revoked the session meanwhile wins here.
+ *  - Only when both qualified: the token is marked rotated, the session's idle expiry moves (never
+ *    past its absolute one) and records the caller, and the next token is inserted. The user row,
+ *    as the statement sees it, gives the access token's claims.
  *
  * The locks are the general path's, in its order: the refresh token row, then the session row.
  * Anything else — no such token, a rotated one (reuse or a concurrent refresh), an expired, ended or
  * blocked one — returns null having written nothing, and the general path answers it (revoking the
- * family on reuse, auditing). The one write that can stay behind a null is the rotation of a token
- * whose session a revocation ended in between: that token was dead anyway, and the general path,
- * which checks the session first, answers it as such (refresh_token_invalid).
+ * family on reuse, auditing).
  *
  * The signing key is taken before the statement (in memory): without one the refresh answers 503
  * having written nothing, so the same token works once a key is loaded. The clock is read once a
@@ -56,19 +56,23 @@ export async function refreshAtOnce(ctx: AppContext, refreshToken: string, meta:
     const p = new SqlParams();
     const at = p.add(now, 'timestamptz');
     const [found] = await sql<Row>(
-      `WITH rotated AS (
-        UPDATE refresh_tokens r SET rotated_at = ${at}
-         WHERE r.token_hash = ${p.add(sha256Hex(refreshToken), 'text')} AND r.rotated_at IS NULL
-           AND EXISTS (
-             SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.id = r.session_id AND s.revoked_at IS NULL AND s.expires_at > ${at} AND s.idle_expires_at > ${at}
-                AND u.status = 'ACTIVE')
-        RETURNING r.session_id),
+      `WITH locked_token AS (
+        SELECT id, session_id FROM refresh_tokens
+         WHERE token_hash = ${p.add(sha256Hex(refreshToken), 'text')} AND rotated_at IS NULL
+        FOR UPDATE),
+      locked_session AS (
+        SELECT s.id FROM sessions s
+         WHERE s.id = (SELECT session_id FROM locked_token) AND s.revoked_at IS NULL AND s.expires_at > ${at} AND s.idle_expires_at > ${at}
+           AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.status = 'ACTIVE')
+        FOR UPDATE),
+      rotated AS (
+        UPDATE refresh_tokens SET rotated_at = ${at}
+         WHERE id = (SELECT id FROM locked_token) AND EXISTS (SELECT 1 FROM locked_session)),
       touched AS (
         UPDATE sessions s
            SET last_used_at = ${at}, idle_expires_at = LEAST(${p.add(addSeconds(now, ctx.config.refresh.idleTtlSeconds), 'timestamptz')}, s.expires_at),
                ip = ${p.add(meta.ip, 'text')}, user_agent = ${p.add(meta.userAgent, 'text')}
-         WHERE s.id = (SELECT session_id FROM rotated) AND s.revoked_at IS NULL AND s.expires_at > ${at}
+         WHERE s.id = (SELECT id FROM locked_session)
         RETURNING s.id, s.user_id, s.amr, s.idle_expires_at, s.expires_at),
       next_token AS (
         INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
