@@ -54,7 +54,6 @@ export const AUDIT_EVENT_TYPES = [
   'mfa.recovery_code_used',
   'mfa.recovery_codes_regenerated',
   'session.created',
-  'session.refreshed',
   'session.revoked',
   'session.family_revoked',
   'organization.created',
