@@ -290,7 +290,9 @@ export async function recordPasswordFailure(
   await recordAudits(sql, ctx.clock, [
     {
       type: 'login.password_failed',
-      actorUserId: null,
+      // At login nobody is known yet; at re-authentication (change password, MFA removal, new
+      // recovery codes) the password was typed in the user's own signed-in session.
+      actorUserId: flow === 'login' ? null : user.id,
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,

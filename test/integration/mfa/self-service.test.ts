@@ -17,7 +17,9 @@ t.test('self-service reset: remove with password, other sessions end, this one c
   t.equal(wrong.body.code, 'reauthentication_failed');
   t.equal(await app.ctx.db.totpFactor.count({ where: { userId: user.id } }), 1, 'nothing removed');
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedPasswordCount, 1, 'counts towards the password lockout');
-  t.match((await auditOf(app, user.id, 'login.password_failed'))[0]?.details, { flow: 'reauthentication' });
+  const [failure] = await auditOf(app, user.id, 'login.password_failed');
+  t.match(failure?.details, { flow: 'reauthentication' });
+  t.equal(failure?.actorUserId, user.id, 'typed by the signed-in user: the actor is known');
   const missing = await request({ method: 'DELETE', url: '/v1/me/mfa', token: current.accessToken, body: {} });
   t.equal(missing.status, 400);
 
