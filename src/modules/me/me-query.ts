@@ -5,7 +5,7 @@ import type { Role } from '../../generated/prisma/enums.js';
  * What GET /v1/me shows of the user, in one statement: the user row, the organisation, the ACTIVE
  * TOTP factor (at most one: unique per user and status) and the count of unused recovery codes.
  * Raw SQL on the pool like the session lookup beside it: the same read through Prisma (a relation
- * include and a relation count) cost ≈ 1.2–1.7 ms of the event loop per call against ≈ 0.2 ms for
+ * include and a relation count) cost ≈ 1.1–1.8 ms of the event loop per call against ≈ 0.2 ms for
  * this statement (bench/README.md, session 9), and /me is what a frontend calls on every page.
  */
 export type MeRow = {
