@@ -33,9 +33,12 @@ function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
   return { text, values: values as unknown[], ...(name ? { name } : {}) };
 }
 
-/** Each statement on its own (autocommit) connection from the pool. */
-export function poolSql(pool: pg.Pool): Sql {
-  return async <Row>(text: string, values: readonly unknown[]) => (await pool.query(statement(text, values))).rows as Row[];
+/**
+ * Each statement its own (autocommit) transaction: on any free connection of the pool, or on the one
+ * connection `onOneConnection` holds.
+ */
+export function poolSql(on: pg.Pool | pg.PoolClient): Sql {
+  return async <Row>(text: string, values: readonly unknown[]) => (await on.query(statement(text, values))).rows as Row[];
 }
 
 /**
@@ -48,9 +51,8 @@ export function poolSql(pool: pg.Pool): Sql {
  */
 export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  const sql: Sql = async <Row>(text: string, values: readonly unknown[]) => (await client.query(statement(text, values))).rows as Row[];
   try {
-    const result = await work(sql);
+    const result = await work(poolSql(client));
     client.release();
     return result;
   } catch (err) {
