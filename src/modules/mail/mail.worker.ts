@@ -119,7 +119,7 @@ export async function deliverDueMail(
       result.failed++;
       const cause = err instanceof SecretBoxError ? `${err.reason}: ${err.message}` : 'unexpected error';
       const lastError = `mail body cannot be opened: ${cause}`.slice(0, ERROR_TEXT_MAX);
-      await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: ctx.clock.now(), lastError, ...NO_MAIL_BODY } });
+      await giveUp(ctx, mine, ctx.clock.now(), lastError);
       log?.error(
         { mailId: row.id, attempts: row.attempts, reason: 'body_unreadable', err: lastError, encryptionKeyId: row.encryptionKeyId },
         'mail delivery failed permanently: its body cannot be opened; not retried',
@@ -131,11 +131,12 @@ export async function deliverDueMail(
     } catch (err) {
       result.failed++;
       const at = ctx.clock.now();
+      const lastError = describe(err);
       const refused = isPermanentRecipientRefusal(err);
       if (refused || at.getTime() - row.createdAt.getTime() >= ctx.config.mailGiveUpSeconds * 1000) {
-        await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError: describe(err), ...NO_MAIL_BODY } });
+        await giveUp(ctx, mine, at, lastError);
         log?.error(
-          { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: describe(err) },
+          { mailId: row.id, attempts: row.attempts, reason: refused ? 'recipient_refused' : 'too_old', err: lastError },
           'mail delivery failed permanently; not retried',
         );
         continue;
@@ -143,9 +144,9 @@ export async function deliverDueMail(
       const delay = retryDelaySeconds(row.attempts);
       await ctx.db.mailOutbox.updateMany({
         where: mine,
-        data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError: describe(err) },
+        data: { lockedUntil: null, nextAttemptAt: addSeconds(at, delay), lastError },
       });
-      log?.warn({ mailId: row.id, attempts: row.attempts, retryInSeconds: delay, err: describe(err) }, 'mail delivery failed; will retry');
+      log?.warn({ mailId: row.id, attempts: row.attempts, retryInSeconds: delay, err: lastError }, 'mail delivery failed; will retry');
       continue;
     }
     result.sent++;
@@ -183,6 +184,11 @@ async function claimNext(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyr
     RETURNING id, claim_token AS "claimToken", to_address AS "toAddress", subject, body_ciphertext AS "bodyCiphertext",
       encryption_key_id AS "encryptionKeyId", text_body AS "textBody", html_body AS "htmlBody", attempts, created_at AS "createdAt"`;
   return rows[0];
+}
+
+/** Gives a claimed row up (not retried), removing its body, if the claim is still ours. */
+async function giveUp(ctx: Pick<AppContext, 'db'>, mine: Claim, at: Date, lastError: string): Promise<void> {
+  await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, failedAt: at, lastError, ...NO_MAIL_BODY } });
 }
 
 /**
