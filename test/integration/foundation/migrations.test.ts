@@ -25,6 +25,17 @@ async function emptyDatabase(t: Test): Promise<string> {
   return urlFor(name);
 }
 
+/** A new database with every committed migration older than `name` applied (to test migration `name` on data). */
+async function migratedUpTo(t: Test, name: string): Promise<string> {
+  const url = await emptyDatabase(t);
+  const before = await mkdtemp(join(tmpdir(), 'migs-'));
+  for (const m of (await readMigrations()).filter((f) => f.name < name)) {
+    await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
+  }
+  await migrate(url, quiet, before);
+  return url;
+}
+
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []) {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -122,12 +133,7 @@ t.test('every model round-trips through the generated client, and e-mail is uniq
 });
 
 t.test('one live login challenge per user: the migration keeps each user\'s newest and the index holds from then on', async (t) => {
-  const url = await emptyDatabase(t);
-  const before = await mkdtemp(join(tmpdir(), 'migs-'));
-  for (const m of (await readMigrations()).filter((f) => f.name < '20261128170000')) {
-    await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
-  }
-  await migrate(url, quiet, before);
+  const url = await migratedUpTo(t, '20261128170000');
   const [user] = await query<{ id: string }>(
     url,
     `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'a@example.com', 'A', '{USER}', 'ACTIVE', now()) RETURNING id`,
@@ -149,12 +155,7 @@ t.test('one live login challenge per user: the migration keeps each user\'s newe
 });
 
 t.test('sealed mail bodies: the migration removes the plain bodies of mails already sent or given up, and keeps the queued ones', async (t) => {
-  const url = await emptyDatabase(t);
-  const before = await mkdtemp(join(tmpdir(), 'migs-'));
-  for (const m of (await readMigrations()).filter((f) => f.name < '20261128230000')) {
-    await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
-  }
-  await migrate(url, quiet, before);
+  const url = await migratedUpTo(t, '20261128230000');
   const mail = (to: string, sentAt: string | null, failedAt: string | null) =>
     query(
       url,
