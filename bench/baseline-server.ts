@@ -18,7 +18,8 @@ import { findLiveSession } from '../src/modules/sessions/session-lookup.js';
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('DATABASE_URL is required');
 const database = openDatabase(url, { max: Number(process.env.DATABASE_POOL_MAX ?? 10) });
-const ctx = { db: database.db, config: { termsVersion: process.env.TERMS_VERSION ?? '2026-01' } } as unknown as AppContext;
+// What getMe reads of the context: the pool (its one statement) and the terms version.
+const ctx = { db: database.db, pool: database.pool, config: { termsVersion: process.env.TERMS_VERSION ?? '2026-01' } } as unknown as AppContext;
 
 type Claims = { sub: string; sid: string; iss: string; aud: string[]; exp: number; iat: number; jti: string };
 
