@@ -242,6 +242,9 @@ const children = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
 });
+// A signal sent to the bench alone (not to its process group, as Ctrl-C does) would end it without
+// the 'exit' event, leaving the server and the bare baseline running.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15)));
 
 function startProcess(script: string, env: Record<string, string>, logFile: string, nodeArgs: string[] = []): ChildProcess {
   const out = createWriteStream(new URL(logFile, RESULTS_DIR));
