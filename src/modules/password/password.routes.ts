@@ -13,7 +13,8 @@ import {
   PasswordInputSchema,
 } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
-import { changePassword, requestPasswordReset, resetPassword } from './password.service.js';
+import { requestPasswordReset } from './forgot-password.js';
+import { changePassword, resetPassword } from './password.service.js';
 
 const AcceptedSchema = z
   .object({ status: z.literal('accepted'), message: z.string() })

@@ -6,12 +6,9 @@ import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
-import { lockLoginState, lockUserRow } from '../accounts/user-lock.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
-import { renderMail } from '../mail/mail.templates.js';
-import { sealMailBody } from '../mail/mail-body.js';
-import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
@@ -41,58 +38,6 @@ export async function sendPasswordResetMail(
     data: { name: input.user.name, link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: flow.expiresAt },
   });
   return { expiresAt: flow.expiresAt };
-}
-
-const NO_USER = '00000000-0000-0000-0000-000000000000';
-
-/**
- * The work of sendPasswordResetMail (a token, the rendered and sealed mail, as many database round trips)
- * without writing anything: "forgot password" for an address without an active account runs it,
- * so both answers take the same time (security.md item 5).
- */
-async function mimicPasswordResetMail(tx: Tx, ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>): Promise<void> {
-  await tx.flowToken.updateMany({ where: { userId: NO_USER, purpose: 'PASSWORD_RESET', state: 'PENDING' }, data: { state: 'VOIDED' } });
-  const token = randomToken(32);
-  await tx.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) }, select: { id: true } });
-  const rendered = renderMail(
-    'password_reset',
-    { name: 'nobody', link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: ctx.clock.now() },
-    ctx.config,
-  );
-  sealMailBody(ctx.keyring, NO_USER, rendered);
-  await tx.mailOutbox.findUnique({ where: { id: NO_USER }, select: { id: true } });
-}
-
-/**
- * "Forgot password": the caller always gets the same 202, whether the address is known or not
- * (security.md item 5). Only active accounts get a link; the password lock does not matter here.
- * Both branches do the same work: one short transaction with the same round trips, no hashing.
- *
- * The link is issued under the user row lock (lock order user → flows, accounts/user-lock.ts), with
- * the status read again under it: concurrent requests run one after the other, so each new link
- * voids every older one (one valid link, item 14), and a block committed meanwhile is seen. An
- * unknown address takes the same lock query against no row.
- */
-export async function requestPasswordReset(ctx: Ctx, email: string, meta: RequestMeta): Promise<void> {
-  const user = await ctx.db.user.findUnique({
-    where: { email },
-    select: { id: true, email: true, name: true, status: true, organizationId: true },
-  });
-  await ctx.db.$transaction(async (tx) => {
-    const current = await lockLoginState(tx, user?.id ?? NO_USER);
-    const status = user && current ? current.status : null;
-    const sent = status === 'ACTIVE';
-    if (user && sent) await sendPasswordResetMail(tx, ctx, { user, actorUserId: null });
-    else await mimicPasswordResetMail(tx, ctx);
-    await recordAudit(tx, ctx.clock, {
-      type: 'password.reset_requested',
-      actorUserId: null,
-      subjectUserId: user?.id ?? null,
-      organizationId: user?.organizationId ?? null,
-      meta,
-      details: { by: 'self', mailSent: sent, ...(sent ? {} : { reason: status ? status.toLowerCase() : 'unknown_email' }) },
-    });
-  });
 }
 
 /**
