@@ -8,7 +8,7 @@ const expiresAt = new Date(Date.UTC(2026, 0, 2, 3, 4));
 const link = 'https://shop.example.test/x?token=abc&y=1';
 
 const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
-  activation: { name: evil, link, expiresAt, organizationName: evil },
+  activation: { name: evil, link, expiresAt, organizationName: evil, username: evil, by: 'admin' },
   password_reset: { name: evil, link, expiresAt },
   password_changed: { name: evil },
   account_blocked: { name: evil, contact: evil },

@@ -36,9 +36,27 @@ export async function sendActivation(
   await enqueueMail(tx, ctx, {
     to: input.user.email,
     template: 'activation',
-    data: { name: input.user.name, link, expiresAt: flow.expiresAt, organizationName: input.organizationName },
+    data: {
+      name: input.user.name,
+      link,
+      expiresAt: flow.expiresAt,
+      organizationName: input.organizationName,
+      username: input.user.email,
+      by: await sentBy(tx, input.actorUserId),
+    },
   });
   return { link, expiresAt: flow.expiresAt };
+}
+
+/**
+ * Who sent an activation link, for the mail's "ask … for a new one": no actor is the operator's
+ * CLI; an actor with SUPPORT acts as support (as user-admin.service.ts counts it), else an
+ * administrator of the organisation.
+ */
+async function sentBy(tx: Tx, actorUserId: string | null): Promise<'admin' | 'support' | 'cli'> {
+  if (!actorUserId) return 'cli';
+  const actor = await tx.user.findUnique({ where: { id: actorUserId }, select: { roles: true } });
+  return actor?.roles.includes('SUPPORT') ? 'support' : 'admin';
 }
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;

@@ -9,8 +9,14 @@ import { en } from './locales/en.js';
 
 /** What each template needs. Callers are type-checked against this map. */
 export type MailTemplateData = {
-  /** A new account: create a password with the link (7 days). */
-  activation: { name: string; link: string; expiresAt: Date; organizationName: string | null };
+  /**
+   * A new account: create a password with the link (7 days). `username`: the account's e-mail
+   * address as stored, which is what the user signs in with (the help page tells customers the mail
+   * names it). `by`: who sent the link, so the mail says who can send a new one — an administrator
+   * of the organisation, or support / the operator (an organisation's first administrator, support
+   * staff).
+   */
+  activation: { name: string; link: string; expiresAt: Date; organizationName: string | null; username: string; by: 'admin' | 'support' | 'cli' };
   /** Forgotten password: set a new one with the link (30 min). */
   password_reset: { name: string; link: string; expiresAt: Date };
   password_changed: { name: string };

@@ -7,6 +7,8 @@ import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, to
 import { sendActivation } from '../../../src/modules/activation/activation.service.js';
 import { adminWorld, mailsTo } from '../organization/helpers.js';
 import { lastMail } from '../../helpers/outbox.js';
+import { createSupportUser } from '../../../src/modules/support/bootstrap.service.js';
+import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
 
 t.test('activation: the e-mailed link shows whose account it is, sets the password and leads to the MFA set-up', async (t) => {
   const sink = await startSmtpSink(t);
@@ -180,4 +182,46 @@ t.test('an invited user blocked through the API learns from the activation link 
   clock.advance(-7 * 24 * 3600);
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/unblock`, token: adminA.token })).body.status, 'INVITED');
   t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used', 'unblocked: the voided link stays void');
+});
+
+t.test('the activation mail states the username and whom to ask for a new link, by who sent it', async (t) => {
+  const w = await adminWorld(t, { SUPPORT_CONTACT: 'the e-business team (help@example.test)' });
+  const { request, adminA, support, app } = w;
+  const activationMail = (address: string) => lastMail(app, { template: 'activation', toAddress: address });
+  const askAdministrator = "If it has expired, ask your organisation's administrator to send a new one.";
+  const askSupport = 'If it has expired, ask the e-business team (help@example.test) to send a new one.';
+
+  // An administrator invites a member: the address as typed (case kept) is the username, and the administrator sends new links.
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: "Ulf.O'Neil@alpha.test", name: 'Ulf User' } });
+  t.equal(invited.status, 201);
+  const stored = (await app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).email;
+  t.equal(stored, "Ulf.O'Neil@alpha.test");
+  const byAdmin = await activationMail(stored);
+  t.match(byAdmin.textBody, `Your ALSO Webshop username: ${stored}\n`, 'the username, exactly as stored');
+  t.match(byAdmin.htmlBody, 'Your ALSO Webshop username: Ulf.O&#39;Neil@alpha.test</p>', 'escaped like every value');
+  t.match(byAdmin.textBody, askAdministrator);
+  t.notMatch(byAdmin.textBody, 'help@example.test');
+  // So does a link the administrator sends again.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: adminA.token })).status, 200);
+  t.match((await activationMail(stored)).textBody, askAdministrator);
+
+  // Support creates an organisation with its first administrator: there is no administrator to ask yet.
+  const created = await request({
+    method: 'POST',
+    url: '/v1/support/organizations',
+    token: support.token,
+    body: { customerNumber: 'G-1', name: 'Gamma GmbH', administrator: { email: 'Greta@Gamma.test', name: 'Greta' } },
+  });
+  t.equal(created.status, 201);
+  const bySupport = await activationMail('Greta@Gamma.test');
+  t.match(bySupport.textBody, 'Your ALSO Webshop username: Greta@Gamma.test\n');
+  t.match(bySupport.textBody, askSupport);
+  t.notMatch(bySupport.textBody, 'administrator to send');
+
+  // The operator creates a support user at the command line.
+  await createSupportUser(app.ctx, { email: 'Sina@Shop.test', name: 'Sina' }, cliOrigin({}));
+  const byCli = await activationMail('Sina@Shop.test');
+  t.match(byCli.textBody, 'Your ALSO Webshop username: Sina@Shop.test\n');
+  t.match(byCli.textBody, askSupport);
+  t.notMatch(byCli.textBody, 'administrator to send');
 });

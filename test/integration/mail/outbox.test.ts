@@ -28,7 +28,7 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
     enqueueMail(tx, ctx, {
       to: 'Anna@Example.test',
       template: 'activation',
-      data: { name: 'Anna <script>alert(1)</script>', link, expiresAt, organizationName: 'Müller & Söhne' },
+      data: { name: 'Anna <script>alert(1)</script>', link, expiresAt, organizationName: 'Müller & Söhne', username: "Anna.O'Neil&Co@Example.test", by: 'admin' },
     }),
   );
   const first = await deliverDueMail(ctx, ctx.mailTransport, 10);
@@ -46,6 +46,8 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
   t.notMatch(mail.html, '<script>', 'data is HTML-escaped');
   t.match(mail.html, 'Anna &lt;script&gt;alert(1)&lt;/script&gt;');
   t.match(mail.html, 'Müller &amp; Söhne');
+  t.match(mail.text, "Your ALSO Webshop username: Anna.O'Neil&Co@Example.test");
+  t.match(mail.html, 'Your ALSO Webshop username: Anna.O&#39;Neil&amp;Co@Example.test');
   t.match(mail.html, `href="${link}"`);
   t.match(mail.messageId, /^<[0-9a-f-]{36}@webshop\.localhost>$/, 'stable Message-ID from the outbox row');
 

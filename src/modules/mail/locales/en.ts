@@ -19,22 +19,28 @@ const notice = (env: MailEnvironment, name: string, subject: string, intro: stri
 });
 
 export const en: MailCatalogue = {
-  activation: (d, env) => ({
-    subject: `${env.shopName}: activate your account`,
-    greeting: `Hello ${d.name},`,
-    intro: [
-      d.organizationName
-        ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
-        : `an account for the ${env.shopName} has been created for you.`,
-      'Use the button below to choose your own password. After that you set up the 2-step login with an authenticator app on your phone.',
-    ],
-    action: { label: 'Activate your account', url: d.link },
-    outro: [
-      `The link works once and expires on ${when(d.expiresAt)}. If it has expired, ask your administrator to send a new one.`,
-      `We will never ask you for your password by e-mail. If you did not expect this mail, you can ignore it.`,
-    ],
-    signature: signature(env),
-  }),
+  activation: (d, env) => {
+    // Whoever sent the link sends a new one: an organisation's first administrator and support
+    // staff were invited by support or the operator, and have no administrator to ask.
+    const newLink = d.by === 'admin' ? "ask your organisation's administrator" : `ask ${env.supportContact}`;
+    return {
+      subject: `${env.shopName}: activate your account`,
+      greeting: `Hello ${d.name},`,
+      intro: [
+        d.organizationName
+          ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
+          : `an account for the ${env.shopName} has been created for you.`,
+        `Your ${env.shopName} username: ${d.username}`,
+        'Use the button below to choose your own password. After that you set up the 2-step login with an authenticator app on your phone.',
+      ],
+      action: { label: 'Activate your account', url: d.link },
+      outro: [
+        `The link works once and expires on ${when(d.expiresAt)}. If it has expired, ${newLink} to send a new one.`,
+        `We will never ask you for your password by e-mail. If you did not expect this mail, you can ignore it.`,
+      ],
+      signature: signature(env),
+    };
+  },
 
   password_reset: (d, env) => ({
     subject: `${env.shopName}: reset your password`,
