@@ -4,6 +4,9 @@ import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { computeRequiredActions } from '../../../src/modules/me/required-actions.js';
+import { GOOD_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
+import { lastMail } from '../../helpers/outbox.js';
+import { enrolAtLogin } from '../mfa/helpers.js';
 
 t.test('computeRequiredActions: order and conditions', async (t) => {
   const none = { termsVersion: null, preferencesUpdatedAt: null };
@@ -64,6 +67,27 @@ t.test('GET /v1/me for each role', async (t) => {
   const supportMe = (await request({ url: '/v1/me', token: (await signIn(app, support)).accessToken })).body;
   t.same(supportMe.roles, ['SUPPORT']);
   t.equal(supportMe.organization, null);
+});
+
+t.test('a user invited, activated and enrolled over HTTP has not opted in to the newsletter and is asked to set preferences', async (t) => {
+  // The factory sets newsletterOptIn itself; this is the path real users take.
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const adminToken = (await signIn(app, admin)).accessToken;
+
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminToken, body: { email: 'nina.new@example.test', name: 'Nina New' } });
+  t.equal(invited.status, 201);
+  const token = tokenFromLink((await lastMail(app, { template: 'activation', toAddress: 'nina.new@example.test' })).textBody, '/activate');
+  const activated = await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } });
+  t.equal(activated.status, 200);
+  const { tokens } = await enrolAtLogin(t, app, request, activated.body.challengeToken);
+
+  const me = await request({ url: '/v1/me', token: tokens.accessToken });
+  t.equal(me.status, 200);
+  t.same(me.body.preferences, { newsletterOptIn: false, updatedAt: null }, 'no opt-in until the user chooses');
+  t.ok(me.body.requiredActions.includes('set_preferences'));
 });
 
 t.test('without an active MFA factor only /me, MFA enrolment and logout pass', async (t) => {

@@ -132,3 +132,26 @@ t.test('a block voids a pending request; preconditions and who may ask', async (
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${other.user.id}/mfa-reset-request`, token: adminA.token })).status, 403, 'admins reset directly, not by verified request');
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${support.user.id}/mfa-reset-request`, token: support.token })).body.code, 'self_service_required');
 });
+
+t.test("the organisation's only administrator: support's verified reset works; the administrator cannot reset their own MFA", async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, adminA } = w;
+  t.equal(await app.ctx.db.user.count({ where: { organizationId: w.orgA.id, roles: { has: 'CUSTOMER_ADMIN' } } }), 1, 'the only administrator');
+
+  const own = await request({ method: 'POST', url: `/v1/organization/users/${adminA.user.id}/mfa-reset`, token: adminA.token });
+  t.equal(own.status, 409);
+  t.equal(own.body.code, 'self_service_required', 'their own MFA goes through the self-service endpoints');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: adminA.user.id } }), 1, 'nothing was reset');
+
+  // A lost phone of the only administrator: nobody in the organisation can reset it, support can.
+  const started = await request({ method: 'POST', url: `/v1/support/users/${adminA.user.id}/mfa-reset-request`, token: support.token });
+  t.equal(started.status, 202);
+  const mail = await lastMail(app, { template: 'mfa_reset_confirm', toAddress: adminA.user.email });
+  const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } });
+  t.equal(confirmed.status, 200);
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: adminA.user.id } }), 0);
+
+  const login = await request({ method: 'POST', url: '/v1/auth/login', body: { email: adminA.user.email, password: adminA.password } });
+  t.equal(login.status, 200);
+  t.equal(login.body.next, 'mfa_enrollment', 'the next login sets up a new authenticator');
+});
