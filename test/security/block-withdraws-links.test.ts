@@ -76,6 +76,60 @@ t.test('blocking an administrator withdraws the invitations and reset links they
   t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN, 'the withdrawn one stays withdrawn');
 });
 
+/**
+ * The same for a demotion (found by session 10's review): an administrator whose CUSTOMER_ADMIN role
+ * is taken away no longer has the right by which they sent invitations and reset mails, so a demoted
+ * (possibly compromised) administrator's invitation of an address they control, maybe as another
+ * administrator, cannot be accepted any more either. A change that keeps the role withdraws nothing.
+ */
+t.test('demoting an administrator withdraws the invitations and reset links they sent; other role changes do not', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, adminA } = w;
+  const second = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Second Admin' });
+  const secondToken = await w.tokenFor(second.user);
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test' });
+
+  // The second administrator (to be demoted) invites an address as administrator and has a reset mail sent to a member.
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: secondToken, body: { email: 'mallory@evil.test', name: 'Mallory', roles: ['USER', 'CUSTOMER_ADMIN'] } });
+  t.equal(invited.status, 201);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: secondToken })).status, 200);
+  // Alice invites someone else: not the demoted administrator's link.
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'olivia@alpha.test', name: 'Olivia' } })).status, 201);
+  const invitation = await lastLink(w, 'mallory@evil.test', '/activate');
+  const resetLink = await lastLink(w, 'member@alpha.test', '/reset-password');
+  const othersInvitation = await lastLink(w, 'olivia@alpha.test', '/activate');
+
+  // A role change that keeps CUSTOMER_ADMIN is no demotion: nothing is withdrawn.
+  const rolesOf = (id: string) => `/v1/organization/users/${id}/roles`;
+  t.equal((await request({ method: 'PUT', url: rolesOf(member.user.id), token: adminA.token, body: { roles: ['USER', 'CUSTOMER_ADMIN'] } })).status, 200);
+  t.equal((await request({ method: 'PUT', url: rolesOf(member.user.id), token: adminA.token, body: { roles: ['USER'] } })).status, 200);
+  t.equal((await inspect(w, invitation)).status, 200, 'a demotion of someone who sent nothing leaves the links alone');
+
+  const demoted = await request({ method: 'PUT', url: rolesOf(second.user.id), token: adminA.token, body: { roles: ['USER'] } });
+  t.equal(demoted.status, 200);
+  t.same(demoted.body.roles, ['USER']);
+
+  t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
+  t.same(withdrawn(await request({ method: 'POST', url: '/v1/activation', body: { token: invitation, password: NEW_PASSWORD } })), WITHDRAWN);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'mallory@evil.test' } })).status, 'INVITED', 'the invitation was not accepted');
+  t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);
+  t.equal((await inspect(w, othersInvitation)).status, 200, "another administrator's invitation stays valid");
+
+  const changes = await auditOf(app, 'user.roles_changed', second.user.id);
+  t.equal(changes.length, 1);
+  t.match(changes[0], { actorUserId: adminA.user.id, details: { from: ['USER', 'CUSTOMER_ADMIN'], to: ['USER'] } });
+  t.same(withdrawnLinks(changes[0]), [
+    { userId: invited.body.id, purpose: 'ACTIVATION' },
+    { userId: member.user.id, purpose: 'PASSWORD_RESET' },
+  ].sort(byUser), 'the audit row names the holders of the withdrawn links');
+  const memberChanges = await auditOf(app, 'user.roles_changed', member.user.id);
+  t.same(memberChanges.map((a) => withdrawnLinks(a)), [[], []], 'nothing withdrawn by the changes of a user who sent nothing');
+
+  // The remaining administrator decides: a new invitation works.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: adminA.token })).status, 200);
+  t.equal((await inspect(w, await lastLink(w, 'mallory@evil.test', '/activate'))).status, 200, 'a link sent after the demotion works');
+});
+
 t.test('support replacing a sole administrator withdraws the invitations that administrator sent, not its own', async (t) => {
   const w = await adminWorld(t);
   const { request, app, adminA, support } = w;

@@ -58,17 +58,23 @@ async function holdActiveRequester(tx: Tx, requesterId: string): Promise<void> {
   if (rows[0]?.status !== 'ACTIVE') throw commonErrors.unauthenticated('The signed-in account is no longer active.');
 }
 
-/** Marks a flow that withdrawFlowsRequestedBy voided, so its holder is told why it stopped working. */
+/**
+ * Marks a flow that withdrawFlowsRequestedBy voided, so its holder is told why it stopped working.
+ * (Stored in rows: the name predates withdrawal on demotion and stays.)
+ */
 const WITHDRAWN_MARK = 'withdrawnBecauseRequesterBlocked';
 const WITHDRAWN_DETAIL = 'This link was withdrawn. Ask your administrator or the support team for a new one.';
 
-/** A link withdrawn from its holder because its requester was blocked. */
+/** A link withdrawn from its holder because its requester was blocked or lost the administrator role. */
 export type WithdrawnLink = { userId: string; email: string; purpose: FlowPurpose };
 
 /**
  * Withdraws the links `requesterId` sent to other users (invitations, password-reset mails,
- * support's MFA-reset requests): called when the requester is blocked, in that transaction, so a
- * compromised administrator's invitation of an address they control cannot be accepted later.
+ * support's MFA-reset requests): called when the requester is blocked or demoted (loses
+ * CUSTOMER_ADMIN), in that transaction, so a compromised administrator's invitation of an address
+ * they control cannot be accepted later. The requests themselves lock the organisation row (invite)
+ * or the requester's row (issueFlowToken) before any flow row, so one racing the block or demotion
+ * either sees it and is refused, or commits first and is withdrawn by it.
  * Every pending one is voided (also one this instance's clock sees as just expired: another
  * instance's may not yet); those still valid are returned, with their holder, for the audit row
  * and the operator. The accounts stay as they are; an administrator can send a new link.

@@ -123,7 +123,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'setOrganizationUserRoles',
         tags,
-        summary: "Set a user's roles (USER, CUSTOMER_ADMIN); the last administrator cannot be demoted",
+        summary: "Set a user's roles (USER, CUSTOMER_ADMIN); the last administrator cannot be demoted; a demotion ends the user's sessions and withdraws the links they sent to others",
         params: UserIdParams,
         body: SetRolesBody,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },

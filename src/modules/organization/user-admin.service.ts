@@ -316,7 +316,9 @@ export async function triggerPasswordReset(ctx: AdminCtx, call: AdminCall, userI
 
 /**
  * Sets a user's roles (USER is always kept). Demotion ends the user's sessions, so tokens that
- * still carry CUSTOMER_ADMIN stop refreshing and introspect as inactive at once.
+ * still carry CUSTOMER_ADMIN stop refreshing and introspect as inactive at once, and withdraws the
+ * links the user sent to others as an administrator (invitations, reset mails), as a block does:
+ * they were sent with a right the user no longer has. The audit row lists their holders.
  */
 export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: string, requested: readonly Role[]): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
@@ -328,13 +330,19 @@ export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: strin
     await tx.user.update({ where: { id: target.id }, data: { roles } });
     const demoted = before.includes('CUSTOMER_ADMIN') && !roles.includes('CUSTOMER_ADMIN');
     const sessionsRevoked = demoted ? await revokeUserSessions(tx, ctx.clock, target.id, 'roles_reduced') : 0;
+    const linksWithdrawn = demoted ? await withdrawFlowsRequestedBy(tx, ctx.clock, target.id) : [];
     await recordAudit(tx, ctx.clock, {
       type: 'user.roles_changed',
       actorUserId: acting.userId,
       subjectUserId: target.id,
       organizationId: target.organizationId,
       meta: call.meta,
-      details: { from: before, to: roles, sessionsRevoked },
+      details: {
+        from: before,
+        to: roles,
+        sessionsRevoked,
+        ...(demoted ? { linksWithdrawn: linksWithdrawn.map(({ userId, purpose }) => ({ userId, purpose })) } : {}),
+      },
     });
     return reload(tx, target.id);
   });
