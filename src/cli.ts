@@ -136,13 +136,17 @@ const commands: Record<string, Command> = {
     },
   },
   'unblock-support-user': {
-    summary: 'unblock a SUPPORT user (back to ACTIVE, or INVITED if never activated); notified by mail',
+    summary: 'unblock a SUPPORT user (back to ACTIVE, or INVITED with a new activation link, printed to stdout and mailed, if never activated); notified by mail',
     usage: 'unblock-support-user --email <e-mail> [--reason <text>]',
     async run(args) {
       const { email, origin } = supportChange(args, []);
       return withDatabase(async (ctx) => {
         const unblocked = await unblockSupportUser(ctx, email, origin);
         process.stderr.write(`unblocked SUPPORT user ${unblocked.email} (${unblocked.userId}); status ${unblocked.status}; notified by mail\n`);
+        if (unblocked.activation) {
+          process.stderr.write(`new activation link, valid until ${unblocked.activation.expiresAt.toISOString()} and also mailed\n`);
+          process.stdout.write(`${unblocked.activation.link}\n`);
+        }
       });
     },
   },

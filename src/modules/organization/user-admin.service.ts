@@ -256,12 +256,24 @@ export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string
   });
 }
 
-/** Returns the status the user is back to. */
-export async function unblockUserInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ status: 'ACTIVE' | 'INVITED' }> {
+/**
+ * Returns the status the user is back to. An ACTIVE user is told they can sign in again. A user who
+ * never activated is back to INVITED without a link (the block voided it), so they get a fresh
+ * invitation instead (returned: only the CLI shows it).
+ */
+export async function unblockUserInTx(
+  tx: Tx,
+  ctx: AdminCtx,
+  target: TargetUser,
+  origin: ChangeOrigin,
+): Promise<{ status: 'ACTIVE' | 'INVITED'; activation?: { link: string; expiresAt: Date } }> {
   const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
   await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
-  await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
   await auditChange(tx, ctx, 'user.unblocked', target, origin, { status });
+  if (status === 'INVITED') {
+    return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };
+  }
+  await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
   return { status };
 }
 

@@ -5,7 +5,7 @@ import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createOrganization, createUser } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { sendActivation } from '../../../src/modules/activation/activation.service.js';
-import { adminWorld, mailsTo } from '../organization/helpers.js';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 import { lastMail } from '../../helpers/outbox.js';
 import { createSupportUser } from '../../../src/modules/support/bootstrap.service.js';
 import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
@@ -182,6 +182,14 @@ t.test('an invited user blocked through the API learns from the activation link 
   clock.advance(-7 * 24 * 3600);
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/unblock`, token: adminA.token })).body.status, 'INVITED');
   t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used', 'unblocked: the voided link stays void');
+
+  // Unblocked, the invited user gets a fresh invitation (not "you can sign in again": there is no password yet).
+  const mails = await mailsTo(app, 'new@alpha.test');
+  t.same(mails.map((m) => m.template), ['activation', 'account_blocked', 'activation'], 'a new activation mail, no unblocked notice');
+  const fresh = tokenFromLink(mails.at(-1)!.textBody);
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: fresh } })).status, 200, 'the new link works');
+  const [resent] = await auditOf(app, 'user.activation_resent', invited.body.id);
+  t.match(resent, { actorUserId: adminA.user.id, details: { via: 'unblocked' } });
 });
 
 t.test('the activation mail states the username and whom to ask for a new link, by who sent it', async (t) => {

@@ -79,3 +79,22 @@ t.test('blocking the last two active support users at once: the second waits for
   t.match(result.stderr, 'refused: last_support_user');
   t.equal((await w.db.user.findUniqueOrThrow({ where: { id: a.user.id } })).status, 'ACTIVE', 'one active support user is left');
 });
+
+t.test('unblock-support-user for a support user who never activated: INVITED with a fresh activation link (printed and mailed)', async (t) => {
+  const w = await staffWorld(t);
+  const invited = await w.support('late@shop.test', { status: 'INVITED', password: null });
+  t.equal((await w.run('block-support-user', '--email', 'late@shop.test')).code, 0);
+
+  const unblocked = await w.run('unblock-support-user', '--email', 'late@shop.test');
+  t.equal(unblocked.code, 0, unblocked.stderr);
+  t.match(unblocked.stderr, 'status INVITED');
+  const link = unblocked.stdout.trim();
+  t.match(link, /\/activate\?token=/, 'the new link on stdout');
+  const token = new URL(link).searchParams.get('token')!;
+  t.equal((await w.request({ url: '/v1/activation/inspect', body: { token } })).status, 200, 'it works');
+  t.equal((await w.db.user.findUniqueOrThrow({ where: { id: invited.user.id } })).status, 'INVITED');
+  const mails = await mailsTo(w.app, 'late@shop.test');
+  t.same(mails.map((m) => m.template), ['account_blocked', 'activation'], 'a new invitation, not "you can sign in again"');
+  t.match(mails.at(-1)!.textBody, token, 'the same link by mail');
+  t.match(await auditOf(w.app, 'user.activation_resent', invited.user.id), [{ ...CLI_AUDIT, details: { by: 'cli', via: 'unblocked' } }]);
+});
