@@ -100,7 +100,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
 
   action('activation-email', 'resendOrganizationUserActivation', 'Send a new activation link (the older one stops working)', 'organization:users:invite', resendActivation);
   action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser);
-  action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail', 'organization:users:block', unblockUser);
+  action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser);
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',

@@ -130,7 +130,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     );
 
   action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser);
-  action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail', 'support:users:block', unblockUser);
+  action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser);
   action(
     'password-reset',
     'supportSendPasswordReset',
