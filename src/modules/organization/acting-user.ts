@@ -69,8 +69,15 @@ export async function lockMemberOf(tx: Tx, organizationId: string, id: string): 
   return findTarget(tx, id);
 }
 
+/**
+ * FOR NO KEY UPDATE, not FOR UPDATE: administrative changes of one organisation still exclude each
+ * other, but rows that merely refer to the organisation (an audit row, a new user: the foreign key
+ * takes KEY SHARE) are not held up. Those are written by requests that lock a user row first
+ * ("forgot password", the login steps); with FOR UPDATE here the two lock orders deadlocked
+ * (test/security/organization-lock-order.test.ts).
+ */
 export async function lockOrganization(tx: Tx, organizationId: string): Promise<boolean> {
-  const rows = await tx.$queryRaw<unknown[]>`SELECT 1 FROM organizations WHERE id = ${organizationId}::uuid FOR UPDATE`;
+  const rows = await tx.$queryRaw<unknown[]>`SELECT 1 FROM organizations WHERE id = ${organizationId}::uuid FOR NO KEY UPDATE`;
   return rows.length === 1;
 }
 

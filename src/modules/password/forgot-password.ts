@@ -28,7 +28,9 @@ const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
  *     for an address with an account (session 10's review);
  *  2. the user row lock with the status read again under it (lock order address → user → flows,
  *     accounts/user-lock.ts), against no row for an unknown address: a block committed meanwhile
- *     is seen;
+ *     is seen. The audit row's foreign key then takes KEY SHARE on the organisation row, which
+ *     administrative changes (organisation → user) hold FOR NO KEY UPDATE: no conflict, so no
+ *     deadlock with them (acting-user.ts `lockOrganization`);
  *  3. one statement that, only for an ACTIVE account, voids the older reset links (one valid link,
  *     item 14), inserts the new one and queues the mail, and in every case writes the audit row.
  *     What the lock serialises is therefore the same few round trips whatever the address, not
