@@ -25,7 +25,7 @@ export async function inviteUser(
         ? (await app.ctx.db.organization.findUniqueOrThrow({ where: { id: input.organizationId } })).name
         : null;
   const { link, expiresAt } = await app.ctx.db.$transaction((tx) =>
-    sendActivation(tx, app.ctx, { user, organizationName: organizationName ?? null, actorUserId: null }),
+    sendActivation(tx, app.ctx, { user, organizationName: organizationName ?? null, actorUserId: null, by: 'cli' }),
   );
   return { user, link, token: tokenFromLink(link), expiresAt };
 }

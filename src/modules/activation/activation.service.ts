@@ -16,6 +16,12 @@ export const ACTIVATION_TTL_SECONDS = 7 * 24 * 3600;
 export type ActivationUser = { id: string; email: string; name: string };
 
 /**
+ * Who sends an activation link, for the mail's "ask … for a new one": an administrator of the
+ * organisation, support, or the operator's CLI (ChangeOrigin's `by`).
+ */
+export type ActivationSender = 'admin' | 'support' | 'cli';
+
+/**
  * Issues a new activation link for an invited user (voiding any older one) and queues the mail in
  * the caller's transaction. Used by invitations, "resend activation" and the bootstrap CLI (which
  * prints the returned link); API callers must never return the link. The caller records the audit
@@ -24,7 +30,7 @@ export type ActivationUser = { id: string; email: string; name: string };
 export async function sendActivation(
   tx: Tx,
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
-  input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null },
+  input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null; by: ActivationSender },
 ): Promise<{ link: string; expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {
     userId: input.user.id,
@@ -42,21 +48,10 @@ export async function sendActivation(
       expiresAt: flow.expiresAt,
       organizationName: input.organizationName,
       username: input.user.email,
-      by: await sentBy(tx, input.actorUserId),
+      by: input.by,
     },
   });
   return { link, expiresAt: flow.expiresAt };
-}
-
-/**
- * Who sent an activation link, for the mail's "ask … for a new one": no actor is the operator's
- * CLI; an actor with SUPPORT acts as support (as user-admin.service.ts counts it), else an
- * administrator of the organisation.
- */
-async function sentBy(tx: Tx, actorUserId: string | null): Promise<'admin' | 'support' | 'cli'> {
-  if (!actorUserId) return 'cli';
-  const actor = await tx.user.findUnique({ where: { id: actorUserId }, select: { roles: true } });
-  return actor?.roles.includes('SUPPORT') ? 'support' : 'admin';
 }
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;

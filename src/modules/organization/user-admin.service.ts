@@ -125,7 +125,7 @@ export type InviteInput = { email: string; name: string; roles?: readonly Role[]
 export async function inviteUserInTx(
   tx: Tx,
   ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>,
-  input: InviteInput & { organization: { id: string; name: string }; actorUserId: string | null; meta: RequestMeta; via?: string },
+  input: InviteInput & { organization: { id: string; name: string }; actorUserId: string | null; meta: RequestMeta; via: ChangeOrigin['by'] },
 ): Promise<{ user: ManagedUser; activation: { link: string; expiresAt: Date } }> {
   const roles = normalizeRoles(input.roles);
   const now = ctx.clock.now();
@@ -140,14 +140,14 @@ export async function inviteUserInTx(
     },
     select: { id: true, email: true, name: true },
   });
-  const activation = await sendActivation(tx, ctx, { user, organizationName: input.organization.name, actorUserId: input.actorUserId });
+  const activation = await sendActivation(tx, ctx, { user, organizationName: input.organization.name, actorUserId: input.actorUserId, by: input.via });
   await recordAudit(tx, ctx.clock, {
     type: 'user.invited',
     actorUserId: input.actorUserId,
     subjectUserId: user.id,
     organizationId: input.organization.id,
     meta: input.meta,
-    details: { roles, ...(input.via ? { via: input.via } : {}) },
+    details: { roles, via: input.via },
   });
   return { user: await reload(tx, user.id), activation };
 }
@@ -188,7 +188,12 @@ export async function resendActivationInTx(
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
 ): Promise<{ link: string; expiresAt: Date }> {
-  const activation = await sendActivation(tx, ctx, { user: target, organizationName: target.organization?.name ?? null, actorUserId: origin.actorUserId });
+  const activation = await sendActivation(tx, ctx, {
+    user: target,
+    organizationName: target.organization?.name ?? null,
+    actorUserId: origin.actorUserId,
+    by: origin.by,
+  });
   await auditChange(tx, ctx, 'user.activation_resent', target, origin, details);
   return activation;
 }

@@ -24,7 +24,7 @@ export async function createSupportUser(
         data: { email: input.email, name: input.name, organizationId: null, roles: ['SUPPORT'], status: 'INVITED', createdAt: ctx.clock.now() },
         select: { id: true, email: true, name: true },
       });
-      const activation = await sendActivation(tx, ctx, { user, organizationName: null, actorUserId: null });
+      const activation = await sendActivation(tx, ctx, { user, organizationName: null, actorUserId: null, by: 'cli' });
       await recordAudit(tx, ctx.clock, {
         type: 'user.invited',
         subjectUserId: user.id,

@@ -100,7 +100,7 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   const first = await inviteUser(app);
   // Resending voids the older link.
   const { link } = await app.ctx.db.$transaction((tx) =>
-    sendActivation(tx, app.ctx, { user: first.user, organizationName: null, actorUserId: null }),
+    sendActivation(tx, app.ctx, { user: first.user, organizationName: null, actorUserId: null, by: 'cli' }),
   );
   const second = tokenFromLink(link);
   const old = await request({ url: '/v1/activation', body: { token: first.token, password: GOOD_PASSWORD } });

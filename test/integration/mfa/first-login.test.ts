@@ -52,7 +52,7 @@ t.test('activate → enrol (oathtool, zbarimg) → tokens; then password + code 
     name: 'Anna Müller',
   });
   const { link } = await app.ctx.db.$transaction((tx) =>
-    sendActivation(tx, app.ctx, { user, organizationName: org.name, actorUserId: null }),
+    sendActivation(tx, app.ctx, { user, organizationName: org.name, actorUserId: null, by: 'cli' }),
   );
   const token = new URL(link).searchParams.get('token')!;
   const password = 'a long and unusual passphrase 4 me';
