@@ -224,6 +224,9 @@ export async function blockLockedUser(
   await blockUserInTx(tx, ctx, target, originOf(acting, call), details);
 }
 
+/** What an audit row records of withdrawn links (block, demotion): holder and kind, not the address. */
+const auditedLinks = (links: WithdrawnLink[]) => links.map(({ userId, purpose }) => ({ userId, purpose }));
+
 /**
  * The block itself, authorised by the caller: status, sessions, the user's own pending links and
  * those the user sent to others (withdrawn), mail, audit row. Returns how many sessions ended and
@@ -246,8 +249,7 @@ export async function blockUserInTx(
     template: 'account_blocked',
     data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
   });
-  const withdrawn = linksWithdrawn.map(({ userId, purpose }) => ({ userId, purpose }));
-  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn: withdrawn, ...details });
+  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn: auditedLinks(linksWithdrawn), ...details });
   return { sessionsRevoked, linksWithdrawn };
 }
 
@@ -358,7 +360,7 @@ export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: strin
         from: before,
         to: roles,
         sessionsRevoked,
-        ...(demoted ? { linksWithdrawn: linksWithdrawn.map(({ userId, purpose }) => ({ userId, purpose })) } : {}),
+        ...(demoted ? { linksWithdrawn: auditedLinks(linksWithdrawn) } : {}),
       },
     });
     return reload(tx, target.id);
