@@ -12,6 +12,7 @@ import { migrate } from '../src/db/migrate.js';
 import { createPasswordHasher } from '../src/lib/password-hasher.js';
 import { generateKey, parseKeyring } from '../src/lib/secret-box.js';
 import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
+import { sha256Hex } from '../src/lib/tokens.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
 import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
@@ -23,7 +24,7 @@ import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCo
  *
  *   raw argon2 verifications/s (baseline, worker count = cores, interleaved with the slices of
  *   the hashing phases: SLICES) · POST /v1/auth/login ·
- *   /healthz latency while logins saturate · full login (password + TOTP) · refresh ·
+ *   /healthz and activation-inspect latency while logins saturate · full login (password + TOTP) · refresh ·
  *   GET /v1/me next to a bare Fastify route that gets the same requests and runs the same
  *   queries · introspection next to the same · peak RSS (and, with BENCH_SOAK_SECONDS, a mixed
  *   load of that length).
@@ -164,7 +165,11 @@ function machine() {
 
 type SeededUser = { id: string; email: string; totpSecret: string; lastStep: number };
 
-async function prepareDatabase(keyringSpec: string): Promise<SeededUser[]> {
+/**
+ * The database of the run: BENCH_USERS active users with a TOTP factor, and one invited user
+ * with a live activation link, whose token the activation-inspect probe sends.
+ */
+async function prepareDatabase(keyringSpec: string): Promise<{ users: SeededUser[]; activationToken: string }> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS "${DB_NAME}" WITH (FORCE)`);
@@ -214,7 +219,20 @@ async function prepareDatabase(keyringSpec: string): Promise<SeededUser[]> {
         })),
       });
     }
-    return users;
+    const invited = await database.db.user.create({
+      data: { organizationId: org.id, email: 'bench-invited@bench.example', name: 'Bench Invited', status: 'INVITED', roles: ['USER'], createdAt: now },
+    });
+    const activationToken = randomBytes(32).toString('base64url');
+    await database.db.flowToken.create({
+      data: {
+        userId: invited.id,
+        purpose: 'ACTIVATION',
+        tokenHash: sha256Hex(activationToken),
+        expiresAt: new Date(now.getTime() + 7 * 86_400_000),
+        createdAt: now,
+      },
+    });
+    return { users, activationToken };
   } finally {
     await database.close();
   }
@@ -372,6 +390,15 @@ async function quiet(serverPid: number): Promise<void> {
   }
 }
 
+/** A probe whose answers are not all 200 measured something else (an error answer is cheaper): stop the bench. */
+function allAnswered200(what: string, r: AutocannonResult): AutocannonResult {
+  const other = Object.entries(r.statusCodeStats ?? {}).filter(([code]) => code !== '200');
+  if (other.length > 0 || r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) {
+    throw new Error(`${what}: not every answer was 200 (${statusSummary(r)}; errors ${r.errors}, timeouts ${r.timeouts})`);
+  }
+  return r;
+}
+
 function row(phase: string, r: AutocannonResult, extra: Partial<Row> = {}): Row {
   log(`  ${phase}: ${r.requests.average} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, ${statusSummary(r)}`);
   return { phase, rps: round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, statuses: statusSummary(r), ...extra };
@@ -387,7 +414,7 @@ async function main(): Promise<void> {
 
   log(`load average ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}; machine: ${CORES} cores; users ${USERS}; ${DURATION} s per phase; ${CONNECTIONS} connections`);
   log(`preparing database ${DB_NAME} ...`);
-  const users = await prepareDatabase(keyringSpec);
+  const { users, activationToken } = await prepareDatabase(keyringSpec);
 
   // Raw argon2, interleaved with the slices of the hashing phases (SLICES above).
   const rawRuns: (RawRun & { when: string })[] = [];
@@ -514,23 +541,40 @@ async function main(): Promise<void> {
 
     const idleHealth = await autocannon({ url: `${base}/healthz`, connections: 1, duration: 3, overallRate: 50 });
     rows.push(row('GET /healthz, idle (50 req/s)', idleHealth));
+    // A non-hashing route with a database query: the invited user's activation link, inspected.
+    const inspectRequests: AutocannonRequest[] = [
+      { method: 'POST', path: '/v1/activation/inspect', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: activationToken }) },
+    ];
+    const inspectProbe = async (duration: number) =>
+      allAnswered200('activation inspect', await autocannon({ url: base, connections: 1, duration, overallRate: 50, requests: inspectRequests }));
+    await warm(base, inspectRequests);
+    const idleInspect = await inspectProbe(3);
+    rows.push(row('POST /v1/activation/inspect, idle (50 req/s)', idleInspect));
 
     if (PHASES.has('login') && has('post', '/v1/auth/login')) {
       log(`POST /v1/auth/login, saturating, with a /healthz probe alongside, ${SLICES} slices of ${SLICE_SECONDS} s between raw argon2 runs ...`);
       const phase = await interleaved('login', async (seconds) => {
-        const [login, probe] = await Promise.all([
+        const [login, probe, inspect] = await Promise.all([
           autocannon({ url: base, connections: CONNECTIONS, duration: endingOnTick(seconds), timeout: 30, requests: loginRequests }),
           autocannon({ url: `${base}/healthz`, connections: 1, duration: endingOnTick(seconds), overallRate: 50 }),
+          inspectProbe(endingOnTick(seconds)),
         ]);
         // Only password steps that passed count: an error answered without a hash would inflate the rate.
-        return { value: { login, probe }, completed: login.statusCodeStats?.['200']?.count ?? 0, seconds: login.duration };
+        return { value: { login, probe, inspect }, completed: login.statusCodeStats?.['200']?.count ?? 0, seconds: login.duration };
       });
       const login = combined(phase.values.map((v) => v.login));
       const probe = combined(phase.values.map((v) => v.probe));
+      const inspect = combined(phase.values.map((v) => v.inspect));
       rows.push(row('POST /v1/auth/login (password step)', login, { baseline: phase.againstRaw }));
       rows.push(cpuRow('login phase', phase.cpu, phase.perSecond, phase.raws));
       rows.push(row('GET /healthz during the login saturation (50 req/s)', probe, { baseline: `idle p99 ${idleHealth.latency.p99} ms`, note: `p99: the worst of the ${SLICES} slices` }));
-      results.login = { login, probe, cpu: phase.cpu, againstRaw: phase.againstRaw };
+      rows.push(
+        row('POST /v1/activation/inspect during the login saturation (50 req/s)', inspect, {
+          baseline: `idle p99 ${idleInspect.latency.p99} ms`,
+          note: `p99: the worst of the ${SLICES} slices`,
+        }),
+      );
+      results.login = { login, probe, inspect, cpu: phase.cpu, againstRaw: phase.againstRaw };
     } else if (PHASES.has('login')) rows.push({ phase: 'POST /v1/auth/login', rps: NaN, p50: NaN, p99: NaN, statuses: 'skipped: route missing' });
 
     // Full login: password step, then the TOTP code for the challenge. Each user's code works
