@@ -1,7 +1,9 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { openRuntime } from './runtime.js';
-import { generateKey } from './lib/secret-box.js';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { generateKey, KEY_ID_PATTERN } from './lib/secret-box.js';
 import { systemClock } from './lib/clock.js';
 import { rotateSigningKey } from './modules/sessions/signing-keys.js';
 import { resealSecrets } from './modules/mfa/key-rotation.js';
@@ -35,7 +37,8 @@ const commands: Record<string, Command> = {
   migrate: {
     summary: 'apply pending database migrations',
     usage: 'migrate',
-    async run() {
+    async run(args) {
+      onlyOptions(args, []);
       const runtime = await openRuntime(config(), log, { migrate: true });
       await runtime.close();
       return 0;
@@ -44,7 +47,8 @@ const commands: Record<string, Command> = {
   'rotate-encryption-key': {
     summary: 're-encrypt every TOTP secret, signing key and queued mail body under the current ENCRYPTION_KEYS key (then the old key can go)',
     usage: 'rotate-encryption-key',
-    async run() {
+    async run(args) {
+      onlyOptions(args, []);
       const runtime = await openRuntime(config(), log, { migrate: false });
       try {
         const report = await resealSecrets(runtime.database.db, runtime.keyring);
@@ -60,13 +64,15 @@ const commands: Record<string, Command> = {
     usage: 'rotate-signing-key [--immediate]',
     async run(args) {
       onlyOptions(args, ['immediate']);
+      // A flag: `--immediate yes` is a usage error, never a quiet staged rotation of a leaked key.
+      const immediate = flag(args, 'immediate');
       const cfg = config();
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
         // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
         // nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
-        const result = await rotateSigningKey(deps, { immediate: args.get('immediate') === 'true' });
+        const result = await rotateSigningKey(deps, { immediate });
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return 0;
       } finally {
@@ -184,12 +190,17 @@ const commands: Record<string, Command> = {
     summary: 'print a new random 256-bit key for ENCRYPTION_KEYS (as <id>:<base64>)',
     usage: 'generate-encryption-key [--id <key id>]',
     async run(args) {
-      const id = args.get('id') ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`;
+      onlyOptions(args, ['id']);
+      // The default id is unique (date + random), so keys generated on one day can sit side by side in ENCRYPTION_KEYS.
+      const id = optionalOption(args, 'id', KeyIdSchema) ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${randomBytes(3).toString('hex')}`;
       process.stdout.write(`${id}:${generateKey()}\n`);
       return 0;
     },
   },
 };
+
+/** What ENCRYPTION_KEYS accepts as a key id (parseKeyring). */
+const KeyIdSchema = z.string().regex(KEY_ID_PATTERN, 'a key id is 1-64 of A-Z a-z 0-9 . _ -');
 
 type Schema<T> = { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } };
 
@@ -265,6 +276,8 @@ function parseArgs(argv: string[]): Map<string, string> {
     const a = argv[i]!;
     if (!a.startsWith('--')) throw new UsageError(`unexpected argument "${a}"`);
     const next = argv[i + 1];
+    // Given twice, which one was meant? (`--email a --email b` must not act on b alone.)
+    if (args.has(a.slice(2))) throw new UsageError(`${a} is given twice`);
     if (next === undefined || next.startsWith('--')) args.set(a.slice(2), 'true');
     else {
       args.set(a.slice(2), next);

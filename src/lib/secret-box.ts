@@ -4,7 +4,7 @@ const ALGORITHM = 'aes-256-gcm';
 const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
-const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/_-]+={0,2}$/;
 const BASE64URL_PATTERN = /^[A-Za-z0-9_-]+$/;
 

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { generateKey } from '../../../src/lib/secret-box.js';
+import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { buildTestApp } from '../../helpers/app.js';
-import { cli, cliEnv } from '../../helpers/cli.js';
+import { cli, cliEnv, cliInTurn } from '../../helpers/cli.js';
 import { api } from '../../helpers/http.js';
 
 t.test('create-support-user prints a working activation link; create-organization too', async (t) => {
@@ -69,4 +69,36 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   const badKeys = await cli(['migrate'], { ...env, ENCRYPTION_KEYS: 'k1:not-a-32-byte-key' });
   t.equal(badKeys.code, 78);
   t.match(badKeys.stderr, 'ENCRYPTION_KEYS');
+});
+
+t.test('option mistakes are usage errors (exit 2) before anything runs: a value on a flag, an unknown or repeated option, a key id ENCRYPTION_KEYS would refuse', async (t) => {
+  // The database does not exist: a command that went on past its options would fail otherwise (exit 1 or 78).
+  const env = { DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none', ENCRYPTION_KEYS: `cli-1:${generateKey()}` };
+  const refused: [string[], string][] = [
+    // The leaked-key runbook's command: a value must not turn it into the staged rotation.
+    [['rotate-signing-key', '--immediate', 'yes'], '--immediate takes no value'],
+    [['migrate', '--dry-run'], 'unknown option --dry-run'],
+    [['rotate-encryption-key', '--dry-run'], 'unknown option --dry-run'],
+    [['generate-encryption-key', '--idd', 'k1'], 'unknown option --idd'],
+    [['generate-encryption-key', '--id', 'bad id,x'], '--id: a key id is 1-64 of A-Z a-z 0-9 . _ -'],
+    [['block-support-user', '--email', 's1@shop.test', '--email', 's2@shop.test'], '--email is given twice'],
+  ];
+  const runs = await cliInTurn(refused.map(([args]) => () => cli(args, env)));
+  for (const [i, [args, message]] of refused.entries()) {
+    t.equal(runs[i]!.code, 2, args.join(' '));
+    t.match(runs[i]!.stderr, message, args.join(' '));
+    t.equal(runs[i]!.stdout, '', `${args.join(' ')}: prints no key or report`);
+  }
+});
+
+t.test('generate-encryption-key: two default keys of one day make a keyring the service accepts; --id is kept', async (t) => {
+  const [a, b, named] = await cliInTurn([
+    () => cli(['generate-encryption-key'], {}),
+    () => cli(['generate-encryption-key'], {}),
+    () => cli(['generate-encryption-key', '--id', 'ops.2026-11_a'], {}),
+  ]);
+  for (const run of [a, b, named]) t.equal(run.code, 0, run.stderr);
+  const keyring = parseKeyring([a, b, named].map((run) => run.stdout.trim()).join(','));
+  t.equal(keyring.keys.size, 3);
+  t.match([...keyring.keys.keys()], [/^k\d{8}-[0-9a-f]{6}$/, /^k\d{8}-[0-9a-f]{6}$/, 'ops.2026-11_a']);
 });
