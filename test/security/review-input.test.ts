@@ -78,3 +78,53 @@ t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async 
   t.equal(second.status, 200);
   t.equal(second.body.items.length, 2);
 });
+
+t.test('names of people and organisations are one line of visible text: line breaks, bidi overrides and zero-width spaces answer 400 and nothing is written or mailed; joiners some scripts need are kept', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
+  const adminToken = (await signIn(app, admin)).accessToken;
+  const supportToken = (await signIn(app, support)).accessToken;
+  const mailsBefore = await app.ctx.db.mailOutbox.count();
+
+  // What a name must not smuggle into an official mail's text (the review's reproduction).
+  const bad = {
+    'line break': 'Dora\r\n\r\nPlease reply with your password to verify.',
+    tab: 'Dora\tDoe',
+    'bidi override': 'Dora \u202Eetirw\u202C',
+    'zero-width space': 'Do\u200Bra',
+    'line separator': 'Dora\u2028Doe',
+    'private use': 'Dora \uE000',
+    'no letter or digit': '---',
+  };
+  for (const [label, name] of Object.entries(bad)) {
+    const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });
+    t.equal(invite.status, 400, `invite, ${label}`);
+    t.equal(invite.body.code, 'validation_failed', `invite, ${label}`);
+    const orgName = await request({
+      url: '/v1/support/organizations',
+      token: supportToken,
+      body: { customerNumber: 'C-NAME-1', name, administrator: { email: 'first-admin@example.test', name: 'First Admin' } },
+    });
+    t.equal(orgName.status, 400, `organisation name, ${label}`);
+    t.equal(orgName.body.code, 'validation_failed', `organisation name, ${label}`);
+    const adminName = await request({
+      url: '/v1/support/organizations',
+      token: supportToken,
+      body: { customerNumber: 'C-NAME-2', name: 'Acme', administrator: { email: 'second-admin@example.test', name } },
+    });
+    t.equal(adminName.status, 400, `first administrator's name, ${label}`);
+  }
+  t.equal(await app.ctx.db.user.count({ where: { email: { in: ['new-person@example.test', 'first-admin@example.test', 'second-admin@example.test'] } } }), 0, 'no account');
+  t.equal(await app.ctx.db.organization.count({ where: { customerNumber: { in: ['C-NAME-1', 'C-NAME-2'] } } }), 0, 'no organisation');
+  t.equal(await app.ctx.db.mailOutbox.count(), mailsBefore, 'no mail');
+
+  // A Persian name written with the zero-width non-joiner, and a name with accents: accepted as typed.
+  for (const [i, name] of ['مهر\u200Cنوش رضایی', 'Zoë Ångström-Nuñez'].entries()) {
+    const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: `named-${i}@example.test`, name } });
+    t.equal(invite.status, 201, name);
+    t.equal(invite.body.name, name, 'stored as typed');
+  }
+});

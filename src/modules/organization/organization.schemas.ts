@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
+import { displayText } from '../../lib/display-text.js';
 
 /**
  * The public representation of a user as administrators and support see it. It is built field by
@@ -46,7 +47,7 @@ const emailSchema = z
   .pipe(z.email())
   .describe('Unique across all organisations, case-insensitively');
 export const EmailSchema = emailSchema;
-export const PersonNameSchema = z.string().trim().min(1).max(200);
+export const PersonNameSchema = displayText(200).describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 
 export const InviteUserBody = z.strictObject({
   email: emailSchema,

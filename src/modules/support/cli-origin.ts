@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { z } from 'zod';
+import { displayText } from '../../lib/display-text.js';
 import type { ChangeOrigin } from '../organization/user-admin.service.js';
 
 /**
@@ -10,19 +10,8 @@ import type { ChangeOrigin } from '../organization/user-admin.service.js';
 
 export type CliOrigin = ChangeOrigin & { by: 'cli' };
 
-/**
- * --reason: why the operator runs the command (e.g. a ticket number); trimmed, on one line, and
- * nothing that reads differently from what it stores: no control or format characters (line
- * breaks, tabs, bidi overrides, zero-width spaces), line or paragraph separators, private-use or
- * unassigned code points; at least one letter or digit.
- */
-export const OperatorReasonSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(500)
-  .regex(/^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]*$/u, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
-  .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit');
+/** --reason: why the operator runs the command (e.g. a ticket number); one line of visible text (displayText). */
+export const OperatorReasonSchema = displayText(500);
 
 /** What is stored as the operator: an account name as systems spell them (else the next source, else null). */
 const ACCOUNT_NAME = /^[\p{L}\p{N}._@$-]{1,64}$/u;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleSchema } from '../organization/organization.schemas.js';
+import { displayText } from '../../lib/display-text.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
 
 const timestamp = z.iso.datetime();
@@ -45,7 +46,7 @@ export const SearchOrganizationsQuery = z.strictObject({
 
 export const CreateOrganizationBody = z.strictObject({
   customerNumber: CustomerNumberSchema,
-  name: z.string().trim().min(1).max(200),
+  name: displayText(200).describe('One line of visible text: no line breaks, tabs or invisible formatting characters'),
   administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
 });
 
