@@ -298,9 +298,9 @@ export async function resetUserMfa(ctx: AdminCtx, call: AdminCall, userId: strin
   });
 }
 
-/** 409 mfa_not_enrolled when there is no factor to reset; returns how many sessions ended. */
+/** 409 mfa_not_enrolled when there is no working (ACTIVE) factor to reset; returns how many sessions ended. */
 export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ sessionsRevoked: number }> {
-  const factors = await tx.totpFactor.count({ where: { userId: target.id } });
+  const factors = await tx.totpFactor.count({ where: { userId: target.id, status: 'ACTIVE' } });
   if (factors === 0) throw mfaErrors.mfa_not_enrolled();
   // Factor, recovery codes, pending challenges and every session go; the next login enrols.
   const { revokedSessions: sessionsRevoked } = await removeMfa(tx, ctx, target.id, { reason: 'mfa_reset_by_admin' });

@@ -1,6 +1,7 @@
 import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
@@ -48,7 +49,10 @@ export async function requestMfaReset(ctx: AdminCtx, call: AdminCall, userId: st
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.mfa_reset_request', target);
-    if ((await tx.totpFactor.count({ where: { userId: target.id } })) === 0) throw mfaErrors.mfa_not_enrolled();
+    // Only a working factor can be reset: a set-up the user has not finished (PENDING) needs no
+    // reset (their next login offers the set-up again), and a link about it would later remove
+    // the factor that set-up becomes.
+    if ((await tx.totpFactor.count({ where: { userId: target.id, status: 'ACTIVE' } })) === 0) throw mfaErrors.mfa_not_enrolled();
     // A new request voids an older pending one (issueFlowToken), so only the newest link works.
     const { token, flow } = await issueFlowToken(tx, ctx.clock, {
       userId: target.id,
@@ -90,13 +94,15 @@ export async function getMfaResetRequest(ctx: AdminCtx, call: AdminCall, userId:
  */
 export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
-    const flow = await findUsableFlow(tx, ctx.clock, token, 'MFA_RESET');
+    // The holder of a link that a block voided learns that the account is blocked and whom to contact (rule 13).
+    const flow = await findUsableFlow(tx, ctx.clock, token, 'MFA_RESET', blockedLinkHolder(tx, ctx.config));
     // Lock order user → flows (accounts/user-lock.ts), like blocking, which voids this link.
     await lockUserRow(tx, flow.userId);
     await consumeFlow(tx, ctx.clock, flow);
     const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
+    if (!user) throw flowErrors.link_used();
     // Blocking voids pending requests; this only guards against a block that raced the click.
-    if (!user || user.status === 'BLOCKED') throw flowErrors.link_used();
+    if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
     const { revokedSessions } = await removeMfa(tx, ctx, user.id, { reason: 'mfa_reset_by_support' });
     await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_reset_done', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {

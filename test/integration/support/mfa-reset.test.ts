@@ -3,6 +3,7 @@ import { deliverDueMail } from '../../../src/modules/mail/mail.worker.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { adminWorld, auditOf } from '../organization/helpers.js';
 import { lastMail } from '../../helpers/outbox.js';
+import { currentTotp } from '../../helpers/factories.js';
 
 const tokenFrom = (text: string) => {
   const match = /https:\/\/shop\.example\.test\/[a-z/-]+\?token=([A-Za-z0-9_%-]+)/.exec(text);
@@ -116,7 +117,12 @@ t.test('a block voids a pending request; preconditions and who may ask', async (
   const mail = await lastMail(app, { template: 'mfa_reset_confirm' });
   await request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: adminA.token });
   t.equal((await request({ url: path, token: support.token })).body.state, 'voided');
-  t.equal((await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } })).status, 410);
+  // The holder of the voided link learns why, and whom to contact (as with activation and reset links).
+  const afterBlock = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: tokenFrom(mail.textBody) } });
+  t.equal(afterBlock.status, 403);
+  t.equal(afterBlock.body.code, 'account_blocked');
+  t.match(afterBlock.body.contact, { administrators: [{ name: 'Alice Admin' }] });
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id, status: 'ACTIVE' } }), 1, 'the factor stays');
   t.equal((await request({ method: 'POST', url: path, token: support.token })).body.code, 'user_blocked');
 
   const noMfa = await w.member(w.orgA.id, { withTotp: false });
@@ -154,4 +160,32 @@ t.test("the organisation's only administrator: support's verified reset works; t
   const login = await request({ method: 'POST', url: '/v1/auth/login', body: { email: adminA.user.email, password: adminA.password } });
   t.equal(login.status, 200);
   t.equal(login.body.next, 'mfa_enrollment', 'the next login sets up a new authenticator');
+});
+
+t.test('a set-up the user has not finished (PENDING factor) is no MFA to reset: support request and admin reset answer 409 mfa_not_enrolled, and the finished set-up stays', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, adminA } = w;
+  const u = await w.member(w.orgA.id, { withTotp: false });
+  const login = await request({ method: 'POST', url: '/v1/auth/login', body: { email: u.user.email, password: u.password } });
+  t.equal(login.body.next, 'mfa_enrollment');
+  const enrolment = await request({ method: 'POST', url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } });
+  t.equal(enrolment.status, 200);
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id, status: 'PENDING' } }), 1);
+
+  const asked = await request({ method: 'POST', url: `/v1/support/users/${u.user.id}/mfa-reset-request`, token: support.token });
+  t.equal(asked.status, 409);
+  t.equal(asked.body.code, 'mfa_not_enrolled');
+  const reset = await request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/mfa-reset`, token: adminA.token });
+  t.equal(reset.status, 409);
+  t.equal(reset.body.code, 'mfa_not_enrolled');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: u.user.id, purpose: 'MFA_RESET' } }), 0, 'no link was sent');
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { template: { in: ['mfa_reset_confirm', 'mfa_removed'] } } }), 0, 'no mail');
+
+  const verified = await request({
+    method: 'POST',
+    url: '/v1/auth/login/mfa-enrollment/verify',
+    body: { challengeToken: login.body.challengeToken, code: currentTotp(app, enrolment.body.secret) },
+  });
+  t.equal(verified.status, 200, 'the set-up finishes');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id, status: 'ACTIVE' } }), 1);
 });
