@@ -24,6 +24,12 @@ t.test('support creates an organisation with its first administrator, in one tra
   const dupNumber = await create({ customerNumber: '100-2000', name: 'Other', administrator: { email: 'fresh@other.test', name: 'F' } });
   t.equal(dupNumber.status, 409);
   t.equal(dupNumber.body.code, 'customer_number_taken');
+  // Customer numbers are one regardless of case (search ignores case too): "gx-7" after "GX-7" is taken.
+  t.equal((await create({ customerNumber: 'GX-7', name: 'Upper', administrator: { email: 'upper@gx.test', name: 'U' } })).status, 201);
+  const dupCase = await create({ customerNumber: 'gx-7', name: 'Lower', administrator: { email: 'lower@gx.test', name: 'L' } });
+  t.equal(dupCase.status, 409);
+  t.equal(dupCase.body.code, 'customer_number_taken');
+  t.equal(await app.ctx.db.user.count({ where: { email: 'lower@gx.test' } }), 0);
   const dupEmail = await create({ customerNumber: '100-2001', name: 'Other', administrator: { email: 'CHEF@gamma.TEST', name: 'F' } });
   t.equal(dupEmail.status, 409);
   t.equal(dupEmail.body.code, 'email_taken');
