@@ -61,6 +61,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },
     frameworkErrors,
+    // While draining (close-with-grace on SIGTERM), requests already on an open keep-alive
+    // connection are served as usual, each answer with `Connection: close`; Fastify's default
+    // wrote a bare 503 that is no problem+json. /readyz says 503 from the start of the drain.
+    return503OnClosing: false,
   }).withTypeProvider<ZodTypeProvider>();
   // JSON only: Fastify's built-in text/plain parser would hand the raw string to the validators
   // (400) where the contract says 415 for any other content type.

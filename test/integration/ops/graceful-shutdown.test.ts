@@ -1,0 +1,92 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import t, { type Test } from 'tap';
+import { z } from 'zod';
+import { buildTestApp } from '../../helpers/app.js';
+
+/**
+ * Graceful shutdown (close-with-grace calls app.close() on SIGTERM): a request that arrives on a
+ * kept-alive connection while the instance drains is answered like any other, with
+ * `Connection: close` — not with Fastify's bare 503, which is no problem+json — and /readyz says
+ * 503 problem+json from the start of the drain, so a balancer stops sending new work.
+ */
+
+type Answer = { status: number; headers: Record<string, string>; body: string };
+
+/** The answers written on one connection, in order (Content-Length bodies; what the app writes). */
+function answersOf(raw: string): Answer[] {
+  const answers: Answer[] = [];
+  let rest = raw;
+  while (rest.startsWith('HTTP/1.1 ')) {
+    const end = rest.indexOf('\r\n\r\n');
+    const [statusLine, ...lines] = rest.slice(0, end).split('\r\n');
+    const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+    const length = Number(headers['content-length'] ?? 0);
+    const bodyStart = end + 4;
+    answers.push({ status: Number(statusLine!.split(' ')[1]), headers, body: Buffer.from(rest.slice(bodyStart)).subarray(0, length).toString() });
+    rest = Buffer.from(rest.slice(bodyStart)).subarray(length).toString();
+  }
+  return answers;
+}
+
+/** A slow request in flight, app.close() begun, then `pipelined` sent on the same connection; the gate opens and everything is read. */
+async function duringDrain(t: Test, pipelined: string): Promise<Answer[]> {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let entered!: () => void;
+  const inHandler = new Promise<void>((resolve) => (entered = resolve));
+  const { app } = await buildTestApp(t, {}, {
+    beforeReady: (app) =>
+      app.register(async (scope) => {
+        scope.get(
+          '/test/slow',
+          { config: { access: 'public' }, schema: { operationId: 'testSlow', response: { 200: z.object({ slow: z.string() }) } } },
+          async () => {
+            entered();
+            await gate;
+            return { slow: 'done' };
+          },
+        );
+      }),
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const socket = net.connect((app.server.address() as net.AddressInfo).port, '127.0.0.1');
+  let raw = '';
+  socket.on('data', (chunk: Buffer) => (raw += chunk.toString('latin1')));
+  await once(socket, 'connect');
+  socket.write('GET /test/slow HTTP/1.1\r\nHost: auth.example.test\r\n\r\n');
+  await inHandler;
+  const closing = app.close();
+  await new Promise((resolve) => setImmediate(resolve));
+  socket.write(pipelined);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  open();
+  await once(socket, 'close');
+  await closing;
+  return answersOf(raw);
+}
+
+t.test('/readyz during the drain: 503 problem+json with Retry-After, the in-flight request finishes', async (t) => {
+  const [slow, ready] = await duringDrain(t, 'GET /readyz HTTP/1.1\r\nHost: auth.example.test\r\n\r\n');
+  t.equal(slow?.status, 200, 'the request in flight is finished');
+  t.equal(ready?.status, 503);
+  t.match(ready?.headers['content-type'], /^application\/problem\+json/);
+  t.equal(JSON.parse(ready!.body).code, 'service_unavailable');
+  t.match(JSON.parse(ready!.body).detail, 'shutting down');
+  t.equal(ready?.headers['retry-after'], '5');
+  t.equal(ready?.headers.connection, 'close');
+  t.ok(ready?.headers['x-request-id'], 'an answer of the app, with its headers');
+});
+
+t.test('any other request on a kept-alive connection during the drain is answered as usual, then the connection closes', async (t) => {
+  const body = JSON.stringify({ email: 'nobody@example.test', password: 'whatever whatever' });
+  const [slow, login] = await duringDrain(
+    t,
+    `POST /v1/auth/login HTTP/1.1\r\nHost: auth.example.test\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+  );
+  t.equal(slow?.status, 200);
+  t.equal(login?.status, 401, 'the login step ran');
+  t.match(login?.headers['content-type'], /^application\/problem\+json/);
+  t.equal(JSON.parse(login!.body).code, 'invalid_credentials');
+  t.equal(login?.headers.connection, 'close');
+});
