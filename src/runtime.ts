@@ -33,7 +33,7 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.
   // PGlite (WASM) can be slow to answer on a busy machine; a dropped connect there is not an outage.
   const database = embedded
-    ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000 })
+    ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000, preparedStatements: false })
     : openDatabase(databaseUrl, { max: config.databasePoolMax });
   return {
     database,

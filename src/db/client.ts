@@ -13,9 +13,31 @@ export type Database = {
   close(): Promise<void>;
 };
 
+/**
+ * A connection that runs every statement unnamed (not prepared). For the embedded database:
+ * PGlite's socket server runs all connections in ONE session, so the statements a connection
+ * prepared outlive it, and after the pool dropped a connection (it does after any failed query)
+ * the next one could not prepare them again ("prepared statement … already exists"): every hot
+ * path answered 500 until a restart.
+ */
+class UnpreparedClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [config] = args;
+    if (config && typeof config === 'object' && 'name' in config) {
+      const { name: _prepared, ...unnamed } = config as pg.QueryConfig;
+      args[0] = unnamed;
+    }
+    return (super.query as (...a: unknown[]) => never)(...args);
+  }
+}
+
 /** Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here. */
-export function openDatabase(url: string, options: { max?: number; connectTimeoutMs?: number } = {}): Database {
+export function openDatabase(
+  url: string,
+  options: { max?: number; connectTimeoutMs?: number; preparedStatements?: boolean } = {},
+): Database {
   const pool = new pg.Pool({
+    ...(options.preparedStatements === false ? { Client: UnpreparedClient } : {}),
     connectionString: url,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,

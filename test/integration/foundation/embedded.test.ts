@@ -7,6 +7,7 @@ import { loadConfig } from '../../../src/config.js';
 import { openDatabase } from '../../../src/db/client.js';
 import { startEmbeddedPostgres } from '../../../src/db/embedded.js';
 import { migrate } from '../../../src/db/migrate.js';
+import { poolSql } from '../../../src/db/sql.js';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { api } from '../../helpers/http.js';
 import { createUser, currentTotp } from '../../helpers/factories.js';
@@ -30,7 +31,8 @@ t.test('the embedded development database serves the app over the pg driver', as
   t.equal(second.shared, true, 'a second process (the CLI) connects to the running server instead of opening the folder');
   t.equal(second.url, embedded.url);
 
-  const database = openDatabase(embedded.url, { max: 1, connectTimeoutMs: 15_000 });
+  // As src/runtime.ts opens it.
+  const database = openDatabase(embedded.url, { max: 1, connectTimeoutMs: 15_000, preparedStatements: false });
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATA_DIR: dataDir, MAIL_WORKER_ENABLED: 'false' });
   const app = await buildApp({ config, database, keyring: parseKeyring(`e:${generateKey()}`) });
   t.teardown(async () => {
@@ -67,4 +69,21 @@ t.test('the embedded development database serves the app over the pg driver', as
   const me = await request({ url: '/v1/me', token: tokens.body.accessToken });
   t.equal(me.status, 200);
   t.equal(me.body.id, user.id);
+
+  // Password steps while an earlier challenge is still unused (an abandoned code step, a second
+  // tab): each replaces it. PGlite serves every connection in one session, so a connection the pool
+  // dropped after an error used to leave its prepared statements behind, and every later one failed
+  // to prepare them again: from the third login on, every login and /v1/me answered 500.
+  for (let i = 1; i <= 4; i++) {
+    const again = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    t.equal(again.status, 200, `password step ${i} with a challenge pending`);
+  }
+  t.equal(await database.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE', state: 'PENDING' } }), 1, 'one live challenge');
+  t.equal((await request({ url: '/v1/me', token: tokens.body.accessToken })).status, 200, '/v1/me still answers');
+
+  // Whatever makes a hot-path statement fail, the pool drops that connection; the same statement
+  // must still run on the next one.
+  const sql = poolSql(database.pool);
+  await t.rejects(sql('SELECT 1 / $1::int AS x', [0]), /division by zero/);
+  t.same(await sql('SELECT 1 / $1::int AS x', [1]), [{ x: 1 }], 'the same statement on the next connection');
 });
