@@ -24,7 +24,7 @@ export const successDetails = (attempt: ReservedPasswordAttempt, rehash: string 
  *     and no lock other than (possibly) the one this attempt set itself. It takes the user row
  *     lock first (lock order, accounts/user-lock.ts) and stores a stronger re-hash if one was made
  *     and nobody changed the password meanwhile;
- *  2. the user's older pending login challenges are voided and the new one inserted, for the code
+ *  2. the user's older pending login challenges are voided and then the new one inserted, for the code
  *     prompt when an ACTIVE factor exists, for enrolment otherwise (as issueChallengeAfterPassword);
  *  3. the `login.password_succeeded` audit row.
  *
@@ -78,14 +78,18 @@ export async function succeedAtOnce(
     enrolled AS (SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${userId} AND status = 'ACTIVE') AS yes),
     voided AS (
       UPDATE flow_tokens SET state = 'VOIDED'
-      WHERE user_id = (SELECT id FROM cleared) AND purpose = 'LOGIN_CHALLENGE' AND state = 'PENDING'),
+      WHERE user_id = (SELECT id FROM cleared) AND purpose = 'LOGIN_CHALLENGE' AND state = 'PENDING'
+      RETURNING id),
+    -- The insert reads the count of voided rows, so the older challenge is voided BEFORE the new one
+    -- is inserted (the order of a WITH's data-modifying parts is otherwise not defined, and an insert
+    -- first hit the one-live-challenge index: a failed statement, a dropped connection, the general path).
     challenge AS (
       INSERT INTO flow_tokens (id, user_id, purpose, token_hash, state, expires_at, attempts, data, created_at)
       SELECT ${p.add(newId(), 'uuid')}, cleared.id, 'LOGIN_CHALLENGE', ${p.add(sha256Hex(token), 'text')}, 'PENDING',
         ${p.add(addSeconds(now, ttl), 'timestamptz')}, 0,
         CASE WHEN enrolled.yes THEN ${p.add(JSON.stringify(challengeData('mfa')), 'jsonb')}
           ELSE ${p.add(JSON.stringify(challengeData('mfa_enrollment')), 'jsonb')} END, ${at}
-      FROM cleared, enrolled
+      FROM cleared, enrolled, (SELECT count(*) FROM voided) AS replaced
       RETURNING data->>'next' AS next),
     audit AS (${audit})
     SELECT next FROM challenge`,

@@ -42,6 +42,30 @@ t.test('password step: the answer says what comes next, never a session', async 
   t.ok(types.includes('login.password_succeeded'));
 });
 
+t.test('a password step while an earlier challenge is unused replaces it in its one statement: nothing fails, no connection is dropped', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  // The pool drops a connection after any failed statement (pg-pool's query): the fast path used to
+  // insert the new challenge before voiding the old one (the order of a WITH's data-modifying parts
+  // is not defined), hit the one-live-challenge index, and fell back to the general path.
+  let dropped = 0;
+  app.ctx.pool.on('remove', () => dropped++);
+  const challenges: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const res = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    t.equal(res.status, 200);
+    challenges.push(res.body.challengeToken);
+  }
+  t.equal(dropped, 0, 'no connection dropped');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE', state: 'PENDING' } }), 1, 'one live challenge');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE', state: 'VOIDED' } }), 3, 'the older ones voided');
+  const old = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: challenges[0], code: currentTotp(app, totpSecret!) } });
+  t.equal(old.body.code, 'challenge_used', 'an older challenge no longer works');
+  const newest = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: challenges[3], code: currentTotp(app, totpSecret!) } });
+  t.equal(newest.status, 200, 'the newest does');
+});
+
 t.test('unknown e-mail, wrong password and not-yet-activated account answer byte-identically', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
