@@ -13,6 +13,15 @@ export const ProblemSchema = z
       .array(z.object({ path: z.string(), message: z.string() }))
       .optional()
       .describe('For validation_failed: the offending fields'),
+    // Members some codes add, typed here so a generated client knows them (each code's doc says which):
+    retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, rate_limited: seconds until trying again helps (also Retry-After)'),
+    attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts'),
+    hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
+    offsetSeconds: z.number().int().optional().describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset"),
+    next: z.enum(['mfa', 'mfa_enrollment']).optional().describe('challenge_step_mismatch: the step this challenge is for'),
+    currentVersion: z.string().optional().describe('terms_version_mismatch: the terms version to accept'),
+    minLength: z.number().int().optional().describe('password_too_short: the minimum length'),
+    maxLength: z.number().int().optional().describe('password_too_long: the maximum length'),
   })
   .meta({ id: 'Problem' });
 
@@ -22,7 +31,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
 const descriptions: Record<number, string> = {
   400: 'Invalid request (code: validation_failed, malformed_json, or a route-specific code)',
-  401: 'Not authenticated (code: unauthenticated, token_invalid, ...)',
+  401: 'Not authenticated: the credentials, challenge or token are missing or not valid (the codes are in the description), or token_in_query: a token was sent in the URL',
   403: 'Not allowed (code: forbidden, or a required action is pending)',
   404: 'Not found, or not visible to the caller',
   409: 'Conflict with the current state',
@@ -36,6 +45,17 @@ const descriptions: Record<number, string> = {
   503: 'A dependency is unavailable or the service is overloaded (see Retry-After)',
 };
 
+const retryAfter = {
+  'Retry-After': { type: 'integer', minimum: 0, description: 'Seconds to wait before trying again' },
+};
+
+/** The response headers that come with an error status, as the OpenAPI document declares them. */
+export const problemHeaders: Record<number, Record<string, { type: string; description: string; minimum?: number }>> = {
+  423: retryAfter,
+  429: retryAfter,
+  503: retryAfter,
+};
+
 /** OpenAPI response entries for error statuses, all answered as application/problem+json. */
 export function problemResponses(...statuses: number[]) {
   return Object.fromEntries(
@@ -43,6 +63,7 @@ export function problemResponses(...statuses: number[]) {
       status,
       {
         description: descriptions[status] ?? 'Error',
+        ...(problemHeaders[status] ? { headers: problemHeaders[status] } : {}),
         content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
       },
     ]),

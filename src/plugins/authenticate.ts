@@ -9,6 +9,7 @@ import { verifyAccessToken } from '../modules/sessions/access-token.js';
 import { sessionErrors } from '../modules/sessions/sessions.errors.js';
 import { findLiveSession } from '../modules/sessions/session-lookup.js';
 import type { RouteAccess } from './route-access.js';
+import { BASIC_CHALLENGE, BEARER_CHALLENGE } from '../http/auth-challenge.js';
 
 /**
  * Turns credentials into `request.actor` / `request.serviceClient` for every route, by its declared
@@ -50,8 +51,6 @@ declare module 'fastify' {
   }
 }
 
-const BEARER_CHALLENGE = 'Bearer realm="webshop-auth"';
-const BASIC_CHALLENGE = 'Basic realm="webshop-auth", charset="UTF-8"';
 // Compared against when the client id is unknown, so both paths do the same work.
 const DUMMY_HASH = sha256Hex('no such client');
 

@@ -5,11 +5,18 @@ import { AppError, commonErrors } from '../errors.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
 import { routerErrorHeaders } from './security-headers.js';
+import { challengeFor } from '../http/auth-challenge.js';
+import type { RouteAccess } from './route-access.js';
 
 /** The one place where errors become RFC 9457 problem+json. 5xx never carry internals. */
 
 function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
   for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  // A 401 thrown deeper down (a re-check in a service) names the route's scheme like the hook's do.
+  if (error.status === 401 && !reply.hasHeader('www-authenticate')) {
+    const challenge = challengeFor((request.routeOptions.config as { access?: RouteAccess } | undefined)?.access);
+    if (challenge) reply.header('www-authenticate', challenge);
+  }
   return reply
     .status(error.status)
     .type(PROBLEM_CONTENT_TYPE)

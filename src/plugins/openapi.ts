@@ -12,6 +12,51 @@ e-mail + password + mandatory TOTP, rotating refresh tokens, JWKS, user administ
 
 Errors are RFC 9457 \`application/problem+json\` with a stable \`code\`; see the error catalogue below.`;
 
+type TransformInput = Parameters<typeof jsonSchemaTransform>[0];
+type ResponseEntries = Record<string, { headers?: unknown } | undefined>;
+
+/**
+ * jsonSchemaTransform (zod → JSON Schema) keeps only a response's description and content; the
+ * headers an error status comes with (problemResponses: Retry-After, WWW-Authenticate) are put
+ * back, for @fastify/swagger to declare.
+ */
+const withResponseHeaders = (input: TransformInput) => {
+  const transformed = jsonSchemaTransform(input);
+  const declared = (input.schema as { response?: ResponseEntries } | undefined)?.response;
+  const out = (transformed.schema as { response?: ResponseEntries } | undefined)?.response;
+  if (declared && out) {
+    for (const [status, entry] of Object.entries(declared)) {
+      if (entry?.headers && out[status]) out[status] = { ...out[status], headers: entry.headers };
+    }
+  }
+  return transformed;
+};
+
+type OpenApiDoc = { paths?: unknown; components?: { schemas?: Record<string, unknown> } };
+
+/**
+ * Drops the component schemas no operation reaches: jsonSchemaTransformObject adds an `…Input`
+ * twin of every registered schema, used or not, and a generated client would make a type of each.
+ */
+function withoutUnusedSchemas(doc: OpenApiDoc): OpenApiDoc {
+  const schemas = doc.components?.schemas;
+  if (!schemas) return doc;
+  const reached = new Set<string>();
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit);
+    if (!node || typeof node !== 'object') return;
+    for (const [key, value] of Object.entries(node)) {
+      const name = key === '$ref' && typeof value === 'string' ? /^#\/components\/schemas\/(.+)$/.exec(value)?.[1] : undefined;
+      if (name !== undefined && !reached.has(name)) {
+        reached.add(name);
+        visit(schemas[name]);
+      } else visit(value);
+    }
+  };
+  visit(doc.paths);
+  return { ...doc, components: { ...doc.components, schemas: Object.fromEntries(Object.entries(schemas).filter(([name]) => reached.has(name))) } };
+}
+
 /** OpenAPI 3.1 generated from the same zod schemas that validate requests and responses. */
 export const openapi = fp(
   async (app) => {
@@ -21,15 +66,15 @@ export const openapi = fp(
         info: { title: 'webshop-auth', version: API_VERSION, description },
         components: {
           securitySchemes: {
-            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token from login or refresh' },
+            bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'Access token from login or refresh. On 401 token_invalid refresh once, then sign in again' },
             clientBasic: { type: 'http', scheme: 'basic', description: 'Service client id and secret (introspection)' },
             metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, required by /metrics only when it is configured' },
           },
         },
       },
-      transform: jsonSchemaTransform,
+      transform: withResponseHeaders,
       transformObject: ((documentObject) => {
-        const doc = jsonSchemaTransformObject(documentObject);
+        const doc = withoutUnusedSchemas(jsonSchemaTransformObject(documentObject) as OpenApiDoc);
         const codes = [...errorCatalogue().entries()]
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([code, def]) => ({ code, status: def.status, title: def.title }));

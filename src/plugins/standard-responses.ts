@@ -1,7 +1,20 @@
 import fp from 'fastify-plugin';
 import type { FastifySchema } from 'fastify';
-import { problemResponses } from '../http/problem.js';
+import { PROBLEM_CONTENT_TYPE, ProblemSchema, problemResponses } from '../http/problem.js';
+import { challengeFor } from '../http/auth-challenge.js';
 import type { RouteAccess } from './route-access.js';
+
+/** The 401 of a protected route: its codes, and the WWW-Authenticate challenge every one of them carries. */
+function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
+  return {
+    description: serviceClient
+      ? 'No valid client credentials (code: invalid_client), or token_in_query: a token was sent in the URL'
+      : 'No valid access token (code: unauthenticated: none was sent, or the account is no longer active; token_invalid: ' +
+        'not valid, expired, or its session ended; token_in_query: a token was sent in the URL)',
+    headers: { 'WWW-Authenticate': { type: 'string', description: `The challenge: ${challenge}` } },
+    content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
+  };
+}
 
 /** Fastify reads a request body for every method but GET and HEAD. */
 const takesBody = (method: string | string[]) => [method].flat().some((m) => m !== 'GET' && m !== 'HEAD');
@@ -37,6 +50,8 @@ export const standardResponses = fp(
       for (const [status, entry] of Object.entries(problemResponses(...statuses))) {
         response[status] ??= entry;
       }
+      const challenge = challengeFor(access);
+      if (challenge) response[401] = unauthenticatedResponse(access === 'service_client', challenge);
     });
   },
   { name: 'standard-responses' },

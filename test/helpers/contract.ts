@@ -4,9 +4,10 @@ import addFormats from 'ajv-formats';
 
 /**
  * Validates a response against the app's own OpenAPI document: the status must be declared for
- * the operation, and the body must match the declared schema for its content type.
+ * the operation, every header the document declares for that status must be there (Retry-After,
+ * WWW-Authenticate), and the body must match the declared schema for its content type.
  */
-type Operation = { responses?: Record<string, { content?: Record<string, { schema?: unknown }> }> };
+type Operation = { responses?: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema?: unknown }> }> };
 type Doc = { paths: Record<string, Record<string, Operation>>; components?: unknown };
 
 const cache = new WeakMap<FastifyInstance, { doc: Doc; ajv: Ajv2020; matchers: [RegExp, string][]; compiled: Map<string, ValidateFunction> }>();
@@ -36,6 +37,7 @@ export function checkContract(
   status: number,
   contentType: string | undefined,
   body: unknown,
+  headers: Record<string, unknown> = {},
 ): ContractViolation | undefined {
   const { doc, ajv, matchers, compiled } = contractFor(app);
   const path = url.split('?')[0]!;
@@ -45,6 +47,8 @@ export function checkContract(
   if (!operation) return status === 404 || status === 405 ? undefined : `${method} ${template} is not documented`;
   const response = operation.responses?.[String(status)];
   if (!response) return `${method} ${template} answered ${status}, which the document does not declare`;
+  const missing = Object.keys(response.headers ?? {}).filter((name) => headers[name.toLowerCase()] === undefined);
+  if (missing.length > 0) return `${method} ${template} ${status} lacks the header(s) the document declares: ${missing.join(', ')}`;
   if (!response.content) return body === undefined || body === '' ? undefined : `${status} declares no body`;
   const type = (contentType ?? '').split(';')[0]!.trim();
   const media = response.content[type];

@@ -36,7 +36,7 @@ export function api(app: FastifyInstance) {
     const res = await app.inject({ method, url: options.url, headers, ...(payload === undefined ? {} : { payload }) });
     const contentType = res.headers['content-type'] as string | undefined;
     const body = contentType?.includes('json') && res.body ? JSON.parse(res.body) : res.body;
-    const violation = checkContract(app, method, options.url, res.statusCode, contentType, res.body === '' ? undefined : body);
+    const violation = checkContract(app, method, options.url, res.statusCode, contentType, res.body === '' ? undefined : body, res.headers);
     if (violation) throw new Error(`contract violation: ${violation}`);
     return { status: res.statusCode, headers: res.headers, body: body as T, raw: res.body };
   };

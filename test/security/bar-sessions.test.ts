@@ -262,6 +262,7 @@ t.test('tokens are read only from headers and bodies: credential routes refuse t
   const intro = await request({ url: `/v1/tokens/introspect?token=${tokens.body.accessToken}`, headers: { authorization: BASIC }, body: { token: tokens.body.accessToken } });
   t.equal(intro.status, 401);
   t.equal(intro.body.code, 'token_in_query');
+  t.equal(intro.headers['www-authenticate'], 'Basic realm="webshop-auth", charset="UTF-8"', "the service clients' scheme");
 
   // E-mail link routes take the token from the body only: a valid one in the URL is never read
   // (a query string on a route that declares none is refused as a whole).

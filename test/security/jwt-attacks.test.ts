@@ -122,11 +122,13 @@ t.test('tokens in the query string are refused', async (t) => {
     const res = await request({ url: `/v1/me?${name}=${tokens.accessToken}`, token: tokens.accessToken });
     t.equal(res.status, 401, `${name}`);
     t.equal(res.body.code, 'token_in_query');
+    t.equal(res.headers['www-authenticate'], 'Bearer realm="webshop-auth"', 'every 401 of a bearer route names its scheme (RFC 9110)');
     t.notMatch(res.raw, tokens.accessToken.slice(-20), 'the token is not echoed');
   }
   const refresh = await request({ url: `/v1/auth/refresh?refresh_token=${tokens.refreshToken}`, body: { refreshToken: tokens.refreshToken } });
   t.equal(refresh.status, 401);
   t.equal(refresh.body.code, 'token_in_query');
+  t.equal(refresh.headers['www-authenticate'], undefined, 'a public route: its credentials travel in the body, no HTTP scheme');
   // The refused refresh did not consume the token.
   t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: tokens.refreshToken } })).status, 200);
 });

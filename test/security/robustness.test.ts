@@ -54,7 +54,7 @@ async function send(
       body = res.body;
     }
   }
-  const violation = checkContract(app, op.method, url, res.statusCode, type, res.body === '' ? undefined : body);
+  const violation = checkContract(app, op.method, url, res.statusCode, type, res.body === '' ? undefined : body, res.headers);
   return { status: res.statusCode, headers: res.headers, body, ...(violation ? { violation } : {}) };
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PROBLEM_CONTENT_TYPE, ProblemSchema } from '../../http/problem.js';
+import { PROBLEM_CONTENT_TYPE, ProblemSchema, problemHeaders } from '../../http/problem.js';
 import { PASSWORD_MAX_LENGTH } from '../../lib/password-policy.js';
 
 /**
@@ -59,5 +59,8 @@ export const accountBlockedResponse = {
 };
 
 export const accountLockedResponse = {
-  423: problemEntry('account_locked: too many failed password attempts; try again after Retry-After seconds (or reset the password)', AccountLockedProblemSchema),
+  423: {
+    ...problemEntry('account_locked: too many failed password attempts; try again after Retry-After seconds (or reset the password)', AccountLockedProblemSchema),
+    headers: problemHeaders[423],
+  },
 };

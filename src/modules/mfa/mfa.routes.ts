@@ -172,7 +172,9 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Confirm the new TOTP factor with one code → new recovery codes (shown once)',
         description:
           'Activates the pending factor and replaces the recovery codes. 400 mfa_code_invalid (with the ' +
-          'clock_drift hint when applicable), 409 mfa_enrollment_not_started, 409 mfa_already_enrolled.',
+          'clock_drift hint when applicable), 409 mfa_enrollment_not_started, 409 mfa_already_enrolled. ' +
+          "Then call POST /v1/auth/refresh: until the next refresh the session's access token is valid for this service only " +
+          '(audience JWT_ISSUER), not for the shop or CSO 3.0.',
         body: z.strictObject({ code: TotpCodeSchema }),
         response: { 200: RecoveryCodesResponseSchema, ...problemResponses(409) },
       },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PasswordInputSchema } from '../accounts/accounts.schemas.js';
 import { RECOVERY_CODE_COUNT } from '../../lib/recovery-codes.js';
 
 /** A TOTP code as typed: exactly 6 ASCII digits (checked here, before any secret is touched). */
@@ -21,7 +22,8 @@ export const ChallengeTokenSchema = z
   .max(200)
   .describe('The challengeToken from POST /v1/auth/login or POST /v1/activation');
 
-export const PasswordReauthSchema = z.string().min(1).max(4096).describe('The current password (re-authentication)');
+// Bounded like every other password input: a password the login accepts is accepted here too.
+export const PasswordReauthSchema = PasswordInputSchema.describe('The current password (re-authentication)');
 
 export const QrCodeSchema = z
   .object({

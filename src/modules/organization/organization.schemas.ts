@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
+import { RoleSchema } from '../sessions/sessions.schemas.js';
 
 /**
  * The public representation of a user as administrators and support see it. It is built field by
@@ -8,7 +9,9 @@ import { displayText } from '../../lib/display-text.js';
  * can never leak through it.
  */
 
-export const RoleSchema = z.enum(['USER', 'CUSTOMER_ADMIN', 'SUPPORT']);
+export { RoleSchema };
+/** The same roles as a query parameter's enum (a parameter is described inline, not by reference). */
+export const RoleFilterSchema = z.enum(RoleSchema.options);
 export const GrantableRoleSchema = z.enum(['USER', 'CUSTOMER_ADMIN']);
 export const UserStatusSchema = z.enum(['INVITED', 'ACTIVE', 'BLOCKED']);
 
@@ -45,7 +48,8 @@ const emailSchema = z
   .trim()
   .max(254)
   .pipe(z.email())
-  .describe('Unique across all organisations, case-insensitively');
+  // The document shows the pipe's input side (a string); the address check is said here too.
+  .meta({ format: 'email', description: 'Unique across all organisations, case-insensitively' });
 export const EmailSchema = emailSchema;
 export const PersonNameSchema = displayText(200).describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 
@@ -67,7 +71,7 @@ export const SetRolesBody = z.strictObject({
 export const ListUsersQuery = z.strictObject({
   status: UserStatusSchema.optional(),
   mfa: z.enum(['enrolled', 'not_enrolled']).optional().describe('Whether an authenticator app is set up'),
-  role: RoleSchema.optional(),
+  role: RoleFilterSchema.optional(),
   q: z.string().trim().min(1).max(200).optional().describe('Case-insensitive search in name and e-mail'),
   ...PageQuery,
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleSchema } from '../organization/organization.schemas.js';
+import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleFilterSchema } from '../organization/organization.schemas.js';
 import { displayText } from '../../lib/display-text.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
 
@@ -61,7 +61,7 @@ export const SearchUsersQuery = z.strictObject({
   q: z.string().trim().min(1).max(200).optional().describe('Part of the name or e-mail (case-insensitive)'),
   organizationId: z.uuid().optional(),
   status: UserStatusSchema.optional(),
-  role: RoleSchema.optional(),
+  role: RoleFilterSchema.optional(),
   ...PageQuery,
 });
 
