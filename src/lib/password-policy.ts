@@ -126,7 +126,8 @@ export function checkPassword(password: string, context: PasswordContext): Passw
     return {
       ok: false,
       code: 'password_contains_context',
-      detail: `The password must not contain ${hit.source}.`,
+      // The word itself, so the user sees what to leave out ("admin" of admin@…, not the whole address).
+      detail: `The password must not contain "${hit.word}", which is part of ${hit.source}.`,
     };
   }
   return { ok: true, normalized };
