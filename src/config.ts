@@ -86,8 +86,11 @@ const envSchema = z.object({
   SUPPORT_CONTACT: z.string().min(1).default('the e-business team (ebusiness@webshop.localhost)'),
   TOTP_ISSUER: z.string().min(1).optional(),
   TERMS_VERSION: z.string().min(1).default('2026-01'),
-  CORS_ORIGINS: csv.default([]),
-  JWT_ISSUER: z.url().default('http://localhost:3000'),
+  // Unset: in development the origin of APP_BASE_URL (the frontend there may call the API from a
+  // browser out of the box), elsewhere none.
+  CORS_ORIGINS: csv.optional(),
+  // Unset (development and tests only; production requires it): http://localhost:<PORT>.
+  JWT_ISSUER: z.url().optional(),
   JWT_AUDIENCES: csv.pipe(z.array(z.string().min(1)).min(1)).default(['webshop', 'cso']),
   JWT_ALGORITHM: z.enum(['EdDSA', 'ES256']).default('EdDSA'),
   ACCESS_TOKEN_TTL_SECONDS: int(60, 900).default(600),
@@ -191,6 +194,9 @@ export function defaultHashConcurrency(cores: number, threadpoolSize: number): n
 }
 
 /** Parses the environment; throws ConfigError naming every bad variable. */
+/** JWT_ISSUER, or (development and tests) this instance's own local address. */
+const jwtIssuer = (e: { JWT_ISSUER?: string | undefined; PORT: number }): string => e.JWT_ISSUER ?? `http://localhost:${e.PORT}`;
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(cleaned);
@@ -220,9 +226,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     supportContact: e.SUPPORT_CONTACT,
     totpIssuer: e.TOTP_ISSUER ?? e.SHOP_NAME,
     termsVersion: e.TERMS_VERSION,
-    corsOrigins: Object.freeze(e.CORS_ORIGINS),
+    corsOrigins: Object.freeze(e.CORS_ORIGINS ?? (e.NODE_ENV === 'development' ? [new URL(e.APP_BASE_URL).origin] : [])),
     jwt: Object.freeze({
-      issuer: e.JWT_ISSUER,
+      issuer: jwtIssuer(e),
       audiences: Object.freeze(e.JWT_AUDIENCES),
       algorithm: e.JWT_ALGORITHM,
       accessTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
@@ -284,7 +290,7 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   }
   // JWT_ISSUER is this service's own audience, the only one of the restricted tokens (selfAudience in
   // access-token.ts); listed among the others, it would make those tokens full ones for their verifiers.
-  if (e.JWT_AUDIENCES.includes(e.JWT_ISSUER)) {
+  if (e.JWT_AUDIENCES.includes(jwtIssuer(e))) {
     problems.push('JWT_AUDIENCES: must not contain JWT_ISSUER (this service\'s own audience, reserved for restricted tokens)');
   }
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.

@@ -15,6 +15,18 @@ t.test('defaults give a working development configuration', async (t) => {
   t.ok(Object.isFrozen(config));
 });
 
+t.test('development defaults work together: the frontend at APP_BASE_URL may call the API (CORS), tokens name this instance as issuer', async (t) => {
+  t.same(loadConfig({}).corsOrigins, ['http://localhost:5173'], "APP_BASE_URL's default origin");
+  t.same(loadConfig({ APP_BASE_URL: 'http://127.0.0.1:8080/shop/' }).corsOrigins, ['http://127.0.0.1:8080'], 'its origin, not its path');
+  t.same(loadConfig({ CORS_ORIGINS: 'https://a.example' }).corsOrigins, ['https://a.example'], 'an explicit list wins');
+  t.same(loadConfig({ CORS_ORIGINS: '' }).corsOrigins, ['http://localhost:5173'], 'empty counts as unset, as for every variable');
+  t.same(loadConfig({ NODE_ENV: 'test' }).corsOrigins, [], 'outside development: none unless configured');
+  t.same(loadConfig(prodBase).corsOrigins, prodBase.CORS_ORIGINS ? prodBase.CORS_ORIGINS.split(',') : [], 'production: only what is configured');
+  t.equal(loadConfig({}).jwt.issuer, 'http://localhost:3000');
+  t.equal(loadConfig({ PORT: '3917' }).jwt.issuer, 'http://localhost:3917', 'the port it listens on');
+  t.equal(loadConfig({ PORT: '3917', JWT_ISSUER: 'https://auth.example.test' }).jwt.issuer, 'https://auth.example.test');
+});
+
 t.test('a bad value stops the start with a message naming the variable', async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ PORT: 'eighty' }, /PORT/],
