@@ -78,7 +78,6 @@ export function toAppError(err: FastifyError | Error): AppError {
   if (err instanceof SyntaxError && fe.statusCode === 400) return commonErrors.malformed_json();
   if (fe.statusCode === 429) return commonErrors.rate_limited('Too many requests. Try again later.');
   if (fe.statusCode === 404) return commonErrors.not_found();
-  if (fe.statusCode === 405) return commonErrors.method_not_allowed();
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
     return commonErrors.validation_failed(fe.message);
   }

@@ -43,7 +43,7 @@ export const REDIS_COMMAND_TIMEOUT_MS = 250;
 /** How many distinct keys each in-memory window remembers (LRU). */
 const LOCAL_CACHE_SIZE = 10_000;
 /** Operations endpoints are never limited: probes and scrapers must always get through. */
-const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+export const UNLIMITED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 export type RateLimitBackend = {
   readonly kind: 'redis' | 'memory';

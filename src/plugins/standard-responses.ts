@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifySchema } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, ProblemSchema, problemResponses } from '../http/problem.js';
 import { challengeFor } from '../http/auth-challenge.js';
+import { UNLIMITED_ROUTES } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
 
 /** The 401 of a protected route: its codes, and the WWW-Authenticate challenge every one of them carries. */
@@ -38,8 +39,10 @@ export const standardResponses = fp(
         throw new Error(`route ${String(route.method)} ${route.url} has no schema.operationId`);
       }
       const access = (route.config as { access?: RouteAccess } | undefined)?.access;
-      // 400 on every route: input-guard.ts refuses query parameters a route does not declare.
-      const statuses = [400, 429, 500, 503];
+      // 400 on every route: input-guard.ts refuses query parameters a route does not declare. 429
+      // wherever a limit applies: the route's own, or the per-IP ceiling (not on the operations probes).
+      const limited = Boolean((route.config as { rateLimit?: unknown } | undefined)?.rateLimit) || !UNLIMITED_ROUTES.has(route.url);
+      const statuses = [400, ...(limited ? [429] : []), 500, 503];
       // Fastify parses a body sent with any method but GET/HEAD, declared or not (malformed JSON is
       // a 400, too large a 413, another content type a 415; input-guard.ts refuses an undeclared one).
       if (schema.body || takesBody(route.method)) statuses.push(413, 415);
