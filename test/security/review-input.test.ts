@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
@@ -11,15 +11,18 @@ import { createOrganization, createUser, signIn } from '../helpers/factories.js'
 
 const cursorOf = (parts: string[]) => Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');
 
-t.test('NUL characters in request fields answer 400 validation_failed, never 500', async (t) => {
+/** An app with an organisation, its signed-in administrator and a signed-in support user. */
+async function adminAndSupport(t: Test) {
   const { app } = await buildTestApp(t);
-  const request = api(app);
   const org = await createOrganization(app.ctx.db);
   const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
   const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
+  return { app, request: api(app), org, adminToken: (await signIn(app, admin)).accessToken, supportToken: (await signIn(app, support)).accessToken };
+}
+
+t.test('NUL characters in request fields answer 400 validation_failed, never 500', async (t) => {
+  const { app, request, org, adminToken, supportToken } = await adminAndSupport(t);
   const { user: known } = await createUser(app.ctx.db, app, { organizationId: org.id });
-  const adminToken = (await signIn(app, admin)).accessToken;
-  const supportToken = (await signIn(app, support)).accessToken;
 
   const cases: [string, Parameters<typeof request>[0]][] = [
     ['login, unknown e-mail', { url: '/v1/auth/login', body: { email: 'a\u0000b@example.test', password: 'whatever whatever' } }],
@@ -46,13 +49,7 @@ t.test('NUL characters in request fields answer 400 validation_failed, never 500
 });
 
 t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async (t) => {
-  const { app } = await buildTestApp(t);
-  const request = api(app);
-  const org = await createOrganization(app.ctx.db);
-  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
-  const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
-  const adminToken = (await signIn(app, admin)).accessToken;
-  const supportToken = (await signIn(app, support)).accessToken;
+  const { app, request, org, adminToken, supportToken } = await adminAndSupport(t);
   const at = new Date().toISOString();
 
   const cases: [string, string, string][] = [
@@ -80,13 +77,7 @@ t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async 
 });
 
 t.test('names of people and organisations are one line of visible text: line breaks, bidi overrides and zero-width spaces answer 400 and nothing is written or mailed; joiners some scripts need are kept', async (t) => {
-  const { app } = await buildTestApp(t);
-  const request = api(app);
-  const org = await createOrganization(app.ctx.db);
-  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
-  const { user: support } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'] });
-  const adminToken = (await signIn(app, admin)).accessToken;
-  const supportToken = (await signIn(app, support)).accessToken;
+  const { app, request, adminToken, supportToken } = await adminAndSupport(t);
   const mailsBefore = await app.ctx.db.mailOutbox.count();
 
   // What a name must not smuggle into an official mail's text (the review's reproduction).
