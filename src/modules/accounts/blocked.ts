@@ -1,5 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import type { FlowState } from '../../generated/prisma/enums.js';
 import type { AppError } from '../../errors.js';
 import { accountErrors } from './accounts.errors.js';
 
@@ -48,14 +49,17 @@ export async function accountBlockedError(
 /**
  * For findUsableFlow on the links a user gets by e-mail (activation, password reset): blocking a
  * user voids their pending links, and the holder of such a link, still unexpired, learns that the
- * account is blocked and whom to contact (product rule 13) instead of link_used. Any other user
- * state keeps the answer it had.
+ * account is blocked and whom to contact (product rule 13) instead of link_used. Only a link that
+ * was voided (as the block does): one already used keeps answering link_used, so a mailbox reader
+ * with an old, used link cannot check later whether the account got blocked. Any other user state
+ * keeps the answer it had.
  */
 export function blockedLinkHolder(
   db: Tx,
   config: Pick<AppContext['config'], 'supportContact'>,
-): (flow: { userId: string }) => Promise<AppError | null> {
+): (flow: { userId: string; state: FlowState }) => Promise<AppError | null> {
   return async (flow) => {
+    if (flow.state !== 'VOIDED') return null;
     const user = await db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } });
     return user?.status === 'BLOCKED' ? accountBlockedError(db, config, user) : null;
   };

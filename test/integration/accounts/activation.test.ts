@@ -174,6 +174,14 @@ t.test('an invited user blocked through the API learns from the activation link 
   }
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).status, 'BLOCKED', 'nothing changed');
 
+  // A link that was used before the block (an activated colleague's) tells nothing about a later block.
+  const other = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'used@alpha.test', name: 'Used Link' } });
+  const usedToken = tokenFromLink((await mailsTo(app, 'used@alpha.test'))[0]!.textBody);
+  t.equal((await request({ url: '/v1/activation', body: { token: usedToken, password: GOOD_PASSWORD } })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${other.body.id}/block`, token: adminA.token })).status, 200);
+  const used = await request({ url: '/v1/activation/inspect', body: { token: usedToken } });
+  t.same([used.status, used.body.code], [410, 'link_used'], 'a used link: link_used, not account_blocked');
+
   // Everyone else gets the answer they got before.
   const unknown = await request({ url: '/v1/activation', body: { token: 'x'.repeat(43), password: GOOD_PASSWORD } });
   t.same([unknown.status, unknown.body.code], [400, 'link_invalid'], 'a token that does not exist');

@@ -189,3 +189,16 @@ t.test('a set-up the user has not finished (PENDING factor) is no MFA to reset: 
   t.equal(verified.status, 200, 'the set-up finishes');
   t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id, status: 'ACTIVE' } }), 1);
 });
+
+t.test('a link already used keeps answering link_used after a later block: only a link the block voided tells its holder the account is blocked', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, adminA } = w;
+  const u = await w.member(w.orgA.id);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${u.user.id}/mfa-reset-request`, token: support.token })).status, 202);
+  const token = tokenFrom((await lastMail(app, { template: 'mfa_reset_confirm' })).textBody);
+  t.equal((await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: adminA.token })).status, 200);
+  const again = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
+  t.same([again.status, again.body.code], [410, 'link_used'], 'the used link tells nothing about the block');
+  t.notMatch(again.raw, adminA.user.email, 'nor who administers the account');
+});
