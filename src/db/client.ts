@@ -23,7 +23,8 @@ export type Database = {
 class UnpreparedClient extends pg.Client {
   override query(...args: unknown[]): never {
     const [config] = args;
-    if (config && typeof config === 'object' && 'name' in config) {
+    // Only a plain query config: a pg.Query (or a cursor) is submitted as it is.
+    if (config && typeof config === 'object' && 'name' in config && typeof (config as { submit?: unknown }).submit !== 'function') {
       const { name: _prepared, ...unnamed } = config as pg.QueryConfig;
       args[0] = unnamed;
     }

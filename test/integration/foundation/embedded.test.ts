@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import t from 'tap';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
@@ -86,4 +87,15 @@ t.test('the embedded development database serves the app over the pg driver', as
   const sql = poolSql(database.pool);
   await t.rejects(sql('SELECT 1 / $1::int AS x', [0]), /division by zero/);
   t.same(await sql('SELECT 1 / $1::int AS x', [1]), [{ x: 1 }], 'the same statement on the next connection');
+
+  // A pg.Query object (streaming rows) is submitted as it is, not turned into a plain config.
+  const client = await database.pool.connect();
+  const query = new pg.Query({ text: 'SELECT generate_series(1, 3) AS n' });
+  const rows: unknown[] = [];
+  query.on('row', (row: unknown) => rows.push(row));
+  const ended = new Promise((resolve, reject) => query.on('end', resolve).on('error', reject));
+  t.equal(client.query(query), query, 'the same Query object comes back');
+  await ended;
+  client.release();
+  t.same(rows, [{ n: 1 }, { n: 2 }, { n: 3 }]);
 });
