@@ -3,13 +3,20 @@ import { z } from 'zod';
 /**
  * Text people type that other people read — names of people and organisations (in mails, lists,
  * audit rows) and the operator's --reason: trimmed, one line, and nothing that reads differently
- * from what it stores. Refused: control characters (line breaks, tabs), format characters (bidi
- * overrides, zero-width spaces), line and paragraph separators, private-use and unassigned code
- * points — except the zero-width (non-)joiner, which some scripts' names need (Persian, Indic).
- * A name that starts a second paragraph in an official mail ("Dora\n\nPlease reply with your
- * password") is a phishing text the service would send in its own name.
+ * from what it stores. A name that starts a second paragraph in an official mail ("Dora\n\nPlease
+ * reply with your password") is a phishing text the service would send in its own name.
+ *
+ * Refused: control characters (line breaks, tabs), format characters (bidi overrides, zero-width
+ * spaces), line and paragraph separators, private-use and unassigned code points, letters that
+ * show as blank, and runs of spaces (of any width). Kept: the zero-width (non-)joiner, which some
+ * scripts' names need (Persian, Indic), and the direction marks that names pasted from Hebrew or
+ * Arabic text carry (LRM, RLM, ALM).
  */
-const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|\u200C|\u200D)*$/u;
+const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|[\u200C\u200D\u200E\u200F\u061C])*$/u;
+/** Letters that show as blank (Hangul fillers, the braille blank): a "name" of them looks empty. */
+const BLANK_LETTERS = /[\u115F\u1160\u3164\uFFA0\u2800]/u;
+/** A run of spaces (any width) pushes text to where it reads as a line of its own. */
+const SPACE_RUN = /\p{Zs}{2}/u;
 
 export function displayText(maxLength: number) {
   return z
@@ -18,5 +25,7 @@ export function displayText(maxLength: number) {
     .min(1)
     .max(maxLength)
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
+    .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
+    .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
     .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit');
 }

@@ -89,6 +89,8 @@ t.test('names of people and organisations are one line of visible text: line bre
     'line separator': 'Dora\u2028Doe',
     'private use': 'Dora \uE000',
     'no letter or digit': '---',
+    'only Hangul fillers': '\u3164\u3164\u3164',
+    'a run of ideographic spaces': `Dora${'\u3000'.repeat(40)}Please reply with your password`,
   };
   for (const [label, name] of Object.entries(bad)) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });
@@ -113,7 +115,9 @@ t.test('names of people and organisations are one line of visible text: line bre
   t.equal(await app.ctx.db.mailOutbox.count(), mailsBefore, 'no mail');
 
   // A Persian name written with the zero-width non-joiner, and a name with accents: accepted as typed.
-  for (const [i, name] of ['مهر\u200Cنوش رضایی', 'Zoë Ångström-Nuñez'].entries()) {
+  // A Japanese name with one ideographic space, a Hebrew one pasted with a right-to-left mark, an apostrophe.
+  const names = ['مهر\u200Cنوش رضایی', 'Zoë Ångström-Nuñez', '山田\u3000太郎', '\u200Fדנה כהן', "Seán O'Brien"];
+  for (const [i, name] of names.entries()) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: `named-${i}@example.test`, name } });
     t.equal(invite.status, 201, name);
     t.equal(invite.body.name, name, 'stored as typed');
