@@ -41,7 +41,8 @@ export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
 
 /**
  * Accepts the general terms (product rule 8): the version must be the current one and the typed
- * e-mail must be the account's (case-insensitive, surrounding spaces ignored).
+ * e-mail must be the account's (case-insensitive, surrounding spaces ignored). Accepting it again
+ * changes nothing.
  */
 export async function acceptTerms(
   ctx: AppContext,
@@ -61,7 +62,13 @@ export async function acceptTerms(
       throw meErrors.terms_email_mismatch('Type the e-mail address of your account.');
     }
     const now = ctx.clock.now();
-    await tx.user.update({ where: { id: actor.userId }, data: { termsVersion: input.version, termsAcceptedAt: now } });
+    // Idempotent: accepting the version already accepted keeps the time it was accepted (the
+    // record product rule 8 asks for) and writes no second audit row (a double submit, a re-shown page).
+    const { count } = await tx.user.updateMany({
+      where: { id: actor.userId, OR: [{ termsVersion: null }, { termsVersion: { not: input.version } }] },
+      data: { termsVersion: input.version, termsAcceptedAt: now },
+    });
+    if (count === 0) return;
     await recordAudit(tx, ctx.clock, {
       type: 'user.terms_accepted',
       actorUserId: actor.userId,

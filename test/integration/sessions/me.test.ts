@@ -149,6 +149,15 @@ t.test('POST /v1/me/terms: current version, own e-mail typed (case-insensitive),
   t.match(event, { actorUserId: user.id, subjectUserId: user.id, organizationId: org.id });
   t.match(event?.details, { version: '2026-03' });
 
+  // Accepting the same version again (a double submit, the page shown again later) changes nothing:
+  // the record keeps when this version was accepted, and there is one audit row.
+  const acceptedAt = clock.now().toISOString();
+  clock.advance(300);
+  const again = await accept({ version: '2026-03', email: user.email });
+  t.equal(again.status, 200);
+  t.equal(again.body.terms.acceptedAt, acceptedAt, 'the time of the first acceptance');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'user.terms_accepted' } }), 1, 'no second audit row');
+
   // After a refresh, the access token carries the accepted version.
   const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: tokens.refreshToken } });
   t.equal(decodeJwt(refreshed.body.accessToken).terms, '2026-03');
