@@ -14,7 +14,7 @@ export const ProblemSchema = z
       .optional()
       .describe('For validation_failed: the offending fields'),
     // Members some codes add, typed here so a generated client knows them (each code's doc says which):
-    retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, rate_limited: seconds until trying again helps (also Retry-After)'),
+    retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, mfa_enrollment_in_progress, rate_limited: seconds until trying again helps (also Retry-After)'),
     attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts'),
     hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
     offsetSeconds: z.number().int().optional().describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset"),

@@ -4,6 +4,9 @@ import type { TotpFactor } from '../../generated/prisma/client.js';
 import { buildOtpauthUri, checkTotp, generateTotpSecret } from '../../lib/totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '../../lib/recovery-codes.js';
 import { mfaErrors } from './mfa.errors.js';
+import { addSeconds } from '../../lib/clock.js';
+import { secondsUntil } from '../../lib/lockout.js';
+import { newId } from '../../db/sql.js';
 import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
 
 /**
@@ -31,23 +34,48 @@ export async function findPendingFactor(tx: Tx, userId: string): Promise<TotpFac
 }
 
 /**
- * Creates the user's pending factor with a fresh 160-bit secret, replacing an earlier pending one.
- * The plaintext secret leaves this function once, for the enrolment response.
+ * How long a pending factor started by a signed-in session (self-service re-enrolment) stays that
+ * session's: meanwhile a login with the password alone cannot replace it with an authenticator of
+ * its own (after a self-service removal the account has no factor, and the login's enrolment step
+ * would otherwise let anyone with the password set one up and leave the user's own set-up to fail).
+ */
+export const SELF_ENROLMENT_RESERVATION_SECONDS = 15 * 60;
+
+/**
+ * Creates the user's pending factor with a fresh 160-bit secret, replacing an earlier pending one
+ * — unless that one is reserved by a signed-in session and this is the login's enrolment step
+ * (409 mfa_enrollment_in_progress, Retry-After). `reserve`: started by a signed-in session.
+ * Check and write are one statement (the conflicting row is locked and re-checked), so a racing
+ * pair cannot both win. The plaintext secret leaves this function once, for the enrolment response.
  */
 export async function startTotpEnrollment(
   tx: Tx,
   ctx: EnrollCtx,
   user: { id: string; email: string },
+  options: { reserve: boolean },
 ): Promise<TotpEnrollmentSecret> {
   if (await findActiveFactor(tx, user.id)) throw mfaErrors.mfa_already_enrolled();
   const secret = generateTotpSecret();
   const sealed = sealTotpSecret(ctx.keyring, user.id, secret);
   const now = ctx.clock.now();
-  await tx.totpFactor.upsert({
-    where: { userId_status: { userId: user.id, status: 'PENDING' } },
-    create: { userId: user.id, status: 'PENDING', ...sealed, createdAt: now },
-    update: { ...sealed, lastUsedStep: null, createdAt: now },
-  });
+  const reservedUntil = options.reserve ? addSeconds(now, SELF_ENROLMENT_RESERVATION_SECONDS) : null;
+  const written = await tx.$queryRaw<{ id: string }[]>`
+    INSERT INTO totp_factors (id, user_id, status, secret_ciphertext, encryption_key_id, created_at, reserved_until)
+    VALUES (${newId()}::uuid, ${user.id}::uuid, 'PENDING', ${sealed.secretCiphertext}, ${sealed.encryptionKeyId}, ${now}::timestamptz, ${reservedUntil}::timestamptz)
+    ON CONFLICT (user_id, status) DO UPDATE SET
+      secret_ciphertext = EXCLUDED.secret_ciphertext, encryption_key_id = EXCLUDED.encryption_key_id,
+      last_used_step = NULL, created_at = EXCLUDED.created_at, reserved_until = EXCLUDED.reserved_until
+    WHERE ${options.reserve}::boolean OR totp_factors.reserved_until IS NULL OR totp_factors.reserved_until <= ${now}::timestamptz
+    RETURNING id`;
+  if (written.length === 0) {
+    const pending = await findPendingFactor(tx, user.id);
+    const retryAfter = Math.max(1, secondsUntil(pending?.reservedUntil ?? now, now));
+    throw mfaErrors.mfa_enrollment_in_progress(
+      'Two-step login is being set up in a signed-in session of this account: finish it there, or try again later.',
+      { retryAfter },
+      { 'retry-after': String(retryAfter) },
+    );
+  }
   // The label's account part cannot carry ':' (apps split on it); e-mail addresses never need one.
   const accountName = user.email.replaceAll(':', '');
   return { secret, otpauthUri: buildOtpauthUri({ issuer: ctx.config.totpIssuer, accountName, secret }) };

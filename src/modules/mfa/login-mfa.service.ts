@@ -159,7 +159,8 @@ export async function startLoginEnrollment(ctx: AppContext, challengeToken: stri
   const enrollment = await ctx.db.$transaction(async (tx) => {
     const flow = await loadChallenge(tx, ctx.clock, challengeToken, 'mfa_enrollment');
     const user = await loadUser(tx, ctx, flow);
-    return startTotpEnrollment(tx, ctx, user);
+    // A set-up the user's signed-in session started after removing MFA is not replaced from here.
+    return startTotpEnrollment(tx, ctx, user, { reserve: false });
   });
   // Rendering is CPU work: outside the transaction, so no row lock or connection waits on it.
   return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri) };

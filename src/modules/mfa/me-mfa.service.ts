@@ -42,7 +42,7 @@ export async function startSelfEnrollment(ctx: AppContext, actor: Actor): Promis
   const enrollment = await ctx.db.$transaction(async (tx) => {
     const user = await tx.user.findUnique({ where: { id: actor.userId } });
     if (!user) throw commonErrors.unauthenticated();
-    return startTotpEnrollment(tx, ctx, user);
+    return startTotpEnrollment(tx, ctx, user, { reserve: true });
   });
   return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri) };
 }

@@ -6,7 +6,7 @@ import { defineErrors } from '../../errors.js';
  *  - mfa_code_invalid: `hint: "clock_drift"` + `offsetSeconds` when the code matched a step 2..10
  *    away from server time; `attemptsRemaining` on login challenges.
  *  - mfa_code_reused / recovery_code_invalid: `attemptsRemaining` on login challenges.
- *  - mfa_locked: `retryAfter` (seconds), also sent as the Retry-After header.
+ *  - mfa_locked, mfa_enrollment_in_progress: `retryAfter` (seconds), also sent as the Retry-After header.
  * A blocked user gets the accounts module's account_blocked (with whom to contact).
  */
 export const mfaErrors = defineErrors({
@@ -23,5 +23,6 @@ export const mfaErrors = defineErrors({
   mfa_already_enrolled: { status: 409, title: 'MFA is already set up for this account' },
   mfa_not_enrolled: { status: 409, title: 'MFA is not set up for this account' },
   mfa_enrollment_not_started: { status: 409, title: 'Start the MFA enrolment first' },
+  mfa_enrollment_in_progress: { status: 409, title: 'Two-step login is being set up in a signed-in session of this account' },
   reauthentication_failed: { status: 403, title: 'The password is not correct' },
 });

@@ -81,7 +81,9 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'For challenges with `next: "mfa_enrollment"`. The factor stays pending until confirmed with ' +
           '/v1/auth/login/mfa-enrollment/verify; calling this again replaces the pending secret. The secret ' +
-          'is never shown again after enrolment. 409 mfa_already_enrolled.' +
+          'is never shown again after enrolment. 409 mfa_already_enrolled; 409 mfa_enrollment_in_progress (with ' +
+          'Retry-After) while a signed-in session of the account is setting up an authenticator (after removing ' +
+          'its MFA, for up to 15 minutes): finish it there.' +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema }),
         response: { 200: TotpEnrollmentSchema, ...problemResponses(401, 409, 410, 423), ...accountBlockedResponse },

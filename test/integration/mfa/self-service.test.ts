@@ -102,6 +102,54 @@ t.test('self-service reset: remove with password, other sessions end, this one c
   t.equal(ok.status, 200);
 });
 
+t.test('after a self-service removal, a login with the password alone cannot replace the set-up the signed-in session started (15 min), and loses to it', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+
+  // Someone who knows the password logs in elsewhere and starts an enrolment first: it is replaced
+  // as soon as the user's session starts its own, and its code then enrols nothing.
+  const early = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(early.body.next, 'mfa_enrollment');
+  const theirs = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: early.body.challengeToken } });
+  t.equal(theirs.status, 200);
+  const mine = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken });
+  t.equal(mine.status, 200);
+
+  // From now on the login's enrolment step refuses to replace the session's set-up.
+  const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  const refused = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } });
+  t.equal(refused.status, 409);
+  t.equal(refused.body.code, 'mfa_enrollment_in_progress');
+  t.equal(refused.headers['retry-after'], '900');
+  t.equal(refused.body.retryAfter, 900);
+  const stolen = await request({
+    url: '/v1/auth/login/mfa-enrollment/verify',
+    body: { challengeToken: early.body.challengeToken, code: currentTotp(app, theirs.body.secret) },
+  });
+  t.not(stolen.status, 200, 'the replaced secret enrols nothing');
+  t.equal(await app.ctx.db.session.count({ where: { userId: user.id, revokedAt: null } }), 1, 'no session for the password alone');
+
+  const verified = await request({ url: '/v1/me/mfa/totp/verify', token: session.accessToken, body: { code: currentTotp(app, mine.body.secret) } });
+  t.equal(verified.status, 200, "the user's own set-up completes");
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: user.id, status: 'ACTIVE' } }), 1);
+  const next = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  const withMine = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: next.body.challengeToken, code: currentTotp(app, mine.body.secret, 1) } });
+  t.equal(withMine.status, 200, "the active authenticator is the user's");
+
+  // An abandoned set-up is reserved for 15 minutes only: then a login may enrol again.
+  const other = await createUser(app.ctx.db, app);
+  const otherSession = await signIn(app, other.user);
+  await request({ method: 'DELETE', url: '/v1/me/mfa', token: otherSession.accessToken, body: { password: other.password } });
+  t.equal((await request({ method: 'POST', url: '/v1/me/mfa/totp', token: otherSession.accessToken })).status, 200);
+  clock.advance(15 * 60 + 1);
+  const later = await request({ url: '/v1/auth/login', body: { email: other.user.email, password: other.password } });
+  const allowed = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: later.body.challengeToken } });
+  t.equal(allowed.status, 200, 'after the reservation');
+});
+
 t.test('regenerate recovery codes: password required, old codes stop working, mail + audit', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
