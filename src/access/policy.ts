@@ -282,3 +282,36 @@ export function authorize(
   const decision = decide(actor, action as UserAction, target as UserTarget, facts);
   if (decision.effect !== 'allow') throw toError(decision);
 }
+
+/**
+ * Every refusal `decide` can give for `action` by `actorRole`, found by trying it on every kind of
+ * target it distinguishes (own organisation or another, self, support staff; each status; with and
+ * without the facts it weighs) — for the API description of each administrative operation, so the
+ * documented codes are the policy's own and cannot drift from it.
+ */
+export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN' | 'SUPPORT'): PolicyErrorCode[] {
+  const actor: PolicyActor = { userId: 'actor', organizationId: actorRole === 'SUPPORT' ? null : 'org-a', roles: ['USER', actorRole] };
+  const codes = new Set<PolicyErrorCode>();
+  const targets: UserTarget[] = [];
+  for (const status of ['INVITED', 'ACTIVE', 'BLOCKED'] as const) {
+    for (const roles of [['USER'], ['USER', 'CUSTOMER_ADMIN'], ['USER', 'SUPPORT']] as Role[][]) {
+      for (const organizationId of ['org-a', 'org-b', null]) targets.push({ id: 'target', organizationId, roles, status });
+    }
+    targets.push({ id: 'actor', organizationId: actor.organizationId, roles: actor.roles, status });
+  }
+  const factSets: ChangeFacts[] = [
+    {},
+    { otherAdministrators: 0, activeAdministrators: 0, roles: ['USER'] },
+    { otherAdministrators: 1, activeAdministrators: 1, roles: ['USER', 'CUSTOMER_ADMIN'] },
+    { roles: ['USER', 'SUPPORT'] },
+  ];
+  for (const target of targets) {
+    for (const facts of factSets) {
+      const decision = decide(actor, action, target, facts);
+      if (decision.effect !== 'allow') codes.add(decision.code);
+    }
+  }
+  return [...codes];
+}
+
+type PolicyErrorCode = Exclude<Decision, { effect: 'allow' }>['code'];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { errorCatalogue } from '../errors.js';
 
 /** RFC 9457 problem details. Extra members (hint, retryAfter, errors, ...) are allowed per code. */
 export const ProblemSchema = z
@@ -30,19 +31,19 @@ export type Problem = z.infer<typeof ProblemSchema>;
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
 const descriptions: Record<number, string> = {
-  400: 'Invalid request (code: validation_failed, malformed_json, or a route-specific code)',
+  400: 'Invalid request (code: validation_failed, malformed_json, invalid_cursor for a paginated list, or one the operation names)',
   401: 'Not authenticated: the credentials, challenge or token are missing or not valid (the codes are in the description), or token_in_query: a token was sent in the URL',
-  403: 'Not allowed (code: forbidden, or a required action is pending)',
-  404: 'Not found, or not visible to the caller',
-  409: 'Conflict with the current state',
+  403: 'Not allowed (code: forbidden; mfa_enrollment_required: set up two-step login first; or one the operation names)',
+  404: 'Not found, or not visible to the caller (code: not_found, or the operation\'s user_not_found / organization_not_found)',
+  409: 'Conflict with the current state (the codes are in the description)',
   410: 'The link or challenge expired or was already used',
-  413: 'Request body larger than 16 KiB',
-  415: 'Content-Type is not one the operation accepts (application/json unless it lists others)',
+  413: 'Request body larger than 16 KiB (code: payload_too_large)',
+  415: 'Content-Type is not one the operation accepts, application/json unless it lists others (code: unsupported_media_type)',
   422: 'The request is well-formed but breaks a rule',
   423: 'The account or factor is temporarily locked (see Retry-After)',
-  429: 'Rate limit exceeded (see Retry-After)',
-  500: 'Unexpected error (no internals are disclosed)',
-  503: 'A dependency is unavailable or the service is overloaded (see Retry-After)',
+  429: 'Rate limit exceeded (code: rate_limited; see Retry-After)',
+  500: 'Unexpected error, no internals disclosed (code: internal_error)',
+  503: 'A dependency is unavailable, the service is overloaded or shutting down (code: service_unavailable; see Retry-After)',
 };
 
 const retryAfter = {
@@ -68,4 +69,16 @@ export function problemResponses(...statuses: number[]) {
       },
     ]),
   );
+}
+
+/** "Errors: 404 user_not_found; 409 already_blocked, last_administrator." for an operation's description. */
+export function describeErrors(codes: readonly string[]): string {
+  const byStatus = new Map<number, Set<string>>();
+  for (const code of codes) {
+    const status = errorCatalogue().get(code)?.status;
+    if (status === undefined) throw new Error(`describeErrors: unknown error code ${code}`);
+    byStatus.set(status, (byStatus.get(status) ?? new Set()).add(code));
+  }
+  const parts = [...byStatus.entries()].sort(([a], [b]) => a - b).map(([status, set]) => `${status} ${[...set].sort().join(', ')}`);
+  return parts.length > 0 ? `Errors: ${parts.join('; ')}.` : '';
 }

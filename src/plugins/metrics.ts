@@ -202,7 +202,8 @@ export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Prometheus metrics (bearer METRICS_TOKEN required when it is configured)',
         description:
           'Prometheus text exposition format. When the service is configured with `METRICS_TOKEN`, send it as ' +
-          '`Authorization: Bearer <METRICS_TOKEN>`; otherwise the endpoint is public (keep it off the public network).',
+          '`Authorization: Bearer <METRICS_TOKEN>` (without it: 401 unauthenticated, with `WWW-Authenticate: Bearer realm="metrics"`); ' +
+          'otherwise the endpoint is public (keep it off the public network).',
         security: [{}, { metricsToken: [] }],
         response: {
           200: z.string().describe('Prometheus text format 0.0.4'),

@@ -5,7 +5,8 @@ import addFormats from 'ajv-formats';
 /**
  * Validates a response against the app's own OpenAPI document: the status must be declared for
  * the operation, every header the document declares for that status must be there (Retry-After,
- * WWW-Authenticate), and the body must match the declared schema for its content type.
+ * WWW-Authenticate), the body must match the declared schema for its content type, and an error's
+ * `code` must be named in the operation's summary or description or in the status's description.
  */
 type Operation = { responses?: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema?: unknown }> }> };
 type Doc = { paths: Record<string, Record<string, Operation>>; components?: unknown };
@@ -60,6 +61,14 @@ export function checkContract(
     validate = ajv.compile({ $ref: pointer });
     compiled.set(pointer, validate);
   }
-  if (validate(body)) return undefined;
-  return `${method} ${template} ${status} body does not match the document: ${ajv.errorsText(validate.errors)}`;
+  if (!validate(body)) return `${method} ${template} ${status} body does not match the document: ${ajv.errorsText(validate.errors)}`;
+  // A problem's code must be named where a client reads about the answer: the operation's summary
+  // or description, or the description of the status.
+  const code = (body as { code?: unknown } | undefined)?.code;
+  if (status >= 400 && typeof code === 'string') {
+    const op = operation as Operation & { description?: string; summary?: string };
+    const text = `${op.summary ?? ''} ${op.description ?? ''} ${(response as { description?: string }).description ?? ''}`;
+    if (!new RegExp(`\\b${code}\\b`).test(text)) return `${method} ${template} ${status} answered code ${code}, which the document does not name for it`;
+  }
+  return undefined;
 }

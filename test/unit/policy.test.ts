@@ -1,5 +1,5 @@
 import t from 'tap';
-import { decide, GRANTABLE_ROLES, type ChangeFacts, type Decision, type PolicyActor, type PolicyAction, type UserTarget } from '../../src/access/policy.js';
+import { decide, GRANTABLE_ROLES, possibleRefusals, type ChangeFacts, type Decision, type PolicyActor, type PolicyAction, type UserTarget } from '../../src/access/policy.js';
 
 /** The whole who-may-act-on-whom matrix, one row per case. */
 
@@ -161,4 +161,12 @@ t.test('a scope check comes before every other rule (no state leaks across organ
       }
     }
   }
+});
+
+t.test('possibleRefusals finds every refusal decide can give an action (the API documents them)', async (t) => {
+  t.same(possibleRefusals('user.block', 'CUSTOMER_ADMIN').sort(), ['already_blocked', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.set_roles', 'CUSTOMER_ADMIN').sort(), ['last_administrator', 'own_roles_immutable', 'role_not_grantable', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.password_reset', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected', 'user_blocked', 'user_not_activated']);
+  t.same(possibleRefusals('user.mfa_reset_request', 'CUSTOMER_ADMIN'), ['forbidden'], 'an action the role is not granted');
+  t.same(possibleRefusals('user.read', 'SUPPORT'), [], 'nothing refuses support reading a user');
 });

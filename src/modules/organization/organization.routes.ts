@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { requireActor } from '../../access/actor.js';
-import { problemResponses } from '../../http/problem.js';
+import { describeErrors, problemResponses } from '../../http/problem.js';
+import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import {
   InviteUserBody,
@@ -26,6 +27,9 @@ import {
  * Customer administrators manage the users of their own organisation. A user id of another
  * organisation answers 404 user_not_found, exactly like an id that does not exist.
  */
+/** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
+const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
+
 export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   const call = (request: Parameters<typeof requireActor>[0]) => ({ actor: requireActor(request), meta: requestMeta(request) });
   const tags = ['organization'];
@@ -75,6 +79,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'getOrganizationUser',
         tags,
         summary: 'One user of your organisation',
+        description: adminErrors('user.read'),
         params: UserIdParams,
         response: { 200: ManagedUserSchema, ...problemResponses(404) },
       },
@@ -88,25 +93,36 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     summary: string,
     permission: 'organization:users:invite' | 'organization:users:block' | 'organization:users:mfa-reset' | 'organization:users:password-reset',
     run: typeof blockUser,
+    errors: { policy: UserAction; more?: string[] },
   ) =>
     app.post(
       `/v1/organization/users/:id/${path}`,
       {
         config: { access: { permission } },
-        schema: { operationId, tags, summary, params: UserIdParams, response: { 200: ManagedUserSchema, ...problemResponses(404, 409) } },
+        schema: {
+          operationId,
+          tags,
+          summary,
+          description: adminErrors(errors.policy, errors.more),
+          params: UserIdParams,
+          response: { 200: ManagedUserSchema, ...problemResponses(403, 404, 409) },
+        },
       },
       async (request) => run(app.ctx, call(request), request.params.id),
     );
 
-  action('activation-email', 'resendOrganizationUserActivation', 'Send a new activation link (the older one stops working)', 'organization:users:invite', resendActivation);
-  action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser);
-  action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser);
+  action('activation-email', 'resendOrganizationUserActivation', 'Send a new activation link (the older one stops working)', 'organization:users:invite', resendActivation, {
+    policy: 'user.resend_activation',
+  });
+  action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser, { policy: 'user.block' });
+  action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser, { policy: 'user.unblock' });
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',
     "Remove a user's authenticator and recovery codes and end their sessions; they set up MFA again at the next login",
     'organization:users:mfa-reset',
     resetUserMfa,
+    { policy: 'user.mfa_reset', more: ['mfa_not_enrolled'] },
   );
   action(
     'password-reset',
@@ -114,6 +130,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     'Send the user a password-reset link (you never see or set the password)',
     'organization:users:password-reset',
     triggerPasswordReset,
+    { policy: 'user.password_reset' },
   );
 
   app.put(
@@ -124,6 +141,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'setOrganizationUserRoles',
         tags,
         summary: "Set a user's roles (USER, CUSTOMER_ADMIN); the last administrator cannot be demoted; a demotion ends the user's sessions and withdraws the links they sent to others",
+        description: adminErrors('user.set_roles'),
         params: UserIdParams,
         body: SetRolesBody,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },

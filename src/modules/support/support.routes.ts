@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { FastifyRequest } from 'fastify';
 import { requireActor } from '../../access/actor.js';
-import { problemResponses } from '../../http/problem.js';
+import { describeErrors, problemResponses } from '../../http/problem.js';
+import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
@@ -21,6 +22,14 @@ import {
 import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers } from './support.service.js';
 
 /** The support desk (role SUPPORT): every organisation, every action audited with the support user as actor. */
+/**
+ * The refusals support can get for a user action: no such user (support's scope is every
+ * organisation, so the policy itself never says not found), the policy's own (possibleRefusals),
+ * and the service's `more`.
+ */
+const supportErrors = (action: UserAction, more: string[] = []) =>
+  describeErrors(['user_not_found', ...possibleRefusals(action, 'SUPPORT'), ...more]);
+
 export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
   const call = (request: FastifyRequest) => ({ actor: requireActor(request), meta: requestMeta(request) });
   const tags = ['support'];
@@ -64,6 +73,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'getOrganization',
         tags,
         summary: 'One organisation with all its users',
+        description: describeErrors(['organization_not_found']),
         params: OrganizationIdParams,
         response: { 200: OrganizationDetailSchema, ...problemResponses(404) },
       },
@@ -86,7 +96,13 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
           'While the organisation still has an ACTIVE administrator it manages its own roles: 409 administrator_exists. ' +
           'Exception: `replacing` names its only ACTIVE administrator (left the company, compromised), who is blocked in the same ' +
           'transaction exactly as by supportBlockUser (sessions end, invitations and other links they sent are withdrawn, the user gets a mail). Not an ACTIVE administrator of this ' +
-          'organisation: 409 not_active_administrator (404 user_not_found outside it); the same user as `userId`: 400 replacing_same_user.',
+          'organisation: 409 not_active_administrator (404 user_not_found outside it); the same user as `userId`: 400 replacing_same_user. ' +
+          describeErrors([
+            'organization_not_found',
+            'email_taken',
+            ...possibleRefusals('user.appoint_administrator', 'SUPPORT'),
+            ...possibleRefusals('user.replace_administrator', 'SUPPORT'),
+          ]),
         params: OrganizationIdParams,
         body: AppointAdministratorBody,
         response: { 200: ManagedUserSchema, 201: ManagedUserSchema, ...problemResponses(404, 409) },
@@ -119,24 +135,33 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     summary: string,
     permission: 'support:users:block' | 'support:users:password-reset',
     run: typeof blockUser,
+    policy: UserAction,
   ) =>
     app.post(
       `/v1/support/users/:id/${path}`,
       {
         config: { access: { permission } },
-        schema: { operationId, tags, summary, params: UserIdParams, response: { 200: ManagedUserSchema, ...problemResponses(404, 409) } },
+        schema: {
+          operationId,
+          tags,
+          summary,
+          description: supportErrors(policy),
+          params: UserIdParams,
+          response: { 200: ManagedUserSchema, ...problemResponses(403, 404, 409) },
+        },
       },
       async (request) => run(app.ctx, call(request), request.params.id),
     );
 
-  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser);
-  action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser);
+  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser, 'user.block');
+  action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser, 'user.unblock');
   action(
     'password-reset',
     'supportSendPasswordReset',
     'Send the user a password-reset link (support never sees or sets a password)',
     'support:users:password-reset',
     triggerPasswordReset,
+    'user.password_reset',
   );
 
   app.post(
@@ -147,7 +172,9 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'requestVerifiedMfaReset',
         tags,
         summary: "Start a verified MFA reset: a confirmation link (24 h) goes to the user's stored e-mail address",
-        description: 'The MFA is only removed when the user opens the link (POST /v1/mfa-reset/confirm). A new request replaces an older pending one.',
+        description:
+          'The MFA is only removed when the user opens the link (POST /v1/mfa-reset/confirm). A new request replaces an older pending one. ' +
+          supportErrors('user.mfa_reset_request', ['mfa_not_enrolled']),
         params: UserIdParams,
         response: { 202: MfaResetRequestSchema, ...problemResponses(404, 409) },
       },
@@ -163,6 +190,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'getVerifiedMfaResetRequest',
         tags,
         summary: "The state of the user's latest verified MFA reset request",
+        description: supportErrors('user.mfa_reset_request.read'),
         params: UserIdParams,
         response: { 200: MfaResetRequestSchema, ...problemResponses(404) },
       },
