@@ -60,6 +60,9 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'logout',
         tags: ['tokens'],
         summary: 'End the current session (its refresh token and access tokens stop working at once)',
+        description:
+          'Authenticated by the session\'s access token. When that has expired, refresh first (POST /v1/auth/refresh) and ' +
+          'log out with the new one: a client that only forgets its tokens leaves the session alive until its refresh token expires.',
         response: { 204: NoContent },
       },
     },
