@@ -193,10 +193,10 @@ export function defaultHashConcurrency(cores: number, threadpoolSize: number): n
   return Math.max(1, cores, Math.min(cores + 1, threadpoolSize - 1));
 }
 
-/** Parses the environment; throws ConfigError naming every bad variable. */
 /** JWT_ISSUER, or (development and tests) this instance's own local address. */
 const jwtIssuer = (e: { JWT_ISSUER?: string | undefined; PORT: number }): string => e.JWT_ISSUER ?? `http://localhost:${e.PORT}`;
 
+/** Parses the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = envSchema.safeParse(cleaned);

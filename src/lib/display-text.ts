@@ -27,5 +27,6 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
     .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
-    .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit');
+    .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit')
+    .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

@@ -17,8 +17,8 @@ type ResponseEntries = Record<string, { headers?: unknown } | undefined>;
 
 /**
  * jsonSchemaTransform (zod → JSON Schema) keeps only a response's description and content; the
- * headers an error status comes with (problemResponses: Retry-After, WWW-Authenticate) are put
- * back, for @fastify/swagger to declare.
+ * headers an error status comes with (Retry-After: problemResponses; WWW-Authenticate:
+ * standard-responses.ts) are put back, for @fastify/swagger to declare.
  */
 const withResponseHeaders = (input: TransformInput) => {
   const transformed = jsonSchemaTransform(input);

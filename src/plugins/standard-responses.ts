@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import type { FastifySchema } from 'fastify';
-import { PROBLEM_CONTENT_TYPE, ProblemSchema, problemResponses } from '../http/problem.js';
+import { problemResponses } from '../http/problem.js';
 import { challengeFor } from '../http/auth-challenge.js';
 import { UNLIMITED_ROUTES } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
@@ -13,7 +13,7 @@ function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
       : 'No valid access token (code: unauthenticated: none was sent, or the account is no longer active; token_invalid: ' +
         'not valid, expired, or its session ended; token_in_query: a token was sent in the URL)',
     headers: { 'WWW-Authenticate': { type: 'string', description: `The challenge: ${challenge}` } },
-    content: { [PROBLEM_CONTENT_TYPE]: { schema: ProblemSchema } },
+    content: problemResponses(401)[401]!.content,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { AppContext } from '../../context.js';
+import type { ChangeOrigin } from '../organization/user-admin.service.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
@@ -16,12 +17,6 @@ export const ACTIVATION_TTL_SECONDS = 7 * 24 * 3600;
 export type ActivationUser = { id: string; email: string; name: string };
 
 /**
- * Who sends an activation link, for the mail's "ask … for a new one": an administrator of the
- * organisation, support, or the operator's CLI (ChangeOrigin's `by`).
- */
-export type ActivationSender = 'admin' | 'support' | 'cli';
-
-/**
  * Issues a new activation link for an invited user (voiding any older one) and queues the mail in
  * the caller's transaction. Used by invitations, "resend activation" and the bootstrap CLI (which
  * prints the returned link); API callers must never return the link. The caller records the audit
@@ -30,7 +25,7 @@ export type ActivationSender = 'admin' | 'support' | 'cli';
 export async function sendActivation(
   tx: Tx,
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
-  input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null; by: ActivationSender },
+  input: { user: ActivationUser; organizationName: string | null; actorUserId: string | null; by: ChangeOrigin['by'] },
 ): Promise<{ link: string; expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {
     userId: input.user.id,

@@ -23,13 +23,13 @@ import {
   unblockUser,
 } from './user-admin.service.js';
 
+/** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
+const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
+
 /**
  * Customer administrators manage the users of their own organisation. A user id of another
  * organisation answers 404 user_not_found, exactly like an id that does not exist.
  */
-/** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
-const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
-
 export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   const call = (request: Parameters<typeof requireActor>[0]) => ({ actor: requireActor(request), meta: requestMeta(request) });
   const tags = ['organization'];

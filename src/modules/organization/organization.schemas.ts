@@ -51,7 +51,7 @@ const emailSchema = z
   // The document shows the pipe's input side (a string); the address check is said here too.
   .meta({ format: 'email', description: 'Unique across all organisations, case-insensitively' });
 export const EmailSchema = emailSchema;
-export const PersonNameSchema = displayText(200).describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
+export const PersonNameSchema = displayText(200);
 
 export const InviteUserBody = z.strictObject({
   email: emailSchema,

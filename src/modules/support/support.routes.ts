@@ -21,7 +21,6 @@ import {
 } from './support.schemas.js';
 import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers } from './support.service.js';
 
-/** The support desk (role SUPPORT): every organisation, every action audited with the support user as actor. */
 /**
  * The refusals support can get for a user action: no such user (support's scope is every
  * organisation, so the policy itself never says not found), the policy's own (possibleRefusals),
@@ -30,6 +29,7 @@ import { appointAdministrator, createOrganization, getOrganization, searchOrgani
 const supportErrors = (action: UserAction, more: string[] = []) =>
   describeErrors(['user_not_found', ...possibleRefusals(action, 'SUPPORT'), ...more]);
 
+/** The support desk (role SUPPORT): every organisation, every action audited with the support user as actor. */
 export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
   const call = (request: FastifyRequest) => ({ actor: requireActor(request), meta: requestMeta(request) });
   const tags = ['support'];

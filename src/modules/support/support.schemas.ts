@@ -46,7 +46,7 @@ export const SearchOrganizationsQuery = z.strictObject({
 
 export const CreateOrganizationBody = z.strictObject({
   customerNumber: CustomerNumberSchema,
-  name: displayText(200).describe('One line of visible text: no line breaks, tabs or invisible formatting characters'),
+  name: displayText(200),
   administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
 });
 
