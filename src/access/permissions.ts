@@ -49,3 +49,17 @@ export const roleStatements: Readonly<Record<Role, readonly Permission[]>> = Obj
 export function rolesGrant(roles: readonly Role[], permission: Permission): boolean {
   return roles.some((role) => roleStatements[role].includes(permission));
 }
+
+/** What a signed-in user without an active TOTP factor may still do: read their profile, enrol, log out. */
+export const MFA_EXEMPT_PERMISSIONS: readonly Permission[] = ['me:read', 'me:mfa', 'auth:logout'];
+
+/**
+ * The 403 codes the authenticate hook can answer for a route requiring `permission`: `forbidden`
+ * when some role lacks it, `mfa_enrollment_required` unless an MFA-less session may use it.
+ */
+export function authorizationRefusals(permission: Permission): ('forbidden' | 'mfa_enrollment_required')[] {
+  return [
+    ...(Object.values(roleStatements).some((granted) => !granted.includes(permission)) ? (['forbidden'] as const) : []),
+    ...(MFA_EXEMPT_PERMISSIONS.includes(permission) ? [] : (['mfa_enrollment_required'] as const)),
+  ];
+}

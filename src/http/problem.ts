@@ -33,7 +33,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const descriptions: Record<number, string> = {
   400: 'Invalid request (code: validation_failed, malformed_json, invalid_cursor for a paginated list, or one the operation names)',
   401: 'Not authenticated: the credentials, challenge or token are missing or not valid (the codes are in the description), or token_in_query: a token was sent in the URL',
-  403: 'Not allowed (code: forbidden; mfa_enrollment_required: set up two-step login first; or one the operation names)',
+  403: 'Not allowed (the codes are in the description)',
   404: 'Not found, or not visible to the caller (code: not_found, or the operation\'s user_not_found / organization_not_found)',
   409: 'Conflict with the current state (the codes are in the description)',
   410: 'The link or challenge expired or was already used',

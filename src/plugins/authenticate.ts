@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyRequest } from 'fastify';
 import { commonErrors } from '../errors.js';
-import { rolesGrant, type Permission } from '../access/permissions.js';
+import { MFA_EXEMPT_PERMISSIONS, rolesGrant } from '../access/permissions.js';
 import type { Actor } from '../access/actor.js';
 import { safeEqual, sha256Hex } from '../lib/tokens.js';
 import type { AppContext } from '../context.js';
@@ -29,8 +29,6 @@ import { BASIC_CHALLENGE, BEARER_CHALLENGE } from '../http/auth-challenge.js';
  * carries a token-like query parameter (TOKEN_QUERY_PARAMETERS) is refused with 401 `token_in_query`
  * before anything else, whether or not the token is valid.
  */
-
-export const MFA_EXEMPT_PERMISSIONS: readonly Permission[] = ['me:read', 'me:mfa', 'auth:logout'];
 
 export const TOKEN_QUERY_PARAMETERS = [
   'access_token',

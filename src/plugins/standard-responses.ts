@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin';
 import type { FastifySchema } from 'fastify';
 import { problemResponses } from '../http/problem.js';
+import { authorizationRefusals } from '../access/permissions.js';
+import { errorCatalogue } from '../errors.js';
 import { challengeFor } from '../http/auth-challenge.js';
 import { UNLIMITED_ROUTES } from './rate-limit.js';
 import type { RouteAccess } from './route-access.js';
@@ -15,6 +17,29 @@ function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
     headers: { 'WWW-Authenticate': { type: 'string', description: `The challenge: ${challenge}` } },
     content: problemResponses(401)[401]!.content,
   };
+}
+
+/**
+ * The 403 codes a protected route can answer: those of the authenticate hook for its permission,
+ * and those its summary or description names (reauthentication_failed, the policy's refusals).
+ */
+const AUTHENTICATION_CODES: readonly string[] = ['forbidden', 'mfa_enrollment_required'];
+
+function forbiddenCodes(access: RouteAccess, text: string): string[] {
+  const ofAuthentication: string[] = typeof access === 'object' ? authorizationRefusals(access.permission) : [];
+  // The authentication codes only from the permission: a description may mention them in passing.
+  const named = [...errorCatalogue()]
+    .filter(([code, { status }]) => status === 403 && !AUTHENTICATION_CODES.includes(code) && new RegExp(`\\b${code}\\b`).test(text))
+    .map(([code]) => code);
+  return [...ofAuthentication, ...named];
+}
+
+const explained: Record<string, string> = { forbidden: "the caller's roles do not grant this operation" };
+
+function forbiddenResponse(codes: string[]) {
+  const title = (code: string) => errorCatalogue().get(code)!.title;
+  const named = codes.map((code) => `${code}: ${explained[code] ?? title(code).charAt(0).toLowerCase() + title(code).slice(1)}`);
+  return { description: `Not allowed (code: ${named.join('; ')})`, content: problemResponses(403)[403]!.content };
 }
 
 /** Fastify reads a request body for every method but GET and HEAD. */
@@ -32,6 +57,8 @@ export const standardResponses = fp(
       if (route.url === '/docs' || route.url.startsWith('/docs/')) return;
       const schema = (route.schema ??= {}) as FastifySchema & {
         operationId?: string;
+        summary?: string;
+        description?: string;
         security?: Record<string, string[]>[];
         hide?: boolean;
       };
@@ -46,7 +73,7 @@ export const standardResponses = fp(
       // Fastify parses a body sent with any method but GET/HEAD, declared or not (malformed JSON is
       // a 400, too large a 413, another content type a 415; input-guard.ts refuses an undeclared one).
       if (schema.body || takesBody(route.method)) statuses.push(413, 415);
-      if (access && access !== 'public') statuses.push(401, 403);
+      if (access && access !== 'public') statuses.push(401);
       if (access === 'service_client') schema.security = [{ clientBasic: [] }];
       else if (access && access !== 'public') schema.security = [{ bearerAuth: [] }];
       const response = (schema.response ??= {}) as Record<string, unknown>;
@@ -55,6 +82,13 @@ export const standardResponses = fp(
       }
       const challenge = challengeFor(access);
       if (challenge) response[401] = unauthenticatedResponse(access === 'service_client', challenge);
+      // Only where a 403 can happen, naming its codes (a route whose permission every role holds
+      // and an MFA-less session may use, e.g. GET /v1/me, has none).
+      if (access && access !== 'public') {
+        const codes = forbiddenCodes(access, `${schema.summary ?? ''} ${schema.description ?? ''}`);
+        if (codes.length > 0) response[403] = forbiddenResponse(codes);
+        else delete response[403];
+      }
     });
   },
   { name: 'standard-responses' },

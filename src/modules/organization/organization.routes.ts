@@ -105,7 +105,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
           summary,
           description: adminErrors(errors.policy, errors.more),
           params: UserIdParams,
-          response: { 200: ManagedUserSchema, ...problemResponses(403, 404, 409) },
+          response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
         },
       },
       async (request) => run(app.ctx, call(request), request.params.id),

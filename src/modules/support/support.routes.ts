@@ -147,7 +147,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
           summary,
           description: supportErrors(policy),
           params: UserIdParams,
-          response: { 200: ManagedUserSchema, ...problemResponses(403, 404, 409) },
+          response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
         },
       },
       async (request) => run(app.ctx, call(request), request.params.id),
