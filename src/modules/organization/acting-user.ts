@@ -81,11 +81,14 @@ export async function lockOrganization(tx: Tx, organizationId: string): Promise<
   return rows.length === 1;
 }
 
-/** Administrators (CUSTOMER_ADMIN, not blocked) of an organisation, optionally without one user. */
+/**
+ * Administrators (CUSTOMER_ADMIN, not blocked) of an organisation, optionally without one user, and
+ * without the invited ones whose pending invitation `withdrawing` sent (it is about to be withdrawn).
+ */
 export async function countAdministrators(
   tx: Tx,
   organizationId: string,
-  options: { except?: string; status?: 'ACTIVE' } = {},
+  options: { except?: string; status?: 'ACTIVE'; withdrawing?: string } = {},
 ): Promise<number> {
   return tx.user.count({
     where: {
@@ -93,6 +96,9 @@ export async function countAdministrators(
       roles: { has: 'CUSTOMER_ADMIN' },
       status: options.status ?? { not: 'BLOCKED' },
       ...(options.except ? { id: { not: options.except } } : {}),
+      ...(options.withdrawing
+        ? { NOT: { status: 'INVITED', flowTokens: { some: { purpose: 'ACTIVATION', state: 'PENDING', requestedById: options.withdrawing } } } }
+        : {}),
     },
   });
 }

@@ -78,8 +78,13 @@ export async function lockForChange(tx: Tx, call: AdminCall, id: string): Promis
   return { acting: await loadActingUser(tx, call.actor), target };
 }
 
+/**
+ * The organisation's administrators besides `target` for the last-administrator rule of a block or a
+ * demotion. An invited administrator counts (they can still activate), but not one whose pending
+ * invitation `target` sent: the block or demotion withdraws it.
+ */
 async function otherAdministrators(tx: Tx, target: TargetUser): Promise<number> {
-  return target.organizationId ? countAdministrators(tx, target.organizationId, { except: target.id }) : 0;
+  return target.organizationId ? countAdministrators(tx, target.organizationId, { except: target.id, withdrawing: target.id }) : 0;
 }
 
 export async function getUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { tokenFromLink } from '../../helpers/accounts.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
 t.test('support finds users across organisations by e-mail or name', async (t) => {
@@ -64,4 +65,29 @@ t.test('support cannot block the last administrator, nor support staff, nor them
   t.equal(staff.status, 403);
   t.equal(staff.body.code, 'support_staff_protected');
   t.equal((await block(support.user.id)).body.code, 'self_action_not_allowed');
+});
+
+t.test('an administrator invited by the only active one does not make that one blockable: the block would withdraw the invitation', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support } = w;
+  const invited = await request({
+    method: 'POST',
+    url: '/v1/organization/users',
+    token: adminA.token,
+    body: { email: 'deputy@alpha.test', name: 'Dana Deputy', roles: ['USER', 'CUSTOMER_ADMIN'] },
+  });
+  t.equal(invited.status, 201);
+  const link = tokenFromLink((await mailsTo(w.app, 'deputy@alpha.test')).at(-1)!.textBody, '/activate');
+
+  const block = await request({ method: 'POST', url: `/v1/support/users/${adminA.user.id}/block`, token: support.token });
+  t.same([block.status, block.body.code], [409, 'last_administrator'], 'support must replace them instead');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: link } })).status, 200, 'the invitation still works');
+  const organization = await request({ url: `/v1/support/organizations/${w.orgA.id}`, token: support.token });
+  t.equal(organization.body.activeAdministratorCount, 1);
+
+  // An invited administrator someone else invited still counts: the block withdraws only the blocked user's links.
+  const other = await w.member(w.orgA.id, { name: 'Otto Other', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED' });
+  const blocked = await request({ method: 'POST', url: `/v1/support/users/${adminA.user.id}/block`, token: support.token });
+  t.equal(blocked.status, 200, 'with an administrator still able to activate, the block goes ahead');
+  t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: other.user.id } })).status, 'INVITED');
 });
