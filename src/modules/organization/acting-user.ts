@@ -64,7 +64,8 @@ export async function lockTarget(tx: Tx, id: string): Promise<TargetUser | null>
  */
 export async function lockMemberOf(tx: Tx, organizationId: string, id: string): Promise<TargetUser | null> {
   const first = await tx.user.findUnique({ where: { id }, select: { organizationId: true } });
-  if (first?.organizationId !== organizationId) return null;
+  // The caller's id may come from a path in upper case: the same UUID (the database's is lower case).
+  if (!first?.organizationId || first.organizationId !== organizationId.toLowerCase()) return null;
   await lockUserRow(tx, id);
   return findTarget(tx, id);
 }

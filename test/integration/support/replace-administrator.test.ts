@@ -149,3 +149,12 @@ t.test('replacing an active administrator while an invited one exists: the invit
   t.same((await mailsTo(w.app, 'late@alpha.test')).map((m) => m.template), ['activation'], 'a fresh activation link, as without replacing');
   t.equal((await stored(w, adminA.user.id)).status, 'BLOCKED');
 });
+
+t.test('an organisation id in upper case names the same organisation when replacing', async (t) => {
+  const w = await adminWorld(t, env);
+  const mia = await w.member(w.orgA.id, { name: 'Mia Member' });
+  const res = await appointIn(w, w.orgA.id.toUpperCase(), { userId: mia.user.id, replacing: w.adminA.user.id });
+  t.equal(res.status, 200);
+  t.equal((await stored(w, w.adminA.user.id)).status, 'BLOCKED');
+  t.ok((await stored(w, mia.user.id)).roles.includes('CUSTOMER_ADMIN'));
+});
