@@ -67,19 +67,21 @@ export async function listAuditEvents(
   const people = new Map(
     (await tx.user.findMany({ where: { id: { in: [...ids] } }, select: { id: true, name: true, email: true, roles: true } })).map((u) => [u.id, u]),
   );
+  const isSupport = (id: string | null) => Boolean(id && people.get(id)?.roles.includes('SUPPORT'));
   const person = (id: string | null): Person | null => {
     if (!id) return null;
     const p = people.get(id);
-    return { id, name: p?.name ?? null, email: p?.email ?? null };
+    // A support employee's own address is not the customers' to know (they write to SUPPORT_CONTACT).
+    const email = view.hideSupportOrigin && isSupport(id) ? null : (p?.email ?? null);
+    return { id, name: p?.name ?? null, email };
   };
 
   return {
     nextCursor: result.nextCursor,
     items: result.items.map((r) => {
-      // Customers see what support did to their users, but not the support desk's network details,
-      // nor the OS account and reason of an operator's CLI command (the shop's internals).
-      const bySupport = Boolean(r.actorUserId && people.get(r.actorUserId)?.roles.includes('SUPPORT'));
-      const hide = view.hideSupportOrigin && bySupport;
+      // Customers see what support did to their users, but not the support desk's network details
+      // or addresses, nor the OS account and reason of an operator's CLI command (the shop's internals).
+      const hide = view.hideSupportOrigin && isSupport(r.actorUserId);
       const details = (r.details ?? {}) as Record<string, unknown>;
       return {
         id: r.id,

@@ -6,7 +6,11 @@ import { readAuditLog } from './audit.query.js';
 import { AUDIT_EVENT_TYPES } from './audit.service.js';
 
 const Person = z
-  .object({ id: z.uuid(), name: z.string().nullable(), email: z.string().nullable() })
+  .object({
+    id: z.uuid(),
+    name: z.string().nullable(),
+    email: z.string().nullable().describe("null when the account is gone, and a support employee's in an organisation's log"),
+  })
   .meta({ id: 'AuditPerson' });
 
 export const AuditEventSchema = z

@@ -45,6 +45,10 @@ t.test('organisation audit log: own organisation only, newest first, filters, cu
   });
   const bySupport = all.body.items[0];
   t.match(bySupport, { actor: { id: support.user.id, name: 'Sam Support' }, ip: null, userAgent: null }, "support's network details stay hidden from customers");
+  t.equal(bySupport.actor.email, null, "nor the support employee's own address (customers write to SUPPORT_CONTACT)");
+  t.notMatch(all.raw, support.user.email);
+  const supportView = await request({ url: `/v1/support/audit-events?organizationId=${w.orgA.id}&type=user.blocked`, token: support.token });
+  t.equal(supportView.body.items[0].actor.email, support.user.email, 'the support log shows it');
 
   const types = async (query: string) => admin((await list(query)).body.items).map((e) => e.type);
   t.same(await types(`?userId=${u1.user.id}`), ['user.unblocked', 'user.blocked']);
