@@ -26,8 +26,11 @@ export type SmtpSink = {
   to(address: string): ReceivedMail[];
   /** Resolves once at least `count` messages arrived (rejects after `timeoutMs`). */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
-  /** From now on the server answers `550 5.1.1` to RCPT TO for this address (no such mailbox). */
-  refuseRecipient(address: string): void;
+  /**
+   * From now on the server answers RCPT TO for this address with `reply` (default `550 5.1.1 No
+   * such mailbox`); `null` accepts it again.
+   */
+  refuseRecipient(address: string, reply?: RcptReply | null): void;
   /** While on, every message is refused after DATA with a reply quoting its first link (as spam filters do). */
   rejectQuotingLinks(on: boolean): void;
   /** Closes the listener: connections are refused until start(). */
@@ -38,9 +41,12 @@ export type SmtpSink = {
 
 type TestLike = { teardown(fn: () => unknown): void };
 
+/** An SMTP reply: its code and the text after it (with the enhanced status, e.g. `5.7.1 Relay access denied`). */
+export type RcptReply = { code: number; text: string };
+
 export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
-  const refused = new Set<string>();
+  const refused = new Map<string, RcptReply>();
   let quoteAndReject = false;
   let server: SMTPServer | undefined;
   let port = 0;
@@ -52,8 +58,9 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
       logger: false,
       closeTimeout: 100,
       onRcptTo(address, _session, callback) {
-        if (!refused.has(address.address.toLowerCase())) return callback();
-        callback(Object.assign(new Error('5.1.1 No such mailbox'), { responseCode: 550 }));
+        const reply = refused.get(address.address.toLowerCase());
+        if (!reply) return callback();
+        callback(Object.assign(new Error(reply.text), { responseCode: reply.code }));
       },
       onData(stream, session, callback) {
         const chunks: Buffer[] = [];
@@ -117,8 +124,9 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
       }
       return messages;
     },
-    refuseRecipient: (address) => {
-      refused.add(address.toLowerCase());
+    refuseRecipient: (address, reply = { code: 550, text: '5.1.1 No such mailbox' }) => {
+      if (reply) refused.set(address.toLowerCase(), reply);
+      else refused.delete(address.toLowerCase());
     },
     rejectQuotingLinks: (on) => {
       quoteAndReject = on;

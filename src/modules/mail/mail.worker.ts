@@ -81,10 +81,18 @@ export function retryDelaySeconds(attempts: number): number {
   return Math.min(MAIL_RETRY_BASE_SECONDS * 2 ** Math.min(Math.max(attempts - 1, 0), 20), MAIL_RETRY_MAX_SECONDS);
 }
 
-/** The server refused the recipient for good (5xx to RCPT TO), as nodemailer reports it. */
+/**
+ * The server refused the recipient's address for good, as nodemailer reports a reply to RCPT TO:
+ * enhanced status 5.1.x (bad mailbox or address, RFC 3463), or 550/551/553 without one. A relay
+ * refusing to relay or to accept this sender (5.7.x: 554 Relay access denied, 550 5.7.54), a full
+ * mailbox (552) and the like are the relay's trouble or passing: retried until MAIL_GIVE_UP_SECONDS.
+ */
 export function isPermanentRecipientRefusal(err: unknown): boolean {
-  const e = err as { responseCode?: unknown; command?: unknown } | null;
-  return typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600 && e.command === 'RCPT TO';
+  const e = err as { responseCode?: unknown; command?: unknown; response?: unknown } | null;
+  if (e?.command !== 'RCPT TO' || typeof e.responseCode !== 'number') return false;
+  const enhanced = typeof e.response === 'string' ? /^\d{3}[ -]([245])\.(\d{1,3})\.\d{1,3}\b/.exec(e.response) : null;
+  if (enhanced) return enhanced[1] === '5' && enhanced[2] === '1';
+  return e.responseCode === 550 || e.responseCode === 551 || e.responseCode === 553;
 }
 
 /** An SMTP error for last_error and the log; a server reply quoting the mail (a spam filter's) loses any link token. */
@@ -96,15 +104,20 @@ const describe = (err: unknown): string => {
 
 export type DeliveryResult = { claimed: number; sent: number; failed: number };
 
-/** Claims due mails one at a time, up to `limit`, and tries each once. Tests call this directly. */
+/**
+ * Claims due mails one at a time, up to `limit`, and tries each once; claims no more once
+ * `stopping()` (a shutdown: the mail in hand is finished, the rest waits for the next instance).
+ * Tests call this directly.
+ */
 export async function deliverDueMail(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>,
   transport: MailTransport,
   limit = 20,
   log?: MailLog,
+  stopping: () => boolean = () => false,
 ): Promise<DeliveryResult> {
   const result: DeliveryResult = { claimed: 0, sent: 0, failed: 0 };
-  while (result.claimed < limit) {
+  while (result.claimed < limit && !stopping()) {
     const row = await claimNext(ctx);
     if (!row) break;
     result.claimed++;
@@ -208,7 +221,8 @@ export type MailWorker = PeriodicTask;
 
 /**
  * Polls the outbox every `intervalMs` (immediately again while full batches keep coming). Errors
- * (database down, ...) are logged and the loop goes on; `stop()` waits for the pass in flight.
+ * (database down, ...) are logged and the loop goes on; `stop()` waits for the mail in flight,
+ * not for the rest of its batch.
  */
 export function startMailWorker(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>,
@@ -220,8 +234,8 @@ export function startMailWorker(
   const batchSize = options.batchSize ?? 20;
   return startPeriodicTask({
     firstDelayMs: 0,
-    async pass() {
-      const { claimed } = await deliverDueMail(ctx, transport, batchSize, log);
+    async pass(stopping) {
+      const { claimed } = await deliverDueMail(ctx, transport, batchSize, log, stopping);
       return claimed === batchSize ? 0 : intervalMs;
     },
     failed(err) {

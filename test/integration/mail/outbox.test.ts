@@ -11,7 +11,8 @@ import { inviteUser, tokenFromLink } from '../../helpers/accounts.js';
 import { api } from '../../helpers/http.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { enqueueMail, buildLink } from '../../../src/modules/mail/mail.service.js';
-import { deliverDueMail, retryDelaySeconds } from '../../../src/modules/mail/mail.worker.js';
+import { deliverDueMail, retryDelaySeconds, startMailWorker } from '../../../src/modules/mail/mail.worker.js';
+import type { MailTransport } from '../../../src/modules/mail/mail.transport.js';
 
 const expiresAt = new Date(Date.UTC(2026, 11, 1, 12, 30));
 const HOUR = 3600;
@@ -154,6 +155,34 @@ t.test('the worker started by the app delivers on its own and stops with the app
   t.match(mail!.text, 'You have 1 recovery code left.');
 });
 
+t.test('stopping the worker finishes the mail in hand and claims no more: the rest is left unclaimed for the next instance', async (t) => {
+  const { app } = await buildTestApp(t);
+  const ctx = app.ctx;
+  await ctx.db.$transaction(async (tx) => {
+    for (let i = 0; i < 10; i++) await enqueueMail(tx, ctx, { to: `u${i}@example.test`, template: 'password_changed', data: { name: `U${i}` } });
+  });
+  let sending!: () => void;
+  const firstSend = new Promise<void>((resolve) => (sending = resolve));
+  const sent: string[] = [];
+  const slow: MailTransport = {
+    kind: 'smtp',
+    async send(mail) {
+      sending();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      sent.push(mail.to);
+    },
+    async close() {},
+  };
+  const quiet = { info() {}, warn() {}, error() {} };
+  const worker = startMailWorker(ctx, slow, quiet, { batchSize: 10 });
+  await firstSend;
+  await worker.stop();
+  t.equal(sent.length, 1, 'only the mail in hand was sent');
+  const rows = await ctx.db.mailOutbox.findMany({ where: { sentAt: null } });
+  t.equal(rows.length, 9);
+  t.ok(rows.every((r) => r.attempts === 0 && r.lockedUntil === null), 'none claimed: another instance sends them at once');
+});
+
 t.test('without SMTP_URL mail goes to the log, without the body (and its links) outside development', async (t) => {
   const { app, config, logs } = await buildTestApp(t);
   const ctx = app.ctx;
@@ -225,6 +254,30 @@ t.test('a recipient the server refuses for good (550 to RCPT TO) is given up at 
   const metrics = await app.inject({ url: '/metrics' });
   t.match(metrics.body, /webshop_auth_mail_outbox_failed 1\b/);
   t.match(metrics.body, /webshop_auth_mail_outbox_backlog 0\b/, 'not counted as backlog');
+});
+
+t.test('a relay refusing to relay (554 5.7.1), a full mailbox (552) or a policy 550 5.7.x is retried, not given up: delivered once it is fixed', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  const replies = {
+    'relay@example.test': { code: 554, text: '5.7.1 <relay@example.test>: Relay access denied' },
+    'full@example.test': { code: 552, text: 'Mailbox full' },
+    'policy@example.test': { code: 550, text: '5.7.54 Unable to relay recipient in non-accepted domain' },
+  };
+  for (const [to, reply] of Object.entries(replies)) sink.refuseRecipient(to, reply);
+  await ctx.db.$transaction(async (tx) => {
+    for (const to of Object.keys(replies)) await enqueueMail(tx, ctx, { to, template: 'password_changed', data: { name: 'Someone' } });
+  });
+
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 3, sent: 0, failed: 3 });
+  const rows = await ctx.db.mailOutbox.findMany();
+  t.ok(rows.every((r) => r.failedAt === null && r.bodyCiphertext !== null && /55[024]/.test(r.lastError ?? '')), 'kept for a retry, body and reason kept');
+
+  for (const to of Object.keys(replies)) sink.refuseRecipient(to, null);
+  clock.advance(3600);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 3, sent: 3, failed: 0 });
+  t.same(sink.messages.map((m) => m.to[0]).sort(), Object.keys(replies).sort(), 'each delivered once');
 });
 
 t.test('the outbox gives up no earlier than every e-mail link has expired: by default after 8 days', async (t) => {
