@@ -123,3 +123,38 @@ t.test('names of people and organisations are one line of visible text: line bre
     t.equal(invite.body.name, name, 'stored as typed');
   }
 });
+
+t.test("a person's name carries no web or e-mail address (it is read in official mails); real names with dots and apostrophes pass", async (t) => {
+  const { app, request, adminToken, supportToken } = await adminAndSupport(t);
+  const mailsBefore = await app.ctx.db.mailOutbox.count();
+  const bad = [
+    'Dora. Your account is on hold: pay the open invoice at https://evil.example/pay',
+    'Dora, see evil-shop.com for your invoice',
+    'Dora www.evil.example',
+    'Dora (billing@evil.example)',
+    'Dora hxxp://evil.example',
+  ];
+  for (const name of bad) {
+    const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });
+    t.same([invite.status, invite.body.code], [400, 'validation_failed'], `invite: ${name}`);
+    const firstAdmin = await request({
+      url: '/v1/support/organizations',
+      token: supportToken,
+      body: { customerNumber: 'C-NAME-3', name: 'Acme', administrator: { email: 'first-admin@example.test', name } },
+    });
+    t.equal(firstAdmin.status, 400, `first administrator: ${name}`);
+  }
+  t.equal(await app.ctx.db.mailOutbox.count(), mailsBefore, 'no mail');
+
+  const names = ['Dr. med. Anna Müller', 'J.R.R. Tolkien', "Anne-Marie O'Neill", 'Zoë St. John', 'A. B. Smith Jr.'];
+  for (const [i, name] of names.entries()) {
+    const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: `dotted-${i}@example.test`, name } });
+    t.equal(invite.status, 201, name);
+  }
+  const organization = await request({
+    url: '/v1/support/organizations',
+    token: supportToken,
+    body: { customerNumber: 'C-NAME-4', name: 'Shop24.de GmbH', administrator: { email: 'shop-admin@example.test', name: 'Sam Shop' } },
+  });
+  t.equal(organization.status, 201, 'an organisation name may name a domain');
+});

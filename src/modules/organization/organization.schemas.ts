@@ -51,7 +51,16 @@ const emailSchema = z
   // The document shows the pipe's input side (a string); the address check is said here too.
   .meta({ format: 'email', description: 'Unique across all organisations, case-insensitively' });
 export const EmailSchema = emailSchema;
-export const PersonNameSchema = displayText(200);
+/**
+ * What mail programs turn into a link — a web address (scheme, www., a host name) or an e-mail
+ * address — has no place in a person's name: the name is read in the service's official mails
+ * ("Hello <name>,"), where an administrator could otherwise plant a link in the shop's own words.
+ * (Organisation names, set by support, may name a domain: "Shop24.de GmbH".)
+ */
+const ADDRESS_LIKE = /:\/\/|\bwww\.|@|[\p{L}\p{N}-]{2,}\.\p{L}{2,}(?![\p{L}\p{N}])/iu;
+export const PersonNameSchema = displayText(200)
+  .refine((name) => !ADDRESS_LIKE.test(name), 'no web or e-mail addresses')
+  .describe('One line of visible text without web or e-mail addresses');
 
 export const InviteUserBody = z.strictObject({
   email: emailSchema,
