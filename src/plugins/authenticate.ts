@@ -22,7 +22,7 @@ import { BASIC_CHALLENGE, BEARER_CHALLENGE } from '../http/auth-challenge.js';
  *    `forbidden`; and a user without an active TOTP factor may only use MFA_EXEMPT_PERMISSIONS →
  *    else 403 `mfa_enrollment_required`.
  *  - `service_client`: HTTP Basic with a configured client id and secret (secret compared as SHA-256
- *    in constant time) → `request.serviceClient`; else 401 `invalid_client` with WWW-Authenticate.
+ *    in constant time; an id listed twice has two valid secrets while one is rotated) → `request.serviceClient`; else 401 `invalid_client` with WWW-Authenticate.
  *  - `public`: nothing is checked here.
  *
  * Tokens never travel in URLs (security.md item 21): a request to a route that declares 401 and
@@ -107,9 +107,15 @@ export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, heade
   } catch {
     return null;
   }
-  const client = ctx.config.serviceClients.find((c) => c.id === id);
-  const ok = safeEqual(sha256Hex(secret), client?.secretSha256 ?? DUMMY_HASH);
-  return client && ok ? { id: client.id } : null;
+  // A client may be listed twice while its secret is rotated: either secret works. Every candidate
+  // is compared (no early exit), and an unknown id is compared against a dummy: the same work.
+  const presented = sha256Hex(secret);
+  const candidates = ctx.config.serviceClients.filter((c) => c.id === id);
+  let ok = false;
+  for (const { secretSha256 } of candidates.length > 0 ? candidates : [{ secretSha256: DUMMY_HASH }]) {
+    ok = safeEqual(presented, secretSha256) || ok;
+  }
+  return candidates.length > 0 && ok ? { id } : null;
 }
 
 export const authenticate = fp(

@@ -34,6 +34,25 @@ t.test('introspection requires client authentication', async (t) => {
   }
 });
 
+t.test("a client listed twice has two valid secrets while one is rotated; neither works for another client", async (t) => {
+  const NEW_SECRET = 'cso-secret-rotated-9876543210';
+  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `${env.SERVICE_CLIENTS},cso:${sha256Hex(NEW_SECRET)}` });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const body = { token: (await signIn(app, user)).accessToken };
+  const introspect = (id: string, secret: string) => request({ url: '/v1/tokens/introspect', body, headers: { authorization: basic(id, secret) } });
+
+  for (const secret of [CSO_SECRET, NEW_SECRET]) {
+    const res = await introspect('cso', secret);
+    t.same([res.status, res.body.active], [200, true], 'either secret of cso');
+  }
+  for (const [id, secret] of [['cso', 'wrong'], ['shop-backend', NEW_SECRET], ['nobody', NEW_SECRET]] as const) {
+    const res = await introspect(id, secret);
+    t.same([res.status, res.body.code], [401, 'invalid_client'], `${id} with another secret`);
+  }
+});
+
 t.test('introspection: active only for a valid token of a live session; exactly {active:false} otherwise', async (t) => {
   const { app, config, clock } = await buildTestApp(t, env);
   const request = api(app);
