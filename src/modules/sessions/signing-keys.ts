@@ -204,18 +204,30 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
   let lastReload = 0;
   let inflight: Promise<void> | undefined;
 
+  /**
+   * Replaces the loaded keys with the database's. A private key this instance cannot open (sealed
+   * under an encryption key it lacks) does not keep the old set: the keys are replaced all the
+   * same, that one without its private key (it still verifies), and the load then fails, to be
+   * logged and retried. A key deleted by `rotate-signing-key --immediate` (leaked) thus stops
+   * verifying and signing here even so; with nothing else to sign with, signing answers 503.
+   */
   async function load(): Promise<void> {
     const rows = await ensureSigningKey(deps);
     const now = clock.now();
     const next = new Map<string, LoadedKey>();
+    const unopened: string[] = [];
     for (const row of rows) {
       const jwk = row.publicJwk as PublicJwk;
       const signsLater = row.algorithm === config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now);
       let privateKey = keys.get(row.kid)?.privateKey;
       if (signsLater && !privateKey) {
-        const sealed = { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId };
-        const privateJwk = JSON.parse(open(deps.keyring, sealed, signingKeyAad(row.kid))) as JsonWebKey;
-        privateKey = createPrivateKey({ key: privateJwk, format: 'jwk' });
+        try {
+          const sealed = { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId };
+          const privateJwk = JSON.parse(open(deps.keyring, sealed, signingKeyAad(row.kid))) as JsonWebKey;
+          privateKey = createPrivateKey({ key: privateJwk, format: 'jwk' });
+        } catch {
+          unopened.push(`${row.kid} (sealed under ${row.encryptionKeyId})`);
+        }
       }
       next.set(row.kid, {
         kid: row.kid,
@@ -228,6 +240,9 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
       });
     }
     keys = next;
+    if (unopened.length > 0) {
+      throw new Error(`cannot open the private signing key(s) ${unopened.join(', ')}: ENCRYPTION_KEYS must hold the key they were sealed under`);
+    }
   }
 
   /** The oldest key of the configured algorithm that has not reached its retiredAt. */

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
+import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { sha256Hex } from '../../../src/lib/tokens.js';
 import {
   createSigningKeyManager,
@@ -163,6 +164,27 @@ t.test('rotate-signing-key --immediate: a token forged with the leaked key after
   const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: victim.refreshToken } });
   t.equal(refreshed.status, 200);
   t.not(decodeProtectedHeader(refreshed.body.accessToken).kid, leaked.kid);
+});
+
+t.test('rotate-signing-key --immediate run with an encryption key this instance lacks: the leaked key stops working here all the same, and signing answers 503', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const victim = await signIn(app, user);
+  const leaked = app.ctx.signer.signingKey();
+
+  // The operator's CLI seals the new key under an ENCRYPTION_KEYS entry this instance was not given.
+  const rotation = await rotateSigningKey({ ...app.ctx, keyring: parseKeyring(`other-1:${generateKey()}`) }, { immediate: true });
+  await t.rejects(app.ctx.signer.reload(), { message: /cannot open the private signing key.*other-1/ }, 'the reload fails, to be logged and retried');
+
+  t.equal(app.ctx.signer.verificationKey(leaked.kid), undefined, 'the deleted key no longer verifies');
+  t.ok(app.ctx.signer.verificationKey(rotation.kid), "the new key verifies other instances' tokens");
+  t.equal((await request({ url: '/v1/me', token: victim.accessToken })).status, 401, 'tokens of the leaked key are refused');
+  clock.advance(1);
+  const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: victim.refreshToken } });
+  t.same([refreshed.status, refreshed.body.code], [503, 'service_unavailable'], 'nothing left to sign with: 503, not the leaked key');
+  t.equal(await app.ctx.db.refreshToken.count({ where: { rotatedAt: { not: null } } }), 0, 'the refresh token was not spent on it');
 });
 
 t.test('a second instance on the same database picks up the keys (no new key per instance)', async (t) => {
