@@ -70,7 +70,7 @@ const trustProxy = z.string().transform((raw, ctx): false | string[] => {
 export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 
 const envSchema = z.object({
-  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  NODE_ENV: z.enum(['development', 'production', 'test']),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
   TRUST_PROXY: trustProxy.default(false),
@@ -197,15 +197,24 @@ export function defaultHashConcurrency(cores: number, threadpoolSize: number): n
 const jwtIssuer = (e: { JWT_ISSUER?: string | undefined; PORT: number }): string => e.JWT_ISSUER ?? `http://localhost:${e.PORT}`;
 
 /** Parses the environment; throws ConfigError naming every bad variable. */
+/**
+ * NODE_ENV when unset: production as soon as a real database is configured (a deployment that
+ * forgot NODE_ENV gets the production checks, not development's defaults), development on the
+ * embedded database (which is for development only). Keycloak's `start` and `start-dev` the same way.
+ */
+const impliedNodeEnv = (given: Record<string, string | undefined>) => (given.DATABASE_URL ? 'production' : 'development');
+
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const implied = cleaned.NODE_ENV === undefined;
+  if (implied) cleaned.NODE_ENV = impliedNodeEnv(cleaned);
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.NODE_ENV === 'production') assertProductionSafe(e, cleaned);
+  if (e.NODE_ENV === 'production') assertProductionSafe(e, cleaned, implied);
   const problems = crossFieldProblems(e);
   if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   return Object.freeze({
@@ -301,7 +310,7 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
 }
 
 /** Production refuses to start on development defaults or weak secrets. */
-function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>): void {
+function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
   if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
@@ -317,5 +326,8 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
     problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');
   }
   if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: must be set in production');
-  if (problems.length) throw new ConfigError(`Invalid configuration for production:\n  ${problems.join('\n  ')}`);
+  if (problems.length) {
+    const why = implied ? ' (NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server)' : '';
+    throw new ConfigError(`Invalid configuration for production${why}:\n  ${problems.join('\n  ')}`);
+  }
 }

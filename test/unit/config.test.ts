@@ -86,6 +86,18 @@ t.test('production refuses missing or weak secrets and development defaults', as
   }
 });
 
+t.test('NODE_ENV unset: production once DATABASE_URL is set (a deployment that forgot it is checked), development on the embedded database', async (t) => {
+  const { NODE_ENV: _set, ...withoutNodeEnv } = prodBase;
+  t.ok(loadConfig(withoutNodeEnv).isProduction, 'a complete deployment without NODE_ENV is production');
+  t.throws(
+    () => loadConfig({ DATABASE_URL: 'postgresql://db.internal/auth' }),
+    { message: /NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server[\s\S]*SMTP_URL/ },
+    'a real database without NODE_ENV gets the production checks, and is told why',
+  );
+  t.equal(loadConfig({}).env, 'development', 'the embedded database: development');
+  t.equal(loadConfig({ NODE_ENV: 'development', DATABASE_URL: 'postgresql://127.0.0.1/auth' }).env, 'development', 'an explicit NODE_ENV wins');
+});
+
 t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
   const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
