@@ -310,10 +310,32 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
 }
 
 /** Production refuses to start on development defaults or weak secrets. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Mails carry live links: in production they travel encrypted, or the operator says otherwise.
+ * smtp:// to another host must state `requireTLS` (true: STARTTLS or no mail; false: a deliberate
+ * plain hop), since nodemailer otherwise sends in clear text when STARTTLS is not offered or is
+ * stripped on the way; and the server's certificate is always checked.
+ */
+function smtpTransportProblems(smtpUrl: string): string[] {
+  const url = new URL(smtpUrl);
+  const problems: string[] = [];
+  const requireTls = url.searchParams.get('requireTLS');
+  if (url.protocol === 'smtp:' && !LOOPBACK_HOSTS.has(url.hostname) && requireTls !== 'true' && requireTls !== 'false') {
+    problems.push('SMTP_URL: smtp:// to another host may send the links in clear text: use smtps://, add ?requireTLS=true (STARTTLS), or state ?requireTLS=false for a trusted plain hop');
+  }
+  if (url.searchParams.get('tls.rejectUnauthorized') === 'false') {
+    problems.push("SMTP_URL: tls.rejectUnauthorized=false is refused in production (the relay's certificate must be checked)");
+  }
+  return problems;
+}
+
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
   if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
+  else problems.push(...smtpTransportProblems(e.SMTP_URL));
   if (!e.METRICS_TOKEN) problems.push('METRICS_TOKEN: required in production (/metrics must not be public)');
   if (!e.ENCRYPTION_KEYS) problems.push('ENCRYPTION_KEYS: required in production (generate one with `npm run cli -- generate-encryption-key`)');
   if (!given.APP_BASE_URL) {

@@ -2,7 +2,7 @@
 export const PRODUCTION_ENV: Readonly<Record<string, string>> = Object.freeze({
   NODE_ENV: 'production',
   DATABASE_URL: 'postgresql://db.internal/auth',
-  SMTP_URL: 'smtp://mail.internal:25',
+  SMTP_URL: 'smtp://mail.internal:587?requireTLS=true',
   ENCRYPTION_KEYS: 'k1:' + Buffer.alloc(32, 7).toString('base64'),
   APP_BASE_URL: 'https://shop.example.com',
   JWT_ISSUER: 'https://auth.example.com',

@@ -98,6 +98,18 @@ t.test('NODE_ENV unset: production once DATABASE_URL is set (a deployment that f
   t.equal(loadConfig({ NODE_ENV: 'development', DATABASE_URL: 'postgresql://127.0.0.1/auth' }).env, 'development', 'an explicit NODE_ENV wins');
 });
 
+t.test('production: mail to another host travels encrypted unless SMTP_URL says otherwise; the certificate is always checked', async (t) => {
+  const smtp = (url: string) => () => loadConfig({ ...prodBase, SMTP_URL: url });
+  for (const url of ['smtp://mail.internal:25', 'smtp://user:pass@mail.internal:587', 'smtp://mail.internal:587?requireTLS=yes']) {
+    t.throws(smtp(url), { message: /SMTP_URL: smtp:\/\/ to another host may send the links in clear text/ }, url);
+  }
+  t.throws(smtp('smtps://mail.internal:465?tls.rejectUnauthorized=false'), { message: /tls.rejectUnauthorized=false is refused/ });
+  for (const url of ['smtps://mail.internal:465', 'smtp://mail.internal:587?requireTLS=true', 'smtp://relay.local:25?requireTLS=false', 'smtp://127.0.0.1:25', 'smtp://localhost:25', 'smtp://[::1]:25']) {
+    t.doesNotThrow(smtp(url), url);
+  }
+  t.doesNotThrow(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: 'smtp://mail.internal:25' }), 'development: any');
+});
+
 t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
   const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
