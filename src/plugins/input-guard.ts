@@ -2,12 +2,16 @@ import fp from 'fastify-plugin';
 import { commonErrors } from '../errors.js';
 
 /**
- * PostgreSQL text cannot hold U+0000: a NUL in any string that reaches a query (an e-mail at
- * login or "forgot password", a search term, a name) made the driver throw and the request
- * answer 500 (security.md item 28: malformed input is a 400, never a 500). No field of this API
- * has a use for it, so every request part the route declares a schema for (body, query string,
- * path parameters) is checked once, before validation: 400 validation_failed naming the field.
- * The check is the same for every account, so it tells nothing about which e-mails exist.
+ * Text that cannot be stored as it was checked is refused before validation:
+ *  - PostgreSQL text cannot hold U+0000: a NUL in any string that reaches a query (an e-mail at
+ *    login or "forgot password", a search term, a name) made the driver throw and the request
+ *    answer 500 (security.md item 28: malformed input is a 400, never a 500);
+ *  - a lone UTF-16 surrogate (JSON allows "\ud800") becomes U+FFFD once encoded as UTF-8 — by the
+ *    driver, and by argon2 — so the policies would check one string and store or hash another
+ *    (twelve distinct lone surrogates passed the password policy and hashed as twelve U+FFFD).
+ * No field of this API has a use for either, so every request part the route declares a schema
+ * for (body, query string, path parameters) is checked once: 400 validation_failed naming the
+ * field. The check is the same for every account, so it tells nothing about which e-mails exist.
  *
  * Unknown input is refused too (security.md items 25 and 28): the schemas reject unknown fields
  * of the parts they declare, and here a body sent to an operation that takes none, or a query
@@ -20,13 +24,28 @@ const NUL = '\u0000';
 /** Bodies are ≤ 16 KiB; deeper nesting than this is rejected by the schemas anyway. */
 const MAX_DEPTH = 32;
 
-export function findNul(value: unknown, path: string, depth = 0): string | null {
-  if (typeof value === 'string') return value.includes(NUL) ? path || '(root)' : null;
+/** With the u flag a surrogate pair is one code point: only a lone surrogate is \p{Cs}. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+const unstorable = (text: string): string | null =>
+  text.includes(NUL)
+    ? 'must not contain NUL (U+0000) characters'
+    : LONE_SURROGATE.test(text)
+      ? 'must be well-formed Unicode (no lone surrogates)'
+      : null;
+
+/** The first string (or key) in `value` that cannot be stored as checked: its path and why. */
+export function findUnstorableText(value: unknown, path: string, depth = 0): { path: string; message: string } | null {
+  if (typeof value === 'string') {
+    const message = unstorable(value);
+    return message ? { path: path || '(root)', message } : null;
+  }
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return null;
   for (const [key, item] of Object.entries(value)) {
     const at = path ? `${path}.${key}` : key;
-    if (key.includes(NUL)) return at;
-    const hit = findNul(item, at, depth + 1);
+    const message = unstorable(key);
+    if (message) return { path: at, message };
+    const hit = findUnstorableText(item, at, depth + 1);
     if (hit !== null) return hit;
   }
   return null;
@@ -61,14 +80,8 @@ export const inputGuard = fp(
       ] as const;
       for (const [name, declared, value] of parts) {
         if (!declared) continue;
-        const hit = findNul(value, name);
-        if (hit !== null) {
-          return done(
-            commonErrors.validation_failed('One or more fields are invalid.', {
-              errors: [{ path: hit, message: 'must not contain NUL (U+0000) characters' }],
-            }),
-          );
-        }
+        const hit = findUnstorableText(value, name);
+        if (hit !== null) return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [hit] }));
       }
       const undeclared = schema.hide ? [] : undeclaredInput(schema, request.body, request.query as object);
       if (undeclared.length > 0) return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: undeclared }));

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
+import { inviteUser } from '../helpers/accounts.js';
 
 /**
  * Security review: request strings that reach SQL must be a 400, never a database error (500):
@@ -46,6 +47,28 @@ t.test('NUL characters in request fields answer 400 validation_failed, never 500
   // Nothing was created by the rejected writes.
   t.equal(await app.ctx.db.user.count({ where: { email: 'new-person@example.test' } }), 0);
   t.equal(await app.ctx.db.organization.count({ where: { customerNumber: 'C-NUL-1' } }), 0);
+});
+
+t.test('lone surrogates answer 400 validation_failed: the policy would check one string while argon2 hashes another (U+FFFD)', async (t) => {
+  const { app, request, adminToken } = await adminAndSupport(t);
+  const lone = [3, 71, 12, 250, 99, 5, 180, 42, 17, 201, 66, 130].map((n) => String.fromCharCode(0xd800 + n)).join('');
+  const { token, user } = await inviteUser(app);
+  const cases: [string, Parameters<typeof request>[0]][] = [
+    ['activation password', { url: '/v1/activation', body: { token, password: lone } }],
+    ['login password', { url: '/v1/auth/login', body: { email: 'someone@example.test', password: `Velvet orbit ${lone}` } }],
+    ['reset password', { url: '/v1/password/reset', body: { token: 'x'.repeat(43), password: `password${'\udfff'.repeat(4)}` } }],
+    ['invite: name', { url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name: 'Eve \ud83d' } }],
+    ['a key', { url: '/v1/auth/login', body: { ['email\ud800']: 'x', email: 'someone@example.test', password: 'whatever whatever' } }],
+  ];
+  for (const [label, options] of cases) {
+    const res = await request(options);
+    t.same([res.status, res.body.code], [400, 'validation_failed'], label);
+    t.match(res.body.errors?.[0]?.message, /well-formed Unicode/, `${label}: says why`);
+  }
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).status, 'INVITED', 'not activated');
+  // Characters outside the BMP come as surrogate pairs, and are fine.
+  const emoji = await request({ url: '/v1/activation', body: { token, password: 'Velvet orbit lantern 🦊🦊' } });
+  t.equal(emoji.status, 200, 'a password with emoji is accepted');
 });
 
 t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async (t) => {
