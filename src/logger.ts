@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 
 /** Field names whose values must never reach a log line, at any depth we log. */
 const SECRET_FIELDS = [
-  'password', 'currentPassword', 'newPassword', 'code', 'recoveryCode', 'recoveryCodes', 'token',
+  'password', 'currentPassword', 'newPassword', 'recoveryCode', 'recoveryCodes', 'token',
   'challengeToken', 'refreshToken', 'accessToken', 'secret', 'otpauthUri', 'authorization', 'cookie',
   'passwordHash', 'secretCiphertext', 'clientSecret', 'link', 'url', 'pngDataUrl', 'svg',
 ];
@@ -14,6 +14,12 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
   'res.headers["set-cookie"]',
   ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+  // A TOTP code is `code` in a request body; elsewhere `code` is an error's (a problem's code, a
+  // SQLSTATE, ECONNREFUSED), which operators need to read.
+  'body.code',
+  '*.body.code',
+  'input.code',
+  '*.input.code',
 ];
 
 /** Where a request's child logger keeps its request id (see requestChildLogger). */

@@ -28,3 +28,17 @@ t.test('request log lines carry the request id', async (t) => {
   t.equal(outside.msg, 'not about a request');
   t.notOk('reqId' in outside, 'a line outside any request has no reqId');
 });
+
+t.test("a rejected request's log line names its problem code (only a TOTP code in a body is redacted)", async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  const before = logs.length;
+  await app.inject({ method: 'POST', url: '/v1/auth/login', headers: { 'content-type': 'application/json' }, payload: '{"email":' });
+  const line = logs
+    .slice(before)
+    .map((l) => JSON.parse(l) as { msg?: string; code?: string })
+    .find((l) => l.msg === 'request rejected');
+  t.equal(line?.code, 'malformed_json');
+  app.log.info({ body: { code: '123456' }, err: { code: '57P01' } }, 'shapes');
+  const shapes = JSON.parse(logs.at(-1)!) as { body: { code: string }; err: { code: string } };
+  t.same([shapes.body.code, shapes.err.code], ['[REDACTED]', '57P01'], "a body's code is redacted, an error's is not");
+});
