@@ -62,6 +62,9 @@ t.test('TRUST_PROXY: false, or the addresses of the proxies in front', async (t)
   t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
   t.same(loadConfig({ TRUST_PROXY: ' 10.0.0.0/8, fd00::/8,192.0.2.7 ' }).trustProxy, ['10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
   t.same(loadConfig({ TRUST_PROXY: 'loopback,uniquelocal' }).trustProxy, ['loopback', 'uniquelocal']);
+  for (const catchAll of ['0.0.0.0/0', '::/0', '10.0.0.0/8,::/0']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: catchAll }), { message: /TRUST_PROXY/ }, `${catchAll}: refused at validation, not a crash at start`);
+  }
 });
 
 t.test('production refuses missing or weak secrets and development defaults', async (t) => {
