@@ -37,6 +37,9 @@ import { mfaResetConfirmRoutes } from './modules/support/mfa-reset.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
+/** The whole request (headers and body of at most 16 KiB) within 10 s, its headers within 5 s. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+export const HEADERS_TIMEOUT_MS = 5_000;
 
 export type AppDeps = {
   config: Config;
@@ -57,6 +60,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: loggerOptions(config) }),
     childLoggerFactory: requestChildLogger,
     bodyLimit: BODY_LIMIT_BYTES,
+    // A request must arrive whole in time: a client that sends its headers and then stalls or
+    // trickles its body is answered 408 and disconnected, instead of holding the connection (and
+    // a shutdown's drain) open for ever. Fastify's default is no limit; Node checks every second.
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     trustProxy: config.trustProxy,
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
+import { REQUEST_TIMEOUT_MS } from '../../../src/app.js';
 import { buildTestApp } from '../../helpers/app.js';
 
 /**
@@ -89,4 +90,24 @@ t.test('any other request on a kept-alive connection during the drain is answere
   t.match(login?.headers['content-type'], /^application\/problem\+json/);
   t.equal(JSON.parse(login!.body).code, 'invalid_credentials');
   t.equal(login?.headers.connection, 'close');
+});
+
+t.test('a request whose body stalls is answered 408 and disconnected within the request timeout, and does not hold up a shutdown', async (t) => {
+  const { app } = await buildTestApp(t);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as net.AddressInfo;
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  const started = Date.now();
+  socket.write('POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"email":');
+  await once(socket, 'close');
+  const took = Date.now() - started;
+  t.ok(took < REQUEST_TIMEOUT_MS + 3000, `disconnected after ${took} ms`);
+  t.ok(took >= REQUEST_TIMEOUT_MS - 1000, 'not before the timeout');
+  t.match(received, /^HTTP\/1\.1 408 /, 'told 408 Request Timeout');
+  const closing = Date.now();
+  await app.close();
+  t.ok(Date.now() - closing < 2000, 'nothing left to drain');
 });
