@@ -17,8 +17,9 @@ import { commonErrors } from '../errors.js';
  * Counters live in Redis when REDIS_URL is set, so all instances share them, and in memory
  * otherwise. **Redis down**: each instance falls back to its own in-memory counters for as long
  * as Redis is unreachable (checked per request, no waiting: commands are not queued while
- * disconnected and time out after REDIS_COMMAND_TIMEOUT_MS) and returns to Redis by itself when
- * it is back. Limits therefore never switch off; with N instances an attacker gets at most N
+ * disconnected and time out after REDIS_COMMAND_TIMEOUT_MS; a Redis that hangs on an open
+ * connection is left alone for REDIS_RETRY_AFTER_FAILURE_MS after each failure) and returns to
+ * Redis by itself when it is back. Limits therefore never switch off; with N instances an attacker gets at most N
  * times the budget for that time (and per-account lockout, which lives in PostgreSQL, still
  * holds). Transitions are logged once each and exported as `webshop_auth_rate_limit_store_degraded`.
  */
@@ -40,6 +41,13 @@ const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as StoreCt
 
 /** Redis commands that take longer than this count as "Redis down" for that request. */
 export const REDIS_COMMAND_TIMEOUT_MS = 250;
+/**
+ * After a failed command on a connection that still looks ready (a Redis that hangs without
+ * closing it: CLIENT PAUSE in a failover, a long script, packets dropped), counters stay in memory
+ * this long; then one request alone tries Redis again. So a stall costs one request in this
+ * interval the timeout, not every request of it (twice, on a route with its own limit).
+ */
+export const REDIS_RETRY_AFTER_FAILURE_MS = 5000;
 /** How many distinct keys each in-memory window remembers (LRU). */
 const LOCAL_CACHE_SIZE = 10_000;
 /** Operations endpoints are never limited: probes and scrapers must always get through. */
@@ -62,6 +70,10 @@ declare module 'fastify' {
 type Health = {
   redis: Redis | undefined;
   degraded: boolean;
+  /** performance.now() until which a ready-looking connection is not used (after a failure). */
+  skipUntil: number;
+  /** A request is trying Redis again after a failure: the others count in memory meanwhile. */
+  probing: boolean;
   down(reason: string): void;
   up(): void;
 };
@@ -79,13 +91,19 @@ function fallbackStore(health: Health, redisStore: Store | undefined, localStore
       // Not connected (yet, or any more): count locally at once. Outages are reported by the
       // connection events; the first connect at start-up is not one.
       if (redis.status !== 'ready') return localStore.incr(key, cb, timeWindow, max);
+      if (health.probing || performance.now() < health.skipUntil) return localStore.incr(key, cb, timeWindow, max);
+      const probe = health.skipUntil > 0;
+      if (probe) health.probing = true;
       redisStore.incr(
         key,
         (err, result) => {
+          if (probe) health.probing = false;
           if (err || !result) {
+            health.skipUntil = performance.now() + REDIS_RETRY_AFTER_FAILURE_MS;
             health.down(err?.message ?? 'no result');
             return localStore.incr(key, cb, timeWindow, max);
           }
+          health.skipUntil = 0;
           health.up();
           cb(null, result);
         },
@@ -148,6 +166,8 @@ export const rateLimiting = fp(
     const health: Health = {
       redis,
       degraded: false,
+      skipUntil: 0,
+      probing: false,
       down(reason) {
         if (this.degraded) return;
         this.degraded = true;
@@ -170,7 +190,10 @@ export const rateLimiting = fp(
       redis.on('close', () => {
         if (!closing) health.down('connection closed');
       });
-      redis.on('ready', () => health.up());
+      redis.on('ready', () => {
+        health.skipUntil = 0;
+        health.up();
+      });
       redis.connect().catch((err: unknown) => health.down(err instanceof Error ? err.message : String(err)));
       app.addHook('onClose', async () => {
         closing = true;

@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
+import { REDIS_COMMAND_TIMEOUT_MS, REDIS_RETRY_AFTER_FAILURE_MS } from '../../../src/plugins/rate-limit.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { freePort } from '../../../scripts/free-port.js';
@@ -221,5 +222,35 @@ t.test('Redis going down and coming back: in-memory meanwhile, shared again afte
   t.equal((await d.limited()).status, 429, 'shared again after recovery');
   t.notOk(one.app.rateLimitBackend.degraded, 'recovery is noticed');
   t.ok(one.logs.some((l) => l.includes('Redis reachable again')));
+  await stopRedis(redis);
+});
+
+t.test('Redis hanging on an open connection: one request in each retry interval waits for the timeout, the rest count in memory at once', async (t) => {
+  const port = await freePort();
+  const redis = await startRedis(t, port);
+  const { app } = await buildTestApp(t, env({ REDIS_URL: `redis://127.0.0.1:${port}/0` }), { beforeReady: (a) => a.register(limitedRoutes) });
+  await waitFor('connected', () => app.rateLimitBackend.redisStatus === 'ready');
+  t.teardown(() => {
+    redis.kill('SIGCONT');
+  });
+  redis.kill('SIGSTOP'); // the connection stays open; Redis just stops answering
+
+  const waits: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const started = performance.now();
+    const res = await client(app, `198.51.100.${10 + i}`).limited();
+    waits.push(performance.now() - started);
+    t.equal(res.status, 200, `request ${i + 1} answered`);
+  }
+  t.equal(app.rateLimitBackend.redisStatus, 'ready', 'the connection still looks ready');
+  t.ok(app.rateLimitBackend.degraded, 'the stall is noticed');
+  const slow = waits.filter((ms) => ms >= REDIS_COMMAND_TIMEOUT_MS - 10).length;
+  t.ok(slow <= 2, `only the first request waited for the timeout (${waits.map((ms) => Math.round(ms)).join(', ')} ms)`);
+
+  redis.kill('SIGCONT');
+  await sleep(REDIS_RETRY_AFTER_FAILURE_MS + 200);
+  const back = await client(app, '198.51.100.99').limited();
+  t.equal(back.status, 200);
+  t.notOk(app.rateLimitBackend.degraded, 'after the retry interval, Redis is used again');
   await stopRedis(redis);
 });
