@@ -1,3 +1,4 @@
+import unhomoglyph from 'unhomoglyph';
 import { createRequire } from 'node:module';
 
 // security.md item 1: 12 code points (NIST allows 8 only with MFA everywhere; we choose 12).
@@ -65,18 +66,29 @@ function isCommon(lowered: string): boolean {
   });
 }
 
-const compact = (s: string): string => s.normalize('NFKC').toLowerCase().replace(/[^\p{L}\p{N}]/gu, '');
+/** Unicode case folding for comparisons: "GROSSHANDEL" and "Großhandel" are the same word. */
+const fold = (s: string): string => s.toUpperCase().toLowerCase();
 
-type ContextWord = { word: string; source: string };
+/**
+ * The form in which a password and the account's words are compared: NFKC, case folded, with
+ * look-alike characters mapped to one (Unicode's confusables, UTS #39: a Cyrillic "А" is an "A"),
+ * letters and digits only.
+ */
+const lettersAndDigits = (s: string): string => s.replace(/[^\p{L}\p{N}]/gu, '');
+const readable = (s: string): string => lettersAndDigits(fold(s.normalize('NFKC')));
+const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(fold(s.normalize('NFKC')))));
+
+/** A word of the account's: as the user is told it (`word`) and as it is compared (`key`). */
+type ContextWord = { word: string; key: string; source: string };
 
 // Names are split into words too ("Acme Tools GmbH" → acme, tools, gmbh); words under 4
 // characters are skipped because they occur by chance in good passphrases ("AG", "max").
 function wordsOf(value: string | undefined, source: string, minWhole: number): ContextWord[] {
   if (!value) return [];
-  const candidates = [compact(value), ...value.split(/[^\p{L}\p{N}]+/u).map(compact)];
+  const candidates = [value, ...value.split(/[^\p{L}\p{N}]+/u)];
   return candidates
-    .filter((word, i) => codePoints(word) >= (i === 0 ? minWhole : 4))
-    .map((word) => ({ word, source }));
+    .map((candidate) => ({ word: readable(candidate), key: compact(candidate), source }))
+    .filter(({ word }, i) => codePoints(word) >= (i === 0 ? minWhole : 4));
 }
 
 function contextWords(context: PasswordContext): ContextWord[] {
@@ -112,7 +124,7 @@ export function checkPassword(password: string, context: PasswordContext): Passw
   }
   if (length > PASSWORD_MAX_LENGTH) return tooLong;
 
-  if (isCommon(normalized.toLowerCase())) {
+  if (isCommon(fold(normalized))) {
     return {
       ok: false,
       code: 'password_common',
@@ -121,7 +133,7 @@ export function checkPassword(password: string, context: PasswordContext): Passw
   }
 
   const compacted = compact(normalized);
-  const hit = contextWords(context).find(({ word }) => compacted.includes(word));
+  const hit = contextWords(context).find(({ key }) => compacted.includes(key));
   if (hit) {
     return {
       ok: false,

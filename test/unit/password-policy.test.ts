@@ -128,6 +128,10 @@ t.test('context words', async (t) => {
   reject('industrial strength pass', 'industrial', 'the organisation name');
   reject('Die MÜLLER Filiale am Markt', 'müller', 'the shop name');
   reject('my favourite shop in town', 'shop', 'the shop name');
+  // Case folding (ß is SS in capitals) and look-alike letters (UTS #39): the same word.
+  t.match(checkPassword('GROSSHANDEL-blau-2024!', { organizationName: 'Großhandel Weiß GmbH' }), { code: 'password_contains_context', detail: /"grosshandel"/ });
+  t.match(checkPassword('\u0410cme-blau-2024!', ctx), { code: 'password_contains_context', detail: /"acme"/ }, 'a Cyrillic А');
+  t.match(checkPassword('j\u0430ne.d\u043ee 2024 here', ctx), { code: 'password_contains_context', detail: /"janedoe"/ }, 'Cyrillic а and о');
   // The reviewer's case: the word is named, not the whole address.
   t.match(checkPassword('admin pass phrase 2026!', { email: 'admin@acme.example' }), { detail: 'The password must not contain "admin", which is part of your e-mail address.' });
 
