@@ -4,10 +4,23 @@ import { commonErrors } from '../../errors.js';
 
 const Status = z.object({ status: z.enum(['ok']) });
 
+/**
+ * The readiness probe is public and not rate limited (probes must always get through), so it
+ * answers from one database round trip a second at most, shared by every request meanwhile: a
+ * flood of /readyz cannot queue logins behind pool connections.
+ */
+export const READINESS_CHECK_REUSE_MS = 1000;
+
 export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   // From the start of a graceful shutdown on, this instance is not ready: a balancer polling over
   // a kept-alive connection stops sending it new requests while it finishes those in flight.
   let draining = false;
+  let lastCheck: { at: number; done: Promise<unknown> } | undefined;
+  const databaseReachable = () => {
+    const now = performance.now();
+    if (!lastCheck || now - lastCheck.at >= READINESS_CHECK_REUSE_MS) lastCheck = { at: now, done: app.ctx.pool.query('SELECT 1') };
+    return lastCheck.done;
+  };
   app.addHook('preClose', (done) => {
     draining = true;
     done();
@@ -36,7 +49,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       if (draining) throw commonErrors.service_unavailable('The service is shutting down.', {}, { 'retry-after': '5' });
       try {
-        await app.ctx.pool.query('SELECT 1');
+        await databaseReachable();
       } catch (err) {
         request.log.warn({ err }, 'readiness check: database not reachable');
         throw commonErrors.service_unavailable('The database is not reachable.', {}, { 'retry-after': '5' });
