@@ -88,6 +88,7 @@ export type SigningKeyManager = {
   /** Starts the background refresh (keys rotated by another instance or the CLI). */
   start(): void;
   stop(): void;
+  /** A key this instance can sign with is loaded (one it cannot open verifies, but does not count). */
   readonly loaded: boolean;
   /**
    * Access tokens already verified with these keys (verified-token-cache.ts): one per app instance,
@@ -272,7 +273,7 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
         () => schedule(REFRESH_INTERVAL_MS),
         (err: unknown) => {
           log?.warn({ err }, 'could not refresh signing keys; retrying');
-          schedule(keys.size > 0 ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
+          schedule(currentSigner() ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
         },
       );
     }, ms);
@@ -281,7 +282,7 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
 
   const manager: SigningKeyManager = {
     get loaded() {
-      return keys.size > 0;
+      return currentSigner() !== undefined;
     },
     verifiedTokens: createVerifiedTokenCache(),
     signingKey() {
