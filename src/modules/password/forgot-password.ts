@@ -13,6 +13,14 @@ import { PASSWORD_RESET_TTL_SECONDS } from './password.service.js';
 
 const NO_USER = '00000000-0000-0000-0000-000000000000';
 
+/**
+ * Reset links per account: a new one at most every minute and five an hour. Within that, a request
+ * is answered the same 202 but sends nothing and leaves the pending link alone — otherwise anyone,
+ * from a few IP addresses, could flood a mailbox and void the owner's link before it is used.
+ */
+export const RESET_LINK_MIN_INTERVAL_SECONDS = 60;
+export const RESET_LINKS_PER_HOUR = 5;
+
 /** The advisory-lock class of "forgot password" requests (the two-key form: apart from any one-key lock). */
 const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
 
@@ -21,7 +29,7 @@ const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
  * (security.md item 5). Only active accounts get a link; the password lock does not matter here.
  *
  * Both branches do the same work, step for step: a token and the rendered, sealed mail (for
- * "nobody" when nothing is sent), then one transaction of the same three statements:
+ * "nobody" when nothing is sent), then one transaction of the same four statements:
  *  1. a lock on the address itself (an advisory lock: it exists for an unknown address too), so
  *     concurrent requests for one address run one after the other in every case. Without it only
  *     an existing account's row lock queued them, and a burst of 10 requests took ≈ 45 ms longer
@@ -31,7 +39,9 @@ const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
  *     is seen. The audit row's foreign key then takes KEY SHARE on the organisation row, which
  *     administrative changes (organisation → user) hold FOR NO KEY UPDATE: no conflict, so no
  *     deadlock with them (acting-user.ts `lockOrganization`);
- *  3. one statement that, only for an ACTIVE account, voids the older reset links (one valid link,
+ *  3. the account's reset links of the last hour (none for an unknown address), for the budget
+ *     above;
+ *  4. one statement that, only for an ACTIVE account within the budget, voids the older reset links (one valid link,
  *     item 14), inserts the new one and queues the mail, and in every case writes the audit row.
  *     What the lock serialises is therefore the same few round trips whatever the address, not
  *     the four Prisma round trips of a link against the mimicking reads of an unknown address.
@@ -60,7 +70,8 @@ export async function requestPasswordReset(
     await lockAddress(tx, email);
     const current = await lockLoginState(tx, user?.id ?? NO_USER);
     const status = user && current ? current.status : null;
-    const send = status === 'ACTIVE';
+    const withinBudget = await resetLinkBudgetLeft(tx, user?.id ?? NO_USER, now);
+    const send = status === 'ACTIVE' && withinBudget;
     const p = new SqlParams();
     const userId = p.add(user?.id ?? NO_USER, 'uuid');
     const sending = p.add(send, 'boolean');
@@ -71,7 +82,11 @@ export async function requestPasswordReset(
       subjectUserId: user?.id ?? null,
       organizationId: user?.organizationId ?? null,
       meta,
-      details: { by: 'self', mailSent: send, ...(send ? {} : { reason: status ? status.toLowerCase() : 'unknown_email' }) },
+      details: {
+        by: 'self',
+        mailSent: send,
+        ...(send ? {} : { reason: status === 'ACTIVE' ? 'throttled' : status ? status.toLowerCase() : 'unknown_email' }),
+      },
     });
     await prismaSql(tx)(
       `WITH voided AS (
@@ -93,6 +108,15 @@ export async function requestPasswordReset(
     );
   });
   announceAudit('password.reset_requested');
+}
+
+/** Whether the account may get another reset link now (RESET_LINK_MIN_INTERVAL_SECONDS, RESET_LINKS_PER_HOUR). */
+async function resetLinkBudgetLeft(tx: Tx, userId: string, now: Date): Promise<boolean> {
+  const [recent] = await tx.$queryRaw<{ last: Date | null; count: number }[]>`
+    SELECT max(created_at) AS last, count(*)::int AS count FROM flow_tokens
+    WHERE user_id = ${userId}::uuid AND purpose = 'PASSWORD_RESET' AND created_at > ${addSeconds(now, -3600)}`;
+  const last = recent?.last ?? null;
+  return (recent?.count ?? 0) < RESET_LINKS_PER_HOUR && (last === null || last <= addSeconds(now, -RESET_LINK_MIN_INTERVAL_SECONDS));
 }
 
 /**

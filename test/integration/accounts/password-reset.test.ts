@@ -6,6 +6,7 @@ import { createOrganization, createUser, signIn } from '../../helpers/factories.
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { adminWorld, mailsTo } from '../organization/helpers.js';
 import { lastMail, outboxMails } from '../../helpers/outbox.js';
+import { RESET_LINK_MIN_INTERVAL_SECONDS } from '../../../src/modules/password/forgot-password.js';
 
 t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
   const sink = await startSmtpSink(t);
@@ -121,9 +122,9 @@ t.test('reset links: expire after 30 minutes, are replaced by newer ones, and ar
   t.equal(expired.status, 410);
   t.equal(expired.body.code, 'link_expired');
 
-  clock.advance(1);
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
   const a = await linkFor();
-  clock.advance(1);
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
   const b = await linkFor();
   t.equal((await request({ url: '/v1/password/reset', body: { token: a, password: GOOD_PASSWORD } })).body.code, 'link_used', 'replaced');
   t.equal((await request({ url: '/v1/password/reset', body: { token: b, password: GOOD_PASSWORD } })).status, 204);
@@ -132,6 +133,39 @@ t.test('reset links: expire after 30 minutes, are replaced by newer ones, and ar
   const wrongPurpose = await request({ url: '/v1/password/reset', body: { token: activation, password: GOOD_PASSWORD } });
   t.equal(wrongPurpose.status, 400);
   t.equal(wrongPurpose.body.code, 'link_invalid');
+});
+
+t.test("reset links per account: one a minute and five an hour; requests beyond get the same 202 but neither void the pending link nor send mail", async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  const forgot = (ip: string) => app.inject({ method: 'POST', url: '/v1/password/forgot', payload: { email: user.email }, remoteAddress: ip });
+  const resetMails = async () => (await outboxMails(app, { where: { toAddress: user.email, template: 'password_reset' } })).length;
+
+  t.equal((await forgot('198.51.100.7')).statusCode, 202);
+  const victims = tokenFromLink((await lastMail(app, { toAddress: user.email })).textBody, '/reset-password');
+  const flood = await Promise.all(Array.from({ length: 20 }, (_, i) => forgot(`192.0.2.${i + 1}`)));
+  t.ok(flood.every((r) => r.statusCode === 202 && r.body === flood[0]!.body), 'the same 202 for every request');
+  t.equal(await resetMails(), 1, 'no more mail within the minute');
+  const throttled = await auditEvents(app, user.id);
+  t.ok(throttled.some((e) => e.type === 'password.reset_requested' && (e.details as { reason?: string }).reason === 'throttled'), 'audited as throttled');
+  const inspect = await request({ url: '/v1/password/reset', body: { token: victims, password: OTHER_PASSWORD } });
+  t.equal(inspect.status, 204, "the owner's link survived the flood");
+
+  let sent = 1;
+  for (let i = 0; i < 6; i++) {
+    clock.advance(61);
+    await forgot('192.0.2.200');
+    sent = await resetMails();
+  }
+  t.equal(sent, 5, 'five links an hour, however far apart the requests');
+  const latest = tokenFromLink((await lastMail(app, { toAddress: user.email })).textBody, '/reset-password');
+  t.not(latest, victims);
+  t.equal((await request({ url: '/v1/password/reset', body: { token: latest, password: GOOD_PASSWORD } })).status, 204, 'the newest mailed link works');
+
+  clock.advance(3600);
+  await forgot('192.0.2.201');
+  t.equal(await resetMails(), 6, 'an hour later, a new link');
 });
 
 t.test('two concurrent resets with one link: exactly one wins', async (t) => {
