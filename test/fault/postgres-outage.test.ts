@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Writable } from 'node:stream';
+import { READINESS_CHECK_REUSE_MS } from '../../src/modules/health/health.routes.js';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -291,6 +292,7 @@ t.test('PostgreSQL stopped under load: 503 with Retry-After while down, recovery
   // A second outage, a clean shutdown this time (sessions are terminated with 57P01 rather than
   // vanishing), and a second recovery of the same instance.
   await server.stop('fast');
+  await sleep(READINESS_CHECK_REUSE_MS); // /readyz reuses a check for up to this long (health.routes.ts)
   for (const o of await Promise.all([requests.login(), requests.introspect(), requests.readyz(), requests.me()])) {
     t.ok(o.status === 503 && o.problem && Number(o.retryAfter) > 0 && o.ms < MAX_MS, `clean shutdown: ${o.what} → 503 with Retry-After (${o.status}, ${o.ms} ms)`);
   }
