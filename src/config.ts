@@ -320,7 +320,12 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
  * stripped on the way; and the server's certificate is always checked.
  */
 function smtpTransportProblems(smtpUrl: string): string[] {
-  const url = new URL(smtpUrl);
+  let url: URL;
+  try {
+    url = new URL(smtpUrl);
+  } catch {
+    return ['SMTP_URL: not a valid URL (percent-encode special characters in the user name and password)'];
+  }
   const problems: string[] = [];
   const requireTls = url.searchParams.get('requireTLS');
   if (url.protocol === 'smtp:' && !LOOPBACK_HOSTS.has(url.hostname) && requireTls !== 'true' && requireTls !== 'false') {

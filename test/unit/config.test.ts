@@ -107,6 +107,7 @@ t.test('production: mail to another host travels encrypted unless SMTP_URL says 
     t.throws(smtp(url), { message: /SMTP_URL: smtp:\/\/ to another host may send the links in clear text/ }, url);
   }
   t.throws(smtp('smtps://mail.internal:465?tls.rejectUnauthorized=false'), { message: /tls.rejectUnauthorized=false is refused/ });
+  t.throws(smtp('smtps://mailer:pa#ss@mail.internal:465'), { message: /SMTP_URL: not a valid URL/ }, 'a malformed URL is named, not a crash');
   for (const url of ['smtps://mail.internal:465', 'smtp://mail.internal:587?requireTLS=true', 'smtp://relay.local:25?requireTLS=false', 'smtp://127.0.0.1:25', 'smtp://localhost:25', 'smtp://[::1]:25']) {
     t.doesNotThrow(smtp(url), url);
   }

@@ -13,6 +13,8 @@ import {
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { issueSession } from '../../../src/modules/sessions/sessions.service.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 t.test('issueSession: token response and access-token claims', async (t) => {
   const { app, config } = await buildTestApp(t);
@@ -185,6 +187,23 @@ t.test('rotate-signing-key --immediate run with an encryption key this instance 
   const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: victim.refreshToken } });
   t.same([refreshed.status, refreshed.body.code], [503, 'service_unavailable'], 'nothing left to sign with: 503, not the leaked key');
   t.equal(await app.ctx.db.refreshToken.count({ where: { rotatedAt: { not: null } } }), 0, 'the refresh token was not spent on it');
+});
+
+t.test("a token signed elsewhere with a key this instance cannot open still verifies here on its first request", async (t) => {
+  const { app } = await buildTestApp(t);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const elsewhere = parseKeyring(`other-1:${generateKey()}`);
+  await rotateSigningKey({ ...app.ctx, keyring: elsewhere }, { immediate: true });
+  // Another instance, holding that encryption key, signs with the new key.
+  const signer = createSigningKeyManager({ ...app.ctx, keyring: elsewhere });
+  await signer.reload();
+  const tokens = await app.ctx.db.$transaction((tx) =>
+    issueSession({ ...app.ctx, signer }, tx, { userId: user.id, amr: ['pwd', 'otp'], meta: { ip: '127.0.0.1', userAgent: 'tap' } }),
+  );
+  await sleep(5_100); // past the throttle of reloads for unknown kids
+  const first = await api(app)({ url: '/v1/me', token: tokens.accessToken });
+  t.equal(first.status, 200, 'the reload that found the kid failed (a private key it cannot open), yet the kid verifies');
 });
 
 t.test('a second instance on the same database picks up the keys (no new key per instance)', async (t) => {
