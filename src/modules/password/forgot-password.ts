@@ -14,9 +14,10 @@ import { PASSWORD_RESET_TTL_SECONDS } from './password.service.js';
 const NO_USER = '00000000-0000-0000-0000-000000000000';
 
 /**
- * Reset links per account: a new one at most every minute and five an hour. Within that, a request
- * is answered the same 202 but sends nothing and leaves the pending link alone — otherwise anyone,
- * from a few IP addresses, could flood a mailbox and void the owner's link before it is used.
+ * Reset links per account: a new one at most every minute, and five an hour while one of them can
+ * still be used. Beyond that a request is answered the same 202 but sends nothing and leaves the
+ * pending link alone — otherwise anyone, from a few IP addresses, could flood a mailbox and void
+ * the owner's link before it is used.
  */
 export const RESET_LINK_MIN_INTERVAL_SECONDS = 60;
 export const RESET_LINKS_PER_HOUR = 5;
@@ -110,13 +111,19 @@ export async function requestPasswordReset(
   announceAudit('password.reset_requested');
 }
 
-/** Whether the account may get another reset link now (RESET_LINK_MIN_INTERVAL_SECONDS, RESET_LINKS_PER_HOUR). */
+/**
+ * Whether the account may get another reset link now: not within RESET_LINK_MIN_INTERVAL_SECONDS
+ * of the last, and not beyond RESET_LINKS_PER_HOUR while one of them can still be used (with none
+ * usable, the owner's own request must get a link, however many the hour has seen).
+ */
 async function resetLinkBudgetLeft(tx: Tx, userId: string, now: Date): Promise<boolean> {
-  const [recent] = await tx.$queryRaw<{ last: Date | null; count: number }[]>`
-    SELECT max(created_at) AS last, count(*)::int AS count FROM flow_tokens
+  const [recent] = await tx.$queryRaw<{ last: Date | null; count: number; usable: boolean | null }[]>`
+    SELECT max(created_at) AS last, count(*)::int AS count, bool_or(state = 'PENDING' AND expires_at > ${now}) AS usable
+    FROM flow_tokens
     WHERE user_id = ${userId}::uuid AND purpose = 'PASSWORD_RESET' AND created_at > ${addSeconds(now, -3600)}`;
   const last = recent?.last ?? null;
-  return (recent?.count ?? 0) < RESET_LINKS_PER_HOUR && (last === null || last <= addSeconds(now, -RESET_LINK_MIN_INTERVAL_SECONDS));
+  if (last !== null && last > addSeconds(now, -RESET_LINK_MIN_INTERVAL_SECONDS)) return false;
+  return (recent?.count ?? 0) < RESET_LINKS_PER_HOUR || recent?.usable !== true;
 }
 
 /**

@@ -166,6 +166,16 @@ t.test("reset links per account: one a minute and five an hour; requests beyond 
   clock.advance(3600);
   await forgot('192.0.2.201');
   t.equal(await resetMails(), 6, 'an hour later, a new link');
+
+  // Five links within minutes, all expired before the hour is over: the owner's own request still gets one.
+  for (let i = 0; i < 4; i++) {
+    clock.advance(61);
+    await forgot('192.0.2.202');
+  }
+  t.equal(await resetMails(), 10);
+  clock.advance(35 * 60);
+  await forgot('198.51.100.7');
+  t.equal(await resetMails(), 11, 'with no usable link left, the hourly cap does not apply');
 });
 
 t.test('two concurrent resets with one link: exactly one wins', async (t) => {
