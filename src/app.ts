@@ -40,6 +40,13 @@ export const BODY_LIMIT_BYTES = 16 * 1024;
 /** The whole request (headers and body of at most 16 KiB) within 10 s, its headers within 5 s. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 export const HEADERS_TIMEOUT_MS = 5_000;
+/**
+ * How long a graceful shutdown waits for requests in flight before it cuts their connections:
+ * inside close-with-grace's 8 s (server.ts). Node stops enforcing REQUEST_TIMEOUT_MS once the
+ * server closes, so without this a request whose body was still arriving when the drain began
+ * (or that arrives stalled on a kept-alive connection) would hold it until the process is killed.
+ */
+export const DRAIN_LIMIT_MS = 6_000;
 
 export type AppDeps = {
   config: Config;
@@ -107,6 +114,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     signer.start();
   });
   app.addHook('onClose', async () => signer.stop());
+  let drainLimit: NodeJS.Timeout | undefined;
+  app.addHook('preClose', (done) => {
+    drainLimit = setTimeout(() => app.server.closeAllConnections(), DRAIN_LIMIT_MS).unref();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    clearTimeout(drainLimit);
+    done();
+  });
   registerMailWorker(app, ctx, !deps.mailTransport);
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);

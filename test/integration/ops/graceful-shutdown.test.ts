@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
-import { REQUEST_TIMEOUT_MS } from '../../../src/app.js';
+import { DRAIN_LIMIT_MS, REQUEST_TIMEOUT_MS } from '../../../src/app.js';
 import { buildTestApp } from '../../helpers/app.js';
 
 /**
@@ -110,4 +110,20 @@ t.test('a request whose body stalls is answered 408 and disconnected within the 
   const closing = Date.now();
   await app.close();
   t.ok(Date.now() - closing < 2000, 'nothing left to drain');
+});
+
+t.test('a request whose body is still arriving when the shutdown begins is cut after the drain limit, inside the grace period', async (t) => {
+  const { app } = await buildTestApp(t);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as net.AddressInfo;
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const closed = once(socket, 'close');
+  socket.write('POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"email":');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const started = Date.now();
+  await app.close(); // Node no longer enforces the request timeout from here on
+  const took = Date.now() - started;
+  await closed;
+  t.ok(took >= DRAIN_LIMIT_MS - 500 && took < DRAIN_LIMIT_MS + 1500, `the drain ended after ${took} ms, inside close-with-grace's 8 s`);
 });
