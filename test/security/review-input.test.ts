@@ -156,6 +156,10 @@ t.test("a person's name carries no web or e-mail address (it is read in official
     'Dora www.evil.example',
     'Dora (billing@evil.example)',
     'Dora hxxp://evil.example',
+    'Support: t.me/ShopSupport',
+    'see x.com/shop_help',
+    'Hans evil\uFF0Ede',
+    'Hans evil\u3002de',
   ];
   for (const name of bad) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });
@@ -169,7 +173,7 @@ t.test("a person's name carries no web or e-mail address (it is read in official
   }
   t.equal(await app.ctx.db.mailOutbox.count(), mailsBefore, 'no mail');
 
-  const names = ['Dr. med. Anna Müller', 'J.R.R. Tolkien', "Anne-Marie O'Neill", 'Zoë St. John', 'A. B. Smith Jr.'];
+  const names = ['Dr. med. Anna Müller', 'J.R.R. Tolkien', "Anne-Marie O'Neill", 'Zoë St. John', 'A. B. Smith Jr.', 'Jennifer St.Clair', 'Ma.Teresa Santos', 'Dr.med. Hans Müller', 'Dipl.Ing. Franz Huber'];
   for (const [i, name] of names.entries()) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: `dotted-${i}@example.test`, name } });
     t.equal(invite.status, 201, name);

@@ -1,3 +1,4 @@
+import LinkifyIt from 'linkify-it';
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
@@ -52,14 +53,20 @@ const emailSchema = z
   .meta({ format: 'email', description: 'Unique across all organisations, case-insensitively' });
 export const EmailSchema = emailSchema;
 /**
- * What mail programs turn into a link — a web address (scheme, www., a host name) or an e-mail
- * address — has no place in a person's name: the name is read in the service's official mails
- * ("Hello <name>,"), where an administrator could otherwise plant a link in the shop's own words.
- * (Organisation names, set by support, may name a domain: "Shop24.de GmbH".)
+ * What mail programs turn into a link — a web address (with or without a scheme: "t.me/x",
+ * "evil-shop.com") or an e-mail address — has no place in a person's name: the name is read in the
+ * service's official mails ("Hello <name>,"), where an administrator could otherwise plant a link
+ * in the shop's own words. Found as mail programs find them (linkify-it, which knows the top-level
+ * domains, so "Dr.med." and "St.Clair" pass), after NFKC and with the other full stops (。｡) as dots;
+ * a disguised scheme ("hxxp://") too. Organisation names, set by support, may name a domain.
  */
-const ADDRESS_LIKE = /:\/\/|\bwww\.|@|[\p{L}\p{N}-]{2,}\.\p{L}{2,}(?![\p{L}\p{N}])/iu;
+const linkFinder = new LinkifyIt();
+const carriesAddress = (name: string): boolean => {
+  const text = name.normalize('NFKC').replace(/[\u3002\uFF61]/g, '.');
+  return linkFinder.test(text) || /:\/\/|\bwww\.|@/i.test(text);
+};
 export const PersonNameSchema = displayText(200)
-  .refine((name) => !ADDRESS_LIKE.test(name), 'no web or e-mail addresses')
+  .refine((name) => !carriesAddress(name), 'no web or e-mail addresses')
   .describe('One line of visible text without web or e-mail addresses');
 
 export const InviteUserBody = z.strictObject({
