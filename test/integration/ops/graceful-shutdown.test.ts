@@ -92,34 +92,35 @@ t.test('any other request on a kept-alive connection during the drain is answere
   t.equal(login?.headers.connection, 'close');
 });
 
-t.test('a request whose body stalls is answered 408 and disconnected within the request timeout, and does not hold up a shutdown', async (t) => {
+/** A listening app and a connection that has sent a login's headers and the start of a 200-byte body, then stalls. */
+async function stalledLogin(t: Test) {
   const { app } = await buildTestApp(t);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as net.AddressInfo;
   const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
-  let received = '';
-  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
-  const started = Date.now();
+  const answer = { received: '' };
+  socket.on('data', (chunk: Buffer) => (answer.received += chunk.toString()));
+  const closed = once(socket, 'close');
   socket.write('POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"email":');
-  await once(socket, 'close');
+  return { app, answer, closed };
+}
+
+t.test('a request whose body stalls is answered 408 and disconnected within the request timeout, and does not hold up a shutdown', async (t) => {
+  const started = Date.now();
+  const { app, answer, closed } = await stalledLogin(t);
+  await closed;
   const took = Date.now() - started;
   t.ok(took < REQUEST_TIMEOUT_MS + 3000, `disconnected after ${took} ms`);
   t.ok(took >= REQUEST_TIMEOUT_MS - 1000, 'not before the timeout');
-  t.match(received, /^HTTP\/1\.1 408 /, 'told 408 Request Timeout');
+  t.match(answer.received, /^HTTP\/1\.1 408 /, 'told 408 Request Timeout');
   const closing = Date.now();
   await app.close();
   t.ok(Date.now() - closing < 2000, 'nothing left to drain');
 });
 
 t.test('a request whose body is still arriving when the shutdown begins is cut after the drain limit, inside the grace period', async (t) => {
-  const { app } = await buildTestApp(t);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = app.server.address() as net.AddressInfo;
-  const socket = net.connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  const closed = once(socket, 'close');
-  socket.write('POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"email":');
+  const { app, closed } = await stalledLogin(t);
   await new Promise((resolve) => setTimeout(resolve, 300));
   const started = Date.now();
   await app.close(); // Node no longer enforces the request timeout from here on
