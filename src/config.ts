@@ -197,7 +197,6 @@ export function defaultHashConcurrency(cores: number, threadpoolSize: number): n
 /** JWT_ISSUER, or (development and tests) this instance's own local address. */
 const jwtIssuer = (e: { JWT_ISSUER?: string | undefined; PORT: number }): string => e.JWT_ISSUER ?? `http://localhost:${e.PORT}`;
 
-/** Parses the environment; throws ConfigError naming every bad variable. */
 /**
  * NODE_ENV when unset: production as soon as a real database is configured (a deployment that
  * forgot NODE_ENV gets the production checks, not development's defaults), development on the
@@ -205,6 +204,7 @@ const jwtIssuer = (e: { JWT_ISSUER?: string | undefined; PORT: number }): string
  */
 const impliedNodeEnv = (given: Record<string, string | undefined>) => (given.DATABASE_URL ? 'production' : 'development');
 
+/** Parses the environment; throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const implied = cleaned.NODE_ENV === undefined;
@@ -310,7 +310,6 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   return problems;
 }
 
-/** Production refuses to start on development defaults or weak secrets. */
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 /**
@@ -337,6 +336,7 @@ function smtpTransportProblems(smtpUrl: string): string[] {
   return problems;
 }
 
+/** Production refuses to start on development defaults or weak secrets. */
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');

@@ -69,13 +69,14 @@ function isCommon(lowered: string): boolean {
 /** Unicode case folding for comparisons: "GROSSHANDEL" and "Großhandel" are the same word. */
 const fold = (s: string): string => s.toUpperCase().toLowerCase();
 
+const lettersAndDigits = (s: string): string => s.replace(/[^\p{L}\p{N}]/gu, '');
+/** A word as the user is told it: NFKC, case folded, letters and digits only. */
+const readable = (s: string): string => lettersAndDigits(fold(s.normalize('NFKC')));
 /**
  * The form in which a password and the account's words are compared: NFKC, case folded, with
  * look-alike characters mapped to one (Unicode's confusables, UTS #39: a Cyrillic "А" is an "A"),
  * letters and digits only.
  */
-const lettersAndDigits = (s: string): string => s.replace(/[^\p{L}\p{N}]/gu, '');
-const readable = (s: string): string => lettersAndDigits(fold(s.normalize('NFKC')));
 const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(fold(s.normalize('NFKC')))));
 
 /** A word of the account's: as the user is told it (`word`) and as it is compared (`key`). */

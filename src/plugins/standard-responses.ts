@@ -19,12 +19,12 @@ function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
   };
 }
 
+const AUTHENTICATION_CODES: readonly string[] = ['forbidden', 'mfa_enrollment_required'];
+
 /**
  * The 403 codes a protected route can answer: those of the authenticate hook for its permission,
  * and those its summary or description names (reauthentication_failed, the policy's refusals).
  */
-const AUTHENTICATION_CODES: readonly string[] = ['forbidden', 'mfa_enrollment_required'];
-
 function forbiddenCodes(access: RouteAccess, text: string): string[] {
   const ofAuthentication: string[] = typeof access === 'object' ? authorizationRefusals(access.permission) : [];
   // The authentication codes only from the permission: a description may mention them in passing.

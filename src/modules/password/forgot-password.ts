@@ -42,8 +42,9 @@ const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
  *     deadlock with them (acting-user.ts `lockOrganization`);
  *  3. the account's reset links of the last hour (none for an unknown address), for the budget
  *     above;
- *  4. one statement that, only for an ACTIVE account within the budget, voids the older reset links (one valid link,
- *     item 14), inserts the new one and queues the mail, and in every case writes the audit row.
+ *  4. one statement that, only for an ACTIVE account within the budget, voids the older reset
+ *     links (one valid link, item 14), inserts the new one and queues the mail, and in every case
+ *     writes the audit row.
  *     What the lock serialises is therefore the same few round trips whatever the address, not
  *     the four Prisma round trips of a link against the mimicking reads of an unknown address.
  */

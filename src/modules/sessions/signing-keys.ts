@@ -304,9 +304,8 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
       try {
         await reload();
       } catch (err) {
-        log?.warn({ err }, 'could not reload signing keys for an unknown kid');
         // A failed reload may still have installed the kid (with a private key it could not open).
-        return manager.verificationKey(kid);
+        log?.warn({ err }, 'could not reload signing keys for an unknown kid');
       }
       return manager.verificationKey(kid);
     },
