@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
 import { renderQrCode } from '../../lib/qr.js';
 import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { enqueueMail } from '../mail/mail.service.js';
 import { codeFailureError } from './account-guard.js';
@@ -40,6 +41,7 @@ export async function removeOwnMfa(ctx: AppContext, actor: Actor, password: stri
 /** POST /v1/me/mfa/totp */
 export async function startSelfEnrollment(ctx: AppContext, actor: Actor): Promise<TotpEnrollment> {
   const enrollment = await ctx.db.$transaction(async (tx) => {
+    await lockUserRow(tx, actor.userId); // the lock order: user row before factor rows (user-lock.ts)
     const user = await tx.user.findUnique({ where: { id: actor.userId } });
     if (!user) throw commonErrors.unauthenticated();
     return startTotpEnrollment(tx, ctx, user, { reserve: true });
@@ -55,6 +57,7 @@ export async function verifySelfEnrollment(
   meta: RequestMeta,
 ): Promise<{ recoveryCodes: string[] }> {
   return ctx.db.$transaction(async (tx) => {
+    await lockUserRow(tx, actor.userId); // as in startSelfEnrollment
     const user = await tx.user.findUnique({ where: { id: actor.userId } });
     if (!user) throw commonErrors.unauthenticated();
     const factor = await findPendingFactor(tx, user.id);

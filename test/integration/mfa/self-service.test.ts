@@ -202,3 +202,44 @@ t.test('removeMfa (admin and support resets): all sessions end, MFA data gone, n
   const again = await app.ctx.db.$transaction((tx) => removeMfa(tx, app.ctx, user.id));
   t.same(again, { hadActiveFactor: false, removedRecoveryCodes: 0, revokedSessions: 0 });
 });
+
+/**
+ * Found by session 13's review: the self-service set-up took the factor row before the user row,
+ * the login's enrolment step the user row first (docs/security.md "One lock order"), so the two at
+ * once deadlocked: PostgreSQL aborted one side and the client got 500 — and mostly the user's own
+ * set-up lost to a login that had only the password.
+ */
+t.test('self-service set-up and the login enrolment step at the same moment: no deadlock, the signed-in set-up wins', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const rounds = 6;
+  const outcomes: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const { user, password } = await createUser(app.ctx.db, app);
+    const session = await signIn(app, user);
+    t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+    const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+
+    // Both start a set-up.
+    const [mine, theirs] = await Promise.all([
+      request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken }),
+      request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } }),
+    ]);
+    outcomes.push(`start ${mine.status} / ${theirs.status}:${theirs.body.code ?? ''}`);
+    t.equal(mine.status, 200, `round ${round}: the session's set-up starts`);
+    t.ok(theirs.status === 200 || (theirs.status === 409 && theirs.body.code === 'mfa_enrollment_in_progress'), `round ${round}: login start ${theirs.status} ${theirs.body.code}`);
+
+    // The session confirms while the login asks again.
+    const again = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+    const [verified, late] = await Promise.all([
+      request({ url: '/v1/me/mfa/totp/verify', token: session.accessToken, body: { code: currentTotp(app, mine.body.secret) } }),
+      request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: again.body.challengeToken } }),
+    ]);
+    outcomes.push(`verify ${verified.status} / ${late.status}:${late.body.code ?? ''}`);
+    t.equal(verified.status, 200, `round ${round}: the session's set-up completes`);
+    t.equal(late.status, 409, `round ${round}: the login cannot take over (${late.body.code})`);
+    t.ok(['mfa_enrollment_in_progress', 'mfa_already_enrolled'].includes(late.body.code), late.body.code);
+    t.equal(await app.ctx.db.totpFactor.count({ where: { userId: user.id, status: 'ACTIVE' } }), 1);
+  }
+  t.comment(outcomes.join('; '));
+});
