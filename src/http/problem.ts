@@ -46,15 +46,17 @@ const descriptions: Record<number, string> = {
   503: 'A dependency is unavailable, the service is overloaded or shutting down (code: service_unavailable; see Retry-After)',
 };
 
-const retryAfter = {
-  'Retry-After': { type: 'integer', minimum: 0, description: 'Seconds to wait before trying again' },
-};
+type HeaderSchema = { type: string; description: string; minimum?: number; 'x-required'?: true };
 
-/** The response headers that come with an error status, as the OpenAPI document declares them. */
-export const problemHeaders: Record<number, Record<string, { type: string; description: string; minimum?: number }>> = {
-  423: retryAfter,
-  429: retryAfter,
-  503: retryAfter,
+const retryAfter = (always: boolean): Record<string, HeaderSchema> => ({
+  'Retry-After': { type: 'integer', minimum: 0, ...(always ? { 'x-required': true as const } : {}), description: 'Seconds to wait before trying again' },
+});
+
+/** The response headers that come with an error status, as the OpenAPI document declares them (`x-required`: openapi.ts). */
+export const problemHeaders: Record<number, Record<string, HeaderSchema>> = {
+  423: retryAfter(true),
+  429: retryAfter(true),
+  503: retryAfter(true),
 };
 
 /** OpenAPI response entries for error statuses, all answered as application/problem+json. */
@@ -69,6 +71,12 @@ export function problemResponses(...statuses: number[]) {
       },
     ]),
   );
+}
+
+/** A 409 whose code may come with Retry-After (mfa_enrollment_in_progress), for operations that answer one. */
+export function conflictWithRetryAfter() {
+  const [entry] = Object.values(problemResponses(409));
+  return { 409: { ...entry!, headers: retryAfter(false) } };
 }
 
 /** "Errors: 404 user_not_found; 409 already_blocked, last_administrator." for an operation's description. */

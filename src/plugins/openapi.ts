@@ -57,6 +57,28 @@ function withoutUnusedSchemas(doc: OpenApiDoc): OpenApiDoc {
   return { ...doc, components: { ...doc.components, schemas: Object.fromEntries(Object.entries(schemas).filter(([name]) => reached.has(name))) } };
 }
 
+type HeaderObject = { required?: boolean; schema?: Record<string, unknown> };
+
+/**
+ * A response header declared with `'x-required': true` (problem.ts, standard-responses.ts) comes with
+ * every such answer: OpenAPI says so with the header object's `required`, which @fastify/swagger
+ * cannot write, so the marker is moved there. Other declared headers come with some answers only.
+ */
+function withRequiredHeaders(doc: OpenApiDoc): OpenApiDoc {
+  for (const operations of Object.values((doc.paths ?? {}) as Record<string, Record<string, { responses?: Record<string, { headers?: Record<string, HeaderObject> }> }>>)) {
+    for (const operation of Object.values(operations)) {
+      for (const response of Object.values(operation.responses ?? {})) {
+        for (const header of Object.values(response.headers ?? {})) {
+          if (header.schema?.['x-required'] !== true) continue;
+          delete header.schema['x-required'];
+          header.required = true;
+        }
+      }
+    }
+  }
+  return doc;
+}
+
 /** OpenAPI 3.1 generated from the same zod schemas that validate requests and responses. */
 export const openapi = fp(
   async (app) => {
@@ -74,7 +96,7 @@ export const openapi = fp(
       },
       transform: withResponseHeaders,
       transformObject: ((documentObject) => {
-        const doc = withoutUnusedSchemas(jsonSchemaTransformObject(documentObject) as OpenApiDoc);
+        const doc = withRequiredHeaders(withoutUnusedSchemas(jsonSchemaTransformObject(documentObject) as OpenApiDoc));
         const codes = [...errorCatalogue().entries()]
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([code, def]) => ({ code, status: def.status, title: def.title }));

@@ -14,7 +14,7 @@ function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
       ? 'No valid client credentials (code: invalid_client), or token_in_query: a token was sent in the URL'
       : 'No valid access token (code: unauthenticated: none was sent, or the account is no longer active; token_invalid: ' +
         'not valid, expired, or its session ended; token_in_query: a token was sent in the URL)',
-    headers: { 'WWW-Authenticate': { type: 'string', description: `The challenge: ${challenge}` } },
+    headers: { 'WWW-Authenticate': { type: 'string', 'x-required': true, description: `The challenge: ${challenge}` } },
     content: problemResponses(401)[401]!.content,
   };
 }

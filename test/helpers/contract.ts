@@ -4,11 +4,11 @@ import addFormats from 'ajv-formats';
 
 /**
  * Validates a response against the app's own OpenAPI document: the status must be declared for
- * the operation, every header the document declares for that status must be there (Retry-After,
+ * the operation, every header the document declares required for that status must be there (Retry-After,
  * WWW-Authenticate), the body must match the declared schema for its content type, and an error's
  * `code` must be named in the operation's summary or description or in the status's description.
  */
-type Operation = { responses?: Record<string, { headers?: Record<string, unknown>; content?: Record<string, { schema?: unknown }> }> };
+type Operation = { responses?: Record<string, { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema?: unknown }> }> };
 type Doc = { paths: Record<string, Record<string, Operation>>; components?: unknown };
 
 const cache = new WeakMap<FastifyInstance, { doc: Doc; ajv: Ajv2020; matchers: [RegExp, string][]; compiled: Map<string, ValidateFunction> }>();
@@ -48,7 +48,9 @@ export function checkContract(
   if (!operation) return status === 404 ? undefined : `${method} ${template} is not documented`;
   const response = operation.responses?.[String(status)];
   if (!response) return `${method} ${template} answered ${status}, which the document does not declare`;
-  const missing = Object.keys(response.headers ?? {}).filter((name) => headers[name.toLowerCase()] === undefined);
+  const missing = Object.entries(response.headers ?? {})
+    .filter(([name, header]) => header.required === true && headers[name.toLowerCase()] === undefined)
+    .map(([name]) => name);
   if (missing.length > 0) return `${method} ${template} ${status} lacks the header(s) the document declares: ${missing.join(', ')}`;
   if (!response.content) return body === undefined || body === '' ? undefined : `${status} declares no body`;
   const type = (contentType ?? '').split(';')[0]!.trim();

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { noStore } from '../../http/no-store.js';
-import { problemResponses } from '../../http/problem.js';
+import { conflictWithRetryAfter, problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { accountBlockedResponse, accountLockedResponse } from '../accounts/accounts.schemas.js';
 import { TokenResponseSchema } from '../sessions/sessions.schemas.js';
@@ -86,7 +86,12 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           'its MFA, for up to 15 minutes): finish it there.' +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema }),
-        response: { 200: TotpEnrollmentSchema, ...problemResponses(401, 409, 410, 423), ...accountBlockedResponse },
+        response: {
+          200: TotpEnrollmentSchema,
+          ...problemResponses(401, 409, 410, 423),
+          ...conflictWithRetryAfter(),
+          ...accountBlockedResponse,
+        },
       },
     },
     async (request, reply) => {
@@ -106,7 +111,8 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'First login: confirm the new TOTP factor with one code → session tokens + recovery codes',
         description:
           'Activates the pending factor (the confirming code cannot be used again) and signs in with amr ' +
-          '["pwd","otp"]. The 10 recovery codes are in this response only. 409 mfa_enrollment_not_started.' +
+          '["pwd","otp"]. The 10 recovery codes are in this response only. 409 mfa_enrollment_not_started; 409 ' +
+          'mfa_already_enrolled (a signed-in session of the account confirmed its own set-up meanwhile: sign in with it).' +
           CODE_ERRORS +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema }),

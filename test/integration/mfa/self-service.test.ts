@@ -243,3 +243,22 @@ t.test('self-service set-up and the login enrolment step at the same moment: no 
   }
   t.comment(outcomes.join('; '));
 });
+
+t.test('a login challenge taken while the session confirmed its own set-up: 409 mfa_already_enrolled, as the document says (api() checks every answer against it)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+  const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(login.body.next, 'mfa_enrollment');
+  const mine = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken });
+  t.equal((await request({ url: '/v1/me/mfa/totp/verify', token: session.accessToken, body: { code: currentTotp(app, mine.body.secret) } })).status, 200);
+
+  for (const url of ['/v1/auth/login/mfa-enrollment', '/v1/auth/login/mfa-enrollment/verify']) {
+    const body = url.endsWith('verify') ? { challengeToken: login.body.challengeToken, code: '000000' } : { challengeToken: login.body.challengeToken };
+    const res = await request({ url, body });
+    t.equal(res.status, 409, url);
+    t.equal(res.body.code, 'mfa_already_enrolled', url);
+  }
+});
