@@ -20,16 +20,63 @@ const serviceClients = z
   .string()
   .transform((s, ctx) => {
     const clients: { id: string; secretSha256: string }[] = [];
-    for (const entry of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const entries = s.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const [index, entry] of entries.entries()) {
       const [id, hash] = entry.split(':');
       if (!id || !hash || !/^[a-f0-9]{64}$/.test(hash)) {
-        ctx.addIssue({ code: 'custom', message: `entry "${id ?? entry}" must be <clientId>:<sha256 hex of the secret>` });
+        // Named by position and, only when the entry has the `<id>:` form, by its id: an entry
+        // without a colon may be a raw secret pasted in by mistake, which must not reach the log.
+        const which = hash === undefined ? `entry ${index + 1}` : `entry ${index + 1} ("${id}")`;
+        ctx.addIssue({ code: 'custom', message: `${which} must be <clientId>:<sha256 hex of the secret>` });
         return z.NEVER;
       }
       clients.push({ id, secretSha256: hash });
     }
     return clients;
   });
+
+/**
+ * A PostgreSQL URL that `pg` can open: the prefix alone let a password with an unencoded `#` or `@`
+ * through to a stack trace at the first query. The value (with its password) is never echoed.
+ */
+const databaseUrl = z.string().superRefine((value, ctx) => {
+  if (!/^postgres(ql)?:\/\//.test(value)) {
+    ctx.addIssue({ code: 'custom', message: 'must be a postgresql:// URL' });
+    return;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'not a valid URL (percent-encode special characters in the user name and password)' });
+    return;
+  }
+  if (!url.hostname && !url.searchParams.get('host')) ctx.addIssue({ code: 'custom', message: 'names no host' });
+});
+
+/**
+ * Browser origins allowed to call the API: `scheme://host[:port]`, as a browser sends them in
+ * `Origin`. A trailing slash is tolerated (the origin is kept); a path, `*` or a bare host name is
+ * refused: matching is exact, so such an entry would silently match nothing.
+ */
+const corsOrigins = csv.transform((entries, ctx): string[] => {
+  const origins: string[] = [];
+  for (const entry of entries) {
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    const origin = url && /^https?:$/.test(url.protocol) && (url.pathname === '/' || url.pathname === '') && !url.search && !url.hash && !url.username && !url.password ? url.origin : undefined;
+    if (!origin) {
+      ctx.addIssue({ code: 'custom', message: `"${entry}" is not an origin: give scheme://host[:port], e.g. https://shop.example.com (no path, no *)` });
+      return z.NEVER;
+    }
+    origins.push(origin);
+  }
+  return origins;
+});
 
 /** An IP address, a CIDR range (`10.0.0.0/8`, `fd00::/8`) or one of proxy-addr's named ranges. */
 const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -76,20 +123,24 @@ const envSchema = z.object({
   PORT: int(0, 65535).default(3000),
   TRUST_PROXY: trustProxy.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL').optional(),
+  DATABASE_URL: databaseUrl.optional(),
   DATABASE_POOL_MAX: int(1, 200).default(10),
   DATA_DIR: z.string().min(1).default('./data'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
   MAIL_FROM: z.string().min(3).default('Webshop <no-reply@webshop.localhost>'),
-  APP_BASE_URL: z.url({ protocol: /^https?$/ }).default('http://localhost:5173'),
+  // The links in mails are built on it (APP_BASE_URL/activate?token=…): no query or fragment.
+  APP_BASE_URL: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => !u.includes('?') && !u.includes('#'), 'must not have a query or fragment (links are built by appending /activate?token=…)')
+    .default('http://localhost:5173'),
   SHOP_NAME: z.string().min(1).default('Webshop'),
   SUPPORT_CONTACT: z.string().min(1).default('the e-business team (ebusiness@webshop.localhost)'),
   TOTP_ISSUER: z.string().min(1).optional(),
   TERMS_VERSION: z.string().min(1).default('2026-01'),
   // Unset: in development the origin of APP_BASE_URL (the frontend there may call the API from a
   // browser out of the box), elsewhere none.
-  CORS_ORIGINS: csv.optional(),
+  CORS_ORIGINS: corsOrigins.optional(),
   // Unset (development and tests only; production requires it): http://localhost:<PORT>.
   JWT_ISSUER: z.url().optional(),
   JWT_AUDIENCES: csv.pipe(z.array(z.string().min(1)).min(1)).default(['webshop', 'cso']),

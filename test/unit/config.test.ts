@@ -20,6 +20,11 @@ t.test('development defaults work together: the frontend at APP_BASE_URL may cal
   t.same(loadConfig({ APP_BASE_URL: 'http://127.0.0.1:8080/shop/' }).corsOrigins, ['http://127.0.0.1:8080'], 'its origin, not its path');
   t.same(loadConfig({ CORS_ORIGINS: 'https://a.example' }).corsOrigins, ['https://a.example'], 'an explicit list wins');
   t.same(loadConfig({ CORS_ORIGINS: '' }).corsOrigins, ['http://localhost:5173'], 'empty counts as unset, as for every variable');
+  t.same(
+    loadConfig({ CORS_ORIGINS: 'https://shop.example.com/, HTTPS://CSO.example.com:8443' }).corsOrigins,
+    ['https://shop.example.com', 'https://cso.example.com:8443'],
+    'each entry as the browser sends it in Origin: no trailing slash, lower-case host (matching is exact)',
+  );
   t.same(loadConfig({ NODE_ENV: 'test' }).corsOrigins, [], 'outside development: none unless configured');
   t.same(loadConfig(prodBase).corsOrigins, prodBase.CORS_ORIGINS ? prodBase.CORS_ORIGINS.split(',') : [], 'production: only what is configured');
   t.equal(loadConfig({}).jwt.issuer, 'http://localhost:3000');
@@ -47,6 +52,14 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ TRUST_PROXY: '10.0.0.1,lb.internal' }, /TRUST_PROXY/],
     [{ MAIL_GIVE_UP_SECONDS: String(3 * 24 * 3600) }, /MAIL_GIVE_UP_SECONDS: must be at least 604800/],
     [{ RETENTION_DAYS: '0' }, /RETENTION_DAYS/],
+    // Found by session 13's operator review: each of these started (or failed later with a stack trace).
+    [{ DATABASE_URL: 'postgresql://postgres:S3c#ret@Pw@127.0.0.1:5432/db' }, /DATABASE_URL: not a valid URL \(percent-encode/],
+    [{ CORS_ORIGINS: 'https://shop.example.com/cart' }, /CORS_ORIGINS: "https:\/\/shop.example.com\/cart" is not an origin/],
+    [{ CORS_ORIGINS: '*' }, /CORS_ORIGINS: "\*" is not an origin/],
+    [{ CORS_ORIGINS: 'shop.example.com' }, /CORS_ORIGINS/],
+    [{ CORS_ORIGINS: 'ftp://shop.example.com' }, /CORS_ORIGINS/],
+    [{ APP_BASE_URL: 'https://shop.example.com/?lang=de' }, /APP_BASE_URL: must not have a query or fragment/],
+    [{ APP_BASE_URL: 'https://shop.example.com/#/' }, /APP_BASE_URL: must not have a query or fragment/],
     [{ RETENTION_SWEEP_INTERVAL_SECONDS: '-1' }, /RETENTION_SWEEP_INTERVAL_SECONDS/],
     // This service's own audience is reserved for the restricted tokens (selfAudience).
     [{ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCES: 'webshop,https://auth.example.test,cso' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
@@ -118,6 +131,22 @@ t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
   const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
   t.same(config.serviceClients.map((c) => c.id), ['cso', 'shop']);
+  // An entry without `<id>:` may be a raw secret pasted in: named by position, never echoed.
+  const secret = 'cso-Secr3t-pasted-raw';
+  t.throws(() => loadConfig({ SERVICE_CLIENTS: `shop:${hash},${secret}` }), { message: /SERVICE_CLIENTS: entry 2 must be/ });
+  try {
+    loadConfig({ SERVICE_CLIENTS: `shop:${hash},${secret}` });
+  } catch (err) {
+    t.notOk((err as Error).message.includes(secret), 'the entry is not in the message');
+  }
+  t.throws(() => loadConfig({ SERVICE_CLIENTS: 'cso:not-a-hash' }), { message: /entry 1 \("cso"\)/ }, 'an id is named');
+  const dbPassword = 'S3c#ret@Pw';
+  try {
+    loadConfig({ DATABASE_URL: `postgresql://postgres:${dbPassword}@127.0.0.1:5432/db` });
+    t.fail('refused');
+  } catch (err) {
+    t.notOk((err as Error).message.includes(dbPassword), 'nor is a database password');
+  }
 });
 
 t.test('hashes at once by default: cores + 1 while the libuv pool keeps a thread free, never fewer than the cores', async (t) => {
