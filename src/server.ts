@@ -33,9 +33,9 @@ async function main(): Promise<void> {
   // Hashing threads yield the CPU to the event loop (see the module); once, before serving.
   const { threadNice, threadpoolSize } = config.hashQueue;
   const lowered = await lowerThreadpoolPriority({ nice: threadNice, poolSize: threadpoolSize });
-  if (lowered.length > 0) logger.info({ threads: lowered.length, nice: threadNice }, 'libuv pool thread priority lowered');
+  if (lowered.length > 0) logger.info({ threads: lowered.length, niceAboveMainThread: threadNice }, 'libuv pool thread priority lowered');
   else if (threadNice > 0 && process.platform === 'linux') {
-    logger.warn({ poolSize: threadpoolSize }, 'could not identify the libuv pool threads: their priority is unchanged');
+    logger.warn({ poolSize: threadpoolSize }, 'could not identify or lower the libuv pool threads (or the process already runs at nice 19): their priority is unchanged');
   }
 
   await app.listen({ host: config.host, port: config.port });

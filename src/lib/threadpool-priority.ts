@@ -1,6 +1,6 @@
 import { pbkdf2 } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 
 /** Samples of the threads' states while the pool is busy; a pool thread is runnable in nearly all. */
 const SAMPLES = 12;
@@ -23,10 +23,17 @@ const SAMPLES = 12;
  * runnable (state R) in (nearly) every sample, other than the main thread, are the pool. When
  * their count is not the pool size (something else was busy too) nothing is changed. libuv
  * creates every pool thread at its first use, so none appears later. No-op on other platforms.
+ *
+ * `nice` is counted from the main thread's own nice value (capped at 19): started under `nice -n 15`
+ * or systemd's `Nice=`, the pool goes to 19, never to an absolute 10 — which would fail with EACCES
+ * without privileges (lowering a nice value needs them) and, as root, would put the hashes above the
+ * event loop. Any refusal by the kernel leaves every thread as it was: the start goes on.
  */
 export async function lowerThreadpoolPriority(options: { nice: number; poolSize: number }): Promise<number[]> {
   const { nice, poolSize } = options;
   if (process.platform !== 'linux' || nice <= 0) return [];
+  const target = Math.min(19, getPriority(process.pid) + nice);
+  if (target <= getPriority(process.pid)) return [];
   // One CPU-bound job per pool thread (≈ 100 ms each), sampled while they run.
   let running = poolSize;
   const jobs = Array.from({ length: poolSize }, () => new Promise((resolve, reject) => {
@@ -46,7 +53,19 @@ export async function lowerThreadpoolPriority(options: { nice: number; poolSize:
   await Promise.all(jobs);
   const pool = [...runnable].filter(([tid, n]) => tid !== process.pid && samples >= 3 && n >= samples - 1).map(([tid]) => tid);
   if (pool.length !== poolSize) return [];
-  for (const tid of pool) setPriority(tid, nice);
+  const before = pool.map((tid) => getPriority(tid));
+  try {
+    for (const tid of pool) setPriority(tid, target);
+  } catch {
+    pool.forEach((tid, i) => {
+      try {
+        setPriority(tid, before[i]!);
+      } catch {
+        // the thread keeps what it had, or what it was given: never above the main thread
+      }
+    });
+    return [];
+  }
   return pool;
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import t from 'tap';
@@ -20,4 +21,25 @@ t.test('lowers exactly the libuv pool threads, never the main thread', async (t)
 
 t.test('a pool size that does not match: nothing is changed', async (t) => {
   t.same(await lowerThreadpoolPriority({ nice: 7, poolSize: 64 }), []);
+});
+
+/**
+ * Found by session 13's operator review: the nice value was absolute. Under `nice -n 15` the call
+ * raised the pool threads to 10 — above the event loop as root, EACCES (a failed start) otherwise.
+ */
+t.test('counted from the main thread: a process started under nice 15 puts its pool at 19, never above itself', async (t) => {
+  const script = `
+    import { getPriority } from 'node:os';
+    import { lowerThreadpoolPriority } from './src/lib/threadpool-priority.ts';
+    const pool = await lowerThreadpoolPriority({ nice: 10, poolSize: 4 });
+    console.log(JSON.stringify({ main: getPriority(process.pid), pool: pool.map((tid) => getPriority(tid)) }));
+  `;
+  const out = execFileSync('nice', ['-n', '15', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env: { ...process.env, UV_THREADPOOL_SIZE: '4' },
+    encoding: 'utf8',
+  });
+  const { main, pool } = JSON.parse(out.trim().split('\n').pop()!) as { main: number; pool: number[] };
+  t.equal(main, 15);
+  t.same(pool, [19, 19, 19, 19], 'the pool 10 below the main thread, capped at 19');
 });
