@@ -42,7 +42,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'getReadiness',
         tags: ['operations'],
-        summary: 'The database is reachable and the instance is not shutting down (503 otherwise)',
+        summary: 'The database is reachable, the instance holds a key it can sign tokens with, and it is not shutting down (503 otherwise)',
         response: { 200: Status },
       },
     },
@@ -53,6 +53,11 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       } catch (err) {
         request.log.warn({ err }, 'readiness check: database not reachable');
         throw commonErrors.service_unavailable('The database is not reachable.', {}, { 'retry-after': '5' });
+      }
+      // Without one, every login and refresh answers 503: e.g. ENCRYPTION_KEYS lacks the key the
+      // signing key was sealed under (the log names both). Then this instance must not get traffic.
+      if (!app.ctx.signer.loaded) {
+        throw commonErrors.service_unavailable('No signing key this instance can open is loaded (see its log).', {}, { 'retry-after': '5' });
       }
       return { status: 'ok' as const };
     },

@@ -161,7 +161,32 @@ export async function ensureSigningKey(deps: SigningKeyDeps): Promise<SigningKey
   });
 }
 
-export type RotationResult = { kid: string; algorithm: string; signsFrom: string; retired: string[]; deleted: string[] };
+export type RotationResult = {
+  kid: string;
+  algorithm: string;
+  /** The ENCRYPTION_KEYS key id the new private key is sealed under: every instance needs it. */
+  sealedUnder: string;
+  signsFrom: string;
+  retired: string[];
+  deleted: string[];
+  /** --immediate only: the replaced keys this keyring could not open (see rotateSigningKey). */
+  warning?: string;
+};
+
+/** The unretired keys of the configured algorithm whose private key `keyring` cannot open. */
+function unopenableSigners(rows: SigningKey[], deps: SigningKeyDeps, now: Date): string[] {
+  return rows
+    .filter((row) => row.algorithm === deps.config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now))
+    .filter((row) => {
+      try {
+        open(deps.keyring, { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId }, signingKeyAad(row.kid));
+        return false;
+      } catch {
+        return true;
+      }
+    })
+    .map((row) => `${row.kid} (sealed under ${row.encryptionKeyId})`);
+}
 
 /**
  * Adds a new signing key; the current key keeps signing for PREPUBLISH_SECONDS and then retires.
@@ -170,11 +195,23 @@ export type RotationResult = { kid: string; algorithm: string; signsFrom: string
  * now: a key that may be in an attacker's hands must not verify anything any more, whatever the
  * tokens it signed would have lived. Other instances pick the change up within REFRESH_INTERVAL_MS
  * (or at once when they meet the new kid).
+ *
+ * The new key is sealed under this keyring's current key, which the servers must hold. A keyring
+ * that cannot open the key signing now is not theirs (a wrong env file, development keys): a staged
+ * rotation with it is refused, since 150 s later no server could sign. `--immediate` goes ahead
+ * (a leaked key must go, and the servers may have lost its encryption key themselves) and says so.
  */
 export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediate?: boolean } = {}): Promise<RotationResult> {
   return deps.db.$transaction(async (tx) => {
     await lock(tx);
     const now = deps.clock.now();
+    const unopenable = unopenableSigners(await tx.signingKey.findMany(), deps, now);
+    if (unopenable.length > 0 && !options.immediate) {
+      throw new Error(
+        `refused: this ENCRYPTION_KEYS cannot open the signing key ${unopenable.join(', ')}, so it is not the servers' keyring, ` +
+          'and no server could open a key sealed with it. Run the command with the servers\' ENCRYPTION_KEYS.',
+      );
+    }
     const active = await tx.signingKey.findMany({ where: { retiredAt: null }, select: { kid: true } });
     // Nothing signs yet (fresh database): the new key signs at once.
     const switchAt = new Date(now.getTime() + (options.immediate || active.length === 0 ? 0 : PREPUBLISH_SECONDS * 1000));
@@ -191,9 +228,13 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
     return {
       kid: created.kid,
       algorithm: created.algorithm,
+      sealedUnder: created.encryptionKeyId,
       signsFrom: switchAt.toISOString(),
       retired: active.map((k) => k.kid),
       deleted: stale.map((k) => k.kid),
+      ...(unopenable.length > 0
+        ? { warning: `this ENCRYPTION_KEYS could not open the replaced key(s) ${unopenable.join(', ')}: every server needs key ${created.encryptionKeyId} to sign with the new one` }
+        : {}),
     };
   });
 }

@@ -1,0 +1,58 @@
+import { decodeProtectedHeader } from 'jose';
+import t from 'tap';
+import { generateKey } from '../../../src/lib/secret-box.js';
+import { buildTestApp } from '../../helpers/app.js';
+import { cli, cliEnv } from '../../helpers/cli.js';
+import { api } from '../../helpers/http.js';
+import { createUser, signIn } from '../../helpers/factories.js';
+
+/**
+ * `rotate-signing-key` as the operator runs it. Found by session 13's operator review: run with an
+ * ENCRYPTION_KEYS that is not the servers' (a wrong env file, development keys), it sealed the new key
+ * under a key no server had and exited 0; 150 s later no instance could sign (503 on every login)
+ * while /readyz still answered 200.
+ */
+t.test('rotate-signing-key: with the servers\' keyring it rotates; with another one a staged rotation is refused and nothing changes', async (t) => {
+  const { app, databaseUrl, clock } = await buildTestApp(t);
+  const env = cliEnv(databaseUrl);
+  const before = await app.ctx.db.signingKey.findMany({ orderBy: { createdAt: 'asc' } });
+
+  const wrong = await cli(['rotate-signing-key'], { ...env, ENCRYPTION_KEYS: `dev-1:${generateKey()}` });
+  t.equal(wrong.code, 1, wrong.stderr);
+  t.match(wrong.stderr, /refused: this ENCRYPTION_KEYS cannot open the signing key .* \(sealed under test-1\)/);
+  t.equal(wrong.stdout, '');
+  t.same(await app.ctx.db.signingKey.findMany({ orderBy: { createdAt: 'asc' } }), before, 'no key added, none retired');
+
+  const right = await cli(['rotate-signing-key'], env);
+  t.equal(right.code, 0, right.stderr);
+  const result = JSON.parse(right.stdout) as { kid: string; sealedUnder: string; signsFrom: string; retired: string[]; warning?: string };
+  t.equal(result.sealedUnder, 'test-1', 'says which encryption key every server needs');
+  t.same(result.retired, [before[0]!.kid]);
+  t.notOk(result.warning);
+
+  // The servers sign with the new key once it is due.
+  await app.ctx.signer.reload();
+  clock.set(new Date(new Date(result.signsFrom).getTime() + 1000));
+  const { user } = await createUser(app.ctx.db, app.ctx);
+  const session = await signIn(app, user);
+  t.equal(decodeProtectedHeader(session.accessToken).kid, result.kid);
+  t.equal((await api(app)({ url: '/v1/me', token: session.accessToken })).status, 200);
+});
+
+t.test('rotate-signing-key --immediate (a leaked key) with another keyring goes ahead, says so, and the instance that cannot sign is not ready', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const request = api(app);
+  t.equal((await request({ url: '/readyz' })).status, 200);
+  const run = await cli(['rotate-signing-key', '--immediate'], { ...cliEnv(databaseUrl), ENCRYPTION_KEYS: `other-1:${generateKey()}` });
+  t.equal(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as { sealedUnder: string; warning?: string };
+  t.equal(result.sealedUnder, 'other-1');
+  t.match(result.warning, /could not open the replaced key\(s\) .*: every server needs key other-1/);
+
+  await t.rejects(app.ctx.signer.reload(), /cannot open the private signing key/);
+  const ready = await request({ url: '/readyz' });
+  t.equal(ready.status, 503, 'nothing to sign with: out of the load balancer');
+  t.equal(ready.body.code, 'service_unavailable');
+  t.match(ready.body.detail, /signing key/);
+  t.ok(ready.headers['retry-after']);
+});
