@@ -9,7 +9,10 @@ import { sha256Hex } from '../lib/tokens.js';
  * Applies prisma/migrations/<name>/migration.sql in order, keeping Prisma's own `_prisma_migrations`
  * bookkeeping (same DDL, checksum, advisory lock), so `prisma migrate deploy` on a machine with
  * Prisma's native engine agrees about what is applied. Unlike Prisma, each migration runs in a
- * transaction: a failure leaves no half-applied schema, only a failed row that blocks further runs.
+ * transaction: a failure leaves no half-applied schema, and its row says so (rolled back, as
+ * `prisma migrate resolve --rolled-back` would mark it), so the next start tries it again — once the
+ * cause is fixed (a data conflict, a lock timeout) it applies without a manual step. Only a failed
+ * row left by something else (Prisma's own non-transactional deploy) blocks, with the repair named.
  */
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
@@ -69,7 +72,9 @@ async function applyPending(client: pg.Client, migrations: MigrationFile[], log:
   const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
   if (failed) {
     throw new MigrationError(
-      `migration ${failed.migration_name} failed earlier; fix it and mark it rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) before migrating again`,
+      `migration ${failed.migration_name} failed earlier outside this service and may be half applied: repair the schema by hand, ` +
+        `then mark it rolled back (UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${failed.migration_name}' ` +
+        'AND finished_at IS NULL) and start again; see docs/operations.md "Migrations"',
     );
   }
   const done = new Map(rows.filter((r) => r.finished_at !== null).map((r) => [r.migration_name, r.checksum]));
@@ -102,9 +107,9 @@ async function applyOne(client: pg.Client, m: MigrationFile): Promise<void> {
   } catch (err) {
     await client.query('ROLLBACK');
     const message = err instanceof Error ? err.message : String(err);
-    // Record the failure as Prisma does (started, never finished) so every later run stops here.
+    // Recorded for the operator (the error in `logs`), as rolled back: the transaction undid it all.
     await client.query(
-      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, applied_steps_count) VALUES ($1, $2, $3, $4, now(), 0)',
+      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, rolled_back_at, applied_steps_count) VALUES ($1, $2, $3, $4, now(), now(), 0)',
       [id, m.checksum, m.name, message],
     );
     throw new MigrationError(`migration ${m.name} failed: ${message}`);

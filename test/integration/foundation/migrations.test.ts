@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, mkdir, writeFile, cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +65,7 @@ t.test('keeps Prisma bookkeeping exactly and applies each migration once, even w
   t.same(again.applied, [], 'a second run applies nothing');
 });
 
-t.test('a failing migration leaves no half-applied change and blocks later runs', async (t) => {
+t.test('a failing migration leaves no half-applied change, is recorded as rolled back, and the next run applies it once fixed', async (t) => {
   const url = await emptyDatabase(t);
   const dir = await mkdtemp(join(tmpdir(), 'migs-'));
   await cp(MIGRATIONS_DIR, dir, { recursive: true });
@@ -75,14 +75,38 @@ t.test('a failing migration leaves no half-applied change and blocks later runs'
   await t.rejects(migrate(url, quiet, dir), { name: 'MigrationError', message: /29991231000000_broken/ });
   const tables = await query(url, `SELECT 1 FROM information_schema.tables WHERE table_name = 'half_done'`);
   t.equal(tables.length, 0, 'the failed migration was rolled back');
-  const failed = await query<{ finished_at: Date | null; checksum: string }>(
+  const failed = await query<{ finished_at: Date | null; rolled_back_at: Date | null; checksum: string; logs: string }>(
     url,
-    `SELECT finished_at, checksum FROM "_prisma_migrations" WHERE migration_name = '29991231000000_broken'`,
+    `SELECT finished_at, rolled_back_at, checksum, logs FROM "_prisma_migrations" WHERE migration_name = '29991231000000_broken'`,
   );
   t.equal(failed.length, 1);
-  t.equal(failed[0]!.finished_at, null, 'recorded as started, not finished, as Prisma does');
+  t.equal(failed[0]!.finished_at, null, 'recorded as started, not finished');
+  t.ok(failed[0]!.rolled_back_at, 'and rolled back, which it was: nothing for an operator to repair by hand');
+  t.match(failed[0]!.logs, /no_such_table/, 'the error is kept');
   t.equal(failed[0]!.checksum, createHash('sha256').update(broken).digest('hex'));
-  await t.rejects(migrate(url, quiet, dir), { message: /failed earlier/ }, 'refuses to continue past a failed row');
+  await t.rejects(migrate(url, quiet, dir), { message: /29991231000000_broken failed: .*no_such_table/ }, 'the next start tries again, and says why it fails');
+
+  // Fixed (a new release, or the data it tripped over cleaned up): applied without a manual step.
+  await writeFile(join(dir, '29991231000000_broken', 'migration.sql'), 'CREATE TABLE "half_done" (id int);\n');
+  const fixed = await migrate(url, quiet, dir);
+  t.same(fixed.applied, ['29991231000000_broken']);
+  t.equal((await query(url, `SELECT 1 FROM information_schema.tables WHERE table_name = 'half_done'`)).length, 1);
+});
+
+t.test('a failed row left outside this service (not rolled back) blocks, and the message names the repair', async (t) => {
+  const url = await emptyDatabase(t);
+  await migrate(url, quiet);
+  await query(
+    url,
+    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ('${randomUUID()}', 'x', '29991231000000_partial', now(), 0)`,
+  );
+  await t.rejects(migrate(url, quiet), {
+    name: 'MigrationError',
+    message: /29991231000000_partial failed earlier outside this service .*\(UPDATE "_prisma_migrations" SET rolled_back_at = now\(\) WHERE migration_name = '29991231000000_partial'/,
+  });
+  // The named repair works.
+  await query(url, `UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '29991231000000_partial' AND finished_at IS NULL`);
+  t.same((await migrate(url, quiet)).applied, [], 'unblocked');
 });
 
 t.test('every model round-trips through the generated client, and e-mail is unique case-insensitively', async (t) => {
