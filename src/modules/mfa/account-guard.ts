@@ -146,7 +146,10 @@ export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock'>, 
     return mfaLockedError(until, now);
   }
 
-  return codeFailureError(input.factor, failure, { attemptsRemaining });
+  // What the screen shows: the codes this challenge still takes, or fewer when the account's code
+  // lock comes first (a wrong code on a second login attempt may be the account's 10th).
+  const beforeLock = LOCKOUT_THRESHOLD - counted.failedMfaCount;
+  return codeFailureError(input.factor, failure, { attemptsRemaining: Math.min(attemptsRemaining, beforeLock) });
 }
 
 /** The client-facing error for a wrong code (also used outside login, without attempt counts). */

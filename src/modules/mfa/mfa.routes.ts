@@ -41,7 +41,8 @@ const CHALLENGE_ERRORS =
 const CODE_ERRORS =
   ' Wrong code: 400 mfa_code_invalid (with `hint: "clock_drift"` and `offsetSeconds` when the code ' +
   'belongs to a time 1-5 minutes off the server clock), 400 mfa_code_reused (that code or a newer one was already ' +
-  'accepted: wait for the next code); `attemptsRemaining` says how many codes this challenge still accepts.';
+  'accepted: wait for the next code); `attemptsRemaining` says how many more codes this challenge accepts, or how ' +
+  'many more wrong codes lock code entry on the account (423 mfa_locked) when that comes first.';
 
 /** MFA: the second login step, enrolment at first login, and the signed-in user's own MFA. */
 export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
