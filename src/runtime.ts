@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
-import { migrate } from './db/migrate.js';
+import { migrate, pendingMigrations } from './db/migrate.js';
 import { generateKey, parseKeyring, type Keyring } from './lib/secret-box.js';
 
 type Log = Pick<FastifyBaseLogger, 'info' | 'warn'>;
@@ -29,6 +29,18 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   }
   if (options.migrate) {
     await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
+  } else {
+    const pending = await pendingMigrations(databaseUrl).catch(async (err: unknown) => {
+      await embedded?.stop();
+      throw err;
+    });
+    if (pending.length > 0) {
+      await embedded?.stop();
+      throw new ConfigError(
+        `The database is not migrated for this version (${pending.length} pending, the first ${pending[0]}): ` +
+          'run `npm run cli -- migrate`, or start the server once (it migrates at every start).',
+      );
+    }
   }
   // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.
   // PGlite (WASM) can be slow to answer on a busy machine; a dropped connect there is not an outage.

@@ -64,6 +64,25 @@ export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DI
   }
 }
 
+/**
+ * The migrations of `dir` not yet applied to the database (none may be applied at all): the CLI's
+ * commands other than `migrate` refuse to run on a schema older than their code.
+ */
+export async function pendingMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const migrations = await readMigrations(dir);
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ exists: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS exists`);
+    if (!rows[0]?.exists) return migrations.map((m) => m.name);
+    const done = await client.query<{ migration_name: string }>('SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL');
+    const applied = new Set(done.rows.map((r) => r.migration_name));
+    return migrations.map((m) => m.name).filter((name) => !applied.has(name));
+  } finally {
+    await client.end();
+  }
+}
+
 async function applyPending(client: pg.Client, migrations: MigrationFile[], log: Log): Promise<MigrateResult> {
   await client.query(BOOKKEEPING_DDL);
   const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(

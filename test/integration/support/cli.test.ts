@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import t from 'tap';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { cli, cliEnv, cliInTurn } from '../../helpers/cli.js';
+import { ADMIN_URL, urlFor } from '../../helpers/database.js';
 import { api } from '../../helpers/http.js';
 
 t.test('create-support-user prints a working activation link; create-organization too', async (t) => {
@@ -69,6 +72,29 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   const badKeys = await cli(['migrate'], { ...env, ENCRYPTION_KEYS: 'k1:not-a-32-byte-key' });
   t.equal(badKeys.code, 78);
   t.match(badKeys.stderr, 'ENCRYPTION_KEYS');
+});
+
+t.test('a command on a database this version has not migrated: exit 78 naming `migrate`, not a missing-table error; after migrate it runs', async (t) => {
+  const name = `webshop_auth_unmigrated_${randomBytes(4).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: ADMIN_URL });
+    await c.connect();
+    await c.query(sql).finally(() => c.end());
+  };
+  await admin(`CREATE DATABASE "${name}"`);
+  t.teardown(() => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+  const env = cliEnv(urlFor(name));
+  const args = ['create-support-user', '--email', 'first@shop.test', '--name', 'First Support'];
+
+  const early = await cli(args, env);
+  t.equal(early.code, 78, early.stderr);
+  t.match(early.stderr, /not migrated for this version \(\d+ pending, the first 20261128040000_init\): run `npm run cli -- migrate`/);
+  t.notMatch(early.stderr, /does not exist/);
+  const migrated = await cli(['migrate'], env);
+  t.equal(migrated.code, 0, migrated.stderr);
+  const later = await cli(args, env);
+  t.equal(later.code, 0, later.stderr);
+  t.match(later.stdout, /\/activate\?token=/);
 });
 
 t.test('option mistakes are usage errors (exit 2) before anything runs: a value on a flag, an unknown or repeated option, a key id ENCRYPTION_KEYS would refuse', async (t) => {
