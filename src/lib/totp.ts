@@ -112,13 +112,15 @@ function check({ secret, code, nowMs, lastUsedStep }: CheckTotpInput): TotpCheck
     closestMatch(key, given, currentStep, 0, ACCEPT_WINDOW) ?? closestMatch(key, given, currentStep, ACCEPT_WINDOW + 1, DRIFT_WINDOW);
   if (best === null) return { result: 'invalid' };
 
-  // A code of the last accepted step or earlier is a replay wherever it lies: an old code typed
-  // again a few minutes later must not be taken for a device clock running slow.
-  if (lastUsedStep != null && best <= lastUsedStep) return { result: 'replayed', step: best };
+  // The code last accepted, sent again minutes later, is a replay (not a guess, and not a device
+  // clock running slow). An older code that was never accepted, outside the window, is what a slow
+  // device shows: the hint. Inside the window every code up to the last accepted one is a replay.
+  if (lastUsedStep != null && best === lastUsedStep) return { result: 'replayed', step: best };
   const delta = best - currentStep;
   if (Math.abs(delta) > ACCEPT_WINDOW) {
     return { result: 'clock_drift', offsetSeconds: delta * TOTP_PERIOD_SECONDS, step: best };
   }
+  if (lastUsedStep != null && best <= lastUsedStep) return { result: 'replayed', step: best };
   return { result: 'valid', step: best };
 }
 

