@@ -84,6 +84,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON only: Fastify's built-in text/plain parser would hand the raw string to the validators
   // (400) where the contract says 415 for any other content type.
   app.removeContentTypeParser('text/plain');
+  // An empty body with Content-Type: application/json is no body (fetch wrappers send the header on
+  // every request): operations without a body answer as without one, the others say the body is
+  // required. Anything else goes to Fastify's own parser (prototype-poisoning checks included).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') {
+      done(null, undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -47,6 +47,8 @@ function validationErrors(context: string | undefined, issues: Issue[]) {
       const unique = new Map(closest.map((n) => [`${at(...(n.path ?? []).map(String))}\n${n.message}`, { path: at(...(n.path ?? []).map(String)), message: n.message ?? 'invalid' }]));
       if (unique.size > 0) return [...unique.values()];
     }
+    // No body at all (none sent, or an empty one): say so rather than "expected object, received null".
+    if (context === 'body' && !path && /received (null|undefined)$/.test(i.message ?? '')) return [{ path: 'body', message: 'required' }];
     return [{ path: at(), message: i.message ?? 'invalid' }];
   });
 }
@@ -70,8 +72,6 @@ export function toAppError(err: FastifyError | Error): AppError {
       return commonErrors.payload_too_large('The request body exceeds 16 KiB.');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return commonErrors.unsupported_media_type('Send JSON with Content-Type: application/json.');
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return commonErrors.validation_failed('The request body must not be empty.', { errors: [{ path: 'body', message: 'required' }] });
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return commonErrors.malformed_json();
   }

@@ -91,3 +91,31 @@ t.test('the request content types a route accepts are the ones its OpenAPI opera
   const refreshDoc = doc.paths['/v1/auth/refresh']!.post!.requestBody.content;
   t.same(Object.keys(refreshDoc), ['application/json'], 'and its document lists JSON only');
 });
+
+/**
+ * Found by session 13's frontend walkthrough: a fetch wrapper that sends `Content-Type:
+ * application/json` on every request broke logout and POST /v1/me/mfa/totp with an empty body
+ * (400 "must not be empty"). An empty JSON body is now no body: operations without one answer as
+ * usual; operations that need one say `body: required`, as when nothing at all was sent.
+ */
+t.test('an empty body sent as application/json is no body', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  const post = (url: string, headers: Record<string, string>) => app.inject({ method: 'POST', url, headers, payload: '' });
+  const json = { 'content-type': 'application/json' };
+
+  const logout = await post('/v1/auth/logout', { ...json, authorization: `Bearer ${session.accessToken}` });
+  t.equal(logout.statusCode, 204, 'logout with the header and no body');
+
+  for (const headers of [json, {}]) {
+    const login = await post('/v1/auth/login', headers);
+    t.equal(login.statusCode, 400);
+    t.equal(login.json().code, 'validation_failed');
+    t.same(login.json().errors, [{ path: 'body', message: 'required' }], `the body is named as missing (${JSON.stringify(headers)})`);
+  }
+  const spaces = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: json, payload: '  ' });
+  t.equal(spaces.json().code, 'malformed_json', 'white space is no empty body: not JSON');
+  const poisoned = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: json, payload: '{"__proto__":{"admin":true},"email":"a@b.test","password":"x"}' });
+  t.equal(poisoned.json().code, 'malformed_json', "Fastify's prototype-poisoning check still applies");
+});
