@@ -37,7 +37,10 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
           'ends the whole session (401 refresh_token_reused) - except within a short grace period after its ' +
           'rotation (REFRESH_REUSE_GRACE_SECONDS, default 10 s), where a concurrent refresh gets 409 ' +
           'refresh_conflict and the session stays alive. Expired (idle or absolute) → 401 refresh_token_expired; ' +
-          'unknown, ended session or blocked account → 401 refresh_token_invalid.',
+          'unknown, ended session or blocked account → 401 refresh_token_invalid. For clients: refresh from one ' +
+          'place (tabs share the stored pair and one refresh); on 409 refresh_conflict do not retry with that token ' +
+          '— take the pair the other request stored. After a network error retry once, at once: 200 (the first ' +
+          'request never arrived) or 409 (it did, and its pair is lost: sign in again).',
         body: RefreshRequestSchema,
         response: { 200: TokenResponseSchema, ...problemResponses(401, 409) },
       },
