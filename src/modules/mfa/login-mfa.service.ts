@@ -2,6 +2,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { FlowToken, User } from '../../generated/prisma/client.js';
 import type { AppError } from '../../errors.js';
+import { secondsUntil } from '../../lib/lockout.js';
 import { renderQrCode, type QrCode } from '../../lib/qr.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { enqueueMail } from '../mail/mail.service.js';
@@ -155,15 +156,19 @@ export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta
 }
 
 /** POST /v1/auth/login/mfa-enrollment: a new pending secret (replacing an unconfirmed one). */
-export async function startLoginEnrollment(ctx: AppContext, challengeToken: string): Promise<TotpEnrollment> {
-  const enrollment = await ctx.db.$transaction(async (tx) => {
+export async function startLoginEnrollment(
+  ctx: AppContext,
+  challengeToken: string,
+): Promise<TotpEnrollment & { challengeExpiresIn: number }> {
+  const { enrollment, expiresAt } = await ctx.db.$transaction(async (tx) => {
     const flow = await loadChallenge(tx, ctx.clock, challengeToken, 'mfa_enrollment');
     const user = await loadUser(tx, ctx, flow);
     // A set-up the user's signed-in session started after removing MFA is not replaced from here.
-    return startTotpEnrollment(tx, ctx, user, { reserve: false });
+    return { enrollment: await startTotpEnrollment(tx, ctx, user, { reserve: false }), expiresAt: flow.expiresAt };
   });
+  const challengeExpiresIn = secondsUntil(expiresAt, ctx.clock.now());
   // Rendering is CPU work: outside the transaction, so no row lock or connection waits on it.
-  return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri) };
+  return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri), challengeExpiresIn };
 }
 
 /** POST /v1/auth/login/mfa-enrollment/verify: the first code activates the factor and logs in. */

@@ -15,6 +15,7 @@ import {
   RecoveryCodesResponseSchema,
   RecoveryCodesSchema,
   TotpCodeSchema,
+  LoginTotpEnrollmentSchema,
   TotpEnrollmentSchema,
 } from './mfa.schemas.js';
 
@@ -88,7 +89,7 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema }),
         response: {
-          200: TotpEnrollmentSchema,
+          200: LoginTotpEnrollmentSchema,
           ...problemResponses(401, 409, 410, 423),
           ...conflictWithRetryAfter(),
           ...accountBlockedResponse,

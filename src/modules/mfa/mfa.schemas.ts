@@ -44,6 +44,14 @@ export const TotpEnrollmentSchema = z
       'A new, not yet active TOTP secret. Confirm it with one code; asking again before that replaces it.',
   });
 
+export const LoginTotpEnrollmentSchema = TotpEnrollmentSchema.extend({
+  challengeExpiresIn: z
+    .number()
+    .int()
+    .min(0)
+    .describe('Seconds left to confirm with this login challenge (it expires 5 minutes after the password step); after that the user signs in again and gets a new secret'),
+}).meta({ id: 'LoginTotpEnrollment', description: 'A new, not yet active TOTP secret for the login in progress. Confirm it with one code before the challenge expires; asking again before that replaces it.' });
+
 export const RecoveryCodesSchema = z
   .array(z.string())
   .length(RECOVERY_CODE_COUNT)

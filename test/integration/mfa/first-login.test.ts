@@ -64,6 +64,7 @@ t.test('activate → enrol (oathtool, zbarimg) → tokens; then password + code 
 
   const started = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken } });
   t.equal(started.status, 200);
+  t.equal(started.body.challengeExpiresIn, activated.body.expiresIn, 'how long the screen has left to confirm (the test clock stands still)');
   const { otpauthUri, secret, qrCode } = started.body;
   t.equal(zbarimg(qrCode.pngDataUrl), otpauthUri, 'the PNG QR code decodes to exactly the otpauth URI');
   t.match(qrCode.svg, /^<svg[\s\S]*<\/svg>\s*$/);
