@@ -16,7 +16,11 @@ export const ProblemSchema = z
       .describe('For validation_failed: the offending fields'),
     // Members some codes add, typed here so a generated client knows them (each code's doc says which):
     retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, mfa_enrollment_in_progress, rate_limited: seconds until trying again helps (also Retry-After)'),
-    attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts'),
+    attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts (fewer when the account code lock comes first)'),
+    linkState: z
+      .enum(['used', 'replaced', 'withdrawn', 'account_active'])
+      .optional()
+      .describe('link_used: why the link no longer works: used; replaced by a newer link (use the newest e-mail); withdrawn (its sender was blocked: ask for a new one); account_active (activation: sign in instead)'),
     hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
     offsetSeconds: z.number().int().optional().describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset"),
     next: z.enum(['mfa', 'mfa_enrollment']).optional().describe('challenge_step_mismatch: the step this challenge is for'),

@@ -23,10 +23,10 @@ const lastLink = async (w: AdminWorld, address: string, path: string) => {
   return tokenFromLink(mails.at(-1)!.textBody, path);
 };
 const inspect = (w: AdminWorld, token: string) => w.request({ method: 'POST', url: '/v1/activation/inspect', body: { token } });
-const withdrawn = (res: { status: number; body: { code?: string; detail?: string } }) => ({
+const withdrawn = (res: { status: number; body: { code?: string; detail?: string; linkState?: string } }) => ({
   status: res.status,
   code: res.body.code,
-  withdrawn: /withdrawn/.test(res.body.detail ?? ''),
+  withdrawn: /withdrawn/.test(res.body.detail ?? '') && res.body.linkState === 'withdrawn',
 });
 const WITHDRAWN = { status: 410, code: 'link_used', withdrawn: true };
 const resetPath = (id: string) => `/v1/support/users/${id}/mfa-reset-request`;

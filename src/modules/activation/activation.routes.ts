@@ -20,7 +20,8 @@ const ActivationInfoSchema = z
 
 const linkErrors =
   '400 `link_invalid` (unknown token or not an activation link), 410 `link_expired` (after 7 days), ' +
-  '410 `link_used` (already used, replaced by a newer link, or the account is already active), ' +
+  '410 `link_used` with `linkState`: `used`, `replaced` (a newer link was sent: use the newest e-mail), `withdrawn` ' +
+  '(its sender was blocked: ask for a new one) or `account_active` (sign in instead), ' +
   '403 `account_blocked` (with `contact`).';
 
 export const activationRoutes: FastifyPluginAsyncZod = async (app) => {

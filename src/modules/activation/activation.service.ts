@@ -59,7 +59,9 @@ async function usableActivation(ctx: Ctx, token: string) {
   });
   if (!user) throw flowErrors.link_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
-  if (user.status !== 'INVITED') throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".');
+  if (user.status !== 'INVITED') {
+    throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
+  }
   return { flow, user };
 }
 
@@ -101,7 +103,7 @@ export async function activateAccount(ctx: Ctx, input: { token: string; password
       where: { id: user.id, status: 'INVITED' },
       data: { status: 'ACTIVE', passwordHash, passwordChangedAt: now, emailVerifiedAt: now, ...CLEARED_PASSWORD_LOCKOUT },
     });
-    if (count !== 1) throw flowErrors.link_used();
+    if (count !== 1) throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
     const challenge = await issueChallengeAfterPassword(tx, ctx, user.id);
     await recordAudit(tx, ctx.clock, {
       type: 'user.activated',

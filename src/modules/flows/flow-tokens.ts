@@ -1,6 +1,6 @@
 import { addSeconds, type Clock } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
-import { commonErrors, defineErrors } from '../../errors.js';
+import { commonErrors, defineErrors, type AppError } from '../../errors.js';
 import type { Tx } from '../../db/client.js';
 import type { FlowPurpose } from '../../generated/prisma/enums.js';
 import type { FlowToken } from '../../generated/prisma/client.js';
@@ -110,7 +110,7 @@ export async function findUsableFlow(
   if (!flow || flow.purpose !== purpose) throw flowErrors.link_invalid();
   if (flow.state !== 'PENDING') {
     const reason = whyNotPending && flow.expiresAt > clock.now() ? await whyNotPending(flow) : null;
-    throw reason ?? (wasWithdrawn(flow) ? flowErrors.link_used(WITHDRAWN_DETAIL) : flowErrors.link_used());
+    throw reason ?? linkUsedError(flow);
   }
   if (flow.expiresAt <= clock.now()) throw flowErrors.link_expired();
   return flow;
@@ -129,10 +129,22 @@ export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promis
   if (count !== 1) throw await whyNotConsumed(tx, flow.id);
 }
 
-/** link_used, saying "withdrawn" when the requester's block voided the link meanwhile. */
+/** Why consumeFlow lost: used or voided meanwhile (linkUsedError), or expired. */
 async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
   const now = await tx.flowToken.findUnique({ where: { id } });
-  return now && wasWithdrawn(now) ? flowErrors.link_used(WITHDRAWN_DETAIL) : flowErrors.link_used();
+  if (now?.state === 'PENDING') return flowErrors.link_expired(); // it expired meanwhile
+  return now ? linkUsedError(now) : flowErrors.link_used('This link was already used.', { linkState: 'used' });
+}
+
+/**
+ * link_used for a flow that is no longer pending, with `linkState` telling the page which screen to
+ * show: used (CONSUMED), withdrawn (voided by its requester's block), or replaced (voided otherwise:
+ * a newer link, or a change of the account that ended it).
+ */
+function linkUsedError(flow: FlowToken): AppError {
+  if (flow.state === 'CONSUMED') return flowErrors.link_used('This link was already used.', { linkState: 'used' });
+  if (wasWithdrawn(flow)) return flowErrors.link_used(WITHDRAWN_DETAIL, { linkState: 'withdrawn' });
+  return flowErrors.link_used('This link was replaced by a newer one. Use the link in the newest e-mail, or ask for a new one.', { linkState: 'replaced' });
 }
 
 /** Voids every pending flow of the given purposes for a user (e.g. challenges after a block). */

@@ -62,7 +62,7 @@ export const passwordRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'Ends every session of the account, lifts a temporary login lock, leaves MFA as it is and does not sign in: ' +
           'the user then logs in with the new password and the one-time code. A notification mail follows.\n\n' +
-          `Errors: 400 \`link_invalid\`, 410 \`link_expired\` / \`link_used\`, 403 \`account_blocked\`, ${policyErrors} (the link stays usable).`,
+          `Errors: 400 \`link_invalid\`, 410 \`link_expired\` / \`link_used\` (\`linkState\`: used, replaced by a newer link, or withdrawn), 403 \`account_blocked\`, ${policyErrors} (the link stays usable).`,
         body: z.strictObject({ token: FlowTokenInputSchema, password: NewPasswordSchema }),
         response: {
           204: z.null().describe('The password was changed'),

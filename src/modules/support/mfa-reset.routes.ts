@@ -19,7 +19,7 @@ export const mfaResetConfirmRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Confirm a support-started MFA reset with the token from the e-mail (single use, 24 h)',
         description:
           'Removes the authenticator and recovery codes, ends every session and sends a mail saying a new authenticator can be set up at the next login. ' +
-          'Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used / link_expired; ' +
+          'Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used (`linkState` says which) / link_expired; ' +
           'the account was blocked meanwhile (which voids the link): 403 account_blocked with whom to contact.',
         body: ConfirmMfaResetBody,
         response: { 200: MfaResetConfirmedSchema, ...problemResponses(410), ...accountBlockedResponse },

@@ -100,7 +100,7 @@ export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'co
     await lockUserRow(tx, flow.userId);
     await consumeFlow(tx, ctx.clock, flow);
     const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
-    if (!user) throw flowErrors.link_used();
+    if (!user) throw flowErrors.link_used('This link was already used.', { linkState: 'used' });
     // Blocking voids pending requests; this only guards against a block that raced the click.
     if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
     const { revokedSessions } = await removeMfa(tx, ctx, user.id, { reason: 'mfa_reset_by_support' });

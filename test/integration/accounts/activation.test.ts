@@ -79,6 +79,7 @@ t.test('activation: the e-mailed link shows whose account it is, sets the passwo
   const again = await request({ url: '/v1/activation', body: { token, password: OTHER_PASSWORD } });
   t.equal(again.status, 410);
   t.equal(again.body.code, 'link_used');
+  t.equal(again.body.linkState, 'used', 'the page can tell a used link from a replaced one');
   t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_used');
 
   // And the password works for the login password step.
@@ -106,6 +107,8 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   const old = await request({ url: '/v1/activation', body: { token: first.token, password: GOOD_PASSWORD } });
   t.equal(old.status, 410);
   t.equal(old.body.code, 'link_used');
+  t.equal(old.body.linkState, 'replaced', 'session 13: "use the newest e-mail", not "already used"');
+  t.match(old.body.detail, /newest e-mail/);
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: second } })).status, 200);
 
   // A reset link is not an activation link.
