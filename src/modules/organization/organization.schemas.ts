@@ -29,7 +29,12 @@ export const ManagedUserSchema = z
     mfa: z.object({
       enrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
       enrolledAt: timestamp.nullable(),
+      pending: z.boolean().describe('A set-up was started (QR code shown) but not confirmed with a code yet'),
     }),
+    invitation: z
+      .object({ sentAt: timestamp, expiresAt: timestamp.describe('In the past: the link expired; resend it') })
+      .nullable()
+      .describe('INVITED users: the activation link sent last; null otherwise (or when none is pending)'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
     createdAt: timestamp,

@@ -15,7 +15,9 @@ export const managedUserSelect = {
   lastLoginAt: true,
   blockedAt: true,
   createdAt: true,
-  totpFactors: { where: { status: 'ACTIVE' }, select: { activatedAt: true, createdAt: true } },
+  totpFactors: { select: { status: true, activatedAt: true, createdAt: true } },
+  // The activation link pending now (one at most: a resent link voids the older one).
+  flowTokens: { where: { purpose: 'ACTIVATION', state: 'PENDING' }, orderBy: { createdAt: 'desc' }, take: 1, select: { createdAt: true, expiresAt: true } },
 } satisfies Prisma.UserSelect;
 
 export type ManagedUserRow = Prisma.UserGetPayload<{ select: typeof managedUserSelect }>;
@@ -23,7 +25,8 @@ export type ManagedUserRow = Prisma.UserGetPayload<{ select: typeof managedUserS
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function toManagedUser(row: ManagedUserRow): ManagedUser {
-  const factor = row.totpFactors[0];
+  const factor = row.totpFactors.find((f) => f.status === 'ACTIVE');
+  const link = row.flowTokens[0];
   return {
     id: row.id,
     email: row.email,
@@ -31,7 +34,12 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
     status: row.status,
     roles: [...row.roles],
     organizationId: row.organizationId,
-    mfa: { enrolled: Boolean(factor), enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null },
+    mfa: {
+      enrolled: Boolean(factor),
+      enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null,
+      pending: !factor && row.totpFactors.some((f) => f.status === 'PENDING'),
+    },
+    invitation: row.status === 'INVITED' && link ? { sentAt: link.createdAt.toISOString(), expiresAt: link.expiresAt.toISOString() } : null,
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
     createdAt: row.createdAt.toISOString(),

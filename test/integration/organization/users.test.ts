@@ -137,10 +137,15 @@ t.test('get one user; resend activation voids the old link', async (t) => {
   const one = await request({ url: `/v1/organization/users/${id}`, token: adminA.token });
   t.equal(one.status, 200);
   t.same(one.body, invited.body);
+  // What the admin screen needs to tell a fresh invitation from a lapsed one (session 13).
+  const sentAt = clock.now();
+  t.same(one.body.invitation, { sentAt: sentAt.toISOString(), expiresAt: new Date(sentAt.getTime() + 7 * 24 * 3600 * 1000).toISOString() });
+  t.same(one.body.mfa, { enrolled: false, enrolledAt: null, pending: false });
 
   clock.advance(60);
   const resent = await request({ method: 'POST', url: `/v1/organization/users/${id}/activation-email`, token: adminA.token });
   t.equal(resent.status, 200);
+  t.equal(resent.body.invitation.sentAt, clock.now().toISOString(), 'the link sent last');
   const flows = await app.ctx.db.flowToken.findMany({ where: { userId: id, purpose: 'ACTIVATION' }, orderBy: { createdAt: 'asc' } });
   t.same(flows.map((f) => f.state), ['VOIDED', 'PENDING'], 'only the newest link works');
   t.equal((await mailsTo(app, 'inv@alpha.test')).length, 2);
@@ -150,6 +155,14 @@ t.test('get one user; resend activation voids the old link', async (t) => {
   const again = await request({ method: 'POST', url: `/v1/organization/users/${active.user.id}/activation-email`, token: adminA.token });
   t.equal(again.status, 409);
   t.equal(again.body.code, 'already_activated');
+  t.equal((await request({ url: `/v1/organization/users/${active.user.id}`, token: adminA.token })).body.invitation, null, 'active: no invitation');
+
+  // A set-up started at the login but not confirmed: pending, not "never started".
+  const starter = await w.member(w.orgA.id, { withTotp: false });
+  const login = await request({ url: '/v1/auth/login', body: { email: starter.user.email, password: starter.password } });
+  t.equal((await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } })).status, 200);
+  const starting = await request({ url: `/v1/organization/users/${starter.user.id}`, token: adminA.token });
+  t.same(starting.body.mfa, { enrolled: false, enrolledAt: null, pending: true });
 });
 
 t.test('block ends sessions and pending links, tells the user; unblock restores', async (t) => {
