@@ -77,6 +77,15 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
   });
 
   new Gauge({
+    name: `${METRIC_PREFIX}signing_key_loaded`,
+    help: 'Whether this instance holds a key it can sign tokens with (0: logins and refreshes answer 503; its log names the encryption key it lacks)',
+    registers: [registry],
+    collect() {
+      this.set(ctx.signer.loaded ? 1 : 0);
+    },
+  });
+
+  new Gauge({
     name: `${METRIC_PREFIX}db_pool_connections`,
     help: 'PostgreSQL pool connections by state (total, idle, waiting = requests waiting for a connection)',
     labelNames: ['state'],

@@ -5,6 +5,12 @@ import { commonErrors } from '../../errors.js';
 const Status = z.object({ status: z.enum(['ok']) });
 
 /**
+ * Readiness is about the database and shutdown only. An instance without a key it can sign with
+ * (ENCRYPTION_KEYS lacks the one the signing key was sealed under) still verifies tokens, answers
+ * introspection and serves the JWKS; when that happens it usually happens to every instance at
+ * once, and failing readiness would turn a login outage into a total one. It is reported by the
+ * `signing_key_loaded` gauge and the log instead (docs/operations.md).
+ *
  * The readiness probe is public and not rate limited (probes must always get through), so it
  * answers from one database round trip a second at most, shared by every request meanwhile: a
  * flood of /readyz cannot queue logins behind pool connections.
@@ -42,7 +48,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'getReadiness',
         tags: ['operations'],
-        summary: 'The database is reachable, the instance holds a key it can sign tokens with, and it is not shutting down (503 otherwise)',
+        summary: 'The database is reachable and the instance is not shutting down (503 otherwise)',
         response: { 200: Status },
       },
     },
@@ -53,11 +59,6 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       } catch (err) {
         request.log.warn({ err }, 'readiness check: database not reachable');
         throw commonErrors.service_unavailable('The database is not reachable.', {}, { 'retry-after': '5' });
-      }
-      // Without one, every login and refresh answers 503: e.g. ENCRYPTION_KEYS lacks the key the
-      // signing key was sealed under (the log names both). Then this instance must not get traffic.
-      if (!app.ctx.signer.loaded) {
-        throw commonErrors.service_unavailable('No signing key this instance can open is loaded (see its log).', {}, { 'retry-after': '5' });
       }
       return { status: 'ok' as const };
     },

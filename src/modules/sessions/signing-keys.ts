@@ -119,10 +119,12 @@ async function generateKey(algorithm: JwtAlgorithm): Promise<{ kid: string; publ
   return { kid, publicJwk, privateJwk: { ...priv, kid, alg: algorithm } };
 }
 
-async function insertKey(tx: Tx, deps: SigningKeyDeps, now: Date): Promise<SigningKey> {
+/** `sealUnder`: an ENCRYPTION_KEYS key id of the keyring to seal with instead of its current one. */
+async function insertKey(tx: Tx, deps: SigningKeyDeps, now: Date, sealUnder?: string): Promise<SigningKey> {
   const algorithm = deps.config.jwt.algorithm;
   const { kid, publicJwk, privateJwk } = await generateKey(algorithm);
-  const sealed = seal(deps.keyring, JSON.stringify(privateJwk), signingKeyAad(kid));
+  const keyring = sealUnder ? { ...deps.keyring, currentKeyId: sealUnder } : deps.keyring;
+  const sealed = seal(keyring, JSON.stringify(privateJwk), signingKeyAad(kid));
   return tx.signingKey.create({
     data: {
       kid,
@@ -173,10 +175,12 @@ export type RotationResult = {
   warning?: string;
 };
 
-/** The unretired keys of the configured algorithm whose private key `keyring` cannot open. */
-function unopenableSigners(rows: SigningKey[], deps: SigningKeyDeps, now: Date): string[] {
-  return rows
+/** The unretired keys of the configured algorithm (the one signing now first) and those of them `keyring` cannot open. */
+function signersNow(rows: SigningKey[], deps: SigningKeyDeps, now: Date): { signers: SigningKey[]; unopenable: string[] } {
+  const signers = rows
     .filter((row) => row.algorithm === deps.config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now))
+    .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+  const unopenable = signers
     .filter((row) => {
       try {
         open(deps.keyring, { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId }, signingKeyAad(row.kid));
@@ -186,6 +190,7 @@ function unopenableSigners(rows: SigningKey[], deps: SigningKeyDeps, now: Date):
       }
     })
     .map((row) => `${row.kid} (sealed under ${row.encryptionKeyId})`);
+  return { signers, unopenable };
 }
 
 /**
@@ -196,16 +201,20 @@ function unopenableSigners(rows: SigningKey[], deps: SigningKeyDeps, now: Date):
  * tokens it signed would have lived. Other instances pick the change up within REFRESH_INTERVAL_MS
  * (or at once when they meet the new kid).
  *
- * The new key is sealed under this keyring's current key, which the servers must hold. A keyring
- * that cannot open the key signing now is not theirs (a wrong env file, development keys): a staged
- * rotation with it is refused, since 150 s later no server could sign. `--immediate` goes ahead
- * (a leaked key must go, and the servers may have lost its encryption key themselves) and says so.
+ * The new key is sealed under the encryption key the key signing now is sealed under: every
+ * server demonstrably holds that one, where this keyring's current key may be one the servers do
+ * not have yet (a key added to the CLI's ENCRYPTION_KEYS first, as an encryption-key rotation
+ * begins; rotate-encryption-key re-seals it later like everything else). A keyring that cannot open
+ * the key signing now is not the servers' (a wrong env file, development keys): a staged rotation
+ * with it is refused, since 150 s later no server could sign. `--immediate` goes ahead (a leaked
+ * key must go, and the servers may have lost its encryption key themselves), sealing under this
+ * keyring's current key, and says so.
  */
 export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediate?: boolean } = {}): Promise<RotationResult> {
   return deps.db.$transaction(async (tx) => {
     await lock(tx);
     const now = deps.clock.now();
-    const unopenable = unopenableSigners(await tx.signingKey.findMany(), deps, now);
+    const { signers, unopenable } = signersNow(await tx.signingKey.findMany(), deps, now);
     if (unopenable.length > 0 && !options.immediate) {
       throw new Error(
         `refused: this ENCRYPTION_KEYS cannot open the signing key ${unopenable.join(', ')}, so it is not the servers' keyring, ` +
@@ -224,7 +233,8 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
       select: { kid: true },
     });
     await tx.signingKey.deleteMany({ where: { kid: { in: stale.map((k) => k.kid) } } });
-    const created = await insertKey(tx, deps, now);
+    const proven = unopenable.length === 0 ? signers[0]?.encryptionKeyId : undefined;
+    const created = await insertKey(tx, deps, now, proven);
     return {
       kid: created.kid,
       algorithm: created.algorithm,
