@@ -54,6 +54,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ RETENTION_DAYS: '0' }, /RETENTION_DAYS/],
     // Found by session 13's operator review: each of these started (or failed later with a stack trace).
     [{ DATABASE_URL: 'postgresql://postgres:S3c#ret@Pw@127.0.0.1:5432/db' }, /DATABASE_URL: not a valid URL \(percent-encode/],
+    [{ DATABASE_URL: 'postgresql://auth:2024#Summer@db:5432/webshop_auth' }, /DATABASE_URL: not a valid URL/], // parses as host "auth", port 2024
     [{ CORS_ORIGINS: 'https://shop.example.com/cart' }, /CORS_ORIGINS: "https:\/\/shop.example.com\/cart" is not an origin/],
     [{ CORS_ORIGINS: '*' }, /CORS_ORIGINS: "\*" is not an origin/],
     [{ CORS_ORIGINS: 'shop.example.com' }, /CORS_ORIGINS/],
@@ -112,6 +113,9 @@ t.test('NODE_ENV unset: production once DATABASE_URL is set (a deployment that f
   );
   t.equal(loadConfig({}).env, 'development', 'the embedded database: development');
   t.equal(loadConfig({ NODE_ENV: 'development', DATABASE_URL: 'postgresql://127.0.0.1/auth' }).env, 'development', 'an explicit NODE_ENV wins');
+  for (const url of ['postgresql:///auth', 'postgresql:///auth?host=/var/run/postgresql', 'postgres://u:p%23w@db:5432/auth?sslmode=verify-full']) {
+    t.doesNotThrow(() => loadConfig({ NODE_ENV: 'development', DATABASE_URL: url }), `${url}: pg's defaults and socket URLs still pass`);
+  }
 });
 
 t.test('production: mail to another host travels encrypted unless SMTP_URL says otherwise; the certificate is always checked', async (t) => {
