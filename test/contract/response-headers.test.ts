@@ -8,7 +8,9 @@ import { buildTestApp } from '../helpers/app.js';
  * is declared without it. The contract checker (helpers/contract.ts) insists only on required ones.
  */
 type Header = { required?: boolean; schema?: Record<string, unknown> };
-type Doc = { paths: Record<string, Record<string, { operationId?: string; responses?: Record<string, { headers?: Record<string, Header> }> }>> };
+type Doc = {
+  paths: Record<string, Record<string, { operationId?: string; security?: Record<string, unknown>[]; responses?: Record<string, { headers?: Record<string, Header> }> }>>;
+};
 
 t.test('headers every answer of a status carries are required; the others are not', async (t) => {
   const { app } = await buildTestApp(t);
@@ -18,10 +20,12 @@ t.test('headers every answer of a status carries are required; the others are no
   for (const [path, operations] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(operations)) {
       for (const [status, response] of Object.entries(op.responses ?? {})) {
-        // Public operations' 401s (invalid_credentials, challenge_invalid, ...) carry no challenge.
+        // An operation that takes credentials (bearer token, client Basic) answers every 401 with its
+        // challenge; public operations' 401s (invalid_credentials, challenge_invalid, ...) carry none.
+        const authenticated = (op.security ?? []).some((s) => 'bearerAuth' in s || 'clientBasic' in s);
         const expected = ['423', '429', '503'].includes(status)
           ? 'Retry-After'
-          : status === '401' && response.headers?.['WWW-Authenticate']
+          : status === '401' && authenticated
             ? 'WWW-Authenticate'
             : undefined;
         if (expected) {
