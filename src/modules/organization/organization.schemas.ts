@@ -93,6 +93,6 @@ export const ListUsersQuery = z.strictObject({
   status: UserStatusSchema.optional(),
   mfa: z.enum(['enrolled', 'not_enrolled']).optional().describe('Whether an authenticator app is set up'),
   role: RoleFilterSchema.optional(),
-  q: z.string().trim().min(1).max(200).optional().describe('Case-insensitive search in name and e-mail'),
+  q: z.string().trim().max(200).optional().describe('Case-insensitive search in name and e-mail; empty: no filter (a cleared search box)'),
   ...PageQuery,
 });

@@ -33,6 +33,8 @@ t.test('list: filters, text search, cursor pagination; no secrets in the represe
   t.same(await names('?role=CUSTOMER_ADMIN'), ['Alice Admin', 'Frank Second Admin']);
   t.same(await names('?q=alpha.TEST'), ['Carla Invited', 'Gina Plain'], 'e-mail search is case-insensitive');
   t.same(await names('?q=second'), ['Frank Second Admin'], 'name search');
+  t.same(await names('?q='), all.body.items.map((u: { name: string }) => u.name), 'an empty search box is no filter (was 400)');
+  t.same(await names('?q=%20%20'), all.body.items.map((u: { name: string }) => u.name), 'nor is one with spaces only');
   t.same(await names('?q=zoe'), [], 'search never reaches other organisations');
   t.same(await names('?q=%25'), [], 'LIKE wildcards are literal');
   t.same(await names('?q=_'), [], 'LIKE wildcards are literal (_)');
