@@ -7,6 +7,8 @@ import { inviteUser } from '../helpers/accounts.js';
 /**
  * security.md item 5: login and forgot-password spend the same work whatever the account's state.
  * Measured through HTTP, samples interleaved, with the real argon2 parameters of the test config.
+ * Run alone (test/timing/, package.json "test"): in the parallel suite, the other test file's load
+ * stretched the serialised burst below by 14 ms on a 2-core machine (CI of sessions 12 and 13).
  */
 const SAMPLES = 200;
 const median = (xs: number[]) => {
