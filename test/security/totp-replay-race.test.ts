@@ -1,4 +1,5 @@
 import t from 'tap';
+import { findActiveFactor, useTotpCode } from '../../src/modules/mfa/factors.js';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createUser, currentTotp } from '../helpers/factories.js';
@@ -108,4 +109,31 @@ t.test('concurrent wrong codes never evaluate more than 5 codes per challenge', 
   const flow = await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id } });
   t.equal(flow.attempts, 5);
   t.equal(flow.state, 'VOIDED');
+});
+
+/**
+ * The general path of the code step (completeMfaLogin → useTotpCode), taken when the one-statement
+ * fast path does not go through (a row changed meanwhile): no HTTP request reaches it on purpose,
+ * so it is driven directly here. Found by session 13's mutation audit: without the stored step it
+ * would accept one code again and again, and no test noticed.
+ */
+t.test('the general code path stores the accepted step: the same code again is a replay, also 10 at once', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user, totpSecret } = await createUser(app.ctx.db, app);
+  const code = currentTotp(app, totpSecret!);
+  const use = () => app.ctx.db.$transaction(async (tx) => useTotpCode(tx, app.ctx, (await findActiveFactor(tx, user.id))!, code));
+
+  const first = await use();
+  t.equal(first.ok, true, 'accepted once');
+  const again = await use();
+  t.same(again, { ok: false, reason: 'replayed' }, 'the same code again: a replay');
+
+  const other = await createUser(app.ctx.db, app);
+  const otherCode = currentTotp(app, other.totpSecret!);
+  const results = await Promise.all(
+    Array.from({ length: 10 }, () =>
+      app.ctx.db.$transaction(async (tx) => useTotpCode(tx, app.ctx, (await findActiveFactor(tx, other.user.id))!, otherCode)),
+    ),
+  );
+  t.equal(results.filter((r) => r.ok).length, 1, 'one of ten concurrent uses');
 });
