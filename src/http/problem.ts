@@ -20,7 +20,7 @@ export const ProblemSchema = z
     linkState: z
       .enum(['used', 'replaced', 'withdrawn', 'account_active'])
       .optional()
-      .describe('link_used: why the link no longer works: used; replaced by a newer link (use the newest e-mail); withdrawn (its sender was blocked: ask for a new one); account_active (activation: sign in instead)'),
+      .describe('link_used: why the link no longer works: used; replaced (a newer link was sent, or a change to the account ended this one: use the newest e-mail); withdrawn (its sender was blocked: ask for a new one); account_active (activation: sign in instead)'),
     hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
     offsetSeconds: z.number().int().optional().describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset"),
     next: z.enum(['mfa', 'mfa_enrollment']).optional().describe('challenge_step_mismatch: the step this challenge is for'),

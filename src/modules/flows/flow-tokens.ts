@@ -144,7 +144,7 @@ async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
 function linkUsedError(flow: FlowToken): AppError {
   if (flow.state === 'CONSUMED') return flowErrors.link_used('This link was already used.', { linkState: 'used' });
   if (wasWithdrawn(flow)) return flowErrors.link_used(WITHDRAWN_DETAIL, { linkState: 'withdrawn' });
-  return flowErrors.link_used('This link was replaced by a newer one. Use the link in the newest e-mail, or ask for a new one.', { linkState: 'replaced' });
+  return flowErrors.link_used('This link no longer works: a newer one was sent, or the account changed since. Use the link in the newest e-mail, or ask for a new one.', { linkState: 'replaced' });
 }
 
 /** Voids every pending flow of the given purposes for a user (e.g. challenges after a block). */
