@@ -34,15 +34,21 @@ export const FlowTokenInputSchema = z.string().min(1).max(512).describe('The tok
 
 export const AdministratorContactSchema = z.object({ name: z.string(), email: z.string() });
 
+const ContactSchema = z.object({
+  support: z.string().describe('How to reach the shop support team'),
+  administrators: z.array(AdministratorContactSchema).describe("The organisation's active administrators"),
+});
+
 export const AccountBlockedProblemSchema = ProblemSchema.extend({
   code: z.literal('account_blocked'),
-  contact: z
-    .object({
-      support: z.string().describe('How to reach the shop support team'),
-      administrators: z.array(AdministratorContactSchema).describe("The organisation's administrators"),
-    })
-    .describe('Whom the user can ask to unblock the account'),
+  contact: ContactSchema.describe('Whom the user can ask to unblock the account'),
 }).meta({ id: 'AccountBlockedProblem' });
+
+export const MfaLockedProblemSchema = ProblemSchema.extend({
+  code: z.literal('mfa_locked'),
+  retryAfter: z.number().int().describe('Seconds until code entry is possible again (also the Retry-After header)'),
+  contact: ContactSchema.describe('Whom the user can ask to reset the two-step login when the authenticator is lost'),
+}).meta({ id: 'MfaLockedProblem' });
 
 export const AccountLockedProblemSchema = ProblemSchema.extend({
   code: z.literal('account_locked'),
@@ -56,6 +62,14 @@ const problemEntry = (description: string, schema: z.ZodType) => ({
 
 export const accountBlockedResponse = {
   403: problemEntry('account_blocked: the account is blocked (only told after a correct password or a valid link); `contact` says whom to ask', AccountBlockedProblemSchema),
+};
+
+/** The login code steps' 423: code entry locked after 10 wrong codes on the account. */
+export const mfaLockedResponse = {
+  423: {
+    ...problemEntry('mfa_locked: 10 wrong codes in a row on the account; try again after Retry-After seconds. `contact` says whom to ask to reset the two-step login when the authenticator is lost', MfaLockedProblemSchema),
+    headers: problemHeaders[423],
+  },
 };
 
 export const accountLockedResponse = {

@@ -5,7 +5,7 @@ import { AppError } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { LOCKOUT_THRESHOLD, lockoutSeconds, secondsUntil } from '../../lib/lockout.js';
 import { sha256Hex } from '../../lib/tokens.js';
-import { accountBlockedError } from '../accounts/blocked.js';
+import { accountBlockedError, blockedContact, contactText } from '../accounts/blocked.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows } from '../flows/flow-tokens.js';
 import { mfaErrors } from './mfa.errors.js';
@@ -17,11 +17,23 @@ import type { CodeFailure } from './factors.js';
  * capped at 24 h, see lib/lockout.ts); a correct code resets the count.
  */
 
-export function mfaLockedError(until: Date, now: Date): AppError {
+/**
+ * mfa_locked, with whom to ask when the authenticator is lost (the help page: "ask the customer
+ * administrator in your organization to reset your MFA"). Only answered to the holder of a login
+ * challenge, i.e. after a correct password, as account_blocked's contact is.
+ */
+export async function mfaLockedError(
+  db: Tx,
+  config: Pick<AppContext['config'], 'supportContact'>,
+  user: { id: string; organizationId: string | null },
+  until: Date,
+  now: Date,
+): Promise<AppError> {
   const retryAfter = secondsUntil(until, now);
+  const contact = await blockedContact(db, config, user);
   return mfaErrors.mfa_locked(
-    'Too many wrong codes. Code entry is locked for a while; try again later.',
-    { retryAfter },
+    `Too many wrong codes. Code entry is locked for a while; try again later. No longer have your authenticator? Ask ${contactText(contact)} to reset your two-step login.`,
+    { retryAfter, contact },
     { 'retry-after': String(retryAfter) },
   );
 }
@@ -35,7 +47,7 @@ export async function loadUserForLogin(tx: Tx, ctx: Pick<AppContext, 'clock' | '
   if (!user || user.status === 'INVITED') throw mfaErrors.challenge_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
   const now = ctx.clock.now();
-  if (user.mfaLockedUntil && user.mfaLockedUntil > now) throw mfaLockedError(user.mfaLockedUntil, now);
+  if (user.mfaLockedUntil && user.mfaLockedUntil > now) throw await mfaLockedError(tx, ctx.config, user, user.mfaLockedUntil, now);
   return user;
 }
 
@@ -101,7 +113,7 @@ export type FailureContext = {
  * Counts a wrong code against the account and audits it. Returns the error to answer with: the
  * lock when this failure reached the threshold, otherwise the code-specific error.
  */
-export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock'>, input: FailureContext): Promise<AppError> {
+export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock' | 'config'>, input: FailureContext): Promise<AppError> {
   const { user, meta, failure, attemptsRemaining } = input;
   const now = ctx.clock.now();
   // A replayed code was a valid one, not a guess: it costs a challenge attempt but does not count
@@ -143,7 +155,7 @@ export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock'>, 
       meta,
       details: { lockSeconds: seconds, lockNumber: counted.mfaLockouts + 1, until: until.toISOString() },
     });
-    return mfaLockedError(until, now);
+    return mfaLockedError(tx, ctx.config, user, until, now);
   }
 
   // What the screen shows: the codes this challenge still takes, or fewer when the account's code

@@ -4,7 +4,7 @@ import { requireActor } from '../../access/actor.js';
 import { noStore } from '../../http/no-store.js';
 import { conflictWithRetryAfter, problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountBlockedResponse, accountLockedResponse } from '../accounts/accounts.schemas.js';
+import { accountBlockedResponse, accountLockedResponse, mfaLockedResponse } from '../accounts/accounts.schemas.js';
 import { TokenResponseSchema } from '../sessions/sessions.schemas.js';
 import { completeMfaLogin, startLoginEnrollment, verifyLoginEnrollment } from './login-mfa.service.js';
 import { regenerateRecoveryCodes, removeOwnMfa, startSelfEnrollment, verifySelfEnrollment } from './me-mfa.service.js';
@@ -37,7 +37,8 @@ const CHALLENGE_ERRORS =
   'challenge_used (consumed or replaced by a newer login), challenge_exhausted (5 wrong codes); ' +
   '409 challenge_step_mismatch (`next` says which step the challenge is for), 409 challenge_in_use (another ' +
   'request with this challenge is still running: a double submit). 403 account_blocked; ' +
-  '423 mfa_locked with Retry-After after 10 consecutive wrong codes on the account.';
+  '423 mfa_locked with Retry-After after 10 consecutive wrong codes on the account, and `contact`: whom to ask to reset ' +
+  'the two-step login when the authenticator is lost.';
 
 const CODE_ERRORS =
   ' Wrong code: 400 mfa_code_invalid (with `hint: "clock_drift"` and `offsetSeconds` when the code ' +
@@ -62,7 +63,7 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           ' Unknown or used recovery code: 400 recovery_code_invalid.' +
           CHALLENGE_ERRORS,
         body: LoginMfaBodySchema,
-        response: { 200: TokenResponseSchema, ...problemResponses(401, 409, 410, 423), ...accountBlockedResponse },
+        response: { 200: TokenResponseSchema, ...problemResponses(401, 409, 410), ...mfaLockedResponse, ...accountBlockedResponse },
       },
     },
     async (request, reply) => {
@@ -90,7 +91,8 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
         body: z.strictObject({ challengeToken: ChallengeTokenSchema }),
         response: {
           200: LoginTotpEnrollmentSchema,
-          ...problemResponses(401, 409, 410, 423),
+          ...problemResponses(401, 409, 410),
+          ...mfaLockedResponse,
           ...conflictWithRetryAfter(),
           ...accountBlockedResponse,
         },
@@ -118,7 +120,12 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           CODE_ERRORS +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema }),
-        response: { 200: EnrollmentTokenResponseSchema, ...problemResponses(401, 409, 410, 423), ...accountBlockedResponse },
+        response: {
+          200: EnrollmentTokenResponseSchema,
+          ...problemResponses(401, 409, 410),
+          ...mfaLockedResponse,
+          ...accountBlockedResponse,
+        },
       },
     },
     async (request, reply) => {

@@ -319,7 +319,9 @@ t.test('blocked accounts cannot complete MFA', async (t) => {
 t.test('per-account lock after 10 consecutive wrong codes, with Retry-After; success resets the count', async (t) => {
   const { app, clock } = await buildTestApp(t);
   const request = api(app);
-  const { user, totpSecret } = await createUser(app.ctx.db, app);
+  const org = await createOrganization(app.ctx.db);
+  const { user, totpSecret } = await createUser(app.ctx.db, app, { organizationId: org.id });
+  const admin = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Ada Admin' });
 
   // 4 wrong, then right: the count starts over.
   let challengeToken = await challengeFor(app, user.id, 'mfa');
@@ -341,14 +343,19 @@ t.test('per-account lock after 10 consecutive wrong codes, with Retry-After; suc
   // The third login's count says where the account lock comes (session 13: it said 4 of the
   // challenge's 5 when the next wrong code locked code entry for 15 minutes).
   t.same(remaining, [4, 3, 2, 1, 0, 4, 3, 2, 1], 'the first of the challenge and the account lock');
+  t.equal(last!.status, 423, 'the 10th wrong code locks');
   t.equal(last!.body.code, 'mfa_locked');
   t.equal(last!.headers['retry-after'], '900');
   t.equal(last!.body.retryAfter, 900);
+  // Whom to ask when the authenticator is lost (help page): the organisation's active administrators and support.
+  t.same(last!.body.contact, { support: app.ctx.config.supportContact, administrators: [{ name: 'Ada Admin', email: admin.user.email }] });
+  t.match(last!.body.detail, /Ask your organisation's administrator \(Ada Admin/);
 
   clock.advance(60);
   challengeToken = await challengeFor(app, user.id, 'mfa');
   const locked = await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: currentTotp(app, totpSecret!) } });
   t.equal(locked.status, 423, 'even the right code while locked');
+  t.equal(locked.body.contact?.administrators?.[0]?.email, admin.user.email, 'the contact on every locked answer');
   t.equal(locked.headers['retry-after'], '840');
   const flow = await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id, state: 'PENDING' } });
   t.equal(flow.attempts, 0, 'a locked account spends no challenge attempts');
