@@ -1,6 +1,7 @@
 import type { Db } from '../../db/client.js';
 import { open, seal, SecretBoxError, type Keyring } from '../../lib/secret-box.js';
 import { openMailBody, sealMailBody } from '../mail/mail-body.js';
+import { signingKeyAad } from '../sessions/signing-keys.js';
 import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
 
 /**
@@ -18,9 +19,6 @@ import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
  */
 
 const BATCH = 200;
-
-/** The signing-key AAD convention of src/modules/sessions/signing-keys.ts (sealed by the sessions module). */
-const signingKeyAad = (kid: string) => `signing-key:${kid}`;
 
 export type ResealCounts = { resealed: number; skipped: number; failed: number };
 export type ResealReport = {

@@ -175,21 +175,33 @@ export type RotationResult = {
   warning?: string;
 };
 
+/** A key of the configured algorithm that signs now or will: it has not reached its retiredAt. */
+const signsNowOrLater = (key: { algorithm: string; retiredAt: Date | null }, algorithm: JwtAlgorithm, now: Date): boolean =>
+  key.algorithm === algorithm && (key.retiredAt === null || key.retiredAt > now);
+
+/** A key row's private JWK, opened with `keyring`; throws when the keyring cannot open it. */
+function openPrivateJwk(keyring: Keyring, row: SigningKey): JsonWebKey {
+  return JSON.parse(open(keyring, { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId }, signingKeyAad(row.kid))) as JsonWebKey;
+}
+
+/** "<kid> (sealed under <key id>)": how messages name a key that could not be opened. */
+const sealedUnderText = (row: SigningKey): string => `${row.kid} (sealed under ${row.encryptionKeyId})`;
+
 /** The unretired keys of the configured algorithm (the one signing now first) and those of them `keyring` cannot open. */
 function signersNow(rows: SigningKey[], deps: SigningKeyDeps, now: Date): { signers: SigningKey[]; unopenable: string[] } {
   const signers = rows
-    .filter((row) => row.algorithm === deps.config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now))
+    .filter((row) => signsNowOrLater(row, deps.config.jwt.algorithm, now))
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
   const unopenable = signers
     .filter((row) => {
       try {
-        open(deps.keyring, { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId }, signingKeyAad(row.kid));
+        openPrivateJwk(deps.keyring, row);
         return false;
       } catch {
         return true;
       }
     })
-    .map((row) => `${row.kid} (sealed under ${row.encryptionKeyId})`);
+    .map(sealedUnderText);
   return { signers, unopenable };
 }
 
@@ -270,15 +282,13 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     const unopened: string[] = [];
     for (const row of rows) {
       const jwk = row.publicJwk as PublicJwk;
-      const signsLater = row.algorithm === config.jwt.algorithm && (row.retiredAt === null || row.retiredAt > now);
+      const signsLater = signsNowOrLater(row, config.jwt.algorithm, now);
       let privateKey = keys.get(row.kid)?.privateKey;
       if (signsLater && !privateKey) {
         try {
-          const sealed = { ciphertext: row.privateKeyCiphertext, keyId: row.encryptionKeyId };
-          const privateJwk = JSON.parse(open(deps.keyring, sealed, signingKeyAad(row.kid))) as JsonWebKey;
-          privateKey = createPrivateKey({ key: privateJwk, format: 'jwk' });
+          privateKey = createPrivateKey({ key: openPrivateJwk(deps.keyring, row), format: 'jwk' });
         } catch {
-          unopened.push(`${row.kid} (sealed under ${row.encryptionKeyId})`);
+          unopened.push(sealedUnderText(row));
         }
       }
       next.set(row.kid, {
@@ -299,11 +309,10 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
 
   /** The oldest key of the configured algorithm that has not reached its retiredAt. */
   function currentSigner(): ActiveSigningKey | undefined {
-    const now = clock.now().getTime();
+    const now = clock.now();
     let best: LoadedKey | undefined;
     for (const k of keys.values()) {
-      if (k.algorithm !== config.jwt.algorithm || !k.privateKey) continue;
-      if (k.retiredAt !== null && k.retiredAt.getTime() <= now) continue;
+      if (!k.privateKey || !signsNowOrLater(k, config.jwt.algorithm, now)) continue;
       if (!best || k.createdAt < best.createdAt) best = k;
     }
     return best ? { kid: best.kid, algorithm: config.jwt.algorithm, privateKey: best.privateKey! } : undefined;
