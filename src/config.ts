@@ -35,6 +35,9 @@ const serviceClients = z
     return clients;
   });
 
+/** A URL with credentials that does not parse (DATABASE_URL, SMTP_URL); the value is never echoed. */
+const UNPARSABLE_URL = 'not a valid URL (percent-encode special characters in the user name and password)';
+
 /**
  * A PostgreSQL URL that `pg` can open: the prefix alone let a password with an unencoded `#` or `@`
  * through to a stack trace at the first query. The value (with its password) is never echoed.
@@ -52,7 +55,7 @@ const databaseUrl = z.string().superRefine((value, ctx) => {
   } catch {
     valid = false;
   }
-  if (!valid) ctx.addIssue({ code: 'custom', message: 'not a valid URL (percent-encode special characters in the user name and password)' });
+  if (!valid) ctx.addIssue({ code: 'custom', message: UNPARSABLE_URL });
 });
 
 /**
@@ -375,7 +378,7 @@ function smtpTransportProblems(smtpUrl: string): string[] {
   try {
     url = new URL(smtpUrl);
   } catch {
-    return ['SMTP_URL: not a valid URL (percent-encode special characters in the user name and password)'];
+    return [`SMTP_URL: ${UNPARSABLE_URL}`];
   }
   const problems: string[] = [];
   const requireTls = url.searchParams.get('requireTLS');

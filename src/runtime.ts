@@ -30,16 +30,17 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   if (options.migrate) {
     await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
   } else {
-    const pending = await pendingMigrations(databaseUrl).catch(async (err: unknown) => {
+    try {
+      const pending = await pendingMigrations(databaseUrl);
+      if (pending.length > 0) {
+        throw new ConfigError(
+          `The database is not migrated for this version (${pending.length} pending, the first ${pending[0]}): ` +
+            'run `npm run cli -- migrate`, or start the server once (it migrates at every start).',
+        );
+      }
+    } catch (err) {
       await embedded?.stop();
       throw err;
-    });
-    if (pending.length > 0) {
-      await embedded?.stop();
-      throw new ConfigError(
-        `The database is not migrated for this version (${pending.length} pending, the first ${pending[0]}): ` +
-          'run `npm run cli -- migrate`, or start the server once (it migrates at every start).',
-      );
     }
   }
   // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.

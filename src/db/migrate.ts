@@ -50,18 +50,14 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
 
 export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DIR): Promise<MigrateResult> {
   const migrations = await readMigrations(dir);
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
+  return withClient(databaseUrl, async (client) => {
     await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
     try {
       return await applyPending(client, migrations, log);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [PRISMA_ADVISORY_LOCK]);
     }
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /**
@@ -69,15 +65,22 @@ export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DI
  * commands other than `migrate` refuse to run on a schema older than their code.
  */
 export async function pendingMigrations(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<string[]> {
-  const migrations = await readMigrations(dir);
+  const names = (await readMigrations(dir)).map((m) => m.name);
+  return withClient(databaseUrl, async (client) => {
+    const { rows } = await client.query<{ exists: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS exists`);
+    if (!rows[0]?.exists) return names;
+    const done = await client.query<{ migration_name: string }>('SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL');
+    const applied = new Set(done.rows.map((r) => r.migration_name));
+    return names.filter((name) => !applied.has(name));
+  });
+}
+
+/** One connection of its own for `work` (the advisory lock is per session), closed afterwards. */
+async function withClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ exists: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS exists`);
-    if (!rows[0]?.exists) return migrations.map((m) => m.name);
-    const done = await client.query<{ migration_name: string }>('SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL');
-    const applied = new Set(done.rows.map((r) => r.migration_name));
-    return migrations.map((m) => m.name).filter((name) => !applied.has(name));
+    return await work(client);
   } finally {
     await client.end();
   }

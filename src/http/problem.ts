@@ -79,8 +79,7 @@ export function problemResponses(...statuses: number[]) {
 
 /** A 409 whose code may come with Retry-After (mfa_enrollment_in_progress), for operations that answer one. */
 export function conflictWithRetryAfter() {
-  const [entry] = Object.values(problemResponses(409));
-  return { 409: { ...entry!, headers: retryAfter(false) } };
+  return { 409: { ...problemResponses(409)[409]!, headers: retryAfter(false) } };
 }
 
 /** "Errors: 404 user_not_found; 409 already_blocked, last_administrator." for an operation's description. */

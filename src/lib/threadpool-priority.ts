@@ -32,8 +32,9 @@ const SAMPLES = 12;
 export async function lowerThreadpoolPriority(options: { nice: number; poolSize: number }): Promise<number[]> {
   const { nice, poolSize } = options;
   if (process.platform !== 'linux' || nice <= 0) return [];
-  const target = Math.min(19, getPriority(process.pid) + nice);
-  if (target <= getPriority(process.pid)) return [];
+  const own = getPriority(process.pid);
+  const target = Math.min(19, own + nice);
+  if (target <= own) return [];
   // One CPU-bound job per pool thread (≈ 100 ms each), sampled while they run.
   let running = poolSize;
   const jobs = Array.from({ length: poolSize }, () => new Promise((resolve, reject) => {

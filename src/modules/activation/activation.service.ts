@@ -51,6 +51,10 @@ export async function sendActivation(
 
 type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
 
+/** link_used for an activation link of an account that is active already: sign in instead. */
+const alreadyActive = () =>
+  flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
+
 async function usableActivation(ctx: Ctx, token: string) {
   const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION', blockedLinkHolder(ctx.db, ctx.config));
   const user = await ctx.db.user.findUnique({
@@ -59,9 +63,7 @@ async function usableActivation(ctx: Ctx, token: string) {
   });
   if (!user) throw flowErrors.link_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
-  if (user.status !== 'INVITED') {
-    throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
-  }
+  if (user.status !== 'INVITED') throw alreadyActive();
   return { flow, user };
 }
 
@@ -103,7 +105,7 @@ export async function activateAccount(ctx: Ctx, input: { token: string; password
       where: { id: user.id, status: 'INVITED' },
       data: { status: 'ACTIVE', passwordHash, passwordChangedAt: now, emailVerifiedAt: now, ...CLEARED_PASSWORD_LOCKOUT },
     });
-    if (count !== 1) throw flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
+    if (count !== 1) throw alreadyActive();
     const challenge = await issueChallengeAfterPassword(tx, ctx, user.id);
     await recordAudit(tx, ctx.clock, {
       type: 'user.activated',

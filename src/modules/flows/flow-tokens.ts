@@ -133,8 +133,11 @@ export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promis
 async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
   const now = await tx.flowToken.findUnique({ where: { id } });
   if (now?.state === 'PENDING') return flowErrors.link_expired(); // it expired meanwhile
-  return now ? linkUsedError(now) : flowErrors.link_used('This link was already used.', { linkState: 'used' });
+  return now ? linkUsedError(now) : usedLinkError();
 }
+
+/** link_used for a link that was used (linkState `used`). */
+export const usedLinkError = (): AppError => flowErrors.link_used('This link was already used.', { linkState: 'used' });
 
 /**
  * link_used for a flow that is no longer pending, with `linkState` telling the page which screen to
@@ -142,7 +145,7 @@ async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
  * a newer link, or a change of the account that ended it).
  */
 function linkUsedError(flow: FlowToken): AppError {
-  if (flow.state === 'CONSUMED') return flowErrors.link_used('This link was already used.', { linkState: 'used' });
+  if (flow.state === 'CONSUMED') return usedLinkError();
   if (wasWithdrawn(flow)) return flowErrors.link_used(WITHDRAWN_DETAIL, { linkState: 'withdrawn' });
   return flowErrors.link_used('This link no longer works: a newer one was sent, or the account changed since. Use the link in the newest e-mail, or ask for a new one.', { linkState: 'replaced' });
 }

@@ -4,7 +4,7 @@ import type { Tx } from '../../db/client.js';
 import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
+import { consumeFlow, findUsableFlow, issueFlowToken, usedLinkError } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { findTarget, loadActingUser } from '../organization/acting-user.js';
 import { buildLink, enqueueMail, LINK_PATHS, removeMfa } from '../organization/dependencies.js';
@@ -100,7 +100,7 @@ export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'co
     await lockUserRow(tx, flow.userId);
     await consumeFlow(tx, ctx.clock, flow);
     const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
-    if (!user) throw flowErrors.link_used('This link was already used.', { linkState: 'used' });
+    if (!user) throw usedLinkError();
     // Blocking voids pending requests; this only guards against a block that raced the click.
     if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
     const { revokedSessions } = await removeMfa(tx, ctx, user.id, { reason: 'mfa_reset_by_support' });
