@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { addSeconds } from '../../../src/lib/clock.js';
 import { randomToken, sha256Hex } from '../../../src/lib/tokens.js';
 import { issueLoginChallenge, type ChallengeNext } from '../../../src/modules/login/challenge.js';
-import { currentTotp } from '../../helpers/factories.js';
+import { createUser, currentTotp, signIn } from '../../helpers/factories.js';
 import type { api } from '../../helpers/http.js';
 import { outboxMails } from '../../helpers/outbox.js';
 
@@ -36,6 +36,14 @@ export async function enrolAtLogin(t: Test, app: FastifyInstance, request: Reque
   });
   t.equal(verified.status, 200, 'enrolment verified');
   return { secret, enrollment: started.body, tokens: verified.body };
+}
+
+/** A signed-in user who has just removed their own MFA (DELETE /v1/me/mfa): the session can only enrol now. */
+export async function signedInWithoutMfa(t: Test, app: FastifyInstance, request: Request) {
+  const { user, password } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204, 'MFA removed');
+  return { user, password, session };
 }
 
 /** Audit rows of one type for a user, oldest first. */

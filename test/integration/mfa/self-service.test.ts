@@ -2,7 +2,7 @@ import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, currentTotp, signIn } from '../../helpers/factories.js';
-import { auditOf, challengeFor, mailsOf, secretOf } from './helpers.js';
+import { auditOf, challengeFor, mailsOf, secretOf, signedInWithoutMfa } from './helpers.js';
 
 t.test('self-service reset: remove with password, other sessions end, this one can only enrol, re-enrol', async (t) => {
   const { app, clock } = await buildTestApp(t);
@@ -105,9 +105,7 @@ t.test('self-service reset: remove with password, other sessions end, this one c
 t.test('after a self-service removal, a login with the password alone cannot replace the set-up the signed-in session started (15 min), and loses to it', async (t) => {
   const { app, clock } = await buildTestApp(t);
   const request = api(app);
-  const { user, password } = await createUser(app.ctx.db, app);
-  const session = await signIn(app, user);
-  t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+  const { user, password, session } = await signedInWithoutMfa(t, app, request);
 
   // Someone who knows the password logs in elsewhere and starts an enrolment first: it is replaced
   // as soon as the user's session starts its own, and its code then enrols nothing.
@@ -140,10 +138,8 @@ t.test('after a self-service removal, a login with the password alone cannot rep
   t.equal(withMine.status, 200, "the active authenticator is the user's");
 
   // An abandoned set-up is reserved for 15 minutes only: then a login may enrol again.
-  const other = await createUser(app.ctx.db, app);
-  const otherSession = await signIn(app, other.user);
-  await request({ method: 'DELETE', url: '/v1/me/mfa', token: otherSession.accessToken, body: { password: other.password } });
-  t.equal((await request({ method: 'POST', url: '/v1/me/mfa/totp', token: otherSession.accessToken })).status, 200);
+  const other = await signedInWithoutMfa(t, app, request);
+  t.equal((await request({ method: 'POST', url: '/v1/me/mfa/totp', token: other.session.accessToken })).status, 200);
   clock.advance(15 * 60 + 1);
   const later = await request({ url: '/v1/auth/login', body: { email: other.user.email, password: other.password } });
   const allowed = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: later.body.challengeToken } });
@@ -215,9 +211,7 @@ t.test('self-service set-up and the login enrolment step at the same moment: no 
   const rounds = 6;
   const outcomes: string[] = [];
   for (let round = 0; round < rounds; round++) {
-    const { user, password } = await createUser(app.ctx.db, app);
-    const session = await signIn(app, user);
-    t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+    const { user, password, session } = await signedInWithoutMfa(t, app, request);
     const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
 
     // Both start a set-up.
@@ -247,9 +241,7 @@ t.test('self-service set-up and the login enrolment step at the same moment: no 
 t.test('a login challenge taken while the session confirmed its own set-up: 409 mfa_already_enrolled, as the document says (api() checks every answer against it)', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
-  const { user, password } = await createUser(app.ctx.db, app);
-  const session = await signIn(app, user);
-  t.equal((await request({ method: 'DELETE', url: '/v1/me/mfa', token: session.accessToken, body: { password } })).status, 204);
+  const { user, password, session } = await signedInWithoutMfa(t, app, request);
   const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
   t.equal(login.body.next, 'mfa_enrollment');
   const mine = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken });
