@@ -172,7 +172,16 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       return locked(outcome.until);
     case 'changed':
       // The password was changed (reset) while this one was being checked: it is no longer valid.
-      // (The change reset the count, this attempt with it.)
+      // (The change reset the count, this attempt with it; the attempt is still audited.)
+      await recordAudits(sql, ctx.clock, [
+        {
+          type: 'login.password_failed',
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { reason: 'password_changed', flow: 'login' },
+        },
+      ]);
       throw accountErrors.invalid_credentials();
   }
 }

@@ -2,7 +2,7 @@ import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
 import { renderQrCode } from '../../lib/qr.js';
-import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
+import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { enqueueMail } from '../mail/mail.service.js';
@@ -22,8 +22,7 @@ import { removeMfa } from './remove.js';
 /** DELETE /v1/me/mfa */
 export async function removeOwnMfa(ctx: AppContext, actor: Actor, password: string, meta: RequestMeta): Promise<void> {
   const user = await reauthenticate(ctx, actor.userId, password, meta);
-  await ctx.db.$transaction(async (tx) => {
-    await confirmReauthentication(tx, ctx, user);
+  await inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
     if (!(await findActiveFactor(tx, user.id))) throw mfaErrors.mfa_not_enrolled();
     const result = await removeMfa(tx, ctx, user.id, { exceptSessionId: actor.sessionId, reason: 'mfa_removed' });
     await recordAudit(tx, ctx.clock, {
@@ -89,8 +88,7 @@ export async function regenerateRecoveryCodes(
   meta: RequestMeta,
 ): Promise<{ recoveryCodes: string[] }> {
   const user = await reauthenticate(ctx, actor.userId, password, meta);
-  return ctx.db.$transaction(async (tx) => {
-    await confirmReauthentication(tx, ctx, user);
+  return inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
     if (!(await findActiveFactor(tx, user.id))) throw mfaErrors.mfa_not_enrolled();
     const recoveryCodes = await replaceRecoveryCodes(tx, ctx, user.id);
     await recordAudit(tx, ctx.clock, {

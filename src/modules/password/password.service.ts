@@ -5,7 +5,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
-import { confirmReauthentication, reauthenticate } from '../accounts/reauthenticate.js';
+import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
@@ -92,8 +92,7 @@ export async function changePassword(
   const user = await reauthenticate(ctx, actor.userId, input.currentPassword, meta, 'change_password');
   const passwordHash = await hashNewPassword(ctx, input.newPassword, passwordContext(ctx.config, user, user.organization?.name));
 
-  await ctx.db.$transaction(async (tx) => {
-    await confirmReauthentication(tx, ctx, user);
+  await inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
     await tx.user.update({
       where: { id: user.id },
       data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },
