@@ -43,7 +43,7 @@ for (const route of REAUTH_ROUTES) {
     const until = addSeconds(clock.now(), 900);
     await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 10, passwordLockedUntil: until, passwordLockouts: 1 } });
 
-    const res = await request({ method: route.method, url: route.url, headers: { authorization: `Bearer ${accessToken}` }, body: route.body(password) });
+    const res = await request({ method: route.method, url: route.url, headers: { authorization: `Bearer ${accessToken}` }, body: route.body(password!) });
     t.equal(res.status, 423);
     t.equal(res.body.code, 'account_locked');
     const rows = await failures(app, user.id);
@@ -66,7 +66,7 @@ t.test('a lock committed while the correct current password was hashed: nothing 
     app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 10, passwordLockedUntil: until, passwordLockouts: 1 } }),
   );
 
-  const res = await request({ method: 'PUT', url: '/v1/me/password', headers: { authorization: `Bearer ${accessToken}` }, body: REAUTH_ROUTES[0].body(password) });
+  const res = await request({ method: 'PUT', url: '/v1/me/password', headers: { authorization: `Bearer ${accessToken}` }, body: REAUTH_ROUTES[0].body(password!) });
   t.equal(res.status, 423);
   t.equal(res.headers['retry-after'], '900');
   const after = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
