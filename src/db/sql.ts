@@ -51,14 +51,27 @@ export function poolSql(on: pg.Pool | pg.PoolClient): Sql {
  */
 export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // While a client is checked out the pool does not listen for its errors: a connection that ends
+  // without an error message first (the server killed, a proxy resetting it) would emit 'error'
+  // with nobody listening, an uncaught exception that ends the process. The statement in flight
+  // fails on its own; the connection is then closed rather than handed out again.
+  let lost: Error | undefined;
+  const onError = (err: Error) => {
+    lost = err;
+  };
+  client.on('error', onError);
+  const release = (err?: unknown) => {
+    client.off('error', onError);
+    // As pool.query does after a failed query: the connection may have failed mid-statement, so it
+    // is closed (also after a failure that was not the database's).
+    client.release(lost ?? (err === undefined ? undefined : err instanceof Error ? err : true));
+  };
   try {
     const result = await work(poolSql(client));
-    client.release();
+    release();
     return result;
   } catch (err) {
-    // As pool.query does after a failed query: the connection may have failed mid-statement, so it
-    // is closed rather than handed out again (also after a failure that was not the database's).
-    client.release(err instanceof Error ? err : true);
+    release(err);
     throw err;
   }
 }
