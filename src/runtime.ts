@@ -46,8 +46,8 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   // PGlite runs one session underneath; a single pooled connection avoids lock-step waits.
   // PGlite (WASM) can be slow to answer on a busy machine; a dropped connect there is not an outage.
   const database = embedded
-    ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000, preparedStatements: false })
-    : openDatabase(databaseUrl, { max: config.databasePoolMax });
+    ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000, queryTimeoutMs: config.databaseQueryTimeoutMs, preparedStatements: false })
+    : openDatabase(databaseUrl, { max: config.databasePoolMax, queryTimeoutMs: config.databaseQueryTimeoutMs });
   return {
     database,
     databaseUrl,

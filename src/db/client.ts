@@ -32,17 +32,34 @@ class UnpreparedClient extends pg.Client {
   }
 }
 
-/** Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here.
+ *
+ * `queryTimeoutMs` bounds every round trip: a database that stops answering without closing the
+ * connections (a network partition, a frozen or failed-over primary) would otherwise hold each
+ * request, and every pooled connection, until TCP gives up (about 15 minutes on Linux). The query
+ * fails after it (503, db/errors.ts), pg closes the connection instead of pooling it again, and
+ * once the database answers the pool opens fresh ones: recovery without a restart. (No
+ * statement_timeout is sent as a startup parameter: PgBouncer refuses unknown ones. To have
+ * PostgreSQL stop a statement the service gave up on, set it on the role: docs/operations.md.)
+ * TCP keepalive finds dead idle connections.
+ */
 export function openDatabase(
   url: string,
-  options: { max?: number; connectTimeoutMs?: number; preparedStatements?: boolean } = {},
+  options: { max?: number; connectTimeoutMs?: number; queryTimeoutMs?: number; preparedStatements?: boolean } = {},
 ): Database {
+  const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   const pool = new pg.Pool({
     ...(options.preparedStatements === false ? { Client: UnpreparedClient } : {}),
     connectionString: url,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
     idleTimeoutMillis: 30_000,
+    query_timeout: queryTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // A dropped server connection must not crash the process; the next query reports it as 503.
   pool.on('error', () => undefined);

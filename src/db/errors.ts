@@ -1,11 +1,11 @@
 /** Error codes that mean "the database is not reachable right now" rather than "the query is wrong". */
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '53300', '08000', '08001', '08003', '08004', '08006',
+  '57P01', '57P02', '57P03', '57014', '53300', '08000', '08001', '08003', '08004', '08006',
   'P1001', 'P1002', 'P1017', 'P2024', 'P2028',
 ]);
 const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'postgres']);
-const UNAVAILABLE_MESSAGE = /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|terminating connection|the database system is (starting up|shutting down)|Can't reach database server|Connection ended unexpectedly/i;
+const UNAVAILABLE_MESSAGE = /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error|terminating connection|the database system is (starting up|shutting down)|Can't reach database server|Connection ended unexpectedly|Query read timeout/i;
 
 /** True when an error (or any of its causes) says the database is unreachable. */
 export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {

@@ -50,7 +50,7 @@ export type TestAppOptions = {
 export async function buildTestApp(t: Test, env: Record<string, string> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const { url } = await createTestDatabase(t);
   const config = loadConfig({ ...TEST_ENV, ...env, DATABASE_URL: url });
-  const database = openDatabase(url, { max: 5 });
+  const database = openDatabase(url, { max: 5, queryTimeoutMs: config.databaseQueryTimeoutMs });
   const clock = fakeClock(Date.now());
   const logs: string[] = [];
   const sink = new Writable({

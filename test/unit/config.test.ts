@@ -12,6 +12,7 @@ t.test('defaults give a working development configuration', async (t) => {
   t.same(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
   t.ok(config.jwt.accessTtlSeconds <= 900);
   t.match(config, { retentionDays: 30, retentionSweepIntervalSeconds: 3600 }, 'ended records go after 30 days, swept hourly');
+  t.equal(config.databaseQueryTimeoutMs, 10_000, 'a silent database costs a request 10 s, not forever');
   t.ok(Object.isFrozen(config));
 });
 
@@ -62,6 +63,8 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ APP_BASE_URL: 'https://shop.example.com/?lang=de' }, /APP_BASE_URL: must not have a query or fragment/],
     [{ APP_BASE_URL: 'https://shop.example.com/#/' }, /APP_BASE_URL: must not have a query or fragment/],
     [{ RETENTION_SWEEP_INTERVAL_SECONDS: '-1' }, /RETENTION_SWEEP_INTERVAL_SECONDS/],
+    [{ DATABASE_QUERY_TIMEOUT_MS: '0' }, /DATABASE_QUERY_TIMEOUT_MS/], // 0 would mean "wait forever"
+    [{ DATABASE_QUERY_TIMEOUT_MS: '999' }, /DATABASE_QUERY_TIMEOUT_MS/],
     // This service's own audience is reserved for the restricted tokens (selfAudience).
     [{ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCES: 'webshop,https://auth.example.test,cso' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
     [{ JWT_AUDIENCES: 'webshop,http://localhost:3000' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
