@@ -46,12 +46,12 @@ const commands: Record<string, Command> = {
   },
   'rotate-encryption-key': {
     summary: 're-encrypt every TOTP secret, signing key and queued mail body under the current ENCRYPTION_KEYS key (then the old key can go)',
-    usage: 'rotate-encryption-key',
+    usage: 'rotate-encryption-key [--reason <text>]',
     async run(args) {
-      onlyOptions(args, []);
+      const origin = operatorChange(args, []);
       const runtime = await openRuntime(config(), log, { migrate: false });
       try {
-        const report = await resealSecrets(runtime.database.db, runtime.keyring);
+        const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta });
         process.stdout.write(`${JSON.stringify(report)}\n`);
         return report.failures.length > 0 ? 1 : 0;
       } finally {
@@ -61,9 +61,9 @@ const commands: Record<string, Command> = {
   },
   'rotate-signing-key': {
     summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired (--immediate, for a leaked key: signs at once and deletes every older key)',
-    usage: 'rotate-signing-key [--immediate]',
+    usage: 'rotate-signing-key [--immediate] [--reason <text>]',
     async run(args) {
-      onlyOptions(args, ['immediate']);
+      const origin = operatorChange(args, ['immediate']);
       // A flag: `--immediate yes` is a usage error, never a quiet staged rotation of a leaked key.
       const immediate = flag(args, 'immediate');
       const cfg = config();
@@ -72,7 +72,7 @@ const commands: Record<string, Command> = {
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
         // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
         // nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
-        const result = await rotateSigningKey(deps, { immediate });
+        const result = await rotateSigningKey(deps, { immediate, meta: origin.meta });
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return 0;
       } finally {
@@ -234,7 +234,7 @@ function flag(args: Map<string, string>, name: string): boolean {
 }
 
 /**
- * A command that changes accounts: refuses options it does not know (each knows --reason) and
+ * A command that changes accounts or keys: refuses options it does not know (each knows --reason) and
  * returns the origin of its audit rows: the operator who runs it and why (--reason).
  */
 function operatorChange(args: Map<string, string>, known: string[]): CliOrigin {

@@ -202,7 +202,8 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
 
   // The new key is appended (and so current), the command run.
   const rotating = parseKeyring(`test-1:${oldKey},test-2:${newKey}`);
-  const report = await resealSecrets(app.ctx.db, rotating);
+  const run = { clock: app.ctx.clock, meta: { ip: null, userAgent: null } };
+  const report = await resealSecrets(app.ctx.db, rotating, run);
   t.equal(report.currentKeyId, 'test-2');
   t.same(report.mailBodies, { resealed: 2, skipped: 0, failed: 0 }, 'the two queued bodies, nothing else');
   t.same(report.failures, []);
@@ -218,7 +219,7 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
       t.match(row, NO_BODY);
     }
   }
-  t.same((await resealSecrets(app.ctx.db, rotating)).mailBodies, { resealed: 0, skipped: 0, failed: 0 }, 'idempotent');
+  t.same((await resealSecrets(app.ctx.db, rotating, run)).mailBodies, { resealed: 0, skipped: 0, failed: 0 }, 'idempotent');
 
   // The old key removed: an instance with only the new key delivers them, and the links work.
   const onlyNew = { ...app.ctx, keyring: parseKeyring(`test-2:${newKey}`) };
@@ -236,7 +237,7 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
   const stray = await app.ctx.db.$transaction((tx) =>
     enqueueMail(tx, { ...app.ctx, keyring: parseKeyring(`stray-1:${generateKey()}`) }, { to: 'x@alpha.test', template: 'mfa_enrolled', data: { name: 'X' } }),
   );
-  const missing = await resealSecrets(app.ctx.db, parseKeyring(`test-2:${newKey}`));
+  const missing = await resealSecrets(app.ctx.db, parseKeyring(`test-2:${newKey}`), run);
   t.same(missing.mailBodies, { resealed: 0, skipped: 0, failed: 1 });
   t.same(missing.failures, [{ table: 'mail_outbox', id: stray.id, reason: 'unknown_key_id' }]);
   t.equal((await app.ctx.db.mailOutbox.findUniqueOrThrow({ where: { id: stray.id } })).encryptionKeyId, 'stray-1', 'left as it was');

@@ -58,6 +58,8 @@ export const AUDIT_EVENT_TYPES = [
   'session.family_revoked',
   'organization.created',
   'organization.administrator_appointed',
+  'signing_key.rotated',
+  'encryption_key.rotated',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

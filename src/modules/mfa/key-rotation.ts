@@ -1,4 +1,6 @@
 import type { Db } from '../../db/client.js';
+import type { Clock } from '../../lib/clock.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { open, seal, SecretBoxError, type Keyring } from '../../lib/secret-box.js';
 import { openMailBody, sealMailBody } from '../mail/mail-body.js';
 import { signingKeyAad } from '../sessions/signing-keys.js';
@@ -79,7 +81,13 @@ async function* byIdPages<R extends { id: string }>(page: (after: { id: { gt: st
   }
 }
 
-export async function resealSecrets(db: Db, keyring: Keyring): Promise<ResealReport> {
+/**
+ * Re-seals every TOTP secret, signing key and queued mail body under the keyring's current key,
+ * row by row (each a conditional update: a row changed meanwhile is skipped, and a second run is
+ * safe). The run is audited (`encryption_key.rotated`, support's audit log) when it is done, with
+ * its counts and `meta`: the operator CLI's origin.
+ */
+export async function resealSecrets(db: Db, keyring: Keyring, audit: { clock: Clock; meta: RequestMeta }): Promise<ResealReport> {
   const current = keyring.currentKeyId;
   const report: ResealReport = {
     currentKeyId: current,
@@ -154,5 +162,9 @@ export async function resealSecrets(db: Db, keyring: Keyring): Promise<ResealRep
     );
   }
 
+  const { failures, ...counts } = report;
+  await db.$transaction((tx) =>
+    recordAudit(tx, audit.clock, { type: 'encryption_key.rotated', meta: audit.meta, details: { ...counts, failures: failures.length } }),
+  );
   return report;
 }

@@ -7,6 +7,7 @@ import type { Clock } from '../../lib/clock.js';
 import { open, seal, type Keyring } from '../../lib/secret-box.js';
 import type { SigningKey } from '../../generated/prisma/client.js';
 import { createVerifiedTokenCache, type VerifiedTokenCache } from './verified-token-cache.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 
 /**
  * JWT signing keys (security.md item 17), shared by all instances through the `signing_keys` table
@@ -221,8 +222,14 @@ function signersNow(rows: SigningKey[], deps: SigningKeyDeps, now: Date): { sign
  * with it is refused, since 150 s later no server could sign. `--immediate` goes ahead (a leaked
  * key must go, and the servers may have lost its encryption key themselves), sealing under this
  * keyring's current key, and says so.
+ *
+ * Audited (`signing_key.rotated`, support's audit log) in the same transaction, with `meta`: the
+ * operator CLI's origin (who ran it, and why).
  */
-export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediate?: boolean } = {}): Promise<RotationResult> {
+export async function rotateSigningKey(
+  deps: SigningKeyDeps,
+  options: { immediate?: boolean; meta?: RequestMeta } = {},
+): Promise<RotationResult> {
   return deps.db.$transaction(async (tx) => {
     await lock(tx);
     const now = deps.clock.now();
@@ -247,7 +254,7 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
     await tx.signingKey.deleteMany({ where: { kid: { in: stale.map((k) => k.kid) } } });
     const proven = unopenable.length === 0 ? signers[0]?.encryptionKeyId : undefined;
     const created = await insertKey(tx, deps, now, proven);
-    return {
+    const result: RotationResult = {
       kid: created.kid,
       algorithm: created.algorithm,
       sealedUnder: created.encryptionKeyId,
@@ -258,6 +265,12 @@ export async function rotateSigningKey(deps: SigningKeyDeps, options: { immediat
         ? { warning: `this ENCRYPTION_KEYS could not open the replaced key(s) ${unopenable.join(', ')}: every server needs key ${created.encryptionKeyId} to sign with the new one` }
         : {}),
     };
+    await recordAudit(tx, deps.clock, {
+      type: 'signing_key.rotated',
+      meta: options.meta ?? { ip: null, userAgent: null },
+      details: { immediate: options.immediate === true, ...result },
+    });
+    return result;
   });
 }
 

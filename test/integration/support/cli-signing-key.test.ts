@@ -60,3 +60,43 @@ t.test('rotate-signing-key --immediate (a leaked key) with another keyring goes 
   t.equal((await request({ url: '/readyz' })).status, 200);
   t.equal((await request({ url: '/.well-known/jwks.json' })).status, 200);
 });
+
+t.test('key rotations are audited with who ran them and why (support audit log); a refused one leaves no row', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const env = { ...cliEnv(databaseUrl), SUDO_USER: 'olga' };
+  const rows = () => app.ctx.db.auditEvent.findMany({ where: { type: { in: ['signing_key.rotated', 'encryption_key.rotated'] } }, orderBy: { createdAt: 'asc' } });
+
+  t.equal((await cli(['rotate-signing-key'], { ...env, ENCRYPTION_KEYS: `dev-1:${generateKey()}` })).code, 1);
+  t.same(await rows(), [], 'a refused rotation changed nothing and recorded nothing');
+
+  const staged = await cli(['rotate-signing-key', '--reason', 'OPS-7 yearly'], env);
+  t.equal(staged.code, 0, staged.stderr);
+  const leaked = await cli(['rotate-signing-key', '--immediate', '--reason', 'OPS-8 key leaked'], env);
+  t.equal(leaked.code, 0, leaked.stderr);
+  const resealed = await cli(['rotate-encryption-key'], env);
+  t.equal(resealed.code, 0, resealed.stderr);
+  t.equal((await cli(['rotate-encryption-key', '--immediate'], env)).code, 2, 'still no unknown options');
+
+  const [first, second, third, ...more] = await rows();
+  t.same(more, []);
+  const stagedResult = JSON.parse(staged.stdout) as { kid: string; retired: string[] };
+  const leakedResult = JSON.parse(leaked.stdout) as { kid: string; deleted: string[] };
+  t.match(first, {
+    type: 'signing_key.rotated',
+    actorUserId: null,
+    organizationId: null,
+    userAgent: 'webshop-auth-cli',
+    details: { immediate: false, kid: stagedResult.kid, retired: stagedResult.retired, cli: { operator: 'olga', reason: 'OPS-7 yearly' } },
+  });
+  t.match(second, {
+    type: 'signing_key.rotated',
+    details: { immediate: true, kid: leakedResult.kid, deleted: leakedResult.deleted, cli: { operator: 'olga', reason: 'OPS-8 key leaked' } },
+  });
+  t.equal(leakedResult.deleted.length, 2, 'the immediate rotation deleted both older keys, and says which');
+  t.match(third, {
+    type: 'encryption_key.rotated',
+    organizationId: null,
+    details: { currentKeyId: 'test-1', totpFactors: { failed: 0 }, signingKeys: { failed: 0 }, mailBodies: { failed: 0 }, failures: 0, cli: { operator: 'olga' } },
+  });
+  t.notOk((third?.details as { cli?: { reason?: string } }).cli?.reason, 'no --reason given, none recorded');
+});
