@@ -28,6 +28,7 @@ import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { createMailTransport, type MailTransport } from './modules/mail/mail.transport.js';
 import { startMailWorker } from './modules/mail/mail.worker.js';
 import { startRetentionSweeper } from './modules/retention/retention.sweeper.js';
+import { startInstanceHeartbeat } from './modules/instances/instance-registry.js';
 import { activationRoutes } from './modules/activation/activation.routes.js';
 import { loginRoutes } from './modules/login/login.routes.js';
 import { passwordRoutes } from './modules/password/password.routes.js';
@@ -169,8 +170,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(mfaResetConfirmRoutes);
   await app.register(auditRoutes);
   registerRetentionSweeper(app, ctx);
+  registerInstanceHeartbeat(app, ctx);
 
   return app;
+}
+
+/** This instance's row in service_instances: which encryption keys it holds (instance-registry.ts). */
+function registerInstanceHeartbeat(app: FastifyInstance, ctx: AppContext): void {
+  let heartbeat: ReturnType<typeof startInstanceHeartbeat> | undefined;
+  app.addHook('onReady', async () => {
+    heartbeat = startInstanceHeartbeat(ctx.pool, ctx.keyring, app.log);
+  });
+  app.addHook('onClose', async () => heartbeat?.stop());
 }
 
 /** Deletes what ended RETENTION_DAYS ago, every RETENTION_SWEEP_INTERVAL_SECONDS (0: never; see retention.ts). */

@@ -7,6 +7,8 @@ import { generateKey, KEY_ID_PATTERN } from './lib/secret-box.js';
 import { systemClock } from './lib/clock.js';
 import { rotateSigningKey } from './modules/sessions/signing-keys.js';
 import { resealSecrets } from './modules/mfa/key-rotation.js';
+import { instancesLacking, runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
+import { poolSql } from './db/sql.js';
 import { purgeEnded } from './modules/retention/retention.js';
 import { AppError } from './errors.js';
 import type { Config } from './config.js';
@@ -46,12 +48,30 @@ const commands: Record<string, Command> = {
   },
   'rotate-encryption-key': {
     summary: 're-encrypt every TOTP secret, signing key and queued mail body under the current ENCRYPTION_KEYS key (then the old key can go)',
-    usage: 'rotate-encryption-key [--reason <text>]',
+    usage: 'rotate-encryption-key [--force] [--reason <text>]',
     async run(args) {
-      const origin = operatorChange(args, []);
+      const origin = operatorChange(args, ['force']);
+      // Refused while a running server lacks the key (instance-registry.ts); --force: re-seal anyway.
+      const force = flag(args, 'force');
       const runtime = await openRuntime(config(), log, { migrate: false });
       try {
-        const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta });
+        const sql = poolSql(runtime.database.pool);
+        const current = runtime.keyring.currentKeyId;
+        const lacking = await instancesLacking(sql, current);
+        if (lacking.length > 0 && !force) {
+          process.stderr.write(
+            `refused: ${lacking.length} running server instance(s) do not have key ${current} in their ENCRYPTION_KEYS, and could not open ` +
+              `what would be sealed under it:\n${lacking.map(describeInstance).join('\n')}\n` +
+              'Add the key to every instance and restart them first (docs/operations.md, "Rotating the encryption key"), or run with --force.\n',
+          );
+          return 1;
+        }
+        process.stderr.write(
+          lacking.length > 0
+            ? `--force: sealing under ${current}, which ${lacking.length} running instance(s) do not have\n`
+            : `${await runningInstances(sql)} running server instance(s) hold key ${current}\n`,
+        );
+        const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta, ...(force ? { forced: lacking.length } : {}) });
         process.stdout.write(`${JSON.stringify(report)}\n`);
         return report.failures.length > 0 ? 1 : 0;
       } finally {
@@ -247,6 +267,9 @@ function supportChange(args: Map<string, string>, otherOptions: string[]): { ema
   const origin = operatorChange(args, ['email', ...otherOptions]);
   return { email: option(args, 'email', EmailSchema), origin };
 }
+
+const describeInstance = (i: RunningInstance) =>
+  `  ${i.hostname} (pid ${i.pid}, started ${i.startedAt.toISOString()}, last seen ${i.seenAt.toISOString()}): holds ${i.encryptionKeyIds.join(', ')}`;
 
 /** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
 async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config; keyring: Keyring }) => Promise<void>): Promise<number> {

@@ -43,7 +43,11 @@ t.test('rotate-encryption-key re-seals TOTP secrets and signing keys; the old ke
   t.ok(await app.ctx.db.signingKey.count(), 'the app created a signing key');
 
   const env = { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ENCRYPTION_KEYS: `test-1:${oldKey},test-2:${newKey}` };
-  const { stdout } = await run('node', ['--import', 'tsx', 'src/cli.ts', 'rotate-encryption-key'], { cwd: ROOT, env });
+  // --force: the app running here holds test-1 only, and stands in for the database's rows, not for
+  // servers already restarted with both keys (the command's check of running instances:
+  // test/integration/support/cli-encryption-key.test.ts).
+  const rotate = ['--import', 'tsx', 'src/cli.ts', 'rotate-encryption-key', '--force'];
+  const { stdout } = await run('node', rotate, { cwd: ROOT, env });
   const report = JSON.parse(stdout);
   t.equal(report.currentKeyId, 'test-2');
   t.same(report.totpFactors, { resealed: 2, skipped: 0, failed: 0 });
@@ -56,7 +60,7 @@ t.test('rotate-encryption-key re-seals TOTP secrets and signing keys; the old ke
   t.same([...new Set((await app.ctx.db.signingKey.findMany()).map((k) => k.encryptionKeyId))], ['test-2']);
 
   // Idempotent: nothing is left under the old key.
-  const again = JSON.parse((await run('node', ['--import', 'tsx', 'src/cli.ts', 'rotate-encryption-key'], { cwd: ROOT, env })).stdout);
+  const again = JSON.parse((await run('node', rotate, { cwd: ROOT, env })).stdout);
   t.same(again.totpFactors, { resealed: 0, skipped: 0, failed: 0 });
 
   // An instance that only has the new key signs in both users (TOTP secrets and the signing key open).
@@ -79,7 +83,7 @@ t.test('rotate-encryption-key re-seals TOTP secrets and signing keys; the old ke
 
   // A key missing from the keyring is reported per row (ids only), and the command fails.
   const missing = { ...env, ENCRYPTION_KEYS: `test-3:${generateKey()}` };
-  const failed = await run('node', ['--import', 'tsx', 'src/cli.ts', 'rotate-encryption-key'], { cwd: ROOT, env: missing }).catch(
+  const failed = await run('node', rotate, { cwd: ROOT, env: missing }).catch(
     (err: { code: number; stdout: string }) => err,
   );
   t.equal((failed as { code: number }).code, 1);

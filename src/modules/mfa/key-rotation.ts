@@ -87,7 +87,11 @@ async function* byIdPages<R extends { id: string }>(page: (after: { id: { gt: st
  * safe). The run is audited (`encryption_key.rotated`, support's audit log) when it is done, with
  * its counts and `meta`: the operator CLI's origin.
  */
-export async function resealSecrets(db: Db, keyring: Keyring, audit: { clock: Clock; meta: RequestMeta }): Promise<ResealReport> {
+export async function resealSecrets(
+  db: Db,
+  keyring: Keyring,
+  audit: { clock: Clock; meta: RequestMeta; /** --force: how many running instances lacked the key. */ forced?: number },
+): Promise<ResealReport> {
   const current = keyring.currentKeyId;
   const report: ResealReport = {
     currentKeyId: current,
@@ -164,7 +168,11 @@ export async function resealSecrets(db: Db, keyring: Keyring, audit: { clock: Cl
 
   const { failures, ...counts } = report;
   await db.$transaction((tx) =>
-    recordAudit(tx, audit.clock, { type: 'encryption_key.rotated', meta: audit.meta, details: { ...counts, failures: failures.length } }),
+    recordAudit(tx, audit.clock, {
+      type: 'encryption_key.rotated',
+      meta: audit.meta,
+      details: { ...counts, failures: failures.length, ...(audit.forced === undefined ? {} : { forcedPastInstances: audit.forced }) },
+    }),
   );
   return report;
 }

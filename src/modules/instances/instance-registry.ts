@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import { poolSql, type Sql } from '../../db/sql.js';
+import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
+import type { Keyring } from '../../lib/secret-box.js';
+
+/**
+ * Which server instances run, and which ENCRYPTION_KEYS key ids each holds: every instance writes
+ * its row at start and every HEARTBEAT_SECONDS, and removes it when it shuts down cleanly. An
+ * operator command that seals under a key (rotate-encryption-key) asks first whether every
+ * instance seen within ALIVE_SECONDS holds that key: re-sealing everything under a key the servers
+ * lack (a step of the rotation skipped, a wrong env file) makes every TOTP login fail and the
+ * signing key unloadable until they get it. Times are the database's (`now()`), so the clocks of
+ * the servers and of the operator's machine do not matter. Rows of instances that died without
+ * shutting down are ignored after ALIVE_SECONDS and deleted after a day.
+ */
+
+export const HEARTBEAT_SECONDS = 30;
+/** A row not written for this long belongs to an instance that is gone (three heartbeats missed). */
+export const ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS + 10;
+
+type Log = { warn(obj: object, msg: string): void };
+
+export type RunningInstance = { id: string; hostname: string; pid: number; startedAt: Date; seenAt: Date; encryptionKeyIds: string[] };
+
+export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log): PeriodicTask & { id: string } {
+  const id = randomUUID();
+  const startedAt = new Date();
+  const keyIds = [...keyring.keys.keys()];
+  const sql = poolSql(pool);
+  const beat = async () => {
+    await sql(
+      `INSERT INTO service_instances (id, hostname, pid, started_at, seen_at, encryption_key_ids, current_encryption_key_id)
+       VALUES ($1::uuid, $2, $3::int, $4::timestamptz, now(), $5::text[], $6)
+       ON CONFLICT (id) DO UPDATE SET seen_at = now()`,
+      [id, hostname(), process.pid, startedAt, keyIds, keyring.currentKeyId],
+    );
+    await sql(`DELETE FROM service_instances WHERE seen_at < now() - interval '1 day'`, []);
+    return HEARTBEAT_SECONDS * 1000;
+  };
+  const task = startPeriodicTask({
+    firstDelayMs: 0,
+    pass: beat,
+    failed(err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'instance heartbeat failed; retrying');
+      return HEARTBEAT_SECONDS * 1000;
+    },
+  });
+  return {
+    id,
+    wake: task.wake,
+    async stop() {
+      await task.stop();
+      await sql('DELETE FROM service_instances WHERE id = $1::uuid', [id]).catch(() => undefined);
+    },
+  };
+}
+
+/** The instances seen within ALIVE_SECONDS that do not hold `keyId`. */
+export async function instancesLacking(sql: Sql, keyId: string): Promise<RunningInstance[]> {
+  const rows = await sql<{ id: string; hostname: string; pid: number; started_at: Date; seen_at: Date; encryption_key_ids: string[] }>(
+    `SELECT id, hostname, pid, started_at, seen_at, encryption_key_ids FROM service_instances
+     WHERE seen_at > now() - make_interval(secs => $1::int) AND NOT ($2 = ANY (encryption_key_ids))
+     ORDER BY started_at`,
+    [ALIVE_SECONDS, keyId],
+  );
+  return rows.map((r) => ({ id: r.id, hostname: r.hostname, pid: r.pid, startedAt: r.started_at, seenAt: r.seen_at, encryptionKeyIds: r.encryption_key_ids }));
+}
+
+/** How many instances were seen within ALIVE_SECONDS. */
+export async function runningInstances(sql: Sql): Promise<number> {
+  const [row] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM service_instances WHERE seen_at > now() - make_interval(secs => $1::int)', [ALIVE_SECONDS]);
+  return row?.n ?? 0;
+}

@@ -1,0 +1,89 @@
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import t from 'tap';
+import { buildApp } from '../../../src/app.js';
+import { openDatabase } from '../../../src/db/client.js';
+import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
+import { buildTestApp, type TestApp } from '../../helpers/app.js';
+import { cli, cliEnv } from '../../helpers/cli.js';
+import { createUser } from '../../helpers/factories.js';
+
+/**
+ * `rotate-encryption-key` against running servers (found by session 14's review of secrets at rest):
+ * run with a key the servers do not hold (step 1 of the rotation skipped, a wrong env file), it
+ * re-sealed every TOTP secret and signing key under it — every TOTP login then failed with 500 and
+ * no instance could load its signing key until they got the key. Every running instance now
+ * records the key ids it holds (service_instances, a heartbeat), and the command refuses while one
+ * lacks its current key.
+ */
+
+type Row = { id: string; hostname: string; pid: number; encryption_key_ids: string[]; current_encryption_key_id: string; seen_at: Date };
+const instances = (test: TestApp) => test.app.ctx.pool.query<Row>('SELECT * FROM service_instances ORDER BY started_at').then((r) => r.rows);
+
+/** The app's first heartbeat is written right after it is ready. */
+async function heartbeatOf(test: TestApp): Promise<Row[]> {
+  for (let i = 0; i < 100; i++) {
+    const rows = await instances(test);
+    if (rows.length > 0) return rows;
+    await sleep(20);
+  }
+  throw new Error('no heartbeat');
+}
+
+const factorKey = async (test: TestApp, userId: string) =>
+  (await test.app.ctx.db.totpFactor.findFirstOrThrow({ where: { userId, status: 'ACTIVE' } })).encryptionKeyId;
+const rotationAudits = (test: TestApp) => test.app.ctx.db.auditEvent.findMany({ where: { type: 'encryption_key.rotated' } });
+
+t.test('refused while a running instance lacks the new key; --force goes ahead and is audited as such', async (t) => {
+  const test = await buildTestApp(t);
+  const { user } = await createUser(test.app.ctx.db, test.app);
+  const [row, ...others] = await heartbeatOf(test);
+  t.same(others, []);
+  t.match(row, { hostname: hostname(), pid: process.pid, encryption_key_ids: ['test-1'], current_encryption_key_id: 'test-1' }, 'the instance says which keys it holds');
+
+  const env = cliEnv(test.databaseUrl);
+  const withNext = { ...env, ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},next-1:${generateKey()}` };
+  const refused = await cli(['rotate-encryption-key'], withNext);
+  t.equal(refused.code, 1, refused.stderr);
+  t.match(refused.stderr, /refused: 1 running server instance\(s\) do not have key next-1/);
+  t.match(refused.stderr, new RegExp(`${hostname()} \\(pid ${process.pid}, .*\\): holds test-1`), 'names the instance');
+  t.equal(refused.stdout, '');
+  t.equal(await factorKey(test, user.id), 'test-1', 'nothing re-sealed');
+  t.same(await rotationAudits(test), [], 'nothing audited: nothing happened');
+
+  const forced = await cli(['rotate-encryption-key', '--force', '--reason', 'OPS-9 instance is being retired'], withNext);
+  t.equal(forced.code, 0, forced.stderr);
+  t.match(forced.stderr, /--force: sealing under next-1, which 1 running instance\(s\) do not have/);
+  t.equal(await factorKey(test, user.id), 'next-1');
+  const [audit] = await rotationAudits(test);
+  t.match(audit?.details, { currentKeyId: 'next-1', forcedPastInstances: 1, cli: { reason: 'OPS-9 instance is being retired' } });
+});
+
+t.test('with the servers’ key it runs; instances gone (shut down, or silent for long) do not count', async (t) => {
+  const test = await buildTestApp(t);
+  await heartbeatOf(test);
+  const env = cliEnv(test.databaseUrl);
+
+  // A second instance on the same database, shut down cleanly: its row goes with it.
+  const database = openDatabase(test.databaseUrl, { max: 2 });
+  const second = await buildApp({ config: test.config, database, keyring: parseKeyring(env.ENCRYPTION_KEYS!), logger: pino({ level: 'silent' }) });
+  await second.ready();
+  for (let i = 0; i < 100 && (await instances(test)).length < 2; i++) await sleep(20);
+  t.equal((await instances(test)).length, 2, 'two instances running');
+  await second.close();
+  await database.close();
+  t.equal((await instances(test)).length, 1, 'a clean shutdown removes its row');
+
+  // One that died without shutting down, last seen five minutes ago, with an old keyring.
+  await test.app.ctx.pool.query(
+    `INSERT INTO service_instances (id, hostname, pid, started_at, seen_at, encryption_key_ids, current_encryption_key_id)
+     VALUES (gen_random_uuid(), 'crashed-host', 1, now() - interval '1 hour', now() - interval '5 minutes', ARRAY['old-0'], 'old-0')`,
+  );
+  const run = await cli(['rotate-encryption-key'], env);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stderr, /^1 running server instance\(s\) hold key test-1$/m);
+  t.match(JSON.parse(run.stdout), { currentKeyId: 'test-1', failures: [] });
+  const [audit] = await rotationAudits(test);
+  t.notOk((audit?.details as { forcedPastInstances?: number }).forcedPastInstances, 'not forced');
+});
