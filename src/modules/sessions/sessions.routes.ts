@@ -7,7 +7,7 @@ import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { JWKS_MAX_AGE_SECONDS } from './signing-keys.js';
 import { refreshAtOnce } from './refresh-at-once.js';
-import { endSession, introspect, listSessions, refreshSession } from './sessions.service.js';
+import { endSession, introspect, listSessions, refreshSession, revokeByRefreshToken } from './sessions.service.js';
 import {
   IntrospectionRequestSchema,
   IntrospectionResponseSchema,
@@ -64,8 +64,8 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['tokens'],
         summary: 'End the current session (its refresh token and access tokens stop working at once)',
         description:
-          'Authenticated by the session\'s access token. When that has expired, refresh first (POST /v1/auth/refresh) and ' +
-          'log out with the new one: a client that only forgets its tokens leaves the session alive until its refresh token expires.',
+          'Authenticated by the session\'s access token. When that has expired, log out with the refresh token instead ' +
+          '(POST /v1/auth/revoke): a client that only forgets its tokens leaves the session alive until its refresh token expires.',
         response: { 204: NoContent },
       },
     },
@@ -78,6 +78,30 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
         reason: 'logout',
         meta: requestMeta(request),
       });
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/auth/revoke',
+    {
+      // Per IP, as refresh: a 256-bit token cannot be guessed, and whole offices share one address.
+      config: { access: 'public', rateLimit: { max: 300, timeWindow: '1 minute' } },
+      schema: {
+        operationId: 'revokeRefreshToken',
+        tags: ['tokens'],
+        summary: 'Log out with the refresh token (for when the access token has expired)',
+        description:
+          'Ends the session the refresh token belongs to, as logout does: its refresh token and access tokens stop working at ' +
+          'once. Any refresh token of the session works, an already rotated one too (a logout racing a refresh in another ' +
+          'tab still ends the session). In the manner of RFC 7009 the answer is 204 whatever the token: unknown, expired, or ' +
+          'of a session that has already ended.',
+        body: RefreshRequestSchema,
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      await revokeByRefreshToken(app.ctx, request.body.refreshToken, requestMeta(request));
       return reply.status(204).send(null);
     },
   );

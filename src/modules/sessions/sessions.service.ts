@@ -247,7 +247,15 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
 /** Ends one session of a user (logout, or "sign out that device"); false when none was alive. */
 export async function endSession(
   ctx: AppContext,
-  input: { userId: string; sessionId: string; reason: 'logout' | 'user_revoked'; meta: RequestMeta; organizationId: string | null },
+  input: {
+    userId: string;
+    sessionId: string;
+    reason: 'logout' | 'user_revoked';
+    meta: RequestMeta;
+    organizationId: string | null;
+    /** A logout by refresh token (revokeByRefreshToken) rather than by access token. */
+    via?: 'refresh_token';
+  },
 ): Promise<boolean> {
   return ctx.db.$transaction(async (tx) => {
     const now = ctx.clock.now();
@@ -263,9 +271,33 @@ export async function endSession(
       subjectUserId: input.userId,
       organizationId: input.organizationId,
       meta: input.meta,
-      details: { sessionId: input.sessionId, reason: input.reason },
+      details: { sessionId: input.sessionId, reason: input.reason, ...(input.via ? { via: input.via } : {}) },
     });
     return true;
+  });
+}
+
+/**
+ * Logout by refresh token (POST /v1/auth/revoke, in the manner of RFC 7009): ends the session the
+ * token belongs to, for a client whose access token has expired. Any token of the session counts,
+ * a rotated one too: whoever holds one could end the session through the refresh endpoint's reuse
+ * detection anyway, and a logout that races a refresh in another tab still ends the session.
+ * Unknown tokens and ended sessions change nothing; the caller answers the same either way.
+ */
+export async function revokeByRefreshToken(ctx: AppContext, refreshToken: string, meta: RequestMeta): Promise<void> {
+  const token = await ctx.db.refreshToken.findUnique({
+    where: { tokenHash: sha256Hex(refreshToken) },
+    select: { session: { select: { id: true, userId: true, user: { select: { organizationId: true } } } } },
+  });
+  if (!token) return;
+  const { session } = token;
+  await endSession(ctx, {
+    userId: session.userId,
+    sessionId: session.id,
+    organizationId: session.user.organizationId,
+    reason: 'logout',
+    meta,
+    via: 'refresh_token',
   });
 }
 
