@@ -13,6 +13,38 @@ export type Database = {
   close(): Promise<void>;
 };
 
+/** pg's error for a round trip past query_timeout (db/errors.ts counts it as "unavailable"). */
+export const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
+
+/**
+ * A connection that closes itself when a round trip times out (query_timeout). pg only fails the
+ * call: the statement goes on in the server, the connection stays open, and a ROLLBACK queued
+ * behind it that times out as well is never sent. Prisma's adapter then hands the connection back
+ * to the pool without an error, still inside the failed transaction, and the next transaction on
+ * it would commit that one's writes (a change answered 503, committed later without its audit row
+ * or mail). Closed, the connection is dropped by the pool at its release, and PostgreSQL rolls the
+ * transaction back.
+ */
+class TimeoutClosingClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const closeOnTimeout = (err: unknown) => {
+      // end(), not a bare socket destroy: with a statement in flight it destroys the socket too, but
+      // as an intended end, so the client emits no 'error' that nobody might be listening for.
+      if (err instanceof Error && err.message === QUERY_TIMEOUT_MESSAGE) this.end().catch(() => undefined);
+    };
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = (err: unknown, result: unknown) => {
+        closeOnTimeout(err);
+        (callback as (e: unknown, r: unknown) => void)(err, result);
+      };
+    }
+    const result = (super.query as (...a: unknown[]) => unknown)(...args);
+    if (result instanceof Promise) result.catch(closeOnTimeout);
+    return result as never;
+  }
+}
+
 /**
  * A connection that runs every statement unnamed (not prepared). For the embedded database:
  * PGlite's socket server runs all connections in ONE session, so the statements a connection
@@ -20,7 +52,7 @@ export type Database = {
  * the next one could not prepare them again ("prepared statement … already exists"): every hot
  * path answered 500 until a restart.
  */
-class UnpreparedClient extends pg.Client {
+class UnpreparedClient extends TimeoutClosingClient {
   override query(...args: unknown[]): never {
     const [config] = args;
     // Only a plain query config: a pg.Query (or a cursor) is submitted as it is.
@@ -40,8 +72,8 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
  * `queryTimeoutMs` bounds every round trip: a database that stops answering without closing the
  * connections (a network partition, a frozen or failed-over primary) would otherwise hold each
  * request, and every pooled connection, until TCP gives up (about 15 minutes on Linux). The query
- * fails after it (503, db/errors.ts), pg closes the connection instead of pooling it again, and
- * once the database answers the pool opens fresh ones: recovery without a restart. (No
+ * fails after it (503, db/errors.ts), the connection is closed (TimeoutClosingClient) instead of
+ * pooled again, and once the database answers the pool opens fresh ones: recovery without a restart. (No
  * statement_timeout is sent as a startup parameter: PgBouncer refuses unknown ones. To have
  * PostgreSQL stop a statement the service gave up on, set it on the role: docs/operations.md.)
  * TCP keepalive finds dead idle connections.
@@ -52,7 +84,7 @@ export function openDatabase(
 ): Database {
   const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   const pool = new pg.Pool({
-    ...(options.preparedStatements === false ? { Client: UnpreparedClient } : {}),
+    Client: options.preparedStatements === false ? UnpreparedClient : TimeoutClosingClient,
     connectionString: url,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
