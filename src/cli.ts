@@ -7,7 +7,7 @@ import { generateKey, KEY_ID_PATTERN } from './lib/secret-box.js';
 import { systemClock } from './lib/clock.js';
 import { rotateSigningKey } from './modules/sessions/signing-keys.js';
 import { resealSecrets } from './modules/mfa/key-rotation.js';
-import { instancesLacking, runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
+import { instancesNotSealingUnder, runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
 import { poolSql } from './db/sql.js';
 import { purgeEnded } from './modules/retention/retention.js';
 import { AppError } from './errors.js';
@@ -51,27 +51,27 @@ const commands: Record<string, Command> = {
     usage: 'rotate-encryption-key [--force] [--reason <text>]',
     async run(args) {
       const origin = operatorChange(args, ['force']);
-      // Refused while a running server lacks the key (instance-registry.ts); --force: re-seal anyway.
+      // Refused while a running server does not seal under the key (instance-registry.ts); --force: re-seal anyway.
       const force = flag(args, 'force');
       const runtime = await openRuntime(config(), log, { migrate: false });
       try {
         const sql = poolSql(runtime.database.pool);
         const current = runtime.keyring.currentKeyId;
-        const lacking = await instancesLacking(sql, current);
-        if (lacking.length > 0 && !force) {
+        const lagging = await instancesNotSealingUnder(sql, current);
+        if (lagging.length > 0 && !force) {
           process.stderr.write(
-            `refused: ${lacking.length} running server instance(s) do not have key ${current} in their ENCRYPTION_KEYS, and could not open ` +
-              `what would be sealed under it:\n${lacking.map(describeInstance).join('\n')}\n` +
-              'Add the key to every instance and restart them first (docs/operations.md, "Rotating the encryption key"), or run with --force.\n',
+            `refused: ${lagging.length} running server instance(s) do not seal under key ${current}:\n${lagging.map((i) => describeInstance(i, current)).join('\n')}\n` +
+              'Give every instance the key as its current one and restart them first (docs/operations.md, "Rotating the encryption key", ' +
+              'steps 1 and 2), or run with --force.\n',
           );
           return 1;
         }
         process.stderr.write(
-          lacking.length > 0
-            ? `--force: sealing under ${current}, which ${lacking.length} running instance(s) do not have\n`
-            : `${await runningInstances(sql)} running server instance(s) hold key ${current}\n`,
+          lagging.length > 0
+            ? `--force: sealing under ${current}, which ${lagging.length} running instance(s) do not seal under\n`
+            : `${await runningInstances(sql)} running server instance(s) seal under key ${current}\n`,
         );
-        const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta, ...(force ? { forced: lacking.length } : {}) });
+        const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta, ...(force ? { forced: lagging.length } : {}) });
         process.stdout.write(`${JSON.stringify(report)}\n`);
         return report.failures.length > 0 ? 1 : 0;
       } finally {
@@ -268,8 +268,11 @@ function supportChange(args: Map<string, string>, otherOptions: string[]): { ema
   return { email: option(args, 'email', EmailSchema), origin };
 }
 
-const describeInstance = (i: RunningInstance) =>
-  `  ${i.hostname} (pid ${i.pid}, started ${i.startedAt.toISOString()}, last seen ${i.seenAt.toISOString()}): holds ${i.encryptionKeyIds.join(', ')}`;
+const describeInstance = (i: RunningInstance, key: string) =>
+  `  ${i.hostname} (pid ${i.pid}, started ${i.startedAt.toISOString()}, last seen ${i.seenAt.toISOString()}): ` +
+  (i.encryptionKeyIds.includes(key)
+    ? `holds ${key} but seals under ${i.currentEncryptionKeyId} (ENCRYPTION_KEY_CURRENT)`
+    : `does not hold ${key} (holds ${i.encryptionKeyIds.join(', ')})`);
 
 /** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
 async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config; keyring: Keyring }) => Promise<void>): Promise<number> {

@@ -9,9 +9,10 @@ import type { Keyring } from '../../lib/secret-box.js';
  * Which server instances run, and which ENCRYPTION_KEYS key ids each holds: every instance writes
  * its row at start and every HEARTBEAT_SECONDS, and removes it when it shuts down cleanly. An
  * operator command that seals under a key (rotate-encryption-key) asks first whether every
- * instance seen within ALIVE_SECONDS holds that key: re-sealing everything under a key the servers
- * lack (a step of the rotation skipped, a wrong env file) makes every TOTP login fail and the
- * signing key unloadable until they get it. Times are the database's (`now()`), so the clocks of
+ * instance seen within ALIVE_SECONDS seals under that key too: re-sealing everything under a key
+ * the servers lack (a step of the rotation skipped, a wrong env file) makes every TOTP login fail
+ * and the signing key unloadable until they get it; an instance that holds it but still seals
+ * under the old one goes on writing secrets the old key's removal makes unreadable. Times are the database's (`now()`), so the clocks of
  * the servers and of the operator's machine do not matter. Rows of instances that died without
  * shutting down are ignored after ALIVE_SECONDS and deleted after a day.
  */
@@ -22,7 +23,15 @@ export const ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS + 10;
 
 type Log = { warn(obj: object, msg: string): void };
 
-export type RunningInstance = { id: string; hostname: string; pid: number; startedAt: Date; seenAt: Date; encryptionKeyIds: string[] };
+export type RunningInstance = {
+  id: string;
+  hostname: string;
+  pid: number;
+  startedAt: Date;
+  seenAt: Date;
+  encryptionKeyIds: string[];
+  currentEncryptionKeyId: string;
+};
 
 export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log): PeriodicTask & { id: string } {
   const id = randomUUID();
@@ -57,15 +66,36 @@ export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log
   };
 }
 
-/** The instances seen within ALIVE_SECONDS that do not hold `keyId`. */
-export async function instancesLacking(sql: Sql, keyId: string): Promise<RunningInstance[]> {
-  const rows = await sql<{ id: string; hostname: string; pid: number; started_at: Date; seen_at: Date; encryption_key_ids: string[] }>(
-    `SELECT id, hostname, pid, started_at, seen_at, encryption_key_ids FROM service_instances
-     WHERE seen_at > now() - make_interval(secs => $1::int) AND NOT ($2 = ANY (encryption_key_ids))
+/**
+ * The instances seen within ALIVE_SECONDS that do not seal under `keyId`: those that do not hold it
+ * (they could not open what is sealed under it), and those that hold it without sealing under it
+ * (ENCRYPTION_KEY_CURRENT still names the old key: they go on sealing new secrets under a key that
+ * is about to be removed).
+ */
+export async function instancesNotSealingUnder(sql: Sql, keyId: string): Promise<RunningInstance[]> {
+  const rows = await sql<{
+    id: string;
+    hostname: string;
+    pid: number;
+    started_at: Date;
+    seen_at: Date;
+    encryption_key_ids: string[];
+    current_encryption_key_id: string;
+  }>(
+    `SELECT id, hostname, pid, started_at, seen_at, encryption_key_ids, current_encryption_key_id FROM service_instances
+     WHERE seen_at > now() - make_interval(secs => $1::int) AND current_encryption_key_id <> $2
      ORDER BY started_at`,
     [ALIVE_SECONDS, keyId],
   );
-  return rows.map((r) => ({ id: r.id, hostname: r.hostname, pid: r.pid, startedAt: r.started_at, seenAt: r.seen_at, encryptionKeyIds: r.encryption_key_ids }));
+  return rows.map((r) => ({
+    id: r.id,
+    hostname: r.hostname,
+    pid: r.pid,
+    startedAt: r.started_at,
+    seenAt: r.seen_at,
+    encryptionKeyIds: r.encryption_key_ids,
+    currentEncryptionKeyId: r.current_encryption_key_id,
+  }));
 }
 
 /** How many instances were seen within ALIVE_SECONDS. */

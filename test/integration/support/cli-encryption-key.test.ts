@@ -46,15 +46,15 @@ t.test('refused while a running instance lacks the new key; --force goes ahead a
   const withNext = { ...env, ENCRYPTION_KEYS: `${env.ENCRYPTION_KEYS},next-1:${generateKey()}` };
   const refused = await cli(['rotate-encryption-key'], withNext);
   t.equal(refused.code, 1, refused.stderr);
-  t.match(refused.stderr, /refused: 1 running server instance\(s\) do not have key next-1/);
-  t.match(refused.stderr, new RegExp(`${hostname()} \\(pid ${process.pid}, .*\\): holds test-1`), 'names the instance');
+  t.match(refused.stderr, /refused: 1 running server instance\(s\) do not seal under key next-1/);
+  t.match(refused.stderr, new RegExp(`${hostname()} \\(pid ${process.pid}, .*\\): does not hold next-1 \\(holds test-1\\)`), 'names the instance');
   t.equal(refused.stdout, '');
   t.equal(await factorKey(test, user.id), 'test-1', 'nothing re-sealed');
   t.same(await rotationAudits(test), [], 'nothing audited: nothing happened');
 
   const forced = await cli(['rotate-encryption-key', '--force', '--reason', 'OPS-9 instance is being retired'], withNext);
   t.equal(forced.code, 0, forced.stderr);
-  t.match(forced.stderr, /--force: sealing under next-1, which 1 running instance\(s\) do not have/);
+  t.match(forced.stderr, /--force: sealing under next-1, which 1 running instance\(s\) do not seal under/);
   t.equal(await factorKey(test, user.id), 'next-1');
   const [audit] = await rotationAudits(test);
   t.match(audit?.details, { currentKeyId: 'next-1', forcedPastInstances: 1, cli: { reason: 'OPS-9 instance is being retired' } });
@@ -82,8 +82,31 @@ t.test('with the servers’ key it runs; instances gone (shut down, or silent fo
   );
   const run = await cli(['rotate-encryption-key'], env);
   t.equal(run.code, 0, run.stderr);
-  t.match(run.stderr, /^1 running server instance\(s\) hold key test-1$/m);
+  t.match(run.stderr, /^1 running server instance\(s\) seal under key test-1$/m);
   t.match(JSON.parse(run.stdout), { currentKeyId: 'test-1', failures: [] });
   const [audit] = await rotationAudits(test);
   t.notOk((audit?.details as { forcedPastInstances?: number }).forcedPastInstances, 'not forced');
+});
+
+t.test('an instance that holds the new key but still seals under the old one (ENCRYPTION_KEY_CURRENT: step 2 missed) also refuses it', async (t) => {
+  const test = await buildTestApp(t);
+  await heartbeatOf(test);
+  const env = cliEnv(test.databaseUrl);
+  const keys = `${env.ENCRYPTION_KEYS},next-1:${generateKey()}`;
+  // A second instance after step 1 only: both keys, the old one still current.
+  const database = openDatabase(test.databaseUrl, { max: 2 });
+  const lagging = await buildApp({ config: test.config, database, keyring: parseKeyring(keys, 'test-1'), logger: pino({ level: 'silent' }) });
+  await lagging.ready();
+  t.teardown(async () => {
+    await lagging.close();
+    await database.close();
+  });
+  for (let i = 0; i < 100 && (await instances(test)).length < 2; i++) await sleep(20);
+
+  const run = await cli(['rotate-encryption-key'], { ...env, ENCRYPTION_KEYS: keys });
+  t.equal(run.code, 1, run.stderr);
+  t.match(run.stderr, /refused: 2 running server instance\(s\) do not seal under key next-1/);
+  t.match(run.stderr, /holds next-1 but seals under test-1 \(ENCRYPTION_KEY_CURRENT\)/, 'says what the lagging one lacks');
+  t.match(run.stderr, /does not hold next-1 \(holds test-1\)/, 'and the one without the key');
+  t.same(await rotationAudits(test), []);
 });
