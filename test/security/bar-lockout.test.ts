@@ -57,10 +57,38 @@ t.test('wrong passwords and wrong codes are counted separately, each locking at 
   const reset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(mail.textBody, '/reset-password'), password: GOOD_PASSWORD } });
   t.equal(reset.status, 204, 'the reset works while both locks are in force');
   const after = await request({ url: '/v1/auth/login', body: { email: user.email, password: GOOD_PASSWORD } });
-  t.equal(after.status, 200, 'the password lock is lifted by the reset');
-  const code = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: after.body.challengeToken, code: currentTotp(app, totpSecret!) } });
-  t.equal(code.status, 423, 'the code lock still holds');
-  t.equal(code.body.code, 'mfa_locked');
+  t.equal(after.status, 423);
+  t.equal(after.body.code, 'mfa_locked', 'the password lock is lifted by the reset; the code lock still holds, told at once');
+  t.ok(Number(after.headers['retry-after']) > 0);
+});
+
+t.test('code entry locked: the correct password is told so at once (with whom to ask), no challenge; a wrong one learns nothing', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const until = new Date(clock.now().getTime() + 900_000);
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { failedMfaCount: 10, mfaLockedUntil: until, mfaLockouts: 1 } });
+
+  const wrong = await request({ url: '/v1/auth/login', body: { email: user.email, password: 'not the password 123' } });
+  t.equal(wrong.status, 401);
+  t.equal(wrong.body.code, 'invalid_credentials', 'a wrong password learns nothing of the lock');
+
+  const res = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(res.status, 423);
+  t.equal(res.body.code, 'mfa_locked');
+  t.equal(res.headers['retry-after'], '900');
+  t.equal(res.body.retryAfter, 900);
+  t.ok(res.body.contact, 'whom to ask to reset the two-step login');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } }), 0, 'no challenge handed out');
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.equal(row.failedPasswordCount, 1, 'the correct password gave its attempt back; the wrong one stays counted');
+  const [audit] = await app.ctx.db.auditEvent.findMany({ where: { subjectUserId: user.id, type: 'login.mfa_failed' } });
+  t.match(audit?.details, { reason: 'locked', step: 'password', refused: true, until: until.toISOString() });
+
+  clock.advance(901);
+  const later = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(later.status, 200, 'once the lock has run out: the challenge');
+  t.equal(later.body.next, 'mfa');
 });
 
 t.test('wrong recovery codes count towards the code lock like wrong TOTP codes: the 10th locks', async (t) => {

@@ -72,6 +72,21 @@ export const mfaLockedResponse = {
   },
 };
 
+/**
+ * The password step's 423: the password locked, or — told only after a correct password — code
+ * entry locked, so that no challenge is handed out whose every code would be refused.
+ */
+export const passwordStepLockedResponse = {
+  423: {
+    ...problemEntry(
+      'account_locked: too many failed password attempts; try again after Retry-After seconds (or reset the password). ' +
+        'mfa_locked (only after a correct password): 10 wrong codes in a row; code entry is locked for Retry-After seconds, `contact` says whom to ask to reset the two-step login',
+      z.discriminatedUnion('code', [AccountLockedProblemSchema, MfaLockedProblemSchema]),
+    ),
+    headers: problemHeaders[423],
+  },
+};
+
 export const accountLockedResponse = {
   423: {
     ...problemEntry('account_locked: too many failed password attempts; try again after Retry-After seconds (or reset the password)', AccountLockedProblemSchema),

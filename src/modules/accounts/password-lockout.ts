@@ -70,6 +70,8 @@ export type ReservedPasswordAttempt = {
   duringLock: boolean;
   /** This attempt was the LOCKOUT_THRESHOLD-th consecutive one and set the lock now in force. */
   newLock: { number: number; until: Date } | null;
+  /** Code entry locked (10 wrong codes in a row) until then, as of the reservation; told after a correct password. */
+  mfaLockedUntil: Date | null;
   /** Where it came from, for the audit row of a lock it set and that is lifted again (releasePasswordAttempt). */
   origin: { organizationId: string | null; meta: RequestMeta; flow: PasswordFailureFlow };
 };
@@ -86,6 +88,7 @@ type ReservedRow = {
   failed_password_count: number | null;
   password_locked_until: Date | null;
   password_lockouts: number | null;
+  mfa_locked_until: Date | null;
   /** 1 when this attempt set a lock (and wrote its login.locked row), else 0. */
   lock_audited: number;
 };
@@ -180,7 +183,8 @@ export async function reservePasswordAttempt(
       WHERE users.id = target.id
         AND users.status <> 'INVITED' AND users.password_hash IS NOT NULL
         AND (password_locked_until IS NULL OR password_locked_until <= ${at} OR failed_password_count < ${p.add(checkedDuringLockBelow, 'int')})
-      RETURNING users.status::text AS status, users.password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts),
+      RETURNING users.status::text AS status, users.password_hash, password_changed_at, failed_password_count, password_locked_until, password_lockouts,
+        mfa_locked_until),
     -- The attempt that set the lock (the count is exactly the threshold only then, see above).
     lock_audit AS (${lockAudit}
       WHERE reserved.failed_password_count = ${LOCKOUT_THRESHOLD} AND reserved.password_locked_until > ${at}
@@ -213,6 +217,7 @@ export async function reservePasswordAttempt(
         lockedNow && row.password_locked_until
           ? { number: row.password_lockouts, until: row.password_locked_until }
           : null,
+      mfaLockedUntil: row.mfa_locked_until,
       origin: { organizationId: row.organization_id, meta: audit.meta, flow: audit.flow },
     },
   };

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { problemResponses } from '../../http/problem.js';
 import { noStore } from '../../http/no-store.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountBlockedResponse, accountLockedResponse, LoginEmailSchema, PasswordInputSchema } from '../accounts/accounts.schemas.js';
+import { accountBlockedResponse, LoginEmailSchema, PasswordInputSchema, passwordStepLockedResponse } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { LoginChallengeSchema } from './challenge.js';
 import { passwordLogin } from './login.service.js';
@@ -22,13 +22,14 @@ export const loginRoutes: FastifyPluginAsyncZod = async (app) => {
           'show the QR code) with a challenge token for that step (≤ 5 min).\n\n' +
           'Errors: 401 `invalid_credentials` — unknown e-mail, wrong password and not-yet-activated account answer ' +
           'identically. Only after a correct password: 403 `account_blocked` (with `contact`), 423 `account_locked` ' +
-          '(after 10 consecutive wrong passwords; `Retry-After`; "forgot password" still works). 429 per IP.',
+          '(after 10 consecutive wrong passwords; `Retry-After`; "forgot password" still works), 423 `mfa_locked` (code entry ' +
+          'locked after 10 wrong codes in a row; `Retry-After`, and `contact`: whom to ask to reset the two-step login). 429 per IP.',
         body: z.strictObject({ email: LoginEmailSchema, password: PasswordInputSchema }),
         response: {
           200: LoginChallengeSchema,
           ...problemResponses(401),
           ...accountBlockedResponse,
-          ...accountLockedResponse,
+          ...passwordStepLockedResponse,
         },
       },
     },

@@ -12,6 +12,7 @@ import {
   reservePasswordAttempt,
 } from '../accounts/password-lockout.js';
 import { lockLoginState } from '../accounts/user-lock.js';
+import { mfaLockedError } from '../mfa/account-guard.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 import { poolSql, prismaSql } from '../../db/sql.js';
 import { succeedAtOnce, successDetails } from './login-success.js';
@@ -106,10 +107,30 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     );
     throw accountLockedError(until, ctx.clock.now());
   };
+  // Code entry locked (10 wrong codes in a row): told now, with whom to ask, rather than with a
+  // challenge whose every code (and recovery code) the code step would refuse. The code step still
+  // decides for a lock set after this.
+  const codeLocked = async (until: Date): Promise<never> => {
+    await releasingOnError(() =>
+      ctx.db.$transaction(async (tx) => {
+        await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
+        await recordAudit(tx, ctx.clock, {
+          type: 'login.mfa_failed',
+          actorUserId: user.id,
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { reason: 'locked', step: 'password', refused: true, flow: 'login', until: until.toISOString() },
+        });
+      }),
+    );
+    throw await mfaLockedError(ctx.db, ctx.config, user, until, ctx.clock.now());
+  };
   // A lock this attempt set itself (it was the 10th in a row, and correct) is no obstacle: success resets.
   const lockedByOthers = attempt.lockedUntil !== null && attempt.newLock === null;
   if (attempt.status === 'BLOCKED') return blocked();
   if (lockedByOthers && attempt.lockedUntil) return locked(attempt.lockedUntil);
+  if (attempt.mfaLockedUntil && attempt.mfaLockedUntil > ctx.clock.now()) return codeLocked(attempt.mfaLockedUntil);
 
   // Parameters raised since this hash was made: store a stronger one (once; argon2 runs outside the transaction).
   const rehash = needsRehash ? await releasingOnError(() => ctx.hasher.hash(password)) : undefined;
