@@ -41,6 +41,20 @@ async function userWithChallenge(app: FastifyInstance) {
   return { ...created, session, challengeToken: login.body.challengeToken as string };
 }
 
+/** The app on `url`, with a pool of `max` connections, closed when the test ends. */
+async function appOn(t: Test, url: string, options: { max: number; DATABASE_QUERY_TIMEOUT_MS?: string }) {
+  const { max, ...env } = options;
+  const config = loadConfig({ ...TEST_ENV, ...env, DATABASE_URL: url });
+  const database = openDatabase(url, { max, queryTimeoutMs: config.databaseQueryTimeoutMs });
+  const app = await buildApp({ config, database, keyring: parseKeyring(TEST_ENCRYPTION_KEYS), clock: fakeClock(Date.now()), logger: pino({ level: 'silent' }) });
+  await app.ready();
+  t.teardown(async () => {
+    await app.close();
+    await database.close();
+  });
+  return app;
+}
+
 function isUnavailable(t: Test, res: { status: number; body: any; headers: Record<string, unknown> }, what: string) {
   t.equal(res.status, 503, `${what}: 503`);
   t.equal(res.body?.code, 'service_unavailable', `${what}: service_unavailable`);
@@ -51,14 +65,7 @@ t.test('PostgreSQL killed while a refresh and a code step hold their connection:
   const server = await startPrivatePostgres(t);
   const url = await server.createDatabase('webshop_auth');
   await migrate(url, { info: () => undefined, warn: () => undefined });
-  const config = loadConfig({ ...TEST_ENV, DATABASE_URL: url });
-  const database = openDatabase(url, { max: 5, queryTimeoutMs: config.databaseQueryTimeoutMs });
-  const app = await buildApp({ config, database, keyring: parseKeyring(TEST_ENCRYPTION_KEYS), clock: fakeClock(Date.now()), logger: pino({ level: 'silent' }) });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await database.close();
-  });
+  const app = await appOn(t, url, { max: 5 });
   const u = await userWithChallenge(app);
 
   // Hold the rows both statements lock first, so each waits inside its statement, on its connection.
@@ -106,14 +113,7 @@ t.test('network partition: 503 within the query timeout instead of hanging; serv
   const proxy = await startTcpProxy(t, Number(new URL(url).port || 5432));
   const viaProxy = new URL(url);
   viaProxy.port = String(proxy.port);
-  const config = loadConfig({ ...TEST_ENV, DATABASE_URL: viaProxy.toString(), DATABASE_QUERY_TIMEOUT_MS: '1500' });
-  const database = openDatabase(viaProxy.toString(), { max: 4, queryTimeoutMs: config.databaseQueryTimeoutMs });
-  const app = await buildApp({ config, database, keyring: parseKeyring(TEST_ENCRYPTION_KEYS), clock: fakeClock(Date.now()), logger: pino({ level: 'silent' }) });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await database.close();
-  });
+  const app = await appOn(t, viaProxy.toString(), { max: 4, DATABASE_QUERY_TIMEOUT_MS: '1500' });
   const u = await userWithChallenge(app);
   const requests = {
     me: () => app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${u.session.accessToken}` } }),

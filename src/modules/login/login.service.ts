@@ -1,5 +1,5 @@
 import type { AppContext } from '../../context.js';
-import { recordAudit, recordAudits, type RequestMeta } from '../audit/audit.service.js';
+import { recordAudit, recordAudits, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
 import { accountErrors } from '../accounts/accounts.errors.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { normalizePassword } from '../accounts/passwords.js';
@@ -81,49 +81,33 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
   }
 
   // The password is correct: from here on the user may learn the account's state. A correct
-  // password that does not sign in is not a failure: its reserved attempt is given back.
-  const blocked = async (): Promise<never> => {
-    const error = await releasingOnError(() => accountBlockedError(ctx.db, ctx.config, user));
-    await releasingOnError(() =>
+  // password that does not sign in is not a failure: its reserved attempt is given back, in the
+  // transaction that audits the refusal.
+  const giveBack = (audit: Omit<AuditInput, 'subjectUserId' | 'organizationId' | 'meta'>) =>
+    releasingOnError(() =>
       ctx.db.$transaction(async (tx) => {
         await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
-        await recordAudit(tx, ctx.clock, { type: 'login.blocked_attempt', subjectUserId: user.id, organizationId: user.organizationId, meta });
+        await recordAudit(tx, ctx.clock, { ...audit, subjectUserId: user.id, organizationId: user.organizationId, meta });
       }),
     );
+  const blocked = async (): Promise<never> => {
+    const error = await releasingOnError(() => accountBlockedError(ctx.db, ctx.config, user));
+    await giveBack({ type: 'login.blocked_attempt' });
     throw error;
   };
   const locked = async (until: Date): Promise<never> => {
-    await releasingOnError(() =>
-      ctx.db.$transaction(async (tx) => {
-        await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
-        await recordAudit(tx, ctx.clock, {
-          type: 'login.password_failed',
-          subjectUserId: user.id,
-          organizationId: user.organizationId,
-          meta,
-          details: { reason: 'locked', flow: 'login', until: until.toISOString() },
-        });
-      }),
-    );
+    await giveBack({ type: 'login.password_failed', details: { reason: 'locked', flow: 'login', until: until.toISOString() } });
     throw accountLockedError(until, ctx.clock.now());
   };
   // Code entry locked (10 wrong codes in a row): told now, with whom to ask, rather than with a
   // challenge whose every code (and recovery code) the code step would refuse. The code step still
   // decides for a lock set after this.
   const codeLocked = async (until: Date): Promise<never> => {
-    await releasingOnError(() =>
-      ctx.db.$transaction(async (tx) => {
-        await releasePasswordAttempt(prismaSql(tx), ctx, attempt);
-        await recordAudit(tx, ctx.clock, {
-          type: 'login.mfa_failed',
-          actorUserId: user.id,
-          subjectUserId: user.id,
-          organizationId: user.organizationId,
-          meta,
-          details: { reason: 'locked', step: 'password', refused: true, flow: 'login', until: until.toISOString() },
-        });
-      }),
-    );
+    await giveBack({
+      type: 'login.mfa_failed',
+      actorUserId: user.id,
+      details: { reason: 'locked', step: 'password', refused: true, flow: 'login', until: until.toISOString() },
+    });
     throw await mfaLockedError(ctx.db, ctx.config, user, until, ctx.clock.now());
   };
   // A lock this attempt set itself (it was the 10th in a row, and correct) is no obstacle: success resets.
