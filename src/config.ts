@@ -345,6 +345,11 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   if (e.REFRESH_IDLE_TTL_SECONDS > e.REFRESH_ABSOLUTE_TTL_SECONDS) {
     problems.push('REFRESH_IDLE_TTL_SECONDS: must not exceed REFRESH_ABSOLUTE_TTL_SECONDS');
   }
+  // Only a refresh moves the idle timeout: shorter than two access-token lifetimes, a user working
+  // without pause would be signed out by it, the refresh at the token's expiry coming too late.
+  if (e.REFRESH_IDLE_TTL_SECONDS < 2 * e.ACCESS_TOKEN_TTL_SECONDS) {
+    problems.push('REFRESH_IDLE_TTL_SECONDS: must be at least twice ACCESS_TOKEN_TTL_SECONDS (only a refresh moves the idle timeout)');
+  }
   if (e.ENCRYPTION_KEYS) {
     // The keys alone first, then with the current key id, so each problem names its variable
     // (parseKeyring's messages never echo key material).

@@ -42,6 +42,9 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ SERVICE_CLIENTS: 'cso:not-a-hash' }, /SERVICE_CLIENTS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ REFRESH_IDLE_TTL_SECONDS: '900000', REFRESH_ABSOLUTE_TTL_SECONDS: '3600' }, /REFRESH_IDLE_TTL_SECONDS/],
+    // Found by session 14's token review: an active user was signed out after 5 minutes, while offline verifiers took the token 10 more.
+    [{ REFRESH_IDLE_TTL_SECONDS: '300', ACCESS_TOKEN_TTL_SECONDS: '900' }, /REFRESH_IDLE_TTL_SECONDS: must be at least twice ACCESS_TOKEN_TTL_SECONDS/],
+    [{ REFRESH_IDLE_TTL_SECONDS: '1199' }, /REFRESH_IDLE_TTL_SECONDS: must be at least twice/], // the default access tokens live 600 s
     [{ ENCRYPTION_KEYS: 'k1:not-a-32-byte-key' }, /ENCRYPTION_KEYS: keyring: key "k1" must be 32 bytes/],
     [{ ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 1).toString('base64')}`, ENCRYPTION_KEY_CURRENT: 'k2' }, /ENCRYPTION_KEY_CURRENT: keyring: current key id "k2"/],
     [{ ENCRYPTION_KEY_CURRENT: 'k2' }, /ENCRYPTION_KEY_CURRENT: names a key of ENCRYPTION_KEYS, which is not set/],

@@ -55,17 +55,20 @@ export const selfAudience = (ctx: Pick<AppContext, 'config'>): string => ctx.con
 
 /**
  * Signs an access token with the in-memory signing key (no database access), or with `key` when
- * the caller took it before writing what the token stands for.
+ * the caller took it before writing what the token stands for. It expires after
+ * ACCESS_TOKEN_TTL_SECONDS, or when its session ends (`sessionEndsAt`: idle or absolute) if that is
+ * sooner: apps that verify offline (JWKS) have only `exp` to go by, and must not accept a token of
+ * a session that has ended.
  */
 export async function signAccessToken(
   ctx: SignCtx,
   subject: AccessTokenSubject,
-  options: { selfOnly?: boolean; key?: ActiveSigningKey } = {},
+  options: { selfOnly?: boolean; key?: ActiveSigningKey; sessionEndsAt: Date },
 ): Promise<{ token: string; expiresIn: number; jti: string; exp: number }> {
   const key = options.key ?? ctx.signer.signingKey();
   const iat = Math.floor(ctx.clock.now().getTime() / 1000);
-  const expiresIn = ctx.config.jwt.accessTtlSeconds;
-  const exp = iat + expiresIn;
+  const exp = Math.max(iat + 1, Math.min(iat + ctx.config.jwt.accessTtlSeconds, Math.floor(options.sessionEndsAt.getTime() / 1000)));
+  const expiresIn = exp - iat;
   const jti = randomUUID();
   const header = { alg: key.algorithm, kid: key.kid, typ: ACCESS_TOKEN_TYP };
   const payload = {

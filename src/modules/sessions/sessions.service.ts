@@ -49,6 +49,7 @@ export async function sessionTokens(
   key?: ActiveSigningKey,
 ): Promise<TokenResponse> {
   const now = ctx.clock.now();
+  const sessionEnds = session.idleExpiresAt < session.expiresAt ? session.idleExpiresAt : session.expiresAt;
   // Without an active factor (self-service removal, not yet re-enrolled) the session may only enrol
   // again: its tokens are for this service alone, never for apps that verify offline (rule 1).
   const access = await signAccessToken(
@@ -61,15 +62,14 @@ export async function sessionTokens(
       amr: session.amr,
       termsVersion: user.termsVersion,
     },
-    { selfOnly: !mfaEnrolled, key },
+    { selfOnly: !mfaEnrolled, key, sessionEndsAt: sessionEnds },
   );
-  const refreshEnds = session.idleExpiresAt < session.expiresAt ? session.idleExpiresAt : session.expiresAt;
   return {
     accessToken: access.token,
     tokenType: 'Bearer',
     expiresIn: access.expiresIn,
     refreshToken,
-    refreshExpiresIn: secondsUntil(refreshEnds, now),
+    refreshExpiresIn: secondsUntil(sessionEnds, now),
     requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion: ctx.config.termsVersion }),
     user: { id: user.id, email: user.email, name: user.name, organizationId: user.organizationId, roles: user.roles },
   };
@@ -341,7 +341,9 @@ export async function listSessions(ctx: AppContext, userId: string, currentSessi
  */
 export async function introspect(ctx: AppContext, token: string, clientId: string): Promise<IntrospectionResponse> {
   const claims = await verifyAccessToken(ctx, token);
-  if (!claims) return { active: false };
+  // A token for this service alone (audience: its issuer; a session re-enrolling its MFA) is no
+  // token for other apps, whatever became of its session since: JWKS verifiers refuse it too.
+  if (!claims || !claims.aud.some((aud) => ctx.config.jwt.audiences.includes(aud))) return { active: false };
   const session = await findLiveSession(ctx.pool, claims.sid, claims.sub, ctx.clock.now());
   // A session whose user removed their MFA may only enrol again: not a usable login for others.
   if (!session || !session.mfaEnrolled) return { active: false };
