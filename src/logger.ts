@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
+import { stdSerializers } from 'pino';
 import type { Config } from './config.js';
 
 /** Field names whose values must never reach a log line, at any depth we log. */
@@ -38,6 +39,13 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
       return reqId === undefined ? {} : { reqId };
     },
     serializers: {
+      // Node attaches the raw bytes of a malformed request to its parse error (`rawPacket`: headers
+      // and body, Authorization and passwords included), which Fastify logs at trace. Without them,
+      // the error's code and message remain.
+      err: (err: Error) => {
+        const { rawPacket: _raw, ...rest } = stdSerializers.err(err) as ReturnType<typeof stdSerializers.err> & { rawPacket?: unknown };
+        return rest;
+      },
       // Only the path: a query string may carry something secret someone put there by mistake.
       req: (req: SerializableRequest) => ({
         id: req.id,
