@@ -23,6 +23,12 @@ export const REDACT_PATHS = [
   '*.input.code',
 ];
 
+function withoutRawPacket(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const { rawPacket: _raw, ...rest } = stdSerializers.err(err) as ReturnType<typeof stdSerializers.err> & { rawPacket?: unknown };
+  return rest;
+}
+
 /** Where a request's child logger keeps its request id (see requestChildLogger). */
 const REQUEST_ID = Symbol('requestId');
 type RequestLogger = FastifyBaseLogger & { [REQUEST_ID]?: string };
@@ -41,11 +47,9 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
     serializers: {
       // Node attaches the raw bytes of a malformed request to its parse error (`rawPacket`: headers
       // and body, Authorization and passwords included), which Fastify logs at trace. Without them,
-      // the error's code and message remain.
-      err: (err: Error) => {
-        const { rawPacket: _raw, ...rest } = stdSerializers.err(err) as ReturnType<typeof stdSerializers.err> & { rawPacket?: unknown };
-        return rest;
-      },
+      // the error's code and message remain; an `err` that is a message stays as it is (Fastify's
+      // type says every `err` is an error, pino passes whatever was logged).
+      err: withoutRawPacket as unknown as (err: Error) => ReturnType<typeof stdSerializers.err>,
       // Only the path: a query string may carry something secret someone put there by mistake.
       req: (req: SerializableRequest) => ({
         id: req.id,

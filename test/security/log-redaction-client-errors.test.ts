@@ -44,3 +44,10 @@ t.test('a malformed request is logged with its parse error, never with its bytes
   }
   t.notOk(everything.includes('rawPacket'), 'no raw packet at all');
 });
+
+t.test('an `err` that is a message, not an error, is logged as it is', async (t) => {
+  const { app, logs } = await buildTestApp(t, { LOG_LEVEL: 'info' });
+  app.log.warn({ err: 'instance heartbeat failed: timeout' }, 'a background task failed');
+  const line = logs.map((l) => JSON.parse(l) as { msg: string; err: unknown }).find((l) => l.msg === 'a background task failed');
+  t.equal(line?.err, 'instance heartbeat failed: timeout');
+});
