@@ -7,7 +7,7 @@ import { generateKey, KEY_ID_PATTERN } from './lib/secret-box.js';
 import { systemClock } from './lib/clock.js';
 import { rotateSigningKey } from './modules/sessions/signing-keys.js';
 import { resealSecrets } from './modules/mfa/key-rotation.js';
-import { instancesNotSealingUnder, runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
+import { runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
 import { poolSql } from './db/sql.js';
 import { purgeEnded } from './modules/retention/retention.js';
 import { AppError } from './errors.js';
@@ -57,7 +57,10 @@ const commands: Record<string, Command> = {
       try {
         const sql = poolSql(runtime.database.pool);
         const current = runtime.keyring.currentKeyId;
-        const lagging = await instancesNotSealingUnder(sql, current);
+        const running = await runningInstances(sql);
+        // Those that do not hold the key (they could not open what is sealed under it), and those that
+        // hold it but still seal under the old one (ENCRYPTION_KEY_CURRENT: secrets the old key's removal would make unreadable).
+        const lagging = running.filter((i) => i.currentEncryptionKeyId !== current);
         if (lagging.length > 0 && !force) {
           process.stderr.write(
             `refused: ${lagging.length} running server instance(s) do not seal under key ${current}:\n${lagging.map((i) => describeInstance(i, current)).join('\n')}\n` +
@@ -69,7 +72,7 @@ const commands: Record<string, Command> = {
         process.stderr.write(
           lagging.length > 0
             ? `--force: sealing under ${current}, which ${lagging.length} running instance(s) do not seal under\n`
-            : `${await runningInstances(sql)} running server instance(s) seal under key ${current}\n`,
+            : `${running.length} running server instance(s) seal under key ${current}\n`,
         );
         const report = await resealSecrets(runtime.database.db, runtime.keyring, { clock: systemClock, meta: origin.meta, ...(force ? { forced: lagging.length } : {}) });
         process.stdout.write(`${JSON.stringify(report)}\n`);

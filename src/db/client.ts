@@ -14,7 +14,7 @@ export type Database = {
 };
 
 /** pg's error for a round trip past query_timeout (db/errors.ts counts it as "unavailable"). */
-export const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
+const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
 
 /**
  * A connection that closes itself when a round trip times out (query_timeout). pg only fails the
@@ -64,7 +64,7 @@ class UnpreparedClient extends TimeoutClosingClient {
   }
 }
 
-export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
 
 /**
  * Opens a Prisma client on the pg driver adapter. Connections are lazy; nothing is queried here.

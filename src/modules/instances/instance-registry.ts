@@ -2,19 +2,20 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { poolSql, type Sql } from '../../db/sql.js';
-import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
+import { startPeriodicTask } from '../../lib/periodic-task.js';
 import type { Keyring } from '../../lib/secret-box.js';
 
 /**
  * Which server instances run, and which ENCRYPTION_KEYS key ids each holds: every instance writes
  * its row at start and every HEARTBEAT_SECONDS, and removes it when it shuts down cleanly. An
  * operator command that seals under a key (rotate-encryption-key) asks first whether every
- * instance seen within ALIVE_SECONDS seals under that key too: re-sealing everything under a key
- * the servers lack (a step of the rotation skipped, a wrong env file) makes every TOTP login fail
- * and the signing key unloadable until they get it; an instance that holds it but still seals
- * under the old one goes on writing secrets the old key's removal makes unreadable. Times are the database's (`now()`), so the clocks of
- * the servers and of the operator's machine do not matter. Rows of instances that died without
- * shutting down are ignored after ALIVE_SECONDS and deleted after a day.
+ * instance seen within ALIVE_SECONDS seals under that key too (`currentEncryptionKeyId`; one that
+ * does not may not even hold it): re-sealing everything under a key the servers lack (a step of the
+ * rotation skipped, a wrong env file) makes every TOTP login fail and the signing key unloadable
+ * until they get it; an instance that holds it but still seals under the old one goes on writing
+ * secrets the old key's removal makes unreadable. Times are the database's (`now()`), so the
+ * clocks of the servers and of the operator's machine do not matter. Rows of instances that died
+ * without shutting down are ignored after ALIVE_SECONDS and deleted after a day.
  */
 
 export const HEARTBEAT_SECONDS = 30;
@@ -33,7 +34,7 @@ export type RunningInstance = {
   currentEncryptionKeyId: string;
 };
 
-export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log): PeriodicTask & { id: string } {
+export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log): { stop(): Promise<void> } {
   const id = randomUUID();
   const startedAt = new Date();
   const keyIds = [...keyring.keys.keys()];
@@ -57,8 +58,6 @@ export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log
     },
   });
   return {
-    id,
-    wake: task.wake,
     async stop() {
       await task.stop();
       await sql('DELETE FROM service_instances WHERE id = $1::uuid', [id]).catch(() => undefined);
@@ -66,13 +65,8 @@ export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log
   };
 }
 
-/**
- * The instances seen within ALIVE_SECONDS that do not seal under `keyId`: those that do not hold it
- * (they could not open what is sealed under it), and those that hold it without sealing under it
- * (ENCRYPTION_KEY_CURRENT still names the old key: they go on sealing new secrets under a key that
- * is about to be removed).
- */
-export async function instancesNotSealingUnder(sql: Sql, keyId: string): Promise<RunningInstance[]> {
+/** The instances seen within ALIVE_SECONDS, oldest first. */
+export async function runningInstances(sql: Sql): Promise<RunningInstance[]> {
   const rows = await sql<{
     id: string;
     hostname: string;
@@ -83,9 +77,9 @@ export async function instancesNotSealingUnder(sql: Sql, keyId: string): Promise
     current_encryption_key_id: string;
   }>(
     `SELECT id, hostname, pid, started_at, seen_at, encryption_key_ids, current_encryption_key_id FROM service_instances
-     WHERE seen_at > now() - make_interval(secs => $1::int) AND current_encryption_key_id <> $2
+     WHERE seen_at > now() - make_interval(secs => $1::int)
      ORDER BY started_at`,
-    [ALIVE_SECONDS, keyId],
+    [ALIVE_SECONDS],
   );
   return rows.map((r) => ({
     id: r.id,
@@ -96,10 +90,4 @@ export async function instancesNotSealingUnder(sql: Sql, keyId: string): Promise
     encryptionKeyIds: r.encryption_key_ids,
     currentEncryptionKeyId: r.current_encryption_key_id,
   }));
-}
-
-/** How many instances were seen within ALIVE_SECONDS. */
-export async function runningInstances(sql: Sql): Promise<number> {
-  const [row] = await sql<{ n: number }>('SELECT count(*)::int AS n FROM service_instances WHERE seen_at > now() - make_interval(secs => $1::int)', [ALIVE_SECONDS]);
-  return row?.n ?? 0;
 }

@@ -167,12 +167,10 @@ export async function resealSecrets(
   }
 
   const { failures, ...counts } = report;
-  await db.$transaction((tx) =>
-    recordAudit(tx, audit.clock, {
-      type: 'encryption_key.rotated',
-      meta: audit.meta,
-      details: { ...counts, failures: failures.length, ...(audit.forced === undefined ? {} : { forcedPastInstances: audit.forced }) },
-    }),
-  );
+  await recordAudit(db, audit.clock, {
+    type: 'encryption_key.rotated',
+    meta: audit.meta,
+    details: { ...counts, failures: failures.length, ...(audit.forced === undefined ? {} : { forcedPastInstances: audit.forced }) },
+  });
   return report;
 }
