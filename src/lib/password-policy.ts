@@ -79,17 +79,25 @@ const readable = (s: string): string => lettersAndDigits(fold(s.normalize('NFKC'
  */
 const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(fold(s.normalize('NFKC')))));
 
-/** A word of the account's: as the user is told it (`word`) and as it is compared (`key`). */
-type ContextWord = { word: string; key: string; source: string };
+/**
+ * A word of the account's: as the user is told it and compared without look-alike mapping
+ * (`word`), and with it (`key`). `key` is null when the mapping shrinks the word below the
+ * minimum: some digits' look-alikes are punctuation (Arabic-Indic "٠" → "."), so "٠٠٠٠" would
+ * become "" and be found in every password.
+ */
+type ContextWord = { word: string; key: string | null; source: string };
 
 // Names are split into words too ("Acme Tools GmbH" → acme, tools, gmbh); words under 4
 // characters are skipped because they occur by chance in good passphrases ("AG", "max").
 function wordsOf(value: string | undefined, source: string, minWhole: number): ContextWord[] {
   if (!value) return [];
   const candidates = [value, ...value.split(/[^\p{L}\p{N}]+/u)];
-  return candidates
-    .map((candidate) => ({ word: readable(candidate), key: compact(candidate), source }))
-    .filter(({ word }, i) => codePoints(word) >= (i === 0 ? minWhole : 4));
+  return candidates.flatMap((candidate, i) => {
+    const min = i === 0 ? minWhole : 4;
+    const word = readable(candidate);
+    const key = compact(candidate);
+    return codePoints(word) >= min ? [{ word, key: codePoints(key) >= min ? key : null, source }] : [];
+  });
 }
 
 function contextWords(context: PasswordContext): ContextWord[] {
@@ -115,7 +123,9 @@ export function checkPassword(password: string, context: PasswordContext): Passw
 
   const normalized = password.normalize('NFKC');
   const length = codePoints(normalized);
-  if (length < PASSWORD_MIN_LENGTH) {
+  // Counted both ways: NFKC composes ("e" + U+0301 is one), and it expands (the one character
+  // U+FDFA is 18), so either count alone would let a short password through.
+  if (Math.min(length, codePoints(password)) < PASSWORD_MIN_LENGTH) {
     return {
       ok: false,
       code: 'password_too_short',
@@ -133,8 +143,9 @@ export function checkPassword(password: string, context: PasswordContext): Passw
     };
   }
 
+  const plain = readable(normalized);
   const compacted = compact(normalized);
-  const hit = contextWords(context).find(({ key }) => compacted.includes(key));
+  const hit = contextWords(context).find(({ word, key }) => plain.includes(word) || (key !== null && compacted.includes(key)));
   if (hit) {
     return {
       ok: false,

@@ -53,6 +53,16 @@ t.test('combining marks: counted after NFKC composition', async (t) => {
   t.equal(codeOf(checkPassword(noComposition, noContext)), 'ok');
 });
 
+t.test('expanding characters: counted as typed too', async (t) => {
+  // U+FDFA is one character that NFKC expands to 18 code points: alone it is one keystroke.
+  t.equal(cp('\uFDFA'.normalize('NFKC')), 18);
+  t.equal(codeOf(checkPassword('\uFDFA', noContext)), 'password_too_short');
+  t.equal(codeOf(checkPassword('\uFDFB\u3316\u33AF', noContext)), 'password_too_short');
+  // Eleven typed characters stay too short whatever they expand to; twelve pass.
+  t.equal(codeOf(checkPassword('\uFDFAbcdefghxyz', noContext)), 'password_too_short');
+  t.equal(codeOf(checkPassword('\uFDFAbcdefghxyzw', noContext)), 'ok');
+});
+
 t.test('long passwords accepted up to the maximum, never truncated', async (t) => {
   for (const n of [64, 128, 1024]) {
     const pw = filler(n);
@@ -141,6 +151,18 @@ t.test('context words', async (t) => {
   // The e-mail local part counts from 3 characters, but not below.
   t.equal(codeOf(checkPassword('bobsyouruncle42', { email: 'Bob@example.com' })), 'password_contains_context');
   t.equal(codeOf(checkPassword('enjoy the long walk', { email: 'jo@example.com' })), 'ok');
+
+  // Digits whose look-alikes are punctuation (Arabic-Indic and Persian zero → "."): the word is
+  // compared as written, never as the one or no character its look-alike form shrinks to.
+  for (const organizationName of ['Maktaba \u0661\u0660\u0660\u0660', 'Handel \u0660\u0660\u0660\u0660', 'Kitab \u06F0\u06F0\u06F0\u06F0']) {
+    for (const pw of ['Velvet orbit lantern 93!', 'Quiet harbour pickle 58?', 'Brave otter canoe swamp']) {
+      t.equal(codeOf(checkPassword(pw, { organizationName })), 'ok', `${organizationName}: ${pw}`);
+    }
+  }
+  t.match(checkPassword('our \u0661\u0660\u0660\u0660 books, every day', { organizationName: 'Maktaba \u0661\u0660\u0660\u0660' }), {
+    code: 'password_contains_context',
+    detail: /"\u0661\u0660\u0660\u0660"/,
+  });
 
   // Without context nothing is rejected for it.
   t.equal(codeOf(checkPassword('my name is Jane.Doe, hello', noContext)), 'ok');

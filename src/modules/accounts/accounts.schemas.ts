@@ -26,7 +26,7 @@ export const NewPasswordSchema = z
   .min(1)
   .max(PASSWORD_INPUT_MAX)
   .describe(
-    'New password: at least 12 characters (Unicode code points after NFKC normalisation), at most 1024, no composition rules; ' +
+    'New password: at least 12 characters (Unicode code points, both as typed and after NFKC normalisation), at most 1024, no composition rules; ' +
       'rejected (422) when common or containing the e-mail local part, the organisation or the shop name',
   );
 
