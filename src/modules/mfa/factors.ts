@@ -7,6 +7,8 @@ import { mfaErrors } from './mfa.errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { secondsUntil } from '../../lib/lockout.js';
 import { newId } from '../../db/sql.js';
+import { Prisma } from '../../generated/prisma/client.js';
+import { voidFlows } from '../flows/flow-tokens.js';
 import { openTotpSecret, sealTotpSecret } from './totp-secret.js';
 
 /**
@@ -38,44 +40,70 @@ export async function findPendingFactor(tx: Tx, userId: string): Promise<TotpFac
  * session's: meanwhile a login with the password alone cannot replace it with an authenticator of
  * its own (after a self-service removal the account has no factor, and the login's enrolment step
  * would otherwise let anyone with the password set one up and leave the user's own set-up to fail).
+ * The reservation also ends with the session that made it (logout, revocation, password reset,
+ * block, expiry): a set-up abandoned by signing out does not block the next login's.
  */
 export const SELF_ENROLMENT_RESERVATION_SECONDS = 15 * 60;
 
 /**
+ * SQL: the pending factor row `totp_factors` is reserved at `now` — before its time is up, by a
+ * session still alive (rows reserved before the session was recorded count by time alone). Never
+ * NULL: it is negated.
+ */
+const reservationInForce = (now: Date) => Prisma.sql`(
+  totp_factors.reserved_until IS NOT NULL AND totp_factors.reserved_until > ${now}::timestamptz
+  AND (totp_factors.reserved_by_session_id IS NULL OR EXISTS (
+    SELECT 1 FROM sessions s
+    WHERE s.id = totp_factors.reserved_by_session_id AND s.revoked_at IS NULL
+      AND s.expires_at > ${now}::timestamptz AND s.idle_expires_at > ${now}::timestamptz)))`;
+
+/** Seconds until the reservation of the user's pending factor ends; null when none is in force. */
+export async function pendingReservation(tx: Tx, userId: string, now: Date): Promise<number | null> {
+  const rows = await tx.$queryRaw<{ reserved_until: Date }[]>`
+    SELECT reserved_until FROM totp_factors
+    WHERE user_id = ${userId}::uuid AND status = 'PENDING' AND ${reservationInForce(now)}`;
+  const until = rows[0]?.reserved_until;
+  return until ? Math.max(1, secondsUntil(until, now)) : null;
+}
+
+export const enrollmentInProgress = (retryAfter: number) =>
+  mfaErrors.mfa_enrollment_in_progress(
+    'Two-step login is being set up in a signed-in session of this account: finish it there, or try again later.',
+    { retryAfter },
+    { 'retry-after': String(retryAfter) },
+  );
+
+/**
  * Creates the user's pending factor with a fresh 160-bit secret, replacing an earlier pending one
  * — unless that one is reserved by a signed-in session and this is the login's enrolment step
- * (409 mfa_enrollment_in_progress, Retry-After). `reserve`: started by a signed-in session.
- * Check and write are one statement (the conflicting row is locked and re-checked), so a racing
- * pair cannot both win. The plaintext secret leaves this function once, for the enrolment response.
+ * (409 mfa_enrollment_in_progress, Retry-After). `reservedBy`: the signed-in session starting it,
+ * null for the login's enrolment step. Check and write are one statement (the conflicting row is
+ * locked and re-checked), so a racing pair cannot both win. The plaintext secret leaves this
+ * function once, for the enrolment response.
  */
 export async function startTotpEnrollment(
   tx: Tx,
   ctx: EnrollCtx,
   user: { id: string; email: string },
-  options: { reserve: boolean },
+  options: { reservedBy: string | null },
 ): Promise<TotpEnrollmentSecret> {
   if (await findActiveFactor(tx, user.id)) throw mfaErrors.mfa_already_enrolled();
   const secret = generateTotpSecret();
   const sealed = sealTotpSecret(ctx.keyring, user.id, secret);
   const now = ctx.clock.now();
-  const reservedUntil = options.reserve ? addSeconds(now, SELF_ENROLMENT_RESERVATION_SECONDS) : null;
+  const reserve = options.reservedBy !== null;
+  const reservedUntil = reserve ? addSeconds(now, SELF_ENROLMENT_RESERVATION_SECONDS) : null;
   const written = await tx.$queryRaw<{ id: string }[]>`
-    INSERT INTO totp_factors (id, user_id, status, secret_ciphertext, encryption_key_id, created_at, reserved_until)
-    VALUES (${newId()}::uuid, ${user.id}::uuid, 'PENDING', ${sealed.secretCiphertext}, ${sealed.encryptionKeyId}, ${now}::timestamptz, ${reservedUntil}::timestamptz)
+    INSERT INTO totp_factors (id, user_id, status, secret_ciphertext, encryption_key_id, created_at, reserved_until, reserved_by_session_id)
+    VALUES (${newId()}::uuid, ${user.id}::uuid, 'PENDING', ${sealed.secretCiphertext}, ${sealed.encryptionKeyId}, ${now}::timestamptz,
+      ${reservedUntil}::timestamptz, ${options.reservedBy}::uuid)
     ON CONFLICT (user_id, status) DO UPDATE SET
       secret_ciphertext = EXCLUDED.secret_ciphertext, encryption_key_id = EXCLUDED.encryption_key_id,
-      last_used_step = NULL, created_at = EXCLUDED.created_at, reserved_until = EXCLUDED.reserved_until
-    WHERE ${options.reserve}::boolean OR totp_factors.reserved_until IS NULL OR totp_factors.reserved_until <= ${now}::timestamptz
+      last_used_step = NULL, created_at = EXCLUDED.created_at,
+      reserved_until = EXCLUDED.reserved_until, reserved_by_session_id = EXCLUDED.reserved_by_session_id
+    WHERE ${reserve}::boolean OR NOT ${reservationInForce(now)}
     RETURNING id`;
-  if (written.length === 0) {
-    const pending = await findPendingFactor(tx, user.id);
-    const retryAfter = Math.max(1, secondsUntil(pending?.reservedUntil ?? now, now));
-    throw mfaErrors.mfa_enrollment_in_progress(
-      'Two-step login is being set up in a signed-in session of this account: finish it there, or try again later.',
-      { retryAfter },
-      { 'retry-after': String(retryAfter) },
-    );
-  }
+  if (written.length === 0) throw enrollmentInProgress((await pendingReservation(tx, user.id, now)) ?? 1);
   // The label's account part cannot carry ':' (apps split on it); e-mail addresses never need one.
   const accountName = user.email.replaceAll(':', '');
   return { secret, otpauthUri: buildOtpauthUri({ issuer: ctx.config.totpIssuer, accountName, secret }) };
@@ -123,6 +151,8 @@ export async function useTotpCode(
 /**
  * Confirms a pending factor with its first code: it becomes ACTIVE with the code's step stored,
  * so the same code cannot be replayed for the next login. Conditional on the row still pending.
+ * A support-verified reset still pending was about the state before (a code lock during set-up):
+ * its link must not remove the factor set up now, so it is voided. The caller holds the user row.
  */
 export async function activatePendingFactor(
   tx: Tx,
@@ -135,10 +165,12 @@ export async function activatePendingFactor(
   if (await findActiveFactor(tx, factor.userId)) throw mfaErrors.mfa_already_enrolled();
   const { count } = await tx.totpFactor.updateMany({
     where: { id: factor.id, status: 'PENDING', secretCiphertext: factor.secretCiphertext },
-    data: { status: 'ACTIVE', activatedAt: ctx.clock.now(), lastUsedStep: result.step },
+    data: { status: 'ACTIVE', activatedAt: ctx.clock.now(), lastUsedStep: result.step, reservedUntil: null, reservedBySessionId: null },
   });
   // Lost to a concurrent confirmation or a replaced secret: this code enrolled nothing.
-  return count === 1 ? result : { ok: false, reason: 'replayed' };
+  if (count !== 1) return { ok: false, reason: 'replayed' };
+  await voidFlows(tx, factor.userId, ['MFA_RESET']);
+  return result;
 }
 
 /** Replaces all of the user's recovery codes with 10 new ones; the plaintext is returned once. */

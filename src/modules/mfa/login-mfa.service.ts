@@ -13,8 +13,10 @@ import { completeCodeStepAtOnce } from './code-step-at-once.js';
 import { amrAfter, consumeChallenge, loadChallenge, reserveAttempt, retireIfSpent } from './challenge-guard.js';
 import {
   activatePendingFactor,
+  enrollmentInProgress,
   findActiveFactor,
   findPendingFactor,
+  pendingReservation,
   replaceRecoveryCodes,
   startTotpEnrollment,
   useRecoveryCode,
@@ -164,7 +166,7 @@ export async function startLoginEnrollment(
     const flow = await loadChallenge(tx, ctx.clock, challengeToken, 'mfa_enrollment');
     const user = await loadUser(tx, ctx, flow);
     // A set-up the user's signed-in session started after removing MFA is not replaced from here.
-    return { enrollment: await startTotpEnrollment(tx, ctx, user, { reserve: false }), expiresAt: flow.expiresAt };
+    return { enrollment: await startTotpEnrollment(tx, ctx, user, { reservedBy: null }), expiresAt: flow.expiresAt };
   });
   const challengeExpiresIn = secondsUntil(expiresAt, ctx.clock.now());
   // Rendering is CPU work: outside the transaction, so no row lock or connection waits on it.
@@ -186,6 +188,10 @@ export async function verifyLoginEnrollment(
         if (await findActiveFactor(tx, user.id)) throw mfaErrors.mfa_already_enrolled();
         throw mfaErrors.mfa_enrollment_not_started('Call /v1/auth/login/mfa-enrollment first.');
       }
+      // A signed-in session replaced this step's secret with its own (it may: the removal was its
+      // user's): no code from this step's QR code can match, so say so instead of counting a failure.
+      const reservedFor = await pendingReservation(tx, user.id, ctx.clock.now());
+      if (reservedFor !== null) throw enrollmentInProgress(reservedFor);
       const attemptsRemaining = await reserveAttempt(tx, ctx.clock, flow);
       const result = await activatePendingFactor(tx, ctx, factor, body.code);
       if (!result.ok) {

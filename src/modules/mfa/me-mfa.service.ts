@@ -43,7 +43,7 @@ export async function startSelfEnrollment(ctx: AppContext, actor: Actor): Promis
     await lockUserRow(tx, actor.userId); // the lock order: user row before factor rows (user-lock.ts)
     const user = await tx.user.findUnique({ where: { id: actor.userId } });
     if (!user) throw commonErrors.unauthenticated();
-    return startTotpEnrollment(tx, ctx, user, { reserve: true });
+    return startTotpEnrollment(tx, ctx, user, { reservedBy: actor.sessionId });
   });
   return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri) };
 }

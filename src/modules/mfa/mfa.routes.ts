@@ -86,7 +86,7 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           '/v1/auth/login/mfa-enrollment/verify; calling this again replaces the pending secret. The secret ' +
           'is never shown again after enrolment. 409 mfa_already_enrolled; 409 mfa_enrollment_in_progress (with ' +
           'Retry-After) while a signed-in session of the account is setting up an authenticator (after removing ' +
-          'its MFA, for up to 15 minutes): finish it there.' +
+          'its MFA; until that session ends or for up to 15 minutes): finish it there.' +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema }),
         response: {
@@ -116,7 +116,9 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'Activates the pending factor (the confirming code cannot be used again) and signs in with amr ' +
           '["pwd","otp"]. The 10 recovery codes are in this response only. 409 mfa_enrollment_not_started; 409 ' +
-          'mfa_already_enrolled (a signed-in session of the account confirmed its own set-up meanwhile: sign in with it).' +
+          'mfa_already_enrolled (a signed-in session of the account confirmed its own set-up meanwhile: sign in with it); ' +
+          '409 mfa_enrollment_in_progress (with Retry-After; no attempt counted): a signed-in session of the account ' +
+          'started its own set-up, which replaced this QR code: finish it there, or start again later.' +
           CODE_ERRORS +
           CHALLENGE_ERRORS,
         body: z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema }),
@@ -124,6 +126,7 @@ export const mfaRoutes: FastifyPluginAsyncZod = async (app) => {
           200: EnrollmentTokenResponseSchema,
           ...problemResponses(401, 409, 410),
           ...mfaLockedResponse,
+          ...conflictWithRetryAfter(),
           ...accountBlockedResponse,
         },
       },

@@ -19,6 +19,17 @@ export type RemoveMfaResult = {
 };
 
 /**
+ * Whether an administrator's or support's MFA reset has anything to do: a factor (working, or
+ * being set up) or a code lock in force — a user locked out during their first set-up (a
+ * drifted device clock) has no working factor, and the reset is what lifts the lock.
+ */
+export async function hasMfaToReset(tx: Tx, userId: string, now: Date): Promise<boolean> {
+  if ((await tx.totpFactor.count({ where: { userId } })) > 0) return true;
+  const user = await tx.user.findUnique({ where: { id: userId }, select: { mfaLockedUntil: true } });
+  return !!user?.mfaLockedUntil && user.mfaLockedUntil > now;
+}
+
+/**
  * Removes a user's MFA entirely: every TOTP factor (active and pending), every recovery code,
  * pending login challenges (they were issued for the old factor), pending support-verified reset
  * links (about the old factor), and the code-failure count and

@@ -5,5 +5,5 @@
 export { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 export { sendActivation } from '../activation/activation.service.js';
 export { sendPasswordResetMail } from '../password/password.service.js';
-export { removeMfa } from '../mfa/remove.js';
+export { hasMfaToReset, removeMfa } from '../mfa/remove.js';
 export { blockedContact, contactText } from '../accounts/blocked.js';

@@ -119,7 +119,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',
-    "Remove a user's authenticator and recovery codes and end their sessions; they set up MFA again at the next login",
+    "Remove a user's authenticator (a working one, or one being set up) and recovery codes, lift a code-entry lock and end their sessions; they set up MFA again at the next login. 409 mfa_not_enrolled when there is none of these",
     'organization:users:mfa-reset',
     resetUserMfa,
     { policy: 'user.mfa_reset', more: ['mfa_not_enrolled'] },

@@ -8,7 +8,7 @@ import { voidFlows, withdrawFlowsRequestedBy, type WithdrawnLink } from '../flow
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
-import { blockedContact, contactText, enqueueMail, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { blockedContact, contactText, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
@@ -303,10 +303,9 @@ export async function resetUserMfa(ctx: AdminCtx, call: AdminCall, userId: strin
   });
 }
 
-/** 409 mfa_not_enrolled when there is no working (ACTIVE) factor to reset; returns how many sessions ended. */
+/** 409 mfa_not_enrolled when there is nothing to reset (hasMfaToReset); returns how many sessions ended. */
 export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser, origin: ChangeOrigin): Promise<{ sessionsRevoked: number }> {
-  const factors = await tx.totpFactor.count({ where: { userId: target.id, status: 'ACTIVE' } });
-  if (factors === 0) throw mfaErrors.mfa_not_enrolled();
+  if (!(await hasMfaToReset(tx, target.id, ctx.clock.now()))) throw mfaErrors.mfa_not_enrolled();
   // Factor, recovery codes, pending challenges and every session go; the next login enrols.
   const { revokedSessions: sessionsRevoked } = await removeMfa(tx, ctx, target.id, { reason: 'mfa_reset_by_admin' });
   // A pending support-verified reset is moot now.

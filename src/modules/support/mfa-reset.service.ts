@@ -7,7 +7,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, issueFlowToken, usedLinkError } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { findTarget, loadActingUser } from '../organization/acting-user.js';
-import { buildLink, enqueueMail, LINK_PATHS, removeMfa } from '../organization/dependencies.js';
+import { buildLink, enqueueMail, hasMfaToReset, LINK_PATHS, removeMfa } from '../organization/dependencies.js';
 import { lockForChange, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
 
 /**
@@ -49,10 +49,10 @@ export async function requestMfaReset(ctx: AdminCtx, call: AdminCall, userId: st
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.mfa_reset_request', target);
-    // Only a working factor can be reset: a set-up the user has not finished (PENDING) needs no
-    // reset (their next login offers the set-up again), and a link about it would later remove
-    // the factor that set-up becomes.
-    if ((await tx.totpFactor.count({ where: { userId: target.id, status: 'ACTIVE' } })) === 0) throw mfaErrors.mfa_not_enrolled();
+    // A factor, or a code lock during the set-up (hasMfaToReset). Should the user finish a set-up
+    // before confirming, its activation voids this link (activatePendingFactor), so the link
+    // never removes the factor set up after it was sent.
+    if (!(await hasMfaToReset(tx, target.id, ctx.clock.now()))) throw mfaErrors.mfa_not_enrolled();
     // A new request voids an older pending one (issueFlowToken), so only the newest link works.
     const { token, flow } = await issueFlowToken(tx, ctx.clock, {
       userId: target.id,

@@ -173,7 +173,9 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         tags,
         summary: "Start a verified MFA reset: a confirmation link (24 h) goes to the user's stored e-mail address",
         description:
-          'The MFA is only removed when the user opens the link (POST /v1/mfa-reset/confirm). A new request replaces an older pending one. ' +
+          'The MFA is only removed when the user opens the link (POST /v1/mfa-reset/confirm): authenticator, one being set up, recovery ' +
+          'codes and a code-entry lock. A new request replaces an older pending one; finishing a set-up voids it. 409 mfa_not_enrolled: ' +
+          'none of these. ' +
           supportErrors('user.mfa_reset_request', ['mfa_not_enrolled']),
         params: UserIdParams,
         response: { 202: MfaResetRequestSchema, ...problemResponses(404, 409) },

@@ -116,6 +116,15 @@ t.test('after a self-service removal, a login with the password alone cannot rep
   const mine = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken });
   t.equal(mine.status, 200);
 
+  const stolen = await request({
+    url: '/v1/auth/login/mfa-enrollment/verify',
+    body: { challengeToken: early.body.challengeToken, code: currentTotp(app, theirs.body.secret) },
+  });
+  t.equal(stolen.status, 409, 'the replaced secret enrols nothing');
+  t.equal(stolen.body.code, 'mfa_enrollment_in_progress', 'and the login is told why, not that its code was wrong');
+  t.equal(stolen.headers['retry-after'], '900');
+  t.equal(await app.ctx.db.flowToken.count({ where: { purpose: 'LOGIN_CHALLENGE', userId: user.id, attempts: { gt: 0 } } }), 0, 'no code attempt was counted');
+
   // From now on the login's enrolment step refuses to replace the session's set-up.
   const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
   const refused = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } });
@@ -123,11 +132,6 @@ t.test('after a self-service removal, a login with the password alone cannot rep
   t.equal(refused.body.code, 'mfa_enrollment_in_progress');
   t.equal(refused.headers['retry-after'], '900');
   t.equal(refused.body.retryAfter, 900);
-  const stolen = await request({
-    url: '/v1/auth/login/mfa-enrollment/verify',
-    body: { challengeToken: early.body.challengeToken, code: currentTotp(app, theirs.body.secret) },
-  });
-  t.not(stolen.status, 200, 'the replaced secret enrols nothing');
   t.equal(await app.ctx.db.session.count({ where: { userId: user.id, revokedAt: null } }), 1, 'no session for the password alone');
 
   const verified = await request({ url: '/v1/me/mfa/totp/verify', token: session.accessToken, body: { code: currentTotp(app, mine.body.secret) } });
@@ -144,6 +148,29 @@ t.test('after a self-service removal, a login with the password alone cannot rep
   const later = await request({ url: '/v1/auth/login', body: { email: other.user.email, password: other.password } });
   const allowed = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: later.body.challengeToken } });
   t.equal(allowed.status, 200, 'after the reservation');
+});
+
+t.test('the reservation ends with the session that made it: after its logout, or a block that ends it, the login may set up again', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const enrolLogin = async (email: string, password: string | null) => {
+    const login = await request({ url: '/v1/auth/login', body: { email, password } });
+    t.equal(login.body.next, 'mfa_enrollment');
+    return request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: login.body.challengeToken } });
+  };
+
+  const { user, password, session } = await signedInWithoutMfa(t, app, request);
+  t.equal((await request({ method: 'POST', url: '/v1/me/mfa/totp', token: session.accessToken })).status, 200);
+  t.equal((await enrolLogin(user.email, password)).body.code, 'mfa_enrollment_in_progress', 'reserved while the session lives');
+  t.equal((await request({ method: 'POST', url: '/v1/auth/logout', token: session.accessToken })).status, 204);
+  const afterLogout = await enrolLogin(user.email, password);
+  t.equal(afterLogout.status, 200, 'the set-up abandoned by signing out no longer blocks');
+  t.ok(afterLogout.body.secret);
+
+  const other = await signedInWithoutMfa(t, app, request);
+  t.equal((await request({ method: 'POST', url: '/v1/me/mfa/totp', token: other.session.accessToken })).status, 200);
+  await app.ctx.db.session.updateMany({ where: { userId: other.user.id }, data: { revokedAt: new Date(), revokedReason: 'user_blocked' } });
+  t.equal((await enrolLogin(other.user.email, other.password)).status, 200, 'an ended session reserves nothing');
 });
 
 t.test('regenerate recovery codes: password required, old codes stop working, mail + audit', async (t) => {
