@@ -10,6 +10,7 @@ import { systemClock, type Clock } from './lib/clock.js';
 import type { Keyring } from './lib/secret-box.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
 import { loggerOptions, requestChildLogger } from './logger.js';
+import { commonErrors } from './errors.js';
 import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
 import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
@@ -88,14 +89,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // An empty body with Content-Type: application/json is no body (fetch wrappers send the header on
   // every request): operations without a body answer as without one, the others say the body is
   // required. Anything else goes to Fastify's own parser (prototype-poisoning checks included).
+  // JSON is UTF-8 (RFC 8259 §8.1): bytes that are not are refused (400 malformed_json) rather than
+  // turned into U+FFFD, which would store "Ren\uFFFD" for a Latin-1 "René" and let different bytes
+  // in a password collapse into the same stored character.
   const parseJson = app.getDefaultJsonParser('error', 'error');
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    let body: string;
+    try {
+      body = utf8.decode(raw as Buffer);
+    } catch {
+      done(commonErrors.malformed_json('The request body is not valid UTF-8.'), undefined);
+      return;
+    }
     if (body === '') {
       done(null, undefined);
       return;
     }
-    parseJson(request, body as string, done);
+    parseJson(request, body, done);
   });
 
   app.setValidatorCompiler(validatorCompiler);

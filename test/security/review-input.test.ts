@@ -71,6 +71,35 @@ t.test('lone surrogates answer 400 validation_failed: the policy would check one
   t.equal(emoji.status, 200, 'a password with emoji is accepted');
 });
 
+t.test('a JSON body that is not UTF-8 answers 400 malformed_json: nothing stored as U+FFFD, no two byte strings one password', async (t) => {
+  const { app, adminToken } = await adminAndSupport(t);
+  const { token, user } = await inviteUser(app);
+  const send = (url: string, parts: (string | number[])[], bearer?: string) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+      payload: Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))),
+    });
+  const cases: [string, Awaited<ReturnType<typeof send>>][] = [
+    ['Latin-1 "René" in an invitation', await send('/v1/organization/users', ['{"email":"rene@example.test","name":"Ren', [0xe9], '"}'], adminToken)],
+    ['stray bytes in an activation password', await send('/v1/activation', [`{"token":"${token}","password":"Velvet orbit lantern `, [0x80, 0x81], '"}'])],
+    ['an overlong encoding', await send('/v1/auth/login', ['{"email":"a@example.test","password":"Velvet orbit ', [0xc0, 0xaf], '"}'])],
+    ['an encoded surrogate', await send('/v1/auth/login', ['{"email":"a@example.test","password":"Velvet orbit ', [0xed, 0xa0, 0x80], '"}'])],
+    ['a truncated sequence at the end', await send('/v1/auth/login', ['{"email":"a@example.test","password":"x"}', [0xe2, 0x82]])],
+  ];
+  for (const [label, res] of cases) {
+    t.same([res.statusCode, res.json().code], [400, 'malformed_json'], label);
+    t.match(res.headers['content-type'], /^application\/problem\+json/, `${label}: problem+json`);
+  }
+  t.equal(await app.ctx.db.user.count({ where: { email: 'rene@example.test' } }), 0, 'nobody invited');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).status, 'INVITED', 'not activated');
+  // Real UTF-8 passes, multi-byte characters included.
+  const good = await send('/v1/organization/users', ['{"email":"rene@example.test","name":"Ren', [0xc3, 0xa9], '"}'], adminToken);
+  t.equal(good.statusCode, 201);
+  t.equal((await app.ctx.db.user.findFirstOrThrow({ where: { email: 'rene@example.test' } })).name, 'René');
+});
+
 t.test('crafted pagination cursors answer 400 invalid_cursor, never 500', async (t) => {
   const { app, request, org, adminToken, supportToken } = await adminAndSupport(t);
   const at = new Date().toISOString();
