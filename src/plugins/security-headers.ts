@@ -77,7 +77,13 @@ function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>>
   return Object.freeze(headers);
 }
 
-const API_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: API_CSP });
+// Every API answer is personal or short-lived (profiles, session lists with IP addresses, user
+// lists, tokens): no cache, shared or private, keeps it unless the route says otherwise (the JWKS
+// sets its own max-age). The /docs assets stay cacheable.
+const API_SECURITY_HEADERS = Object.freeze({
+  ...helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: API_CSP }),
+  'cache-control': 'no-store',
+});
 const DOCS_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: DOCS_CSP });
 
 type SecurityHeadersConfig = { securityHeaders?: Readonly<Record<string, string>> };

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 
 /** Security headers on API responses and /docs; CORS for the configured frontend origins only. */
 
@@ -65,6 +66,30 @@ t.test('every response carries the complete security header set, whoever answers
     const res = await app.inject(request);
     t.same(securityHeaders(res.headers), { ...COMMON, 'content-security-policy': csp }, `${label} (${res.statusCode})`);
   }
+});
+
+t.test('API answers are not cached (Cache-Control: no-store) unless the route says otherwise: personal lists, errors and 404s included; the JWKS and the /docs assets may be', async (t) => {
+  const { app } = await buildTestApp(t);
+  const org = await createOrganization(app.ctx.db);
+  const admin = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], termsAccepted: true, preferencesSet: true });
+  const { accessToken } = await signIn(app, admin.user);
+  const bearer = { authorization: `Bearer ${accessToken}` };
+  const personal: [string, { url: string; headers?: Record<string, string> }][] = [
+    ['my sessions (IP addresses, user agents)', { url: '/v1/me/sessions', headers: bearer }],
+    ["my organisation's administrators", { url: '/v1/me/organization/administrators', headers: bearer }],
+    ["the organisation's users", { url: '/v1/organization/users', headers: bearer }],
+    ['one user', { url: `/v1/organization/users/${admin.user.id}`, headers: bearer }],
+    ['the audit log', { url: '/v1/organization/audit-events', headers: bearer }],
+    ['a 401', { url: '/v1/me/sessions' }],
+    ['a 404', { url: '/v1/nothing-here' }],
+    ['/healthz', { url: '/healthz' }],
+  ];
+  for (const [label, request] of personal) {
+    const res = await app.inject(request);
+    t.equal(res.headers['cache-control'], 'no-store', `${label} (${res.statusCode})`);
+  }
+  t.match((await app.inject({ url: '/.well-known/jwks.json' })).headers['cache-control'], /^public, max-age=\d+$/, 'the JWKS is meant to be cached');
+  t.not((await app.inject({ url: '/docs/static/swagger-initializer.js' })).headers['cache-control'], 'no-store', 'the /docs assets may be cached');
 });
 
 t.test('/docs still renders: its page and assets get a policy that allows exactly themselves', async (t) => {
