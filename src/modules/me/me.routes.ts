@@ -35,7 +35,7 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           '`version` must be the current version (422 terms_version_mismatch, with currentVersion) and `email` ' +
           'must be the account e-mail, case-insensitive (422 terms_email_mismatch). Answers the updated profile. ' +
-          'The `terms` claim of access tokens changes with the next refresh. Accepting the version already accepted ' +
+          'The `terms` claim of access tokens changes with the next refresh (introspection answers it at once). Accepting the version already accepted ' +
           'changes nothing (the time of the first acceptance stays).',
         body: AcceptTermsRequestSchema,
         response: { 200: MeSchema, ...problemResponses(422) },

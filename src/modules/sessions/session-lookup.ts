@@ -15,11 +15,13 @@ export type LiveSession = {
   amr: string[];
   mfaEnrolled: boolean;
   expiresAt: Date;
+  /** The terms version the user accepted, null for none. */
+  termsVersion: string | null;
 };
 
 const SQL = `
 SELECT s.id AS session_id, s.user_id, s.amr, s.expires_at, u.organization_id, u.roles::text[] AS roles,
-       u.status::text AS status,
+       u.status::text AS status, u.terms_version,
        EXISTS (SELECT 1 FROM totp_factors f WHERE f.user_id = u.id AND f.status = 'ACTIVE') AS mfa_enrolled
   FROM sessions s
   JOIN users u ON u.id = s.user_id
@@ -35,6 +37,7 @@ type Row = {
   roles: Role[];
   status: UserStatus;
   mfa_enrolled: boolean;
+  terms_version: string | null;
 };
 
 /** The live session `sessionId` of `userId` at `now`, or null (ids must already be valid UUIDs). */
@@ -51,5 +54,6 @@ export async function findLiveSession(pool: pg.Pool, sessionId: string, userId: 
     amr: row.amr ?? [],
     mfaEnrolled: row.mfa_enrolled,
     expiresAt: row.expires_at,
+    termsVersion: row.terms_version,
   };
 }

@@ -193,7 +193,7 @@ const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
         description:
           'HTTP Basic authentication with a configured service client. Body as JSON or ' +
           'application/x-www-form-urlencoded: `token` (an access token). Answers `active: true` with the ' +
-          "token's claims only when the token is valid AND its session is alive AND the user is active with " +
+          "token's claims (roles, org and terms as they are now) only when the token is valid AND its session is alive AND the user is active with " +
           'two-step login set up; otherwise exactly ' +
           '`{"active": false}`.',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],

@@ -71,6 +71,7 @@ export const IntrospectionResponseSchema = z
       org: z.uuid().nullable(),
       roles: z.array(RoleSchema).describe('Current roles of the user (may be newer than the token)'),
       amr: z.array(z.string()),
+      terms: z.string().nullable().describe('Terms version the user accepted, null for none (current, like roles: may be newer than the token)'),
       client_id: z.string().describe('The service client that asked'),
     }),
   ])

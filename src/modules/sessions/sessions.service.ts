@@ -360,6 +360,7 @@ export async function introspect(ctx: AppContext, token: string, clientId: strin
     org: session.organizationId,
     roles: session.roles,
     amr: session.amr,
+    terms: session.termsVersion,
     client_id: clientId,
   };
 }

@@ -85,9 +85,15 @@ t.test('introspection: active only for a valid token of a live session; exactly 
     org: org.id,
     roles: ['USER', 'CUSTOMER_ADMIN'],
     amr: ['pwd', 'otp'],
+    terms: null,
     client_id: 'cso',
   });
   t.equal((await introspect(tokens.accessToken, 'form')).body.active, true, 'RFC 7662 form encoding works too');
+  // The terms as of now, like the roles: accepted after the token was issued shows at once.
+  const accepted = await request({ url: '/v1/me/terms', token: tokens.accessToken, body: { version: config.termsVersion, email: user.email } });
+  t.equal(accepted.status, 200);
+  t.equal((await introspect(tokens.accessToken)).body.terms, config.termsVersion, 'the accepted terms version');
+  t.equal(decodeJwt(tokens.accessToken).terms, null, 'where the token still says none');
 
   const inactive = async (token: string, label: string) => {
     const res = await introspect(token);
