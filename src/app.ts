@@ -11,6 +11,7 @@ import type { Keyring } from './lib/secret-box.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
 import { loggerOptions, requestChildLogger } from './logger.js';
 import { commonErrors } from './errors.js';
+import { answerClientError } from './http/client-error.js';
 import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
 import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
@@ -78,6 +79,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },
     frameworkErrors,
+    clientErrorHandler: answerClientError,
     // While draining (close-with-grace on SIGTERM), requests already on an open keep-alive
     // connection are served as usual, each answer with `Connection: close`; Fastify's default
     // wrote a bare 503 that is no problem+json. /readyz says 503 from the start of the drain.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { errorCatalogue } from '../errors.js';
+import { errorCatalogue, type AppError } from '../errors.js';
 
 /** RFC 9457 problem details. Extra members (hint, retryAfter, errors, ...) are allowed per code. */
 export const ProblemSchema = z
@@ -33,6 +33,19 @@ export const ProblemSchema = z
 export type Problem = z.infer<typeof ProblemSchema>;
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** The RFC 9457 document of an error: what every error answer carries. */
+export function problemDocument(error: AppError, requestId: string) {
+  return {
+    type: `urn:webshop-auth:problem:${error.code}`,
+    title: error.title,
+    status: error.status,
+    code: error.code,
+    detail: error.message,
+    requestId,
+    ...error.extras,
+  };
+}
 
 const descriptions: Record<number, string> = {
   400: 'Invalid request (code: validation_failed, malformed_json, invalid_cursor for a paginated list, or one the operation names)',

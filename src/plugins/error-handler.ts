@@ -3,7 +3,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { AppError, commonErrors } from '../errors.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
-import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+import { PROBLEM_CONTENT_TYPE, problemDocument } from '../http/problem.js';
 import { routerErrorHeaders } from './security-headers.js';
 import { challengeFor } from '../http/auth-challenge.js';
 import type { RouteAccess } from './route-access.js';
@@ -20,15 +20,7 @@ function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
   return reply
     .status(error.status)
     .type(PROBLEM_CONTENT_TYPE)
-    .send({
-      type: `urn:webshop-auth:problem:${error.code}`,
-      title: error.title,
-      status: error.status,
-      code: error.code,
-      detail: error.message,
-      requestId: request.id,
-      ...error.extras,
-    });
+    .send(problemDocument(error, request.id));
 }
 
 type NestedIssue = { path?: PropertyKey[]; message?: string };

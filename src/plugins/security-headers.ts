@@ -86,6 +86,9 @@ const API_SECURITY_HEADERS = Object.freeze({
 });
 const DOCS_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: DOCS_CSP });
 
+/** The headers of an API answer, for the answers written before Fastify has a request (http/client-error.ts). */
+export const apiSecurityHeaders = (): Readonly<Record<string, string>> => API_SECURITY_HEADERS;
+
 type SecurityHeadersConfig = { securityHeaders?: Readonly<Record<string, string>> };
 
 /** Headers a browser script on an allowed origin may read from our responses. */

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
@@ -46,4 +48,47 @@ t.test('router errors carry the security headers and CORS like every other answe
   const foreign = await app.inject({ url: '/v1/organization/users/%zz', headers: { origin: 'https://evil.example' } });
   t.equal(foreign.statusCode, 400);
   t.notOk(foreign.headers['access-control-allow-origin'], 'a foreign origin may not read it');
+});
+
+/**
+ * Requests Node's HTTP parser refuses never reach a route: Fastify's default answered them as
+ * application/json `{"error","message","statusCode"}`, without code, security headers or request id
+ * (session 15's input review). Raw sockets, since no HTTP client sends such requests.
+ */
+t.test('requests the HTTP parser refuses are problem+json with a stable code, the security headers and a request id', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const raw = async (request: string) => {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.write(request);
+    await once(socket, 'close');
+    const [head = '', body = ''] = received.split('\r\n\r\n');
+    const [statusLine = '', ...lines] = head.split('\r\n');
+    const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+    return { statusLine, headers, body: JSON.parse(body) as Record<string, unknown> };
+  };
+  const cases: [string, string, number, string][] = [
+    ['headers over 16 KiB', `GET /v1/me?q=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431, 'headers_too_large'],
+    ['a negative Content-Length', 'GET /v1/me HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', 400, 'malformed_request'],
+    ['Content-Length and Transfer-Encoding', 'POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'malformed_request'],
+    ['a control character in a header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\u0001b\r\n\r\n', 400, 'malformed_request'],
+    ['an unknown method', 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'malformed_request'],
+  ];
+  for (const [label, request, status, code] of cases) {
+    const res = await raw(request);
+    t.match(res.statusLine, new RegExp(`^HTTP/1\\.1 ${status} `), `${label}: ${status}`);
+    t.equal(res.headers['content-type'], 'application/problem+json', `${label}: problem+json`);
+    t.match(res.body, { status, code, type: `urn:webshop-auth:problem:${code}` }, `${label}: ${code}`);
+    t.equal(res.body.requestId, res.headers['x-request-id'], `${label}: request id in body and header`);
+    t.match(res.headers['content-security-policy'], /default-src 'none'/, `${label}: security headers`);
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
+    t.equal(res.headers['cache-control'], 'no-store');
+  }
+  const rejected = logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg === 'request rejected by the HTTP parser');
+  t.equal(rejected.length, cases.length, 'each one logged once');
+  t.notOk(JSON.stringify(rejected).includes('aaaa'), 'without the request bytes');
 });

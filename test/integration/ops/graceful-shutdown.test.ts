@@ -114,6 +114,7 @@ t.test('a request whose body stalls is answered 408 and disconnected within the 
   t.ok(took < REQUEST_TIMEOUT_MS + 3000, `disconnected after ${took} ms`);
   t.ok(took >= REQUEST_TIMEOUT_MS - 1000, 'not before the timeout');
   t.match(answer.received, /^HTTP\/1\.1 408 /, 'told 408 Request Timeout');
+  t.match(answer.received, /\r\ncontent-type: application\/problem\+json\r\n[\s\S]*"code":"request_timeout"/, 'as problem+json with its code');
   const closing = Date.now();
   await app.close();
   t.ok(Date.now() - closing < 2000, 'nothing left to drain');

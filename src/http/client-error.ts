@@ -1,0 +1,52 @@
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { defineErrors } from '../errors.js';
+import { apiSecurityHeaders } from '../plugins/security-headers.js';
+import { PROBLEM_CONTENT_TYPE, problemDocument } from './problem.js';
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them: no route, hook or reply exists, so
+ * the answer is written to the socket here (Fastify's `clientErrorHandler`), as problem+json with
+ * a stable code, the security headers and a request id, like every other error. Fastify's default
+ * wrote `{"error", "message", "statusCode"}` as application/json with none of them.
+ */
+export const clientErrors = defineErrors({
+  malformed_request: { status: 400, title: 'The request is not valid HTTP' },
+  request_timeout: { status: 408, title: 'The request did not arrive in time' },
+  headers_too_large: { status: 431, title: 'The request line and headers are too large' },
+});
+
+function errorFor(code: string | undefined) {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return clientErrors.request_timeout('The whole request must arrive within the request timeout.');
+    case 'HPE_HEADER_OVERFLOW':
+      return clientErrors.headers_too_large('The request line and headers exceed 16 KiB.');
+    default:
+      return clientErrors.malformed_request('The request could not be parsed as HTTP/1.1.');
+  }
+}
+
+export function answerClientError(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+  // A reset connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const error = errorFor(err.code);
+  const requestId = randomUUID();
+  // The parser's code names the defect; the request's bytes (err.rawPacket) are never logged.
+  this.log.info({ code: error.code, reason: err.code, requestId }, 'request rejected by the HTTP parser');
+  if (socket.writable) {
+    const body = JSON.stringify(problemDocument(error, requestId));
+    const headers: Record<string, string | number> = {
+      ...apiSecurityHeaders(),
+      'content-type': PROBLEM_CONTENT_TYPE,
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': requestId,
+      connection: 'close',
+    };
+    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${head}\r\n${body}`);
+  }
+  socket.destroy(err);
+}
