@@ -57,6 +57,7 @@ t.test('blocking an administrator withdraws the invitations and reset links they
   t.equal(blocked.status, 200);
 
   t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
+  t.notOk((await inspect(w, invitation)).body.contact, "the blocked administrator's invitee learns no administrator's address");
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/activation', body: { token: invitation, password: NEW_PASSWORD } })), WITHDRAWN);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'mallory@evil.test' } })).status, 'INVITED', 'the invitation was not accepted');
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);

@@ -22,7 +22,8 @@ const linkErrors =
   '400 `link_invalid` (unknown token or not an activation link), 410 `link_expired` (after 7 days), ' +
   '410 `link_used` with `linkState`: `used`, `replaced` (a newer link was sent: use the newest e-mail), `withdrawn` ' +
   '(its sender was blocked: ask for a new one) or `account_active` (sign in instead), ' +
-  '403 `account_blocked` (with `contact`).';
+  '403 `account_blocked` (with `contact`). An expired or replaced link of an account not yet ' +
+  'activated also carries `contact` (`support`, `administrators`: whom to ask for a new invitation).';
 
 export const activationRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(

@@ -2,7 +2,9 @@ import type { AppContext } from '../../context.js';
 import type { ChangeOrigin } from '../organization/user-admin.service.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
+import { accountBlockedError, blockedContact, blockedLinkHolder, contactText } from '../accounts/blocked.js';
+import { AppError } from '../../errors.js';
+import { sha256Hex } from '../../lib/tokens.js';
 import { CLEARED_PASSWORD_LOCKOUT } from '../accounts/password-lockout.js';
 import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { lockUserRow } from '../accounts/user-lock.js';
@@ -55,8 +57,32 @@ type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
 const alreadyActive = () =>
   flowErrors.link_used('This account is already active. Sign in, or use "Forgot password".', { linkState: 'account_active' });
 
+/**
+ * An invitee whose link expired or was replaced cannot ask for a new one themselves
+ * (forgotten-password mails go to active accounts only) and has no token to look up their
+ * administrators: the answer names whom to ask (`contact`, as account_blocked does). Only while
+ * the account is still INVITED: a used link of an active account tells nothing more than before.
+ */
+async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unknown> {
+  if (!(err instanceof AppError)) return err;
+  // Not for a withdrawn link: its sender was blocked or demoted, and whoever they invited (an
+  // accomplice's address, say) learns nothing about the organisation's administrators.
+  const dead = err.code === 'link_expired' || (err.code === 'link_used' && err.extras.linkState === 'replaced');
+  if (!dead) return err;
+  const flow = await ctx.db.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) }, select: { userId: true } });
+  const user = flow && (await ctx.db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } }));
+  if (user?.status !== 'INVITED') return err;
+  const contact = await blockedContact(ctx.db, ctx.config, user);
+  const again = err.code === 'link_expired' ? flowErrors.link_expired : flowErrors.link_used;
+  return again(`${err.message} For a new invitation, ask ${contactText(contact)}.`, { ...err.extras, contact });
+}
+
 async function usableActivation(ctx: Ctx, token: string) {
-  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION', blockedLinkHolder(ctx.db, ctx.config));
+  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION', blockedLinkHolder(ctx.db, ctx.config)).catch(
+    async (err: unknown) => {
+      throw await withContact(ctx, token, err);
+    },
+  );
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
     select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },

@@ -109,6 +109,9 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   t.equal(old.body.code, 'link_used');
   t.equal(old.body.linkState, 'replaced', 'session 13: "use the newest e-mail", not "already used"');
   t.match(old.body.detail, /newest e-mail/);
+  // The invitee cannot ask for a new link themselves: the answer says whom to ask.
+  t.same(old.body.contact, { support: app.ctx.config.supportContact, administrators: [] }, 'whom to ask for a new invitation');
+  t.match(old.body.detail, `ask ${app.ctx.config.supportContact}`);
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: second } })).status, 200);
 
   // A reset link is not an activation link.
@@ -121,6 +124,7 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   const expired = await request({ url: '/v1/activation/inspect', body: { token: second } });
   t.equal(expired.status, 410);
   t.equal(expired.body.code, 'link_expired');
+  t.same(expired.body.contact, { support: app.ctx.config.supportContact, administrators: [] });
   t.equal((await request({ url: '/v1/activation', body: { token: second, password: GOOD_PASSWORD } })).body.code, 'link_expired');
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: first.user.id } })).status, 'INVITED');
 });
@@ -243,4 +247,23 @@ t.test('the activation mail states the username and whom to ask for a new link, 
   t.match(byCli.textBody, 'Your ALSO Webshop username: Sina@Shop.test\n');
   t.match(byCli.textBody, askSupport);
   t.notMatch(byCli.textBody, 'administrator to send');
+});
+
+t.test("an expired invitation names the organisation's administrators to ask for a new one; an activated account's used link names nobody", async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Ada Admin', email: 'ada@reseller.test' });
+  const invited = await inviteUser(app, { organizationId: org.id });
+  const used = await inviteUser(app, { organizationId: org.id });
+  t.equal((await request({ url: '/v1/activation', body: { token: used.token, password: GOOD_PASSWORD } })).status, 200);
+
+  clock.advance(7 * 24 * 3600 + 1);
+  const expired = await request({ url: '/v1/activation/inspect', body: { token: invited.token } });
+  t.equal(expired.body.code, 'link_expired');
+  t.same(expired.body.contact, { support: app.ctx.config.supportContact, administrators: [{ name: 'Ada Admin', email: 'ada@reseller.test' }] });
+  t.match(expired.body.detail, /Ada Admin <ada@reseller\.test>/);
+  const usedAgain = await request({ url: '/v1/activation/inspect', body: { token: used.token } });
+  t.equal(usedAgain.body.code, 'link_used');
+  t.notOk(usedAgain.body.contact, 'the account is active: nothing more to tell');
 });
