@@ -264,16 +264,28 @@ t.test('tokens are read only from headers and bodies: credential routes refuse t
   t.equal(intro.body.code, 'token_in_query');
   t.equal(intro.headers['www-authenticate'], 'Basic realm="webshop-auth", charset="UTF-8"', "the service clients' scheme");
 
-  // E-mail link routes take the token from the body only: a valid one in the URL is never read
-  // (a query string on a route that declares none is refused as a whole).
+  // E-mail link routes take the token from the body only: a valid one in the URL is never read,
+  // and the answer is the same token_in_query as everywhere (session 15: it was 400 validation_failed
+  // on the public routes, which declared no 401).
   const invited = await inviteUser(app);
   const inspect = await request({ url: `/v1/activation/inspect?token=${invited.token}`, body: { token: invited.token } });
-  t.same({ status: inspect.status, code: inspect.body.code }, { status: 400, code: 'validation_failed' }, 'the token in the URL is refused');
+  t.same({ status: inspect.status, code: inspect.body.code }, { status: 401, code: 'token_in_query' }, 'the token in the URL is refused');
+  const publicRoutes: [string, string, object][] = [
+    ['activation', '/v1/activation?token=x', { token: invited.token, password: GOOD_PASSWORD }],
+    ['forgotten password', '/v1/password/forgot?token=x', { email: user.email }],
+    ['logout by refresh token', '/v1/auth/revoke?refreshToken=x', { refreshToken: 'r'.repeat(43) }],
+    ['MFA-reset confirmation', '/v1/mfa-reset/confirm?token=x', { token: 'z'.repeat(43) }],
+  ];
+  for (const [label, url, body] of publicRoutes) {
+    const res = await request({ url, body });
+    t.same({ status: res.status, code: res.body.code }, { status: 401, code: 'token_in_query' }, label);
+    t.notOk(res.headers['www-authenticate'], `${label}: public, so no challenge`);
+  }
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: invited.token } })).status, 200, 'and the link still works');
   await request({ url: '/v1/password/forgot', body: { email: user.email } });
   const mail = await lastMail(app, { toAddress: user.email, template: 'password_reset' });
   const resetToken = tokenFromLink(mail.textBody, '/reset-password');
   const reset = await request({ url: `/v1/password/reset?token=${resetToken}`, body: { token: 'y'.repeat(43), password: GOOD_PASSWORD } });
-  t.same({ status: reset.status, code: reset.body.code }, { status: 400, code: 'validation_failed' }, 'the reset token in the URL is refused');
+  t.same({ status: reset.status, code: reset.body.code }, { status: 401, code: 'token_in_query' }, 'the reset token in the URL is refused');
   t.equal((await request({ url: '/v1/password/reset', body: { token: resetToken, password: GOOD_PASSWORD } })).status, 204, 'and still unused');
 });

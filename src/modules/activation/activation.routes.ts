@@ -36,7 +36,7 @@ export const activationRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Whose account an activation link is for, which organisation, and until when it works',
         description: `Does not use up the link. Errors: ${linkErrors}`,
         body: z.strictObject({ token: FlowTokenInputSchema }),
-        response: { 200: ActivationInfoSchema, ...problemResponses(410), ...accountBlockedResponse },
+        response: { 200: ActivationInfoSchema, ...problemResponses(401, 410), ...accountBlockedResponse },
       },
     },
     async (request, reply) => {
@@ -59,7 +59,7 @@ export const activationRoutes: FastifyPluginAsyncZod = async (app) => {
           `Errors: ${linkErrors} 422 \`password_too_short\`, \`password_too_long\`, \`password_common\`, ` +
           '`password_contains_context` (the link stays usable).',
         body: z.strictObject({ token: FlowTokenInputSchema, password: NewPasswordSchema }),
-        response: { 200: LoginChallengeSchema, ...problemResponses(410, 422), ...accountBlockedResponse },
+        response: { 200: LoginChallengeSchema, ...problemResponses(401, 410, 422), ...accountBlockedResponse },
       },
     },
     async (request, reply) => {

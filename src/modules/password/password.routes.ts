@@ -41,7 +41,7 @@ export const passwordRoutes: FastifyPluginAsyncZod = async (app) => {
           'The link (`APP_BASE_URL/reset-password?token=...`) works once, for 30 minutes; a newer one voids it. ' +
           'A temporary login lock does not prevent this.',
         body: z.strictObject({ email: LoginEmailSchema }),
-        response: { 202: AcceptedSchema },
+        response: { 202: AcceptedSchema, ...problemResponses(401) },
       },
     },
     async (request, reply) => {
@@ -66,7 +66,7 @@ export const passwordRoutes: FastifyPluginAsyncZod = async (app) => {
         body: z.strictObject({ token: FlowTokenInputSchema, password: NewPasswordSchema }),
         response: {
           204: z.null().describe('The password was changed'),
-          ...problemResponses(410, 422),
+          ...problemResponses(401, 410, 422),
           ...accountBlockedResponse,
         },
       },

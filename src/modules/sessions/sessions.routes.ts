@@ -97,7 +97,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
           'tab still ends the session). In the manner of RFC 7009 the answer is 204 whatever the token: unknown, expired, or ' +
           'of a session that has already ended.',
         body: RefreshRequestSchema,
-        response: { 204: NoContent },
+        response: { 204: NoContent, ...problemResponses(401) },
       },
     },
     async (request, reply) => {

@@ -22,7 +22,7 @@ export const mfaResetConfirmRoutes: FastifyPluginAsyncZod = async (app) => {
           'Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used (`linkState` says which) / link_expired; ' +
           'the account was blocked meanwhile (which voids the link): 403 account_blocked with whom to contact.',
         body: ConfirmMfaResetBody,
-        response: { 200: MfaResetConfirmedSchema, ...problemResponses(410), ...accountBlockedResponse },
+        response: { 200: MfaResetConfirmedSchema, ...problemResponses(401, 410), ...accountBlockedResponse },
       },
     },
     async (request, reply) => {
