@@ -34,8 +34,9 @@ export function answerClientError(this: FastifyInstance, err: Error & { code?: s
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const error = errorFor(err.code);
   const requestId = randomUUID();
-  // The parser's code names the defect; the request's bytes (err.rawPacket) are never logged.
-  this.log.info({ code: error.code, reason: err.code, requestId }, 'request rejected by the HTTP parser');
+  // The parse error for operators; the logger's err serializer drops the request's bytes
+  // (err.rawPacket: an Authorization header, a password), logger.ts.
+  this.log.info({ err, code: error.code, requestId }, 'request rejected by the HTTP parser');
   if (socket.writable) {
     const body = JSON.stringify(problemDocument(error, requestId));
     const headers: Record<string, string | number> = {
