@@ -5,11 +5,14 @@ import { commonErrors } from '../../errors.js';
 const Status = z.object({ status: z.enum(['ok']) });
 
 /**
- * Readiness is about the database and shutdown only. An instance without a key it can sign with
- * (ENCRYPTION_KEYS lacks the one the signing key was sealed under) still verifies tokens, answers
- * introspection and serves the JWKS; when that happens it usually happens to every instance at
- * once, and failing readiness would turn a login outage into a total one. It is reported by the
- * `signing_key_loaded` gauge and the log instead (docs/operations.md).
+ * Readiness: the database answers, the instance is not shutting down, and it has been able to sign
+ * tokens since it started. An instance started with the wrong ENCRYPTION_KEYS (a key id missing,
+ * or the wrong secret mounted under the right id) never becomes ready, so a rolling deploy stops
+ * there while the old instances serve, instead of taking logins down everywhere. Losing the key
+ * later (a signing-key rotation sealed under a key this instance lacks) keeps it ready: it still
+ * verifies tokens, answers introspection and serves the JWKS, and since that usually happens to
+ * every instance at once, failing readiness would turn a login outage into a total one. The
+ * `signing_key_loaded` gauge and the log report it (docs/operations.md).
  *
  * The readiness probe is public and not rate limited (probes must always get through), so it
  * answers from one database round trip a second at most, shared by every request meanwhile: a
@@ -48,12 +51,15 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'getReadiness',
         tags: ['operations'],
-        summary: 'The database is reachable and the instance is not shutting down (503 otherwise)',
+        summary: 'The database is reachable, the instance has signing keys and is not shutting down (503 otherwise)',
         response: { 200: Status },
       },
     },
     async (request) => {
       if (draining) throw commonErrors.service_unavailable('The service is shutting down.', {}, { 'retry-after': '5' });
+      if (!app.ctx.signer.everLoaded) {
+        throw commonErrors.service_unavailable('No signing key could be loaded yet (see the log: ENCRYPTION_KEYS).', {}, { 'retry-after': '5' });
+      }
       try {
         await databaseReachable();
       } catch (err) {

@@ -91,6 +91,8 @@ export type SigningKeyManager = {
   stop(): void;
   /** A key this instance can sign with is loaded (one it cannot open verifies, but does not count). */
   readonly loaded: boolean;
+  /** `loaded` was true at least once since this instance started (readiness: health.routes.ts). */
+  readonly everLoaded: boolean;
   /**
    * Access tokens already verified with these keys (verified-token-cache.ts): one per app instance,
    * like the keys; an entry only counts while verificationKey still answers its kid with its key.
@@ -316,7 +318,10 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     }
     keys = next;
     if (unopened.length > 0) {
-      throw new Error(`cannot open the private signing key(s) ${unopened.join(', ')}: ENCRYPTION_KEYS must hold the key they were sealed under`);
+      throw new Error(
+        `cannot open the private signing key(s) ${unopened.join(', ')}: ENCRYPTION_KEYS must hold the key they were sealed under ` +
+          '(an id it lists with other key material — a wrong secret mounted — fails the same way)',
+      );
     }
   }
 
@@ -353,9 +358,15 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     timer.unref();
   }
 
+  let everLoaded = false;
   const manager: SigningKeyManager = {
     get loaded() {
-      return currentSigner() !== undefined;
+      const loaded = currentSigner() !== undefined;
+      everLoaded ||= loaded;
+      return loaded;
+    },
+    get everLoaded() {
+      return everLoaded || manager.loaded;
     },
     verifiedTokens: createVerifiedTokenCache(),
     signingKey() {
