@@ -130,6 +130,7 @@ const envSchema = z.object({
   DATABASE_URL: databaseUrl.optional(),
   DATABASE_POOL_MAX: int(1, 200).default(10),
   DATABASE_QUERY_TIMEOUT_MS: int(1000, 600_000).default(10_000),
+  MIGRATE_ON_START: bool.default(true),
   DATA_DIR: z.string().min(1).default('./data'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
@@ -197,6 +198,8 @@ export type Config = Readonly<{
   databasePoolMax: number;
   /** A database round trip not answered within this is given up (503), the connection closed. */
   databaseQueryTimeoutMs: number;
+  /** Apply pending migrations at start (false: refuse to start on an older schema; the CLI's `migrate` applies them). */
+  migrateOnStart: boolean;
   dataDir: string;
   redisUrl: string | undefined;
   smtpUrl: string | undefined;
@@ -286,6 +289,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
     databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
+    migrateOnStart: e.MIGRATE_ON_START,
     dataDir: e.DATA_DIR,
     redisUrl: e.REDIS_URL,
     smtpUrl: e.SMTP_URL,

@@ -35,7 +35,7 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
       if (pending.length > 0) {
         throw new ConfigError(
           `The database is not migrated for this version (${pending.length} pending, the first ${pending[0]}): ` +
-            'run `npm run cli -- migrate`, or start the server once (it migrates at every start).',
+            'run `npm run cli -- migrate` (as a role that may change the schema), or start the server with MIGRATE_ON_START=true.',
         );
       }
     } catch (err) {

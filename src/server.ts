@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = pino(loggerOptions(config) as pino.LoggerOptions);
-  const runtime = await openRuntime(config, logger, { migrate: true });
+  // The embedded development database is always migrated: nobody else would.
+  const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl });
   const app = await buildApp({ config, database: runtime.database, keyring: runtime.keyring, logger });
 
   // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker stop).

@@ -1,0 +1,102 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import t, { type Test } from 'tap';
+import { TEST_ENCRYPTION_KEYS } from '../../helpers/keys.js';
+import { createTestDatabase, urlFor } from '../../helpers/database.js';
+import { withAdmin } from '../../../scripts/pg-admin.js';
+
+/**
+ * Found by session 15's operator review: the server migrated at every start, with no way to skip it,
+ * so a role with only the rights to read and write the tables (least privilege, the schema owned
+ * by another role) could not run it even on a current schema. MIGRATE_ON_START=false checks the
+ * schema instead and refuses to start on an older one.
+ */
+
+type Started = { code: number | null; stderr: string; readyz?: number };
+
+/** Starts `src/server.ts` as the image does; answers its /readyz once it listens, then stops it. */
+function startServer(t: Test, env: Record<string, string>): Promise<Started> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: new URL('../../../', import.meta.url),
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'info',
+        PORT: '0',
+        ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
+        APP_BASE_URL: 'https://shop.example.test',
+        MAIL_WORKER_ENABLED: 'false',
+        RETENTION_SWEEP_INTERVAL_SECONDS: '0',
+        ...env,
+      },
+    });
+    t.teardown(() => void child.kill('SIGKILL'));
+    let stdout = '';
+    let stderr = '';
+    let readyz: number | undefined;
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      const listening = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(stdout);
+      if (listening && readyz === undefined) {
+        readyz = 0;
+        fetch(`${listening[1]}/readyz`).then(
+          (res) => {
+            readyz = res.status;
+            child.kill('SIGTERM');
+          },
+          reject,
+        );
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr: stderr + stdout, ...(readyz !== undefined ? { readyz } : {}) }));
+  });
+}
+
+t.test('MIGRATE_ON_START=false: a role that may only read and write the tables runs the server on a current schema; an older schema is refused with what to do', async (t) => {
+  const { name, url } = await createTestDatabase(t);
+  const role = `webshop_app_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`));
+  const owner = new pg.Client({ connectionString: url });
+  await owner.connect();
+  await owner.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+  await owner.query(`GRANT USAGE ON SCHEMA public TO ${role}`);
+  await owner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
+  await owner.end();
+  t.teardown(async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    await c.query(`DROP OWNED BY ${role}`);
+    await c.end();
+    await withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${role}`));
+  });
+  const dataDir = await mkdtemp(join(tmpdir(), 'migrate-on-start-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const asApp = new URL(urlFor(name));
+  asApp.username = role;
+  asApp.password = password;
+
+  const refused = await startServer(t, { DATABASE_URL: asApp.toString(), DATA_DIR: dataDir });
+  t.equal(refused.code, 1, 'by default it migrates at start, which this role may not');
+  t.match(refused.stderr, /permission denied for schema public/);
+
+  const started = await startServer(t, { DATABASE_URL: asApp.toString(), DATA_DIR: dataDir, MIGRATE_ON_START: 'false' });
+  t.equal(started.readyz, 200, 'with MIGRATE_ON_START=false it serves, and is ready');
+  t.equal(started.code, 0, 'and stops cleanly');
+
+  // A database no migration has touched: refused, saying how to migrate.
+  const empty = `webshop_auth_test_${randomBytes(6).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE DATABASE "${empty}"`));
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${empty}" WITH (FORCE)`)));
+  const old = await startServer(t, { DATABASE_URL: urlFor(empty), DATA_DIR: dataDir, MIGRATE_ON_START: 'false' });
+  t.not(old.code, 0);
+  t.match(old.stderr, /not migrated for this version .*npm run cli -- migrate/);
+  t.notOk(old.readyz, 'never listened');
+});
