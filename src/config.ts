@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { createHash } from 'node:crypto';
+import { commonPasswords } from './lib/password-policy.js';
 import { parseKeyring } from './lib/secret-box.js';
 
 /**
@@ -404,6 +406,42 @@ function smtpTransportProblems(smtpUrl: string): string[] {
   return problems;
 }
 
+/**
+ * Secrets no one generated at random: a placeholder token ("aaaa…", "changeme…"), an encryption key
+ * of few distinct bytes (all zeros; a random 32-byte key has about 30), a service client whose secret
+ * is empty or a common password (the same list the password policy refuses). Heuristics that a
+ * random secret passes with certainty; they catch what was typed instead of generated.
+ */
+function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
+  const problems: string[] = [];
+  if (e.METRICS_TOKEN && new Set(e.METRICS_TOKEN).size < 8) {
+    problems.push('METRICS_TOKEN: not a random token (fewer than 8 different characters); generate one, e.g. `openssl rand -base64 32`');
+  }
+  if (e.ENCRYPTION_KEYS) {
+    let keys: ReadonlyMap<string, Buffer> = new Map();
+    try {
+      keys = parseKeyring(e.ENCRYPTION_KEYS).keys;
+    } catch {
+      // Reported by crossFieldProblems.
+    }
+    for (const [id, key] of keys) {
+      if (new Set(key).size < 16) {
+        problems.push(`ENCRYPTION_KEYS: key "${id}" is not random (${new Set(key).size} different byte values); generate one with \`npm run cli -- generate-encryption-key\``);
+      }
+    }
+  }
+  if (e.SERVICE_CLIENTS.length > 0) {
+    const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+    const guessable = new Set(['', ...commonPasswords()].map(sha256));
+    for (const client of e.SERVICE_CLIENTS) {
+      if (guessable.has(client.secretSha256)) {
+        problems.push(`SERVICE_CLIENTS: the secret of "${client.id}" is empty or a common password; generate one, e.g. \`openssl rand -base64 32\``);
+      }
+    }
+  }
+  return problems;
+}
+
 /** Production refuses to start on development defaults or weak secrets. */
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
@@ -422,6 +460,7 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
     problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');
   }
   if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: must be set in production');
+  problems.push(...weakSecretProblems(e));
   if (problems.length) {
     const why = implied ? ' (NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server)' : '';
     throw new ConfigError(`Invalid configuration for production${why}:\n  ${problems.join('\n  ')}`);

@@ -25,7 +25,7 @@ let blocklist: ReadonlySet<string> | undefined;
 // The list is the 49k most frequent passwords of Mark Burnett's 10-million-password dump, as
 // curated and shipped (MIT) by zxcvbn-ts; loaded synchronously on first use so checkPassword
 // stays synchronous and processes that never check a password never pay for it.
-function commonPasswords(): ReadonlySet<string> {
+export function commonPasswords(): ReadonlySet<string> {
   if (!blocklist) {
     const require = createRequire(import.meta.url);
     const { dictionary } = require('@zxcvbn-ts/language-common') as CommonPasswordsPackage;

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
 import { ConfigError, defaultHashConcurrency, loadConfig } from '../../src/config.js';
 import { PRODUCTION_ENV } from '../helpers/production-env.js';
@@ -107,6 +108,25 @@ t.test('production refuses missing or weak secrets and development defaults', as
   for (const url of ['http://shop.example.com', 'http://localhost.shop.example.com', 'http://127.0.0.1.nip.io', 'http://localhost:5173']) {
     t.throws(() => loadConfig({ ...prodBase, APP_BASE_URL: url }), { message: /APP_BASE_URL: must use https/ }, url);
   }
+});
+
+t.test('production refuses secrets that were typed, not generated: a placeholder metrics token, a key of few distinct bytes, a service client with an empty or common secret (operator review, session 15)', async (t) => {
+  const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+  const weak: [string, Record<string, string>, RegExp][] = [
+    ['a metrics token of one letter', { METRICS_TOKEN: 'aaaaaaaaaaaaaaaa' }, /METRICS_TOKEN: not a random token/],
+    ['a metrics token of a few', { METRICS_TOKEN: 'abcabcabcabcabcabcabc' }, /METRICS_TOKEN/],
+    ['an all-zero key', { ENCRYPTION_KEYS: `k1:${Buffer.alloc(32).toString('base64')}` }, /ENCRYPTION_KEYS: key "k1" is not random \(1 different/],
+    ['a repeated pattern', { ENCRYPTION_KEYS: `k0:${randomBytes(32).toString('base64')},k1:${Buffer.from('0123456789'.repeat(4).slice(0, 32)).toString('base64')}` }, /key "k1" is not random/],
+    ['an empty client secret', { SERVICE_CLIENTS: `cso:${sha256('')}` }, /SERVICE_CLIENTS: the secret of "cso" is empty or a common password/],
+    ['a common client secret', { SERVICE_CLIENTS: `shop:${sha256(randomBytes(24).toString('base64'))},cso:${sha256('password123')}` }, /the secret of "cso"/],
+  ];
+  for (const [label, change, message] of weak) {
+    t.throws(() => loadConfig({ ...prodBase, ...change }), { message }, label);
+  }
+  // Generated ones pass, and development takes whatever it is given.
+  const generated = { METRICS_TOKEN: randomBytes(24).toString('base64'), ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`, SERVICE_CLIENTS: `cso:${sha256(randomBytes(24).toString('base64'))}` };
+  t.ok(loadConfig({ ...prodBase, ...generated }).isProduction);
+  t.equal(loadConfig({ NODE_ENV: 'development', METRICS_TOKEN: 'aaaaaaaaaaaaaaaa', SERVICE_CLIENTS: `cso:${sha256('')}` }).isProduction, false);
 });
 
 t.test('NODE_ENV unset: production once DATABASE_URL is set (a deployment that forgot it is checked), development on the embedded database', async (t) => {
