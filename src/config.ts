@@ -442,10 +442,28 @@ function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
   return problems;
 }
 
+/**
+ * The database connection carries every password hash, sealed secret and session: to another host
+ * it is encrypted, or the operator says it need not be, as for SMTP_URL. pg reads `sslmode` from
+ * the URL (verify-full / require: TLS with the certificate checked; disable: a stated plain hop).
+ */
+function databaseTransportProblems(databaseUrl: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(databaseUrl);
+  } catch {
+    return []; // reported by the schema
+  }
+  const socket = url.hostname === '' || url.searchParams.get('host')?.startsWith('/');
+  if (socket || LOOPBACK_HOSTS.has(url.hostname) || url.searchParams.has('sslmode') || url.searchParams.has('ssl')) return [];
+  return ['DATABASE_URL: to another host without sslmode may travel in clear text: add ?sslmode=verify-full, or state ?sslmode=disable for a trusted private network'];
+}
+
 /** Production refuses to start on development defaults or weak secrets. */
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
+  else problems.push(...databaseTransportProblems(e.DATABASE_URL));
   if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
   else problems.push(...smtpTransportProblems(e.SMTP_URL));
   if (!e.METRICS_TOKEN) problems.push('METRICS_TOKEN: required in production (/metrics must not be public)');
@@ -465,4 +483,24 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
     const why = implied ? ' (NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server)' : '';
     throw new ConfigError(`Invalid configuration for production${why}:\n  ${problems.join('\n  ')}`);
   }
+}
+
+/**
+ * The loud warning for a non-production mode on a real database (a staging environment named
+ * "test", a forgotten NODE_ENV=development): what production would have refused, so nobody takes
+ * it for a hardened deployment. Null in production and on the embedded database (which says so).
+ */
+export function developmentModeWarning(config: Config): string | null {
+  if (config.isProduction || !config.databaseUrl) return null;
+  const relaxed = [
+    ...(config.metricsToken ? [] : ['/metrics answers without a token']),
+    ...(config.smtpUrl ? [] : ['mail, with its live links, goes to the log']),
+    ...(config.encryptionKeys ? [] : [`development encryption keys are kept in ${config.dataDir}`]),
+    ...(config.argon2.memoryCost < 19456 || config.argon2.timeCost < 2 ? ['passwords are hashed below the production argon2 parameters'] : []),
+  ];
+  return (
+    `!!! NODE_ENV=${config.env} on the database of DATABASE_URL: production checks are off` +
+    (relaxed.length ? ` (${relaxed.join('; ')})` : '') +
+    '. Set NODE_ENV=production for anything real. !!!'
+  );
 }

@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, developmentModeWarning, loadConfig } from './config.js';
 import { lowerThreadpoolPriority } from './lib/threadpool-priority.js';
 import { loggerOptions } from './logger.js';
 import { openRuntime } from './runtime.js';
@@ -21,6 +21,8 @@ async function main(): Promise<void> {
   const logger = pino(loggerOptions(config) as pino.LoggerOptions);
   // The embedded development database is always migrated: nobody else would.
   const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl });
+  const relaxed = developmentModeWarning(config);
+  if (relaxed) logger.warn(relaxed);
   const app = await buildApp({ config, database: runtime.database, keyring: runtime.keyring, logger });
 
   // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker stop).

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
-import { ConfigError, defaultHashConcurrency, loadConfig } from '../../src/config.js';
+import { ConfigError, defaultHashConcurrency, developmentModeWarning, loadConfig } from '../../src/config.js';
 import { PRODUCTION_ENV } from '../helpers/production-env.js';
 
 const prodBase = PRODUCTION_ENV;
@@ -127,6 +127,33 @@ t.test('production refuses secrets that were typed, not generated: a placeholder
   const generated = { METRICS_TOKEN: randomBytes(24).toString('base64'), ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`, SERVICE_CLIENTS: `cso:${sha256(randomBytes(24).toString('base64'))}` };
   t.ok(loadConfig({ ...prodBase, ...generated }).isProduction);
   t.equal(loadConfig({ NODE_ENV: 'development', METRICS_TOKEN: 'aaaaaaaaaaaaaaaa', SERVICE_CLIENTS: `cso:${sha256('')}` }).isProduction, false);
+});
+
+t.test('production: the database connection to another host is encrypted unless DATABASE_URL says otherwise (operator review, session 15)', async (t) => {
+  t.throws(() => loadConfig({ ...prodBase, DATABASE_URL: 'postgresql://auth:pw@db.internal:5432/auth' }), { message: /DATABASE_URL: to another host without sslmode/ });
+  for (const url of [
+    'postgresql://auth:pw@db.internal:5432/auth?sslmode=verify-full',
+    'postgresql://auth:pw@db.internal:5432/auth?sslmode=require',
+    'postgresql://auth:pw@db.internal:5432/auth?sslmode=disable',
+    'postgresql://auth@127.0.0.1:5432/auth',
+    'postgresql://auth@localhost/auth',
+    'postgresql:///auth?host=/var/run/postgresql',
+  ]) {
+    t.ok(loadConfig({ ...prodBase, DATABASE_URL: url }).isProduction, url);
+  }
+});
+
+t.test('a non-production mode on a real database says loudly what production would have refused; production and the embedded database say nothing here', async (t) => {
+  const staging = developmentModeWarning(loadConfig({ NODE_ENV: 'test', DATABASE_URL: 'postgresql://db.internal/auth' }));
+  t.match(staging, /^!!! NODE_ENV=test on the database of DATABASE_URL: production checks are off/);
+  for (const part of ['/metrics answers without a token', 'mail, with its live links, goes to the log', 'development encryption keys', 'Set NODE_ENV=production']) {
+    t.match(staging, part);
+  }
+  const closer = developmentModeWarning(loadConfig({ ...prodBase, NODE_ENV: 'development' }));
+  t.notMatch(closer, /metrics|mail|encryption|argon2/, 'only what is actually relaxed');
+  t.match(closer, /NODE_ENV=development/);
+  t.equal(developmentModeWarning(loadConfig(prodBase)), null);
+  t.equal(developmentModeWarning(loadConfig({ NODE_ENV: 'development' })), null, 'the embedded database warns on its own');
 });
 
 t.test('NODE_ENV unset: production once DATABASE_URL is set (a deployment that forgot it is checked), development on the embedded database', async (t) => {
