@@ -342,6 +342,10 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.summary}\n\nusage: npm run cli -- ${command.usage}\n\n${REASON_HELP}`);
+    return 0;
+  }
   try {
     return await command.run(parseArgs(rest));
   } catch (err) {

@@ -28,7 +28,8 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
     );
   }
   if (options.migrate) {
-    await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
+    const { applied, alreadyApplied } = await migrate(databaseUrl, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
+    log.info(`the schema is current: ${applied.length} migration(s) applied now, ${alreadyApplied.length} before`);
   } else {
     try {
       const pending = await pendingMigrations(databaseUrl);

@@ -65,6 +65,12 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   t.equal(help.code, 0);
   t.match(help.stdout, 'create-support-user --email <e-mail> --name <full name>');
   t.match(help.stdout, 'create-organization');
+  // A command's own help: what it does and its options, exit 0, nothing touched (the database in
+  // this environment need not even be reachable: the help is answered before anything runs).
+  const own = await cli(['create-support-user', '--help'], { ...env, DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none' });
+  t.equal(own.code, 0, own.stderr);
+  t.match(own.stdout, 'usage: npm run cli -- create-support-user --email <e-mail> --name <full name>');
+  t.match(own.stdout, '--reason <text>');
   const badConfig = await cli(['create-support-user', '--email', 'a@b.test', '--name', 'A'], { ...env, DATABASE_URL: 'mysql://x' });
   t.equal(badConfig.code, 78);
   t.match(badConfig.stderr, 'DATABASE_URL');
@@ -92,6 +98,9 @@ t.test('a command on a database this version has not migrated: exit 78 naming `m
   t.notMatch(early.stderr, /does not exist/);
   const migrated = await cli(['migrate'], env);
   t.equal(migrated.code, 0, migrated.stderr);
+  t.match(migrated.stderr, /the schema is current: [1-9]\d* migration\(s\) applied now, 0 before/);
+  const again = await cli(['migrate'], env);
+  t.match(again.stderr, /the schema is current: 0 migration\(s\) applied now, [1-9]\d* before/, 'says so when nothing was pending');
   const later = await cli(args, env);
   t.equal(later.code, 0, later.stderr);
   t.match(later.stdout, /\/activate\?token=/);
