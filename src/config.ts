@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
+import { parse as parseConnectionString } from 'pg-connection-string';
 import { commonPasswords } from './lib/password-policy.js';
 import { parseKeyring } from './lib/secret-box.js';
 
@@ -410,12 +411,16 @@ function smtpTransportProblems(smtpUrl: string): string[] {
  * Secrets no one generated at random: a placeholder token ("aaaa…", "changeme…"), an encryption key
  * of few distinct bytes (all zeros; a random 32-byte key has about 30), a service client whose secret
  * is empty or a common password (the same list the password policy refuses). Heuristics that a
- * random secret passes with certainty; they catch what was typed instead of generated.
+ * random secret passes (short of odds like one in a million); they catch what was typed instead of
+ * generated.
  */
 function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
   const problems: string[] = [];
-  if (e.METRICS_TOKEN && new Set(e.METRICS_TOKEN).size < 8) {
-    problems.push('METRICS_TOKEN: not a random token (fewer than 8 different characters); generate one, e.g. `openssl rand -base64 32`');
+  // A quarter of its length, at most 8: a random 16-character hex token (16 symbols) has under 4
+  // different characters about once in 10^6, "aaaa…" or "abcabc…" always.
+  const tokenVariety = e.METRICS_TOKEN ? Math.min(8, Math.ceil(e.METRICS_TOKEN.length / 4)) : 0;
+  if (e.METRICS_TOKEN && new Set(e.METRICS_TOKEN).size < tokenVariety) {
+    problems.push(`METRICS_TOKEN: not a random token (fewer than ${tokenVariety} different characters); generate one, e.g. \`openssl rand -base64 32\``);
   }
   if (e.ENCRYPTION_KEYS) {
     let keys: ReadonlyMap<string, Buffer> = new Map();
@@ -444,18 +449,22 @@ function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
 
 /**
  * The database connection carries every password hash, sealed secret and session: to another host
- * it is encrypted, or the operator says it need not be, as for SMTP_URL. pg reads `sslmode` from
- * the URL (verify-full / require: TLS with the certificate checked; disable: a stated plain hop).
+ * it is encrypted, or the operator says it need not be, as for SMTP_URL. Read as pg reads it
+ * (pg-connection-string: a `host=` parameter or a %2F-encoded socket path wins over the URL's host;
+ * PGHOST and PGSSLMODE fill in what the URL leaves out); `sslmode` verify-full / require: TLS with
+ * the certificate checked, disable: a stated plain hop. A Unix socket or a loopback address is local.
  */
-function databaseTransportProblems(databaseUrl: string): string[] {
-  let url: URL;
+function databaseTransportProblems(databaseUrl: string, env: Record<string, unknown>): string[] {
+  let parsed: ReturnType<typeof parseConnectionString>;
   try {
-    url = new URL(databaseUrl);
+    parsed = parseConnectionString(databaseUrl);
   } catch {
     return []; // reported by the schema
   }
-  const socket = url.hostname === '' || url.searchParams.get('host')?.startsWith('/');
-  if (socket || LOOPBACK_HOSTS.has(url.hostname) || url.searchParams.has('sslmode') || url.searchParams.has('ssl')) return [];
+  const host = parsed.host || (typeof env.PGHOST === 'string' ? env.PGHOST : '') || 'localhost';
+  const local = host.startsWith('/') || LOOPBACK_HOSTS.has(host) || host === '::1';
+  const stated = parsed.ssl !== undefined || (typeof env.PGSSLMODE === 'string' && env.PGSSLMODE !== '');
+  if (local || stated) return [];
   return ['DATABASE_URL: to another host without sslmode may travel in clear text: add ?sslmode=verify-full, or state ?sslmode=disable for a trusted private network'];
 }
 
@@ -463,7 +472,7 @@ function databaseTransportProblems(databaseUrl: string): string[] {
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
   if (!e.DATABASE_URL) problems.push('DATABASE_URL: required in production (the embedded database is for development only)');
-  else problems.push(...databaseTransportProblems(e.DATABASE_URL));
+  else problems.push(...databaseTransportProblems(e.DATABASE_URL, given));
   if (!e.SMTP_URL) problems.push('SMTP_URL: required in production (without it mail is only written to the log)');
   else problems.push(...smtpTransportProblems(e.SMTP_URL));
   if (!e.METRICS_TOKEN) problems.push('METRICS_TOKEN: required in production (/metrics must not be public)');

@@ -45,6 +45,9 @@ t.test('blocking an administrator withdraws the invitations and reset links they
   // Alice (to be blocked) invites an address and has a reset mail sent to a member.
   const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'mallory@evil.test', name: 'Mallory', roles: ['USER', 'CUSTOMER_ADMIN'] } });
   t.equal(invited.status, 201);
+  // …and re-sends it once: the first link counts as replaced, not withdrawn, after the block.
+  const firstInvitation = await lastLink(w, 'mallory@evil.test', '/activate');
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: adminA.token })).status, 200);
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: adminA.token })).status, 200);
   // The second administrator invites someone else: not Alice's link.
   t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: secondToken, body: { email: 'olivia@alpha.test', name: 'Olivia' } })).status, 201);
@@ -58,6 +61,9 @@ t.test('blocking an administrator withdraws the invitations and reset links they
 
   t.same(withdrawn(await inspect(w, invitation)), WITHDRAWN);
   t.notOk((await inspect(w, invitation)).body.contact, "the blocked administrator's invitee learns no administrator's address");
+  const replaced = await inspect(w, firstInvitation);
+  t.equal(replaced.body.linkState, 'replaced');
+  t.notOk(replaced.body.contact, '… not through an earlier link the blocked administrator sent either (session 15 reread)');
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/activation', body: { token: invitation, password: NEW_PASSWORD } })), WITHDRAWN);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'mallory@evil.test' } })).status, 'INVITED', 'the invitation was not accepted');
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);

@@ -123,6 +123,9 @@ t.test('production refuses secrets that were typed, not generated: a placeholder
   for (const [label, change, message] of weak) {
     t.throws(() => loadConfig({ ...prodBase, ...change }), { message }, label);
   }
+  // A random token of the minimum length with few different characters passes (a 16-character hex
+  // token has 6 or fewer about one time in a hundred).
+  t.ok(loadConfig({ ...prodBase, METRICS_TOKEN: '11bf5f461ee46411' }).isProduction, 'random hex of 16, 6 different characters');
   // Generated ones pass, and development takes whatever it is given.
   const generated = { METRICS_TOKEN: randomBytes(24).toString('base64'), ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`, SERVICE_CLIENTS: `cso:${sha256(randomBytes(24).toString('base64'))}` };
   t.ok(loadConfig({ ...prodBase, ...generated }).isProduction);
@@ -130,8 +133,19 @@ t.test('production refuses secrets that were typed, not generated: a placeholder
 });
 
 t.test('production: the database connection to another host is encrypted unless DATABASE_URL says otherwise (operator review, session 15)', async (t) => {
-  t.throws(() => loadConfig({ ...prodBase, DATABASE_URL: 'postgresql://auth:pw@db.internal:5432/auth' }), { message: /DATABASE_URL: to another host without sslmode/ });
+  // Read as pg reads it: a host= parameter wins over the URL's host, an empty sslmode is none.
   for (const url of [
+    'postgresql://auth:pw@db.internal:5432/auth',
+    'postgresql:///auth?host=db.remote.example',
+    'postgresql://localhost/auth?host=db.remote.example',
+    'postgresql://auth@db.internal/auth?sslmode=',
+  ]) {
+    t.throws(() => loadConfig({ ...prodBase, DATABASE_URL: url }), { message: /DATABASE_URL: to another host without sslmode/ }, url);
+  }
+  t.throws(() => loadConfig({ ...prodBase, DATABASE_URL: 'postgresql:///auth', PGHOST: 'db.remote.example' }), { message: /DATABASE_URL: to another host/ }, 'PGHOST fills in the host');
+  t.ok(loadConfig({ ...prodBase, DATABASE_URL: 'postgresql://auth@db.internal/auth', PGSSLMODE: 'verify-full' }).isProduction, 'PGSSLMODE states it');
+  for (const url of [
+    'postgresql://auth@%2Fvar%2Frun%2Fpostgresql/auth',
     'postgresql://auth:pw@db.internal:5432/auth?sslmode=verify-full',
     'postgresql://auth:pw@db.internal:5432/auth?sslmode=require',
     'postgresql://auth:pw@db.internal:5432/auth?sslmode=disable',

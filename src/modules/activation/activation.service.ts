@@ -69,9 +69,16 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
   // accomplice's address, say) learns nothing about the organisation's administrators.
   const dead = err.code === 'link_expired' || (err.code === 'link_used' && err.extras.linkState === 'replaced');
   if (!dead) return err;
-  const flow = await ctx.db.flowToken.findUnique({ where: { tokenHash: sha256Hex(token) }, select: { userId: true } });
+  const flow = await ctx.db.flowToken.findUnique({
+    where: { tokenHash: sha256Hex(token) },
+    select: { userId: true, requestedBy: { select: { status: true, roles: true } } },
+  });
   const user = flow && (await ctx.db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } }));
-  if (user?.status !== 'INVITED') return err;
+  if (!flow || user?.status !== 'INVITED') return err;
+  // Nor for a link its sender sent while they had a right they no longer have (blocked, demoted):
+  // an earlier link of theirs counts as replaced, not withdrawn. CLI invitations have no sender.
+  const sender = flow.requestedBy;
+  if (sender && (sender.status !== 'ACTIVE' || !sender.roles.some((r) => r === 'CUSTOMER_ADMIN' || r === 'SUPPORT'))) return err;
   const contact = await blockedContact(ctx.db, ctx.config, user);
   const again = err.code === 'link_expired' ? flowErrors.link_expired : flowErrors.link_used;
   return again(`${err.message} For a new invitation, ask ${contactText(contact)}.`, { ...err.extras, contact });
