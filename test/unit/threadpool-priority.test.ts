@@ -38,12 +38,22 @@ t.test('counted from the main thread: a process started under nice 15 puts its p
     const pool = await lowerThreadpoolPriority({ nice: 10, poolSize: 4 });
     console.log(JSON.stringify({ main: getPriority(process.pid), pool: pool.map((tid) => getPriority(tid)) }));
   `;
-  const out = execFileSync('nice', ['-n', '15', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, UV_THREADPOOL_SIZE: '4' },
-    encoding: 'utf8',
-  });
-  const { main, pool } = JSON.parse(out.trim().split('\n').pop()!) as { main: number; pool: number[] };
-  t.equal(main, Math.min(19, own + 15));
-  t.same(pool, main < 19 ? [19, 19, 19, 19] : [], 'the pool 10 below the main thread, capped at 19 (nothing to do at 19)');
+  const run = () => {
+    const out = execFileSync('nice', ['-n', '15', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      env: { ...process.env, UV_THREADPOOL_SIZE: '4' },
+      encoding: 'utf8',
+    });
+    return JSON.parse(out.trim().split('\n').pop()!) as { main: number; pool: number[] };
+  };
+  // A process at nice 15 on a machine busy with the other test files may not see its four pool
+  // threads runnable together, and then (by design) changes nothing: tried again, up to 5 times.
+  const expected = Math.min(19, own + 15) < 19 ? [19, 19, 19, 19] : [];
+  const runs = [run()];
+  while (runs.length < 5 && expected.length > 0 && runs.at(-1)!.pool.length === 0) runs.push(run());
+  for (const { main, pool } of runs) {
+    t.equal(main, Math.min(19, own + 15));
+    t.ok(pool.length === 0 || pool.every((nice) => nice === 19), `never above the main thread: ${JSON.stringify(pool)}`);
+  }
+  t.same(runs.at(-1)!.pool, expected, `the pool 10 below the main thread, capped at 19 (nothing to do at 19); ${runs.length} run(s)`);
 });
