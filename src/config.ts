@@ -468,6 +468,9 @@ function databaseTransportProblems(databaseUrl: string, env: Record<string, unkn
   return ['DATABASE_URL: to another host without sslmode may travel in clear text: add ?sslmode=verify-full, or state ?sslmode=disable for a trusted private network'];
 }
 
+/** Below OWASP's argon2id minimum (m=19456 KiB, t=2), which production requires. */
+const belowProductionArgon2 = (a: { memoryCost: number; timeCost: number }) => a.memoryCost < 19456 || a.timeCost < 2;
+
 /** Production refuses to start on development defaults or weak secrets. */
 function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string, unknown>, implied: boolean): void {
   const problems: string[] = [];
@@ -483,7 +486,7 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
   if (new URL(e.APP_BASE_URL).protocol !== 'https:') {
     problems.push('APP_BASE_URL: must use https in production (its links carry live tokens)');
   }
-  if (e.ARGON2_MEMORY_KIB < 19456 || e.ARGON2_TIME_COST < 2) {
+  if (belowProductionArgon2({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST })) {
     problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');
   }
   if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: must be set in production');
@@ -505,7 +508,7 @@ export function developmentModeWarning(config: Config): string | null {
     ...(config.metricsToken ? [] : ['/metrics answers without a token']),
     ...(config.smtpUrl ? [] : ['mail, with its live links, goes to the log']),
     ...(config.encryptionKeys ? [] : [`development encryption keys are kept in ${config.dataDir}`]),
-    ...(config.argon2.memoryCost < 19456 || config.argon2.timeCost < 2 ? ['passwords are hashed below the production argon2 parameters'] : []),
+    ...(belowProductionArgon2(config.argon2) ? ['passwords are hashed below the production argon2 parameters'] : []),
   ];
   return (
     `!!! NODE_ENV=${config.env} on the database of DATABASE_URL: production checks are off` +
