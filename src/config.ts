@@ -430,8 +430,9 @@ function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
       // Reported by crossFieldProblems.
     }
     for (const [id, key] of keys) {
-      if (new Set(key).size < 16) {
-        problems.push(`ENCRYPTION_KEYS: key "${id}" is not random (${new Set(key).size} different byte values); generate one with \`npm run cli -- generate-encryption-key\``);
+      const distinct = new Set(key).size;
+      if (distinct < 16) {
+        problems.push(`ENCRYPTION_KEYS: key "${id}" is not random (${distinct} different byte values); generate one with \`npm run cli -- generate-encryption-key\``);
       }
     }
   }

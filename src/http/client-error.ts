@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { defineErrors } from '../errors.js';
-import { apiSecurityHeaders } from '../plugins/security-headers.js';
+import { API_SECURITY_HEADERS } from '../plugins/security-headers.js';
 import { PROBLEM_CONTENT_TYPE, problemDocument } from './problem.js';
 
 /**
@@ -40,7 +40,7 @@ export function answerClientError(this: FastifyInstance, err: Error & { code?: s
   if (socket.writable) {
     const body = JSON.stringify(problemDocument(error, requestId));
     const headers: Record<string, string | number> = {
-      ...apiSecurityHeaders(),
+      ...API_SECURITY_HEADERS,
       'content-type': PROBLEM_CONTENT_TYPE,
       'content-length': Buffer.byteLength(body),
       'x-request-id': requestId,

@@ -80,14 +80,11 @@ function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>>
 // Every API answer is personal or short-lived (profiles, session lists with IP addresses, user
 // lists, tokens): no cache, shared or private, keeps it unless the route says otherwise (the JWKS
 // sets its own max-age). The /docs assets stay cacheable.
-const API_SECURITY_HEADERS = Object.freeze({
+export const API_SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   ...helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: API_CSP }),
   'cache-control': 'no-store',
 });
 const DOCS_SECURITY_HEADERS = helmetHeaders({ ...COMMON_OPTIONS, contentSecurityPolicy: DOCS_CSP });
-
-/** The headers of an API answer, for the answers written before Fastify has a request (http/client-error.ts). */
-export const apiSecurityHeaders = (): Readonly<Record<string, string>> => API_SECURITY_HEADERS;
 
 type SecurityHeadersConfig = { securityHeaders?: Readonly<Record<string, string>> };
 

@@ -282,6 +282,8 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
   let timer: NodeJS.Timeout | undefined;
   let lastReload = 0;
   let inflight: Promise<void> | undefined;
+  /** A load has installed a key this instance can sign with, at least once (manager.everLoaded). */
+  let everLoaded = false;
 
   /**
    * Replaces the loaded keys with the database's. A private key this instance cannot open (sealed
@@ -317,6 +319,7 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
       });
     }
     keys = next;
+    everLoaded ||= currentSigner() !== undefined;
     if (unopened.length > 0) {
       throw new Error(
         `cannot open the private signing key(s) ${unopened.join(', ')}: ENCRYPTION_KEYS must hold the key they were sealed under ` +
@@ -358,15 +361,12 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     timer.unref();
   }
 
-  let everLoaded = false;
   const manager: SigningKeyManager = {
     get loaded() {
-      const loaded = currentSigner() !== undefined;
-      everLoaded ||= loaded;
-      return loaded;
+      return currentSigner() !== undefined;
     },
     get everLoaded() {
-      return everLoaded || manager.loaded;
+      return everLoaded;
     },
     verifiedTokens: createVerifiedTokenCache(),
     signingKey() {
