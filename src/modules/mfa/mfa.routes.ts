@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
+import { NoContent } from '../../http/no-content.js';
 import { noStore } from '../../http/no-store.js';
 import { conflictWithRetryAfter, problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
@@ -18,8 +19,6 @@ import {
   LoginTotpEnrollmentSchema,
   TotpEnrollmentSchema,
 } from './mfa.schemas.js';
-
-const NoContent = z.null().describe('No content');
 
 const EnrollmentTokenResponseSchema = TokenResponseSchema.extend({ recoveryCodes: RecoveryCodesSchema }).meta({
   id: 'EnrollmentTokenResponse',

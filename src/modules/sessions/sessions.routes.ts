@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { commonErrors } from '../../errors.js';
+import { NoContent } from '../../http/no-content.js';
 import { noStore } from '../../http/no-store.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
@@ -17,8 +17,6 @@ import {
   SessionListSchema,
   TokenResponseSchema,
 } from './sessions.schemas.js';
-
-const NoContent = z.null().describe('No content');
 
 /** Token endpoints: refresh, logout, own sessions, JWKS and introspection. */
 export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
