@@ -30,6 +30,7 @@ const supportPermissions = [
   'support:administrators:appoint',
   'support:users:read',
   'support:users:block',
+  'support:users:withdraw-invitation',
   'support:users:mfa-reset-request',
   'support:users:password-reset',
   'support:audit:read',

@@ -48,11 +48,14 @@ export type ChangeFacts = {
    * without the one the appointment replaces. Counted under the organisation-row lock.
    */
   activeAdministrators?: number;
+  /** The target has ever set a password (user.withdraw_invitation): a blocked user may never have. */
+  activated?: boolean;
 };
 
 export type UserAction =
   | 'user.read'
   | 'user.resend_activation'
+  | 'user.withdraw_invitation'
   | 'user.block'
   | 'user.unblock'
   | 'user.mfa_reset'
@@ -119,6 +122,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.invite': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.resend_activation': { CUSTOMER_ADMIN: 'organization' },
+  'user.withdraw_invitation': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.block': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.unblock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   // Support never resets directly: it starts the e-mail-verified reset (product rule 11).
@@ -145,6 +149,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
 const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.read': { effect: 'allow' },
   'user.resend_activation': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.withdraw_invitation': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.block': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.unblock': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.mfa_reset': { effect: 'conflict', code: 'self_service_required' },
@@ -233,6 +238,12 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'user_blocked' };
       if (user.status !== 'INVITED') return { effect: 'conflict', code: 'already_activated' };
       return ALLOW;
+    case 'user.withdraw_invitation':
+      // Only an account nobody ever signed in to is deleted; an activated one is blocked instead,
+      // which keeps its history attached to a person. No last-administrator rule: an invited
+      // administrator is not one yet, and support appoints one where an organisation has none.
+      if (user.status === 'ACTIVE' || facts.activated) return { effect: 'conflict', code: 'already_activated' };
+      return ALLOW;
     case 'user.block':
       if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'already_blocked' };
       if (lastAdmin) return { effect: 'conflict', code: 'last_administrator' };
@@ -304,6 +315,7 @@ export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN'
     { otherAdministrators: 0, activeAdministrators: 0, roles: ['USER'] },
     { otherAdministrators: 1, activeAdministrators: 1, roles: ['USER', 'CUSTOMER_ADMIN'] },
     { roles: ['USER', 'SUPPORT'] },
+    { activated: true },
   ];
   for (const target of targets) {
     for (const facts of factSets) {

@@ -14,7 +14,7 @@ type Cell = 'anonymous' | 'user_own' | 'user_self' | 'admin_own' | 'admin_other'
 type Expect = number | [number, string];
 
 type TargetRoute = {
-  method: 'GET' | 'POST' | 'PUT';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string; // with {id}
   body?: () => object;
   /** The state the target needs for the action to succeed. */
@@ -33,11 +33,13 @@ const fresh = () => randomBytes(4).toString('hex');
 const targetRoutes: TargetRoute[] = [
   { method: 'GET', path: '/v1/organization/users/{id}', expect: adminOnly(200, 200) },
   { method: 'POST', path: '/v1/organization/users/{id}/activation-email', state: 'INVITED', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
+  { method: 'DELETE', path: '/v1/organization/users/{id}', state: 'INVITED', expect: adminOnly(204, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/block', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/unblock', state: 'BLOCKED', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/mfa-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'POST', path: '/v1/organization/users/{id}/password-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'PUT', path: '/v1/organization/users/{id}/roles', body: () => ({ roles: ['USER', 'CUSTOMER_ADMIN'] }), expect: adminOnly(200, [403, 'own_roles_immutable']) },
+  { method: 'DELETE', path: '/v1/support/users/{id}', state: 'INVITED', expect: supportOnly(204, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/block', expect: supportOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/unblock', state: 'BLOCKED', expect: supportOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/password-reset', expect: supportOnly(200, [409, 'self_service_required']) },

@@ -19,7 +19,7 @@ t.test('every /v1/organization/users/{id} route answers 404 for another organisa
   const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
   const operations = Object.entries(doc.paths)
     .filter(([p]) => p.startsWith('/v1/organization/users/{id}'))
-    .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ method: m.toUpperCase() as 'GET' | 'POST' | 'PUT', path: p })));
+    .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ method: m.toUpperCase() as 'GET' | 'POST' | 'PUT' | 'DELETE', path: p })));
   t.ok(operations.length >= 7, `found ${operations.length} operations`);
 
   const foreigners = {

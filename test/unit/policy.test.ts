@@ -35,6 +35,7 @@ type Row = [name: string, actor: PolicyActor, action: PolicyAction, target: User
 const userActions: PolicyAction[] = [
   'user.read',
   'user.resend_activation',
+  'user.withdraw_invitation',
   'user.block',
   'user.unblock',
   'user.mfa_reset',
@@ -57,6 +58,14 @@ const rows: Row[] = [
   ['admin resends activation to invited', admin, 'user.resend_activation', invited, {}, allow],
   ['admin resends activation to active → already_activated', admin, 'user.resend_activation', member, {}, deny('conflict', 'already_activated')],
   ['admin resends activation to blocked → user_blocked', admin, 'user.resend_activation', blocked, {}, deny('conflict', 'user_blocked')],
+  ['admin withdraws an invitation', admin, 'user.withdraw_invitation', invited, {}, allow],
+  ['admin withdraws an invited administrator (not one yet)', admin, 'user.withdraw_invitation', target({ status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { otherAdministrators: 0 }, allow],
+  ['admin withdraws a blocked never-activated user', admin, 'user.withdraw_invitation', blocked, { activated: false }, allow],
+  ['admin withdraws a blocked activated user → already_activated', admin, 'user.withdraw_invitation', blocked, { activated: true }, deny('conflict', 'already_activated')],
+  ['admin withdraws an active user → already_activated', admin, 'user.withdraw_invitation', member, { activated: true }, deny('conflict', 'already_activated')],
+  ['admin withdraws an active user even without the fact → already_activated', admin, 'user.withdraw_invitation', member, {}, deny('conflict', 'already_activated')],
+  ['admin withdraws another organisation\'s invitation → user_not_found', admin, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), {}, deny('not_found', 'user_not_found')],
+  ['admin withdraws self → self_action_not_allowed', admin, 'user.withdraw_invitation', selfAdmin, {}, deny('conflict', 'self_action_not_allowed')],
   ['admin blocks member', admin, 'user.block', member, { otherAdministrators: 1 }, allow],
   ['admin blocks invited member', admin, 'user.block', invited, { otherAdministrators: 1 }, allow],
   ['admin blocks blocked → already_blocked', admin, 'user.block', blocked, { otherAdministrators: 1 }, deny('conflict', 'already_blocked')],
@@ -116,6 +125,8 @@ const rows: Row[] = [
   ['support sends password reset', support, 'user.password_reset', foreign, {}, allow],
   ['support sets roles → forbidden (organisations govern themselves)', support, 'user.set_roles', member, { roles: ['USER'] }, deny('forbidden', 'forbidden')],
   ['support resends activation → forbidden', support, 'user.resend_activation', invited, {}, deny('forbidden', 'forbidden')],
+  ['support withdraws an invitation in any organisation', support, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), { activated: false }, allow],
+  ['support withdraws a support staff invitation → support_staff_protected', support, 'user.withdraw_invitation', { ...supportStaff, status: 'INVITED' }, {}, deny('forbidden', 'support_staff_protected')],
   ['support blocks support staff → support_staff_protected', support, 'user.block', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support resets support staff password → support_staff_protected', support, 'user.password_reset', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support verified reset of support staff → support_staff_protected', support, 'user.mfa_reset_request', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
@@ -169,4 +180,5 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.password_reset', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected', 'user_blocked', 'user_not_activated']);
   t.same(possibleRefusals('user.mfa_reset_request', 'CUSTOMER_ADMIN'), ['forbidden'], 'an action the role is not granted');
   t.same(possibleRefusals('user.read', 'SUPPORT'), [], 'nothing refuses support reading a user');
+  t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
 });

@@ -30,6 +30,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.invited',
   'user.activated',
   'user.activation_resent',
+  'user.invitation_withdrawn',
   'user.blocked',
   'user.unblocked',
   'user.roles_changed',

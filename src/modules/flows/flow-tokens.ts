@@ -129,11 +129,14 @@ export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promis
   if (count !== 1) throw await whyNotConsumed(tx, flow.id);
 }
 
-/** Why consumeFlow lost: used or voided meanwhile (linkUsedError), or expired. */
+/**
+ * Why consumeFlow lost: used or voided meanwhile (linkUsedError), expired, or gone with its account
+ * (a withdrawn invitation: link_invalid, as the link answers from then on).
+ */
 async function whyNotConsumed(tx: Tx, id: string): Promise<Error> {
   const now = await tx.flowToken.findUnique({ where: { id } });
   if (now?.state === 'PENDING') return flowErrors.link_expired(); // it expired meanwhile
-  return now ? linkUsedError(now) : usedLinkError();
+  return now ? linkUsedError(now) : flowErrors.link_invalid();
 }
 
 /** link_used for a link that was used (linkState `used`). */

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { requireActor } from '../../access/actor.js';
+import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
@@ -22,6 +23,7 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
+import { withdrawInvitation } from './withdraw-invitation.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
 const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
@@ -85,6 +87,27 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => getUser(app.ctx, call(request), request.params.id),
+  );
+
+  app.delete(
+    '/v1/organization/users/:id',
+    {
+      config: { access: { permission: 'organization:users:invite' } },
+      schema: {
+        operationId: 'withdrawOrganizationUserInvitation',
+        tags,
+        summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
+        description:
+          'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: 409 already_activated (block it instead). ' +
+          adminErrors('user.withdraw_invitation'),
+        params: UserIdParams,
+        response: { 204: NoContent, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await withdrawInvitation(app.ctx, call(request), request.params.id);
+      return reply.status(204).send(null);
+    },
   );
 
   const action = (

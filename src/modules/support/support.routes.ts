@@ -1,11 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { FastifyRequest } from 'fastify';
 import { requireActor } from '../../access/actor.js';
+import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
+import { withdrawInvitation } from '../organization/withdraw-invitation.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
 import {
   AppointAdministratorBody,
@@ -127,6 +129,27 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => searchUsers(app.ctx, call(request), request.query),
+  );
+
+  app.delete(
+    '/v1/support/users/:id',
+    {
+      config: { access: { permission: 'support:users:withdraw-invitation' } },
+      schema: {
+        operationId: 'supportWithdrawInvitation',
+        tags,
+        summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
+        description:
+          'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: 409 already_activated (block it instead). ' +
+          supportErrors('user.withdraw_invitation'),
+        params: UserIdParams,
+        response: { 204: NoContent, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await withdrawInvitation(app.ctx, call(request), request.params.id);
+      return reply.status(204).send(null);
+    },
   );
 
   const action = (
