@@ -21,6 +21,7 @@ const customerAdminPermissions = [
   'organization:users:mfa-reset',
   'organization:users:password-reset',
   'organization:users:roles',
+  'organization:users:rename',
   'organization:audit:read',
 ] as const;
 
@@ -31,6 +32,7 @@ const supportPermissions = [
   'support:users:read',
   'support:users:block',
   'support:users:withdraw-invitation',
+  'support:users:rename',
   'support:users:mfa-reset-request',
   'support:users:password-reset',
   'support:audit:read',

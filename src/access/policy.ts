@@ -56,6 +56,7 @@ export type UserAction =
   | 'user.read'
   | 'user.resend_activation'
   | 'user.withdraw_invitation'
+  | 'user.rename'
   | 'user.block'
   | 'user.unblock'
   | 'user.mfa_reset'
@@ -123,6 +124,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.invite': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.resend_activation': { CUSTOMER_ADMIN: 'organization' },
   'user.withdraw_invitation': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.rename': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.block': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.unblock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   // Support never resets directly: it starts the e-mail-verified reset (product rule 11).
@@ -150,6 +152,7 @@ const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.read': { effect: 'allow' },
   'user.resend_activation': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.withdraw_invitation': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.rename': { effect: 'conflict', code: 'self_service_required' },
   'user.block': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.unblock': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.mfa_reset': { effect: 'conflict', code: 'self_service_required' },
@@ -243,6 +246,9 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       // which keeps its history attached to a person. No last-administrator rule: an invited
       // administrator is not one yet, and support appoints one where an organisation has none.
       if (user.status === 'ACTIVE' || facts.activated) return { effect: 'conflict', code: 'already_activated' };
+      return ALLOW;
+    case 'user.rename':
+      // A name mistyped in the invitation is corrected whatever the account's state.
       return ALLOW;
     case 'user.block':
       if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'already_blocked' };

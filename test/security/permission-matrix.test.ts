@@ -14,7 +14,7 @@ type Cell = 'anonymous' | 'user_own' | 'user_self' | 'admin_own' | 'admin_other'
 type Expect = number | [number, string];
 
 type TargetRoute = {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   path: string; // with {id}
   body?: () => object;
   /** The state the target needs for the action to succeed. */
@@ -33,12 +33,14 @@ const fresh = () => randomBytes(4).toString('hex');
 const targetRoutes: TargetRoute[] = [
   { method: 'GET', path: '/v1/organization/users/{id}', expect: adminOnly(200, 200) },
   { method: 'POST', path: '/v1/organization/users/{id}/activation-email', state: 'INVITED', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
+  { method: 'PATCH', path: '/v1/organization/users/{id}', body: () => ({ name: `Renamed ${fresh()}` }), expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'DELETE', path: '/v1/organization/users/{id}', state: 'INVITED', expect: adminOnly(204, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/block', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/unblock', state: 'BLOCKED', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/mfa-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'POST', path: '/v1/organization/users/{id}/password-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'PUT', path: '/v1/organization/users/{id}/roles', body: () => ({ roles: ['USER', 'CUSTOMER_ADMIN'] }), expect: adminOnly(200, [403, 'own_roles_immutable']) },
+  { method: 'PATCH', path: '/v1/support/users/{id}', body: () => ({ name: `Renamed ${fresh()}` }), expect: supportOnly(200, [409, 'self_service_required']) },
   { method: 'DELETE', path: '/v1/support/users/{id}', state: 'INVITED', expect: supportOnly(204, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/block', expect: supportOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/unblock', state: 'BLOCKED', expect: supportOnly(200, [409, 'self_action_not_allowed']) },

@@ -9,6 +9,7 @@ import { adminWorld } from '../integration/organization/helpers.js';
 
 const BODIES: Record<string, object> = {
   'PUT /v1/organization/users/{id}/roles': { roles: ['USER', 'CUSTOMER_ADMIN'] },
+  'PATCH /v1/organization/users/{id}': { name: 'Renamed Across' },
 };
 
 const NO_SUCH_USER = '00000000-0000-7000-8000-000000000000';
@@ -19,7 +20,7 @@ t.test('every /v1/organization/users/{id} route answers 404 for another organisa
   const doc = app.swagger() as { paths: Record<string, Record<string, unknown>> };
   const operations = Object.entries(doc.paths)
     .filter(([p]) => p.startsWith('/v1/organization/users/{id}'))
-    .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ method: m.toUpperCase() as 'GET' | 'POST' | 'PUT' | 'DELETE', path: p })));
+    .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ method: m.toUpperCase() as 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: p })));
   t.ok(operations.length >= 7, `found ${operations.length} operations`);
 
   const foreigners = {

@@ -36,6 +36,7 @@ const userActions: PolicyAction[] = [
   'user.read',
   'user.resend_activation',
   'user.withdraw_invitation',
+  'user.rename',
   'user.block',
   'user.unblock',
   'user.mfa_reset',
@@ -66,6 +67,10 @@ const rows: Row[] = [
   ['admin withdraws an active user even without the fact → already_activated', admin, 'user.withdraw_invitation', member, {}, deny('conflict', 'already_activated')],
   ['admin withdraws another organisation\'s invitation → user_not_found', admin, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), {}, deny('not_found', 'user_not_found')],
   ['admin withdraws self → self_action_not_allowed', admin, 'user.withdraw_invitation', selfAdmin, {}, deny('conflict', 'self_action_not_allowed')],
+  ['admin renames an invited user', admin, 'user.rename', invited, {}, allow],
+  ['admin renames an active user', admin, 'user.rename', member, {}, allow],
+  ['admin renames a blocked user', admin, 'user.rename', blocked, {}, allow],
+  ['admin renames self → self_service_required', admin, 'user.rename', selfAdmin, {}, deny('conflict', 'self_service_required')],
   ['admin blocks member', admin, 'user.block', member, { otherAdministrators: 1 }, allow],
   ['admin blocks invited member', admin, 'user.block', invited, { otherAdministrators: 1 }, allow],
   ['admin blocks blocked → already_blocked', admin, 'user.block', blocked, { otherAdministrators: 1 }, deny('conflict', 'already_blocked')],
@@ -127,6 +132,8 @@ const rows: Row[] = [
   ['support resends activation → forbidden', support, 'user.resend_activation', invited, {}, deny('forbidden', 'forbidden')],
   ['support withdraws an invitation in any organisation', support, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), { activated: false }, allow],
   ['support withdraws a support staff invitation → support_staff_protected', support, 'user.withdraw_invitation', { ...supportStaff, status: 'INVITED' }, {}, deny('forbidden', 'support_staff_protected')],
+  ['support renames in any organisation', support, 'user.rename', foreign, {}, allow],
+  ['support renames support staff → support_staff_protected', support, 'user.rename', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support blocks support staff → support_staff_protected', support, 'user.block', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support resets support staff password → support_staff_protected', support, 'user.password_reset', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support verified reset of support staff → support_staff_protected', support, 'user.mfa_reset_request', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
@@ -180,5 +187,6 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.password_reset', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected', 'user_blocked', 'user_not_activated']);
   t.same(possibleRefusals('user.mfa_reset_request', 'CUSTOMER_ADMIN'), ['forbidden'], 'an action the role is not granted');
   t.same(possibleRefusals('user.read', 'SUPPORT'), [], 'nothing refuses support reading a user');
+  t.same(possibleRefusals('user.rename', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected']);
   t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
 });

@@ -34,6 +34,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.blocked',
   'user.unblocked',
   'user.roles_changed',
+  'user.renamed',
   'user.terms_accepted',
   'user.preferences_changed',
   'login.password_succeeded',

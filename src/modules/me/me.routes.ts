@@ -4,6 +4,8 @@ import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { AcceptTermsRequestSchema, AdministratorsSchema, MeSchema, PreferencesRequestSchema } from './me.schemas.js';
 import { acceptTerms, getMe, listOwnAdministrators, updatePreferences } from './me.service.js';
+import { RenameUserBody } from '../organization/organization.schemas.js';
+import { renameSelf } from '../organization/rename-user.js';
 
 /** The signed-in user's own profile, terms, preferences and organisation administrators. */
 export const meRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -21,6 +23,27 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       reply.header('cache-control', 'no-store');
       return getMe(app.ctx, requireActor(request));
+    },
+  );
+
+  app.patch(
+    '/v1/me',
+    {
+      config: { access: { permission: 'me:update' } },
+      schema: {
+        operationId: 'updateMe',
+        tags: ['me'],
+        summary: 'Correct my name (as shown to administrators and in mails)',
+        description: 'The e-mail address is not changed here. Answers the updated profile.',
+        body: RenameUserBody,
+        response: { 200: MeSchema },
+      },
+    },
+    async (request, reply) => {
+      const actor = requireActor(request);
+      await renameSelf(app.ctx, actor, request.body.name, requestMeta(request));
+      reply.header('cache-control', 'no-store');
+      return getMe(app.ctx, actor);
     },
   );
 

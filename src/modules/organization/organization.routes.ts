@@ -8,6 +8,7 @@ import {
   InviteUserBody,
   ListUsersQuery,
   ManagedUserSchema,
+  RenameUserBody,
   SetRolesBody,
   UserIdParams,
   UserPageSchema,
@@ -23,6 +24,7 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
+import { renameUser } from './rename-user.js';
 import { withdrawInvitation } from './withdraw-invitation.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
@@ -87,6 +89,23 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => getUser(app.ctx, call(request), request.params.id),
+  );
+
+  app.patch(
+    '/v1/organization/users/:id',
+    {
+      config: { access: { permission: 'organization:users:rename' } },
+      schema: {
+        operationId: 'renameOrganizationUser',
+        tags,
+        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+        description: adminErrors('user.rename'),
+        params: UserIdParams,
+        body: RenameUserBody,
+        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
   );
 
   app.delete(

@@ -85,6 +85,8 @@ export const InviteUserBody = z.strictObject({
     .describe('Default ["USER"]. USER is always included; SUPPORT can never be granted through the API'),
 });
 
+export const RenameUserBody = z.strictObject({ name: PersonNameSchema });
+
 export const SetRolesBody = z.strictObject({
   roles: z.array(GrantableRoleSchema).min(1).max(2).describe('USER is always kept; CUSTOMER_ADMIN grants administration rights'),
 });

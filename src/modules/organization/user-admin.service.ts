@@ -60,7 +60,7 @@ function auditChange(tx: Tx, ctx: AdminCtx, type: AuditEventType, target: Target
   });
 }
 
-async function reload(tx: Tx, id: string): Promise<ManagedUser> {
+export async function reloadManagedUser(tx: Tx, id: string): Promise<ManagedUser> {
   const row = await findManagedUser(tx, id);
   if (!row) throw policyErrors.user_not_found();
   return toManagedUser(row);
@@ -93,7 +93,7 @@ export async function getUser(ctx: AdminCtx, call: AdminCall, userId: string): P
     const target = await findTarget(tx, userId);
     if (!target) throw policyErrors.user_not_found();
     authorize(acting, 'user.read', target);
-    return reload(tx, userId);
+    return reloadManagedUser(tx, userId);
   });
 }
 
@@ -154,7 +154,7 @@ export async function inviteUserInTx(
     meta: input.meta,
     details: { roles, via: input.via },
   });
-  return { user: await reload(tx, user.id), activation };
+  return { user: await reloadManagedUser(tx, user.id), activation };
 }
 
 export async function inviteUser(ctx: AdminCtx, call: AdminCall, ref: OrganizationRef, input: InviteInput): Promise<ManagedUser> {
@@ -181,7 +181,7 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.resend_activation', target);
     await resendActivationInTx(tx, ctx, target, originOf(acting, call));
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }
 
@@ -208,7 +208,7 @@ export async function blockUser(ctx: AdminCtx, call: AdminCall, userId: string):
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     await blockLockedUser(tx, ctx, call, acting, target);
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }
 
@@ -264,7 +264,7 @@ export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.unblock', target);
     await unblockUserInTx(tx, ctx, target, originOf(acting, call));
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }
 
@@ -299,7 +299,7 @@ export async function resetUserMfa(ctx: AdminCtx, call: AdminCall, userId: strin
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.mfa_reset', target);
     await resetUserMfaInTx(tx, ctx, target, originOf(acting, call));
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }
 
@@ -333,7 +333,7 @@ export async function triggerPasswordReset(ctx: AdminCtx, call: AdminCall, userI
       meta: call.meta,
       details: { by: actingAs(acting) },
     });
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }
 
@@ -349,7 +349,7 @@ export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: strin
     const roles = normalizeRoles(requested);
     authorize(acting, 'user.set_roles', target, { roles, otherAdministrators: await otherAdministrators(tx, target) });
     const before = normalizeRoles(target.roles);
-    if (before.length === roles.length && before.every((r, i) => r === roles[i])) return reload(tx, target.id);
+    if (before.length === roles.length && before.every((r, i) => r === roles[i])) return reloadManagedUser(tx, target.id);
     await tx.user.update({ where: { id: target.id }, data: { roles } });
     const demoted = before.includes('CUSTOMER_ADMIN') && !roles.includes('CUSTOMER_ADMIN');
     const sessionsRevoked = demoted ? await revokeUserSessions(tx, ctx.clock, target.id, 'roles_reduced') : 0;
@@ -367,6 +367,6 @@ export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: strin
         ...(demoted ? { linksWithdrawn: auditedLinks(linksWithdrawn) } : {}),
       },
     });
-    return reload(tx, target.id);
+    return reloadManagedUser(tx, target.id);
   });
 }

@@ -5,8 +5,9 @@ import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
+import { ManagedUserSchema, RenameUserBody, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
+import { renameUser } from '../organization/rename-user.js';
 import { withdrawInvitation } from '../organization/withdraw-invitation.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
 import {
@@ -129,6 +130,23 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => searchUsers(app.ctx, call(request), request.query),
+  );
+
+  app.patch(
+    '/v1/support/users/:id',
+    {
+      config: { access: { permission: 'support:users:rename' } },
+      schema: {
+        operationId: 'supportRenameUser',
+        tags,
+        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+        description: supportErrors('user.rename'),
+        params: UserIdParams,
+        body: RenameUserBody,
+        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
   );
 
   app.delete(
