@@ -40,7 +40,7 @@ export type ChangeFacts = {
   roles?: readonly Role[];
   /**
    * Administrators (CUSTOMER_ADMIN, not blocked) of the target's organisation other than the
-   * target (user.block, user.set_roles). Counted under a lock on the organisation row.
+   * target (user.block, user.set_roles, user.withdraw_invitation). Counted under a lock on the organisation row.
    */
   otherAdministrators?: number;
   /**
@@ -243,9 +243,10 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       return ALLOW;
     case 'user.withdraw_invitation':
       // Only an account nobody ever signed in to is deleted; an activated one is blocked instead,
-      // which keeps its history attached to a person. No last-administrator rule: an invited
-      // administrator is not one yet, and support appoints one where an organisation has none.
+      // which keeps its history attached to a person. An invited administrator counts as one here as
+      // everywhere in the last-administrator rule: support appoints a successor first.
       if (user.status === 'ACTIVE' || facts.activated) return { effect: 'conflict', code: 'already_activated' };
+      if (lastAdmin) return { effect: 'conflict', code: 'last_administrator' };
       return ALLOW;
     case 'user.rename':
       // A name mistyped in the invitation is corrected whatever the account's state.

@@ -60,7 +60,8 @@ const rows: Row[] = [
   ['admin resends activation to active → already_activated', admin, 'user.resend_activation', member, {}, deny('conflict', 'already_activated')],
   ['admin resends activation to blocked → user_blocked', admin, 'user.resend_activation', blocked, {}, deny('conflict', 'user_blocked')],
   ['admin withdraws an invitation', admin, 'user.withdraw_invitation', invited, {}, allow],
-  ['admin withdraws an invited administrator (not one yet)', admin, 'user.withdraw_invitation', target({ status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { otherAdministrators: 0 }, allow],
+  ['admin withdraws an invited administrator', admin, 'user.withdraw_invitation', target({ status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { otherAdministrators: 1 }, allow],
+  ['support withdraws the last administrator, invited → last_administrator', support, 'user.withdraw_invitation', target({ status: 'INVITED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { otherAdministrators: 0 }, deny('conflict', 'last_administrator')],
   ['admin withdraws a blocked never-activated user', admin, 'user.withdraw_invitation', blocked, { activated: false }, allow],
   ['admin withdraws a blocked activated user → already_activated', admin, 'user.withdraw_invitation', blocked, { activated: true }, deny('conflict', 'already_activated')],
   ['admin withdraws an active user → already_activated', admin, 'user.withdraw_invitation', member, { activated: true }, deny('conflict', 'already_activated')],
@@ -188,5 +189,5 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.mfa_reset_request', 'CUSTOMER_ADMIN'), ['forbidden'], 'an action the role is not granted');
   t.same(possibleRefusals('user.read', 'SUPPORT'), [], 'nothing refuses support reading a user');
   t.same(possibleRefusals('user.rename', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected']);
-  t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
 });

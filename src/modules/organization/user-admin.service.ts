@@ -83,7 +83,7 @@ export async function lockForChange(tx: Tx, call: AdminCall, id: string): Promis
  * demotion. An invited administrator counts (they can still activate), but not one whose pending
  * invitation `target` sent: the block or demotion withdraws it.
  */
-async function otherAdministrators(tx: Tx, target: TargetUser): Promise<number> {
+export async function otherAdministrators(tx: Tx, target: TargetUser): Promise<number> {
   return target.organizationId ? countAdministrators(tx, target.organizationId, { except: target.id, withdrawing: target.id }) : 0;
 }
 

@@ -2,7 +2,7 @@ import { authorize } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit } from '../audit/audit.service.js';
 import type { TargetUser } from './acting-user.js';
-import { lockForChange, originOf, type AdminCall, type AdminCtx } from './user-admin.service.js';
+import { lockForChange, originOf, otherAdministrators, type AdminCall, type AdminCtx } from './user-admin.service.js';
 
 /**
  * Withdraws the invitation of a user who never activated: a mistyped address, or someone who will
@@ -12,7 +12,8 @@ import { lockForChange, originOf, type AdminCall, type AdminCtx } from './user-a
  * is handing to SMTP at this moment still goes out; its link is dead.
  *
  * An account that was ever activated is never deleted (409 already_activated): blocking it keeps
- * its sessions' and audit trail's owner. The audit row keeps the address and name, which the
+ * its sessions' and audit trail's owner. Nor is an organisation's last administrator, invited ones
+ * included (409 last_administrator): support appoints the successor first. The audit row keeps the address and name, which the
  * audit views can no longer look up for the deleted id.
  */
 export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId: string): Promise<void> {
@@ -20,7 +21,10 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
     // Organisation row, then user row: an activation of this account waits for the deletion (and
     // then finds its link gone), or commits first and the policy sees the account active.
     const { acting, target } = await lockForChange(tx, call, userId);
-    authorize(acting, 'user.withdraw_invitation', target, { activated: target.passwordHash !== null });
+    authorize(acting, 'user.withdraw_invitation', target, {
+      activated: target.passwordHash !== null,
+      otherAdministrators: await otherAdministrators(tx, target),
+    });
     const origin = originOf(acting, call);
     const mailsCancelled = await cancelUnsentActivationMail(tx, ctx, target);
     await tx.user.delete({ where: { id: target.id } });

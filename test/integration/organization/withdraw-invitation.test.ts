@@ -147,3 +147,32 @@ t.test('withdrawal and activation at the same moment: exactly one of them happen
     }
   }
 });
+
+t.test('the last administrator is not withdrawn, invited or not: support appoints the successor first', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  // Support replaces organisation B's only administrator by an invitee (at a mistyped address).
+  const replaced = await request({
+    method: 'POST',
+    url: `/v1/support/organizations/${w.orgB.id}/administrators`,
+    token: support.token,
+    body: { email: 'successor@bta.test', name: 'Successor', replacing: w.adminB.user.id },
+  });
+  t.equal(replaced.status, 201);
+  const successorId = replaced.body.id as string;
+
+  const refused = await request({ method: 'DELETE', url: `/v1/support/users/${successorId}`, token: support.token });
+  t.equal(refused.status, 409);
+  t.equal(refused.body.code, 'last_administrator');
+  t.equal(await app.ctx.db.user.count({ where: { id: successorId } }), 1, 'the invitee stays');
+
+  // With another administrator appointed (the address typed right this time), the mistyped one goes.
+  const appointed = await request({
+    method: 'POST',
+    url: `/v1/support/organizations/${w.orgB.id}/administrators`,
+    token: support.token,
+    body: { email: 'successor@beta.test', name: 'Successor' },
+  });
+  t.equal(appointed.status, 201);
+  t.equal((await request({ method: 'DELETE', url: `/v1/support/users/${successorId}`, token: support.token })).status, 204);
+});
