@@ -37,6 +37,7 @@ import { passwordRoutes } from './modules/password/password.routes.js';
 import { organizationRoutes } from './modules/organization/organization.routes.js';
 import { supportRoutes } from './modules/support/support.routes.js';
 import { mfaResetConfirmRoutes } from './modules/support/mfa-reset.routes.js';
+import { emailChangeRoutes } from './modules/email-change/email-change.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -182,6 +183,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(organizationRoutes);
   await app.register(supportRoutes);
   await app.register(mfaResetConfirmRoutes);
+  await app.register(emailChangeRoutes);
   await app.register(auditRoutes);
   registerRetentionSweeper(app, ctx);
   registerInstanceHeartbeat(app, ctx);

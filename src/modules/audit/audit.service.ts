@@ -35,6 +35,8 @@ export const AUDIT_EVENT_TYPES = [
   'user.unblocked',
   'user.roles_changed',
   'user.renamed',
+  'user.email_change_requested',
+  'user.email_changed',
   'user.terms_accepted',
   'user.preferences_changed',
   'login.password_succeeded',

@@ -12,6 +12,7 @@ export const LINK_PATHS = {
   activation: '/activate',
   passwordReset: '/reset-password',
   mfaResetConfirm: '/confirm-mfa-reset',
+  emailChangeConfirm: '/confirm-email',
 } as const;
 
 /**

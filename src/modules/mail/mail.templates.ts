@@ -30,6 +30,10 @@ export type MailTemplateData = {
   mfa_reset_confirm: { name: string; link: string; expiresAt: Date };
   /** The support-verified MFA reset is done (support did it, at the user's confirmed request): a new authenticator at the next login. */
   mfa_reset_done: { name: string };
+  /** The user asked to move the account to this (new) address: confirm with the link (24 h). */
+  email_change_confirm: { name: string; link: string; expiresAt: Date; newEmail: string };
+  /** To the old address, once the change is confirmed. */
+  email_changed: { name: string; newEmail: string };
   recovery_code_used: { name: string; remaining: number };
   recovery_codes_regenerated: { name: string };
 };
@@ -46,6 +50,8 @@ export const MAIL_TEMPLATE_NAMES = [
   'mfa_removed',
   'mfa_reset_confirm',
   'mfa_reset_done',
+  'email_change_confirm',
+  'email_changed',
   'recovery_code_used',
   'recovery_codes_regenerated',
 ] as const satisfies readonly MailTemplateName[];

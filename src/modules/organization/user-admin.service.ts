@@ -24,7 +24,7 @@ export type AdminCtx = Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>;
 export type AdminCall = { actor: Pick<Actor, 'userId'>; meta: RequestMeta };
 
 /** Every kind of flow a user could still complete; all void when the user is blocked. */
-const ALL_FLOWS = ['LOGIN_CHALLENGE', 'ACTIVATION', 'PASSWORD_RESET', 'MFA_RESET'] as const;
+const ALL_FLOWS = ['LOGIN_CHALLENGE', 'ACTIVATION', 'PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE'] as const;
 
 /** USER is every member's base role; the set is stored in a canonical order. */
 export function normalizeRoles(roles: readonly Role[] | undefined): Role[] {

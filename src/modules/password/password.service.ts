@@ -64,8 +64,9 @@ export async function resetPassword(ctx: Ctx, input: { token: string; password: 
       data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },
     });
     const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_reset');
-    // A login half-done with the old password must not be finished with it.
-    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET']);
+    // A login half-done with the old password must not be finished with it, nor an address change
+    // asked for with it (by whoever knew it) be confirmed.
+    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
     await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.reset_completed',
@@ -98,7 +99,7 @@ export async function changePassword(
       data: { passwordHash, passwordChangedAt: ctx.clock.now(), ...CLEARED_PASSWORD_LOCKOUT },
     });
     const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_changed', { exceptSessionId: actor.sessionId });
-    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET']);
+    await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
     await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.changed',

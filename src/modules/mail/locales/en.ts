@@ -110,6 +110,26 @@ export const en: MailCatalogue = {
       notYou(env),
     ]),
 
+  email_change_confirm: (d, env) => ({
+    subject: `${env.shopName}: confirm your new e-mail address`,
+    greeting: `Hello ${d.name},`,
+    intro: [
+      `you asked to use this address, ${d.newEmail}, for your ${env.shopName} account from now on. Confirm it with the button below; until then you sign in with your current address.`,
+    ],
+    action: { label: 'Confirm the new address', url: d.link },
+    outro: [
+      `The link works once and expires on ${when(d.expiresAt)}. Your password and 2-step login stay as they are.`,
+      'If you did not ask for this, you can ignore this mail: nothing changes.',
+    ],
+    signature: signature(env),
+  }),
+
+  email_changed: (d, env) =>
+    notice(env, d.name, 'your e-mail address was changed', [
+      `the e-mail address of your account was just changed to ${d.newEmail}. From now on you sign in with the new address, and our mails go there.`,
+      notYou(env),
+    ]),
+
   recovery_code_used: (d, env) =>
     notice(env, d.name, 'a recovery code was used', [
       `a recovery code was just used to sign in to your account. You have ${d.remaining} recovery ${d.remaining === 1 ? 'code' : 'codes'} left.`,

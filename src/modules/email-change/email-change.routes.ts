@@ -1,0 +1,75 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireActor } from '../../access/actor.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import { accountBlockedResponse, accountLockedResponse } from '../accounts/accounts.schemas.js';
+import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
+import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
+import { EmailSchema } from '../organization/organization.schemas.js';
+import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, requestEmailChange } from './email-change.service.js';
+
+const EmailChangeRequestedSchema = z
+  .object({
+    status: z.enum(['verification_sent']),
+    email: z.string().describe('The new address, where the confirmation link was sent'),
+    expiresAt: z.iso.datetime().describe('Until when the link works'),
+  })
+  .meta({ id: 'EmailChangeRequested' });
+
+const EmailChangedSchema = z
+  .object({
+    status: z.enum(['email_changed']),
+    email: z.string().describe('The account\'s address from now on: sign in with it'),
+  })
+  .meta({ id: 'EmailChanged' });
+
+/** A user's own change of e-mail address: asked for signed in, confirmed from the link sent to the new address. */
+export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post(
+    '/v1/me/email',
+    {
+      config: { access: { permission: 'me:update' }, rateLimit: ACCOUNT_RATE_LIMITS.emailChange },
+      schema: {
+        operationId: 'requestMyEmailChange',
+        tags: ['me'],
+        summary: 'Change my e-mail address: a confirmation link goes to the new address (the current password is required)',
+        description:
+          `Sends a single-use link (${EMAIL_CHANGE_TTL_SECONDS / 3600} h) to the new address; the account keeps its current address until the link is opened ` +
+          '(POST /v1/email-change/confirm). A newer request replaces an older one. The answer is the same whether or not another account uses the new address ' +
+          '(that is told to whoever confirms). 409 email_unchanged (the current address), 403 reauthentication_failed (wrong password; counts towards the ' +
+          'password lockout), 423 account_locked.',
+        body: z.strictObject({ email: EmailSchema, password: PasswordReauthSchema }),
+        response: { 202: EmailChangeRequestedSchema, ...problemResponses(409), ...accountLockedResponse },
+      },
+    },
+    async (request, reply) => {
+      const { email, expiresAt } = await requestEmailChange(app.ctx, requireActor(request), request.body, requestMeta(request));
+      return reply.status(202).send({ status: 'verification_sent' as const, email, expiresAt: expiresAt.toISOString() });
+    },
+  );
+
+  app.post(
+    '/v1/email-change/confirm',
+    {
+      config: { access: 'public', rateLimit: ACCOUNT_RATE_LIMITS.emailChangeConfirm },
+      schema: {
+        operationId: 'confirmEmailChange',
+        tags: ['me'],
+        summary: 'Confirm a new e-mail address with the token from the e-mail (single use, 24 h)',
+        description:
+          'The account\'s address changes; links sent to the old address (password reset, MFA reset) stop working and the old address is told. ' +
+          'Sessions stay. Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used (`linkState` says which) / link_expired; ' +
+          'another account uses the address: 409 email_taken (nothing changes; the link still works should the address become free); ' +
+          'the account was blocked meanwhile: 403 account_blocked with whom to contact.',
+        body: z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') }),
+        response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410), ...accountBlockedResponse },
+      },
+    },
+    async (request, reply) => {
+      const { email } = await confirmEmailChange(app.ctx, request.body.token, requestMeta(request));
+      reply.header('cache-control', 'no-store');
+      return { status: 'email_changed' as const, email };
+    },
+  );
+};

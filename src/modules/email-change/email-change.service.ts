@@ -1,0 +1,111 @@
+import type { Actor } from '../../access/actor.js';
+import type { AppContext } from '../../context.js';
+import { defineErrors } from '../../errors.js';
+import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
+import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
+import { lockUserRow } from '../accounts/user-lock.js';
+import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
+import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
+import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
+import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+
+/**
+ * A user moves their account to another e-mail address (one account per address, product rule 2).
+ * With the current password (re-authentication), the user asks for the new address; a single-use
+ * link (24 h) goes to that address, and only opening it changes the account's address, so nobody
+ * moves an account to an address they cannot read. Until then the old address stays in force.
+ *
+ * The request answers the same whether or not another account holds the new address: a signed-in
+ * user cannot probe addresses. The link's holder (who reads the new address) is told 409
+ * email_taken at confirmation, and the link stays usable should the address become free.
+ * Confirmed: the account's address and its verification time change, links mailed to the old
+ * address (password reset, MFA reset) stop working, and the old address is told.
+ * A password reset or change voids a pending change (whoever asked for it knew the old password);
+ * so does a block.
+ */
+
+export const EMAIL_CHANGE_TTL_SECONDS = 24 * 3600;
+
+export const emailChangeErrors = defineErrors({
+  email_unchanged: { status: 409, title: 'This already is the account\'s e-mail address' },
+});
+
+type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'keyring'>;
+
+type ChangeData = { from: string; to: string };
+
+function changeData(data: unknown): ChangeData | null {
+  const d = data as Partial<ChangeData> | null;
+  return d && typeof d.from === 'string' && typeof d.to === 'string' ? { from: d.from, to: d.to } : null;
+}
+
+export async function requestEmailChange(
+  ctx: Ctx,
+  actor: Pick<Actor, 'userId'>,
+  input: { email: string; password: string },
+  meta: RequestMeta,
+): Promise<{ email: string; expiresAt: Date }> {
+  const user = await reauthenticate(ctx, actor.userId, input.password, meta);
+  if (input.email === user.email) throw emailChangeErrors.email_unchanged();
+  return inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
+    // A newer request voids the older one's link (issueFlowToken): only the newest address can be confirmed.
+    const { token, flow } = await issueFlowToken(tx, ctx.clock, {
+      userId: user.id,
+      purpose: 'EMAIL_CHANGE',
+      ttlSeconds: EMAIL_CHANGE_TTL_SECONDS,
+      data: { from: user.email, to: input.email } satisfies ChangeData,
+    });
+    await enqueueMail(tx, ctx, {
+      to: input.email,
+      template: 'email_change_confirm',
+      data: { name: user.name, link: buildLink(ctx.config, LINK_PATHS.emailChangeConfirm, token), expiresAt: flow.expiresAt, newEmail: input.email },
+    });
+    await recordAudit(tx, ctx.clock, {
+      type: 'user.email_change_requested',
+      actorUserId: user.id,
+      subjectUserId: user.id,
+      organizationId: user.organizationId,
+      meta,
+      details: { from: user.email, to: input.email, expiresAt: flow.expiresAt.toISOString() },
+    });
+    return { email: input.email, expiresAt: flow.expiresAt };
+  });
+}
+
+/**
+ * The new address's holder confirms (public: the token is the credential). The flow is consumed in
+ * the transaction that changes the address: of two concurrent confirmations exactly one wins; an
+ * address another account took meanwhile rolls everything back (409 email_taken, link still usable).
+ */
+export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<{ email: string }> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_CHANGE', blockedLinkHolder(tx, ctx.config));
+      // Lock order user → flows (accounts/user-lock.ts), like a block or a password reset, which void this link.
+      await lockUserRow(tx, flow.userId);
+      await consumeFlow(tx, ctx.clock, flow);
+      const change = changeData(flow.data);
+      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
+      if (!user || !change) throw flowErrors.link_invalid();
+      if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
+      // Only the change from the address the account had when it was asked for.
+      if (user.email !== change.from) throw flowErrors.link_used('This link no longer works: the account changed since.', { linkState: 'replaced' });
+      await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
+      // Links in the old mailbox stop working.
+      await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
+      await enqueueMail(tx, ctx, { to: change.from, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
+      await recordAudit(tx, ctx.clock, {
+        type: 'user.email_changed',
+        actorUserId: user.id,
+        subjectUserId: user.id,
+        organizationId: user.organizationId,
+        meta,
+        details: { from: change.from, to: change.to },
+      });
+      return { email: change.to };
+    });
+  } catch (err) {
+    if (isEmailTaken(err)) throw organizationErrors.email_taken('Another account uses this address. Nothing was changed.');
+    throw err;
+  }
+}

@@ -1,0 +1,166 @@
+import t from 'tap';
+import { RESET_LINK_MIN_INTERVAL_SECONDS } from '../../../src/modules/password/forgot-password.js';
+import { tokenFromLink } from '../../helpers/accounts.js';
+import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/helpers.js';
+
+const NEW_PASSWORD = 'silver harbour compass 7730';
+
+/** A signed-in member of organisation A, with their password and access token. */
+async function signedInMember(w: AdminWorld, email = 'jon@alpha.test') {
+  const member = await w.member(w.orgA.id, { email, name: 'Jon Doe' });
+  return { ...member, token: await w.tokenFor(member.user) };
+}
+
+const ask = (w: AdminWorld, token: string, body: object) => w.request({ url: '/v1/me/email', token, body });
+const confirm = (w: AdminWorld, token: string) => w.request({ url: '/v1/email-change/confirm', body: { token } });
+
+async function linkTo(w: AdminWorld, address: string): Promise<string> {
+  const mails = (await mailsTo(w.app, address)).filter((m) => m.template === 'email_change_confirm');
+  return tokenFromLink(mails.at(-1)!.textBody, '/confirm-email');
+}
+
+t.test('change of address: a link to the new address, nothing changes until it is opened; then sign in with the new one', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+
+  const asked = await ask(w, jon.token, { email: 'Jon.Doe@Newmail.test', password: jon.password });
+  t.equal(asked.status, 202);
+  t.match(asked.body, { status: 'verification_sent', email: 'Jon.Doe@Newmail.test' });
+  t.ok(Date.parse(asked.body.expiresAt) > Date.now() + 23 * 3600_000, '24 hours');
+  const [mail] = await mailsTo(app, 'jon.doe@newmail.test');
+  t.equal(mail?.template, 'email_change_confirm');
+  t.match(mail?.textBody, 'https://shop.example.test/confirm-email?token=');
+  t.equal((await request({ url: '/v1/me', token: jon.token })).body.email, 'jon@alpha.test', 'the old address holds until confirmed');
+  t.match((await auditOf(app, 'user.email_change_requested', jon.user.id))[0]?.details, { from: 'jon@alpha.test', to: 'Jon.Doe@Newmail.test' });
+
+  const token = await linkTo(w, 'jon.doe@newmail.test');
+  const done = await confirm(w, token);
+  t.equal(done.status, 200);
+  t.same(done.body, { status: 'email_changed', email: 'Jon.Doe@Newmail.test' });
+  t.equal(done.headers['cache-control'], 'no-store');
+  t.equal((await request({ url: '/v1/me', token: jon.token })).body.email, 'Jon.Doe@Newmail.test', 'sessions stay');
+  const told = (await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'email_changed');
+  t.equal(told.length, 1, 'the old address is told');
+  t.match(told[0]?.textBody, 'Jon.Doe@Newmail.test');
+  t.match((await auditOf(app, 'user.email_changed', jon.user.id))[0], { actorUserId: jon.user.id, details: { from: 'jon@alpha.test', to: 'Jon.Doe@Newmail.test' } });
+
+  const viaNew = await request({ url: '/v1/auth/login', body: { email: 'jon.doe@newmail.test', password: jon.password } });
+  t.equal(viaNew.status, 200, 'the new address signs in');
+  t.equal(viaNew.body.next, 'mfa');
+  const viaOld = await request({ url: '/v1/auth/login', body: { email: 'jon@alpha.test', password: jon.password } });
+  t.equal(viaOld.status, 401);
+  t.equal(viaOld.body.code, 'invalid_credentials', 'the old one does not');
+
+  const again = await confirm(w, token);
+  t.equal(again.status, 410);
+  t.equal(again.body.code, 'link_used', 'single use');
+  const freed = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'jon@alpha.test', name: 'New Jon' } });
+  t.equal(freed.status, 201, 'the old address is free');
+});
+
+t.test('refusals: wrong password, the same address, bad input, no session, bad links', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+
+  const wrong = await ask(w, jon.token, { email: 'new@alpha.test', password: 'not the password at all' });
+  t.equal(wrong.status, 403);
+  t.equal(wrong.body.code, 'reauthentication_failed');
+  const same = await ask(w, jon.token, { email: 'jon@alpha.test', password: jon.password });
+  t.equal(same.status, 409);
+  t.equal(same.body.code, 'email_unchanged');
+  for (const body of [{ email: 'not-an-address', password: jon.password }, { email: 'new@alpha.test' }, { email: 'new@alpha.test', password: jon.password, name: 'X' }]) {
+    const bad = await ask(w, jon.token, body);
+    t.equal(bad.status, 400, JSON.stringify(body).slice(0, 50));
+    t.equal(bad.body.code, 'validation_failed');
+  }
+  t.equal((await request({ url: '/v1/me/email', body: { email: 'new@alpha.test', password: 'x'.repeat(12) } })).status, 401, 'signed in only');
+  t.same(await mailsTo(app, 'new@alpha.test'), [], 'no mail for a refused request');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: jon.user.id, purpose: 'EMAIL_CHANGE' } }), 0);
+  t.equal(await app.ctx.db.user.count({ where: { id: jon.user.id, failedPasswordCount: 1 } }), 1, 'the wrong password counts towards the lockout');
+
+  const invalid = await confirm(w, 'x'.repeat(43));
+  t.equal(invalid.status, 400);
+  t.equal(invalid.body.code, 'link_invalid');
+  const inQuery = await request({ url: `/v1/email-change/confirm?token=${'x'.repeat(43)}`, body: { token: 'x'.repeat(43) } });
+  t.equal(inQuery.status, 401);
+  t.equal(inQuery.body.code, 'token_in_query');
+});
+
+t.test('an address another account uses: the same answer to the requester; the link holder is told, and the link waits', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+  const other = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminB.token, body: { email: 'taken@beta.test', name: 'Taken' } });
+
+  const asked = await ask(w, jon.token, { email: 'taken@beta.test', password: jon.password });
+  t.equal(asked.status, 202, 'nothing tells the requester that the address is taken');
+  t.same(Object.keys(asked.body).sort(), ['email', 'expiresAt', 'status']);
+
+  const token = await linkTo(w, 'taken@beta.test');
+  const taken = await confirm(w, token);
+  t.equal(taken.status, 409);
+  t.equal(taken.body.code, 'email_taken');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test', 'nothing changed');
+  t.same((await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'email_changed'), []);
+
+  // The invitation that held the address is withdrawn: the same link now works.
+  t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${other.body.id}`, token: w.adminB.token })).status, 204);
+  t.equal((await confirm(w, token)).status, 200);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'taken@beta.test');
+});
+
+t.test('links that stop working: a newer request, a password reset, a block; old-address links end with the change', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+
+  await ask(w, jon.token, { email: 'first@new.test', password: jon.password });
+  const first = await linkTo(w, 'first@new.test');
+  await ask(w, jon.token, { email: 'second@new.test', password: jon.password });
+  const replaced = await confirm(w, first);
+  t.equal(replaced.status, 410);
+  t.match(replaced.body, { code: 'link_used', linkState: 'replaced' }, 'only the newest address can be confirmed');
+
+  // A password reset: whoever asked for the change knew the old password.
+  const second = await linkTo(w, 'second@new.test');
+  await request({ url: '/v1/password/forgot', body: { email: 'jon@alpha.test' } });
+  const resetToken = tokenFromLink((await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'password_reset').at(-1)!.textBody, '/reset-password');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: resetToken, password: NEW_PASSWORD } })).status, 204);
+  t.equal((await confirm(w, second)).status, 410, 'a password reset voids a pending change');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test');
+
+  // Confirmed: a reset link still in the old mailbox stops working.
+  w.clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS + 1);
+  await request({ url: '/v1/password/forgot', body: { email: 'jon@alpha.test' } });
+  const resets = (await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'password_reset');
+  t.equal(resets.length, 2, 'a second reset link went to the old address');
+  const staleReset = tokenFromLink(resets[1]!.textBody, '/reset-password');
+  const token = await w.tokenFor(jon.user);
+  await ask(w, token, { email: 'third@new.test', password: NEW_PASSWORD });
+  t.equal((await confirm(w, await linkTo(w, 'third@new.test'))).status, 200);
+  const stale = await request({ url: '/v1/password/reset', body: { token: staleReset, password: 'another long passphrase 99' } });
+  t.equal(stale.status, 410);
+  t.equal(stale.body.code, 'link_used', 'the reset link sent to the old address no longer works');
+
+  // A block voids a pending change; its holder is told the account is blocked.
+  const kim = await signedInMember(w, 'kim@alpha.test');
+  await ask(w, kim.token, { email: 'kim@new.test', password: kim.password });
+  const kimLink = await linkTo(w, 'kim@new.test');
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${kim.user.id}/block`, token: w.adminA.token })).status, 200);
+  const blocked = await confirm(w, kimLink);
+  t.equal(blocked.status, 403);
+  t.equal(blocked.body.code, 'account_blocked');
+});
+
+t.test('two confirmations at once: exactly one changes the address', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  await ask(w, jon.token, { email: 'race@new.test', password: jon.password });
+  const token = await linkTo(w, 'race@new.test');
+  const answers = await Promise.all([confirm(w, token), confirm(w, token), confirm(w, token)]);
+  t.same(answers.map((a) => a.status).sort(), [200, 410, 410]);
+  t.equal((await auditOf(w.app, 'user.email_changed', jon.user.id)).length, 1);
+  t.equal((await mailsTo(w.app, 'jon@alpha.test')).filter((m) => m.template === 'email_changed').length, 1);
+});
