@@ -22,6 +22,7 @@ import {
   resendSupportActivation,
   resetSupportUserMfa,
   unblockSupportUser,
+  withdrawSupportInvitation,
 } from './modules/support/support-staff.service.js';
 import { cliOrigin, OperatorReasonSchema, type CliOrigin } from './modules/support/cli-origin.js';
 import { CustomerNumberSchema } from './modules/support/support.schemas.js';
@@ -147,6 +148,17 @@ const commands: Record<string, Command> = {
         const sent = await resendSupportActivation(ctx, email, origin);
         process.stderr.write(`new activation link for SUPPORT user ${sent.email} (${sent.userId}); valid until ${sent.expiresAt.toISOString()} and also mailed\n`);
         process.stdout.write(`${sent.link}\n`);
+      });
+    },
+  },
+  'withdraw-support-invitation': {
+    summary: 'delete a SUPPORT user who never activated (e.g. a mistyped address), so the address is free; an unsent activation mail is not sent',
+    usage: 'withdraw-support-invitation --email <e-mail> [--reason <text>]',
+    async run(args) {
+      const { email, origin } = supportChange(args, []);
+      return withDatabase(async (ctx) => {
+        const withdrawn = await withdrawSupportInvitation(ctx, email, origin);
+        process.stderr.write(`withdrew the invitation of SUPPORT user ${withdrawn.email} (${withdrawn.userId}); ${withdrawn.mailsCancelled} unsent mail(s) removed\n`);
       });
     },
   },

@@ -17,6 +17,8 @@ export async function lockUserRow(tx: Tx, userId: string): Promise<void> {
 
 export type LockedLoginState = {
   status: 'INVITED' | 'ACTIVE' | 'BLOCKED';
+  /** The address as committed now: an e-mail change may have moved the account since it was looked up. */
+  email: string;
   /** Changes only when the password is set (activation, reset, change), not on a re-hash. */
   passwordChangedAt: Date | null;
   passwordLockedUntil: Date | null;
@@ -24,8 +26,10 @@ export type LockedLoginState = {
 
 /** Locks the user row (see above) and reads the fields a password decision depends on, as committed now. */
 export async function lockLoginState(tx: Tx, userId: string): Promise<LockedLoginState | null> {
-  const rows = await tx.$queryRaw<{ status: LockedLoginState['status']; password_changed_at: Date | null; password_locked_until: Date | null }[]>`
-    SELECT status::text AS status, password_changed_at, password_locked_until FROM users WHERE id = ${userId}::uuid FOR UPDATE`;
+  const rows = await tx.$queryRaw<{ status: LockedLoginState['status']; email: string; password_changed_at: Date | null; password_locked_until: Date | null }[]>`
+    SELECT status::text AS status, email::text AS email, password_changed_at, password_locked_until FROM users WHERE id = ${userId}::uuid FOR UPDATE`;
   const row = rows[0];
-  return row ? { status: row.status, passwordChangedAt: row.password_changed_at, passwordLockedUntil: row.password_locked_until } : null;
+  return row
+    ? { status: row.status, email: row.email, passwordChangedAt: row.password_changed_at, passwordLockedUntil: row.password_locked_until }
+    : null;
 }

@@ -3,11 +3,11 @@ import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountBlockedResponse, accountLockedResponse } from '../accounts/accounts.schemas.js';
+import { accountLockedResponse } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
 import { EmailSchema } from '../organization/organization.schemas.js';
-import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, requestEmailChange } from './email-change.service.js';
+import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, EMAIL_CHANGES_PER_HOUR, requestEmailChange } from './email-change.service.js';
 
 const EmailChangeRequestedSchema = z
   .object({
@@ -38,9 +38,9 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
           `Sends a single-use link (${EMAIL_CHANGE_TTL_SECONDS / 3600} h) to the new address; the account keeps its current address until the link is opened ` +
           '(POST /v1/email-change/confirm). A newer request replaces an older one. The answer is the same whether or not another account uses the new address ' +
           '(that is told to whoever confirms). 409 email_unchanged (the current address), 403 reauthentication_failed (wrong password; counts towards the ' +
-          'password lockout), 423 account_locked.',
+          `password lockout), 423 account_locked, 429 rate_limited with Retry-After after ${EMAIL_CHANGES_PER_HOUR} requests within an hour.`,
         body: z.strictObject({ email: EmailSchema, password: PasswordReauthSchema }),
-        response: { 202: EmailChangeRequestedSchema, ...problemResponses(409), ...accountLockedResponse },
+        response: { 202: EmailChangeRequestedSchema, ...problemResponses(409, 429), ...accountLockedResponse },
       },
     },
     async (request, reply) => {
@@ -60,10 +60,10 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'The account\'s address changes; links sent to the old address (password reset, MFA reset) stop working and the old address is told. ' +
           'Sessions stay. Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used (`linkState` says which) / link_expired; ' +
-          'another account uses the address: 409 email_taken (nothing changes; the link still works should the address become free); ' +
-          'the account was blocked meanwhile: 403 account_blocked with whom to contact.',
+          'another account uses the address: 409 email_taken (nothing changes; the link still works should the address become free). ' +
+          'A link the account\'s block voided answers link_used (`replaced`) like any other: whoever reads the new address is not verified yet.',
         body: z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') }),
-        response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410), ...accountBlockedResponse },
+        response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410) },
       },
     },
     async (request, reply) => {

@@ -1,7 +1,8 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
-import { defineErrors } from '../../errors.js';
-import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
+import type { Tx } from '../../db/client.js';
+import { commonErrors, defineErrors } from '../../errors.js';
+import { addSeconds } from '../../lib/clock.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
@@ -21,10 +22,29 @@ import { isEmailTaken, organizationErrors } from '../organization/organization.e
  * Confirmed: the account's address and its verification time change, links mailed to the old
  * address (password reset, MFA reset) stop working, and the old address is told.
  * A password reset or change voids a pending change (whoever asked for it knew the old password);
- * so does a block.
+ * so does a block. At most EMAIL_CHANGES_PER_HOUR requests per account (429 with Retry-After).
  */
 
 export const EMAIL_CHANGE_TTL_SECONDS = 24 * 3600;
+
+/**
+ * Confirmation mails per account and hour: each goes to an address the user chose, so without a
+ * budget one account could flood any mailbox from as many IP addresses as it has.
+ */
+export const EMAIL_CHANGES_PER_HOUR = 3;
+
+/** 0 while the account may ask for another change; else the seconds until the oldest of the hour's requests ages out. */
+async function secondsUntilBudget(tx: Tx, userId: string, now: Date): Promise<number> {
+  const recent = await tx.flowToken.findMany({
+    where: { userId, purpose: 'EMAIL_CHANGE', createdAt: { gt: addSeconds(now, -3600) } },
+    select: { createdAt: true },
+    orderBy: { createdAt: 'desc' },
+    take: EMAIL_CHANGES_PER_HOUR,
+  });
+  if (recent.length < EMAIL_CHANGES_PER_HOUR) return 0;
+  const oldest = recent[recent.length - 1]!.createdAt;
+  return Math.max(1, Math.ceil((oldest.getTime() + 3600_000 - now.getTime()) / 1000));
+}
 
 export const emailChangeErrors = defineErrors({
   email_unchanged: { status: 409, title: 'This already is the account\'s e-mail address' },
@@ -48,6 +68,11 @@ export async function requestEmailChange(
   const user = await reauthenticate(ctx, actor.userId, input.password, meta);
   if (input.email === user.email) throw emailChangeErrors.email_unchanged();
   return inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
+    // Under the user-row lock: concurrent requests count each other.
+    const retryAfter = await secondsUntilBudget(tx, user.id, ctx.clock.now());
+    if (retryAfter > 0) {
+      throw commonErrors.rate_limited(`Too many address changes asked for. Try again in ${retryAfter} s.`, { retryAfter }, { 'retry-after': String(retryAfter) });
+    }
     // A newer request voids the older one's link (issueFlowToken): only the newest address can be confirmed.
     const { token, flow } = await issueFlowToken(tx, ctx.clock, {
       userId: user.id,
@@ -80,16 +105,20 @@ export async function requestEmailChange(
 export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<{ email: string }> {
   try {
     return await ctx.db.$transaction(async (tx) => {
-      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_CHANGE', blockedLinkHolder(tx, ctx.config));
+      // Whoever reads the new address is not verified yet (a mistyped address reaches a stranger): a
+      // link a block voided says no more than "replaced", without the administrators' contacts.
+      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_CHANGE');
       // Lock order user → flows (accounts/user-lock.ts), like a block or a password reset, which void this link.
       await lockUserRow(tx, flow.userId);
       await consumeFlow(tx, ctx.clock, flow);
       const change = changeData(flow.data);
       const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
       if (!user || !change) throw flowErrors.link_invalid();
-      if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
-      // Only the change from the address the account had when it was asked for.
-      if (user.email !== change.from) throw flowErrors.link_used('This link no longer works: the account changed since.', { linkState: 'replaced' });
+      // Only an active account (a block racing the click), and only the change from the address it
+      // had when the change was asked for.
+      if (user.status !== 'ACTIVE' || user.email !== change.from) {
+        throw flowErrors.link_used('This link no longer works: the account changed since.', { linkState: 'replaced' });
+      }
       await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
       // Links in the old mailbox stop working.
       await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);

@@ -2,7 +2,7 @@ import { authorize } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import { recordAudit } from '../audit/audit.service.js';
 import type { TargetUser } from './acting-user.js';
-import { lockForChange, originOf, otherAdministrators, type AdminCall, type AdminCtx } from './user-admin.service.js';
+import { lockForChange, originOf, otherAdministrators, type AdminCall, type AdminCtx, type ChangeOrigin } from './user-admin.service.js';
 
 /**
  * Withdraws the invitation of a user who never activated: a mistyped address, or someone who will
@@ -13,8 +13,7 @@ import { lockForChange, originOf, otherAdministrators, type AdminCall, type Admi
  *
  * An account that was ever activated is never deleted (409 already_activated): blocking it keeps
  * its sessions' and audit trail's owner. Nor is an organisation's last administrator, invited ones
- * included (409 last_administrator): support appoints the successor first. The audit row keeps the address and name, which the
- * audit views can no longer look up for the deleted id.
+ * included (409 last_administrator): support appoints the successor first.
  */
 export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId: string): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
@@ -25,18 +24,28 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
       activated: target.passwordHash !== null,
       otherAdministrators: await otherAdministrators(tx, target),
     });
-    const origin = originOf(acting, call);
-    const mailsCancelled = await cancelUnsentActivationMail(tx, ctx, target);
-    await tx.user.delete({ where: { id: target.id } });
-    await recordAudit(tx, ctx.clock, {
-      type: 'user.invitation_withdrawn',
-      actorUserId: origin.actorUserId,
-      subjectUserId: target.id,
-      organizationId: target.organizationId,
-      meta: origin.meta,
-      details: { by: origin.by, email: target.email, name: target.name, roles: target.roles, status: target.status, mailsCancelled },
-    });
+    await withdrawInvitationInTx(tx, ctx, target, originOf(acting, call));
   });
+}
+
+/**
+ * The withdrawal itself, for a target the caller locked and authorised (the API above; the
+ * operator's command for support staff). Returns how many unsent activation mails were removed.
+ * The audit row keeps the address and name, which the audit views can no longer look up for the
+ * deleted id.
+ */
+export async function withdrawInvitationInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<{ mailsCancelled: number }> {
+  const mailsCancelled = await cancelUnsentActivationMail(tx, ctx, target);
+  await tx.user.delete({ where: { id: target.id } });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.invitation_withdrawn',
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by, email: target.email, name: target.name, roles: target.roles, status: target.status, mailsCancelled },
+  });
+  return { mailsCancelled };
 }
 
 /**

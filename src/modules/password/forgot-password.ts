@@ -35,11 +35,11 @@ const FORGOT_PASSWORD_LOCK_CLASS = 0x5057_5246; // "PWRF"
  *     concurrent requests for one address run one after the other in every case. Without it only
  *     an existing account's row lock queued them, and a burst of 10 requests took ≈ 45 ms longer
  *     for an address with an account (session 10's review);
- *  2. the user row lock with the status read again under it (lock order address → user → flows,
- *     accounts/user-lock.ts), against no row for an unknown address: a block committed meanwhile
- *     is seen. The audit row's foreign key then takes KEY SHARE on the organisation row, which
- *     administrative changes (organisation → user) hold FOR NO KEY UPDATE: no conflict, so no
- *     deadlock with them (acting-user.ts `lockOrganization`);
+ *  2. the user row lock with the status and address read again under it (lock order address →
+ *     user → flows, accounts/user-lock.ts), against no row for an unknown address: a block or an
+ *     e-mail change committed meanwhile is seen. The audit row's foreign key then takes KEY SHARE
+ *     on the organisation row, which administrative changes (organisation → user) hold FOR NO KEY
+ *     UPDATE: no conflict, so no deadlock with them (acting-user.ts `lockOrganization`);
  *  3. the account's reset links of the last hour (none for an unknown address), for the budget
  *     above;
  *  4. one statement that, only for an ACTIVE account within the budget, voids the older reset
@@ -71,7 +71,9 @@ export async function requestPasswordReset(
   await ctx.db.$transaction(async (tx) => {
     await lockAddress(tx, email);
     const current = await lockLoginState(tx, user?.id ?? NO_USER);
-    const status = user && current ? current.status : null;
+    // An account moved to another address meanwhile (e-mail change) is unknown at this one: its
+    // link must not go to the mailbox it just left.
+    const status = user && current && current.email === user.email ? current.status : null;
     const withinBudget = await resetLinkBudgetLeft(tx, user?.id ?? NO_USER, now);
     const send = status === 'ACTIVE' && withinBudget;
     const p = new SqlParams();

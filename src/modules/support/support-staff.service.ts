@@ -1,4 +1,4 @@
-import { decideOnState, policyErrors, toError, type UserAction } from '../../access/policy.js';
+import { decideOnState, policyErrors, toError, type ChangeFacts, type UserAction } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import { defineErrors } from '../../errors.js';
 import { lockTarget, type TargetUser } from '../organization/acting-user.js';
@@ -10,6 +10,7 @@ import {
   type AdminCtx,
 } from '../organization/user-admin.service.js';
 import { managedUserSelect, toManagedUser } from '../organization/users.query.js';
+import { withdrawInvitationInTx } from '../organization/withdraw-invitation.js';
 import type { CliOrigin } from './cli-origin.js';
 
 /**
@@ -34,11 +35,11 @@ async function supportUserId(tx: Tx, email: string): Promise<string> {
   return found.id;
 }
 
-/** Locks the support user's row and decides on its state as committed now. */
-async function lockForOperator(tx: Tx, id: string, action: UserAction): Promise<TargetUser> {
+/** Locks the support user's row and decides on its state as committed now (and on `facts` about it). */
+async function lockForOperator(tx: Tx, id: string, action: UserAction, facts: (target: TargetUser) => ChangeFacts = () => ({})): Promise<TargetUser> {
   const target = await lockTarget(tx, id);
   if (!target) throw policyErrors.user_not_found();
-  const decision = decideOnState(action, target);
+  const decision = decideOnState(action, target, facts(target));
   if (decision.effect !== 'allow') throw toError(decision);
   return target;
 }
@@ -90,5 +91,16 @@ export async function resetSupportUserMfa(ctx: AdminCtx, email: string, origin: 
   return ctx.db.$transaction(async (tx) => {
     const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.mfa_reset');
     return { userId: target.id, email: target.email, ...(await resetUserMfaInTx(tx, ctx, target, origin)) };
+  });
+}
+
+/**
+ * A SUPPORT invitation nobody took up (a mistyped address): the account is deleted as the API
+ * deletes other users' (withdrawInvitationInTx); never one that was activated.
+ */
+export async function withdrawSupportInvitation(ctx: AdminCtx, email: string, origin: CliOrigin) {
+  return ctx.db.$transaction(async (tx) => {
+    const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.withdraw_invitation', (t) => ({ activated: t.passwordHash !== null }));
+    return { userId: target.id, email: target.email, ...(await withdrawInvitationInTx(tx, ctx, target, origin)) };
   });
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { RESET_LINK_MIN_INTERVAL_SECONDS } from '../../../src/modules/password/forgot-password.js';
 import { tokenFromLink } from '../../helpers/accounts.js';
+import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/helpers.js';
 
 const NEW_PASSWORD = 'silver harbour compass 7730';
@@ -150,8 +151,45 @@ t.test('links that stop working: a newer request, a password reset, a block; old
   const kimLink = await linkTo(w, 'kim@new.test');
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${kim.user.id}/block`, token: w.adminA.token })).status, 200);
   const blocked = await confirm(w, kimLink);
-  t.equal(blocked.status, 403);
-  t.equal(blocked.body.code, 'account_blocked');
+  t.equal(blocked.status, 410);
+  t.match(blocked.body, { code: 'link_used', linkState: 'replaced' });
+  t.notMatch(blocked.raw, /administrators|contact|Alice/, 'the unverified new address learns nothing about the organisation');
+});
+
+t.test('at most three requests an hour per account: the fourth answers 429 with Retry-After and mails nothing', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  for (const n of [1, 2, 3]) t.equal((await ask(w, jon.token, { email: `try${n}@new.test`, password: jon.password })).status, 202);
+  w.clock.advance(600);
+  const fourth = await ask(w, jon.token, { email: 'victim@elsewhere.test', password: jon.password });
+  t.equal(fourth.status, 429);
+  t.equal(fourth.body.code, 'rate_limited');
+  t.equal(fourth.headers['retry-after'], String(3600 - 600), 'until the first of the hour ages out');
+  t.same(await mailsTo(w.app, 'victim@elsewhere.test'), []);
+  w.clock.advance(3000);
+  const fresh = await w.tokenFor(jon.user); // the first access token has expired by now
+  t.equal((await ask(w, fresh, { email: 'victim@elsewhere.test', password: jon.password })).status, 202, 'an hour after the first');
+});
+
+t.test('"forgot password" for the old address racing the confirmation sends no link to the mailbox the account left', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+  await ask(w, jon.token, { email: 'jon@new.test', password: jon.password });
+  const token = await linkTo(w, 'jon@new.test');
+
+  // The "forgot password" request has looked the account up and waits for its address lock.
+  const holder = await openClient(t, w.databaseUrl);
+  await holder.query('BEGIN');
+  await holder.query("SELECT pg_advisory_xact_lock(x'50575246'::int, hashtext(lower('jon@alpha.test')))");
+  const forgot = request({ url: '/v1/password/forgot', body: { email: 'jon@alpha.test' } });
+  await waitForLockWaiters(holder);
+  t.equal((await confirm(w, token)).status, 200);
+  await holder.query('COMMIT');
+  t.equal((await forgot).status, 202);
+  t.same((await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'password_reset'), [], 'no reset link to the old address');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: jon.user.id, purpose: 'PASSWORD_RESET' } }), 0);
+  t.match((await auditOf(app, 'password.reset_requested'))[0]?.details, { mailSent: false, reason: 'unknown_email' });
 });
 
 t.test('two confirmations at once: exactly one changes the address', async (t) => {

@@ -1,0 +1,38 @@
+import t from 'tap';
+import { tokenFromLink } from '../../helpers/accounts.js';
+import { createUser } from '../../helpers/factories.js';
+import { auditOf, mailsTo } from '../organization/helpers.js';
+import { CLI_AUDIT, staffWorld } from './cli-support-helpers.js';
+
+/** The operator's command for a SUPPORT invitation nobody took up (the API refuses: support_staff_protected). */
+
+t.test('withdraw-support-invitation: a mistyped support invitation goes, the address is free; activated or other accounts are refused', async (t) => {
+  const w = await staffWorld(t);
+  const created = await w.run('create-support-user', '--email', 'sam@shpo.test', '--name', 'Sam Typo');
+  t.equal(created.code, 0, created.stderr);
+  const token = tokenFromLink(created.stdout);
+  const user = await w.db.user.findUniqueOrThrow({ where: { email: 'sam@shpo.test' } });
+
+  const withdrawn = await w.run('withdraw-support-invitation', '--email', 'SAM@shpo.test', '--reason', 'TICKET-7 typo');
+  t.equal(withdrawn.code, 0, withdrawn.stderr);
+  t.match(withdrawn.stderr, `withdrew the invitation of SUPPORT user sam@shpo.test (${user.id}); 1 unsent mail(s) removed`);
+  t.equal(await w.db.user.count({ where: { id: user.id } }), 0);
+  t.same(await mailsTo(w.app, 'sam@shpo.test'), [], 'the unsent activation mail is not sent');
+  t.equal((await w.request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_invalid');
+  t.match(await auditOf(w.app, 'user.invitation_withdrawn', user.id), [
+    { ...CLI_AUDIT, details: { by: 'cli', email: 'sam@shpo.test', name: 'Sam Typo', roles: ['SUPPORT'], cli: { reason: 'TICKET-7 typo' } } },
+  ]);
+  t.equal((await w.run('create-support-user', '--email', 'sam@shpo.test', '--name', 'Sam Again')).code, 0, 'the address is free again');
+
+  await w.support('active@shop.test');
+  const active = await w.run('withdraw-support-invitation', '--email', 'active@shop.test');
+  t.equal(active.code, 1);
+  t.match(active.stderr, 'refused: already_activated');
+  t.equal(await w.db.user.count({ where: { email: 'active@shop.test' } }), 1);
+
+  await createUser(w.db, w.app, { email: 'customer@alpha.test', status: 'INVITED' });
+  const customer = await w.run('withdraw-support-invitation', '--email', 'customer@alpha.test');
+  t.equal(customer.code, 1);
+  t.match(customer.stderr, 'refused: not_support_staff');
+  t.equal(await w.db.user.count({ where: { email: 'customer@alpha.test' } }), 1, 'customers\' users are their administrators\' (the API)');
+});
