@@ -10,6 +10,7 @@ import {
   ManagedUserSchema,
   RenameUserBody,
   SetRolesBody,
+  SHARED_OPERATION_TEXTS,
   UserIdParams,
   UserPageSchema,
 } from './organization.schemas.js';
@@ -98,7 +99,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'renameOrganizationUser',
         tags,
-        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+        summary: SHARED_OPERATION_TEXTS.rename.summary,
         description: adminErrors('user.rename'),
         params: UserIdParams,
         body: RenameUserBody,
@@ -115,10 +116,8 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'withdrawOrganizationUserInvitation',
         tags,
-        summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
-        description:
-          'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: 409 already_activated (block it instead). ' +
-          adminErrors('user.withdraw_invitation'),
+        summary: SHARED_OPERATION_TEXTS.withdrawInvitation.summary,
+        description: SHARED_OPERATION_TEXTS.withdrawInvitation.description + adminErrors('user.withdraw_invitation'),
         params: UserIdParams,
         response: { 204: NoContent, ...problemResponses(404, 409) },
       },

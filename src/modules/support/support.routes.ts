@@ -5,7 +5,7 @@ import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { ManagedUserSchema, RenameUserBody, UserIdParams } from '../organization/organization.schemas.js';
+import { ManagedUserSchema, RenameUserBody, SHARED_OPERATION_TEXTS, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
 import { renameUser } from '../organization/rename-user.js';
 import { withdrawInvitation } from '../organization/withdraw-invitation.js';
@@ -139,7 +139,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'supportRenameUser',
         tags,
-        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+        summary: SHARED_OPERATION_TEXTS.rename.summary,
         description: supportErrors('user.rename'),
         params: UserIdParams,
         body: RenameUserBody,
@@ -156,10 +156,8 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'supportWithdrawInvitation',
         tags,
-        summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
-        description:
-          'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: 409 already_activated (block it instead). ' +
-          supportErrors('user.withdraw_invitation'),
+        summary: SHARED_OPERATION_TEXTS.withdrawInvitation.summary,
+        description: SHARED_OPERATION_TEXTS.withdrawInvitation.description + supportErrors('user.withdraw_invitation'),
         params: UserIdParams,
         response: { 204: NoContent, ...problemResponses(404, 409) },
       },
