@@ -12,6 +12,7 @@ import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher
 import { loggerOptions, requestChildLogger } from './logger.js';
 import { commonErrors } from './errors.js';
 import { answerClientError } from './http/client-error.js';
+import { dropForwardedPorts } from './http/forwarded-for.js';
 import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
 import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
@@ -158,6 +159,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   // Ecosystem and infrastructure first, routes last (the onRoute hooks must see every route).
+  if (config.trustProxy) dropForwardedPorts(app);
   await app.register(errorHandler);
   await app.register(inputGuard);
   await app.register(routeAccess);

@@ -221,7 +221,8 @@ export const rateLimiting = fp(
       global: false,
       hook: 'onRequest',
       store: Store,
-      // Per IP (request.ip: the client behind the TRUST_PROXY proxies); IPv6 clients are grouped by /64 upstream.
+      // Per IP (request.ip: the client behind the TRUST_PROXY proxies, without a port: http/forwarded-for.ts);
+      // IPv6 clients are grouped by /64 upstream.
       errorResponseBuilder: (_request, context) => rateLimited(context.ttl),
       onExceeded: (request: FastifyRequest) => limited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
     });
