@@ -37,8 +37,10 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           `Sends a single-use link (${EMAIL_CHANGE_TTL_SECONDS / 3600} h) to the new address; the account keeps its current address until the link is opened ` +
           '(POST /v1/email-change/confirm). A newer request replaces an older one. The answer is the same whether or not another account uses the new address ' +
-          '(that is told to whoever confirms). 409 email_unchanged (the current address), 403 reauthentication_failed (wrong password; counts towards the ' +
-          `password lockout), 423 account_locked, 429 rate_limited with Retry-After after ${EMAIL_CHANGES_PER_HOUR} requests within an hour.`,
+          '(that is told to whoever confirms). `GET /v1/me` shows the pending change (`pendingEmailChange`). ' +
+          'Errors: 409 email_unchanged (the current address, in any letter case), 403 reauthentication_failed (wrong password; counts towards the ' +
+          `password lockout), 423 account_locked, 429 rate_limited with Retry-After after ${EMAIL_CHANGES_PER_HOUR} requests of the account within an hour, ` +
+          `or ${ACCOUNT_RATE_LIMITS.emailChange.max} requests from one IP address within ${ACCOUNT_RATE_LIMITS.emailChange.timeWindow} (refused ones included).`,
         body: z.strictObject({ email: EmailSchema, password: PasswordReauthSchema }),
         response: { 202: EmailChangeRequestedSchema, ...problemResponses(409, 429), ...accountLockedResponse },
       },
@@ -59,9 +61,11 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
         summary: 'Confirm a new e-mail address with the token from the e-mail (single use, 24 h)',
         description:
           'The account\'s address changes; links sent to the old address (password reset, MFA reset) stop working and the old address is told. ' +
-          'Sessions stay. Invalid token: 400 link_invalid; used, replaced or expired: 410 link_used (`linkState` says which) / link_expired; ' +
-          'another account uses the address: 409 email_taken (nothing changes; the link still works should the address become free). ' +
-          'A link the account\'s block voided answers link_used (`replaced`) like any other: whoever reads the new address is not verified yet.',
+          'Sessions and tokens stay valid (they carry no address): a signed-in frontend reloads `GET /v1/me`; the next sign-in uses the new address. ' +
+          'Errors: 400 link_invalid (no such link); 410 link_expired; 410 link_used with `linkState` `used` (the address was changed with this link: ' +
+          'sign in with it) or `replaced` (this change was cancelled: a newer request, a password change or reset, or another change of the account; ' +
+          'sign in and ask again); 409 email_taken (another account uses the address: nothing changes, and the link still works should the address ' +
+          'become free); 401 token_in_query (the token belongs in the body).',
         body: z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') }),
         response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410) },
       },

@@ -47,7 +47,7 @@ async function secondsUntilBudget(tx: Tx, userId: string, now: Date): Promise<nu
 }
 
 export const emailChangeErrors = defineErrors({
-  email_unchanged: { status: 409, title: 'This already is the account\'s e-mail address' },
+  email_unchanged: { status: 409, title: 'This already is the account\'s e-mail address (letter case aside)' },
 });
 
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'keyring'>;
@@ -66,7 +66,8 @@ export async function requestEmailChange(
   meta: RequestMeta,
 ): Promise<{ email: string; expiresAt: Date }> {
   const user = await reauthenticate(ctx, actor.userId, input.password, meta);
-  if (input.email === user.email) throw emailChangeErrors.email_unchanged();
+  // Addresses are one account's whatever their letter case (citext): a change of case alone is none.
+  if (input.email.toLowerCase() === user.email.toLowerCase()) throw emailChangeErrors.email_unchanged();
   return inReauthenticatedTransaction(ctx, user, meta, async (tx) => {
     // Under the user-row lock: concurrent requests count each other.
     const retryAfter = await secondsUntilBudget(tx, user.id, ctx.clock.now());

@@ -100,7 +100,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'renameOrganizationUser',
         tags,
         summary: SHARED_OPERATION_TEXTS.rename.summary,
-        description: adminErrors('user.rename'),
+        description: SHARED_OPERATION_TEXTS.rename.description + adminErrors('user.rename'),
         params: UserIdParams,
         body: RenameUserBody,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },

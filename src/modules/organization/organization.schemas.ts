@@ -35,6 +35,9 @@ export const ManagedUserSchema = z
       .object({ sentAt: timestamp, expiresAt: timestamp.describe('In the past: the link expired; resend it') })
       .nullable()
       .describe('INVITED users: the activation link sent last; null otherwise (or when none is pending)'),
+    passwordSet: z
+      .boolean()
+      .describe('The user has chosen a password (used the activation link). Only users who have not can be withdrawn (DELETE), INVITED or BLOCKED'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
     createdAt: timestamp,
@@ -89,12 +92,16 @@ export const RenameUserBody = z.strictObject({ name: PersonNameSchema });
 
 /** The API reference texts of the operations administrators and support share (each adds its refusals). */
 export const SHARED_OPERATION_TEXTS = {
-  rename: { summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me" },
+  rename: {
+    summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+    description: 'An invitation already sent keeps the old name: send a new one (activation-email) if it matters. ',
+  },
   withdrawInvitation: {
     summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
     description:
       'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: ' +
-      '409 already_activated (block it instead); nor an organisation\'s last administrator, invited or not: 409 last_administrator. ',
+      '409 already_activated (block it instead; `passwordSet` in the user tells which can go); nor an organisation\'s last administrator, invited or not: ' +
+      '409 last_administrator. Repeated after it succeeded, it answers 404 user_not_found. ',
   },
 } as const;
 

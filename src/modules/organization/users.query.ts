@@ -15,6 +15,7 @@ export const managedUserSelect = {
   lastLoginAt: true,
   blockedAt: true,
   createdAt: true,
+  passwordChangedAt: true,
   totpFactors: { select: { status: true, activatedAt: true, createdAt: true } },
   // The activation link pending now (one at most: a resent link voids the older one).
   flowTokens: { where: { purpose: 'ACTIVATION', state: 'PENDING' }, orderBy: { createdAt: 'desc' }, take: 1, select: { createdAt: true, expiresAt: true } },
@@ -40,6 +41,7 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
       pending: !factor && row.totpFactors.some((f) => f.status === 'PENDING'),
     },
     invitation: row.status === 'INVITED' && link ? { sentAt: link.createdAt.toISOString(), expiresAt: link.expiresAt.toISOString() } : null,
+    passwordSet: row.passwordChangedAt !== null,
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
     createdAt: row.createdAt.toISOString(),

@@ -140,7 +140,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'supportRenameUser',
         tags,
         summary: SHARED_OPERATION_TEXTS.rename.summary,
-        description: supportErrors('user.rename'),
+        description: SHARED_OPERATION_TEXTS.rename.description + supportErrors('user.rename'),
         params: UserIdParams,
         body: RenameUserBody,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },

@@ -22,6 +22,9 @@ t.test('an administrator withdraws an invitation: account, link and unsent mail 
   const res = await withdraw(w, adminA.token, typo.id);
   t.equal(res.status, 204);
   t.equal(res.raw, '');
+  const repeated = await withdraw(w, adminA.token, typo.id);
+  t.equal(repeated.status, 404, 'repeated: as for any id that does not exist');
+  t.equal(repeated.body.code, 'user_not_found');
   t.equal(await app.ctx.db.user.count({ where: { id: typo.id } }), 0, 'the account is deleted');
   t.equal((await request({ url: `/v1/organization/users/${typo.id}`, token: adminA.token })).body.code, 'user_not_found');
   t.same(await mailsTo(app, 'jon.doe@exmaple.test'), [], 'the activation mail still in the outbox is not sent');
@@ -99,9 +102,12 @@ t.test('only accounts that were never activated; own organisation only; the poli
   t.equal(staff.status, 403);
   t.equal(staff.body.code, 'support_staff_protected', 'support accounts are the operator\'s (CLI)');
 
-  // Blocked before it was ever used: still an invitation nobody took up.
+  // Blocked before it was ever used: still an invitation nobody took up (`passwordSet` tells them apart).
   const blockedInvitee = await invite(w, adminA.token, 'blocked-invitee@alpha.test');
-  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${blockedInvitee.id}/block`, token: adminA.token })).status, 200);
+  const blockedView = await request({ method: 'POST', url: `/v1/organization/users/${blockedInvitee.id}/block`, token: adminA.token });
+  t.equal(blockedView.status, 200);
+  t.match(blockedView.body, { status: 'BLOCKED', passwordSet: false });
+  t.match((await request({ url: `/v1/organization/users/${blockedActivated.user.id}`, token: adminA.token })).body, { status: 'BLOCKED', passwordSet: true });
   t.equal((await withdraw(w, adminA.token, blockedInvitee.id)).status, 204);
   t.match((await auditOf(app, 'user.invitation_withdrawn', blockedInvitee.id))[0]?.details, { status: 'BLOCKED' });
 });
