@@ -74,7 +74,7 @@ t.test('a 403 is documented exactly where authentication can refuse, with the co
   t.ok(checked >= 30, `${checked} bearer-protected operations checked`);
   t.same(
     without.sort(),
-    ['GET /v1/me', 'POST /v1/auth/logout', 'POST /v1/me/mfa/totp', 'POST /v1/me/mfa/totp/verify'].sort(),
+    ['GET /v1/me', 'GET /v1/me/email', 'POST /v1/auth/logout', 'POST /v1/me/mfa/totp', 'POST /v1/me/mfa/totp/verify'].sort(),
     'the operations without a 403: every role may use them, MFA or not, and they refuse nothing with 403 themselves',
   );
 });

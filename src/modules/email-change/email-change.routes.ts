@@ -7,7 +7,7 @@ import { accountLockedResponse } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
 import { EmailSchema } from '../organization/organization.schemas.js';
-import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, EMAIL_CHANGES_PER_HOUR, requestEmailChange } from './email-change.service.js';
+import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, EMAIL_CHANGES_PER_HOUR, pendingEmailChange, requestEmailChange } from './email-change.service.js';
 
 const EmailChangeRequestedSchema = z
   .object({
@@ -16,6 +16,15 @@ const EmailChangeRequestedSchema = z
     expiresAt: z.iso.datetime().describe('Until when the link works'),
   })
   .meta({ id: 'EmailChangeRequested' });
+
+const PendingEmailChangeSchema = z
+  .object({
+    pending: z
+      .object({ email: z.string().describe('Where the confirmation link went'), expiresAt: z.iso.datetime() })
+      .nullable()
+      .describe('null when no change waits for its confirmation'),
+  })
+  .meta({ id: 'PendingEmailChange' });
 
 const EmailChangedSchema = z
   .object({
@@ -37,7 +46,7 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           `Sends a single-use link (${EMAIL_CHANGE_TTL_SECONDS / 3600} h) to the new address; the account keeps its current address until the link is opened ` +
           '(POST /v1/email-change/confirm). A newer request replaces an older one. The answer is the same whether or not another account uses the new address ' +
-          '(that is told to whoever confirms). `GET /v1/me` shows the pending change (`pendingEmailChange`). ' +
+          '(that is told to whoever confirms). `GET /v1/me/email` shows the pending change. ' +
           'Errors: 409 email_unchanged (the current address, in any letter case), 403 reauthentication_failed (wrong password; counts towards the ' +
           `password lockout), 423 account_locked, 429 rate_limited with Retry-After after ${EMAIL_CHANGES_PER_HOUR} requests of the account within an hour, ` +
           `or ${ACCOUNT_RATE_LIMITS.emailChange.max} requests from one IP address within ${ACCOUNT_RATE_LIMITS.emailChange.timeWindow} (refused ones included).`,
@@ -48,6 +57,25 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const { email, expiresAt } = await requestEmailChange(app.ctx, requireActor(request), request.body, requestMeta(request));
       return reply.status(202).send({ status: 'verification_sent' as const, email, expiresAt: expiresAt.toISOString() });
+    },
+  );
+
+  app.get(
+    '/v1/me/email',
+    {
+      config: { access: { permission: 'me:read' } },
+      schema: {
+        operationId: 'getMyPendingEmailChange',
+        tags: ['me'],
+        summary: 'The e-mail change I asked for that waits for its confirmation, if any',
+        description: 'Asking again (POST /v1/me/email) replaces it; a password change or reset cancels it. The current address is in `GET /v1/me`.',
+        response: { 200: PendingEmailChangeSchema },
+      },
+    },
+    async (request, reply) => {
+      const pending = await pendingEmailChange(app.ctx, requireActor(request).userId);
+      reply.header('cache-control', 'no-store');
+      return { pending: pending ? { email: pending.email, expiresAt: pending.expiresAt.toISOString() } : null };
     },
   );
 

@@ -59,6 +59,17 @@ function changeData(data: unknown): ChangeData | null {
   return d && typeof d.from === 'string' && typeof d.to === 'string' ? { from: d.from, to: d.to } : null;
 }
 
+/** The change asked for and not confirmed yet (its link pending and unexpired), or null. */
+export async function pendingEmailChange(ctx: Pick<AppContext, 'db' | 'clock'>, userId: string): Promise<{ email: string; expiresAt: Date } | null> {
+  const flow = await ctx.db.flowToken.findFirst({
+    where: { userId, purpose: 'EMAIL_CHANGE', state: 'PENDING', expiresAt: { gt: ctx.clock.now() } },
+    orderBy: { createdAt: 'desc' },
+    select: { data: true, expiresAt: true },
+  });
+  const change = flow && changeData(flow.data);
+  return change ? { email: change.to, expiresAt: flow.expiresAt } : null;
+}
+
 export async function requestEmailChange(
   ctx: Ctx,
   actor: Pick<Actor, 'userId'>,

@@ -3,8 +3,7 @@ import type { Role } from '../../generated/prisma/enums.js';
 
 /**
  * What GET /v1/me shows of the user, in one statement: the user row, the organisation, the ACTIVE
- * TOTP factor (at most one: unique per user and status), the count of unused recovery codes and an
- * e-mail change waiting for its confirmation.
+ * TOTP factor (at most one: unique per user and status) and the count of unused recovery codes.
  * Raw SQL on the pool like the session lookup beside it: the same read through Prisma (a relation
  * include and a relation count) cost ≈ 1.1–1.8 ms of the event loop per call against ≈ 0.2 ms for
  * this statement (bench/README.md, session 9), and /me is what a frontend calls on every page.
@@ -24,8 +23,6 @@ export type MeRow = {
   factorSince: Date | null;
   mfaEnrolled: boolean;
   recoveryCodesLeft: number;
-  /** The e-mail change asked for and not confirmed yet (its link pending and unexpired). */
-  pendingEmailChange: { email: string; expiresAt: Date } | null;
 };
 
 const SQL = `
@@ -33,15 +30,10 @@ SELECT u.id, u.email, u.name, u.roles::text[] AS roles, u.terms_version, u.terms
        u.preferences_updated_at, u.last_login_at,
        o.id AS organization_id, o.name AS organization_name, o.customer_number,
        t.id AS factor_id, COALESCE(t.activated_at, t.created_at) AS factor_since,
-       (SELECT count(*)::int FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left,
-       e.data->>'to' AS pending_email, e.expires_at AS pending_email_expires_at
+       (SELECT count(*)::int FROM recovery_codes r WHERE r.user_id = u.id AND r.used_at IS NULL) AS recovery_codes_left
   FROM users u
   LEFT JOIN organizations o ON o.id = u.organization_id
   LEFT JOIN totp_factors t ON t.user_id = u.id AND t.status = 'ACTIVE'
-  LEFT JOIN LATERAL (
-    SELECT f.data, f.expires_at FROM flow_tokens f
-     WHERE f.user_id = u.id AND f.purpose = 'EMAIL_CHANGE' AND f.state = 'PENDING' AND f.expires_at > $2
-     ORDER BY f.created_at DESC LIMIT 1) e ON true
  WHERE u.id = $1`;
 
 type Row = {
@@ -60,13 +52,11 @@ type Row = {
   factor_id: string | null;
   factor_since: Date | null;
   recovery_codes_left: number;
-  pending_email: string | null;
-  pending_email_expires_at: Date | null;
 };
 
-/** The user `userId` as /me shows it at `now`, or null when there is no such user (the id must be a valid UUID). */
-export async function loadMe(pool: pg.Pool, userId: string, now: Date): Promise<MeRow | null> {
-  const { rows } = await pool.query<Row>({ name: 'load-me', text: SQL, values: [userId, now] });
+/** The user `userId` as /me shows it, or null when there is no such user (the id must be a valid UUID). */
+export async function loadMe(pool: pg.Pool, userId: string): Promise<MeRow | null> {
+  const { rows } = await pool.query<Row>({ name: 'load-me', text: SQL, values: [userId] });
   const row = rows[0];
   if (!row) return null;
   return {
@@ -86,7 +76,5 @@ export async function loadMe(pool: pg.Pool, userId: string, now: Date): Promise<
     factorSince: row.factor_id !== null ? row.factor_since : null,
     mfaEnrolled: row.factor_id !== null,
     recoveryCodesLeft: row.recovery_codes_left,
-    pendingEmailChange:
-      row.pending_email !== null && row.pending_email_expires_at !== null ? { email: row.pending_email, expiresAt: row.pending_email_expires_at } : null,
   };
 }

@@ -28,10 +28,6 @@ export const MeSchema = z
       updatedAt: z.iso.datetime().nullable().describe('null until the user saved preferences once'),
     }),
     lastLoginAt: z.iso.datetime().nullable(),
-    pendingEmailChange: z
-      .object({ email: z.string().describe('Where the confirmation link went'), expiresAt: z.iso.datetime() })
-      .nullable()
-      .describe('An address change asked for (POST /v1/me/email) and not confirmed yet; null otherwise. Asking again replaces it; a password change cancels it'),
     session: z.object({ id: z.uuid(), amr: z.array(z.string()) }).describe('The session of this access token'),
     requiredActions: RequiredActionsSchema,
   })

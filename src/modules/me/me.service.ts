@@ -11,7 +11,7 @@ const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** The signed-in user's own view: profile, organisation, roles, MFA status, terms, preferences. */
 export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
-  const user = await loadMe(ctx.pool, actor.userId, ctx.clock.now());
+  const user = await loadMe(ctx.pool, actor.userId);
   if (!user) throw commonErrors.token_invalid();
   const { mfaEnrolled } = user;
   const termsVersion = ctx.config.termsVersion;
@@ -34,9 +34,6 @@ export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
     },
     preferences: { newsletterOptIn: user.newsletterOptIn, updatedAt: iso(user.preferencesUpdatedAt) },
     lastLoginAt: iso(user.lastLoginAt),
-    pendingEmailChange: user.pendingEmailChange
-      ? { email: user.pendingEmailChange.email, expiresAt: user.pendingEmailChange.expiresAt.toISOString() }
-      : null,
     session: { id: actor.sessionId, amr: actor.amr },
     requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion }),
   };
