@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { requireActor } from '../../access/actor.js';
-import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
@@ -8,9 +7,7 @@ import {
   InviteUserBody,
   ListUsersQuery,
   ManagedUserSchema,
-  RenameUserBody,
   SetRolesBody,
-  SHARED_OPERATION_TEXTS,
   UserIdParams,
   UserPageSchema,
 } from './organization.schemas.js';
@@ -25,8 +22,7 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
-import { renameUser } from './rename-user.js';
-import { withdrawInvitation } from './withdraw-invitation.js';
+import { userCorrectionRoutes } from './user-corrections.routes.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
 const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
@@ -92,41 +88,13 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => getUser(app.ctx, call(request), request.params.id),
   );
 
-  app.patch(
-    '/v1/organization/users/:id',
-    {
-      config: { access: { permission: 'organization:users:rename' } },
-      schema: {
-        operationId: 'renameOrganizationUser',
-        tags,
-        summary: SHARED_OPERATION_TEXTS.rename.summary,
-        description: SHARED_OPERATION_TEXTS.rename.description + adminErrors('user.rename'),
-        params: UserIdParams,
-        body: RenameUserBody,
-        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
-      },
-    },
-    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
-  );
-
-  app.delete(
-    '/v1/organization/users/:id',
-    {
-      config: { access: { permission: 'organization:users:invite' } },
-      schema: {
-        operationId: 'withdrawOrganizationUserInvitation',
-        tags,
-        summary: SHARED_OPERATION_TEXTS.withdrawInvitation.summary,
-        description: SHARED_OPERATION_TEXTS.withdrawInvitation.description + adminErrors('user.withdraw_invitation'),
-        params: UserIdParams,
-        response: { 204: NoContent, ...problemResponses(404, 409) },
-      },
-    },
-    async (request, reply) => {
-      await withdrawInvitation(app.ctx, call(request), request.params.id);
-      return reply.status(204).send(null);
-    },
-  );
+  userCorrectionRoutes(app, {
+    base: '/v1/organization/users',
+    tags,
+    permissions: { rename: 'organization:users:rename', withdraw: 'organization:users:invite' },
+    operationIds: { rename: 'renameOrganizationUser', withdraw: 'withdrawOrganizationUserInvitation' },
+    refusals: (action) => adminErrors(action),
+  });
 
   const action = (
     path: string,

@@ -90,21 +90,6 @@ export const InviteUserBody = z.strictObject({
 
 export const RenameUserBody = z.strictObject({ name: PersonNameSchema });
 
-/** The API reference texts of the operations administrators and support share (each adds its refusals). */
-export const SHARED_OPERATION_TEXTS = {
-  rename: {
-    summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
-    description: 'An invitation already sent keeps the old name: send a new one (activation-email) if it matters. ',
-  },
-  withdrawInvitation: {
-    summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
-    description:
-      'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: ' +
-      '409 already_activated (block it instead; `passwordSet` in the user tells which can go); nor an organisation\'s last administrator, invited or not: ' +
-      '409 last_administrator. Repeated after it succeeded, it answers 404 user_not_found. ',
-  },
-} as const;
-
 export const SetRolesBody = z.strictObject({
   roles: z.array(GrantableRoleSchema).min(1).max(2).describe('USER is always kept; CUSTOMER_ADMIN grants administration rights'),
 });

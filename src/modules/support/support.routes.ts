@@ -1,14 +1,12 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { FastifyRequest } from 'fastify';
 import { requireActor } from '../../access/actor.js';
-import { NoContent } from '../../http/no-content.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { ManagedUserSchema, RenameUserBody, SHARED_OPERATION_TEXTS, UserIdParams } from '../organization/organization.schemas.js';
+import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
-import { renameUser } from '../organization/rename-user.js';
-import { withdrawInvitation } from '../organization/withdraw-invitation.js';
+import { userCorrectionRoutes } from '../organization/user-corrections.routes.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
 import {
   AppointAdministratorBody,
@@ -132,41 +130,13 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => searchUsers(app.ctx, call(request), request.query),
   );
 
-  app.patch(
-    '/v1/support/users/:id',
-    {
-      config: { access: { permission: 'support:users:rename' } },
-      schema: {
-        operationId: 'supportRenameUser',
-        tags,
-        summary: SHARED_OPERATION_TEXTS.rename.summary,
-        description: SHARED_OPERATION_TEXTS.rename.description + supportErrors('user.rename'),
-        params: UserIdParams,
-        body: RenameUserBody,
-        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
-      },
-    },
-    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
-  );
-
-  app.delete(
-    '/v1/support/users/:id',
-    {
-      config: { access: { permission: 'support:users:withdraw-invitation' } },
-      schema: {
-        operationId: 'supportWithdrawInvitation',
-        tags,
-        summary: SHARED_OPERATION_TEXTS.withdrawInvitation.summary,
-        description: SHARED_OPERATION_TEXTS.withdrawInvitation.description + supportErrors('user.withdraw_invitation'),
-        params: UserIdParams,
-        response: { 204: NoContent, ...problemResponses(404, 409) },
-      },
-    },
-    async (request, reply) => {
-      await withdrawInvitation(app.ctx, call(request), request.params.id);
-      return reply.status(204).send(null);
-    },
-  );
+  userCorrectionRoutes(app, {
+    base: '/v1/support/users',
+    tags,
+    permissions: { rename: 'support:users:rename', withdraw: 'support:users:withdraw-invitation' },
+    operationIds: { rename: 'supportRenameUser', withdraw: 'supportWithdrawInvitation' },
+    refusals: (action) => supportErrors(action),
+  });
 
   const action = (
     path: string,

@@ -1,0 +1,70 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { requireActor } from '../../access/actor.js';
+import type { Permission } from '../../access/permissions.js';
+import type { UserAction } from '../../access/policy.js';
+import { NoContent } from '../../http/no-content.js';
+import { problemResponses } from '../../http/problem.js';
+import { requestMeta } from '../../http/request-meta.js';
+import { ManagedUserSchema, RenameUserBody, UserIdParams } from './organization.schemas.js';
+import { renameUser } from './rename-user.js';
+import { withdrawInvitation } from './withdraw-invitation.js';
+
+/**
+ * Corrections of a mistake in an invitation, the same for administrators (own organisation) and
+ * support (any): `PATCH <base>/:id` corrects the name, `DELETE <base>/:id` withdraws an invitation
+ * nobody took up. Each caller names its paths, permissions, operation ids and documented refusals.
+ */
+export function userCorrectionRoutes(
+  app: FastifyInstance,
+  options: {
+    base: '/v1/organization/users' | '/v1/support/users';
+    tags: string[];
+    permissions: { rename: Permission; withdraw: Permission };
+    operationIds: { rename: string; withdraw: string };
+    refusals: (action: UserAction) => string;
+  },
+): void {
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  const call = (request: FastifyRequest) => ({ actor: requireActor(request), meta: requestMeta(request) });
+
+  typed.patch(
+    `${options.base}/:id`,
+    {
+      config: { access: { permission: options.permissions.rename } },
+      schema: {
+        operationId: options.operationIds.rename,
+        tags: options.tags,
+        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
+        description: 'An invitation already sent keeps the old name: send a new one (activation-email) if it matters. ' + options.refusals('user.rename'),
+        params: UserIdParams,
+        body: RenameUserBody,
+        response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
+  );
+
+  typed.delete(
+    `${options.base}/:id`,
+    {
+      config: { access: { permission: options.permissions.withdraw } },
+      schema: {
+        operationId: options.operationIds.withdraw,
+        tags: options.tags,
+        summary: 'Withdraw the invitation of a user who never activated (e.g. a mistyped address): the account is deleted and its address is free again',
+        description:
+          'Its activation link stops working and an activation mail not sent yet is not sent. An account that was ever activated is not deleted: ' +
+          "409 already_activated (block it instead; `passwordSet` in the user tells which can go); nor an organisation's last administrator, invited or not: " +
+          '409 last_administrator. Repeated after it succeeded, it answers 404 user_not_found. ' +
+          options.refusals('user.withdraw_invitation'),
+        params: UserIdParams,
+        response: { 204: NoContent, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await withdrawInvitation(app.ctx, call(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+}
