@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountLockedResponse } from '../accounts/accounts.schemas.js';
+import { accountLockedResponse, FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
 import { EmailSchema } from '../organization/organization.schemas.js';
@@ -94,7 +94,7 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
           'sign in with it) or `replaced` (this change was cancelled: a newer request, a password change or reset, or another change of the account; ' +
           'sign in and ask again); 409 email_taken (another account uses the address: nothing changes, and the link still works should the address ' +
           'become free); 401 token_in_query (the token belongs in the body).',
-        body: z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') }),
+        body: z.strictObject({ token: FlowTokenInputSchema }),
         response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410) },
       },
     },

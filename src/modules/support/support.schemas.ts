@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleFilterSchema } from '../organization/organization.schemas.js';
 import { displayText } from '../../lib/display-text.js';
+import { FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
 
 const timestamp = z.iso.datetime();
@@ -93,7 +94,7 @@ export const MfaResetRequestSchema = z
   })
   .meta({ id: 'MfaResetRequest' });
 
-export const ConfirmMfaResetBody = z.strictObject({ token: z.string().min(1).max(512).describe('The token from the e-mail link') });
+export const ConfirmMfaResetBody = z.strictObject({ token: FlowTokenInputSchema });
 
 export const MfaResetConfirmedSchema = z
   .object({
