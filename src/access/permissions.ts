@@ -22,6 +22,7 @@ const customerAdminPermissions = [
   'organization:users:password-reset',
   'organization:users:roles',
   'organization:users:rename',
+  'organization:users:sign-out',
   'organization:audit:read',
 ] as const;
 
@@ -33,6 +34,7 @@ const supportPermissions = [
   'support:users:block',
   'support:users:withdraw-invitation',
   'support:users:rename',
+  'support:users:sign-out',
   'support:users:mfa-reset-request',
   'support:users:password-reset',
   'support:audit:read',

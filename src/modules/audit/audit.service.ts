@@ -35,6 +35,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.unblocked',
   'user.roles_changed',
   'user.renamed',
+  'user.signed_out',
   'user.email_change_requested',
   'user.email_changed',
   'user.terms_accepted',

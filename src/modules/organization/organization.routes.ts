@@ -22,6 +22,7 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
+import { SIGN_OUT_SUMMARY, signOutUser } from './sign-out-user.js';
 import { userCorrectionRoutes } from './user-corrections.routes.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
@@ -100,7 +101,12 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     path: string,
     operationId: string,
     summary: string,
-    permission: 'organization:users:invite' | 'organization:users:block' | 'organization:users:mfa-reset' | 'organization:users:password-reset',
+    permission:
+      | 'organization:users:invite'
+      | 'organization:users:block'
+      | 'organization:users:sign-out'
+      | 'organization:users:mfa-reset'
+      | 'organization:users:password-reset',
     run: typeof blockUser,
     errors: { policy: UserAction; more?: string[] },
   ) =>
@@ -125,6 +131,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   });
   action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser, { policy: 'user.block' });
   action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser, { policy: 'user.unblock' });
+  action('sign-out', 'signOutOrganizationUser', SIGN_OUT_SUMMARY, 'organization:users:sign-out', signOutUser, { policy: 'user.sign_out' });
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',

@@ -49,7 +49,7 @@ export function originOf(acting: ActingUser, call: AdminCall): ChangeOrigin {
 }
 
 /** The audit row of a change made by `origin` to `target`; its details always say `by` whom. */
-function auditChange(tx: Tx, ctx: AdminCtx, type: AuditEventType, target: TargetUser, origin: ChangeOrigin, details: Record<string, unknown>) {
+export function auditChange(tx: Tx, ctx: AdminCtx, type: AuditEventType, target: TargetUser, origin: ChangeOrigin, details: Record<string, unknown>) {
   return recordAudit(tx, ctx.clock, {
     type,
     actorUserId: origin.actorUserId,

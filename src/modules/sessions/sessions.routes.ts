@@ -7,11 +7,12 @@ import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { JWKS_MAX_AGE_SECONDS } from './signing-keys.js';
 import { refreshAtOnce } from './refresh-at-once.js';
-import { endSession, introspect, listSessions, refreshSession, revokeByRefreshToken } from './sessions.service.js';
+import { endOtherSessions, endSession, introspect, listSessions, refreshSession, revokeByRefreshToken } from './sessions.service.js';
 import {
   IntrospectionRequestSchema,
   IntrospectionResponseSchema,
   JwksSchema,
+  OtherSessionsEndedSchema,
   RefreshRequestSchema,
   SessionIdParamsSchema,
   SessionListSchema,
@@ -118,6 +119,32 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const actor = requireActor(request);
       return { sessions: await listSessions(app.ctx, actor.userId, actor.sessionId) };
+    },
+  );
+
+  app.delete(
+    '/v1/me/sessions',
+    {
+      config: { access: { permission: 'me:sessions' } },
+      schema: {
+        operationId: 'deleteMyOtherSessions',
+        tags: ['me'],
+        summary: 'Sign out all my other devices (every session but the one making this request)',
+        description:
+          'Their refresh tokens stop working at once, and this service refuses their access tokens; services that verify access ' +
+          'tokens offline (JWKS) accept one until it expires (ACCESS_TOKEN_TTL_SECONDS). `ended` counts the sessions ended (0 when there were none).',
+        response: { 200: OtherSessionsEndedSchema },
+      },
+    },
+    async (request) => {
+      const actor = requireActor(request);
+      const ended = await endOtherSessions(app.ctx, {
+        userId: actor.userId,
+        currentSessionId: actor.sessionId,
+        organizationId: actor.organizationId,
+        meta: requestMeta(request),
+      });
+      return { ended };
     },
   );
 

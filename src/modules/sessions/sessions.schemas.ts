@@ -48,6 +48,10 @@ export const SessionSchema = z
 
 export const SessionListSchema = z.object({ sessions: z.array(SessionSchema) }).meta({ id: 'SessionList' });
 
+export const OtherSessionsEndedSchema = z
+  .strictObject({ ended: z.number().int().min(0).describe('How many sessions ended') })
+  .meta({ id: 'OtherSessionsEnded' });
+
 export const SessionIdParamsSchema = z.strictObject({ id: z.uuid() });
 
 export const IntrospectionRequestSchema = z.strictObject({
