@@ -122,6 +122,12 @@ const trustProxy = z.string().transform((raw, ctx): false | string[] => {
  * The earliest MAIL_GIVE_UP_SECONDS may give up an undelivered mail: when the longest-lived e-mail
  * link (activation, 7 days) has expired. Earlier, a mail whose link still works could be dropped.
  */
+/**
+ * The longest terms version a user can accept (POST /v1/me/terms takes the version back): a longer
+ * TERMS_VERSION would leave every user stuck at accept_terms, so it stops the start instead.
+ */
+export const TERMS_VERSION_MAX_LENGTH = 64;
+
 export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 
 const envSchema = z.object({
@@ -146,7 +152,12 @@ const envSchema = z.object({
   SHOP_NAME: z.string().min(1).default('Webshop'),
   SUPPORT_CONTACT: z.string().min(1).default('the e-business team (ebusiness@webshop.localhost)'),
   TOTP_ISSUER: z.string().min(1).optional(),
-  TERMS_VERSION: z.string().min(1).default('2026-01'),
+  TERMS_VERSION: z
+    .string()
+    .min(1)
+    .max(TERMS_VERSION_MAX_LENGTH)
+    .regex(/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/, 'printable ASCII without leading or trailing spaces (users send it back verbatim)')
+    .default('2026-01'),
   // Unset: in development the origin of APP_BASE_URL (the frontend there may call the API from a
   // browser out of the box), elsewhere none.
   CORS_ORIGINS: corsOrigins.optional(),

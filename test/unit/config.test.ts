@@ -72,6 +72,10 @@ t.test('a bad value stops the start with a message naming the variable', async (
     // This service's own audience is reserved for the restricted tokens (selfAudience).
     [{ JWT_ISSUER: 'https://auth.example.test', JWT_AUDIENCES: 'webshop,https://auth.example.test,cso' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
     [{ JWT_AUDIENCES: 'webshop,http://localhost:3000' }, /JWT_AUDIENCES: must not contain JWT_ISSUER/],
+    // Found by session 17's terms review: POST /v1/me/terms takes at most 64 characters back, so every user was stuck at accept_terms.
+    [{ TERMS_VERSION: '2026-03 Allgemeine Geschäftsbedingungen Webshop (Fassung vom 1. März 2026)' }, /TERMS_VERSION/],
+    [{ TERMS_VERSION: 'v'.repeat(65) }, /TERMS_VERSION/],
+    [{ TERMS_VERSION: ' 2026-01' }, /TERMS_VERSION: printable ASCII/],
   ];
   for (const [env, pattern] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: pattern }, JSON.stringify(env));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TERMS_VERSION_MAX_LENGTH } from '../../config.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
 import { RequiredActionsSchema } from './required-actions.js';
 
@@ -36,7 +37,7 @@ export const MeSchema = z
 export type Me = z.infer<typeof MeSchema>;
 
 export const AcceptTermsRequestSchema = z.strictObject({
-  version: z.string().min(1).max(64).describe('The current terms version (GET /v1/me → terms.currentVersion)'),
+  version: z.string().min(1).max(TERMS_VERSION_MAX_LENGTH).describe('The current terms version (GET /v1/me → terms.currentVersion)'),
   email: z.string().min(1).max(320).describe('The user types their own e-mail address to confirm (case-insensitive)'),
 });
 

@@ -1,6 +1,7 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
+import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { meErrors } from './me.errors.js';
 import { loadMe } from './me-query.js';
@@ -87,6 +88,8 @@ export async function updatePreferences(
   meta: RequestMeta,
 ): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
+    // Locked first, so two saves at once audit false → true, then true → true (not both false → true).
+    await lockUserRow(tx, actor.userId);
     const before = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { newsletterOptIn: true } });
     await tx.user.update({
       where: { id: actor.userId },

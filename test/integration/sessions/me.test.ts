@@ -199,6 +199,33 @@ t.test('PATCH /v1/me/preferences', async (t) => {
   t.same(events.map((e) => e.details), [{ newsletterOptIn: { from: false, to: true } }, { newsletterOptIn: { from: true, to: false } }]);
 });
 
+t.test('the longest terms version the configuration allows can be accepted', async (t) => {
+  const version = `2026-03 AGB Webshop, Fassung vom 1. Maerz 2026 (${'x'.repeat(15)})`;
+  t.equal(version.length, 64);
+  const { app } = await buildTestApp(t, { TERMS_VERSION: version });
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, preferencesSet: true });
+  const tokens = await signIn(app, user);
+  const res = await api(app)({ url: '/v1/me/terms', body: { version, email: user.email }, token: tokens.accessToken });
+  t.equal(res.status, 200);
+  t.match(res.body.terms, { accepted: true, acceptedVersion: version });
+  t.same(res.body.requiredActions, []);
+});
+
+t.test('two preference saves at once audit what each changed (false → true, then true → true)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  for (let i = 0; i < 5; i++) {
+    const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: true });
+    const { accessToken } = await signIn(app, user);
+    const saves = await Promise.all([1, 2].map(() => request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: true }, token: accessToken })));
+    t.same(saves.map((r) => r.status), [200, 200]);
+    const events = await app.ctx.db.auditEvent.findMany({ where: { type: 'user.preferences_changed', subjectUserId: user.id }, orderBy: { createdAt: 'asc' } });
+    t.same(events.map((e) => e.details), [{ newsletterOptIn: { from: false, to: true } }, { newsletterOptIn: { from: true, to: true } }], `user ${i + 1}`);
+  }
+});
+
 t.test('GET /v1/me/organization/administrators: names and e-mails of my organisation admins, nothing else', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
