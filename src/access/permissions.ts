@@ -29,6 +29,7 @@ const customerAdminPermissions = [
 const supportPermissions = [
   'support:organizations:read',
   'support:organizations:create',
+  'support:organizations:update',
   'support:administrators:appoint',
   'support:users:read',
   'support:users:block',

@@ -70,6 +70,7 @@ export type UserAction =
 
 type OrganizationAction =
   | 'organization.create'
+  | 'organization.update'
   | 'organization.read'
   | 'organization.users.list'
   | 'organization.audit.read'
@@ -139,6 +140,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   // The replaced administrator is then blocked under 'user.block', after the successor is appointed.
   'user.replace_administrator': { SUPPORT: 'any' },
   'organization.create': { SUPPORT: 'any' },
+  'organization.update': { SUPPORT: 'any' },
   'organization.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'organization.users.list': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'organization.audit.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },

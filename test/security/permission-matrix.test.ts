@@ -52,7 +52,7 @@ const targetRoutes: TargetRoute[] = [
 ];
 
 type CollectionRoute = {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PATCH';
   path: string | ((w: AdminWorld) => Promise<string>);
   template: string;
   body?: () => object;
@@ -81,6 +81,13 @@ const collectionRoutes: CollectionRoute[] = [
     method: 'GET',
     path: async (w) => `/v1/support/organizations/${w.orgB.id}`,
     template: '/v1/support/organizations/{id}',
+    expect: { anonymous: 401, user: 403, admin: 403, support: 200 },
+  },
+  {
+    method: 'PATCH',
+    path: async (w) => `/v1/support/organizations/${w.orgB.id}`,
+    template: '/v1/support/organizations/{id}',
+    body: () => ({ name: `Beta ${fresh()}` }),
     expect: { anonymous: 401, user: 403, admin: 403, support: 200 },
   },
   {

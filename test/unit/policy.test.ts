@@ -117,6 +117,7 @@ const rows: Row[] = [
   ['admin invites with SUPPORT → role_not_grantable', admin, 'user.invite', { organizationId: ORG_A }, { roles: ['USER', 'SUPPORT'] }, deny('forbidden', 'role_not_grantable')],
   ['admin invites into other org → organization_not_found', admin, 'user.invite', { organizationId: ORG_B }, { roles: ['USER'] }, deny('not_found', 'organization_not_found')],
   ['admin creates organisations → forbidden', admin, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
+  ['admin updates own organisation → forbidden', admin, 'organization.update', { organizationId: ORG_A }, {}, deny('forbidden', 'forbidden')],
 
   // --- support: any organisation, verified resets only, never on support staff
   ['support reads any user', support, 'user.read', foreign, {}, allow],
@@ -153,6 +154,7 @@ const rows: Row[] = [
   ['support invites an administrator where none', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 0 }, allow],
   ['support invites an administrator where one is active → administrator_exists', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 2 }, deny('conflict', 'administrator_exists')],
   ['support creates organisations', support, 'organization.create', { organizationId: null }, {}, allow],
+  ['support updates any organisation', support, 'organization.update', { organizationId: ORG_B }, {}, allow],
   ['support reads all audit events', support, 'organization.audit.read', { organizationId: null }, {}, allow],
   ['support lists any organisation users', support, 'organization.users.list', { organizationId: ORG_B }, {}, allow],
   ['USER creates organisations → forbidden', user, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],

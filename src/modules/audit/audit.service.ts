@@ -62,6 +62,7 @@ export const AUDIT_EVENT_TYPES = [
   'session.revoked',
   'session.family_revoked',
   'organization.created',
+  'organization.updated',
   'organization.administrator_appointed',
   'signing_key.rotated',
   'encryption_key.rotated',

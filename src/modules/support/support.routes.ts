@@ -17,11 +17,13 @@ import {
   OrganizationDetailSchema,
   OrganizationIdParams,
   OrganizationPageSchema,
+  OrganizationSummarySchema,
   SearchOrganizationsQuery,
   SearchUsersQuery,
   SupportUserPageSchema,
+  UpdateOrganizationBody,
 } from './support.schemas.js';
-import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers } from './support.service.js';
+import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers, updateOrganization } from './support.service.js';
 
 /**
  * The refusals support can get for a user action: no such user (support's scope is every
@@ -81,6 +83,25 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => getOrganization(app.ctx, call(request), request.params.id),
+  );
+
+  app.patch(
+    '/v1/support/organizations/:id',
+    {
+      config: { access: { permission: 'support:organizations:update' } },
+      schema: {
+        operationId: 'updateOrganization',
+        tags,
+        summary: "Correct an organisation's name or customer number",
+        description:
+          'Give either or both; the same values again change and audit nothing. Mails already queued keep the old name. ' +
+          describeErrors(['organization_not_found', 'customer_number_taken']),
+        params: OrganizationIdParams,
+        body: UpdateOrganizationBody,
+        response: { 200: OrganizationSummarySchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => updateOrganization(app.ctx, call(request), request.params.id, request.body),
   );
 
   app.post(

@@ -51,6 +51,10 @@ export const CreateOrganizationBody = z.strictObject({
   administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
 });
 
+export const UpdateOrganizationBody = z
+  .strictObject({ customerNumber: CustomerNumberSchema.optional(), name: displayText(200).optional() })
+  .refine((body) => body.customerNumber !== undefined || body.name !== undefined, 'Give customerNumber, name or both');
+
 export const CreatedOrganizationSchema = z
   .object({ organization: OrganizationSummarySchema, administrator: ManagedUserSchema })
   .meta({ id: 'CreatedOrganization' });

@@ -168,6 +168,48 @@ export async function createOrganization(ctx: AdminCtx, call: AdminCall, input: 
   }
 }
 
+/**
+ * Corrects an organisation's name or customer number (a typo at creation, a company renamed, a
+ * merged customer account). Under the organisation-row lock; `organization.updated` audits what
+ * changed (from → to), and nothing when nothing did. Names in mails already queued, and the
+ * organisation name that passwords set before were checked against, stay as they were.
+ */
+export async function updateOrganization(
+  ctx: AdminCtx,
+  call: AdminCall,
+  organizationId: string,
+  input: { customerNumber?: string | undefined; name?: string | undefined },
+) {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const acting = await loadActingUser(tx, call.actor);
+      authorize(acting, 'organization.update', { organizationId });
+      if (!(await lockOrganization(tx, organizationId))) throw policyErrors.organization_not_found();
+      const before = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: organizationSelect });
+      const changes: Record<string, { from: string; to: string }> = {};
+      // The customer number is citext: a change of case alone is a change (it is shown as typed).
+      if (input.customerNumber !== undefined && input.customerNumber !== before.customerNumber) {
+        changes.customerNumber = { from: before.customerNumber, to: input.customerNumber };
+      }
+      if (input.name !== undefined && input.name !== before.name) changes.name = { from: before.name, to: input.name };
+      const after = Object.keys(changes).length
+        ? await tx.organization.update({
+            where: { id: organizationId },
+            data: { customerNumber: changes.customerNumber?.to, name: changes.name?.to },
+            select: organizationSelect,
+          })
+        : before;
+      if (Object.keys(changes).length) {
+        await recordAudit(tx, ctx.clock, { type: 'organization.updated', actorUserId: acting.userId, organizationId, meta: call.meta, details: changes });
+      }
+      const [summary] = await summaries(tx, [after]);
+      return summary!;
+    });
+  } catch (err) {
+    throw creationConflict(err) ?? err;
+  }
+}
+
 type OrgRef = { id: string; customerNumber: string; name: string } | null;
 
 export async function searchUsers(
