@@ -90,6 +90,14 @@ export async function authenticateBearer(ctx: AppContext, token: string): Promis
   };
 }
 
+/**
+ * 401 for a service client that failed to authenticate: problem+json with the OAuth `error` member
+ * too (RFC 6749 §5.2, which RFC 7662 §2.3 points to), so generic introspection clients recognise it.
+ */
+export function invalidClient() {
+  return sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', { error: 'invalid_client' }, { 'www-authenticate': BASIC_CHALLENGE });
+}
+
 /** Checks HTTP Basic client credentials against config.serviceClients. */
 export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, header: string | undefined): ServiceClient | null {
   if (typeof header !== 'string') return null;
@@ -134,12 +142,10 @@ export const authenticate = fp(
       if (access === 'public') return done();
 
       if (access === 'service_client') {
+        // Already authenticated by the rate limiter's hook (plugins/rate-limit.ts), when it runs.
+        if (request.serviceClient) return done();
         const client = authenticateServiceClient(app.ctx, request.headers.authorization);
-        if (!client) {
-          return done(
-            sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', {}, { 'www-authenticate': BASIC_CHALLENGE }),
-          );
-        }
+        if (!client) return done(invalidClient());
         request.serviceClient = client;
         return done();
       }

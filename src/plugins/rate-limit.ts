@@ -5,6 +5,7 @@ import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
 import { Redis } from 'ioredis';
 import { Counter, Gauge } from 'prom-client';
 import { commonErrors } from '../errors.js';
+import { authenticateServiceClient } from './authenticate.js';
 
 /**
  * Per-IP rate limits (security.md item 7).
@@ -50,8 +51,12 @@ export const REDIS_COMMAND_TIMEOUT_MS = 250;
 export const REDIS_RETRY_AFTER_FAILURE_MS = 5000;
 /** How many distinct keys each in-memory window remembers (LRU). */
 const LOCAL_CACHE_SIZE = 10_000;
-/** Operations endpoints are never limited: probes and scrapers must always get through. */
-export const UNLIMITED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Never limited: probes and scrapers must always get through, and so must the verifiers that fetch
+ * the JWKS (a static answer, cacheable): a CSO 3.0 behind one NAT address that met the ceiling could
+ * no longer verify tokens signed by a new key.
+ */
+export const UNLIMITED_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', '/.well-known/jwks.json']);
 
 export type RateLimitBackend = {
   readonly kind: 'redis' | 'memory';
@@ -233,6 +238,16 @@ export const rateLimiting = fp(
       app.addHook('onRequest', async (request) => {
         const route = request.routeOptions.url;
         if (route && UNLIMITED_ROUTES.has(route)) return;
+        // A service client that authenticates (introspection) is one of ours, not a browser: its
+        // calls, one per token checked, do not count against its address. The check is the one the
+        // authenticate hook would make next; it keeps the result. Failed attempts do count.
+        if ((request.routeOptions.config as { access?: unknown } | undefined)?.access === 'service_client') {
+          const client = authenticateServiceClient(app.ctx, request.headers.authorization);
+          if (client) {
+            request.serviceClient = client;
+            return;
+          }
+        }
         const result = await ceiling(request);
         if (!result.isAllowed && result.isExceeded) {
           limited.inc({ route: 'global' });

@@ -6,6 +6,7 @@ import { noStore } from '../../http/no-store.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { JWKS_MAX_AGE_SECONDS } from './signing-keys.js';
+import { invalidClient } from '../../plugins/authenticate.js';
 import { refreshAtOnce } from './refresh-at-once.js';
 import { endOtherSessions, endSession, introspect, listSessions, refreshSession, revokeByRefreshToken } from './sessions.service.js';
 import {
@@ -227,8 +228,10 @@ const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
+      const { token, client_id: clientId } = request.body;
+      if (clientId !== undefined && clientId !== request.serviceClient!.id) throw invalidClient();
       noStore(reply);
-      return introspect(app.ctx, request.body.token, request.serviceClient!.id);
+      return introspect(app.ctx, token);
     },
   );
 };

@@ -57,6 +57,11 @@ export const SessionIdParamsSchema = z.strictObject({ id: z.uuid() });
 export const IntrospectionRequestSchema = z.strictObject({
   token: z.string().min(1).max(8192),
   token_type_hint: z.string().max(64).optional().describe('Ignored: only access tokens can be active'),
+  client_id: z
+    .string()
+    .max(256)
+    .optional()
+    .describe('Sent by some OAuth libraries beside the Basic credentials: must name the authenticated client (else 401 invalid_client)'),
 });
 
 export const IntrospectionResponseSchema = z
@@ -76,7 +81,6 @@ export const IntrospectionResponseSchema = z
       roles: z.array(RoleSchema).describe('Current roles of the user (may be newer than the token)'),
       amr: z.array(z.string()),
       terms: z.string().nullable().describe('Terms version the user accepted, null for none (current, like roles: may be newer than the token)'),
-      client_id: z.string().describe('The service client that asked'),
     }),
   ])
   .meta({ id: 'IntrospectionResponse' });

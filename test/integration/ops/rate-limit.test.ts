@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { REDIS_COMMAND_TIMEOUT_MS, REDIS_RETRY_AFTER_FAILURE_MS } from '../../../src/plugins/rate-limit.js';
+import { sha256Hex } from '../../../src/lib/tokens.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { freePort } from '../../../scripts/free-port.js';
@@ -136,6 +137,26 @@ t.test('the global per-IP ceiling covers every route but the operations endpoint
   t.equal((await app.inject({ url: '/v1/nope', headers: { 'x-forwarded-for': '192.0.2.44' } })).statusCode, 429);
   for (let i = 0; i < 10; i++) t.equal((await c.health()).status, 200, '/healthz is never limited');
   t.equal((await client(app, '192.0.2.45').open()).status, 200, 'other IPs are unaffected');
+});
+
+t.test('service clients that authenticate and JWKS fetches are outside the per-IP ceiling; failed client logins count', async (t) => {
+  const secret = 'cso-secret-for-the-ceiling-test-0123456789';
+  const { app } = await limitedApp(t, { RATE_LIMIT_GLOBAL_PER_MINUTE: '5', SERVICE_CLIENTS: `cso:${sha256Hex(secret)}` });
+  const request = api(app);
+  const ip = '192.0.2.77';
+  const introspect = (authorization: string) =>
+    request({ method: 'POST', url: '/v1/tokens/introspect', headers: { 'x-forwarded-for': ip, authorization }, body: { token: 'not-a-token' } });
+  const basic = (id: string, pass: string) => `Basic ${Buffer.from(`${id}:${pass}`).toString('base64')}`;
+
+  for (let i = 0; i < 20; i++) t.same((await introspect(basic('cso', secret))).body, { active: false }, `introspection ${i + 1} by the client`);
+  for (let i = 0; i < 20; i++) t.equal((await request({ url: '/.well-known/jwks.json', headers: { 'x-forwarded-for': ip } })).status, 200, `JWKS ${i + 1}`);
+  t.equal((await client(app, ip).open()).status, 200, 'none of them used up the address budget');
+
+  for (let i = 0; i < 4; i++) t.equal((await introspect(basic('cso', 'wrong'))).status, 401, `failed client login ${i + 1}`);
+  const over = await introspect(basic('cso', 'wrong'));
+  t.equal(over.status, 429, 'failed client logins count against the address');
+  t.equal(over.body.code, 'rate_limited');
+  t.same((await introspect(basic('cso', secret))).body, { active: false }, 'the client itself still gets through');
 });
 
 t.test('Redis: two instances share the counters', async (t) => {
