@@ -441,7 +441,7 @@ async function main(): Promise<void> {
       APP_BASE_URL: 'https://shop.bench.example',
       JWT_ISSUER: base,
       ENCRYPTION_KEYS: keyringSpec,
-      SERVICE_CLIENTS: `bench:${createHash('sha256').update(clientSecret).digest('hex')}`,
+      SERVICE_CLIENTS: `bench:${createHash('sha256').update(clientSecret).digest('hex')}:cso`,
       METRICS_TOKEN: randomBytes(24).toString('base64url'),
       ARGON2_MEMORY_KIB: String(ARGON2.memoryCost),
       ARGON2_TIME_COST: String(ARGON2.timeCost),

@@ -22,18 +22,20 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 const serviceClients = z
   .string()
   .transform((s, ctx) => {
-    const clients: { id: string; secretSha256: string }[] = [];
+    const clients: { id: string; secretSha256: string; audiences: string[] | null }[] = [];
     const entries = s.split(',').map((p) => p.trim()).filter(Boolean);
     for (const [index, entry] of entries.entries()) {
-      const [id, hash] = entry.split(':');
-      if (!id || !hash || !/^[a-f0-9]{64}$/.test(hash)) {
+      // The audiences part may hold URLs (with colons): everything after the hash.
+      const [id, hash, ...rest] = entry.split(':');
+      const audiences = rest.length ? rest.join(':').split('|').map((a) => a.trim()) : null;
+      if (!id || !hash || !/^[a-f0-9]{64}$/.test(hash) || audiences?.some((a) => a === '')) {
         // Named by position and, only when the entry has the `<id>:` form, by its id: an entry
         // without a colon may be a raw secret pasted in by mistake, which must not reach the log.
         const which = hash === undefined ? `entry ${index + 1}` : `entry ${index + 1} ("${id}")`;
-        ctx.addIssue({ code: 'custom', message: `${which} must be <clientId>:<sha256 hex of the secret>` });
+        ctx.addIssue({ code: 'custom', message: `${which} must be <clientId>:<sha256 hex of the secret>[:<audience>|<audience>...]` });
         return z.NEVER;
       }
-      clients.push({ id, secretSha256: hash });
+      clients.push({ id, secretSha256: hash, audiences });
     }
     return clients;
   });
@@ -235,7 +237,12 @@ export type Config = Readonly<{
   /** "kid:base64key,kid2:base64key"; undefined only outside production (dev keys are generated then). */
   encryptionKeys: string | undefined;
   encryptionKeyCurrent: string | undefined;
-  serviceClients: readonly { id: string; secretSha256: string }[];
+  /**
+   * Introspection clients. `audiences`: the JWT_AUDIENCES whose tokens the client may see as active
+   * (RFC 7662 §4: a token is active only for a resource server it may be used at); its own id
+   * when its entry names none (`cso:<sha256>` sees the tokens for audience `cso`).
+   */
+  serviceClients: readonly ServiceClientConfig[];
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
   hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number; threadNice: number; threadpoolSize: number }>;
   metricsToken: string | undefined;
@@ -265,6 +272,13 @@ export class ConfigError extends Error {
  * the libuv pool threads, so token checks on the pool never wait behind hashes — and never fewer
  * than the cores.
  */
+/** The audiences a SERVICE_CLIENTS entry names, or its id alone when it names none (the id must then be one of JWT_AUDIENCES). */
+function clientAudiences(client: { id: string; audiences: string[] | null }): string[] {
+  return client.audiences ?? [client.id];
+}
+
+export type ServiceClientConfig = Readonly<{ id: string; secretSha256: string; audiences: readonly string[] }>;
+
 export function defaultHashConcurrency(cores: number, threadpoolSize: number): number {
   return Math.max(1, cores, Math.min(cores + 1, threadpoolSize - 1));
 }
@@ -328,7 +342,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     loginChallengeTtlSeconds: e.LOGIN_CHALLENGE_TTL_SECONDS,
     encryptionKeys: e.ENCRYPTION_KEYS,
     encryptionKeyCurrent: e.ENCRYPTION_KEY_CURRENT,
-    serviceClients: Object.freeze(e.SERVICE_CLIENTS),
+    serviceClients: Object.freeze(
+      e.SERVICE_CLIENTS.map((c) => Object.freeze({ id: c.id, secretSha256: c.secretSha256, audiences: Object.freeze(clientAudiences(c)) })),
+    ),
     argon2: Object.freeze({ memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM }),
     hashQueue: Object.freeze({
       maxConcurrent: e.HASH_MAX_CONCURRENT ?? defaultHashConcurrency(availableParallelism(), e.UV_THREADPOOL_SIZE),
@@ -384,6 +400,18 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   // access-token.ts); listed among the others, it would make those tokens full ones for their verifiers.
   if (e.JWT_AUDIENCES.includes(jwtIssuer(e))) {
     problems.push('JWT_AUDIENCES: must not contain JWT_ISSUER (this service\'s own audience, reserved for restricted tokens)');
+  }
+  for (const client of e.SERVICE_CLIENTS) {
+    if (!client.audiences && !e.JWT_AUDIENCES.includes(client.id)) {
+      problems.push(`SERVICE_CLIENTS: "${client.id}" is none of JWT_AUDIENCES: name the audiences whose tokens it may introspect (${client.id}:<sha256>:<audience>|...)`);
+    }
+    const unknown = (client.audiences ?? []).filter((a) => !e.JWT_AUDIENCES.includes(a));
+    if (unknown.length) problems.push(`SERVICE_CLIENTS: "${client.id}" names ${unknown.map((a) => `"${a}"`).join(', ')}, not in JWT_AUDIENCES`);
+    // Two entries of one id are one client with two secrets (a rotation): it sees one set of audiences.
+    const first = e.SERVICE_CLIENTS.find((c) => c.id === client.id)!;
+    if (first !== client && [...clientAudiences(first)].sort().join('|') !== [...clientAudiences(client)].sort().join('|')) {
+      problems.push(`SERVICE_CLIENTS: the entries of "${client.id}" name different audiences`);
+    }
   }
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
   if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {

@@ -41,7 +41,8 @@ export const TOKEN_QUERY_PARAMETERS = [
   'challenge_token',
 ];
 
-export type ServiceClient = { id: string };
+/** An authenticated introspection client and the audiences whose tokens it may see (config.serviceClients). */
+export type ServiceClient = { id: string; audiences: readonly string[] };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -123,7 +124,7 @@ export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, heade
   for (const { secretSha256 } of candidates.length > 0 ? candidates : [{ secretSha256: DUMMY_HASH }]) {
     ok = safeEqual(presented, secretSha256) || ok;
   }
-  return candidates.length > 0 && ok ? { id } : null;
+  return candidates.length > 0 && ok ? { id, audiences: candidates[0]!.audiences } : null;
 }
 
 export const authenticate = fp(

@@ -68,8 +68,8 @@ t.test('operations without a body or query schema reject unknown fields', async 
  * Only introspection: refresh (once served by the same plugin-scoped parser) is JSON like every other route.
  */
 t.test('the request content types a route accepts are the ones its OpenAPI operation lists', async (t) => {
-  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `c:${(await import('../../src/lib/tokens.js')).sha256Hex('s'.repeat(32))}` });
-  const basic = `Basic ${Buffer.from(`c:${'s'.repeat(32)}`).toString('base64')}`;
+  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `cso:${(await import('../../src/lib/tokens.js')).sha256Hex('s'.repeat(32))}` });
+  const basic = `Basic ${Buffer.from(`cso:${'s'.repeat(32)}`).toString('base64')}`;
   const res = await app.inject({
     method: 'POST',
     url: '/v1/tokens/introspect',

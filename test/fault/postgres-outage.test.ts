@@ -52,7 +52,7 @@ type Outcome = { what: string; status: number; ms: number; code?: string; retryA
 async function appOn(t: Test, server: PrivatePostgres) {
   const url = await server.createDatabase('webshop_auth');
   await migrate(url, { info: () => undefined, warn: () => undefined });
-  const config = loadConfig({ ...TEST_ENV, DATABASE_URL: url, SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}` });
+  const config = loadConfig({ ...TEST_ENV, DATABASE_URL: url, SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}:cso` });
   const database = openDatabase(url, { max: 5 });
   const logs: string[] = [];
   const stream = new Writable({

@@ -22,7 +22,7 @@ import { lastMail } from '../helpers/outbox.js';
 const HOUR = 3600;
 const CLIENT_SECRET = 'bar-introspection-client-secret';
 const BASIC = `Basic ${Buffer.from(`bar:${CLIENT_SECRET}`).toString('base64')}`;
-const SERVICE_CLIENTS = `bar:${sha256Hex(CLIENT_SECRET)}`;
+const SERVICE_CLIENTS = `bar:${sha256Hex(CLIENT_SECRET)}:cso`;
 
 t.test('refresh tokens by default: 12 h idle timeout, 7 days absolute lifetime', async (t) => {
   const defaults = loadConfig({});

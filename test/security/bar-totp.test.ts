@@ -58,7 +58,7 @@ t.test('enrolment secrets through the API: 20 random bytes, base32 without paddi
 });
 
 t.test('a pending factor is not a factor: no login, no full session, until one valid code confirms it', async (t) => {
-  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `bar:${sha256Hex(CLIENT_SECRET)}` });
+  const { app } = await buildTestApp(t, { SERVICE_CLIENTS: `bar:${sha256Hex(CLIENT_SECRET)}:cso` });
   const request = api(app);
   const basic = `Basic ${Buffer.from(`bar:${CLIENT_SECRET}`).toString('base64')}`;
 

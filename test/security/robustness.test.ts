@@ -94,7 +94,7 @@ async function snapshot(app: FastifyInstance) {
 }
 
 async function world(t: Test) {
-  const testApp = await buildTestApp(t, { SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}` });
+  const testApp = await buildTestApp(t, { SERVICE_CLIENTS: `${CLIENT_ID}:${sha256Hex(CLIENT_SECRET)}:cso` });
   const { app } = testApp;
   const doc = app.swagger() as unknown as OpenApiDoc;
   const ops = listOperations(doc);

@@ -122,7 +122,7 @@ t.test('production refuses secrets that were typed, not generated: a placeholder
     ['an all-zero key', { ENCRYPTION_KEYS: `k1:${Buffer.alloc(32).toString('base64')}` }, /ENCRYPTION_KEYS: key "k1" is not random \(1 different/],
     ['a repeated pattern', { ENCRYPTION_KEYS: `k0:${randomBytes(32).toString('base64')},k1:${Buffer.from('0123456789'.repeat(4).slice(0, 32)).toString('base64')}` }, /key "k1" is not random/],
     ['an empty client secret', { SERVICE_CLIENTS: `cso:${sha256('')}` }, /SERVICE_CLIENTS: the secret of "cso" is empty or a common password/],
-    ['a common client secret', { SERVICE_CLIENTS: `shop:${sha256(randomBytes(24).toString('base64'))},cso:${sha256('password123')}` }, /the secret of "cso"/],
+    ['a common client secret', { SERVICE_CLIENTS: `shop:${sha256(randomBytes(24).toString('base64'))}:webshop,cso:${sha256('password123')}` }, /the secret of "cso"/],
   ];
   for (const [label, change, message] of weak) {
     t.throws(() => loadConfig({ ...prodBase, ...change }), { message }, label);
@@ -204,7 +204,7 @@ t.test('production: mail to another host travels encrypted unless SMTP_URL says 
 
 t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
-  const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}` });
+  const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}:webshop` });
   t.same(config.serviceClients.map((c) => c.id), ['cso', 'shop']);
   // An entry without `<id>:` may be a raw secret pasted in: named by position, never echoed.
   const secret = 'cso-Secr3t-pasted-raw';
@@ -215,6 +215,21 @@ t.test('service clients are parsed from id:sha256 pairs', async (t) => {
     t.notOk((err as Error).message.includes(secret), 'the entry is not in the message');
   }
   t.throws(() => loadConfig({ SERVICE_CLIENTS: 'cso:not-a-hash' }), { message: /entry 1 \("cso"\)/ }, 'an id is named');
+
+  // The audiences each client may introspect tokens for: named, or its own id.
+  const withAudiences = loadConfig({
+    JWT_AUDIENCES: 'webshop,cso,https://erp.example.com',
+    SERVICE_CLIENTS: `cso:${hash},erp:${'b'.repeat(64)}:https://erp.example.com|webshop,cso:${'c'.repeat(64)}`,
+  });
+  t.same(withAudiences.serviceClients.map((c) => [c.id, c.audiences]), [['cso', ['cso']], ['erp', ['https://erp.example.com', 'webshop']], ['cso', ['cso']]]);
+  for (const [label, value, message] of [
+    ['an id that is no audience, naming none', `shop:${hash}`, /"shop" is none of JWT_AUDIENCES: name the audiences/],
+    ['an audience not configured', `shop:${hash}:erp`, /"shop" names "erp", not in JWT_AUDIENCES/],
+    ['an empty audience', `shop:${hash}:webshop|`, /entry 1 \("shop"\) must be/],
+    ['two entries of one client with different audiences', `shop:${hash}:webshop,shop:${'b'.repeat(64)}:webshop|cso`, /the entries of "shop" name different audiences/],
+  ] as const) {
+    t.throws(() => loadConfig({ SERVICE_CLIENTS: value }), { message }, label);
+  }
   const dbPassword = 'S3c#ret@Pw';
   try {
     loadConfig({ DATABASE_URL: `postgresql://postgres:${dbPassword}@127.0.0.1:5432/db` });

@@ -219,7 +219,8 @@ const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
         description:
           'HTTP Basic authentication with a configured service client. Body as JSON or ' +
           'application/x-www-form-urlencoded: `token` (an access token). Answers `active: true` with the ' +
-          "token's claims (roles, org and terms as they are now) only when the token is valid AND its session is alive AND the user is active with " +
+          "token's claims (roles, org and terms as they are now) only when the token is valid (and not expired, to the second) AND carries one of the " +
+          "client's audiences (SERVICE_CLIENTS) AND its session is alive AND the user is active with " +
           'two-step login set up; otherwise exactly ' +
           '`{"active": false}`.',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
@@ -231,7 +232,7 @@ const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
       const { token, client_id: clientId } = request.body;
       if (clientId !== undefined && clientId !== request.serviceClient!.id) throw invalidClient();
       noStore(reply);
-      return introspect(app.ctx, token);
+      return introspect(app.ctx, token, request.serviceClient!);
     },
   );
 };

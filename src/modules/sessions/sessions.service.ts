@@ -378,14 +378,16 @@ export async function listSessions(ctx: AppContext, userId: string, currentSessi
  * the user is active with an active MFA factor; exactly `{ active: false }` otherwise. Roles are
  * the user's current ones.
  */
-export async function introspect(ctx: AppContext, token: string): Promise<IntrospectionResponse> {
+export async function introspect(ctx: AppContext, token: string, client: { audiences: readonly string[] }): Promise<IntrospectionResponse> {
   const claims = await verifyAccessToken(ctx, token);
   // Expired is expired here, without the leeway verifyAccessToken allows for skewed clocks: a
   // verifier with none (jose's default) must not see a token expired that introspection calls active.
   if (claims && claims.exp * 1000 <= ctx.clock.now().getTime()) return { active: false };
-  // A token for this service alone (audience: its issuer; a session re-enrolling its MFA) is no
-  // token for other apps, whatever became of its session since: JWKS verifiers refuse it too.
-  if (!claims || !claims.aud.some((aud) => ctx.config.jwt.audiences.includes(aud))) return { active: false };
+  // Active only for a client that may use it (RFC 7662 §4): one of its audiences (a subset of
+  // JWT_AUDIENCES) in the token. So a token for this service alone (audience: its issuer; a session
+  // re-enrolling its MFA) is no token for other apps, whatever became of its session since: JWKS
+  // verifiers refuse it too.
+  if (!claims || !claims.aud.some((aud) => client.audiences.includes(aud))) return { active: false };
   const session = await findLiveSession(ctx.pool, claims.sid, claims.sub, ctx.clock.now());
   // A session whose user removed their MFA may only enrol again: not a usable login for others.
   if (!session || !session.mfaEnrolled) return { active: false };

@@ -18,7 +18,7 @@ const BASIC = `Basic ${Buffer.from(`ops:${SECRET}`).toString('base64')}`;
 export const CLI_AUDIT = { actorUserId: null, ip: null, userAgent: 'webshop-auth-cli', organizationId: null };
 
 export async function staffWorld(t: Test) {
-  const base = await buildTestApp(t, { SERVICE_CLIENTS: `ops:${sha256Hex(SECRET)}` });
+  const base = await buildTestApp(t, { SERVICE_CLIENTS: `ops:${sha256Hex(SECRET)}:cso` });
   const request = api(base.app);
   const db = base.app.ctx.db;
   return {
