@@ -58,6 +58,7 @@ export type UserAction =
   | 'user.withdraw_invitation'
   | 'user.rename'
   | 'user.sign_out'
+  | 'user.sessions.read'
   | 'user.block'
   | 'user.unblock'
   | 'user.mfa_reset'
@@ -128,6 +129,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.withdraw_invitation': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.rename': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.sign_out': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.sessions.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.block': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.unblock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   // Support never resets directly: it starts the e-mail-verified reset (product rule 11).
@@ -159,6 +161,7 @@ const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.rename': { effect: 'conflict', code: 'self_service_required' },
   // Your own other devices: DELETE /v1/me/sessions (which keeps the session you are using).
   'user.sign_out': { effect: 'conflict', code: 'self_service_required' },
+  'user.sessions.read': { effect: 'allow' },
   'user.block': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.unblock': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.mfa_reset': { effect: 'conflict', code: 'self_service_required' },
@@ -258,7 +261,8 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       // A name mistyped in the invitation is corrected whatever the account's state.
       return ALLOW;
     case 'user.sign_out':
-      // Whatever the state: a user without sessions (invited, blocked) has none to end.
+    case 'user.sessions.read':
+      // Whatever the state: a user without sessions (invited, blocked) has none to end or show.
       return ALLOW;
     case 'user.block':
       if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'already_blocked' };

@@ -38,6 +38,7 @@ const userActions: PolicyAction[] = [
   'user.withdraw_invitation',
   'user.rename',
   'user.sign_out',
+  'user.sessions.read',
   'user.block',
   'user.unblock',
   'user.mfa_reset',
@@ -193,5 +194,6 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.read', 'SUPPORT'), [], 'nothing refuses support reading a user');
   t.same(possibleRefusals('user.rename', 'SUPPORT').sort(), ['self_service_required', 'support_staff_protected']);
   t.same(possibleRefusals('user.sign_out', 'CUSTOMER_ADMIN').sort(), ['self_service_required', 'support_staff_protected', 'user_not_found'], 'any state: nothing about it');
+  t.same(possibleRefusals('user.sessions.read', 'CUSTOMER_ADMIN').sort(), ['support_staff_protected', 'user_not_found'], 'own sessions may be read too');
   t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
 });

@@ -22,8 +22,8 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
-import { SIGN_OUT_SUMMARY, signOutUser } from './sign-out-user.js';
 import { userCorrectionRoutes } from './user-corrections.routes.js';
+import { userSessionRoutes } from './user-sessions.routes.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
 const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
@@ -97,6 +97,14 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     refusals: (action) => adminErrors(action),
   });
 
+  userSessionRoutes(app, {
+    base: '/v1/organization/users',
+    tags,
+    permissions: { read: 'organization:users:read', signOut: 'organization:users:sign-out' },
+    operationIds: { list: 'listOrganizationUserSessions', signOut: 'signOutOrganizationUser' },
+    refusals: (action) => adminErrors(action),
+  });
+
   const action = (
     path: string,
     operationId: string,
@@ -104,7 +112,6 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     permission:
       | 'organization:users:invite'
       | 'organization:users:block'
-      | 'organization:users:sign-out'
       | 'organization:users:mfa-reset'
       | 'organization:users:password-reset',
     run: typeof blockUser,
@@ -131,7 +138,6 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   });
   action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser, { policy: 'user.block' });
   action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser, { policy: 'user.unblock' });
-  action('sign-out', 'signOutOrganizationUser', SIGN_OUT_SUMMARY, 'organization:users:sign-out', signOutUser, { policy: 'user.sign_out' });
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',

@@ -354,8 +354,17 @@ export type SessionView = {
 
 /** The user's live sessions, newest first. */
 export async function listSessions(ctx: AppContext, userId: string, currentSessionId: string): Promise<SessionView[]> {
-  const now = ctx.clock.now();
-  const sessions = await ctx.db.session.findMany({
+  return liveSessions(ctx.db, ctx.clock.now(), userId, currentSessionId);
+}
+
+/** The live sessions of a user (at most 200, newest first); `current` marks the caller's own, if any. */
+export async function liveSessions(
+  db: Pick<Tx, 'session'>,
+  now: Date,
+  userId: string,
+  currentSessionId: string | null,
+): Promise<SessionView[]> {
+  const sessions = await db.session.findMany({
     where: { userId, revokedAt: null, expiresAt: { gt: now }, idleExpiresAt: { gt: now } },
     orderBy: { createdAt: 'desc' },
     take: 200,

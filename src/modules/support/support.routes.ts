@@ -5,9 +5,9 @@ import { describeErrors, problemResponses } from '../../http/problem.js';
 import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
-import { SIGN_OUT_SUMMARY, signOutUser } from '../organization/sign-out-user.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
 import { userCorrectionRoutes } from '../organization/user-corrections.routes.js';
+import { userSessionRoutes } from '../organization/user-sessions.routes.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
 import {
   AppointAdministratorBody,
@@ -160,11 +160,19 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     refusals: (action) => supportErrors(action),
   });
 
+  userSessionRoutes(app, {
+    base: '/v1/support/users',
+    tags,
+    permissions: { read: 'support:users:read', signOut: 'support:users:sign-out' },
+    operationIds: { list: 'supportListUserSessions', signOut: 'supportSignOutUser' },
+    refusals: (action) => supportErrors(action),
+  });
+
   const action = (
     path: string,
     operationId: string,
     summary: string,
-    permission: 'support:users:block' | 'support:users:sign-out' | 'support:users:password-reset',
+    permission: 'support:users:block' | 'support:users:password-reset',
     run: typeof blockUser,
     policy: UserAction,
   ) =>
@@ -186,7 +194,6 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
 
   action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser, 'user.block');
   action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser, 'user.unblock');
-  action('sign-out', 'supportSignOutUser', SIGN_OUT_SUMMARY, 'support:users:sign-out', signOutUser, 'user.sign_out');
   action(
     'password-reset',
     'supportSendPasswordReset',

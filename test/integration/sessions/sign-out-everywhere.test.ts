@@ -106,3 +106,45 @@ t.test('an administrator (own organisation) or support signs a user out of every
   t.equal((await request({ url: '/v1/me', token: adminA.token })).status, 200, 'the refused self sign-out changed nothing');
   t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'user.signed_out' } }), 2, 'refusals write no sign-out rows');
 });
+
+t.test("administrators (own organisation) and support see a user's live sessions; nobody else", async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, adminA, support, clock } = w;
+  const jon = await w.member(w.orgA.id);
+  const laptop = await signIn(app, jon.user, ['pwd', 'otp'], { ip: '198.51.100.7', userAgent: 'Firefox on the laptop' });
+  clock.advance(60);
+  const phone = await signIn(app, jon.user, ['pwd', 'rec'], { ip: '198.51.100.8', userAgent: 'Safari on the phone' });
+  const ended = await signIn(app, jon.user);
+  t.equal((await request({ url: '/v1/auth/logout', method: 'POST', token: ended.accessToken })).status, 204);
+
+  for (const [who, url, token] of [
+    ['the administrator', `/v1/organization/users/${jon.user.id}/sessions`, adminA.token],
+    ['support', `/v1/support/users/${jon.user.id}/sessions`, support.token],
+  ] as const) {
+    const res = await request({ url, token });
+    t.equal(res.status, 200, who);
+    t.match(res.body.sessions, [
+      { id: sid(phone.accessToken), ip: '198.51.100.8', userAgent: 'Safari on the phone', amr: ['pwd', 'rec'], current: false },
+      { id: sid(laptop.accessToken), ip: '198.51.100.7', userAgent: 'Firefox on the laptop', amr: ['pwd', 'otp'], current: false },
+    ], `${who}: live sessions only, newest first`);
+    t.equal(res.body.sessions.length, 2, who);
+  }
+  t.equal((await request({ url: `/v1/organization/users/${adminA.user.id}/sessions`, token: adminA.token })).body.sessions.length, 1, 'an administrator may look at their own');
+
+  const other = await w.member(w.orgB.id);
+  const staff = await w.member(null, { roles: ['SUPPORT'] });
+  for (const [who, url, token, status, code] of [
+    ["another organisation's user", `/v1/organization/users/${other.user.id}/sessions`, adminA.token, 404, 'user_not_found'],
+    ['a plain user', `/v1/organization/users/${jon.user.id}/sessions`, await w.tokenFor(jon.user), 403, 'forbidden'],
+    ['support staff', `/v1/support/users/${staff.user.id}/sessions`, support.token, 403, 'support_staff_protected'],
+  ] as const) {
+    const res = await request({ url, token });
+    t.equal(res.status, status, who);
+    t.equal(res.body.code, code, who);
+  }
+
+  // What the administrator saw is what the sign-out ends.
+  const signOut = await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/sign-out`, token: adminA.token });
+  t.equal(signOut.status, 200);
+  t.same((await request({ url: `/v1/organization/users/${jon.user.id}/sessions`, token: adminA.token })).body.sessions, [], 'none left');
+});

@@ -1,10 +1,9 @@
-import { authorize } from '../../access/policy.js';
+import { authorize, policyErrors } from '../../access/policy.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
+import { liveSessions, type SessionView } from '../sessions/sessions.service.js';
+import { findTarget, loadActingUser } from './acting-user.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { auditChange, lockForChange, originOf, reloadManagedUser, type AdminCall, type AdminCtx } from './user-admin.service.js';
-
-export const SIGN_OUT_SUMMARY =
-  'Sign a user out of every device (e.g. a lost laptop) without blocking: all sessions end at once, the user can sign in again with password and code';
 
 /**
  * An administrator (own organisation) or support signs a user out of every device, e.g. a laptop
@@ -20,5 +19,21 @@ export async function signOutUser(ctx: AdminCtx, call: AdminCall, userId: string
     const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'signed_out');
     await auditChange(tx, ctx, 'user.signed_out', target, originOf(acting, call), { sessionsRevoked });
     return reloadManagedUser(tx, target.id);
+  });
+}
+
+/**
+ * The live sessions (devices) of a user, for an administrator (own organisation) or support (any)
+ * deciding whether to sign the user out: when each started and was last used, from which address
+ * and browser, and how it signed in (`amr`). Support staff's sessions are not shown to other
+ * support staff (support_staff_protected).
+ */
+export async function listUserSessions(ctx: AdminCtx, call: AdminCall, userId: string): Promise<SessionView[]> {
+  return ctx.db.$transaction(async (tx) => {
+    const acting = await loadActingUser(tx, call.actor);
+    const target = await findTarget(tx, userId);
+    if (!target) throw policyErrors.user_not_found();
+    authorize(acting, 'user.sessions.read', target);
+    return liveSessions(tx, ctx.clock.now(), target.id, null);
   });
 }
