@@ -121,15 +121,15 @@ const trustProxy = z.string().transform((raw, ctx): false | string[] => {
 });
 
 /**
- * The earliest MAIL_GIVE_UP_SECONDS may give up an undelivered mail: when the longest-lived e-mail
- * link (activation, 7 days) has expired. Earlier, a mail whose link still works could be dropped.
- */
-/**
  * The longest terms version a user can accept (POST /v1/me/terms takes the version back): a longer
  * TERMS_VERSION would leave every user stuck at accept_terms, so it stops the start instead.
  */
 export const TERMS_VERSION_MAX_LENGTH = 64;
 
+/**
+ * The earliest MAIL_GIVE_UP_SECONDS may give up an undelivered mail: when the longest-lived e-mail
+ * link (activation, 7 days) has expired. Earlier, a mail whose link still works could be dropped.
+ */
 export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 
 const envSchema = z.object({
@@ -265,13 +265,6 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/**
- * Hashes at once by default: one more than the cores, so a core never idles in the moment between
- * one hash finishing and the event loop starting the next (the hashing threads run at low priority,
- * HASH_THREAD_NICE, so the extra one takes CPU from nothing else; bench/README.md), but fewer than
- * the libuv pool threads, so token checks on the pool never wait behind hashes — and never fewer
- * than the cores.
- */
 /** The audiences a SERVICE_CLIENTS entry names, or its id alone when it names none (the id must then be one of JWT_AUDIENCES). */
 function clientAudiences(client: { id: string; audiences: string[] | null }): string[] {
   return client.audiences ?? [client.id];
@@ -279,6 +272,13 @@ function clientAudiences(client: { id: string; audiences: string[] | null }): st
 
 export type ServiceClientConfig = Readonly<{ id: string; secretSha256: string; audiences: readonly string[] }>;
 
+/**
+ * Hashes at once by default: one more than the cores, so a core never idles in the moment between
+ * one hash finishing and the event loop starting the next (the hashing threads run at low priority,
+ * HASH_THREAD_NICE, so the extra one takes CPU from nothing else; bench/README.md), but fewer than
+ * the libuv pool threads, so token checks on the pool never wait behind hashes — and never fewer
+ * than the cores.
+ */
 export function defaultHashConcurrency(cores: number, threadpoolSize: number): number {
   return Math.max(1, cores, Math.min(cores + 1, threadpoolSize - 1));
 }

@@ -1,9 +1,15 @@
 import type { Tx } from '../../db/client.js';
+import { prismaSql } from '../../db/sql.js';
 import type { Clock } from '../../lib/clock.js';
 
 /**
- * Ends sessions at once: their refresh tokens stop working and introspection reports them inactive,
- * because both check the session row. Used by logout, blocking, password reset and MFA resets.
+ * Ends the user's sessions at once: their refresh tokens stop working and introspection reports
+ * them inactive, because both check the session row. Used by blocking, sign-out, demotion, password
+ * reset and change, and MFA resets.
+ *
+ * Every session not ended yet is marked, expired ones too: instances judge expiry by their own
+ * clocks, and one a little behind this one would still refresh a session this one thinks has just
+ * gone idle — and so revive it. Returns how many were live (the number audited as ended).
  */
 export async function revokeUserSessions(
   tx: Tx,
@@ -12,13 +18,11 @@ export async function revokeUserSessions(
   reason: string,
   options: { exceptSessionId?: string } = {},
 ): Promise<number> {
-  const { count } = await tx.session.updateMany({
-    where: {
-      userId,
-      revokedAt: null,
-      ...(options.exceptSessionId ? { id: { not: options.exceptSessionId } } : {}),
-    },
-    data: { revokedAt: clock.now(), revokedReason: reason },
-  });
-  return count;
+  const rows = await prismaSql(tx)<{ live: boolean }>(
+    `UPDATE sessions SET revoked_at = $1::timestamptz, revoked_reason = $2
+      WHERE user_id = $3::uuid AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)
+      RETURNING (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
+    [clock.now(), reason, userId, options.exceptSessionId ?? null],
+  );
+  return rows.filter((row) => row.live).length;
 }

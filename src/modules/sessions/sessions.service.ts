@@ -290,13 +290,15 @@ export async function endOtherSessions(
 ): Promise<number> {
   return ctx.db.$transaction(async (tx) => {
     const now = ctx.clock.now();
-    const ended = await prismaSql(tx)<{ id: string }>(
+    // Expired ones are marked too (an instance whose clock is behind could still refresh one), but
+    // only the live ones count and are audited.
+    const marked = await prismaSql(tx)<{ id: string; live: boolean }>(
       `UPDATE sessions SET revoked_at = $1::timestamptz, revoked_reason = 'user_revoked'
         WHERE user_id = $2::uuid AND id <> $3::uuid AND revoked_at IS NULL
-          AND expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz
-        RETURNING id`,
+        RETURNING id, (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
       [now, input.userId, input.currentSessionId],
     );
+    const ended = marked.filter((row) => row.live);
     // In statements of at most AUDIT_ROWS_PER_STATEMENT rows (PostgreSQL takes at most 65,535 parameters in one).
     for (let from = 0; from < ended.length; from += AUDIT_ROWS_PER_STATEMENT) {
       await recordAudits(

@@ -20,6 +20,9 @@ t.test('a user signs out every other device: the current session stays, the othe
   // An already ended session is not ended (or audited) again.
   const old = await signIn(app, user);
   t.equal((await request({ url: '/v1/auth/logout', method: 'POST', token: old.accessToken })).status, 204);
+  // Nor is one that ended by its idle timeout counted (it is marked, as instances' clocks differ).
+  const idle = await signIn(app, user);
+  await app.ctx.db.session.update({ where: { id: sid(idle.accessToken) }, data: { idleExpiresAt: w.clock.now() } });
 
   const res = await request({ method: 'DELETE', url: '/v1/me/sessions', token: phone.accessToken });
   t.equal(res.status, 200);
@@ -38,6 +41,8 @@ t.test('a user signs out every other device: the current session stays, the othe
   const audits = await app.ctx.db.auditEvent.findMany({ where: { type: 'session.revoked', subjectUserId: user.id, details: { path: ['via'], equals: 'all_others' } } });
   t.same(audits.map((a) => (a.details as { sessionId: string }).sessionId).sort(), [sid(laptop.accessToken), sid(tablet.accessToken)].sort(), 'one audit row per ended session');
   t.ok(audits.every((a) => a.actorUserId === user.id && a.organizationId === w.orgA.id));
+  t.match(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sid(idle.accessToken) } }), { revokedReason: 'user_revoked' });
+  t.equal((await app.ctx.db.session.findUniqueOrThrow({ where: { id: sid(old.accessToken) } })).revokedReason, 'logout', 'an ended session keeps why it ended');
 
   const again = await request({ method: 'DELETE', url: '/v1/me/sessions', token: refreshed.body.accessToken });
   t.same(again.body, { ended: 0 }, 'nothing left to end: 0, no error');
@@ -49,6 +54,9 @@ t.test('an administrator (own organisation) or support signs a user out of every
   const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(CSO_SECRET)}` });
   const { request, app, adminA, adminB, support } = w;
   const jon = await w.member(w.orgA.id);
+  // A session that already ended by its idle timeout is not counted (but marked too: instances' clocks differ).
+  const idle = await signIn(app, jon.user);
+  await app.ctx.db.session.update({ where: { id: sid(idle.accessToken) }, data: { idleExpiresAt: w.clock.now() } });
   const first = await signIn(app, jon.user);
   const second = await signIn(app, jon.user);
   const bystander = await w.member(w.orgA.id);
@@ -75,6 +83,7 @@ t.test('an administrator (own organisation) or support signs a user out of every
     details: { by: 'admin', sessionsRevoked: 2 },
   });
   t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: jon.user.email, template: 'account_blocked' } }), 0, 'not a block: no block mail');
+  t.match(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sid(idle.accessToken) } }), { revokedReason: 'signed_out' }, 'the idle-expired session is marked ended too');
 
   // The user signs in again at once: nothing else changed.
   const back = await signIn(app, jon.user);
