@@ -50,6 +50,8 @@ export type ChangeFacts = {
   activeAdministrators?: number;
   /** The target has ever set a password (user.withdraw_invitation): a blocked user may never have. */
   activated?: boolean;
+  /** A password or code lock of the target is running now (user.unlock). */
+  locked?: boolean;
 };
 
 export type UserAction =
@@ -61,6 +63,7 @@ export type UserAction =
   | 'user.sessions.read'
   | 'user.block'
   | 'user.unblock'
+  | 'user.unlock'
   | 'user.mfa_reset'
   | 'user.mfa_reset_request'
   | 'user.mfa_reset_request.read'
@@ -94,6 +97,7 @@ export const policyErrors = defineErrors({
   not_active_administrator: { status: 409, title: 'The user to be replaced is not an active administrator' },
   already_blocked: { status: 409, title: 'The user is already blocked' },
   not_blocked: { status: 409, title: 'The user is not blocked' },
+  not_locked: { status: 409, title: 'Neither sign-in nor code entry of the user is locked' },
   user_blocked: { status: 409, title: 'The user is blocked' },
   already_activated: { status: 409, title: 'The user has already activated the account' },
   user_not_activated: { status: 409, title: 'The user has not activated the account yet' },
@@ -113,6 +117,7 @@ export type Decision =
         | 'not_active_administrator'
         | 'already_blocked'
         | 'not_blocked'
+        | 'not_locked'
         | 'user_blocked'
         | 'already_activated'
         | 'user_not_activated';
@@ -132,6 +137,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.sessions.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.block': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.unblock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.unlock': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   // Support never resets directly: it starts the e-mail-verified reset (product rule 11).
   'user.mfa_reset': { CUSTOMER_ADMIN: 'organization' },
   'user.mfa_reset_request': { SUPPORT: 'any' },
@@ -164,6 +170,7 @@ const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.sessions.read': { effect: 'allow' },
   'user.block': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.unblock': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.unlock': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.mfa_reset': { effect: 'conflict', code: 'self_service_required' },
   'user.mfa_reset_request': { effect: 'conflict', code: 'self_service_required' },
   'user.mfa_reset_request.read': { effect: 'allow' },
@@ -271,6 +278,9 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
     case 'user.unblock':
       if (user.status !== 'BLOCKED') return { effect: 'conflict', code: 'not_blocked' };
       return ALLOW;
+    case 'user.unlock':
+      if (!facts.locked) return { effect: 'conflict', code: 'not_locked' };
+      return ALLOW;
     case 'user.mfa_reset':
       // A blocked user's factor may be reset (lost phone reported together with a block).
       if (user.status === 'INVITED') return { effect: 'conflict', code: 'user_not_activated' };
@@ -336,6 +346,7 @@ export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN'
     { otherAdministrators: 1, activeAdministrators: 1, roles: ['USER', 'CUSTOMER_ADMIN'] },
     { roles: ['USER', 'SUPPORT'] },
     { activated: true },
+    { locked: true },
   ];
   for (const target of targets) {
     for (const facts of factSets) {

@@ -19,6 +19,8 @@ type TargetRoute = {
   body?: () => object;
   /** The state the target needs for the action to succeed. */
   state?: UserStatus;
+  /** More the target needs (a fresh target only, not the actor acting on themselves). */
+  prepare?: (w: AdminWorld, id: string) => Promise<unknown>;
   expect: Record<Cell, Expect>;
 };
 
@@ -39,6 +41,7 @@ const targetRoutes: TargetRoute[] = [
   { method: 'POST', path: '/v1/organization/users/{id}/unblock', state: 'BLOCKED', expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'GET', path: '/v1/organization/users/{id}/sessions', expect: adminOnly(200, 200) },
   { method: 'POST', path: '/v1/organization/users/{id}/sign-out', expect: adminOnly(200, [409, 'self_service_required']) },
+  { method: 'POST', path: '/v1/organization/users/{id}/unlock', prepare: (w, id) => w.app.ctx.db.user.update({ where: { id }, data: { passwordLockedUntil: new Date(w.clock.now().getTime() + 900_000) } }), expect: adminOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/organization/users/{id}/mfa-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'POST', path: '/v1/organization/users/{id}/password-reset', expect: adminOnly(200, [409, 'self_service_required']) },
   { method: 'PUT', path: '/v1/organization/users/{id}/roles', body: () => ({ roles: ['USER', 'CUSTOMER_ADMIN'] }), expect: adminOnly(200, [403, 'own_roles_immutable']) },
@@ -48,6 +51,7 @@ const targetRoutes: TargetRoute[] = [
   { method: 'POST', path: '/v1/support/users/{id}/unblock', state: 'BLOCKED', expect: supportOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'GET', path: '/v1/support/users/{id}/sessions', expect: supportOnly(200, 200) },
   { method: 'POST', path: '/v1/support/users/{id}/sign-out', expect: supportOnly(200, [409, 'self_service_required']) },
+  { method: 'POST', path: '/v1/support/users/{id}/unlock', prepare: (w, id) => w.app.ctx.db.user.update({ where: { id }, data: { passwordLockedUntil: new Date(w.clock.now().getTime() + 900_000) } }), expect: supportOnly(200, [409, 'self_action_not_allowed']) },
   { method: 'POST', path: '/v1/support/users/{id}/password-reset', expect: supportOnly(200, [409, 'self_service_required']) },
   { method: 'POST', path: '/v1/support/users/{id}/mfa-reset-request', expect: supportOnly(202, [409, 'self_service_required']) },
   { method: 'GET', path: '/v1/support/users/{id}/mfa-reset-request', expect: supportOnly(200, 200) },
@@ -132,6 +136,7 @@ t.test('permission matrix through HTTP', async (t) => {
       if (!id) {
         const state = route.state ?? 'ACTIVE';
         id = (await w.member(actor.org ?? null, { status: state, withTotp: state !== 'INVITED' })).user.id;
+        await route.prepare?.(w, id);
       }
       const res = await w.request({
         method: route.method,

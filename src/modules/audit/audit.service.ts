@@ -33,6 +33,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.invitation_withdrawn',
   'user.blocked',
   'user.unblocked',
+  'user.unlocked',
   'user.roles_changed',
   'user.renamed',
   'user.signed_out',

@@ -22,6 +22,7 @@ import {
   triggerPasswordReset,
   unblockUser,
 } from './user-admin.service.js';
+import { UNLOCK_SUMMARY, unlockUser } from './unlock-user.js';
 import { userCorrectionRoutes } from './user-corrections.routes.js';
 import { userSessionRoutes } from './user-sessions.routes.js';
 
@@ -112,6 +113,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     permission:
       | 'organization:users:invite'
       | 'organization:users:block'
+      | 'organization:users:unlock'
       | 'organization:users:mfa-reset'
       | 'organization:users:password-reset',
     run: typeof blockUser,
@@ -138,6 +140,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   });
   action('block', 'blockOrganizationUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'organization:users:block', blockUser, { policy: 'user.block' });
   action('unblock', 'unblockOrganizationUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'organization:users:block', unblockUser, { policy: 'user.unblock' });
+  action('unlock', 'unlockOrganizationUser', UNLOCK_SUMMARY, 'organization:users:unlock', unlockUser, { policy: 'user.unlock' });
   action(
     'mfa-reset',
     'resetOrganizationUserMfa',

@@ -38,6 +38,14 @@ export const ManagedUserSchema = z
     passwordSet: z
       .boolean()
       .describe('The user has chosen a password (used the activation link). Only users who have not can be withdrawn (DELETE), INVITED or BLOCKED'),
+    signInLock: z
+      .object({
+        failedPasswordAttempts: z.number().int().describe('Wrong passwords in a row (the 10th locks sign-in)'),
+        passwordLockedUntil: timestamp.nullable().describe('Set by the last password lock; in the past: it has run out'),
+        failedCodeAttempts: z.number().int().describe('Wrong one-time or recovery codes in a row (the 10th locks code entry)'),
+        codeLockedUntil: timestamp.nullable().describe('Set by the last code lock; in the past: it has run out'),
+      })
+      .describe('Why a user may not get in right now ("I cannot sign in"): lift an active lock with POST …/unlock'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
     createdAt: timestamp,

@@ -16,6 +16,10 @@ export const managedUserSelect = {
   blockedAt: true,
   createdAt: true,
   passwordChangedAt: true,
+  failedPasswordCount: true,
+  passwordLockedUntil: true,
+  failedMfaCount: true,
+  mfaLockedUntil: true,
   totpFactors: { select: { status: true, activatedAt: true, createdAt: true } },
   // The activation link pending now (one at most: a resent link voids the older one).
   flowTokens: { where: { purpose: 'ACTIVATION', state: 'PENDING' }, orderBy: { createdAt: 'desc' }, take: 1, select: { createdAt: true, expiresAt: true } },
@@ -42,6 +46,12 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
     },
     invitation: row.status === 'INVITED' && link ? { sentAt: link.createdAt.toISOString(), expiresAt: link.expiresAt.toISOString() } : null,
     passwordSet: row.passwordChangedAt !== null,
+    signInLock: {
+      failedPasswordAttempts: row.failedPasswordCount,
+      passwordLockedUntil: iso(row.passwordLockedUntil),
+      failedCodeAttempts: row.failedMfaCount,
+      codeLockedUntil: iso(row.mfaLockedUntil),
+    },
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
     createdAt: row.createdAt.toISOString(),

@@ -6,6 +6,7 @@ import { possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
+import { UNLOCK_SUMMARY, unlockUser } from '../organization/unlock-user.js';
 import { userCorrectionRoutes } from '../organization/user-corrections.routes.js';
 import { userSessionRoutes } from '../organization/user-sessions.routes.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
@@ -172,7 +173,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     path: string,
     operationId: string,
     summary: string,
-    permission: 'support:users:block' | 'support:users:password-reset',
+    permission: 'support:users:block' | 'support:users:unlock' | 'support:users:password-reset',
     run: typeof blockUser,
     policy: UserAction,
   ) =>
@@ -194,6 +195,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
 
   action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser, 'user.block');
   action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser, 'user.unblock');
+  action('unlock', 'supportUnlockUser', UNLOCK_SUMMARY, 'support:users:unlock', unlockUser, 'user.unlock');
   action(
     'password-reset',
     'supportSendPasswordReset',
