@@ -3,7 +3,7 @@ import { currentTotp, wrongCode } from '../../helpers/factories.js';
 import { challengeFor } from '../mfa/helpers.js';
 import { adminWorld, auditOf } from './helpers.js';
 
-t.test('"I cannot sign in": the administrator sees the password lock, lifts it, and the user signs in at once', async (t) => {
+t.test('“I cannot sign in”: the administrator sees the password lock, lifts it, and the user signs in at once', async (t) => {
   const w = await adminWorld(t);
   const { request, app, adminA, clock } = w;
   const jon = await w.member(w.orgA.id);
