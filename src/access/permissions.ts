@@ -31,6 +31,7 @@ const supportPermissions = [
   'support:organizations:read',
   'support:organizations:create',
   'support:organizations:update',
+  'support:organizations:suspend',
   'support:administrators:appoint',
   'support:users:read',
   'support:users:block',

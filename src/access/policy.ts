@@ -52,6 +52,12 @@ export type ChangeFacts = {
   activated?: boolean;
   /** A password or code lock of the target is running now (user.unlock). */
   locked?: boolean;
+  /**
+   * The organisation (of the target user, or the one acted on) is suspended: nobody joins it or is
+   * unblocked in it until it is reinstated (user.invite, administrator.appoint, user.unblock,
+   * organization.suspend, organization.reinstate).
+   */
+  organizationSuspended?: boolean;
 };
 
 export type UserAction =
@@ -75,6 +81,8 @@ export type UserAction =
 type OrganizationAction =
   | 'organization.create'
   | 'organization.update'
+  | 'organization.suspend'
+  | 'organization.reinstate'
   | 'organization.read'
   | 'organization.users.list'
   | 'organization.audit.read'
@@ -98,6 +106,8 @@ export const policyErrors = defineErrors({
   already_blocked: { status: 409, title: 'The user is already blocked' },
   not_blocked: { status: 409, title: 'The user is not blocked' },
   not_locked: { status: 409, title: 'Neither sign-in nor code entry of the user is locked' },
+  organization_suspended: { status: 409, title: 'The organisation is suspended' },
+  organization_not_suspended: { status: 409, title: 'The organisation is not suspended' },
   user_blocked: { status: 409, title: 'The user is blocked' },
   already_activated: { status: 409, title: 'The user has already activated the account' },
   user_not_activated: { status: 409, title: 'The user has not activated the account yet' },
@@ -118,6 +128,8 @@ export type Decision =
         | 'already_blocked'
         | 'not_blocked'
         | 'not_locked'
+        | 'organization_suspended'
+        | 'organization_not_suspended'
         | 'user_blocked'
         | 'already_activated'
         | 'user_not_activated';
@@ -149,6 +161,8 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.replace_administrator': { SUPPORT: 'any' },
   'organization.create': { SUPPORT: 'any' },
   'organization.update': { SUPPORT: 'any' },
+  'organization.suspend': { SUPPORT: 'any' },
+  'organization.reinstate': { SUPPORT: 'any' },
   'organization.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'organization.users.list': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'organization.audit.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
@@ -222,6 +236,10 @@ export function decide(
     if (action === 'user.invite' && facts.roles?.some((r) => !GRANTABLE_ROLES.includes(r))) {
       return { effect: 'forbidden', code: 'role_not_grantable' };
     }
+    if (action === 'organization.reinstate' && !facts.organizationSuspended) return { effect: 'conflict', code: 'organization_not_suspended' };
+    if ((action === 'organization.suspend' || action === 'user.invite' || action === 'administrator.appoint') && facts.organizationSuspended) {
+      return { effect: 'conflict', code: 'organization_suspended' };
+    }
     if (action === 'administrator.appoint' && (facts.activeAdministrators ?? 0) > 0) {
       return { effect: 'conflict', code: 'administrator_exists' };
     }
@@ -277,6 +295,8 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       return ALLOW;
     case 'user.unblock':
       if (user.status !== 'BLOCKED') return { effect: 'conflict', code: 'not_blocked' };
+      // Its users come back with the organisation (POST /v1/support/organizations/{id}/reinstate).
+      if (facts.organizationSuspended) return { effect: 'conflict', code: 'organization_suspended' };
       return ALLOW;
     case 'user.unlock':
       if (!facts.locked) return { effect: 'conflict', code: 'not_locked' };
@@ -347,12 +367,24 @@ export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN'
     { roles: ['USER', 'SUPPORT'] },
     { activated: true },
     { locked: true },
+    { organizationSuspended: true },
   ];
   for (const target of targets) {
     for (const facts of factSets) {
       const decision = decide(actor, action, target, facts);
       if (decision.effect !== 'allow') codes.add(decision.code);
     }
+  }
+  return [...codes];
+}
+
+/** possibleRefusals for the support desk's organisation actions (the organisation's state and facts). */
+export function possibleOrganizationRefusals(action: OrganizationAction): PolicyErrorCode[] {
+  const actor: PolicyActor = { userId: 'actor', organizationId: null, roles: ['USER', 'SUPPORT'] };
+  const codes = new Set<PolicyErrorCode>();
+  for (const facts of [{}, { organizationSuspended: true }, { organizationSuspended: false }, { activeAdministrators: 1 }] as ChangeFacts[]) {
+    const decision = decide(actor, action, { organizationId: 'org-a' }, facts);
+    if (decision.effect !== 'allow') codes.add(decision.code);
   }
   return [...codes];
 }

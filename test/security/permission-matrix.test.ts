@@ -90,6 +90,20 @@ const collectionRoutes: CollectionRoute[] = [
     expect: { anonymous: 401, user: 403, admin: 403, support: 200 },
   },
   {
+    method: 'POST',
+    path: async (w) => `/v1/support/organizations/${(await w.app.ctx.db.organization.create({ data: { customerNumber: `S-${fresh()}`, name: 'To suspend' } })).id}/suspend`,
+    template: '/v1/support/organizations/{id}/suspend',
+    body: () => ({ reason: 'Contract ended' }),
+    expect: { anonymous: 401, user: 403, admin: 403, support: 200 },
+  },
+  {
+    method: 'POST',
+    path: async (w) =>
+      `/v1/support/organizations/${(await w.app.ctx.db.organization.create({ data: { customerNumber: `R-${fresh()}`, name: 'Suspended', suspendedAt: new Date(), suspensionReason: 'x' } })).id}/reinstate`,
+    template: '/v1/support/organizations/{id}/reinstate',
+    expect: { anonymous: 401, user: 403, admin: 403, support: 200 },
+  },
+  {
     method: 'PATCH',
     path: async (w) => `/v1/support/organizations/${w.orgB.id}`,
     template: '/v1/support/organizations/{id}',

@@ -120,6 +120,7 @@ const rows: Row[] = [
   ['admin invites into other org → organization_not_found', admin, 'user.invite', { organizationId: ORG_B }, { roles: ['USER'] }, deny('not_found', 'organization_not_found')],
   ['admin creates organisations → forbidden', admin, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
   ['admin updates own organisation → forbidden', admin, 'organization.update', { organizationId: ORG_A }, {}, deny('forbidden', 'forbidden')],
+  ['admin suspends own organisation → forbidden', admin, 'organization.suspend', { organizationId: ORG_A }, {}, deny('forbidden', 'forbidden')],
 
   // --- support: any organisation, verified resets only, never on support staff
   ['support reads any user', support, 'user.read', foreign, {}, allow],
@@ -157,6 +158,12 @@ const rows: Row[] = [
   ['support invites an administrator where one is active → administrator_exists', support, 'administrator.appoint', { organizationId: ORG_B }, { activeAdministrators: 2 }, deny('conflict', 'administrator_exists')],
   ['support creates organisations', support, 'organization.create', { organizationId: null }, {}, allow],
   ['support updates any organisation', support, 'organization.update', { organizationId: ORG_B }, {}, allow],
+  ['support suspends an organisation', support, 'organization.suspend', { organizationId: ORG_B }, { organizationSuspended: false }, allow],
+  ['support suspends a suspended one → organization_suspended', support, 'organization.suspend', { organizationId: ORG_B }, { organizationSuspended: true }, deny('conflict', 'organization_suspended')],
+  ['support reinstates a suspended one', support, 'organization.reinstate', { organizationId: ORG_B }, { organizationSuspended: true }, allow],
+  ['support reinstates one not suspended → organization_not_suspended', support, 'organization.reinstate', { organizationId: ORG_B }, { organizationSuspended: false }, deny('conflict', 'organization_not_suspended')],
+  ['support invites into a suspended organisation → organization_suspended', support, 'user.invite', { organizationId: ORG_B }, { organizationSuspended: true }, deny('conflict', 'organization_suspended')],
+  ['support unblocks a user of a suspended organisation → organization_suspended', support, 'user.unblock', { ...blocked, organizationId: ORG_B }, { organizationSuspended: true }, deny('conflict', 'organization_suspended')],
   ['support reads all audit events', support, 'organization.audit.read', { organizationId: null }, {}, allow],
   ['support lists any organisation users', support, 'organization.users.list', { organizationId: ORG_B }, {}, allow],
   ['USER creates organisations → forbidden', user, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],

@@ -64,6 +64,8 @@ export const AUDIT_EVENT_TYPES = [
   'session.family_revoked',
   'organization.created',
   'organization.updated',
+  'organization.suspended',
+  'organization.reinstated',
   'organization.administrator_appointed',
   'signing_key.rotated',
   'encryption_key.rotated',

@@ -24,7 +24,7 @@ export type TargetUser = UserTarget & {
   email: string;
   name: string;
   passwordHash: string | null;
-  organization: { id: string; name: string } | null;
+  organization: { id: string; name: string; suspendedAt: Date | null } | null;
 };
 
 const targetSelect = {
@@ -35,7 +35,7 @@ const targetSelect = {
   email: true,
   name: true,
   passwordHash: true,
-  organization: { select: { id: true, name: true } },
+  organization: { select: { id: true, name: true, suspendedAt: true } },
 } as const;
 
 /** Reads a user without locking (for reads and for the scope check before locking). */

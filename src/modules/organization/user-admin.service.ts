@@ -164,8 +164,8 @@ export async function inviteUser(ctx: AdminCtx, call: AdminCall, ref: Organizati
       // Same lock as every role change (lockForChange): a concurrent demotion/block is seen here.
       if (!(await lockOrganization(tx, organizationId))) throw policyErrors.organization_not_found();
       const acting = await loadActingUser(tx, call.actor);
-      authorize(acting, 'user.invite', { organizationId }, { roles: normalizeRoles(input.roles) });
-      const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true } });
+      const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true, suspendedAt: true } });
+      authorize(acting, 'user.invite', { organizationId }, { roles: normalizeRoles(input.roles), organizationSuspended: Boolean(organization?.suspendedAt) });
       if (!organization) throw policyErrors.organization_not_found();
       const { user } = await inviteUserInTx(tx, ctx, { ...input, organization, actorUserId: acting.userId, meta: call.meta, via: actingAs(acting) });
       return user;
@@ -243,17 +243,21 @@ export async function blockUserInTx(
   target: TargetUser,
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
+  options: { bySuspension?: boolean } = {},
 ): Promise<{ sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }> {
   const now = ctx.clock.now();
-  await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now } });
+  await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now, blockedBySuspension: options.bySuspension ?? false } });
   const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
   await voidFlows(tx, target.id, [...ALL_FLOWS]);
   const linksWithdrawn = await withdrawFlowsRequestedBy(tx, ctx.clock, target.id);
-  await enqueueMail(tx, ctx, {
-    to: target.email,
-    template: 'account_blocked',
-    data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
-  });
+  // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
+  if (!options.bySuspension) {
+    await enqueueMail(tx, ctx, {
+      to: target.email,
+      template: 'account_blocked',
+      data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
+    });
+  }
   await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn: auditedLinks(linksWithdrawn), ...details });
   return { sessionsRevoked, linksWithdrawn };
 }
@@ -262,7 +266,7 @@ export async function blockUserInTx(
 export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
-    authorize(acting, 'user.unblock', target);
+    authorize(acting, 'user.unblock', target, { organizationSuspended: Boolean(target.organization?.suspendedAt) });
     await unblockUserInTx(tx, ctx, target, originOf(acting, call));
     return reloadManagedUser(tx, target.id);
   });
@@ -280,7 +284,7 @@ export async function unblockUserInTx(
   origin: ChangeOrigin,
 ): Promise<{ status: 'ACTIVE' | 'INVITED'; activation?: { link: string; expiresAt: Date } }> {
   const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
-  await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null } });
+  await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null, blockedBySuspension: false } });
   await auditChange(tx, ctx, 'user.unblocked', target, origin, { status });
   if (status === 'INVITED') {
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };

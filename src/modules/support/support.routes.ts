@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { FastifyRequest } from 'fastify';
 import { requireActor } from '../../access/actor.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
-import { possibleRefusals, type UserAction } from '../../access/policy.js';
+import { possibleOrganizationRefusals, possibleRefusals, type UserAction } from '../../access/policy.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, UserIdParams } from '../organization/organization.schemas.js';
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
@@ -10,6 +10,7 @@ import { UNLOCK_SUMMARY, unlockUser } from '../organization/unlock-user.js';
 import { userCorrectionRoutes } from '../organization/user-corrections.routes.js';
 import { userSessionRoutes } from '../organization/user-sessions.routes.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
+import { reinstateOrganization, suspendOrganization } from './suspension.js';
 import {
   AppointAdministratorBody,
   CreatedOrganizationSchema,
@@ -22,6 +23,7 @@ import {
   SearchOrganizationsQuery,
   SearchUsersQuery,
   SupportUserPageSchema,
+  SuspendOrganizationBody,
   UpdateOrganizationBody,
 } from './support.schemas.js';
 import { appointAdministrator, createOrganization, getOrganization, searchOrganizations, searchUsers, updateOrganization } from './support.service.js';
@@ -106,6 +108,45 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
   );
 
   app.post(
+    '/v1/support/organizations/:id/suspend',
+    {
+      config: { access: { permission: 'support:organizations:suspend' } },
+      schema: {
+        operationId: 'suspendOrganization',
+        tags,
+        summary: 'Suspend an organisation (contract ended, fraud, credit stop): all its users are blocked at once, without a mail to each',
+        description:
+          'Sessions end and pending links stop working as with supportBlockUser, for every user not blocked yet (administrators too: the ' +
+          'last-administrator rule does not hold here). While suspended, nobody is invited or appointed into it and none of its users is ' +
+          'unblocked (409 organization_suspended); signing in answers account_blocked with the support contact. ' +
+          describeErrors(['organization_not_found', ...possibleOrganizationRefusals('organization.suspend')]),
+        params: OrganizationIdParams,
+        body: SuspendOrganizationBody,
+        response: { 200: OrganizationSummarySchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => suspendOrganization(app.ctx, call(request), request.params.id, request.body.reason),
+  );
+
+  app.post(
+    '/v1/support/organizations/:id/reinstate',
+    {
+      config: { access: { permission: 'support:organizations:suspend' } },
+      schema: {
+        operationId: 'reinstateOrganization',
+        tags,
+        summary: 'Lift a suspension: the users it blocked are unblocked (and told by mail); users blocked before it stay blocked',
+        description:
+          'A user who never activated gets a new activation link instead, as with supportUnblockUser. ' +
+          describeErrors(['organization_not_found', ...possibleOrganizationRefusals('organization.reinstate')]),
+        params: OrganizationIdParams,
+        response: { 200: OrganizationSummarySchema, ...problemResponses(404, 409) },
+      },
+    },
+    async (request) => reinstateOrganization(app.ctx, call(request), request.params.id),
+  );
+
+  app.post(
     '/v1/support/organizations/:id/administrators',
     {
       config: { access: { permission: 'support:administrators:appoint' } },
@@ -124,6 +165,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
           describeErrors([
             'organization_not_found',
             'email_taken',
+            ...possibleOrganizationRefusals('administrator.appoint'),
             ...possibleRefusals('user.appoint_administrator', 'SUPPORT'),
             ...possibleRefusals('user.replace_administrator', 'SUPPORT'),
           ]),

@@ -12,6 +12,10 @@ export const OrganizationSummarySchema = z
     customerNumber: z.string(),
     name: z.string(),
     createdAt: timestamp,
+    suspension: z
+      .object({ at: timestamp, reason: z.string() })
+      .nullable()
+      .describe('Set while support has suspended the organisation: its users are blocked until it is reinstated'),
     userCount: z.number().int(),
     activeAdministratorCount: z.number().int().describe('CUSTOMER_ADMIN users with status ACTIVE'),
   })
@@ -49,6 +53,10 @@ export const CreateOrganizationBody = z.strictObject({
   customerNumber: CustomerNumberSchema,
   name: displayText(200),
   administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
+});
+
+export const SuspendOrganizationBody = z.strictObject({
+  reason: displayText(500).describe('Why (contract ended, fraud, ...): kept with the organisation and in the audit log'),
 });
 
 export const UpdateOrganizationBody = z

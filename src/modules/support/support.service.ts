@@ -27,9 +27,9 @@ import { supportErrors } from './support.errors.js';
  * the `any organisation` scope for them. Every change is audited with the support user as actor.
  */
 
-type OrganizationRow = { id: string; customerNumber: string; name: string; createdAt: Date };
+type OrganizationRow = { id: string; customerNumber: string; name: string; createdAt: Date; suspendedAt: Date | null; suspensionReason: string | null };
 
-async function summaries(tx: Tx, rows: OrganizationRow[]) {
+export async function summaries(tx: Tx, rows: OrganizationRow[]) {
   const ids = rows.map((r) => r.id);
   const [users, admins] = await Promise.all([
     tx.user.groupBy({ by: ['organizationId'], where: { organizationId: { in: ids } }, _count: { _all: true } }),
@@ -45,12 +45,13 @@ async function summaries(tx: Tx, rows: OrganizationRow[]) {
     customerNumber: r.customerNumber,
     name: r.name,
     createdAt: r.createdAt.toISOString(),
+    suspension: r.suspendedAt ? { at: r.suspendedAt.toISOString(), reason: r.suspensionReason ?? '' } : null,
     userCount: count(users, r.id),
     activeAdministratorCount: count(admins, r.id),
   }));
 }
 
-const organizationSelect = { id: true, customerNumber: true, name: true, createdAt: true } as const;
+export const organizationSelect = { id: true, customerNumber: true, name: true, createdAt: true, suspendedAt: true, suspensionReason: true } as const;
 
 export async function searchOrganizations(ctx: AdminCtx, call: AdminCall, query: { q?: string | undefined; limit: number; cursor?: string | undefined }) {
   return ctx.db.$transaction(async (tx) => {
@@ -282,8 +283,8 @@ export async function appointAdministrator(
       }
       const replaced = replacing === undefined ? null : await lockReplaced(tx, acting, organizationId, replacing);
       const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE', ...(replaced ? { except: replaced.id } : {}) });
-      authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators });
-      const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true } });
+      const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true, suspendedAt: true } });
+      authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators, organizationSuspended: organization.suspendedAt !== null });
 
       const invited = 'email' in input;
       const user = invited

@@ -1,0 +1,84 @@
+import t from 'tap';
+import { sha256Hex } from '../../../src/lib/tokens.js';
+import { tokenFromLink } from '../../helpers/accounts.js';
+import { signIn } from '../../helpers/factories.js';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
+
+const CSO_SECRET = 'cso-secret-for-suspension-tests-0123456789';
+const CSO = `Basic ${Buffer.from(`cso:${CSO_SECRET}`).toString('base64')}`;
+
+t.test('support suspends an organisation: everyone in it is blocked at once; reinstating brings back exactly those', async (t) => {
+  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(CSO_SECRET)}` });
+  const { request, app, adminA, adminB, support } = w;
+  const jon = await w.member(w.orgA.id, { name: 'Jon Member' });
+  const jonSession = await signIn(app, jon.user);
+  const invite = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'ivy@alpha.test', name: 'Ivy Invited' } });
+  t.equal(invite.status, 201);
+  const ivyLink = tokenFromLink((await mailsTo(app, 'ivy@alpha.test'))[0]!.textBody, '/activate');
+  const bob = await w.member(w.orgA.id, { name: 'Bob Blocked' });
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${bob.user.id}/block`, token: adminA.token })).status, 200);
+  const mailsBefore = await app.ctx.db.mailOutbox.count();
+
+  const suspended = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/suspend`, token: support.token, body: { reason: 'Contract ended 2026-11-30' } });
+  t.equal(suspended.status, 200);
+  t.match(suspended.body, { id: w.orgA.id, suspension: { at: w.clock.now().toISOString(), reason: 'Contract ended 2026-11-30' }, activeAdministratorCount: 0 });
+
+  // Everyone is out at once: access tokens, refresh tokens, introspection, sign-in, links.
+  t.equal((await request({ url: '/v1/me', token: adminA.token })).status, 401, "the administrator's session ended");
+  t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: jonSession.refreshToken } })).body.code, 'refresh_token_invalid');
+  t.same((await request({ method: 'POST', url: '/v1/tokens/introspect', headers: { authorization: CSO }, body: { token: jonSession.accessToken } })).body, { active: false });
+  const login = await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } });
+  t.equal(login.body.code, 'account_blocked');
+  t.match(login.body.contact, { administrators: [] }, 'whom to contact: support, the administrators are blocked too');
+  t.equal((await request({ url: '/v1/activation/inspect', body: { token: ivyLink } })).body.code, 'account_blocked', 'the invitation stops working');
+  t.equal(await app.ctx.db.mailOutbox.count(), mailsBefore, 'nobody is mailed');
+  t.match(await auditOf(app, 'organization.suspended'), [
+    { actorUserId: support.user.id, organizationId: w.orgA.id, details: { reason: 'Contract ended 2026-11-30', usersBlocked: 3, sessionsRevoked: 2 } },
+  ]);
+  t.match(await auditOf(app, 'user.blocked', jon.user.id), [{ actorUserId: support.user.id, details: { by: 'support', via: 'organization_suspended' } }], 'each block is audited too');
+
+  // While suspended: nobody is unblocked, invited or appointed; it is not suspended twice.
+  for (const [what, method, url, body, code] of [
+    ['unblock a member', 'POST', `/v1/support/users/${jon.user.id}/unblock`, undefined, 'organization_suspended'],
+    ['appoint an administrator', 'POST', `/v1/support/organizations/${w.orgA.id}/administrators`, { email: 'new-admin@alpha.test', name: 'New Admin' }, 'organization_suspended'],
+    ['suspend again', 'POST', `/v1/support/organizations/${w.orgA.id}/suspend`, { reason: 'again' }, 'organization_suspended'],
+  ] as const) {
+    const res = await request({ method, url, token: support.token, ...(body ? { body } : {}) });
+    t.same([res.status, res.body.code], [409, code], what);
+  }
+  t.equal(await app.ctx.db.user.count({ where: { email: 'new-admin@alpha.test' } }), 0);
+  t.equal((await request({ url: '/v1/me', token: adminB.token })).status, 200, 'other organisations are untouched');
+
+  const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
+  t.equal(reinstated.status, 200);
+  t.match(reinstated.body, { suspension: null, activeAdministratorCount: 1 });
+  const statusOf = async (id: string) => (await app.ctx.db.user.findUniqueOrThrow({ where: { id } })).status;
+  t.equal(await statusOf(adminA.user.id), 'ACTIVE');
+  t.equal(await statusOf(jon.user.id), 'ACTIVE');
+  t.equal(await statusOf(invite.body.id), 'INVITED', 'never activated: invited again');
+  t.equal(await statusOf(bob.user.id), 'BLOCKED', 'blocked before the suspension, on their own: stays blocked');
+  t.equal((await mailsTo(app, jon.user.email)).at(-1)?.template, 'account_unblocked');
+  t.equal((await mailsTo(app, 'ivy@alpha.test')).at(-1)?.template, 'activation', 'a new activation link');
+  t.match(await auditOf(app, 'organization.reinstated'), [{ actorUserId: support.user.id, organizationId: w.orgA.id, details: { usersUnblocked: 3 } }]);
+  t.equal((await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } })).body.next, 'mfa', 'signs in again');
+
+  const again = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
+  t.same([again.status, again.body.code], [409, 'organization_not_suspended']);
+});
+
+t.test('suspension: only support, only a real organisation, with a reason', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, adminA } = w;
+  for (const [what, url, token, body, status, code] of [
+    ['an administrator', `/v1/support/organizations/${w.orgA.id}/suspend`, adminA.token, { reason: 'x1' }, 403, 'forbidden'],
+    ['an unknown organisation', '/v1/support/organizations/0190a0a0-0000-7000-8000-000000000000/suspend', support.token, { reason: 'x1' }, 404, 'organization_not_found'],
+    ['no reason', `/v1/support/organizations/${w.orgA.id}/suspend`, support.token, {}, 400, 'validation_failed'],
+    ['a blank reason', `/v1/support/organizations/${w.orgA.id}/suspend`, support.token, { reason: '   ' }, 400, 'validation_failed'],
+    ['reinstating an organisation that is not suspended', `/v1/support/organizations/${w.orgA.id}/reinstate`, support.token, undefined, 409, 'organization_not_suspended'],
+  ] as const) {
+    const res = await request({ method: 'POST', url, token, ...(body ? { body } : {}) });
+    t.same([res.status, res.body.code], [status, code], what);
+  }
+  t.equal((await w.app.ctx.db.organization.findUniqueOrThrow({ where: { id: w.orgA.id } })).suspendedAt, null);
+  t.equal((await request({ url: '/v1/me', token: adminA.token })).status, 200);
+});
