@@ -58,6 +58,11 @@ export type ChangeFacts = {
    * organization.suspend, organization.reinstate).
    */
   organizationSuspended?: boolean;
+  /**
+   * The target is blocked only by its organisation's suspension (user.block): blocking them on
+   * their own keeps them blocked when the organisation is reinstated.
+   */
+  blockedBySuspension?: boolean;
 };
 
 export type UserAction =
@@ -290,7 +295,7 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       // Whatever the state: a user without sessions (invited, blocked) has none to end or show.
       return ALLOW;
     case 'user.block':
-      if (user.status === 'BLOCKED') return { effect: 'conflict', code: 'already_blocked' };
+      if (user.status === 'BLOCKED' && !facts.blockedBySuspension) return { effect: 'conflict', code: 'already_blocked' };
       if (lastAdmin) return { effect: 'conflict', code: 'last_administrator' };
       return ALLOW;
     case 'user.unblock':
@@ -368,6 +373,7 @@ export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN'
     { activated: true },
     { locked: true },
     { organizationSuspended: true },
+    { blockedBySuspension: true, otherAdministrators: 1 },
   ];
   for (const target of targets) {
     for (const facts of factSets) {

@@ -80,12 +80,22 @@ export type WithdrawnLink = { userId: string; email: string; purpose: FlowPurpos
  * and the operator. The accounts stay as they are; an administrator can send a new link.
  */
 export async function withdrawFlowsRequestedBy(tx: Tx, clock: Clock, requesterId: string): Promise<WithdrawnLink[]> {
-  const rows = await tx.$queryRaw<(WithdrawnLink & { live: boolean })[]>`
+  return (await withdrawFlowsRequestedByAll(tx, clock, [requesterId])).get(requesterId) ?? [];
+}
+
+/** withdrawFlowsRequestedBy for several requesters in one statement, by requester. */
+export async function withdrawFlowsRequestedByAll(tx: Tx, clock: Clock, requesterIds: readonly string[]): Promise<Map<string, WithdrawnLink[]>> {
+  const rows = await tx.$queryRaw<(WithdrawnLink & { requesterId: string; live: boolean })[]>`
     UPDATE flow_tokens f SET state = 'VOIDED', data = f.data || jsonb_build_object(${WITHDRAWN_MARK}::text, true)
     FROM users u
-    WHERE u.id = f.user_id AND f.requested_by_id = ${requesterId}::uuid AND f.user_id <> ${requesterId}::uuid AND f.state = 'PENDING'
-    RETURNING f.user_id::text AS "userId", u.email::text AS email, f.purpose::text AS purpose, f.expires_at > ${clock.now()} AS live`;
-  return rows.filter((r) => r.live).map(({ userId, email, purpose }) => ({ userId, email, purpose }));
+    WHERE u.id = f.user_id AND f.requested_by_id = ANY(${requesterIds}::uuid[]) AND f.user_id <> f.requested_by_id AND f.state = 'PENDING'
+    RETURNING f.requested_by_id::text AS "requesterId", f.user_id::text AS "userId", u.email::text AS email, f.purpose::text AS purpose,
+      f.expires_at > ${clock.now()} AS live`;
+  const byRequester = new Map<string, WithdrawnLink[]>();
+  for (const { requesterId, userId, email, purpose, live } of rows) {
+    if (live) byRequester.set(requesterId, [...(byRequester.get(requesterId) ?? []), { userId, email, purpose }]);
+  }
+  return byRequester;
 }
 
 function wasWithdrawn(flow: FlowToken): boolean {
@@ -154,6 +164,7 @@ function linkUsedError(flow: FlowToken): AppError {
 }
 
 /** Voids every pending flow of the given purposes for a user (e.g. challenges after a block). */
-export async function voidFlows(tx: Tx, userId: string, purposes: FlowPurpose[]): Promise<void> {
-  await tx.flowToken.updateMany({ where: { userId, purpose: { in: purposes }, state: 'PENDING' }, data: { state: 'VOIDED' } });
+export async function voidFlows(tx: Tx, userId: string | readonly string[], purposes: FlowPurpose[]): Promise<void> {
+  const users = typeof userId === 'string' ? userId : { in: [...userId] };
+  await tx.flowToken.updateMany({ where: { userId: users, purpose: { in: purposes }, state: 'PENDING' }, data: { state: 'VOIDED' } });
 }

@@ -1,6 +1,7 @@
 import type { Actor } from '../../access/actor.js';
 import type { PolicyActor, UserTarget } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
+import type { Prisma } from '../../generated/prisma/client.js';
 import { commonErrors } from '../../errors.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 
@@ -21,6 +22,7 @@ export async function loadActingUser(tx: Tx, actor: Pick<Actor, 'userId'>): Prom
 }
 
 export type TargetUser = UserTarget & {
+  blockedBySuspension: boolean;
   email: string;
   name: string;
   passwordHash: string | null;
@@ -32,6 +34,7 @@ const targetSelect = {
   organizationId: true,
   roles: true,
   status: true,
+  blockedBySuspension: true,
   email: true,
   name: true,
   passwordHash: true,
@@ -41,6 +44,11 @@ const targetSelect = {
 /** Reads a user without locking (for reads and for the scope check before locking). */
 export async function findTarget(tx: Tx, id: string): Promise<TargetUser | null> {
   return tx.user.findUnique({ where: { id }, select: targetSelect });
+}
+
+/** Reads the users matching `where`, in id order, without locking (the caller has locked them). */
+export async function findTargets(tx: Tx, where: Prisma.UserWhereInput): Promise<TargetUser[]> {
+  return tx.user.findMany({ where, select: targetSelect, orderBy: { id: 'asc' } });
 }
 
 /**

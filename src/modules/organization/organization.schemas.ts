@@ -45,7 +45,8 @@ export const ManagedUserSchema = z
         failedCodeAttempts: z.number().int().describe('Wrong one-time or recovery codes in a row (the 10th locks code entry)'),
         codeLockedUntil: timestamp.nullable().describe('Set by the last code lock; in the past: it has run out'),
       })
-      .describe('Why a user may not get in right now ("I cannot sign in"): lift an active lock with POST …/unlock'),
+      .nullable()
+      .describe('Why a user may not get in right now ("I cannot sign in"): lift an active lock with POST …/unlock. null for support staff'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
     createdAt: timestamp,

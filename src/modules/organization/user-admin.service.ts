@@ -3,10 +3,11 @@ import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
-import { recordAudit, type AuditEventType, type RequestMeta } from '../audit/audit.service.js';
-import { voidFlows, withdrawFlowsRequestedBy, type WithdrawnLink } from '../flows/flow-tokens.js';
+import { recordAudit, recordAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
+import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
-import { revokeUserSessions } from '../sessions/revoke.js';
+import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
+import { prismaSql } from '../../db/sql.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { blockedContact, contactText, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
@@ -225,7 +226,7 @@ export async function blockLockedUser(
   target: TargetUser,
   details: Record<string, unknown> = {},
 ): Promise<void> {
-  authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target) });
+  authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target), blockedBySuspension: target.blockedBySuspension });
   await blockUserInTx(tx, ctx, target, originOf(acting, call), details);
 }
 
@@ -243,23 +244,57 @@ export async function blockUserInTx(
   target: TargetUser,
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
-  options: { bySuspension?: boolean } = {},
 ): Promise<{ sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }> {
-  const now = ctx.clock.now();
-  await tx.user.update({ where: { id: target.id }, data: { status: 'BLOCKED', blockedAt: now, blockedBySuspension: options.bySuspension ?? false } });
-  const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, target.id, 'user_blocked');
-  await voidFlows(tx, target.id, [...ALL_FLOWS]);
-  const linksWithdrawn = await withdrawFlowsRequestedBy(tx, ctx.clock, target.id);
+  return (await blockUsersInTx(tx, ctx, [target], origin, details)).get(target.id)!;
+}
+
+/** Audit rows per statement when many users change at once (PostgreSQL takes at most 65,535 parameters). */
+const AUDIT_ROWS_PER_STATEMENT = 500;
+
+/**
+ * blockUserInTx for many users at once, in a handful of statements whatever their number (an
+ * organisation's suspension: `bySuspension`, which marks them so that its reinstatement unblocks
+ * exactly them, and mails nobody). Each user gets their own `user.blocked` audit row.
+ */
+export async function blockUsersInTx(
+  tx: Tx,
+  ctx: AdminCtx,
+  targets: readonly TargetUser[],
+  origin: ChangeOrigin,
+  details: Record<string, unknown> = {},
+  options: { bySuspension?: boolean } = {},
+): Promise<Map<string, { sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }>> {
+  const ids = targets.map((t) => t.id);
+  await tx.user.updateMany({ where: { id: { in: ids } }, data: { status: 'BLOCKED', blockedAt: ctx.clock.now(), blockedBySuspension: options.bySuspension ?? false } });
+  const sessions = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');
+  await voidFlows(tx, ids, [...ALL_FLOWS]);
+  const withdrawn = await withdrawFlowsRequestedByAll(tx, ctx.clock, ids);
+  const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessions.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
   if (!options.bySuspension) {
-    await enqueueMail(tx, ctx, {
-      to: target.email,
-      template: 'account_blocked',
-      data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
-    });
+    for (const target of targets) {
+      await enqueueMail(tx, ctx, {
+        to: target.email,
+        template: 'account_blocked',
+        data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
+      });
+    }
   }
-  await auditChange(tx, ctx, 'user.blocked', target, origin, { sessionsRevoked, linksWithdrawn: auditedLinks(linksWithdrawn), ...details });
-  return { sessionsRevoked, linksWithdrawn };
+  const audits = targets.map((target): AuditInput => {
+    const { sessionsRevoked, linksWithdrawn } = results.get(target.id)!;
+    return {
+      type: 'user.blocked',
+      actorUserId: origin.actorUserId,
+      subjectUserId: target.id,
+      organizationId: target.organizationId,
+      meta: origin.meta,
+      details: { by: origin.by, sessionsRevoked, linksWithdrawn: auditedLinks(linksWithdrawn), ...details },
+    };
+  });
+  for (let from = 0; from < audits.length; from += AUDIT_ROWS_PER_STATEMENT) {
+    await recordAudits(prismaSql(tx), ctx.clock, audits.slice(from, from + AUDIT_ROWS_PER_STATEMENT));
+  }
+  return results;
 }
 
 /** Unblocks: back to ACTIVE, or to INVITED when the account was never activated. */
@@ -282,10 +317,11 @@ export async function unblockUserInTx(
   ctx: AdminCtx,
   target: TargetUser,
   origin: ChangeOrigin,
+  details: Record<string, unknown> = {},
 ): Promise<{ status: 'ACTIVE' | 'INVITED'; activation?: { link: string; expiresAt: Date } }> {
   const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
   await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null, blockedBySuspension: false } });
-  await auditChange(tx, ctx, 'user.unblocked', target, origin, { status });
+  await auditChange(tx, ctx, 'user.unblocked', target, origin, { status, ...details });
   if (status === 'INVITED') {
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };
   }

@@ -46,12 +46,15 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
     },
     invitation: row.status === 'INVITED' && link ? { sentAt: link.createdAt.toISOString(), expiresAt: link.expiresAt.toISOString() } : null,
     passwordSet: row.passwordChangedAt !== null,
-    signInLock: {
-      failedPasswordAttempts: row.failedPasswordCount,
-      passwordLockedUntil: iso(row.passwordLockedUntil),
-      failedCodeAttempts: row.failedMfaCount,
-      codeLockedUntil: iso(row.mfaLockedUntil),
-    },
+    // Support staff are the operator's to administer (support_staff_protected): not shown to colleagues.
+    signInLock: row.roles.includes('SUPPORT')
+      ? null
+      : {
+          failedPasswordAttempts: row.failedPasswordCount,
+          passwordLockedUntil: iso(row.passwordLockedUntil),
+          failedCodeAttempts: row.failedMfaCount,
+          codeLockedUntil: iso(row.mfaLockedUntil),
+        },
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
     createdAt: row.createdAt.toISOString(),

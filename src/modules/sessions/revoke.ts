@@ -18,11 +18,24 @@ export async function revokeUserSessions(
   reason: string,
   options: { exceptSessionId?: string } = {},
 ): Promise<number> {
-  const rows = await prismaSql(tx)<{ live: boolean }>(
+  return (await revokeSessionsOf(tx, clock, [userId], reason, options)).get(userId) ?? 0;
+}
+
+/** revokeUserSessions for several users in one statement: how many live sessions each had (absent: none). */
+export async function revokeSessionsOf(
+  tx: Tx,
+  clock: Clock,
+  userIds: readonly string[],
+  reason: string,
+  options: { exceptSessionId?: string } = {},
+): Promise<Map<string, number>> {
+  const rows = await prismaSql(tx)<{ user_id: string; live: boolean }>(
     `UPDATE sessions SET revoked_at = $1::timestamptz, revoked_reason = $2
-      WHERE user_id = $3::uuid AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)
-      RETURNING (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
-    [clock.now(), reason, userId, options.exceptSessionId ?? null],
+      WHERE user_id = ANY($3::uuid[]) AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)
+      RETURNING user_id::text, (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
+    [clock.now(), reason, userIds, options.exceptSessionId ?? null],
   );
-  return rows.filter((row) => row.live).length;
+  const live = new Map<string, number>();
+  for (const row of rows) if (row.live) live.set(row.user_id, (live.get(row.user_id) ?? 0) + 1);
+  return live;
 }

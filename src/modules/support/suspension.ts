@@ -1,13 +1,22 @@
 import { authorize, decide, policyErrors, toError } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
-import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit } from '../audit/audit.service.js';
-import { findTarget, loadActingUser, lockOrganization, type ActingUser } from '../organization/acting-user.js';
-import { blockUserInTx, originOf, unblockUserInTx, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
+import { findTargets, loadActingUser, lockOrganization, type ActingUser } from '../organization/acting-user.js';
+import { blockUsersInTx, originOf, unblockUserInTx, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
 import { organizationSelect, summaries } from './support.service.js';
 
-/** A large organisation's users are blocked or unblocked one by one, in one transaction. */
+/** A reinstatement unblocks (and mails) its users one by one, in one transaction. */
 const TRANSACTION_TIMEOUT_MS = 120_000;
+
+/**
+ * Locks every user row of the organisation, in id order, right after the organisation row (the
+ * documented lock order: organisation → users → their flows and sessions). Blocking one user
+ * touches the links it sent to others; locking them all first keeps a concurrent activation or
+ * password reset (user row, then its link) from deadlocking with the suspension.
+ */
+async function lockMembers(tx: Tx, organizationId: string): Promise<void> {
+  await tx.$queryRaw`SELECT id FROM users WHERE organization_id = ${organizationId}::uuid ORDER BY id FOR UPDATE`;
+}
 
 /**
  * Locks the organisation row and decides, on it as committed now, whether support may suspend or
@@ -31,7 +40,7 @@ async function lockForSuspension(
 
 /**
  * Support suspends a whole organisation (contract ended, fraud, a credit stop): every user not
- * blocked yet is blocked as by supportBlockUser — sessions end, pending links are voided, links they
+ * blocked yet is blocked as by supportBlockUser, all in a few statements (blockUsersInTx) — sessions end, pending links are voided, links they
  * sent to others are withdrawn, `user.blocked` is audited for each (`via: organization_suspended`) —
  * but not told by mail (whether and how a reseller's people are told is the shop's to decide). The
  * last-administrator rule does not hold here: the whole organisation stops. While it is suspended
@@ -49,25 +58,16 @@ export async function suspendOrganization(ctx: AdminCtx, call: AdminCall, organi
         data: { suspendedAt: now, suspensionReason: reason },
         select: organizationSelect,
       });
-      const origin = originOf(acting, call);
-      const members = await tx.user.findMany({ where: { organizationId, status: { not: 'BLOCKED' } }, select: { id: true }, orderBy: { id: 'asc' } });
-      let usersBlocked = 0;
-      let sessionsRevoked = 0;
-      for (const { id } of members) {
-        // Lock order: organisation (held), then user; re-read as committed now.
-        await lockUserRow(tx, id);
-        const target = await findTarget(tx, id);
-        if (!target || target.status === 'BLOCKED') continue;
-        const blocked = await blockUserInTx(tx, ctx, target, origin, { via: 'organization_suspended' }, { bySuspension: true });
-        usersBlocked += 1;
-        sessionsRevoked += blocked.sessionsRevoked;
-      }
+      await lockMembers(tx, organizationId);
+      const targets = await findTargets(tx, { organizationId, status: { not: 'BLOCKED' } });
+      const blocked = await blockUsersInTx(tx, ctx, targets, originOf(acting, call), { via: 'organization_suspended' }, { bySuspension: true });
+      const sessionsRevoked = [...blocked.values()].reduce((sum, b) => sum + b.sessionsRevoked, 0);
       await recordAudit(tx, ctx.clock, {
         type: 'organization.suspended',
         actorUserId: acting.userId,
         organizationId,
         meta: call.meta,
-        details: { reason, usersBlocked, sessionsRevoked },
+        details: { reason, usersBlocked: targets.length, sessionsRevoked },
       });
       const [summary] = await summaries(tx, [organization]);
       return summary!;
@@ -91,16 +91,11 @@ export async function reinstateOrganization(ctx: AdminCtx, call: AdminCall, orga
         data: { suspendedAt: null, suspensionReason: null },
         select: organizationSelect,
       });
+      await lockMembers(tx, organizationId);
       const origin = originOf(acting, call);
-      const members = await tx.user.findMany({ where: { organizationId, blockedBySuspension: true }, select: { id: true }, orderBy: { id: 'asc' } });
-      let usersUnblocked = 0;
-      for (const { id } of members) {
-        await lockUserRow(tx, id);
-        const target = await findTarget(tx, id);
-        if (!target || target.status !== 'BLOCKED') continue;
-        await unblockUserInTx(tx, ctx, target, origin);
-        usersUnblocked += 1;
-      }
+      const targets = await findTargets(tx, { organizationId, status: 'BLOCKED', blockedBySuspension: true });
+      for (const target of targets) await unblockUserInTx(tx, ctx, target, origin, { via: 'organization_reinstated' });
+      const usersUnblocked = targets.length;
       await recordAudit(tx, ctx.clock, {
         type: 'organization.reinstated',
         actorUserId: acting.userId,

@@ -2,6 +2,7 @@ import t from 'tap';
 import { sha256Hex } from '../../../src/lib/tokens.js';
 import { tokenFromLink } from '../../helpers/accounts.js';
 import { signIn } from '../../helpers/factories.js';
+import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
 const CSO_SECRET = 'cso-secret-for-suspension-tests-0123456789';
@@ -81,4 +82,44 @@ t.test('suspension: only support, only a real organisation, with a reason', asyn
   }
   t.equal((await w.app.ctx.db.organization.findUniqueOrThrow({ where: { id: w.orgA.id } })).suspendedAt, null);
   t.equal((await request({ url: '/v1/me', token: adminA.token })).status, 200);
+});
+
+t.test('an activation while the suspension waits for a member row: no deadlock, both take effect in order', async (t) => {
+  // Blocking an administrator touches the links they sent; an activation locks its user row and
+  // then that link. The suspension locks every user row first, so the two cannot wait on each other
+  // (found by session 17's review: PostgreSQL aborted one of them with a deadlock, a 500).
+  const w = await adminWorld(t);
+  const { request, app, adminA, support, databaseUrl } = w;
+  const member = await w.member(w.orgA.id); // id between the administrator's and the invitee's (UUIDv7)
+  const invite = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'ivy@alpha.test', name: 'Ivy Invited' } });
+  const ivyLink = tokenFromLink((await mailsTo(app, 'ivy@alpha.test'))[0]!.textBody, '/activate');
+  const holder = await openClient(t, databaseUrl);
+  const watcher = await openClient(t, databaseUrl);
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE', [member.user.id]);
+
+  const suspension = request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/suspend`, token: support.token, body: { reason: 'Fraud' } });
+  await waitForLockWaiters(watcher, 1);
+  const activation = await request({ url: '/v1/activation', body: { token: ivyLink, password: 'Velvet orbit lantern 93!' } });
+  t.equal(activation.status, 200, 'the activation, before the suspension reached the invitee, goes through');
+  await holder.query('COMMIT');
+  const suspended = await suspension;
+  t.equal(suspended.status, 200, `the suspension too (${suspended.body.code ?? ''})`);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: invite.body.id } })).status, 'BLOCKED', 'and it blocks the newly activated user');
+});
+
+t.test('a user blocked on their own during the suspension stays blocked when it is lifted', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const mallory = await w.member(w.orgA.id, { name: 'Mallory Fraud' });
+  const jon = await w.member(w.orgA.id, { name: 'Jon Member' });
+  t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/suspend`, token: support.token, body: { reason: 'Fraud by Mallory' } })).status, 200);
+  const blocked = await request({ method: 'POST', url: `/v1/support/users/${mallory.user.id}/block`, token: support.token });
+  t.equal(blocked.status, 200, 'a block on their own, on top of the suspension');
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${mallory.user.id}/block`, token: support.token })).body.code, 'already_blocked');
+  t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token })).status, 200);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: mallory.user.id } })).status, 'BLOCKED', 'Mallory stays blocked');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).status, 'ACTIVE');
+  t.match(await auditOf(app, 'user.unblocked', jon.user.id), [{ details: { by: 'support', status: 'ACTIVE', via: 'organization_reinstated' } }]);
+  t.equal((await auditOf(app, 'user.unblocked', mallory.user.id)).length, 0);
 });
