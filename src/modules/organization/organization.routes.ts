@@ -24,7 +24,6 @@ import {
 } from './user-admin.service.js';
 import { UNLOCK_SUMMARY, unlockUser } from './unlock-user.js';
 import { userCorrectionRoutes } from './user-corrections.routes.js';
-import { userSessionRoutes } from './user-sessions.routes.js';
 
 /** The refusals an administrator can get for a user action: the policy's own (possibleRefusals), and the service's `more`. */
 const adminErrors = (action: UserAction, more: string[] = []) => describeErrors([...possibleRefusals(action, 'CUSTOMER_ADMIN'), ...more]);
@@ -93,16 +92,8 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   userCorrectionRoutes(app, {
     base: '/v1/organization/users',
     tags,
-    permissions: { rename: 'organization:users:rename', withdraw: 'organization:users:invite' },
-    operationIds: { rename: 'renameOrganizationUser', withdraw: 'withdrawOrganizationUserInvitation' },
-    refusals: (action) => adminErrors(action),
-  });
-
-  userSessionRoutes(app, {
-    base: '/v1/organization/users',
-    tags,
-    permissions: { read: 'organization:users:read', signOut: 'organization:users:sign-out' },
-    operationIds: { list: 'listOrganizationUserSessions', signOut: 'signOutOrganizationUser' },
+    permissions: { rename: 'organization:users:rename', withdraw: 'organization:users:invite', readSessions: 'organization:users:read', signOut: 'organization:users:sign-out' },
+    operationIds: { rename: 'renameOrganizationUser', withdraw: 'withdrawOrganizationUserInvitation', listSessions: 'listOrganizationUserSessions', signOut: 'signOutOrganizationUser' },
     refusals: (action) => adminErrors(action),
   });
 

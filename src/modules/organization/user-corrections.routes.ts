@@ -8,20 +8,22 @@ import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, RenameUserBody, UserIdParams } from './organization.schemas.js';
 import { renameUser } from './rename-user.js';
+import { userSessionRoutes } from './user-sessions.routes.js';
 import { withdrawInvitation } from './withdraw-invitation.js';
 
 /**
- * Corrections of a mistake in an invitation, the same for administrators (own organisation) and
- * support (any): `PATCH <base>/:id` corrects the name, `DELETE <base>/:id` withdraws an invitation
- * nobody took up. Each caller names its paths, permissions, operation ids and documented refusals.
+ * What administrators (own organisation) and support (any) do alike to one user: corrections of a
+ * mistake in an invitation — `PATCH <base>/:id` corrects the name, `DELETE <base>/:id` withdraws an
+ * invitation nobody took up — and the user's devices (userSessionRoutes). Each caller names its
+ * paths, permissions, operation ids and documented refusals.
  */
 export function userCorrectionRoutes(
   app: FastifyInstance,
   options: {
     base: '/v1/organization/users' | '/v1/support/users';
     tags: string[];
-    permissions: { rename: Permission; withdraw: Permission };
-    operationIds: { rename: string; withdraw: string };
+    permissions: { rename: Permission; withdraw: Permission; readSessions: Permission; signOut: Permission };
+    operationIds: { rename: string; withdraw: string; listSessions: string; signOut: string };
     refusals: (action: UserAction) => string;
   },
 ): void {
@@ -67,4 +69,6 @@ export function userCorrectionRoutes(
       return reply.status(204).send(null);
     },
   );
+
+  userSessionRoutes(app, options);
 }

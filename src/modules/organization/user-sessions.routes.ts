@@ -12,15 +12,15 @@ import { listUserSessions, signOutUser } from './user-sessions.js';
 /**
  * A user's devices, the same for administrators (own organisation) and support (any):
  * `GET <base>/:id/sessions` lists the live sessions, `POST <base>/:id/sign-out` ends them all.
- * Each caller names its paths, permissions, operation ids and documented refusals.
+ * Registered by userCorrectionRoutes.
  */
 export function userSessionRoutes(
   app: FastifyInstance,
   options: {
     base: '/v1/organization/users' | '/v1/support/users';
     tags: string[];
-    permissions: { read: Permission; signOut: Permission };
-    operationIds: { list: string; signOut: string };
+    permissions: { readSessions: Permission; signOut: Permission };
+    operationIds: { listSessions: string; signOut: string };
     refusals: (action: UserAction) => string;
   },
 ): void {
@@ -30,9 +30,9 @@ export function userSessionRoutes(
   typed.get(
     `${options.base}/:id/sessions`,
     {
-      config: { access: { permission: options.permissions.read } },
+      config: { access: { permission: options.permissions.readSessions } },
       schema: {
-        operationId: options.operationIds.list,
+        operationId: options.operationIds.listSessions,
         tags: options.tags,
         summary: "A user's signed-in sessions (devices), newest first: started, last used, address, browser, how they signed in",
         description: '`current` is always false here (your own: GET /v1/me/sessions). ' + options.refusals('user.sessions.read'),

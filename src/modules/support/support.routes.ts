@@ -8,7 +8,6 @@ import { ManagedUserSchema, UserIdParams } from '../organization/organization.sc
 import { blockUser, triggerPasswordReset, unblockUser } from '../organization/user-admin.service.js';
 import { UNLOCK_SUMMARY, unlockUser } from '../organization/unlock-user.js';
 import { userCorrectionRoutes } from '../organization/user-corrections.routes.js';
-import { userSessionRoutes } from '../organization/user-sessions.routes.js';
 import { getMfaResetRequest, requestMfaReset } from './mfa-reset.service.js';
 import { reinstateOrganization, suspendOrganization } from './suspension.js';
 import {
@@ -198,16 +197,8 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
   userCorrectionRoutes(app, {
     base: '/v1/support/users',
     tags,
-    permissions: { rename: 'support:users:rename', withdraw: 'support:users:withdraw-invitation' },
-    operationIds: { rename: 'supportRenameUser', withdraw: 'supportWithdrawInvitation' },
-    refusals: (action) => supportErrors(action),
-  });
-
-  userSessionRoutes(app, {
-    base: '/v1/support/users',
-    tags,
-    permissions: { read: 'support:users:read', signOut: 'support:users:sign-out' },
-    operationIds: { list: 'supportListUserSessions', signOut: 'supportSignOutUser' },
+    permissions: { rename: 'support:users:rename', withdraw: 'support:users:withdraw-invitation', readSessions: 'support:users:read', signOut: 'support:users:sign-out' },
+    operationIds: { rename: 'supportRenameUser', withdraw: 'supportWithdrawInvitation', listSessions: 'supportListUserSessions', signOut: 'supportSignOutUser' },
     refusals: (action) => supportErrors(action),
   });
 
