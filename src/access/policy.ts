@@ -63,6 +63,8 @@ export type ChangeFacts = {
    * their own keeps them blocked when the organisation is reinstated.
    */
   blockedBySuspension?: boolean;
+  /** The target was blocked by support (user.unblock): only support lifts such a block. */
+  blockedBySupport?: boolean;
 };
 
 export type UserAction =
@@ -113,6 +115,7 @@ export const policyErrors = defineErrors({
   not_locked: { status: 409, title: 'Neither sign-in nor code entry of the user is locked' },
   organization_suspended: { status: 409, title: 'The organisation is suspended' },
   organization_not_suspended: { status: 409, title: 'The organisation is not suspended' },
+  blocked_by_support: { status: 409, title: 'The user was blocked by support: only support lifts the block' },
   user_blocked: { status: 409, title: 'The user is blocked' },
   already_activated: { status: 409, title: 'The user has already activated the account' },
   user_not_activated: { status: 409, title: 'The user has not activated the account yet' },
@@ -135,6 +138,7 @@ export type Decision =
         | 'not_locked'
         | 'organization_suspended'
         | 'organization_not_suspended'
+        | 'blocked_by_support'
         | 'user_blocked'
         | 'already_activated'
         | 'user_not_activated';
@@ -260,6 +264,10 @@ export function decide(
   if (action !== 'user.read' && action !== 'user.mfa_reset_request.read' && (user.organizationId === null || user.roles.includes('SUPPORT'))) {
     return { effect: 'forbidden', code: 'support_staff_protected' };
   }
+  // A block support imposed (fraud, a compromised account) is support's to lift.
+  if (action === 'user.unblock' && scope !== 'any' && user.status === 'BLOCKED' && facts.blockedBySupport) {
+    return { effect: 'conflict', code: 'blocked_by_support' };
+  }
   return decideOnState(action, user, facts);
 }
 
@@ -374,6 +382,7 @@ export function possibleRefusals(action: UserAction, actorRole: 'CUSTOMER_ADMIN'
     { locked: true },
     { organizationSuspended: true },
     { blockedBySuspension: true, otherAdministrators: 1 },
+    { blockedBySupport: true },
   ];
   for (const target of targets) {
     for (const facts of factSets) {

@@ -163,6 +163,8 @@ const rows: Row[] = [
   ['support reinstates a suspended one', support, 'organization.reinstate', { organizationId: ORG_B }, { organizationSuspended: true }, allow],
   ['support reinstates one not suspended → organization_not_suspended', support, 'organization.reinstate', { organizationId: ORG_B }, { organizationSuspended: false }, deny('conflict', 'organization_not_suspended')],
   ['support invites into a suspended organisation → organization_suspended', support, 'user.invite', { organizationId: ORG_B }, { organizationSuspended: true }, deny('conflict', 'organization_suspended')],
+  ['admin unblocks a user support blocked → blocked_by_support', admin, 'user.unblock', blocked, { blockedBySupport: true }, deny('conflict', 'blocked_by_support')],
+  ['support unblocks a user support blocked', support, 'user.unblock', blocked, { blockedBySupport: true }, allow],
   ['support unblocks a user of a suspended organisation → organization_suspended', support, 'user.unblock', { ...blocked, organizationId: ORG_B }, { organizationSuspended: true }, deny('conflict', 'organization_suspended')],
   ['support reads all audit events', support, 'organization.audit.read', { organizationId: null }, {}, allow],
   ['support lists any organisation users', support, 'organization.users.list', { organizationId: ORG_B }, {}, allow],

@@ -23,6 +23,7 @@ export async function loadActingUser(tx: Tx, actor: Pick<Actor, 'userId'>): Prom
 
 export type TargetUser = UserTarget & {
   blockedBySuspension: boolean;
+  blockedBySupport: boolean;
   email: string;
   name: string;
   passwordHash: string | null;
@@ -35,6 +36,7 @@ const targetSelect = {
   roles: true,
   status: true,
   blockedBySuspension: true,
+  blockedBySupport: true,
   email: true,
   name: true,
   passwordHash: true,

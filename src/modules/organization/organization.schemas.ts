@@ -49,6 +49,7 @@ export const ManagedUserSchema = z
       .describe('Why a user may not get in right now ("I cannot sign in"): lift an active lock with POST …/unlock. null for support staff'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
+    blockedBySupport: z.boolean().describe('Blocked by support: only support can unblock (administrators get 409 blocked_by_support)'),
     createdAt: timestamp,
   })
   .meta({ id: 'ManagedUser' });

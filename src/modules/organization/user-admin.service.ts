@@ -265,7 +265,13 @@ export async function blockUsersInTx(
   options: { bySuspension?: boolean } = {},
 ): Promise<Map<string, { sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }>> {
   const ids = targets.map((t) => t.id);
-  await tx.user.updateMany({ where: { id: { in: ids } }, data: { status: 'BLOCKED', blockedAt: ctx.clock.now(), blockedBySuspension: options.bySuspension ?? false } });
+  await tx.user.updateMany({ where: { id: { in: ids } }, data: {
+      status: 'BLOCKED',
+      blockedAt: ctx.clock.now(),
+      blockedBySuspension: options.bySuspension ?? false,
+      blockedBySupport: origin.by === 'support',
+    },
+  });
   const sessions = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');
   await voidFlows(tx, ids, [...ALL_FLOWS]);
   const withdrawn = await withdrawFlowsRequestedByAll(tx, ctx.clock, ids);
@@ -301,7 +307,7 @@ export async function blockUsersInTx(
 export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
-    authorize(acting, 'user.unblock', target, { organizationSuspended: Boolean(target.organization?.suspendedAt) });
+    authorize(acting, 'user.unblock', target, { organizationSuspended: Boolean(target.organization?.suspendedAt), blockedBySupport: target.blockedBySupport });
     await unblockUserInTx(tx, ctx, target, originOf(acting, call));
     return reloadManagedUser(tx, target.id);
   });
@@ -320,7 +326,7 @@ export async function unblockUserInTx(
   details: Record<string, unknown> = {},
 ): Promise<{ status: 'ACTIVE' | 'INVITED'; activation?: { link: string; expiresAt: Date } }> {
   const status = target.passwordHash ? 'ACTIVE' : 'INVITED';
-  await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null, blockedBySuspension: false } });
+  await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null, blockedBySuspension: false, blockedBySupport: false } });
   await auditChange(tx, ctx, 'user.unblocked', target, origin, { status, ...details });
   if (status === 'INVITED') {
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };

@@ -20,6 +20,7 @@ export const managedUserSelect = {
   passwordLockedUntil: true,
   failedMfaCount: true,
   mfaLockedUntil: true,
+  blockedBySupport: true,
   totpFactors: { select: { status: true, activatedAt: true, createdAt: true } },
   // The activation link pending now (one at most: a resent link voids the older one).
   flowTokens: { where: { purpose: 'ACTIVATION', state: 'PENDING' }, orderBy: { createdAt: 'desc' }, take: 1, select: { createdAt: true, expiresAt: true } },
@@ -57,6 +58,7 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
         },
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
+    blockedBySupport: row.status === 'BLOCKED' && row.blockedBySupport,
     createdAt: row.createdAt.toISOString(),
   };
 }

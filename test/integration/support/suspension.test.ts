@@ -119,6 +119,8 @@ t.test('a user blocked on their own during the suspension stays blocked when it 
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${mallory.user.id}/block`, token: support.token })).body.code, 'already_blocked');
   t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token })).status, 200);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: mallory.user.id } })).status, 'BLOCKED', 'Mallory stays blocked');
+  const byAdmin = await request({ method: 'POST', url: `/v1/organization/users/${mallory.user.id}/unblock`, token: await w.tokenFor(w.adminA.user) });
+  t.same([byAdmin.status, byAdmin.body.code], [409, 'blocked_by_support'], 'and her administrator cannot lift a block support imposed');
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).status, 'ACTIVE');
   t.match(await auditOf(app, 'user.unblocked', jon.user.id), [{ details: { by: 'support', status: 'ACTIVE', via: 'organization_reinstated' } }]);
   t.equal((await auditOf(app, 'user.unblocked', mallory.user.id)).length, 0);

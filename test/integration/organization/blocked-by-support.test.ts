@@ -1,0 +1,26 @@
+import t from 'tap';
+import { adminWorld } from './helpers.js';
+
+t.test("a block by support is support's to lift; an administrator's block either may lift", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support } = w;
+  const jon = await w.member(w.orgA.id, { name: 'Jon Member' });
+  const ann = await w.member(w.orgA.id, { name: 'Ann Member' });
+  const view = async (id: string) => (await request({ url: `/v1/organization/users/${id}`, token: adminA.token })).body;
+  t.equal((await view(jon.user.id)).blockedBySupport, false);
+
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/block`, token: support.token })).status, 200);
+  t.match(await view(jon.user.id), { status: 'BLOCKED', blockedBySupport: true }, 'the administrator sees who blocked');
+  const refused = await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unblock`, token: adminA.token });
+  t.same([refused.status, refused.body.code], [409, 'blocked_by_support']);
+  t.equal((await view(jon.user.id)).status, 'BLOCKED', 'still blocked');
+  const lifted = await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/unblock`, token: support.token });
+  t.match(lifted.body, { status: 'ACTIVE', blockedBySupport: false }, 'support lifts it');
+
+  // Blocked again by the administrator: the administrator (or support) lifts it.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await view(jon.user.id)).blockedBySupport, false);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unblock`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${ann.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${ann.user.id}/unblock`, token: support.token })).status, 200, 'support may lift an administrator\'s block');
+});
