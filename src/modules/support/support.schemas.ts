@@ -46,6 +46,7 @@ export const CustomerNumberSchema = z
 
 export const SearchOrganizationsQuery = z.strictObject({
   q: z.string().trim().max(200).optional().describe('Part of the name or of the customer number (case-insensitive); empty: no filter'),
+  suspended: z.enum(['true', 'false']).optional().describe('Only suspended organisations (true) or only the others (false)'),
   ...PageQuery,
 });
 

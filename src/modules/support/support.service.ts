@@ -53,7 +53,11 @@ export async function summaries(tx: Tx, rows: OrganizationRow[]) {
 
 export const organizationSelect = { id: true, customerNumber: true, name: true, createdAt: true, suspendedAt: true, suspensionReason: true } as const;
 
-export async function searchOrganizations(ctx: AdminCtx, call: AdminCall, query: { q?: string | undefined; limit: number; cursor?: string | undefined }) {
+export async function searchOrganizations(
+  ctx: AdminCtx,
+  call: AdminCall,
+  query: { q?: string | undefined; suspended?: 'true' | 'false' | undefined; limit: number; cursor?: string | undefined },
+) {
   return ctx.db.$transaction(async (tx) => {
     const acting = await loadActingUser(tx, call.actor);
     authorize(acting, 'organization.read', { organizationId: null });
@@ -62,6 +66,7 @@ export async function searchOrganizations(ctx: AdminCtx, call: AdminCall, query:
       const q = likeLiteral(query.q);
       and.push({ OR: [{ name: { contains: q, mode: 'insensitive' } }, { customerNumber: { contains: q, mode: 'insensitive' } }] });
     }
+    if (query.suspended) and.push({ suspendedAt: query.suspended === 'true' ? { not: null } : null });
     if (query.cursor) {
       const [name, id] = decodeCursor(query.cursor, 2) as [string, string];
       and.push({ OR: [{ name: { gt: name } }, { name, id: { gt: id } }] });

@@ -49,6 +49,9 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   }
   t.equal(await app.ctx.db.user.count({ where: { email: 'new-admin@alpha.test' } }), 0);
   t.equal((await request({ url: '/v1/me', token: adminB.token })).status, 200, 'other organisations are untouched');
+  const listed = async (q: string) => (await request({ url: `/v1/support/organizations?${q}`, token: support.token })).body.items.map((o: { id: string }) => o.id);
+  t.same(await listed('suspended=true'), [w.orgA.id], 'support lists the suspended organisations');
+  t.same(await listed('suspended=false'), [w.orgB.id], '… and the others');
 
   const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
   t.equal(reinstated.status, 200);
