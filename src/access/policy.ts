@@ -63,7 +63,7 @@ export type ChangeFacts = {
    * their own keeps them blocked when the organisation is reinstated.
    */
   blockedBySuspension?: boolean;
-  /** The target was blocked by support (user.unblock): only support lifts such a block. */
+  /** The target was blocked by support (user.unblock, user.withdraw_invitation): only support lifts such a block. */
   blockedBySupport?: boolean;
 };
 
@@ -264,8 +264,9 @@ export function decide(
   if (action !== 'user.read' && action !== 'user.mfa_reset_request.read' && (user.organizationId === null || user.roles.includes('SUPPORT'))) {
     return { effect: 'forbidden', code: 'support_staff_protected' };
   }
-  // A block support imposed (fraud, a compromised account) is support's to lift.
-  if (action === 'user.unblock' && scope !== 'any' && user.status === 'BLOCKED' && facts.blockedBySupport) {
+  // A block support imposed (fraud, a compromised account) is support's to lift — also by deleting
+  // a never-activated account and inviting its address afresh.
+  if ((action === 'user.unblock' || action === 'user.withdraw_invitation') && scope !== 'any' && user.status === 'BLOCKED' && facts.blockedBySupport) {
     return { effect: 'conflict', code: 'blocked_by_support' };
   }
   return decideOnState(action, user, facts);

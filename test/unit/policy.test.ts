@@ -206,5 +206,5 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.sign_out', 'CUSTOMER_ADMIN').sort(), ['self_service_required', 'support_staff_protected', 'user_not_found'], 'any state: nothing about it');
   t.same(possibleRefusals('user.sessions.read', 'CUSTOMER_ADMIN').sort(), ['support_staff_protected', 'user_not_found'], 'own sessions may be read too');
   t.same(possibleRefusals('user.unlock', 'SUPPORT').sort(), ['not_locked', 'self_action_not_allowed', 'support_staff_protected']);
-  t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'blocked_by_support', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
 });

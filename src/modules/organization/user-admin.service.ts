@@ -273,8 +273,10 @@ export async function blockUsersInTx(
     },
   });
   const sessions = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');
-  await voidFlows(tx, ids, [...ALL_FLOWS]);
+  // Links they sent to others first: among many targets (a suspension) a link one sent another is
+  // withdrawn and audited as such, not merely voided as the holder's own.
   const withdrawn = await withdrawFlowsRequestedByAll(tx, ctx.clock, ids);
+  await voidFlows(tx, ids, [...ALL_FLOWS]);
   const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessions.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
   if (!options.bySuspension) {

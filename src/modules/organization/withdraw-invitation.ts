@@ -22,6 +22,7 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.withdraw_invitation', target, {
       activated: target.passwordHash !== null,
+      blockedBySupport: target.blockedBySupport,
       otherAdministrators: await otherAdministrators(tx, target),
     });
     await withdrawInvitationInTx(tx, ctx, target, originOf(acting, call));

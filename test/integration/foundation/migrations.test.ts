@@ -229,3 +229,40 @@ t.test('sealed mail bodies: the migration removes the plain bodies of mails alre
     ['text_body', 'YES'],
   ]);
 });
+
+t.test('blocked by support: the migration marks the blocks support made before it, by the newest block audit row', async (t) => {
+  const url = await migratedUpTo(t, '20261130020000');
+  const user = async (email: string, status: string, bySuspension = false) =>
+    (
+      await query<{ id: string }>(
+        url,
+        `INSERT INTO users (id, email, name, roles, status, blocked_by_suspension, updated_at)
+         VALUES (gen_random_uuid(), $1, 'X', '{USER}', $2::"UserStatus", $3, now()) RETURNING id`,
+        [email, status, bySuspension],
+      )
+    )[0]!.id;
+  const blockedAudit = (subject: string, by: string, at: string) =>
+    query(
+      url,
+      `INSERT INTO audit_events (id, type, subject_user_id, details, created_at) VALUES (gen_random_uuid(), 'user.blocked', $1, $2::jsonb, $3)`,
+      [subject, JSON.stringify({ by }), at],
+    );
+  const bySupport = await user('support@example.com', 'BLOCKED');
+  await blockedAudit(bySupport, 'support', '2026-11-01T10:00:00Z');
+  const laterByAdmin = await user('admin@example.com', 'BLOCKED');
+  await blockedAudit(laterByAdmin, 'support', '2026-11-01T10:00:00Z');
+  await blockedAudit(laterByAdmin, 'admin', '2026-11-02T10:00:00Z');
+  const unblocked = await user('active@example.com', 'ACTIVE');
+  await blockedAudit(unblocked, 'support', '2026-11-01T10:00:00Z');
+  const suspended = await user('suspended@example.com', 'BLOCKED', true);
+  await blockedAudit(suspended, 'support', '2026-11-01T10:00:00Z');
+
+  await migrate(url, quiet);
+  const rows = await query<{ email: string; blocked_by_support: boolean }>(url, 'SELECT email, blocked_by_support FROM users ORDER BY email');
+  t.same(rows, [
+    { email: 'active@example.com', blocked_by_support: false },
+    { email: 'admin@example.com', blocked_by_support: false },
+    { email: 'support@example.com', blocked_by_support: true },
+    { email: 'suspended@example.com', blocked_by_support: false },
+  ]);
+});

@@ -37,6 +37,7 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
     { actorUserId: support.user.id, organizationId: w.orgA.id, details: { reason: 'Contract ended 2026-11-30', usersBlocked: 3, sessionsRevoked: 2 } },
   ]);
   t.match(await auditOf(app, 'user.blocked', jon.user.id), [{ actorUserId: support.user.id, details: { by: 'support', via: 'organization_suspended' } }], 'each block is audited too');
+  t.match(await auditOf(app, 'user.blocked', adminA.user.id), [{ details: { linksWithdrawn: [{ userId: invite.body.id, purpose: 'ACTIVATION' }] } }], 'links members sent each other are withdrawn, as by a block');
 
   // While suspended: nobody is unblocked, invited or appointed; it is not suspended twice.
   for (const [what, method, url, body, code] of [
