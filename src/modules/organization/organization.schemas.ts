@@ -50,6 +50,7 @@ export const ManagedUserSchema = z
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
     blockedBySupport: z.boolean().describe('Blocked by support: only support can unblock (administrators get 409 blocked_by_support)'),
+    blockedBySuspension: z.boolean().describe("Blocked by its organisation's suspension: unblocked when support reinstates the organisation"),
     createdAt: timestamp,
   })
   .meta({ id: 'ManagedUser' });

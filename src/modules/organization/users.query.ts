@@ -21,6 +21,7 @@ export const managedUserSelect = {
   failedMfaCount: true,
   mfaLockedUntil: true,
   blockedBySupport: true,
+  blockedBySuspension: true,
   totpFactors: { select: { status: true, activatedAt: true, createdAt: true } },
   // The activation link pending now (one at most: a resent link voids the older one).
   flowTokens: { where: { purpose: 'ACTIVATION', state: 'PENDING' }, orderBy: { createdAt: 'desc' }, take: 1, select: { createdAt: true, expiresAt: true } },
@@ -59,6 +60,7 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
     lastLoginAt: iso(row.lastLoginAt),
     blockedAt: iso(row.blockedAt),
     blockedBySupport: row.status === 'BLOCKED' && row.blockedBySupport,
+    blockedBySuspension: row.status === 'BLOCKED' && row.blockedBySuspension,
     createdAt: row.createdAt.toISOString(),
   };
 }

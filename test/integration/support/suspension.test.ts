@@ -53,6 +53,8 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   const listed = async (q: string) => (await request({ url: `/v1/support/organizations?${q}`, token: support.token })).body.items.map((o: { id: string }) => o.id);
   t.same(await listed('suspended=true'), [w.orgA.id], 'support lists the suspended organisations');
   t.same(await listed('suspended=false'), [w.orgB.id], '… and the others');
+  const found = await request({ url: `/v1/support/users?email=${encodeURIComponent(jon.user.email)}`, token: support.token });
+  t.match(found.body.items[0], { status: 'BLOCKED', blockedBySuspension: true, blockedBySupport: true }, 'support sees why the user is blocked');
 
   const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
   t.equal(reinstated.status, 200);
@@ -60,6 +62,7 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   const statusOf = async (id: string) => (await app.ctx.db.user.findUniqueOrThrow({ where: { id } })).status;
   t.equal(await statusOf(adminA.user.id), 'ACTIVE');
   t.equal(await statusOf(jon.user.id), 'ACTIVE');
+  t.match((await request({ url: `/v1/support/users?email=${encodeURIComponent(jon.user.email)}`, token: support.token })).body.items[0], { blockedBySuspension: false, blockedBySupport: false });
   t.equal(await statusOf(invite.body.id), 'INVITED', 'never activated: invited again');
   t.equal(await statusOf(bob.user.id), 'BLOCKED', 'blocked before the suspension, on their own: stays blocked');
   t.equal((await mailsTo(app, jon.user.email)).at(-1)?.template, 'account_unblocked');
