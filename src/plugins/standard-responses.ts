@@ -11,7 +11,7 @@ import type { RouteAccess } from './route-access.js';
 function unauthenticatedResponse(serviceClient: boolean, challenge: string) {
   return {
     description: serviceClient
-      ? 'No valid client credentials (code: invalid_client), or token_in_query: a token was sent in the URL'
+      ? 'No valid client credentials (code: invalid_client, and the OAuth member error: "invalid_client", RFC 6749 §5.2), or token_in_query: a token was sent in the URL'
       : 'No valid access token (code: unauthenticated: none was sent, or the account is no longer active; token_invalid: ' +
         'not valid, expired, or its session ended; token_in_query: a token was sent in the URL)',
     headers: { 'WWW-Authenticate': { type: 'string', 'x-required': true, description: `The challenge: ${challenge}` } },

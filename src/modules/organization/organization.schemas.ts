@@ -40,16 +40,18 @@ export const ManagedUserSchema = z
       .describe('The user has chosen a password (used the activation link). Only users who have not can be withdrawn (DELETE), INVITED or BLOCKED'),
     signInLock: z
       .object({
-        failedPasswordAttempts: z.number().int().describe('Wrong passwords in a row (the 10th locks sign-in)'),
+        failedPasswordAttempts: z.number().int().nonnegative().describe('Wrong passwords in a row (the 10th locks sign-in)'),
         passwordLockedUntil: timestamp.nullable().describe('Set by the last password lock; in the past: it has run out'),
-        failedCodeAttempts: z.number().int().describe('Wrong one-time or recovery codes in a row (the 10th locks code entry)'),
+        failedCodeAttempts: z.number().int().nonnegative().describe('Wrong one-time or recovery codes in a row (the 10th locks code entry)'),
         codeLockedUntil: timestamp.nullable().describe('Set by the last code lock; in the past: it has run out'),
       })
       .nullable()
       .describe('Why a user may not get in right now ("I cannot sign in"): lift an active lock with POST …/unlock. null for support staff'),
     lastLoginAt: timestamp.nullable(),
     blockedAt: timestamp.nullable(),
-    blockedBySupport: z.boolean().describe('Blocked by support: only support can unblock (administrators get 409 blocked_by_support)'),
+    blockedBySupport: z
+      .boolean()
+      .describe('Blocked by support on their own: only support can unblock or withdraw (administrators get 409 blocked_by_support)'),
     blockedBySuspension: z.boolean().describe("Blocked by its organisation's suspension: unblocked when support reinstates the organisation"),
     createdAt: timestamp,
   })

@@ -269,7 +269,8 @@ export async function blockUsersInTx(
       status: 'BLOCKED',
       blockedAt: ctx.clock.now(),
       blockedBySuspension: options.bySuspension ?? false,
-      blockedBySupport: origin.by === 'support',
+      // A suspension's blocks are lifted by its reinstatement, not by anyone's unblock.
+      blockedBySupport: origin.by === 'support' && !options.bySuspension,
     },
   });
   const sessions = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');

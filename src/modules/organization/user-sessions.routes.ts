@@ -55,7 +55,7 @@ export function userSessionRoutes(
         description:
           'Refresh tokens stop working and this service refuses the access tokens at once; services that verify access tokens offline accept one ' +
           'until it expires. A sign-in already past the password step is not stopped: when the password or the authenticator may be in other hands, ' +
-          'block instead. ' +
+          'block instead. The answer is the user; how many sessions ended is in the audit row (user.signed_out). ' +
           options.refusals('user.sign_out'),
         params: UserIdParams,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },

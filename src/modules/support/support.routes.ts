@@ -117,7 +117,8 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'Sessions end and pending links stop working as with supportBlockUser, for every user not blocked yet (administrators too: the ' +
           'last-administrator rule does not hold here). While suspended, nobody is invited or appointed into it and none of its users is ' +
-          'unblocked (409 organization_suspended); signing in answers account_blocked with the support contact. ' +
+          'unblocked (409 organization_suspended; also the answer when it is already suspended); a sign-in is refused as blocked, ' +
+          'naming the support contact. ' +
           describeErrors(['organization_not_found', ...possibleOrganizationRefusals('organization.suspend')]),
         params: OrganizationIdParams,
         body: SuspendOrganizationBody,
@@ -134,9 +135,11 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'reinstateOrganization',
         tags,
-        summary: 'Lift a suspension: the users it blocked are unblocked (and told by mail); users blocked before it stay blocked',
+        summary:
+          'Lift a suspension: the users it blocked are unblocked (and told by mail); users blocked before it, or blocked on their own during it, stay blocked',
         description:
-          'A user who never activated gets a new activation link instead, as with supportUnblockUser. ' +
+          'A user who never activated gets a new activation link instead, as with supportUnblockUser. It takes about 3 ms per user it ' +
+          'unblocks (one transaction of at most 120 s, so up to about 30,000 users): allow for it. ' +
           describeErrors(['organization_not_found', ...possibleOrganizationRefusals('organization.reinstate')]),
         params: OrganizationIdParams,
         response: { 200: OrganizationSummarySchema, ...problemResponses(404, 409) },
@@ -209,6 +212,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     permission: 'support:users:block' | 'support:users:unlock' | 'support:users:password-reset',
     run: typeof blockUser,
     policy: UserAction,
+    more = '',
   ) =>
     app.post(
       `/v1/support/users/:id/${path}`,
@@ -218,7 +222,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
           operationId,
           tags,
           summary,
-          description: supportErrors(policy),
+          description: more + supportErrors(policy),
           params: UserIdParams,
           response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
         },
@@ -226,7 +230,16 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       async (request) => run(app.ctx, call(request), request.params.id),
     );
 
-  action('block', 'supportBlockUser', 'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail', 'support:users:block', blockUser, 'user.block');
+  action(
+    'block',
+    'supportBlockUser',
+    'Block a user: sessions and pending links end at once, links the user sent to others are withdrawn; the user gets a mail',
+    'support:users:block',
+    blockUser,
+    'user.block',
+    'Only support lifts it (blockedBySupport). A user blocked only by a suspension (blockedBySuspension) can be blocked in their own right, ' +
+      'and then stays blocked when the organisation is reinstated. ',
+  );
   action('unblock', 'supportUnblockUser', 'Unblock a user; the user gets a mail (one who never activated: a new activation link)', 'support:users:block', unblockUser, 'user.unblock');
   action('unlock', 'supportUnlockUser', UNLOCK_SUMMARY, 'support:users:unlock', unlockUser, 'user.unlock');
   action(

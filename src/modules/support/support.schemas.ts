@@ -62,6 +62,7 @@ export const SuspendOrganizationBody = z.strictObject({
 
 export const UpdateOrganizationBody = z
   .strictObject({ customerNumber: CustomerNumberSchema.optional(), name: displayText(200).optional() })
+  .meta({ minProperties: 1 })
   .refine((body) => body.customerNumber !== undefined || body.name !== undefined, 'Give customerNumber, name or both');
 
 export const CreatedOrganizationSchema = z

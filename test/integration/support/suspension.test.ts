@@ -54,7 +54,7 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   t.same(await listed('suspended=true'), [w.orgA.id], 'support lists the suspended organisations');
   t.same(await listed('suspended=false'), [w.orgB.id], '… and the others');
   const found = await request({ url: `/v1/support/users?email=${encodeURIComponent(jon.user.email)}`, token: support.token });
-  t.match(found.body.items[0], { status: 'BLOCKED', blockedBySuspension: true, blockedBySupport: true }, 'support sees why the user is blocked');
+  t.match(found.body.items[0], { status: 'BLOCKED', blockedBySuspension: true, blockedBySupport: false }, 'support sees why the user is blocked');
 
   const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
   t.equal(reinstated.status, 200);
