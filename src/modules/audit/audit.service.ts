@@ -120,6 +120,19 @@ export function auditInsertSql(
       ${p.add(clock.now(), 'timestamptz')}${options.from ? ` FROM ${options.from}` : ''}`;
 }
 
+/** Rows per statement in recordManyAudits (PostgreSQL takes at most 65,535 parameters in one). */
+const AUDIT_ROWS_PER_STATEMENT = 500;
+
+/**
+ * Writes any number of audit rows in the caller's transaction, in statements of at most
+ * AUDIT_ROWS_PER_STATEMENT rows (a block of a whole organisation, the end of many sessions).
+ */
+export async function recordManyAudits(tx: Tx, clock: Clock, inputs: readonly AuditInput[]): Promise<void> {
+  for (let from = 0; from < inputs.length; from += AUDIT_ROWS_PER_STATEMENT) {
+    await recordAudits(prismaSql(tx), clock, inputs.slice(from, from + AUDIT_ROWS_PER_STATEMENT));
+  }
+}
+
 /** Writes audit rows in ONE raw SQL statement (e.g. on the pool: its own commit) and announces them. */
 export async function recordAudits(sql: Sql, clock: Clock, inputs: AuditInput[]): Promise<void> {
   const p = new SqlParams();

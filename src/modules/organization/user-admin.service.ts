@@ -3,11 +3,10 @@ import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
-import { recordAudit, recordAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
+import { recordAudit, recordManyAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
-import { prismaSql } from '../../db/sql.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { blockedContact, contactText, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
@@ -248,9 +247,6 @@ export async function blockUserInTx(
   return (await blockUsersInTx(tx, ctx, [target], origin, details)).get(target.id)!;
 }
 
-/** Audit rows per statement when many users change at once (PostgreSQL takes at most 65,535 parameters). */
-const AUDIT_ROWS_PER_STATEMENT = 500;
-
 /**
  * blockUserInTx for many users at once, in a handful of statements whatever their number (an
  * organisation's suspension: `bySuspension`, which marks them so that its reinstatement unblocks
@@ -265,7 +261,9 @@ export async function blockUsersInTx(
   options: { bySuspension?: boolean } = {},
 ): Promise<Map<string, { sessionsRevoked: number; linksWithdrawn: WithdrawnLink[] }>> {
   const ids = targets.map((t) => t.id);
-  await tx.user.updateMany({ where: { id: { in: ids } }, data: {
+  await tx.user.updateMany({
+    where: { id: { in: ids } },
+    data: {
       status: 'BLOCKED',
       blockedAt: ctx.clock.now(),
       blockedBySuspension: options.bySuspension ?? false,
@@ -273,12 +271,14 @@ export async function blockUsersInTx(
       blockedBySupport: origin.by === 'support' && !options.bySuspension,
     },
   });
-  const sessions = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');
+  const ended = await revokeSessionsOf(tx, ctx.clock, ids, 'user_blocked');
   // Links they sent to others first: among many targets (a suspension) a link one sent another is
   // withdrawn and audited as such, not merely voided as the holder's own.
   const withdrawn = await withdrawFlowsRequestedByAll(tx, ctx.clock, ids);
   await voidFlows(tx, ids, [...ALL_FLOWS]);
-  const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessions.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
+  const sessionsRevoked = new Map<string, number>();
+  for (const { userId } of ended) sessionsRevoked.set(userId, (sessionsRevoked.get(userId) ?? 0) + 1);
+  const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessionsRevoked.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
   if (!options.bySuspension) {
     for (const target of targets) {
@@ -300,9 +300,7 @@ export async function blockUsersInTx(
       details: { by: origin.by, sessionsRevoked, linksWithdrawn: auditedLinks(linksWithdrawn), ...details },
     };
   });
-  for (let from = 0; from < audits.length; from += AUDIT_ROWS_PER_STATEMENT) {
-    await recordAudits(prismaSql(tx), ctx.clock, audits.slice(from, from + AUDIT_ROWS_PER_STATEMENT));
-  }
+  await recordManyAudits(tx, ctx.clock, audits);
   return results;
 }
 

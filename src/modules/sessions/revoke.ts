@@ -18,24 +18,25 @@ export async function revokeUserSessions(
   reason: string,
   options: { exceptSessionId?: string } = {},
 ): Promise<number> {
-  return (await revokeSessionsOf(tx, clock, [userId], reason, options)).get(userId) ?? 0;
+  return (await revokeSessionsOf(tx, clock, [userId], reason, options)).length;
 }
 
-/** revokeUserSessions for several users in one statement: how many live sessions each had (absent: none). */
+/**
+ * revokeUserSessions for several users in one statement; returns the sessions that were live (the
+ * ones audited as ended), by user and session id.
+ */
 export async function revokeSessionsOf(
   tx: Tx,
   clock: Clock,
   userIds: readonly string[],
   reason: string,
   options: { exceptSessionId?: string } = {},
-): Promise<Map<string, number>> {
-  const rows = await prismaSql(tx)<{ user_id: string; live: boolean }>(
+): Promise<{ userId: string; sessionId: string }[]> {
+  const rows = await prismaSql(tx)<{ user_id: string; id: string; live: boolean }>(
     `UPDATE sessions SET revoked_at = $1::timestamptz, revoked_reason = $2
       WHERE user_id = ANY($3::uuid[]) AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)
-      RETURNING user_id::text, (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
+      RETURNING user_id::text, id::text, (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
     [clock.now(), reason, userIds, options.exceptSessionId ?? null],
   );
-  const live = new Map<string, number>();
-  for (const row of rows) if (row.live) live.set(row.user_id, (live.get(row.user_id) ?? 0) + 1);
-  return live;
+  return rows.filter((row) => row.live).map((row) => ({ userId: row.user_id, sessionId: row.id }));
 }

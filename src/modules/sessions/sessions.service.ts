@@ -6,10 +6,11 @@ import { commonErrors } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import type { Session, User } from '../../generated/prisma/client.js';
-import { announceAudit, auditInsertSql, recordAudit, recordAudits, type RequestMeta } from '../audit/audit.service.js';
+import { announceAudit, auditInsertSql, recordAudit, recordManyAudits, type RequestMeta } from '../audit/audit.service.js';
 import { computeRequiredActions } from '../me/required-actions.js';
 import { signAccessToken, verifyAccessToken } from './access-token.js';
 import type { ActiveSigningKey } from './signing-keys.js';
+import { revokeSessionsOf } from './revoke.js';
 import { findLiveSession } from './session-lookup.js';
 import { sessionErrors } from './sessions.errors.js';
 import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js';
@@ -277,43 +278,30 @@ export async function endSession(
   });
 }
 
-const AUDIT_ROWS_PER_STATEMENT = 500;
-
 /**
  * Signs the user out of every other device (DELETE /v1/me/sessions): each live session but the
  * current one ends, as DELETE /v1/me/sessions/{id} would end it, with one `session.revoked` audit
- * row each. Returns how many ended.
+ * row each (expired ones are marked too, as revokeUserSessions does, but not counted). Returns how
+ * many ended.
  */
 export async function endOtherSessions(
   ctx: AppContext,
   input: { userId: string; currentSessionId: string; organizationId: string | null; meta: RequestMeta },
 ): Promise<number> {
   return ctx.db.$transaction(async (tx) => {
-    const now = ctx.clock.now();
-    // Expired ones are marked too (an instance whose clock is behind could still refresh one), but
-    // only the live ones count and are audited.
-    const marked = await prismaSql(tx)<{ id: string; live: boolean }>(
-      `UPDATE sessions SET revoked_at = $1::timestamptz, revoked_reason = 'user_revoked'
-        WHERE user_id = $2::uuid AND id <> $3::uuid AND revoked_at IS NULL
-        RETURNING id, (expires_at > $1::timestamptz AND idle_expires_at > $1::timestamptz) AS live`,
-      [now, input.userId, input.currentSessionId],
+    const ended = await revokeSessionsOf(tx, ctx.clock, [input.userId], 'user_revoked', { exceptSessionId: input.currentSessionId });
+    await recordManyAudits(
+      tx,
+      ctx.clock,
+      ended.map(({ sessionId }) => ({
+        type: 'session.revoked' as const,
+        actorUserId: input.userId,
+        subjectUserId: input.userId,
+        organizationId: input.organizationId,
+        meta: input.meta,
+        details: { sessionId, reason: 'user_revoked', via: 'all_others' },
+      })),
     );
-    const ended = marked.filter((row) => row.live);
-    // In statements of at most AUDIT_ROWS_PER_STATEMENT rows (PostgreSQL takes at most 65,535 parameters in one).
-    for (let from = 0; from < ended.length; from += AUDIT_ROWS_PER_STATEMENT) {
-      await recordAudits(
-        prismaSql(tx),
-        ctx.clock,
-        ended.slice(from, from + AUDIT_ROWS_PER_STATEMENT).map(({ id }) => ({
-          type: 'session.revoked' as const,
-          actorUserId: input.userId,
-          subjectUserId: input.userId,
-          organizationId: input.organizationId,
-          meta: input.meta,
-          details: { sessionId: id, reason: 'user_revoked', via: 'all_others' },
-        })),
-      );
-    }
     return ended.length;
   });
 }
