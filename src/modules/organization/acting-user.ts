@@ -24,6 +24,8 @@ export async function loadActingUser(tx: Tx, actor: Pick<Actor, 'userId'>): Prom
 export type TargetUser = UserTarget & {
   blockedBySuspension: boolean;
   blockedBySupport: boolean;
+  passwordLockedUntil: Date | null;
+  mfaLockedUntil: Date | null;
   email: string;
   name: string;
   passwordHash: string | null;
@@ -37,6 +39,8 @@ const targetSelect = {
   status: true,
   blockedBySuspension: true,
   blockedBySupport: true,
+  passwordLockedUntil: true,
+  mfaLockedUntil: true,
   email: true,
   name: true,
   passwordHash: true,

@@ -9,16 +9,16 @@ export const UNLOCK_SUMMARY =
  * An administrator (own organisation) or support lifts a running sign-in lock of a user who called
  * ("I cannot sign in"): the password lock, the code-entry lock, or both, with their counts of
  * failures in a row. The number of locks so far stays (the user's next sign-in resets it, as
- * always), so the next lock of someone still guessing lasts twice as long as the last one did. 409 not_locked when neither is running. Audited as
- * `user.unlocked` with which locks were lifted; the user can sign in at once.
+ * always), so the next lock of someone still guessing lasts twice as long as the last one did.
+ * 409 not_locked when neither is running. Audited as `user.unlocked` with which locks were
+ * lifted; the user can sign in at once.
  */
 export async function unlockUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     const now = ctx.clock.now();
-    const locks = await tx.user.findUniqueOrThrow({ where: { id: target.id }, select: { passwordLockedUntil: true, mfaLockedUntil: true } });
-    const password = locks.passwordLockedUntil !== null && locks.passwordLockedUntil > now;
-    const code = locks.mfaLockedUntil !== null && locks.mfaLockedUntil > now;
+    const password = target.passwordLockedUntil !== null && target.passwordLockedUntil > now;
+    const code = target.mfaLockedUntil !== null && target.mfaLockedUntil > now;
     authorize(acting, 'user.unlock', target, { locked: password || code });
     await tx.user.update({
       where: { id: target.id },
@@ -28,8 +28,8 @@ export async function unlockUser(ctx: AdminCtx, call: AdminCall, userId: string)
       },
     });
     await auditChange(tx, ctx, 'user.unlocked', target, originOf(acting, call), {
-      password: password ? { until: locks.passwordLockedUntil!.toISOString() } : null,
-      code: code ? { until: locks.mfaLockedUntil!.toISOString() } : null,
+      password: password ? { until: target.passwordLockedUntil!.toISOString() } : null,
+      code: code ? { until: target.mfaLockedUntil!.toISOString() } : null,
     });
     return reloadManagedUser(tx, target.id);
   });
