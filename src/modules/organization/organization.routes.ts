@@ -92,8 +92,18 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
   userCorrectionRoutes(app, {
     base: '/v1/organization/users',
     tags,
-    permissions: { rename: 'organization:users:rename', withdraw: 'organization:users:invite', readSessions: 'organization:users:read', signOut: 'organization:users:sign-out' },
-    operationIds: { rename: 'renameOrganizationUser', withdraw: 'withdrawOrganizationUserInvitation', listSessions: 'listOrganizationUserSessions', signOut: 'signOutOrganizationUser' },
+    permissions: {
+      rename: 'organization:users:rename',
+      withdraw: 'organization:users:invite',
+      readSessions: 'organization:users:read',
+      signOut: 'organization:users:sign-out',
+    },
+    operationIds: {
+      rename: 'renameOrganizationUser',
+      withdraw: 'withdrawOrganizationUserInvitation',
+      listSessions: 'listOrganizationUserSessions',
+      signOut: 'signOutOrganizationUser',
+    },
     refusals: (action) => adminErrors(action),
   });
 

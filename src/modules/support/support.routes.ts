@@ -200,8 +200,18 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
   userCorrectionRoutes(app, {
     base: '/v1/support/users',
     tags,
-    permissions: { rename: 'support:users:rename', withdraw: 'support:users:withdraw-invitation', readSessions: 'support:users:read', signOut: 'support:users:sign-out' },
-    operationIds: { rename: 'supportRenameUser', withdraw: 'supportWithdrawInvitation', listSessions: 'supportListUserSessions', signOut: 'supportSignOutUser' },
+    permissions: {
+      rename: 'support:users:rename',
+      withdraw: 'support:users:withdraw-invitation',
+      readSessions: 'support:users:read',
+      signOut: 'support:users:sign-out',
+    },
+    operationIds: {
+      rename: 'supportRenameUser',
+      withdraw: 'supportWithdrawInvitation',
+      listSessions: 'supportListUserSessions',
+      signOut: 'supportSignOutUser',
+    },
     refusals: (action) => supportErrors(action),
   });
 

@@ -198,14 +198,13 @@ export async function updateOrganization(
         changes.customerNumber = { from: before.customerNumber, to: input.customerNumber };
       }
       if (input.name !== undefined && input.name !== before.name) changes.name = { from: before.name, to: input.name };
-      const after = Object.keys(changes).length
-        ? await tx.organization.update({
-            where: { id: organizationId },
-            data: { customerNumber: changes.customerNumber?.to, name: changes.name?.to },
-            select: organizationSelect,
-          })
-        : before;
+      let after = before;
       if (Object.keys(changes).length) {
+        after = await tx.organization.update({
+          where: { id: organizationId },
+          data: { customerNumber: changes.customerNumber?.to, name: changes.name?.to },
+          select: organizationSelect,
+        });
         await recordAudit(tx, ctx.clock, { type: 'organization.updated', actorUserId: acting.userId, organizationId, meta: call.meta, details: changes });
       }
       const [summary] = await summaries(tx, [after]);
