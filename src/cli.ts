@@ -27,6 +27,7 @@ import {
 import { cliOrigin, OperatorReasonSchema, type CliOrigin } from './modules/support/cli-origin.js';
 import { CustomerNumberSchema } from './modules/support/support.schemas.js';
 import { EmailSchema, PersonNameSchema } from './modules/organization/organization.schemas.js';
+import { LanguageSchema } from './lib/languages.js';
 
 /**
  * Operator commands: `npm run cli -- <command> [options]`.
@@ -117,13 +118,14 @@ const commands: Record<string, Command> = {
   },
   'create-support-user': {
     summary: 'create a SUPPORT user (invited) and print the activation link to stdout',
-    usage: 'create-support-user --email <e-mail> --name <full name> [--reason <text>]',
+    usage: 'create-support-user --email <e-mail> --name <full name> [--language en|de] [--reason <text>]',
     async run(args) {
-      const origin = operatorChange(args, ['email', 'name']);
+      const origin = operatorChange(args, ['email', 'name', 'language']);
       const email = option(args, 'email', EmailSchema);
       const name = option(args, 'name', PersonNameSchema);
+      const language = optionalOption(args, 'language', LanguageSchema);
       return withDatabase(async (ctx) => {
-        const created = await createSupportUser(ctx, { email, name }, origin);
+        const created = await createSupportUser(ctx, { email, name, language }, origin);
         process.stderr.write(`created SUPPORT user ${email} (${created.userId}); the link is valid until ${created.expiresAt.toISOString()} and was also mailed\n`);
         process.stdout.write(`${created.activationLink}\n`);
       });
@@ -204,12 +206,14 @@ const commands: Record<string, Command> = {
   },
   'create-organization': {
     summary: 'create an organisation with its first administrator (invited); print the activation link to stdout',
-    usage: 'create-organization --customer-number <no> --name <name> --admin-email <e-mail> --admin-name <full name> [--reason <text>]',
+    usage:
+      'create-organization --customer-number <no> --name <name> --admin-email <e-mail> --admin-name <full name> [--language en|de] [--reason <text>]',
     async run(args) {
-      const origin = operatorChange(args, ['customer-number', 'name', 'admin-email', 'admin-name']);
+      const origin = operatorChange(args, ['customer-number', 'name', 'admin-email', 'admin-name', 'language']);
       const input = {
         customerNumber: option(args, 'customer-number', CustomerNumberSchema),
         name: option(args, 'name', PersonNameSchema),
+        language: optionalOption(args, 'language', LanguageSchema),
         administrator: { email: option(args, 'admin-email', EmailSchema), name: option(args, 'admin-name', PersonNameSchema) },
       };
       return withDatabase(async (ctx) => {

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { parse as parseConnectionString } from 'pg-connection-string';
+import { LANGUAGES, type Language } from './lib/languages.js';
 import { commonPasswords } from './lib/password-policy.js';
 import { parseKeyring } from './lib/secret-box.js';
 
@@ -132,6 +133,12 @@ export const TERMS_VERSION_MAX_LENGTH = 64;
  */
 export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 
+const DEFAULT_SUPPORT_CONTACT = 'the e-business team (ebusiness@webshop.localhost)';
+
+/** German mails name support as SUPPORT_CONTACT says, except the English default's German twin. */
+const defaultGermanContact = (contact: string): string =>
+  contact === DEFAULT_SUPPORT_CONTACT ? 'das E-Business-Team (ebusiness@webshop.localhost)' : contact;
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -152,7 +159,10 @@ const envSchema = z.object({
     .refine((u) => !u.includes('?') && !u.includes('#'), 'must not have a query or fragment (links are built by appending /activate?token=…)')
     .default('http://localhost:5173'),
   SHOP_NAME: z.string().min(1).default('Webshop'),
-  SUPPORT_CONTACT: z.string().min(1).default('the e-business team (ebusiness@webshop.localhost)'),
+  SUPPORT_CONTACT: z.string().min(1).default(DEFAULT_SUPPORT_CONTACT),
+  // How German mails name support; unset: SUPPORT_CONTACT (then best written without English words).
+  SUPPORT_CONTACT_DE: z.string().min(1).optional(),
+  DEFAULT_LANGUAGE: z.enum(LANGUAGES).default('en'),
   TOTP_ISSUER: z.string().min(1).optional(),
   TERMS_VERSION: z
     .string()
@@ -223,6 +233,10 @@ export type Config = Readonly<{
   appBaseUrl: string;
   shopName: string;
   supportContact: string;
+  /** How the mails of each language name support (SUPPORT_CONTACT, SUPPORT_CONTACT_DE). */
+  supportContactIn: Readonly<Record<Language, string>>;
+  /** The language of the mails of users (and organisations) without one of their own. */
+  defaultLanguage: Language;
   totpIssuer: string;
   termsVersion: string;
   corsOrigins: readonly string[];
@@ -325,6 +339,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     appBaseUrl: e.APP_BASE_URL.replace(/\/+$/, ''),
     shopName: e.SHOP_NAME,
     supportContact: e.SUPPORT_CONTACT,
+    supportContactIn: Object.freeze({ en: e.SUPPORT_CONTACT, de: e.SUPPORT_CONTACT_DE ?? defaultGermanContact(e.SUPPORT_CONTACT) }),
+    defaultLanguage: e.DEFAULT_LANGUAGE,
     totpIssuer: e.TOTP_ISSUER ?? e.SHOP_NAME,
     termsVersion: e.TERMS_VERSION,
     corsOrigins: Object.freeze(e.CORS_ORIGINS ?? (e.NODE_ENV === 'development' ? [new URL(e.APP_BASE_URL).origin] : [])),

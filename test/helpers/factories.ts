@@ -4,6 +4,7 @@ import type { AppContext } from '../../src/context.js';
 import type { Db } from '../../src/db/client.js';
 import type { Organization, User } from '../../src/generated/prisma/client.js';
 import type { Role, UserStatus } from '../../src/generated/prisma/enums.js';
+import type { Language } from '../../src/lib/languages.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '../../src/lib/recovery-codes.js';
 import { generateTotpSecret, timeStep, totpCode } from '../../src/lib/totp.js';
 import { sealTotpSecret } from '../../src/modules/mfa/totp-secret.js';
@@ -44,6 +45,8 @@ export type CreateUserOptions = {
   /** Save preferences once (clears the set_preferences required action). Default false. */
   preferencesSet?: boolean;
   newsletterOptIn?: boolean;
+  /** The language of the user's mails; default null (the configured DEFAULT_LANGUAGE). */
+  language?: Language | null;
 };
 
 export type CreatedUser = { user: User; password: string | null; totpSecret?: string; recoveryCodes?: string[] };
@@ -78,6 +81,7 @@ export async function createUser(db: Db, ctxOrApp: FactoryCtx | FastifyInstance,
       termsVersion,
       termsAcceptedAt: termsVersion ? now : null,
       newsletterOptIn: options.newsletterOptIn ?? false,
+      language: options.language ?? null,
       preferencesUpdatedAt: options.preferencesSet ? now : null,
       createdAt: now,
     },

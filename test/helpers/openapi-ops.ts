@@ -109,6 +109,13 @@ export function branches(doc: OpenApiDoc, schema: JsonSchema): JsonSchema[] {
   return alts ? alts.flatMap((a) => branches(doc, a)) : [s];
 }
 
+/** Whether null is a valid value of the schema (`type: [..., 'null']`, or an alternative that is). */
+export function allowsNull(doc: OpenApiDoc, schema: JsonSchema): boolean {
+  const s = deref(doc, schema);
+  if (s.type === 'null' || (Array.isArray(s.type) && s.type.includes('null'))) return true;
+  return (s.anyOf ?? s.oneOf ?? []).some((alt) => allowsNull(doc, alt));
+}
+
 export function typeOf(doc: OpenApiDoc, schema: JsonSchema): string {
   const s = deref(doc, schema);
   if (s.enum) return typeof s.enum[0] === 'string' ? 'string' : typeof s.enum[0];

@@ -75,6 +75,8 @@ t.test('a bad value stops the start with a message naming the variable', async (
     // Found by session 17's terms review: POST /v1/me/terms takes at most 64 characters back, so every user was stuck at accept_terms.
     [{ TERMS_VERSION: '2026-03 Allgemeine Geschäftsbedingungen Webshop (Fassung vom 1. März 2026)' }, /TERMS_VERSION/],
     [{ TERMS_VERSION: 'v'.repeat(65) }, /TERMS_VERSION/],
+    [{ DEFAULT_LANGUAGE: 'fr' }, /DEFAULT_LANGUAGE/],
+    [{ DEFAULT_LANGUAGE: 'DE' }, /DEFAULT_LANGUAGE/],
     [{ TERMS_VERSION: ' 2026-01' }, /TERMS_VERSION: printable ASCII/],
   ];
   for (const [env, pattern] of cases) {
@@ -245,4 +247,16 @@ t.test('hashes at once by default: cores + 1 while the libuv pool keeps a thread
   t.equal(defaultHashConcurrency(4, 4), 4, 'the pool is the limit: not more than before, not fewer than the cores');
   t.equal(defaultHashConcurrency(8, 10), 9);
   t.equal(loadConfig({ NODE_ENV: 'test', HASH_MAX_CONCURRENT: '5' }).hashQueue.maxConcurrent, 5, 'an explicit value wins');
+});
+
+t.test('the language of mails: DEFAULT_LANGUAGE, and how each language names support', async (t) => {
+  const defaults = loadConfig({});
+  t.equal(defaults.defaultLanguage, 'en');
+  t.same(defaults.supportContactIn, { en: 'the e-business team (ebusiness@webshop.localhost)', de: 'das E-Business-Team (ebusiness@webshop.localhost)' }, "the default's German twin");
+  t.equal(loadConfig({ DEFAULT_LANGUAGE: 'de' }).defaultLanguage, 'de');
+  t.same(loadConfig({ SUPPORT_CONTACT: 'ebusiness@shop.example' }).supportContactIn, { en: 'ebusiness@shop.example', de: 'ebusiness@shop.example' }, 'a configured contact serves both');
+  t.same(
+    loadConfig({ SUPPORT_CONTACT: 'our e-business team', SUPPORT_CONTACT_DE: 'unser E-Business-Team' }).supportContactIn,
+    { en: 'our e-business team', de: 'unser E-Business-Team' },
+  );
 });

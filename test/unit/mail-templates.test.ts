@@ -1,4 +1,5 @@
 import t from 'tap';
+import { LANGUAGES, type Language } from '../../src/lib/languages.js';
 import { MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
 import { buildLink } from '../../src/modules/mail/mail.service.js';
 
@@ -11,7 +12,7 @@ const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
   activation: { name: evil, link, expiresAt, organizationName: evil, username: evil, by: 'admin' },
   password_reset: { name: evil, link, expiresAt },
   password_changed: { name: evil },
-  account_blocked: { name: evil, contact: evil },
+  account_blocked: { name: evil, administrators: [{ name: evil, email: 'admin@example.test' }] },
   account_unblocked: { name: evil },
   mfa_enrolled: { name: evil },
   mfa_removed: { name: evil, by: 'admin', actorName: evil },
@@ -23,36 +24,40 @@ const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
   recovery_codes_regenerated: { name: evil },
 };
 
+const greeting: Record<Language, string> = { en: 'Hello', de: 'Guten Tag' };
+const date: Record<Language, string> = { en: '2 January 2026 at 03:04 UTC', de: '2. Januar 2026 um 03:04 UTC' };
+
 t.test('every template renders a subject, a text and an HTML part in every language, escaping all data', async (t) => {
-  for (const locale of Object.keys(MAIL_LOCALES) as (keyof typeof MAIL_LOCALES)[]) {
+  t.same(Object.keys(MAIL_LOCALES).sort(), [...LANGUAGES].sort(), 'a catalogue for each language');
+  for (const locale of LANGUAGES) {
     for (const name of MAIL_TEMPLATE_NAMES) {
       const mail = renderMail(name, samples[name] as never, env, locale);
       t.ok(mail.subject.startsWith('ALSO Webshop: '), `${locale}/${name} subject`);
       t.notMatch(mail.subject, /[\r\n]/);
-      t.match(mail.text, `Hello ${evil},`, `${locale}/${name} text is plain`);
+      t.match(mail.text, `${greeting[locale]} ${evil},`, `${locale}/${name} text is plain`);
       t.notMatch(mail.html, '<img', `${locale}/${name} html escapes data`);
       t.match(mail.html, 'Eve &quot;&lt;img src=x onerror=alert(1)&gt;&quot; &amp; Co');
       if ('link' in samples[name]) {
         t.match(mail.text, link);
         t.match(mail.html, 'href="https://shop.example.test/x?token=abc&amp;y=1"');
-        t.match(mail.text, '2 January 2026 at 03:04 UTC');
+        t.match(mail.text, date[locale]);
       }
     }
   }
 });
 
 t.test('a subject stays one line whatever the data holds', async (t) => {
-  const mail = renderMail('password_changed', { name: 'x\r\nBcc: victim@example.test' }, { ...env, shopName: 'Shop\r\nX-Evil: 1' });
+  const mail = renderMail('password_changed', { name: 'x\r\nBcc: victim@example.test' }, { ...env, shopName: 'Shop\r\nX-Evil: 1' }, 'en');
   t.notMatch(mail.subject, /[\r\n]/);
 });
 
 t.test('mfa_removed and mfa_reset_done say who removed it', async (t) => {
-  t.match(renderMail('mfa_removed', { name: 'A', by: 'self' }, env).text, 'You removed');
-  t.match(renderMail('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, env).text, "administrator Bob Admin reset");
-  t.match(renderMail('mfa_removed', { name: 'A', by: 'support' }, env).text, 'support team reset');
-  t.match(renderMail('mfa_removed', { name: 'A', by: 'cli' }, env).text, 'The ALSO Webshop operations team reset');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'self' }, env, 'en').text, 'You removed');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, env, 'en').text, "administrator Bob Admin reset");
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'support' }, env, 'en').text, 'support team reset');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'cli' }, env, 'en').text, 'The ALSO Webshop operations team reset');
   // The support-verified reset (the only sender of mfa_reset_done) names the support team too.
-  t.match(renderMail('mfa_reset_done', { name: 'A' }, env).text, 'the ALSO Webshop support team reset the 2-step login of your account at your request');
+  t.match(renderMail('mfa_reset_done', { name: 'A' }, env, 'en').text, 'the ALSO Webshop support team reset the 2-step login of your account at your request');
 });
 
 t.test('buildLink uses only the configured base URL', async (t) => {

@@ -40,6 +40,7 @@ export async function reauthenticate(
       id: true,
       email: true,
       name: true,
+      language: true,
       status: true,
       organizationId: true,
       passwordHash: true,

@@ -10,13 +10,13 @@ import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from '../login/challenge.js';
-import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
+import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
 
 /** Activation links live 7 days (security.md item 14). */
 export const ACTIVATION_TTL_SECONDS = 7 * 24 * 3600;
 
-export type ActivationUser = { id: string; email: string; name: string };
+export type ActivationUser = MailRecipient & { id: string; name: string };
 
 /**
  * Issues a new activation link for an invited user (voiding any older one) and queues the mail in
@@ -37,7 +37,7 @@ export async function sendActivation(
   });
   const link = buildLink(ctx.config, LINK_PATHS.activation, token);
   await enqueueMail(tx, ctx, {
-    to: input.user.email,
+    to: input.user,
     template: 'activation',
     data: {
       name: input.user.name,

@@ -93,7 +93,7 @@ export async function requestEmailChange(
       data: { from: user.email, to: input.email } satisfies ChangeData,
     });
     await enqueueMail(tx, ctx, {
-      to: input.email,
+      to: { email: input.email, language: user.language },
       template: 'email_change_confirm',
       data: { name: user.name, link: buildLink(ctx.config, LINK_PATHS.emailChangeConfirm, token), expiresAt: flow.expiresAt, newEmail: input.email },
     });
@@ -124,7 +124,7 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
       await lockUserRow(tx, flow.userId);
       await consumeFlow(tx, ctx.clock, flow);
       const change = changeData(flow.data);
-      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
+      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
       if (!user || !change) throw flowErrors.link_invalid();
       // Only an active account (a block racing the click), and only the change from the address it
       // had when the change was asked for.
@@ -134,7 +134,7 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
       await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
       // Links in the old mailbox stop working.
       await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
-      await enqueueMail(tx, ctx, { to: change.from, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
+      await enqueueMail(tx, ctx, { to: { email: change.from, language: user.language }, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
       await recordAudit(tx, ctx.clock, {
         type: 'user.email_changed',
         actorUserId: user.id,

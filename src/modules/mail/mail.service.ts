@@ -3,7 +3,8 @@ import type { Config } from '../../config.js';
 import type { Tx } from '../../db/client.js';
 import { newId } from '../../db/sql.js';
 import { sealMailBody } from './mail-body.js';
-import { renderMail, type MailLocale, type MailTemplateData, type MailTemplateName } from './mail.templates.js';
+import type { Language } from '../../lib/languages.js';
+import { renderMail, type MailTemplateData, type MailTemplateName, type RenderedMail } from './mail.templates.js';
 
 export type { MailTemplateData, MailTemplateName } from './mail.templates.js';
 
@@ -25,12 +26,25 @@ export function buildLink(config: Pick<Config, 'appBaseUrl'>, path: string, toke
   return `${base}${p}?token=${encodeURIComponent(token)}`;
 }
 
+/** Whom a mail goes to, and in which language (null: the deployment's DEFAULT_LANGUAGE). */
+export type MailRecipient = { email: string; language: Language | null };
+
 export type EnqueueMailInput<K extends MailTemplateName> = {
-  to: string;
+  to: MailRecipient;
   template: K;
   data: MailTemplateData[K];
-  locale?: MailLocale;
 };
+
+/** A mail as `to` reads it: in their language (else DEFAULT_LANGUAGE), naming support as that language does. */
+export function renderMailFor<K extends MailTemplateName>(
+  config: Pick<Config, 'shopName' | 'supportContactIn' | 'defaultLanguage'>,
+  to: MailRecipient,
+  template: K,
+  data: MailTemplateData[K],
+): RenderedMail {
+  const language = to.language ?? config.defaultLanguage;
+  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language] }, language);
+}
 
 /**
  * Writes a mail to the outbox in the caller's transaction: it is sent (by the delivery worker)
@@ -46,13 +60,13 @@ export async function enqueueMail<K extends MailTemplateName>(
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: EnqueueMailInput<K>,
 ): Promise<{ id: string }> {
-  const rendered = renderMail(input.template, input.data, ctx.config, input.locale);
+  const rendered = renderMailFor(ctx.config, input.to, input.template, input.data);
   const now = ctx.clock.now();
   const id = newId();
   const row = await tx.mailOutbox.create({
     data: {
       id,
-      toAddress: input.to,
+      toAddress: input.to.email,
       template: input.template,
       subject: rendered.subject,
       ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html }),

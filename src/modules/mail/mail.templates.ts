@@ -1,3 +1,5 @@
+import type { Language } from '../../lib/languages.js';
+import { de } from './locales/de.js';
 import { en } from './locales/en.js';
 
 /**
@@ -20,8 +22,11 @@ export type MailTemplateData = {
   /** Forgotten password: set a new one with the link (30 min). */
   password_reset: { name: string; link: string; expiresAt: Date };
   password_changed: { name: string };
-  /** `contact`: whom to ask (support and/or the organisation's administrators), as display text. */
-  account_blocked: { name: string; contact: string };
+  /**
+   * `administrators`: the organisation's active administrators to ask (none for support staff and
+   * for an organisation without another one); the mail names support (MailEnvironment) too.
+   */
+  account_blocked: { name: string; administrators: { name: string; email: string }[] };
   account_unblocked: { name: string };
   mfa_enrolled: { name: string };
   /** `by: 'cli'`: the service's operators (support staff accounts are theirs to manage). */
@@ -75,9 +80,8 @@ export type MailCatalogue = {
   [K in MailTemplateName]: (data: MailTemplateData[K], env: MailEnvironment) => MailContent;
 };
 
-export const MAIL_LOCALES = { en } satisfies Record<string, MailCatalogue>;
-export type MailLocale = keyof typeof MAIL_LOCALES;
-export const DEFAULT_MAIL_LOCALE: MailLocale = 'en';
+/** One catalogue per language the service offers (src/lib/languages.ts). */
+export const MAIL_LOCALES: Readonly<Record<Language, MailCatalogue>> = { en, de };
 
 export type RenderedMail = { subject: string; text: string; html: string };
 
@@ -121,7 +125,7 @@ export function renderMail<K extends MailTemplateName>(
   template: K,
   data: MailTemplateData[K],
   env: MailEnvironment,
-  locale: MailLocale = DEFAULT_MAIL_LOCALE,
+  locale: Language,
 ): RenderedMail {
   const build = MAIL_LOCALES[locale][template] as (d: MailTemplateData[K], e: MailEnvironment) => MailContent;
   const content = build(data, env);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Role } from '../../generated/prisma/enums.js';
+import type { Language } from '../../lib/languages.js';
 
 /**
  * What GET /v1/me shows of the user, in one statement: the user row, the organisation, the ACTIVE
@@ -16,6 +17,7 @@ export type MeRow = {
   termsVersion: string | null;
   termsAcceptedAt: Date | null;
   newsletterOptIn: boolean;
+  language: Language | null;
   preferencesUpdatedAt: Date | null;
   lastLoginAt: Date | null;
   organization: { id: string; name: string; customerNumber: string } | null;
@@ -26,7 +28,7 @@ export type MeRow = {
 };
 
 const SQL = `
-SELECT u.id, u.email, u.name, u.roles::text[] AS roles, u.terms_version, u.terms_accepted_at, u.newsletter_opt_in,
+SELECT u.id, u.email, u.name, u.roles::text[] AS roles, u.terms_version, u.terms_accepted_at, u.newsletter_opt_in, u.language,
        u.preferences_updated_at, u.last_login_at,
        o.id AS organization_id, o.name AS organization_name, o.customer_number,
        t.id AS factor_id, COALESCE(t.activated_at, t.created_at) AS factor_since,
@@ -44,6 +46,7 @@ type Row = {
   terms_version: string | null;
   terms_accepted_at: Date | null;
   newsletter_opt_in: boolean;
+  language: Language | null;
   preferences_updated_at: Date | null;
   last_login_at: Date | null;
   organization_id: string | null;
@@ -67,6 +70,7 @@ export async function loadMe(pool: pg.Pool, userId: string): Promise<MeRow | nul
     termsVersion: row.terms_version,
     termsAcceptedAt: row.terms_accepted_at,
     newsletterOptIn: row.newsletter_opt_in,
+    language: row.language,
     preferencesUpdatedAt: row.preferences_updated_at,
     lastLoginAt: row.last_login_at,
     organization:

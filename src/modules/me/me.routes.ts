@@ -79,8 +79,9 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'updatePreferences',
         tags: ['me'],
-        summary: 'Set my preferences (newsletter opt-in, off by default)',
-        description: 'Saving once (even unchanged) clears the `set_preferences` required action. Answers the updated profile.',
+        summary: 'Set my preferences (newsletter opt-in, off by default; the language of my mails)',
+        description:
+          'Send the preferences to change; the others stay. Saving once (even unchanged) clears the `set_preferences` required action. Answers the updated profile.',
         body: PreferencesRequestSchema,
         response: { 200: MeSchema },
       },

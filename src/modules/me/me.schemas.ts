@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TERMS_VERSION_MAX_LENGTH } from '../../config.js';
+import { LanguageSchema } from '../../lib/languages.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
 import { RequiredActionsSchema } from './required-actions.js';
 
@@ -26,6 +27,8 @@ export const MeSchema = z
     }),
     preferences: z.object({
       newsletterOptIn: z.boolean(),
+      language: LanguageSchema.describe('The language of my mails (and a hint for the frontend): my choice, else the service default'),
+      languageChosen: z.boolean().describe('false: `language` is the service default, not my choice'),
       updatedAt: z.iso.datetime().nullable().describe('null until the user saved preferences once'),
     }),
     lastLoginAt: z.iso.datetime().nullable(),
@@ -41,9 +44,13 @@ export const AcceptTermsRequestSchema = z.strictObject({
   email: z.string().min(1).max(320).describe('The user types their own e-mail address to confirm (case-insensitive)'),
 });
 
-export const PreferencesRequestSchema = z.strictObject({
-  newsletterOptIn: z.boolean(),
-});
+export const PreferencesRequestSchema = z
+  .strictObject({
+    newsletterOptIn: z.boolean().optional(),
+    language: LanguageSchema.optional(),
+  })
+  .meta({ minProperties: 1 })
+  .refine((body) => body.newsletterOptIn !== undefined || body.language !== undefined, 'Set at least one preference');
 
 export const AdministratorsSchema = z
   .object({

@@ -1,6 +1,7 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
+import type { Language } from '../../lib/languages.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { meErrors } from './me.errors.js';
@@ -33,7 +34,12 @@ export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
       acceptedAt: iso(user.termsAcceptedAt),
       accepted: user.termsVersion === termsVersion,
     },
-    preferences: { newsletterOptIn: user.newsletterOptIn, updatedAt: iso(user.preferencesUpdatedAt) },
+    preferences: {
+      newsletterOptIn: user.newsletterOptIn,
+      language: user.language ?? ctx.config.defaultLanguage,
+      languageChosen: user.language !== null,
+      updatedAt: iso(user.preferencesUpdatedAt),
+    },
     lastLoginAt: iso(user.lastLoginAt),
     session: { id: actor.sessionId, amr: actor.amr },
     requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion }),
@@ -84,24 +90,26 @@ export async function acceptTerms(
 export async function updatePreferences(
   ctx: AppContext,
   actor: Actor,
-  input: { newsletterOptIn: boolean },
+  input: { newsletterOptIn?: boolean | undefined; language?: Language | undefined },
   meta: RequestMeta,
 ): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
     // Locked first, so two saves at once audit false → true, then true → true (not both false → true).
     await lockUserRow(tx, actor.userId);
-    const before = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { newsletterOptIn: true } });
-    await tx.user.update({
-      where: { id: actor.userId },
-      data: { newsletterOptIn: input.newsletterOptIn, preferencesUpdatedAt: ctx.clock.now() },
-    });
+    const before = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { newsletterOptIn: true, language: true } });
+    const after = { newsletterOptIn: input.newsletterOptIn ?? before.newsletterOptIn, language: input.language ?? before.language };
+    await tx.user.update({ where: { id: actor.userId }, data: { ...after, preferencesUpdatedAt: ctx.clock.now() } });
     await recordAudit(tx, ctx.clock, {
       type: 'user.preferences_changed',
       actorUserId: actor.userId,
       subjectUserId: actor.userId,
       organizationId: actor.organizationId,
       meta,
-      details: { newsletterOptIn: { from: before.newsletterOptIn, to: input.newsletterOptIn } },
+      // What the user saved (also unchanged values: saving is the user's answer to set_preferences).
+      details: {
+        ...(input.newsletterOptIn !== undefined ? { newsletterOptIn: { from: before.newsletterOptIn, to: after.newsletterOptIn } } : {}),
+        ...(input.language !== undefined ? { language: { from: before.language, to: after.language } } : {}),
+      },
     });
   });
 }

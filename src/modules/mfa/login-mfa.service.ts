@@ -134,7 +134,7 @@ export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta
           details: { remaining: result.remaining },
         });
         await enqueueMail(tx, ctx, {
-          to: user.email,
+          to: user,
           template: 'recovery_code_used',
           data: { name: user.name, remaining: result.remaining },
         });
@@ -217,7 +217,7 @@ export async function verifyLoginEnrollment(
         meta,
         details: { factor: 'totp', amr, enrollment: true },
       });
-      await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_enrolled', data: { name: user.name } });
+      await enqueueMail(tx, ctx, { to: user, template: 'mfa_enrolled', data: { name: user.name } });
       const tokens = await issueSession(ctx, tx, { userId: user.id, amr, meta });
       return { ok: true, value: { ...tokens, recoveryCodes } };
     }),

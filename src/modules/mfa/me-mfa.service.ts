@@ -33,7 +33,7 @@ export async function removeOwnMfa(ctx: AppContext, actor: Actor, password: stri
       meta,
       details: { by: 'self', revokedSessions: result.revokedSessions, removedRecoveryCodes: result.removedRecoveryCodes },
     });
-    await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_removed', data: { name: user.name, by: 'self' } });
+    await enqueueMail(tx, ctx, { to: user, template: 'mfa_removed', data: { name: user.name, by: 'self' } });
   });
 }
 
@@ -75,7 +75,7 @@ export async function verifySelfEnrollment(
       meta,
       details: { factor: 'totp', via: 'self_service' },
     });
-    await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_enrolled', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'mfa_enrolled', data: { name: user.name } });
     return { recoveryCodes };
   });
 }
@@ -99,7 +99,7 @@ export async function regenerateRecoveryCodes(
       meta,
       details: { count: recoveryCodes.length },
     });
-    await enqueueMail(tx, ctx, { to: user.email, template: 'recovery_codes_regenerated', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'recovery_codes_regenerated', data: { name: user.name } });
     return { recoveryCodes };
   });
 }

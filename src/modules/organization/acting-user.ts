@@ -2,6 +2,7 @@ import type { Actor } from '../../access/actor.js';
 import type { PolicyActor, UserTarget } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
+import type { Language } from '../../lib/languages.js';
 import { commonErrors } from '../../errors.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 
@@ -28,6 +29,7 @@ export type TargetUser = UserTarget & {
   mfaLockedUntil: Date | null;
   email: string;
   name: string;
+  language: Language | null;
   passwordHash: string | null;
   organization: { id: string; name: string; suspendedAt: Date | null } | null;
 };
@@ -43,6 +45,7 @@ const targetSelect = {
   mfaLockedUntil: true,
   email: true,
   name: true,
+  language: true,
   passwordHash: true,
   organization: { select: { id: true, name: true, suspendedAt: true } },
 } as const;

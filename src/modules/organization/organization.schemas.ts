@@ -2,6 +2,7 @@ import LinkifyIt from 'linkify-it';
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
+import { LanguageSchema } from '../../lib/languages.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
 
 /**
@@ -26,6 +27,7 @@ export const ManagedUserSchema = z
     status: UserStatusSchema.describe('INVITED until the activation link is used; BLOCKED users cannot sign in'),
     roles: z.array(RoleSchema),
     organizationId: z.uuid().nullable().describe('null for support staff'),
+    language: LanguageSchema.nullable().describe("Of the user's mails; null: the service default"),
     mfa: z.object({
       enrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
       enrolledAt: timestamp.nullable(),
@@ -99,6 +101,7 @@ export const InviteUserBody = z.strictObject({
     .max(2)
     .optional()
     .describe('Default ["USER"]. USER is always included; SUPPORT can never be granted through the API'),
+  language: LanguageSchema.optional().describe("Of the user's mails (the activation mail too); unset: the organisation's, else the service default. The user can change it"),
 });
 
 export const RenameUserBody = z.strictObject({ name: PersonNameSchema });

@@ -3,12 +3,13 @@ import { authorize, policyErrors } from '../../access/policy.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
+import type { Language } from '../../lib/languages.js';
 import { recordAudit, recordManyAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
 import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
-import { blockedContact, contactText, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { blockedContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
@@ -121,7 +122,8 @@ export async function listOrganizationUsers(
   });
 }
 
-export type InviteInput = { email: string; name: string; roles?: readonly Role[] | undefined };
+/** `language`: of the user's mails; unset, the organisation's (if it has one). */
+export type InviteInput = { email: string; name: string; roles?: readonly Role[] | undefined; language?: Language | undefined };
 
 /**
  * Creates an INVITED user and queues the activation mail. The e-mail's global uniqueness is the
@@ -130,7 +132,7 @@ export type InviteInput = { email: string; name: string; roles?: readonly Role[]
 export async function inviteUserInTx(
   tx: Tx,
   ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>,
-  input: InviteInput & { organization: { id: string; name: string }; actorUserId: string | null; meta: RequestMeta; via: ChangeOrigin['by'] },
+  input: InviteInput & { organization: { id: string; name: string; language: Language | null }; actorUserId: string | null; meta: RequestMeta; via: ChangeOrigin['by'] },
 ): Promise<{ user: ManagedUser; activation: { link: string; expiresAt: Date } }> {
   const roles = normalizeRoles(input.roles);
   const now = ctx.clock.now();
@@ -140,10 +142,11 @@ export async function inviteUserInTx(
       name: input.name,
       organizationId: input.organization.id,
       roles,
+      language: input.language ?? input.organization.language,
       status: 'INVITED',
       createdAt: now,
     },
-    select: { id: true, email: true, name: true },
+    select: { id: true, email: true, name: true, language: true },
   });
   const activation = await sendActivation(tx, ctx, { user, organizationName: input.organization.name, actorUserId: input.actorUserId, by: input.via });
   await recordAudit(tx, ctx.clock, {
@@ -164,7 +167,7 @@ export async function inviteUser(ctx: AdminCtx, call: AdminCall, ref: Organizati
       // Same lock as every role change (lockForChange): a concurrent demotion/block is seen here.
       if (!(await lockOrganization(tx, organizationId))) throw policyErrors.organization_not_found();
       const acting = await loadActingUser(tx, call.actor);
-      const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true, suspendedAt: true } });
+      const organization = await tx.organization.findUnique({ where: { id: organizationId }, select: { id: true, name: true, language: true, suspendedAt: true } });
       authorize(acting, 'user.invite', { organizationId }, { roles: normalizeRoles(input.roles), organizationSuspended: Boolean(organization?.suspendedAt) });
       if (!organization) throw policyErrors.organization_not_found();
       const { user } = await inviteUserInTx(tx, ctx, { ...input, organization, actorUserId: acting.userId, meta: call.meta, via: actingAs(acting) });
@@ -283,9 +286,9 @@ export async function blockUsersInTx(
   if (!options.bySuspension) {
     for (const target of targets) {
       await enqueueMail(tx, ctx, {
-        to: target.email,
+        to: target,
         template: 'account_blocked',
-        data: { name: target.name, contact: contactText(await blockedContact(tx, ctx.config, target)) },
+        data: { name: target.name, administrators: (await blockedContact(tx, ctx.config, target)).administrators },
       });
     }
   }
@@ -332,7 +335,7 @@ export async function unblockUserInTx(
   if (status === 'INVITED') {
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };
   }
-  await enqueueMail(tx, ctx, { to: target.email, template: 'account_unblocked', data: { name: target.name } });
+  await enqueueMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });
   return { status };
 }
 
@@ -358,7 +361,7 @@ export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser
   // A pending support-verified reset is moot now.
   await voidFlows(tx, target.id, ['MFA_RESET']);
   await enqueueMail(tx, ctx, {
-    to: target.email,
+    to: target,
     template: 'mfa_removed',
     data: { name: target.name, by: origin.by, ...(origin.actorName ? { actorName: origin.actorName } : {}) },
   });

@@ -12,6 +12,7 @@ export const managedUserSelect = {
   status: true,
   roles: true,
   organizationId: true,
+  language: true,
   lastLoginAt: true,
   blockedAt: true,
   createdAt: true,
@@ -41,6 +42,7 @@ export function toManagedUser(row: ManagedUserRow): ManagedUser {
     status: row.status,
     roles: [...row.roles],
     organizationId: row.organizationId,
+    language: row.language,
     mfa: {
       enrolled: Boolean(factor),
       enrolledAt: factor ? iso(factor.activatedAt ?? factor.createdAt) : null,

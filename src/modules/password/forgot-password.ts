@@ -6,9 +6,8 @@ import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
 import { lockLoginState } from '../accounts/user-lock.js';
-import { buildLink, LINK_PATHS } from '../mail/mail.service.js';
+import { buildLink, LINK_PATHS, renderMailFor } from '../mail/mail.service.js';
 import { sealMailBody } from '../mail/mail-body.js';
-import { renderMail } from '../mail/mail.templates.js';
 import { PASSWORD_RESET_TTL_SECONDS } from './password.service.js';
 
 const NO_USER = '00000000-0000-0000-0000-000000000000';
@@ -55,17 +54,17 @@ export async function requestPasswordReset(
 ): Promise<void> {
   const user = await ctx.db.user.findUnique({
     where: { email },
-    select: { id: true, email: true, name: true, organizationId: true },
+    select: { id: true, email: true, name: true, language: true, organizationId: true },
   });
   const now = ctx.clock.now();
   const token = randomToken(32);
   const expiresAt = addSeconds(now, PASSWORD_RESET_TTL_SECONDS);
   const mailId = newId();
-  const rendered = renderMail(
-    'password_reset',
-    { name: user?.name ?? 'nobody', link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt },
-    ctx.config,
-  );
+  const rendered = renderMailFor(ctx.config, { email: user?.email ?? '', language: user?.language ?? null }, 'password_reset', {
+    name: user?.name ?? 'nobody',
+    link: buildLink(ctx.config, LINK_PATHS.passwordReset, token),
+    expiresAt,
+  });
   const sealed = sealMailBody(ctx.keyring, mailId, { text: rendered.text, html: rendered.html });
 
   await ctx.db.$transaction(async (tx) => {

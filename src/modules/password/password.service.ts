@@ -8,7 +8,7 @@ import { hashNewPassword, passwordContext } from '../accounts/passwords.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
-import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
+import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
@@ -24,7 +24,7 @@ type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'key
 export async function sendPasswordResetMail(
   tx: Tx,
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
-  input: { user: { id: string; email: string; name: string }; actorUserId: string | null },
+  input: { user: MailRecipient & { id: string; name: string }; actorUserId: string | null },
 ): Promise<{ expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {
     userId: input.user.id,
@@ -33,7 +33,7 @@ export async function sendPasswordResetMail(
     requestedById: input.actorUserId,
   });
   await enqueueMail(tx, ctx, {
-    to: input.user.email,
+    to: input.user,
     template: 'password_reset',
     data: { name: input.user.name, link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: flow.expiresAt },
   });
@@ -48,7 +48,7 @@ export async function resetPassword(ctx: Ctx, input: { token: string; password: 
   const flow = await findUsableFlow(ctx.db, ctx.clock, input.token, 'PASSWORD_RESET', blockedLinkHolder(ctx.db, ctx.config));
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
-    select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },
+    select: { id: true, email: true, name: true, language: true, status: true, organizationId: true, organization: { select: { name: true } } },
   });
   if (!user || user.status === 'INVITED') throw flowErrors.link_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
@@ -67,7 +67,7 @@ export async function resetPassword(ctx: Ctx, input: { token: string; password: 
     // A login half-done with the old password must not be finished with it, nor an address change
     // asked for with it (by whoever knew it) be confirmed.
     await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
-    await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.reset_completed',
       actorUserId: user.id,
@@ -100,7 +100,7 @@ export async function changePassword(
     });
     const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_changed', { exceptSessionId: actor.sessionId });
     await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
-    await enqueueMail(tx, ctx, { to: user.email, template: 'password_changed', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.changed',
       actorUserId: user.id,

@@ -1,4 +1,5 @@
 import type { AppContext } from '../../context.js';
+import type { Language } from '../../lib/languages.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
@@ -15,14 +16,22 @@ type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>;
 
 export async function createSupportUser(
   ctx: Ctx,
-  input: { email: string; name: string },
+  input: { email: string; name: string; language?: Language | undefined },
   origin: CliOrigin,
 ): Promise<{ userId: string; activationLink: string; expiresAt: Date }> {
   try {
     return await ctx.db.$transaction(async (tx) => {
       const user = await tx.user.create({
-        data: { email: input.email, name: input.name, organizationId: null, roles: ['SUPPORT'], status: 'INVITED', createdAt: ctx.clock.now() },
-        select: { id: true, email: true, name: true },
+        data: {
+          email: input.email,
+          name: input.name,
+          language: input.language ?? null,
+          organizationId: null,
+          roles: ['SUPPORT'],
+          status: 'INVITED',
+          createdAt: ctx.clock.now(),
+        },
+        select: { id: true, email: true, name: true, language: true },
       });
       const activation = await sendActivation(tx, ctx, { user, organizationName: null, actorUserId: null, by: 'cli' });
       await recordAudit(tx, ctx.clock, {

@@ -61,7 +61,7 @@ export async function requestMfaReset(ctx: AdminCtx, call: AdminCall, userId: st
       requestedById: acting.userId,
     });
     await enqueueMail(tx, ctx, {
-      to: target.email,
+      to: target,
       template: 'mfa_reset_confirm',
       data: { name: target.name, link: buildLink(ctx.config, LINK_PATHS.mfaResetConfirm, token), expiresAt: flow.expiresAt },
     });
@@ -99,12 +99,12 @@ export async function confirmMfaReset(ctx: Pick<AppContext, 'db' | 'clock' | 'co
     // Lock order user → flows (accounts/user-lock.ts), like blocking, which voids this link.
     await lockUserRow(tx, flow.userId);
     await consumeFlow(tx, ctx.clock, flow);
-    const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, status: true, organizationId: true } });
+    const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
     if (!user) throw usedLinkError();
     // Blocking voids pending requests; this only guards against a block that raced the click.
     if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
     const { revokedSessions } = await removeMfa(tx, ctx, user.id, { reason: 'mfa_reset_by_support' });
-    await enqueueMail(tx, ctx, { to: user.email, template: 'mfa_reset_done', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'mfa_reset_done', data: { name: user.name } });
     await recordAudit(tx, ctx.clock, {
       type: 'mfa.reset_confirmed',
       actorUserId: user.id,

@@ -94,9 +94,10 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'updateOrganization',
         tags,
-        summary: "Correct an organisation's name or customer number",
+        summary: "Correct an organisation's name or customer number, or set the language of its new users",
         description:
-          'Give either or both; the same values again change and audit nothing. Mails already queued keep the old name. ' +
+          'Give any of them; the same values again change and audit nothing. Mails already queued keep the old name. ' +
+          'A language applies to users invited from now on; existing users keep theirs. ' +
           describeErrors(['organization_not_found', 'customer_number_taken']),
         params: OrganizationIdParams,
         body: UpdateOrganizationBody,

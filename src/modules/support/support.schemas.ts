@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleFilterSchema } from '../organization/organization.schemas.js';
 import { displayText } from '../../lib/display-text.js';
+import { LanguageSchema } from '../../lib/languages.js';
 import { FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
 
@@ -11,6 +12,7 @@ export const OrganizationSummarySchema = z
     id: z.uuid(),
     customerNumber: z.string(),
     name: z.string(),
+    language: LanguageSchema.nullable().describe("Its new users' language unless their invitation names one; null: the service default"),
     createdAt: timestamp,
     suspension: z
       .object({ at: timestamp, reason: z.string() })
@@ -53,7 +55,10 @@ export const SearchOrganizationsQuery = z.strictObject({
 export const CreateOrganizationBody = z.strictObject({
   customerNumber: CustomerNumberSchema,
   name: displayText(200),
-  administrator: z.strictObject({ email: EmailSchema, name: PersonNameSchema }).describe('Invited as the first CUSTOMER_ADMIN'),
+  language: LanguageSchema.optional().describe("Its users' language unless their invitation names one (the first administrator's too); unset: the service default"),
+  administrator: z
+    .strictObject({ email: EmailSchema, name: PersonNameSchema, language: LanguageSchema.optional().describe("Unset: the organisation's") })
+    .describe('Invited as the first CUSTOMER_ADMIN'),
 });
 
 export const SuspendOrganizationBody = z.strictObject({
@@ -61,9 +66,15 @@ export const SuspendOrganizationBody = z.strictObject({
 });
 
 export const UpdateOrganizationBody = z
-  .strictObject({ customerNumber: CustomerNumberSchema.optional(), name: displayText(200).optional() })
+  .strictObject({
+    customerNumber: CustomerNumberSchema.optional(),
+    name: displayText(200).optional(),
+    language: LanguageSchema.nullable()
+      .optional()
+      .describe('For users invited from now on (existing users keep theirs); null: the service default'),
+  })
   .meta({ minProperties: 1 })
-  .refine((body) => body.customerNumber !== undefined || body.name !== undefined, 'Give customerNumber, name or both');
+  .refine((body) => Object.values(body).some((v) => v !== undefined), 'Give customerNumber, name, language or several');
 
 export const CreatedOrganizationSchema = z
   .object({ organization: OrganizationSummarySchema, administrator: ManagedUserSchema })
@@ -90,7 +101,9 @@ const replacing = z
 export const AppointAdministratorBody = z
   .union([
     z.strictObject({ userId: z.uuid().describe('An existing user of this organisation to promote'), replacing }),
-    z.strictObject({ email: EmailSchema, name: PersonNameSchema, replacing }).describe('A new user to invite as administrator'),
+    z
+      .strictObject({ email: EmailSchema, name: PersonNameSchema, language: LanguageSchema.optional().describe("Unset: the organisation's"), replacing })
+      .describe('A new user to invite as administrator'),
   ])
   .describe('Promote an existing member (`userId`) or invite a new administrator (`email`, `name`), optionally `replacing` the active one');
 

@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
+import type { Language } from '../../lib/languages.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { countAdministrators, loadActingUser, lockMemberOf, lockOrganization, type ActingUser, type TargetUser } from '../organization/acting-user.js';
 import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
@@ -27,7 +28,15 @@ import { supportErrors } from './support.errors.js';
  * the `any organisation` scope for them. Every change is audited with the support user as actor.
  */
 
-type OrganizationRow = { id: string; customerNumber: string; name: string; createdAt: Date; suspendedAt: Date | null; suspensionReason: string | null };
+type OrganizationRow = {
+  id: string;
+  customerNumber: string;
+  name: string;
+  language: Language | null;
+  createdAt: Date;
+  suspendedAt: Date | null;
+  suspensionReason: string | null;
+};
 
 export async function summaries(tx: Tx, rows: OrganizationRow[]) {
   const ids = rows.map((r) => r.id);
@@ -44,6 +53,7 @@ export async function summaries(tx: Tx, rows: OrganizationRow[]) {
     id: r.id,
     customerNumber: r.customerNumber,
     name: r.name,
+    language: r.language,
     createdAt: r.createdAt.toISOString(),
     suspension: r.suspendedAt ? { at: r.suspendedAt.toISOString(), reason: r.suspensionReason ?? '' } : null,
     userCount: count(users, r.id),
@@ -51,7 +61,7 @@ export async function summaries(tx: Tx, rows: OrganizationRow[]) {
   }));
 }
 
-export const organizationSelect = { id: true, customerNumber: true, name: true, createdAt: true, suspendedAt: true, suspensionReason: true } as const;
+export const organizationSelect = { id: true, customerNumber: true, name: true, language: true, createdAt: true, suspendedAt: true, suspensionReason: true } as const;
 
 export async function searchOrganizations(
   ctx: AdminCtx,
@@ -101,7 +111,9 @@ export async function getOrganization(ctx: AdminCtx, call: AdminCall, organizati
 export type CreateOrganizationInput = {
   customerNumber: string;
   name: string;
-  administrator: { email: string; name: string };
+  /** The language of its users' mails unless an invitation names another (unset: DEFAULT_LANGUAGE). */
+  language?: Language | undefined;
+  administrator: { email: string; name: string; language?: Language | undefined };
 };
 
 /**
@@ -117,7 +129,7 @@ export async function createOrganizationInTx(
 ) {
   const now = ctx.clock.now();
   const organization = await tx.organization.create({
-    data: { customerNumber: input.customerNumber, name: input.name, createdAt: now },
+    data: { customerNumber: input.customerNumber, name: input.name, language: input.language ?? null, createdAt: now },
     select: organizationSelect,
   });
   await recordAudit(tx, ctx.clock, {
@@ -125,11 +137,12 @@ export async function createOrganizationInTx(
     actorUserId: origin.actorUserId,
     organizationId: organization.id,
     meta: origin.meta,
-    details: { customerNumber: organization.customerNumber, name: organization.name, via: origin.via },
+    details: { customerNumber: organization.customerNumber, name: organization.name, language: organization.language, via: origin.via },
   });
   const { user, activation } = await inviteUserInTx(tx, ctx, {
     email: input.administrator.email,
     name: input.administrator.name,
+    language: input.administrator.language,
     roles: ['CUSTOMER_ADMIN'],
     organization,
     actorUserId: origin.actorUserId,
@@ -184,7 +197,7 @@ export async function updateOrganization(
   ctx: AdminCtx,
   call: AdminCall,
   organizationId: string,
-  input: { customerNumber?: string | undefined; name?: string | undefined },
+  input: { customerNumber?: string | undefined; name?: string | undefined; language?: Language | null | undefined },
 ) {
   try {
     return await ctx.db.$transaction(async (tx) => {
@@ -192,17 +205,18 @@ export async function updateOrganization(
       authorize(acting, 'organization.update', { organizationId });
       if (!(await lockOrganization(tx, organizationId))) throw policyErrors.organization_not_found();
       const before = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: organizationSelect });
-      const changes: Record<string, { from: string; to: string }> = {};
+      const changes: Record<string, { from: string | null; to: string | null }> = {};
       // The customer number is citext: a change of case alone is a change (it is shown as typed).
       if (input.customerNumber !== undefined && input.customerNumber !== before.customerNumber) {
         changes.customerNumber = { from: before.customerNumber, to: input.customerNumber };
       }
       if (input.name !== undefined && input.name !== before.name) changes.name = { from: before.name, to: input.name };
+      if (input.language !== undefined && input.language !== before.language) changes.language = { from: before.language, to: input.language };
       let after = before;
       if (Object.keys(changes).length) {
         after = await tx.organization.update({
           where: { id: organizationId },
-          data: { customerNumber: changes.customerNumber?.to, name: changes.name?.to },
+          data: { customerNumber: input.customerNumber, name: input.name, language: input.language },
           select: organizationSelect,
         });
         await recordAudit(tx, ctx.clock, { type: 'organization.updated', actorUserId: acting.userId, organizationId, meta: call.meta, details: changes });
@@ -274,7 +288,7 @@ export async function appointAdministrator(
   ctx: AdminCtx,
   call: AdminCall,
   organizationId: string,
-  { replacing, ...input }: ({ userId: string } | { email: string; name: string }) & { replacing?: string | undefined },
+  { replacing, ...input }: ({ userId: string } | { email: string; name: string; language?: Language | undefined }) & { replacing?: string | undefined },
 ): Promise<{ user: ManagedUser; invited: boolean }> {
   // UUIDs in either case name the same row.
   if ('userId' in input && input.userId.toLowerCase() === replacing?.toLowerCase()) throw supportErrors.replacing_same_user();
@@ -287,7 +301,7 @@ export async function appointAdministrator(
       }
       const replaced = replacing === undefined ? null : await lockReplaced(tx, acting, organizationId, replacing);
       const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE', ...(replaced ? { except: replaced.id } : {}) });
-      const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true, suspendedAt: true } });
+      const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true, language: true, suspendedAt: true } });
       authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators, organizationSuspended: organization.suspendedAt !== null });
 
       const invited = 'email' in input;

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
 import type { Role, UserStatus } from '../../../src/generated/prisma/enums.js';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
-import { createOrganization, createUser, signIn, type CreatedUser } from '../../helpers/factories.js';
+import { createOrganization, createUser, signIn, type CreatedUser, type CreateUserOptions } from '../../helpers/factories.js';
 import { api } from '../../helpers/http.js';
 import { outboxMails } from '../../helpers/outbox.js';
 
@@ -18,7 +18,7 @@ export type AdminWorld = TestApp & {
   adminB: CreatedUser & { token: string };
   support: CreatedUser & { token: string };
   /** Creates a user (default: USER, ACTIVE, TOTP enrolled) in an organisation. */
-  member(organizationId: string | null, options?: { roles?: Role[]; status?: UserStatus; withTotp?: boolean; email?: string; name?: string; recoveryCodes?: number }): Promise<CreatedUser>;
+  member(organizationId: string | null, options?: Omit<CreateUserOptions, 'organizationId'>): Promise<CreatedUser>;
   /** Signs a user in (a real session) and returns the access token. */
   tokenFor(user: { id: string }): Promise<string>;
 };

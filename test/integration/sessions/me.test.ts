@@ -86,7 +86,7 @@ t.test('a user invited, activated and enrolled over HTTP has not opted in to the
 
   const me = await request({ url: '/v1/me', token: tokens.accessToken });
   t.equal(me.status, 200);
-  t.same(me.body.preferences, { newsletterOptIn: false, updatedAt: null }, 'no opt-in until the user chooses');
+  t.same(me.body.preferences, { newsletterOptIn: false, language: 'en', languageChosen: false, updatedAt: null }, 'no opt-in until the user chooses');
   t.ok(me.body.requiredActions.includes('set_preferences'));
 });
 
@@ -183,20 +183,38 @@ t.test('PATCH /v1/me/preferences', async (t) => {
 
   const on = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: true }, token: tokens.accessToken });
   t.equal(on.status, 200);
-  t.same(on.body.preferences, { newsletterOptIn: true, updatedAt: clock.now().toISOString() });
+  t.same(on.body.preferences, { newsletterOptIn: true, language: 'en', languageChosen: false, updatedAt: clock.now().toISOString() });
   t.same(on.body.requiredActions, []);
 
   clock.advance(60);
   const off = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: false }, token: tokens.accessToken });
-  t.same(off.body.preferences, { newsletterOptIn: false, updatedAt: clock.now().toISOString() });
+  t.same(off.body.preferences, { newsletterOptIn: false, language: 'en', languageChosen: false, updatedAt: clock.now().toISOString() });
 
-  for (const body of [{}, { newsletterOptIn: 'yes' }, { newsletterOptIn: true, roles: ['SUPPORT'] }]) {
+  clock.advance(60);
+  const german = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { language: 'de' }, token: tokens.accessToken });
+  t.equal(german.status, 200);
+  t.same(german.body.preferences, { newsletterOptIn: false, language: 'de', languageChosen: true, updatedAt: clock.now().toISOString() }, 'the opt-in stays');
+
+  for (const body of [
+    {},
+    { newsletterOptIn: 'yes' },
+    { newsletterOptIn: true, roles: ['SUPPORT'] },
+    { language: 'fr' },
+    { language: 'DE' },
+    { language: null },
+    { newsletterOptIn: null },
+  ]) {
     const res = await request({ method: 'PATCH', url: '/v1/me/preferences', body, token: tokens.accessToken });
     t.equal(res.status, 400, JSON.stringify(body));
   }
   t.same((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).roles, ['USER']);
   const events = await app.ctx.db.auditEvent.findMany({ where: { type: 'user.preferences_changed' }, orderBy: { createdAt: 'asc' } });
-  t.same(events.map((e) => e.details), [{ newsletterOptIn: { from: false, to: true } }, { newsletterOptIn: { from: true, to: false } }]);
+  t.same(events.map((e) => e.details), [
+    { newsletterOptIn: { from: false, to: true } },
+    { newsletterOptIn: { from: true, to: false } },
+    { language: { from: null, to: 'de' } },
+  ]);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).language, 'de');
 });
 
 t.test('the longest terms version the configuration allows can be accepted', async (t) => {

@@ -12,13 +12,17 @@ t.test('create-support-user prints a working activation link; create-organizatio
   const env = cliEnv(databaseUrl);
   const request = api(app);
 
-  const created = await cli(['create-support-user', '--email', 'Ops@Shop.test', '--name', 'Olga Ops'], env);
+  const created = await cli(['create-support-user', '--email', 'Ops@Shop.test', '--name', 'Olga Ops', '--language', 'de'], env);
   t.equal(created.code, 0, created.stderr);
   const link = created.stdout.trim();
   t.match(link, /^https:\/\/shop\.example\.test\/activate\?token=[A-Za-z0-9_-]{43}$/, 'stdout is exactly the link');
   const user = await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'ops@shop.test' } });
-  t.match(user, { status: 'INVITED', roles: ['SUPPORT'], organizationId: null, passwordHash: null });
-  t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: 'Ops@Shop.test', template: 'activation' } }), 1, 'the mail is queued too');
+  t.match(user, { status: 'INVITED', roles: ['SUPPORT'], organizationId: null, passwordHash: null, language: 'de' });
+  t.match(
+    await app.ctx.db.mailOutbox.findMany({ where: { toAddress: 'Ops@Shop.test', template: 'activation' } }),
+    [{ subject: 'Webshop: Ihr Konto aktivieren' }],
+    'the mail is queued too, in the language given',
+  );
   t.match((await app.ctx.db.auditEvent.findFirstOrThrow({ where: { type: 'user.invited', subjectUserId: user.id } })).details, { via: 'cli', roles: ['SUPPORT'] });
 
   const token = new URL(link).searchParams.get('token')!;
@@ -27,13 +31,14 @@ t.test('create-support-user prints a working activation link; create-organizatio
   t.equal(activated.body.next, 'mfa_enrollment');
 
   const org = await cli(
-    ['create-organization', '--customer-number', 'K-100', '--name', 'Delta AG', '--admin-email', 'chef@delta.test', '--admin-name', 'Dora Delta'],
+    ['create-organization', '--customer-number', 'K-100', '--name', 'Delta AG', '--admin-email', 'chef@delta.test', '--admin-name', 'Dora Delta', '--language', 'de'],
     env,
   );
   t.equal(org.code, 0, org.stderr);
   t.match(org.stdout.trim(), /^https:\/\/shop\.example\.test\/activate\?token=/);
   const delta = await app.ctx.db.organization.findUniqueOrThrow({ where: { customerNumber: 'K-100' }, include: { users: true } });
-  t.match(delta.users, [{ email: 'chef@delta.test', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED' }]);
+  t.equal(delta.language, 'de');
+  t.match(delta.users, [{ email: 'chef@delta.test', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED', language: 'de' }]);
   t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'organization.created', organizationId: delta.id } }), 1);
 
   const dupEmail = await cli(['create-support-user', '--email', 'OPS@shop.test', '--name', 'Again'], env);
@@ -58,6 +63,9 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   const invalid = await cli(['create-support-user', '--email', 'not-an-email', '--name', 'X'], env);
   t.equal(invalid.code, 2);
   t.match(invalid.stderr, '--email');
+  const badLanguage = await cli(['create-support-user', '--email', 'a@b.test', '--name', 'X', '--language', 'fr'], env);
+  t.equal(badLanguage.code, 2);
+  t.match(badLanguage.stderr, '--language');
   const orgMissing = await cli(['create-organization', '--name', 'X'], env);
   t.equal(orgMissing.code, 2);
   t.match(orgMissing.stderr, '--customer-number is required');

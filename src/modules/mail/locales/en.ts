@@ -63,7 +63,9 @@ export const en: MailCatalogue = {
   account_blocked: (d, env) =>
     notice(env, d.name, 'your account was blocked', [
       'your account has been blocked. You cannot sign in until it is unblocked.',
-      `If you think this is a mistake, contact ${d.contact}.`,
+      d.administrators.length
+        ? `If you think this is a mistake, contact your organisation's administrator (${d.administrators.map((a) => `${a.name} <${a.email}>`).join(', ')}) or ${env.supportContact}.`
+        : `If you think this is a mistake, contact ${env.supportContact}.`,
     ]),
 
   account_unblocked: (d, env) =>

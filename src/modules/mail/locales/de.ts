@@ -1,0 +1,176 @@
+import type { MailCatalogue, MailContent, MailEnvironment } from '../mail.templates.js';
+
+/**
+ * German texts (formal "Sie"), template by template as in en.ts. Terms: "2-Schritt-Anmeldung"
+ * (2-step login), "Authenticator-App", "Wiederherstellungscodes" (recovery codes).
+ * `env.supportContact` is always used where German needs the accusative ("an …", "bitten Sie …",
+ * "informieren Sie …"), so a bare name/address or one accusative phrase fits everywhere.
+ */
+
+const dateTime = new Intl.DateTimeFormat('de-DE', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
+// "2. Januar 2026 um 03:04 UTC"
+const when = (d: Date): string => `${dateTime.format(d)} UTC`;
+
+const signature = (env: MailEnvironment): string => `Mit freundlichen Grüßen\nIhr ${env.shopName}-Team`;
+
+const greeting = (name: string): string => `Guten Tag ${name},`;
+
+const linkOnce = (expiresAt: Date): string => `Der Link ist nur einmal verwendbar und gilt bis zum ${when(expiresAt)}.`;
+
+const notYou = (env: MailEnvironment): string =>
+  `Falls Sie das nicht waren, wenden Sie sich bitte umgehend an den Administrator Ihrer Organisation oder an ${env.supportContact}.`;
+
+const notice = (env: MailEnvironment, name: string, subject: string, intro: string[], outro: string[] = []): MailContent => ({
+  subject: `${env.shopName}: ${subject}`,
+  greeting: greeting(name),
+  intro,
+  outro,
+  signature: signature(env),
+});
+
+export const de: MailCatalogue = {
+  activation: (d, env) => {
+    // Whoever sent the link sends a new one (see en.ts).
+    const newLink =
+      d.by === 'admin'
+        ? 'bitten Sie den Administrator Ihrer Organisation, Ihnen einen neuen zu senden.'
+        : `bitten Sie ${env.supportContact}, Ihnen einen neuen zu senden.`;
+    return {
+      subject: `${env.shopName}: Ihr Konto aktivieren`,
+      greeting: greeting(d.name),
+      intro: [
+        d.organizationName
+          ? `für Sie wurde im ${env.shopName} ein Benutzerkonto für Ihre Organisation ${d.organizationName} angelegt.`
+          : `für Sie wurde im ${env.shopName} ein Benutzerkonto angelegt.`,
+        `Ihr Benutzername im ${env.shopName}: ${d.username}`,
+        'Über die Schaltfläche unten legen Sie Ihr eigenes Passwort fest. Anschließend richten Sie die 2-Schritt-Anmeldung mit einer Authenticator-App auf Ihrem Smartphone ein.',
+      ],
+      action: { label: 'Konto aktivieren', url: d.link },
+      outro: [
+        `${linkOnce(d.expiresAt)} Ist er abgelaufen, ${newLink}`,
+        'Wir fragen Sie niemals per E-Mail nach Ihrem Passwort. Falls Sie diese E-Mail nicht erwartet haben, können Sie sie ignorieren.',
+      ],
+      signature: signature(env),
+    };
+  },
+
+  password_reset: (d, env) => ({
+    subject: `${env.shopName}: Ihr Passwort zurücksetzen`,
+    greeting: greeting(d.name),
+    intro: [
+      'wir haben eine Anfrage erhalten, das Passwort Ihres Kontos zurückzusetzen. Über die Schaltfläche unten legen Sie ein neues Passwort fest.',
+    ],
+    action: { label: 'Neues Passwort festlegen', url: d.link },
+    outro: [
+      `${linkOnce(d.expiresAt)} Ihre 2-Schritt-Anmeldung bleibt unverändert: Für die Anmeldung benötigen Sie weiterhin Ihre Authenticator-App.`,
+      'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.',
+    ],
+    signature: signature(env),
+  }),
+
+  password_changed: (d, env) =>
+    notice(env, d.name, 'Ihr Passwort wurde geändert', [
+      'das Passwort Ihres Kontos wurde soeben geändert. Alle anderen Sitzungen auf Ihren Geräten wurden beendet.',
+      notYou(env),
+    ]),
+
+  account_blocked: (d, env) => {
+    const admins = d.administrators.map((a) => `${a.name} <${a.email}>`).join(', ');
+    const whom =
+      d.administrators.length === 0
+        ? ''
+        : d.administrators.length === 1
+          ? `den Administrator Ihrer Organisation (${admins}) oder an `
+          : `einen der Administratoren Ihrer Organisation (${admins}) oder an `;
+    return notice(env, d.name, 'Ihr Konto wurde gesperrt', [
+      'Ihr Konto wurde gesperrt. Bis zur Entsperrung können Sie sich nicht anmelden.',
+      `Falls Sie das für einen Irrtum halten, wenden Sie sich bitte an ${whom}${env.supportContact}.`,
+    ]);
+  },
+
+  account_unblocked: (d, env) =>
+    notice(env, d.name, 'Ihr Konto wurde entsperrt', ['Ihr Konto wurde entsperrt. Sie können sich wieder anmelden.', notYou(env)]),
+
+  mfa_enrolled: (d, env) =>
+    notice(env, d.name, '2-Schritt-Anmeldung wurde eingerichtet', [
+      'für die 2-Schritt-Anmeldung Ihres Kontos wurde eine neue Authenticator-App eingerichtet. Melden Sie sich ab sofort mit den Codes aus dieser App an.',
+      notYou(env),
+    ]),
+
+  mfa_removed: (d, env) => {
+    const who = {
+      self: 'Sie haben die Authenticator-App Ihres Kontos entfernt.',
+      admin: `Der Administrator Ihrer Organisation${d.actorName ? `, ${d.actorName},` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
+      support: `Unser Support-Team${d.actorName ? ` (${d.actorName})` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
+      cli: 'Unser Betriebsteam hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.',
+    }[d.by];
+    return notice(env, d.name, 'Ihre 2-Schritt-Anmeldung wurde zurückgesetzt', [
+      who,
+      'Bei Ihrer nächsten Anmeldung richten Sie eine neue Authenticator-App ein.',
+      notYou(env),
+    ]);
+  },
+
+  mfa_reset_confirm: (d, env) => ({
+    subject: `${env.shopName}: Zurücksetzen Ihrer 2-Schritt-Anmeldung bestätigen`,
+    greeting: greeting(d.name),
+    intro: [
+      'Sie haben unser Support-Team gebeten, die 2-Schritt-Anmeldung Ihres Kontos zurückzusetzen (etwa weil Sie ein neues Smartphone haben).',
+      'Damit wir sicher sein können, dass die Anfrage wirklich von Ihnen stammt, bestätigen Sie das Zurücksetzen bitte über die Schaltfläche unten. Ihre bisherige Authenticator-App funktioniert danach für dieses Konto nicht mehr.',
+    ],
+    action: { label: 'Zurücksetzen bestätigen', url: d.link },
+    outro: [
+      linkOnce(d.expiresAt),
+      `Falls Sie das nicht angefordert haben, klicken Sie nicht auf den Link und informieren Sie ${env.supportContact}.`,
+    ],
+    signature: signature(env),
+  }),
+
+  mfa_reset_done: (d, env) =>
+    notice(env, d.name, 'Sie können jetzt eine neue 2-Schritt-Anmeldung einrichten', [
+      'unser Support-Team hat die 2-Schritt-Anmeldung Ihres Kontos auf Ihre Anfrage hin zurückgesetzt, die Sie über den zugesandten Link bestätigt haben. Bei Ihrer nächsten Anmeldung mit Ihrer E-Mail-Adresse und Ihrem Passwort richten Sie eine neue Authenticator-App ein.',
+      notYou(env),
+    ]),
+
+  email_change_confirm: (d, env) => ({
+    subject: `${env.shopName}: Ihre neue E-Mail-Adresse bestätigen`,
+    greeting: greeting(d.name),
+    intro: [
+      `Sie möchten für Ihr Konto im ${env.shopName} künftig diese Adresse verwenden: ${d.newEmail}. Bestätigen Sie sie über die Schaltfläche unten; bis dahin melden Sie sich weiterhin mit Ihrer bisherigen Adresse an.`,
+    ],
+    action: { label: 'Neue Adresse bestätigen', url: d.link },
+    outro: [
+      `${linkOnce(d.expiresAt)} Ihr Passwort und Ihre 2-Schritt-Anmeldung bleiben unverändert.`,
+      'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Es ändert sich nichts.',
+    ],
+    signature: signature(env),
+  }),
+
+  email_changed: (d, env) =>
+    notice(env, d.name, 'Ihre E-Mail-Adresse wurde geändert', [
+      `die E-Mail-Adresse Ihres Kontos wurde soeben in ${d.newEmail} geändert. Ab sofort melden Sie sich mit der neuen Adresse an; auch unsere E-Mails gehen künftig dorthin.`,
+      notYou(env),
+    ]),
+
+  recovery_code_used: (d, env) => {
+    const left =
+      d.remaining === 0
+        ? 'Ihnen bleiben keine Wiederherstellungscodes mehr.'
+        : d.remaining === 1
+          ? 'Ihnen bleibt noch 1 Wiederherstellungscode.'
+          : `Ihnen bleiben noch ${d.remaining} Wiederherstellungscodes.`;
+    return notice(env, d.name, 'Ein Wiederherstellungscode wurde verwendet', [
+      `bei Ihrem Konto erfolgte soeben eine Anmeldung mit einem Wiederherstellungscode. ${left}`,
+      d.remaining <= 3
+        ? 'Ihre Wiederherstellungscodes gehen zur Neige: Erstellen Sie in Ihren Kontoeinstellungen neue Wiederherstellungscodes, und richten Sie Ihre Authenticator-App neu ein, falls Sie Ihr Smartphone verloren haben.'
+        : 'Falls Sie Ihr Smartphone verloren haben, richten Sie Ihre Authenticator-App in Ihren Kontoeinstellungen neu ein.',
+      notYou(env),
+    ]);
+  },
+
+  recovery_codes_regenerated: (d, env) =>
+    notice(env, d.name, 'Neue Wiederherstellungscodes wurden erstellt', [
+      'für Ihr Konto wurden neue Wiederherstellungscodes erstellt. Die bisherigen Codes sind nicht mehr gültig.',
+      notYou(env),
+    ]),
+};
