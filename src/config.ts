@@ -237,6 +237,8 @@ export type Config = Readonly<{
   supportContactIn: Readonly<Record<Language, string>>;
   /** The language of the mails of users (and organisations) without one of their own. */
   defaultLanguage: Language;
+  /** SUPPORT_CONTACT was set and SUPPORT_CONTACT_DE not: German mails use an English-written contact (startupWarnings). */
+  germanContactFromEnglish: boolean;
   totpIssuer: string;
   termsVersion: string;
   corsOrigins: readonly string[];
@@ -341,6 +343,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     supportContact: e.SUPPORT_CONTACT,
     supportContactIn: Object.freeze({ en: e.SUPPORT_CONTACT, de: e.SUPPORT_CONTACT_DE ?? defaultGermanContact(e.SUPPORT_CONTACT) }),
     defaultLanguage: e.DEFAULT_LANGUAGE,
+    germanContactFromEnglish: e.SUPPORT_CONTACT !== DEFAULT_SUPPORT_CONTACT && e.SUPPORT_CONTACT_DE === undefined,
     totpIssuer: e.TOTP_ISSUER ?? e.SHOP_NAME,
     termsVersion: e.TERMS_VERSION,
     corsOrigins: Object.freeze(e.CORS_ORIGINS ?? (e.NODE_ENV === 'development' ? [new URL(e.APP_BASE_URL).origin] : [])),
@@ -551,6 +554,16 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
     const why = implied ? ' (NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server)' : '';
     throw new ConfigError(`Invalid configuration for production${why}:\n  ${problems.join('\n  ')}`);
   }
+}
+
+/** What the configuration allows but is likely a mistake, for the start log. */
+export function startupWarnings(config: Config): string[] {
+  return config.germanContactFromEnglish
+    ? [
+        `SUPPORT_CONTACT_DE is unset: German mails name support as SUPPORT_CONTACT does ("${config.supportContact}", after "wenden Sie sich an"); ` +
+          'set SUPPORT_CONTACT_DE unless that reads well in German',
+      ]
+    : [];
 }
 
 /**

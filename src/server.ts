@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, developmentModeWarning, loadConfig } from './config.js';
+import { ConfigError, developmentModeWarning, loadConfig, startupWarnings } from './config.js';
 import { lowerThreadpoolPriority } from './lib/threadpool-priority.js';
 import { loggerOptions } from './logger.js';
 import { openRuntime } from './runtime.js';
@@ -23,6 +23,7 @@ async function main(): Promise<void> {
   const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl });
   const relaxed = developmentModeWarning(config);
   if (relaxed) logger.warn(relaxed);
+  for (const warning of startupWarnings(config)) logger.warn(warning);
   const app = await buildApp({ config, database: runtime.database, keyring: runtime.keyring, logger });
 
   // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker stop).

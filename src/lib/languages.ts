@@ -8,7 +8,8 @@ import { z } from 'zod';
 export const LANGUAGES = ['en', 'de'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
-export const LanguageSchema = z
-  .enum(LANGUAGES)
-  .describe('Language of the mails (ISO 639-1): en English, de German')
-  .meta({ id: 'Language' });
+/**
+ * Inline in the OpenAPI document (no component of its own): @fastify/swagger drops the keys beside
+ * a `$ref` in request schemas, which would lose each field's own description.
+ */
+export const LanguageSchema = z.enum(LANGUAGES).describe('Language of the mails (ISO 639-1): en English, de German');

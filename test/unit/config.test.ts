@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
-import { ConfigError, defaultHashConcurrency, developmentModeWarning, loadConfig } from '../../src/config.js';
+import { ConfigError, defaultHashConcurrency, developmentModeWarning, loadConfig, startupWarnings } from '../../src/config.js';
 import { PRODUCTION_ENV } from '../helpers/production-env.js';
 
 const prodBase = PRODUCTION_ENV;
@@ -254,6 +254,9 @@ t.test('the language of mails: DEFAULT_LANGUAGE, and how each language names sup
   t.equal(defaults.defaultLanguage, 'en');
   t.same(defaults.supportContactIn, { en: 'the e-business team (ebusiness@webshop.localhost)', de: 'das E-Business-Team (ebusiness@webshop.localhost)' }, "the default's German twin");
   t.equal(loadConfig({ DEFAULT_LANGUAGE: 'de' }).defaultLanguage, 'de');
+  t.same(startupWarnings(defaults), [], 'the defaults have their German twin');
+  t.match(startupWarnings(loadConfig({ SUPPORT_CONTACT: 'the support team (support@shop.example)' })), [/SUPPORT_CONTACT_DE is unset/]);
+  t.same(startupWarnings(loadConfig({ SUPPORT_CONTACT: 'ebusiness@shop.example', SUPPORT_CONTACT_DE: 'ebusiness@shop.example' })), [], 'named for German too');
   t.same(loadConfig({ SUPPORT_CONTACT: 'ebusiness@shop.example' }).supportContactIn, { en: 'ebusiness@shop.example', de: 'ebusiness@shop.example' }, 'a configured contact serves both');
   t.same(
     loadConfig({ SUPPORT_CONTACT: 'our e-business team', SUPPORT_CONTACT_DE: 'unser E-Business-Team' }).supportContactIn,

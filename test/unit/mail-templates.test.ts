@@ -60,6 +60,13 @@ t.test('mfa_removed and mfa_reset_done say who removed it', async (t) => {
   t.match(renderMail('mfa_reset_done', { name: 'A' }, env, 'en').text, 'the ALSO Webshop support team reset the 2-step login of your account at your request');
 });
 
+t.test('German: the text after the greeting goes on in lower case; the signature suits a shop name of several words', async (t) => {
+  const admin = renderMail('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, env, 'de').text;
+  t.match(admin, 'Guten Tag A,\n\nder Administrator Ihrer Organisation, Bob Admin, hat die 2-Schritt-Anmeldung');
+  t.match(renderMail('mfa_removed', { name: 'A', by: 'cli' }, env, 'de').text, 'Guten Tag A,\n\nunser Betriebsteam hat');
+  t.match(admin, 'Mit freundlichen Grüßen\nIhr Team von ALSO Webshop\n');
+});
+
 t.test('buildLink uses only the configured base URL', async (t) => {
   t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/' }, '/activate', 'a+b/c'), 'https://shop.example.test/activate?token=a%2Bb%2Fc');
   t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/b2b' }, 'reset-password', 't'), 'https://shop.example.test/b2b/reset-password?token=t');

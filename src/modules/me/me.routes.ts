@@ -81,7 +81,8 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['me'],
         summary: 'Set my preferences (newsletter opt-in, off by default; the language of my mails)',
         description:
-          'Send the preferences to change; the others stay. Saving once (even unchanged) clears the `set_preferences` required action. Answers the updated profile.',
+          'Send the preferences to change; the others stay. Saving the newsletter answer once (even unchanged) clears the `set_preferences` ' +
+          'required action; the language alone does not. Answers the updated profile.',
         body: PreferencesRequestSchema,
         response: { 200: MeSchema },
       },

@@ -27,9 +27,10 @@ export const MeSchema = z
     }),
     preferences: z.object({
       newsletterOptIn: z.boolean(),
-      language: LanguageSchema.describe('The language of my mails (and a hint for the frontend): my choice, else the service default'),
-      languageChosen: z.boolean().describe('false: `language` is the service default, not my choice'),
-      updatedAt: z.iso.datetime().nullable().describe('null until the user saved preferences once'),
+      language: LanguageSchema.describe(
+        'The language of my mails (and a hint for the frontend): mine, chosen by me or at my invitation, else the service default',
+      ),
+      updatedAt: z.iso.datetime().nullable().describe('null until the user saved preferences once (with the newsletter answer)'),
     }),
     lastLoginAt: z.iso.datetime().nullable(),
     session: z.object({ id: z.uuid(), amr: z.array(z.string()) }).describe('The session of this access token'),

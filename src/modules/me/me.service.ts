@@ -37,7 +37,6 @@ export async function getMe(ctx: AppContext, actor: Actor): Promise<Me> {
     preferences: {
       newsletterOptIn: user.newsletterOptIn,
       language: user.language ?? ctx.config.defaultLanguage,
-      languageChosen: user.language !== null,
       updatedAt: iso(user.preferencesUpdatedAt),
     },
     lastLoginAt: iso(user.lastLoginAt),
@@ -96,9 +95,14 @@ export async function updatePreferences(
   await ctx.db.$transaction(async (tx) => {
     // Locked first, so two saves at once audit false → true, then true → true (not both false → true).
     await lockUserRow(tx, actor.userId);
-    const before = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { newsletterOptIn: true, language: true } });
+    const before = await tx.user.findUniqueOrThrow({
+      where: { id: actor.userId },
+      select: { newsletterOptIn: true, language: true, preferencesUpdatedAt: true },
+    });
     const after = { newsletterOptIn: input.newsletterOptIn ?? before.newsletterOptIn, language: input.language ?? before.language };
-    await tx.user.update({ where: { id: actor.userId }, data: { ...after, preferencesUpdatedAt: ctx.clock.now() } });
+    // set_preferences asks the newsletter question: a language switch alone does not answer it.
+    const answered = input.newsletterOptIn !== undefined || before.preferencesUpdatedAt !== null;
+    await tx.user.update({ where: { id: actor.userId }, data: { ...after, ...(answered ? { preferencesUpdatedAt: ctx.clock.now() } : {}) } });
     await recordAudit(tx, ctx.clock, {
       type: 'user.preferences_changed',
       actorUserId: actor.userId,

@@ -86,7 +86,7 @@ t.test('a user invited, activated and enrolled over HTTP has not opted in to the
 
   const me = await request({ url: '/v1/me', token: tokens.accessToken });
   t.equal(me.status, 200);
-  t.same(me.body.preferences, { newsletterOptIn: false, language: 'en', languageChosen: false, updatedAt: null }, 'no opt-in until the user chooses');
+  t.same(me.body.preferences, { newsletterOptIn: false, language: 'en', updatedAt: null }, 'no opt-in until the user chooses');
   t.ok(me.body.requiredActions.includes('set_preferences'));
 });
 
@@ -181,19 +181,25 @@ t.test('PATCH /v1/me/preferences', async (t) => {
   const tokens = await signIn(app, user);
   t.same(tokens.requiredActions, ['set_preferences']);
 
+  // A language switch (e.g. in the page header) does not answer the newsletter question.
+  const switched = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { language: 'en' }, token: tokens.accessToken });
+  t.equal(switched.status, 200);
+  t.same(switched.body.preferences, { newsletterOptIn: false, language: 'en', updatedAt: null });
+  t.same(switched.body.requiredActions, ['set_preferences'], 'still asked');
+
   const on = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: true }, token: tokens.accessToken });
   t.equal(on.status, 200);
-  t.same(on.body.preferences, { newsletterOptIn: true, language: 'en', languageChosen: false, updatedAt: clock.now().toISOString() });
+  t.same(on.body.preferences, { newsletterOptIn: true, language: 'en', updatedAt: clock.now().toISOString() });
   t.same(on.body.requiredActions, []);
 
   clock.advance(60);
   const off = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: false }, token: tokens.accessToken });
-  t.same(off.body.preferences, { newsletterOptIn: false, language: 'en', languageChosen: false, updatedAt: clock.now().toISOString() });
+  t.same(off.body.preferences, { newsletterOptIn: false, language: 'en', updatedAt: clock.now().toISOString() });
 
   clock.advance(60);
   const german = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { language: 'de' }, token: tokens.accessToken });
   t.equal(german.status, 200);
-  t.same(german.body.preferences, { newsletterOptIn: false, language: 'de', languageChosen: true, updatedAt: clock.now().toISOString() }, 'the opt-in stays');
+  t.same(german.body.preferences, { newsletterOptIn: false, language: 'de', updatedAt: clock.now().toISOString() }, 'the opt-in stays');
 
   for (const body of [
     {},
@@ -210,9 +216,10 @@ t.test('PATCH /v1/me/preferences', async (t) => {
   t.same((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).roles, ['USER']);
   const events = await app.ctx.db.auditEvent.findMany({ where: { type: 'user.preferences_changed' }, orderBy: { createdAt: 'asc' } });
   t.same(events.map((e) => e.details), [
+    { language: { from: null, to: 'en' } },
     { newsletterOptIn: { from: false, to: true } },
     { newsletterOptIn: { from: true, to: false } },
-    { language: { from: null, to: 'de' } },
+    { language: { from: 'en', to: 'de' } },
   ]);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).language, 'de');
 });

@@ -11,7 +11,8 @@ const dateTime = new Intl.DateTimeFormat('de-DE', { dateStyle: 'long', timeStyle
 // "2. Januar 2026 um 03:04 UTC"
 const when = (d: Date): string => `${dateTime.format(d)} UTC`;
 
-const signature = (env: MailEnvironment): string => `Mit freundlichen Grüßen\nIhr ${env.shopName}-Team`;
+// Not "Ihr ${shopName}-Team": a name of several words would need hyphens throughout ("ALSO-Webshop-Team").
+const signature = (env: MailEnvironment): string => `Mit freundlichen Grüßen\nIhr Team von ${env.shopName}`;
 
 const greeting = (name: string): string => `Guten Tag ${name},`;
 
@@ -100,9 +101,9 @@ export const de: MailCatalogue = {
   mfa_removed: (d, env) => {
     const who = {
       self: 'Sie haben die Authenticator-App Ihres Kontos entfernt.',
-      admin: `Der Administrator Ihrer Organisation${d.actorName ? `, ${d.actorName},` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
-      support: `Unser Support-Team${d.actorName ? ` (${d.actorName})` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
-      cli: 'Unser Betriebsteam hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.',
+      admin: `der Administrator Ihrer Organisation${d.actorName ? `, ${d.actorName},` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
+      support: `unser Support-Team${d.actorName ? ` (${d.actorName})` : ''} hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.`,
+      cli: 'unser Betriebsteam hat die 2-Schritt-Anmeldung Ihres Kontos zurückgesetzt.',
     }[d.by];
     return notice(env, d.name, 'Ihre 2-Schritt-Anmeldung wurde zurückgesetzt', [
       who,
