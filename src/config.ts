@@ -207,6 +207,7 @@ const envSchema = z.object({
     .min(MAIL_GIVE_UP_MIN_SECONDS, `must be at least ${MAIL_GIVE_UP_MIN_SECONDS} (7 days: activation links live that long)`)
     .default(8 * 24 * 3600),
   RETENTION_DAYS: int(1, 3650).default(30),
+  AUDIT_RETENTION_DAYS: int(1, 36500).optional(),
   RETENTION_SWEEP_INTERVAL_SECONDS: int(0, 7 * 24 * 3600).default(3600),
 });
 
@@ -273,6 +274,8 @@ export type Config = Readonly<{
   mailGiveUpSeconds: number;
   /** Days ended records stay: ended sessions (with their refresh tokens), expired links and challenges, sent or given-up mail. */
   retentionDays: number;
+  /** Audit rows older than this many days are deleted by the same sweep; null: kept forever. */
+  auditRetentionDays: number | null;
   /** How often each instance deletes what is past retentionDays; 0 = never (run `purge-ended` from cron instead). */
   retentionSweepIntervalSeconds: number;
 }>;
@@ -379,6 +382,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     mailWorkerEnabled: e.MAIL_WORKER_ENABLED,
     mailGiveUpSeconds: e.MAIL_GIVE_UP_SECONDS,
     retentionDays: e.RETENTION_DAYS,
+    auditRetentionDays: e.AUDIT_RETENTION_DAYS ?? null,
     retentionSweepIntervalSeconds: e.RETENTION_SWEEP_INTERVAL_SECONDS,
   });
 }

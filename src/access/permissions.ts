@@ -24,6 +24,7 @@ const customerAdminPermissions = [
   'organization:users:roles',
   'organization:users:rename',
   'organization:users:sign-out',
+  'organization:users:erase',
   'organization:audit:read',
 ] as const;
 
@@ -39,6 +40,7 @@ const supportPermissions = [
   'support:users:withdraw-invitation',
   'support:users:rename',
   'support:users:sign-out',
+  'support:users:erase',
   'support:users:mfa-reset-request',
   'support:users:password-reset',
   'support:audit:read',

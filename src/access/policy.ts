@@ -63,7 +63,7 @@ export type ChangeFacts = {
    * their own keeps them blocked when the organisation is reinstated.
    */
   blockedBySuspension?: boolean;
-  /** The target was blocked by support (user.unblock, user.withdraw_invitation): only support lifts such a block. */
+  /** The target was blocked by support (user.unblock, user.withdraw_invitation, user.erase): only support lifts such a block. */
   blockedBySupport?: boolean;
 };
 
@@ -71,6 +71,7 @@ export type UserAction =
   | 'user.read'
   | 'user.resend_activation'
   | 'user.withdraw_invitation'
+  | 'user.erase'
   | 'user.rename'
   | 'user.sign_out'
   | 'user.sessions.read'
@@ -153,6 +154,7 @@ const GRANTS: Readonly<Record<PolicyAction, Partial<Record<Role, Scope>>>> = {
   'user.invite': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.resend_activation': { CUSTOMER_ADMIN: 'organization' },
   'user.withdraw_invitation': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
+  'user.erase': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.rename': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.sign_out': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
   'user.sessions.read': { CUSTOMER_ADMIN: 'organization', SUPPORT: 'any' },
@@ -187,6 +189,7 @@ const SELF_RULES: Readonly<Record<UserAction, Decision>> = {
   'user.read': { effect: 'allow' },
   'user.resend_activation': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.withdraw_invitation': { effect: 'conflict', code: 'self_action_not_allowed' },
+  'user.erase': { effect: 'conflict', code: 'self_action_not_allowed' },
   'user.rename': { effect: 'conflict', code: 'self_service_required' },
   // Your own other devices: DELETE /v1/me/sessions (which keeps the session you are using).
   'user.sign_out': { effect: 'conflict', code: 'self_service_required' },
@@ -265,8 +268,10 @@ export function decide(
     return { effect: 'forbidden', code: 'support_staff_protected' };
   }
   // A block support imposed (fraud, a compromised account) is support's to lift — also by deleting
-  // a never-activated account and inviting its address afresh.
-  if ((action === 'user.unblock' || action === 'user.withdraw_invitation') && scope !== 'any' && user.status === 'BLOCKED' && facts.blockedBySupport) {
+  // a never-activated account and inviting its address afresh — and its case support's to close
+  // (erasing the account ends the trail of what support holds it for).
+  const supportsBlock = action === 'user.unblock' || action === 'user.withdraw_invitation' || action === 'user.erase';
+  if (supportsBlock && scope !== 'any' && user.status === 'BLOCKED' && facts.blockedBySupport) {
     return { effect: 'conflict', code: 'blocked_by_support' };
   }
   return decideOnState(action, user, facts);
@@ -295,6 +300,11 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
       // everywhere in the last-administrator rule: support appoints a successor first.
       if (user.status === 'ACTIVE' || facts.activated) return { effect: 'conflict', code: 'already_activated' };
       if (lastAdmin) return { effect: 'conflict', code: 'last_administrator' };
+      return ALLOW;
+    case 'user.erase':
+      // Only a blocked account: its sessions have ended and its links were withdrawn, and erasing
+      // is a second, deliberate step after the block that cannot be undone.
+      if (user.status !== 'BLOCKED') return { effect: 'conflict', code: 'not_blocked' };
       return ALLOW;
     case 'user.rename':
       // A name mistyped in the invitation is corrected whatever the account's state.

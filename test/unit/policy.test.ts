@@ -36,6 +36,7 @@ const userActions: PolicyAction[] = [
   'user.read',
   'user.resend_activation',
   'user.withdraw_invitation',
+  'user.erase',
   'user.rename',
   'user.sign_out',
   'user.sessions.read',
@@ -71,6 +72,13 @@ const rows: Row[] = [
   ['admin withdraws an active user even without the fact → already_activated', admin, 'user.withdraw_invitation', member, {}, deny('conflict', 'already_activated')],
   ['admin withdraws another organisation\'s invitation → user_not_found', admin, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), {}, deny('not_found', 'user_not_found')],
   ['admin withdraws self → self_action_not_allowed', admin, 'user.withdraw_invitation', selfAdmin, {}, deny('conflict', 'self_action_not_allowed')],
+  ['admin erases a blocked former employee', admin, 'user.erase', blocked, { blockedBySupport: false }, allow],
+  ['admin erases a blocked administrator (no longer counted)', admin, 'user.erase', target({ status: 'BLOCKED', roles: ['USER', 'CUSTOMER_ADMIN'] }), { otherAdministrators: 0 }, allow],
+  ['admin erases an active user → not_blocked', admin, 'user.erase', member, {}, deny('conflict', 'not_blocked')],
+  ['admin erases an invited user → not_blocked (withdraw it instead)', admin, 'user.erase', invited, {}, deny('conflict', 'not_blocked')],
+  ['admin erases a user support blocked → blocked_by_support', admin, 'user.erase', blocked, { blockedBySupport: true }, deny('conflict', 'blocked_by_support')],
+  ['admin erases another organisation\'s blocked user → user_not_found', admin, 'user.erase', target({ id: 'b-blocked', organizationId: ORG_B, status: 'BLOCKED' }), {}, deny('not_found', 'user_not_found')],
+  ['admin erases self → self_action_not_allowed', admin, 'user.erase', selfAdmin, {}, deny('conflict', 'self_action_not_allowed')],
   ['admin renames an invited user', admin, 'user.rename', invited, {}, allow],
   ['admin renames an active user', admin, 'user.rename', member, {}, allow],
   ['admin renames a blocked user', admin, 'user.rename', blocked, {}, allow],
@@ -138,6 +146,8 @@ const rows: Row[] = [
   ['support resends activation → forbidden', support, 'user.resend_activation', invited, {}, deny('forbidden', 'forbidden')],
   ['support withdraws an invitation in any organisation', support, 'user.withdraw_invitation', target({ id: 'invited-b', organizationId: ORG_B, status: 'INVITED' }), { activated: false }, allow],
   ['support withdraws a support staff invitation → support_staff_protected', support, 'user.withdraw_invitation', { ...supportStaff, status: 'INVITED' }, {}, deny('forbidden', 'support_staff_protected')],
+  ['support erases a user it blocked, in any organisation', support, 'user.erase', target({ id: 'b-blocked', organizationId: ORG_B, status: 'BLOCKED' }), { blockedBySupport: true }, allow],
+  ['support erases blocked support staff → support_staff_protected', support, 'user.erase', { ...supportStaff, status: 'BLOCKED' }, {}, deny('forbidden', 'support_staff_protected')],
   ['support renames in any organisation', support, 'user.rename', foreign, {}, allow],
   ['support renames support staff → support_staff_protected', support, 'user.rename', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
   ['support blocks support staff → support_staff_protected', support, 'user.block', supportStaff, {}, deny('forbidden', 'support_staff_protected')],
@@ -207,4 +217,6 @@ t.test('possibleRefusals finds every refusal decide can give an action (the API 
   t.same(possibleRefusals('user.sessions.read', 'CUSTOMER_ADMIN').sort(), ['support_staff_protected', 'user_not_found'], 'own sessions may be read too');
   t.same(possibleRefusals('user.unlock', 'SUPPORT').sort(), ['not_locked', 'self_action_not_allowed', 'support_staff_protected']);
   t.same(possibleRefusals('user.withdraw_invitation', 'CUSTOMER_ADMIN').sort(), ['already_activated', 'blocked_by_support', 'last_administrator', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.erase', 'CUSTOMER_ADMIN').sort(), ['blocked_by_support', 'not_blocked', 'self_action_not_allowed', 'support_staff_protected', 'user_not_found']);
+  t.same(possibleRefusals('user.erase', 'SUPPORT').sort(), ['not_blocked', 'self_action_not_allowed', 'support_staff_protected']);
 });

@@ -31,6 +31,7 @@ export const AUDIT_EVENT_TYPES = [
   'user.activated',
   'user.activation_resent',
   'user.invitation_withdrawn',
+  'user.erased',
   'user.blocked',
   'user.unblocked',
   'user.unlocked',

@@ -95,12 +95,14 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
     permissions: {
       rename: 'organization:users:rename',
       withdraw: 'organization:users:invite',
+      erase: 'organization:users:erase',
       readSessions: 'organization:users:read',
       signOut: 'organization:users:sign-out',
     },
     operationIds: {
       rename: 'renameOrganizationUser',
       withdraw: 'withdrawOrganizationUserInvitation',
+      erase: 'eraseOrganizationUser',
       listSessions: 'listOrganizationUserSessions',
       signOut: 'signOutOrganizationUser',
     },

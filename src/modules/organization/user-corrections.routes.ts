@@ -7,6 +7,7 @@ import { NoContent } from '../../http/no-content.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { ManagedUserSchema, RenameUserBody, UserIdParams } from './organization.schemas.js';
+import { eraseUser } from './erase-user.js';
 import { renameUser } from './rename-user.js';
 import { userSessionRoutes } from './user-sessions.routes.js';
 import { withdrawInvitation } from './withdraw-invitation.js';
@@ -14,16 +15,17 @@ import { withdrawInvitation } from './withdraw-invitation.js';
 /**
  * What administrators (own organisation) and support (any) do alike to one user: corrections of a
  * mistake in an invitation — `PATCH <base>/:id` corrects the name, `DELETE <base>/:id` withdraws an
- * invitation nobody took up — and the user's devices (userSessionRoutes). Each caller names its
- * paths, permissions, operation ids and documented refusals.
+ * invitation nobody took up —, erasing a former employee (`POST <base>/:id/erase`) and the user's
+ * devices (userSessionRoutes). Each caller names its paths, permissions, operation ids and
+ * documented refusals.
  */
 export function userCorrectionRoutes(
   app: FastifyInstance,
   options: {
     base: '/v1/organization/users' | '/v1/support/users';
     tags: string[];
-    permissions: { rename: Permission; withdraw: Permission; readSessions: Permission; signOut: Permission };
-    operationIds: { rename: string; withdraw: string; listSessions: string; signOut: string };
+    permissions: { rename: Permission; withdraw: Permission; erase: Permission; readSessions: Permission; signOut: Permission };
+    operationIds: { rename: string; withdraw: string; erase: string; listSessions: string; signOut: string };
     refusals: (action: UserAction) => string;
   },
 ): void {
@@ -66,6 +68,30 @@ export function userCorrectionRoutes(
     },
     async (request, reply) => {
       await withdrawInvitation(app.ctx, call(request), request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  typed.post(
+    `${options.base}/:id/erase`,
+    {
+      config: { access: { permission: options.permissions.erase } },
+      schema: {
+        operationId: options.operationIds.erase,
+        tags: options.tags,
+        summary: 'Erase a former employee (GDPR): the blocked account and everything it holds are deleted for good; its address is free again',
+        description:
+          'Block first (409 not_blocked otherwise); this cannot be undone. Deleted: the account, its password, authenticator and recovery codes, ' +
+          'sessions, e-mail links and preferences, and the mails to its address in the outbox. The audit log keeps its rows (with the account id, ' +
+          'and what they recorded then) until AUDIT_RETENTION_DAYS; the row of the erasure (user.erased) names nobody. ' +
+          'Repeated after it succeeded, it answers 404 user_not_found. ' +
+          options.refusals('user.erase'),
+        params: UserIdParams,
+        response: { 204: NoContent, ...problemResponses(404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await eraseUser(app.ctx, call(request), request.params.id);
       return reply.status(204).send(null);
     },
   );

@@ -10,7 +10,9 @@ import type { Db } from '../../db/client.js';
  *  - e-mail links and login challenges whose expiry passed (whether used, voided or never used);
  *  - mail that was sent or given up (the outbox keeps unsent mail however old).
  *
- * Audit events are never deleted here: how long they are kept is the operator's decision (docs/operations.md).
+ * Audit events are deleted only with AUDIT_RETENTION_DAYS set, that many days after they were
+ * written (unset: never). The table refuses deletes otherwise (an append-only trigger): each batch
+ * names its cutoff to the trigger in its own transaction, which lets only older rows go.
  *
  * Cost: ids are UUIDv7, so their order is the order of creation, and a row that ended before the
  * cutoff was created before it: each batch walks the primary key up to the cutoff's id instead of
@@ -22,12 +24,20 @@ import type { Db } from '../../db/client.js';
  */
 
 export const RETENTION_TABLES = ['refresh_tokens', 'sessions', 'flow_tokens', 'mail_outbox'] as const;
+/** Counted as a step of its own, after the tables above, when AUDIT_RETENTION_DAYS is set. */
+export const AUDIT_EVENTS = 'audit_events';
 /** Also counted: plain-text bodies of finished mails (written by a version before bodies were sealed, e.g. during a rolling upgrade), emptied. */
 export const PLAIN_MAIL_BODIES = 'mail_outbox_plain_bodies';
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
 /** One step of a sweep, by what it counts: the plain bodies it empties, then the rows of each table it deletes. */
-export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable;
-export type PurgeReport = Record<RetentionStep, number> & { cutoff: string; stopped: boolean };
+export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable | typeof AUDIT_EVENTS;
+export type PurgeReport = Record<typeof PLAIN_MAIL_BODIES | RetentionTable, number> & {
+  cutoff: string;
+  stopped: boolean;
+  /** Only with AUDIT_RETENTION_DAYS set. */
+  audit_events?: number;
+  auditCutoff?: string;
+};
 
 const BATCH_SIZE = 1000;
 const SESSION_ENDED = `LEAST(COALESCE(s.revoked_at, 'infinity'::timestamptz), s.expires_at, s.idle_expires_at) < $1`;
@@ -59,11 +69,15 @@ const STEPS: [RetentionStep, string][] = [
   ...RETENTION_TABLES.map((table): [RetentionStep, string] => [table, `DELETE FROM ${table} WHERE id IN (${BATCH[table]})`]),
 ];
 
+type PurgeOptions = { shouldStop?: () => boolean; onBatch?: (step: RetentionStep, rows: number) => void };
+
+const daysBefore = (now: Date, days: number) => new Date(now.getTime() - days * 24 * 3600 * 1000);
+
 export async function purgeEnded(
-  ctx: { db: Db; clock: AppContext['clock']; config: Pick<AppContext['config'], 'retentionDays'> },
-  options: { shouldStop?: () => boolean; onBatch?: (step: RetentionStep, rows: number) => void } = {},
+  ctx: { db: Db; clock: AppContext['clock']; config: Pick<AppContext['config'], 'retentionDays' | 'auditRetentionDays'> },
+  options: PurgeOptions = {},
 ): Promise<PurgeReport> {
-  const cutoff = new Date(ctx.clock.now().getTime() - ctx.config.retentionDays * 24 * 3600 * 1000);
+  const cutoff = daysBefore(ctx.clock.now(), ctx.config.retentionDays);
   const report = { cutoff: cutoff.toISOString(), stopped: false } as PurgeReport;
   for (const [step, statement] of STEPS) {
     report[step] = 0;
@@ -76,5 +90,30 @@ export async function purgeEnded(
       if (rows < BATCH_SIZE) break;
     }
   }
+  if (ctx.config.auditRetentionDays === null) return report;
+  const auditCutoff = daysBefore(ctx.clock.now(), ctx.config.auditRetentionDays);
+  report.auditCutoff = auditCutoff.toISOString();
+  report.audit_events = 0;
+  for (;;) {
+    if (options.shouldStop?.()) return { ...report, stopped: true };
+    const rows = await purgeAuditBatch(ctx.db, auditCutoff);
+    report.audit_events += rows;
+    options.onBatch?.(AUDIT_EVENTS, rows);
+    if (rows < BATCH_SIZE) break;
+  }
   return report;
+}
+
+/** One batch of audit rows written before `cutoff`, in a transaction that names the cutoff to the append-only trigger. */
+async function purgeAuditBatch(db: Db, cutoff: Date): Promise<number> {
+  const [, rows] = await db.$transaction([
+    db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', $1, true)`, cutoff.toISOString()),
+    db.$executeRawUnsafe(
+      `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE id < $2::uuid AND created_at < $1
+        ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`,
+      cutoff,
+      firstIdAt(cutoff),
+    ),
+  ]);
+  return rows;
 }

@@ -204,12 +204,14 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
     permissions: {
       rename: 'support:users:rename',
       withdraw: 'support:users:withdraw-invitation',
+      erase: 'support:users:erase',
       readSessions: 'support:users:read',
       signOut: 'support:users:sign-out',
     },
     operationIds: {
       rename: 'supportRenameUser',
       withdraw: 'supportWithdrawInvitation',
+      erase: 'supportEraseUser',
       listSessions: 'supportListUserSessions',
       signOut: 'supportSignOutUser',
     },

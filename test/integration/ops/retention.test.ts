@@ -136,3 +136,55 @@ t.test('a finished mail that an older version left with its plain-text body is e
   for (const id of [sent.id, failed.id]) t.match(await db.mailOutbox.findUniqueOrThrow({ where: { id } }), { textBody: null, htmlBody: null, subject: 's' }, 'emptied, kept');
   t.match(await db.mailOutbox.findUniqueOrThrow({ where: { id: queued.id } }), { textBody: plain.textBody }, 'a queued one keeps its body for the worker');
 });
+
+t.test('AUDIT_RETENTION_DAYS: audit rows older than it go, in batches; the table still refuses every other delete and every update', async (t) => {
+  const days = (n: number) => new Date(Date.now() - n * DAY * 1000);
+  const auditRows = (count: number, at: Date, type: string) =>
+    Array.from({ length: count }, (_, i) => ({ id: uuidv7({ msecs: at.getTime() + i }), type, ip: '203.0.113.9', createdAt: new Date(at.getTime() + i) }));
+  const realClock = { now: () => new Date() };
+
+  const kept = await buildTestApp(t);
+  await kept.app.ctx.db.auditEvent.createMany({ data: auditRows(3, days(5000), 'auth.login_succeeded') });
+  const keptReport = await purgeEnded({ ...kept.app.ctx, clock: realClock });
+  t.notOk('audit_events' in keptReport, 'unset: audit rows are not looked at');
+  t.equal(await kept.app.ctx.db.auditEvent.count({ where: { type: 'auth.login_succeeded' } }), 3, '… and kept however old');
+
+  const { app, databaseUrl } = await buildTestApp(t, { AUDIT_RETENTION_DAYS: '400' });
+  const db = app.ctx.db;
+  await db.auditEvent.createMany({ data: auditRows(1500, days(500), 'auth.login_succeeded') });
+  await db.auditEvent.createMany({ data: auditRows(2, days(399), 'user.renamed') });
+
+  const batches: number[] = [];
+  const report = await purgeEnded({ ...app.ctx, clock: realClock }, { onBatch: (step, rows) => step === 'audit_events' && batches.push(rows) });
+  t.match(report, { audit_events: 1500, stopped: false });
+  t.same(batches, [1000, 500]);
+  t.ok(Math.abs(new Date(report.auditCutoff!).getTime() - days(400).getTime()) < 60_000, 'the cutoff is AUDIT_RETENTION_DAYS ago');
+  t.equal(await db.auditEvent.count({ where: { type: 'auth.login_succeeded' } }), 0);
+  t.equal(await db.auditEvent.count({ where: { type: 'user.renamed' } }), 2, 'younger rows stay');
+
+  // Outside the sweep the trigger refuses as before: a delete without a cutoff, one of rows newer
+  // than the cutoff named, any update.
+  await t.rejects(db.auditEvent.deleteMany({ where: { type: 'user.renamed' } }), /append-only/);
+  await t.rejects(
+    db.$transaction([
+      db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', $1, true)`, days(400).toISOString()),
+      db.$executeRawUnsafe(`DELETE FROM audit_events WHERE type = 'user.renamed'`),
+    ]),
+    /append-only/,
+    'rows newer than the cutoff stay, whoever names one',
+  );
+  await t.rejects(
+    db.$transaction([
+      db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', $1, true)`, new Date().toISOString()),
+      db.$executeRawUnsafe(`UPDATE audit_events SET ip = NULL WHERE type = 'user.renamed'`),
+    ]),
+    /append-only/,
+    'no update, cutoff or not',
+  );
+  t.equal(await db.auditEvent.count({ where: { type: 'user.renamed', ip: '203.0.113.9' } }), 2);
+
+  await db.auditEvent.createMany({ data: auditRows(7, days(800), 'auth.login_failed') });
+  const run = await cli(['purge-ended'], { ...cliEnv(databaseUrl), AUDIT_RETENTION_DAYS: '400' });
+  t.equal(run.code, 0, run.stderr);
+  t.match(JSON.parse(run.stdout), { audit_events: 7, auditCutoff: String }, 'the CLI purges them too');
+});

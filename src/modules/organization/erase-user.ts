@@ -1,0 +1,46 @@
+import { authorize } from '../../access/policy.js';
+import type { Tx } from '../../db/client.js';
+import { recordAudit } from '../audit/audit.service.js';
+import type { TargetUser } from './acting-user.js';
+import { lockForChange, originOf, type AdminCall, type AdminCtx, type ChangeOrigin } from './user-admin.service.js';
+
+/**
+ * Erases a former employee's account (GDPR Art. 17): an administrator (own organisation) or support,
+ * for a user blocked before. The account row goes, and with it the password hash, the
+ * authenticator secret, the recovery codes, the sessions and refresh tokens, the e-mail links and
+ * the preferences; the outbox loses every mail to its address no worker is sending right now (one
+ * being handed to SMTP is sent; retention deletes its row later). The address is free for a new
+ * invitation.
+ *
+ * What stays is the audit trail (append-only): rows about the account keep its id, and some keep
+ * what they recorded then (an address in a change of address, a name in a renaming, IP addresses
+ * and browsers). They go after AUDIT_RETENTION_DAYS. The `user.erased` row itself names nobody.
+ */
+export async function eraseUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<void> {
+  await ctx.db.$transaction(async (tx) => {
+    // Organisation row, then user row, as every change: an unblock or a sign-in waits, then finds nobody.
+    const { acting, target } = await lockForChange(tx, call, userId);
+    authorize(acting, 'user.erase', target, { blockedBySupport: target.blockedBySupport });
+    await eraseUserInTx(tx, ctx, target, originOf(acting, call));
+  });
+}
+
+/** The erasure itself, for a target the caller locked and authorised. */
+export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<void> {
+  const now = ctx.clock.now();
+  const { count: mailsDeleted } = await tx.mailOutbox.deleteMany({
+    where: {
+      toAddress: { equals: target.email, mode: 'insensitive' },
+      OR: [{ sentAt: { not: null } }, { failedAt: { not: null } }, { lockedUntil: null }, { lockedUntil: { lte: now } }],
+    },
+  });
+  await tx.user.delete({ where: { id: target.id } });
+  await recordAudit(tx, ctx.clock, {
+    type: 'user.erased',
+    actorUserId: origin.actorUserId,
+    subjectUserId: target.id,
+    organizationId: target.organizationId,
+    meta: origin.meta,
+    details: { by: origin.by, roles: target.roles, mailsDeleted },
+  });
+}
