@@ -115,7 +115,7 @@ t.test('a body that does not open is given up at once (tampered, moved to anothe
   const { app, config, clock, logs } = w;
   const ctx = app.ctx;
   const link = (token: string) => buildLink(config, LINK_PATHS.passwordReset, token);
-  const reset = (to: string, token: string) => ({ to: { email: to, language: null }, template: 'password_reset' as const, data: { name: to, link: link(token), expiresAt: clock.now() } });
+  const reset = (to: string, token: string) => ({ to: { email: to, language: null, id: null }, template: 'password_reset' as const, data: { name: to, link: link(token), expiresAt: clock.now() } });
   const removedKey = parseKeyring(`removed-1:${generateKey()}`);
 
   const ids = await ctx.db.$transaction(async (tx) => ({
@@ -124,7 +124,7 @@ t.test('a body that does not open is given up at once (tampered, moved to anothe
     keyGone: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('keygone@example.test', 'tok-keygone-000001'))).id,
     keyNeverBack: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('never@example.test', 'tok-never-00000001'))).id,
     fine: (await enqueueMail(tx, ctx, reset('fine@example.test', 'tok-fine-000000001'))).id,
-    alsoFine: (await enqueueMail(tx, ctx, { to: { email: 'notice@example.test', language: null }, template: 'password_changed', data: { name: 'Nora' } })).id,
+    alsoFine: (await enqueueMail(tx, ctx, { to: { email: 'notice@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Nora' } })).id,
   }));
   // One bit flipped in the middle of the ciphertext; another row's (valid) ciphertext copied onto a row.
   await ctx.pool.query(
@@ -190,7 +190,7 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
   sink.refuseRecipient('gone@alpha.test');
   await w.member(w.orgA.id, { email: 'gone@alpha.test' });
   await request({ url: '/v1/password/forgot', body: { email: 'gone@alpha.test' } });
-  await app.ctx.db.$transaction((tx) => enqueueMail(tx, app.ctx, { to: { email: 'early@alpha.test', language: null }, template: 'password_changed', data: { name: 'E' } }));
+  await app.ctx.db.$transaction((tx) => enqueueMail(tx, app.ctx, { to: { email: 'early@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'E' } }));
   t.same(await deliverDueMail(app.ctx, app.ctx.mailTransport, 100), { claimed: 2, sent: 1, failed: 1 });
 
   // Queued under the old key while SMTP is down: an invitation and a reset link.
@@ -235,7 +235,7 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
 
   // A queued body under a key the command does not have is reported (id and reason only), not changed.
   const stray = await app.ctx.db.$transaction((tx) =>
-    enqueueMail(tx, { ...app.ctx, keyring: parseKeyring(`stray-1:${generateKey()}`) }, { to: { email: 'x@alpha.test', language: null }, template: 'mfa_enrolled', data: { name: 'X' } }),
+    enqueueMail(tx, { ...app.ctx, keyring: parseKeyring(`stray-1:${generateKey()}`) }, { to: { email: 'x@alpha.test', language: null, id: null }, template: 'mfa_enrolled', data: { name: 'X' } }),
   );
   const missing = await resealSecrets(app.ctx.db, parseKeyring(`test-2:${newKey}`), run);
   t.same(missing.mailBodies, { resealed: 0, skipped: 0, failed: 1 });

@@ -93,7 +93,7 @@ export async function requestEmailChange(
       data: { from: user.email, to: input.email } satisfies ChangeData,
     });
     await enqueueMail(tx, ctx, {
-      to: { email: input.email, language: user.language },
+      to: { email: input.email, language: user.language, id: user.id },
       template: 'email_change_confirm',
       data: { name: user.name, link: buildLink(ctx.config, LINK_PATHS.emailChangeConfirm, token), expiresAt: flow.expiresAt, newEmail: input.email },
     });
@@ -134,7 +134,7 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
       await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
       // Links in the old mailbox stop working.
       await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
-      await enqueueMail(tx, ctx, { to: { email: change.from, language: user.language }, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
+      await enqueueMail(tx, ctx, { to: { email: change.from, language: user.language, id: user.id }, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
       await recordAudit(tx, ctx.clock, {
         type: 'user.email_changed',
         actorUserId: user.id,

@@ -26,8 +26,11 @@ export function buildLink(config: Pick<Config, 'appBaseUrl'>, path: string, toke
   return `${base}${p}?token=${encodeURIComponent(token)}`;
 }
 
-/** Whom a mail goes to, and in which language (null: the deployment's DEFAULT_LANGUAGE). */
-export type MailRecipient = { email: string; language: Language | null };
+/**
+ * Whom a mail goes to, in which language (null: the deployment's DEFAULT_LANGUAGE), and the id of
+ * the account it is about (erasing the account deletes it, whatever the address; null: none).
+ */
+export type MailRecipient = { email: string; language: Language | null; id: string | null };
 
 export type EnqueueMailInput<K extends MailTemplateName> = {
   to: MailRecipient;
@@ -67,6 +70,7 @@ export async function enqueueMail<K extends MailTemplateName>(
     data: {
       id,
       toAddress: input.to.email,
+      userId: input.to.id,
       template: input.template,
       subject: rendered.subject,
       ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html }),

@@ -8,9 +8,9 @@ import { lockForChange, originOf, type AdminCall, type AdminCtx, type ChangeOrig
  * Erases a former employee's account (GDPR Art. 17): an administrator (own organisation) or support,
  * for a user blocked before. The account row goes, and with it the password hash, the
  * authenticator secret, the recovery codes, the sessions and refresh tokens, the e-mail links and
- * the preferences; the outbox loses every mail to its address no worker is sending right now (one
- * being handed to SMTP is sent; retention deletes its row later). The address is free for a new
- * invitation.
+ * the preferences; the outbox loses every mail about it or to its address that no worker is sending
+ * right now (one being handed to SMTP is sent, and retention deletes its row later), also those to
+ * addresses it had before or asked to move to. The address is free for a new invitation.
  *
  * What stays is the audit trail (append-only): rows about the account keep its id, and some keep
  * what they recorded then (an address in a change of address, a name in a renaming, IP addresses
@@ -27,13 +27,12 @@ export async function eraseUser(ctx: AdminCtx, call: AdminCall, userId: string):
 
 /** The erasure itself, for a target the caller locked and authorised. */
 export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<void> {
-  const now = ctx.clock.now();
-  const { count: mailsDeleted } = await tx.mailOutbox.deleteMany({
-    where: {
-      toAddress: { equals: target.email, mode: 'insensitive' },
-      OR: [{ sentAt: { not: null } }, { failedAt: { not: null } }, { lockedUntil: null }, { lockedUntil: { lte: now } }],
-    },
-  });
+  // Its mails by account (any address it had or asked for), and older rows by its address: compared
+  // exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_` matches anything).
+  const mailsDeleted = await tx.$executeRaw`
+    DELETE FROM mail_outbox
+     WHERE (user_id = ${target.id}::uuid OR to_address::citext = ${target.email}::citext)
+       AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;
   await tx.user.delete({ where: { id: target.id } });
   await recordAudit(tx, ctx.clock, {
     type: 'user.erased',

@@ -58,11 +58,10 @@ async function cancelUnsentActivationMail(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, 
   const now = ctx.clock.now();
   const { count } = await tx.mailOutbox.deleteMany({
     where: {
-      toAddress: target.email,
+      AND: [{ OR: [{ userId: target.id }, { toAddress: target.email }] }, { OR: [{ lockedUntil: null }, { lockedUntil: { lte: now } }] }],
       template: 'activation',
       sentAt: null,
       failedAt: null,
-      OR: [{ lockedUntil: null }, { lockedUntil: { lte: now } }],
     },
   });
   return count;

@@ -60,7 +60,7 @@ export async function requestPasswordReset(
   const token = randomToken(32);
   const expiresAt = addSeconds(now, PASSWORD_RESET_TTL_SECONDS);
   const mailId = newId();
-  const rendered = renderMailFor(ctx.config, { email: user?.email ?? '', language: user?.language ?? null }, 'password_reset', {
+  const rendered = renderMailFor(ctx.config, { email: user?.email ?? '', language: user?.language ?? null, id: user?.id ?? null }, 'password_reset', {
     name: user?.name ?? 'nobody',
     link: buildLink(ctx.config, LINK_PATHS.passwordReset, token),
     expiresAt,
@@ -101,8 +101,8 @@ export async function requestPasswordReset(
           ${p.add(expiresAt, 'timestamptz')}, 0, '{}'::jsonb, ${at}
         WHERE ${sending}),
       mail AS (
-        INSERT INTO mail_outbox (id, to_address, template, subject, body_ciphertext, encryption_key_id, next_attempt_at, created_at)
-        SELECT ${p.add(mailId, 'uuid')}, ${p.add(user?.email ?? '', 'text')}, 'password_reset', ${p.add(rendered.subject, 'text')},
+        INSERT INTO mail_outbox (id, to_address, user_id, template, subject, body_ciphertext, encryption_key_id, next_attempt_at, created_at)
+        SELECT ${p.add(mailId, 'uuid')}, ${p.add(user?.email ?? '', 'text')}, ${userId}, 'password_reset', ${p.add(rendered.subject, 'text')},
           ${p.add(sealed.bodyCiphertext, 'text')}, ${p.add(sealed.encryptionKeyId, 'text')}, ${at}, ${at}
         WHERE ${sending}),
       audit AS (${audit})

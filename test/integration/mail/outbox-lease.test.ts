@@ -46,7 +46,7 @@ t.test('a batch slowed by SMTP timeouts past the lease: a second instance runnin
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
     for (let i = 0; i < 20; i++) {
-      await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null }, template: 'mfa_enrolled', data: { name: `U${i}` } });
+      await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'mfa_enrolled', data: { name: `U${i}` } });
     }
   });
 
@@ -90,7 +90,7 @@ t.test('a worker whose claim was taken over writes nothing to the row: its failu
   const sink = await startSmtpSink(t);
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null }, template: 'password_changed', data: { name: 'T' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
 
   let claimedByB!: () => void;
   const bClaimed = new Promise<void>((resolve) => (claimedByB = resolve));
@@ -122,7 +122,7 @@ t.test('the sent mark failing once (connection reset) is tried again: the mail i
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const { ctx, state } = failingSentMarks(app.ctx, 1);
   await app.ctx.db.$transaction((tx) =>
-    enqueueMail(tx, app.ctx, { to: { email: 'once@example.test', language: null }, template: 'password_changed', data: { name: 'Once' } }),
+    enqueueMail(tx, app.ctx, { to: { email: 'once@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Once' } }),
   );
 
   t.same(await deliverDueMail(ctx, app.ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
@@ -139,8 +139,8 @@ t.test('the sent mark failing on every try is logged, and the rest of the batch 
   const { app } = await buildTestApp(t, { SMTP_URL: sink.url });
   const { ctx, state } = failingSentMarks(app.ctx, MARK_SENT_TRIES);
   await app.ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, app.ctx, { to: { email: 'first@example.test', language: null }, template: 'password_changed', data: { name: 'First' } });
-    await enqueueMail(tx, app.ctx, { to: { email: 'second@example.test', language: null }, template: 'password_changed', data: { name: 'Second' } });
+    await enqueueMail(tx, app.ctx, { to: { email: 'first@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'First' } });
+    await enqueueMail(tx, app.ctx, { to: { email: 'second@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Second' } });
   });
   const errors: object[] = [];
   const log = { info: () => undefined, warn: () => undefined, error: (obj: object) => errors.push(obj) };

@@ -27,7 +27,7 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
 
   await ctx.db.$transaction((tx) =>
     enqueueMail(tx, ctx, {
-      to: { email: 'Anna@Example.test', language: null },
+      to: { email: 'Anna@Example.test', language: null, id: null },
       template: 'activation',
       data: { name: 'Anna <script>alert(1)</script>', link, expiresAt, organizationName: 'Müller & Söhne', username: "Anna.O'Neil&Co@Example.test", by: 'admin' },
     }),
@@ -63,7 +63,7 @@ t.test('a mail written in a transaction that rolls back is never sent', async (t
   const ctx = app.ctx;
   await t.rejects(
     ctx.db.$transaction(async (tx) => {
-      await enqueueMail(tx, ctx, { to: { email: 'a@example.test', language: null }, template: 'password_changed', data: { name: 'A' } });
+      await enqueueMail(tx, ctx, { to: { email: 'a@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'A' } });
       throw new Error('rollback');
     }),
   );
@@ -77,8 +77,8 @@ t.test('SMTP down, then up: the mail stays queued, is retried with back-off and 
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, ctx, { to: { email: 'b@example.test', language: null }, template: 'password_changed', data: { name: 'B' } });
-    await enqueueMail(tx, ctx, { to: { email: 'c@example.test', language: null }, template: 'account_unblocked', data: { name: 'C' } });
+    await enqueueMail(tx, ctx, { to: { email: 'b@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'B' } });
+    await enqueueMail(tx, ctx, { to: { email: 'c@example.test', language: null, id: null }, template: 'account_unblocked', data: { name: 'C' } });
   });
 
   await sink.stop();
@@ -118,7 +118,7 @@ t.test('several workers at once: every mail is claimed and sent by exactly one',
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
     for (let i = 0; i < 12; i++) {
-      await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null }, template: 'mfa_enrolled', data: { name: `U${i}` } });
+      await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'mfa_enrolled', data: { name: `U${i}` } });
     }
   });
   const results = await Promise.all([1, 2, 3, 4].map(() => deliverDueMail(ctx, ctx.mailTransport, 5)));
@@ -133,7 +133,7 @@ t.test('a claimed mail whose worker died is taken over after the lease', async (
   const sink = await startSmtpSink(t);
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'd@example.test', language: null }, template: 'mfa_reset_done', data: { name: 'D' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'd@example.test', language: null, id: null }, template: 'mfa_reset_done', data: { name: 'D' } }));
   // A worker that claims and then "crashes" before sending.
   const crashed = { kind: 'crash', send: () => new Promise<void>(() => undefined), close: async () => {} };
   void deliverDueMail(ctx, crashed, 10);
@@ -149,7 +149,7 @@ t.test('the worker started by the app delivers on its own and stops with the app
   const { app } = await buildTestApp(t, { SMTP_URL: sink.url, MAIL_WORKER_ENABLED: 'true' });
   const ctx = app.ctx;
   await ctx.db.$transaction((tx) =>
-    enqueueMail(tx, ctx, { to: { email: 'e@example.test', language: null }, template: 'recovery_code_used', data: { name: 'E', remaining: 1 } }),
+    enqueueMail(tx, ctx, { to: { email: 'e@example.test', language: null, id: null }, template: 'recovery_code_used', data: { name: 'E', remaining: 1 } }),
   );
   const [mail] = await sink.waitFor(1, 10_000);
   t.match(mail!.text, 'You have 1 recovery code left.');
@@ -159,7 +159,7 @@ t.test('stopping the worker finishes the mail in hand and claims no more: the re
   const { app } = await buildTestApp(t);
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
-    for (let i = 0; i < 10; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null }, template: 'password_changed', data: { name: `U${i}` } });
+    for (let i = 0; i < 10; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}` } });
   });
   let sending!: () => void;
   const firstSend = new Promise<void>((resolve) => (sending = resolve));
@@ -189,7 +189,7 @@ t.test('without SMTP_URL mail goes to the log, without the body (and its links) 
   t.equal(ctx.mailTransport.kind, 'log');
   const link = buildLink(config, '/reset-password', 'secret-token-value-0123456789');
   await ctx.db.$transaction((tx) =>
-    enqueueMail(tx, ctx, { to: { email: 'f@example.test', language: null }, template: 'password_reset', data: { name: 'F', link, expiresAt } }),
+    enqueueMail(tx, ctx, { to: { email: 'f@example.test', language: null, id: null }, template: 'password_reset', data: { name: 'F', link, expiresAt } }),
   );
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
   const line = logs.find((l) => l.includes('SMTP_URL is not set'));
@@ -203,7 +203,7 @@ t.test('queued mail survives a restart: the next instance\'s worker delivers it'
   await sink.stop();
   const first = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = first.app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'g@example.test', language: null }, template: 'account_blocked', data: { name: 'G', administrators: [] } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'g@example.test', language: null, id: null }, template: 'account_blocked', data: { name: 'G', administrators: [] } }));
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 0, failed: 1 }, 'SMTP is down');
   await first.app.close();
 
@@ -236,8 +236,8 @@ t.test('a recipient the server refuses for good (550 to RCPT TO) is given up at 
   const ctx = app.ctx;
   sink.refuseRecipient('gone@example.test');
   await ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, ctx, { to: { email: 'gone@example.test', language: null }, template: 'password_changed', data: { name: 'Gone' } });
-    await enqueueMail(tx, ctx, { to: { email: 'here@example.test', language: null }, template: 'password_changed', data: { name: 'Here' } });
+    await enqueueMail(tx, ctx, { to: { email: 'gone@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Gone' } });
+    await enqueueMail(tx, ctx, { to: { email: 'here@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Here' } });
   });
 
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 2, sent: 1, failed: 1 });
@@ -267,7 +267,7 @@ t.test('a relay refusing to relay (554 5.7.1), a full mailbox (552) or a policy 
   };
   for (const [to, reply] of Object.entries(replies)) sink.refuseRecipient(to, reply);
   await ctx.db.$transaction(async (tx) => {
-    for (const to of Object.keys(replies)) await enqueueMail(tx, ctx, { to: { email: to, language: null }, template: 'password_changed', data: { name: 'Someone' } });
+    for (const to of Object.keys(replies)) await enqueueMail(tx, ctx, { to: { email: to, language: null, id: null }, template: 'password_changed', data: { name: 'Someone' } });
   });
 
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 3, sent: 0, failed: 3 });
@@ -294,7 +294,7 @@ t.test('an activation mail and a notification undeliverable for 4 days are deliv
   await sink.stop();
   const { user } = await inviteUser(app);
   await ctx.db.$transaction((tx) =>
-    enqueueMail(tx, ctx, { to: { email: 'blocked@example.test', language: null }, template: 'account_blocked', data: { name: 'B', administrators: [] } }),
+    enqueueMail(tx, ctx, { to: { email: 'blocked@example.test', language: null, id: null }, template: 'account_blocked', data: { name: 'B', administrators: [] } }),
   );
 
   // Four days of outage, an attempt every 12 hours (each mail is due again within the hour).
@@ -319,7 +319,7 @@ t.test('SMTP trouble is retried until the mail is MAIL_GIVE_UP_SECONDS old, then
   const giveUp = 9 * DAY;
   const { app, clock, logs } = await buildTestApp(t, { SMTP_URL: sink.url, MAIL_GIVE_UP_SECONDS: String(giveUp) });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'late@example.test', language: null }, template: 'password_changed', data: { name: 'Late' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'late@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Late' } }));
   await sink.stop();
 
   for (let elapsed = 0; elapsed < giveUp; elapsed += 12 * HOUR) {

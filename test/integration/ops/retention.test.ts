@@ -181,6 +181,14 @@ t.test('AUDIT_RETENTION_DAYS: audit rows older than it go, in batches; the table
     /append-only/,
     'no update, cutoff or not',
   );
+  await t.rejects(
+    db.$transaction([
+      db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', 'infinity', true)`),
+      db.$executeRawUnsafe(`DELETE FROM audit_events WHERE type = 'user.renamed'`),
+    ]),
+    /append-only/,
+    'a cutoff less than a day old (here: none at all) lets nothing through',
+  );
   t.equal(await db.auditEvent.count({ where: { type: 'user.renamed', ip: '203.0.113.9' } }), 2);
 
   await db.auditEvent.createMany({ data: auditRows(7, days(800), 'auth.login_failed') });

@@ -113,3 +113,28 @@ t.test('a mail a worker is handing to SMTP right now is left to it; the other ma
   t.same((await mailsTo(app, 'busy@alpha.test')).map((m) => m.id), [blocked!.id], 'only the claimed one is left (its worker sends it; retention removes it)');
   t.match((await auditOf(app, 'user.erased'))[0]?.details, { mailsDeleted: 1 });
 });
+
+t.test("erasure takes the mails about the account to any address it had or asked for, and nobody else's (an address with '_' matches only itself)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, adminB, app } = w;
+  const lena = await w.member(w.orgA.id, { name: 'Lena Leaver', email: 'lena_b@alpha.test' });
+  const token = await w.tokenFor(lena.user);
+  // Look-alikes in another organisation, each with a mail waiting.
+  for (const email of ['lena.b@alpha.test', 'lenaxb@alpha.test']) {
+    const other = await w.member(w.orgB.id, { email });
+    t.equal((await request({ method: 'POST', url: `/v1/organization/users/${other.user.id}/password-reset`, token: adminB.token })).status, 200);
+  }
+  // Lena asks to move to a private address (a confirmation mail there; then blocked before she confirms).
+  const moved = await request({ method: 'POST', url: '/v1/me/email', token, body: { email: 'lena.private@home.test', password: lena.password } });
+  t.equal(moved.status, 202, JSON.stringify(moved.body));
+  t.equal((await mailsTo(app, 'lena.private@home.test')).length, 1);
+
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${lena.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${lena.user.id}/erase`, token: adminA.token })).status, 204);
+
+  t.same(await mailsTo(app, 'lena.private@home.test'), [], 'the mail to the address she asked for is gone');
+  t.same(await mailsTo(app, 'lena_b@alpha.test'), [], 'and the block notice to hers');
+  t.equal((await mailsTo(app, 'lena.b@alpha.test')).length, 1, "a look-alike's mail stays");
+  t.equal((await mailsTo(app, 'lenaxb@alpha.test')).length, 1, "another look-alike's too");
+  t.match((await auditOf(app, 'user.erased'))[0]?.details, { mailsDeleted: 2 });
+});

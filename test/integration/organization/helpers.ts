@@ -39,9 +39,14 @@ export async function adminWorld(t: Test, env: Record<string, string> = {}): Pro
   return { ...base, request: api(app), orgA, orgB, adminA, adminB, support, member, tokenFor };
 }
 
-/** Outbox rows for an address, oldest first, bodies readable (mail is written in the same transaction as the change). */
+/**
+ * Outbox rows for an address (exactly, in any letter case: not Prisma's insensitive `equals`, an
+ * ILIKE where `_` matches any character), oldest first, bodies readable (mail is written in the
+ * same transaction as the change).
+ */
 export async function mailsTo(app: FastifyInstance, address: string) {
-  return outboxMails(app, { where: { toAddress: { equals: address, mode: 'insensitive' } } });
+  const rows = await app.ctx.db.$queryRaw<{ id: string }[]>`SELECT id FROM mail_outbox WHERE to_address::citext = ${address}::citext`;
+  return outboxMails(app, { where: { id: { in: rows.map((r) => r.id) } } });
 }
 
 export async function auditOf(app: FastifyInstance, type: string, subjectUserId?: string) {
