@@ -10,6 +10,7 @@ const userPermissions = [
   'me:update',
   'me:mfa',
   'me:sessions',
+  'me:security-events',
   'auth:logout',
   'organization:administrators:read',
 ] as const;

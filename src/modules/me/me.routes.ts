@@ -1,13 +1,16 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
 import { AcceptTermsRequestSchema, AdministratorsSchema, MeSchema, PreferencesRequestSchema } from './me.schemas.js';
 import { acceptTerms, getMe, listOwnAdministrators, updatePreferences } from './me.service.js';
 import { RenameUserBody } from '../organization/organization.schemas.js';
+import { PageQuery } from '../organization/pagination.js';
 import { renameSelf } from '../organization/rename-user.js';
+import { listSecurityEvents, SecurityEventPageSchema } from './security-events.js';
 
-/** The signed-in user's own profile, terms, preferences and organisation administrators. */
+/** The signed-in user's own profile, terms, preferences, organisation administrators and security activity. */
 export const meRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/v1/me',
@@ -107,5 +110,26 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => ({ administrators: await listOwnAdministrators(app.ctx, requireActor(request)) }),
+  );
+
+  app.get(
+    '/v1/me/security-events',
+    {
+      config: { access: { permission: 'me:security-events' } },
+      schema: {
+        operationId: 'listMySecurityEvents',
+        tags: ['me'],
+        summary: 'My security activity, newest first: sign-ins and failed attempts, locks, changes of password, authenticator, address and status, and who made them',
+        description:
+          'For an account page where users spot what they did not do. The IP address and browser are shown for what you did and for attempts ' +
+          "made without signing in (e.g. wrong passwords); not for an administrator's or support's changes. Kept as long as the audit log (AUDIT_RETENTION_DAYS).",
+        querystring: z.strictObject(PageQuery),
+        response: { 200: SecurityEventPageSchema },
+      },
+    },
+    async (request, reply) => {
+      reply.header('cache-control', 'no-store');
+      return listSecurityEvents(app.ctx, requireActor(request), request.query);
+    },
   );
 };

@@ -1,0 +1,77 @@
+import t from 'tap';
+import { currentTotp } from '../../helpers/factories.js';
+import { adminWorld } from '../organization/helpers.js';
+
+/**
+ * GET /v1/me/security-events: what happened to my account, newest first, with who did it; where it
+ * came from only for what I did and for attempts without a sign-in.
+ */
+
+const NEW_PASSWORD = 'Marble tundra violin 27#';
+
+t.test('my security activity: my sign-in, an attempt on my account, changes by my administrator and by support, my password change; nobody else\'s', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const mia = await w.member(w.orgA.id, { name: 'Mia Member', email: 'mia@alpha.test', termsAccepted: true, preferencesSet: true });
+  const bob = await w.member(w.orgA.id, { email: 'bob@alpha.test' });
+  const inject = (url: string, payload: object, remoteAddress: string, userAgent: string) =>
+    app.inject({ method: 'POST', url, payload, remoteAddress, headers: { 'user-agent': userAgent } });
+
+  t.equal((await inject('/v1/auth/login', { email: 'mia@alpha.test', password: 'not her password 123' }, '198.51.100.7', 'EvilBot/1.0')).statusCode, 401);
+  t.equal((await inject('/v1/auth/login', { email: 'bob@alpha.test', password: 'not his password 123' }, '198.51.100.8', 'EvilBot/1.0')).statusCode, 401);
+  const step = await inject('/v1/auth/login', { email: 'mia@alpha.test', password: mia.password }, '203.0.113.5', 'Firefox/140');
+  t.equal(step.statusCode, 200);
+  const signedIn = await inject('/v1/auth/login/mfa', { challengeToken: step.json().challengeToken, code: currentTotp(app, mia.totpSecret!) }, '203.0.113.5', 'Firefox/140');
+  t.equal(signedIn.statusCode, 200);
+  const token = signedIn.json().accessToken as string;
+
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${mia.user.id}/password-reset`, token: w.adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${mia.user.id}/mfa-reset-request`, token: w.support.token })).status, 202);
+  const changed = await request({ method: 'PUT', url: '/v1/me/password', token, body: { currentPassword: mia.password, newPassword: NEW_PASSWORD } });
+  t.equal(changed.status, 204, JSON.stringify(changed.body));
+  // An operator's command (the CLI writes no actor, and its details name the operator).
+  await app.ctx.db.auditEvent.create({
+    data: { type: 'user.unlocked', subjectUserId: mia.user.id, organizationId: w.orgA.id, userAgent: 'webshop-auth-cli', details: { by: 'cli', cli: { operator: 'root' } } },
+  });
+
+  const res = await request({ url: '/v1/me/security-events', token });
+  t.equal(res.status, 200);
+  t.equal(res.headers['cache-control'], 'no-store');
+  t.same(
+    res.body.items.map((e: { type: string; by: string | null; ip: string | null; userAgent: string | null }) => [e.type, e.by, e.ip, e.userAgent]),
+    [
+      ['user.unlocked', 'operator', null, null],
+      ['password.changed', 'you', '127.0.0.1', 'lightMyRequest'],
+      ['mfa.reset_requested', 'support', null, null],
+      ['password.reset_requested', 'administrator', null, null],
+      ['login.mfa_succeeded', 'you', '203.0.113.5', 'Firefox/140'],
+      ['login.password_failed', null, '198.51.100.7', 'EvilBot/1.0'],
+    ],
+    "newest first; others' network details hidden; no session bookkeeping; nothing of Bob's",
+  );
+  t.equal(res.body.nextCursor, null);
+
+  const first = await request({ url: '/v1/me/security-events?limit=4', token });
+  t.equal(first.body.items.length, 4);
+  const second = await request({ url: `/v1/me/security-events?limit=4&cursor=${first.body.nextCursor}`, token });
+  t.same(
+    [...first.body.items, ...second.body.items].map((e: { id: string }) => e.id),
+    res.body.items.map((e: { id: string }) => e.id),
+    'the pages follow each other without gaps or repeats',
+  );
+  t.equal(second.body.nextCursor, null);
+
+  const bobs = await request({ url: '/v1/me/security-events', token: await w.tokenFor(bob.user) });
+  t.same(bobs.body.items.map((e: { type: string; ip: string }) => [e.type, e.ip]), [['login.password_failed', '198.51.100.8']], "Bob sees his, not Mia's");
+
+  for (const [label, url, code] of [
+    ['limit 0', '/v1/me/security-events?limit=0', 'validation_failed'],
+    ['an unknown parameter', '/v1/me/security-events?userId=' + bob.user.id, 'validation_failed'],
+    ['a forged cursor', '/v1/me/security-events?cursor=bm90LWEtY3Vyc29y', 'invalid_cursor'],
+  ] as const) {
+    const bad = await request({ url, token });
+    t.equal(bad.status, 400, label);
+    t.equal(bad.body.code, code, label);
+  }
+  t.equal((await request({ url: '/v1/me/security-events' })).status, 401, 'signed in only');
+});
