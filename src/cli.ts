@@ -18,6 +18,7 @@ import type { Keyring } from './lib/secret-box.js';
 import { createOrganizationFromCli, createSupportUser } from './modules/support/bootstrap.service.js';
 import {
   blockSupportUser,
+  eraseSupportUser,
   listSupportUsers,
   resendSupportActivation,
   resetSupportUserMfa,
@@ -161,6 +162,17 @@ const commands: Record<string, Command> = {
       return withDatabase(async (ctx) => {
         const withdrawn = await withdrawSupportInvitation(ctx, email, origin);
         process.stderr.write(`withdrew the invitation of SUPPORT user ${withdrawn.email} (${withdrawn.userId}); ${withdrawn.mailsCancelled} unsent mail(s) removed\n`);
+      });
+    },
+  },
+  'erase-support-user': {
+    summary: 'erase a former SUPPORT employee (GDPR), blocked before: the account and what it holds are deleted for good; the audit log keeps its rows',
+    usage: 'erase-support-user --email <e-mail> [--reason <text>]',
+    async run(args) {
+      const { email, origin } = supportChange(args, []);
+      return withDatabase(async (ctx) => {
+        const erased = await eraseSupportUser(ctx, email, origin);
+        process.stderr.write(`erased SUPPORT user ${erased.userId}\n`);
       });
     },
   },

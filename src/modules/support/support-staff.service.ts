@@ -10,6 +10,7 @@ import {
   type AdminCtx,
 } from '../organization/user-admin.service.js';
 import { managedUserSelect, toManagedUser } from '../organization/users.query.js';
+import { eraseUserInTx } from '../organization/erase-user.js';
 import { withdrawInvitationInTx } from '../organization/withdraw-invitation.js';
 import type { CliOrigin } from './cli-origin.js';
 
@@ -102,5 +103,17 @@ export async function withdrawSupportInvitation(ctx: AdminCtx, email: string, or
   return ctx.db.$transaction(async (tx) => {
     const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.withdraw_invitation', (t) => ({ activated: t.passwordHash !== null }));
     return { userId: target.id, email: target.email, ...(await withdrawInvitationInTx(tx, ctx, target, origin)) };
+  });
+}
+
+/**
+ * A former support employee who asks to be forgotten (GDPR Art. 17), blocked before: erased as the
+ * API erases other users (eraseUserInTx).
+ */
+export async function eraseSupportUser(ctx: AdminCtx, email: string, origin: CliOrigin) {
+  return ctx.db.$transaction(async (tx) => {
+    const target = await lockForOperator(tx, await supportUserId(tx, email), 'user.erase');
+    await eraseUserInTx(tx, ctx, target, origin);
+    return { userId: target.id };
   });
 }

@@ -36,3 +36,26 @@ t.test('withdraw-support-invitation: a mistyped support invitation goes, the add
   t.match(customer.stderr, 'refused: not_support_staff');
   t.equal(await w.db.user.count({ where: { email: 'customer@alpha.test' } }), 1, 'customers\' users are their administrators\' (the API)');
 });
+
+t.test('erase-support-user: a blocked former support employee is erased; an active one or a customer is refused', async (t) => {
+  const w = await staffWorld(t);
+  const left = await w.support('left@shop.test', { status: 'BLOCKED', name: 'Lars Left' });
+  const erased = await w.run('erase-support-user', '--email', 'LEFT@shop.test', '--reason', 'GDPR-12 request');
+  t.equal(erased.code, 0, erased.stderr);
+  t.match(erased.stderr, `erased SUPPORT user ${left.user.id}`);
+  t.equal(await w.db.user.count({ where: { id: left.user.id } }), 0);
+  t.equal(await w.db.totpFactor.count({ where: { userId: left.user.id } }), 0, 'with what it held');
+  const [audit] = await auditOf(w.app, 'user.erased', left.user.id);
+  t.match(audit, { ...CLI_AUDIT, details: { by: 'cli', roles: ['SUPPORT'], cli: { reason: 'GDPR-12 request' } } });
+  t.notMatch(JSON.stringify(audit), /lars|left@/i, 'the erasure names nobody');
+
+  await w.support('still@shop.test');
+  const active = await w.run('erase-support-user', '--email', 'still@shop.test');
+  t.equal(active.code, 1);
+  t.match(active.stderr, 'refused: not_blocked');
+  await createUser(w.db, w.app, { email: 'gone@alpha.test', status: 'BLOCKED' });
+  const customer = await w.run('erase-support-user', '--email', 'gone@alpha.test');
+  t.equal(customer.code, 1);
+  t.match(customer.stderr, 'refused: not_support_staff');
+  t.equal(await w.db.user.count({ where: { email: { in: ['still@shop.test', 'gone@alpha.test'] } } }), 2);
+});
