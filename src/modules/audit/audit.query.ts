@@ -81,8 +81,10 @@ export async function listAuditEvents(
     items: result.items.map((r) => {
       // Customers see what support did to their users, but not the support desk's network details
       // or addresses, nor the OS account and reason of an operator's CLI command (the shop's internals).
-      const hide = view.hideSupportOrigin && isSupport(r.actorUserId);
+      // An actor no longer there (erased) is hidden too: whoever it was, its traces are not shown.
       const details = (r.details ?? {}) as Record<string, unknown>;
+      const actorGone = r.actorUserId !== null && !people.has(r.actorUserId);
+      const hide = view.hideSupportOrigin && (isSupport(r.actorUserId) || actorGone || details.by === 'support' || details.via === 'support');
       return {
         id: r.id,
         type: r.type,

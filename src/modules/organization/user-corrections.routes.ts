@@ -82,8 +82,9 @@ export function userCorrectionRoutes(
         summary: 'Erase a former employee (GDPR): the blocked account and everything it holds are deleted for good; its address is free again',
         description:
           'Block first (409 not_blocked otherwise); this cannot be undone. Deleted: the account, its password, authenticator and recovery codes, ' +
-          'sessions, e-mail links and preferences, and the mails to its address in the outbox. The audit log keeps its rows (with the account id, ' +
-          'and what they recorded then) until AUDIT_RETENTION_DAYS; the row of the erasure (user.erased) names nobody. ' +
+          'sessions, e-mail links and preferences, and its mails in the outbox. The audit log keeps its rows (with the account id, and what they ' +
+          'recorded then: IP addresses, and in some `details` names and addresses) until AUDIT_RETENTION_DAYS (unset: forever), and shows them in ' +
+          '…/audit-events with `name` and `email` of the erased account null; the row of the erasure (user.erased) names nobody. ' +
           'Repeated after it succeeded, it answers 404 user_not_found. ' +
           options.refusals('user.erase'),
         params: UserIdParams,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { currentTotp } from '../../helpers/factories.js';
+import { currentTotp, wrongCode } from '../../helpers/factories.js';
 import { adminWorld } from '../organization/helpers.js';
 
 /**
@@ -19,6 +19,10 @@ t.test('my security activity: my sign-in, an attempt on my account, changes by m
 
   t.equal((await inject('/v1/auth/login', { email: 'mia@alpha.test', password: 'not her password 123' }, '198.51.100.7', 'EvilBot/1.0')).statusCode, 401);
   t.equal((await inject('/v1/auth/login', { email: 'bob@alpha.test', password: 'not his password 123' }, '198.51.100.8', 'EvilBot/1.0')).statusCode, 401);
+  // Someone who has her password, but not her phone: the code step names the account as actor, the page must not say "you".
+  const stolen = await inject('/v1/auth/login', { email: 'mia@alpha.test', password: mia.password }, '198.51.100.66', 'EvilBot/2.0');
+  t.equal(stolen.statusCode, 200);
+  t.equal((await inject('/v1/auth/login/mfa', { challengeToken: stolen.json().challengeToken, code: wrongCode(app, mia.totpSecret!) }, '198.51.100.66', 'EvilBot/2.0')).statusCode, 400);
   const step = await inject('/v1/auth/login', { email: 'mia@alpha.test', password: mia.password }, '203.0.113.5', 'Firefox/140');
   t.equal(step.statusCode, 200);
   const signedIn = await inject('/v1/auth/login/mfa', { challengeToken: step.json().challengeToken, code: currentTotp(app, mia.totpSecret!) }, '203.0.113.5', 'Firefox/140');
@@ -37,15 +41,17 @@ t.test('my security activity: my sign-in, an attempt on my account, changes by m
   const res = await request({ url: '/v1/me/security-events', token });
   t.equal(res.status, 200);
   t.equal(res.headers['cache-control'], 'no-store');
+  type Row = { type: string; by: string | null; ip: string | null; userAgent: string | null; details: object };
   t.same(
-    res.body.items.map((e: { type: string; by: string | null; ip: string | null; userAgent: string | null }) => [e.type, e.by, e.ip, e.userAgent]),
+    res.body.items.map((e: Row) => [e.type, e.by, e.ip, e.userAgent, e.details]),
     [
-      ['user.unlocked', 'operator', null, null],
-      ['password.changed', 'you', '127.0.0.1', 'lightMyRequest'],
-      ['mfa.reset_requested', 'support', null, null],
-      ['password.reset_requested', 'administrator', null, null],
-      ['login.mfa_succeeded', 'you', '203.0.113.5', 'Firefox/140'],
-      ['login.password_failed', null, '198.51.100.7', 'EvilBot/1.0'],
+      ['user.unlocked', 'operator', null, null, {}],
+      ['password.changed', 'you', '127.0.0.1', 'lightMyRequest', {}],
+      ['mfa.reset_requested', 'support', null, null, {}],
+      ['password.reset_requested', 'administrator', null, null, {}],
+      ['login.mfa_succeeded', 'you', '203.0.113.5', 'Firefox/140', {}],
+      ['login.mfa_failed', null, '198.51.100.66', 'EvilBot/2.0', { reason: 'invalid', factor: 'totp' }],
+      ['login.password_failed', null, '198.51.100.7', 'EvilBot/1.0', { reason: 'wrong_password' }],
     ],
     "newest first; others' network details hidden; no session bookkeeping; nothing of Bob's",
   );
@@ -53,7 +59,7 @@ t.test('my security activity: my sign-in, an attempt on my account, changes by m
 
   const first = await request({ url: '/v1/me/security-events?limit=4', token });
   t.equal(first.body.items.length, 4);
-  const second = await request({ url: `/v1/me/security-events?limit=4&cursor=${first.body.nextCursor}`, token });
+  const second = await request({ url: `/v1/me/security-events?limit=3&cursor=${first.body.nextCursor}`, token });
   t.same(
     [...first.body.items, ...second.body.items].map((e: { id: string }) => e.id),
     res.body.items.map((e: { id: string }) => e.id),
@@ -74,4 +80,25 @@ t.test('my security activity: my sign-in, an attempt on my account, changes by m
     t.equal(bad.body.code, code, label);
   }
   t.equal((await request({ url: '/v1/me/security-events' })).status, 401, 'signed in only');
+});
+
+t.test("who did it is what was recorded then: support's changes stay support's after that support user is erased, and their network details stay hidden from the organisation", async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const mia = await w.member(w.orgA.id, { email: 'mia@alpha.test' });
+  const colleague = await w.member(null, { roles: ['SUPPORT'], name: 'Sid Support' });
+  const colleagueToken = await w.tokenFor(colleague.user);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${mia.user.id}/block`, token: colleagueToken })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${mia.user.id}/unblock`, token: colleagueToken })).status, 200);
+  // The support employee leaves and is erased (as erase-user.test.ts shows, through the operator's command).
+  await app.ctx.db.user.delete({ where: { id: colleague.user.id } });
+
+  const mine = await request({ url: '/v1/me/security-events', token: await w.tokenFor(mia.user) });
+  t.same(mine.body.items.map((e: { type: string; by: string; ip: string | null }) => [e.type, e.by, e.ip]), [
+    ['user.unblocked', 'support', null],
+    ['user.blocked', 'support', null],
+  ]);
+  const log = await request({ url: `/v1/organization/audit-events?userId=${mia.user.id}`, token: w.adminA.token });
+  const blocked = log.body.items.find((e: { type: string }) => e.type === 'user.blocked');
+  t.match(blocked, { actor: { id: colleague.user.id, name: null, email: null }, ip: null, userAgent: null }, 'still hidden from customers');
 });
