@@ -64,6 +64,11 @@ t.test('blocking an administrator withdraws the invitations and reset links they
   const replaced = await inspect(w, firstInvitation);
   t.equal(replaced.body.linkState, 'replaced');
   t.notOk(replaced.body.contact, '… not through an earlier link the blocked administrator sent either (session 15 reread)');
+  // Erasing that administrator empties the links' sender (as for the operator's invitations, which name contacts).
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${adminA.user.id}/erase`, token: secondToken })).status, 204);
+  const afterErasure = await inspect(w, firstInvitation);
+  t.equal(afterErasure.body.linkState, 'replaced');
+  t.notOk(afterErasure.body.contact, '… nor once the administrator who sent it is erased (session 18 reread)');
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/activation', body: { token: invitation, password: NEW_PASSWORD } })), WITHDRAWN);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { email: 'mallory@evil.test' } })).status, 'INVITED', 'the invitation was not accepted');
   t.same(withdrawn(await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: NEW_PASSWORD } })), WITHDRAWN);

@@ -71,14 +71,16 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
   if (!dead) return err;
   const flow = await ctx.db.flowToken.findUnique({
     where: { tokenHash: sha256Hex(token) },
-    select: { userId: true, requestedBy: { select: { status: true, roles: true } } },
+    select: { userId: true, data: true, requestedBy: { select: { status: true, roles: true } } },
   });
   const user = flow && (await ctx.db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } }));
   if (!flow || user?.status !== 'INVITED') return err;
   // Nor for a link its sender sent while they had a right they no longer have (blocked, demoted):
-  // an earlier link of theirs counts as replaced, not withdrawn. CLI invitations have no sender.
+  // an earlier link of theirs counts as replaced, not withdrawn. CLI invitations have no sender; a
+  // link whose sender was erased (blocked before) has none either, and is marked so (erase-user.ts).
   const sender = flow.requestedBy;
   if (sender && (sender.status !== 'ACTIVE' || !sender.roles.some((r) => r === 'CUSTOMER_ADMIN' || r === 'SUPPORT'))) return err;
+  if ((flow.data as Record<string, unknown> | null)?.requesterErased === true) return err;
   const contact = await blockedContact(ctx.db, ctx.config, user);
   const again = err.code === 'link_expired' ? flowErrors.link_expired : flowErrors.link_used;
   return again(`${err.message} For a new invitation, ask ${contactText(contact)}.`, { ...err.extras, contact });

@@ -33,6 +33,10 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
     DELETE FROM mail_outbox
      WHERE (user_id = ${target.id}::uuid OR to_address::citext = ${target.email}::citext)
        AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;
+  // The links it sent lose their sender with it (requested_by_id SET NULL), like the operator's,
+  // whose holders are told whom to ask; these stay marked as a sender's who lost the right to send
+  // them (blocked first), so their holders learn no administrator's address (withContact).
+  await tx.$executeRaw`UPDATE flow_tokens SET data = data || '{"requesterErased": true}'::jsonb WHERE requested_by_id = ${target.id}::uuid`;
   await tx.user.delete({ where: { id: target.id } });
   await recordAudit(tx, ctx.clock, {
     type: 'user.erased',
