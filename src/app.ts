@@ -40,6 +40,7 @@ import { supportRoutes } from './modules/support/support.routes.js';
 import { mfaResetConfirmRoutes } from './modules/support/mfa-reset.routes.js';
 import { emailChangeRoutes } from './modules/email-change/email-change.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
+import { eventRoutes } from './modules/events/events.routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 /** The whole request (headers and body of at most 16 KiB) within 10 s, its headers within 5 s. */
@@ -186,6 +187,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(supportRoutes);
   await app.register(mfaResetConfirmRoutes);
   await app.register(emailChangeRoutes);
+  await app.register(eventRoutes);
   await app.register(auditRoutes);
   registerRetentionSweeper(app, ctx);
   registerInstanceHeartbeat(app, ctx);

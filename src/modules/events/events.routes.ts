@@ -1,0 +1,33 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { noStore } from '../../http/no-store.js';
+import { MAX_PAGE_SIZE } from '../organization/pagination.js';
+import { FEED_EVENT_TYPES, FeedPageSchema, readFeed } from './event-feed.js';
+
+export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/events',
+    {
+      config: { access: 'service_client' },
+      schema: {
+        operationId: 'readEventFeed',
+        tags: ['tokens'],
+        summary: 'The event feed for service clients: users and organisations that changed, in order, ids only',
+        description:
+          'HTTP Basic authentication with a configured service client (as introspection). Poll with the `nextCursor` of the last answer: ' +
+          'each event comes once, in the order the changes committed, none skipped; a change appears once every transaction that started ' +
+          'before it has ended (normally at once). Start without a cursor: from the oldest event kept (AUDIT_RETENTION_DAYS; events from ' +
+          `this version on). Types: ${FEED_EVENT_TYPES.join(', ')}. On user.erased, delete what you hold on that user.`,
+        querystring: z.strictObject({
+          cursor: z.string().min(1).max(512).optional().describe('The `nextCursor` of the previous answer'),
+          limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(MAX_PAGE_SIZE).describe('Events per answer (1..100)'),
+        }),
+        response: { 200: FeedPageSchema },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply);
+      return readFeed(app.ctx.pool, request.query);
+    },
+  );
+};

@@ -1,0 +1,131 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { sha256Hex } from '../../../src/lib/tokens.js';
+import { FEED_EVENT_TYPES } from '../../../src/modules/events/event-feed.js';
+import { encodeCursor } from '../../../src/modules/organization/pagination.js';
+import { openClient } from '../../helpers/row-locks.js';
+import { adminWorld, type AdminWorld } from '../organization/helpers.js';
+
+/**
+ * GET /v1/events: users and organisations that changed, for service clients, in commit order, ids
+ * only; a change that commits late is never skipped by a reader's cursor.
+ */
+
+const SECRET = 'feed-client-secret-for-tests';
+const BASIC = `Basic ${Buffer.from(`cso:${SECRET}`).toString('base64')}`;
+type Page = { items: { id: string; type: string; userId: string | null; organizationId: string | null }[]; nextCursor: string | null };
+
+const feed = async (w: AdminWorld, query = '') => w.request<Page>({ url: `/v1/events${query}`, headers: { authorization: BASIC } });
+
+/**
+ * Polls from `cursor` until `count` events arrived: a transaction open anywhere on the test server
+ * (other test files run beside this one) holds the feed back until it ends.
+ */
+async function collect(w: AdminWorld, count: number, cursor: string | null = null) {
+  const items: Page['items'] = [];
+  for (let i = 0; i < 600 && items.length < count; i++) {
+    const res = await feed(w, cursor ? `?cursor=${cursor}` : '');
+    items.push(...res.body.items);
+    cursor = res.body.nextCursor;
+    if (items.length < count) await sleep(50);
+  }
+  return { items, cursor };
+}
+
+t.test('the feed hands out changes of users and organisations in order, ids only, each once; sign-ins and reads are not in it', async (t) => {
+  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  const { request, adminA, support, app } = w;
+  const leaver = await w.member(w.orgA.id, { name: 'Lena Leaver', email: 'lena@alpha.test' });
+  // What happened before (the world's users were written directly) is not what this test follows.
+  const before = await feed(w);
+
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'neu@alpha.test', name: 'Neu' } });
+  t.equal(invited.status, 201);
+  await w.tokenFor(leaver.user); // a sign-in: not in the feed
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/erase`, token: adminA.token })).status, 204);
+  t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${w.orgB.id}/suspend`, token: support.token, body: { reason: 'Contract ended' } })).status, 200);
+
+  const { items, cursor } = await collect(w, 5, before.body.nextCursor);
+  const relevant = items.filter((e) => e.organizationId === w.orgA.id || e.organizationId === w.orgB.id);
+  t.same(
+    relevant.map((e) => [e.type, e.userId]),
+    [
+      ['user.invited', invited.body.id],
+      ['user.blocked', leaver.user.id],
+      ['user.erased', leaver.user.id],
+      ['user.blocked', w.adminB.user.id],
+      ['organization.suspended', null],
+    ],
+    'in the order they committed (within one, as written), ids only',
+  );
+  t.notMatch(JSON.stringify(items), /lena|Leaver|neu@|Contract ended/i, 'no names, addresses or reasons');
+
+  // Polling on: nothing new, the same cursor back.
+  const idle = await feed(w, `?cursor=${cursor}`);
+  t.same(idle.body, { items: [], nextCursor: cursor });
+
+  // Page by page: the same events, none twice.
+  const pages: string[] = [];
+  let next: string | null = before.body.nextCursor;
+  for (let i = 0; i < 10; i++) {
+    const res = await feed(w, `?limit=2${next ? `&cursor=${next}` : ''}`);
+    pages.push(...res.body.items.map((e) => e.id));
+    if (res.body.items.length === 0) break;
+    next = res.body.nextCursor;
+  }
+  t.same(pages, items.map((e) => e.id), 'pages of two give the same sequence');
+  t.equal(new Set(pages).size, pages.length);
+
+  // The index covers exactly the feed's types (the sign-in path's rows cost it nothing).
+  const [index] = await app.ctx.db.$queryRaw<{ indexdef: string }[]>`SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_feed'`;
+  const indexed = [...index!.indexdef.matchAll(/'([a-z_.]+)'::text/g)].map((m) => m[1]).sort();
+  t.same(indexed, [...FEED_EVENT_TYPES].sort(), 'the partial index lists the same types as the code');
+});
+
+t.test('a change whose transaction started first but commits last is not skipped: the feed waits for it', async (t) => {
+  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  const { request, adminA } = w;
+  const slow = await w.member(w.orgA.id, { name: 'Slow' });
+  const fast = await w.member(w.orgA.id, { name: 'Fast' });
+  const { cursor: start } = await collect(w, 0, (await feed(w)).body.nextCursor);
+
+  // A transaction writes an event (it has its transaction id now) and stays open...
+  const client = await openClient(t, w.databaseUrl);
+  await client.query('BEGIN');
+  await client.query(
+    `INSERT INTO audit_events (id, type, subject_user_id, organization_id, details) VALUES (gen_random_uuid(), 'user.renamed', $1, $2, '{}')`,
+    [slow.user.id, w.orgA.id],
+  );
+  // ...while a later one commits.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${fast.user.id}/block`, token: adminA.token })).status, 200);
+
+  const held = await feed(w, start ? `?cursor=${start}` : '');
+  t.same(held.body.items, [], 'nothing after the open transaction is handed out yet');
+  t.equal(held.body.nextCursor, start, 'the cursor stays');
+
+  await client.query('COMMIT');
+  const { items } = await collect(w, 2, start);
+  t.same(items.map((e) => [e.type, e.userId]), [
+    ['user.renamed', slow.user.id],
+    ['user.blocked', fast.user.id],
+  ], 'both, the one that started first first');
+});
+
+t.test('the feed is for service clients only; bad cursors and parameters are refused', async (t) => {
+  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  t.equal((await w.request({ url: '/v1/events' })).status, 401, 'anonymous');
+  t.equal((await w.request({ url: '/v1/events', token: w.support.token })).status, 401, 'a user (even support) is no service client');
+  t.equal((await w.request({ url: '/v1/events', headers: { authorization: `Basic ${Buffer.from('cso:wrong').toString('base64')}` } })).status, 401);
+  for (const [label, query, code] of [
+    ['a forged cursor', `?cursor=${encodeCursor(['x1', '0190a0a0-0000-7000-8000-000000000000'])}`, 'invalid_cursor'],
+    ['a transaction id out of range', `?cursor=${encodeCursor(['18446744073709551616', '0190a0a0-0000-7000-8000-000000000000'])}`, 'invalid_cursor'],
+    ['not a cursor', '?cursor=bm90LWEtY3Vyc29y', 'invalid_cursor'],
+    ['limit 0', '?limit=0', 'validation_failed'],
+    ['an unknown parameter', '?type=user.blocked', 'validation_failed'],
+  ] as const) {
+    const res = await feed(w, query);
+    t.equal(res.status, 400, label);
+    t.equal(res.body && (res.body as unknown as { code: string }).code, code, label);
+  }
+});
