@@ -185,6 +185,7 @@ const envSchema = z.object({
   ENCRYPTION_KEYS: z.string().min(1).optional(),
   ENCRYPTION_KEY_CURRENT: z.string().min(1).optional(),
   SERVICE_CLIENTS: serviceClients.default([]),
+  EVENT_FEED_CLIENTS: csv.default([]),
   ARGON2_MEMORY_KIB: int(1024).default(19456),
   ARGON2_TIME_COST: int(1).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
@@ -260,6 +261,8 @@ export type Config = Readonly<{
    * when its entry names none (`cso:<sha256>` sees the tokens for audience `cso`).
    */
   serviceClients: readonly ServiceClientConfig[];
+  /** The SERVICE_CLIENTS ids that may read the event feed (GET /v1/events): every organisation's changes. */
+  eventFeedClients: readonly string[];
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
   hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number; threadNice: number; threadpoolSize: number }>;
   metricsToken: string | undefined;
@@ -364,6 +367,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     loginChallengeTtlSeconds: e.LOGIN_CHALLENGE_TTL_SECONDS,
     encryptionKeys: e.ENCRYPTION_KEYS,
     encryptionKeyCurrent: e.ENCRYPTION_KEY_CURRENT,
+    eventFeedClients: Object.freeze(e.EVENT_FEED_CLIENTS),
     serviceClients: Object.freeze(
       e.SERVICE_CLIENTS.map((c) => Object.freeze({ id: c.id, secretSha256: c.secretSha256, audiences: Object.freeze(clientAudiences(c)) })),
     ),
@@ -435,6 +439,9 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
     if (first !== client && [...clientAudiences(first)].sort().join('|') !== [...clientAudiences(client)].sort().join('|')) {
       problems.push(`SERVICE_CLIENTS: the entries of "${client.id}" name different audiences`);
     }
+  }
+  for (const id of e.EVENT_FEED_CLIENTS) {
+    if (!e.SERVICE_CLIENTS.some((c) => c.id === id)) problems.push(`EVENT_FEED_CLIENTS: "${id}" is none of SERVICE_CLIENTS`);
   }
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
   if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {

@@ -76,6 +76,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     [{ TERMS_VERSION: '2026-03 Allgemeine Geschäftsbedingungen Webshop (Fassung vom 1. März 2026)' }, /TERMS_VERSION/],
     [{ TERMS_VERSION: 'v'.repeat(65) }, /TERMS_VERSION/],
     [{ DEFAULT_LANGUAGE: 'fr' }, /DEFAULT_LANGUAGE/],
+    [{ EVENT_FEED_CLIENTS: 'ghost' }, /EVENT_FEED_CLIENTS: "ghost" is none of SERVICE_CLIENTS/],
     [{ DEFAULT_LANGUAGE: 'DE' }, /DEFAULT_LANGUAGE/],
     [{ TERMS_VERSION: ' 2026-01' }, /TERMS_VERSION: printable ASCII/],
   ];

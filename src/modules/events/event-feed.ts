@@ -9,12 +9,15 @@ import type { AuditEventType } from '../audit/audit.service.js';
  * renamed, moved to another address; sessions ended; an organisation suspended. Ids only: a
  * consumer that needs more asks the API; an erased user's feed entries name nobody.
  *
- * Read from the audit log in commit-safe order: rows carry the id of the transaction that wrote them
- * (`txid`, migration 20261130060000), and the feed hands out only rows of transactions older than
- * every one still running (pg_snapshot_xmin), ordered by (txid, id). A row that commits late cannot
- * fall behind a reader's cursor, which ordering by time or id alone would allow (a transaction that
- * started first may commit last). The cost: a transaction left open anywhere on the database server
- * holds the feed back until it ends. The partial index `audit_events_feed` covers exactly these types.
+ * Read from the audit log in transaction order, without gaps: rows carry the id of the transaction
+ * that wrote them (`txid`, migration 20261130060000), and the feed hands out only rows of
+ * transactions older than every one still running (pg_snapshot_xmin), ordered by (txid, id)
+ * numerically (not by the text the cursor carries). A row that commits late cannot fall behind a
+ * reader's cursor, which ordering by time or id alone would allow. The order is that in which the
+ * transactions began writing, not strictly that of their commits: for a user's current state, ask
+ * the API. The cost: a transaction left open anywhere on the database server holds the feed back
+ * until it ends. The partial index `audit_events_feed` covers exactly these types. Readable by the
+ * clients in EVENT_FEED_CLIENTS only: it spans every organisation.
  */
 export const FEED_EVENT_TYPES = [
   'user.invited',
@@ -63,18 +66,18 @@ const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
 // predicate is the same list.
 const FEED_SQL = `
-SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txid
+SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txid_text
   FROM audit_events
  WHERE type IN (${FEED_TYPES_SQL})
    AND txid < pg_snapshot_xmin(pg_current_snapshot())
    AND (txid, id) > ($1::xid8, $2::uuid)
- ORDER BY txid, id
+ ORDER BY audit_events.txid, audit_events.id
  LIMIT $3`;
 
 const START = ['0', '00000000-0000-0000-0000-000000000000'] as const;
 const XID8 = /^\d{1,20}$/;
 
-type Row = { id: string; type: (typeof FEED_EVENT_TYPES)[number]; created_at: Date; organization_id: string | null; subject_user_id: string | null; txid: string };
+type Row = { id: string; type: (typeof FEED_EVENT_TYPES)[number]; created_at: Date; organization_id: string | null; subject_user_id: string | null; txid_text: string };
 
 export async function readFeed(pool: pg.Pool, query: { cursor?: string | undefined; limit: number }) {
   const [txid, id] = query.cursor ? decodeCursor(query.cursor, 2) : [...START];
@@ -89,6 +92,6 @@ export async function readFeed(pool: pg.Pool, query: { cursor?: string | undefin
       organizationId: r.organization_id,
       userId: r.subject_user_id,
     })),
-    nextCursor: last ? encodeCursor([last.txid, last.id]) : (query.cursor ?? null),
+    nextCursor: last ? encodeCursor([last.txid_text, last.id]) : (query.cursor ?? null),
   };
 }

@@ -1,8 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { defineErrors } from '../../errors.js';
 import { noStore } from '../../http/no-store.js';
 import { MAX_PAGE_SIZE } from '../organization/pagination.js';
 import { FEED_EVENT_TYPES, FeedPageSchema, readFeed } from './event-feed.js';
+
+const feedErrors = defineErrors({
+  event_feed_not_allowed: { status: 403, title: 'This service client may not read the event feed (EVENT_FEED_CLIENTS)' },
+});
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -14,9 +19,10 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['tokens'],
         summary: 'The event feed for service clients: users and organisations that changed, in order, ids only',
         description:
-          'HTTP Basic authentication with a configured service client (as introspection). Poll with the `nextCursor` of the last answer: ' +
-          'each event comes once, in the order the changes committed, none skipped; a change appears once every transaction that started ' +
-          'before it has ended (normally at once). Start without a cursor: from the oldest event kept (AUDIT_RETENTION_DAYS; events from ' +
+          'HTTP Basic authentication with a service client listed in EVENT_FEED_CLIENTS (it spans every organisation; others get 403 event_feed_not_allowed). ' +
+          'Poll with the `nextCursor` of the last answer: each event comes once, none skipped, in transaction order (not strictly commit order: ' +
+          "for a user's current state, ask the API); a change appears once every transaction that started before it has ended (normally at once). " +
+          'Start without a cursor: from the oldest event kept (AUDIT_RETENTION_DAYS; events from ' +
           `this version on). Types: ${FEED_EVENT_TYPES.join(', ')}. On user.erased, delete what you hold on that user.`,
         querystring: z.strictObject({
           cursor: z.string().min(1).max(512).optional().describe('The `nextCursor` of the previous answer'),
@@ -26,6 +32,9 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
+      if (!app.ctx.config.eventFeedClients.includes(request.serviceClient!.id)) {
+        throw feedErrors.event_feed_not_allowed();
+      }
       noStore(reply);
       return readFeed(app.ctx.pool, request.query);
     },

@@ -7,13 +7,16 @@ import { openClient } from '../../helpers/row-locks.js';
 import { adminWorld, type AdminWorld } from '../organization/helpers.js';
 
 /**
- * GET /v1/events: users and organisations that changed, for service clients, in commit order, ids
- * only; a change that commits late is never skipped by a reader's cursor.
+ * GET /v1/events: users and organisations that changed, for the service clients allowed to read it,
+ * in transaction order, ids only; a change that commits late is never skipped by a reader's cursor.
  */
 
 const SECRET = 'feed-client-secret-for-tests';
 const BASIC = `Basic ${Buffer.from(`cso:${SECRET}`).toString('base64')}`;
 type Page = { items: { id: string; type: string; userId: string | null; organizationId: string | null }[]; nextCursor: string | null };
+
+const OTHER = `Basic ${Buffer.from(`shop:${SECRET}`).toString('base64')}`;
+const FEED_ENV = { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)},shop:${sha256Hex(SECRET)}:webshop`, EVENT_FEED_CLIENTS: 'cso' };
 
 const feed = async (w: AdminWorld, query = '') => w.request<Page>({ url: `/v1/events${query}`, headers: { authorization: BASIC } });
 
@@ -33,7 +36,7 @@ async function collect(w: AdminWorld, count: number, cursor: string | null = nul
 }
 
 t.test('the feed hands out changes of users and organisations in order, ids only, each once; sign-ins and reads are not in it', async (t) => {
-  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  const w = await adminWorld(t, FEED_ENV);
   const { request, adminA, support, app } = w;
   const leaver = await w.member(w.orgA.id, { name: 'Lena Leaver', email: 'lena@alpha.test' });
   // What happened before (the world's users were written directly) is not what this test follows.
@@ -57,7 +60,7 @@ t.test('the feed hands out changes of users and organisations in order, ids only
       ['user.blocked', w.adminB.user.id],
       ['organization.suspended', null],
     ],
-    'in the order they committed (within one, as written), ids only',
+    'in transaction order (within one, as written), ids only',
   );
   t.notMatch(JSON.stringify(items), /lena|Leaver|neu@|Contract ended/i, 'no names, addresses or reasons');
 
@@ -84,7 +87,7 @@ t.test('the feed hands out changes of users and organisations in order, ids only
 });
 
 t.test('a change whose transaction started first but commits last is not skipped: the feed waits for it', async (t) => {
-  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  const w = await adminWorld(t, FEED_ENV);
   const { request, adminA } = w;
   const slow = await w.member(w.orgA.id, { name: 'Slow' });
   const fast = await w.member(w.orgA.id, { name: 'Fast' });
@@ -113,10 +116,13 @@ t.test('a change whose transaction started first but commits last is not skipped
 });
 
 t.test('the feed is for service clients only; bad cursors and parameters are refused', async (t) => {
-  const w = await adminWorld(t, { SERVICE_CLIENTS: `cso:${sha256Hex(SECRET)}` });
+  const w = await adminWorld(t, FEED_ENV);
   t.equal((await w.request({ url: '/v1/events' })).status, 401, 'anonymous');
   t.equal((await w.request({ url: '/v1/events', token: w.support.token })).status, 401, 'a user (even support) is no service client');
   t.equal((await w.request({ url: '/v1/events', headers: { authorization: `Basic ${Buffer.from('cso:wrong').toString('base64')}` } })).status, 401);
+  const other = await w.request({ url: '/v1/events', headers: { authorization: OTHER } });
+  t.equal(other.status, 403, 'a service client not in EVENT_FEED_CLIENTS (introspection only)');
+  t.equal(other.body.code, 'event_feed_not_allowed');
   for (const [label, query, code] of [
     ['a forged cursor', `?cursor=${encodeCursor(['x1', '0190a0a0-0000-7000-8000-000000000000'])}`, 'invalid_cursor'],
     ['a transaction id out of range', `?cursor=${encodeCursor(['18446744073709551616', '0190a0a0-0000-7000-8000-000000000000'])}`, 'invalid_cursor'],
@@ -128,4 +134,35 @@ t.test('the feed is for service clients only; bad cursors and parameters are ref
     t.equal(res.status, 400, label);
     t.equal(res.body && (res.body as unknown as { code: string }).code, code, label);
   }
+});
+
+t.test('transaction ids are ordered as numbers, not as text: a page boundary at 999 → 1000 skips and repeats nothing', async (t) => {
+  const w = await adminWorld(t, FEED_ENV);
+  const u = await w.member(w.orgA.id);
+  // Rows of long-finished transactions (below any real one of the test server), across a power of ten.
+  for (const txid of ['998', '999', '1000', '1001']) {
+    await w.app.ctx.db.$executeRawUnsafe(
+      `INSERT INTO audit_events (id, type, subject_user_id, organization_id, details, txid) VALUES (gen_random_uuid(), 'user.blocked', $1, $2, $3, $4::xid8)`,
+      u.user.id,
+      w.orgA.id,
+      JSON.stringify({ n: txid }),
+      txid,
+    );
+  }
+  const ids = async () =>
+    (await w.app.ctx.db.$queryRaw<{ id: string }[]>`SELECT id FROM audit_events WHERE txid < '2000'::xid8 ORDER BY txid`).map((r) => r.id);
+  const expected = await ids();
+  t.equal(expected.length, 4);
+
+  const byTwo: string[] = [];
+  let cursor: string | null = null;
+  for (let i = 0; i < 2; i++) {
+    const res: { body: Page } = await feed(w, `?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+    byTwo.push(...res.body.items.map((e) => e.id));
+    cursor = res.body.nextCursor;
+  }
+  t.same(byTwo, expected, 'pages of two: 998, 999 | 1000, 1001');
+  const all = (await feed(w, '?limit=100')).body.items.map((e) => e.id);
+  t.same(all.slice(0, 4), expected, 'one page: the same order');
+  t.equal(new Set(all).size, all.length, 'nothing twice');
 });
