@@ -106,6 +106,17 @@ export const InviteUserBody = z.strictObject({
 
 export const RenameUserBody = z.strictObject({ name: PersonNameSchema });
 
+/** What an administrator or support corrects in a user (PATCH …/users/{id}). */
+export const CorrectUserBody = z
+  .strictObject({
+    name: PersonNameSchema.optional(),
+    language: LanguageSchema.optional().describe(
+      "Of an INVITED user's mails, e.g. before sending the activation mail again (409 already_activated once activated: then the user chooses)",
+    ),
+  })
+  .meta({ minProperties: 1 })
+  .refine((body) => body.name !== undefined || body.language !== undefined, 'Give name, language or both');
+
 export const SetRolesBody = z.strictObject({
   roles: z.array(GrantableRoleSchema).min(1).max(2).describe('USER is always kept; CUSTOMER_ADMIN grants administration rights'),
 });

@@ -1,6 +1,7 @@
-import { authorize } from '../../access/policy.js';
+import { authorize, policyErrors } from '../../access/policy.js';
 import type { Tx } from '../../db/client.js';
 import { commonErrors } from '../../errors.js';
+import type { Language } from '../../lib/languages.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import type { ManagedUser } from './organization.schemas.js';
@@ -39,15 +40,35 @@ export async function renameSelf(ctx: AdminCtx, actor: { userId: string }, name:
 
 /**
  * An administrator (own organisation) or support corrects a user's name, e.g. one mistyped in the
- * invitation; whatever the account's state. Their own name they change as every user does
- * (409 self_service_required).
+ * invitation, whatever the account's state, or the language of an invited user's mails (once
+ * activated, the user chooses it: 409 already_activated, and nothing changes). Their own name they
+ * change as every user does (409 self_service_required).
  */
-export async function renameUser(ctx: AdminCtx, call: AdminCall, userId: string, name: string): Promise<ManagedUser> {
+export async function correctUser(
+  ctx: AdminCtx,
+  call: AdminCall,
+  userId: string,
+  input: { name?: string | undefined; language?: Language | undefined },
+): Promise<ManagedUser> {
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.rename', target);
-    const { by } = originOf(acting, call);
-    await renameLocked(tx, ctx, target, name, { actorUserId: acting.userId, by: by === 'support' ? 'support' : 'admin', meta: call.meta });
+    const by: Renamer = { actorUserId: acting.userId, by: originOf(acting, call).by === 'support' ? 'support' : 'admin', meta: call.meta };
+    if (input.language !== undefined && input.language !== target.language) {
+      if (target.status !== 'INVITED') {
+        throw policyErrors.already_activated('Once activated, users choose the language of their mails themselves (PATCH /v1/me/preferences).');
+      }
+      await tx.user.update({ where: { id: target.id }, data: { language: input.language } });
+      await recordAudit(tx, ctx.clock, {
+        type: 'user.preferences_changed',
+        actorUserId: acting.userId,
+        subjectUserId: target.id,
+        organizationId: target.organizationId,
+        meta: call.meta,
+        details: { by: by.by, language: { from: target.language, to: input.language } },
+      });
+    }
+    if (input.name !== undefined) await renameLocked(tx, ctx, target, input.name, by);
     return reloadManagedUser(tx, target.id);
   });
 }

@@ -6,9 +6,9 @@ import type { UserAction } from '../../access/policy.js';
 import { NoContent } from '../../http/no-content.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { ManagedUserSchema, RenameUserBody, UserIdParams } from './organization.schemas.js';
+import { CorrectUserBody, ManagedUserSchema, UserIdParams } from './organization.schemas.js';
 import { eraseUser } from './erase-user.js';
-import { renameUser } from './rename-user.js';
+import { correctUser } from './rename-user.js';
 import { userSessionRoutes } from './user-sessions.routes.js';
 import { withdrawInvitation } from './withdraw-invitation.js';
 
@@ -39,14 +39,17 @@ export function userCorrectionRoutes(
       schema: {
         operationId: options.operationIds.rename,
         tags: options.tags,
-        summary: "Correct a user's name (e.g. one mistyped in the invitation); your own: PATCH /v1/me",
-        description: 'An invitation already sent keeps the old name: send a new one (activation-email) if it matters. ' + options.refusals('user.rename'),
+        summary: "Correct a user's name (e.g. one mistyped in the invitation) or an invited user's language; your own: PATCH /v1/me",
+        description:
+          'An invitation already sent keeps the old name and language: send a new one (activation-email) if it matters. The language only ' +
+          "while the user is INVITED (409 already_activated after that: the user chooses it). " +
+          options.refusals('user.rename'),
         params: UserIdParams,
-        body: RenameUserBody,
+        body: CorrectUserBody,
         response: { 200: ManagedUserSchema, ...problemResponses(404, 409) },
       },
     },
-    async (request) => renameUser(app.ctx, call(request), request.params.id, request.body.name),
+    async (request) => correctUser(app.ctx, call(request), request.params.id, request.body),
   );
 
   typed.delete(

@@ -134,3 +134,32 @@ t.test('DEFAULT_LANGUAGE=de: users without a language get German mails through S
   t.equal(blockedEnglish!.subject, 'ALSO Webshop: your account was blocked');
   t.match(blockedEnglish!.textBody, `contact your organisation's administrator (Alice Admin <${w.adminA.user.email}>) or the e-business team.`);
 });
+
+t.test("an administrator corrects an invited user's language, then sends the invitation again in it; once activated, the user chooses", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support, app } = w;
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'klaus@alpha.test', name: 'Klaus' } });
+  t.equal(invited.body.language, null);
+  const correct = (id: string, body: object, token = adminA.token, base = '/v1/organization/users') => request({ method: 'PATCH', url: `${base}/${id}`, token, body });
+
+  const german = await correct(invited.body.id, { language: 'de' });
+  t.equal(german.status, 200);
+  t.match(german.body, { language: 'de', name: 'Klaus' });
+  t.match(await auditOf(app, 'user.preferences_changed', invited.body.id), [
+    { actorUserId: adminA.user.id, details: { by: 'admin', language: { from: null, to: 'de' } } },
+  ]);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: adminA.token })).status, 200);
+  t.same((await mailsTo(app, 'klaus@alpha.test')).map((m) => m.subject), [ENGLISH_ACTIVATION, GERMAN_ACTIVATION], 'the new invitation in German');
+  t.equal((await correct(invited.body.id, { language: 'en' }, support.token, '/v1/support/users')).body.language, 'en', 'support too');
+
+  const active = await w.member(w.orgA.id, { name: 'Ada Active', language: 'en' });
+  const refused = await correct(active.user.id, { name: 'Ada Renamed', language: 'de' });
+  t.equal(refused.status, 409);
+  t.equal(refused.body.code, 'already_activated');
+  t.match(await app.ctx.db.user.findUniqueOrThrow({ where: { id: active.user.id } }), { name: 'Ada Active', language: 'en' }, 'nothing changed');
+  t.equal((await correct(active.user.id, { name: 'Ada Renamed', language: 'en' })).status, 200, 'the same language again is no change');
+  for (const body of [{}, { language: 'fr' }, { language: null }]) {
+    const res = await correct(invited.body.id, body);
+    t.equal(res.status, 400, JSON.stringify(body));
+  }
+});
