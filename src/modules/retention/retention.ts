@@ -80,28 +80,29 @@ export async function purgeEnded(
   const cutoff = daysBefore(ctx.clock.now(), ctx.config.retentionDays);
   const report = { cutoff: cutoff.toISOString(), stopped: false } as PurgeReport;
   for (const [step, statement] of STEPS) {
-    report[step] = 0;
     const params = step === PLAIN_MAIL_BODIES ? [] : [cutoff, firstIdAt(cutoff)];
-    for (;;) {
-      if (options.shouldStop?.()) return { ...report, stopped: true };
-      const rows = await ctx.db.$executeRawUnsafe(statement, ...params);
-      report[step] += rows;
-      options.onBatch?.(step, rows);
-      if (rows < BATCH_SIZE) break;
-    }
+    if (!(await inBatches(step, () => ctx.db.$executeRawUnsafe(statement, ...params), report, options))) return { ...report, stopped: true };
   }
   if (ctx.config.auditRetentionDays === null) return report;
   const auditCutoff = daysBefore(ctx.clock.now(), ctx.config.auditRetentionDays);
   report.auditCutoff = auditCutoff.toISOString();
-  report.audit_events = 0;
-  for (;;) {
-    if (options.shouldStop?.()) return { ...report, stopped: true };
-    const rows = await purgeAuditBatch(ctx.db, auditCutoff);
-    report.audit_events += rows;
-    options.onBatch?.(AUDIT_EVENTS, rows);
-    if (rows < BATCH_SIZE) break;
-  }
+  if (!(await inBatches(AUDIT_EVENTS, () => purgeAuditBatch(ctx.db, auditCutoff), report, options))) return { ...report, stopped: true };
   return report;
+}
+
+/**
+ * Runs `batch` until one changes fewer than BATCH_SIZE rows, counting them in report[step] and
+ * telling onBatch of each; false when shouldStop said so before a batch.
+ */
+async function inBatches(step: RetentionStep, batch: () => Promise<number>, report: PurgeReport, options: PurgeOptions): Promise<boolean> {
+  report[step] = 0;
+  for (;;) {
+    if (options.shouldStop?.()) return false;
+    const rows = await batch();
+    report[step] += rows;
+    options.onBatch?.(step, rows);
+    if (rows < BATCH_SIZE) return true;
+  }
 }
 
 /** One batch of audit rows written before `cutoff`, in a transaction that names the cutoff to the append-only trigger. */
