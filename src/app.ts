@@ -30,6 +30,7 @@ import { meRoutes } from './modules/me/me.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { createMailTransport, type MailTransport } from './modules/mail/mail.transport.js';
 import { startMailWorker } from './modules/mail/mail.worker.js';
+import { startWebhookWorker } from './modules/events/webhook-delivery.js';
 import { startRetentionSweeper } from './modules/retention/retention.sweeper.js';
 import { startInstanceHeartbeat } from './modules/instances/instance-registry.js';
 import { activationRoutes } from './modules/activation/activation.routes.js';
@@ -190,6 +191,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(eventRoutes);
   await app.register(auditRoutes);
   registerRetentionSweeper(app, ctx);
+  registerWebhookWorker(app, ctx);
   registerInstanceHeartbeat(app, ctx);
 
   return app;
@@ -218,6 +220,23 @@ function registerRetentionSweeper(app: FastifyInstance, ctx: AppContext): void {
     sweeper = startRetentionSweeper(ctx, app.log, (table, deleted) => purged.inc({ table }, deleted));
   });
   app.addHook('onClose', async () => sweeper?.stop());
+}
+
+/** Pushes the event feed to EVENT_WEBHOOKS when EVENT_WEBHOOK_WORKER_ENABLED (see webhook-delivery.ts). */
+function registerWebhookWorker(app: FastifyInstance, ctx: AppContext): void {
+  const webhooks = ctx.config.eventWebhooks;
+  if (webhooks.length === 0 || !ctx.config.eventWebhookWorkerEnabled) return;
+  const deliveries = new Counter({
+    name: `${app.metrics.prefix}event_webhook_deliveries_total`,
+    help: 'Events pushed to EVENT_WEBHOOKS, by webhook and outcome (delivered; failed: an attempt that will be retried)',
+    labelNames: ['webhook', 'outcome'],
+    registers: [app.metrics.registry],
+  });
+  let worker: ReturnType<typeof startWebhookWorker> | undefined;
+  app.addHook('onReady', async () => {
+    worker = startWebhookWorker(ctx, webhooks, app.log, { onDelivered: (webhook, outcome, count) => deliveries.inc({ webhook, outcome }, count) });
+  });
+  app.addHook('onClose', async () => worker?.stop());
 }
 
 /** The outbox delivery worker runs in every instance when MAIL_WORKER_ENABLED (see mail.worker.ts). */

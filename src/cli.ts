@@ -10,6 +10,7 @@ import { resealSecrets } from './modules/mfa/key-rotation.js';
 import { runningInstances, type RunningInstance } from './modules/instances/instance-registry.js';
 import { poolSql } from './db/sql.js';
 import { purgeEnded } from './modules/retention/retention.js';
+import { webhookStates } from './modules/events/webhook-delivery.js';
 import { AppError } from './errors.js';
 import type { Config } from './config.js';
 import type { Db } from './db/client.js';
@@ -246,6 +247,30 @@ const commands: Record<string, Command> = {
       const id = optionalOption(args, 'id', KeyIdSchema) ?? `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${randomBytes(3).toString('hex')}`;
       process.stdout.write(`${id}:${generateKey()}\n`);
       return 0;
+    },
+  },
+  'generate-webhook-secret': {
+    summary: 'print a new random secret for EVENT_WEBHOOK_SECRETS (whsec_ and 32 bytes in base64; give the receiver the same)',
+    usage: 'generate-webhook-secret',
+    async run(args) {
+      onlyOptions(args, []);
+      process.stdout.write(`whsec_${randomBytes(32).toString('base64')}\n`);
+      return 0;
+    },
+  },
+  'list-webhooks': {
+    summary: 'print the delivery state of each EVENT_WEBHOOKS entry, one JSON object per line (events waiting, failures in a row, next attempt, last error, last delivery)',
+    usage: 'list-webhooks',
+    async run(args) {
+      onlyOptions(args, []);
+      const cfg = config();
+      const runtime = await openRuntime(cfg, log, { migrate: false });
+      try {
+        for (const state of await webhookStates(runtime.database.pool, cfg.eventWebhooks)) process.stdout.write(`${JSON.stringify(state)}\n`);
+        return 0;
+      } finally {
+        await runtime.close();
+      }
     },
   },
 };

@@ -41,6 +41,55 @@ const serviceClients = z
     return clients;
   });
 
+const WEBHOOK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** "name=url,...": where the event feed is pushed (src/modules/events/webhook-delivery.ts). */
+const eventWebhooks = z.string().transform((s, ctx) => {
+  const webhooks: { name: string; url: string }[] = [];
+  for (const [index, entry] of s.split(',').map((p) => p.trim()).filter(Boolean).entries()) {
+    const at = entry.indexOf('=');
+    const name = entry.slice(0, at);
+    let url: URL | undefined;
+    try {
+      url = at > 0 ? new URL(entry.slice(at + 1)) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (!WEBHOOK_NAME.test(name) || !url || !/^https?:$/.test(url.protocol) || url.username || url.password || url.hash) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `entry ${index + 1} must be <name>=<http(s) URL without user, password or fragment>, the name in lower case (a-z, 0-9, _ and -)`,
+      });
+      return z.NEVER;
+    }
+    webhooks.push({ name, url: url.href });
+  }
+  return webhooks;
+});
+
+/** Standard Webhooks secrets: whsec_ and 24 to 64 random bytes in base64. */
+const WEBHOOK_SECRET = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
+
+/** "name=whsec_...,...": one or more per webhook (all sign while a receiver changes over). Never echoed. */
+const webhookSecrets = z.string().transform((s, ctx) => {
+  const secrets: { name: string; secret: string }[] = [];
+  for (const [index, entry] of s.split(',').map((p) => p.trim()).filter(Boolean).entries()) {
+    const at = entry.indexOf('=');
+    const name = at > 0 ? entry.slice(0, at) : '';
+    const secret = entry.slice(at + 1);
+    const key = WEBHOOK_SECRET.exec(secret)?.[1];
+    const bytes = key ? Buffer.from(key, 'base64').length : 0;
+    if (!WEBHOOK_NAME.test(name) || bytes < 24 || bytes > 64) {
+      // Named by position and, when it looks like one, by its webhook name: never the secret.
+      const which = WEBHOOK_NAME.test(name) ? `entry ${index + 1} ("${name}")` : `entry ${index + 1}`;
+      ctx.addIssue({ code: 'custom', message: `${which} must be <webhook name>=whsec_<24 to 64 random bytes in base64> (npm run cli -- new-webhook-secret)` });
+      return z.NEVER;
+    }
+    secrets.push({ name, secret });
+  }
+  return secrets;
+});
+
 /** A URL with credentials that does not parse (DATABASE_URL, SMTP_URL); the value is never echoed. */
 const UNPARSABLE_URL = 'not a valid URL (percent-encode special characters in the user name and password)';
 
@@ -186,6 +235,9 @@ const envSchema = z.object({
   ENCRYPTION_KEY_CURRENT: z.string().min(1).optional(),
   SERVICE_CLIENTS: serviceClients.default([]),
   EVENT_FEED_CLIENTS: csv.default([]),
+  EVENT_WEBHOOKS: eventWebhooks.default([]),
+  EVENT_WEBHOOK_SECRETS: webhookSecrets.default([]),
+  EVENT_WEBHOOK_WORKER_ENABLED: bool.default(true),
   ARGON2_MEMORY_KIB: int(1024).default(19456),
   ARGON2_TIME_COST: int(1).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
@@ -263,6 +315,10 @@ export type Config = Readonly<{
   serviceClients: readonly ServiceClientConfig[];
   /** The SERVICE_CLIENTS ids that may read the event feed (GET /v1/events): every organisation's changes. */
   eventFeedClients: readonly string[];
+  /** Where the event feed is pushed, each signed with its secrets (Standard Webhooks; webhook-delivery.ts). */
+  eventWebhooks: readonly EventWebhookConfig[];
+  /** Whether this instance delivers to them (any one instance at a time does; the others wait their turn). */
+  eventWebhookWorkerEnabled: boolean;
   argon2: Readonly<{ memoryCost: number; timeCost: number; parallelism: number }>;
   hashQueue: Readonly<{ maxConcurrent: number; maxQueued: number; threadNice: number; threadpoolSize: number }>;
   metricsToken: string | undefined;
@@ -291,6 +347,8 @@ export class ConfigError extends Error {
 function clientAudiences(client: { id: string; audiences: string[] | null }): string[] {
   return client.audiences ?? [client.id];
 }
+
+export type EventWebhookConfig = Readonly<{ name: string; url: string; secrets: readonly string[] }>;
 
 export type ServiceClientConfig = Readonly<{ id: string; secretSha256: string; audiences: readonly string[] }>;
 
@@ -368,6 +426,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     encryptionKeys: e.ENCRYPTION_KEYS,
     encryptionKeyCurrent: e.ENCRYPTION_KEY_CURRENT,
     eventFeedClients: Object.freeze(e.EVENT_FEED_CLIENTS),
+    eventWebhooks: Object.freeze(
+      e.EVENT_WEBHOOKS.map((w) =>
+        Object.freeze({ name: w.name, url: w.url, secrets: Object.freeze(e.EVENT_WEBHOOK_SECRETS.filter((s) => s.name === w.name).map((s) => s.secret)) }),
+      ),
+    ),
+    eventWebhookWorkerEnabled: e.EVENT_WEBHOOK_WORKER_ENABLED,
     serviceClients: Object.freeze(
       e.SERVICE_CLIENTS.map((c) => Object.freeze({ id: c.id, secretSha256: c.secretSha256, audiences: Object.freeze(clientAudiences(c)) })),
     ),
@@ -442,6 +506,13 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   }
   for (const id of e.EVENT_FEED_CLIENTS) {
     if (!e.SERVICE_CLIENTS.some((c) => c.id === id)) problems.push(`EVENT_FEED_CLIENTS: "${id}" is none of SERVICE_CLIENTS`);
+  }
+  for (const [index, webhook] of e.EVENT_WEBHOOKS.entries()) {
+    if (e.EVENT_WEBHOOKS.findIndex((w) => w.name === webhook.name) !== index) problems.push(`EVENT_WEBHOOKS: "${webhook.name}" is named twice`);
+    if (!e.EVENT_WEBHOOK_SECRETS.some((s) => s.name === webhook.name)) problems.push(`EVENT_WEBHOOK_SECRETS: none for "${webhook.name}"`);
+  }
+  for (const name of new Set(e.EVENT_WEBHOOK_SECRETS.map((s) => s.name))) {
+    if (!e.EVENT_WEBHOOKS.some((w) => w.name === name)) problems.push(`EVENT_WEBHOOK_SECRETS: "${name}" is none of EVENT_WEBHOOKS`);
   }
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
   if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {
@@ -569,12 +640,20 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
 
 /** What the configuration allows but is likely a mistake, for the start log. */
 export function startupWarnings(config: Config): string[] {
-  return config.germanContactFromEnglish
-    ? [
-        `SUPPORT_CONTACT_DE is unset: German mails name support as SUPPORT_CONTACT does ("${config.supportContact}", after "wenden Sie sich an"); ` +
-          'set SUPPORT_CONTACT_DE unless that reads well in German',
-      ]
-    : [];
+  const warnings: string[] = [];
+  if (config.germanContactFromEnglish) {
+    warnings.push(
+      `SUPPORT_CONTACT_DE is unset: German mails name support as SUPPORT_CONTACT does ("${config.supportContact}", after "wenden Sie sich an"); ` +
+        'set SUPPORT_CONTACT_DE unless that reads well in German',
+    );
+  }
+  for (const webhook of config.eventWebhooks) {
+    const url = new URL(webhook.url);
+    if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+      warnings.push(`EVENT_WEBHOOKS: "${webhook.name}" is plain http to ${url.host}: its events (ids and types) travel unencrypted; the signature still proves them ours`);
+    }
+  }
+  return warnings;
 }
 
 /**

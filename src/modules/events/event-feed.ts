@@ -65,33 +65,63 @@ export const FeedPageSchema = z
 const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
 // predicate is the same list.
-const FEED_SQL = `
-SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txid_text
+const AFTER_CURSOR = `
   FROM audit_events
  WHERE type IN (${FEED_TYPES_SQL})
    AND txid < pg_snapshot_xmin(pg_current_snapshot())
-   AND (txid, id) > ($1::xid8, $2::uuid)
+   AND (txid, id) > ($1::xid8, $2::uuid)`;
+const FEED_SQL = `
+SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txid_text ${AFTER_CURSOR}
  ORDER BY audit_events.txid, audit_events.id
  LIMIT $3`;
+const COUNT_SQL = `SELECT count(*)::int AS n FROM (SELECT 1 ${AFTER_CURSOR} LIMIT $3) waiting`;
 
-const START = ['0', '00000000-0000-0000-0000-000000000000'] as const;
 const XID8 = /^\d{1,20}$/;
 
 type Row = { id: string; type: (typeof FEED_EVENT_TYPES)[number]; created_at: Date; organization_id: string | null; subject_user_id: string | null; txid_text: string };
 
-export async function readFeed(pool: pg.Pool, query: { cursor?: string | undefined; limit: number }) {
-  const [txid, id] = query.cursor ? decodeCursor(query.cursor, 2) : [...START];
+export type FeedEvent = z.infer<typeof FeedEventSchema>;
+
+/** The start of the feed: before every event. */
+export const FEED_START = encodeCursor(['0', '00000000-0000-0000-0000-000000000000']);
+
+/**
+ * Up to `limit` events after `cursor`, each with the cursor that follows it (a consumer that takes
+ * them one at a time, like the webhook delivery, moves on event by event). A cursor that is not
+ * one encodeCursor made here is invalid_cursor.
+ */
+export async function readFeedEvents(pool: pg.Pool, cursor: string, limit: number): Promise<{ event: FeedEvent; cursor: string }[]> {
+  const [txid, id] = cursorKey(cursor);
+  const { rows } = await pool.query<Row>({ name: 'event-feed', text: FEED_SQL, values: [txid, id, limit] });
+  return rows.map((r) => ({
+    event: { id: r.id, type: r.type, occurredAt: r.created_at.toISOString(), organizationId: r.organization_id, userId: r.subject_user_id },
+    cursor: encodeCursor([r.txid_text, r.id]),
+  }));
+}
+
+/** How many events wait after `cursor`, counting up to `max`. */
+export async function countFeedEvents(pool: pg.Pool, cursor: string, max: number): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>({ name: 'event-feed-count', text: COUNT_SQL, values: [...cursorKey(cursor), max] });
+  return rows[0]!.n;
+}
+
+function cursorKey(cursor: string): [string, string] {
+  const [txid, id] = decodeCursor(cursor, 2);
   if (!XID8.test(txid!) || BigInt(txid!) > 0xffff_ffff_ffff_ffffn) throw paginationErrors.invalid_cursor();
-  const { rows } = await pool.query<Row>({ name: 'event-feed', text: FEED_SQL, values: [txid, id, query.limit] });
-  const last = rows.at(-1);
-  return {
-    items: rows.map((r) => ({
-      id: r.id,
-      type: r.type,
-      occurredAt: r.created_at.toISOString(),
-      organizationId: r.organization_id,
-      userId: r.subject_user_id,
-    })),
-    nextCursor: last ? encodeCursor([last.txid_text, last.id]) : (query.cursor ?? null),
-  };
+  return [txid!, id!];
+}
+
+/**
+ * A cursor after every event of the transactions that ended before now (those still running and
+ * later ones come after it): where a new webhook starts. A few changes that committed just before
+ * (in transactions newer than the oldest one still running) come after it too: harmless.
+ */
+export async function currentFeedEnd(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ xmin: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin');
+  return encodeCursor([String(BigInt(rows[0]!.xmin) - 1n), 'ffffffff-ffff-ffff-ffff-ffffffffffff']);
+}
+
+export async function readFeed(pool: pg.Pool, query: { cursor?: string | undefined; limit: number }) {
+  const entries = await readFeedEvents(pool, query.cursor ?? FEED_START, query.limit);
+  return { items: entries.map((e) => e.event), nextCursor: entries.at(-1)?.cursor ?? query.cursor ?? null };
 }

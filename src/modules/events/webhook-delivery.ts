@@ -1,0 +1,216 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { Webhook } from 'standardwebhooks';
+import type { AppContext } from '../../context.js';
+import type { EventWebhookConfig } from '../../config.js';
+import { addSeconds } from '../../lib/clock.js';
+import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
+import type { MailLog } from '../mail/mail.worker.js';
+import { countFeedEvents, currentFeedEnd, readFeedEvents, type FeedEvent } from './event-feed.js';
+
+/**
+ * Pushes the event feed (event-feed.ts) to the webhooks in EVENT_WEBHOOKS, so CSO 3.0 and others
+ * learn of a block or an erasure without polling GET /v1/events. Each event is one POST, signed as
+ * Standard Webhooks (standardwebhooks.com) specify: headers `webhook-id` (the event id, the same on
+ * every retry: receivers drop what they already have), `webhook-timestamp` (seconds, when sent) and
+ * `webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per configured
+ * secret, so a receiver can change its secret without losing events); body
+ * `{"type", "timestamp", "data": <the feed event>}`.
+ *
+ * In feed order, one event at a time: the next only after the receiver accepted this one (2xx
+ * within WEBHOOK_TIMEOUT_MS; a redirect is a failure). A failure is retried after 5 s, 10 s, ...
+ * up to 10 min apart, for as long as it takes: nothing is skipped or given up while the audit rows
+ * are kept (AUDIT_RETENTION_DAYS). At least once: an event the receiver accepted is sent again
+ * when the service could not record that (the process died in between).
+ *
+ * Several instances may run this. Each webhook's row (`event_webhooks`) holds its cursor; an
+ * instance that finds events waiting claims the row for WEBHOOK_LEASE_SECONDS with a token of its
+ * own, renewed with every event, and writes to the row only while it still holds that token —
+ * one instance delivers to a webhook at a time, and a dead one's lease runs out. A new webhook
+ * starts at the feed's end when first seen (what happened before is in GET /v1/events).
+ */
+
+export const WEBHOOK_TIMEOUT_MS = 10_000;
+export const WEBHOOK_LEASE_SECONDS = 60;
+export const WEBHOOK_RETRY_BASE_SECONDS = 5;
+export const WEBHOOK_RETRY_MAX_SECONDS = 600;
+const ERROR_TEXT_MAX = 500;
+
+export type WebhookCtx = Pick<AppContext, 'db' | 'pool' | 'clock'>;
+
+/** Delay before the next attempt after `attempts` consecutive failures. */
+export function webhookRetryDelaySeconds(attempts: number): number {
+  return Math.min(WEBHOOK_RETRY_BASE_SECONDS * 2 ** Math.min(Math.max(attempts - 1, 0), 20), WEBHOOK_RETRY_MAX_SECONDS);
+}
+
+/** The signed request for one event (exported for the tests' receiver). */
+export function signedRequest(webhook: EventWebhookConfig, event: FeedEvent, at: Date): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify({ type: event.type, timestamp: event.occurredAt, data: event });
+  const signatures = webhook.secrets.map((secret) => new Webhook(secret).sign(event.id, at, body));
+  return {
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'webhook-id': event.id,
+      'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'webhook-signature': signatures.join(' '),
+    },
+  };
+}
+
+/** Sends one event; answers null when the receiver accepted it, else what went wrong. */
+async function send(webhook: EventWebhookConfig, event: FeedEvent, at: Date): Promise<string | null> {
+  const { headers, body } = signedRequest(webhook, event, at);
+  try {
+    const res = await fetch(webhook.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS) });
+    await res.body?.cancel();
+    return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
+  } catch (err) {
+    // fetch's own message ("fetch failed") says nothing; its cause names the socket error.
+    const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+    const reason = e.name === 'TimeoutError' ? `no answer within ${WEBHOOK_TIMEOUT_MS} ms` : (e.cause?.code ?? e.cause?.message ?? e.message ?? String(err));
+    return reason.slice(0, ERROR_TEXT_MAX);
+  }
+}
+
+type Row = { cursor: string; due: boolean };
+
+/** The webhook's row, made at the feed's end when it is new. */
+async function loadRow(ctx: WebhookCtx, name: string): Promise<Row> {
+  const now = ctx.clock.now();
+  const read = () => ctx.db.$queryRaw<Row[]>`
+    SELECT cursor, (next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})) AS due
+      FROM event_webhooks WHERE name = ${name}`;
+  const [row] = await read();
+  if (row) return row;
+  await ctx.db.$executeRaw`
+    INSERT INTO event_webhooks (name, cursor, next_attempt_at, created_at) VALUES (${name}, ${await currentFeedEnd(ctx.pool)}, ${now}, ${now})
+    ON CONFLICT (name) DO NOTHING`;
+  return (await read())[0]!;
+}
+
+export type WebhookResult = { delivered: number; failed: boolean };
+
+/**
+ * Delivers up to `limit` waiting events to one webhook, if it is due and no other instance holds
+ * it. Tests call this directly.
+ */
+export async function deliverWebhookEvents(
+  ctx: WebhookCtx,
+  webhook: EventWebhookConfig,
+  options: { limit?: number; log?: MailLog; stopping?: () => boolean } = {},
+): Promise<WebhookResult> {
+  const { limit = 100, log, stopping = () => false } = options;
+  const result: WebhookResult = { delivered: 0, failed: false };
+  const row = await loadRow(ctx, webhook.name);
+  if (!row.due) return result;
+  let entries = await readFeedEvents(ctx.pool, row.cursor, limit);
+  if (entries.length === 0) return result;
+
+  // Claimed only with events waiting (an idle poll writes nothing), and only at the cursor just read.
+  const claimToken = randomUUID();
+  const lease = () => addSeconds(ctx.clock.now(), WEBHOOK_LEASE_SECONDS);
+  const now = ctx.clock.now();
+  const claimed = await ctx.db.$executeRaw`
+    UPDATE event_webhooks SET locked_until = ${lease()}, claim_token = ${claimToken}::uuid
+     WHERE name = ${webhook.name} AND cursor = ${row.cursor}
+       AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})`;
+  if (claimed !== 1) return result;
+
+  try {
+    while (entries.length > 0) {
+      for (const { event, cursor } of entries) {
+        if (stopping()) return result;
+        const error = await send(webhook, event, ctx.clock.now());
+        if (error !== null) {
+          result.failed = true;
+          // `attempts` on the right is the count before this failure: the delay is webhookRetryDelaySeconds(attempts + 1).
+          const [failure] = await ctx.db.$queryRaw<{ attempts: number }[]>`
+            UPDATE event_webhooks SET attempts = attempts + 1, last_error = ${error},
+                   next_attempt_at = ${ctx.clock.now()}::timestamptz
+                     + make_interval(secs => least(${WEBHOOK_RETRY_BASE_SECONDS}::float8 * power(2, least(attempts, 20)), ${WEBHOOK_RETRY_MAX_SECONDS}::float8))
+             WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid
+            RETURNING attempts`;
+          log?.warn(
+            { webhook: webhook.name, eventId: event.id, attempts: failure?.attempts, retryInSeconds: failure && webhookRetryDelaySeconds(failure.attempts), err: error },
+            'webhook delivery failed; will retry',
+          );
+          return result;
+        }
+        const moved = await ctx.db.$executeRaw`
+          UPDATE event_webhooks SET cursor = ${cursor}, attempts = 0, last_error = NULL, last_delivered_at = ${ctx.clock.now()}, locked_until = ${lease()}
+           WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid`;
+        result.delivered++;
+        if (moved !== 1) {
+          log?.warn({ webhook: webhook.name, eventId: event.id }, 'webhook event delivered after the lease was lost; another instance may send it again');
+          return result;
+        }
+        if (result.delivered >= limit) return result;
+      }
+      entries = await readFeedEvents(ctx.pool, entries.at(-1)!.cursor, limit - result.delivered);
+    }
+    return result;
+  } finally {
+    await ctx.db.$executeRaw`
+      UPDATE event_webhooks SET locked_until = NULL, claim_token = NULL WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid`;
+  }
+}
+
+/** Counted up to this many (list-webhooks): beyond, the receiver is far behind either way. */
+const WAITING_COUNT_MAX = 10_000;
+
+/** Each configured webhook's delivery state (the CLI's list-webhooks); `started: false` before the first delivery pass. */
+export async function webhookStates(pool: pg.Pool, webhooks: readonly EventWebhookConfig[]) {
+  const { rows } = await pool.query<{ name: string; cursor: string; attempts: number; next_attempt_at: Date; last_error: string | null; last_delivered_at: Date | null }>(
+    'SELECT name, cursor, attempts, next_attempt_at, last_error, last_delivered_at FROM event_webhooks WHERE name = ANY($1::text[])',
+    [webhooks.map((w) => w.name)],
+  );
+  return Promise.all(
+    webhooks.map(async (webhook) => {
+      const row = rows.find((r) => r.name === webhook.name);
+      if (!row) return { name: webhook.name, url: webhook.url, started: false };
+      const waiting = await countFeedEvents(pool, row.cursor, WAITING_COUNT_MAX);
+      return {
+        name: webhook.name,
+        url: webhook.url,
+        started: true,
+        eventsWaiting: waiting >= WAITING_COUNT_MAX ? `${WAITING_COUNT_MAX}+` : waiting,
+        failuresInARow: row.attempts,
+        nextAttemptAt: row.attempts > 0 ? row.next_attempt_at.toISOString() : null,
+        lastError: row.last_error,
+        lastDeliveredAt: row.last_delivered_at?.toISOString() ?? null,
+      };
+    }),
+  );
+}
+
+export type WebhookWorker = PeriodicTask;
+
+/** Polls every `intervalMs` for each configured webhook (at once again while full batches keep coming). */
+export function startWebhookWorker(
+  ctx: WebhookCtx,
+  webhooks: readonly EventWebhookConfig[],
+  log: MailLog,
+  options: { intervalMs?: number; batchSize?: number; onDelivered?: (webhook: string, outcome: 'delivered' | 'failed', count: number) => void } = {},
+): WebhookWorker {
+  const intervalMs = options.intervalMs ?? 1000;
+  const batchSize = options.batchSize ?? 100;
+  return startPeriodicTask({
+    firstDelayMs: 0,
+    async pass(stopping) {
+      let full = false;
+      for (const webhook of webhooks) {
+        if (stopping()) break;
+        const { delivered, failed } = await deliverWebhookEvents(ctx, webhook, { limit: batchSize, log, stopping });
+        if (delivered > 0) options.onDelivered?.(webhook.name, 'delivered', delivered);
+        if (failed) options.onDelivered?.(webhook.name, 'failed', 1);
+        full ||= delivered === batchSize;
+      }
+      return full ? 0 : intervalMs;
+    },
+    failed(err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, 'webhook worker pass failed; retrying');
+      return intervalMs;
+    },
+  });
+}

@@ -1,0 +1,286 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Webhook } from 'standardwebhooks';
+import t, { type Test } from 'tap';
+import { ConfigError, loadConfig } from '../../../src/config.js';
+import { FEED_START, readFeedEvents } from '../../../src/modules/events/event-feed.js';
+import { deliverWebhookEvents, type WebhookResult } from '../../../src/modules/events/webhook-delivery.js';
+import { cli, cliEnv } from '../../helpers/cli.js';
+import { TEST_ENV } from '../../helpers/app.js';
+import { adminWorld, type AdminWorld } from '../organization/helpers.js';
+
+/**
+ * EVENT_WEBHOOKS: the event feed pushed to a real HTTP receiver, one signed POST per event (Standard
+ * Webhooks), in feed order, retried with back-off until accepted, one instance at a time.
+ */
+
+const SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+const NEXT_SECRET = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
+
+type Received = { headers: IncomingHttpHeaders; body: string; event: { type: string; timestamp: string; data: Record<string, unknown> } };
+
+/** An in-process receiver: records every request; `answer` decides the status (or hangs up). */
+async function receiver(t: Test) {
+  const received: Received[] = [];
+  const state = { answer: (_: Received): number | 'hang-up' => 204, delayMs: 0 };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const entry: Received = { headers: req.headers, body, event: JSON.parse(body) as Received['event'] };
+      received.push(entry);
+      const status = state.answer(entry);
+      setTimeout(() => {
+        if (status === 'hang-up') req.socket.destroy();
+        else res.writeHead(status, status === 302 ? { location: 'http://127.0.0.1:1/elsewhere' } : {}).end('ok');
+      }, state.delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/auth`;
+  return { url, received, state };
+}
+
+async function world(t: Test, url: string, secrets = `cso=${SECRET}`) {
+  const w = await adminWorld(t, { EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: secrets, EVENT_WEBHOOK_WORKER_ENABLED: 'false' });
+  const webhook = w.app.ctx.config.eventWebhooks[0]!;
+  const deliver = (options: { limit?: number } = {}) => deliverWebhookEvents(w.app.ctx, webhook, options);
+  return { ...w, webhook, deliver };
+}
+
+/**
+ * Delivers until `count` events of this test's organisations arrived: a transaction open anywhere
+ * on the test server (other test files run beside this one) holds the feed back until it ends.
+ */
+async function deliverUntil(w: Awaited<ReturnType<typeof world>>, received: Received[], count: number) {
+  const mine = () => received.filter((r) => [w.orgA.id, w.orgB.id].includes(r.event.data.organizationId as string));
+  for (let i = 0; i < 600 && mine().length < count; i++) {
+    await w.deliver();
+    if (mine().length < count) await sleep(50);
+  }
+  return mine();
+}
+
+const row = async (w: AdminWorld) =>
+  (await w.app.ctx.db.$queryRaw<{ attempts: number; next_attempt_at: Date; last_error: string | null; cursor: string; claim_token: string | null }[]>`
+    SELECT attempts, next_attempt_at, last_error, cursor, claim_token FROM event_webhooks WHERE name = 'cso'`)[0]!;
+
+t.test('events are pushed in feed order, one signed POST each, from the moment the webhook is first seen', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url);
+  const early = await w.member(w.orgA.id, { name: 'Early Bird' });
+  await w.request({ method: 'POST', url: `/v1/organization/users/${early.user.id}/block`, token: w.adminA.token });
+  // Once the block is in the feed (every transaction older than it ended: other test files run
+  // beside this one), the first pass makes the webhook's row at the feed's end: it is not pushed.
+  for (let i = 0; i < 600 && !(await readFeedEvents(w.app.ctx.pool, FEED_START, 100)).some((e) => e.event.userId === early.user.id); i++) await sleep(50);
+  const first = await w.deliver();
+  t.same(first, { delivered: 0, failed: false });
+
+  const leaver = await w.member(w.orgA.id, { name: 'Lena Leaver', email: 'lena@alpha.test' });
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/block`, token: w.adminA.token })).status, 200);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/erase`, token: w.adminA.token })).status, 204);
+  const invited = await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminB.token, body: { email: 'neu@beta.test', name: 'Neu' } });
+  t.equal(invited.status, 201);
+
+  const got = await deliverUntil(w, received, 3);
+  t.same(
+    got.map((r) => [r.event.type, r.event.data.userId]),
+    [
+      ['user.blocked', leaver.user.id],
+      ['user.erased', leaver.user.id],
+      ['user.invited', invited.body.id],
+    ],
+    'in feed order; the block before the first pass is not among them',
+  );
+  t.notOk(received.some((r) => r.event.data.userId === early.user.id), 'nothing from before the webhook was first seen');
+
+  for (const r of got) {
+    t.equal(r.headers['content-type'], 'application/json');
+    t.equal(r.headers['webhook-id'], r.event.data.id, 'webhook-id is the event id (receivers drop what they already have)');
+    t.equal(r.event.timestamp, r.event.data.occurredAt);
+    t.same(Object.keys(r.event.data).sort(), ['id', 'occurredAt', 'organizationId', 'type', 'userId'], 'the feed event, ids only');
+    // Verified as a receiver would, with the Standard Webhooks library and the shared secret.
+    t.same(new Webhook(SECRET).verify(r.body, r.headers as Record<string, string>), r.event, 'the signature verifies');
+    t.throws(() => new Webhook(NEXT_SECRET).verify(r.body, r.headers as Record<string, string>), 'not with another secret');
+    const tampered = r.body.replace(r.event.type, 'user.activated');
+    t.throws(() => new Webhook(SECRET).verify(tampered, r.headers as Record<string, string>), 'a changed body does not verify');
+  }
+  t.notMatch(received.map((r) => r.body).join('\n'), /lena|Leaver|neu@/i, 'no names or addresses');
+
+  // Nothing new: a pass sends nothing and claims nothing.
+  const count = received.length;
+  t.same(await w.deliver(), { delivered: 0, failed: false });
+  t.equal(received.length, count);
+  t.equal((await row(w)).claim_token, null, 'no lease held between passes');
+});
+
+t.test('a failed delivery is retried with back-off, the same event with the same id, and nothing after it goes first', async (t) => {
+  const { url, received, state } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const a = await w.member(w.orgA.id);
+  const b = await w.member(w.orgA.id);
+  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
+  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+
+  state.answer = () => 500;
+  let result: WebhookResult = { delivered: 0, failed: false };
+  for (let i = 0; i < 600 && !result.failed; i++) {
+    result = await w.deliver();
+    if (!result.failed) await sleep(50);
+  }
+  t.same(result, { delivered: 0, failed: true });
+  const failedOnce = await row(w);
+  t.equal(failedOnce.attempts, 1);
+  t.equal(failedOnce.last_error, 'HTTP 500');
+  t.equal(failedOnce.next_attempt_at.getTime(), w.clock.now().getTime() + 5000, 'next try in 5 s');
+  t.equal(failedOnce.claim_token, null, 'the lease is released');
+  const firstId = received.at(-1)!.headers['webhook-id'];
+
+  // Not due yet: nothing is sent.
+  const before = received.length;
+  t.same(await w.deliver(), { delivered: 0, failed: false });
+  t.equal(received.length, before);
+
+  // A redirect is not an acceptance; the delay doubles.
+  state.answer = () => 302;
+  w.clock.advance(5);
+  t.same(await w.deliver(), { delivered: 0, failed: true });
+  t.equal((await row(w)).attempts, 2);
+  t.equal((await row(w)).last_error, 'HTTP 302');
+  t.equal((await row(w)).next_attempt_at.getTime(), w.clock.now().getTime() + 10_000, 'next try in 10 s');
+
+  // A receiver that hangs up.
+  state.answer = () => 'hang-up';
+  w.clock.advance(10);
+  t.same(await w.deliver(), { delivered: 0, failed: true });
+  t.equal((await row(w)).attempts, 3);
+  t.match((await row(w)).last_error, /\S/, 'the socket error is recorded');
+
+  // Back: the same event first, with the same id, then the next; failures reset.
+  state.answer = () => 200;
+  w.clock.advance(20);
+  t.same(await w.deliver(), { delivered: 2, failed: false });
+  const ids = received.map((r) => r.headers['webhook-id']);
+  t.equal(ids.filter((id) => id === firstId).length, 4, 'the failed event was sent again (500, 302, hang-up, then accepted)');
+  const accepted = received.slice(-2).map((r) => [r.event.type, r.event.data.userId]);
+  t.same(accepted, [
+    ['user.blocked', a.user.id],
+    ['user.blocked', b.user.id],
+  ]);
+  t.equal((await row(w)).attempts, 0);
+  t.equal((await row(w)).last_error, null);
+});
+
+t.test('the retry delay is capped at 10 minutes', async (t) => {
+  const { url, state } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  await w.request({ method: 'POST', url: `/v1/organization/users/${(await w.member(w.orgA.id)).user.id}/block`, token: w.adminA.token });
+  state.answer = () => 503;
+  let failures = 0;
+  for (let i = 0; i < 600 && failures < 10; i++) {
+    const { failed } = await w.deliver();
+    if (failed) {
+      failures++;
+      w.clock.advance(3600);
+    } else await sleep(50);
+  }
+  const r = await row(w);
+  t.equal(r.attempts, 10);
+  t.equal(r.next_attempt_at.getTime() - w.clock.now().getTime(), -3600_000 + 600_000, '10 min after the last failure, not 5 s × 2⁹');
+});
+
+t.test('two instances at once: each event reaches the receiver once', async (t) => {
+  const { url, received, state } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const users = await Promise.all([1, 2, 3, 4].map(() => w.member(w.orgA.id)));
+  for (const u of users) await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminA.token });
+  state.delayMs = 30;
+  // Both "instances" poll until the four events are in; the lease lets one deliver at a time.
+  const mine = () => received.filter((r) => r.event.data.organizationId === w.orgA.id);
+  const poll = async () => {
+    for (let i = 0; i < 600 && mine().length < 4; i++) {
+      await w.deliver();
+      await sleep(5);
+    }
+  };
+  await Promise.all([poll(), poll()]);
+  t.same(
+    mine().map((r) => r.event.data.userId),
+    users.map((u) => u.user.id),
+    'each once, in order',
+  );
+});
+
+t.test('several secrets: one signature each, so a receiver can change its secret', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url, `cso=${SECRET},cso=${NEXT_SECRET}`);
+  await w.deliver();
+  await w.request({ method: 'POST', url: `/v1/organization/users/${(await w.member(w.orgA.id)).user.id}/block`, token: w.adminA.token });
+  const [got] = await deliverUntil(w, received, 1);
+  t.equal(String(got!.headers['webhook-signature']).split(' ').length, 2);
+  for (const secret of [SECRET, NEXT_SECRET]) t.ok(new Webhook(secret).verify(got!.body, got!.headers as Record<string, string>));
+});
+
+t.test('the worker in the service pushes without being asked, and counts', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await adminWorld(t, { EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
+  // The worker's first pass makes the row at the feed's end; only what comes after is pushed.
+  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length === 0; i++) await sleep(50);
+  const u = await w.member(w.orgB.id);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
+  for (let i = 0; i < 600 && !received.some((r) => r.event.data.userId === u.user.id); i++) await sleep(50);
+  t.ok(received.some((r) => r.event.type === 'user.blocked' && r.event.data.userId === u.user.id));
+  const metrics = await w.app.inject({ method: 'GET', url: '/metrics' });
+  t.match(metrics.body, /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="delivered"\} [1-9]/);
+});
+
+t.test('configuration: every webhook needs a secret; bad entries are named, secrets never echoed', async (t) => {
+  const load = (env: Record<string, string>) => () => loadConfig({ ...TEST_ENV, ...env });
+  const ok = loadConfig({ ...TEST_ENV, EVENT_WEBHOOKS: 'cso=https://cso.example/hooks?x=1', EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
+  t.same(ok.eventWebhooks, [{ name: 'cso', url: 'https://cso.example/hooks?x=1', secrets: [SECRET] }]);
+  t.throws(load({ EVENT_WEBHOOKS: 'cso=https://cso.example/hooks' }), { message: /EVENT_WEBHOOK_SECRETS: none for "cso"/ });
+  t.throws(load({ EVENT_WEBHOOKS: 'cso=https://a.example,cso=https://b.example', EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` }), { message: /"cso" is named twice/ });
+  t.throws(load({ EVENT_WEBHOOK_SECRETS: `crm=${SECRET}` }), { message: /"crm" is none of EVENT_WEBHOOKS/ });
+  for (const bad of ['https://cso.example', 'cso=ftp://cso.example', 'cso=https://user:pw@cso.example', 'CSO=https://cso.example', 'cso=https://cso.example/#x']) {
+    t.throws(load({ EVENT_WEBHOOKS: bad, EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` }), ConfigError, bad);
+  }
+  const short = `whsec_${Buffer.alloc(16, 1).toString('base64')}`;
+  for (const bad of [`cso=${short}`, 'cso=not-a-secret-at-all-but-long-enough-to-leak', 'whsec_plain']) {
+    const err = (() => {
+      try {
+        load({ EVENT_WEBHOOKS: 'cso=https://cso.example', EVENT_WEBHOOK_SECRETS: bad })();
+      } catch (e) {
+        return e as Error;
+      }
+      return null;
+    })();
+    t.type(err, ConfigError, bad);
+    t.notMatch(err!.message, bad.slice(4), 'the secret is not echoed');
+  }
+});
+
+t.test('the CLI makes a secret the configuration takes, and reports each webhook', async (t) => {
+  const { url, state } = await receiver(t);
+  const w = await world(t, url);
+  const made = await cli(['generate-webhook-secret'], {});
+  t.equal(made.code, 0);
+  const secret = made.stdout.trim();
+  t.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+  t.doesNotThrow(() => loadConfig({ ...TEST_ENV, EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${secret}` }));
+
+  const env = { ...cliEnv(w.databaseUrl), EVENT_WEBHOOKS: `cso=${url},crm=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${SECRET},crm=${SECRET}` };
+  await w.deliver();
+  state.answer = () => 500;
+  await w.request({ method: 'POST', url: `/v1/organization/users/${(await w.member(w.orgA.id)).user.id}/block`, token: w.adminA.token });
+  for (let i = 0; i < 600 && !(await w.deliver()).failed; i++) await sleep(50);
+  const listed = await cli(['list-webhooks'], env);
+  t.equal(listed.code, 0, listed.stderr);
+  const [cso, crm] = listed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(cso, { name: 'cso', url, started: true, eventsWaiting: 1, failuresInARow: 1, lastError: 'HTTP 500', lastDeliveredAt: null });
+  t.same(crm, { name: 'crm', url, started: false });
+});
