@@ -95,6 +95,16 @@ export function openDatabase(
   });
   // A dropped server connection must not crash the process; the next query reports it as 503.
   pool.on('error', () => undefined);
+  // Every session in UTC, whatever the server's, database's or role's TimeZone (initdb copies the
+  // host's: Europe/Berlin on a German server). node-postgres sends and reads Dates with their
+  // offset, but @prisma/adapter-pg sends them as zone-less UTC digits and reads timestamptz with
+  // the offset replaced by +00:00: in any other zone an expiry written by one path and checked by
+  // the other moves by the offset (a code lock an hour short, a fresh session dead, an idle one
+  // alive). Queued on the new connection before anything else runs on it; a SET (unlike a startup
+  // parameter) passes PgBouncer.
+  pool.on('connect', (client) => {
+    client.query("SET TIME ZONE 'UTC'").catch(() => undefined);
+  });
   const db = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     db,
