@@ -105,14 +105,23 @@ async function inBatches(step: RetentionStep, batch: () => Promise<number>, repo
   }
 }
 
-/** One batch of audit rows written before `cutoff`, in a transaction that names the cutoff to the append-only trigger. */
+/**
+ * One batch of audit rows written before `cutoff`, in a transaction that names the cutoff to the
+ * append-only trigger. The trigger checks it against the database's clock (at least a day old); an
+ * instance whose clock runs ahead of the database's would name one a moment too young, and every
+ * batch would be refused (AUDIT_RETENTION_DAYS=1): the cutoff is clamped there, and the DELETE uses
+ * the clamped one.
+ */
 async function purgeAuditBatch(db: Db, cutoff: Date): Promise<number> {
   const [, rows] = await db.$transaction([
-    db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', $1, true)`, cutoff.toISOString()),
+    db.$queryRawUnsafe(
+      `SELECT set_config('webshop_auth.audit_cutoff', LEAST($1::timestamptz, now() - interval '1 day')::text, true)`,
+      cutoff.toISOString(),
+    ),
     db.$executeRawUnsafe(
-      `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE id < $2::uuid AND created_at < $1
+      `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events
+        WHERE id < $1::uuid AND created_at < current_setting('webshop_auth.audit_cutoff')::timestamptz
         ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`,
-      cutoff,
       firstIdAt(cutoff),
     ),
   ]);

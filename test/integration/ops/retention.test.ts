@@ -196,3 +196,19 @@ t.test('AUDIT_RETENTION_DAYS: audit rows older than it go, in batches; the table
   t.equal(run.code, 0, run.stderr);
   t.match(JSON.parse(run.stdout), { audit_events: 7, auditCutoff: String }, 'the CLI purges them too');
 });
+
+t.test('AUDIT_RETENTION_DAYS=1 on an instance whose clock runs ahead of the database: the cutoff is clamped, the rows still go', async (t) => {
+  const { app } = await buildTestApp(t, { AUDIT_RETENTION_DAYS: '1' });
+  const db = app.ctx.db;
+  const day = 24 * 3600 * 1000;
+  const old = Date.now() - 3 * day;
+  await db.auditEvent.createMany({
+    data: [0, 1, 2].map((i) => ({ id: uuidv7({ msecs: old + i }), type: 'auth.login_succeeded', createdAt: new Date(old + i) })),
+  });
+  // Found by session 19's review: the trigger wants a cutoff a day before the DATABASE's now; an
+  // instance 5 s ahead named one 5 s too young, and every batch was refused.
+  const ahead = { now: () => new Date(Date.now() + 5_000) };
+  const report = await purgeEnded({ ...app.ctx, clock: ahead });
+  t.equal(report.audit_events, 3, 'purged');
+  t.equal(await db.auditEvent.count({ where: { type: 'auth.login_succeeded' } }), 0);
+});
