@@ -1,0 +1,81 @@
+import t from 'tap';
+import { adminWorld, mailsTo, type AdminWorld } from '../integration/organization/helpers.js';
+
+/**
+ * What administrators and support send to an address of their choosing is budgeted per address
+ * and template: five an hour (429 rate_limited with Retry-After; the refused request
+ * changes nothing). Found by session 19's review: 60 "resend activation" calls queued 60 mails to
+ * one address, 60 "send a password reset" calls 60 resets, and invite → withdraw → invite mailed
+ * the same address again and again.
+ */
+
+const MIN = 60;
+
+/** Marks every queued mail sent, as the worker would (a withdrawal deletes only unsent ones). */
+const deliverAll = (w: AdminWorld) => w.app.ctx.db.mailOutbox.updateMany({ where: { sentAt: null }, data: { sentAt: w.clock.now() } });
+
+t.test('resend activation: at most five activation mails to an address within an hour', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'Victim@Example.org', name: 'Vic Tim' } });
+  t.equal(invited.status, 201);
+  const resend = () => request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: adminA.token });
+
+  const statuses: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    clock.advance(MIN);
+    statuses.push((await resend()).status);
+  }
+  t.same(statuses, [200, 200, 200, 200, 429], 'the invitation and four resends make five within the hour');
+  const refused = await resend();
+  t.equal(refused.status, 429);
+  t.equal(refused.body.code, 'rate_limited');
+  t.equal((await mailsTo(w.app, 'victim@example.org')).length, 5, 'nothing more queued');
+  // The oldest of the five (the invitation) was 5 minutes ago: it leaves the hour in 55 minutes.
+  t.equal(refused.headers['retry-after'], String(55 * MIN));
+  clock.advance(55 * MIN);
+  adminA.token = await w.tokenFor(adminA.user); // the access token expired meanwhile
+  const later = await resend();
+  t.equal(later.status, 200, 'once the oldest is an hour old');
+});
+
+t.test("password reset by an administrator or support: five an hour, the user's own requests counted", async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA, support } = w;
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test' });
+  const byAdmin = () => request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: adminA.token });
+  const bySupport = () => request({ method: 'POST', url: `/v1/support/users/${member.user.id}/password-reset`, token: support.token });
+
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'member@alpha.test' } })).status, 202, "the user's own request");
+  const statuses: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    clock.advance(MIN);
+    statuses.push((await (i % 2 ? bySupport : byAdmin)()).status);
+  }
+  t.same(statuses, [200, 200, 200, 200, 429], "five within the hour, whoever sent them, the user's own among them");
+  const resets = (await mailsTo(w.app, 'member@alpha.test')).filter((m) => m.template === 'password_reset');
+  t.equal(resets.length, 5);
+});
+
+t.test('invite, withdraw, invite again: the address is counted, not the account', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'victim+0@example.org', name: 'Vic Tim' } });
+    statuses.push(invited.status);
+    if (invited.status !== 201) break;
+    await deliverAll(w);
+    t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${invited.body.id}`, token: adminA.token })).status, 204);
+    clock.advance(MIN);
+  }
+  t.same(statuses, [201, 201, 201, 201, 201, 429]);
+  t.equal((await mailsTo(w.app, 'victim+0@example.org')).length, 5);
+  t.equal(await w.app.ctx.db.user.count({ where: { email: 'victim+0@example.org' } }), 0, 'the refused invitation created nobody');
+  // Another address of the organisation's choosing is not held back by this one.
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'other@example.org', name: 'Other' } })).status, 201);
+  // An invitation withdrawn before its mail went out (deleted unsent) does not count.
+  const quick = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'quick@example.org', name: 'Quick' } });
+  t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${quick.body.id}`, token: adminA.token })).status, 204);
+  t.equal((await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'quick@example.org', name: 'Quick' } })).status, 201);
+});
