@@ -78,7 +78,7 @@ export const meRoutes: FastifyPluginAsyncZod = async (app) => {
   app.patch(
     '/v1/me/preferences',
     {
-      config: { access: { permission: 'me:update' } },
+      config: { access: { permission: 'me:update' }, rateLimit: { max: 30, timeWindow: '1 minute' } },
       schema: {
         operationId: 'updatePreferences',
         tags: ['me'],

@@ -102,6 +102,10 @@ export async function updatePreferences(
     const after = { newsletterOptIn: input.newsletterOptIn ?? before.newsletterOptIn, language: input.language ?? before.language };
     // set_preferences asks the newsletter question: a language switch alone does not answer it.
     const answered = input.newsletterOptIn !== undefined || before.preferencesUpdatedAt !== null;
+    // A save that changes nothing and answers nothing new writes nothing: repeated, it would only
+    // grow the audit log (found by session 19's review).
+    const changed = after.newsletterOptIn !== before.newsletterOptIn || after.language !== before.language;
+    if (!changed && !(answered && before.preferencesUpdatedAt === null)) return;
     await tx.user.update({ where: { id: actor.userId }, data: { ...after, ...(answered ? { preferencesUpdatedAt: ctx.clock.now() } : {}) } });
     await recordAudit(tx, ctx.clock, {
       type: 'user.preferences_changed',
@@ -109,7 +113,7 @@ export async function updatePreferences(
       subjectUserId: actor.userId,
       organizationId: actor.organizationId,
       meta,
-      // What the user saved (also unchanged values: saving is the user's answer to set_preferences).
+      // What the user saved (also an unchanged value when the save is the first answer to set_preferences).
       details: {
         ...(input.newsletterOptIn !== undefined ? { newsletterOptIn: { from: before.newsletterOptIn, to: after.newsletterOptIn } } : {}),
         ...(input.language !== undefined ? { language: { from: before.language, to: after.language } } : {}),

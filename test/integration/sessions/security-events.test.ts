@@ -1,5 +1,6 @@
 import t from 'tap';
 import { currentTotp, wrongCode } from '../../helpers/factories.js';
+import { SECURITY_EVENT_TYPES } from '../../../src/modules/me/security-events.js';
 import { adminWorld } from '../organization/helpers.js';
 
 /**
@@ -101,4 +102,24 @@ t.test("who did it is what was recorded then: support's changes stay support's a
   const log = await request({ url: `/v1/organization/audit-events?userId=${mia.user.id}`, token: w.adminA.token });
   const blocked = log.body.items.find((e: { type: string }) => e.type === 'user.blocked');
   t.match(blocked, { actor: { id: colleague.user.id, name: null, email: null }, ip: null, userAgent: null }, 'still hidden from customers');
+});
+
+t.test('the view reads its own partial index: the same types as the code; saves that change nothing write no audit row', async (t) => {
+  const w = await adminWorld(t);
+  const [index] = await w.app.ctx.db.$queryRaw<{ indexdef: string }[]>`SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_security'`;
+  const indexed = [...index!.indexdef.matchAll(/'([a-z_.]+)'::text/g)].map((m) => m[1]).sort();
+  t.same(indexed, [...SECURITY_EVENT_TYPES].sort(), 'the partial index lists the same types as the code');
+
+  // Found by session 19's review: every save wrote a row, changed or not (a flood of them made
+  // this view read a million rows).
+  const me = await w.member(w.orgA.id, { preferencesSet: true });
+  const token = await w.tokenFor(me.user);
+  const saves = () => w.app.ctx.db.auditEvent.count({ where: { subjectUserId: me.user.id, type: 'user.preferences_changed' } });
+  const save = (body: object) => w.request({ method: 'PATCH', url: '/v1/me/preferences', token, body });
+  t.equal((await save({ newsletterOptIn: true })).status, 200);
+  t.equal(await saves(), 1, 'a change is audited');
+  for (let i = 0; i < 3; i++) t.equal((await save({ newsletterOptIn: true })).status, 200);
+  t.equal(await saves(), 1, 'saving the same again writes nothing');
+  t.equal((await save({ language: 'de' })).status, 200);
+  t.equal(await saves(), 2);
 });
