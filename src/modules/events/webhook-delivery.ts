@@ -58,17 +58,19 @@ export function signedRequest(webhook: EventWebhookConfig, event: FeedEvent, at:
   };
 }
 
-/** Sends one event; answers null when the receiver accepted it, else what went wrong. */
-async function send(webhook: EventWebhookConfig, event: FeedEvent, at: Date): Promise<string | null> {
+/** Sends one event; answers null when the receiver accepted it, else what went wrong. `abort`: the process is stopping. */
+async function send(webhook: EventWebhookConfig, event: FeedEvent, at: Date, abort: AbortSignal | undefined): Promise<string | null> {
   const { headers, body } = signedRequest(webhook, event, at);
+  const timeout = AbortSignal.timeout(WEBHOOK_TIMEOUT_MS);
   try {
-    const res = await fetch(webhook.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS) });
+    const signal = abort ? AbortSignal.any([timeout, abort]) : timeout;
+    const res = await fetch(webhook.url, { method: 'POST', headers, body, redirect: 'manual', signal });
     await res.body?.cancel();
     return res.status >= 200 && res.status < 300 ? null : `HTTP ${res.status}`;
   } catch (err) {
     // fetch's own message ("fetch failed") says nothing; its cause names the socket error.
     const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-    const reason = e.name === 'TimeoutError' ? `no answer within ${WEBHOOK_TIMEOUT_MS} ms` : (e.cause?.code ?? e.cause?.message ?? e.message ?? String(err));
+    const reason = timeout.aborted ? `no answer within ${WEBHOOK_TIMEOUT_MS} ms` : (e.cause?.code ?? e.cause?.message ?? e.message ?? String(err));
     return reason.slice(0, ERROR_TEXT_MAX);
   }
 }
@@ -98,9 +100,9 @@ export type WebhookResult = { delivered: number; failed: boolean };
 export async function deliverWebhookEvents(
   ctx: WebhookCtx,
   webhook: EventWebhookConfig,
-  options: { limit?: number; log?: MailLog; stopping?: () => boolean } = {},
+  options: { limit?: number; log?: MailLog; stopping?: () => boolean; abort?: AbortSignal } = {},
 ): Promise<WebhookResult> {
-  const { limit = 100, log, stopping = () => false } = options;
+  const { limit = 100, log, stopping = () => false, abort } = options;
   const result: WebhookResult = { delivered: 0, failed: false };
   const row = await loadRow(ctx, webhook.name);
   if (!row.due) return result;
@@ -121,7 +123,9 @@ export async function deliverWebhookEvents(
     while (entries.length > 0) {
       for (const { event, cursor } of entries) {
         if (stopping()) return result;
-        const error = await send(webhook, event, ctx.clock.now());
+        const error = await send(webhook, event, ctx.clock.now(), abort);
+        // Cut short by a shutdown: not the receiver's failure; the next instance sends it again.
+        if (error !== null && abort?.aborted) return result;
         if (error !== null) {
           result.failed = true;
           // `attempts` on the right is the count before this failure: the delay is webhookRetryDelaySeconds(attempts + 1).
@@ -186,7 +190,7 @@ export async function webhookStates(pool: pg.Pool, webhooks: readonly EventWebho
 
 export type WebhookWorker = PeriodicTask;
 
-/** Polls every `intervalMs` for each configured webhook (at once again while full batches keep coming). */
+/** Polls every `intervalMs` for each configured webhook, side by side (at once again while full batches keep coming). */
 export function startWebhookWorker(
   ctx: WebhookCtx,
   webhooks: readonly EventWebhookConfig[],
@@ -195,16 +199,26 @@ export function startWebhookWorker(
 ): WebhookWorker {
   const intervalMs = options.intervalMs ?? 1000;
   const batchSize = options.batchSize ?? 100;
-  return startPeriodicTask({
+  // A shutdown does not wait up to WEBHOOK_TIMEOUT_MS for a receiver that is slow to answer.
+  const shutdown = new AbortController();
+  const task = startPeriodicTask({
     firstDelayMs: 0,
     async pass(stopping) {
+      // Side by side: a slow or failing receiver holds up only its own events. Settled, not raced:
+      // the pass ends when every webhook's part has (the next never overlaps one still running).
+      const results = await Promise.allSettled(
+        webhooks.map((webhook) => deliverWebhookEvents(ctx, webhook, { limit: batchSize, log, stopping, abort: shutdown.signal })),
+      );
       let full = false;
-      for (const webhook of webhooks) {
-        if (stopping()) break;
-        const { delivered, failed } = await deliverWebhookEvents(ctx, webhook, { limit: batchSize, log, stopping });
-        if (delivered > 0) options.onDelivered?.(webhook.name, 'delivered', delivered);
-        if (failed) options.onDelivered?.(webhook.name, 'failed', 1);
-        full ||= delivered === batchSize;
+      for (const [i, result] of results.entries()) {
+        const name = webhooks[i]!.name;
+        if (result.status === 'rejected') {
+          log.error({ webhook: name, err: result.reason instanceof Error ? result.reason.message : String(result.reason) }, 'webhook delivery pass failed; retrying');
+          continue;
+        }
+        if (result.value.delivered > 0) options.onDelivered?.(name, 'delivered', result.value.delivered);
+        if (result.value.failed) options.onDelivered?.(name, 'failed', 1);
+        full ||= result.value.delivered === batchSize;
       }
       return full ? 0 : intervalMs;
     },
@@ -213,4 +227,11 @@ export function startWebhookWorker(
       return intervalMs;
     },
   });
+  return {
+    async stop() {
+      shutdown.abort();
+      await task.stop();
+    },
+    wake: () => task.wake(),
+  };
 }

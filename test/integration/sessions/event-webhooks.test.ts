@@ -23,7 +23,8 @@ type Received = { headers: IncomingHttpHeaders; body: string; event: { type: str
 /** An in-process receiver: records every request; `answer` decides the status (or hangs up). */
 async function receiver(t: Test) {
   const received: Received[] = [];
-  const state = { answer: (_: Received): number | 'hang-up' => 204, delayMs: 0 };
+  const state = { answer: (_: Received): number | 'hang-up' | 'hold' => 204, delayMs: 0 };
+  const held: (() => void)[] = [];
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -31,6 +32,10 @@ async function receiver(t: Test) {
       const entry: Received = { headers: req.headers, body, event: JSON.parse(body) as Received['event'] };
       received.push(entry);
       const status = state.answer(entry);
+      if (status === 'hold') {
+        held.push(() => res.writeHead(200).end('ok'));
+        return;
+      }
       setTimeout(() => {
         if (status === 'hang-up') req.socket.destroy();
         else res.writeHead(status, status === 302 ? { location: 'http://127.0.0.1:1/elsewhere' } : {}).end('ok');
@@ -38,9 +43,12 @@ async function receiver(t: Test) {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.teardown(() => {
+    for (const answer of held.splice(0)) answer();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/auth`;
-  return { url, received, state };
+  return { url, received, state, held };
 }
 
 async function world(t: Test, url: string, secrets = `cso=${SECRET}`) {
@@ -235,8 +243,34 @@ t.test('the worker in the service pushes without being asked, and counts', async
   t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
   for (let i = 0; i < 600 && !received.some((r) => r.event.data.userId === u.user.id); i++) await sleep(50);
   t.ok(received.some((r) => r.event.type === 'user.blocked' && r.event.data.userId === u.user.id));
-  const metrics = await w.app.inject({ method: 'GET', url: '/metrics' });
-  t.match(metrics.body, /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="delivered"\} [1-9]/);
+  // Counted once the pass has recorded it (right after the receiver answered).
+  const counted = /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="delivered"\} [1-9]/;
+  let metrics = '';
+  for (let i = 0; i < 100 && !counted.test(metrics); i++) {
+    metrics = (await w.app.inject({ method: 'GET', url: '/metrics' })).body;
+    if (!counted.test(metrics)) await sleep(50);
+  }
+  t.match(metrics, counted);
+});
+
+t.test('a receiver that does not answer holds up only its own events', async (t) => {
+  const slow = await receiver(t);
+  const fast = await receiver(t);
+  slow.state.answer = () => 'hold';
+  const w = await adminWorld(t, { EVENT_WEBHOOKS: `slow=${slow.url},fast=${fast.url}`, EVENT_WEBHOOK_SECRETS: `slow=${SECRET},fast=${SECRET}` });
+  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length < 2; i++) await sleep(50);
+  const u = await w.member(w.orgB.id);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
+  // Well within the 10 s the slow receiver's request may take before it counts as failed.
+  for (let i = 0; i < 160 && !fast.received.some((r) => r.event.data.userId === u.user.id); i++) await sleep(50);
+  t.ok(fast.received.some((r) => r.event.data.userId === u.user.id), 'the other receiver has the event');
+  t.equal(slow.held.length, 1, 'while the slow one still holds its request');
+  // A shutdown does not wait for it (up to 10 s), and does not count it as the receiver's failure.
+  const closing = Date.now();
+  await w.app.close();
+  t.ok(Date.now() - closing < 5000, `closed in ${Date.now() - closing} ms`);
+  const [slowRow] = await w.app.ctx.db.$queryRaw<{ attempts: number; claim_token: string | null }[]>`SELECT attempts, claim_token FROM event_webhooks WHERE name = 'slow'`;
+  t.same(slowRow, { attempts: 0, claim_token: null }, 'no failure recorded, the lease released');
 });
 
 t.test('configuration: every webhook needs a secret; bad entries are named, secrets never echoed', async (t) => {
