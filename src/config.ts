@@ -82,7 +82,7 @@ const webhookSecrets = z.string().transform((s, ctx) => {
     if (!WEBHOOK_NAME.test(name) || bytes < 24 || bytes > 64) {
       // Named by position and, when it looks like one, by its webhook name: never the secret.
       const which = WEBHOOK_NAME.test(name) ? `entry ${index + 1} ("${name}")` : `entry ${index + 1}`;
-      ctx.addIssue({ code: 'custom', message: `${which} must be <webhook name>=whsec_<24 to 64 random bytes in base64> (npm run cli -- new-webhook-secret)` });
+      ctx.addIssue({ code: 'custom', message: `${which} must be <webhook name>=whsec_<24 to 64 random bytes in base64> (npm run cli -- generate-webhook-secret)` });
       return z.NEVER;
     }
     secrets.push({ name, secret });

@@ -190,7 +190,10 @@ export async function webhookStates(pool: pg.Pool, webhooks: readonly EventWebho
 
 export type WebhookWorker = PeriodicTask;
 
-/** Polls every `intervalMs` for each configured webhook, side by side (at once again while full batches keep coming). */
+/**
+ * One loop per webhook, each polling every `intervalMs` (at once again while full batches keep
+ * coming): a receiver that is slow, even one that does answer 2xx, holds up only its own events.
+ */
 export function startWebhookWorker(
   ctx: WebhookCtx,
   webhooks: readonly EventWebhookConfig[],
@@ -201,37 +204,28 @@ export function startWebhookWorker(
   const batchSize = options.batchSize ?? 100;
   // A shutdown does not wait up to WEBHOOK_TIMEOUT_MS for a receiver that is slow to answer.
   const shutdown = new AbortController();
-  const task = startPeriodicTask({
-    firstDelayMs: 0,
-    async pass(stopping) {
-      // Side by side: a slow or failing receiver holds up only its own events. Settled, not raced:
-      // the pass ends when every webhook's part has (the next never overlaps one still running).
-      const results = await Promise.allSettled(
-        webhooks.map((webhook) => deliverWebhookEvents(ctx, webhook, { limit: batchSize, log, stopping, abort: shutdown.signal })),
-      );
-      let full = false;
-      for (const [i, result] of results.entries()) {
-        const name = webhooks[i]!.name;
-        if (result.status === 'rejected') {
-          log.error({ webhook: name, err: result.reason instanceof Error ? result.reason.message : String(result.reason) }, 'webhook delivery pass failed; retrying');
-          continue;
-        }
-        if (result.value.delivered > 0) options.onDelivered?.(name, 'delivered', result.value.delivered);
-        if (result.value.failed) options.onDelivered?.(name, 'failed', 1);
-        full ||= result.value.delivered === batchSize;
-      }
-      return full ? 0 : intervalMs;
-    },
-    failed(err) {
-      log.error({ err: err instanceof Error ? err.message : String(err) }, 'webhook worker pass failed; retrying');
-      return intervalMs;
-    },
-  });
+  const tasks = webhooks.map((webhook) =>
+    startPeriodicTask({
+      firstDelayMs: 0,
+      async pass(stopping) {
+        const { delivered, failed } = await deliverWebhookEvents(ctx, webhook, { limit: batchSize, log, stopping, abort: shutdown.signal });
+        if (delivered > 0) options.onDelivered?.(webhook.name, 'delivered', delivered);
+        if (failed) options.onDelivered?.(webhook.name, 'failed', 1);
+        return delivered === batchSize ? 0 : intervalMs;
+      },
+      failed(err) {
+        log.error({ webhook: webhook.name, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery pass failed; retrying');
+        return intervalMs;
+      },
+    }),
+  );
   return {
     async stop() {
       shutdown.abort();
-      await task.stop();
+      await Promise.all(tasks.map((task) => task.stop()));
     },
-    wake: () => task.wake(),
+    wake() {
+      for (const task of tasks) task.wake();
+    },
   };
 }

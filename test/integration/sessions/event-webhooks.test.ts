@@ -273,6 +273,26 @@ t.test('a receiver that does not answer holds up only its own events', async (t)
   t.same(slowRow, { attempts: 0, claim_token: null }, 'no failure recorded, the lease released');
 });
 
+t.test('a receiver that is slow but accepts holds up only its own events too', async (t) => {
+  const slow = await receiver(t);
+  const fast = await receiver(t);
+  slow.state.delayMs = 4000;
+  const w = await adminWorld(t, { EVENT_WEBHOOKS: `slow=${slow.url},fast=${fast.url}`, EVENT_WEBHOOK_SECRETS: `slow=${SECRET},fast=${SECRET}` });
+  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length < 2; i++) await sleep(50);
+  const has = (r: { received: Received[] }, userId: string) => r.received.some((e) => e.event.data.userId === userId);
+  // A backlog of four for both; the slow receiver takes 16 s for it.
+  const backlog = [];
+  for (let i = 0; i < 4; i++) backlog.push(await w.member(w.orgA.id));
+  for (const u of backlog) await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminA.token });
+  for (let i = 0; i < 200 && !has(fast, backlog.at(-1)!.user.id); i++) await sleep(50);
+  // Found by session 19's review: one pass for all webhooks waited for the slow one's whole batch.
+  const late = await w.member(w.orgA.id);
+  await w.request({ method: 'POST', url: `/v1/organization/users/${late.user.id}/block`, token: w.adminA.token });
+  for (let i = 0; i < 200 && !has(fast, late.user.id); i++) await sleep(50);
+  t.ok(has(fast, late.user.id), 'the fast receiver has the new event within 10 s');
+  t.notOk(has(slow, late.user.id), 'while the slow one is still working through the backlog');
+});
+
 t.test('configuration: every webhook needs a secret; bad entries are named, secrets never echoed', async (t) => {
   const load = (env: Record<string, string>) => () => loadConfig({ ...TEST_ENV, ...env });
   const ok = loadConfig({ ...TEST_ENV, EVENT_WEBHOOKS: 'cso=https://cso.example/hooks?x=1', EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
