@@ -1,30 +1,39 @@
 import type { Tx } from '../../db/client.js';
+import { newId } from '../../db/sql.js';
 import { commonErrors } from '../../errors.js';
 import { addSeconds, type Clock } from '../../lib/clock.js';
+import { sha256Hex } from '../../lib/tokens.js';
 import type { MailTemplateName } from './mail.templates.js';
 
 /** Mails of one template that others may have an address sent within an hour. */
 export const MAILS_PER_ADDRESS_PER_HOUR = 5;
+export const MAIL_BUDGET_WINDOW_SECONDS = 3600;
+const MAIL_BUDGET_LOCK_CLASS = 0x4d42_5547; // "MBUG"
 
 /**
- * Refuses (429 rate_limited with Retry-After) another mail of `template` to `address` when the
- * outbox holds MAILS_PER_ADDRESS_PER_HOUR written to it within the last hour (whoever caused them: the user's own "forgot password" counts too; letter case aside).
- * For what administrators and support send to an address of their choosing — invitations,
- * "resend activation", "send a password reset": without it, an administrator could mail any
- * address without limit (invite, withdraw, invite again; resend after resend) and fill the outbox
- * that every other mail waits behind. Call under the user-row lock (or before the insert that
- * claims the address), so concurrent requests count each other.
+ * Spends one of the address's mails of `template`, or refuses (429 rate_limited with Retry-After,
+ * nothing written) when MAILS_PER_ADDRESS_PER_HOUR were spent within the last hour. For what
+ * administrators and support have sent to an address of their choosing — invitations, "resend
+ * activation", the activation link of an invited user's unblock, "send a password reset": without
+ * it, an administrator could mail any address without limit (resend after resend; invite, withdraw
+ * or erase, invite again) and fill the outbox that every other mail waits behind. Counted in
+ * `mail_budget` (the address only as the SHA-256 of its lower-case form), not in the outbox, whose
+ * rows an erasure deletes. Serialised per address (an advisory lock until the transaction ends).
  */
-export async function assertMailBudget(tx: Tx, clock: Clock, address: string, template: MailTemplateName): Promise<void> {
+export async function spendMailBudget(tx: Tx, clock: Clock, address: string, template: MailTemplateName): Promise<void> {
   const now = clock.now();
+  const addressHash = sha256Hex(address.toLowerCase());
+  await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(${MAIL_BUDGET_LOCK_CLASS}::int, hashtext(${addressHash}))`;
   const recent = await tx.$queryRaw<{ created_at: Date }[]>`
-    SELECT created_at FROM mail_outbox
-     WHERE lower(to_address) = lower(${address}) AND template = ${template} AND created_at > ${addSeconds(now, -3600)}
+    SELECT created_at FROM mail_budget
+     WHERE address_hash = ${addressHash} AND template = ${template} AND created_at > ${addSeconds(now, -MAIL_BUDGET_WINDOW_SECONDS)}
      ORDER BY created_at DESC
      LIMIT ${MAILS_PER_ADDRESS_PER_HOUR}`;
-  if (recent.length < MAILS_PER_ADDRESS_PER_HOUR) return;
-  const retryAfter = Math.max(1, Math.ceil((recent.at(-1)!.created_at.getTime() + 3600_000 - now.getTime()) / 1000));
-  throw commonErrors.rate_limited(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour. Try again in ${retryAfter} s.`, { retryAfter }, {
-    'retry-after': String(retryAfter),
-  });
+  if (recent.length >= MAILS_PER_ADDRESS_PER_HOUR) {
+    const retryAfter = Math.max(1, Math.ceil((recent.at(-1)!.created_at.getTime() + MAIL_BUDGET_WINDOW_SECONDS * 1000 - now.getTime()) / 1000));
+    throw commonErrors.rate_limited(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour. Try again in ${retryAfter} s.`, { retryAfter }, {
+      'retry-after': String(retryAfter),
+    });
+  }
+  await tx.$executeRaw`INSERT INTO mail_budget (id, address_hash, template, created_at) VALUES (${newId()}::uuid, ${addressHash}, ${template}, ${now})`;
 }

@@ -5,7 +5,7 @@ import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { Language } from '../../lib/languages.js';
 import { recordAudit, recordManyAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
-import { assertMailBudget } from '../mail/mail-budget.js';
+import { spendMailBudget } from '../mail/mail-budget.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
@@ -135,7 +135,7 @@ export async function inviteUserInTx(
   ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>,
   input: InviteInput & { organization: { id: string; name: string; language: Language | null }; actorUserId: string | null; meta: RequestMeta; via: ChangeOrigin['by'] },
 ): Promise<{ user: ManagedUser; activation: { link: string; expiresAt: Date } }> {
-  await assertMailBudget(tx, ctx.clock, input.email, 'activation');
+  await spendMailBudget(tx, ctx.clock, input.email, 'activation');
   const roles = normalizeRoles(input.roles);
   const now = ctx.clock.now();
   const user = await tx.user.create({
@@ -185,7 +185,7 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.resend_activation', target);
-    await assertMailBudget(tx, ctx.clock, target.email, 'activation');
+    await spendMailBudget(tx, ctx.clock, target.email, 'activation');
     await resendActivationInTx(tx, ctx, target, originOf(acting, call));
     return reloadManagedUser(tx, target.id);
   });
@@ -315,6 +315,8 @@ export async function unblockUser(ctx: AdminCtx, call: AdminCall, userId: string
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.unblock', target, { organizationSuspended: Boolean(target.organization?.suspendedAt), blockedBySupport: target.blockedBySupport });
+    // A user who never activated gets a new invitation (unblockUserInTx): block, unblock, again must not mail without limit.
+    if (!target.passwordHash) await spendMailBudget(tx, ctx.clock, target.email, 'activation');
     await unblockUserInTx(tx, ctx, target, originOf(acting, call));
     return reloadManagedUser(tx, target.id);
   });
@@ -377,7 +379,7 @@ export async function triggerPasswordReset(ctx: AdminCtx, call: AdminCall, userI
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.password_reset', target);
-    await assertMailBudget(tx, ctx.clock, target.email, 'password_reset');
+    await spendMailBudget(tx, ctx.clock, target.email, 'password_reset');
     await sendPasswordResetMail(tx, ctx, { user: target, actorUserId: acting.userId });
     await recordAudit(tx, ctx.clock, {
       type: 'password.reset_requested',

@@ -1,5 +1,6 @@
 import type { AppContext } from '../../context.js';
 import type { Db } from '../../db/client.js';
+import { MAIL_BUDGET_WINDOW_SECONDS } from '../mail/mail-budget.js';
 
 /**
  * Retention: what has ended is deleted RETENTION_DAYS (default 30) after it ended, so the tables
@@ -8,7 +9,8 @@ import type { Db } from '../../db/client.js';
  *  - refresh tokens of sessions that ended, then those sessions (revoked, or past their absolute
  *    or idle expiry). A live session keeps every rotated token: reuse detection needs them;
  *  - e-mail links and login challenges whose expiry passed (whether used, voided or never used);
- *  - mail that was sent or given up (the outbox keeps unsent mail however old).
+ *  - mail that was sent or given up (the outbox keeps unsent mail however old);
+ *  - the mail budget's rows (mail-budget.ts), an hour after they were written.
  *
  * Audit events are deleted only with AUDIT_RETENTION_DAYS set, that many days after they were
  * written (unset: never). The table refuses deletes otherwise (an append-only trigger): each batch
@@ -24,14 +26,16 @@ import type { Db } from '../../db/client.js';
  */
 
 export const RETENTION_TABLES = ['refresh_tokens', 'sessions', 'flow_tokens', 'mail_outbox'] as const;
+/** Counted as a step of its own, after the tables above: the mail budget's rows, an hour after they were written. */
+export const MAIL_BUDGET = 'mail_budget';
 /** Counted as a step of its own, after the tables above, when AUDIT_RETENTION_DAYS is set. */
 export const AUDIT_EVENTS = 'audit_events';
 /** Also counted: plain-text bodies of finished mails (written by a version before bodies were sealed, e.g. during a rolling upgrade), emptied. */
 export const PLAIN_MAIL_BODIES = 'mail_outbox_plain_bodies';
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
 /** One step of a sweep, by what it counts: the plain bodies it empties, then the rows of each table it deletes. */
-export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable | typeof AUDIT_EVENTS;
-export type PurgeReport = Record<typeof PLAIN_MAIL_BODIES | RetentionTable, number> & {
+export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable | typeof MAIL_BUDGET | typeof AUDIT_EVENTS;
+export type PurgeReport = Record<typeof PLAIN_MAIL_BODIES | RetentionTable | typeof MAIL_BUDGET, number> & {
   cutoff: string;
   stopped: boolean;
   /** Only with AUDIT_RETENTION_DAYS set. */
@@ -83,6 +87,12 @@ export async function purgeEnded(
     const params = step === PLAIN_MAIL_BODIES ? [] : [cutoff, firstIdAt(cutoff)];
     if (!(await inBatches(step, () => ctx.db.$executeRawUnsafe(statement, ...params), report, options))) return { ...report, stopped: true };
   }
+  // The budget looks back one hour (mail-budget.ts); older rows name an address for nothing.
+  const budgetCutoff = new Date(ctx.clock.now().getTime() - MAIL_BUDGET_WINDOW_SECONDS * 1000);
+  const budgetBatch = `DELETE FROM mail_budget WHERE id IN (SELECT id FROM mail_budget WHERE id < $2::uuid AND created_at < $1
+    ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`;
+  const purgeBudget = () => ctx.db.$executeRawUnsafe(budgetBatch, budgetCutoff, firstIdAt(budgetCutoff));
+  if (!(await inBatches(MAIL_BUDGET, purgeBudget, report, options))) return { ...report, stopped: true };
   if (ctx.config.auditRetentionDays === null) return report;
   const auditCutoff = daysBefore(ctx.clock.now(), ctx.config.auditRetentionDays);
   report.auditCutoff = auditCutoff.toISOString();
