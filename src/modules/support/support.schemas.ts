@@ -27,8 +27,15 @@ export const OrganizationPageSchema = z
   .object({ items: z.array(OrganizationSummarySchema), nextCursor: NextCursor })
   .meta({ id: 'OrganizationPage' });
 
+/** Users an organisation's detail lists: one answer stays small whatever the organisation's size. */
+export const ORGANIZATION_USERS_SHOWN = 500;
+
 export const OrganizationDetailSchema = OrganizationSummarySchema.extend({
-  users: z.array(ManagedUserSchema).describe('Every user of the organisation, sorted by name'),
+  users: z
+    .array(ManagedUserSchema)
+    .describe(
+      `The organisation's users sorted by name, the first ${ORGANIZATION_USERS_SHOWN} of them (\`userCount\` tells how many there are; page through all with GET /v1/support/users?organizationId=)`,
+    ),
 }).meta({ id: 'OrganizationDetail' });
 
 const OrganizationRefSchema = z.object({ id: z.uuid(), customerNumber: z.string(), name: z.string() }).meta({ id: 'OrganizationRef' });

@@ -20,6 +20,7 @@ import {
 } from '../organization/user-admin.service.js';
 import { findManagedUser, likeLiteral, managedUserSelect, toManagedUser, userWhere } from '../organization/users.query.js';
 import { supportErrors } from './support.errors.js';
+import { ORGANIZATION_USERS_SHOWN } from './support.schemas.js';
 
 /**
  * The support desk: cross-organisation look-ups, organisations with their first administrator,
@@ -102,6 +103,8 @@ export async function getOrganization(ctx: AdminCtx, call: AdminCall, organizati
       where: { organizationId },
       select: managedUserSelect,
       orderBy: [{ name: 'asc' }, { id: 'asc' }],
+      // Bounded (found by session 19's review: 20,000 users made an 11 MB answer); the rest by search.
+      take: ORGANIZATION_USERS_SHOWN,
     });
     const [summary] = await summaries(tx, [row]);
     return { ...summary!, users: users.map(toManagedUser) };

@@ -73,6 +73,28 @@ t.test('support searches organisations and views one with its users', async (t) 
   t.equal((await request({ url: `/v1/support/organizations/${w.orgA.id}`, token: w.adminA.token })).status, 403);
 });
 
+t.test("a big organisation's detail lists its first 500 users by name and counts them all; the search pages through the rest", async (t) => {
+  const w = await adminWorld(t);
+  // Found by session 19's review: every user in one answer (20,000 users: 11 MB).
+  await app(w).db.user.createMany({
+    data: Array.from({ length: 520 }, (_, i) => ({
+      email: `u${String(i).padStart(3, '0')}@alpha.test`,
+      name: `User ${String(i).padStart(3, '0')}`,
+      organizationId: w.orgA.id,
+      roles: ['USER' as const],
+      status: 'INVITED' as const,
+    })),
+  });
+  const one = await w.request({ url: `/v1/support/organizations/${w.orgA.id}`, token: w.support.token });
+  t.equal(one.status, 200);
+  t.equal(one.body.userCount, 521);
+  t.equal(one.body.users.length, 500);
+  t.equal(one.body.users[0].name, 'Alice Admin');
+  t.equal(one.body.users.at(-1).name, 'User 498');
+  const rest = await w.request({ url: `/v1/support/users?organizationId=${w.orgA.id}&q=User 5&limit=100`, token: w.support.token });
+  t.same(rest.body.items.map((u: { name: string }) => u.name).sort().slice(-2), ['User 518', 'User 519']);
+});
+
 t.test('appoint an administrator only where no active one is left', async (t) => {
   const w = await adminWorld(t);
   const { request, support, app: application } = w;
