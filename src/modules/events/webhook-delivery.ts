@@ -169,14 +169,20 @@ export async function webhookStates(pool: pg.Pool, webhooks: readonly EventWebho
     'SELECT name, cursor, attempts, next_attempt_at, last_error, last_delivered_at FROM event_webhooks WHERE name = ANY($1::text[])',
     [webhooks.map((w) => w.name)],
   );
+  // The query string may carry a receiver's token: shown as "?…" (output ends up in tickets).
+  const shown = (url: string) => {
+    const u = new URL(url);
+    return u.search ? `${u.origin}${u.pathname}?…` : url;
+  };
   return Promise.all(
     webhooks.map(async (webhook) => {
       const row = rows.find((r) => r.name === webhook.name);
-      if (!row) return { name: webhook.name, url: webhook.url, started: false };
+      const url = shown(webhook.url);
+      if (!row) return { name: webhook.name, url, started: false };
       const waiting = await countFeedEvents(pool, row.cursor, WAITING_COUNT_MAX);
       return {
         name: webhook.name,
-        url: webhook.url,
+        url,
         started: true,
         eventsWaiting: waiting >= WAITING_COUNT_MAX ? `${WAITING_COUNT_MAX}+` : waiting,
         failuresInARow: row.attempts,
