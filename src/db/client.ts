@@ -26,34 +26,6 @@ const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';
  * transaction back.
  */
 class TimeoutClosingClient extends pg.Client {
-  /**
-   * Connects, then sets the session to UTC before the pool hands the connection out (whatever the
-   * server's, database's or role's TimeZone: initdb copies the host's, Europe/Berlin on a German
-   * server). node-postgres sends and reads Dates with their offset, but @prisma/adapter-pg sends
-   * them as zone-less UTC digits and reads timestamptz with the offset replaced by +00:00: in any
-   * other zone an expiry written by one path and checked by the other moves by the offset (a code
-   * lock an hour short, a fresh session dead, an idle one alive). A SET (unlike a startup
-   * parameter) passes PgBouncer. If it fails, so does the connection: never one in another zone.
-   */
-  override connect(...args: unknown[]): never {
-    const ready = (async () => {
-      await (super.connect as () => Promise<unknown>)();
-      try {
-        await this.query("SET TIME ZONE 'UTC'");
-      } catch (err) {
-        await this.end().catch(() => undefined);
-        throw err;
-      }
-    })();
-    const callback = args[0];
-    if (typeof callback !== 'function') return ready as never;
-    ready.then(
-      () => (callback as (err: unknown, client?: unknown) => void)(null, this),
-      (err: unknown) => (callback as (err: unknown) => void)(err),
-    );
-    return undefined as never;
-  }
-
   override query(...args: unknown[]): never {
     const closeOnTimeout = (err: unknown) => {
       // end(), not a bare socket destroy: with a statement in flight it destroys the socket too, but
@@ -120,6 +92,17 @@ export function openDatabase(
     query_timeout: queryTimeoutMs,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // Every session in UTC before the pool hands it out, whatever the server's, database's or role's
+    // TimeZone (initdb copies the host's: Europe/Berlin on a German server). node-postgres sends and
+    // reads Dates with their offset, but @prisma/adapter-pg sends them as zone-less UTC digits and
+    // reads timestamptz with the offset replaced by +00:00: in any other zone an expiry written by one
+    // path and checked by the other moves by the offset (a code lock an hour short, a fresh session
+    // dead, an idle one alive). pg-pool runs this once its error listener is on the client (a socket
+    // dying meanwhile fails the checkout, not the process) and drops the client if it fails; the
+    // SET is bounded by query_timeout. A SET (unlike a startup parameter) passes PgBouncer.
+    onConnect: async (client) => {
+      await client.query("SET TIME ZONE 'UTC'");
+    },
   });
   // A dropped server connection must not crash the process; the next query reports it as 503.
   pool.on('error', () => undefined);

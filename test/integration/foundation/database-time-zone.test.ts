@@ -1,6 +1,7 @@
+import net, { type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
-import { withAdmin } from '../../../scripts/pg-admin.js';
+import { ADMIN_URL, withAdmin } from '../../../scripts/pg-admin.js';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
 import { openDatabase } from '../../../src/db/client.js';
@@ -77,4 +78,52 @@ t.test('Europe/Berlin: a session the general path issued is alive for the fast p
   t.equal(signedIn.status, 200);
   t.equal((await request({ url: '/v1/me', token: signedIn.body.accessToken })).status, 200);
   t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: signedIn.body.refreshToken } })).status, 200);
+});
+
+/**
+ * A proxy in front of the test server that does `onSet` with the connect step's SET (the only
+ * simple-protocol 'Q' message: the service's statements use the extended protocol).
+ */
+async function proxyHoldingTheSet(t: Test, onSet: (forward: () => void, kill: () => void) => void) {
+  const upstream = new URL(ADMIN_URL);
+  const server = net.createServer((client) => {
+    const up = net.connect(Number(upstream.port || 5432), upstream.hostname);
+    client.on('error', () => undefined);
+    up.on('error', () => undefined);
+    client.on('data', (chunk) => {
+      if (chunk[0] !== 0x51) return void up.write(chunk);
+      onSet(
+        () => up.write(chunk),
+        () => {
+          client.destroy();
+          up.destroy();
+        },
+      );
+    });
+    up.on('data', (c) => client.write(c));
+    client.on('close', () => up.destroy());
+    up.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = new URL(ADMIN_URL);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  return url.toString();
+}
+
+t.test('the connect step: a SET answered late or a connection lost during it fails that checkout at most, never the process', async (t) => {
+  // Found by session 19's final review: with the SET inside the client's connect(), a socket dying
+  // meanwhile (a connect timeout, PgBouncer queueing it, a terminated backend) emitted 'error' on a
+  // client nobody listened to yet: the process exited.
+  const late = openDatabase(await proxyHoldingTheSet(t, (forward) => setTimeout(forward, 800)), { connectTimeoutMs: 300 });
+  t.teardown(() => late.close());
+  const ok = await late.pool.query<{ zone: string }>("SELECT current_setting('TimeZone') AS zone");
+  t.equal(ok.rows[0]!.zone, 'UTC', 'a SET answered after the connect timeout still completes (query_timeout bounds it)');
+
+  const lost = openDatabase(await proxyHoldingTheSet(t, (_, kill) => setTimeout(kill, 100)), { connectTimeoutMs: 300 });
+  t.teardown(() => lost.close());
+  await t.rejects(lost.pool.query('SELECT 1'), 'the checkout fails');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.equal(lost.pool.totalCount, 0, 'the client is dropped; the process is still here');
 });
