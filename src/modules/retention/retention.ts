@@ -7,11 +7,7 @@ import { MAIL_BUDGET_WINDOW_SECONDS } from '../mail/mail-budget.js';
  * that grow with every login stay bounded (as Kratos' `cleanup` and Keycloak's expiry sweeps do):
  *
  *  - refresh tokens of sessions that ended, then those sessions (revoked, or past their absolute
- *    or idle expiry). A live session keeps the tokens it rotated within REFRESH_IDLE_TTL_SECONDS
- *    (reuse detection: presented again, they end the session); older ones go, so a session that
- *    refreshes as fast as the route allows cannot grow the table for its whole lifetime (found by
- *    session 19's review: 300 a minute for 7 days). One presented after that is refused as
- *    unknown (401 refresh_token_invalid), without ending the session;
+ *    or idle expiry). A live session keeps every rotated token: reuse detection needs them;
  *  - e-mail links and login challenges whose expiry passed (whether used, voided or never used);
  *  - mail that was sent or given up (the outbox keeps unsent mail however old);
  *  - the mail budget's rows (mail-budget.ts), an hour after they were written.
@@ -30,8 +26,6 @@ import { MAIL_BUDGET_WINDOW_SECONDS } from '../mail/mail-budget.js';
  */
 
 export const RETENTION_TABLES = ['refresh_tokens', 'sessions', 'flow_tokens', 'mail_outbox'] as const;
-/** Counted as a step of its own, after the tables above: refresh tokens of live sessions rotated REFRESH_IDLE_TTL_SECONDS ago. */
-export const ROTATED_REFRESH_TOKENS = 'refresh_tokens_rotated';
 /** Counted as a step of its own, after the tables above: the mail budget's rows, an hour after they were written. */
 export const MAIL_BUDGET = 'mail_budget';
 /** Counted as a step of its own, after the tables above, when AUDIT_RETENTION_DAYS is set. */
@@ -40,8 +34,8 @@ export const AUDIT_EVENTS = 'audit_events';
 export const PLAIN_MAIL_BODIES = 'mail_outbox_plain_bodies';
 export type RetentionTable = (typeof RETENTION_TABLES)[number];
 /** One step of a sweep, by what it counts: the plain bodies it empties, then the rows of each table it deletes. */
-export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable | typeof ROTATED_REFRESH_TOKENS | typeof MAIL_BUDGET | typeof AUDIT_EVENTS;
-export type PurgeReport = Record<typeof PLAIN_MAIL_BODIES | RetentionTable | typeof ROTATED_REFRESH_TOKENS | typeof MAIL_BUDGET, number> & {
+export type RetentionStep = typeof PLAIN_MAIL_BODIES | RetentionTable | typeof MAIL_BUDGET | typeof AUDIT_EVENTS;
+export type PurgeReport = Record<typeof PLAIN_MAIL_BODIES | RetentionTable | typeof MAIL_BUDGET, number> & {
   cutoff: string;
   stopped: boolean;
   /** Only with AUDIT_RETENTION_DAYS set. */
@@ -84,7 +78,7 @@ type PurgeOptions = { shouldStop?: () => boolean; onBatch?: (step: RetentionStep
 const daysBefore = (now: Date, days: number) => new Date(now.getTime() - days * 24 * 3600 * 1000);
 
 export async function purgeEnded(
-  ctx: { db: Db; clock: AppContext['clock']; config: Pick<AppContext['config'], 'retentionDays' | 'auditRetentionDays' | 'refresh'> },
+  ctx: { db: Db; clock: AppContext['clock']; config: Pick<AppContext['config'], 'retentionDays' | 'auditRetentionDays'> },
   options: PurgeOptions = {},
 ): Promise<PurgeReport> {
   const cutoff = daysBefore(ctx.clock.now(), ctx.config.retentionDays);
@@ -93,11 +87,6 @@ export async function purgeEnded(
     const params = step === PLAIN_MAIL_BODIES ? [] : [cutoff, firstIdAt(cutoff)];
     if (!(await inBatches(step, () => ctx.db.$executeRawUnsafe(statement, ...params), report, options))) return { ...report, stopped: true };
   }
-  const rotatedCutoff = new Date(ctx.clock.now().getTime() - ctx.config.refresh.idleTtlSeconds * 1000);
-  const rotatedBatch = `DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE id < $2::uuid AND rotated_at < $1
-    ORDER BY id LIMIT ${BATCH_SIZE} FOR UPDATE SKIP LOCKED)`;
-  const purgeRotated = () => ctx.db.$executeRawUnsafe(rotatedBatch, rotatedCutoff, firstIdAt(rotatedCutoff));
-  if (!(await inBatches(ROTATED_REFRESH_TOKENS, purgeRotated, report, options))) return { ...report, stopped: true };
   // The budget looks back one hour (mail-budget.ts); older rows name an address for nothing.
   const budgetCutoff = new Date(ctx.clock.now().getTime() - MAIL_BUDGET_WINDOW_SECONDS * 1000);
   const budgetBatch = `DELETE FROM mail_budget WHERE id IN (SELECT id FROM mail_budget WHERE id < $2::uuid AND created_at < $1
