@@ -211,7 +211,7 @@ function registerRetentionSweeper(app: FastifyInstance, ctx: AppContext): void {
   if (ctx.config.retentionSweepIntervalSeconds === 0) return;
   const purged = new Counter({
     name: `${app.metrics.prefix}retention_purged_total`,
-    help: 'Rows deleted by the retention sweep, by table (refresh tokens and ended sessions, expired links and challenges, sent or given-up mail, audit events past AUDIT_RETENTION_DAYS; mail_outbox_plain_bodies: plain-text bodies of finished mails emptied)',
+    help: 'Rows deleted by the retention sweep, by table (refresh tokens and ended sessions, expired links and challenges, sent or given-up mail, mail_budget rows an hour old, audit events past AUDIT_RETENTION_DAYS; mail_outbox_plain_bodies: plain-text bodies of finished mails emptied)',
     labelNames: ['table'],
     registers: [app.metrics.registry],
   });
