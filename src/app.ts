@@ -228,7 +228,7 @@ function registerWebhookWorker(app: FastifyInstance, ctx: AppContext): void {
   if (webhooks.length === 0 || !ctx.config.eventWebhookWorkerEnabled) return;
   const deliveries = new Counter({
     name: `${app.metrics.prefix}event_webhook_deliveries_total`,
-    help: 'Events pushed to EVENT_WEBHOOKS, by webhook and outcome (delivered; failed: an attempt that will be retried)',
+    help: 'Events pushed to EVENT_WEBHOOKS, by webhook and outcome (delivered; failed: an attempt the receiver refused or missed, retried; error: a delivery pass that failed on our side, e.g. the database)',
     labelNames: ['webhook', 'outcome'],
     registers: [app.metrics.registry],
   });

@@ -266,6 +266,7 @@ const commands: Record<string, Command> = {
       const cfg = config();
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
+        if (cfg.eventWebhooks.length === 0) process.stderr.write('no EVENT_WEBHOOKS in this environment: give the CLI the servers\' EVENT_WEBHOOKS and EVENT_WEBHOOK_SECRETS\n');
         for (const state of await webhookStates(runtime.database.pool, cfg.eventWebhooks)) process.stdout.write(`${JSON.stringify(state)}\n`);
         return 0;
       } finally {

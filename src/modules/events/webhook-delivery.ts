@@ -196,6 +196,9 @@ export async function webhookStates(pool: pg.Pool, webhooks: readonly EventWebho
 
 export type WebhookWorker = PeriodicTask;
 
+/** delivered: events the receiver accepted; failed: attempts it refused or missed (retried); error: passes that failed on our side. */
+export type WebhookOutcome = 'delivered' | 'failed' | 'error';
+
 /**
  * One loop per webhook, each polling every `intervalMs` (at once again while full batches keep
  * coming): a receiver that is slow, even one that does answer 2xx, holds up only its own events.
@@ -204,7 +207,7 @@ export function startWebhookWorker(
   ctx: WebhookCtx,
   webhooks: readonly EventWebhookConfig[],
   log: MailLog,
-  options: { intervalMs?: number; batchSize?: number; onDelivered?: (webhook: string, outcome: 'delivered' | 'failed', count: number) => void } = {},
+  options: { intervalMs?: number; batchSize?: number; onDelivered?: (webhook: string, outcome: WebhookOutcome, count: number) => void } = {},
 ): WebhookWorker {
   const intervalMs = options.intervalMs ?? 1000;
   const batchSize = options.batchSize ?? 100;
@@ -220,6 +223,9 @@ export function startWebhookWorker(
         return delivered === batchSize ? 0 : intervalMs;
       },
       failed(err) {
+        // Our side (the database unreachable, a table the service role may not use): counted apart
+        // from the receiver's failures, which the webhook's row records.
+        options.onDelivered?.(webhook.name, 'error', 1);
         log.error({ webhook: webhook.name, err: err instanceof Error ? err.message : String(err) }, 'webhook delivery pass failed; retrying');
         return intervalMs;
       },

@@ -253,6 +253,27 @@ t.test('the worker in the service pushes without being asked, and counts', async
   t.match(metrics, counted);
 });
 
+t.test('a pass that fails on our side (here: a table the service may not use) is counted as an error, and delivery resumes once it is fixed', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await adminWorld(t, { EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
+  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length === 0; i++) await sleep(50);
+  // Found by session 19's operator walkthrough: a forgotten GRANT only logged; no series moved.
+  await w.app.ctx.db.$executeRawUnsafe('ALTER TABLE event_webhooks RENAME TO event_webhooks_away');
+  const errors = /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="error"\} [1-9]/;
+  let metrics = '';
+  for (let i = 0; i < 100 && !errors.test(metrics); i++) {
+    metrics = (await w.app.inject({ method: 'GET', url: '/metrics' })).body;
+    if (!errors.test(metrics)) await sleep(50);
+  }
+  t.match(metrics, errors);
+  t.ok(w.logs.some((l) => l.includes('webhook delivery pass failed')), 'and logged as an error');
+  await w.app.ctx.db.$executeRawUnsafe('ALTER TABLE event_webhooks_away RENAME TO event_webhooks');
+  const u = await w.member(w.orgB.id);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
+  for (let i = 0; i < 600 && !received.some((r) => r.event.data.userId === u.user.id); i++) await sleep(50);
+  t.ok(received.some((r) => r.event.data.userId === u.user.id), 'delivered once the table is back');
+});
+
 t.test('a receiver that does not answer holds up only its own events', async (t) => {
   const slow = await receiver(t);
   const fast = await receiver(t);
