@@ -19,3 +19,8 @@ export async function retrying<T>(
     }
   }
 }
+
+/** Exponential back-off: `baseSeconds` after the first failure, doubling with each one after, at most `maxSeconds`. */
+export function backoffSeconds(failures: number, baseSeconds: number, maxSeconds: number): number {
+  return Math.min(baseSeconds * 2 ** Math.min(Math.max(failures - 1, 0), 20), maxSeconds);
+}

@@ -5,6 +5,7 @@ import type { AppContext } from '../../context.js';
 import type { EventWebhookConfig } from '../../config.js';
 import { addSeconds } from '../../lib/clock.js';
 import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
+import { backoffSeconds } from '../../lib/retry.js';
 import type { MailLog } from '../mail/mail.worker.js';
 import { countFeedEvents, currentFeedEnd, readFeedEvents, type FeedEvent } from './event-feed.js';
 
@@ -40,7 +41,7 @@ export type WebhookCtx = Pick<AppContext, 'db' | 'pool' | 'clock'>;
 
 /** Delay before the next attempt after `attempts` consecutive failures. */
 export function webhookRetryDelaySeconds(attempts: number): number {
-  return Math.min(WEBHOOK_RETRY_BASE_SECONDS * 2 ** Math.min(Math.max(attempts - 1, 0), 20), WEBHOOK_RETRY_MAX_SECONDS);
+  return backoffSeconds(attempts, WEBHOOK_RETRY_BASE_SECONDS, WEBHOOK_RETRY_MAX_SECONDS);
 }
 
 /** The signed request for one event (exported for the tests' receiver). */
@@ -113,11 +114,14 @@ export async function deliverWebhookEvents(
   const claimToken = randomUUID();
   const lease = () => addSeconds(ctx.clock.now(), WEBHOOK_LEASE_SECONDS);
   const now = ctx.clock.now();
-  const claimed = await ctx.db.$executeRaw`
+  const [claimed] = await ctx.db.$queryRaw<{ attempts: number }[]>`
     UPDATE event_webhooks SET locked_until = ${lease()}, claim_token = ${claimToken}::uuid
      WHERE name = ${webhook.name} AND cursor = ${row.cursor}
-       AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})`;
-  if (claimed !== 1) return result;
+       AND next_attempt_at <= ${now} AND (locked_until IS NULL OR locked_until <= ${now})
+    RETURNING attempts`;
+  if (!claimed) return result;
+  // Only this claim writes the row while it holds it: the count it read (reset by each success) is the count.
+  let failuresInARow = claimed.attempts;
 
   try {
     while (entries.length > 0) {
@@ -128,23 +132,19 @@ export async function deliverWebhookEvents(
         if (error !== null && abort?.aborted) return result;
         if (error !== null) {
           result.failed = true;
-          // `attempts` on the right is the count before this failure: the delay is webhookRetryDelaySeconds(attempts + 1).
-          const [failure] = await ctx.db.$queryRaw<{ attempts: number }[]>`
-            UPDATE event_webhooks SET attempts = attempts + 1, last_error = ${error},
-                   next_attempt_at = ${ctx.clock.now()}::timestamptz
-                     + make_interval(secs => least(${WEBHOOK_RETRY_BASE_SECONDS}::float8 * power(2, least(attempts, 20)), ${WEBHOOK_RETRY_MAX_SECONDS}::float8))
-             WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid
-            RETURNING attempts`;
-          log?.warn(
-            { webhook: webhook.name, eventId: event.id, attempts: failure?.attempts, retryInSeconds: failure && webhookRetryDelaySeconds(failure.attempts), err: error },
-            'webhook delivery failed; will retry',
-          );
+          const attempts = failuresInARow + 1;
+          const retryInSeconds = webhookRetryDelaySeconds(attempts);
+          await ctx.db.$executeRaw`
+            UPDATE event_webhooks SET attempts = ${attempts}, last_error = ${error}, next_attempt_at = ${addSeconds(ctx.clock.now(), retryInSeconds)}
+             WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid`;
+          log?.warn({ webhook: webhook.name, eventId: event.id, attempts, retryInSeconds, err: error }, 'webhook delivery failed; will retry');
           return result;
         }
         const moved = await ctx.db.$executeRaw`
           UPDATE event_webhooks SET cursor = ${cursor}, attempts = 0, last_error = NULL, last_delivered_at = ${ctx.clock.now()}, locked_until = ${lease()}
            WHERE name = ${webhook.name} AND claim_token = ${claimToken}::uuid`;
         result.delivered++;
+        failuresInARow = 0;
         if (moved !== 1) {
           log?.warn({ webhook: webhook.name, eventId: event.id }, 'webhook event delivered after the lease was lost; another instance may send it again');
           return result;

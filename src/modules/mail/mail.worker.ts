@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AppContext } from '../../context.js';
 import { addSeconds } from '../../lib/clock.js';
 import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
-import { retrying } from '../../lib/retry.js';
+import { backoffSeconds, retrying } from '../../lib/retry.js';
 import { SecretBoxError } from '../../lib/secret-box.js';
 import { NO_MAIL_BODY, readMailBody, type MailBody, type StoredMailBody } from './mail-body.js';
 import type { MailTransport } from './mail.transport.js';
@@ -78,7 +78,7 @@ type Claim = { id: string; claimToken: string; sentAt: null };
 
 /** Delay before the next attempt after `attempts` failed ones. */
 export function retryDelaySeconds(attempts: number): number {
-  return Math.min(MAIL_RETRY_BASE_SECONDS * 2 ** Math.min(Math.max(attempts - 1, 0), 20), MAIL_RETRY_MAX_SECONDS);
+  return backoffSeconds(attempts, MAIL_RETRY_BASE_SECONDS, MAIL_RETRY_MAX_SECONDS);
 }
 
 /**
