@@ -71,6 +71,21 @@ async function deliverUntil(w: Awaited<ReturnType<typeof world>>, received: Rece
   return mine();
 }
 
+/** Waits until the worker's first passes made `count` webhook rows (each starts at the feed's end then). */
+async function untilWebhookRows(w: AdminWorld, count: number) {
+  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length < count; i++) await sleep(50);
+}
+
+/** The /metrics text once it matches `pattern` (a pass counts after the receiver answered), or the last one read. */
+async function metricsMatching(w: AdminWorld, pattern: RegExp): Promise<string> {
+  let metrics = '';
+  for (let i = 0; i < 100 && !pattern.test(metrics); i++) {
+    metrics = (await w.app.inject({ method: 'GET', url: '/metrics' })).body;
+    if (!pattern.test(metrics)) await sleep(50);
+  }
+  return metrics;
+}
+
 const row = async (w: AdminWorld) =>
   (await w.app.ctx.db.$queryRaw<{ attempts: number; next_attempt_at: Date; last_error: string | null; cursor: string; claim_token: string | null }[]>`
     SELECT attempts, next_attempt_at, last_error, cursor, claim_token FROM event_webhooks WHERE name = 'cso'`)[0]!;
@@ -238,34 +253,24 @@ t.test('the worker in the service pushes without being asked, and counts', async
   const { url, received } = await receiver(t);
   const w = await adminWorld(t, { EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
   // The worker's first pass makes the row at the feed's end; only what comes after is pushed.
-  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length === 0; i++) await sleep(50);
+  await untilWebhookRows(w, 1);
   const u = await w.member(w.orgB.id);
   t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
   for (let i = 0; i < 600 && !received.some((r) => r.event.data.userId === u.user.id); i++) await sleep(50);
   t.ok(received.some((r) => r.event.type === 'user.blocked' && r.event.data.userId === u.user.id));
   // Counted once the pass has recorded it (right after the receiver answered).
   const counted = /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="delivered"\} [1-9]/;
-  let metrics = '';
-  for (let i = 0; i < 100 && !counted.test(metrics); i++) {
-    metrics = (await w.app.inject({ method: 'GET', url: '/metrics' })).body;
-    if (!counted.test(metrics)) await sleep(50);
-  }
-  t.match(metrics, counted);
+  t.match(await metricsMatching(w, counted), counted);
 });
 
 t.test('a pass that fails on our side (here: a table the service may not use) is counted as an error, and delivery resumes once it is fixed', async (t) => {
   const { url, received } = await receiver(t);
   const w = await adminWorld(t, { EVENT_WEBHOOKS: `cso=${url}`, EVENT_WEBHOOK_SECRETS: `cso=${SECRET}` });
-  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length === 0; i++) await sleep(50);
+  await untilWebhookRows(w, 1);
   // Found by session 19's operator walkthrough: a forgotten GRANT only logged; no series moved.
   await w.app.ctx.db.$executeRawUnsafe('ALTER TABLE event_webhooks RENAME TO event_webhooks_away');
   const errors = /webshop_auth_event_webhook_deliveries_total\{webhook="cso",outcome="error"\} [1-9]/;
-  let metrics = '';
-  for (let i = 0; i < 100 && !errors.test(metrics); i++) {
-    metrics = (await w.app.inject({ method: 'GET', url: '/metrics' })).body;
-    if (!errors.test(metrics)) await sleep(50);
-  }
-  t.match(metrics, errors);
+  t.match(await metricsMatching(w, errors), errors);
   t.ok(w.logs.some((l) => l.includes('webhook delivery pass failed')), 'and logged as an error');
   await w.app.ctx.db.$executeRawUnsafe('ALTER TABLE event_webhooks_away RENAME TO event_webhooks');
   const u = await w.member(w.orgB.id);
@@ -279,7 +284,7 @@ t.test('a receiver that does not answer holds up only its own events', async (t)
   const fast = await receiver(t);
   slow.state.answer = () => 'hold';
   const w = await adminWorld(t, { EVENT_WEBHOOKS: `slow=${slow.url},fast=${fast.url}`, EVENT_WEBHOOK_SECRETS: `slow=${SECRET},fast=${SECRET}` });
-  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length < 2; i++) await sleep(50);
+  await untilWebhookRows(w, 2);
   const u = await w.member(w.orgB.id);
   t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminB.token })).status, 200);
   // Well within the 10 s the slow receiver's request may take before it counts as failed.
@@ -299,7 +304,7 @@ t.test('a receiver that is slow but accepts holds up only its own events too', a
   const fast = await receiver(t);
   slow.state.delayMs = 4000;
   const w = await adminWorld(t, { EVENT_WEBHOOKS: `slow=${slow.url},fast=${fast.url}`, EVENT_WEBHOOK_SECRETS: `slow=${SECRET},fast=${SECRET}` });
-  for (let i = 0; i < 100 && (await w.app.ctx.db.$queryRaw<unknown[]>`SELECT 1 FROM event_webhooks`).length < 2; i++) await sleep(50);
+  await untilWebhookRows(w, 2);
   const has = (r: { received: Received[] }, userId: string) => r.received.some((e) => e.event.data.userId === userId);
   // A backlog of four for both; the slow receiver takes 16 s for it.
   const backlog = [];
