@@ -12,9 +12,10 @@ import { parseKeyring } from './lib/secret-box.js';
  * This is the only module that reads process.env (see loadConfig's caller in server.ts / cli.ts).
  */
 
-const csv = z
-  .string()
-  .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+/** The non-empty, trimmed entries of a comma-separated value. */
+const listEntries = (s: string): string[] => s.split(',').map((p) => p.trim()).filter(Boolean);
+
+const csv = z.string().transform(listEntries);
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
@@ -24,7 +25,7 @@ const serviceClients = z
   .string()
   .transform((s, ctx) => {
     const clients: { id: string; secretSha256: string; audiences: string[] | null }[] = [];
-    const entries = s.split(',').map((p) => p.trim()).filter(Boolean);
+    const entries = listEntries(s);
     for (const [index, entry] of entries.entries()) {
       // The audiences part may hold URLs (with colons): everything after the hash.
       const [id, hash, ...rest] = entry.split(':');
@@ -46,7 +47,7 @@ const WEBHOOK_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** "name=url,...": where the event feed is pushed (src/modules/events/webhook-delivery.ts). */
 const eventWebhooks = z.string().transform((s, ctx) => {
   const webhooks: { name: string; url: string }[] = [];
-  for (const [index, entry] of s.split(',').map((p) => p.trim()).filter(Boolean).entries()) {
+  for (const [index, entry] of listEntries(s).entries()) {
     const at = entry.indexOf('=');
     const name = entry.slice(0, at);
     let url: URL | undefined;
@@ -73,7 +74,7 @@ const WEBHOOK_SECRET = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
 /** "name=whsec_...,...": one or more per webhook (all sign while a receiver changes over). Never echoed. */
 const webhookSecrets = z.string().transform((s, ctx) => {
   const secrets: { name: string; secret: string }[] = [];
-  for (const [index, entry] of s.split(',').map((p) => p.trim()).filter(Boolean).entries()) {
+  for (const [index, entry] of listEntries(s).entries()) {
     const at = entry.indexOf('=');
     const name = at > 0 ? entry.slice(0, at) : '';
     const secret = entry.slice(at + 1);
@@ -160,7 +161,7 @@ function isProxyAddress(entry: string): boolean {
 const trustProxy = z.string().transform((raw, ctx): false | string[] => {
   const value = raw.trim();
   if (value === 'false') return false;
-  const proxies = value.split(',').map((p) => p.trim()).filter(Boolean);
+  const proxies = listEntries(value);
   const bad = proxies.find((p) => !isProxyAddress(p));
   if (proxies.length === 0 || bad !== undefined) {
     const why = value === 'true' ? 'true would let clients choose their IP through X-Forwarded-For; ' : '';
