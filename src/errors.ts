@@ -66,3 +66,11 @@ export const commonErrors = defineErrors({
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
 });
+
+/**
+ * 429 rate_limited with `Retry-After` (and `retryAfter` in the body): `what` says which budget ran
+ * out; the detail adds when to try again.
+ */
+export function rateLimitedFor(what: string, retryAfterSeconds: number): AppError {
+  return commonErrors.rate_limited(`${what} Try again in ${retryAfterSeconds} s.`, { retryAfter: retryAfterSeconds }, { 'retry-after': String(retryAfterSeconds) });
+}

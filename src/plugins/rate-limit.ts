@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
 import { Redis } from 'ioredis';
 import { Counter, Gauge } from 'prom-client';
-import { commonErrors } from '../errors.js';
+import { rateLimitedFor } from '../errors.js';
 import { authenticateServiceClient } from './authenticate.js';
 
 /**
@@ -134,7 +134,7 @@ function retryAfterSeconds(ttlMs: number): number {
 
 function rateLimited(ttlMs: number) {
   const seconds = retryAfterSeconds(ttlMs);
-  return commonErrors.rate_limited(`Too many requests. Try again in ${seconds} s.`, { retryAfter: seconds }, { 'retry-after': String(seconds) });
+  return rateLimitedFor('Too many requests.', seconds);
 }
 
 export const rateLimiting = fp(

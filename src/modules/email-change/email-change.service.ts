@@ -1,7 +1,7 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
-import { commonErrors, defineErrors } from '../../errors.js';
+import { defineErrors, rateLimitedFor } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
@@ -83,7 +83,7 @@ export async function requestEmailChange(
     // Under the user-row lock: concurrent requests count each other.
     const retryAfter = await secondsUntilBudget(tx, user.id, ctx.clock.now());
     if (retryAfter > 0) {
-      throw commonErrors.rate_limited(`Too many address changes asked for. Try again in ${retryAfter} s.`, { retryAfter }, { 'retry-after': String(retryAfter) });
+      throw rateLimitedFor('Too many address changes asked for.', retryAfter);
     }
     // A newer request voids the older one's link (issueFlowToken): only the newest address can be confirmed.
     const { token, flow } = await issueFlowToken(tx, ctx.clock, {

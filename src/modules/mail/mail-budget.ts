@@ -1,6 +1,6 @@
 import type { Tx } from '../../db/client.js';
 import { newId } from '../../db/sql.js';
-import { commonErrors } from '../../errors.js';
+import { rateLimitedFor } from '../../errors.js';
 import { addSeconds, type Clock } from '../../lib/clock.js';
 import { sha256Hex } from '../../lib/tokens.js';
 import type { MailTemplateName } from './mail.templates.js';
@@ -31,9 +31,7 @@ export async function spendMailBudget(tx: Tx, clock: Clock, address: string, tem
      LIMIT ${MAILS_PER_ADDRESS_PER_HOUR}`;
   if (recent.length >= MAILS_PER_ADDRESS_PER_HOUR) {
     const retryAfter = Math.max(1, Math.ceil((recent.at(-1)!.created_at.getTime() + MAIL_BUDGET_WINDOW_SECONDS * 1000 - now.getTime()) / 1000));
-    throw commonErrors.rate_limited(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour. Try again in ${retryAfter} s.`, { retryAfter }, {
-      'retry-after': String(retryAfter),
-    });
+    throw rateLimitedFor(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour.`, retryAfter);
   }
   await tx.$executeRaw`INSERT INTO mail_budget (id, address_hash, template, created_at) VALUES (${newId()}::uuid, ${addressHash}, ${template}, ${now})`;
 }
