@@ -17,6 +17,16 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   return isDatabaseUnavailable(e.cause, depth + 1) || isDatabaseUnavailable(e.meta?.driverAdapterError, depth + 1);
 }
 
+/**
+ * True when PostgreSQL refuses a statement prepared on this connection because a migration (another
+ * instance's, in a rolling deploy) changed the type of a column it returns since: nothing ran, and
+ * the same statement succeeds on a connection that has not prepared it (db/sql.ts queryPrepared).
+ */
+export function isStalePreparedStatement(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return typeof e === 'object' && e !== null && e.code === '0A000' && typeof e.message === 'string' && /cached plan must not change result type/.test(e.message);
+}
+
 /** True for PostgreSQL's unique violation (23505) of the named constraint or index, as raised by pg. */
 export function isUniqueViolation(err: unknown, constraint: string): boolean {
   const e = err as { code?: unknown; constraint?: unknown } | null;

@@ -1,5 +1,6 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
+import { isStalePreparedStatement } from './errors.js';
 import { sha256Hex } from '../lib/tokens.js';
 import type { Tx } from './client.js';
 
@@ -34,11 +35,28 @@ function statement(text: string, values: readonly unknown[]): pg.QueryConfig {
 }
 
 /**
+ * Runs a statement that may be prepared (named). On the pool, a connection whose prepared plan a
+ * migration made stale (isStalePreparedStatement: nothing ran) is closed by the pool and the
+ * statement runs again on another; each such failure closes one connection, so within the pool's
+ * size plus one a connection that prepares it afresh answers. On one held connection the error
+ * stands (503, the error handler).
+ */
+export async function queryPrepared<Row extends pg.QueryResultRow>(on: pg.Pool | pg.PoolClient, query: pg.QueryConfig): Promise<pg.QueryResult<Row>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await on.query<Row>(query);
+    } catch (err) {
+      if (!(on instanceof pg.Pool) || !isStalePreparedStatement(err) || attempt > (on.options.max ?? 10)) throw err;
+    }
+  }
+}
+
+/**
  * Each statement its own (autocommit) transaction: on any free connection of the pool, or on the one
  * connection `onOneConnection` holds.
  */
 export function poolSql(on: pg.Pool | pg.PoolClient): Sql {
-  return async <Row>(text: string, values: readonly unknown[]) => (await on.query(statement(text, values))).rows as Row[];
+  return async <Row>(text: string, values: readonly unknown[]) => (await queryPrepared(on, statement(text, values))).rows as Row[];
 }
 
 /**
@@ -48,8 +66,29 @@ export function poolSql(on: pg.Pool | pg.PoolClient): Sql {
  * wait for a free connection (up to the pool's connect timeout under load). `work` must not take a
  * second connection (no Prisma call, which shares the pool): with every connection held by such a
  * `work`, none would ever get one.
+ *
+ * A first statement refused for a plan a migration made stale (queryPrepared) ran nothing, and
+ * nothing ran before it: `work` starts again on another connection (the refusing one is closed).
+ * Refused later, the error stands (503, the error handler).
  */
 export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    let ran = 0;
+    try {
+      return await onHeldConnection(pool, (sql) =>
+        work(async <Row>(text: string, values: readonly unknown[]) => {
+          const rows = await sql<Row>(text, values);
+          ran++;
+          return rows;
+        }),
+      );
+    } catch (err) {
+      if (ran > 0 || !isStalePreparedStatement(err) || attempt > (pool.options.max ?? 10)) throw err;
+    }
+  }
+}
+
+async function onHeldConnection<T>(pool: pg.Pool, work: (sql: Sql) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   // While a client is checked out the pool does not listen for its errors: a connection that ends
   // without an error message first (the server killed, a proxy resetting it) would emit 'error'

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { AppError, commonErrors } from '../errors.js';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, isStalePreparedStatement } from '../db/errors.js';
 import { PROBLEM_CONTENT_TYPE, problemDocument } from '../http/problem.js';
 import { routerErrorHeaders } from './security-headers.js';
 import { challengeFor } from '../http/auth-challenge.js';
@@ -58,6 +58,10 @@ export function toAppError(err: FastifyError | Error): AppError {
   }
   if (isDatabaseUnavailable(err)) {
     return commonErrors.service_unavailable('The database is not reachable. Try again shortly.', {}, { 'retry-after': '5' });
+  }
+  if (isStalePreparedStatement(err)) {
+    // A migration changed a column under a statement prepared on a held connection (closed now).
+    return commonErrors.service_unavailable('The database changed. Try again.', {}, { 'retry-after': '1' });
   }
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryPrepared } from '../../db/sql.js';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor, paginationErrors } from '../organization/pagination.js';
 import type { AuditEventType } from '../audit/audit.service.js';
@@ -92,7 +93,7 @@ export const FEED_START = encodeCursor(['0', '00000000-0000-0000-0000-0000000000
  */
 export async function readFeedEvents(pool: pg.Pool, cursor: string, limit: number): Promise<{ event: FeedEvent; cursor: string }[]> {
   const [txid, id] = cursorKey(cursor);
-  const { rows } = await pool.query<Row>({ name: 'event-feed', text: FEED_SQL, values: [txid, id, limit] });
+  const { rows } = await queryPrepared<Row>(pool, { name: 'event-feed', text: FEED_SQL, values: [txid, id, limit] });
   return rows.map((r) => ({
     event: { id: r.id, type: r.type, occurredAt: r.created_at.toISOString(), organizationId: r.organization_id, userId: r.subject_user_id },
     cursor: encodeCursor([r.txid_text, r.id]),
@@ -101,7 +102,7 @@ export async function readFeedEvents(pool: pg.Pool, cursor: string, limit: numbe
 
 /** How many events wait after `cursor`, counting up to `max`. */
 export async function countFeedEvents(pool: pg.Pool, cursor: string, max: number): Promise<number> {
-  const { rows } = await pool.query<{ n: number }>({ name: 'event-feed-count', text: COUNT_SQL, values: [...cursorKey(cursor), max] });
+  const { rows } = await queryPrepared<{ n: number }>(pool, { name: 'event-feed-count', text: COUNT_SQL, values: [...cursorKey(cursor), max] });
   return rows[0]!.n;
 }
 

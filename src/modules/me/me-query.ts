@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryPrepared } from '../../db/sql.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { Language } from '../../lib/languages.js';
 
@@ -59,7 +60,7 @@ type Row = {
 
 /** The user `userId` as /me shows it, or null when there is no such user (the id must be a valid UUID). */
 export async function loadMe(pool: pg.Pool, userId: string): Promise<MeRow | null> {
-  const { rows } = await pool.query<Row>({ name: 'load-me', text: SQL, values: [userId] });
+  const { rows } = await queryPrepared<Row>(pool, { name: 'load-me', text: SQL, values: [userId] });
   const row = rows[0];
   if (!row) return null;
   return {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { queryPrepared } from '../../db/sql.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 
 /**
@@ -42,7 +43,7 @@ type Row = {
 
 /** The live session `sessionId` of `userId` at `now`, or null (ids must already be valid UUIDs). */
 export async function findLiveSession(pool: pg.Pool, sessionId: string, userId: string, now: Date): Promise<LiveSession | null> {
-  const { rows } = await pool.query<Row>({ name: 'find-live-session', text: SQL, values: [sessionId, userId, now] });
+  const { rows } = await queryPrepared<Row>(pool, { name: 'find-live-session', text: SQL, values: [sessionId, userId, now] });
   const row = rows[0];
   if (!row) return null;
   return {
