@@ -23,8 +23,9 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
  *   even a copy served by an instance that had not reloaded yet, already know the new key when the
  *   first token signed with it arrives. `--immediate` is for a
  *   leaked key: the new key signs at once and every older key is deleted, so tokens signed with
- *   them (forged ones included) stop verifying as soon as each instance reloads (within
- *   REFRESH_INTERVAL_MS) and leave the JWKS; sessions go on through their refresh tokens.
+ *   them (forged ones included) stop verifying as soon as each instance reloads (its next change
+ *   check: within KEY_CHANGE_CHECK_INTERVAL_MS) and leave the JWKS; sessions go on through their
+ *   refresh tokens.
  * - Key retention: a retired key stays in the JWKS and keeps verifying for
  *   `ACCESS_TOKEN_TTL_SECONDS + KEY_PROPAGATION_SECONDS` after its retiredAt: the TTL covers the last
  *   token it signed; the margin covers other instances that still sign with it until their next
@@ -35,13 +36,24 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
  *   its key retires also holds the key that follows; one whose last successful reload predates the
  *   rotation still sees retiredAt null and signs on with the old key (the case the margin covers).
  * - Only keys of the configured algorithm verify; switching JWT_ALGORITHM creates a new key at the
- *   next start and tokens signed with the old algorithm stop verifying at once.
+ *   next start and tokens signed with the old algorithm stop verifying at once (on that instance:
+ *   instances of the two algorithms refuse each other's tokens, so every instance switches at once).
+ *   The old algorithm's keys stay until the next rotation retires them.
  */
 
 export const KEY_PROPAGATION_SECONDS = 120;
-/** Each instance reloads the keys this often (and sooner for an unknown kid). */
+/**
+ * Each instance reloads the keys this often at the latest (and sooner for an unknown kid). The
+ * staged rotation's timing assumes no more than this: a change check can fail (the database away).
+ */
 export const KEY_RELOAD_INTERVAL_SECONDS = 60;
 const REFRESH_INTERVAL_MS = KEY_RELOAD_INTERVAL_SECONDS * 1000;
+/**
+ * Between reloads, each instance asks the database this often whether the keys changed (a row
+ * added, deleted or retired: one small query) and reloads at once when they did, so a rotation —
+ * above all `--immediate`, for a leaked key — reaches every instance within seconds.
+ */
+export const KEY_CHANGE_CHECK_INTERVAL_MS = 5_000;
 /** The JWKS Cache-Control max-age. */
 export const JWKS_MAX_AGE_SECONDS = 60;
 /**
@@ -50,7 +62,6 @@ export const JWKS_MAX_AGE_SECONDS = 60;
  * that for JWKS_MAX_AGE_SECONDS, plus a margin for a slow reload and clock skew.
  */
 export const PREPUBLISH_SECONDS = KEY_RELOAD_INTERVAL_SECONDS + JWKS_MAX_AGE_SECONDS + 30;
-const RETRY_INTERVAL_MS = 5_000;
 const UNKNOWN_KID_RELOAD_MIN_INTERVAL_MS = 5_000;
 const ADVISORY_LOCK_ID = 7_305_001;
 
@@ -146,8 +157,10 @@ async function lock(tx: Tx): Promise<void> {
 }
 
 /**
- * Makes sure an unretired key of the configured algorithm exists (creating one, and retiring keys
- * of another algorithm, when not) and returns all rows.
+ * Makes sure an unretired key of the configured algorithm exists (creating one when not) and
+ * returns all rows. Keys of another algorithm are left alone: an instance still configured with it
+ * signs with them (retiring them made instances of the two algorithms replace each other's keys at
+ * every reload); the next rotation retires them.
  */
 export async function ensureSigningKey(deps: SigningKeyDeps): Promise<SigningKey[]> {
   return deps.db.$transaction(async (tx) => {
@@ -158,10 +171,7 @@ export async function ensureSigningKey(deps: SigningKeyDeps): Promise<SigningKey
     }
     await lock(tx);
     const again = await tx.signingKey.findMany({ where: { retiredAt: null, algorithm: deps.config.jwt.algorithm } });
-    if (again.length === 0) {
-      await tx.signingKey.updateMany({ where: { retiredAt: null }, data: { retiredAt: now } });
-      await insertKey(tx, deps, now);
-    }
+    if (again.length === 0) await insertKey(tx, deps, now);
     return tx.signingKey.findMany({ orderBy: { createdAt: 'desc' } });
   });
 }
@@ -177,6 +187,13 @@ export type RotationResult = {
   /** --immediate only: the replaced keys this keyring could not open (see rotateSigningKey). */
   warning?: string;
 };
+
+/** What the change check compares: every key row's kid and retiredAt. */
+const keysFingerprint = (rows: { kid: string; retiredAt: Date | null }[]): string =>
+  rows
+    .map((row) => `${row.kid}:${row.retiredAt?.getTime() ?? '-'}`)
+    .sort()
+    .join(',');
 
 /** A key of the configured algorithm that signs now or will: it has not reached its retiredAt. */
 const signsNowOrLater = (key: { algorithm: string; retiredAt: Date | null }, algorithm: JwtAlgorithm, now: Date): boolean =>
@@ -213,8 +230,8 @@ function signersNow(rows: SigningKey[], deps: SigningKeyDeps, now: Date): { sign
  * Retired keys stay published until every token they signed has expired; keys past that point are
  * deleted. With `immediate` (a leaked key) the new key signs at once and every older key is deleted
  * now: a key that may be in an attacker's hands must not verify anything any more, whatever the
- * tokens it signed would have lived. Other instances pick the change up within REFRESH_INTERVAL_MS
- * (or at once when they meet the new kid).
+ * tokens it signed would have lived. Other instances pick the change up at their next change check
+ * (KEY_CHANGE_CHECK_INTERVAL_MS; at the latest their next reload), or at once when they meet the new kid.
  *
  * The new key is sealed under the encryption key the key signing now is sealed under: every
  * server demonstrably holds that one, where this keyring's current key may be one the servers do
@@ -280,7 +297,10 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
   const { config, clock } = deps;
   let keys = new Map<string, LoadedKey>();
   let timer: NodeJS.Timeout | undefined;
+  /** Counts start()/stop(): a check started before the latest of them does not schedule the next. */
+  let runs = 0;
   let lastReload = 0;
+  let loadedFingerprint: string | undefined;
   let inflight: Promise<void> | undefined;
   /** A load has installed a key this instance can sign with, at least once (manager.everLoaded). */
   let everLoaded = false;
@@ -294,6 +314,7 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
    */
   async function load(): Promise<void> {
     const rows = await ensureSigningKey(deps);
+    loadedFingerprint = keysFingerprint(rows);
     const now = clock.now();
     const next = new Map<string, LoadedKey>();
     const unopened: string[] = [];
@@ -348,16 +369,24 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     return inflight;
   }
 
-  function schedule(ms: number) {
-    timer = setTimeout(() => {
-      reload().then(
-        () => schedule(REFRESH_INTERVAL_MS),
-        (err: unknown) => {
-          log?.warn({ err }, 'could not refresh signing keys; retrying');
-          schedule(currentSigner() ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
-        },
-      );
-    }, ms);
+  /** Whether the database's keys differ from the loaded ones (false when it cannot tell: the next reload will). */
+  async function changedInDatabase(): Promise<boolean> {
+    try {
+      return keysFingerprint(await deps.db.signingKey.findMany({ select: { kid: true, retiredAt: true } })) !== loadedFingerprint;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Every KEY_CHANGE_CHECK_INTERVAL_MS: a reload when the keys changed, when none signs here, or when one is due. */
+  function schedule(run: number) {
+    timer = setTimeout(async () => {
+      const due = currentSigner() === undefined || performance.now() - lastReload >= REFRESH_INTERVAL_MS || (await changedInDatabase());
+      if (due) {
+        await reload().catch((err: unknown) => log?.warn({ err }, 'could not refresh signing keys; retrying'));
+      }
+      if (run === runs) schedule(run);
+    }, KEY_CHANGE_CHECK_INTERVAL_MS);
     timer.unref();
   }
 
@@ -403,11 +432,12 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     reload,
     start() {
       if (timer) return;
-      schedule(keys.size > 0 ? REFRESH_INTERVAL_MS : RETRY_INTERVAL_MS);
+      schedule(++runs);
     },
     stop() {
       if (timer) clearTimeout(timer);
       timer = undefined;
+      runs++; // a check in flight schedules no next one
     },
   };
   return manager;

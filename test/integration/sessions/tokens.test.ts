@@ -5,6 +5,7 @@ import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { sha256Hex } from '../../../src/lib/tokens.js';
 import {
   createSigningKeyManager,
+  KEY_CHANGE_CHECK_INTERVAL_MS,
   KEY_PROPAGATION_SECONDS,
   KEY_RELOAD_INTERVAL_SECONDS,
   PREPUBLISH_SECONDS,
@@ -216,6 +217,48 @@ t.test('a second instance on the same database picks up the keys (no new key per
   // Reloading (what another instance does at start) reuses the row.
   await app.ctx.signer.reload();
   t.equal(await database.db.signingKey.count(), 1);
+});
+
+t.test('another instance picks up rotate-signing-key --immediate at its next change check, not a minute later', async (t) => {
+  const { app, clock, config } = await buildTestApp(t);
+  // An instance running beside this one: loaded before the rotation, its checks running.
+  const other = createSigningKeyManager({ db: app.ctx.db, keyring: app.ctx.keyring, clock, config });
+  await other.reload();
+  other.start();
+  t.teardown(() => other.stop());
+  const leaked = other.signingKey().kid;
+
+  const started = performance.now();
+  const rotation = await rotateSigningKey(app.ctx, { immediate: true });
+  while (other.signingKey().kid === leaked && performance.now() - started < KEY_CHANGE_CHECK_INTERVAL_MS * 3) await sleep(100);
+  t.equal(other.signingKey().kid, rotation.kid, 'it signs with the new key');
+  t.ok(performance.now() - started <= KEY_CHANGE_CHECK_INTERVAL_MS + 1_000, `within one check interval (${Math.round(performance.now() - started)} ms)`);
+  t.equal(other.verificationKey(leaked), undefined, 'and no longer verifies the leaked one');
+  t.same(other.publicJwks().map((k) => k.kid), [rotation.kid], 'nor publishes it');
+
+  // A staged rotation too: the key that will sign is published within the interval.
+  const staged = await rotateSigningKey(app.ctx);
+  const stagedAt = performance.now();
+  while (!other.publicJwks().some((k) => k.kid === staged.kid) && performance.now() - stagedAt < KEY_CHANGE_CHECK_INTERVAL_MS * 3) await sleep(100);
+  t.ok(other.publicJwks().some((k) => k.kid === staged.kid), 'the staged key is published');
+  t.equal(other.signingKey().kid, rotation.kid, 'while the current key still signs');
+});
+
+t.test('instances configured with different JWT_ALGORITHMs (a deploy half done) do not replace each other\'s keys', async (t) => {
+  const { app, database, clock, config } = await buildTestApp(t);
+  const es256 = createSigningKeyManager({ db: app.ctx.db, keyring: app.ctx.keyring, clock, config: { ...config, jwt: { ...config.jwt, algorithm: 'ES256' } } });
+  await es256.reload();
+  const kids = { eddsa: app.ctx.signer.signingKey().kid, es256: es256.signingKey().kid };
+  for (let round = 0; round < 3; round++) {
+    await app.ctx.signer.reload();
+    await es256.reload();
+  }
+  t.equal(await database.db.signingKey.count(), 2, 'one key per algorithm, no new ones at each reload');
+  t.equal(await database.db.signingKey.count({ where: { retiredAt: null } }), 2, 'neither retired');
+  t.same({ eddsa: app.ctx.signer.signingKey().kid, es256: es256.signingKey().kid }, kids, 'each signs with the key it had');
+  // The next rotation (run with the new algorithm) retires the old algorithm's key as well.
+  const rotation = await rotateSigningKey({ ...app.ctx, config: { ...config, jwt: { ...config.jwt, algorithm: 'ES256' } } });
+  t.same(rotation.retired.sort(), [kids.eddsa, kids.es256].sort());
 });
 
 t.test('ES256 when configured', async (t) => {
