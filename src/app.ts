@@ -201,7 +201,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 function registerInstanceHeartbeat(app: FastifyInstance, ctx: AppContext): void {
   let heartbeat: ReturnType<typeof startInstanceHeartbeat> | undefined;
   app.addHook('onReady', async () => {
-    heartbeat = startInstanceHeartbeat(ctx.pool, ctx.keyring, app.log);
+    const localRateLimits = ctx.config.rateLimitEnabled && ctx.config.redisUrl === undefined;
+    heartbeat = startInstanceHeartbeat(ctx.pool, ctx.keyring, app.log, { localRateLimits });
   });
   app.addHook('onClose', async () => heartbeat?.stop());
 }

@@ -34,8 +34,15 @@ export type RunningInstance = {
   currentEncryptionKeyId: string;
 };
 
-export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log): { stop(): Promise<void> } {
+/**
+ * `localRateLimits`: this instance counts rate limits in its own memory (RATE_LIMIT_ENABLED without
+ * REDIS_URL). Each beat then counts the other live instances and, when there are some, warns (once
+ * until they are gone again): every instance grants the limits in full, so N instances let N times
+ * as many requests through (docs/operations.md "Where the counters live").
+ */
+export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log, options: { localRateLimits?: boolean } = {}): { stop(): Promise<void> } {
   const id = randomUUID();
+  let warnedOthers = false;
   const startedAt = new Date();
   const keyIds = [...keyring.keys.keys()];
   const sql = poolSql(pool);
@@ -47,6 +54,16 @@ export function startInstanceHeartbeat(pool: pg.Pool, keyring: Keyring, log: Log
       [id, hostname(), process.pid, startedAt, keyIds, keyring.currentKeyId],
     );
     await sql(`DELETE FROM service_instances WHERE seen_at < now() - interval '1 day'`, []);
+    if (options.localRateLimits) {
+      const others = (await runningInstances(sql)).filter((instance) => instance.id !== id).length;
+      if (others > 0 && !warnedOthers) {
+        log.warn(
+          { otherInstances: others },
+          'rate limits are counted in this instance\'s memory (REDIS_URL is unset) while other instances share this database: each grants every limit in full; set REDIS_URL on all of them',
+        );
+      }
+      warnedOthers = others > 0;
+    }
     return HEARTBEAT_SECONDS * 1000;
   };
   const task = startPeriodicTask({
