@@ -91,6 +91,32 @@ t.test('link lifetimes on the fake clock: reset 30 min, activation 7 days, MFA-r
   t.equal(await w.app.ctx.db.totpFactor.count({ where: { userId: m1.user.id } }), 1, 'the expired link reset nothing');
 });
 
+t.test('a reset link an administrator or support sends lives 30 minutes too (mutation review, session 20: only "forgot password" was timed)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock } = w;
+  for (const [label, sender, path] of [
+    ['administrator', 'adminA', 'organization'],
+    ['support', 'support', 'support'],
+  ] as const) {
+    const late = await w.member(w.orgA.id, { email: `late.${sender}@alpha.test` });
+    const onTime = await w.member(w.orgA.id, { email: `ontime.${sender}@alpha.test` });
+    w[sender].token = await w.tokenFor(w[sender].user);
+    for (const m of [late, onTime]) {
+      const sent = await request({ method: 'POST', url: `/v1/${path}/users/${m.user.id}/password-reset`, token: w[sender].token });
+      t.equal(sent.status, 200, `${label} sends the reset mail`);
+    }
+    const lateToken = await linkToken(w, `late.${sender}@alpha.test`, 'password_reset', '/reset-password');
+    const onTimeToken = await linkToken(w, `ontime.${sender}@alpha.test`, 'password_reset', '/reset-password');
+    clock.advance(30 * MIN - 1);
+    const ok = await request({ url: '/v1/password/reset', body: { token: onTimeToken, password: 'Amber falcon meadow 4711?' } });
+    t.equal(ok.status, 204, `${label}'s link at 29:59 still works`);
+    clock.advance(1);
+    const expired = await request({ url: '/v1/password/reset', body: { token: lateToken, password: 'Amber falcon meadow 4711?' } });
+    t.equal(expired.status, 410, `${label}'s link at 30:00 → 410`);
+    t.equal(expired.body.code, 'link_expired');
+  }
+});
+
 t.test('link tokens carry ≥ 128 bits and only their SHA-256 is stored', async (t) => {
   const w = await adminWorld(t);
   const { request, app } = w;

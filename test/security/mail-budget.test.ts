@@ -59,17 +59,19 @@ t.test('password reset by an administrator or support: five an hour, whoever of 
   t.equal(resets.length, 6, "the user's own and five others'");
 });
 
-t.test('invite, withdraw or erase, invite again: the address is counted, not the account', async (t) => {
+t.test('invite, withdraw or erase, invite again: the address is counted, not the account, whatever its letter case', async (t) => {
   const w = await adminWorld(t);
   const { request, clock, adminA } = w;
+  // One mailbox, spelt differently each time (addresses are kept as typed; found by session 20's mutation review).
+  const spellings = ['victim+0@example.org', 'Victim+0@example.org', 'VICTIM+0@EXAMPLE.ORG', 'vIctim+0@Example.Org', 'victim+0@EXAMPLE.org', 'Victim+0@Example.ORG'];
   const statuses: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'victim+0@example.org', name: 'Vic Tim' } });
+  for (const email of spellings) {
+    const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email, name: 'Vic Tim' } });
     statuses.push(invited.status);
     if (invited.status !== 201) break;
     await deliverAll(w);
     // Withdrawn, or blocked and erased (which deletes the mails to the address): either way gone.
-    if (i % 2) {
+    if (statuses.length % 2 === 0) {
       t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${invited.body.id}`, token: adminA.token })).status, 204);
     } else {
       t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/block`, token: adminA.token })).status, 200);

@@ -260,6 +260,39 @@ t.test('input: exactly 6 digits, code xor recovery code, no unknown fields', asy
   t.equal(row.attempts, 0, 'malformed input costs no attempt');
 });
 
+t.test('the 5-attempt cap holds for recovery codes and for the enrolment code too (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, recoveryCodes } = await createUser(app.ctx.db, app, { recoveryCodes: 10 });
+  const capped = await challengeFor(app, user.id, 'mfa');
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const r = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: capped, recoveryCode: 'aaaa-bbbb-cccc' } });
+    t.equal(r.body.code, 'recovery_code_invalid');
+    t.equal(r.body.attemptsRemaining, 5 - attempt);
+  }
+  const sixth = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: capped, recoveryCode: recoveryCodes![0] } });
+  t.equal(sixth.status, 410);
+  t.equal(sixth.body.code, 'challenge_exhausted', 'a valid recovery code is refused on a spent challenge');
+  t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: user.id, usedAt: null } }), 10, 'and is not spent');
+  t.equal(await app.ctx.db.session.count({ where: { userId: user.id } }), 0, 'no session');
+
+  const { user: fresh } = await createUser(app.ctx.db, app, { withTotp: false });
+  const enrolment = await challengeFor(app, fresh.id, 'mfa_enrollment');
+  const started = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: enrolment } });
+  t.equal(started.status, 200);
+  const secret = secretOf(started.body.otpauthUri);
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const r = await request({ url: '/v1/auth/login/mfa-enrollment/verify', body: { challengeToken: enrolment, code: '000000' } });
+    t.equal(r.body.code, 'mfa_code_invalid');
+    t.equal(r.body.attemptsRemaining, 5 - attempt);
+  }
+  const last = await request({ url: '/v1/auth/login/mfa-enrollment/verify', body: { challengeToken: enrolment, code: currentTotp(app, secret) } });
+  t.equal(last.status, 410);
+  t.equal(last.body.code, 'challenge_exhausted', 'the right enrolment code is refused on a spent challenge');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: fresh.id, status: 'ACTIVE' } }), 0, 'nothing enrolled');
+  t.equal(await app.ctx.db.session.count({ where: { userId: fresh.id } }), 0, 'no session');
+});
+
 t.test('recovery codes: single use, amr rec, mail + audit, count in GET /v1/me', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
