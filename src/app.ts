@@ -65,6 +65,8 @@ export type AppDeps = {
   mailTransport?: MailTransport;
   /** Tests pass a pino instance writing to a buffer; otherwise built from config. */
   logger?: FastifyServerOptions['loggerInstance'];
+  /** How often the signing keys are checked for changes (default KEY_CHANGE_CHECK_INTERVAL_MS; see createSigningKeyManager). */
+  keyChangeCheckIntervalMs?: number;
 };
 
 /** Builds the app from explicit dependencies. The one place that lists every module. */
@@ -120,7 +122,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
 
   const clock = deps.clock ?? systemClock;
-  const signer = createSigningKeyManager({ db: deps.database.db, keyring: deps.keyring, clock, config }, app.log);
+  const signer = createSigningKeyManager({ db: deps.database.db, keyring: deps.keyring, clock, config }, app.log, {
+    ...(deps.keyChangeCheckIntervalMs === undefined ? {} : { changeCheckIntervalMs: deps.keyChangeCheckIntervalMs }),
+  });
   const ctx: AppContext = {
     config,
     db: deps.database.db,

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Test } from 'tap';
+import { KEY_RELOAD_INTERVAL_SECONDS } from '../../src/modules/sessions/signing-keys.js';
 import { buildApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/db/client.js';
@@ -62,7 +63,9 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
   const base = loggerOptions(config) as pino.LoggerOptions;
   const logger = pino(options.loggerOptions ? options.loggerOptions(base) : base, sink);
   const keyring = parseKeyring(TEST_ENCRYPTION_KEYS);
-  const app = await buildApp({ config, database, keyring, clock, logger });
+  // Key changes are picked up at the reload interval, as before the 5-s check: tests that rotate keys
+  // decide themselves when an instance reloads (test/integration/sessions/tokens.test.ts tests the check).
+  const app = await buildApp({ config, database, keyring, clock, logger, keyChangeCheckIntervalMs: KEY_RELOAD_INTERVAL_SECONDS * 1000 });
   await options.beforeReady?.(app);
   await app.ready();
   t.teardown(async () => {

@@ -54,6 +54,8 @@ const REFRESH_INTERVAL_MS = KEY_RELOAD_INTERVAL_SECONDS * 1000;
  * above all `--immediate`, for a leaked key — reaches every instance within seconds.
  */
 export const KEY_CHANGE_CHECK_INTERVAL_MS = 5_000;
+/** With no key to sign with (the first load failed), a reload is tried this often. */
+const RETRY_INTERVAL_MS = 5_000;
 /** The JWKS Cache-Control max-age. */
 export const JWKS_MAX_AGE_SECONDS = 60;
 /**
@@ -293,7 +295,15 @@ export async function rotateSigningKey(
   });
 }
 
-export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): SigningKeyManager {
+/**
+ * `changeCheckIntervalMs`: KEY_CHANGE_CHECK_INTERVAL_MS; tests that rotate keys and then look at
+ * what an instance that has not reloaded yet does set it to the reload interval (test/helpers/app.ts).
+ */
+export function createSigningKeyManager(
+  deps: SigningKeyDeps,
+  log?: Log,
+  { changeCheckIntervalMs = KEY_CHANGE_CHECK_INTERVAL_MS }: { changeCheckIntervalMs?: number } = {},
+): SigningKeyManager {
   const { config, clock } = deps;
   let keys = new Map<string, LoadedKey>();
   let timer: NodeJS.Timeout | undefined;
@@ -378,15 +388,16 @@ export function createSigningKeyManager(deps: SigningKeyDeps, log?: Log): Signin
     }
   }
 
-  /** Every KEY_CHANGE_CHECK_INTERVAL_MS: a reload when the keys changed, when none signs here, or when one is due. */
+  /** Every changeCheckIntervalMs: a reload when the keys changed, when none signs here, or when one is due. */
   function schedule(run: number) {
+    const delay = currentSigner() === undefined ? RETRY_INTERVAL_MS : changeCheckIntervalMs;
     timer = setTimeout(async () => {
       const due = currentSigner() === undefined || performance.now() - lastReload >= REFRESH_INTERVAL_MS || (await changedInDatabase());
       if (due) {
         await reload().catch((err: unknown) => log?.warn({ err }, 'could not refresh signing keys; retrying'));
       }
       if (run === runs) schedule(run);
-    }, KEY_CHANGE_CHECK_INTERVAL_MS);
+    }, delay);
     timer.unref();
   }
 
