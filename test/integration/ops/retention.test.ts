@@ -212,3 +212,26 @@ t.test('AUDIT_RETENTION_DAYS=1 on an instance whose clock runs ahead of the data
   t.equal(report.audit_events, 3, 'purged');
   t.equal(await db.auditEvent.count({ where: { type: 'auth.login_succeeded' } }), 0);
 });
+
+t.test('a live session older than RETENTION_DAYS keeps its rotated refresh tokens: reuse detection holds (mutation review, session 20)', async (t) => {
+  const { app, clock } = await buildTestApp(t, { RETENTION_DAYS: '1' });
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app, {});
+  const first = await signIn(app, user);
+  let current = first.refreshToken;
+  // Used every 10 hours for two days: alive (idle timeout 12 h, absolute 7 days), its first tokens a day old and more.
+  for (let i = 0; i < 5; i++) {
+    clock.advance(10 * 3600);
+    const res = await request({ url: '/v1/auth/refresh', body: { refreshToken: current } });
+    t.equal(res.status, 200);
+    current = res.body.refreshToken as string;
+  }
+  const { id: sessionId } = await app.ctx.db.session.findFirstOrThrow({ where: { userId: user.id } });
+  const before = await app.ctx.db.refreshToken.count({ where: { sessionId } });
+  t.equal(before, 6);
+  await purgeEnded(app.ctx);
+  t.equal(await app.ctx.db.refreshToken.count({ where: { sessionId } }), before, 'a live session keeps every rotated token');
+  const reuse = await request({ url: '/v1/auth/refresh', body: { refreshToken: first.refreshToken } });
+  t.equal(reuse.body.code, 'refresh_token_reused', 'the first token, two days old, is still known as rotated');
+  t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: current } })).status, 401, 'and its reuse ended the family');
+});

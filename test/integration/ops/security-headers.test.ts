@@ -155,3 +155,21 @@ t.test('CORS: configured origins only, no credentials, useful headers exposed', 
   t.notOk(foreignPreflight.headers['access-control-allow-origin']);
   t.equal(foreignPreflight.statusCode, 404, 'a foreign preflight is not answered');
 });
+
+t.test('CORS: an origin that merely starts with a configured one is foreign (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t, { CORS_ORIGINS: SHOP });
+  const request = api(app);
+  for (const origin of [`${SHOP}.evil.example`, `${SHOP}:8443`, `${SHOP}evil.example`, 'https://shop.example.tes']) {
+    const simple = await request({ url: '/healthz', headers: { origin } });
+    t.notOk(simple.headers['access-control-allow-origin'], `${origin}: no Access-Control-Allow-Origin`);
+    // Preflights are not in the API description, so through inject rather than the contract-checking helper.
+    const preflight = await app.inject({
+      method: 'OPTIONS',
+      url: '/v1/me',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+    });
+    t.notOk(preflight.headers['access-control-allow-origin'], `${origin}: no preflight Access-Control-Allow-Origin`);
+  }
+  const allowed = await request({ url: '/healthz', headers: { origin: SHOP } });
+  t.equal(allowed.headers['access-control-allow-origin'], SHOP, 'the configured origin itself is allowed');
+});

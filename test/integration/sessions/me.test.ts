@@ -134,6 +134,11 @@ t.test('POST /v1/me/terms: current version, own e-mail typed (case-insensitive),
   const wrong = await accept({ version: '2026-03', email: 'someone@example.test' });
   t.equal(wrong.status, 422);
   t.equal(wrong.body.code, 'terms_email_mismatch');
+  // The whole address, not a part of it (session 20's mutation review: a prefix match went unnoticed).
+  for (const email of ['a', 'anna.berg@example.tes', 'anna.berg@example.test.evil', 'berg@example.test']) {
+    t.equal((await accept({ version: '2026-03', email })).body.code, 'terms_email_mismatch', `${email}: a part is not the address`);
+  }
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).termsVersion, null, 'nothing accepted so far');
   t.equal((await accept({ version: '2026-03' })).status, 400, 'e-mail is required');
   t.equal((await accept({ version: '2026-03', email: user.email, acceptedAt: '2020-01-01' })).status, 400, 'no extra fields');
 

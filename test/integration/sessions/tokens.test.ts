@@ -331,3 +331,19 @@ t.test('a staged rotation signs only once every JWKS cached without the new key 
   t.equal(refreshed.status, 200);
   t.equal(decodeProtectedHeader(refreshed.body.accessToken).kid, oldKid, 'a reloaded instance still signs with the old key then');
 });
+
+t.test('a second staged rotation soon after the first keeps the retired key while tokens it signed may live (mutation review, session 20)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app.ctx);
+  const first = await rotateSigningKey(app.ctx);
+  await app.ctx.signer.reload();
+  const old = await signIn(app, user); // signed by the key that retires at first.signsFrom
+  const oldKid = decodeProtectedHeader(old.accessToken).kid!;
+  t.not(oldKid, first.kid);
+  clock.advance(PREPUBLISH_SECONDS + 1);
+  const second = await rotateSigningKey(app.ctx);
+  await app.ctx.signer.reload();
+  t.same(second.deleted, [], 'no key whose tokens may still be alive is deleted');
+  t.ok(app.ctx.signer.publicJwks().some((k) => k.kid === oldKid), 'the retired key stays published');
+  t.equal((await api(app)({ url: '/v1/me', token: old.accessToken })).status, 200, 'its unexpired token still works');
+});

@@ -4,6 +4,7 @@ import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { adminWorld, auditOf } from '../organization/helpers.js';
 import { lastMail } from '../../helpers/outbox.js';
 import { currentTotp } from '../../helpers/factories.js';
+import { challengeFor } from '../mfa/helpers.js';
 
 const tokenFrom = (text: string) => {
   const match = /https:\/\/shop\.example\.test\/[a-z/-]+\?token=([A-Za-z0-9_%-]+)/.exec(text);
@@ -104,8 +105,13 @@ t.test('concurrent confirmations: exactly one wins; newer requests void older li
   const bogus = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: 'x'.repeat(43) } });
   t.equal(bogus.status, 400);
   t.equal(bogus.body.code, 'link_invalid');
-  const wrongPurpose = await app.ctx.db.flowToken.findFirst({ where: { purpose: 'MFA_RESET' } });
-  t.ok(wrongPurpose);
+  // A token of another purpose: the login challenge that the password alone gets (found by session
+  // 20's mutation review: dropping the purpose check let it remove the user's authenticator).
+  const challenge = await challengeFor(app, v.user.id, 'mfa');
+  const crossed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token: challenge } });
+  t.equal(crossed.status, 400, 'a login challenge is no MFA-reset link');
+  t.equal(crossed.body.code, 'link_invalid');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: v.user.id, status: 'ACTIVE' } }), 1, 'the authenticator stays');
 });
 
 t.test('a block voids a pending request; preconditions and who may ask', async (t) => {
