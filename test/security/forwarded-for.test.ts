@@ -2,6 +2,7 @@ import t from 'tap';
 import { withoutPorts } from '../../src/http/forwarded-for.js';
 import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
+import { createUser } from '../helpers/factories.js';
 
 /**
  * Behind a proxy that writes the client's port into X-Forwarded-For (TRUST_PROXY set): the port is
@@ -38,4 +39,15 @@ t.test('control characters of a User-Agent are not stored', async (t) => {
   await api(app)({ url: '/v1/auth/login', headers: { 'user-agent': 'Mozilla\tEvil\u009b31m' }, body: { email: 'ua@example.test', password: 'a wrong password 1' } });
   const row = await app.ctx.db.auditEvent.findFirstOrThrow({ where: { type: 'login.password_failed' } });
   t.equal(row.userAgent, 'Mozilla Evil 31m');
+});
+
+t.test('a trusted proxy passing on an X-Forwarded-For entry that is no IP: the socket address is recorded, not the text (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t, { TRUST_PROXY: 'loopback' });
+  const { user } = await createUser(app.ctx.db, app);
+  for (const forwarded of ['unknown', '<img src=x onerror=alert(1)>, 127.0.0.1', 'support-desk-laptop']) {
+    const res = await api(app)({ url: '/v1/auth/login', headers: { 'x-forwarded-for': forwarded }, body: { email: user.email, password: 'a wrong password 1' } });
+    t.equal(res.status, 401, forwarded);
+  }
+  const rows = await app.ctx.db.auditEvent.findMany({ where: { subjectUserId: user.id, type: 'login.password_failed' } });
+  t.same(rows.map((r) => r.ip), ['127.0.0.1', '127.0.0.1', '127.0.0.1'], 'never a value the client chose');
 });

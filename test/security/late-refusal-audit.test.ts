@@ -108,3 +108,16 @@ t.test('login: a correct password raced by a password reset answers invalid_cred
   t.same(rows[0]?.details, { reason: 'password_changed', flow: 'login' });
   t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } }), 0, 'no challenge');
 });
+
+t.test('login: a block committed while the correct password is being checked wins: 403 account_blocked, no challenge (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user, password } = await createUser(app.ctx.db, app);
+  // The one-statement success refuses a blocked row; the general path behind it must decide on it too.
+  raceEveryVerification(app, () => app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } }));
+  const res = await api(app)({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(res.status, 403);
+  t.equal(res.body.code, 'account_blocked');
+  t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id, purpose: 'LOGIN_CHALLENGE' } }), 0, 'no challenge');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.password_succeeded' } }), 0, 'no success recorded');
+  t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.blocked_attempt' } }), 1, 'the refusal is');
+});

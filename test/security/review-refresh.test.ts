@@ -6,7 +6,7 @@ import { openClient, waitForLockWaiters } from '../helpers/row-locks.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 import { randomToken, sha256Hex } from '../../src/lib/tokens.js';
 import { generateKey, parseKeyring } from '../../src/lib/secret-box.js';
-import { REFRESH_TOKEN_BYTES } from '../../src/modules/sessions/sessions.service.js';
+import { REFRESH_TOKEN_BYTES, refreshSession } from '../../src/modules/sessions/sessions.service.js';
 import { rotateSigningKey } from '../../src/modules/sessions/signing-keys.js';
 
 /**
@@ -129,5 +129,26 @@ t.test('a refresh that waited for a free connection past the idle expiry: expire
   t.equal(res.body.code, 'refresh_token_expired');
   const session = await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } });
   t.ok(session.idleExpiresAt <= clock.now(), 'the idle expiry was not moved');
+  t.equal(await app.ctx.db.refreshToken.count({ where: { sessionId } }), 1, 'no new refresh token');
+});
+
+t.test('the general refresh path (refreshSession) loses to a block committed while it waits for the session row: no pair (mutation review, session 20)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app);
+  const tokens = await signIn(app, user);
+  const sessionId = decodeJwt(tokens.accessToken).sid as string;
+  const other = await openClient(t, databaseUrl);
+
+  // The fast refresh takes every live token first; this drives the general path behind it directly.
+  await other.query('BEGIN');
+  await other.query(`UPDATE users SET status = 'BLOCKED', blocked_at = now() WHERE id = $1`, [user.id]);
+  await other.query(`UPDATE sessions SET revoked_at = now(), revoked_reason = 'user_blocked' WHERE user_id = $1 AND revoked_at IS NULL`, [user.id]);
+  const pending = refreshSession(app.ctx, tokens.refreshToken, { ip: '127.0.0.1', userAgent: null }).then(
+    (value) => ({ ok: true as const, value }),
+    (error: { code?: string }) => ({ ok: false as const, code: error.code }),
+  );
+  await waitForLockWaiters(other);
+  await other.query('COMMIT');
+  t.same(await pending, { ok: false, code: 'refresh_token_invalid' }, 'no new pair, not even an access token');
   t.equal(await app.ctx.db.refreshToken.count({ where: { sessionId } }), 1, 'no new refresh token');
 });

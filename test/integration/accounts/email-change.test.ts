@@ -117,6 +117,28 @@ t.test('an address another account uses: the same answer to the requester; the l
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'taken@beta.test');
 });
 
+t.test('a password change voids a pending e-mail change and a pending reset link (mutation review, session 20: only the reset was tested)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  // Whoever asked for the change knew the old password; the user changing it must end that request.
+  const jon = await signedInMember(w);
+  t.equal((await ask(w, jon.token, { email: 'attacker@new.test', password: jon.password })).status, 202);
+  const change = await linkTo(w, 'attacker@new.test');
+  // A reset link asked for before the change, on its own (a confirmed e-mail change would void it anyway).
+  const ann = await signedInMember(w, 'ann@alpha.test');
+  await request({ url: '/v1/password/forgot', body: { email: 'ann@alpha.test' } });
+  const reset = tokenFromLink((await mailsTo(app, 'ann@alpha.test')).filter((m) => m.template === 'password_reset').at(-1)!.textBody, '/reset-password');
+
+  for (const member of [jon, ann]) {
+    const changed = await request({ method: 'PUT', url: '/v1/me/password', token: member.token, body: { currentPassword: member.password, newPassword: NEW_PASSWORD } });
+    t.equal(changed.status, 204);
+  }
+  t.equal((await confirm(w, change)).status, 410, 'the e-mail change asked for with the old password is void');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test');
+  const late = await request({ url: '/v1/password/reset', body: { token: reset, password: 'another long passphrase 99' } });
+  t.equal(late.status, 410, 'the reset link asked for before the change is void');
+});
+
 t.test('links that stop working: a newer request, a password reset, a block; old-address links end with the change', async (t) => {
   const w = await adminWorld(t);
   const { request, app } = w;

@@ -330,6 +330,16 @@ t.test('recovery codes: single use, amr rec, mail + audit, count in GET /v1/me',
   t.same(failed.map((a) => (a.details as { factor: string }).factor), ['recovery_code', 'recovery_code']);
 });
 
+t.test('a login with a recovery code resets the code failure count, like one with a TOTP code (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user, recoveryCodes } = await createUser(app.ctx.db, app, { recoveryCodes: 10 });
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { failedMfaCount: 9 } });
+  const challengeToken = await challengeFor(app, user.id, 'mfa');
+  const res = await api(app)({ url: '/v1/auth/login/mfa', body: { challengeToken, recoveryCode: recoveryCodes![0] } });
+  t.equal(res.status, 200);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedMfaCount, 0, 'the next wrong code is the first of a new run');
+});
+
 t.test('blocked accounts cannot complete MFA', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);
