@@ -208,3 +208,22 @@ t.test('a client sees as active only tokens for its audiences (RFC 7662 §4)', a
   t.equal((await forCso('erp', ERP_SECRET)).body.active, true, 'erp (cso|webshop): yes');
   t.equal((await forCso('shop-backend', SHOP_SECRET)).raw, '{"active":false}', 'shop-backend (webshop only): not its audience');
 });
+
+t.test('an unknown client id is refused whatever the secret, the dummy compared in its place included, and stays under the per-IP ceiling (mutation review, session 20)', async (t) => {
+  const { app } = await buildTestApp(t, { ...env, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_GLOBAL_PER_MINUTE: '5' });
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: (await createOrganization(app.ctx.db)).id });
+  const tokens = await signIn(app, user);
+  // An unknown id is compared with sha256('no such client') for equal work: that secret, in the
+  // source for anyone to read, must not open the door (nor the authenticated clients' exemption
+  // from the per-IP ceiling) for an id SERVICE_CLIENTS does not list.
+  for (let i = 0; i < 6; i++) {
+    const res = await request({ url: '/v1/tokens/introspect', body: { token: tokens.accessToken }, headers: { authorization: basic(`nobody-${i}`, 'no such client') } });
+    if (i < 5) {
+      t.equal(res.status, 401, `attempt ${i + 1}`);
+      t.equal(res.body.code, 'invalid_client');
+    } else {
+      t.equal(res.status, 429, 'failed client logins count towards the per-IP ceiling');
+    }
+  }
+});

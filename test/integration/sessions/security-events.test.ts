@@ -123,3 +123,23 @@ t.test('the view reads its own partial index: the same types as the code; saves 
   t.equal((await save({ language: 'de' })).status, 200);
   t.equal(await saves(), 2);
 });
+
+t.test('my security activity is about my account: what I did to others as administrator or support is not in it (mutation review, session 20)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support } = w;
+  const mia = await w.member(w.orgA.id);
+  const inB = await w.member(w.orgB.id);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${mia.user.id}/sign-out`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${mia.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${inB.user.id}/sign-out`, token: support.token })).status, 200);
+  for (const [who, token] of [['the administrator', adminA.token], ['support', support.token]] as const) {
+    const res = await request({ url: '/v1/me/security-events', token });
+    t.equal(res.status, 200, who);
+    const types = res.body.items.map((e: { type: string }) => e.type);
+    t.notOk(types.includes('user.signed_out'), `${who}: signing someone else out is not "you were signed out"`);
+    t.notOk(types.includes('user.blocked'), `${who}: blocking someone else is not "the account was blocked"`);
+  }
+  // The people it happened to see it.
+  const miaEvents = await w.app.ctx.db.auditEvent.count({ where: { subjectUserId: mia.user.id, type: { in: ['user.signed_out', 'user.blocked'] } } });
+  t.equal(miaEvents, 2);
+});
