@@ -27,26 +27,21 @@ t.test('an instance counting rate limits in memory warns once other instances sh
     while ((await database.pool.query('SELECT count(*)::int AS n FROM service_instances')).rows[0].n < n) await sleep(20);
   };
 
-  const first = capture();
-  const a = startInstanceHeartbeat(database.pool, keyring, first.log, { localRateLimits: true });
-  t.teardown(() => a.stop());
-  await registered(1);
-  await sleep(100);
-  t.same(first.warnings, [], 'alone: nothing to warn about');
+  /** Starts one more instance's heartbeat and waits until its row is there; its warnings come back. */
+  let running = 0;
+  const instance = async (localRateLimits: boolean): Promise<Warning[]> => {
+    const { warnings, log } = capture();
+    const heartbeat = startInstanceHeartbeat(database.pool, keyring, log, { localRateLimits });
+    t.teardown(() => heartbeat.stop());
+    await registered(++running);
+    await sleep(100);
+    return warnings;
+  };
 
-  const withRedis = capture();
-  const b = startInstanceHeartbeat(database.pool, keyring, withRedis.log, { localRateLimits: false });
-  t.teardown(() => b.stop());
-  await registered(2);
-  await sleep(100);
-  t.same(withRedis.warnings, [], 'an instance whose limits are shared (REDIS_URL) does not warn');
-
-  const second = capture();
-  const c = startInstanceHeartbeat(database.pool, keyring, second.log, { localRateLimits: true });
-  t.teardown(() => c.stop());
-  await registered(3);
-  await sleep(100);
-  t.equal(second.warnings.length, 1, 'one beside others warns');
-  t.same(second.warnings[0]?.obj, { otherInstances: 2 });
-  t.match(second.warnings[0]?.msg, /REDIS_URL is unset.*set REDIS_URL on all of them/);
+  t.same(await instance(true), [], 'alone: nothing to warn about');
+  t.same(await instance(false), [], 'an instance whose limits are shared (REDIS_URL) does not warn');
+  const warnings = await instance(true);
+  t.equal(warnings.length, 1, 'one beside others warns');
+  t.same(warnings[0]?.obj, { otherInstances: 2 });
+  t.match(warnings[0]?.msg, /REDIS_URL is unset.*set REDIS_URL on all of them/);
 });
