@@ -231,8 +231,10 @@ t.test('another instance picks up rotate-signing-key --immediate at its next cha
   const started = performance.now();
   const rotation = await rotateSigningKey(app.ctx, { immediate: true });
   while (other.signingKey().kid === leaked && performance.now() - started < KEY_CHANGE_CHECK_INTERVAL_MS * 3) await sleep(100);
+  const took = performance.now() - started;
   t.equal(other.signingKey().kid, rotation.kid, 'it signs with the new key');
-  t.ok(performance.now() - started <= KEY_CHANGE_CHECK_INTERVAL_MS + 1_000, `within one check interval (${Math.round(performance.now() - started)} ms)`);
+  // One check interval, with room for a loaded machine; the reload interval (60 s) is far off.
+  t.ok(took < KEY_CHANGE_CHECK_INTERVAL_MS * 2, `at its next check, not its next reload (${Math.round(took)} ms)`);
   t.equal(other.verificationKey(leaked), undefined, 'and no longer verifies the leaked one');
   t.same(other.publicJwks().map((k) => k.kid), [rotation.kid], 'nor publishes it');
 
