@@ -46,9 +46,17 @@ export async function queryPrepared<Row extends pg.QueryResultRow>(on: pg.Pool |
     try {
       return await on.query<Row>(query);
     } catch (err) {
-      if (!(on instanceof pg.Pool) || !isStalePreparedStatement(err) || attempt > (on.options.max ?? 10)) throw err;
+      if (!(on instanceof pg.Pool) || !mayRunAgainElsewhere(err, on, attempt)) throw err;
     }
   }
+}
+
+/**
+ * A statement refused for a stale plan may run again on another connection of `pool`: each refusal
+ * closes the connection that refused, so more attempts than connections would find none stale.
+ */
+function mayRunAgainElsewhere(err: unknown, pool: pg.Pool, attempt: number): boolean {
+  return isStalePreparedStatement(err) && attempt <= (pool.options.max ?? 10);
 }
 
 /**
@@ -83,7 +91,7 @@ export async function onOneConnection<T>(pool: pg.Pool, work: (sql: Sql) => Prom
         }),
       );
     } catch (err) {
-      if (ran > 0 || !isStalePreparedStatement(err) || attempt > (pool.options.max ?? 10)) throw err;
+      if (ran > 0 || !mayRunAgainElsewhere(err, pool, attempt)) throw err;
     }
   }
 }
