@@ -15,7 +15,7 @@ import { generateTotpSecret, timeStep, totpCode } from '../src/lib/totp.js';
 import { sha256Hex } from '../src/lib/tokens.js';
 import { sealTotpSecret } from '../src/modules/mfa/totp-secret.js';
 import { freePort } from '../scripts/free-port.js';
-import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
+import { busyCores, coresBetween, coresOver, cpuSeconds, cpuSnapshot, describeCores, loweredThreads, type CpuShare, type CpuSnapshot } from './cpu-accounting.js';
 
 /**
  * `bench/run`: starts the real server on the local PostgreSQL (fresh database webshop_auth_bench,
@@ -480,6 +480,12 @@ async function main(): Promise<void> {
     const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const has = (method: string, path: string) => Boolean(doc.paths[path]?.[method]);
     log(`server up on ${base} (pid ${server.pid}); baseline on ${baselineBase}`);
+    // Session 21's first run measured a server whose hashing threads kept the event loop's
+    // priority (it had not found them; the log said so) and reported a hashing share of 0 %: a
+    // server unlike production's is not measured.
+    if ((process.env.BENCH_HASH_THREAD_NICE ?? '10') !== '0' && process.platform === 'linux' && loweredThreads(server.pid!) === 0) {
+      throw new Error('the server did not lower its hashing threads (bench/results/server.log): not measuring a server unlike production');
+    }
     const rawRow: Row | null = hashing
       ? { phase: 'argon2id verify, raw, in-process (baseline; the p50 column is the mean per verification)', rps: NaN, p50: NaN, p99: NaN, statuses: 'not run' }
       : null;

@@ -33,6 +33,19 @@ const read = (path: string): string | null => {
   }
 };
 
+/** Threads of a process whose nice value is above its main thread's: the lowered hashing threads. */
+export function loweredThreads(pid: number): number {
+  const main = read(`/proc/${pid}/stat`);
+  if (!main) return 0;
+  const own = parseStat(main).nice;
+  let lowered = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const text = read(`/proc/${pid}/task/${tid}/stat`);
+    if (text && parseStat(text).nice > own) lowered++;
+  }
+  return lowered;
+}
+
 /** CPU seconds (user + system, all threads) a process has used so far. */
 export function cpuSeconds(pid: number): number {
   const text = read(`/proc/${pid}/stat`);

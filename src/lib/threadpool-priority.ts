@@ -4,6 +4,8 @@ import { getPriority, setPriority } from 'node:os';
 
 /** Samples of the threads' states while the pool is busy; a pool thread is runnable in nearly all. */
 const SAMPLES = 12;
+/** Pauses before the looks after a failed one (≈ 1.5 s in all; each look costs ≈ 100 ms of CPU per pool thread). */
+const RETRY_PAUSES_MS = [100, 200, 400, 800];
 
 /**
  * Lowers the CPU scheduling priority (nice) of libuv's thread-pool threads, and of nothing else.
@@ -20,9 +22,11 @@ const SAMPLES = 12;
  * name its threads (and per-thread CPU times are too coarse on some VMs), so they are found by
  * what they do: one CPU-bound pbkdf2 job per pool thread (≈ 100 ms each, once, at startup) and,
  * while all of them run, a few samples of /proc/self/task/<tid>/stat: the threads that are
- * runnable (state R) in (nearly) every sample, other than the main thread, are the pool. When
- * their count is not the pool size (something else was busy too) nothing is changed. libuv
- * creates every pool thread at its first use, so none appears later. No-op on other platforms.
+ * runnable (state R) in (nearly) every sample, other than the main thread and the threads that were
+ * already runnable just before the jobs began, are the pool. When their count is not the pool size
+ * (something else was busy too: V8 compiling the just-built app, in session 21's bench) the look is
+ * repeated after a pause, up to five looks; then nothing is changed. libuv creates every pool thread
+ * at its first use, so none appears later. No-op on other platforms.
  *
  * `nice` is counted from the main thread's own nice value (capped at 19): started under `nice -n 15`
  * or systemd's `Nice=`, the pool goes to 19, never to an absolute 10 — which would fail with EACCES
@@ -35,7 +39,36 @@ export async function lowerThreadpoolPriority(options: { nice: number; poolSize:
   const own = getPriority(process.pid);
   const target = Math.min(19, own + nice);
   if (target <= own) return [];
-  // One CPU-bound job per pool thread (≈ 100 ms each), sampled while they run.
+  let pool = await findPoolThreads(poolSize);
+  for (const pause of RETRY_PAUSES_MS) {
+    if (pool.length > 0) break;
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    pool = await findPoolThreads(poolSize);
+  }
+  if (pool.length === 0) return [];
+  const before = pool.map((tid) => getPriority(tid));
+  try {
+    for (const tid of pool) setPriority(tid, target);
+  } catch {
+    pool.forEach((tid, i) => {
+      try {
+        setPriority(tid, before[i]!);
+      } catch {
+        // the thread keeps what it had, or what it was given: never above the main thread
+      }
+    });
+    return [];
+  }
+  return pool;
+}
+
+/**
+ * One look for the pool's threads: the threads runnable in (nearly) every sample while one job per
+ * pool thread runs, less the main thread and any thread already runnable before the jobs began
+ * (V8 compiling, a worker, a pool thread still busy with another job). [] unless exactly poolSize.
+ */
+async function findPoolThreads(poolSize: number): Promise<number[]> {
+  const busyBefore = new Set(runnableThreads());
   let running = poolSize;
   const jobs = Array.from({ length: poolSize }, () => new Promise((resolve, reject) => {
     pbkdf2('warm-up', 'threadpool', 100_000, 32, 'sha512', (err) => {
@@ -52,22 +85,10 @@ export async function lowerThreadpoolPriority(options: { nice: number; poolSize:
   }
   const samples = Math.max(...runnable.values(), 0);
   await Promise.all(jobs);
-  const pool = [...runnable].filter(([tid, n]) => tid !== process.pid && samples >= 3 && n >= samples - 1).map(([tid]) => tid);
-  if (pool.length !== poolSize) return [];
-  const before = pool.map((tid) => getPriority(tid));
-  try {
-    for (const tid of pool) setPriority(tid, target);
-  } catch {
-    pool.forEach((tid, i) => {
-      try {
-        setPriority(tid, before[i]!);
-      } catch {
-        // the thread keeps what it had, or what it was given: never above the main thread
-      }
-    });
-    return [];
-  }
-  return pool;
+  const pool = [...runnable]
+    .filter(([tid, n]) => tid !== process.pid && !busyBefore.has(tid) && samples >= 3 && n >= samples - 1)
+    .map(([tid]) => tid);
+  return pool.length === poolSize ? pool : [];
 }
 
 /** Threads of this process that are running or waiting for a CPU (state R). */
