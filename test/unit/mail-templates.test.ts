@@ -1,6 +1,6 @@
 import t from 'tap';
 import { LANGUAGES, type Language } from '../../src/lib/languages.js';
-import { MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
+import { escapeHtml, MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
 import { buildLink } from '../../src/modules/mail/mail.service.js';
 
 const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)' };
@@ -70,4 +70,20 @@ t.test('German: the text after the greeting goes on in lower case; the signature
 t.test('buildLink uses only the configured base URL', async (t) => {
   t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/' }, '/activate', 'a+b/c'), 'https://shop.example.test/activate?token=a%2Bb%2Fc');
   t.equal(buildLink({ appBaseUrl: 'https://shop.example.test/b2b' }, 'reset-password', 't'), 'https://shop.example.test/b2b/reset-password?token=t');
+});
+
+t.test('the HTML part says all the text part says: every paragraph, and the link as text below its button (mutation review, session 21)', async (t) => {
+  for (const locale of LANGUAGES) {
+    for (const name of MAIL_TEMPLATE_NAMES) {
+      const mail = renderMail(name, samples[name] as never, env, locale);
+      for (const paragraph of mail.text.trimEnd().split('\n\n')) {
+        if (paragraph.endsWith(`:\n${link}`)) {
+          t.match(mail.html, `>${escapeHtml(paragraph.slice(0, -link.length - 2))}</a>`, `${locale}/${name}: the button`);
+          t.match(mail.html, `>${escapeHtml(link)}</p>`, `${locale}/${name}: the link as text`);
+        } else {
+          t.match(mail.html, `>${escapeHtml(paragraph).replace(/\n/g, '<br>')}</p>`, `${locale}/${name}: ${paragraph.slice(0, 40)}`);
+        }
+      }
+    }
+  }
 });

@@ -152,3 +152,32 @@ t.test('the sent mark failing on every try is logged, and the rest of the batch 
   const rows = await app.ctx.db.mailOutbox.findMany({ orderBy: { toAddress: 'asc' } });
   t.same(rows.map((r) => [r.toAddress, r.sentAt !== null]), [['first@example.test', false], ['second@example.test', true]]);
 });
+
+t.test('a worker whose claim was taken over gives nothing up: a recipient refused after the take-over leaves the new claim and the body (mutation review, session 21)', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
+
+  let claimedByB!: () => void;
+  const bClaimed = new Promise<void>((resolve) => (claimedByB = resolve));
+  const hanging: MailTransport = { kind: 'hang', send: () => (claimedByB(), new Promise<void>(() => undefined)), close: async () => {} };
+  // A's send outlasts its lease; B takes the row over; then the server refuses A's recipient for good.
+  const refusedLate: MailTransport = {
+    kind: 'smtp',
+    async send(mail) {
+      clock.advance(MAIL_LEASE_SECONDS + 1);
+      void deliverDueMail(ctx, hanging, 1);
+      await bClaimed;
+      sink.refuseRecipient('taken@example.test');
+      await ctx.mailTransport.send(mail);
+    },
+    async close() {},
+  };
+
+  t.same(await deliverDueMail(ctx, refusedLate, 1), { claimed: 1, sent: 0, failed: 1 });
+  const row = await ctx.db.mailOutbox.findFirstOrThrow();
+  t.match(row, { failedAt: null, lastError: null, attempts: 2 }, 'not given up by the worker that lost its claim');
+  t.ok(row.bodyCiphertext, 'the body is kept for the worker that holds the claim');
+  t.equal(row.lockedUntil?.getTime(), clock.now().getTime() + MAIL_LEASE_SECONDS * 1000, "B's lease stands");
+});

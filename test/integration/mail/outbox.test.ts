@@ -344,3 +344,43 @@ t.test('SMTP trouble is retried until the mail is MAIL_GIVE_UP_SECONDS old, then
   const metrics = await app.inject({ url: '/metrics' });
   t.match(metrics.body, /webshop_auth_mail_outbox_failed 1\b/);
 });
+
+t.test('a claimed mail is held for its whole 10-minute lease, well past the transport timeouts; then taken over (mutation review, session 21)', async (t) => {
+  const sink = await startSmtpSink(t);
+  const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'held@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'H' } }));
+  let claimed!: () => void;
+  const inHand = new Promise<void>((resolve) => (claimed = resolve));
+  const hanging: MailTransport = { kind: 'hang', send: () => (claimed(), new Promise<void>(() => undefined)), close: async () => {} };
+  void deliverDueMail(ctx, hanging, 10);
+  await inHand;
+  clock.advance(10 * 60 - 1);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 }, 'still held a second before the lease ends');
+  clock.advance(1);
+  t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 }, 'taken over once it ends');
+  t.equal(sink.messages.length, 1);
+});
+
+t.test('while its batches come back full the worker goes on at once, not after its interval (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const ctx = app.ctx;
+  await ctx.db.$transaction(async (tx) => {
+    for (let i = 0; i < 5; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}` } });
+  });
+  const sent: string[] = [];
+  let allSent!: () => void;
+  const done = new Promise<void>((resolve) => (allSent = resolve));
+  const counting: MailTransport = {
+    kind: 'smtp',
+    async send(mail) {
+      sent.push(mail.to);
+      if (sent.length === 5) allSent();
+    },
+    async close() {},
+  };
+  const worker = startMailWorker(ctx, counting, { info() {}, warn() {}, error() {} }, { batchSize: 2, intervalMs: 60_000 });
+  t.teardown(() => worker.stop());
+  await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 5000))]);
+  t.equal(sent.length, 5, 'three passes (2 + 2 + 1) within seconds, not a minute apart');
+});
