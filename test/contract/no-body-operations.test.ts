@@ -119,3 +119,15 @@ t.test('an empty body sent as application/json is no body', async (t) => {
   const poisoned = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: json, payload: '{"__proto__":{"admin":true},"email":"a@b.test","password":"x"}' });
   t.equal(poisoned.json().code, 'malformed_json', "Fastify's prototype-poisoning check still applies");
 });
+
+/** input-guard.ts: only an empty JSON object counts as no body; an array, even an empty one, is a body. */
+t.test('an empty JSON array is a body: an operation without one refuses it and does nothing (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  const token = (await signIn(app, user)).accessToken;
+  const logout = await request({ url: '/v1/auth/logout', token, body: [] });
+  t.same([logout.status, logout.body.code], [400, 'validation_failed']);
+  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body' }]);
+  t.equal((await request({ url: '/v1/me', token })).status, 200, 'still signed in');
+});

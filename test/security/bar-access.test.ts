@@ -71,6 +71,27 @@ t.test('a route that declares no access is refused when it is added', async (t) 
   t.equal(JSON.parse(missing.body).code, 'not_found');
 });
 
+/** route-access.ts exempts the docs UI (/docs, /docs/...) and @fastify/cors's OPTIONS * route only; standard-responses.ts requires an operationId. */
+t.test('only the docs UI and the CORS preflight route go without access; a route named like them is refused, and so is one without an operationId (mutation review, session 21)', async (t) => {
+  const { url } = await createTestDatabase(t);
+  const database = openDatabase(url, { max: 2 });
+  t.teardown(() => database.close());
+  const app = await buildApp({
+    config: loadConfig({ ...TEST_ENV, DATABASE_URL: url }),
+    database,
+    keyring: parseKeyring(`k:${generateKey()}`),
+    clock: fakeClock(),
+    logger: pino({ level: 'silent' }),
+  });
+  t.teardown(() => app.close());
+  const schema = (operationId: string) => ({ schema: { operationId, tags: ['test'], summary: 'test route' } });
+
+  t.throws(() => app.get('/docs-export', schema('docsExport'), async () => ({ secret: 'data' })), UndeclaredRouteAccessError, '/docs-export is no docs route');
+  t.throws(() => app.options('/v1/forgotten-access', schema('optionsForgotten'), async () => ({ secret: 'data' })), UndeclaredRouteAccessError, 'an OPTIONS route of its own');
+  t.throws(() => app.get('*', schema('catchAll'), async () => ({ secret: 'data' })), UndeclaredRouteAccessError, 'a catch-all GET');
+  t.throws(() => app.get('/v1/unnamed', { config: { access: 'public' } }, async () => ({ ok: true })), /has no schema\.operationId/, 'no operationId: refused');
+});
+
 t.test('without credentials every non-public operation answers 401; the public ones are exactly the known list', async (t) => {
   const { app } = await buildTestApp(t);
   const request = api(app);

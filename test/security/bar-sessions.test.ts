@@ -289,3 +289,13 @@ t.test('tokens are read only from headers and bodies: credential routes refuse t
   t.same({ status: reset.status, code: reset.body.code }, { status: 401, code: 'token_in_query' }, 'the reset token in the URL is refused');
   t.equal((await request({ url: '/v1/password/reset', body: { token: resetToken, password: GOOD_PASSWORD } })).status, 204, 'and still unused');
 });
+
+/** RFC 6749 §5.1: a token response carries Cache-Control: no-store and Pragma: no-cache (src/http/no-store.ts). */
+t.test('a token response also says Pragma: no-cache, for HTTP/1.0 caches (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app);
+  const res = await api(app)({ url: '/v1/auth/refresh', body: { refreshToken: (await signIn(app, user)).refreshToken } });
+  t.equal(res.status, 200);
+  t.equal(res.headers['cache-control'], 'no-store');
+  t.equal(res.headers.pragma, 'no-cache');
+});

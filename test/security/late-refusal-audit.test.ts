@@ -121,3 +121,18 @@ t.test('login: a block committed while the correct password is being checked win
   t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.password_succeeded' } }), 0, 'no success recorded');
   t.equal(await app.ctx.db.auditEvent.count({ where: { subjectUserId: user.id, type: 'login.blocked_attempt' } }), 1, 'the refusal is');
 });
+
+/** error-handler.ts: a 401 thrown after the authenticate hook (here the re-check under the row lock) names the route's scheme too. */
+t.test('an account blocked while the current password was hashed: 401 unauthenticated with the Bearer challenge, nothing changed (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const { accessToken } = await signIn(app, user);
+  const before = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  raceEveryVerification(app, () => app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } }));
+
+  const res = await api(app)({ method: 'PUT', url: '/v1/me/password', headers: { authorization: `Bearer ${accessToken}` }, body: REAUTH_ROUTES[0].body(password!) });
+  t.same([res.status, res.body.code], [401, 'unauthenticated']);
+  t.equal(res.headers['www-authenticate'], 'Bearer realm="webshop-auth"', 'with the challenge of the route');
+  const after = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.equal(after.passwordHash, before.passwordHash, 'the password was not changed');
+});

@@ -3,6 +3,7 @@ import { connect, type AddressInfo } from 'node:net';
 import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
+import { api } from '../helpers/http.js';
 
 const SHOP = 'https://shop.example.test';
 
@@ -91,4 +92,31 @@ t.test('requests the HTTP parser refuses are problem+json with a stable code, th
   const rejected = logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg === 'request rejected by the HTTP parser');
   t.equal(rejected.length, cases.length, 'each one logged once');
   t.notOk(JSON.stringify(rejected).includes('aaaa'), 'without the request bytes');
+});
+
+/** error-handler.ts: no hook runs before a router error, so it sets the request id itself. */
+t.test('router errors carry their request id in X-Request-Id, as every other answer does (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  for (const url of ['/v1/organization/users/%zz', `/v1/organization/users/${'a'.repeat(200)}`]) {
+    const res = await app.inject({ url });
+    t.same([res.statusCode, res.json().code], [400, 'validation_failed'], url.slice(0, 30));
+    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'X-Request-Id');
+    t.equal(res.headers['x-request-id'], res.json().requestId, 'the one in the body');
+  }
+});
+
+/** "5xx never carry internals" (error-handler.ts): an error nobody expected is a 500 for the client and an error line for the operators. */
+t.test('an unexpected error answers 500 internal_error without its message, and is logged as an error with it (mutation review, session 21)', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const hasher = app.ctx.hasher as { verify: typeof app.ctx.hasher.verify };
+  hasher.verify = async () => {
+    throw new Error('argon2 binding crashed in /srv/internal/worker.js');
+  };
+  const res = await api(app)({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.same([res.status, res.body.code], [500, 'internal_error']);
+  t.notMatch(res.raw, /argon2 binding|\/srv\/internal/, 'no internals in the answer');
+  const line = logs.map((l) => JSON.parse(l) as { msg?: string; level?: number; err?: { message?: string } }).find((l) => l.msg === 'request failed');
+  t.equal(line?.level, 50, 'logged at error level');
+  t.match(line?.err?.message, /argon2 binding crashed/, 'with the error, for the operators');
 });

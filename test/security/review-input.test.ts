@@ -214,3 +214,17 @@ t.test("a person's name carries no web or e-mail address (it is read in official
   });
   t.equal(organization.status, 201, 'an organisation name may name a domain');
 });
+
+/** input-guard.ts walks the whole body: a nested field is stored as it was checked only if it is checked too. */
+t.test("a lone surrogate nested in a body (the first administrator's name) answers 400 too: nothing stored as U+FFFD (mutation review, session 21)", async (t) => {
+  const { app, request, supportToken } = await adminAndSupport(t);
+  const res = await request({
+    url: '/v1/support/organizations',
+    token: supportToken,
+    body: { customerNumber: 'C-NEST-1', name: 'Acme', administrator: { email: 'first-admin@example.test', name: 'First \ud83d' } },
+  });
+  t.same([res.status, res.body.code], [400, 'validation_failed']);
+  t.same(res.body.errors, [{ path: 'body.administrator.name', message: 'must be well-formed Unicode (no lone surrogates)' }], 'names the nested field');
+  t.equal(await app.ctx.db.organization.count({ where: { customerNumber: 'C-NEST-1' } }), 0, 'no organisation');
+  t.equal(await app.ctx.db.user.count({ where: { email: 'first-admin@example.test' } }), 0, 'no administrator');
+});

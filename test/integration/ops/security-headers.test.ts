@@ -173,3 +173,34 @@ t.test('CORS: an origin that merely starts with a configured one is foreign (mut
   const allowed = await request({ url: '/healthz', headers: { origin: SHOP } });
   t.equal(allowed.headers['access-control-allow-origin'], SHOP, 'the configured origin itself is allowed');
 });
+
+/**
+ * A frontend on an allowed origin sends JSON with its token on every method the API has; a preflight
+ * that left one out (PATCH, Content-Type) would make the browser refuse the call. It reads the
+ * request id, Retry-After, the rate-limit headers and the 401's challenge (error="invalid_token": refresh).
+ */
+t.test('CORS: a preflight allows every method of the document and the headers a frontend sends; the headers it reads are exposed (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t, { CORS_ORIGINS: SHOP });
+  const doc = app.swagger() as unknown as { paths: Record<string, Record<string, unknown>> };
+  const methods = [...new Set(Object.values(doc.paths).flatMap((operations) => Object.keys(operations).map((m) => m.toUpperCase())))];
+  t.ok(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].every((m) => methods.includes(m)), `methods of the document: ${methods.join(', ')}`);
+  const list = (value: unknown) => String(value).toLowerCase().split(/,\s*/);
+  for (const method of methods) {
+    const preflight = await app.inject({
+      method: 'OPTIONS',
+      url: '/v1/me',
+      headers: { origin: SHOP, 'access-control-request-method': method, 'access-control-request-headers': 'authorization,content-type,accept-language' },
+    });
+    t.equal(preflight.statusCode, 204, `${method}: answered`);
+    t.ok(list(preflight.headers['access-control-allow-methods']).includes(method.toLowerCase()), `${method}: allowed`);
+    const headers = list(preflight.headers['access-control-allow-headers']);
+    t.ok(['authorization', 'content-type', 'accept-language'].every((h) => headers.includes(h)), `${method}: Authorization, Content-Type and Accept-Language allowed (${headers.join(', ')})`);
+  }
+  const refused = await api(app)({ url: '/v1/me', headers: { origin: SHOP } });
+  t.equal(refused.status, 401);
+  t.same(
+    list(refused.headers['access-control-expose-headers']).sort(),
+    ['retry-after', 'www-authenticate', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'x-request-id'],
+    'the frontend may read these',
+  );
+});
