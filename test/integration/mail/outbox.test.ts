@@ -384,3 +384,22 @@ t.test('while its batches come back full the worker goes on at once, not after i
   await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 5000))]);
   t.equal(sent.length, 5, 'three passes (2 + 2 + 1) within seconds, not a minute apart');
 });
+
+/** A relay that answers with a whole page (or quotes the mail back) does not fill the row or the log with it. */
+t.test('an SMTP error is kept to its first 1,000 characters in last_error (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const ctx = app.ctx;
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'long@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'L' } }));
+  const verbose: MailTransport = {
+    kind: 'smtp',
+    send: async () => {
+      throw Object.assign(new Error(`451 4.3.0 Temporary trouble: ${'x'.repeat(3000)}`), { responseCode: 451 });
+    },
+    close: async () => {},
+  };
+  t.same(await deliverDueMail(ctx, verbose, 10), { claimed: 1, sent: 0, failed: 1 });
+  const row = await ctx.db.mailOutbox.findFirstOrThrow();
+  t.equal(row.lastError?.length, 1000, 'cut at 1,000 characters');
+  t.ok(row.lastError?.startsWith('451 451 4.3.0 Temporary trouble: xxx'), row.lastError?.slice(0, 40));
+  t.equal(row.failedAt, null, 'still retried');
+});
