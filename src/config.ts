@@ -515,6 +515,7 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   for (const name of new Set(e.EVENT_WEBHOOK_SECRETS.map((s) => s.name))) {
     if (!e.EVENT_WEBHOOKS.some((w) => w.name === name)) problems.push(`EVENT_WEBHOOK_SECRETS: "${name}" is none of EVENT_WEBHOOKS`);
   }
+  if (e.SMTP_URL) problems.push(...smtpTimeoutProblems(e.SMTP_URL));
   // Authenticator apps split the otpauth label on ':' (issuer:account), so the issuer must not hold one.
   if ((e.TOTP_ISSUER ?? e.SHOP_NAME).includes(':')) {
     problems.push(`${e.TOTP_ISSUER ? 'TOTP_ISSUER' : 'SHOP_NAME (the default TOTP_ISSUER)'}: must not contain ':'; set TOTP_ISSUER to a name without one`);
@@ -523,6 +524,28 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
 }
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * nodemailer takes its timeouts from SMTP_URL's query string too. A send holds its claimed mail for
+ * MAIL_LEASE_SECONDS (10 min, mail.worker.ts); one that outlasts it may be taken over and sent twice.
+ * With each wait at most 60 s, a relay answering every command of a send just in time still lets go
+ * within the lease; the defaults (mail.transport.ts) are 10–30 s.
+ */
+const SMTP_TIMEOUT_MAX_MS = 60_000;
+
+function smtpTimeoutProblems(smtpUrl: string): string[] {
+  let url: URL;
+  try {
+    url = new URL(smtpUrl);
+  } catch {
+    return []; // production names it (smtpTransportProblems)
+  }
+  return ['connectionTimeout', 'greetingTimeout', 'socketTimeout', 'dnsTimeout'].flatMap((name) => {
+    const value = url.searchParams.get(name);
+    if (value === null || (/^\d+$/.test(value) && Number(value) <= SMTP_TIMEOUT_MAX_MS)) return [];
+    return [`SMTP_URL: ${name} must be a number of milliseconds up to ${SMTP_TIMEOUT_MAX_MS} (a send must let go of its mail long before the 10-minute lease ends)`];
+  });
+}
 
 /**
  * Mails carry live links: in production they travel encrypted, or the operator says otherwise.

@@ -205,6 +205,20 @@ t.test('production: mail to another host travels encrypted unless SMTP_URL says 
   t.doesNotThrow(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: 'smtp://mail.internal:25' }), 'development: any');
 });
 
+/**
+ * A claimed mail is held for MAIL_LEASE_SECONDS (10 min); a send that outlasts it may be taken over
+ * and sent twice. The transport's own timeouts keep a stalled relay well inside it (30 s); the URL
+ * may change them (nodemailer reads its query string), only not to something near the lease.
+ */
+t.test('SMTP_URL may not stretch the transport timeouts past 60 s: a stalled relay must let go of a mail long before its lease ends (session 21)', async (t) => {
+  for (const name of ['connectionTimeout', 'greetingTimeout', 'socketTimeout', 'dnsTimeout']) {
+    t.throws(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=600000` }), { message: new RegExp(`SMTP_URL: ${name} must be a number of milliseconds up to 60000`) }, name);
+    t.throws(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=soon` }), { message: new RegExp(`SMTP_URL: ${name} must be`) }, `${name}: not a number`);
+    t.doesNotThrow(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=60000` }), `${name}=60000`);
+  }
+  t.doesNotThrow(() => loadConfig({ ...prodBase, SMTP_URL: 'smtps://mail.internal:465?socketTimeout=5000' }), 'shorter: fine');
+});
+
 t.test('service clients are parsed from id:sha256 pairs', async (t) => {
   const hash = 'a'.repeat(64);
   const config = loadConfig({ SERVICE_CLIENTS: `cso:${hash}, shop:${'b'.repeat(64)}:webshop` });
