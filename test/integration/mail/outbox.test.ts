@@ -400,6 +400,6 @@ t.test('an SMTP error is kept to its first 1,000 characters in last_error (mutat
   t.same(await deliverDueMail(ctx, verbose, 10), { claimed: 1, sent: 0, failed: 1 });
   const row = await ctx.db.mailOutbox.findFirstOrThrow();
   t.equal(row.lastError?.length, 1000, 'cut at 1,000 characters');
-  t.ok(row.lastError?.startsWith('451 451 4.3.0 Temporary trouble: xxx'), row.lastError?.slice(0, 40));
+  t.ok(row.lastError?.startsWith('451 451 4.3.0 Temporary trouble: xxx'), row.lastError?.slice(0, 40) ?? 'no error');
   t.equal(row.failedAt, null, 'still retried');
 });
