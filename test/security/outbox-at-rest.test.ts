@@ -8,6 +8,8 @@ import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
 import { outboxMails } from '../helpers/outbox.js';
 import { startSmtpSink } from '../helpers/smtp-sink.js';
 import { adminWorld } from '../integration/organization/helpers.js';
+import { buildTestApp } from '../helpers/app.js';
+import { openClient, waitForLockWaiters } from '../helpers/row-locks.js';
 
 /**
  * security.md item 14 ("stored only as a SHA-256 hash") for the mail outbox: the rendered body of an
@@ -284,4 +286,22 @@ t.test('an SMTP reply quoting the mail (a spam filter) keeps no link token in la
   const token = tokenFromLink(sink.messages[0]!.text, LINK_PATHS.passwordReset);
   t.notOk(logs.some((l) => l.includes(token)), 'the token is in no log line');
   t.notMatch(row?.lastError ?? '', token);
+});
+
+t.test('a mail sent while the rotation waits for its row keeps no body: skipped, not sealed anew (mutation review, session 21)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const queued = await app.ctx.db.$transaction((tx) =>
+    enqueueMail(tx, app.ctx, { to: { email: 'x@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'X' } }),
+  );
+  // A worker marks it sent (dropping the body) and holds the row until the rotation waits for it.
+  const other = await openClient(t, databaseUrl);
+  await other.query('BEGIN');
+  await other.query('UPDATE mail_outbox SET sent_at = now(), body_ciphertext = NULL, encryption_key_id = NULL, text_body = NULL, html_body = NULL WHERE id = $1', [queued.id]);
+  const rotating = parseKeyring(`test-1:${app.ctx.keyring.keys.get('test-1')!.toString('base64')},test-2:${generateKey()}`);
+  const running = resealSecrets(app.ctx.db, rotating, { clock: app.ctx.clock, meta: { ip: null, userAgent: null } });
+  await waitForLockWaiters(other, 1);
+  await other.query('COMMIT');
+  t.same((await running).mailBodies, { resealed: 0, skipped: 1, failed: 0 });
+  const [row] = (await rawOutbox(app)).filter((r) => r.id === queued.id);
+  t.match(row, NO_BODY, 'the sent row holds no body');
 });

@@ -5,7 +5,9 @@ import { buildApp } from '../../src/app.js';
 import { openDatabase } from '../../src/db/client.js';
 import { generateKey, parseKeyring, SecretBoxError } from '../../src/lib/secret-box.js';
 import { openTotpSecret, sealTotpSecret } from '../../src/modules/mfa/totp-secret.js';
+import { resealSecrets } from '../../src/modules/mfa/key-rotation.js';
 import { buildTestApp } from '../helpers/app.js';
+import { openClient, waitForLockWaiters } from '../helpers/row-locks.js';
 import { api } from '../helpers/http.js';
 import { createUser, currentTotp } from '../helpers/factories.js';
 import { challengeFor, enrolAtLogin } from '../integration/mfa/helpers.js';
@@ -90,4 +92,38 @@ t.test('rotate-encryption-key re-seals TOTP secrets and signing keys; the old ke
   const failedReport = JSON.parse((failed as { stdout: string }).stdout);
   t.equal(failedReport.totpFactors.failed, 2);
   t.same([...new Set(failedReport.failures.map((f: { reason: string }) => f.reason))], ['unknown_key_id']);
+});
+
+t.test('a TOTP secret replaced while the rotation waits for its row is skipped, not overwritten with the one read before (mutation review, session 21)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app);
+  const factor = await app.ctx.db.totpFactor.findFirstOrThrow({ where: { userId: user.id } });
+  // Another transaction writes a new secret (under the same key) and holds the row until the rotation waits for it.
+  const newer = 'KRUGS4ZANFZSAYJAON2XAZLSEBZWKY3S';
+  const sealed = sealTotpSecret(app.ctx.keyring, user.id, newer);
+  const other = await openClient(t, databaseUrl);
+  await other.query('BEGIN');
+  await other.query('UPDATE totp_factors SET secret_ciphertext = $1, encryption_key_id = $2 WHERE id = $3', [sealed.secretCiphertext, sealed.encryptionKeyId, factor.id]);
+  const rotating = parseKeyring(`test-1:${app.ctx.keyring.keys.get('test-1')!.toString('base64')},test-2:${generateKey()}`);
+  const running = resealSecrets(app.ctx.db, rotating, { clock: app.ctx.clock, meta: { ip: null, userAgent: null } });
+  await waitForLockWaiters(other, 1);
+  await other.query('COMMIT');
+  t.same((await running).totpFactors, { resealed: 0, skipped: 1, failed: 0 }, 'skipped (a second run picks it up)');
+  const res = await api(app)({ url: '/v1/auth/login/mfa', body: { challengeToken: await challengeFor(app, user.id, 'mfa'), code: currentTotp(app, newer) } });
+  t.equal(res.status, 200, 'the secret written meanwhile is the one that counts');
+});
+
+t.test('a second run re-seals nothing: TOTP secrets, signing keys and mail bodies are all under the current key (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  await createUser(app.ctx.db, app);
+  const rotating = parseKeyring(`test-1:${app.ctx.keyring.keys.get('test-1')!.toString('base64')},test-2:${generateKey()}`);
+  const run = { clock: app.ctx.clock, meta: { ip: null, userAgent: null } };
+  const first = await resealSecrets(app.ctx.db, rotating, run);
+  t.same(first.totpFactors, { resealed: 1, skipped: 0, failed: 0 });
+  t.ok(first.signingKeys.resealed >= 1);
+  const nothing = { resealed: 0, skipped: 0, failed: 0 };
+  const again = await resealSecrets(app.ctx.db, rotating, run);
+  t.same(again.totpFactors, nothing, 'TOTP secrets: nothing left');
+  t.same(again.signingKeys, nothing, 'signing keys: nothing left (the old key can go)');
+  t.same(again.failures, []);
 });

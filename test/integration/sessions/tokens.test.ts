@@ -12,6 +12,7 @@ import {
   rotateSigningKey,
 } from '../../../src/modules/sessions/signing-keys.js';
 import { buildTestApp } from '../../helpers/app.js';
+import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { issueSession } from '../../../src/modules/sessions/sessions.service.js';
@@ -348,4 +349,18 @@ t.test('a second staged rotation soon after the first keeps the retired key whil
   t.same(second.deleted, [], 'no key whose tokens may still be alive is deleted');
   t.ok(app.ctx.signer.publicJwks().some((k) => k.kid === oldKid), 'the retired key stays published');
   t.equal((await api(app)({ url: '/v1/me', token: old.accessToken })).status, 200, 'its unexpired token still works');
+});
+
+t.test('two rotations at once are serialised: the later one also retires the key the earlier one added (mutation review, session 21)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  // A transaction holding the signing key's row makes both rotations reach it before either commits.
+  const other = await openClient(t, databaseUrl);
+  await other.query('BEGIN');
+  await other.query('SELECT kid FROM signing_keys FOR UPDATE');
+  const both = Promise.all([rotateSigningKey(app.ctx), rotateSigningKey(app.ctx)]);
+  await waitForLockWaiters(other, 2);
+  await other.query('COMMIT');
+  const [a, b] = await both;
+  t.ok(b.retired.includes(a.kid) || a.retired.includes(b.kid), 'the later one saw the earlier one\'s key');
+  t.equal(await app.ctx.db.signingKey.count({ where: { retiredAt: null } }), 1, 'one key signs next, not two');
 });

@@ -59,3 +59,12 @@ t.test('erase-support-user: a blocked former support employee is erased; an acti
   t.match(customer.stderr, 'refused: not_support_staff');
   t.equal(await w.db.user.count({ where: { email: { in: ['still@shop.test', 'gone@alpha.test'] } } }), 2);
 });
+
+t.test('withdraw-support-invitation refuses a blocked support user who had activated: blocked, not deleted (mutation review, session 21)', async (t) => {
+  const w = await staffWorld(t);
+  const former = await w.support('former@shop.test', { status: 'BLOCKED' });
+  const run = await w.run('withdraw-support-invitation', '--email', 'former@shop.test');
+  t.equal(run.code, 1, run.stderr);
+  t.match(run.stderr, 'refused: already_activated');
+  t.equal(await w.db.user.count({ where: { id: former.user.id } }), 1, 'the account and its history stay (erase-support-user is the way)');
+});

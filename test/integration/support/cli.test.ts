@@ -145,3 +145,12 @@ t.test('generate-encryption-key: two default keys of one day make a keyring the 
   t.equal(keyring.keys.size, 3);
   t.match([...keyring.keys.keys()], [/^k\d{8}-[0-9a-f]{6}$/, /^k\d{8}-[0-9a-f]{6}$/, 'ops.2026-11_a']);
 });
+
+t.test('no command is a usage error (exit 2), the usage on stdout; an unknown command too (mutation review, session 21)', async (t) => {
+  const env = { DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none', ENCRYPTION_KEYS: `cli-1:${generateKey()}` };
+  const [none, unknown] = await cliInTurn([() => cli([], env), () => cli(['rotate-keys'], env)]);
+  t.equal(none.code, 2, 'a script that lost its command name does not see success');
+  t.match(none.stdout, 'usage: npm run cli -- <command> [options]');
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, 'unknown command "rotate-keys"');
+});
