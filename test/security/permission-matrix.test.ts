@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import type { UserStatus } from '../../src/generated/prisma/enums.js';
 import { adminWorld, type AdminWorld } from '../integration/organization/helpers.js';
+import { openClient, waitForLockWaiters } from '../helpers/row-locks.js';
 
 /**
  * The permission matrix through HTTP: every administration and support route × who calls it
@@ -211,4 +212,22 @@ t.test('a demoted or blocked administrator loses access at once, whatever the to
   t.equal(res.status, 403);
   const block = await w.request({ method: 'POST', url: `/v1/organization/users/${w.adminA.user.id}/block`, token: secondToken });
   t.equal(block.status, 403, 'the stored roles decide, not the token');
+});
+
+t.test('an administrator blocked while their request waits for the organisation lock is refused, and nothing changes (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const second = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const secondToken = await w.tokenFor(second.user);
+  const jon = await w.member(w.orgA.id, { name: 'Jon Doe' });
+  // A concurrent block holds the organisation row (as every administrative change does) and commits while the rename waits.
+  const holder = await openClient(t, w.databaseUrl);
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE', [w.orgA.id]);
+  const rename = w.request({ method: 'PATCH', url: `/v1/organization/users/${jon.user.id}`, token: secondToken, body: { name: 'Renamed By Blocked' } });
+  await waitForLockWaiters(holder);
+  await holder.query("UPDATE users SET status = 'BLOCKED' WHERE id = $1", [second.user.id]);
+  await holder.query('COMMIT');
+  const res = await rename;
+  t.same([res.status, res.body.code], [401, 'unauthenticated'], 'the acting user is read again under the lock');
+  t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).name, 'Jon Doe');
 });

@@ -229,3 +229,55 @@ t.test('two confirmations at once: exactly one changes the address', async (t) =
   t.equal((await auditOf(w.app, 'user.email_changed', jon.user.id)).length, 1);
   t.equal((await mailsTo(w.app, 'jon@alpha.test')).filter((m) => m.template === 'email_changed').length, 1);
 });
+
+t.test('the link works for 24 hours: after that link_expired, nothing changes, and no change is pending any more (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const { app, clock } = w;
+  const jon = await signedInMember(w);
+  t.equal((await ask(w, jon.token, { email: 'late@new.test', password: jon.password })).status, 202);
+  const token = await linkTo(w, 'late@new.test');
+  clock.advance(24 * 3600 - 1);
+  const before = await w.request({ url: '/v1/me/email', token: await w.tokenFor(jon.user) });
+  t.equal(before.body.pending?.email, 'late@new.test', 'pending until the last second');
+  clock.advance(1);
+  t.same((await w.request({ url: '/v1/me/email', token: await w.tokenFor(jon.user) })).body, { pending: null }, 'an expired change is not pending');
+  const late = await confirm(w, token);
+  t.same([late.status, late.body.code], [410, 'link_expired']);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test');
+});
+
+t.test('a link opened a second time answers link_used with linkState used: the address was changed with it (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  await ask(w, jon.token, { email: 'twice@new.test', password: jon.password });
+  const token = await linkTo(w, 'twice@new.test');
+  t.equal((await confirm(w, token)).status, 200);
+  const again = await confirm(w, token);
+  t.equal(again.status, 410);
+  t.match(again.body, { code: 'link_used', linkState: 'used' }, 'not "replaced": the page tells the holder to sign in with the new address');
+});
+
+t.test('the request budget is a full hour: a fourth request 59:59 after the first is still refused (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  for (const n of [1, 2, 3]) t.equal((await ask(w, jon.token, { email: `hour${n}@new.test`, password: jon.password })).status, 202);
+  w.clock.advance(3599);
+  const fourth = await ask(w, await w.tokenFor(jon.user), { email: 'hour4@new.test', password: jon.password });
+  t.equal(fourth.status, 429);
+  t.equal(fourth.headers['retry-after'], '1');
+  t.same(await mailsTo(w.app, 'hour4@new.test'), []);
+});
+
+t.test('a confirmed change voids the MFA reset link support sent to the old address (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const jon = await signedInMember(w);
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/mfa-reset-request`, token: support.token })).status, 202);
+  const mfaReset = tokenFromLink((await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'mfa_reset_confirm').at(-1)!.textBody, '/confirm-mfa-reset');
+  await ask(w, jon.token, { email: 'jon@moved.test', password: jon.password });
+  t.equal((await confirm(w, await linkTo(w, 'jon@moved.test'))).status, 200);
+  const stale = await request({ url: '/v1/mfa-reset/confirm', body: { token: mfaReset } });
+  t.equal(stale.status, 410, 'the link in the mailbox the account left no longer works');
+  t.equal(stale.body.code, 'link_used');
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: jon.user.id, status: 'ACTIVE' } }), 1, 'the authenticator stays');
+});

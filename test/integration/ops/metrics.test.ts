@@ -1,3 +1,4 @@
+import pg from 'pg';
 import t from 'tap';
 import { recordAudit } from '../../../src/modules/audit/audit.service.js';
 import { buildTestApp } from '../../helpers/app.js';
@@ -116,4 +117,45 @@ t.test('/metrics is in the OpenAPI document as text/plain with the optional toke
   t.ok(op.responses['401']);
   t.same(op.security, [{}, { metricsToken: [] }]);
   t.ok(doc.components.securitySchemes.metricsToken);
+});
+
+t.test('a scrape whose outbox query is blocked answers after the outbox timeout, the outbox gauges marked stale (mutation review, session 21)', async (t) => {
+  const { app, databaseUrl } = await buildTestApp(t);
+  const request = api(app);
+  t.equal(value((await request({ url: '/metrics' })).raw, 'webshop_auth_mail_outbox_scrape_ok'), 1);
+  // A migration or a vacuum full holding the table: the query waits (up to DATABASE_QUERY_TIMEOUT_MS, 10 s).
+  const locker = new pg.Client({ connectionString: databaseUrl });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE mail_outbox IN ACCESS EXCLUSIVE MODE');
+  const started = Date.now();
+  const scrape = await request({ url: '/metrics' });
+  const took = Date.now() - started;
+  await locker.query('ROLLBACK');
+  t.equal(scrape.status, 200);
+  t.ok(took < 3000, `answered after ${took} ms`);
+  t.equal(value(scrape.raw, 'webshop_auth_mail_outbox_scrape_ok'), 0);
+});
+
+t.test('db_pool_connections: connections checked out count as in_use, not idle (mutation review, session 21)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const held = await Promise.all(Array.from({ length: 5 }, () => app.ctx.pool.connect()));
+  let body: string;
+  try {
+    body = (await api(app)({ url: '/metrics' })).raw;
+  } finally {
+    for (const client of held) client.release();
+  }
+  t.equal(value(body, 'webshop_auth_db_pool_connections{state="total"}'), 5);
+  t.equal(value(body, 'webshop_auth_db_pool_connections{state="in_use"}'), 5, 'all five held');
+  t.equal(value(body, 'webshop_auth_db_pool_connections{state="idle"}'), 0);
+});
+
+t.test('METRICS_TOKEN: the scheme name is case-insensitive, the token is not (mutation review, session 21)', async (t) => {
+  const token = 'metrics-token-0123456789abcdef';
+  const { app } = await buildTestApp(t, { METRICS_TOKEN: token });
+  const request = api(app);
+  t.equal((await request({ url: '/metrics', headers: { authorization: `bearer ${token}` } })).status, 200, 'RFC 9110: bearer = Bearer');
+  t.equal((await request({ url: '/metrics', headers: { authorization: `Bearer ${token.toUpperCase()}` } })).status, 401);
 });

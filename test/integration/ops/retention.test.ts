@@ -235,3 +235,21 @@ t.test('a live session older than RETENTION_DAYS keeps its rotated refresh token
   t.equal(reuse.body.code, 'refresh_token_reused', 'the first token, two days old, is still known as rotated');
   t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: current } })).status, 401, 'and its reuse ended the family');
 });
+
+t.test('the sweep comes again every RETENTION_SWEEP_INTERVAL_SECONDS, not only once after the start (mutation review, session 21)', async (t) => {
+  const { app, clock } = await buildTestApp(t, { RETENTION_SWEEP_INTERVAL_SECONDS: '1', RETENTION_DAYS: '1' });
+  const request = api(app);
+  const purged = async () => Number(/retention_purged_total\{table="sessions"\} (\d+)/.exec((await request({ url: '/metrics' })).raw)?.[1] ?? 0);
+  for (const expected of [1, 2]) {
+    const u = await createUser(app.ctx.db, app, {});
+    const session = await signIn(app, u.user);
+    t.equal((await request({ method: 'POST', url: '/v1/auth/logout', token: session.accessToken })).status, 204);
+    clock.advance(2 * DAY);
+    let count = await purged();
+    for (let i = 0; i < 50 && count < expected; i++) {
+      await sleep(100);
+      count = await purged();
+    }
+    t.equal(count, expected, `sweep ${expected} deleted the session ended before it`);
+  }
+});

@@ -70,3 +70,34 @@ t.test('support lifts a code-entry lock; the refusals', async (t) => {
   const tokens = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: await challengeFor(app, ann.user.id, 'mfa'), code: currentTotp(app, ann.totpSecret!) } });
   t.equal(tokens.status, 200, 'the code is taken at once');
 });
+
+t.test('locks that have run out are no locks any more: 409 not_locked, nothing audited (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, clock } = w;
+  const jon = await w.member(w.orgA.id);
+  for (let i = 1; i <= 10; i++) await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: `wrong password ${i} z` } });
+  for (let round = 0; round < 2; round++) {
+    const challengeToken = await challengeFor(app, jon.user.id, 'mfa');
+    for (let i = 0; i < 5; i++) await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, jon.totpSecret!) } });
+  }
+  const view = (await request({ url: `/v1/organization/users/${jon.user.id}`, token: w.adminA.token })).body.signInLock;
+  t.ok(view.passwordLockedUntil && view.codeLockedUntil, 'both locks run');
+  clock.advance(15 * 60);
+  const res = await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unlock`, token: await w.tokenFor(w.adminA.user) });
+  t.same([res.status, res.body.code], [409, 'not_locked']);
+  t.same(await auditOf(app, 'user.unlocked', jon.user.id), []);
+});
+
+t.test('lifting the code-entry lock leaves the count of wrong passwords alone (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const ann = await w.member(w.orgB.id);
+  for (let i = 1; i <= 5; i++) await request({ url: '/v1/auth/login', body: { email: ann.user.email, password: `wrong password ${i} q` } });
+  for (let round = 0; round < 2; round++) {
+    const challengeToken = await challengeFor(app, ann.user.id, 'mfa');
+    for (let i = 0; i < 5; i++) await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, ann.totpSecret!) } });
+  }
+  const res = await request({ method: 'POST', url: `/v1/support/users/${ann.user.id}/unlock`, token: support.token });
+  t.equal(res.status, 200);
+  t.match(res.body.signInLock, { failedPasswordAttempts: 5, passwordLockedUntil: null, codeLockedUntil: null }, 'only the running lock is lifted');
+});

@@ -321,3 +321,20 @@ t.test('last administrator: two admins demoting each other at once leave exactly
   const admins = await app.ctx.db.user.count({ where: { organizationId: w.orgA.id, roles: { has: 'CUSTOMER_ADMIN' } } });
   t.equal(admins, 1, 'the organisation keeps one administrator');
 });
+
+t.test('pages through users of the same name: none skipped, none twice (mutation review, session 21)', async (t) => {
+  const w = await adminWorld(t);
+  for (let i = 0; i < 3; i++) await w.member(w.orgA.id, { name: 'Sam Same', email: `same${i}@alpha.test` });
+  const all = await w.request({ url: '/v1/organization/users', token: w.adminA.token });
+  t.equal(all.body.items.length, 4);
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : '';
+    const res = await w.request<{ items: { id: string }[]; nextCursor: string | null }>({ url: `/v1/organization/users?limit=2${query}`, token: w.adminA.token });
+    t.equal(res.status, 200);
+    seen.push(...res.body.items.map((u) => u.id));
+    cursor = res.body.nextCursor;
+  } while (cursor && seen.length < 10);
+  t.same(seen, all.body.items.map((u: { id: string }) => u.id), 'every user once, in the order of the full list');
+});

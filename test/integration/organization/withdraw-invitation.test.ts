@@ -182,3 +182,14 @@ t.test('the last administrator is not withdrawn, invited or not: support appoint
   t.equal(appointed.status, 201);
   t.equal((await request({ method: 'DELETE', url: `/v1/support/users/${successorId}`, token: support.token })).status, 204);
 });
+
+t.test("a withdrawal cancels the invitation's mail only, not another account's mail to the same address (mutation review, session 21)", async (t) => {
+  const w = await adminWorld(t);
+  const invitee = await invite(w, w.adminB.token, 'wanted@beta.test');
+  // A user of organisation A asks to move to that address: the confirmation mail waits in the outbox.
+  const jon = await w.member(w.orgA.id, { email: 'jon@alpha.test' });
+  const asked = await w.request({ url: '/v1/me/email', token: await w.tokenFor(jon.user), body: { email: 'wanted@beta.test', password: jon.password } });
+  t.equal(asked.status, 202);
+  t.equal((await withdraw(w, w.adminB.token, invitee.id)).status, 204);
+  t.same((await mailsTo(w.app, 'wanted@beta.test')).map((m) => m.template), ['email_change_confirm'], "the invitation's mail went, Jon's stays");
+});

@@ -4,7 +4,7 @@ import t from 'tap';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { cli, cliEnv, cliInTurn } from '../../helpers/cli.js';
-import { ADMIN_URL, urlFor } from '../../helpers/database.js';
+import { ADMIN_URL, createTestDatabase, urlFor } from '../../helpers/database.js';
 import { api } from '../../helpers/http.js';
 
 t.test('create-support-user prints a working activation link; create-organization too', async (t) => {
@@ -153,4 +153,20 @@ t.test('no command is a usage error (exit 2), the usage on stdout; an unknown co
   t.match(none.stdout, 'usage: npm run cli -- <command> [options]');
   t.equal(unknown.code, 2);
   t.match(unknown.stderr, 'unknown command "rotate-keys"');
+});
+
+t.test('one migration short (the newest failed and was rolled back): a command still refuses, naming it (mutation review, session 21)', async (t) => {
+  const { url } = await createTestDatabase(t);
+  const owner = new pg.Client({ connectionString: url });
+  await owner.connect();
+  // As a failed run of this service leaves the newest migration: rolled back, never finished.
+  const { rows } = await owner.query<{ migration_name: string }>(
+    `UPDATE "_prisma_migrations" SET finished_at = NULL, rolled_back_at = now()
+      WHERE migration_name = (SELECT max(migration_name) FROM "_prisma_migrations") RETURNING migration_name`,
+  );
+  await owner.end();
+  const newest = rows[0]!.migration_name;
+  const refused = await cli(['create-support-user', '--email', 'first@shop.test', '--name', 'First Support'], cliEnv(url));
+  t.equal(refused.code, 78, refused.stderr);
+  t.match(refused.stderr, `not migrated for this version (1 pending, the first ${newest})`);
 });
