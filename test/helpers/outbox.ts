@@ -3,6 +3,7 @@ import type { AppContext } from '../../src/context.js';
 import type { MailOutbox, Prisma } from '../../src/generated/prisma/client.js';
 import type { Keyring } from '../../src/lib/secret-box.js';
 import { readMailBody } from '../../src/modules/mail/mail-body.js';
+import type { MailTransport } from '../../src/modules/mail/mail.transport.js';
 
 /**
  * The one way tests read mail from the outbox (`mail_outbox`): the rows as stored, with the bodies as
@@ -52,4 +53,11 @@ function bodyGone(rest: Omit<MailOutbox, 'textBody' | 'htmlBody'>): OutboxMail {
   Object.defineProperty(mail, 'textBody', { get: gone, enumerable: false });
   Object.defineProperty(mail, 'htmlBody', { get: gone, enumerable: false });
   return mail;
+}
+
+/** A transport whose send never ends (a worker holding its claim for good); `claimed` resolves at its first send. */
+export function hangingTransport(): { transport: MailTransport; claimed: Promise<void> } {
+  let claim!: () => void;
+  const claimed = new Promise<void>((resolve) => (claim = resolve));
+  return { transport: { kind: 'hang', send: () => (claim(), new Promise<void>(() => undefined)), close: async () => {} }, claimed };
 }

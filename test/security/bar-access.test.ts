@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/client.js';
@@ -40,7 +40,8 @@ const PUBLIC_OPERATIONS = [
   'POST /v1/password/reset',
 ];
 
-t.test('a route that declares no access is refused when it is added', async (t) => {
+/** The real app built but not ready yet, so that a test can still add routes to it. */
+async function unreadyApp(t: Test) {
   const { url } = await createTestDatabase(t);
   const database = openDatabase(url, { max: 2 });
   t.teardown(() => database.close());
@@ -52,6 +53,11 @@ t.test('a route that declares no access is refused when it is added', async (t) 
     logger: pino({ level: 'silent' }),
   });
   t.teardown(() => app.close());
+  return app;
+}
+
+t.test('a route that declares no access is refused when it is added', async (t) => {
+  const app = await unreadyApp(t);
 
   t.throws(() => app.get('/v1/forgotten-access', async () => ({ secret: 'data' })), UndeclaredRouteAccessError, 'no config.access: refused');
   t.throws(
@@ -73,17 +79,7 @@ t.test('a route that declares no access is refused when it is added', async (t) 
 
 /** route-access.ts exempts the docs UI (/docs, /docs/...) and @fastify/cors's OPTIONS * route only; standard-responses.ts requires an operationId. */
 t.test('only the docs UI and the CORS preflight route go without access; a route named like them is refused, and so is one without an operationId (mutation review, session 21)', async (t) => {
-  const { url } = await createTestDatabase(t);
-  const database = openDatabase(url, { max: 2 });
-  t.teardown(() => database.close());
-  const app = await buildApp({
-    config: loadConfig({ ...TEST_ENV, DATABASE_URL: url }),
-    database,
-    keyring: parseKeyring(`k:${generateKey()}`),
-    clock: fakeClock(),
-    logger: pino({ level: 'silent' }),
-  });
-  t.teardown(() => app.close());
+  const app = await unreadyApp(t);
   const schema = (operationId: string) => ({ schema: { operationId, tags: ['test'], summary: 'test route' } });
 
   t.throws(() => app.get('/docs-export', schema('docsExport'), async () => ({ secret: 'data' })), UndeclaredRouteAccessError, '/docs-export is no docs route');

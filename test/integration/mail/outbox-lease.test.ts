@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { AppContext } from '../../../src/context.js';
 import { buildTestApp } from '../../helpers/app.js';
+import { hangingTransport } from '../../helpers/outbox.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { enqueueMail } from '../../../src/modules/mail/mail.service.js';
 import { deliverDueMail, MAIL_LEASE_SECONDS, MARK_SENT_TRIES } from '../../../src/modules/mail/mail.worker.js';
@@ -86,23 +87,28 @@ t.test('a batch slowed by SMTP timeouts past the lease: a second instance runnin
   t.equal(await ctx.db.mailOutbox.count({ where: { sentAt: null } }), 0, 'and is marked sent');
 });
 
+/**
+ * Inside worker A's send: A's lease runs out, and worker B claims the row and hangs in its own send
+ * (holding the claim for the rest of the test).
+ */
+async function outlastLease(ctx: AppContext, clock: { advance(seconds: number): void }): Promise<void> {
+  clock.advance(MAIL_LEASE_SECONDS + 1);
+  const b = hangingTransport();
+  void deliverDueMail(ctx, b.transport, 1);
+  await b.claimed;
+}
+
 t.test('a worker whose claim was taken over writes nothing to the row: its failure does not release the new claim', async (t) => {
   const sink = await startSmtpSink(t);
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
   await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
 
-  let claimedByB!: () => void;
-  const bClaimed = new Promise<void>((resolve) => (claimedByB = resolve));
-  // B claims the row and then hangs in its send (it holds the claim for the whole test).
-  const hanging: MailTransport = { kind: 'hang', send: () => (claimedByB(), new Promise<void>(() => undefined)), close: async () => {} };
   // A's send outlasts its lease; B takes the row over; then A's send fails.
   const outlasting: MailTransport = {
     kind: 'smtp',
     async send() {
-      clock.advance(MAIL_LEASE_SECONDS + 1);
-      void deliverDueMail(ctx, hanging, 1);
-      await bClaimed;
+      await outlastLease(ctx, clock);
       throw Object.assign(new Error('Timeout'), { code: 'ETIMEDOUT' });
     },
     async close() {},
@@ -159,16 +165,11 @@ t.test('a worker whose claim was taken over gives nothing up: a recipient refuse
   const ctx = app.ctx;
   await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
 
-  let claimedByB!: () => void;
-  const bClaimed = new Promise<void>((resolve) => (claimedByB = resolve));
-  const hanging: MailTransport = { kind: 'hang', send: () => (claimedByB(), new Promise<void>(() => undefined)), close: async () => {} };
   // A's send outlasts its lease; B takes the row over; then the server refuses A's recipient for good.
   const refusedLate: MailTransport = {
     kind: 'smtp',
     async send(mail) {
-      clock.advance(MAIL_LEASE_SECONDS + 1);
-      void deliverDueMail(ctx, hanging, 1);
-      await bClaimed;
+      await outlastLease(ctx, clock);
       sink.refuseRecipient('taken@example.test');
       await ctx.mailTransport.send(mail);
     },

@@ -9,6 +9,7 @@ import { PASSWORD_RESET_TTL_SECONDS } from '../../../src/modules/password/passwo
 import { MFA_RESET_TTL_SECONDS } from '../../../src/modules/support/mfa-reset.service.js';
 import { inviteUser, tokenFromLink } from '../../helpers/accounts.js';
 import { api } from '../../helpers/http.js';
+import { hangingTransport } from '../../helpers/outbox.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { enqueueMail, buildLink } from '../../../src/modules/mail/mail.service.js';
 import { deliverDueMail, retryDelaySeconds, startMailWorker } from '../../../src/modules/mail/mail.worker.js';
@@ -350,11 +351,9 @@ t.test('a claimed mail is held for its whole 10-minute lease, well past the tran
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
   await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'held@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'H' } }));
-  let claimed!: () => void;
-  const inHand = new Promise<void>((resolve) => (claimed = resolve));
-  const hanging: MailTransport = { kind: 'hang', send: () => (claimed(), new Promise<void>(() => undefined)), close: async () => {} };
-  void deliverDueMail(ctx, hanging, 10);
-  await inHand;
+  const hanging = hangingTransport();
+  void deliverDueMail(ctx, hanging.transport, 10);
+  await hanging.claimed;
   clock.advance(10 * 60 - 1);
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 0, sent: 0, failed: 0 }, 'still held a second before the lease ends');
   clock.advance(1);

@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { TEST_ENCRYPTION_KEYS } from '../../helpers/keys.js';
+import { spawnServer } from '../../helpers/server-process.js';
 import { createTestDatabase, urlFor } from '../../helpers/database.js';
 import { withAdmin } from '../../../scripts/pg-admin.js';
 
@@ -18,24 +17,14 @@ import { withAdmin } from '../../../scripts/pg-admin.js';
 
 type Started = { code: number | null; stderr: string; readyz?: number };
 
-/** Starts `src/server.ts` as the image does; answers its /readyz once it listens, then stops it. */
+/**
+ * Starts `src/server.ts` as the image does; once it listens, asks /readyz as a load balancer would
+ * (again every 200 ms while it answers 503, for up to 10 s: a loaded CI machine once saw one 503
+ * right at the start), then stops it.
+ */
 function startServer(t: Test, env: Record<string, string>): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      cwd: new URL('../../../', import.meta.url),
-      env: {
-        PATH: process.env.PATH ?? '',
-        NODE_ENV: 'test',
-        LOG_LEVEL: 'info',
-        PORT: '0',
-        ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-        APP_BASE_URL: 'https://shop.example.test',
-        MAIL_WORKER_ENABLED: 'false',
-        RETENTION_SWEEP_INTERVAL_SECONDS: '0',
-        ...env,
-      },
-    });
-    t.teardown(() => void child.kill('SIGKILL'));
+    const child = spawnServer(t, env);
     let stdout = '';
     let stderr = '';
     let readyz: number | undefined;
@@ -45,9 +34,16 @@ function startServer(t: Test, env: Record<string, string>): Promise<Started> {
       const listening = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(stdout);
       if (listening && readyz === undefined) {
         readyz = 0;
-        fetch(`${listening[1]}/readyz`).then(
-          (res) => {
-            readyz = res.status;
+        const ask = async (): Promise<number> => {
+          for (let tries = 1; ; tries++) {
+            const status = (await fetch(`${listening[1]}/readyz`)).status;
+            if (status !== 503 || tries === 50) return status;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        };
+        ask().then(
+          (status) => {
+            readyz = status;
             child.kill('SIGTERM');
           },
           reject,
