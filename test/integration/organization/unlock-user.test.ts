@@ -3,6 +3,22 @@ import { currentTotp, wrongCode } from '../../helpers/factories.js';
 import { challengeFor } from '../mfa/helpers.js';
 import { adminWorld, auditOf } from './helpers.js';
 
+type World = Awaited<ReturnType<typeof adminWorld>>;
+type Member = Awaited<ReturnType<World['member']>>;
+
+/** `count` wrong passwords for `who`, each different (`tag` keeps them apart from another run's). */
+async function wrongPasswords(w: World, who: Member, count: number, tag: string): Promise<void> {
+  for (let i = 1; i <= count; i++) await w.request({ url: '/v1/auth/login', body: { email: who.user.email, password: `wrong password ${i} ${tag}` } });
+}
+
+/** Ten wrong codes over two login challenges (five each, a challenge's cap): code entry locks. */
+async function lockCodeEntry(w: World, who: Member): Promise<void> {
+  for (let round = 0; round < 2; round++) {
+    const challengeToken = await challengeFor(w.app, who.user.id, 'mfa');
+    for (let i = 0; i < 5; i++) await w.request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(w.app, who.totpSecret!) } });
+  }
+}
+
 t.test('“I cannot sign in”: the administrator sees the password lock, lifts it, and the user signs in at once', async (t) => {
   const w = await adminWorld(t);
   const { request, app, adminA, clock } = w;
@@ -10,7 +26,7 @@ t.test('“I cannot sign in”: the administrator sees the password lock, lifts 
   const view = async () => (await request({ url: `/v1/organization/users/${jon.user.id}`, token: adminA.token })).body;
   t.same((await view()).signInLock, { failedPasswordAttempts: 0, passwordLockedUntil: null, failedCodeAttempts: 0, codeLockedUntil: null });
 
-  for (let i = 1; i <= 10; i++) await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: `wrong password ${i} x` } });
+  await wrongPasswords(w, jon, 10, 'x');
   const locked = await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } });
   t.equal(locked.body.code, 'account_locked', 'the right password meets the lock');
   const lockView = (await view()).signInLock;
@@ -31,7 +47,7 @@ t.test('“I cannot sign in”: the administrator sees the password lock, lifts 
   t.equal((await auditOf(app, 'user.unlocked', jon.user.id)).length, 1);
 
   // Someone keeps guessing before the user is back: the next lock lasts twice as long (the number of locks was kept).
-  for (let i = 1; i <= 10; i++) await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: `wrong password ${i} y` } });
+  await wrongPasswords(w, jon, 10, 'y');
   t.equal((await view()).signInLock.passwordLockedUntil, new Date(clock.now().getTime() + 30 * 60_000).toISOString(), 'the second lock: 30 min');
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unlock`, token: adminA.token })).status, 200);
   const step = await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } });
@@ -42,10 +58,7 @@ t.test('support lifts a code-entry lock; the refusals', async (t) => {
   const w = await adminWorld(t);
   const { request, app, adminA, support } = w;
   const ann = await w.member(w.orgB.id);
-  for (let round = 0; round < 2; round++) {
-    const challengeToken = await challengeFor(app, ann.user.id, 'mfa');
-    for (let i = 0; i < 5; i++) await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, ann.totpSecret!) } });
-  }
+  await lockCodeEntry(w, ann);
   const refusedCode = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: await challengeFor(app, ann.user.id, 'mfa'), code: currentTotp(app, ann.totpSecret!) } });
   t.equal(refusedCode.status, 423, 'code entry is locked');
   const lookedUp = await request({ url: `/v1/support/users?email=${encodeURIComponent(ann.user.email)}`, token: support.token });
@@ -75,11 +88,8 @@ t.test('locks that have run out are no locks any more: 409 not_locked, nothing a
   const w = await adminWorld(t);
   const { request, app, clock } = w;
   const jon = await w.member(w.orgA.id);
-  for (let i = 1; i <= 10; i++) await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: `wrong password ${i} z` } });
-  for (let round = 0; round < 2; round++) {
-    const challengeToken = await challengeFor(app, jon.user.id, 'mfa');
-    for (let i = 0; i < 5; i++) await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, jon.totpSecret!) } });
-  }
+  await wrongPasswords(w, jon, 10, 'z');
+  await lockCodeEntry(w, jon);
   const view = (await request({ url: `/v1/organization/users/${jon.user.id}`, token: w.adminA.token })).body.signInLock;
   t.ok(view.passwordLockedUntil && view.codeLockedUntil, 'both locks run');
   clock.advance(15 * 60);
@@ -92,11 +102,8 @@ t.test('lifting the code-entry lock leaves the count of wrong passwords alone (m
   const w = await adminWorld(t);
   const { request, app, support } = w;
   const ann = await w.member(w.orgB.id);
-  for (let i = 1; i <= 5; i++) await request({ url: '/v1/auth/login', body: { email: ann.user.email, password: `wrong password ${i} q` } });
-  for (let round = 0; round < 2; round++) {
-    const challengeToken = await challengeFor(app, ann.user.id, 'mfa');
-    for (let i = 0; i < 5; i++) await request({ url: '/v1/auth/login/mfa', body: { challengeToken, code: wrongCode(app, ann.totpSecret!) } });
-  }
+  await wrongPasswords(w, ann, 5, 'q');
+  await lockCodeEntry(w, ann);
   const res = await request({ method: 'POST', url: `/v1/support/users/${ann.user.id}/unlock`, token: support.token });
   t.equal(res.status, 200);
   t.match(res.body.signInLock, { failedPasswordAttempts: 5, passwordLockedUntil: null, codeLockedUntil: null }, 'only the running lock is lifted');
