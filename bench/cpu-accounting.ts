@@ -33,17 +33,21 @@ const read = (path: string): string | null => {
   }
 };
 
-/** Threads of a process whose nice value is above its main thread's: the lowered hashing threads. */
-export function loweredThreads(pid: number): number {
-  const main = read(`/proc/${pid}/stat`);
-  if (!main) return 0;
-  const own = parseStat(main).nice;
-  let lowered = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+type ThreadCpu = { tid: number; cpu: number; system: number; lowered: boolean };
+
+/** Each thread of a process: its CPU so far, and whether its nice value is above the main thread's (a lowered hashing thread). */
+function threadsOf(pid: number): ThreadCpu[] {
+  const stats = readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
     const text = read(`/proc/${pid}/task/${tid}/stat`);
-    if (text && parseStat(text).nice > own) lowered++;
-  }
-  return lowered;
+    return text ? [{ tid: Number(tid), ...parseStat(text) }] : [];
+  });
+  const own = stats.find((s) => s.tid === pid)?.nice ?? 0;
+  return stats.map(({ tid, cpu, system, nice }) => ({ tid, cpu, system, lowered: nice > own }));
+}
+
+/** How many threads of a process run below its main thread's priority: the lowered hashing threads. */
+export function loweredThreads(pid: number): number {
+  return threadsOf(pid).filter((thread) => thread.lowered).length;
 }
 
 /** CPU seconds (user + system, all threads) a process has used so far. */
@@ -79,15 +83,12 @@ export function cpuSnapshot(serverPid: number): CpuSnapshot {
   let eventLoopKernel = NaN;
   let hashing = 0;
   let otherThreads = 0;
-  for (const tid of readdirSync(`/proc/${serverPid}/task`)) {
-    const text = read(`/proc/${serverPid}/task/${tid}/stat`);
-    if (!text) continue;
-    const { cpu, system, nice } = parseStat(text);
-    if (Number(tid) === serverPid) {
+  for (const { tid, cpu, system, lowered } of threadsOf(serverPid)) {
+    if (tid === serverPid) {
       eventLoop = cpu;
       eventLoopKernel = system;
     }
-    else if (nice > 0) hashing += cpu;
+    else if (lowered) hashing += cpu;
     else otherThreads += cpu;
   }
   const postgres = new Map<number, number>();
