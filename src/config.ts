@@ -540,9 +540,10 @@ function smtpTimeoutProblems(smtpUrl: string): string[] {
   } catch {
     return []; // production names it (smtpTransportProblems)
   }
+  // A name given twice reaches nodemailer as an array (not a number): refused like any other non-number.
   return ['connectionTimeout', 'greetingTimeout', 'socketTimeout', 'dnsTimeout'].flatMap((name) => {
-    const value = url.searchParams.get(name);
-    if (value === null || (/^\d+$/.test(value) && Number(value) <= SMTP_TIMEOUT_MAX_MS)) return [];
+    const values = url.searchParams.getAll(name);
+    if (values.length === 0 || (values.length === 1 && /^\d+$/.test(values[0]!) && Number(values[0]) <= SMTP_TIMEOUT_MAX_MS)) return [];
     return [`SMTP_URL: ${name} must be a number of milliseconds up to ${SMTP_TIMEOUT_MAX_MS} (a send must let go of its mail long before the 10-minute lease ends)`];
   });
 }

@@ -214,6 +214,7 @@ t.test('SMTP_URL may not stretch the transport timeouts past 60 s: a stalled rel
   for (const name of ['connectionTimeout', 'greetingTimeout', 'socketTimeout', 'dnsTimeout']) {
     t.throws(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=600000` }), { message: new RegExp(`SMTP_URL: ${name} must be a number of milliseconds up to 60000`) }, name);
     t.throws(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=soon` }), { message: new RegExp(`SMTP_URL: ${name} must be`) }, `${name}: not a number`);
+    t.throws(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=5000&${name}=600000` }), { message: new RegExp(`SMTP_URL: ${name} must be`) }, `${name}: given twice`);
     t.doesNotThrow(() => loadConfig({ NODE_ENV: 'development', SMTP_URL: `smtp://127.0.0.1:25?${name}=60000` }), `${name}=60000`);
   }
   t.doesNotThrow(() => loadConfig({ ...prodBase, SMTP_URL: 'smtps://mail.internal:465?socketTimeout=5000' }), 'shorter: fine');
