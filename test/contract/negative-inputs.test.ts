@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import t from 'tap';
 import { sha256Hex } from '../../src/lib/tokens.js';

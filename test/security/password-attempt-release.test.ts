@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { injectFaults } from '../helpers/faults.js';
 import { api } from '../helpers/http.js';

@@ -46,7 +46,7 @@ t.test('a block committed while the refresh waits for the session row: no pair, 
 });
 
 t.test('a concurrent rotation committed while the refresh waits for the token row: 409, the session lives on', async (t) => {
-  const { app, request, user, tokens, sessionId, other } = await signedInBesideAnotherClient(t);
+  const { app, request, tokens, sessionId, other } = await signedInBesideAnotherClient(t);
 
   await other.query('BEGIN');
   await other.query(`UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1`, [sha256Hex(tokens.refreshToken), app.ctx.clock.now()]);

@@ -3,7 +3,7 @@ import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api, type ApiResponse } from '../../helpers/http.js';
 import { createOrganization, createUser, currentTotp } from '../../helpers/factories.js';
-import { auditEvents, GOOD_PASSWORD, inviteUser } from '../../helpers/accounts.js';
+import { auditEvents, inviteUser } from '../../helpers/accounts.js';
 
 /** What may differ between two otherwise identical answers: the request id (and the date). */
 function comparable(res: ApiResponse) {

@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
 import type { Test } from 'tap';
-import type { Role, UserStatus } from '../../../src/generated/prisma/enums.js';
 import { buildTestApp, type TestApp } from '../../helpers/app.js';
 import { createOrganization, createUser, signIn, type CreatedUser, type CreateUserOptions } from '../../helpers/factories.js';
 import { api } from '../../helpers/http.js';

@@ -100,7 +100,7 @@ t.test('locks that have run out are no locks any more: 409 not_locked, nothing a
 
 t.test('lifting the code-entry lock leaves the count of wrong passwords alone (mutation review, session 21)', async (t) => {
   const w = await adminWorld(t);
-  const { request, app, support } = w;
+  const { request, support } = w;
   const ann = await w.member(w.orgB.id);
   await wrongPasswords(w, ann, 5, 'q');
   await lockCodeEntry(w, ann);
