@@ -338,3 +338,20 @@ t.test('pages through users of the same name: none skipped, none twice (mutation
   } while (cursor && seen.length < 10);
   t.same(seen, all.body.items.map((u: { id: string }) => u.id), 'every user once, in the order of the full list');
 });
+
+t.test('a page without limit holds 25 users; limit=100 is accepted (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  for (let i = 0; i < 25; i++) await w.member(w.orgA.id, { name: `Member ${String(i).padStart(2, '0')}`, email: `member${i}@alpha.test`, withTotp: false });
+  const list = (query: string) => w.request<{ items: { id: string }[]; nextCursor: string | null }>({ url: `/v1/organization/users${query}`, token: w.adminA.token });
+  const first = await list('');
+  t.equal(first.status, 200);
+  t.equal(first.body.items.length, 25, 'the default page size');
+  t.type(first.body.nextCursor, 'string', 'the 26th user is on the next page');
+  const second = await list(`?cursor=${encodeURIComponent(first.body.nextCursor!)}`);
+  t.equal(second.body.items.length, 1);
+  t.equal(second.body.nextCursor, null);
+  const max = await list('?limit=100');
+  t.equal(max.status, 200);
+  t.equal(max.body.items.length, 26, 'the largest page takes them all');
+  t.equal(max.body.nextCursor, null);
+});
