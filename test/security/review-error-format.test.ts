@@ -22,6 +22,12 @@ t.test('an incomplete preflight from an allowed origin is a problem+json 4xx', a
 
   const complete = await app.inject({ method: 'OPTIONS', url: '/v1/auth/login', headers: { origin: SHOP, 'access-control-request-method': 'POST' } });
   t.equal(complete.statusCode, 204, 'a complete preflight is still answered');
+
+  // (mutation review, session 22) The check is for allowed origins only: a foreign origin's
+  // OPTIONS, complete or not, stays a plain 404 without CORS headers.
+  const foreign = await app.inject({ method: 'OPTIONS', url: '/v1/auth/login', headers: { origin: 'https://evil.example' } });
+  t.equal(foreign.statusCode, 404, 'an incomplete foreign preflight is not answered either');
+  t.notOk(foreign.headers['access-control-allow-origin']);
 });
 
 /**
