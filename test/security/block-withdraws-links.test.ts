@@ -261,3 +261,23 @@ t.test('a link withdrawn while its holder\'s new password is being hashed: link_
   t.same(withdrawn(await activating!), WITHDRAWN);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).status, 'INVITED');
 });
+
+t.test("an earlier, replaced invitation of a demoted administrator names no administrator to its holder (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA } = w;
+  const second = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Second Admin' });
+  const secondToken = await w.tokenFor(second.user);
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: secondToken, body: { email: 'mallory@evil.test', name: 'Mallory' } });
+  t.equal(invited.status, 201);
+  const firstInvitation = await lastLink(w, 'mallory@evil.test', '/activate');
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/activation-email`, token: secondToken })).status, 200);
+  const before = await inspect(w, firstInvitation);
+  t.equal(before.body.linkState, 'replaced');
+  t.ok(before.body.contact, 'while its sender is an administrator, the replaced link names whom to ask');
+
+  t.equal((await request({ method: 'PUT', url: `/v1/organization/users/${second.user.id}/roles`, token: adminA.token, body: { roles: ['USER'] } })).status, 200);
+  const after = await inspect(w, firstInvitation);
+  t.equal(after.body.linkState, 'replaced', 'replaced, not withdrawn: it was void before the demotion');
+  t.notOk(after.body.contact, "the demoted administrator's invitee learns no administrator's address");
+  t.notMatch(after.body.detail, adminA.user.email);
+});

@@ -267,3 +267,38 @@ t.test("an expired invitation names the organisation's administrators to ask for
   t.equal(usedAgain.body.code, 'link_used');
   t.notOk(usedAgain.body.contact, 'the account is active: nothing more to tell');
 });
+
+t.test("an activated account's replaced invitation link names nobody to ask (mutation review, session 22)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Ada Admin', email: 'ada@reseller.test' });
+  const first = await inviteUser(app, { organizationId: org.id });
+  const { link } = await app.ctx.db.$transaction((tx) =>
+    sendActivation(tx, app.ctx, { user: first.user, organizationName: null, actorUserId: null, by: 'cli' }),
+  );
+  const before = await request({ url: '/v1/activation/inspect', body: { token: first.token } });
+  t.same([before.body.linkState, before.body.contact?.administrators], ['replaced', [{ name: 'Ada Admin', email: 'ada@reseller.test' }]], 'while invited: whom to ask');
+  t.equal((await request({ url: '/v1/activation', body: { token: tokenFromLink(link), password: GOOD_PASSWORD } })).status, 200);
+
+  for (const [url, body] of [['/v1/activation/inspect', { token: first.token }], ['/v1/activation', { token: first.token, password: OTHER_PASSWORD }]] as const) {
+    const res = await request({ url, body });
+    t.same([res.status, res.body.code, res.body.linkState], [410, 'link_used', 'replaced'], url);
+    t.notOk(res.body.contact, `${url}: the account is active, nobody to name`);
+    t.notMatch(res.body.detail, 'ada@reseller.test', url);
+  }
+});
+
+t.test("the activation is in the organisation's audit log, naming who sent the invitation (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, app } = w;
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'ivy@alpha.test', name: 'Ivy Invited' } });
+  t.equal(invited.status, 201);
+  const token = tokenFromLink((await mailsTo(app, 'ivy@alpha.test'))[0]!.textBody);
+  t.equal((await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } })).status, 200);
+  const [activated] = await auditOf(app, 'user.activated', invited.body.id);
+  t.match(activated, { actorUserId: invited.body.id, organizationId: w.orgA.id, details: { invitedBy: adminA.user.id } });
+  const log = await request({ url: `/v1/organization/audit-events?userId=${invited.body.id}`, token: adminA.token });
+  t.equal(log.status, 200);
+  t.ok(log.body.items.some((e: { type: string }) => e.type === 'user.activated'), 'the administrators see it');
+});

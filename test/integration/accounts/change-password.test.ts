@@ -2,7 +2,7 @@ import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
-import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { createOrganization, createUser, currentTotp, signIn } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD } from '../../helpers/accounts.js';
 
 t.test('change password: needs the current one, ends the other sessions, keeps this one, notifies', async (t) => {
@@ -68,4 +68,41 @@ t.test('change password while the password is locked: 423', async (t) => {
   t.equal(res.status, 423);
   t.equal(res.body.code, 'account_locked');
   t.equal(res.headers['retry-after'], '600');
+});
+
+t.test('a password change ends a sign-in started with the old password before it, and is audited with the sessions it ended (mutation review, session 22)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  await signIn(app, user);
+  // Someone who knows the old password has passed the password step and waits for a code.
+  const step = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(step.status, 200);
+  t.equal(step.body.next, 'mfa');
+
+  const changed = await request({ method: 'PUT', url: '/v1/me/password', token: session.accessToken, body: { currentPassword: password, newPassword: GOOD_PASSWORD } });
+  t.equal(changed.status, 204);
+  const code = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: step.body.challengeToken, code: currentTotp(app, totpSecret!) } });
+  t.equal(code.status, 410, 'the challenge of the old password is dead');
+  t.equal(code.body.code, 'challenge_used');
+  t.notOk(code.body.accessToken, 'no session for the old password');
+  const [audit] = (await auditEvents(app, user.id)).filter((e) => e.type === 'password.changed');
+  t.match(audit?.details, { sessionsRevoked: 1 }, 'the other session, not this one');
+});
+
+t.test('concurrent password changes with the same current password: one wins, the others are refused (mutation review, session 22)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const session = await signIn(app, user);
+  // The test clock stands still: without this step the changes would carry the very time the
+  // password was set at, and a change would look like no change.
+  clock.advance(1);
+  const candidates = ['Amber falcon meadow 4711?', 'Copper lantern orbit 5822!', 'Velvet harbor quartz 9933#', 'Silent pebble rocket 1044$'];
+  const results = await Promise.all(
+    candidates.map((newPassword) => request({ method: 'PUT', url: '/v1/me/password', token: session.accessToken, body: { currentPassword: password, newPassword } })),
+  );
+  t.equal(results.filter((r) => r.status === 204).length, 1, JSON.stringify(results.map((r) => [r.status, r.body?.code])));
+  t.equal((await auditEvents(app, user.id)).filter((e) => e.type === 'password.changed').length, 1, 'one change');
 });

@@ -283,3 +283,35 @@ t.test('GET /v1/me/organization/administrators: names and e-mails of my organisa
   const none = await request({ url: '/v1/me/organization/administrators', token: (await signIn(app, support)).accessToken });
   t.same(none.body, { administrators: [] }, 'no organisation, no administrators');
 });
+
+t.test('saving the newsletter answer unchanged ("no", the default) answers set_preferences once, audited once (mutation review, session 22)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: true });
+  const tokens = await signIn(app, user);
+  t.same(tokens.requiredActions, ['set_preferences']);
+  const save = () => request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: false }, token: tokens.accessToken });
+
+  const answered = await save();
+  t.equal(answered.status, 200);
+  const savedAt = clock.now().toISOString();
+  t.same(answered.body.preferences, { newsletterOptIn: false, language: 'en', updatedAt: savedAt }, 'the answer is recorded');
+  t.same(answered.body.requiredActions, [], 'the user who says no is not asked again');
+  clock.advance(60);
+  const again = await save();
+  t.equal(again.body.preferences.updatedAt, savedAt, 'saving it again changes nothing');
+  const events = await app.ctx.db.auditEvent.findMany({ where: { type: 'user.preferences_changed', subjectUserId: user.id } });
+  t.same(events.map((e) => e.details), [{ newsletterOptIn: { from: false, to: false } }], 'the first answer is audited, the repeat is not');
+});
+
+t.test('without an active MFA factor my security activity is not shown either (mutation review, session 22)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, withTotp: false });
+  const tokens = await signIn(app, user);
+  const res = await request({ url: '/v1/me/security-events', token: tokens.accessToken });
+  t.equal(res.status, 403);
+  t.equal(res.body.code, 'mfa_enrollment_required');
+});

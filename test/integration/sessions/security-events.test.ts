@@ -1,5 +1,5 @@
 import t from 'tap';
-import { currentTotp, wrongCode } from '../../helpers/factories.js';
+import { currentTotp, signIn, wrongCode } from '../../helpers/factories.js';
 import { SECURITY_EVENT_TYPES } from '../../../src/modules/me/security-events.js';
 import { adminWorld } from '../organization/helpers.js';
 
@@ -142,4 +142,30 @@ t.test('my security activity is about my account: what I did to others as admini
   // The people it happened to see it.
   const miaEvents = await w.app.ctx.db.auditEvent.count({ where: { subjectUserId: mia.user.id, type: { in: ['user.signed_out', 'user.blocked'] } } });
   t.equal(miaEvents, 2);
+});
+
+t.test("the system's doings are nobody's, shown with where they came from: a replayed refresh token, a sign-in lock with its end (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, clock, config } = w;
+  const mia = await w.member(w.orgA.id, { email: 'mia@alpha.test' });
+  const first = await signIn(app, mia.user);
+  const refreshed = await request({ url: '/v1/auth/refresh', body: { refreshToken: first.refreshToken } });
+  t.equal(refreshed.status, 200);
+  clock.advance(config.refresh.reuseGraceSeconds + 1);
+  const replayed = await app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: first.refreshToken }, remoteAddress: '198.51.100.9', headers: { 'user-agent': 'thief' } });
+  t.equal(replayed.statusCode, 401);
+  for (let i = 0; i < 10; i++) {
+    await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email: 'mia@alpha.test', password: `not her password ${i}` }, remoteAddress: '198.51.100.7' });
+  }
+  const [lock] = await app.ctx.db.auditEvent.findMany({ where: { type: 'login.locked', subjectUserId: mia.user.id } });
+  t.ok(lock, 'locked after 10 wrong passwords');
+
+  const res = await request({ url: '/v1/me/security-events', token: await w.tokenFor(mia.user) });
+  t.equal(res.status, 200);
+  type Row = { type: string; by: string | null; ip: string | null; userAgent: string | null; details: Record<string, unknown> };
+  const family = res.body.items.find((e: Row) => e.type === 'session.family_revoked');
+  t.match(family, { by: null, ip: '198.51.100.9', userAgent: 'thief', details: {} }, 'the replay: nobody of the organisation did it, and it shows where it came from');
+  const locked = res.body.items.find((e: Row) => e.type === 'login.locked');
+  t.same(locked?.details, { until: (lock!.details as { until: unknown }).until }, 'until when sign-in is locked');
+  t.equal(locked?.by, null);
 });
