@@ -67,6 +67,9 @@ t.test('self-service reset: remove with password, other sessions end, this one c
   t.equal(started.body.secret, secret);
   t.not(secret, totpSecret, 'a new secret');
   t.ok(started.body.qrCode.pngDataUrl.startsWith('data:image/png;base64,'));
+  // The set-up is confirmed a while after it began; GET /v1/me tells when it was confirmed.
+  clock.advance(45);
+  const confirmedAt = clock.now().toISOString();
 
   const drift = await request({ url: '/v1/me/mfa/totp/verify', token: current.accessToken, body: { code: currentTotp(app, secret, 3) } });
   t.equal(drift.status, 400);
@@ -88,6 +91,7 @@ t.test('self-service reset: remove with password, other sessions end, this one c
   const meAfter = await request({ url: '/v1/me', token: current.accessToken });
   t.equal(meAfter.body.mfa.enrolled, true);
   t.equal(meAfter.body.mfa.recoveryCodesLeft, 10);
+  t.equal(meAfter.body.mfa.enrolledAt, confirmedAt, 'enrolled since the set-up was confirmed, not since it began (mutation review, session 22)');
 
   const enrolledAlready = await request({ method: 'POST', url: '/v1/me/mfa/totp', token: current.accessToken });
   t.equal(enrolledAlready.status, 409);
