@@ -92,6 +92,7 @@ t.test('support audit log: every organisation, optional organisation filter', as
   const b = await w.member(w.orgB.id);
   await request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: adminA.token });
   clock.advance(1);
+  const between = encodeURIComponent(clock.now().toISOString());
   await request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: adminB.token });
   clock.advance(1);
   await request({ method: 'POST', url: `/v1/support/users/${b.user.id}/unblock`, token: support.token });
@@ -99,6 +100,10 @@ t.test('support audit log: every organisation, optional organisation filter', as
   const all = await request({ url: '/v1/support/audit-events?type=user.blocked', token: support.token });
   t.equal(all.status, 200);
   t.same(all.body.items.map((e: { subject: { id: string } }) => e.subject.id), [b.user.id, a.user.id]);
+  const subjects = async (query: string) =>
+    (await request({ url: `/v1/support/audit-events?type=user.blocked&${query}`, token: support.token })).body.items.map((e: { subject: { id: string } }) => e.subject.id);
+  t.same(await subjects(`to=${between}`), [a.user.id], 'to: exclusive upper bound');
+  t.same(await subjects(`from=${between}`), [b.user.id], 'from: inclusive lower bound');
   const onlyB = await request({ url: `/v1/support/audit-events?organizationId=${w.orgB.id}`, token: support.token });
   const types = onlyB.body.items.map((e: { type: string }) => e.type).filter((x: string) => !x.startsWith('session.'));
   t.same(types, ['user.unblocked', 'user.blocked']);
@@ -150,4 +155,61 @@ t.test("the operator's OS account and reason are in the support audit log only, 
     const { cli: _cli, ...rest } = row.details;
     t.same(seen?.details, rest, `the organisation sees the same row without them: ${row.type}`);
   }
+});
+
+t.test('events written at the same instant are paged newest first without gaps or repeats, also across a page boundary (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const members = [];
+  for (let i = 0; i < 5; i++) members.push(await w.member(w.orgA.id));
+  // The fake clock stands still: five rows with the same created_at (as a block of a whole organisation writes).
+  for (const m of members) await w.request({ method: 'POST', url: `/v1/organization/users/${m.user.id}/block`, token: w.adminA.token });
+  const list = (query: string) => w.request({ url: `/v1/organization/audit-events?type=user.blocked&${query}`, token: w.adminA.token });
+  const all = (await list('limit=100')).body.items as { id: string; subject: { id: string } }[];
+  t.same(all.map((e) => e.subject.id), members.map((m) => m.user.id).reverse(), 'newest first (the later row of the same instant first)');
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let i = 0; i < 10; i++) {
+    const page = await list(`limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    seen.push(...page.body.items.map((e: { id: string }) => e.id));
+    cursor = page.body.nextCursor;
+    if (!cursor) break;
+  }
+  t.same(seen, all.map((e) => e.id), 'pages of two: each row once, in the same order');
+});
+
+t.test("the organisation's log hides the IP address and user agent of an actor who is gone (erased) (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const u = await w.member(w.orgA.id, { name: 'Gone Soon' });
+  const token = await w.tokenFor(u.user);
+  const changed = await w.request({
+    method: 'PUT',
+    url: '/v1/me/password',
+    token,
+    headers: { 'user-agent': 'gone-soon-browser/1.0' },
+    body: { currentPassword: u.password!, newPassword: 'Amber falcon meadow 4711?' },
+  });
+  t.equal(changed.status, 204);
+  const ownRow = async () =>
+    ((await w.request({ url: `/v1/organization/audit-events?type=password.changed&userId=${u.user.id}`, token: w.adminA.token })).body.items as Record<string, any>[])[0];
+  t.match(await ownRow(), { actor: { id: u.user.id }, ip: '127.0.0.1', userAgent: 'gone-soon-browser/1.0' }, 'shown while the account exists');
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminA.token })).status, 200);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/erase`, token: w.adminA.token })).status, 204);
+  t.match(await ownRow(), { actor: { id: u.user.id, name: null, email: null }, ip: null, userAgent: null }, 'hidden once it is erased');
+});
+
+t.test("the organisation's log hides the support desk's IP address and user agent also on rows that carry no by/via support (an MFA-reset request) (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const u = await w.member(w.orgA.id);
+  const requested = await w.request({
+    method: 'POST',
+    url: `/v1/support/users/${u.user.id}/mfa-reset-request`,
+    token: w.support.token,
+    headers: { 'user-agent': 'support-desk-browser/1.0' },
+  });
+  t.equal(requested.status, 202);
+  const query = `?type=mfa.reset_requested&userId=${u.user.id}`;
+  const [customer] = (await w.request({ url: `/v1/organization/audit-events${query}`, token: w.adminA.token })).body.items;
+  t.match(customer, { actor: { id: w.support.user.id, email: null }, subject: { id: u.user.id }, ip: null, userAgent: null });
+  const [supportView] = (await w.request({ url: `/v1/support/audit-events${query}`, token: w.support.token })).body.items;
+  t.match(supportView, { ip: '127.0.0.1', userAgent: 'support-desk-browser/1.0' }, 'the support log shows them');
 });

@@ -8,6 +8,7 @@ import { FEED_START, readFeedEvents } from '../../../src/modules/events/event-fe
 import { deliverWebhookEvents, type WebhookResult } from '../../../src/modules/events/webhook-delivery.js';
 import { cli, cliEnv } from '../../helpers/cli.js';
 import { TEST_ENV } from '../../helpers/app.js';
+import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { adminWorld, type AdminWorld } from '../organization/helpers.js';
 
 /**
@@ -24,7 +25,7 @@ type Received = { headers: IncomingHttpHeaders; body: string; event: { type: str
 async function receiver(t: Test) {
   const received: Received[] = [];
   const state = { answer: (_: Received): number | 'hang-up' | 'hold' => 204, delayMs: 0 };
-  const held: (() => void)[] = [];
+  const held: ((status?: number) => void)[] = [];
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -33,7 +34,7 @@ async function receiver(t: Test) {
       received.push(entry);
       const status = state.answer(entry);
       if (status === 'hold') {
-        held.push(() => res.writeHead(200).end('ok'));
+        held.push((status = 200) => res.writeHead(status).end('ok'));
         return;
       }
       setTimeout(() => {
@@ -106,6 +107,8 @@ t.test('events are pushed in feed order, one signed POST each, from the moment t
   t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/erase`, token: w.adminA.token })).status, 204);
   const invited = await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminB.token, body: { email: 'neu@beta.test', name: 'Neu' } });
   t.equal(invited.status, 201);
+  // Sent later than it happened: the body's timestamp is when it happened, the header when it was sent.
+  w.clock.advance(30);
 
   const got = await deliverUntil(w, received, 3);
   t.same(
@@ -123,6 +126,8 @@ t.test('events are pushed in feed order, one signed POST each, from the moment t
     t.equal(r.headers['content-type'], 'application/json');
     t.equal(r.headers['webhook-id'], r.event.data.id, 'webhook-id is the event id (receivers drop what they already have)');
     t.equal(r.event.timestamp, r.event.data.occurredAt);
+    t.not(r.event.timestamp, w.clock.now().toISOString(), 'the time it happened, not the time it was sent');
+    t.equal(r.headers['webhook-timestamp'], String(Math.floor(w.clock.now().getTime() / 1000)), 'webhook-timestamp: when it was sent');
     t.same(Object.keys(r.event.data).sort(), ['id', 'occurredAt', 'organizationId', 'type', 'userId'], 'the feed event, ids only');
     // Verified as a receiver would, with the Standard Webhooks library and the shared secret.
     t.same(new Webhook(SECRET).verify(r.body, r.headers as Record<string, string>), r.event, 'the signature verifies');
@@ -372,6 +377,148 @@ t.test('the CLI makes a secret the configuration takes, and reports each webhook
   t.equal(listed.code, 0, listed.stderr);
   const [cso, crm] = listed.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   t.match(cso, { name: 'cso', url, started: true, eventsWaiting: 1, failuresInARow: 1, lastError: 'HTTP 500', lastDeliveredAt: null });
+  t.equal(cso!.nextAttemptAt, (await row(w)).next_attempt_at.toISOString(), 'when the failed event is tried again');
   t.same(crm, { name: 'crm', url: `${url}?…`, started: false }, 'a query string (a token, maybe) is not shown');
   t.notMatch(listed.stdout + listed.stderr, /s3cr3t|whsec_/);
+});
+
+/** Waits until the feed after the webhook's cursor holds an event of each of these users; answers those entries. */
+async function untilInFeed(w: Awaited<ReturnType<typeof world>>, userIds: string[]) {
+  let entries: Awaited<ReturnType<typeof readFeedEvents>> = [];
+  for (let i = 0; i < 600; i++) {
+    entries = await readFeedEvents(w.app.ctx.pool, (await row(w)).cursor, 100);
+    if (userIds.every((id) => entries.some((e) => e.event.userId === id))) break;
+    await sleep(50);
+  }
+  return entries;
+}
+
+t.test('an instance claims the webhook only at the cursor it read: events another instance delivered meanwhile are not sent again (mutation review, session 22)', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const a = await w.member(w.orgA.id);
+  const b = await w.member(w.orgA.id);
+  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
+  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+  const entries = await untilInFeed(w, [a.user.id, b.user.id]);
+  const afterA = entries.find((e) => e.event.userId === a.user.id)!.cursor;
+
+  // This pass reads the row and the feed, then waits for the row; meanwhile "another instance"
+  // delivers the first event and moves the cursor on.
+  const client = await openClient(t, w.databaseUrl);
+  await client.query('BEGIN');
+  await client.query(`SELECT 1 FROM event_webhooks WHERE name = 'cso' FOR UPDATE`);
+  const pass = w.deliver();
+  await waitForLockWaiters(client);
+  await client.query(`UPDATE event_webhooks SET cursor = $1 WHERE name = 'cso'`, [afterA]);
+  await client.query('COMMIT');
+  t.same(await pass, { delivered: 0, failed: false }, 'the cursor moved since it was read: no claim, nothing sent');
+  t.notOk(received.some((r) => r.event.data.userId === a.user.id), 'the event the other instance delivered is not sent again');
+
+  const got = await deliverUntil(w, received, 1);
+  t.same(got.map((r) => r.event.data.userId), [b.user.id], 'the next pass goes on from the moved cursor');
+});
+
+t.test('the lease is renewed with every event: while a long batch is under way, another instance does not take the webhook over (mutation review, session 22)', async (t) => {
+  const { url, received, state, held } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const users = [];
+  for (let i = 0; i < 3; i++) users.push(await w.member(w.orgA.id));
+  for (const u of users) await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminA.token });
+  await untilInFeed(w, users.map((u) => u.user.id));
+  const [a, b] = users.map((u) => u.user.id);
+
+  // The first event takes 50 s (fake clock); the second is held until this test answers it.
+  let heldOnce = false;
+  state.answer = (r) => {
+    if (r.event.data.userId === a) w.clock.advance(50);
+    if (r.event.data.userId === b && !heldOnce) {
+      heldOnce = true;
+      return 'hold';
+    }
+    return 204;
+  };
+  const pass = w.deliver();
+  for (let i = 0; i < 600 && held.length === 0; i++) await sleep(10);
+  t.equal(held.length, 1, 'the second event is on its way');
+  const [lease] = await w.app.ctx.db.$queryRaw<{ locked_until: Date }[]>`SELECT locked_until FROM event_webhooks WHERE name = 'cso'`;
+  t.equal(lease!.locked_until.getTime(), w.clock.now().getTime() + 60_000, 'renewed for 60 s when the first event was accepted');
+
+  // 70 s after the claim (past its first lease, within the renewed one) another instance polls.
+  w.clock.advance(20);
+  t.same(await w.deliver(), { delivered: 0, failed: false }, 'the other instance finds the webhook held');
+  held.shift()!();
+  t.same(await pass, { delivered: 3, failed: false });
+  for (const u of users) t.equal(received.filter((r) => r.event.data.userId === u.user.id).length, 1, 'each event once');
+});
+
+t.test('an instance that lost its lease stops after the event in flight and leaves the new holder alone (mutation review, session 22)', async (t) => {
+  const { url, received, state, held } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const a = await w.member(w.orgA.id);
+  const b = await w.member(w.orgA.id);
+  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
+  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+  await untilInFeed(w, [a.user.id, b.user.id]);
+
+  state.answer = (r) => (r.event.data.userId === a.user.id ? 'hold' : 204);
+  const pass = w.deliver();
+  for (let i = 0; i < 600 && held.length === 0; i++) await sleep(10);
+  t.equal(held.length, 1);
+  // Meanwhile the lease ran out and another instance claimed the webhook.
+  const other = crypto.randomUUID();
+  await w.app.ctx.db.$executeRaw`UPDATE event_webhooks SET claim_token = ${other}::uuid, locked_until = ${new Date(w.clock.now().getTime() + 60_000)} WHERE name = 'cso'`;
+  held.shift()!();
+  t.same(await pass, { delivered: 1, failed: false }, 'the event in flight counts; then it stops');
+  t.notOk(received.some((r) => r.event.data.userId === b.user.id), 'the next event is left to the new holder');
+  t.equal((await row(w)).claim_token, other, "the new holder's claim is not released");
+});
+
+t.test("a new webhook starts before the changes of transactions still running: one that commits after the webhook's start is delivered (mutation review, session 22)", async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url);
+  const u = await w.member(w.orgA.id);
+  // A transaction writes an event and stays open while the webhook is first seen.
+  const client = await openClient(t, w.databaseUrl);
+  await client.query('BEGIN');
+  await client.query(
+    `INSERT INTO audit_events (id, type, subject_user_id, organization_id, details) VALUES (gen_random_uuid(), 'user.renamed', $1, $2, '{}')`,
+    [u.user.id, w.orgA.id],
+  );
+  const { rows } = await client.query<{ txid: string }>('SELECT pg_current_xact_id()::text AS txid');
+  // Once it is the oldest transaction running on the server (others end soon), the feed's end lies just before it.
+  const xmin = async () => (await w.app.ctx.pool.query<{ x: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x')).rows[0]!.x;
+  for (let i = 0; i < 600 && (await xmin()) !== rows[0]!.txid; i++) await sleep(50);
+  t.same(await w.deliver(), { delivered: 0, failed: false }, 'the row is made; the open change is not out yet');
+  await client.query('COMMIT');
+  const got = await deliverUntil(w, received, 1);
+  t.same(got.map((r) => [r.event.type, r.event.data.userId]), [['user.renamed', u.user.id]], 'delivered once committed, not skipped');
+});
+
+t.test("an instance that lost its lease and then fails records nothing over the new holder's state (mutation review, session 22)", async (t) => {
+  const { url, state, held } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver();
+  const a = await w.member(w.orgA.id);
+  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
+  await untilInFeed(w, [a.user.id]);
+
+  state.answer = () => 'hold';
+  const pass = w.deliver();
+  for (let i = 0; i < 600 && held.length === 0; i++) await sleep(10);
+  t.equal(held.length, 1);
+  const other = crypto.randomUUID();
+  await w.app.ctx.db.$executeRaw`UPDATE event_webhooks SET claim_token = ${other}::uuid, locked_until = ${new Date(w.clock.now().getTime() + 60_000)} WHERE name = 'cso'`;
+  const before = await row(w);
+  held.shift()!(500);
+  t.same(await pass, { delivered: 0, failed: true });
+  const after = await row(w);
+  t.same(
+    { attempts: after.attempts, lastError: after.last_error, nextAttemptAt: after.next_attempt_at, claimToken: after.claim_token },
+    { attempts: 0, lastError: null, nextAttemptAt: before.next_attempt_at, claimToken: other },
+    'no failure count, error or back-off written by the instance that no longer holds the webhook',
+  );
 });

@@ -132,3 +132,22 @@ t.test('a user blocked on their own during the suspension stays blocked when it 
   t.match(await auditOf(app, 'user.unblocked', jon.user.id), [{ details: { by: 'support', status: 'ACTIVE', via: 'organization_reinstated' } }]);
   t.equal((await auditOf(app, 'user.unblocked', mallory.user.id)).length, 0);
 });
+
+t.test('suspending an organisation of more than 500 users audits the block of each one (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  // More rows than one audit statement takes (AUDIT_ROWS_PER_STATEMENT = 500).
+  await w.app.ctx.db.user.createMany({
+    data: Array.from({ length: 520 }, (_, i) => ({
+      email: `m${String(i).padStart(3, '0')}@beta.test`,
+      name: `Member ${i}`,
+      organizationId: w.orgB.id,
+      roles: ['USER' as const],
+      status: 'ACTIVE' as const,
+    })),
+  });
+  const suspended = await w.request({ method: 'POST', url: `/v1/support/organizations/${w.orgB.id}/suspend`, token: w.support.token, body: { reason: 'Contract ended' } });
+  t.equal(suspended.status, 200);
+  t.match(await auditOf(w.app, 'organization.suspended'), [{ details: { usersBlocked: 521 } }]);
+  const blocked = await w.app.ctx.db.auditEvent.count({ where: { type: 'user.blocked', organizationId: w.orgB.id } });
+  t.equal(blocked, 521, 'one user.blocked row for each of the 521 users');
+});
