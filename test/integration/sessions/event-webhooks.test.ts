@@ -148,10 +148,7 @@ t.test('a failed delivery is retried with back-off, the same event with the same
   const { url, received, state } = await receiver(t);
   const w = await world(t, url);
   await w.deliver();
-  const a = await w.member(w.orgA.id);
-  const b = await w.member(w.orgA.id);
-  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
-  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+  const [a, b] = await blockedMembers(w, 2);
 
   state.answer = () => 500;
   let result: WebhookResult = { delivered: 0, failed: false };
@@ -382,6 +379,16 @@ t.test('the CLI makes a secret the configuration takes, and reports each webhook
   t.notMatch(listed.stdout + listed.stderr, /s3cr3t|whsec_/);
 });
 
+type Member = Awaited<ReturnType<AdminWorld['member']>>;
+
+/** `count` (≥ 2) new members of organisation A, each blocked by its administrator: one feed event each, in this order. */
+async function blockedMembers(w: Awaited<ReturnType<typeof world>>, count: number): Promise<[Member, Member, ...Member[]]> {
+  const members: Member[] = [];
+  for (let i = 0; i < count; i++) members.push(await w.member(w.orgA.id));
+  for (const m of members) await w.request({ method: 'POST', url: `/v1/organization/users/${m.user.id}/block`, token: w.adminA.token });
+  return members as [Member, Member, ...Member[]];
+}
+
 /** Waits until the feed after the webhook's cursor holds an event of each of these users; answers those entries. */
 async function untilInFeed(w: Awaited<ReturnType<typeof world>>, userIds: string[]) {
   let entries: Awaited<ReturnType<typeof readFeedEvents>> = [];
@@ -397,10 +404,7 @@ t.test('an instance claims the webhook only at the cursor it read: events anothe
   const { url, received } = await receiver(t);
   const w = await world(t, url);
   await w.deliver();
-  const a = await w.member(w.orgA.id);
-  const b = await w.member(w.orgA.id);
-  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
-  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+  const [a, b] = await blockedMembers(w, 2);
   const entries = await untilInFeed(w, [a.user.id, b.user.id]);
   const afterA = entries.find((e) => e.event.userId === a.user.id)!.cursor;
 
@@ -424,9 +428,7 @@ t.test('the lease is renewed with every event: while a long batch is under way, 
   const { url, received, state, held } = await receiver(t);
   const w = await world(t, url);
   await w.deliver();
-  const users = [];
-  for (let i = 0; i < 3; i++) users.push(await w.member(w.orgA.id));
-  for (const u of users) await w.request({ method: 'POST', url: `/v1/organization/users/${u.user.id}/block`, token: w.adminA.token });
+  const users = await blockedMembers(w, 3);
   await untilInFeed(w, users.map((u) => u.user.id));
   const [a, b] = users.map((u) => u.user.id);
 
@@ -458,10 +460,7 @@ t.test('an instance that lost its lease stops after the event in flight and leav
   const { url, received, state, held } = await receiver(t);
   const w = await world(t, url);
   await w.deliver();
-  const a = await w.member(w.orgA.id);
-  const b = await w.member(w.orgA.id);
-  await w.request({ method: 'POST', url: `/v1/organization/users/${a.user.id}/block`, token: w.adminA.token });
-  await w.request({ method: 'POST', url: `/v1/organization/users/${b.user.id}/block`, token: w.adminA.token });
+  const [a, b] = await blockedMembers(w, 2);
   await untilInFeed(w, [a.user.id, b.user.id]);
 
   state.answer = (r) => (r.event.data.userId === a.user.id ? 'hold' : 204);

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { decodeJwt } from 'jose';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
@@ -178,13 +178,18 @@ t.test('a new terms version makes accept_terms required again', async (t) => {
   t.match(me.body.terms, { accepted: false, acceptedVersion: '2026-01', currentVersion: '2026-09' });
 });
 
-t.test('PATCH /v1/me/preferences', async (t) => {
+/** A signed-in user who accepted the terms and has not answered the newsletter question yet. */
+async function askedForPreferences(t: Test) {
   const { app, clock } = await buildTestApp(t);
-  const request = api(app);
   const org = await createOrganization(app.ctx.db);
   const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: true });
   const tokens = await signIn(app, user);
   t.same(tokens.requiredActions, ['set_preferences']);
+  return { app, clock, request: api(app), user, tokens };
+}
+
+t.test('PATCH /v1/me/preferences', async (t) => {
+  const { app, clock, request, user, tokens } = await askedForPreferences(t);
 
   // A language switch (e.g. in the page header) does not answer the newsletter question.
   const switched = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { language: 'en' }, token: tokens.accessToken });
@@ -285,12 +290,7 @@ t.test('GET /v1/me/organization/administrators: names and e-mails of my organisa
 });
 
 t.test('saving the newsletter answer unchanged ("no", the default) answers set_preferences once, audited once (mutation review, session 22)', async (t) => {
-  const { app, clock } = await buildTestApp(t);
-  const request = api(app);
-  const org = await createOrganization(app.ctx.db);
-  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: true });
-  const tokens = await signIn(app, user);
-  t.same(tokens.requiredActions, ['set_preferences']);
+  const { app, clock, request, user, tokens } = await askedForPreferences(t);
   const save = () => request({ method: 'PATCH', url: '/v1/me/preferences', body: { newsletterOptIn: false }, token: tokens.accessToken });
 
   const answered = await save();
