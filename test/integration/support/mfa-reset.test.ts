@@ -43,7 +43,9 @@ t.test('support-verified MFA reset: link to the stored address, confirmation res
   t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id } }), 0);
   t.equal(await app.ctx.db.recoveryCode.count({ where: { userId: u.user.id } }), 0);
   t.equal((await request({ url: '/v1/me', token: userToken })).status, 401, 'sessions ended');
-  t.match((await auditOf(app, 'mfa.reset_confirmed', u.user.id))[0], { subjectUserId: u.user.id, details: { requestedById: support.user.id } });
+  const ended = await app.ctx.db.session.findMany({ where: { userId: u.user.id }, select: { revokedReason: true } });
+  t.same(ended, [{ revokedReason: 'mfa_reset_by_support' }], 'ended for the support-verified reset (mutation review, session 22)');
+  t.match((await auditOf(app, 'mfa.reset_confirmed', u.user.id))[0], { subjectUserId: u.user.id, details: { requestedById: support.user.id, sessionsRevoked: 1 } });
 
   await deliverDueMail(app.ctx, app.ctx.mailTransport, 10);
   const mails = await sink.waitFor(2);
@@ -258,4 +260,52 @@ t.test('a link already used keeps answering link_used after a later block: only 
   const again = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
   t.same([again.status, again.body.code], [410, 'link_used'], 'the used link tells nothing about the block');
   t.notMatch(again.raw, adminA.user.email, 'nor who administers the account');
+});
+
+t.test("support sees the state of the newest MFA-reset request only, never another link's (mutation review, session 22)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, clock } = w;
+  const u = await w.member(w.orgA.id, { email: 'state@alpha.test' });
+  const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
+
+  // A password-reset link pending for the user is no MFA-reset request.
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${u.user.id}/password-reset`, token: support.token })).status, 200);
+  t.match((await request({ url: path, token: support.token })).body, { state: 'none', requestedAt: null, expiresAt: null });
+
+  const first = await request({ method: 'POST', url: path, token: support.token });
+  t.equal(first.body.state, 'pending');
+  clock.advance(5);
+  const second = await request({ method: 'POST', url: path, token: support.token });
+  t.equal(second.status, 202);
+  t.match(second.body, { state: 'pending', requestedAt: clock.now().toISOString() }, 'the answer describes the new request');
+  t.match((await request({ url: path, token: support.token })).body, { state: 'pending', requestedAt: clock.now().toISOString() }, 'not the older one it voided');
+});
+
+t.test('the request reads expired from the very moment the link stops working (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app, clock } = w;
+  const u = await w.member(w.orgA.id, { email: 'edge@alpha.test' });
+  const path = `/v1/support/users/${u.user.id}/mfa-reset-request`;
+  const started = await request({ method: 'POST', url: path, token: support.token });
+  const token = tokenFrom((await lastMail(app, { template: 'mfa_reset_confirm', toAddress: 'edge@alpha.test' })).textBody);
+  clock.set(new Date(started.body.expiresAt));
+  support.token = await w.tokenFor(support.user);
+  t.equal((await request({ url: path, token: support.token })).body.state, 'expired');
+  const late = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
+  t.same([late.status, late.body.code], [410, 'link_expired'], 'as the confirmation says');
+});
+
+t.test('a confirmation for an account blocked after the link was sent removes nothing, even if the link was not voided (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support, app } = w;
+  const u = await w.member(w.orgA.id, { email: 'raced@alpha.test' });
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${u.user.id}/mfa-reset-request`, token: support.token })).status, 202);
+  const token = tokenFrom((await lastMail(app, { template: 'mfa_reset_confirm', toAddress: 'raced@alpha.test' })).textBody);
+  // A block that raced the click: the status is written, the link not voided yet.
+  await app.ctx.db.user.update({ where: { id: u.user.id }, data: { status: 'BLOCKED', blockedAt: new Date() } });
+  const confirmed = await request({ method: 'POST', url: '/v1/mfa-reset/confirm', body: { token } });
+  t.same([confirmed.status, confirmed.body.code], [403, 'account_blocked']);
+  t.equal(await app.ctx.db.totpFactor.count({ where: { userId: u.user.id, status: 'ACTIVE' } }), 1, 'the authenticator stays');
+  t.same(await auditOf(app, 'mfa.reset_confirmed', u.user.id), []);
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { template: 'mfa_reset_done' } }), 0);
 });

@@ -18,6 +18,7 @@ t.test('support creates an organisation with its first administrator, in one tra
   t.match(mail?.textBody, 'Gamma GmbH');
   const [created] = await auditOf(app, 'organization.created');
   t.match(created, { actorUserId: support.user.id, organizationId: orgId });
+  t.match(created?.details, { customerNumber: '100-2000', name: 'Gamma GmbH', via: 'support' }, 'the audit says it came through the support API, not the CLI (mutation review, session 22)');
   t.match((await auditOf(app, 'user.invited', res.body.administrator.id))[0], { actorUserId: support.user.id, organizationId: orgId });
   t.match((await auditOf(app, 'organization.administrator_appointed', res.body.administrator.id))[0], { actorUserId: support.user.id });
 

@@ -158,3 +158,23 @@ t.test('an organisation id in upper case names the same organisation when replac
   t.equal((await stored(w, w.adminA.user.id)).status, 'BLOCKED');
   t.ok((await stored(w, mia.user.id)).roles.includes('CUSTOMER_ADMIN'));
 });
+
+t.test('replacing: the successor named in another letter case than `replacing` is the same user, refused before anything changes (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { app, adminA } = w;
+  const res = await appointIn(w, w.orgA.id, { userId: adminA.user.id.toUpperCase(), replacing: adminA.user.id });
+  t.same([res.status, res.body.code], [400, 'replacing_same_user']);
+  t.equal((await stored(w, adminA.user.id)).status, 'ACTIVE', 'the only administrator is not blocked');
+  t.same(await auditOf(app, 'user.blocked'), []);
+  t.same(await auditOf(app, 'organization.administrator_appointed'), []);
+});
+
+t.test('appointing a member who already holds CUSTOMER_ADMIN changes no roles and audits no role change (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { app, adminA } = w;
+  const invitedAdmin = await w.member(w.orgA.id, { roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED', email: 'late@alpha.test' });
+  const res = await appointIn(w, w.orgA.id, { userId: invitedAdmin.user.id, replacing: adminA.user.id });
+  t.equal(res.status, 200);
+  t.same(await auditOf(app, 'user.roles_changed', invitedAdmin.user.id), [], 'the roles did not change');
+  t.match(await auditOf(app, 'organization.administrator_appointed', invitedAdmin.user.id), [{ details: { invited: false, replacing: adminA.user.id } }]);
+});

@@ -59,6 +59,7 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/reinstate`, token: support.token });
   t.equal(reinstated.status, 200);
   t.match(reinstated.body, { suspension: null, activeAdministratorCount: 1 });
+  t.match(await app.ctx.db.organization.findUniqueOrThrow({ where: { id: w.orgA.id } }), { suspendedAt: null, suspensionReason: null }, 'the reason goes with the suspension (mutation review, session 22)');
   const statusOf = async (id: string) => (await app.ctx.db.user.findUniqueOrThrow({ where: { id } })).status;
   t.equal(await statusOf(adminA.user.id), 'ACTIVE');
   t.equal(await statusOf(jon.user.id), 'ACTIVE');

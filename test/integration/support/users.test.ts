@@ -91,3 +91,25 @@ t.test('an administrator invited by the only active one does not make that one b
   t.equal(blocked.status, 200, 'with an administrator still able to activate, the block goes ahead');
   t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: other.user.id } })).status, 'INVITED');
 });
+
+t.test('support pages through users of every organisation: each user exactly once, in name order (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, support } = w;
+  await w.member(w.orgA.id, { name: 'Pat Same', email: 'pat1@alpha.test' });
+  await w.member(w.orgB.id, { name: 'Pat Same', email: 'pat2@beta.test' });
+  await w.member(w.orgA.id, { name: 'Quinn Other', email: 'quinn@alpha.test' });
+  const all = (await request({ url: '/v1/support/users?limit=100', token: support.token })).body.items.map((u: { id: string }) => u.id);
+  t.equal(all.length, 6, 'two administrators, support, three members');
+  const paged: string[] = [];
+  let cursor: string | null = null;
+  for (let i = 0; i < 10; i++) {
+    const res: { body: { items: { id: string }[]; nextCursor: string | null } } = await request({
+      url: `/v1/support/users?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      token: support.token,
+    });
+    paged.push(...res.body.items.map((u) => u.id));
+    cursor = res.body.nextCursor;
+    if (!cursor) break;
+  }
+  t.same(paged, all, 'the pages together are the list, without repeats or gaps');
+});
