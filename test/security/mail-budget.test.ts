@@ -105,3 +105,22 @@ t.test('block and unblock an invited user: each unblock is a new invitation, bud
   t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: invited.body.id } })).status, 'BLOCKED', 'the refused unblock changed nothing');
   t.equal((await mailsTo(w.app, 'toggle@example.org')).filter((m) => m.template === 'activation').length, 5);
 });
+
+t.test('the budget is per template: five password resets to an address leave an invitation to it alone (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const member = await w.member(w.orgA.id, { email: 'leaver@example.org' });
+  const reset = () => request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: adminA.token });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    clock.advance(MIN);
+    statuses.push((await reset()).status);
+  }
+  t.same(statuses, [200, 200, 200, 200, 200, 429], 'the password-reset mails are spent');
+  // The account goes; the same address is invited again within the hour: its activation mails are a budget of their own.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/erase`, token: adminA.token })).status, 204);
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'leaver@example.org', name: 'Lee Ver' } });
+  t.equal(invited.status, 201, 'the invitation is sent');
+  t.equal((await mailsTo(w.app, 'leaver@example.org')).filter((m) => m.template === 'activation').length, 1);
+});

@@ -175,3 +175,10 @@ t.test('spaces and Unicode are accepted as they are', async (t) => {
     t.same(checkPassword(pw, noContext), { ok: true, normalized: pw }, pw);
   }
 });
+
+t.test('a listed password ending in digits, with symbols appended, is still common (mutation review, session 22)', async (t) => {
+  // Stripping digits too would leave "fordf" / "abcdefg", which are not listed: the symbols alone are stripped first.
+  for (const pw of ['Fordf150!!!!', 'abcdefg1????', 'zxcvb123 !!!']) {
+    t.equal(codeOf(checkPassword(pw, noContext)), 'password_common', pw);
+  }
+});

@@ -2,9 +2,9 @@ import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { startSmtpSink } from '../../helpers/smtp-sink.js';
-import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { createOrganization, createUser, currentTotp, signIn } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
-import { adminWorld, mailsTo } from '../organization/helpers.js';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 import { lastMail, outboxMails } from '../../helpers/outbox.js';
 import { RESET_LINK_MIN_INTERVAL_SECONDS } from '../../../src/modules/password/forgot-password.js';
 
@@ -246,4 +246,80 @@ t.test('a user blocked through the API after asking for a reset link learns from
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/unblock`, token: adminA.token })).body.status, 'ACTIVE');
   const after = await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } });
   t.same([after.status, after.body.code], [410, 'link_used']);
+});
+
+t.test("one account's reset request leaves every other account's pending reset link alone (mutation review, session 22)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user: first } = await createUser(app.ctx.db, app);
+  const { user: second } = await createUser(app.ctx.db, app);
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: first.email } })).status, 202);
+  const firstLink = tokenFromLink((await lastMail(app, { toAddress: first.email, template: 'password_reset' })).textBody, '/reset-password');
+  // Anyone may ask for a link for another address: that must not void the first account's link.
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: second.email } })).status, 202);
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: second.email, template: 'password_reset' } }), 1, 'the second account got its link');
+  const res = await request({ url: '/v1/password/reset', body: { token: firstLink, password: GOOD_PASSWORD } });
+  t.equal(res.status, 204, "the first account's link still works");
+});
+
+t.test("a reset request voids only older reset links: a login of the account half-done before it can still be finished (mutation review, session 22)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password, totpSecret } = await createUser(app.ctx.db, app);
+  const pendingLogin = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(pendingLogin.body.next, 'mfa');
+
+  // Anyone who knows the address can ask for a reset link; that alone must not break the owner's login.
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: user.email } })).status, 202);
+  t.equal(await app.ctx.db.mailOutbox.count({ where: { toAddress: user.email, template: 'password_reset' } }), 1, 'a link was sent');
+
+  const done = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: pendingLogin.body.challengeToken, code: currentTotp(app, totpSecret!) } });
+  t.equal(done.status, 200, 'the login started before the request is finished with the code');
+  t.ok(done.body.accessToken);
+});
+
+t.test('five reset links an hour are counted over the whole hour, not only over the life of a link (mutation review, session 22)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const { user } = await createUser(app.ctx.db, app);
+  const forgot = () => app.inject({ method: 'POST', url: '/v1/password/forgot', payload: { email: user.email } });
+  const resetMails = async () => (await outboxMails(app, { where: { toAddress: user.email, template: 'password_reset' } })).length;
+
+  // Four links in the first minutes, the fifth at minute 29: still usable at minute 35.
+  for (let i = 0; i < 4; i++) {
+    t.equal((await forgot()).statusCode, 202);
+    clock.advance(61);
+  }
+  clock.advance(29 * 60 - 4 * 61);
+  await forgot();
+  t.equal(await resetMails(), 5);
+  clock.advance(6 * 60);
+  t.equal((await forgot()).statusCode, 202);
+  t.equal(await resetMails(), 5, 'the sixth within the hour sends nothing while the fifth link is still usable');
+});
+
+t.test('"forgot password" for an invited or a blocked account is audited with that reason, and no mail (mutation review, session 22)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user: invited } = await inviteUser(app);
+  const { user: blocked } = await createUser(app.ctx.db, app, { status: 'BLOCKED' });
+  for (const email of [invited.email, blocked.email]) t.equal((await request({ url: '/v1/password/forgot', body: { email } })).status, 202);
+  const detailsOf = async (id: string) =>
+    (await auditEvents(app, id)).filter((e) => e.type === 'password.reset_requested').map((e) => e.details);
+  t.match(await detailsOf(invited.id), [{ by: 'self', mailSent: false, reason: 'invited' }]);
+  t.match(await detailsOf(blocked.id), [{ by: 'self', mailSent: false, reason: 'blocked' }]);
+});
+
+t.test('a reset with a link an administrator had sent: the completion audit names who asked for it; the change time is recorded (mutation review, session 22)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, app, clock } = w;
+  const member = await w.member(w.orgA.id, { email: 'member@alpha.test' });
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/password-reset`, token: adminA.token })).status, 200);
+  const token = tokenFromLink((await mailsTo(app, 'member@alpha.test')).find((m) => m.template === 'password_reset')!.textBody, '/reset-password');
+  clock.advance(120);
+  t.equal((await request({ url: '/v1/password/reset', body: { token, password: GOOD_PASSWORD } })).status, 204);
+  const [completed] = await auditOf(app, 'password.reset_completed', member.user.id);
+  t.match(completed?.details, { requestedBy: adminA.user.id });
+  // password_changed_at is what a login still checking the old password is refused by (login.service.ts).
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: member.user.id } });
+  t.same(row.passwordChangedAt, clock.now(), 'passwordChangedAt is the time of the reset');
 });
