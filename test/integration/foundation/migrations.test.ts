@@ -63,6 +63,15 @@ t.test('keeps Prisma bookkeeping exactly and applies each migration once, even w
   }
   const again = await migrate(url, quiet);
   t.same(again.applied, [], 'a second run applies nothing');
+
+  // (mutation review, session 22) A migration edited after it was applied is not applied again, but
+  // said: the schema may no longer be what the files describe.
+  const edited = files[1]!.name;
+  await query(url, 'UPDATE "_prisma_migrations" SET checksum = $1 WHERE migration_name = $2', ['0'.repeat(64), edited]);
+  const warnings: string[] = [];
+  const third = await migrate(url, { info: () => undefined, warn: (m) => warnings.push(m) });
+  t.same(third.applied, [], 'nothing is applied again');
+  t.same(warnings, [`migration ${edited} was modified after it was applied (checksum differs)`], 'the edited migration is named, the others are not');
 });
 
 t.test('a failing migration leaves no half-applied change, is recorded as rolled back, and the next run applies it once fixed', async (t) => {
