@@ -153,3 +153,33 @@ t.test('a hash older than the configured parameters is checked with the dummy be
   t.same(await hasher.verify(older, PASSWORD), { valid: true, needsRehash: true });
   t.same(hasher.stats().runs, { verify: 2, dummy: 2, hash: 0 }, 'each check ran the dummy too');
 });
+
+t.test('new hashes carry every configured argon2id parameter (mutation review, session 22)', async (t) => {
+  const hash = await createPasswordHasher({ ...cheap, memoryCost: 2048, timeCost: 2, parallelism: 2 }).hash(PASSWORD);
+  t.same(parseArgon2Hash(hash), { algorithm: 'argon2id', version: 19, memoryCost: 2048, timeCost: 2, parallelism: 2 });
+});
+
+t.test('a malformed stored hash costs a full dummy verification (mutation review, session 22)', async (t) => {
+  const hasher = createPasswordHasher(cheap);
+  t.same(await hasher.verify('not-a-hash', PASSWORD), { valid: false, needsRehash: true });
+  t.same(hasher.stats().runs, { verify: 0, dummy: 1, hash: 0 }, 'the dummy ran, as for an unknown address');
+});
+
+t.test('an outdated hash really runs argon2 on the dummy hash beside the check (mutation review, session 22)', async (t) => {
+  const older = await argon2.hash(PASSWORD, { type: argon2.argon2id, memoryCost: 1024, timeCost: 1, parallelism: 1 });
+  const hasher = createPasswordHasher({ ...cheap, memoryCost: 2048 });
+  const verified: string[] = [];
+  const original = argon2.verify;
+  argon2.verify = (async (...args: Parameters<typeof original>) => {
+    verified.push(args[0]);
+    return original(...args);
+  }) as typeof argon2.verify;
+  t.teardown(() => {
+    argon2.verify = original;
+  });
+  t.same(await hasher.verify(older, PASSWORD), { valid: true, needsRehash: true });
+  t.equal(verified.length, 2, 'two argon2 verifications');
+  t.ok(verified.includes(older), 'the stored hash');
+  t.equal(verified.filter((d) => d !== older).length, 1, 'and one other hash: the dummy');
+  t.match(verified.find((d) => d !== older), /^\$argon2id\$v=19\$m=2048,p=1,t=1\$/, 'the dummy made with the configured parameters');
+});

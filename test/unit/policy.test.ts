@@ -179,6 +179,15 @@ const rows: Row[] = [
   ['support reads all audit events', support, 'organization.audit.read', { organizationId: null }, {}, allow],
   ['support lists any organisation users', support, 'organization.users.list', { organizationId: ORG_B }, {}, allow],
   ['USER creates organisations → forbidden', user, 'organization.create', { organizationId: null }, {}, deny('forbidden', 'forbidden')],
+
+  // --- mutation review, session 22
+  ['an administrator without an organisation reaches no organisation-less user → user_not_found (mutation review, session 22)', { userId: 'admin-x', organizationId: null, roles: ['USER', 'CUSTOMER_ADMIN'] }, 'user.read', target({ id: 'orphan', organizationId: null }), {}, deny('not_found', 'user_not_found')],
+  ['the widest scope of the actor\'s roles wins, whatever their order (mutation review, session 22)', { userId: 'both', organizationId: ORG_A, roles: ['SUPPORT', 'CUSTOMER_ADMIN'] }, 'user.read', foreign, {}, allow],
+  ['support blocks an organisation-less account without the SUPPORT role → support_staff_protected (mutation review, session 22)', support, 'user.block', target({ id: 'orphan', organizationId: null, roles: ['USER'] }), { otherAdministrators: 1 }, deny('forbidden', 'support_staff_protected')],
+  ['support reads the reset request of support staff (mutation review, session 22)', support, 'user.mfa_reset_request.read', supportStaff, {}, allow],
+  ['a support block that was lifted does not hold back withdrawing the invitation (mutation review, session 22)', admin, 'user.withdraw_invitation', invited, { blockedBySupport: true, activated: false }, allow],
+  ['blocking an administrator without the count of the others → last_administrator (fail closed) (mutation review, session 22)', admin, 'user.block', otherAdmin, {}, deny('conflict', 'last_administrator')],
+  ['demoting an administrator without the count of the others → last_administrator (fail closed) (mutation review, session 22)', admin, 'user.set_roles', otherAdmin, { roles: ['USER'] }, deny('conflict', 'last_administrator')],
 ];
 
 t.test('policy matrix', async (t) => {

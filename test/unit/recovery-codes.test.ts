@@ -91,3 +91,10 @@ t.test('hash', async (t) => {
   t.not(hashRecoveryCode(normalized, userA), sha256Hex(normalized), 'not the bare SHA-256 of the code');
   t.throws(() => hashRecoveryCode(normalized, ''), TypeError, 'the owner is required');
 });
+
+t.test('the hash is bound only to a user id, not to any other owner string (mutation review, session 22)', async (t) => {
+  const normalized = normalizeRecoveryCode('ABCD-EFGH-JKMN')!;
+  for (const owner of ['jane@example.com', 'not-a-uuid', '0190f5a2-7c1e-7b3a-9d2e-1f2a3b4c5d6', ' 0190f5a2-7c1e-7b3a-9d2e-1f2a3b4c5d6e']) {
+    t.throws(() => hashRecoveryCode(normalized, owner), TypeError, JSON.stringify(owner));
+  }
+});

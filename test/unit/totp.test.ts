@@ -184,3 +184,23 @@ t.test('checkTotp on garbage never throws', async (t) => {
   }
   t.same(checkTotp({ secret, code: hotp(RFC_SEED, 0), nowMs: 5_000 }), { result: 'valid', step: 0 }, 'near epoch 0, negative steps are skipped');
 });
+
+t.test('a secret below 128 bits is refused even with its own current code (mutation review, session 22)', async (t) => {
+  const nowSeconds = 1_700_000_015;
+  const nowMs = nowSeconds * 1000;
+  // 80 bits: a well-formed base32 secret, and the code it really produces now.
+  const short = 'GEZDGNBVGY3TQOJQ';
+  t.equal(decodeTotpSecret(short).length, 10, 'fixture: 10-byte secret');
+  t.same(checkTotp({ secret: short, code: totpCode(short, nowSeconds), nowMs }), { result: 'invalid' }, '80 bits');
+  const almost = 'GEZDGNBVGY3TQOJQGEZDGNA'; // 14 bytes
+  t.equal(decodeTotpSecret(almost).length, 14, 'fixture: 14-byte secret');
+  t.same(checkTotp({ secret: almost, code: totpCode(almost, nowSeconds), nowMs }), { result: 'invalid' }, '112 bits');
+  const floor = 'GEZDGNBVGY3TQOJQGEZDGNBVGY'; // 16 bytes
+  t.equal(decodeTotpSecret(floor).length, 16, 'fixture: 16-byte secret');
+  t.same(checkTotp({ secret: floor, code: totpCode(floor, nowSeconds), nowMs }), { result: 'valid', step: timeStep(nowSeconds) }, '128 bits is enough');
+});
+
+t.test('a negative clock is refused even for a code of a step near epoch 0 (mutation review, session 22)', async (t) => {
+  t.same(checkTotp({ secret: RFC_SEED_BASE32, code: hotp(RFC_SEED, 0), nowMs: -1 }), { result: 'invalid' });
+  t.same(checkTotp({ secret: RFC_SEED_BASE32, code: hotp(RFC_SEED, 0), nowMs: -29_000 }), { result: 'invalid' });
+});
