@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { totpCode } from '../../../src/lib/totp.js';
 import { cli } from '../../helpers/cli.js';
-import { spawnServer } from '../../helpers/server-process.js';
+import { readyzAfterStart, spawnServer, watchServer } from '../../helpers/server-process.js';
 
 /**
  * The README's first command on a fresh machine: `npm start` with nothing configured — no
@@ -29,32 +28,18 @@ async function startUnconfigured(t: Test, dataDir: string): Promise<Running> {
     // The embedded database has no other schema owner: it is migrated whatever this says.
     MIGRATE_ON_START: 'false',
   });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const closed = once(child, 'close');
-  let base: string | undefined;
-  // PGlite (WASM) takes a while on a loaded machine: up to 60 s to listen and be ready.
-  for (let i = 0; i < 300 && !base; i++) {
-    base = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1];
-    if (!base) {
-      if (child.exitCode !== null) throw new Error(`the server ended: ${output}`);
-      await sleep(200);
-    }
-  }
-  if (!base) throw new Error(`the server did not listen: ${output}`);
-  let ready = 0;
-  for (let i = 0; i < 150 && ready !== 200; i++) {
-    ready = (await fetch(`${base}/readyz`)).status;
-    if (ready !== 200) await sleep(200);
-  }
-  if (ready !== 200) throw new Error(`/readyz stayed ${ready}: ${output}`);
+  const server = watchServer(child);
+  const base = await server.listening;
+  if (!base) throw new Error(`the server ended: ${server.output()}`);
+  // PGlite (WASM) takes a while on a loaded machine: up to 30 s to be ready.
+  const ready = await readyzAfterStart(base, 150);
+  if (ready !== 200) throw new Error(`/readyz answered ${ready}: ${server.output()}`);
   return {
     base,
-    output: () => output,
+    output: server.output,
     async stop() {
       child.kill('SIGTERM');
-      await closed;
+      await server.closed;
     },
   };
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { DRAIN_LIMIT_MS, REQUEST_TIMEOUT_MS } from '../../../src/app.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { createTestDatabase } from '../../helpers/database.js';
-import { spawnServer } from '../../helpers/server-process.js';
+import { spawnServer, watchServer } from '../../helpers/server-process.js';
 
 /**
  * Graceful shutdown (close-with-grace calls app.close() on SIGTERM): a request that arrives on a
@@ -140,11 +140,8 @@ t.test('SIGTERM to the server: logins in flight still finish with their own answ
   const server = spawnServer(t, {
     DATABASE_URL: url, RATE_LIMIT_ENABLED: 'false', HASH_MAX_CONCURRENT: '1', HASH_THREAD_NICE: '0', ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '1',
   });
-  let out = '';
-  server.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  server.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  for (let i = 0; i < 300 && !/Server listening at/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
-  const base = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(out)?.[1];
+  const watched = watchServer(server);
+  const base = await watched.listening;
   t.ok(base, 'the server started');
   const logins = Array.from({ length: 2 }, (_, i) =>
     fetch(`${base}/v1/auth/login`, {
@@ -166,6 +163,5 @@ t.test('SIGTERM to the server: logins in flight still finish with their own answ
   server.kill('SIGTERM');
   const answers = await Promise.all(logins);
   t.same(answers, answers.map(() => ({ status: 401, code: 'invalid_credentials' })), 'each login answered as without the signal');
-  const [code] = await once(server, 'close');
-  t.equal(code, 0, 'a clean exit');
+  t.equal(await watched.closed, 0, 'a clean exit');
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { spawnServer } from '../../helpers/server-process.js';
+import { readyzAfterStart, spawnServer, watchServer } from '../../helpers/server-process.js';
 import { createTestDatabase, urlFor } from '../../helpers/database.js';
 import { withAdmin } from '../../../scripts/pg-admin.js';
 
@@ -19,40 +19,19 @@ type Started = { code: number | null; stderr: string; readyz?: number };
 
 /**
  * Starts `src/server.ts` as the image does; once it listens, asks /readyz as a load balancer would
- * (again every 200 ms while it answers 503, for up to 10 s: a loaded CI machine once saw one 503
- * right at the start), then stops it.
+ * (readyzAfterStart: a loaded CI machine once saw one 503 right at the start), then stops it.
  */
-function startServer(t: Test, env: Record<string, string>): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const child = spawnServer(t, env);
-    let stdout = '';
-    let stderr = '';
-    let readyz: number | undefined;
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-      const listening = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(stdout);
-      if (listening && readyz === undefined) {
-        readyz = 0;
-        const ask = async (): Promise<number> => {
-          for (let tries = 1; ; tries++) {
-            const status = (await fetch(`${listening[1]}/readyz`)).status;
-            if (status !== 503 || tries === 50) return status;
-            await new Promise((r) => setTimeout(r, 200));
-          }
-        };
-        ask().then(
-          (status) => {
-            readyz = status;
-            child.kill('SIGTERM');
-          },
-          reject,
-        );
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr: stderr + stdout, ...(readyz !== undefined ? { readyz } : {}) }));
-  });
+async function startServer(t: Test, env: Record<string, string>): Promise<Started> {
+  const child = spawnServer(t, env);
+  const server = watchServer(child);
+  const base = await server.listening;
+  let readyz: number | undefined;
+  if (base) {
+    readyz = await readyzAfterStart(base);
+    child.kill('SIGTERM');
+  }
+  const code = await server.closed;
+  return { code, stderr: server.output(), ...(readyz !== undefined ? { readyz } : {}) };
 }
 
 t.test('MIGRATE_ON_START=false: a role that may only read and write the tables runs the server on a current schema; an older schema is refused with what to do', async (t) => {
