@@ -41,3 +41,23 @@ export function api(app: FastifyInstance) {
     return { status: res.statusCode, headers: res.headers, body: body as T, raw: res.body };
   };
 }
+
+export type CursorPage = { items: { id: string }[]; nextCursor: string | null };
+
+/**
+ * The ids of every page of a cursor-paged list, in order: `fetchPage` gets one page's query
+ * (`limit=<limit>`, and `&cursor=…` after the first page) and answers that page's body. Stops after
+ * the last page, or after `maxPages` (a list that never ends must not hang the test).
+ */
+export async function pagedIds(fetchPage: (query: string) => Promise<CursorPage>, limit: number, maxPages = 10): Promise<{ ids: string[]; pages: number }> {
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page: CursorPage = await fetchPage(`limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    ids.push(...page.items.map((item) => item.id));
+    cursor = page.nextCursor;
+    pages++;
+  } while (cursor && pages < maxPages);
+  return { ids, pages };
+}
