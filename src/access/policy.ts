@@ -39,7 +39,8 @@ export type ChangeFacts = {
   /** The roles the target would have afterwards (user.set_roles, user.invite). */
   roles?: readonly Role[];
   /**
-   * Administrators (CUSTOMER_ADMIN, not blocked) of the target's organisation other than the
+   * Administrators (CUSTOMER_ADMIN) of the target's organisation other than the target who count for
+   * the last-administrator rule: ACTIVE ones, and INVITED ones with a usable invitation not sent by the
    * target (user.block, user.set_roles, user.withdraw_invitation). Counted under a lock on the organisation row.
    */
   otherAdministrators?: number;
@@ -283,7 +284,8 @@ export function decide(
  */
 export function decideOnState(action: UserAction, user: UserTarget, facts: ChangeFacts = {}): Decision {
   const isAdmin = user.roles.includes('CUSTOMER_ADMIN');
-  // Blocked administrators do not count; invited ones do (they can still activate).
+  // Blocked administrators do not count; invited ones do while their invitation can still be used
+  // (`otherAdministrators`: acting-user.ts countOtherAdministrators).
   const lastAdmin = isAdmin && user.status !== 'BLOCKED' && (facts.otherAdministrators ?? 0) === 0;
 
   switch (action) {

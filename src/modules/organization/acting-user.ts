@@ -99,24 +99,41 @@ export async function lockOrganization(tx: Tx, organizationId: string): Promise<
   return rows.length === 1;
 }
 
+/** ACTIVE administrators (CUSTOMER_ADMIN) of an organisation, optionally without one user. */
+export async function countActiveAdministrators(tx: Tx, organizationId: string, except?: string): Promise<number> {
+  return tx.user.count({
+    where: { organizationId, roles: { has: 'CUSTOMER_ADMIN' }, status: 'ACTIVE', ...(except ? { id: { not: except } } : {}) },
+  });
+}
+
 /**
- * Administrators (CUSTOMER_ADMIN, not blocked) of an organisation, optionally without one user, and
- * without the invited ones whose pending invitation `withdrawing` sent (it is about to be withdrawn).
+ * The administrators (CUSTOMER_ADMIN) of an organisation besides `except` who count for the
+ * last-administrator rule (security bar 25.2) of a change to `except` at `now`: the ACTIVE ones, and
+ * the INVITED ones who can still activate — whose activation link is pending and unexpired, and was
+ * not sent by `except` (a block or demotion of `except` withdraws the links they sent). An invitee
+ * whose link was withdrawn or has expired cannot become an administrator unless somebody sends a
+ * new link, and once the organisation has no administrator left who could, only support can.
  */
-export async function countAdministrators(
-  tx: Tx,
-  organizationId: string,
-  options: { except?: string; status?: 'ACTIVE'; withdrawing?: string } = {},
-): Promise<number> {
+export async function countOtherAdministrators(tx: Tx, organizationId: string, except: string, now: Date): Promise<number> {
   return tx.user.count({
     where: {
       organizationId,
       roles: { has: 'CUSTOMER_ADMIN' },
-      status: options.status ?? { not: 'BLOCKED' },
-      ...(options.except ? { id: { not: options.except } } : {}),
-      ...(options.withdrawing
-        ? { NOT: { status: 'INVITED', flowTokens: { some: { purpose: 'ACTIVATION', state: 'PENDING', requestedById: options.withdrawing } } } }
-        : {}),
+      id: { not: except },
+      OR: [
+        { status: 'ACTIVE' },
+        {
+          status: 'INVITED',
+          flowTokens: {
+            some: {
+              purpose: 'ACTIVATION',
+              state: 'PENDING',
+              expiresAt: { gt: now },
+              OR: [{ requestedById: null }, { requestedById: { not: except } }],
+            },
+          },
+        },
+      ],
     },
   });
 }

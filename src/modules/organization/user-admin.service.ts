@@ -9,7 +9,7 @@ import { spendMailBudget } from '../mail/mail-budget.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
-import { countAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
+import { countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { blockedContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
@@ -81,12 +81,12 @@ export async function lockForChange(tx: Tx, call: AdminCall, id: string): Promis
 }
 
 /**
- * The organisation's administrators besides `target` for the last-administrator rule of a block or a
- * demotion. An invited administrator counts (they can still activate), but not one whose pending
- * invitation `target` sent: the block or demotion withdraws it.
+ * The organisation's administrators besides `target` for the last-administrator rule of a block, a
+ * demotion or a withdrawal at `now` (acting-user.ts `countOtherAdministrators`: invitees count only
+ * while they can still activate, and not with a link `target` sent, which the change withdraws).
  */
-export async function otherAdministrators(tx: Tx, target: TargetUser): Promise<number> {
-  return target.organizationId ? countAdministrators(tx, target.organizationId, { except: target.id, withdrawing: target.id }) : 0;
+export async function otherAdministrators(tx: Tx, target: TargetUser, now: Date): Promise<number> {
+  return target.organizationId ? countOtherAdministrators(tx, target.organizationId, target.id, now) : 0;
 }
 
 export async function getUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<ManagedUser> {
@@ -231,7 +231,7 @@ export async function blockLockedUser(
   target: TargetUser,
   details: Record<string, unknown> = {},
 ): Promise<void> {
-  authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target), blockedBySuspension: target.blockedBySuspension });
+  authorize(acting, 'user.block', target, { otherAdministrators: await otherAdministrators(tx, target, ctx.clock.now()), blockedBySuspension: target.blockedBySuspension });
   await blockUserInTx(tx, ctx, target, originOf(acting, call), details);
 }
 
@@ -403,7 +403,7 @@ export async function setUserRoles(ctx: AdminCtx, call: AdminCall, userId: strin
   return ctx.db.$transaction(async (tx) => {
     const { acting, target } = await lockForChange(tx, call, userId);
     const roles = normalizeRoles(requested);
-    authorize(acting, 'user.set_roles', target, { roles, otherAdministrators: await otherAdministrators(tx, target) });
+    authorize(acting, 'user.set_roles', target, { roles, otherAdministrators: await otherAdministrators(tx, target, ctx.clock.now()) });
     const before = normalizeRoles(target.roles);
     if (before.length === roles.length && before.every((r, i) => r === roles[i])) return reloadManagedUser(tx, target.id);
     await tx.user.update({ where: { id: target.id }, data: { roles } });

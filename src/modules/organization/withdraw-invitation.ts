@@ -23,7 +23,7 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
     authorize(acting, 'user.withdraw_invitation', target, {
       activated: target.passwordHash !== null,
       blockedBySupport: target.blockedBySupport,
-      otherAdministrators: await otherAdministrators(tx, target),
+      otherAdministrators: await otherAdministrators(tx, target, ctx.clock.now()),
     });
     await withdrawInvitationInTx(tx, ctx, target, originOf(acting, call));
   });

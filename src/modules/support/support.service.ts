@@ -5,7 +5,7 @@ import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 import type { Language } from '../../lib/languages.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
-import { countAdministrators, loadActingUser, lockMemberOf, lockOrganization, type ActingUser, type TargetUser } from '../organization/acting-user.js';
+import { countActiveAdministrators, loadActingUser, lockMemberOf, lockOrganization, type ActingUser, type TargetUser } from '../organization/acting-user.js';
 import { isEmailTaken, organizationErrors, violatedConstraint } from '../organization/organization.errors.js';
 import type { ManagedUser } from '../organization/organization.schemas.js';
 import { decodeCursor, page } from '../organization/pagination.js';
@@ -303,7 +303,7 @@ export async function appointAdministrator(
         throw policyErrors.organization_not_found();
       }
       const replaced = replacing === undefined ? null : await lockReplaced(tx, acting, organizationId, replacing);
-      const activeAdministrators = await countAdministrators(tx, organizationId, { status: 'ACTIVE', ...(replaced ? { except: replaced.id } : {}) });
+      const activeAdministrators = await countActiveAdministrators(tx, organizationId, replaced?.id);
       const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true, language: true, suspendedAt: true } });
       authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators, organizationSuspended: organization.suspendedAt !== null });
 

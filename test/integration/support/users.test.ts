@@ -1,5 +1,5 @@
 import t from 'tap';
-import { tokenFromLink } from '../../helpers/accounts.js';
+import { inviteUser, tokenFromLink } from '../../helpers/accounts.js';
 import { pagedIds, type CursorPage } from '../../helpers/http.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
@@ -87,7 +87,7 @@ t.test('an administrator invited by the only active one does not make that one b
   t.equal(organization.body.activeAdministratorCount, 1);
 
   // An invited administrator someone else invited still counts: the block withdraws only the blocked user's links.
-  const other = await w.member(w.orgA.id, { name: 'Otto Other', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED' });
+  const other = await inviteUser(w.app, { organizationId: w.orgA.id, name: 'Otto Other', roles: ['USER', 'CUSTOMER_ADMIN'] });
   const blocked = await request({ method: 'POST', url: `/v1/support/users/${adminA.user.id}/block`, token: support.token });
   t.equal(blocked.status, 200, 'with an administrator still able to activate, the block goes ahead');
   t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: other.user.id } })).status, 'INVITED');
