@@ -36,13 +36,16 @@ export function contactText(contact: BlockedContact): string {
 /**
  * The account_blocked problem with whom to contact. Only ever answered after a correct password or
  * a genuine, unexpired link of the account (also one that blocking voided: blockedLinkHolder).
+ * A block support imposed is support's to lift (policy: `blocked_by_support`), so only support is
+ * named for it; an organisation's suspension blocks its administrators too, so none is named then.
  */
 export async function accountBlockedError(
   db: Tx,
   config: Pick<AppContext['config'], 'supportContact'>,
   user: { id: string; organizationId: string | null },
 ): Promise<AppError> {
-  const contact = await blockedContact(db, config, user);
+  const bySupport = (await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } }))?.blockedBySupport;
+  const contact = bySupport ? { support: config.supportContact, administrators: [] } : await blockedContact(db, config, user);
   return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(contact)}.`, { contact });
 }
 

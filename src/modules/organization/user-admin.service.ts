@@ -291,7 +291,8 @@ export async function blockUsersInTx(
       await enqueueMail(tx, ctx, {
         to: target,
         template: 'account_blocked',
-        data: { name: target.name, administrators: (await blockedContact(tx, ctx.config, target)).administrators },
+        // Only support lifts a block support imposed (policy `blocked_by_support`): then only support is named.
+        data: { name: target.name, administrators: origin.by === 'support' ? [] : (await blockedContact(tx, ctx.config, target)).administrators },
       });
     }
   }

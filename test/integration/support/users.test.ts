@@ -35,7 +35,7 @@ t.test('support blocks, unblocks and sends reset mails in any organisation; audi
   t.match((await auditOf(app, 'user.blocked', u.user.id))[0], { actorUserId: support.user.id, organizationId: w.orgB.id, details: { by: 'support' } });
   const [mail] = await mailsTo(app, 'someone@beta.test');
   t.equal(mail?.template, 'account_blocked');
-  t.match(mail?.textBody, 'Bob Admin', 'contact: the organisation administrator (and support)');
+  t.notMatch(mail?.textBody, 'Bob Admin', 'contact: support alone, who alone can lift a block support imposed');
 
   t.equal((await post('password-reset')).body.code, 'user_blocked');
   t.equal((await post('unblock')).body.status, 'ACTIVE');
@@ -46,6 +46,40 @@ t.test('support blocks, unblocks and sends reset mails in any organisation; audi
   t.same((await mailsTo(app, 'someone@beta.test')).map((m) => m.template), ['account_blocked', 'account_unblocked', 'password_reset']);
   t.match((await auditOf(app, 'password.reset_requested', u.user.id))[0], { actorUserId: support.user.id, details: { by: 'support' } });
   t.notMatch(reset.raw, /token|reset-password/);
+});
+
+t.test('a user support blocked is sent to support alone, who alone can lift it: in the mail, at sign-in and on a voided link', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support } = w;
+  const jon = await w.member(w.orgA.id, { name: 'Jon Member', email: 'jon@alpha.test' });
+  const signInAnswer = async () => {
+    const res = await request({ method: 'POST', url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } });
+    t.same([res.status, res.body.code], [403, 'account_blocked']);
+    return res.body;
+  };
+  t.equal((await request({ method: 'POST', url: '/v1/password/forgot', body: { email: jon.user.email } })).status, 202);
+  const resetLink = tokenFromLink((await mailsTo(w.app, jon.user.email)).at(-1)!.textBody, '/reset-password');
+
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/block`, token: support.token })).status, 200);
+  const unblock = await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unblock`, token: adminA.token });
+  t.same([unblock.status, unblock.body.code], [409, 'blocked_by_support'], 'the administrator cannot lift it');
+  const mail = (await mailsTo(w.app, jon.user.email)).at(-1)!;
+  t.match(mail.textBody, /blocked/);
+  t.notMatch(mail.textBody, /Alice Admin/, 'the block mail does not send the user to the administrator');
+  const bySupport = await signInAnswer();
+  t.same(bySupport.contact.administrators, [], 'nor does the answer to the correct password');
+  t.notMatch(bySupport.detail, /Alice Admin/);
+  t.match(bySupport.detail, bySupport.contact.support);
+  const reset = await request({ method: 'POST', url: '/v1/password/reset', body: { token: resetLink, password: 'a brand new passphrase 42' } });
+  t.same([reset.status, reset.body.code, reset.body.contact?.administrators], [403, 'account_blocked', []], 'nor the reset link the block voided');
+
+  // The same user blocked by their administrator is sent to the administrator, who can lift it.
+  t.equal((await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/unblock`, token: support.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/block`, token: adminA.token })).status, 200);
+  t.match((await mailsTo(w.app, jon.user.email)).at(-1)!.textBody, /Alice Admin/);
+  const byAdministrator = await signInAnswer();
+  t.same(byAdministrator.contact.administrators.map((a: { name: string }) => a.name), ['Alice Admin']);
+  t.match(byAdministrator.detail, /Alice Admin/);
 });
 
 t.test('support cannot block the last administrator, nor support staff, nor themselves', async (t) => {
