@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import { errorCatalogue, type AppError } from '../errors.js';
 
+/** Whom a user can ask: account_blocked, mfa_locked, and link_expired / link_used of an invitation. */
+export const ContactSchema = z.object({
+  support: z.string().describe('How to reach the shop support team'),
+  administrators: z
+    .array(z.object({ name: z.string(), email: z.string() }))
+    .describe("The organisation's active administrators who can help; empty when only support can (a block support imposed)"),
+});
+
 /** RFC 9457 problem details. Extra members (hint, retryAfter, errors, ...) are allowed per code. */
 export const ProblemSchema = z
   .looseObject({
@@ -27,6 +35,7 @@ export const ProblemSchema = z
     currentVersion: z.string().optional().describe('terms_version_mismatch: the terms version to accept'),
     minLength: z.number().int().optional().describe('password_too_short: the minimum length'),
     maxLength: z.number().int().optional().describe('password_too_long: the maximum length'),
+    contact: ContactSchema.optional().describe('link_expired, link_used of an invitation not yet activated: whom to ask for a new one'),
   })
   .meta({ id: 'Problem' });
 

@@ -64,6 +64,13 @@ export function checkContract(
     compiled.set(pointer, validate);
   }
   if (!validate(body)) return `${method} ${template} ${status} body does not match the document: ${ajv.errorsText(validate.errors)}`;
+  // Problem schemas are open (RFC 9457 allows extension members), so the match above accepts any
+  // member; but a member the document does not declare is one a generated client cannot type.
+  if (type === 'application/problem+json' && body !== null && typeof body === 'object') {
+    const declared = declaredMembers(doc, media.schema);
+    const undeclared = Object.keys(body).filter((member) => !declared.has(member));
+    if (undeclared.length > 0) return `${method} ${template} ${status} answered member(s) the document does not declare: ${undeclared.join(', ')}`;
+  }
   // A problem's code must be named where a client reads about the answer: the operation's summary
   // or description, or the description of the status.
   const code = (body as { code?: unknown } | undefined)?.code;
@@ -73,4 +80,23 @@ export function checkContract(
     if (!new RegExp(`\\b${code}\\b`).test(text)) return `${method} ${template} ${status} answered code ${code}, which the document does not name for it`;
   }
   return undefined;
+}
+
+type SchemaNode = { $ref?: string; properties?: Record<string, unknown>; anyOf?: SchemaNode[]; oneOf?: SchemaNode[]; allOf?: SchemaNode[] };
+
+/** The members an object schema declares (following $ref, and through anyOf / oneOf / allOf). */
+function declaredMembers(doc: Doc, schema: unknown): Set<string> {
+  const node = schema as SchemaNode;
+  if (node.$ref) {
+    const target = node.$ref
+      .replace(/^#\//, '')
+      .split('/')
+      .reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key.replaceAll('~1', '/').replaceAll('~0', '~')], doc);
+    return declaredMembers(doc, target);
+  }
+  const members = new Set(Object.keys(node.properties ?? {}));
+  for (const part of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])]) {
+    for (const member of declaredMembers(doc, part)) members.add(member);
+  }
+  return members;
 }

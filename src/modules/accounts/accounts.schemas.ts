@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PROBLEM_CONTENT_TYPE, ProblemSchema, problemHeaders } from '../../http/problem.js';
+import { ContactSchema, PROBLEM_CONTENT_TYPE, ProblemSchema, problemHeaders } from '../../http/problem.js';
 import { PASSWORD_MAX_LENGTH } from '../../lib/password-policy.js';
 
 /**
@@ -31,13 +31,6 @@ export const NewPasswordSchema = z
   );
 
 export const FlowTokenInputSchema = z.string().min(1).max(512).describe('The token from the e-mail link');
-
-export const AdministratorContactSchema = z.object({ name: z.string(), email: z.string() });
-
-const ContactSchema = z.object({
-  support: z.string().describe('How to reach the shop support team'),
-  administrators: z.array(AdministratorContactSchema).describe("The organisation's active administrators"),
-});
 
 export const AccountBlockedProblemSchema = ProblemSchema.extend({
   code: z.literal('account_blocked'),
