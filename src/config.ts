@@ -227,6 +227,7 @@ const envSchema = z.object({
   JWT_ISSUER: z.url().optional(),
   JWT_AUDIENCES: csv.pipe(z.array(z.string().min(1)).min(1)).default(['webshop', 'cso']),
   JWT_ALGORITHM: z.enum(['EdDSA', 'ES256']).default('EdDSA'),
+  JWT_CLIENT_ID: z.string().trim().min(1).max(256).default('webshop'),
   ACCESS_TOKEN_TTL_SECONDS: int(60, 900).default(600),
   REFRESH_IDLE_TTL_SECONDS: int(300).default(12 * 3600),
   REFRESH_ABSOLUTE_TTL_SECONDS: int(3600).default(7 * 24 * 3600),
@@ -302,6 +303,8 @@ export type Config = Readonly<{
     audiences: readonly string[];
     algorithm: 'EdDSA' | 'ES256';
     accessTtlSeconds: number;
+    /** `client_id` of access tokens (RFC 9068 §2.2). */
+    clientId: string;
   }>;
   refresh: Readonly<{ idleTtlSeconds: number; absoluteTtlSeconds: number; reuseGraceSeconds: number }>;
   loginChallengeTtlSeconds: number;
@@ -415,6 +418,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     jwt: Object.freeze({
       issuer: jwtIssuer(e),
       audiences: Object.freeze(e.JWT_AUDIENCES),
+      clientId: e.JWT_CLIENT_ID,
       algorithm: e.JWT_ALGORITHM,
       accessTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
     }),

@@ -12,6 +12,7 @@ t.test('defaults give a working development configuration', async (t) => {
   t.equal(config.databaseUrl, undefined, 'no DATABASE_URL means the embedded database');
   t.same(config.argon2, { memoryCost: 19456, timeCost: 2, parallelism: 1 });
   t.ok(config.jwt.accessTtlSeconds <= 900);
+  t.equal(config.jwt.clientId, 'webshop', "tokens' client_id: the shop frontend");
   t.match(config, { retentionDays: 30, retentionSweepIntervalSeconds: 3600 }, 'ended records go after 30 days, swept hourly');
   t.equal(config.databaseQueryTimeoutMs, 10_000, 'a silent database costs a request 10 s, not forever');
   t.ok(Object.isFrozen(config));

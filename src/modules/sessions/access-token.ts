@@ -81,6 +81,9 @@ export async function signAccessToken(
     iss: ctx.config.jwt.issuer,
     aud: options.selfOnly ? [selfAudience(ctx)] : [...ctx.config.jwt.audiences],
     sub: subject.userId,
+    // RFC 9068 §2.2 requires it (strict resource-server libraries refuse a token without it): the
+    // client that signs users in through this service's login API (JWT_CLIENT_ID).
+    client_id: ctx.config.jwt.clientId,
     jti,
     iat,
     exp,

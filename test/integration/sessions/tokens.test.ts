@@ -17,9 +17,10 @@ import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { issueSession } from '../../../src/modules/sessions/sessions.service.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { allowInsecureRequests, clockSkew, validateJwtAccessToken } from 'oauth4webapi';
 
 t.test('issueSession: token response and access-token claims', async (t) => {
-  const { app, config } = await buildTestApp(t);
+  const { app, config } = await buildTestApp(t, { JWT_CLIENT_ID: 'shop-frontend' });
   const request = api(app);
   const org = await createOrganization(app.ctx.db);
   const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
@@ -46,6 +47,7 @@ t.test('issueSession: token response and access-token claims', async (t) => {
   t.same(claims.amr, ['pwd', 'otp']);
   t.equal(claims.terms, null);
   t.equal(claims.token_use, 'access');
+  t.equal(claims.client_id, 'shop-frontend', 'RFC 9068 §2.2: client_id (JWT_CLIENT_ID)');
   t.match(claims.sid, /^[0-9a-f-]{36}$/);
   t.type(claims.jti, 'string');
   t.equal(claims.exp! - claims.iat!, config.jwt.accessTtlSeconds);
@@ -86,6 +88,14 @@ t.test('a separate jose client verifies access tokens against the served JWKS, a
 
   const before = await signIn(app, user);
   const { payload, protectedHeader } = await verifyAsCso(before.accessToken);
+  // A strict RFC 9068 resource-server library (every required claim, typ at+jwt) accepts it too.
+  const strict = await validateJwtAccessToken(
+    { issuer: config.jwt.issuer, jwks_uri: jwksUrl.href },
+    new Request('http://cso.example/api', { headers: { authorization: `Bearer ${before.accessToken}` } }),
+    'cso',
+    { [allowInsecureRequests]: true, [clockSkew]: Math.round((clock.now().getTime() - Date.now()) / 1000), signingAlgorithms: ['EdDSA'] },
+  );
+  t.match(strict, { sub: user.id, client_id: 'webshop', aud: ['webshop', 'cso'] }, 'RFC 9068 (oauth4webapi)');
   t.equal(payload.sub, user.id);
   t.equal(payload.org, org.id);
   const oldKid = protectedHeader.kid;
