@@ -35,6 +35,7 @@ export const ProblemSchema = z
     currentVersion: z.string().optional().describe('terms_version_mismatch: the terms version to accept'),
     minLength: z.number().int().optional().describe('password_too_short: the minimum length'),
     maxLength: z.number().int().optional().describe('password_too_long: the maximum length'),
+    error: z.enum(['invalid_client']).optional().describe('invalid_client: the OAuth error code as well (RFC 6749 §5.2), for generic introspection clients'),
     contact: ContactSchema.optional().describe('link_expired, link_used of an invitation not yet activated: whom to ask for a new one'),
   })
   .meta({ id: 'Problem' });
