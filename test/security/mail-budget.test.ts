@@ -124,3 +124,44 @@ t.test('the budget is per template: five password resets to an address leave an 
   t.equal(invited.status, 201, 'the invitation is sent');
   t.equal((await mailsTo(w.app, 'leaver@example.org')).filter((m) => m.template === 'activation').length, 1);
 });
+
+t.test('block and unblock an active member in a loop: every change happens, its notifications five an hour each (abuse review, session 23)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const member = await w.member(w.orgA.id, { email: 'toggled@alpha.test' });
+  const post = async (action: 'block' | 'unblock') =>
+    (await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/${action}`, token: adminA.token })).status;
+  const mails = async (template: string) => (await mailsTo(w.app, 'toggled@alpha.test')).filter((m) => m.template === template).length;
+  const statuses: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    clock.advance(MIN);
+    statuses.push(await post('block'), await post('unblock'));
+  }
+  t.same(statuses, Array(16).fill(200), 'blocking and unblocking are never refused');
+  t.equal((await w.app.ctx.db.auditEvent.count({ where: { type: 'user.blocked', subjectUserId: member.user.id } })), 8, 'each block audited');
+  t.same([await mails('account_blocked'), await mails('account_unblocked')], [5, 5], 'five mails of each within the hour, not eight');
+
+  clock.advance(60 * MIN);
+  adminA.token = await w.tokenFor(adminA.user); // the access token expired meanwhile
+  t.equal(await post('block'), 200);
+  t.equal(await mails('account_blocked'), 6, 'an hour later the next block is mailed again');
+});
+
+t.test('support MFA-reset requests: five confirmation links an hour to an address (abuse review, session 23)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, support } = w;
+  const member = await w.member(w.orgA.id, { email: 'phoneless@alpha.test' });
+  const ask = () => request({ method: 'POST', url: `/v1/support/users/${member.user.id}/mfa-reset-request`, token: support.token });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    clock.advance(MIN);
+    statuses.push((await ask()).status);
+  }
+  t.same(statuses, [202, 202, 202, 202, 202, 429], 'the sixth within the hour is refused');
+  const refused = await ask();
+  t.same([refused.status, refused.body.code], [429, 'rate_limited']);
+  const links = (await mailsTo(w.app, 'phoneless@alpha.test')).filter((m) => m.template === 'mfa_reset_confirm');
+  t.equal(links.length, 5);
+  const pending = await w.app.ctx.db.flowToken.count({ where: { userId: member.user.id, purpose: 'MFA_RESET', state: 'PENDING' } });
+  t.equal(pending, 1, 'the refused request left the newest link alone');
+});

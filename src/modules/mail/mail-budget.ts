@@ -21,6 +21,22 @@ const MAIL_BUDGET_LOCK_CLASS = 0x4d42_5547; // "MBUG"
  * rows an erasure deletes. Serialised per address (an advisory lock until the transaction ends).
  */
 export async function spendMailBudget(tx: Tx, clock: Clock, address: string, template: MailTemplateName): Promise<void> {
+  const retryAfter = await trySpend(tx, clock, address, template);
+  if (retryAfter !== null) throw rateLimitedFor(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour.`, retryAfter);
+}
+
+/**
+ * For the notification of a change that is never refused (a block, an unblock): spends one of the
+ * address's mails of `template` and answers true, or answers false when the budget is spent — the
+ * change then goes ahead without its mail (the address has had MAILS_PER_ADDRESS_PER_HOUR of them
+ * this hour). Without it, blocking and unblocking an active member in a loop mailed them without limit.
+ */
+export async function withinMailBudget(tx: Tx, clock: Clock, address: string, template: MailTemplateName): Promise<boolean> {
+  return (await trySpend(tx, clock, address, template)) === null;
+}
+
+/** Spends one mail of the budget and answers null, or answers the seconds until one is free again. */
+async function trySpend(tx: Tx, clock: Clock, address: string, template: MailTemplateName): Promise<number | null> {
   const now = clock.now();
   const addressHash = sha256Hex(address.toLowerCase());
   await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(${MAIL_BUDGET_LOCK_CLASS}::int, hashtext(${addressHash}))`;
@@ -30,8 +46,8 @@ export async function spendMailBudget(tx: Tx, clock: Clock, address: string, tem
      ORDER BY created_at DESC
      LIMIT ${MAILS_PER_ADDRESS_PER_HOUR}`;
   if (recent.length >= MAILS_PER_ADDRESS_PER_HOUR) {
-    const retryAfter = Math.max(1, Math.ceil((recent.at(-1)!.created_at.getTime() + MAIL_BUDGET_WINDOW_SECONDS * 1000 - now.getTime()) / 1000));
-    throw rateLimitedFor(`This address was sent ${MAILS_PER_ADDRESS_PER_HOUR} such mails within the hour.`, retryAfter);
+    return Math.max(1, Math.ceil((recent.at(-1)!.created_at.getTime() + MAIL_BUDGET_WINDOW_SECONDS * 1000 - now.getTime()) / 1000));
   }
   await tx.$executeRaw`INSERT INTO mail_budget (id, address_hash, template, created_at) VALUES (${newId()}::uuid, ${addressHash}, ${template}, ${now})`;
+  return null;
 }

@@ -5,7 +5,7 @@ import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { Language } from '../../lib/languages.js';
 import { recordAudit, recordManyAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
-import { spendMailBudget } from '../mail/mail-budget.js';
+import { spendMailBudget, withinMailBudget } from '../mail/mail-budget.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
@@ -288,6 +288,7 @@ export async function blockUsersInTx(
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
   if (!options.bySuspension) {
     for (const target of targets) {
+      if (!(await withinMailBudget(tx, ctx.clock, target.email, 'account_blocked'))) continue;
       await enqueueMail(tx, ctx, {
         to: target,
         template: 'account_blocked',
@@ -341,7 +342,9 @@ export async function unblockUserInTx(
   if (status === 'INVITED') {
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };
   }
-  await enqueueMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });
+  if (await withinMailBudget(tx, ctx.clock, target.email, 'account_unblocked')) {
+    await enqueueMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });
+  }
   return { status };
 }
 

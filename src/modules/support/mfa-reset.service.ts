@@ -5,6 +5,7 @@ import { accountBlockedError, blockedLinkHolder } from '../accounts/blocked.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, issueFlowToken, usedLinkError } from '../flows/flow-tokens.js';
+import { spendMailBudget } from '../mail/mail-budget.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { findTarget, loadActingUser } from '../organization/acting-user.js';
 import { buildLink, enqueueMail, hasMfaToReset, LINK_PATHS, removeMfa } from '../organization/dependencies.js';
@@ -53,6 +54,8 @@ export async function requestMfaReset(ctx: AdminCtx, call: AdminCall, userId: st
     // before confirming, its activation voids this link (activatePendingFactor), so the link
     // never removes the factor set up after it was sent.
     if (!(await hasMfaToReset(tx, target.id, ctx.clock.now()))) throw mfaErrors.mfa_not_enrolled();
+    // Five confirmation links an hour per address, like every mail sent to an address on others' request.
+    await spendMailBudget(tx, ctx.clock, target.email, 'mfa_reset_confirm');
     // A new request voids an older pending one (issueFlowToken), so only the newest link works.
     const { token, flow } = await issueFlowToken(tx, ctx.clock, {
       userId: target.id,
