@@ -176,9 +176,9 @@ export function codeFailureError(
       return mfaErrors.mfa_code_reused(undefined, extras);
     case 'clock_drift': {
       const minutes = Math.round(Math.abs(failure.offsetSeconds) / 60);
-      const direction = failure.offsetSeconds < 0 ? 'behind' : 'ahead';
+      const direction = failure.offsetSeconds < 0 ? 'behind' : 'ahead of';
       return mfaErrors.mfa_code_invalid(
-        `The code belongs to a time about ${minutes > 0 ? `${minutes} min` : `${Math.abs(failure.offsetSeconds)} s`} ${direction} of the server. Set the device clock to automatic time and try the current code.`,
+        `The code belongs to a time about ${minutes > 0 ? `${minutes} min` : `${Math.abs(failure.offsetSeconds)} s`} ${direction} the server. Set the device clock to automatic time and try the current code.`,
         { ...extras, hint: 'clock_drift', offsetSeconds: failure.offsetSeconds },
       );
     }

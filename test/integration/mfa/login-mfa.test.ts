@@ -124,6 +124,7 @@ t.test('code step: valid code, ±1 step accepted, ±2 rejected with clock_drift 
     t.equal(r.body.code, 'mfa_code_invalid');
     t.equal(r.body.hint, 'clock_drift');
     t.equal(r.body.offsetSeconds, seconds);
+    t.match(r.body.detail, `about ${Math.abs(seconds) / 60} min ${seconds < 0 ? 'behind' : 'ahead of'} the server.`, 'the device clock, told in plain words');
   }
 
   clock.advance(600);
