@@ -138,3 +138,21 @@ t.test('support pages through users of every organisation: each user exactly onc
   const { ids } = await pagedIds(async (query) => (await request<CursorPage>({ url: `/v1/support/users?${query}`, token: support.token })).body, 2);
   t.same(ids, all, 'the pages together are the list, without repeats or gaps');
 });
+
+t.test('refusals an administrator or support can act on: the detail says what to do instead (desk review, session 23)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, support } = w;
+  const active = await w.member(w.orgA.id, { name: 'Active Member' });
+  const invited = await w.member(w.orgA.id, { status: 'INVITED', name: 'Invited Member' });
+  for (const [what, method, url, token, body, code, remedy] of [
+    ['withdraw an activated account', 'DELETE', `/v1/organization/users/${active.user.id}`, adminA.token, undefined, 'already_activated', /block it instead/],
+    ['erase before the block', 'POST', `/v1/organization/users/${active.user.id}/erase`, adminA.token, undefined, 'not_blocked', /block it first/],
+    ['reset mail to an invited user', 'POST', `/v1/organization/users/${invited.user.id}/password-reset`, adminA.token, undefined, 'user_not_activated', /invitation again/],
+    ['appoint while an administrator is active', 'POST', `/v1/support/organizations/${w.orgA.id}/administrators`, support.token, { userId: active.user.id }, 'administrator_exists', /`replacing`/],
+    ['block the last administrator', 'POST', `/v1/support/users/${adminA.user.id}/block`, support.token, undefined, 'last_administrator', /another member an administrator first.*`replacing`/],
+  ] as const) {
+    const res = await request({ method, url, token, ...(body ? { body } : {}) });
+    t.same([res.status, res.body.code], [409, code], what);
+    t.match(res.body.detail, remedy, `${what}: the detail says what to do instead`);
+  }
+});
