@@ -117,7 +117,7 @@ t.test('a body that does not open is given up at once (tampered, moved to anothe
   const { app, config, clock, logs } = w;
   const ctx = app.ctx;
   const link = (token: string) => buildLink(config, LINK_PATHS.passwordReset, token);
-  const reset = (to: string, token: string) => ({ to: { email: to, language: null, id: null }, template: 'password_reset' as const, data: { name: to, link: link(token), expiresAt: clock.now() } });
+  const reset = (to: string, token: string) => ({ to: { email: to, language: null, id: null }, template: 'password_reset' as const, data: { name: to, link: link(token), expiresAt: clock.now(), mfaEnrolled: true, by: 'self' as const } });
   const removedKey = parseKeyring(`removed-1:${generateKey()}`);
 
   const ids = await ctx.db.$transaction(async (tx) => ({

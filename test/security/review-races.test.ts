@@ -177,7 +177,7 @@ for (const kind of ['password reset', 'activation'] as const) {
       const { user } = await createUser(app.ctx.db, app, { organizationId: org.id });
       userId = user.id;
       url = '/v1/password/reset';
-      const issued = await app.ctx.db.$transaction((tx) => sendPasswordResetMail(tx, app.ctx, { user, actorUserId: null }));
+      const issued = await app.ctx.db.$transaction((tx) => sendPasswordResetMail(tx, app.ctx, { user, actorUserId: null, by: 'support', actorName: 'Sam Support' }));
       t.ok(issued.expiresAt);
       const mail = await lastMail(app, { toAddress: user.email, template: 'password_reset' });
       token = tokenFromLink(mail.textBody, '/reset-password');

@@ -10,7 +10,7 @@ const link = 'https://shop.example.test/x?token=abc&y=1';
 
 const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
   activation: { name: evil, link, expiresAt, organizationName: evil, username: evil, by: 'admin' },
-  password_reset: { name: evil, link, expiresAt },
+  password_reset: { name: evil, link, expiresAt, mfaEnrolled: true, by: 'admin', actorName: evil },
   password_changed: { name: evil },
   account_blocked: { name: evil, administrators: [{ name: evil, email: 'admin@example.test' }] },
   account_unblocked: { name: evil },
@@ -58,6 +58,25 @@ t.test('mfa_removed and mfa_reset_done say who removed it', async (t) => {
   t.match(renderMail('mfa_removed', { name: 'A', by: 'cli' }, env, 'en').text, 'The ALSO Webshop operations team reset');
   // The support-verified reset (the only sender of mfa_reset_done) names the support team too.
   t.match(renderMail('mfa_reset_done', { name: 'A' }, env, 'en').text, 'the ALSO Webshop support team reset the 2-step login of your account at your request');
+});
+
+t.test('password_reset says who sent it and whether the next sign-in asks for the authenticator or its set-up (desk review, session 23)', async (t) => {
+  const reset = (data: Pick<MailTemplateData['password_reset'], 'mfaEnrolled' | 'by' | 'actorName'>, locale: Language = 'en') =>
+    renderMail('password_reset', { name: 'A', link, expiresAt, ...data }, env, locale).text;
+  t.match(reset({ mfaEnrolled: true, by: 'self' }), 'we received a request to reset the password');
+  t.match(reset({ mfaEnrolled: true, by: 'self' }), 'If you did not ask for this, you can ignore this mail');
+  const byAdmin = reset({ mfaEnrolled: true, by: 'admin', actorName: 'Bob Admin' });
+  t.match(byAdmin, "your organisation's administrator Bob Admin sent you this link");
+  t.notMatch(byAdmin, 'If you did not ask for this', 'the user did not ask: someone they know sent it');
+  t.match(byAdmin, 'If you do not need a new password, you can ignore this mail');
+  t.match(reset({ mfaEnrolled: true, by: 'support', actorName: 'Sam Support' }), 'the ALSO Webshop support team (Sam Support) sent you this link');
+  t.match(reset({ mfaEnrolled: true, by: 'self' }), 'you still need your authenticator app to sign in');
+  const withoutFactor = reset({ mfaEnrolled: false, by: 'admin' });
+  t.notMatch(withoutFactor, 'still need your authenticator', 'no authenticator to keep');
+  t.match(withoutFactor, 'At your next sign-in you set up the 2-step login');
+  t.match(reset({ mfaEnrolled: false, by: 'admin', actorName: 'Bob Admin' }, 'de'), 'der Administrator Ihrer Organisation, Bob Admin, hat Ihnen diesen Link gesendet');
+  t.match(reset({ mfaEnrolled: false, by: 'self' }, 'de'), 'Bei Ihrer nächsten Anmeldung richten Sie die 2-Schritt-Anmeldung');
+  t.match(reset({ mfaEnrolled: true, by: 'support' }, 'de'), 'benötigen Sie weiterhin Ihre Authenticator-App');
 });
 
 t.test('German: the text after the greeting goes on in lower case; the signature suits a shop name of several words', async (t) => {

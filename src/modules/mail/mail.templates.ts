@@ -19,8 +19,12 @@ export type MailTemplateData = {
    * staff).
    */
   activation: { name: string; link: string; expiresAt: Date; organizationName: string | null; username: string; by: 'admin' | 'support' | 'cli' };
-  /** Forgotten password: set a new one with the link (30 min). */
-  password_reset: { name: string; link: string; expiresAt: Date };
+  /**
+   * A link to set a new password (30 min): asked for by the user ("forgot password") or sent by an
+   * administrator or support (`actorName`: who). `mfaEnrolled`: whether the user has an active
+   * authenticator, which the next sign-in then asks for; without one it asks to set one up.
+   */
+  password_reset: { name: string; link: string; expiresAt: Date; mfaEnrolled: boolean; by: 'self' | 'admin' | 'support'; actorName?: string };
   password_changed: { name: string };
   /**
    * `administrators`: the organisation's active administrators to ask (none for support staff and

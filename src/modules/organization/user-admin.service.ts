@@ -384,7 +384,7 @@ export async function triggerPasswordReset(ctx: AdminCtx, call: AdminCall, userI
     const { acting, target } = await lockForChange(tx, call, userId);
     authorize(acting, 'user.password_reset', target);
     await spendMailBudget(tx, ctx.clock, target.email, 'password_reset');
-    await sendPasswordResetMail(tx, ctx, { user: target, actorUserId: acting.userId });
+    await sendPasswordResetMail(tx, ctx, { user: target, actorUserId: acting.userId, by: actingAs(acting), actorName: acting.name });
     await recordAudit(tx, ctx.clock, {
       type: 'password.reset_requested',
       actorUserId: acting.userId,

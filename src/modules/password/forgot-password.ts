@@ -54,7 +54,8 @@ export async function requestPasswordReset(
 ): Promise<void> {
   const user = await ctx.db.user.findUnique({
     where: { email },
-    select: { id: true, email: true, name: true, language: true, organizationId: true },
+    // The active-factor count is part of the same query (a subselect), so a known address costs no extra round trip.
+    select: { id: true, email: true, name: true, language: true, organizationId: true, _count: { select: { totpFactors: { where: { status: 'ACTIVE' } } } } },
   });
   const now = ctx.clock.now();
   const token = randomToken(32);
@@ -64,6 +65,8 @@ export async function requestPasswordReset(
     name: user?.name ?? 'nobody',
     link: buildLink(ctx.config, LINK_PATHS.passwordReset, token),
     expiresAt,
+    mfaEnrolled: (user?._count.totpFactors ?? 0) > 0,
+    by: 'self',
   });
   const sealed = sealMailBody(ctx.keyring, mailId, { text: rendered.text, html: rendered.html });
 

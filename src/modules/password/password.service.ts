@@ -18,13 +18,14 @@ type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'key
 
 /**
  * Issues a password-reset link (voiding older ones) and queues the mail in the caller's
- * transaction. Used by "forgot password" and by administrators/support ("send a reset mail"),
- * who never see or set the password. The caller records the audit event.
+ * transaction, for administrators and support ("send a reset mail"), who never see or set the
+ * password; the mail names who sent it ("forgot password" is forgot-password.ts). The caller
+ * records the audit event.
  */
 export async function sendPasswordResetMail(
   tx: Tx,
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
-  input: { user: MailRecipient & { id: string; name: string }; actorUserId: string | null },
+  input: { user: MailRecipient & { id: string; name: string }; actorUserId: string | null; by: 'admin' | 'support'; actorName: string },
 ): Promise<{ expiresAt: Date }> {
   const { token, flow } = await issueFlowToken(tx, ctx.clock, {
     userId: input.user.id,
@@ -35,7 +36,14 @@ export async function sendPasswordResetMail(
   await enqueueMail(tx, ctx, {
     to: input.user,
     template: 'password_reset',
-    data: { name: input.user.name, link: buildLink(ctx.config, LINK_PATHS.passwordReset, token), expiresAt: flow.expiresAt },
+    data: {
+      name: input.user.name,
+      link: buildLink(ctx.config, LINK_PATHS.passwordReset, token),
+      expiresAt: flow.expiresAt,
+      mfaEnrolled: (await tx.totpFactor.count({ where: { userId: input.user.id, status: 'ACTIVE' } })) > 0,
+      by: input.by,
+      actorName: input.actorName,
+    },
   });
   return { expiresAt: flow.expiresAt };
 }

@@ -323,3 +323,28 @@ t.test('a reset with a link an administrator had sent: the completion audit name
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: member.user.id } });
   t.same(row.passwordChangedAt, clock.now(), 'passwordChangedAt is the time of the reset');
 });
+
+t.test('the reset mail tells the truth: who sent it, and whether the next sign-in asks for the authenticator or its set-up (desk review, session 23)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const carl = await w.member(w.orgA.id, { name: 'Carl Phoneless', email: 'carl@alpha.test' });
+  const latestReset = async () => (await mailsTo(w.app, 'carl@alpha.test')).filter((m) => m.template === 'password_reset').at(-1)!.textBody;
+
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'carl@alpha.test' } })).status, 202);
+  t.match(await latestReset(), 'we received a request to reset the password');
+  t.match(await latestReset(), 'you still need your authenticator app', 'an enrolled user keeps the authenticator');
+
+  // Lost phone: the administrator resets the MFA, then sends a reset mail.
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${carl.user.id}/mfa-reset`, token: adminA.token })).status, 200);
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${carl.user.id}/password-reset`, token: adminA.token })).status, 200);
+  const byAdmin = await latestReset();
+  t.match(byAdmin, "your organisation's administrator Alice Admin sent you this link");
+  t.notMatch(byAdmin, 'If you did not ask for this');
+  t.notMatch(byAdmin, 'still need your authenticator', 'no authenticator any more');
+  t.match(byAdmin, 'At your next sign-in you set up the 2-step login');
+
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
+  t.equal((await request({ url: '/v1/password/forgot', body: { email: 'carl@alpha.test' } })).status, 202);
+  t.match(await latestReset(), 'At your next sign-in you set up the 2-step login', "the user's own request says so too");
+});

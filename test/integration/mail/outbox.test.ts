@@ -193,7 +193,7 @@ t.test('without SMTP_URL mail goes to the log, without the body (and its links) 
   t.equal(ctx.mailTransport.kind, 'log');
   const link = buildLink(config, '/reset-password', 'secret-token-value-0123456789');
   await ctx.db.$transaction((tx) =>
-    enqueueMail(tx, ctx, { to: { email: 'f@example.test', language: null, id: null }, template: 'password_reset', data: { name: 'F', link, expiresAt } }),
+    enqueueMail(tx, ctx, { to: { email: 'f@example.test', language: null, id: null }, template: 'password_reset', data: { name: 'F', link, expiresAt, mfaEnrolled: true, by: 'self' } }),
   );
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
   const line = logs.find((l) => l.includes('SMTP_URL is not set'));

@@ -59,12 +59,21 @@ export const de: MailCatalogue = {
     subject: `${env.shopName}: Ihr Passwort zurücksetzen`,
     greeting: greeting(d.name),
     intro: [
-      'wir haben eine Anfrage erhalten, das Passwort Ihres Kontos zurückzusetzen. Über die Schaltfläche unten legen Sie ein neues Passwort fest.',
+      {
+        self: 'wir haben eine Anfrage erhalten, das Passwort Ihres Kontos zurückzusetzen.',
+        admin: `der Administrator Ihrer Organisation${d.actorName ? `, ${d.actorName},` : ''} hat Ihnen diesen Link gesendet, damit Sie ein neues Passwort für Ihr Konto festlegen.`,
+        support: `unser Support-Team${d.actorName ? ` (${d.actorName})` : ''} hat Ihnen diesen Link gesendet, damit Sie ein neues Passwort für Ihr Konto festlegen.`,
+      }[d.by] + ' Über die Schaltfläche unten legen Sie ein neues Passwort fest.',
     ],
     action: { label: 'Neues Passwort festlegen', url: d.link },
     outro: [
-      `${linkOnce(d.expiresAt)} Ihre 2-Schritt-Anmeldung bleibt unverändert: Für die Anmeldung benötigen Sie weiterhin Ihre Authenticator-App.`,
-      'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.',
+      `${linkOnce(d.expiresAt)} ` +
+        (d.mfaEnrolled
+          ? 'Ihre 2-Schritt-Anmeldung bleibt unverändert: Für die Anmeldung benötigen Sie weiterhin Ihre Authenticator-App.'
+          : 'Bei Ihrer nächsten Anmeldung richten Sie die 2-Schritt-Anmeldung mit einer Authenticator-App auf Ihrem Smartphone ein.'),
+      d.by === 'self'
+        ? 'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.'
+        : 'Falls Sie kein neues Passwort benötigen, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.',
     ],
     signature: signature(env),
   }),

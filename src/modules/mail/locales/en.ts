@@ -45,11 +45,22 @@ export const en: MailCatalogue = {
   password_reset: (d, env) => ({
     subject: `${env.shopName}: reset your password`,
     greeting: `Hello ${d.name},`,
-    intro: ['we received a request to reset the password of your account. Use the button below to choose a new one.'],
+    intro: [
+      {
+        self: 'we received a request to reset the password of your account.',
+        admin: `your organisation's administrator${d.actorName ? ` ${d.actorName}` : ''} sent you this link to choose a new password for your account.`,
+        support: `the ${env.shopName} support team${d.actorName ? ` (${d.actorName})` : ''} sent you this link to choose a new password for your account.`,
+      }[d.by] + ' Use the button below to choose a new one.',
+    ],
     action: { label: 'Choose a new password', url: d.link },
     outro: [
-      `The link works once and expires on ${when(d.expiresAt)}. Your 2-step login stays as it is: you still need your authenticator app to sign in.`,
-      'If you did not ask for this, you can ignore this mail: your password stays unchanged.',
+      `The link works once and expires on ${when(d.expiresAt)}. ` +
+        (d.mfaEnrolled
+          ? 'Your 2-step login stays as it is: you still need your authenticator app to sign in.'
+          : 'At your next sign-in you set up the 2-step login with an authenticator app on your phone.'),
+      d.by === 'self'
+        ? 'If you did not ask for this, you can ignore this mail: your password stays unchanged.'
+        : 'If you do not need a new password, you can ignore this mail: your password stays unchanged.',
     ],
     signature: signature(env),
   }),
