@@ -14,9 +14,9 @@ export type MailTemplateData = {
   /**
    * A new account: create a password with the link (7 days). `username`: the account's e-mail
    * address as stored, which is what the user signs in with (the help page tells customers the mail
-   * names it). `by`: who sent the link, so the mail says who can send a new one — an administrator
-   * of the organisation, or support / the operator (an organisation's first administrator, support
-   * staff).
+   * names it). `by`: who can send a new link, which the mail names — an administrator of the
+   * organisation, or support / the operator (an organisation's first administrator, an organisation
+   * without an active administrator, support staff).
    */
   activation: { name: string; link: string; expiresAt: Date; organizationName: string | null; username: string; by: 'admin' | 'support' | 'cli' };
   /**

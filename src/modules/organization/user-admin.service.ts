@@ -9,7 +9,7 @@ import { spendMailBudget, withinMailBudget } from '../mail/mail-budget.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
-import { countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
+import { countActiveAdministrators, countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { blockedContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
@@ -191,19 +191,24 @@ export async function resendActivation(ctx: AdminCtx, call: AdminCall, userId: s
   });
 }
 
-/** A new activation link (older ones void) and its mail; returns the link (only the CLI shows it). `details` are added to the audit row. */
+/**
+ * A new activation link (older ones void) and its mail; returns the link (only the CLI shows it).
+ * `details` are added to the audit row. `mailBy`: whom the mail names for a further link (the
+ * activation template's `by`), by default whoever sends this one.
+ */
 export async function resendActivationInTx(
   tx: Tx,
   ctx: AdminCtx,
   target: TargetUser,
   origin: ChangeOrigin,
   details: Record<string, unknown> = {},
+  mailBy: ChangeOrigin['by'] = origin.by,
 ): Promise<{ link: string; expiresAt: Date }> {
   const activation = await sendActivation(tx, ctx, {
     user: target,
     organizationName: target.organization?.name ?? null,
     actorUserId: origin.actorUserId,
-    by: origin.by,
+    by: mailBy,
   });
   await auditChange(tx, ctx, 'user.activation_resent', target, origin, details);
   return activation;
@@ -340,7 +345,12 @@ export async function unblockUserInTx(
   await tx.user.update({ where: { id: target.id }, data: { status, blockedAt: null, blockedBySuspension: false, blockedBySupport: false } });
   await auditChange(tx, ctx, 'user.unblocked', target, origin, { status, ...details });
   if (status === 'INVITED') {
-    return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }) };
+    // Whom the invitation names for a further link: the organisation's administrators when it has an
+    // active one (support's unblock or a reinstatement renews a member's invitation, but only
+    // administrators resend one), support when it has none.
+    const administrators = target.organizationId && origin.by === 'support' ? await countActiveAdministrators(tx, target.organizationId, target.id) : 0;
+    const mailBy = administrators > 0 ? 'admin' : origin.by;
+    return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }, mailBy) };
   }
   if (await withinMailBudget(tx, ctx.clock, target.email, 'account_unblocked')) {
     await enqueueMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });

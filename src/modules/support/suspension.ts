@@ -94,6 +94,9 @@ export async function reinstateOrganization(ctx: AdminCtx, call: AdminCall, orga
       await lockMembers(tx, organizationId);
       const origin = originOf(acting, call);
       const targets = await findTargets(tx, { organizationId, status: 'BLOCKED', blockedBySuspension: true });
+      // Activated accounts first: the renewed invitations of the others then find the organisation's
+      // administrators active again, and name them for a further link (unblockUserInTx).
+      targets.sort((a, b) => Number(a.passwordHash === null) - Number(b.passwordHash === null));
       for (const target of targets) await unblockUserInTx(tx, ctx, target, origin, { via: 'organization_reinstated' });
       const usersUnblocked = targets.length;
       await recordAudit(tx, ctx.clock, {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { sha256Hex } from '../../../src/lib/tokens.js';
-import { tokenFromLink } from '../../helpers/accounts.js';
-import { signIn } from '../../helpers/factories.js';
+import { inviteUser, tokenFromLink } from '../../helpers/accounts.js';
+import { createOrganization, signIn } from '../../helpers/factories.js';
 import { openClient, waitForLockWaiters } from '../../helpers/row-locks.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
@@ -151,4 +151,22 @@ t.test('suspending an organisation of more than 500 users audits the block of ea
   t.match(await auditOf(w.app, 'organization.suspended'), [{ details: { usersBlocked: 521 } }]);
   const blocked = await w.app.ctx.db.auditEvent.count({ where: { type: 'user.blocked', organizationId: w.orgB.id } });
   t.equal(blocked, 521, 'one user.blocked row for each of the 521 users');
+});
+
+t.test("an invitation renewed by the reinstatement sends the invitee to their organisation's administrator, who can send another (desk review, session 23)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const gamma = await createOrganization(app.ctx.db, { name: 'Gamma Reseller' });
+  // The invitee's id sorts before the administrator's: in id order the reinstatement would renew the
+  // invitation while the administrator is still blocked.
+  const ivy = await inviteUser(app, { organizationId: gamma.id, name: 'Ivy Invited', email: 'ivy@gamma.test' });
+  await w.member(gamma.id, { name: 'Gus Admin', roles: ['USER', 'CUSTOMER_ADMIN'] });
+
+  t.equal((await request({ method: 'POST', url: `/v1/support/organizations/${gamma.id}/suspend`, token: support.token, body: { reason: 'Credit stop' } })).status, 200);
+  const reinstated = await request({ method: 'POST', url: `/v1/support/organizations/${gamma.id}/reinstate`, token: support.token });
+  t.match(reinstated.body, { activeAdministratorCount: 1 });
+  const renewed = (await mailsTo(app, ivy.user.email)).at(-1)!;
+  t.equal(renewed.template, 'activation', 'a new activation link');
+  t.match(renewed.textBody, "ask your organisation's administrator to send a new one", 'only administrators resend invitations');
+  t.notMatch(renewed.textBody, app.ctx.config.supportContact);
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { inviteUser, tokenFromLink } from '../../helpers/accounts.js';
+import { createOrganization } from '../../helpers/factories.js';
 import { pagedIds, type CursorPage } from '../../helpers/http.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 
@@ -155,4 +156,29 @@ t.test('refusals an administrator or support can act on: the detail says what to
     t.same([res.status, res.body.code], [409, code], what);
     t.match(res.body.detail, remedy, `${what}: the detail says what to do instead`);
   }
+});
+
+t.test("support's unblock of an invited user renews the invitation naming whoever can send another: the administrator, or support where none is active (desk review, session 23)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, support } = w;
+  const supportContact = app.ctx.config.supportContact;
+  const cycle = async (id: string, email: string) => {
+    for (const action of ['block', 'unblock']) {
+      t.equal((await request({ method: 'POST', url: `/v1/support/users/${id}/${action}`, token: support.token })).status, 200, action);
+    }
+    const renewed = (await mailsTo(app, email)).at(-1)!;
+    t.equal(renewed.template, 'activation');
+    return renewed.textBody;
+  };
+  const member = await inviteUser(app, { organizationId: w.orgA.id, name: 'Mia Member', email: 'mia@alpha.test' });
+  const memberMail = await cycle(member.user.id, 'mia@alpha.test');
+  t.match(memberMail, "ask your organisation's administrator to send a new one", 'Alpha has an active administrator');
+  t.notMatch(memberMail, supportContact);
+
+  // Gamma's only administrator has not activated yet.
+  const gamma = await createOrganization(app.ctx.db, { name: 'Gamma Reseller' });
+  await inviteUser(app, { organizationId: gamma.id, name: 'Fay First', email: 'fay@gamma.test', roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const max = await inviteUser(app, { organizationId: gamma.id, name: 'Max Member', email: 'max@gamma.test' });
+  const maxMail = await cycle(max.user.id, 'max@gamma.test');
+  t.match(maxMail, `ask ${supportContact} to send a new one`, 'Gamma has no active administrator: support sends the next link');
 });
