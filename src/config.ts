@@ -576,6 +576,13 @@ function smtpTransportProblems(smtpUrl: string): string[] {
   return problems;
 }
 
+/** Words of example values ("changeme", "a-long-random-string-…") that a generated token does not contain. */
+const PLACEHOLDER_WORDS = ['changeme', 'change-me', 'change_me', 'placeholder', 'example', 'random-string', 'password', 'secret'];
+const isPlaceholder = (token: string): boolean => {
+  const lower = token.toLowerCase();
+  return PLACEHOLDER_WORDS.some((word) => lower.includes(word)) || commonPasswords().has(lower);
+};
+
 /**
  * Secrets no one generated at random: a placeholder token ("aaaa…", "changeme…"), an encryption key
  * of few distinct bytes (all zeros; a random 32-byte key has about 30), a service client whose secret
@@ -590,6 +597,8 @@ function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
   const tokenVariety = e.METRICS_TOKEN ? Math.min(8, Math.ceil(e.METRICS_TOKEN.length / 4)) : 0;
   if (e.METRICS_TOKEN && new Set(e.METRICS_TOKEN).size < tokenVariety) {
     problems.push(`METRICS_TOKEN: not a random token (fewer than ${tokenVariety} different characters); generate one, e.g. \`openssl rand -base64 32\``);
+  } else if (e.METRICS_TOKEN && isPlaceholder(e.METRICS_TOKEN)) {
+    problems.push('METRICS_TOKEN: a placeholder or a common password, not a random token; generate one, e.g. `openssl rand -base64 32`');
   }
   if (e.ENCRYPTION_KEYS) {
     let keys: ReadonlyMap<string, Buffer> = new Map();

@@ -140,6 +140,19 @@ t.test('production refuses secrets that were typed, not generated: a placeholder
   t.equal(loadConfig({ NODE_ENV: 'development', METRICS_TOKEN: 'aaaaaaaaaaaaaaaa', SERVICE_CLIENTS: `cso:${sha256('')}` }).isProduction, false);
 });
 
+t.test('production refuses the placeholder metrics tokens the docs and the code comment name (operator review, session 23)', async (t) => {
+  // README "Configuration": production refuses "a placeholder METRICS_TOKEN"; src/config.ts's
+  // weakSecretProblems says it catches "changeme…"; docs/operations.md's docker run example uses
+  // 'a-long-random-string-for-prometheus', which an operator may copy verbatim.
+  for (const token of ['changemechangeme', 'changemechangemechangeme', 'a-long-random-string-for-prometheus', 'ChangeMe-0123456789', 'passwordpassword', '1qaz2wsx3edc4rfv']) {
+    t.throws(() => loadConfig({ ...prodBase, METRICS_TOKEN: token }), { message: /METRICS_TOKEN: a placeholder or a common password/ }, token);
+  }
+  for (let i = 0; i < 20; i++) {
+    const token = randomBytes(32).toString('base64');
+    t.equal(loadConfig({ ...prodBase, METRICS_TOKEN: token }).metricsToken, token, 'a generated token passes');
+  }
+});
+
 t.test('production: the database connection to another host is encrypted unless DATABASE_URL says otherwise (operator review, session 15)', async (t) => {
   // Read as pg reads it: a host= parameter wins over the URL's host, an empty sslmode is none.
   for (const url of [
