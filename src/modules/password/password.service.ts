@@ -9,6 +9,7 @@ import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauth
 import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
+import { findActiveFactor } from '../mfa/factors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
@@ -40,7 +41,7 @@ export async function sendPasswordResetMail(
       name: input.user.name,
       link: buildLink(ctx.config, LINK_PATHS.passwordReset, token),
       expiresAt: flow.expiresAt,
-      mfaEnrolled: (await tx.totpFactor.count({ where: { userId: input.user.id, status: 'ACTIVE' } })) > 0,
+      mfaEnrolled: (await findActiveFactor(tx, input.user.id)) !== null,
       by: input.by,
       actorName: input.actorName,
     },
