@@ -26,6 +26,20 @@ export async function blockedContact(
   return { support: config.supportContact, administrators };
 }
 
+/**
+ * Whom a blocked user should contact: support alone for a block support imposed (only support lifts
+ * it: policy `blocked_by_support`), else as blockedContact. An organisation's suspension blocks its
+ * administrators too, so none is named then either.
+ */
+export async function blockContact(
+  db: Tx,
+  config: Pick<AppContext['config'], 'supportContact'>,
+  user: { id: string; organizationId: string | null },
+  blockedBySupport: boolean,
+): Promise<BlockedContact> {
+  return blockedBySupport ? { support: config.supportContact, administrators: [] } : blockedContact(db, config, user);
+}
+
 export function contactText(contact: BlockedContact): string {
   const admins = contact.administrators.map((a) => `${a.name} <${a.email}>`);
   return admins.length
@@ -36,16 +50,14 @@ export function contactText(contact: BlockedContact): string {
 /**
  * The account_blocked problem with whom to contact. Only ever answered after a correct password or
  * a genuine, unexpired link of the account (also one that blocking voided: blockedLinkHolder).
- * A block support imposed is support's to lift (policy: `blocked_by_support`), so only support is
- * named for it; an organisation's suspension blocks its administrators too, so none is named then.
  */
 export async function accountBlockedError(
   db: Tx,
   config: Pick<AppContext['config'], 'supportContact'>,
   user: { id: string; organizationId: string | null },
 ): Promise<AppError> {
-  const bySupport = (await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } }))?.blockedBySupport;
-  const contact = bySupport ? { support: config.supportContact, administrators: [] } : await blockedContact(db, config, user);
+  const bySupport = (await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } }))?.blockedBySupport ?? false;
+  const contact = await blockContact(db, config, user, bySupport);
   return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(contact)}.`, { contact });
 }
 
