@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import { deref, type JsonSchema, type OpenApiDoc } from './openapi-ops.js';
 
 /**
  * Validates a response against the app's own OpenAPI document: the status must be declared for
@@ -82,18 +83,9 @@ export function checkContract(
   return undefined;
 }
 
-type SchemaNode = { $ref?: string; properties?: Record<string, unknown>; anyOf?: SchemaNode[]; oneOf?: SchemaNode[]; allOf?: SchemaNode[] };
-
 /** The members an object schema declares (following $ref, and through anyOf / oneOf / allOf). */
 function declaredMembers(doc: Doc, schema: unknown): Set<string> {
-  const node = schema as SchemaNode;
-  if (node.$ref) {
-    const target = node.$ref
-      .replace(/^#\//, '')
-      .split('/')
-      .reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key.replaceAll('~1', '/').replaceAll('~0', '~')], doc);
-    return declaredMembers(doc, target);
-  }
+  const node = deref(doc as unknown as OpenApiDoc, schema as JsonSchema);
   const members = new Set(Object.keys(node.properties ?? {}));
   for (const part of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])]) {
     for (const member of declaredMembers(doc, part)) members.add(member);
