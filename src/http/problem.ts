@@ -3,7 +3,9 @@ import { errorCatalogue, type AppError } from '../errors.js';
 
 /** Whom a user can ask: account_blocked, mfa_locked, and link_expired / link_used of an invitation. */
 export const ContactSchema = z.object({
-  support: z.string().describe('How to reach the shop support team'),
+  support: z
+    .string()
+    .describe("How to reach the shop support team, named as the user's language names it (SUPPORT_CONTACT, SUPPORT_CONTACT_DE), for the frontend's own translated sentence"),
   administrators: z
     .array(z.object({ name: z.string(), email: z.string() }))
     .describe("The organisation's active administrators who can help; empty when only support can (a block support imposed)"),

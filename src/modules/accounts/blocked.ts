@@ -6,45 +6,43 @@ import { accountErrors } from './accounts.errors.js';
 
 export type BlockedContact = { support: string; administrators: { name: string; email: string }[] };
 
+type ContactConfig = Pick<AppContext['config'], 'supportContact' | 'supportContactIn' | 'defaultLanguage'>;
+
 /**
- * Whom a blocked user should contact: the shop support and the active customer administrators of
- * the user's organisation (the user excepted).
+ * Whom a user who cannot go on (blocked, code entry locked, invitation dead) should contact: the
+ * shop support and the active customer administrators of the user's organisation (the user
+ * excepted), or support alone when only support can help (a block support imposed, policy
+ * `blocked_by_support`; an organisation's suspension blocks its administrators too, so none is
+ * named then either). `support` is written as the user's language names support
+ * (SUPPORT_CONTACT / SUPPORT_CONTACT_DE, as their mails do): the frontend translates by `code` and
+ * puts the contact into its own sentence, so it has to be in the language of that sentence.
  */
 export async function blockedContact(
   db: Tx,
-  config: Pick<AppContext['config'], 'supportContact'>,
+  config: ContactConfig,
   user: { id: string; organizationId: string | null },
+  onlySupport = false,
 ): Promise<BlockedContact> {
-  const administrators = user.organizationId
-    ? await db.user.findMany({
-        where: { organizationId: user.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' }, id: { not: user.id } },
-        select: { name: true, email: true },
-        orderBy: { name: 'asc' },
-        take: 20,
-      })
-    : [];
-  return { support: config.supportContact, administrators };
+  const own = await db.user.findUnique({ where: { id: user.id }, select: { language: true } });
+  const support = config.supportContactIn[own?.language ?? config.defaultLanguage];
+  const administrators =
+    user.organizationId && !onlySupport
+      ? await db.user.findMany({
+          where: { organizationId: user.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' }, id: { not: user.id } },
+          select: { name: true, email: true },
+          orderBy: { name: 'asc' },
+          take: 20,
+        })
+      : [];
+  return { support, administrators };
 }
 
-/**
- * Whom a blocked user should contact: support alone for a block support imposed (only support lifts
- * it: policy `blocked_by_support`), else as blockedContact. An organisation's suspension blocks its
- * administrators too, so none is named then either.
- */
-export async function blockContact(
-  db: Tx,
-  config: Pick<AppContext['config'], 'supportContact'>,
-  user: { id: string; organizationId: string | null },
-  blockedBySupport: boolean,
-): Promise<BlockedContact> {
-  return blockedBySupport ? { support: config.supportContact, administrators: [] } : blockedContact(db, config, user);
-}
-
-export function contactText(contact: BlockedContact): string {
+/** The contact for a problem's English `detail`: support as SUPPORT_CONTACT names it. */
+export function contactText(config: Pick<ContactConfig, 'supportContact'>, contact: BlockedContact): string {
   const admins = contact.administrators.map((a) => `${a.name} <${a.email}>`);
   return admins.length
-    ? `your organisation's administrator (${admins.join(', ')}) or ${contact.support}`
-    : contact.support;
+    ? `your organisation's administrator (${admins.join(', ')}) or ${config.supportContact}`
+    : config.supportContact;
 }
 
 /**
@@ -53,12 +51,12 @@ export function contactText(contact: BlockedContact): string {
  */
 export async function accountBlockedError(
   db: Tx,
-  config: Pick<AppContext['config'], 'supportContact'>,
+  config: ContactConfig,
   user: { id: string; organizationId: string | null },
 ): Promise<AppError> {
   const bySupport = (await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } }))?.blockedBySupport ?? false;
-  const contact = await blockContact(db, config, user, bySupport);
-  return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(contact)}.`, { contact });
+  const contact = await blockedContact(db, config, user, bySupport);
+  return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(config, contact)}.`, { contact });
 }
 
 /**
@@ -71,7 +69,7 @@ export async function accountBlockedError(
  */
 export function blockedLinkHolder(
   db: Tx,
-  config: Pick<AppContext['config'], 'supportContact'>,
+  config: ContactConfig,
 ): (flow: { userId: string; state: FlowState }) => Promise<AppError | null> {
   return async (flow) => {
     if (flow.state !== 'VOIDED') return null;

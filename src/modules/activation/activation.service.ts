@@ -83,7 +83,9 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
   if ((flow.data as Record<string, unknown> | null)?.requesterErased === true) return err;
   const contact = await blockedContact(ctx.db, ctx.config, user);
   const again = err.code === 'link_expired' ? flowErrors.link_expired : flowErrors.link_used;
-  return again(`${err.message} For a new invitation, ask ${contactText(contact)}.`, { ...err.extras, contact });
+  // A title ("The link has expired") has no full stop; a custom message may end with one.
+  const sentence = /[.!?]$/.test(err.message) ? err.message : `${err.message}.`;
+  return again(`${sentence} For a new invitation, ask ${contactText(ctx.config, contact)}.`, { ...err.extras, contact });
 }
 
 async function usableActivation(ctx: Ctx, token: string) {

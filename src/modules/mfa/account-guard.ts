@@ -24,7 +24,7 @@ import type { CodeFailure } from './factors.js';
  */
 export async function mfaLockedError(
   db: Tx,
-  config: Pick<AppContext['config'], 'supportContact'>,
+  config: Pick<AppContext['config'], 'supportContact' | 'supportContactIn' | 'defaultLanguage'>,
   user: { id: string; organizationId: string | null },
   until: Date,
   now: Date,
@@ -32,7 +32,7 @@ export async function mfaLockedError(
   const retryAfter = secondsUntil(until, now);
   const contact = await blockedContact(db, config, user);
   return mfaErrors.mfa_locked(
-    `Too many wrong codes. Code entry is locked for a while; try again later. No longer have your authenticator? Ask ${contactText(contact)} to reset your two-step login.`,
+    `Too many wrong codes. Code entry is locked for a while; try again later. No longer have your authenticator? Ask ${contactText(config, contact)} to reset your two-step login.`,
     { retryAfter, contact },
     { 'retry-after': String(retryAfter) },
   );

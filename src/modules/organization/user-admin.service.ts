@@ -10,7 +10,7 @@ import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type 
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
 import { countActiveAdministrators, countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
-import { blockContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { blockedContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
@@ -297,7 +297,7 @@ export async function blockUsersInTx(
       await enqueueMail(tx, ctx, {
         to: target,
         template: 'account_blocked',
-        data: { name: target.name, administrators: (await blockContact(tx, ctx.config, target, origin.by === 'support')).administrators },
+        data: { name: target.name, administrators: (await blockedContact(tx, ctx.config, target, origin.by === 'support')).administrators },
       });
     }
   }
