@@ -13,6 +13,7 @@ import { loggerOptions, requestChildLogger } from './logger.js';
 import { commonErrors } from './errors.js';
 import { answerClientError } from './http/client-error.js';
 import { dropForwardedPorts } from './http/forwarded-for.js';
+import { registerDrain, SHUTDOWN, type Drain } from './http/shutdown.js';
 import { errorHandler, frameworkErrors } from './plugins/error-handler.js';
 import { inputGuard } from './plugins/input-guard.js';
 import { openapi } from './plugins/openapi.js';
@@ -47,14 +48,6 @@ export const BODY_LIMIT_BYTES = 16 * 1024;
 /** The whole request (headers and body of at most 16 KiB) within 10 s, its headers within 5 s. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 export const HEADERS_TIMEOUT_MS = 5_000;
-/**
- * How long a graceful shutdown waits for requests in flight before it cuts their connections:
- * inside close-with-grace's 8 s (server.ts). Node stops enforcing REQUEST_TIMEOUT_MS once the
- * server closes, so without this a request whose body was still arriving when the drain began
- * (or that arrives stalled on a kept-alive connection) would hold it until the process is killed.
- */
-export const DRAIN_LIMIT_MS = 6_000;
-
 export type AppDeps = {
   config: Config;
   database: Database;
@@ -149,16 +142,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     signer.start();
   });
   app.addHook('onClose', async () => signer.stop());
-  let drainLimit: NodeJS.Timeout | undefined;
-  app.addHook('preClose', (done) => {
-    drainLimit = setTimeout(() => app.server.closeAllConnections(), DRAIN_LIMIT_MS).unref();
-    done();
-  });
-  app.addHook('onClose', (_instance, done) => {
-    clearTimeout(drainLimit);
-    done();
-  });
-  registerMailWorker(app, ctx, !deps.mailTransport);
+  const drain = registerDrain(app);
+  registerMailWorker(app, ctx, drain, !deps.mailTransport);
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
     done(null, payload);
@@ -245,15 +230,20 @@ function registerWebhookWorker(app: FastifyInstance, ctx: AppContext): void {
 }
 
 /** The outbox delivery worker runs in every instance when MAIL_WORKER_ENABLED (see mail.worker.ts). */
-function registerMailWorker(app: FastifyInstance, ctx: AppContext, ownsTransport: boolean): void {
+function registerMailWorker(app: FastifyInstance, ctx: AppContext, drain: Drain, ownsTransport: boolean): void {
   let worker: ReturnType<typeof startMailWorker> | undefined;
+  let stopped: Promise<void> | undefined;
+  // From the start of the drain no mail is claimed; one still in an SMTP server's hands at
+  // MAIL_LIMIT_MS is handed back to the outbox (http/shutdown.ts).
+  const stop = () => (stopped ??= worker?.stop({ abandonAfterMs: drain.remaining(SHUTDOWN.MAIL_LIMIT_MS) }));
   if (ctx.config.mailWorkerEnabled) {
     app.addHook('onReady', async () => {
       worker = startMailWorker(ctx, ctx.mailTransport, app.log);
+      drain.onBegin(stop);
     });
   }
   app.addHook('onClose', async () => {
-    await worker?.stop();
+    await stop();
     if (ownsTransport) await ctx.mailTransport.close();
   });
 }

@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
+import { SHUTDOWN, shutDown } from './http/shutdown.js';
 import { ConfigError, developmentModeWarning, loadConfig, startupWarnings } from './config.js';
 import { lowerThreadpoolPriority } from './lib/threadpool-priority.js';
 import { loggerOptions } from './logger.js';
@@ -26,11 +27,16 @@ async function main(): Promise<void> {
   for (const warning of startupWarnings(config)) logger.warn(warning);
   const app = await buildApp({ config, database: runtime.database, keyring: runtime.keyring, logger });
 
-  // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker stop).
-  closeWithGrace({ delay: 8_000, logger }, async ({ signal, err }) => {
-    if (err) logger.error({ err }, 'shutting down after an error');
-    else logger.info({ signal }, 'shutting down: finishing in-flight requests');
-    await app.close();
+  // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker
+  // stop); the timeline is in http/shutdown.ts. After an error: no /readyz delay, straight to close.
+  closeWithGrace({ delay: SHUTDOWN.KILL_MS, logger }, async ({ signal, err }) => {
+    if (err) {
+      logger.error({ err }, 'shutting down after an error');
+      await app.close();
+    } else {
+      logger.info({ signal }, 'shutting down: /readyz answers 503, then in-flight requests are finished');
+      await shutDown(app);
+    }
     await runtime.close();
   });
 

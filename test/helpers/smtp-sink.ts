@@ -31,8 +31,18 @@ export type SmtpSink = {
    * such mailbox`); `null` accepts it again.
    */
   refuseRecipient(address: string, reply?: RcptReply | null): void;
-  /** While on, every message is refused after DATA with a reply quoting its first link (as spam filters do). */
-  rejectQuotingLinks(on: boolean): void;
+  /**
+   * While on, every message is refused after DATA with a reply quoting its first link (as spam
+   * filters do): decoded (`true`), or `'raw'`: the text around it as it was on the wire
+   * (quoted-printable: `token=3D`, soft line breaks), its line breaks turned into spaces.
+   */
+  rejectQuotingLinks(on: boolean | 'raw'): void;
+  /**
+   * While on, the reply to each message's DATA waits (a slow relay); off sends the waiting replies,
+   * and the messages count as received from then on. `held()` counts the replies waiting.
+   */
+  holdReplies(on: boolean): void;
+  held(): number;
   /** Closes the listener: connections are refused until start(). */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -47,7 +57,9 @@ export type RcptReply = { code: number; text: string };
 export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
   const messages: ReceivedMail[] = [];
   const refused = new Map<string, RcptReply>();
-  let quoteAndReject = false;
+  let quoteAndReject: boolean | 'raw' = false;
+  let holding = false;
+  const waiting: (() => void)[] = [];
   let server: SMTPServer | undefined;
   let port = 0;
 
@@ -66,8 +78,17 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
         const chunks: Buffer[] = [];
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
+          if (holding) waiting.push(() => accept());
+          else accept();
+        });
+        const accept = () => {
           const raw = Buffer.concat(chunks).toString('utf8');
           const link = /https?:\/\/\S+/.exec(raw.replace(/=\r?\n/g, ''))?.[0];
+          if (quoteAndReject === 'raw') {
+            const at = raw.indexOf('https://');
+            const quoted = raw.slice(Math.max(0, at - 40), at + 160).replace(/\r?\n/g, '  ');
+            return callback(Object.assign(new Error(`5.7.1 content rejected, offending text: ${quoted}`), { responseCode: 451 }));
+          }
           if (quoteAndReject) return callback(Object.assign(new Error(`5.7.1 Rejected as spam: ${link ?? 'no link'}`), { responseCode: 554 }));
           simpleParser(raw)
             .then((parsed) => {
@@ -83,7 +104,7 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
               callback();
             })
             .catch((err: Error) => callback(err));
-        });
+        };
       },
     });
 
@@ -131,6 +152,11 @@ export async function startSmtpSink(t: TestLike): Promise<SmtpSink> {
     rejectQuotingLinks: (on) => {
       quoteAndReject = on;
     },
+    holdReplies: (on) => {
+      holding = on;
+      if (!on) for (const reply of waiting.splice(0)) reply();
+    },
+    held: () => waiting.length,
     stop,
     start,
     running: () => server !== undefined,

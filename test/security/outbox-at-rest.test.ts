@@ -288,6 +288,30 @@ t.test('an SMTP reply quoting the mail (a spam filter) keeps no link token in la
   t.notMatch(row?.lastError ?? '', token);
 });
 
+/** Every piece of 8 characters of a token: what describe() (mail.worker.ts) must not leave in a reply. */
+const piecesOf = (token: string) => Array.from({ length: token.length - 7 }, (_, i) => token.slice(i, i + 8));
+
+t.test('an SMTP reply quoting the mail as it was on the wire (quoted-printable, soft line breaks) keeps no piece of a link token (log review, session 24)', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, logs, clock } = w;
+  t.equal((await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'rita.reject@alpha.test', name: 'Rita Reject' } })).status, 201);
+  t.equal((await w.request({ url: '/v1/password/forgot', body: { email: w.adminA.user.email } })).status, 202);
+  sink.rejectQuotingLinks('raw');
+  t.match(await deliverDueMail(app.ctx, app.ctx.mailTransport, 10, app.log), { claimed: 2, sent: 0, failed: 2 });
+  const rows = await app.ctx.db.mailOutbox.findMany({ orderBy: { createdAt: 'asc' } });
+  for (const row of rows) t.match(row.lastError, /451 .*content rejected, offending text: .*https:\/\/shop\.example\.test\//, 'the reply is kept');
+  sink.rejectQuotingLinks(false);
+  clock.advance(3600);
+  t.match(await deliverDueMail(app.ctx, app.ctx.mailTransport, 10, app.log), { sent: 2 });
+  const tokens = [tokenFromLink(sink.to('rita.reject@alpha.test')[0]!.text, LINK_PATHS.activation), tokenFromLink(sink.to(w.adminA.user.email)[0]!.text, LINK_PATHS.passwordReset)];
+  for (const token of tokens) {
+    const pieces = piecesOf(token);
+    t.notOk(rows.some((row) => pieces.some((piece) => row.lastError?.includes(piece))), 'no 8 characters of the token in last_error');
+    t.notOk(logs.some((line) => pieces.some((piece) => line.includes(piece))), 'nor in any log line');
+  }
+});
+
 t.test('a mail sent while the rotation waits for its row keeps no body: skipped, not sealed anew (mutation review, session 21)', async (t) => {
   const { app, databaseUrl } = await buildTestApp(t);
   const queued = await app.ctx.db.$transaction((tx) =>

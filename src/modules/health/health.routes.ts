@@ -21,20 +21,14 @@ const Status = z.object({ status: z.enum(['ok']) });
 export const READINESS_CHECK_REUSE_MS = 1000;
 
 export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
-  // From the start of a graceful shutdown on, this instance is not ready: a balancer polling over
-  // a kept-alive connection stops sending it new requests while it finishes those in flight.
-  let draining = false;
+  // From the start of a graceful shutdown's drain on (http/shutdown.ts), this instance is not
+  // ready: a balancer stops sending it new requests while it still listens and finishes those in flight.
   let lastCheck: { at: number; done: Promise<unknown> } | undefined;
   const databaseReachable = () => {
     const now = performance.now();
     if (!lastCheck || now - lastCheck.at >= READINESS_CHECK_REUSE_MS) lastCheck = { at: now, done: app.ctx.pool.query('SELECT 1') };
     return lastCheck.done;
   };
-  app.addHook('preClose', (done) => {
-    draining = true;
-    done();
-  });
-
   app.get(
     '/healthz',
     {
@@ -56,7 +50,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      if (draining) throw commonErrors.service_unavailable('The service is shutting down.', {}, { 'retry-after': '5' });
+      if (app.drain.since !== null) throw commonErrors.service_unavailable('The service is shutting down.', {}, { 'retry-after': '5' });
       if (!app.ctx.signer.everLoaded) {
         throw commonErrors.service_unavailable('No signing key could be loaded yet (see the log: ENCRYPTION_KEYS).', {}, { 'retry-after': '5' });
       }

@@ -48,7 +48,9 @@ import type { MailTransport } from './mail.transport.js';
  * unreachable through every try of the mark. It can also be sent twice if one send outlasts the
  * lease (a server that keeps trickling bytes so the socket timeout never fires; a process frozen for
  * 10 minutes): the claim token keeps the rows consistent then, but cannot call back a mail already
- * handed to SMTP.
+ * handed to SMTP. And a server that accepts a message only after we stopped waiting gets it again
+ * on the next try: after its reply timed out (30 s of silence), or after a shutdown handed the
+ * mail back (handBack) and the process exited before the reply came.
  */
 
 export const MAIL_LEASE_SECONDS = 10 * 60;
@@ -95,12 +97,35 @@ export function isPermanentRecipientRefusal(err: unknown): boolean {
   return e.responseCode === 550 || e.responseCode === 551 || e.responseCode === 553;
 }
 
-/** An SMTP error for last_error and the log; a server reply quoting the mail (a spam filter's) loses any link token. */
-const describe = (err: unknown): string => {
+/** The link tokens of a mail body (activation, reset, MFA-reset and e-mail-change links). */
+function linkTokensOf(body: MailBody): string[] {
+  return [...`${body.text}\n${body.html}`.matchAll(/[?&](?:amp;)?token=([A-Za-z0-9_-]{8,})/g)].map((m) => m[1]!);
+}
+
+/** Shortest piece of a link token taken out of an SMTP reply: 8 base64url characters are 48 bits. */
+const TOKEN_PIECE = 8;
+
+/**
+ * An SMTP error for last_error and the log. A server reply may quote the mail (a spam or content
+ * filter's "offending text"), as decoded text or as it was on the wire: quoted-printable, with
+ * `token=` written `token=3D` and soft line breaks (`=` + CRLF, often turned into spaces) cutting a
+ * token anywhere. So beyond any `token=` value, every run of token characters that shares
+ * TOKEN_PIECE or more characters in a row with one of the mail's own link tokens is taken out.
+ */
+function describe(err: unknown, linkTokens: readonly string[] = []): string {
   const e = err as { code?: unknown; responseCode?: unknown; message?: unknown };
   const parts = [e.code, e.responseCode, typeof e.message === 'string' ? e.message : String(err)].filter((p) => p !== undefined);
-  return parts.join(' ').replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]').slice(0, ERROR_TEXT_MAX);
-};
+  const quotesToken = (run: string) =>
+    linkTokens.some((token) => {
+      for (let i = 0; i + TOKEN_PIECE <= run.length; i++) if (token.includes(run.slice(i, i + TOKEN_PIECE))) return true;
+      return false;
+    });
+  return parts
+    .join(' ')
+    .replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]')
+    .replace(/[A-Za-z0-9_-]{8,}/g, (run) => (quotesToken(run) ? '[redacted]' : run))
+    .slice(0, ERROR_TEXT_MAX);
+}
 
 export type DeliveryResult = { claimed: number; sent: number; failed: number };
 
@@ -115,6 +140,7 @@ export async function deliverDueMail(
   limit = 20,
   log?: MailLog,
   stopping: () => boolean = () => false,
+  abandon?: AbortSignal,
 ): Promise<DeliveryResult> {
   const result: DeliveryResult = { claimed: 0, sent: 0, failed: 0 };
   while (result.claimed < limit && !stopping()) {
@@ -139,12 +165,17 @@ export async function deliverDueMail(
       );
       continue;
     }
+    const sending = transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: body.text, html: body.html });
+    if (abandon && (await outlasts(sending, abandon))) {
+      await handBack(ctx, mine, row, sending, log);
+      break;
+    }
     try {
-      await transport.send({ id: row.id, to: row.toAddress, subject: row.subject, text: body.text, html: body.html });
+      await sending;
     } catch (err) {
       result.failed++;
       const at = ctx.clock.now();
-      const lastError = describe(err);
+      const lastError = describe(err, linkTokensOf(body));
       const refused = isPermanentRecipientRefusal(err);
       if (refused || at.getTime() - row.createdAt.getTime() >= ctx.config.mailGiveUpSeconds * 1000) {
         await giveUp(ctx, mine, at, lastError);
@@ -177,6 +208,45 @@ export async function deliverDueMail(
     }
   }
   return result;
+}
+
+/** True when `abandon` fires before `work` settles (false when it settles first, however). */
+async function outlasts(work: Promise<unknown>, abandon: AbortSignal): Promise<boolean> {
+  if (abandon.aborted) return true;
+  let onAbort!: () => void;
+  const aborted = new Promise<true>((resolve) => {
+    onAbort = () => resolve(true);
+    abandon.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work.then(() => false, () => false), aborted]);
+  } finally {
+    abandon.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * A shutdown cannot wait for an SMTP server that has not answered yet (its replies may take 30 s;
+ * the process is killed after 8): the row is handed back, due now and unleased, so the next
+ * instance sends it at once instead of after the 10-minute lease. The claim token stays: if the
+ * server still accepts before the process exits, the row is marked sent as usual (unless another
+ * instance claimed it meanwhile). A server that accepts the message after this process has gone
+ * gets it once more from the next instance, as after any interrupted send (at-least-once).
+ */
+async function handBack(
+  ctx: Pick<AppContext, 'db' | 'clock'>,
+  mine: Claim,
+  row: ClaimedRow,
+  sending: Promise<void>,
+  log?: MailLog,
+): Promise<void> {
+  sending.then(
+    () => markSent(ctx, mine).catch(() => false),
+    () => undefined,
+  );
+  const lastError = 'interrupted by a shutdown before the SMTP server answered';
+  await ctx.db.mailOutbox.updateMany({ where: mine, data: { lockedUntil: null, nextAttemptAt: ctx.clock.now(), lastError } });
+  log?.warn({ mailId: row.id, attempts: row.attempts }, 'mail handed back to the outbox: the shutdown could not wait for the SMTP server; it may be delivered twice');
 }
 
 /** Claims the next due row: lease, new claim token, one more attempt. */
@@ -217,11 +287,17 @@ async function markSent(ctx: Pick<AppContext, 'db' | 'clock'>, mine: Claim): Pro
   return count === 1;
 }
 
-export type MailWorker = PeriodicTask;
+export type MailWorker = Omit<PeriodicTask, 'stop'> & {
+  /**
+   * Claims no more mail and waits for the one in hand; after `abandonAfterMs` a send the SMTP
+   * server has not answered is handed back to the outbox (handBack) instead.
+   */
+  stop(options?: { abandonAfterMs?: number }): Promise<void>;
+};
 
 /**
  * Polls the outbox every `intervalMs` (immediately again while full batches keep coming). Errors
- * (database down, ...) are logged and the loop goes on; `stop()` waits for the mail in flight,
+ * (database down, ...) are logged and the loop goes on; `stop()` waits for the mail in flight (or hands it back),
  * not for the rest of its batch.
  */
 export function startMailWorker(
@@ -232,10 +308,11 @@ export function startMailWorker(
 ): MailWorker {
   const intervalMs = options.intervalMs ?? 2000;
   const batchSize = options.batchSize ?? 20;
-  return startPeriodicTask({
+  const abandon = new AbortController();
+  const task = startPeriodicTask({
     firstDelayMs: 0,
     async pass(stopping) {
-      const { claimed } = await deliverDueMail(ctx, transport, batchSize, log, stopping);
+      const { claimed } = await deliverDueMail(ctx, transport, batchSize, log, stopping, abandon.signal);
       return claimed === batchSize ? 0 : intervalMs;
     },
     failed(err) {
@@ -243,4 +320,15 @@ export function startMailWorker(
       return intervalMs;
     },
   });
+  return {
+    wake: task.wake,
+    async stop({ abandonAfterMs = Infinity } = {}) {
+      const timer = Number.isFinite(abandonAfterMs) ? setTimeout(() => abandon.abort(), abandonAfterMs) : undefined;
+      try {
+        await task.stop();
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }

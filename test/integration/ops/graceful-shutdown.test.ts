@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
-import { DRAIN_LIMIT_MS, REQUEST_TIMEOUT_MS } from '../../../src/app.js';
+import { REQUEST_TIMEOUT_MS } from '../../../src/app.js';
+import { SHUTDOWN, shutDown } from '../../../src/http/shutdown.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { createTestDatabase } from '../../helpers/database.js';
 import { spawnServer, watchServer } from '../../helpers/server-process.js';
@@ -129,7 +130,7 @@ t.test('a request whose body is still arriving when the shutdown begins is cut a
   await app.close(); // Node no longer enforces the request timeout from here on
   const took = Date.now() - started;
   await closed;
-  t.ok(took >= DRAIN_LIMIT_MS - 500 && took < DRAIN_LIMIT_MS + 1500, `the drain ended after ${took} ms, inside close-with-grace's 8 s`);
+  t.ok(took >= SHUTDOWN.DRAIN_LIMIT_MS - 500 && took < SHUTDOWN.DRAIN_LIMIT_MS + 1500, `the drain ended after ${took} ms, inside close-with-grace's 8 s`);
 });
 
 t.test('SIGTERM to the server: logins in flight still finish with their own answer before the database closes (mutation review, session 21)', async (t) => {
@@ -165,3 +166,53 @@ t.test('SIGTERM to the server: logins in flight still finish with their own answ
   t.same(answers, answers.map(() => ({ status: 401, code: 'invalid_credentials' })), 'each login answered as without the signal');
   t.equal(await watched.closed, 0, 'a clean exit');
 });
+
+/** A kept-alive connection that has had one answer and is now idle, as a balancer's probe connection between probes. */
+async function idleConnection(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  const state = { raw: '', closed: false };
+  socket.on('data', (chunk: Buffer) => (state.raw += chunk.toString('latin1')));
+  socket.on('close', () => (state.closed = true));
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  socket.write('GET /healthz HTTP/1.1\r\nHost: auth.example.test\r\n\r\n');
+  while (answersOf(state.raw).length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  return { socket, state };
+}
+
+t.test('SIGTERM (shutDown): for the ready delay the instance still listens, /readyz on an idle kept-alive connection says 503, other requests are served (multi-instance review, session 24)', async (t) => {
+  const { app } = await buildTestApp(t);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as net.AddressInfo;
+  const probe = await idleConnection(port);
+  const client = await idleConnection(port);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+
+  const started = Date.now();
+  const shuttingDown = shutDown(app);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.notOk(probe.state.closed, 'the idle probe connection is still open');
+  probe.socket.write('GET /readyz HTTP/1.1\r\nHost: auth.example.test\r\n\r\n');
+  const body = JSON.stringify({ email: 'nobody@example.test', password: 'whatever whatever' });
+  client.socket.write(`POST /v1/auth/login HTTP/1.1\r\nHost: auth.example.test\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  const fresh = await fetch(`http://127.0.0.1:${port}/healthz`);
+  t.equal(fresh.status, 200, 'a new connection is still accepted during the ready delay');
+  t.equal(fresh.headers.get('connection'), 'close');
+
+  await shuttingDown;
+  const took = Date.now() - started;
+  t.ok(took >= SHUTDOWN.READY_DELAY_MS - 100, `the listener closed after the ready delay (${took} ms)`);
+  const [, ready] = answersOf(probe.state.raw);
+  t.equal(ready?.status, 503, '/readyz told the balancer');
+  t.equal(JSON.parse(ready!.body).code, 'service_unavailable');
+  t.equal(ready?.headers.connection, 'close');
+  const [, login] = answersOf(client.state.raw);
+  t.equal(login?.status, 401, 'the login was served as usual');
+  t.equal(JSON.parse(login!.body).code, 'invalid_credentials');
+  t.equal(login?.headers.connection, 'close', 'and its connection ends after the answer');
+  await until(() => probe.state.closed && client.state.closed);
+});
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+}

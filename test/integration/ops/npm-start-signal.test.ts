@@ -53,5 +53,5 @@ t.test('SIGTERM to `npm start` shuts the server down gracefully', async (t) => {
   await once(npm, 'close');
   for (let i = 0; i < 100 && alive(serverPid); i++) await sleep(100);
   t.notOk(alive(serverPid), 'the server process is gone too');
-  t.match(out, /"signal":"SIGTERM","msg":"shutting down: finishing in-flight requests"/, 'after a graceful shutdown');
+  t.match(out, /"signal":"SIGTERM","msg":"shutting down: \/readyz answers 503, then in-flight requests are finished"/, 'after a graceful shutdown');
 });
