@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { defineErrors } from '../errors.js';
@@ -29,14 +29,35 @@ function errorFor(code: string | undefined) {
   }
 }
 
+/**
+ * Runs `then` once no answer is owed on the connection any more. Bytes that do not parse may
+ * follow a good request on the same connection (pipelined, or a body sent without Content-Length,
+ * which the parser takes for the next request): that request is being handled, its change may be
+ * made, and its client has to get its answer before the 400 that ends the connection — not a 400
+ * alone, which would tell it that nothing happened. Node keeps the answer being written in
+ * `socket._httpMessage` (with its request) and assigns the next queued one when it finishes.
+ */
+function afterOwedAnswers(socket: Socket, then: () => void): void {
+  const owed = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  // Only for a request that arrived whole: one whose body is still arriving (or stalled: 408) is
+  // the one refused, and its handler would wait for ever.
+  if (owed && !owed.writableFinished && owed.req.complete && !socket.destroyed) owed.once('close', () => afterOwedAnswers(socket, then));
+  else then();
+}
+
 export function answerClientError(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
   // A reset connection has nobody left to answer.
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  afterOwedAnswers(socket, () => answer(this, err, socket));
+}
+
+function answer(app: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+  if (socket.destroyed) return;
   const error = errorFor(err.code);
   const requestId = randomUUID();
   // The parse error for operators; the logger's err serializer drops the request's bytes
   // (err.rawPacket: an Authorization header, a password), logger.ts.
-  this.log.info({ err, code: error.code, requestId }, 'request rejected by the HTTP parser');
+  app.log.info({ err, code: error.code, requestId }, 'request rejected by the HTTP parser');
   if (socket.writable) {
     const body = JSON.stringify(problemDocument(error, requestId));
     const headers: Record<string, string | number> = {
@@ -47,7 +68,11 @@ export function answerClientError(this: FastifyInstance, err: Error & { code?: s
       connection: 'close',
     };
     const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-    socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${head}\r\n${body}`);
+    // Ended, not destroyed at once: behind an answer still in the socket's buffer, a destroy would
+    // drop this one. A peer that reads nothing does not hold the connection beyond a second.
+    socket.end(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${head}\r\n${body}`, () => socket.destroy());
+    setTimeout(() => socket.destroy(), 1000).unref();
+    return;
   }
   socket.destroy(err);
 }

@@ -60,9 +60,10 @@ export function problemDocument(error: AppError, requestId: string) {
 }
 
 const descriptions: Record<number, string> = {
-  400: 'Invalid request (code: validation_failed, malformed_json, invalid_cursor for a paginated list, or one the operation names)',
+  400: 'Invalid request (code: validation_failed, malformed_json, invalid_cursor for a paginated list, malformed_request: not valid HTTP/1.1, or one the operation names)',
   401: 'Not authenticated: the credentials, challenge or token are missing or not valid (the codes are in the description), or token_in_query: a token was sent in the URL',
   403: 'Not allowed (the codes are in the description)',
+  408: 'The request did not arrive whole within 10 s, its headers within 5 s (code: request_timeout); the connection is closed',
   404: 'Not found, or not visible to the caller (code: not_found, or the operation\'s user_not_found / organization_not_found)',
   409: 'Conflict with the current state (the codes are in the description)',
   410: 'The link or challenge expired or was already used',
@@ -70,6 +71,7 @@ const descriptions: Record<number, string> = {
   415: 'Content-Type is not one the operation accepts, application/json unless it lists others (code: unsupported_media_type)',
   422: 'The request is well-formed but breaks a rule',
   423: 'The account or factor is temporarily locked (see Retry-After)',
+  431: 'Request line and headers larger than 16 KiB (code: headers_too_large); the connection is closed',
   429: 'Rate limit exceeded (code: rate_limited; see Retry-After)',
   500: 'Unexpected error, no internals disclosed (code: internal_error)',
   503: 'A dependency is unavailable, the service is overloaded or shutting down (code: service_unavailable; see Retry-After)',

@@ -66,10 +66,12 @@ export const standardResponses = fp(
         throw new Error(`route ${String(route.method)} ${route.url} has no schema.operationId`);
       }
       const access = (route.config as { access?: RouteAccess } | undefined)?.access;
-      // 400 on every route: input-guard.ts refuses query parameters a route does not declare. 429
-      // wherever a limit applies: the route's own, or the per-IP ceiling (not on the operations probes).
+      // 400 on every route: input-guard.ts refuses query parameters a route does not declare, and
+      // Node's parser refuses what is not HTTP/1.1, as it answers 408 to a request that arrives too
+      // slowly and 431 to one whose headers are too large (http/client-error.ts). 429 wherever a
+      // limit applies: the route's own, or the per-IP ceiling (not on the operations probes).
       const limited = Boolean((route.config as { rateLimit?: unknown } | undefined)?.rateLimit) || !UNLIMITED_ROUTES.has(route.url);
-      const statuses = [400, ...(limited ? [429] : []), 500, 503];
+      const statuses = [400, 408, 431, ...(limited ? [429] : []), 500, 503];
       // Fastify parses a body sent with any method but GET/HEAD, declared or not (malformed JSON is
       // a 400, too large a 413, another content type a 415; input-guard.ts refuses an undeclared one).
       if (schema.body || takesBody(route.method)) statuses.push(413, 415);

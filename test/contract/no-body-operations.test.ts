@@ -131,3 +131,32 @@ t.test('an empty JSON array is a body: an operation without one refuses it and d
   t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body' }]);
   t.equal((await request({ url: '/v1/me', token })).status, 200, 'still signed in');
 });
+
+/**
+ * Fastify reads no body for GET: one sent along was ignored without a word, 20 KiB ones too
+ * (input fuzzing review, session 24). Every GET operation now refuses it, as declared.
+ */
+t.test('GET operations refuse a request body before reading it: 400 validation_failed, declared', async (t) => {
+  const { app } = await buildTestApp(t);
+  const doc = app.swagger() as unknown as OpenApiDoc;
+  const ops = listOperations(doc).filter((op) => op.method === 'GET');
+  t.ok(ops.length >= 15, `GET operations: ${ops.length}`);
+  const violations: string[] = [];
+  for (const op of ops) {
+    const headers: Record<string, string> = {};
+    if (op.auth === 'bearer') headers.authorization = `Bearer ${(await callerWith(app, await rolesFor(app, op))).token}`;
+    const url = fillPath(op.path, {});
+    for (const payload of ['{"isAdmin":true}', JSON.stringify({ pad: 'x'.repeat(20 * 1024) })]) {
+      const res = await app.inject({ method: 'GET', url, headers: { ...headers, 'content-type': 'application/json' }, payload });
+      const body = JSON.parse(res.body);
+      if (res.statusCode !== 400 || body.code !== 'validation_failed' || body.errors?.[0]?.path !== 'body') {
+        violations.push(`${op.operationId} [${payload.length} bytes] → ${res.statusCode} ${body.code}`);
+      }
+      const v = checkContract(app, 'GET', url, res.statusCode, res.headers['content-type'] as string, body, res.headers);
+      if (v) violations.push(`${op.operationId}: ${v}`);
+    }
+  }
+  t.same(violations, [], 'every GET operation refuses a body');
+  const without = await app.inject({ method: 'GET', url: '/healthz', headers: { 'content-type': 'application/json', 'content-length': '0' } });
+  t.equal(without.statusCode, 200, 'Content-Length: 0 is no body');
+});

@@ -4,6 +4,7 @@ import t from 'tap';
 import { buildTestApp } from '../helpers/app.js';
 import { createOrganization, createUser, signIn } from '../helpers/factories.js';
 import { api } from '../helpers/http.js';
+import { checkContract } from '../helpers/contract.js';
 
 const SHOP = 'https://shop.example.test';
 
@@ -95,6 +96,16 @@ t.test('requests the HTTP parser refuses are problem+json with a stable code, th
     t.equal(res.headers['x-content-type-options'], 'nosniff');
     t.equal(res.headers['cache-control'], 'no-store');
   }
+  // Declared in the OpenAPI document for the operation the request line names (not for FOO).
+  for (const [method, url, status, code] of [
+    ['GET', '/v1/me', 431, 'headers_too_large'],
+    ['POST', '/v1/auth/login', 400, 'malformed_request'],
+    ['GET', '/healthz', 400, 'malformed_request'],
+    ['POST', '/v1/auth/login', 408, 'request_timeout'],
+  ] as const) {
+    const body = { type: `urn:webshop-auth:problem:${code}`, title: 'x', status, code, detail: 'x', requestId: 'x' };
+    t.equal(checkContract(app, method, url, status, 'application/problem+json', body, { 'x-request-id': 'x' }), undefined, `${method} ${url} declares ${status} ${code}`);
+  }
   const rejected = logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg === 'request rejected by the HTTP parser');
   t.equal(rejected.length, cases.length, 'each one logged once');
   t.notOk(JSON.stringify(rejected).includes('aaaa'), 'without the request bytes');
@@ -125,4 +136,33 @@ t.test('an unexpected error answers 500 internal_error without its message, and 
   const line = logs.map((l) => JSON.parse(l) as { msg?: string; level?: number; err?: { message?: string } }).find((l) => l.msg === 'request failed');
   t.equal(line?.level, 50, 'logged at error level');
   t.match(line?.err?.message, /argon2 binding crashed/, 'with the error, for the operators');
+});
+
+/**
+ * Bytes that do not parse right behind a good request on one connection (a body sent without
+ * Content-Length is read as the next request): the good request is carried out, so its client
+ * gets its own answer first, then the 400 that ends the connection — not a 400 alone, which said
+ * nothing happened although the user was blocked (input fuzzing review, session 24).
+ */
+t.test('a request followed on its connection by bytes that do not parse gets its own answer before the 400', async (t) => {
+  const { app } = await buildTestApp(t);
+  const org = await createOrganization(app.ctx.db);
+  const { user: admin } = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { user: target } = await createUser(app.ctx.db, app, { organizationId: org.id });
+  const token = (await signIn(app, admin)).accessToken;
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const socket = connect((app.server.address() as AddressInfo).port, '127.0.0.1');
+  await once(socket, 'connect');
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.write(
+    `POST /v1/organization/users/${target.id}/block HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 0\r\n\r\n` +
+      'BOGUS\u0001 / HTTP/1.1\r\n\r\n',
+  );
+  await once(socket, 'close');
+  // An answer's body has no line break after it: the next status line follows it directly.
+  const statuses = [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+  t.same(statuses, ['200', '400'], 'the block answered, then the bytes refused');
+  t.match(received, /"code":"malformed_request"/);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: target.id } })).status, 'BLOCKED', 'the block was made, as its answer said');
 });
