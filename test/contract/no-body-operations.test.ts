@@ -77,6 +77,13 @@ t.test('the request content types a route accepts are the ones its OpenAPI opera
     payload: 'token=abc',
   });
   t.equal(res.statusCode, 200, 'form-encoded introspection is answered');
+  const twice = await app.inject({
+    method: 'POST',
+    url: '/v1/tokens/introspect',
+    headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: 'token=abc&token=def',
+  });
+  t.same([twice.statusCode, twice.json().code, twice.json().errors], [400, 'validation_failed', [{ path: 'body.token', message: 'sent more than once' }]], 'a parameter sent twice is refused (RFC 6749 §3.1; fuzzing review, session 24)');
   const doc = app.swagger() as unknown as { paths: Record<string, Record<string, { requestBody: { content: Record<string, unknown> } }>> };
   const types = Object.keys(doc.paths['/v1/tokens/introspect']!.post!.requestBody.content);
   t.ok(types.includes('application/x-www-form-urlencoded'), `the document lists form encoding (lists: ${types.join(', ')})`);

@@ -204,8 +204,17 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
  * form parser serves introspection alone: every other route answers 415 to a form body.
  */
 const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
+  // RFC 6749 §3.1 (which RFC 7662 builds on): a parameter must not be sent more than once. Taking
+  // one of two `token` values would answer for a token the caller may not have meant.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    const params = new Map<string, string>();
+    for (const [name, value] of new URLSearchParams(body as string)) {
+      if (params.has(name)) {
+        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: `body.${name}`, message: 'sent more than once' }] }), undefined);
+      }
+      params.set(name, value);
+    }
+    done(null, Object.fromEntries(params));
   });
 
   app.post(
