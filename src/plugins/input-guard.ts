@@ -16,7 +16,7 @@ import { commonErrors } from '../errors.js';
  * Unknown input is refused too (security.md items 25 and 28): the schemas reject unknown fields
  * of the parts they declare, and here a body sent to an operation that takes none, or a query
  * parameter sent to one that declares no query string, is a 400 validation_failed instead of being
- * ignored; a GET or HEAD request with a body is refused before it is read (carriesBody). An empty
+ * ignored; a GET or HEAD request with a body is refused without reading it (carriesBody). An empty
  * JSON object counts as no body (some HTTP clients always send one with POST).
  * Routes hidden from the document (/docs, the CORS preflight route) are not checked.
  */
@@ -72,7 +72,7 @@ function undeclaredInput(schema: Schema, body: unknown, query: object): FieldErr
 /**
  * Fastify reads no body for GET and HEAD, so one sent with them would be ignored without a word.
  * RFC 9110 §9.3.1: such content has no defined meaning and may be rejected for its potential in
- * request smuggling; here it is, before anything is read, like any other undeclared input.
+ * request smuggling; here it is, unread, like any other undeclared input.
  */
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {
   const length = headers['content-length'];
@@ -81,16 +81,15 @@ function carriesBody(headers: Record<string, string | string[] | undefined>): bo
 
 export const inputGuard = fp(
   async (app) => {
-    app.addHook('onRequest', (request, reply, done) => {
-      const schema = request.routeOptions.schema as Schema | undefined;
-      if (!schema || schema.hide || (request.method !== 'GET' && request.method !== 'HEAD') || !carriesBody(request.headers)) return done();
-      // The body is not read: the connection ends with this answer rather than reading it to the end.
-      reply.header('connection', 'close');
-      done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: 'body', message: 'a GET request takes no body' }] }));
-    });
-    app.addHook('preValidation', (request, _reply, done) => {
+    app.addHook('preValidation', (request, reply, done) => {
       const schema = request.routeOptions.schema as Schema | undefined;
       if (!schema) return done();
+      // After the onRequest hooks (security headers, CORS, authentication), like every other refusal.
+      if (!schema.hide && (request.method === 'GET' || request.method === 'HEAD') && carriesBody(request.headers)) {
+        // The body is not read: the connection ends with this answer rather than reading it to the end.
+        reply.header('connection', 'close');
+        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: 'body', message: 'a GET request takes no body' }] }));
+      }
       const parts = [
         ['body', schema.body, request.body],
         ['querystring', schema.querystring, request.query],
