@@ -585,7 +585,8 @@ const isPlaceholder = (token: string): boolean => {
 
 /**
  * Secrets no one generated at random: a placeholder token ("aaaa…", "changeme…"), an encryption key
- * of few distinct bytes (all zeros; a random 32-byte key has about 30), a service client whose secret
+ * of few distinct bytes (all zeros; a random 32-byte key has about 30), a webhook secret of few
+ * distinct bytes or of typed text, a service client whose secret
  * is empty or a common password (the same list the password policy refuses). Heuristics that a
  * random secret passes (short of odds like one in a million); they catch what was typed instead of
  * generated.
@@ -612,6 +613,14 @@ function weakSecretProblems(e: z.infer<typeof envSchema>): string[] {
       if (distinct < 16) {
         problems.push(`ENCRYPTION_KEYS: key "${id}" is not random (${distinct} different byte values); generate one with \`npm run cli -- generate-encryption-key\``);
       }
+    }
+  }
+  // A receiver deletes its copy of a user on a signed user.erased: whoever guesses the secret can
+  // forge that. Random bytes are rarely all printable ASCII (2^-24 for 24 bytes), typed text always.
+  for (const { name, secret } of e.EVENT_WEBHOOK_SECRETS) {
+    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    if (new Set(key).size < 16 || key.every((byte) => byte >= 0x20 && byte < 0x7f)) {
+      problems.push(`EVENT_WEBHOOK_SECRETS: a secret of "${name}" is not random bytes (typed text, or few different byte values); generate one with \`npm run cli -- generate-webhook-secret\``);
     }
   }
   if (e.SERVICE_CLIENTS.length > 0) {
