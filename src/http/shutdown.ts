@@ -41,7 +41,7 @@ declare module 'fastify' {
   }
 }
 
-export function createDrain(): Drain {
+function createDrain(): Drain {
   let since: number | null = null;
   const listeners: (() => void)[] = [];
   return {

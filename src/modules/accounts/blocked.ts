@@ -2,6 +2,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { FlowState } from '../../generated/prisma/enums.js';
 import type { AppError } from '../../errors.js';
+import type { Language } from '../../lib/languages.js';
 import { accountErrors } from './accounts.errors.js';
 
 export type BlockedContact = { support: string; administrators: { name: string; email: string }[] };
@@ -20,11 +21,13 @@ type ContactConfig = Pick<AppContext['config'], 'supportContact' | 'supportConta
 export async function blockedContact(
   db: Tx,
   config: ContactConfig,
-  user: { id: string; organizationId: string | null },
+  /** `language` as the caller read it with the user; read here when the caller did not. */
+  user: { id: string; organizationId: string | null; language?: Language | null },
   onlySupport = false,
 ): Promise<BlockedContact> {
-  const own = await db.user.findUnique({ where: { id: user.id }, select: { language: true } });
-  const support = config.supportContactIn[own?.language ?? config.defaultLanguage];
+  const language =
+    user.language !== undefined ? user.language : (await db.user.findUnique({ where: { id: user.id }, select: { language: true } }))?.language;
+  const support = config.supportContactIn[language ?? config.defaultLanguage];
   const administrators =
     user.organizationId && !onlySupport
       ? await db.user.findMany({
@@ -54,8 +57,8 @@ export async function accountBlockedError(
   config: ContactConfig,
   user: { id: string; organizationId: string | null },
 ): Promise<AppError> {
-  const bySupport = (await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } }))?.blockedBySupport ?? false;
-  const contact = await blockedContact(db, config, user, bySupport);
+  const own = await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true, language: true } });
+  const contact = await blockedContact(db, config, { ...user, language: own?.language ?? null }, own?.blockedBySupport ?? false);
   return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(config, contact)}.`, { contact });
 }
 

@@ -73,7 +73,7 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
     where: { tokenHash: sha256Hex(token) },
     select: { userId: true, data: true, requestedBy: { select: { status: true, roles: true } } },
   });
-  const user = flow && (await ctx.db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true } }));
+  const user = flow && (await ctx.db.user.findUnique({ where: { id: flow.userId }, select: { id: true, status: true, organizationId: true, language: true } }));
   if (!flow || user?.status !== 'INVITED') return err;
   // Nor for a link its sender sent while they had a right they no longer have (blocked, demoted):
   // an earlier link of theirs counts as replaced, not withdrawn. CLI invitations have no sender; a

@@ -25,7 +25,7 @@ import type { CodeFailure } from './factors.js';
 export async function mfaLockedError(
   db: Tx,
   config: Pick<AppContext['config'], 'supportContact' | 'supportContactIn' | 'defaultLanguage'>,
-  user: { id: string; organizationId: string | null },
+  user: Parameters<typeof blockedContact>[2],
   until: Date,
   now: Date,
 ): Promise<AppError> {
