@@ -16,7 +16,7 @@ import { commonErrors } from '../errors.js';
  * Unknown input is refused too (security.md items 25 and 28): the schemas reject unknown fields
  * of the parts they declare, and here a body sent to an operation that takes none, or a query
  * parameter sent to one that declares no query string, is a 400 validation_failed instead of being
- * ignored; a GET or HEAD request with a body is refused without reading it (carriesBody). An empty
+ * ignored (with GET and HEAD, a body the headers announce: carriesBody, refused unread). An empty
  * JSON object counts as no body (some HTTP clients always send one with POST).
  * Routes hidden from the document (/docs, the CORS preflight route) are not checked.
  */
@@ -59,24 +59,29 @@ function isEmptyBody(body: unknown): boolean {
   return body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
 }
 
-/** Input the operation does not declare: a body where it takes none, query parameters where it takes none. */
-function undeclaredInput(schema: Schema, body: unknown, query: object): FieldError[] {
-  const errors: FieldError[] = [];
-  if (!schema.body && !isEmptyBody(body)) errors.push({ path: 'body', message: 'this operation takes no request body' });
-  if (!schema.querystring) {
-    for (const name of Object.keys(query)) errors.push({ path: `querystring.${name}`, message: 'unknown query parameter' });
-  }
-  return errors;
-}
-
 /**
  * Fastify reads no body for GET and HEAD, so one sent with them would be ignored without a word.
  * RFC 9110 §9.3.1: such content has no defined meaning and may be rejected for its potential in
- * request smuggling; here it is, unread, like any other undeclared input.
+ * request smuggling; here it counts as sent when the headers announce one, and is refused unread.
  */
+const readsNoBody = (method: string) => method === 'GET' || method === 'HEAD';
+
 function carriesBody(headers: Record<string, string | string[] | undefined>): boolean {
   const length = headers['content-length'];
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+type Received = { method: string; headers: Record<string, string | string[] | undefined>; body: unknown; query: unknown };
+
+/** Input the operation does not declare: a body where it takes none, query parameters where it takes none. */
+function undeclaredInput(schema: Schema, request: Received): FieldError[] {
+  const errors: FieldError[] = [];
+  const sentBody = readsNoBody(request.method) ? carriesBody(request.headers) : !isEmptyBody(request.body);
+  if (!schema.body && sentBody) errors.push({ path: 'body', message: 'this operation takes no request body' });
+  if (!schema.querystring) {
+    for (const name of Object.keys(request.query as object)) errors.push({ path: `querystring.${name}`, message: 'unknown query parameter' });
+  }
+  return errors;
 }
 
 export const inputGuard = fp(
@@ -84,12 +89,6 @@ export const inputGuard = fp(
     app.addHook('preValidation', (request, reply, done) => {
       const schema = request.routeOptions.schema as Schema | undefined;
       if (!schema) return done();
-      // After the onRequest hooks (security headers, CORS, authentication), like every other refusal.
-      if (!schema.hide && (request.method === 'GET' || request.method === 'HEAD') && carriesBody(request.headers)) {
-        // The body is not read: the connection ends with this answer rather than reading it to the end.
-        reply.header('connection', 'close');
-        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: 'body', message: 'a GET request takes no body' }] }));
-      }
       const parts = [
         ['body', schema.body, request.body],
         ['querystring', schema.querystring, request.query],
@@ -100,8 +99,12 @@ export const inputGuard = fp(
         const hit = findUnstorableText(value, name);
         if (hit !== null) return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [hit] }));
       }
-      const undeclared = schema.hide ? [] : undeclaredInput(schema, request.body, request.query as object);
-      if (undeclared.length > 0) return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: undeclared }));
+      const undeclared = schema.hide ? [] : undeclaredInput(schema, request);
+      if (undeclared.length > 0) {
+        // A GET's body is not read: the connection ends with this answer rather than reading it to the end.
+        if (readsNoBody(request.method) && undeclared[0]!.path === 'body') reply.header('connection', 'close');
+        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: undeclared }));
+      }
       done();
     });
   },
