@@ -1,4 +1,5 @@
 import LinkifyIt from 'linkify-it';
+import topLevelDomains from 'tlds' with { type: 'json' };
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
@@ -77,15 +78,18 @@ const emailSchema = z
 export const EmailSchema = emailSchema;
 /**
  * What mail programs turn into a link — a web address (with or without a scheme: "t.me/x",
- * "evil-shop.com") or an e-mail address — has no place in a person's name: the name is read in the
- * service's official mails ("Hello <name>,"), where an administrator could otherwise plant a link
- * in the shop's own words. Found as mail programs find them (linkify-it, which knows the top-level
- * domains, so "Dr.med." and "St.Clair" pass), after NFKC and with the other full stops (。｡) as dots;
- * a disguised scheme ("hxxp://") too. Organisation names, set by support, may name a domain.
+ * "evil-shop.com", "also-login.app") or an e-mail address — has no place in a person's name: the
+ * name is read in the service's official mails ("Hello <name>,"), where an administrator could
+ * otherwise plant a link in the shop's own words. Found as mail programs find them: linkify-it with
+ * every top-level domain IANA delegates (its own list has only the old ones and the two-letter
+ * ones), after NFKC and with the other full stops (。｡) as dots; a disguised scheme ("hxxp://") too.
+ * "Dr.med." and "St.Clair" pass: degrees typed without spaces whose last part is also a top-level
+ * domain (.med, .ing, .art, .sc) are taken out first. Organisation names, set by support, may name a domain.
  */
-const linkFinder = new LinkifyIt();
+const linkFinder = new LinkifyIt().tlds(topLevelDomains, true);
+const DEGREES = /(?<![\p{L}\p{N}.-])(?:dr\.med(?:\.vet|\.dent)?|dr\.ing|dipl\.(?:wirt\.)?ing|mag\.art|[bm]\.sc)\.(?![\p{L}\p{N}])/giu;
 const carriesAddress = (name: string): boolean => {
-  const text = name.normalize('NFKC').replace(/[\u3002\uFF61]/g, '.');
+  const text = name.normalize('NFKC').replace(/[\u3002\uFF61]/g, '.').replace(DEGREES, ' ');
   return linkFinder.test(text) || /:\/\/|\bwww\.|@/i.test(text);
 };
 export const PersonNameSchema = displayText(200)
