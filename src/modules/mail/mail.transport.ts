@@ -40,6 +40,9 @@ export function createSmtpTransport(config: Pick<Config, 'mailFrom'>, smtpUrl: s
         html: mail.html,
         // Stable per outbox row: if a crash makes us send a mail twice, clients can tell.
         messageId: `<${mail.id}@${domain}>`,
+        // Sent by the service, not by a person (RFC 3834 section 5): out-of-office and other
+        // auto-replies do not answer it; Exchange/Outlook read their own header for the same.
+        headers: { 'Auto-Submitted': 'auto-generated', 'X-Auto-Response-Suppress': 'All' },
       });
     },
     async close() {

@@ -52,6 +52,9 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
   t.match(mail.html, 'Your ALSO Webshop username: Anna.O&#39;Neil&amp;Co@Example.test');
   t.match(mail.html, `href="${link}"`);
   t.match(mail.messageId, /^<[0-9a-f-]{36}@webshop\.localhost>$/, 'stable Message-ID from the outbox row');
+  // An automated mail says so (RFC 3834 section 5; Exchange's own header too): auto-replies do not answer it.
+  t.match(mail.raw, /^Auto-Submitted: auto-generated\r?$/m, 'Auto-Submitted: auto-generated');
+  t.match(mail.raw, /^X-Auto-Response-Suppress: All\r?$/m, 'X-Auto-Response-Suppress: All');
 
   const row = await ctx.db.mailOutbox.findFirstOrThrow();
   t.ok(row.sentAt, 'marked sent');
