@@ -27,7 +27,7 @@ import {
   withdrawSupportInvitation,
 } from './modules/support/support-staff.service.js';
 import { cliOrigin, OperatorReasonSchema, type CliOrigin } from './modules/support/cli-origin.js';
-import { CustomerNumberSchema } from './modules/support/support.schemas.js';
+import { CreateOrganizationBody, CustomerNumberSchema } from './modules/support/support.schemas.js';
 import { EmailSchema, PersonNameSchema } from './modules/organization/organization.schemas.js';
 import { LanguageSchema } from './lib/languages.js';
 
@@ -225,7 +225,8 @@ const commands: Record<string, Command> = {
       const origin = operatorChange(args, ['customer-number', 'name', 'admin-email', 'admin-name', 'language']);
       const input = {
         customerNumber: option(args, 'customer-number', CustomerNumberSchema),
-        name: option(args, 'name', PersonNameSchema),
+        // The organisation's name as the API takes it: it may name a domain ("shop24.de GmbH"), a person's may not.
+        name: option(args, 'name', CreateOrganizationBody.shape.name),
         language: optionalOption(args, 'language', LanguageSchema),
         administrator: { email: option(args, 'admin-email', EmailSchema), name: option(args, 'admin-name', PersonNameSchema) },
       };

@@ -31,13 +31,15 @@ t.test('create-support-user prints a working activation link; create-organizatio
   t.equal(activated.body.next, 'mfa_enrollment');
 
   const org = await cli(
-    ['create-organization', '--customer-number', 'K-100', '--name', 'Delta AG', '--admin-email', 'chef@delta.test', '--admin-name', 'Dora Delta', '--language', 'de'],
+    // An organisation may be named after its domain, as on POST /v1/support/organizations (a person may not).
+    ['create-organization', '--customer-number', 'K-100', '--name', 'delta-shop.de AG', '--admin-email', 'chef@delta.test', '--admin-name', 'Dora Delta', '--language', 'de'],
     env,
   );
   t.equal(org.code, 0, org.stderr);
   t.match(org.stdout.trim(), /^https:\/\/shop\.example\.test\/activate\?token=/);
   const delta = await app.ctx.db.organization.findUniqueOrThrow({ where: { customerNumber: 'K-100' }, include: { users: true } });
   t.equal(delta.language, 'de');
+  t.equal(delta.name, 'delta-shop.de AG');
   t.match(delta.users, [{ email: 'chef@delta.test', roles: ['USER', 'CUSTOMER_ADMIN'], status: 'INVITED', language: 'de' }]);
   t.equal(await app.ctx.db.auditEvent.count({ where: { type: 'organization.created', organizationId: delta.id } }), 1);
 
