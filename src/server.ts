@@ -9,16 +9,7 @@ import { openRuntime } from './runtime.js';
 
 /** Entry point: config → runtime (database, migrations, keys) → app → listen; graceful shutdown. */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(78); // EX_CONFIG
-    }
-    throw err;
-  }
+  const config = loadConfig(process.env);
   const logger = pino(loggerOptions(config) as pino.LoggerOptions);
   // The embedded development database is always migrated: nobody else would.
   const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl });
@@ -52,6 +43,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // A bad setting, or a database this version cannot run on (not migrated, keys it cannot open):
+  // what to do, not a stack trace.
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(78); // EX_CONFIG
+  }
   process.stderr.write(`webshop-auth failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   process.exit(1);
 });
