@@ -15,13 +15,24 @@ type Log = Pick<FastifyBaseLogger, 'info' | 'warn'>;
  */
 export type Runtime = { database: Database; keyring: Keyring; databaseUrl: string; close(): Promise<void> };
 
-export async function openRuntime(config: Config, log: Log, options: { migrate: boolean }): Promise<Runtime> {
+/**
+ * `ownEmbedded` (the server): the embedded database must be this process's own. A second `npm start`
+ * on the same DATA_DIR would otherwise serve from the first one's database and fail for good once
+ * that one stops; the CLI, beside a running `npm start`, uses its database.
+ */
+export async function openRuntime(config: Config, log: Log, options: { migrate: boolean; ownEmbedded?: boolean }): Promise<Runtime> {
   let embedded: EmbeddedPostgres | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
     embedded = await startEmbeddedPostgres(config.dataDir);
     databaseUrl = embedded.url;
-    if (embedded.shared) log.info('using the embedded PostgreSQL served by the running `npm start`');
+    if (embedded.shared && options.ownEmbedded) {
+      throw new ConfigError(
+        `The embedded database in ${join(config.dataDir, 'pglite')} is already served by process ${embedded.shared.pid} ` +
+          '(another `npm start`, or a CLI command): stop it first, or give this server another DATA_DIR.',
+      );
+    }
+    if (embedded.shared) log.info(`using the embedded PostgreSQL served by process ${embedded.shared.pid} (the running \`npm start\`)`);
     else log.warn(
       `!!! DATABASE_URL is not set: using the EMBEDDED PostgreSQL (PGlite) in ${join(config.dataDir, 'pglite')}. ` +
         'This is for DEVELOPMENT ONLY. Set DATABASE_URL for anything real. !!!',

@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = pino(loggerOptions(config) as pino.LoggerOptions);
   // The embedded development database is always migrated: nobody else would.
-  const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl });
+  const runtime = await openRuntime(config, logger, { migrate: config.migrateOnStart || !config.databaseUrl, ownEmbedded: true });
   const relaxed = developmentModeWarning(config);
   if (relaxed) logger.warn(relaxed);
   for (const warning of startupWarnings(config)) logger.warn(warning);

@@ -5,7 +5,8 @@ import { PGlite } from '@electric-sql/pglite';
 import { citext } from '@electric-sql/pglite/contrib/citext';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
-export type EmbeddedPostgres = { url: string; shared: boolean; stop(): Promise<void> };
+/** `shared`: served by another live process (its pid), whose server this one connects to. */
+export type EmbeddedPostgres = { url: string; shared: { pid: number } | null; stop(): Promise<void> };
 
 /**
  * Development-only PostgreSQL: PGlite (WASM Postgres) served over the wire protocol on loopback,
@@ -19,7 +20,7 @@ export async function startEmbeddedPostgres(dataDir: string, port = 0): Promise<
   const dir = resolve(join(dataDir, 'pglite'));
   const lockFile = resolve(join(dataDir, 'embedded.json'));
   const running = await runningServer(lockFile);
-  if (running) return { url: running, shared: true, stop: async () => undefined };
+  if (running) return { url: running.url, shared: { pid: running.pid }, stop: async () => undefined };
 
   mkdirSync(dir, { recursive: true });
   const pglite = await PGlite.create(dir, { extensions: { citext } });
@@ -29,7 +30,7 @@ export async function startEmbeddedPostgres(dataDir: string, port = 0): Promise<
   writeFileSync(lockFile, JSON.stringify({ pid: process.pid, url }), { mode: 0o600 });
   return {
     url,
-    shared: false,
+    shared: null,
     async stop() {
       rmSync(lockFile, { force: true });
       await server.stop();
@@ -38,8 +39,8 @@ export async function startEmbeddedPostgres(dataDir: string, port = 0): Promise<
   };
 }
 
-/** The URL of an embedded server another live process is serving from this data folder, if any. */
-async function runningServer(lockFile: string): Promise<string | undefined> {
+/** The embedded server another live process is serving from this data folder, if any. */
+async function runningServer(lockFile: string): Promise<{ url: string; pid: number } | undefined> {
   if (!existsSync(lockFile)) return undefined;
   try {
     const { pid, url } = JSON.parse(readFileSync(lockFile, 'utf8')) as { pid: number; url: string };
@@ -47,7 +48,7 @@ async function runningServer(lockFile: string): Promise<string | undefined> {
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
     await client.connect();
     await client.end();
-    return url;
+    return { url, pid };
   } catch {
     rmSync(lockFile, { force: true }); // stale: its process died without cleaning up
     return undefined;

@@ -22,14 +22,14 @@ t.test('the embedded development database serves the app over the pg driver', as
     await embedded.stop();
     await rm(dataDir, { recursive: true, force: true });
   });
-  t.equal(embedded.shared, false);
+  t.equal(embedded.shared, null, 'its own');
   t.match(embedded.url, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+\//);
 
   const first = await migrate(embedded.url, quiet);
   t.ok(first.applied.length > 0, 'migrations apply on PGlite');
 
   const second = await startEmbeddedPostgres(dataDir);
-  t.equal(second.shared, true, 'a second process (the CLI) connects to the running server instead of opening the folder');
+  t.same(second.shared, { pid: process.pid }, 'a second process (the CLI) connects to the running server instead of opening the folder');
   t.equal(second.url, embedded.url);
 
   // As src/runtime.ts opens it.

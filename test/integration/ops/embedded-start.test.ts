@@ -16,18 +16,21 @@ import { readyzAfterStart, spawnServer, watchServer } from '../../helpers/server
 
 type Running = { base: string; output: () => string; stop: () => Promise<void> };
 
-/** The server as `npm start` runs it with nothing configured (MIGRATE_ON_START=false as well); resolves once /readyz is 200. */
+/** The environment of `npm start` with nothing configured (MIGRATE_ON_START=false as well). */
+const unconfigured = (dataDir: string) => ({
+  NODE_ENV: undefined,
+  ENCRYPTION_KEYS: undefined,
+  APP_BASE_URL: undefined,
+  MAIL_WORKER_ENABLED: undefined,
+  RETENTION_SWEEP_INTERVAL_SECONDS: undefined,
+  DATA_DIR: dataDir,
+  // The embedded database has no other schema owner: it is migrated whatever this says.
+  MIGRATE_ON_START: 'false',
+});
+
+/** The server as `npm start` runs it with nothing configured; resolves once /readyz is 200. */
 async function startUnconfigured(t: Test, dataDir: string): Promise<Running> {
-  const child = spawnServer(t, {
-    NODE_ENV: undefined,
-    ENCRYPTION_KEYS: undefined,
-    APP_BASE_URL: undefined,
-    MAIL_WORKER_ENABLED: undefined,
-    RETENTION_SWEEP_INTERVAL_SECONDS: undefined,
-    DATA_DIR: dataDir,
-    // The embedded database has no other schema owner: it is migrated whatever this says.
-    MIGRATE_ON_START: 'false',
-  });
+  const child = spawnServer(t, unconfigured(dataDir));
   const server = watchServer(child);
   const base = await server.listening;
   if (!base) throw new Error(`the server ended: ${server.output()}`);
@@ -80,6 +83,14 @@ t.test("`npm start` with nothing configured: embedded database and development k
   const verified = await post(first.base, '/v1/auth/login/mfa-enrollment/verify', { challengeToken, code: totpCode(secret, Math.floor(Date.now() / 1000)) });
   t.equal(verified.status, 200, JSON.stringify(verified.body));
   const recoveryCodes = verified.body.recoveryCodes as string[];
+
+  // A second `npm start` on the same folder is refused (newcomer review, session 25): it used to
+  // serve from the first one's database and answer 503 for good once that one stopped.
+  const twin = watchServer(spawnServer(t, unconfigured(dataDir)));
+  t.notOk(await twin.listening, 'the second server never listens');
+  t.equal(await twin.closed, 78, 'a configuration error');
+  t.match(twin.output(), /already served by process \d+ .*another DATA_DIR/, 'says which process holds the folder and what to do');
+  t.equal((await fetch(`${first.base}/readyz`)).status, 200, 'the first server is unaffected');
   await first.stop();
 
   // Restarted on the same folder: the same database, and the same keys open what the first run sealed.
