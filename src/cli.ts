@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
-import { openRuntime } from './runtime.js';
+import { openRuntime, type Runtime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { generateKey, KEY_ID_PATTERN } from './lib/secret-box.js';
@@ -96,6 +96,7 @@ const commands: Record<string, Command> = {
       const cfg = config();
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
+        if (!(await serversHoldKey(runtime, 'every'))) return 78;
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
         // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
         // nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
@@ -130,7 +131,7 @@ const commands: Record<string, Command> = {
         const created = await createSupportUser(ctx, { email, name, language }, origin);
         process.stderr.write(`created SUPPORT user ${email} (${created.userId}); the link is valid until ${created.expiresAt.toISOString()} and was also mailed\n`);
         process.stdout.write(`${created.activationLink}\n`);
-      });
+      }, { mails: true });
     },
   },
   'list-support-users': {
@@ -152,7 +153,7 @@ const commands: Record<string, Command> = {
         const sent = await resendSupportActivation(ctx, email, origin);
         process.stderr.write(`new activation link for SUPPORT user ${sent.email} (${sent.userId}); valid until ${sent.expiresAt.toISOString()} and also mailed\n`);
         process.stdout.write(`${sent.link}\n`);
-      });
+      }, { mails: true });
     },
   },
   'withdraw-support-invitation': {
@@ -188,7 +189,7 @@ const commands: Record<string, Command> = {
         process.stderr.write(`blocked SUPPORT user ${blocked.email} (${blocked.userId}); ${blocked.sessionsRevoked} session(s) ended; notified by mail\n`);
         // Links this user sent that no longer work: the holders need a new one (their administrator, or support).
         for (const link of blocked.linksWithdrawn) process.stderr.write(`withdrawn: ${link.purpose} link of ${link.email} (${link.userId})\n`);
-      });
+      }, { mails: true });
     },
   },
   'unblock-support-user': {
@@ -203,7 +204,7 @@ const commands: Record<string, Command> = {
           process.stderr.write(`new activation link, valid until ${unblocked.activation.expiresAt.toISOString()} and also mailed\n`);
           process.stdout.write(`${unblocked.activation.link}\n`);
         }
-      });
+      }, { mails: true });
     },
   },
   'reset-support-mfa': {
@@ -214,7 +215,7 @@ const commands: Record<string, Command> = {
       return withDatabase(async (ctx) => {
         const reset = await resetSupportUserMfa(ctx, email, origin);
         process.stderr.write(`reset the MFA of SUPPORT user ${reset.email} (${reset.userId}); ${reset.sessionsRevoked} session(s) ended; notified by mail\n`);
-      });
+      }, { mails: true });
     },
   },
   'create-organization': {
@@ -236,7 +237,7 @@ const commands: Record<string, Command> = {
           `created organisation ${input.customerNumber} (${created.organizationId}) with administrator ${input.administrator.email} (${created.administratorId})\n`,
         );
         process.stdout.write(`${created.activationLink}\n`);
-      });
+      }, { mails: true });
     },
   },
   'generate-encryption-key': {
@@ -332,11 +333,36 @@ const describeInstance = (i: RunningInstance, key: string) =>
     ? `holds ${key} but seals under ${i.currentEncryptionKeyId} (ENCRYPTION_KEY_CURRENT)`
     : `does not hold ${key} (holds ${i.encryptionKeyIds.join(', ')})`);
 
-/** Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code. */
-async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config; keyring: Keyring }) => Promise<void>): Promise<number> {
+/**
+ * Whether the running servers can open what this command seals under the CLI's current key: a
+ * queued mail is sent by an instance that holds its key (`one`); a signing key must be loaded by
+ * every instance (`every`). Without it the mail would wait until it is given up, and the signing key
+ * could not sign; so the command is refused (exit 78) before it writes anything. With no running
+ * instance registered there is nothing to compare with.
+ */
+async function serversHoldKey(runtime: Runtime, need: 'one' | 'every'): Promise<boolean> {
+  const current = runtime.keyring.currentKeyId;
+  const running = await runningInstances(poolSql(runtime.database.pool));
+  const holding = running.filter((i) => i.encryptionKeyIds.includes(current));
+  if (running.length === 0 || (need === 'one' ? holding.length > 0 : holding.length === running.length)) return true;
+  process.stderr.write(
+    `refused: ${need === 'one' ? 'none' : 'not every one'} of the ${running.length} running server instance(s) holds encryption key ${current}, ` +
+      `under which this command seals what they must open (${need === 'one' ? 'its mail' : 'the signing key'}):\n` +
+      `${running.filter((i) => !holding.includes(i)).map((i) => describeInstance(i, current)).join('\n')}\n` +
+      "Run it with the servers' ENCRYPTION_KEYS.\n",
+  );
+  return false;
+}
+
+/**
+ * Runs a command against the database; an expected refusal (e.g. e-mail taken) exits 1 with its code.
+ * `mails`: the command queues a mail (serversHoldKey).
+ */
+async function withDatabase(fn: (ctx: { db: Db; clock: Clock; config: Config; keyring: Keyring }) => Promise<void>, options: { mails?: boolean } = {}): Promise<number> {
   const cfg = config();
   const runtime = await openRuntime(cfg, log, { migrate: false });
   try {
+    if (options.mails && !(await serversHoldKey(runtime, 'one'))) return 78;
     await fn({ db: runtime.database.db, clock: systemClock, config: cfg, keyring: runtime.keyring });
     return 0;
   } catch (err) {

@@ -110,3 +110,36 @@ t.test('an instance that holds the new key but still seals under the old one (EN
   t.match(run.stderr, /does not hold next-1 \(holds test-1\)/, 'and the one without the key');
   t.same(await rotationAudits(test), []);
 });
+
+t.test('a command that seals what the servers must open (a queued mail, a signing key) under a key none of them holds is refused, nothing written (newcomer review, session 25)', async (t) => {
+  const test = await buildTestApp(t);
+  await heartbeatOf(test);
+  const env = cliEnv(test.databaseUrl);
+  const foreign = { ...env, ENCRYPTION_KEYS: `other-1:${generateKey()}` };
+  const mailsBefore = await test.app.ctx.db.mailOutbox.count();
+  const keysBefore = await test.app.ctx.db.signingKey.count();
+
+  const created = await cli(['create-support-user', '--email', 'ops@shop.test', '--name', 'Olga Ops'], foreign);
+  t.equal(created.code, 78, created.stderr);
+  t.match(created.stderr, /refused: none of the 1 running server instance\(s\) holds encryption key other-1/);
+  t.match(created.stderr, /does not hold other-1 \(holds test-1\)/, 'names the instance and what it holds');
+  t.equal(created.stdout, '', 'no link printed');
+  t.equal(await test.app.ctx.db.user.count({ where: { email: 'ops@shop.test' } }), 0, 'no user');
+  t.equal(await test.app.ctx.db.mailOutbox.count(), mailsBefore, 'no mail the servers could not open');
+
+  const organization = await cli(['create-organization', '--customer-number', 'K-7', '--name', 'Kappa AG', '--admin-email', 'k@kappa.test', '--admin-name', 'Kai Kappa'], foreign);
+  t.equal(organization.code, 78, organization.stderr);
+  t.equal(await test.app.ctx.db.organization.count({ where: { customerNumber: 'K-7' } }), 0);
+
+  const rotated = await cli(['rotate-signing-key'], foreign);
+  t.equal(rotated.code, 78, rotated.stderr);
+  t.equal(await test.app.ctx.db.signingKey.count(), keysBefore, 'no signing key the servers could not load');
+
+  // Reading and deleting seal nothing: they run with any key.
+  t.equal((await cli(['list-support-users'], foreign)).code, 0);
+  t.equal((await cli(['purge-ended'], foreign)).code, 0);
+
+  const withServersKey = await cli(['create-support-user', '--email', 'ops@shop.test', '--name', 'Olga Ops'], env);
+  t.equal(withServersKey.code, 0, withServersKey.stderr);
+  t.equal(await test.app.ctx.db.mailOutbox.count(), mailsBefore + 1, 'mailed');
+});
