@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import t from 'tap';
 import { generateKey, parseKeyring } from '../../../src/lib/secret-box.js';
@@ -75,6 +76,11 @@ t.test('usage errors exit 2, bad configuration 78', async (t) => {
   t.equal(help.code, 0);
   t.match(help.stdout, 'create-support-user --email <e-mail> --name <full name>');
   t.match(help.stdout, 'create-organization');
+  // The README's "Command line" names every command the help lists (it had left one out).
+  const commands = [...help.stdout.matchAll(/^  ([a-z][a-z-]+) /gm)].map((m) => m[1]!);
+  t.ok(commands.length >= 15, `the help lists the commands (${commands.length})`);
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  t.same(commands.filter((command) => !readme.includes(`\`${command}\``)), [], 'README names each command');
   // A command's own help: what it does and its options, exit 0, nothing touched (the database in
   // this environment need not even be reachable: the help is answered before anything runs).
   const own = await cli(['create-support-user', '--help'], { ...env, DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none' });
