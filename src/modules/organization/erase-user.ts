@@ -27,11 +27,12 @@ export async function eraseUser(ctx: AdminCtx, call: AdminCall, userId: string):
 
 /** The erasure itself, for a target the caller locked and authorised. */
 export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<void> {
-  // Its mails by account (any address it had or asked for), and older rows by its address: compared
-  // exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_` matches anything).
+  // Its mails by account (any address it had or asked for), and rows older than that column by its
+  // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
+  // matches anything). Not another account's mail to an address it had before this one took it.
   const mailsDeleted = await tx.$executeRaw`
     DELETE FROM mail_outbox
-     WHERE (user_id = ${target.id}::uuid OR to_address::citext = ${target.email}::citext)
+     WHERE (user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext))
        AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;
   // The links it sent lose their sender with it (requested_by_id SET NULL), like the operator's,
   // whose holders are told whom to ask; these stay marked as a sender's who lost the right to send

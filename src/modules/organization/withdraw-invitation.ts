@@ -58,7 +58,8 @@ async function cancelUnsentActivationMail(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, 
   const now = ctx.clock.now();
   const { count } = await tx.mailOutbox.deleteMany({
     where: {
-      AND: [{ OR: [{ userId: target.id }, { toAddress: target.email }] }, { OR: [{ lockedUntil: null }, { lockedUntil: { lte: now } }] }],
+      // By account, and rows older than that column by address: not another account's mail to an address it had before.
+      AND: [{ OR: [{ userId: target.id }, { userId: null, toAddress: target.email }] }, { OR: [{ lockedUntil: null }, { lockedUntil: { lte: now } }] }],
       template: 'activation',
       sentAt: null,
       failedAt: null,

@@ -138,3 +138,19 @@ t.test("erasure takes the mails about the account to any address it had or asked
   t.equal((await mailsTo(app, 'lenaxb@alpha.test')).length, 1, "another look-alike's too");
   t.match((await auditOf(app, 'user.erased'))[0]?.details, { mailsDeleted: 2 });
 });
+
+t.test("erasure leaves another account's mails to an address it had before: user_id names that account (privacy review, session 25)", async (t) => {
+  const w = await adminWorld(t);
+  const { request, adminA, adminB, app } = w;
+  const db = app.ctx.db;
+  // Bob's mail waits at his old address (SMTP down); he moves away (as a confirmed e-mail change does).
+  const bob = await w.member(w.orgB.id, { name: 'Bob Mover', email: 'bob.old@beta.test' });
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${bob.user.id}/password-reset`, token: adminB.token })).status, 200);
+  await db.user.update({ where: { id: bob.user.id }, data: { email: 'bob.new@beta.test' } });
+  // The freed address is given to a newcomer, who is blocked and erased.
+  const dave = await w.member(w.orgA.id, { name: 'Dave Newcomer', email: 'bob.old@beta.test' });
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${dave.user.id}/block`, token: adminA.token })).status, 200);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${dave.user.id}/erase`, token: adminA.token })).status, 204);
+  const bobs = await db.mailOutbox.findMany({ where: { userId: bob.user.id } });
+  t.same(bobs.map((m) => m.template), ['password_reset'], "Bob's mail is not Dave's: it stays");
+});
