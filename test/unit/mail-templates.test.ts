@@ -3,7 +3,7 @@ import { LANGUAGES, type Language } from '../../src/lib/languages.js';
 import { escapeHtml, MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
 import { buildLink } from '../../src/modules/mail/mail.service.js';
 
-const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)' };
+const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)', audience: 'member' } as const;
 const evil = 'Eve "<img src=x onerror=alert(1)>" & Co';
 const expiresAt = new Date(Date.UTC(2026, 0, 2, 3, 4));
 const link = 'https://shop.example.test/x?token=abc&y=1';
@@ -105,4 +105,46 @@ t.test('the HTML part says all the text part says: every paragraph, and the link
       }
     }
   }
+});
+
+t.test("whom a mail says to contact follows who reads it and who acted: staff ask operations, administrators and what an administrator did ask support (mail review, session 25)", async (t) => {
+  const text = <K extends keyof MailTemplateData>(name: K, data: MailTemplateData[K], audience: 'member' | 'administrator' | 'staff', locale: Language = 'en') =>
+    renderMail(name, data, { ...env, audience }, locale).text;
+  const member = text('password_changed', { name: 'A' }, 'member');
+  t.match(member, "If this was not you, contact your organisation's administrator or the e-business team (ebusiness@example.test) right away.");
+  const administrator = text('password_changed', { name: 'A' }, 'administrator');
+  t.match(administrator, 'If this was not you, contact the e-business team (ebusiness@example.test) right away.');
+  t.notMatch(administrator, "organisation's administrator", 'an administrator is not sent to themselves');
+  const staff = text('mfa_removed', { name: 'A', by: 'cli' }, 'staff');
+  t.match(staff, 'contact the ALSO Webshop operations team right away');
+  t.notMatch(staff, /organisation|e-business team/, 'support staff have no organisation, and support cannot act on them');
+  t.match(text('mfa_removed', { name: 'A', by: 'cli' }, 'staff', 'de'), 'wenden Sie sich bitte umgehend an unser Betriebsteam.');
+  t.notMatch(text('mfa_removed', { name: 'A', by: 'cli' }, 'staff', 'de'), /Organisation|E-Business/);
+
+  // Done by someone the mail names: not "if this was not you", and not back to that administrator.
+  const byAdmin = text('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, 'member');
+  t.notMatch(byAdmin, 'If this was not you');
+  t.match(byAdmin, 'If you did not expect this, contact the e-business team (ebusiness@example.test) right away.');
+  const byAdminDe = text('mfa_removed', { name: 'A', by: 'admin', actorName: 'Bob Admin' }, 'member', 'de');
+  t.notMatch(byAdminDe, 'Falls Sie das nicht waren');
+  t.match(byAdminDe, 'Falls Sie damit nicht gerechnet haben, wenden Sie sich bitte umgehend an the e-business team (ebusiness@example.test).');
+  t.match(text('mfa_removed', { name: 'A', by: 'support' }, 'member'), "If you did not expect this, contact your organisation's administrator or the e-business team");
+  t.match(text('mfa_removed', { name: 'A', by: 'self' }, 'member'), 'If this was not you');
+  t.match(text('account_unblocked', { name: 'A' }, 'member'), "If you did not expect this, contact your organisation's administrator or");
+  t.notMatch(text('account_unblocked', { name: 'A' }, 'member'), 'If this was not you', 'nobody unblocks themselves');
+
+  // An expired activation link of support staff: the operators send a new one (resend-support-activation).
+  const activation = { name: 'A', link, expiresAt, organizationName: null, username: 'a@example.test', by: 'cli' } as const;
+  t.match(text('activation', activation, 'staff'), 'If it has expired, ask the ALSO Webshop operations team to send a new one.');
+  t.match(text('activation', activation, 'administrator'), 'If it has expired, ask the e-business team (ebusiness@example.test) to send a new one.');
+  t.match(text('activation', activation, 'staff', 'de'), 'bitten Sie unser Betriebsteam, Ihnen einen neuen zu senden.');
+});
+
+t.test('the set-up of the 2-step login names the browser extension beside the phone app, as the help page does (mail review, session 25)', async (t) => {
+  const activation = { name: 'A', link, expiresAt, organizationName: null, username: 'a@example.test', by: 'admin' } as const;
+  const reset = { name: 'A', link, expiresAt, mfaEnrolled: false, by: 'self' } as const;
+  t.match(renderMail('activation', activation, env, 'en').text, 'an authenticator app on your smartphone or the authenticator browser extension');
+  t.match(renderMail('password_reset', reset, env, 'en').text, 'an authenticator app on your smartphone or the authenticator browser extension');
+  t.match(renderMail('activation', activation, env, 'de').text, 'mit einer Authenticator-App auf Ihrem Smartphone oder der Authenticator-Browsererweiterung ein');
+  t.match(renderMail('password_reset', reset, env, 'de').text, 'mit einer Authenticator-App auf Ihrem Smartphone oder der Authenticator-Browsererweiterung ein');
 });

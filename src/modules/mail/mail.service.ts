@@ -4,7 +4,7 @@ import type { Tx } from '../../db/client.js';
 import { newId } from '../../db/sql.js';
 import { sealMailBody } from './mail-body.js';
 import type { Language } from '../../lib/languages.js';
-import { renderMail, type MailTemplateData, type MailTemplateName, type RenderedMail } from './mail.templates.js';
+import { renderMail, type MailAudience, type MailTemplateData, type MailTemplateName, type RenderedMail } from './mail.templates.js';
 
 export type { MailTemplateData, MailTemplateName } from './mail.templates.js';
 
@@ -44,9 +44,18 @@ export function renderMailFor<K extends MailTemplateName>(
   to: MailRecipient,
   template: K,
   data: MailTemplateData[K],
+  audience: MailAudience = 'member',
 ): RenderedMail {
   const language = to.language ?? config.defaultLanguage;
-  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language] }, language);
+  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language], audience }, language);
+}
+
+/** Who the account `to` names reads the mail as (MailAudience), from its roles as of the caller's transaction. */
+async function audienceOf(tx: Tx, to: MailRecipient): Promise<MailAudience> {
+  if (!to.id) return 'member';
+  const user = await tx.user.findUnique({ where: { id: to.id }, select: { roles: true } });
+  if (user?.roles.includes('SUPPORT')) return 'staff';
+  return user?.roles.includes('CUSTOMER_ADMIN') ? 'administrator' : 'member';
 }
 
 /**
@@ -63,7 +72,7 @@ export async function enqueueMail<K extends MailTemplateName>(
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: EnqueueMailInput<K>,
 ): Promise<{ id: string }> {
-  const rendered = renderMailFor(ctx.config, input.to, input.template, input.data);
+  const rendered = renderMailFor(ctx.config, input.to, input.template, input.data, await audienceOf(tx, input.to));
   const now = ctx.clock.now();
   const id = newId();
   const row = await tx.mailOutbox.create({

@@ -65,8 +65,15 @@ export const MAIL_TEMPLATE_NAMES = [
   'recovery_codes_regenerated',
 ] as const satisfies readonly MailTemplateName[];
 
-/** Values every template may use, taken from the configuration (never from a request). */
-export type MailEnvironment = { shopName: string; supportContact: string };
+/**
+ * Who reads the mail, for whom it names to ask when something was not theirs: an organisation's
+ * member (its administrators or support), one of its administrators (support), or support staff
+ * (no organisation; the service's operators manage their accounts).
+ */
+export type MailAudience = 'member' | 'administrator' | 'staff';
+
+/** Values every template may use, taken from the configuration and the recipient's account (never from a request). */
+export type MailEnvironment = { shopName: string; supportContact: string; audience: MailAudience };
 
 /** The content of one mail, free of any markup. */
 export type MailContent = {

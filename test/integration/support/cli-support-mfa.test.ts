@@ -21,6 +21,9 @@ t.test('reset-support-mfa: factor and recovery codes go, sessions end, the next 
   const [mail] = await mailsTo(w.app, 'newphone@shop.test');
   t.equal(mail?.template, 'mfa_removed');
   t.match(mail?.textBody, 'operations team reset the 2-step login');
+  // Support staff have no organisation, and support cannot act on them: the operators are whom to ask.
+  t.match(mail?.textBody, /If you did not expect this, contact the [^\n]*operations team right away\./);
+  t.notMatch(mail?.textBody, /organisation's administrator|e-business/);
   t.match(await auditOf(w.app, 'mfa.reset_by_admin', s.user.id), [{ ...CLI_AUDIT, details: { by: 'cli', sessionsRevoked: 1 } }]);
 
   await w.support('invited@shop.test', { status: 'INVITED' });

@@ -18,8 +18,20 @@ const greeting = (name: string): string => `Guten Tag ${name},`;
 
 const linkOnce = (expiresAt: Date): string => `Der Link ist nur einmal verwendbar und gilt bis zum ${when(expiresAt)}.`;
 
-const notYou = (env: MailEnvironment): string =>
-  `Falls Sie das nicht waren, wenden Sie sich bitte umgehend an den Administrator Ihrer Organisation oder an ${env.supportContact}.`;
+/** Who can act on the reader's account, in the accusative after "an" (see en.ts). */
+const whomToAsk = (env: MailEnvironment, byAdministrator = false): string => {
+  if (env.audience === 'staff') return 'unser Betriebsteam';
+  if (env.audience === 'administrator' || byAdministrator) return env.supportContact;
+  return `den Administrator Ihrer Organisation oder an ${env.supportContact}`;
+};
+
+const notYou = (env: MailEnvironment): string => `Falls Sie das nicht waren, wenden Sie sich bitte umgehend an ${whomToAsk(env)}.`;
+
+/** For a change someone else made, whom the mail names. */
+const unexpected = (env: MailEnvironment, byAdministrator = false): string =>
+  `Falls Sie damit nicht gerechnet haben, wenden Sie sich bitte umgehend an ${whomToAsk(env, byAdministrator)}.`;
+
+const setUpMfa = 'richten Sie die 2-Schritt-Anmeldung mit einer Authenticator-App auf Ihrem Smartphone oder der Authenticator-Browsererweiterung ein';
 
 const notice = (env: MailEnvironment, name: string, subject: string, intro: string[], outro: string[] = []): MailContent => ({
   subject: `${env.shopName}: ${subject}`,
@@ -35,7 +47,7 @@ export const de: MailCatalogue = {
     const newLink =
       d.by === 'admin'
         ? 'bitten Sie den Administrator Ihrer Organisation, Ihnen einen neuen zu senden.'
-        : `bitten Sie ${env.supportContact}, Ihnen einen neuen zu senden.`;
+        : `bitten Sie ${env.audience === 'staff' ? 'unser Betriebsteam' : env.supportContact}, Ihnen einen neuen zu senden.`;
     return {
       subject: `${env.shopName}: Ihr Konto aktivieren`,
       greeting: greeting(d.name),
@@ -44,7 +56,7 @@ export const de: MailCatalogue = {
           ? `für Sie wurde im ${env.shopName} ein Benutzerkonto für Ihre Organisation ${d.organizationName} angelegt.`
           : `für Sie wurde im ${env.shopName} ein Benutzerkonto angelegt.`,
         `Ihr Benutzername im ${env.shopName}: ${d.username}`,
-        'Über die Schaltfläche unten legen Sie Ihr eigenes Passwort fest. Anschließend richten Sie die 2-Schritt-Anmeldung mit einer Authenticator-App auf Ihrem Smartphone ein.',
+        `Über die Schaltfläche unten legen Sie Ihr eigenes Passwort fest. Anschließend ${setUpMfa}.`,
       ],
       action: { label: 'Konto aktivieren', url: d.link },
       outro: [
@@ -70,7 +82,7 @@ export const de: MailCatalogue = {
       `${linkOnce(d.expiresAt)} ` +
         (d.mfaEnrolled
           ? 'Ihre 2-Schritt-Anmeldung bleibt unverändert: Für die Anmeldung benötigen Sie weiterhin Ihre Authenticator-App.'
-          : 'Bei Ihrer nächsten Anmeldung richten Sie die 2-Schritt-Anmeldung mit einer Authenticator-App auf Ihrem Smartphone ein.'),
+          : `Bei Ihrer nächsten Anmeldung ${setUpMfa}.`),
       d.by === 'self'
         ? 'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.'
         : 'Falls Sie kein neues Passwort benötigen, können Sie diese E-Mail ignorieren: Ihr Passwort bleibt unverändert.',
@@ -99,7 +111,7 @@ export const de: MailCatalogue = {
   },
 
   account_unblocked: (d, env) =>
-    notice(env, d.name, 'Ihr Konto wurde entsperrt', ['Ihr Konto wurde entsperrt. Sie können sich wieder anmelden.', notYou(env)]),
+    notice(env, d.name, 'Ihr Konto wurde entsperrt', ['Ihr Konto wurde entsperrt. Sie können sich wieder anmelden.', unexpected(env)]),
 
   mfa_enrolled: (d, env) =>
     notice(env, d.name, '2-Schritt-Anmeldung wurde eingerichtet', [
@@ -117,7 +129,7 @@ export const de: MailCatalogue = {
     return notice(env, d.name, 'Ihre 2-Schritt-Anmeldung wurde zurückgesetzt', [
       who,
       'Bei Ihrer nächsten Anmeldung richten Sie eine neue Authenticator-App ein.',
-      notYou(env),
+      d.by === 'self' ? notYou(env) : unexpected(env, d.by === 'admin'),
     ]);
   },
 

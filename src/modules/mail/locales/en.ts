@@ -7,8 +7,22 @@ const when = (d: Date): string => `${dateTime.format(d)} UTC`;
 
 const signature = (env: MailEnvironment): string => `Kind regards,\nyour ${env.shopName} team`;
 
-const notYou = (env: MailEnvironment): string =>
-  `If this was not you, contact your organisation's administrator or ${env.supportContact} right away.`;
+const operations = (env: MailEnvironment): string => `the ${env.shopName} operations team`;
+
+/** Who can act on the reader's account (mail.templates.ts, MailAudience); support when an administrator acted. */
+const whomToAsk = (env: MailEnvironment, byAdministrator = false): string => {
+  if (env.audience === 'staff') return operations(env);
+  if (env.audience === 'administrator' || byAdministrator) return env.supportContact;
+  return `your organisation's administrator or ${env.supportContact}`;
+};
+
+const notYou = (env: MailEnvironment): string => `If this was not you, contact ${whomToAsk(env)} right away.`;
+
+/** For a change someone else made, whom the mail names. */
+const unexpected = (env: MailEnvironment, byAdministrator = false): string =>
+  `If you did not expect this, contact ${whomToAsk(env, byAdministrator)} right away.`;
+
+const setUpMfa = 'set up the 2-step login with an authenticator app on your smartphone or the authenticator browser extension';
 
 const notice = (env: MailEnvironment, name: string, subject: string, intro: string[], outro: string[] = []): MailContent => ({
   subject: `${env.shopName}: ${subject}`,
@@ -22,7 +36,8 @@ export const en: MailCatalogue = {
   activation: (d, env) => {
     // Whoever sent the link sends a new one: an organisation's first administrator and support
     // staff were invited by support or the operator, and have no administrator to ask.
-    const newLink = d.by === 'admin' ? "ask your organisation's administrator" : `ask ${env.supportContact}`;
+    const newLink =
+      d.by === 'admin' ? "ask your organisation's administrator" : `ask ${env.audience === 'staff' ? operations(env) : env.supportContact}`;
     return {
       subject: `${env.shopName}: activate your account`,
       greeting: `Hello ${d.name},`,
@@ -31,7 +46,7 @@ export const en: MailCatalogue = {
           ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
           : `an account for the ${env.shopName} has been created for you.`,
         `Your ${env.shopName} username: ${d.username}`,
-        'Use the button below to choose your own password. After that you set up the 2-step login with an authenticator app on your phone.',
+        `Use the button below to choose your own password. After that you ${setUpMfa}.`,
       ],
       action: { label: 'Activate your account', url: d.link },
       outro: [
@@ -57,7 +72,7 @@ export const en: MailCatalogue = {
       `The link works once and expires on ${when(d.expiresAt)}. ` +
         (d.mfaEnrolled
           ? 'Your 2-step login stays as it is: you still need your authenticator app to sign in.'
-          : 'At your next sign-in you set up the 2-step login with an authenticator app on your phone.'),
+          : `At your next sign-in you ${setUpMfa}.`),
       d.by === 'self'
         ? 'If you did not ask for this, you can ignore this mail: your password stays unchanged.'
         : 'If you do not need a new password, you can ignore this mail: your password stays unchanged.',
@@ -80,7 +95,7 @@ export const en: MailCatalogue = {
     ]),
 
   account_unblocked: (d, env) =>
-    notice(env, d.name, 'your account was unblocked', ['your account has been unblocked. You can sign in again.', notYou(env)]),
+    notice(env, d.name, 'your account was unblocked', ['your account has been unblocked. You can sign in again.', unexpected(env)]),
 
   mfa_enrolled: (d, env) =>
     notice(env, d.name, '2-step login was set up', [
@@ -98,7 +113,7 @@ export const en: MailCatalogue = {
     return notice(env, d.name, '2-step login was removed', [
       who,
       'At your next sign-in you will set up a new authenticator app.',
-      notYou(env),
+      d.by === 'self' ? notYou(env) : unexpected(env, d.by === 'admin'),
     ]);
   },
 
