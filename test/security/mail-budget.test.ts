@@ -125,26 +125,79 @@ t.test('the budget is per template: five password resets to an address leave an 
   t.equal((await mailsTo(w.app, 'leaver@example.org')).filter((m) => m.template === 'activation').length, 1);
 });
 
-t.test('block and unblock an active member in a loop: every change happens, its notifications five an hour each (abuse review, session 23)', async (t) => {
+t.test('block and unblock an active member in a loop: every change happens; five mails of each kind an hour go at once, and the last change is told when the budget has room, never dropped (abuse review, session 23; mail review, session 25)', async (t) => {
   const w = await adminWorld(t);
   const { request, clock, adminA } = w;
   const member = await w.member(w.orgA.id, { email: 'toggled@alpha.test' });
   const post = async (action: 'block' | 'unblock') =>
     (await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/${action}`, token: adminA.token })).status;
-  const mails = async (template: string) => (await mailsTo(w.app, 'toggled@alpha.test')).filter((m) => m.template === template).length;
+  const mails = async () => (await mailsTo(w.app, 'toggled@alpha.test')).sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime());
   const statuses: number[] = [];
+  let firstUnblock: Date | undefined;
   for (let i = 0; i < 8; i++) {
     clock.advance(MIN);
-    statuses.push(await post('block'), await post('unblock'));
+    statuses.push(await post('block'));
+    firstUnblock ??= clock.now();
+    statuses.push(await post('unblock'));
   }
   t.same(statuses, Array(16).fill(200), 'blocking and unblocking are never refused');
   t.equal((await w.app.ctx.db.auditEvent.count({ where: { type: 'user.blocked', subjectUserId: member.user.id } })), 8, 'each block audited');
-  t.same([await mails('account_blocked'), await mails('account_unblocked')], [5, 5], 'five mails of each within the hour, not eight');
+  const now = clock.now();
+  const queued = await mails();
+  const atOnce = queued.filter((m) => m.nextAttemptAt <= now);
+  const waiting = queued.filter((m) => m.nextAttemptAt > now);
+  t.same(
+    [atOnce.filter((m) => m.template === 'account_blocked').length, atOnce.filter((m) => m.template === 'account_unblocked').length],
+    [5, 5],
+    'five mails of each kind go at once within the hour, not eight',
+  );
+  t.same(waiting.map((m) => m.template), ['account_unblocked'], 'one mail waits: the last change (unblocked), each earlier waiting one replaced');
+  t.equal(waiting[0]?.nextAttemptAt.getTime(), firstUnblock!.getTime() + 60 * MIN * 1000, 'due when the first unblock mail leaves the hour');
 
+  // Blocked again before it went: the waiting "unblocked" would be wrong now, and is replaced by "blocked".
+  clock.advance(MIN);
+  t.equal(await post('block'), 200);
+  const replaced = (await mails()).filter((m) => m.nextAttemptAt > clock.now());
+  t.same(replaced.map((m) => m.template), ['account_blocked'], 'what the user is told last is what is true');
+
+  // Never more than five of a kind within any hour, the waiting one counted when it is due.
   clock.advance(60 * MIN);
   adminA.token = await w.tokenFor(adminA.user); // the access token expired meanwhile
-  t.equal(await post('block'), 200);
-  t.equal(await mails('account_blocked'), 6, 'an hour later the next block is mailed again');
+  t.equal(await post('unblock'), 200);
+  const unblocks = (await mails()).filter((m) => m.template === 'account_unblocked').map((m) => m.nextAttemptAt.getTime());
+  for (const at of unblocks) {
+    t.ok(unblocks.filter((other) => other > at - 60 * MIN * 1000 && other <= at).length <= 5, 'at most five unblock mails in the hour up to each');
+  }
+  t.equal(unblocks.length, 6, 'an hour later the next unblock is mailed again');
+});
+
+t.test('a "blocked" mail still waiting for the budget is withdrawn when the account is erased, or when an unblock invites the user anew (the invitation tells where they stand) (mail review, session 25)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA } = w;
+  const post = async (id: string, action: 'block' | 'unblock' | 'erase') =>
+    (await request({ method: 'POST', url: `/v1/organization/users/${id}/${action}`, token: adminA.token })).status;
+  // The address's block mails are spent on a former holder (the budget counts the address, not the account).
+  const former = await w.member(w.orgA.id, { email: 'returning@alpha.test' });
+  for (let i = 0; i < 6; i++) {
+    clock.advance(MIN);
+    t.equal(await post(former.user.id, 'block'), 200);
+    if (i < 5) t.equal(await post(former.user.id, 'unblock'), 200);
+  }
+  const ahead = () => w.app.ctx.db.mailBudget.count({ where: { template: 'account_blocked', createdAt: { gt: clock.now() } } });
+  t.equal(await ahead(), 1, 'the sixth block mail waits, its place in the budget dated when it is due');
+  // Erased with it: the waiting mail is deleted and counted, and its place in the budget given back.
+  t.equal(await post(former.user.id, 'erase'), 204);
+  t.equal(await ahead(), 0);
+  const erased = await w.app.ctx.db.auditEvent.findFirstOrThrow({ where: { type: 'user.erased', subjectUserId: former.user.id } });
+  t.match(erased.details, { mailsDeleted: 11 }, 'six block and five unblock mails');
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'returning@alpha.test', name: 'Rita Return' } });
+  t.equal(invited.status, 201);
+  t.equal(await post(invited.body.id, 'block'), 200);
+  const waiting = () => w.app.ctx.db.mailOutbox.findMany({ where: { userId: invited.body.id, nextAttemptAt: { gt: clock.now() } } });
+  t.same((await waiting()).map((m) => m.template), ['account_blocked'], 'the block mail waits for the budget');
+  t.equal(await post(invited.body.id, 'unblock'), 200);
+  t.same((await waiting()).map((m) => m.template), [], 'withdrawn: the new invitation went instead');
+  t.equal(await ahead(), 0, 'and its place in the budget is given back');
 });
 
 t.test('support MFA-reset requests: five confirmation links an hour to an address (abuse review, session 23)', async (t) => {

@@ -36,6 +36,8 @@ export type EnqueueMailInput<K extends MailTemplateName> = {
   to: MailRecipient;
   template: K;
   data: MailTemplateData[K];
+  /** Not sent before this moment (the address's mail budget has room then; status-mail.ts). Unset: now. */
+  notBefore?: Date;
 };
 
 /** A mail as `to` reads it: in their language (else DEFAULT_LANGUAGE), naming support as that language does. */
@@ -83,7 +85,7 @@ export async function enqueueMail<K extends MailTemplateName>(
       template: input.template,
       subject: rendered.subject,
       ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html }),
-      nextAttemptAt: now,
+      nextAttemptAt: input.notBefore ?? now,
       createdAt: now,
     },
     select: { id: true },

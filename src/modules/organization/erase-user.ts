@@ -3,6 +3,7 @@ import type { Tx } from '../../db/client.js';
 import { recordAudit } from '../audit/audit.service.js';
 import type { TargetUser } from './acting-user.js';
 import { lockForChange, originOf, type AdminCall, type AdminCtx, type ChangeOrigin } from './user-admin.service.js';
+import { withdrawWaitingStatusMail } from '../mail/status-mail.js';
 
 /**
  * Erases a former employee's account (GDPR Art. 17): an administrator (own organisation) or support,
@@ -30,7 +31,9 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
   // Its mails by account (any address it had or asked for), and rows older than that column by its
   // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
   // matches anything). Not another account's mail to an address it had before this one took it.
-  const mailsDeleted = await tx.$executeRaw`
+  // A block mail still waiting for the budget goes below; its place in the budget, dated ahead, with it.
+  const waitingDeleted = await withdrawWaitingStatusMail(tx, ctx.clock, target.id);
+  const mailsDeleted = waitingDeleted + await tx.$executeRaw`
     DELETE FROM mail_outbox
      WHERE (user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext))
        AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;

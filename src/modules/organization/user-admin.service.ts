@@ -5,7 +5,8 @@ import type { Tx } from '../../db/client.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { Language } from '../../lib/languages.js';
 import { recordAudit, recordManyAudits, type AuditEventType, type AuditInput, type RequestMeta } from '../audit/audit.service.js';
-import { spendMailBudget, withinMailBudget } from '../mail/mail-budget.js';
+import { spendMailBudget } from '../mail/mail-budget.js';
+import { enqueueStatusMail, withdrawWaitingStatusMail } from '../mail/status-mail.js';
 import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type WithdrawnLink } from '../flows/flow-tokens.js';
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
@@ -293,8 +294,7 @@ export async function blockUsersInTx(
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
   if (!options.bySuspension) {
     for (const target of targets) {
-      if (!(await withinMailBudget(tx, ctx.clock, target.email, 'account_blocked'))) continue;
-      await enqueueMail(tx, ctx, {
+      await enqueueStatusMail(tx, ctx, {
         to: target,
         template: 'account_blocked',
         data: { name: target.name, administrators: (await blockedContact(tx, ctx.config, target, origin.by === 'support')).administrators },
@@ -349,11 +349,11 @@ export async function unblockUserInTx(
     // administrators resend one), support when it has none.
     const administrators = target.organizationId && origin.by === 'support' ? await countActiveAdministrators(tx, target.organizationId, target.id) : 0;
     const mailBy = administrators > 0 ? 'admin' : origin.by;
+    // The new invitation tells them where they stand: a "blocked" mail still waiting would contradict it.
+    await withdrawWaitingStatusMail(tx, ctx.clock, target.id);
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }, mailBy) };
   }
-  if (await withinMailBudget(tx, ctx.clock, target.email, 'account_unblocked')) {
-    await enqueueMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });
-  }
+  await enqueueStatusMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });
   return { status };
 }
 
