@@ -2,6 +2,7 @@ import { randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 import type { AppContext } from '../../context.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { ActiveSigningKey } from './signing-keys.js';
+import { sessionErrors } from './sessions.errors.js';
 
 /**
  * Access tokens (security.md item 17, RFC 9068 profile): JWT signed with the configured algorithm,
@@ -67,7 +68,12 @@ export async function signAccessToken(
 ): Promise<{ token: string; expiresIn: number; jti: string; exp: number }> {
   const key = options.key ?? ctx.signer.signingKey();
   const iat = Math.floor(ctx.clock.now().getTime() / 1000);
-  const exp = Math.max(iat + 1, Math.min(iat + ctx.config.jwt.accessTtlSeconds, Math.floor(options.sessionEndsAt.getTime() / 1000)));
+  // `exp` is whole seconds, never past the session's end: a session ending within this second has
+  // no token left to give (a refresh in its last moments answers as after its end).
+  const sessionEnd = Math.floor(options.sessionEndsAt.getTime() / 1000);
+  if (sessionEnd <= iat) throw sessionErrors.refresh_token_expired('Sign in again.');
+  const exp = Math.min(iat + ctx.config.jwt.accessTtlSeconds, sessionEnd);
+  // The token's lifetime (RFC 6749 expires_in), whole seconds as its claims are.
   const expiresIn = exp - iat;
   const jti = randomUUID();
   const header = { alg: key.algorithm, kid: key.kid, typ: ACCESS_TOKEN_TYP };

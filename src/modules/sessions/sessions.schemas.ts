@@ -18,7 +18,10 @@ export const TokenResponseSchema = z
   .object({
     accessToken: z.string().describe('JWT (EdDSA or ES256) for Authorization: Bearer; verify with /.well-known/jwks.json'),
     tokenType: z.literal('Bearer'),
-    expiresIn: z.number().int().describe('Seconds until the access token expires (at most 900)'),
+    expiresIn: z
+      .number()
+      .int()
+      .describe("The access token's lifetime in seconds, its exp - iat (RFC 6749 expires_in; at most 900, less near the session's end)"),
     refreshToken: z.string().describe('Opaque, single use: POST it to /v1/auth/refresh for a new pair'),
     refreshExpiresIn: z.number().int().describe('Seconds until the refresh token expires if unused (idle timeout, capped by the absolute session lifetime)'),
     requiredActions: RequiredActionsSchema,
