@@ -193,6 +193,10 @@ t.test("a person's name carries no web or e-mail address (it is read in official
     'Login at also-webshop.app',
     'Verify at secure-also.support',
     'Anna microsoft-login.online',
+    // Behind an ideographic or fullwidth full stop, which becomes a dot glued to the domain (second read, session 25).
+    'Hans \u3002evil.com',
+    'Hans \uFF0Ealso-login.app',
+    'Dr.med.\u3002login.support',
   ];
   for (const name of bad) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });

@@ -84,13 +84,18 @@ export const EmailSchema = emailSchema;
  * every top-level domain IANA delegates (its own list has only the old ones and the two-letter
  * ones), after NFKC and with the other full stops (。｡) as dots; a disguised scheme ("hxxp://") too.
  * "Dr.med." and "St.Clair" pass: degrees typed without spaces whose last part is also a top-level
- * domain (.med, .ing, .art, .sc) are taken out first. Organisation names, set by support, may name a domain.
+ * domain (.med, .ing, .art, .sc) are taken out first (each of them is a host a mail program could
+ * link, and whoever owns it would get that link: accepted as the lesser evil than refusing people's
+ * degrees). Organisation names, set by support, may name a domain.
  */
 const linkFinder = new LinkifyIt().tlds(topLevelDomains, true);
 const DEGREES = /(?<![\p{L}\p{N}.-])(?:dr\.med(?:\.vet|\.dent)?|dr\.ing|dipl\.(?:wirt\.)?ing|mag\.art|[bm]\.sc)\.(?![\p{L}\p{N}])/giu;
 const carriesAddress = (name: string): boolean => {
   const text = name.normalize('NFKC').replace(/[\u3002\uFF61]/g, '.').replace(DEGREES, ' ');
-  return linkFinder.test(text) || /:\/\/|\bwww\.|@/i.test(text);
+  // A full stop after no letter or digit ("Hans 。evil.com" as "Hans .evil.com") starts no host for
+  // linkify-it, while a mail program links what follows it: looked at as a space as well.
+  const loose = text.replace(/(^|[^\p{L}\p{N}])\.+/gu, '$1 ');
+  return linkFinder.test(text) || linkFinder.test(loose) || /:\/\/|\bwww\.|@/i.test(text);
 };
 export const PersonNameSchema = displayText(200)
   .refine((name) => !carriesAddress(name), 'no web or e-mail addresses')
