@@ -200,6 +200,42 @@ t.test('a "blocked" mail still waiting for the budget is withdrawn when the acco
   t.equal(await ahead(), 0, 'and its place in the budget is given back');
 });
 
+t.test('a status mail waiting for the budget is withdrawn with a withdrawn invitation (the address may belong to someone else next) and by a suspension (it blocks without mail) (second read, session 25)', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock, adminA, support } = w;
+  const post = async (id: string, action: 'block' | 'unblock') =>
+    (await request({ method: 'POST', url: `/v1/organization/users/${id}/${action}`, token: adminA.token })).status;
+  const waitingFor = (address: string) => w.app.ctx.db.mailOutbox.findMany({ where: { toAddress: address, sentAt: null, nextAttemptAt: { gt: clock.now() } } });
+
+  // Five block mails spent on the address; an invitee there is blocked (its mail waits), then withdrawn.
+  const former = await w.member(w.orgA.id, { email: 'passed-on@alpha.test' });
+  for (let i = 0; i < 5; i++) {
+    clock.advance(MIN);
+    t.equal(await post(former.user.id, 'block'), 200);
+    if (i < 4) t.equal(await post(former.user.id, 'unblock'), 200);
+  }
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${former.user.id}/erase`, token: adminA.token })).status, 204);
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'passed-on@alpha.test', name: 'Vic Tim' } });
+  t.equal(invited.status, 201);
+  t.equal(await post(invited.body.id, 'block'), 200);
+  t.same((await waitingFor('passed-on@alpha.test')).map((m) => m.template), ['account_blocked'], 'the block mail waits');
+  t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${invited.body.id}`, token: adminA.token })).status, 204);
+  t.same(await waitingFor('passed-on@alpha.test'), [], 'withdrawn with the invitation: the next holder of the address is not told they were blocked');
+
+  // An unblock mail waits; support suspends the organisation, which blocks without mail.
+  adminA.token = await w.tokenFor(adminA.user); // the access tokens expired meanwhile
+  const member = await w.member(w.orgA.id, { email: 'suspended@alpha.test' });
+  for (let i = 0; i < 6; i++) {
+    clock.advance(MIN);
+    t.equal(await post(member.user.id, 'block'), 200);
+    t.equal(await post(member.user.id, 'unblock'), 200);
+  }
+  t.same((await waitingFor('suspended@alpha.test')).map((m) => m.template), ['account_unblocked'], 'the unblock mail waits');
+  const suspended = await request({ method: 'POST', url: `/v1/support/organizations/${w.orgA.id}/suspend`, token: await w.tokenFor(support.user), body: { reason: 'credit stop' } });
+  t.equal(suspended.status, 200);
+  t.same(await waitingFor('suspended@alpha.test'), [], 'no "you can sign in again" for a blocked account');
+});
+
 t.test('support MFA-reset requests: five confirmation links an hour to an address (abuse review, session 23)', async (t) => {
   const w = await adminWorld(t);
   const { request, clock, support } = w;

@@ -7,15 +7,16 @@ import { enqueueMail, type EnqueueMailInput, type MailRecipient } from './mail.s
 type StatusTemplate = 'account_blocked' | 'account_unblocked';
 
 /**
- * Withdraws the block or unblock mail of `userId` that still waits for its address's budget
+ * Withdraws the block or unblock mail of each of `userIds` that still waits for its address's budget
  * (budgetedSendTime: never tried, held by no worker), giving its place in the budget back: a newer
  * change is to be told instead. A mail already due goes out as it is, before the newer one.
  * Answers how many were withdrawn.
  */
-export async function withdrawWaitingStatusMail(tx: Tx, clock: Clock, userId: string): Promise<number> {
+export async function withdrawWaitingStatusMail(tx: Tx, clock: Clock, userIds: string | string[]): Promise<number> {
+  const ids = typeof userIds === 'string' ? [userIds] : userIds;
   const waiting = await tx.$queryRaw<{ to_address: string; template: string; next_attempt_at: Date }[]>`
     DELETE FROM mail_outbox
-     WHERE user_id = ${userId}::uuid AND template IN ('account_blocked', 'account_unblocked')
+     WHERE user_id = ANY(${ids}::uuid[]) AND template IN ('account_blocked', 'account_unblocked')
        AND sent_at IS NULL AND failed_at IS NULL AND attempts = 0 AND locked_until IS NULL AND next_attempt_at > ${clock.now()}
      RETURNING to_address, template, next_attempt_at`;
   for (const mail of waiting) await returnBudgetedSendTime(tx, mail.to_address, mail.template, mail.next_attempt_at);

@@ -292,7 +292,10 @@ export async function blockUsersInTx(
   for (const { userId } of ended) sessionsRevoked.set(userId, (sessionsRevoked.get(userId) ?? 0) + 1);
   const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessionsRevoked.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
   // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
-  if (!options.bySuspension) {
+  // An unblock mail still waiting for the budget ("you can sign in again") would be wrong now: withdrawn.
+  if (options.bySuspension) {
+    await withdrawWaitingStatusMail(tx, ctx.clock, ids);
+  } else {
     for (const target of targets) {
       await enqueueStatusMail(tx, ctx, {
         to: target,

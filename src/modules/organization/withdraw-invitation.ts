@@ -3,6 +3,7 @@ import type { Tx } from '../../db/client.js';
 import { recordAudit } from '../audit/audit.service.js';
 import type { TargetUser } from './acting-user.js';
 import { lockForChange, originOf, otherAdministrators, type AdminCall, type AdminCtx, type ChangeOrigin } from './user-admin.service.js';
+import { withdrawWaitingStatusMail } from '../mail/status-mail.js';
 
 /**
  * Withdraws the invitation of a user who never activated: a mistyped address, or someone who will
@@ -36,7 +37,8 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
  * deleted id.
  */
 export async function withdrawInvitationInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<{ mailsCancelled: number }> {
-  const mailsCancelled = await cancelUnsentActivationMail(tx, ctx, target);
+  // A block mail still waiting for the budget goes too: the address may be someone else's next.
+  const mailsCancelled = (await withdrawWaitingStatusMail(tx, ctx.clock, target.id)) + (await cancelUnsentActivationMail(tx, ctx, target));
   await tx.user.delete({ where: { id: target.id } });
   await recordAudit(tx, ctx.clock, {
     type: 'user.invitation_withdrawn',
