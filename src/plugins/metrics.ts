@@ -119,7 +119,10 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
           ctx.pool.query<OutboxRow>(
             `SELECT count(*) FILTER (WHERE failed_at IS NULL) AS backlog,
                     count(*) FILTER (WHERE failed_at IS NULL AND attempts > 0) AS retrying,
-                    extract(epoch FROM now() - min(created_at) FILTER (WHERE failed_at IS NULL)) AS oldest_seconds,
+                    -- Late since it was due: a mail never tried counts from its due time (a block or unblock
+                    -- mail may wait on purpose for its address's budget, status-mail.ts), one tried from when it was written.
+                    coalesce(extract(epoch FROM now() - min(CASE WHEN attempts = 0 THEN next_attempt_at ELSE created_at END)
+                      FILTER (WHERE failed_at IS NULL AND (attempts > 0 OR next_attempt_at <= now()))), 0) AS oldest_seconds,
                     count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
                FROM mail_outbox WHERE sent_at IS NULL`,
           ),
@@ -149,7 +152,7 @@ function registerCollectors(app: FastifyInstance, registry: Registry): void {
     });
   outboxGauge('mail_outbox_backlog', 'Mails in the outbox not yet sent (and not given up)', () => outbox.backlog);
   outboxGauge('mail_outbox_retrying', 'Unsent mails whose delivery failed at least once (SMTP trouble)', () => outbox.retrying);
-  outboxGauge('mail_outbox_oldest_unsent_seconds', 'Age of the oldest unsent mail (0 when none)', () => outbox.oldestSeconds);
+  outboxGauge('mail_outbox_oldest_unsent_seconds', 'How late the oldest unsent mail is: seconds since it was due (0 when none)', () => outbox.oldestSeconds);
   outboxGauge(
     'mail_outbox_failed',
     'Mails whose delivery was given up (recipient refused, or undeliverable for MAIL_GIVE_UP_SECONDS); kept in the outbox with last_error',

@@ -24,7 +24,8 @@ t.test('scrape after some traffic: HTTP, process, hashing, pool, outbox and audi
 
   // Outbox: two unsent (one of them failed once), one sent.
   const mail = { toAddress: 'a@example.test', template: 't', subject: 's', textBody: 'x', htmlBody: '<p>x</p>' };
-  await app.ctx.db.mailOutbox.create({ data: { ...mail, createdAt: new Date(Date.now() - 90_000) } });
+  const written = new Date(Date.now() - 90_000);
+  await app.ctx.db.mailOutbox.create({ data: { ...mail, createdAt: written, nextAttemptAt: written } }); // due when written, as enqueueMail does
   await app.ctx.db.mailOutbox.create({ data: { ...mail, attempts: 2, lastError: 'ECONNREFUSED' } });
   await app.ctx.db.mailOutbox.create({ data: { ...mail, sentAt: new Date() } });
 
@@ -86,6 +87,21 @@ t.test('scrape after some traffic: HTTP, process, hashing, pool, outbox and audi
   t.ok(Date.now() - started < 3000, 'bounded by the outbox query timeout');
   t.equal(value(down.raw, 'webshop_auth_mail_outbox_scrape_ok'), 0);
   t.equal(value(down.raw, 'webshop_auth_mail_outbox_backlog'), 2, 'last known value kept');
+});
+
+t.test("a mail waiting on purpose (a block or unblock over its address's budget, due later) does not age the oldest unsent mail; once due it counts from when it was due (session 25)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const mail = { toAddress: 'a@example.test', template: 'account_unblocked', subject: 's', textBody: 'x', htmlBody: '<p>x</p>' };
+  const waiting = await app.ctx.db.mailOutbox.create({
+    data: { ...mail, createdAt: new Date(Date.now() - 50 * 60_000), nextAttemptAt: new Date(Date.now() + 10 * 60_000) },
+  });
+  const oldest = async () => value((await request({ url: '/metrics' })).raw, 'webshop_auth_mail_outbox_oldest_unsent_seconds')!;
+  t.equal(await oldest(), 0, 'written 50 min ago, due in 10: nothing is late');
+  t.equal(value((await request({ url: '/metrics' })).raw, 'webshop_auth_mail_outbox_backlog'), 1, 'but it is in the backlog');
+  await app.ctx.db.mailOutbox.update({ where: { id: waiting.id }, data: { nextAttemptAt: new Date(Date.now() - 30_000) } });
+  const late = await oldest();
+  t.ok(late >= 29 && late < 120, `due 30 s ago: late by that, not by the 50 min since it was written (${late})`);
 });
 
 t.test('METRICS_TOKEN: bearer token required', async (t) => {
