@@ -2,6 +2,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { FlowToken, User } from '../../generated/prisma/client.js';
 import type { AppError } from '../../errors.js';
+import { secondsLeft } from '../../lib/clock.js';
 import { renderQrCode, type QrCode } from '../../lib/qr.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { enqueueMail } from '../mail/mail.service.js';
@@ -168,7 +169,7 @@ export async function startLoginEnrollment(
     return { enrollment: await startTotpEnrollment(tx, ctx, user, { reservedBy: null }), expiresAt: flow.expiresAt };
   });
   // Rounded down (not as a Retry-After): never more time than the challenge has.
-  const challengeExpiresIn = Math.max(0, Math.floor((expiresAt.getTime() - ctx.clock.now().getTime()) / 1000));
+  const challengeExpiresIn = secondsLeft(expiresAt, ctx.clock.now());
   // Rendering is CPU work: outside the transaction, so no row lock or connection waits on it.
   return { ...enrollment, qrCode: await renderQrCode(enrollment.otpauthUri), challengeExpiresIn };
 }

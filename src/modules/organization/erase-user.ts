@@ -31,7 +31,7 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
   // Its mails by account (any address it had or asked for), and rows older than that column by its
   // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
   // matches anything). Not another account's mail to an address it had before this one took it.
-  // A block mail still waiting for the budget goes below; its place in the budget, dated ahead, with it.
+  // A block mail still waiting for the budget goes first, giving back its place in the budget (dated ahead).
   const waitingDeleted = await withdrawWaitingStatusMail(tx, ctx.clock, target.id);
   const mailsDeleted = waitingDeleted + await tx.$executeRaw`
     DELETE FROM mail_outbox

@@ -3,7 +3,7 @@ import type { Tx } from '../../db/client.js';
 import { newId, prismaSql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
 import { commonErrors } from '../../errors.js';
-import { addSeconds } from '../../lib/clock.js';
+import { addSeconds, secondsLeft } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import type { Session, User } from '../../generated/prisma/client.js';
 import { announceAudit, auditInsertSql, recordAudit, recordManyAudits, type RequestMeta } from '../audit/audit.service.js';
@@ -32,8 +32,6 @@ import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js
 export const REFRESH_TOKEN_BYTES = 32;
 
 type Ctx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
-
-const secondsUntil = (date: Date, now: Date) => Math.max(0, Math.floor((date.getTime() - now.getTime()) / 1000));
 
 export type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
 
@@ -70,7 +68,7 @@ export async function sessionTokens(
     tokenType: 'Bearer',
     expiresIn: access.expiresIn,
     refreshToken,
-    refreshExpiresIn: secondsUntil(sessionEnds, now),
+    refreshExpiresIn: secondsLeft(sessionEnds, now),
     requiredActions: computeRequiredActions(user, { mfaEnrolled, termsVersion: ctx.config.termsVersion }),
     user: { id: user.id, email: user.email, name: user.name, organizationId: user.organizationId, roles: user.roles },
   };
