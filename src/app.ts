@@ -43,6 +43,7 @@ import { mfaResetConfirmRoutes } from './modules/support/mfa-reset.routes.js';
 import { emailChangeRoutes } from './modules/email-change/email-change.routes.js';
 import { auditRoutes } from './modules/audit/audit.routes.js';
 import { eventRoutes } from './modules/events/events.routes.js';
+import { directoryRoutes } from './modules/events/directory.routes.js';
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 /** The whole request (headers and body of at most 16 KiB) within 10 s, its headers within 5 s. */
@@ -178,6 +179,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(mfaResetConfirmRoutes);
   await app.register(emailChangeRoutes);
   await app.register(eventRoutes);
+  await app.register(directoryRoutes);
   await app.register(auditRoutes);
   registerRetentionSweeper(app, ctx);
   registerWebhookWorker(app, ctx);

@@ -1,13 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { defineErrors } from '../../errors.js';
 import { noStore } from '../../http/no-store.js';
 import { MAX_PAGE_SIZE } from '../organization/pagination.js';
 import { FEED_EVENT_TYPES, FeedPageSchema, readFeed } from './event-feed.js';
-
-const feedErrors = defineErrors({
-  event_feed_not_allowed: { status: 403, title: 'This service client may not read the event feed (EVENT_FEED_CLIENTS)' },
-});
+import { requireFeedClient } from './feed-access.js';
 
 export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -21,7 +17,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'HTTP Basic authentication with a service client listed in EVENT_FEED_CLIENTS (it spans every organisation; others get 403 event_feed_not_allowed). ' +
           'Poll with the `nextCursor` of the last answer: each event comes once, none skipped, in transaction order (not strictly commit order: ' +
-          "for a user's current state, ask the API); a change appears once every transaction that started before it has ended (normally at once). " +
+          "for a user's or an organisation's current state, read GET /v1/service/users/{id} or /v1/service/organizations/{id}); a change appears once every transaction that started before it has ended (normally at once). " +
           'Start without a cursor: from the oldest event kept (AUDIT_RETENTION_DAYS; events from ' +
           `this version on). Types: ${FEED_EVENT_TYPES.join(', ')}. On user.erased, delete what you hold on that user.`,
         querystring: z.strictObject({
@@ -32,9 +28,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      if (!app.ctx.config.eventFeedClients.includes(request.serviceClient!.id)) {
-        throw feedErrors.event_feed_not_allowed();
-      }
+      requireFeedClient(app.ctx, request);
       noStore(reply);
       return readFeed(app.ctx.pool, request.query);
     },

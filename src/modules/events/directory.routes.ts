@@ -1,0 +1,129 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { policyErrors } from '../../access/policy.js';
+import { describeErrors, problemResponses } from '../../http/problem.js';
+import { noStore } from '../../http/no-store.js';
+import { LanguageSchema } from '../../lib/languages.js';
+import { UserStatusSchema } from '../organization/organization.schemas.js';
+import { RoleSchema } from '../sessions/sessions.schemas.js';
+import { requireFeedClient } from './feed-access.js';
+
+/**
+ * What the event feed's ids stand for, for the service clients that read it (EVENT_FEED_CLIENTS):
+ * a user's or an organisation's current state, so a local copy (CSO 3.0's) can be brought in step
+ * after an event. Only what such a copy needs: no sign-in locks, invitation links, suspension
+ * reasons or audit. Built field by field from the columns selected here.
+ */
+
+const timestamp = z.iso.datetime();
+
+export const DirectoryUserSchema = z
+  .object({
+    id: z.uuid(),
+    organizationId: z.uuid().nullable().describe('null for support staff'),
+    email: z.string(),
+    name: z.string(),
+    status: UserStatusSchema.describe('INVITED until the activation link is used; BLOCKED users cannot sign in'),
+    roles: z.array(RoleSchema),
+    language: LanguageSchema.nullable().describe("Of the user's mails; null: the service default"),
+    mfaEnrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'DirectoryUser' });
+
+export const DirectoryOrganizationSchema = z
+  .object({
+    id: z.uuid(),
+    customerNumber: z.string(),
+    name: z.string(),
+    language: LanguageSchema.nullable().describe("Its new users' language unless their invitation names one; null: the service default"),
+    suspendedAt: timestamp.nullable().describe('Set while support has suspended the organisation: its users are blocked until it is reinstated'),
+    createdAt: timestamp,
+  })
+  .meta({ id: 'DirectoryOrganization' });
+
+const tags = ['tokens'];
+const ACCESS =
+  'HTTP Basic authentication with a service client listed in EVENT_FEED_CLIENTS (it spans every organisation; others get 403 event_feed_not_allowed). ';
+
+export const directoryRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/service/users/:id',
+    {
+      config: { access: 'service_client' },
+      schema: {
+        operationId: 'readDirectoryUser',
+        tags,
+        summary: "A user's current state, for the event feed's readers",
+        description:
+          ACCESS +
+          'After an event of the feed (GET /v1/events), read the user it names. An erased user (user.erased: delete your copy) ' +
+          `and an id that never existed answer alike. ${describeErrors(['user_not_found'])}`,
+        params: z.strictObject({ id: z.uuid().describe('User id, as the feed names it') }),
+        response: { 200: DirectoryUserSchema, ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      requireFeedClient(app.ctx, request);
+      noStore(reply);
+      const row = await app.ctx.db.user.findUnique({
+        where: { id: request.params.id },
+        select: {
+          id: true,
+          organizationId: true,
+          email: true,
+          name: true,
+          status: true,
+          roles: true,
+          language: true,
+          createdAt: true,
+          totpFactors: { where: { status: 'ACTIVE' }, select: { id: true }, take: 1 },
+        },
+      });
+      if (!row) throw policyErrors.user_not_found();
+      return {
+        id: row.id,
+        organizationId: row.organizationId,
+        email: row.email,
+        name: row.name,
+        status: row.status,
+        roles: [...row.roles],
+        language: row.language,
+        mfaEnrolled: row.totpFactors.length > 0,
+        createdAt: row.createdAt.toISOString(),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/service/organizations/:id',
+    {
+      config: { access: 'service_client' },
+      schema: {
+        operationId: 'readDirectoryOrganization',
+        tags,
+        summary: "An organisation's current state, for the event feed's readers",
+        description: ACCESS + `After an organisation event of the feed (GET /v1/events), read the organisation it names. ${describeErrors(['organization_not_found'])}`,
+        params: z.strictObject({ id: z.uuid().describe('Organisation id, as the feed names it') }),
+        response: { 200: DirectoryOrganizationSchema, ...problemResponses(404) },
+      },
+    },
+    async (request, reply) => {
+      requireFeedClient(app.ctx, request);
+      noStore(reply);
+      const row = await app.ctx.db.organization.findUnique({
+        where: { id: request.params.id },
+        select: { id: true, customerNumber: true, name: true, language: true, suspendedAt: true, createdAt: true },
+      });
+      if (!row) throw policyErrors.organization_not_found();
+      return {
+        id: row.id,
+        customerNumber: row.customerNumber,
+        name: row.name,
+        language: row.language,
+        suspendedAt: row.suspendedAt?.toISOString() ?? null,
+        createdAt: row.createdAt.toISOString(),
+      };
+    },
+  );
+};
