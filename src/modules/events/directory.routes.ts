@@ -11,8 +11,9 @@ import { requireFeedClient } from './feed-access.js';
 /**
  * What the event feed's ids stand for, for the service clients that read it (EVENT_FEED_CLIENTS):
  * a user's or an organisation's current state, so a local copy (CSO 3.0's) can be brought in step
- * after an event. Only what such a copy needs: no sign-in locks, invitation links, suspension
- * reasons or audit. Built field by field from the columns selected here.
+ * after an event. Only what such a copy needs, each field one whose change the feed tells
+ * (FEED_EVENT_TYPES): no sign-in locks, invitation links, suspension reasons or audit. Built field by
+ * field from the columns selected here.
  */
 
 const timestamp = z.iso.datetime();
@@ -26,6 +27,7 @@ export const DirectoryUserSchema = z
     status: UserStatusSchema.describe('INVITED until the activation link is used; BLOCKED users cannot sign in'),
     roles: z.array(RoleSchema),
     language: LanguageSchema.nullable().describe("Of the user's mails; null: the service default"),
+    newsletterOptIn: z.boolean().describe('The user agreed to get the shop newsletter (off until they say so)'),
     mfaEnrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
     createdAt: timestamp,
   })
@@ -76,6 +78,7 @@ export const directoryRoutes: FastifyPluginAsyncZod = async (app) => {
           status: true,
           roles: true,
           language: true,
+          newsletterOptIn: true,
           createdAt: true,
           totpFactors: { where: { status: 'ACTIVE' }, select: { id: true }, take: 1 },
         },
@@ -89,6 +92,7 @@ export const directoryRoutes: FastifyPluginAsyncZod = async (app) => {
         status: row.status,
         roles: [...row.roles],
         language: row.language,
+        newsletterOptIn: row.newsletterOptIn,
         mfaEnrolled: row.totpFactors.length > 0,
         createdAt: row.createdAt.toISOString(),
       };

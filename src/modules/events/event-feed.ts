@@ -7,7 +7,8 @@ import type { AuditEventType } from '../audit/audit.service.js';
 /**
  * The event feed for other services (GET /v1/events): what happened to users and organisations,
  * so CSO 3.0 and others keep their copies in step — a user blocked, erased (delete your copy too),
- * renamed, moved to another address; sessions ended; an organisation suspended. Ids only: a
+ * renamed, moved to another address, with new preferences or a new authenticator; sessions ended;
+ * an organisation suspended. Ids only: a
  * consumer that needs more reads GET /v1/service/users/{id} or /v1/service/organizations/{id}
  * (directory.routes.ts); an erased user's feed entries name nobody.
  *
@@ -31,9 +32,11 @@ export const FEED_EVENT_TYPES = [
   'user.roles_changed',
   'user.renamed',
   'user.email_changed',
+  'user.preferences_changed',
   'user.signed_out',
   'password.reset_completed',
   'password.changed',
+  'mfa.enrolled',
   'mfa.removed',
   'mfa.reset_by_admin',
   'mfa.reset_confirmed',

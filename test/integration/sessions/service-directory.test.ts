@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { sha256Hex } from '../../../src/lib/tokens.js';
+import { challengeFor, enrolAtLogin } from '../mfa/helpers.js';
 import { adminWorld, type AdminWorld } from '../organization/helpers.js';
 
 /**
@@ -22,8 +24,8 @@ t.test("a feed client reads a user's current state: only what a copy needs, chan
   const res = await read(w, `users/${member.user.id}`);
   t.equal(res.status, 200);
   t.equal(res.headers['cache-control'], 'no-store');
-  t.same(Object.keys(res.body).sort(), ['createdAt', 'email', 'id', 'language', 'mfaEnrolled', 'name', 'organizationId', 'roles', 'status'].sort(), 'no locks, links or secrets');
-  t.match(res.body, { id: member.user.id, organizationId: w.orgA.id, email: 'mia@alpha.test', name: 'Mia Member', status: 'ACTIVE', roles: ['USER'], mfaEnrolled: true });
+  t.same(Object.keys(res.body).sort(), ['createdAt', 'email', 'id', 'language', 'mfaEnrolled', 'name', 'newsletterOptIn', 'organizationId', 'roles', 'status'].sort(), 'no locks, links or secrets');
+  t.match(res.body, { id: member.user.id, organizationId: w.orgA.id, email: 'mia@alpha.test', name: 'Mia Member', status: 'ACTIVE', roles: ['USER'], mfaEnrolled: true, newsletterOptIn: false });
 
   const block = await w.request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: w.adminA.token });
   t.equal(block.status, 200);
@@ -78,4 +80,30 @@ t.test('only the service clients listed in EVENT_FEED_CLIENTS may read; users, o
   t.same([bad.status, bad.body.code], [400, 'validation_failed']);
   const query = await read(w, `${path}?fields=passwordHash`);
   t.same([query.status, query.body.code], [400, 'validation_failed'], 'no query parameters');
+});
+
+t.test('a copy kept in step by the feed learns of every field it reads: new preferences and a new authenticator are events too', async (t) => {
+  const w = await adminWorld(t, ENV);
+  const start = (await w.request<{ nextCursor: string | null }>({ url: '/v1/events', headers: { authorization: basic('cso') } })).body.nextCursor;
+  const member = await w.member(w.orgA.id, { name: 'Nina New', withTotp: false });
+  t.match((await read(w, `users/${member.user.id}`)).body, { mfaEnrolled: false, newsletterOptIn: false, language: null });
+
+  const { tokens } = await enrolAtLogin(t, w.app, w.request, await challengeFor(w.app, member.user.id, 'mfa_enrollment'));
+  const saved = await w.request({ method: 'PATCH', url: '/v1/me/preferences', token: tokens.accessToken, body: { newsletterOptIn: true, language: 'de' } });
+  t.equal(saved.status, 200);
+
+  // Other test files' open transactions may hold the feed back for a moment.
+  const types: string[] = [];
+  let cursor = start;
+  for (let i = 0; i < 600 && types.length < 2; i++) {
+    const page = await w.request<{ items: { type: string; userId: string | null }[]; nextCursor: string | null }>({
+      url: `/v1/events${cursor ? `?cursor=${cursor}` : ''}`,
+      headers: { authorization: basic('cso') },
+    });
+    types.push(...page.body.items.filter((e) => e.userId === member.user.id).map((e) => e.type));
+    cursor = page.body.nextCursor;
+    if (types.length < 2) await sleep(50);
+  }
+  t.same(types, ['mfa.enrolled', 'user.preferences_changed'], 'each change the directory shows is in the feed');
+  t.match((await read(w, `users/${member.user.id}`)).body, { mfaEnrolled: true, newsletterOptIn: true, language: 'de' });
 });
