@@ -3,9 +3,8 @@ import { z } from 'zod';
 import { policyErrors } from '../../access/policy.js';
 import { describeErrors, problemResponses } from '../../http/problem.js';
 import { noStore } from '../../http/no-store.js';
-import { LanguageSchema } from '../../lib/languages.js';
-import { UserStatusSchema } from '../organization/organization.schemas.js';
-import { RoleSchema } from '../sessions/sessions.schemas.js';
+import { ManagedUserSchema } from '../organization/organization.schemas.js';
+import { OrganizationSummarySchema } from '../support/support.schemas.js';
 import { requireFeedClient } from './feed-access.js';
 
 /**
@@ -16,31 +15,28 @@ import { requireFeedClient } from './feed-access.js';
  * field from the columns selected here.
  */
 
-const timestamp = z.iso.datetime();
-
-export const DirectoryUserSchema = z
-  .object({
-    id: z.uuid(),
-    organizationId: z.uuid().nullable().describe('null for support staff'),
-    email: z.string(),
-    name: z.string(),
-    status: UserStatusSchema.describe('INVITED until the activation link is used; BLOCKED users cannot sign in'),
-    roles: z.array(RoleSchema),
-    language: LanguageSchema.nullable().describe("Of the user's mails; null: the service default"),
+export const DirectoryUserSchema = ManagedUserSchema.pick({
+  id: true,
+  organizationId: true,
+  email: true,
+  name: true,
+  status: true,
+  roles: true,
+  language: true,
+  createdAt: true,
+})
+  .extend({
     newsletterOptIn: z.boolean().describe('The user agreed to get the shop newsletter (off until they say so)'),
     mfaEnrolled: z.boolean().describe('An authenticator app is set up and confirmed'),
-    createdAt: timestamp,
   })
   .meta({ id: 'DirectoryUser' });
 
-export const DirectoryOrganizationSchema = z
-  .object({
-    id: z.uuid(),
-    customerNumber: z.string(),
-    name: z.string(),
-    language: LanguageSchema.nullable().describe("Its new users' language unless their invitation names one; null: the service default"),
-    suspendedAt: timestamp.nullable().describe('Set while support has suspended the organisation: its users are blocked until it is reinstated'),
-    createdAt: timestamp,
+export const DirectoryOrganizationSchema = OrganizationSummarySchema.pick({ id: true, customerNumber: true, name: true, language: true, createdAt: true })
+  .extend({
+    suspendedAt: z.iso
+      .datetime()
+      .nullable()
+      .describe('Set while support has suspended the organisation: its users are blocked until it is reinstated'),
   })
   .meta({ id: 'DirectoryOrganization' });
 
