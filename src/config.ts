@@ -186,6 +186,16 @@ export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 const DEFAULT_SUPPORT_CONTACT = 'the e-business team (ebusiness@webshop.localhost)';
 
 /** German mails name support as SUPPORT_CONTACT says, except the English default's German twin. */
+/** A time zone Intl knows (IANA names such as Europe/Berlin, and UTC). */
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const defaultGermanContact = (contact: string): string =>
   contact === DEFAULT_SUPPORT_CONTACT ? 'das E-Business-Team (ebusiness@webshop.localhost)' : contact;
 
@@ -213,6 +223,11 @@ const envSchema = z.object({
   // How German mails name support; unset: SUPPORT_CONTACT (then best written without English words).
   SUPPORT_CONTACT_DE: z.string().min(1).optional(),
   DEFAULT_LANGUAGE: z.enum(LANGUAGES).default('en'),
+  // The time zone of the times mails state (a link's expiry), with its name (MEZ, CEST, UTC…).
+  MAIL_TIME_ZONE: z
+    .string()
+    .refine(isTimeZone, 'an IANA time zone such as Europe/Berlin or UTC')
+    .default('Europe/Berlin'),
   TOTP_ISSUER: z.string().min(1).optional(),
   TERMS_VERSION: z
     .string()
@@ -293,6 +308,8 @@ export type Config = Readonly<{
   supportContactIn: Readonly<Record<Language, string>>;
   /** The language of the mails of users (and organisations) without one of their own. */
   defaultLanguage: Language;
+  /** IANA time zone of the times mails state. */
+  mailTimeZone: string;
   /** SUPPORT_CONTACT was set and SUPPORT_CONTACT_DE not: German mails use an English-written contact (startupWarnings). */
   germanContactFromEnglish: boolean;
   totpIssuer: string;
@@ -411,6 +428,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     supportContact: e.SUPPORT_CONTACT,
     supportContactIn: Object.freeze({ en: e.SUPPORT_CONTACT, de: e.SUPPORT_CONTACT_DE ?? defaultGermanContact(e.SUPPORT_CONTACT) }),
     defaultLanguage: e.DEFAULT_LANGUAGE,
+    mailTimeZone: e.MAIL_TIME_ZONE,
     germanContactFromEnglish: e.SUPPORT_CONTACT !== DEFAULT_SUPPORT_CONTACT && e.SUPPORT_CONTACT_DE === undefined,
     totpIssuer: e.TOTP_ISSUER ?? e.SHOP_NAME,
     termsVersion: e.TERMS_VERSION,

@@ -126,7 +126,7 @@ t.test('a body that does not open is given up at once (tampered, moved to anothe
     keyGone: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('keygone@example.test', 'tok-keygone-000001'))).id,
     keyNeverBack: (await enqueueMail(tx, { ...ctx, keyring: removedKey }, reset('never@example.test', 'tok-never-00000001'))).id,
     fine: (await enqueueMail(tx, ctx, reset('fine@example.test', 'tok-fine-000000001'))).id,
-    alsoFine: (await enqueueMail(tx, ctx, { to: { email: 'notice@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Nora' } })).id,
+    alsoFine: (await enqueueMail(tx, ctx, { to: { email: 'notice@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Nora', sessionsEnded: 'others' } })).id,
   }));
   // One bit flipped in the middle of the ciphertext; another row's (valid) ciphertext copied onto a row.
   await ctx.pool.query(
@@ -192,7 +192,7 @@ t.test('rotate-encryption-key re-seals the bodies of queued mails: delivered wit
   sink.refuseRecipient('gone@alpha.test');
   await w.member(w.orgA.id, { email: 'gone@alpha.test' });
   await request({ url: '/v1/password/forgot', body: { email: 'gone@alpha.test' } });
-  await app.ctx.db.$transaction((tx) => enqueueMail(tx, app.ctx, { to: { email: 'early@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'E' } }));
+  await app.ctx.db.$transaction((tx) => enqueueMail(tx, app.ctx, { to: { email: 'early@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'E', sessionsEnded: 'others' } }));
   t.same(await deliverDueMail(app.ctx, app.ctx.mailTransport, 100), { claimed: 2, sent: 1, failed: 1 });
 
   // Queued under the old key while SMTP is down: an invitation and a reset link.
@@ -315,7 +315,7 @@ t.test('an SMTP reply quoting the mail as it was on the wire (quoted-printable, 
 t.test('a mail sent while the rotation waits for its row keeps no body: skipped, not sealed anew (mutation review, session 21)', async (t) => {
   const { app, databaseUrl } = await buildTestApp(t);
   const queued = await app.ctx.db.$transaction((tx) =>
-    enqueueMail(tx, app.ctx, { to: { email: 'x@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'X' } }),
+    enqueueMail(tx, app.ctx, { to: { email: 'x@alpha.test', language: null, id: null }, template: 'password_changed', data: { name: 'X', sessionsEnded: 'others' } }),
   );
   // A worker marks it sent (dropping the body) and holds the row until the rotation waits for it.
   const other = await openClient(t, databaseUrl);

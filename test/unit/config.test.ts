@@ -293,3 +293,9 @@ t.test('the language of mails: DEFAULT_LANGUAGE, and how each language names sup
     { en: 'our e-business team', de: 'unser E-Business-Team' },
   );
 });
+
+t.test('MAIL_TIME_ZONE: an IANA time zone, Europe/Berlin unless set; anything else is refused at start', async (t) => {
+  t.equal(loadConfig({}).mailTimeZone, 'Europe/Berlin');
+  t.equal(loadConfig({ MAIL_TIME_ZONE: 'UTC' }).mailTimeZone, 'UTC');
+  t.throws(() => loadConfig({ MAIL_TIME_ZONE: 'Mars/Olympus' }), /MAIL_TIME_ZONE/);
+});

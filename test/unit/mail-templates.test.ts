@@ -3,7 +3,7 @@ import { LANGUAGES, type Language } from '../../src/lib/languages.js';
 import { escapeHtml, MAIL_LOCALES, MAIL_TEMPLATE_NAMES, renderMail, type MailTemplateData } from '../../src/modules/mail/mail.templates.js';
 import { buildLink } from '../../src/modules/mail/mail.service.js';
 
-const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)', audience: 'member' } as const;
+const env = { shopName: 'ALSO Webshop', supportContact: 'the e-business team (ebusiness@example.test)', audience: 'member', timeZone: 'UTC' } as const;
 const evil = 'Eve "<img src=x onerror=alert(1)>" & Co';
 const expiresAt = new Date(Date.UTC(2026, 0, 2, 3, 4));
 const link = 'https://shop.example.test/x?token=abc&y=1';
@@ -11,7 +11,7 @@ const link = 'https://shop.example.test/x?token=abc&y=1';
 const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
   activation: { name: evil, link, expiresAt, organizationName: evil, username: evil, by: 'admin' },
   password_reset: { name: evil, link, expiresAt, mfaEnrolled: true, by: 'admin', actorName: evil },
-  password_changed: { name: evil },
+  password_changed: { name: evil, sessionsEnded: 'others' },
   account_blocked: { name: evil, administrators: [{ name: evil, email: 'admin@example.test' }] },
   account_unblocked: { name: evil },
   mfa_enrolled: { name: evil },
@@ -47,7 +47,7 @@ t.test('every template renders a subject, a text and an HTML part in every langu
 });
 
 t.test('a subject stays one line whatever the data holds', async (t) => {
-  const mail = renderMail('password_changed', { name: 'x\r\nBcc: victim@example.test' }, { ...env, shopName: 'Shop\r\nX-Evil: 1' }, 'en');
+  const mail = renderMail('password_changed', { name: 'x\r\nBcc: victim@example.test', sessionsEnded: 'others' }, { ...env, shopName: 'Shop\r\nX-Evil: 1' }, 'en');
   t.notMatch(mail.subject, /[\r\n]/);
 });
 
@@ -110,9 +110,9 @@ t.test('the HTML part says all the text part says: every paragraph, and the link
 t.test("whom a mail says to contact follows who reads it and who acted: staff ask operations, administrators and what an administrator did ask support (mail review, session 25)", async (t) => {
   const text = <K extends keyof MailTemplateData>(name: K, data: MailTemplateData[K], audience: 'member' | 'administrator' | 'staff', locale: Language = 'en') =>
     renderMail(name, data, { ...env, audience }, locale).text;
-  const member = text('password_changed', { name: 'A' }, 'member');
+  const member = text('password_changed', { name: 'A', sessionsEnded: 'others' }, 'member');
   t.match(member, "If this was not you, contact your organisation's administrator or the e-business team (ebusiness@example.test) right away.");
-  const administrator = text('password_changed', { name: 'A' }, 'administrator');
+  const administrator = text('password_changed', { name: 'A', sessionsEnded: 'others' }, 'administrator');
   t.match(administrator, 'If this was not you, contact the e-business team (ebusiness@example.test) right away.');
   t.notMatch(administrator, "organisation's administrator", 'an administrator is not sent to themselves');
   const staff = text('mfa_removed', { name: 'A', by: 'cli' }, 'staff');
@@ -147,4 +147,30 @@ t.test('the set-up of the 2-step login names the browser extension beside the ph
   t.match(renderMail('password_reset', reset, env, 'en').text, 'an authenticator app on your smartphone or the authenticator browser extension');
   t.match(renderMail('activation', activation, env, 'de').text, 'mit einer Authenticator-App auf Ihrem Smartphone oder der Authenticator-Browsererweiterung ein');
   t.match(renderMail('password_reset', reset, env, 'de').text, 'mit einer Authenticator-App auf Ihrem Smartphone oder der Authenticator-Browsererweiterung ein');
+});
+
+t.test('times in mails are in MAIL_TIME_ZONE with its name; the text part points to a link, not a button (frontend review, session 26)', async (t) => {
+  const winter = new Date('2026-12-08T02:55:00Z');
+  const summer = new Date('2026-07-08T02:55:00Z');
+  const sample = (expiresAt: Date) => ({ name: 'A', link: 'https://shop.example.test/reset-password?token=x', expiresAt, mfaEnrolled: true, by: 'self' as const });
+  const berlin = { ...env, timeZone: 'Europe/Berlin' };
+  t.match(renderMail('password_reset', sample(winter), berlin, 'de').text, '8. Dezember 2026 um 03:55 MEZ');
+  t.match(renderMail('password_reset', sample(summer), berlin, 'de').text, '8. Juli 2026 um 04:55 MESZ');
+  t.match(renderMail('password_reset', sample(winter), berlin, 'en').text, '8 December 2026 at 03:55 CET');
+  t.match(renderMail('password_reset', sample(winter), env, 'de').text, '8. Dezember 2026 um 02:55 UTC');
+  for (const locale of LANGUAGES) {
+    for (const name of MAIL_TEMPLATE_NAMES) {
+      const { text } = renderMail(name, samples[name] as never, env, locale);
+      t.notMatch(text, /button|Schaltfläche/i, `${locale} ${name}: the text part has no button`);
+    }
+  }
+});
+
+t.test('the password mail after a reset says every session ended; after a change, every other one (frontend review, session 26)', async (t) => {
+  for (const locale of LANGUAGES) {
+    const reset = renderMail('password_changed', { name: 'A', sessionsEnded: 'all' }, env, locale).text;
+    const change = renderMail('password_changed', { name: 'A', sessionsEnded: 'others' }, env, locale).text;
+    t.notMatch(reset, /other|anderen/, `${locale}: reset`);
+    t.match(change, /other|anderen/, `${locale}: change`);
+  }
 });

@@ -42,14 +42,14 @@ export type EnqueueMailInput<K extends MailTemplateName> = {
 
 /** A mail as `to` reads it: in their language (else DEFAULT_LANGUAGE), naming support as that language does. */
 export function renderMailFor<K extends MailTemplateName>(
-  config: Pick<Config, 'shopName' | 'supportContactIn' | 'defaultLanguage'>,
+  config: Pick<Config, 'shopName' | 'supportContactIn' | 'defaultLanguage' | 'mailTimeZone'>,
   to: MailRecipient,
   template: K,
   data: MailTemplateData[K],
   audience: MailAudience = 'member',
 ): RenderedMail {
   const language = to.language ?? config.defaultLanguage;
-  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language], audience }, language);
+  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language], audience, timeZone: config.mailTimeZone }, language);
 }
 
 /** Who the account `to` names reads the mail as (MailAudience), from its roles as of the caller's transaction. */

@@ -25,7 +25,8 @@ export type MailTemplateData = {
    * authenticator, which the next sign-in then asks for; without one it asks to set one up.
    */
   password_reset: { name: string; link: string; expiresAt: Date; mfaEnrolled: boolean; by: 'self' | 'admin' | 'support'; actorName?: string };
-  password_changed: { name: string };
+  /** `sessionsEnded`: every session (a reset, signed out everywhere) or every other one (a change, signed in here). */
+  password_changed: { name: string; sessionsEnded: 'all' | 'others' };
   /**
    * `administrators`: the organisation's active administrators to ask (none for support staff and
    * for an organisation without another one); the mail names support (MailEnvironment) too.
@@ -73,7 +74,14 @@ export const MAIL_TEMPLATE_NAMES = [
 export type MailAudience = 'member' | 'administrator' | 'staff';
 
 /** Values every template may use, taken from the configuration and the recipient's account (never from a request). */
-export type MailEnvironment = { shopName: string; supportContact: string; audience: MailAudience };
+export type MailEnvironment = { shopName: string; supportContact: string; audience: MailAudience; timeZone: string };
+
+/** A moment as mails state it: date and time in MAIL_TIME_ZONE, with the zone's name ("CET", "MESZ", "UTC"). */
+export function mailTime(locale: 'en-GB' | 'de-DE', at: Date, timeZone: string): string {
+  const text = new Intl.DateTimeFormat(locale, { dateStyle: 'long', timeStyle: 'short', timeZone }).format(at);
+  const zone = new Intl.DateTimeFormat(locale, { timeZone, timeZoneName: 'short' }).formatToParts(at).find((p) => p.type === 'timeZoneName')?.value;
+  return zone ? `${text} ${zone}` : text;
+}
 
 /** The content of one mail, free of any markup. */
 export type MailContent = {

@@ -76,7 +76,7 @@ export async function resetPassword(ctx: Ctx, input: { token: string; password: 
     // A login half-done with the old password must not be finished with it, nor an address change
     // asked for with it (by whoever knew it) be confirmed.
     await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
-    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name, sessionsEnded: 'all' } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.reset_completed',
       actorUserId: user.id,
@@ -109,7 +109,7 @@ export async function changePassword(
     });
     const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'password_changed', { exceptSessionId: actor.sessionId });
     await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'EMAIL_CHANGE']);
-    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name } });
+    await enqueueMail(tx, ctx, { to: user, template: 'password_changed', data: { name: user.name, sessionsEnded: 'others' } });
     await recordAudit(tx, ctx.clock, {
       type: 'password.changed',
       actorUserId: user.id,

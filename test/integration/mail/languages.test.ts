@@ -110,7 +110,7 @@ t.test('DEFAULT_LANGUAGE=de: users without a language get German mails through S
   const [german] = await sink.waitFor(1);
   t.equal(german!.subject, 'ALSO Webshop: Ihr Passwort zurücksetzen', 'the subject arrives with its umlaut');
   t.match(german!.text, 'Neues Passwort festlegen');
-  t.match(german!.text, /gilt bis zum \d{1,2}\. \p{L}+ \d{4} um \d{2}:\d{2} UTC/u, 'a German date');
+  t.match(german!.text, /gilt bis zum \d{1,2}\. \p{L}+ \d{4} um \d{2}:\d{2} MES?Z/u, 'a German date, in German time (MAIL_TIME_ZONE)');
   t.match(german!.html, '<html lang="de"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>ALSO Webshop: Ihr Passwort zurücksetzen</title>');
 
   const english = await request({ method: 'PATCH', url: '/v1/me/preferences', body: { language: 'en' }, token });

@@ -102,7 +102,7 @@ t.test('a worker whose claim was taken over writes nothing to the row: its failu
   const sink = await startSmtpSink(t);
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T', sessionsEnded: 'others' } }));
 
   // A's send outlasts its lease; B takes the row over; then A's send fails.
   const outlasting: MailTransport = {
@@ -128,7 +128,7 @@ t.test('the sent mark failing once (connection reset) is tried again: the mail i
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const { ctx, state } = failingSentMarks(app.ctx, 1);
   await app.ctx.db.$transaction((tx) =>
-    enqueueMail(tx, app.ctx, { to: { email: 'once@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Once' } }),
+    enqueueMail(tx, app.ctx, { to: { email: 'once@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Once', sessionsEnded: 'others' } }),
   );
 
   t.same(await deliverDueMail(ctx, app.ctx.mailTransport, 10), { claimed: 1, sent: 1, failed: 0 });
@@ -145,8 +145,8 @@ t.test('the sent mark failing on every try is logged, and the rest of the batch 
   const { app } = await buildTestApp(t, { SMTP_URL: sink.url });
   const { ctx, state } = failingSentMarks(app.ctx, MARK_SENT_TRIES);
   await app.ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, app.ctx, { to: { email: 'first@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'First' } });
-    await enqueueMail(tx, app.ctx, { to: { email: 'second@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Second' } });
+    await enqueueMail(tx, app.ctx, { to: { email: 'first@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'First', sessionsEnded: 'others' } });
+    await enqueueMail(tx, app.ctx, { to: { email: 'second@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Second', sessionsEnded: 'others' } });
   });
   const errors: object[] = [];
   const log = { info: () => undefined, warn: () => undefined, error: (obj: object) => errors.push(obj) };
@@ -163,7 +163,7 @@ t.test('a worker whose claim was taken over gives nothing up: a recipient refuse
   const sink = await startSmtpSink(t);
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'taken@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'T', sessionsEnded: 'others' } }));
 
   // A's send outlasts its lease; B takes the row over; then the server refuses A's recipient for good.
   const refusedLate: MailTransport = {

@@ -44,7 +44,7 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
   t.equal(mail.subject, 'ALSO Webshop: activate your account');
   t.match(mail.text, 'Hello Anna <script>alert(1)</script>,', 'the text part is plain text');
   t.match(mail.text, link);
-  t.match(mail.text, '1 December 2026 at 12:30 UTC');
+  t.match(mail.text, '1 December 2026 at 13:30 CET');
   t.notMatch(mail.html, '<script>', 'data is HTML-escaped');
   t.match(mail.html, 'Anna &lt;script&gt;alert(1)&lt;/script&gt;');
   t.match(mail.html, 'Müller &amp; Söhne');
@@ -67,7 +67,7 @@ t.test('a mail written in a transaction that rolls back is never sent', async (t
   const ctx = app.ctx;
   await t.rejects(
     ctx.db.$transaction(async (tx) => {
-      await enqueueMail(tx, ctx, { to: { email: 'a@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'A' } });
+      await enqueueMail(tx, ctx, { to: { email: 'a@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'A', sessionsEnded: 'others' } });
       throw new Error('rollback');
     }),
   );
@@ -81,7 +81,7 @@ t.test('SMTP down, then up: the mail stays queued, is retried with back-off and 
   const { app, clock } = await buildTestApp(t, { SMTP_URL: sink.url });
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, ctx, { to: { email: 'b@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'B' } });
+    await enqueueMail(tx, ctx, { to: { email: 'b@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'B', sessionsEnded: 'others' } });
     await enqueueMail(tx, ctx, { to: { email: 'c@example.test', language: null, id: null }, template: 'account_unblocked', data: { name: 'C' } });
   });
 
@@ -166,7 +166,7 @@ t.test('stopping the worker finishes the mail in hand and claims no more: the re
   const { app } = await buildTestApp(t);
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
-    for (let i = 0; i < 10; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}` } });
+    for (let i = 0; i < 10; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}`, sessionsEnded: 'others' } });
   });
   let sending!: () => void;
   const firstSend = new Promise<void>((resolve) => (sending = resolve));
@@ -243,8 +243,8 @@ t.test('a recipient the server refuses for good (550 to RCPT TO) is given up at 
   const ctx = app.ctx;
   sink.refuseRecipient('gone@example.test');
   await ctx.db.$transaction(async (tx) => {
-    await enqueueMail(tx, ctx, { to: { email: 'gone@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Gone' } });
-    await enqueueMail(tx, ctx, { to: { email: 'here@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Here' } });
+    await enqueueMail(tx, ctx, { to: { email: 'gone@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Gone', sessionsEnded: 'others' } });
+    await enqueueMail(tx, ctx, { to: { email: 'here@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Here', sessionsEnded: 'others' } });
   });
 
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 2, sent: 1, failed: 1 });
@@ -274,7 +274,7 @@ t.test('a relay refusing to relay (554 5.7.1), a full mailbox (552) or a policy 
   };
   for (const [to, reply] of Object.entries(replies)) sink.refuseRecipient(to, reply);
   await ctx.db.$transaction(async (tx) => {
-    for (const to of Object.keys(replies)) await enqueueMail(tx, ctx, { to: { email: to, language: null, id: null }, template: 'password_changed', data: { name: 'Someone' } });
+    for (const to of Object.keys(replies)) await enqueueMail(tx, ctx, { to: { email: to, language: null, id: null }, template: 'password_changed', data: { name: 'Someone', sessionsEnded: 'others' } });
   });
 
   t.same(await deliverDueMail(ctx, ctx.mailTransport, 10), { claimed: 3, sent: 0, failed: 3 });
@@ -326,7 +326,7 @@ t.test('SMTP trouble is retried until the mail is MAIL_GIVE_UP_SECONDS old, then
   const giveUp = 9 * DAY;
   const { app, clock, logs } = await buildTestApp(t, { SMTP_URL: sink.url, MAIL_GIVE_UP_SECONDS: String(giveUp) });
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'late@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Late' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'late@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'Late', sessionsEnded: 'others' } }));
   await sink.stop();
 
   for (let elapsed = 0; elapsed < giveUp; elapsed += 12 * HOUR) {
@@ -356,7 +356,7 @@ t.test('while its batches come back full the worker goes on at once, not after i
   const { app } = await buildTestApp(t);
   const ctx = app.ctx;
   await ctx.db.$transaction(async (tx) => {
-    for (let i = 0; i < 5; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}` } });
+    for (let i = 0; i < 5; i++) await enqueueMail(tx, ctx, { to: { email: `u${i}@example.test`, language: null, id: null }, template: 'password_changed', data: { name: `U${i}`, sessionsEnded: 'others' } });
   });
   const sent: string[] = [];
   let allSent!: () => void;
@@ -379,7 +379,7 @@ t.test('while its batches come back full the worker goes on at once, not after i
 t.test('an SMTP error is kept to its first 1,000 characters in last_error (mutation review, session 21)', async (t) => {
   const { app } = await buildTestApp(t);
   const ctx = app.ctx;
-  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'long@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'L' } }));
+  await ctx.db.$transaction((tx) => enqueueMail(tx, ctx, { to: { email: 'long@example.test', language: null, id: null }, template: 'password_changed', data: { name: 'L', sessionsEnded: 'others' } }));
   const verbose: MailTransport = {
     kind: 'smtp',
     send: async () => {

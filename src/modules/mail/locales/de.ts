@@ -1,4 +1,4 @@
-import type { MailCatalogue, MailContent, MailEnvironment } from '../mail.templates.js';
+import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
 
 /**
  * German texts (formal "Sie"), template by template as in en.ts. Terms: "2-Schritt-Anmeldung"
@@ -7,16 +7,15 @@ import type { MailCatalogue, MailContent, MailEnvironment } from '../mail.templa
  * "informieren Sie …"), so a bare name/address or one accusative phrase fits everywhere.
  */
 
-const dateTime = new Intl.DateTimeFormat('de-DE', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
-// "2. Januar 2026 um 03:04 UTC"
-const when = (d: Date): string => `${dateTime.format(d)} UTC`;
+// "2. Januar 2026 um 04:04 MEZ"
+const when = (d: Date, env: MailEnvironment): string => mailTime('de-DE', d, env.timeZone);
 
 // Not "Ihr ${shopName}-Team": a name of several words would need hyphens throughout ("ALSO-Webshop-Team").
 const signature = (env: MailEnvironment): string => `Mit freundlichen Grüßen\nIhr Team von ${env.shopName}`;
 
 const greeting = (name: string): string => `Guten Tag ${name},`;
 
-const linkOnce = (expiresAt: Date): string => `Der Link ist nur einmal verwendbar und gilt bis zum ${when(expiresAt)}.`;
+const linkOnce = (expiresAt: Date, env: MailEnvironment): string => `Der Link ist nur einmal verwendbar und gilt bis zum ${when(expiresAt, env)}.`;
 
 /** Who can act on the reader's account, in the accusative after "an" (see en.ts). */
 const whomToAsk = (env: MailEnvironment, byAdministrator = false): string => {
@@ -56,11 +55,11 @@ export const de: MailCatalogue = {
           ? `für Sie wurde im ${env.shopName} ein Benutzerkonto für Ihre Organisation ${d.organizationName} angelegt.`
           : `für Sie wurde im ${env.shopName} ein Benutzerkonto angelegt.`,
         `Ihr Benutzername im ${env.shopName}: ${d.username}`,
-        `Über die Schaltfläche unten legen Sie Ihr eigenes Passwort fest. Anschließend ${setUpMfa}.`,
+        `Über den Link unten legen Sie Ihr eigenes Passwort fest. Anschließend ${setUpMfa}.`,
       ],
       action: { label: 'Konto aktivieren', url: d.link },
       outro: [
-        `${linkOnce(d.expiresAt)} Ist er abgelaufen, ${newLink}`,
+        `${linkOnce(d.expiresAt, env)} Ist er abgelaufen, ${newLink}`,
         'Wir fragen Sie niemals per E-Mail nach Ihrem Passwort. Falls Sie diese E-Mail nicht erwartet haben, können Sie sie ignorieren.',
       ],
       signature: signature(env),
@@ -75,11 +74,11 @@ export const de: MailCatalogue = {
         self: 'wir haben eine Anfrage erhalten, das Passwort Ihres Kontos zurückzusetzen.',
         admin: `der Administrator Ihrer Organisation${d.actorName ? `, ${d.actorName},` : ''} hat Ihnen diesen Link gesendet, damit Sie ein neues Passwort für Ihr Konto festlegen.`,
         support: `unser Support-Team${d.actorName ? ` (${d.actorName})` : ''} hat Ihnen diesen Link gesendet, damit Sie ein neues Passwort für Ihr Konto festlegen.`,
-      }[d.by] + ' Über die Schaltfläche unten legen Sie ein neues Passwort fest.',
+      }[d.by] + ' Über den Link unten legen Sie ein neues Passwort fest.',
     ],
     action: { label: 'Neues Passwort festlegen', url: d.link },
     outro: [
-      `${linkOnce(d.expiresAt)} ` +
+      `${linkOnce(d.expiresAt, env)} ` +
         (d.mfaEnrolled
           ? 'Ihre 2-Schritt-Anmeldung bleibt unverändert: Für die Anmeldung benötigen Sie weiterhin Ihre Authenticator-App.'
           : `Bei Ihrer nächsten Anmeldung ${setUpMfa}.`),
@@ -92,7 +91,9 @@ export const de: MailCatalogue = {
 
   password_changed: (d, env) =>
     notice(env, d.name, 'Ihr Passwort wurde geändert', [
-      'das Passwort Ihres Kontos wurde soeben geändert. Alle anderen Sitzungen auf Ihren Geräten wurden beendet.',
+      d.sessionsEnded === 'all'
+        ? 'das Passwort Ihres Kontos wurde soeben zurückgesetzt. Alle Sitzungen auf Ihren Geräten wurden beendet: Melden Sie sich mit dem neuen Passwort wieder an.'
+        : 'das Passwort Ihres Kontos wurde soeben geändert. Alle anderen Sitzungen auf Ihren Geräten wurden beendet.',
       notYou(env),
     ]),
 
@@ -138,11 +139,11 @@ export const de: MailCatalogue = {
     greeting: greeting(d.name),
     intro: [
       'Sie haben unser Support-Team gebeten, die 2-Schritt-Anmeldung Ihres Kontos zurückzusetzen (etwa weil Sie ein neues Smartphone haben).',
-      'Damit wir sicher sein können, dass die Anfrage wirklich von Ihnen stammt, bestätigen Sie das Zurücksetzen bitte über die Schaltfläche unten. Ihre bisherige Authenticator-App funktioniert danach für dieses Konto nicht mehr.',
+      'Damit wir sicher sein können, dass die Anfrage wirklich von Ihnen stammt, bestätigen Sie das Zurücksetzen bitte über den Link unten. Ihre bisherige Authenticator-App funktioniert danach für dieses Konto nicht mehr.',
     ],
     action: { label: 'Zurücksetzen bestätigen', url: d.link },
     outro: [
-      linkOnce(d.expiresAt),
+      linkOnce(d.expiresAt, env),
       `Falls Sie das nicht angefordert haben, klicken Sie nicht auf den Link und informieren Sie ${env.supportContact}.`,
     ],
     signature: signature(env),
@@ -158,11 +159,11 @@ export const de: MailCatalogue = {
     subject: `${env.shopName}: Ihre neue E-Mail-Adresse bestätigen`,
     greeting: greeting(d.name),
     intro: [
-      `Sie möchten für Ihr Konto im ${env.shopName} künftig diese Adresse verwenden: ${d.newEmail}. Bestätigen Sie sie über die Schaltfläche unten; bis dahin melden Sie sich weiterhin mit Ihrer bisherigen Adresse an.`,
+      `Sie möchten für Ihr Konto im ${env.shopName} künftig diese Adresse verwenden: ${d.newEmail}. Bestätigen Sie sie über den Link unten; bis dahin melden Sie sich weiterhin mit Ihrer bisherigen Adresse an.`,
     ],
     action: { label: 'Neue Adresse bestätigen', url: d.link },
     outro: [
-      `${linkOnce(d.expiresAt)} Ihr Passwort und Ihre 2-Schritt-Anmeldung bleiben unverändert.`,
+      `${linkOnce(d.expiresAt, env)} Ihr Passwort und Ihre 2-Schritt-Anmeldung bleiben unverändert.`,
       'Falls Sie das nicht angefordert haben, können Sie diese E-Mail ignorieren: Es ändert sich nichts.',
     ],
     signature: signature(env),

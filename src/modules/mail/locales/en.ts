@@ -1,9 +1,9 @@
-import type { MailCatalogue, MailContent, MailEnvironment } from '../mail.templates.js';
+import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
 
 /** English texts. Another language is a file like this one, added to MAIL_LOCALES. */
 
-const dateTime = new Intl.DateTimeFormat('en-GB', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
-const when = (d: Date): string => `${dateTime.format(d)} UTC`;
+// "8 December 2026 at 03:55 CET"
+const when = (d: Date, env: MailEnvironment): string => mailTime('en-GB', d, env.timeZone);
 
 const signature = (env: MailEnvironment): string => `Kind regards,\nyour ${env.shopName} team`;
 
@@ -46,11 +46,11 @@ export const en: MailCatalogue = {
           ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
           : `an account for the ${env.shopName} has been created for you.`,
         `Your ${env.shopName} username: ${d.username}`,
-        `Use the button below to choose your own password. After that you ${setUpMfa}.`,
+        `Use the link below to choose your own password. After that you ${setUpMfa}.`,
       ],
       action: { label: 'Activate your account', url: d.link },
       outro: [
-        `The link works once and expires on ${when(d.expiresAt)}. If it has expired, ${newLink} to send a new one.`,
+        `The link works once and expires on ${when(d.expiresAt, env)}. If it has expired, ${newLink} to send a new one.`,
         `We will never ask you for your password by e-mail. If you did not expect this mail, you can ignore it.`,
       ],
       signature: signature(env),
@@ -65,11 +65,11 @@ export const en: MailCatalogue = {
         self: 'we received a request to reset the password of your account.',
         admin: `your organisation's administrator${d.actorName ? ` ${d.actorName}` : ''} sent you this link to choose a new password for your account.`,
         support: `the ${env.shopName} support team${d.actorName ? ` (${d.actorName})` : ''} sent you this link to choose a new password for your account.`,
-      }[d.by] + ' Use the button below to choose a new one.',
+      }[d.by] + ' Use the link below to choose a new one.',
     ],
     action: { label: 'Choose a new password', url: d.link },
     outro: [
-      `The link works once and expires on ${when(d.expiresAt)}. ` +
+      `The link works once and expires on ${when(d.expiresAt, env)}. ` +
         (d.mfaEnrolled
           ? 'Your 2-step login stays as it is: you still need your authenticator app to sign in.'
           : `At your next sign-in you ${setUpMfa}.`),
@@ -82,7 +82,9 @@ export const en: MailCatalogue = {
 
   password_changed: (d, env) =>
     notice(env, d.name, 'your password was changed', [
-      'the password of your account was just changed. All other sign-ins on your devices have been ended.',
+      d.sessionsEnded === 'all'
+        ? 'the password of your account was just reset. Every sign-in on your devices has been ended: sign in again with the new password.'
+        : 'the password of your account was just changed. All other sign-ins on your devices have been ended.',
       notYou(env),
     ]),
 
@@ -122,11 +124,11 @@ export const en: MailCatalogue = {
     greeting: `Hello ${d.name},`,
     intro: [
       `you asked the ${env.shopName} support team to reset the 2-step login of your account (for example because you have a new phone).`,
-      'To make sure it is really you, confirm the reset with the button below. Your current authenticator app then stops working for this account.',
+      'To make sure it is really you, confirm the reset with the link below. Your current authenticator app then stops working for this account.',
     ],
     action: { label: 'Confirm the reset', url: d.link },
     outro: [
-      `The link works once and expires on ${when(d.expiresAt)}.`,
+      `The link works once and expires on ${when(d.expiresAt, env)}.`,
       `If you did not ask for this, do not click the link and tell ${env.supportContact}.`,
     ],
     signature: signature(env),
@@ -142,11 +144,11 @@ export const en: MailCatalogue = {
     subject: `${env.shopName}: confirm your new e-mail address`,
     greeting: `Hello ${d.name},`,
     intro: [
-      `you asked to use this address, ${d.newEmail}, for your ${env.shopName} account from now on. Confirm it with the button below; until then you sign in with your current address.`,
+      `you asked to use this address, ${d.newEmail}, for your ${env.shopName} account from now on. Confirm it with the link below; until then you sign in with your current address.`,
     ],
     action: { label: 'Confirm the new address', url: d.link },
     outro: [
-      `The link works once and expires on ${when(d.expiresAt)}. Your password and 2-step login stay as they are.`,
+      `The link works once and expires on ${when(d.expiresAt, env)}. Your password and 2-step login stay as they are.`,
       'If you did not ask for this, you can ignore this mail: nothing changes.',
     ],
     signature: signature(env),
