@@ -99,7 +99,21 @@ export function invalidClient() {
   return sessionErrors.invalid_client('Authenticate with HTTP Basic client credentials.', { error: 'invalid_client' }, { 'www-authenticate': BASIC_CHALLENGE });
 }
 
-/** Checks HTTP Basic client credentials against config.serviceClients. */
+/** RFC 6749 §2.3.1's form-urlencoding undone, or null when the text is not so encoded. */
+function formDecoded(text: string): string | null {
+  try {
+    return decodeURIComponent(text.replaceAll('+', ' '));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Checks HTTP Basic client credentials against config.serviceClients. Id and secret are taken as
+ * sent (RFC 7617: curl -u, fetch, most HTTP clients) and, where that differs, form-urlencoded as
+ * RFC 6749 §2.3.1 asks OAuth clients to send them (oauth4webapi, openid-client): a secret with "+",
+ * "/" or "%" (any base64 one) works either way.
+ */
 export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, header: string | undefined): ServiceClient | null {
   if (typeof header !== 'string') return null;
   const match = /^Basic[ ]+([A-Za-z0-9+/=]+)[ ]*$/i.exec(header);
@@ -107,24 +121,26 @@ export function authenticateServiceClient(ctx: Pick<AppContext, 'config'>, heade
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon <= 0) return null;
-  let id: string;
-  let secret: string;
-  try {
-    // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
-    id = decodeURIComponent(decoded.slice(0, colon).replaceAll('+', ' '));
-    secret = decodeURIComponent(decoded.slice(colon + 1).replaceAll('+', ' '));
-  } catch {
-    return null;
+  const sent = { id: decoded.slice(0, colon), secret: decoded.slice(colon + 1) };
+  const forms = [sent];
+  const encoded = { id: formDecoded(sent.id), secret: formDecoded(sent.secret) };
+  if (encoded.id !== null && encoded.secret !== null && (encoded.id !== sent.id || encoded.secret !== sent.secret)) {
+    forms.push({ id: encoded.id, secret: encoded.secret });
   }
   // A client may be listed twice while its secret is rotated: either secret works. Every candidate
-  // is compared (no early exit), and an unknown id is compared against a dummy: the same work.
-  const presented = sha256Hex(secret);
-  const candidates = ctx.config.serviceClients.filter((c) => c.id === id);
-  let ok = false;
-  for (const { secretSha256 } of candidates.length > 0 ? candidates : [{ secretSha256: DUMMY_HASH }]) {
-    ok = safeEqual(presented, secretSha256) || ok;
+  // of every form is compared (no early exit), and an unknown id against a dummy: the work depends
+  // on what was sent, never on which secret is configured.
+  let found: ServiceClient | null = null;
+  for (const { id, secret } of forms) {
+    const presented = sha256Hex(secret);
+    const candidates = ctx.config.serviceClients.filter((c) => c.id === id);
+    let ok = false;
+    for (const { secretSha256 } of candidates.length > 0 ? candidates : [{ secretSha256: DUMMY_HASH }]) {
+      ok = safeEqual(presented, secretSha256) || ok;
+    }
+    if (candidates.length > 0 && ok && !found) found = { id, audiences: candidates[0]!.audiences };
   }
-  return candidates.length > 0 && ok ? { id, audiences: candidates[0]!.audiences } : null;
+  return found;
 }
 
 export const authenticate = fp(
