@@ -32,11 +32,22 @@ export const ProblemSchema = z
       .optional()
       .describe('link_used: why the link no longer works: used; replaced (a newer link was sent, or a change to the account ended this one: use the newest e-mail); withdrawn (its sender was blocked: ask for a new one); account_active (activation: sign in instead)'),
     hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
-    offsetSeconds: z.number().int().optional().describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset"),
+    offsetSeconds: z
+      .number()
+      .int()
+      .optional()
+      .describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset from server time, in seconds: positive when the device clock is ahead (its code is from the future), negative when it is behind"),
     next: z.enum(['mfa', 'mfa_enrollment']).optional().describe('challenge_step_mismatch: the step this challenge is for'),
     currentVersion: z.string().optional().describe('terms_version_mismatch: the terms version to accept'),
     minLength: z.number().int().optional().describe('password_too_short: the minimum length'),
     maxLength: z.number().int().optional().describe('password_too_long: the maximum length'),
+    contextWord: z
+      .object({
+        word: z.string().describe('As compared: NFKC, lower-case, letters and digits only ("anna" of anna.mueller@…)'),
+        source: z.enum(['email', 'organization', 'shop']).describe("Part of the user's e-mail address, the organisation name or the shop name"),
+      })
+      .optional()
+      .describe('password_contains_context: the word the password must not contain, so a translated message can name it'),
     error: z.enum(['invalid_client']).optional().describe('invalid_client: the OAuth error code as well (RFC 6749 §5.2), for generic introspection clients'),
     contact: ContactSchema.optional().describe('link_expired, link_used of an invitation not yet activated: whom to ask for a new one'),
   })

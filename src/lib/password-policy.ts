@@ -8,6 +8,10 @@ export const PASSWORD_MAX_LENGTH = 1024;
 
 export type PasswordContext = { email?: string; organizationName?: string; shopName?: string };
 
+/** Where a word the password must not contain comes from: the e-mail address, the organisation or the shop name. */
+export type ContextSource = 'email' | 'organization' | 'shop';
+const SOURCE_TEXT: Record<ContextSource, string> = { email: 'your e-mail address', organization: 'the organisation name', shop: 'the shop name' };
+
 export type PasswordCheck =
   | { ok: true; normalized: string }
   | {
@@ -16,6 +20,8 @@ export type PasswordCheck =
       detail: string;
       minLength?: number;
       maxLength?: number;
+      /** password_contains_context: the word found, so a translated message can name it too. */
+      contextWord?: { word: string; source: ContextSource };
     };
 
 type CommonPasswordsPackage = typeof import('@zxcvbn-ts/language-common');
@@ -85,11 +91,11 @@ const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(fold(s.
  * minimum: some digits' look-alikes are punctuation (Arabic-Indic "٠" → "."), so "٠٠٠٠" would
  * become "" and be found in every password.
  */
-type ContextWord = { word: string; key: string | null; source: string };
+type ContextWord = { word: string; key: string | null; source: ContextSource };
 
 // Names are split into words too ("Acme Tools GmbH" → acme, tools, gmbh); words under 4
 // characters are skipped because they occur by chance in good passphrases ("AG", "max").
-function wordsOf(value: string | undefined, source: string, minWhole: number): ContextWord[] {
+function wordsOf(value: string | undefined, source: ContextSource, minWhole: number): ContextWord[] {
   if (!value) return [];
   const candidates = [value, ...value.split(/[^\p{L}\p{N}]+/u)];
   return candidates.flatMap((candidate, i) => {
@@ -104,9 +110,9 @@ function contextWords(context: PasswordContext): ContextWord[] {
   const email = context.email;
   const localPart = email && email.includes('@') ? email.slice(0, email.lastIndexOf('@')) : email;
   return [
-    ...wordsOf(localPart, 'your e-mail address', 3),
-    ...wordsOf(context.organizationName, 'the organisation name', 4),
-    ...wordsOf(context.shopName, 'the shop name', 4),
+    ...wordsOf(localPart, 'email', 3),
+    ...wordsOf(context.organizationName, 'organization', 4),
+    ...wordsOf(context.shopName, 'shop', 4),
   ];
 }
 
@@ -151,7 +157,8 @@ export function checkPassword(password: string, context: PasswordContext): Passw
       ok: false,
       code: 'password_contains_context',
       // The word itself, so the user sees what to leave out ("admin" of admin@…, not the whole address).
-      detail: `The password must not contain "${hit.word}", which is part of ${hit.source}.`,
+      detail: `The password must not contain "${hit.word}", which is part of ${SOURCE_TEXT[hit.source]}.`,
+      contextWord: { word: hit.word, source: hit.source },
     };
   }
   return { ok: true, normalized };

@@ -6,6 +6,7 @@ import { defineErrors } from '../../errors.js';
  *  - account_blocked: `contact: { support, administrators: [{ name, email }] }` — whom to ask.
  *  - account_locked: `retryAfter` (seconds), also sent as the Retry-After header.
  *  - password_too_short / password_too_long: `minLength` / `maxLength`.
+ *  - password_contains_context: `contextWord: { word, source }` — what to leave out, and whence.
  */
 export const accountErrors = defineErrors({
   invalid_credentials: { status: 401, title: 'The e-mail address or the password is not correct' },

@@ -24,6 +24,7 @@ export function assertPasswordAllowed(password: string, context: PasswordContext
   const extras: Record<string, unknown> = {};
   if (result.minLength !== undefined) extras.minLength = result.minLength;
   if (result.maxLength !== undefined) extras.maxLength = result.maxLength;
+  if (result.contextWord !== undefined) extras.contextWord = result.contextWord;
   const error: AppError = passwordErrors[result.code](result.detail, extras);
   throw error;
 }
