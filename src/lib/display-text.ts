@@ -10,7 +10,7 @@ import { z } from 'zod';
  * spaces), line and paragraph separators, private-use and unassigned code points, letters that
  * show as blank, and runs of spaces (of any width). Kept: the zero-width (non-)joiner, which some
  * scripts' names need (Persian, Indic), and the direction marks that names pasted from Hebrew or
- * Arabic text carry (LRM, RLM, ALM).
+ * Arabic text carry (LRM, RLM, ALM). Stored in Unicode's composed form (NFC).
  */
 const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|[\u200C\u200D\u200E\u200F\u061C])*$/u;
 /** Letters that show as blank (Hangul fillers, the braille blank): a "name" of them looks empty. */
@@ -22,6 +22,9 @@ export function displayText(maxLength: number) {
   return z
     .string()
     .trim()
+    // One spelling for what reads the same: "Mu" + U+0308 (pasted from a PDF or a macOS file name)
+    // is stored as "Mü", so the search box finds it as everyone types it.
+    .normalize('NFC')
     .min(1)
     .max(maxLength)
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')

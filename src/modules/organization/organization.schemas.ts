@@ -134,6 +134,6 @@ export const ListUsersQuery = z.strictObject({
   status: UserStatusSchema.optional(),
   mfa: z.enum(['enrolled', 'not_enrolled']).optional().describe('Whether an authenticator app is set up'),
   role: RoleFilterSchema.optional(),
-  q: z.string().trim().max(200).optional().describe('Case-insensitive search in name and e-mail; empty: no filter (a cleared search box)'),
+  q: z.string().trim().normalize('NFC').max(200).optional().describe('Case-insensitive search in name and e-mail; empty: no filter (a cleared search box)'),
   ...PageQuery,
 });

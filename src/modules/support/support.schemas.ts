@@ -54,7 +54,7 @@ export const CustomerNumberSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._\/-]*$/, 'letters, digits and . _ / - only');
 
 export const SearchOrganizationsQuery = z.strictObject({
-  q: z.string().trim().max(200).optional().describe('Part of the name or of the customer number (case-insensitive); empty: no filter'),
+  q: z.string().trim().normalize('NFC').max(200).optional().describe('Part of the name or of the customer number (case-insensitive); empty: no filter'),
   suspended: z.enum(['true', 'false']).optional().describe('Only suspended organisations (true) or only the others (false)'),
   ...PageQuery,
 });
@@ -91,7 +91,7 @@ export const OrganizationIdParams = z.strictObject({ id: z.uuid().describe('Orga
 
 export const SearchUsersQuery = z.strictObject({
   email: z.string().trim().min(1).max(254).optional().describe('Exact e-mail address (case-insensitive)'),
-  q: z.string().trim().max(200).optional().describe('Part of the name or e-mail (case-insensitive); empty: no filter'),
+  q: z.string().trim().normalize('NFC').max(200).optional().describe('Part of the name or e-mail (case-insensitive); empty: no filter'),
   organizationId: z.uuid().optional(),
   status: UserStatusSchema.optional(),
   role: RoleFilterSchema.optional(),
