@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { LanguageSchema } from '../../lib/languages.js';
 import { problemResponses } from '../../http/problem.js';
 import { noStore } from '../../http/no-store.js';
 import { requestMeta } from '../../http/request-meta.js';
@@ -13,6 +14,7 @@ const ActivationInfoSchema = z
     email: z.string().describe('The account the link belongs to'),
     name: z.string(),
     organizationName: z.string().nullable().describe('The reseller organisation (null for shop staff)'),
+    language: LanguageSchema.describe("The language of the invitation mail, the user's until they choose another: show the page in it (the link's `lang` says the same)"),
     expiresAt: z.iso.datetime().describe('When the link expires'),
     passwordPolicy: z.object({ minLength: z.number().int(), maxLength: z.number().int() }).describe('For the password form'),
   })

@@ -12,6 +12,7 @@ import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flow
 import { issueChallengeAfterPassword, type LoginChallenge } from '../login/challenge.js';
 import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
+import type { Language } from '../../lib/languages.js';
 
 /** Activation links live 7 days (security.md item 14). */
 export const ACTIVATION_TTL_SECONDS = 7 * 24 * 3600;
@@ -96,7 +97,7 @@ async function usableActivation(ctx: Ctx, token: string) {
   );
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
-    select: { id: true, email: true, name: true, status: true, organizationId: true, organization: { select: { name: true } } },
+    select: { id: true, email: true, name: true, status: true, language: true, organizationId: true, organization: { select: { name: true } } },
   });
   if (!user) throw flowErrors.link_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
@@ -108,6 +109,7 @@ export type ActivationInfo = {
   email: string;
   name: string;
   organizationName: string | null;
+  language: Language;
   expiresAt: string;
   passwordPolicy: { minLength: number; maxLength: number };
 };
@@ -119,6 +121,7 @@ export async function inspectActivation(ctx: Ctx, token: string): Promise<Activa
     email: user.email,
     name: user.name,
     organizationName: user.organization?.name ?? null,
+    language: user.language ?? ctx.config.defaultLanguage,
     expiresAt: flow.expiresAt.toISOString(),
     passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
   };

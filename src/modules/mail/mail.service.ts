@@ -40,6 +40,15 @@ export type EnqueueMailInput<K extends MailTemplateName> = {
   notBefore?: Date;
 };
 
+/**
+ * The page a mail's link opens learns the mail's language (`&lang=de`) before it calls the API, so
+ * it speaks as the mail did whatever the browser's language. The token stays the first parameter.
+ */
+function linkInLanguage<K extends MailTemplateName>(data: MailTemplateData[K], language: Language): MailTemplateData[K] {
+  const link = (data as { link?: unknown }).link;
+  return typeof link === 'string' ? { ...data, link: `${link}&lang=${language}` } : data;
+}
+
 /** A mail as `to` reads it: in their language (else DEFAULT_LANGUAGE), naming support as that language does. */
 export function renderMailFor<K extends MailTemplateName>(
   config: Pick<Config, 'shopName' | 'supportContactIn' | 'defaultLanguage' | 'mailTimeZone'>,
@@ -49,7 +58,7 @@ export function renderMailFor<K extends MailTemplateName>(
   audience: MailAudience = 'member',
 ): RenderedMail {
   const language = to.language ?? config.defaultLanguage;
-  return renderMail(template, data, { shopName: config.shopName, supportContact: config.supportContactIn[language], audience, timeZone: config.mailTimeZone }, language);
+  return renderMail(template, linkInLanguage(data, language), { shopName: config.shopName, supportContact: config.supportContactIn[language], audience, timeZone: config.mailTimeZone }, language);
 }
 
 /** Who the account `to` names reads the mail as (MailAudience), from its roles as of the caller's transaction. */

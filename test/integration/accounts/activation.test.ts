@@ -33,6 +33,7 @@ t.test('activation: the e-mailed link shows whose account it is, sets the passwo
     email: 'Anna.Berg@Example.test',
     name: 'Anna Berg',
     organizationName: 'Acme Tools GmbH',
+    language: 'en',
     expiresAt: expiresAt.toISOString(),
     passwordPolicy: { minLength: 12, maxLength: 1024 },
   });

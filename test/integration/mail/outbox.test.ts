@@ -43,14 +43,14 @@ t.test('a mail written in a transaction is delivered once over SMTP, as text and
   t.same(mail.to.map((a) => a.toLowerCase()), ['anna@example.test']);
   t.equal(mail.subject, 'ALSO Webshop: activate your account');
   t.match(mail.text, 'Hello Anna <script>alert(1)</script>,', 'the text part is plain text');
-  t.match(mail.text, link);
+  t.match(mail.text, `${link}&lang=en`, "the link names the mail's language for the page it opens");
   t.match(mail.text, '1 December 2026 at 13:30 CET');
   t.notMatch(mail.html, '<script>', 'data is HTML-escaped');
   t.match(mail.html, 'Anna &lt;script&gt;alert(1)&lt;/script&gt;');
   t.match(mail.html, 'Müller &amp; Söhne');
   t.match(mail.text, "Your ALSO Webshop username: Anna.O'Neil&Co@Example.test");
   t.match(mail.html, 'Your ALSO Webshop username: Anna.O&#39;Neil&amp;Co@Example.test');
-  t.match(mail.html, `href="${link}"`);
+  t.match(mail.html, `href="${link}&amp;lang=en"`);
   t.match(mail.messageId, /^<[0-9a-f-]{36}@webshop\.localhost>$/, 'stable Message-ID from the outbox row');
   // An automated mail says so (RFC 3834 section 5; Exchange's own header too): auto-replies do not answer it.
   t.match(mail.raw, /^Auto-Submitted: auto-generated\r?$/m, 'Auto-Submitted: auto-generated');
