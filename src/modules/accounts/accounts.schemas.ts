@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ContactSchema, PROBLEM_CONTENT_TYPE, ProblemSchema, problemHeaders } from '../../http/problem.js';
+import { asciiDomain } from '../../lib/email-address.js';
 import { PASSWORD_MAX_LENGTH } from '../../lib/password-policy.js';
 
 /**
@@ -10,10 +11,11 @@ import { PASSWORD_MAX_LENGTH } from '../../lib/password-policy.js';
 export const LoginEmailSchema = z
   .string()
   .trim()
+  .overwrite(asciiDomain)
   .min(3)
   .max(320)
   .regex(/^[^\s@]+@[^\s@]+$/, 'must be an e-mail address')
-  .describe('E-mail address (case-insensitive)');
+  .describe('E-mail address (case-insensitive; an internationalised domain in either form, müller.de or xn--mller-kva.de)');
 
 // The policy counts NFKC code points (≤ 1024); what a client may send before normalising is
 // bounded generously here and by the 16 KiB body limit. Never truncated.

@@ -1,6 +1,7 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import { commonErrors } from '../../errors.js';
+import { asciiDomain } from '../../lib/email-address.js';
 import type { Language } from '../../lib/languages.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
@@ -63,7 +64,7 @@ export async function acceptTerms(
   }
   await ctx.db.$transaction(async (tx) => {
     const user = await tx.user.findUniqueOrThrow({ where: { id: actor.userId }, select: { email: true } });
-    const typed = input.email.normalize('NFKC').trim().toLowerCase();
+    const typed = asciiDomain(input.email.normalize('NFKC').trim()).toLowerCase();
     if (typed !== user.email.normalize('NFKC').toLowerCase()) {
       throw meErrors.terms_email_mismatch('Type the e-mail address of your account.');
     }

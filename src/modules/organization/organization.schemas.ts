@@ -3,6 +3,7 @@ import topLevelDomains from 'tlds' with { type: 'json' };
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
+import { asciiDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
 
@@ -71,10 +72,14 @@ export const UserIdParams = z.strictObject({ id: z.uuid().describe('User id') })
 const emailSchema = z
   .string()
   .trim()
+  .overwrite(asciiDomain)
   .max(254)
   .pipe(z.email())
   // The document shows the pipe's input side (a string); the address check is said here too.
-  .meta({ format: 'email', description: 'Unique across all organisations, case-insensitively' });
+  .meta({
+    format: 'email',
+    description: 'Unique across all organisations, case-insensitively. An internationalised domain (müller.de) is stored in its ASCII form (xn--mller-kva.de); either form signs in',
+  });
 export const EmailSchema = emailSchema;
 /**
  * What mail programs turn into a link — a web address (with or without a scheme: "t.me/x",

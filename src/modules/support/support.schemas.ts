@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EmailSchema, ManagedUserSchema, PersonNameSchema, UserStatusSchema, RoleFilterSchema } from '../organization/organization.schemas.js';
 import { displayText } from '../../lib/display-text.js';
+import { asciiDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
 import { FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
@@ -90,7 +91,7 @@ export const CreatedOrganizationSchema = z
 export const OrganizationIdParams = z.strictObject({ id: z.uuid().describe('Organisation id') });
 
 export const SearchUsersQuery = z.strictObject({
-  email: z.string().trim().min(1).max(254).optional().describe('Exact e-mail address (case-insensitive)'),
+  email: z.string().trim().overwrite(asciiDomain).min(1).max(254).optional().describe('Exact e-mail address (case-insensitive; an internationalised domain in either form)'),
   q: z.string().trim().normalize('NFC').max(200).optional().describe('Part of the name or e-mail (case-insensitive); empty: no filter'),
   organizationId: z.uuid().optional(),
   status: UserStatusSchema.optional(),
