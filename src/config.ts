@@ -268,6 +268,8 @@ const envSchema = z.object({
   METRICS_TOKEN: z.string().min(16).optional(),
   RATE_LIMIT_ENABLED: bool.default(true),
   RATE_LIMIT_GLOBAL_PER_MINUTE: int(0).default(1000),
+  ADMIN_MAILS_PER_HOUR: int(1, 100_000).default(60),
+  ADMIN_CHANGES_PER_HOUR: int(1, 100_000).default(120),
   REDIS_KEY_PREFIX: z.string().min(1).max(100).default('webshop-auth:'),
   LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: int(0).default(200),
   MAIL_WORKER_ENABLED: bool.default(true),
@@ -346,6 +348,9 @@ export type Config = Readonly<{
   rateLimitEnabled: boolean;
   /** Per-IP ceiling over all routes (requests per minute); 0 turns it off. */
   rateLimitGlobalPerMinute: number;
+  /** Per signed-in administrator or support employee and hour (src/plugins/actor-limits.ts). */
+  adminMailsPerHour: number;
+  adminChangesPerHour: number;
   redisKeyPrefix: string;
   /** Shed load (503) when the mean event-loop delay exceeds this; 0 turns it off. */
   loadShedMaxEventLoopDelayMs: number;
@@ -468,6 +473,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     metricsToken: e.METRICS_TOKEN,
     rateLimitEnabled: e.RATE_LIMIT_ENABLED,
     rateLimitGlobalPerMinute: e.RATE_LIMIT_GLOBAL_PER_MINUTE,
+    adminMailsPerHour: e.ADMIN_MAILS_PER_HOUR,
+    adminChangesPerHour: e.ADMIN_CHANGES_PER_HOUR,
     redisKeyPrefix: e.REDIS_KEY_PREFIX,
     loadShedMaxEventLoopDelayMs: e.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
     mailWorkerEnabled: e.MAIL_WORKER_ENABLED,

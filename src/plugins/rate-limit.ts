@@ -5,6 +5,7 @@ import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
 import { Redis } from 'ioredis';
 import { Counter, Gauge } from 'prom-client';
 import { rateLimitedFor } from '../errors.js';
+import { addActorLimits } from './actor-limits.js';
 import { authenticateServiceClient } from './authenticate.js';
 
 /**
@@ -255,6 +256,9 @@ export const rateLimiting = fp(
         }
       });
     }
+    addActorLimits(app, { mails: config.adminMailsPerHour, changes: config.adminChangesPerHour }, (_request, budget) =>
+      limited.inc({ route: `actor-${budget}` }),
+    );
   },
   { name: 'rate-limiting', dependencies: ['metrics'] },
 );

@@ -305,6 +305,14 @@ export async function appointAdministrator(
       const replaced = replacing === undefined ? null : await lockReplaced(tx, acting, organizationId, replacing);
       const activeAdministrators = await countActiveAdministrators(tx, organizationId, replaced?.id);
       const organization = await tx.organization.findUniqueOrThrow({ where: { id: organizationId }, select: { id: true, name: true, language: true, suspendedAt: true } });
+      if (replaced && activeAdministrators > 0 && organization.suspendedAt === null) {
+        // A taken-over administrator may have made accomplices administrators: say what to do instead.
+        throw policyErrors.administrator_exists(
+          `Besides the administrator to be replaced, ${activeAdministrators} other active administrator${activeAdministrators === 1 ? '' : 's'} remain. ` +
+            'Block each one who must go (POST /v1/support/users/{id}/block: allowed while another active administrator remains), ' +
+            'then appoint the successor with `replacing` naming the last one.',
+        );
+      }
       authorize(acting, 'administrator.appoint', { organizationId }, { activeAdministrators, organizationSuspended: organization.suspendedAt !== null });
 
       const invited = 'email' in input;

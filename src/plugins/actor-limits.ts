@@ -1,0 +1,73 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Permission } from '../access/permissions.js';
+import { rateLimitedFor } from '../errors.js';
+import type { RouteAccess } from './route-access.js';
+
+/**
+ * Per-actor limits on administrative writes (the incident drill of session 26): an administrator's
+ * or support employee's account taken over could otherwise mail thousands of addresses of its
+ * choosing in the shop's name (and take each address for the whole service), or block and erase
+ * users by the hundred a minute, held back only by the per-IP ceiling. Two budgets per signed-in
+ * user, counted in the rate-limit store (Redis when set), an hour each:
+ *  - `mails`: writes that mail an address the caller chose — invitations, resent activation links,
+ *    password-reset links, support's MFA-reset requests, new organisations and appointed
+ *    administrators (ADMIN_MAILS_PER_HOUR);
+ *  - `changes`: every other administrative write — block, unblock, erase, roles, MFA reset,
+ *    sign-out, rename, withdraw, unlock, suspension (ADMIN_CHANGES_PER_HOUR).
+ * Over a budget: 429 `rate_limited` with Retry-After, nothing changed. Reads are not counted.
+ */
+
+export type ActorBudget = 'mails' | 'changes';
+
+const MAILING: ReadonlySet<Permission> = new Set<Permission>([
+  'organization:users:invite',
+  'organization:users:password-reset',
+  'support:organizations:create',
+  'support:administrators:appoint',
+  'support:users:mfa-reset-request',
+  'support:users:password-reset',
+]);
+
+/** The budget a route counts against: administrative writes only; a withdrawal (DELETE) mails nobody. */
+export function actorBudgetOf(method: string, access: RouteAccess | undefined): ActorBudget | null {
+  if (typeof access !== 'object' || method === 'GET' || method === 'HEAD') return null;
+  const { permission } = access;
+  if (!permission.startsWith('organization:users:') && !permission.startsWith('support:')) return null;
+  return MAILING.has(permission) && method === 'POST' ? 'mails' : 'changes';
+}
+
+type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
+
+export function addActorLimits(
+  app: FastifyInstance,
+  budgets: Record<ActorBudget, number>,
+  onLimited: (request: FastifyRequest, budget: ActorBudget) => void,
+): void {
+  const limiters = Object.fromEntries(
+    (Object.keys(budgets) as ActorBudget[]).map((budget) => [
+      budget,
+      app.createRateLimit({
+        max: budgets[budget],
+        timeWindow: 3_600_000,
+        keyGenerator: (request: FastifyRequest) => `actor-${budget}:${request.actor?.userId ?? ''}`,
+      }),
+    ]),
+  ) as Record<ActorBudget, Limiter>;
+
+  // After authentication (an onRequest hook): the actor is known; before the handler changes anything.
+  app.addHook('preHandler', async (request) => {
+    if (!request.actor) return;
+    const budget = actorBudgetOf(request.method, (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access);
+    if (!budget) return;
+    const result = await limiters[budget](request);
+    if (!result.isAllowed && result.isExceeded) {
+      onLimited(request, budget);
+      throw rateLimitedFor(
+        budget === 'mails'
+          ? 'Too many mails sent from this account within the hour (invitations, links).'
+          : 'Too many administrative changes from this account within the hour.',
+        Math.max(1, Math.ceil(result.ttl / 1000)),
+      );
+    }
+  });
+}
