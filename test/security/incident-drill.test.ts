@@ -67,3 +67,18 @@ t.test('per-actor budgets: mails and other changes counted apart, per signed-in 
   const s3 = await w.request({ method: 'POST', url: `/v1/support/users/${members[1]!.user.id}/erase`, token: w.support.token });
   t.same([s1.status, s2.status, s3.status], [200, 204, 429]);
 });
+
+t.test("erasing an accomplice does not erase the trail: the invitation's audit row keeps the address and name it was sent to", async (t) => {
+  const w = await adminWorld(t);
+  const invited = await w.request({
+    method: 'POST',
+    url: '/v1/organization/users',
+    token: w.adminA.token,
+    body: { email: 'zed@evil.example', name: 'Zed Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] },
+  });
+  t.equal(invited.status, 201);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${invited.body.id}/block`, token: w.adminA.token })).status, 200);
+  t.equal((await w.request({ method: 'DELETE', url: `/v1/organization/users/${invited.body.id}`, token: w.adminA.token })).status, 204, 'withdrawn');
+  const log = await w.request({ url: `/v1/support/audit-events?type=user.invited&userId=${w.adminA.user.id}`, token: w.support.token });
+  t.match(log.body.items, [{ subject: { id: invited.body.id }, details: { email: 'zed@evil.example', name: 'Zed Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] } }]);
+});

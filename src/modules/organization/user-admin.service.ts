@@ -158,7 +158,9 @@ export async function inviteUserInTx(
     subjectUserId: user.id,
     organizationId: input.organization.id,
     meta: input.meta,
-    details: { roles, via: input.via },
+    // The address and name as invited: the trail of an invitation outlives an erasure of the invitee
+    // (an accomplice's address is what an incident responder looks for).
+    details: { roles, via: input.via, email: user.email, name: user.name },
   });
   return { user: await reloadManagedUser(tx, user.id), activation };
 }

@@ -38,7 +38,7 @@ export async function createSupportUser(
         type: 'user.invited',
         subjectUserId: user.id,
         meta: origin.meta,
-        details: { roles: ['SUPPORT'], via: origin.by },
+        details: { roles: ['SUPPORT'], via: origin.by, email: user.email, name: user.name },
       });
       return { userId: user.id, activationLink: activation.link, expiresAt: activation.expiresAt };
     });
