@@ -16,7 +16,7 @@ const Person = z
 export const AuditEventSchema = z
   .object({
     id: z.uuid(),
-    type: z.string().describe('One of the documented event types (see the `type` filter)'),
+    type: z.string().describe("One of the documented event types (see the `type` filter; each type, its actor, subject and details: docs/audit-events.md in the service's repository)"),
     occurredAt: z.iso.datetime(),
     organizationId: z.uuid().nullable(),
     actor: Person.nullable().describe('Who did it (null: the system, an anonymous caller, or the operator CLI)'),

@@ -92,7 +92,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     );
   const blocked = async (): Promise<never> => {
     const error = await releasingOnError(() => accountBlockedError(ctx.db, ctx.config, user));
-    await giveBack({ type: 'login.blocked_attempt' });
+    await giveBack({ type: 'login.blocked_attempt', details: { step: 'password' } });
     throw error;
   };
   const locked = async (until: Date): Promise<never> => {

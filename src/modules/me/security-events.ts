@@ -19,7 +19,7 @@ const MEANINGS = {
   'user.activated': 'You activated your account (chose your password)',
   'login.mfa_succeeded': 'A sign-in with password and code (or recovery code)',
   'login.password_failed':
-    'A password was refused (details.reason: wrong_password; locked: typed while sign-in was locked, right or wrong; locked_unchecked: not checked during a lock; password_changed: changed meanwhile)',
+    'A password was refused (details.reason: wrong_password; locked: typed while sign-in was locked, right or wrong; locked_unchecked: not checked during a lock; password_changed: changed meanwhile; not_activated: typed before the account was activated)',
   'login.mfa_failed': 'A code was refused after the right password (details.reason, details.factor: totp or recovery_code)',
   'login.locked': 'Sign-in was locked after wrong passwords in a row (details.until)',
   'mfa.locked': 'Code entry was locked after wrong codes in a row (details.until)',

@@ -8,8 +8,9 @@ export const UNLOCK_SUMMARY =
 /**
  * An administrator (own organisation) or support lifts a running sign-in lock of a user who called
  * ("I cannot sign in"): the password lock, the code-entry lock, or both, with their counts of
- * failures in a row. The number of locks so far stays (the user's next sign-in resets it, as
- * always), so the next lock of someone still guessing lasts twice as long as the last one did.
+ * failures in a row. The number of locks so far stays (a password lock's is reset by the user's
+ * next sign-in; a code-entry lock's never is: docs/security.md, observation 5), so the next lock of
+ * someone still guessing lasts twice as long as the last one did.
  * 409 not_locked when neither is running. Audited as `user.unlocked` with which locks were
  * lifted; the user can sign in at once.
  */

@@ -116,7 +116,7 @@ t.test('blocked: told only after the correct password, with whom to contact', as
   });
   t.match(res.body.detail, 'Ada Admin <ada@example.test>');
   t.equal(await app.ctx.db.flowToken.count({ where: { userId: user.id } }), 0, 'no challenge');
-  t.ok((await auditEvents(app, user.id)).some((e) => e.type === 'login.blocked_attempt'));
+  t.match((await auditEvents(app, user.id)).filter((e) => e.type === 'login.blocked_attempt'), [{ details: { step: 'password' } }], 'which step it was, as the security events say');
 
   // Support staff (no organisation) are pointed at support only.
   const { user: staff, password: staffPassword } = await createUser(app.ctx.db, app, { roles: ['SUPPORT'], status: 'BLOCKED' });
