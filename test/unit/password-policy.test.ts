@@ -124,10 +124,16 @@ t.test('repeats and sequences count as common', async (t) => {
 
 t.test('context words', async (t) => {
   const ctx = { email: 'jane.doe@example.com', organizationName: 'Acme Industrial AG', shopName: 'Müller-Shop' };
-  const reject = (pw: string, word: string, source: string) =>
+  const SOURCES = { 'your e-mail address': 'email', 'the organisation name': 'organization', 'the shop name': 'shop' } as const;
+  const reject = (pw: string, word: string, source: keyof typeof SOURCES) =>
     t.same(
       checkPassword(pw, ctx),
-      { ok: false, code: 'password_contains_context', detail: `The password must not contain "${word}", which is part of ${source}.` },
+      {
+        ok: false,
+        code: 'password_contains_context',
+        detail: `The password must not contain "${word}", which is part of ${source}.`,
+        contextWord: { word, source: SOURCES[source] },
+      },
       pw,
     );
 
