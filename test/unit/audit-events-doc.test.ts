@@ -17,14 +17,14 @@ t.test('every audit event type has exactly one section, and no section names a t
 
 t.test("each section says whether the type is in the event feed, as the feed's list says", async (t) => {
   for (const type of AUDIT_EVENT_TYPES) {
-    const feed = /Feed: (yes|no)/.exec(sections.get(type) ?? '')?.[1];
+    const feed = /Feed: (yes|no)\b/.exec(sections.get(type) ?? '')?.[1];
     t.equal(feed, (FEED_EVENT_TYPES as readonly string[]).includes(type) ? 'yes' : 'no', type);
   }
 });
 
 t.test("each section says whether the user sees the type among their own security events, as that list says", async (t) => {
   for (const type of AUDIT_EVENT_TYPES) {
-    const own = /Own security events: (yes|no)/.exec(sections.get(type) ?? '')?.[1];
+    const own = /Own security events: (yes|no)\b/.exec(sections.get(type) ?? '')?.[1];
     t.equal(own, (SECURITY_EVENT_TYPES as readonly string[]).includes(type) ? 'yes' : 'no', type);
   }
 });

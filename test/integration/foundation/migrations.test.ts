@@ -275,3 +275,32 @@ t.test('blocked by support: the migration marks the blocks support made before i
     { email: 'suspended@example.com', blocked_by_support: false },
   ]);
 });
+
+t.test('names in NFC: the migration composes names stored decomposed and audits each change, so the event feed tells it', async (t) => {
+  const url = await migratedUpTo(t, '20261201030000');
+  const [org] = await query<{ id: string }>(
+    url,
+    `INSERT INTO organizations (id, customer_number, name, updated_at) VALUES (gen_random_uuid(), 'C-NFC', 'Mu\u0308ller GmbH', now()) RETURNING id`,
+  );
+  const [user] = await query<{ id: string }>(
+    url,
+    `INSERT INTO users (id, email, name, roles, status, organization_id, updated_at) VALUES (gen_random_uuid(), 'b@example.com', 'Bernd Mu\u0308ller', '{USER}', 'ACTIVE', $1, now()) RETURNING id`,
+    [org!.id],
+  );
+  await query(url, `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'c@example.com', 'Carla Müller', '{USER}', 'ACTIVE', now())`);
+
+  await migrate(url, quiet);
+  t.same(await query(url, `SELECT name FROM users ORDER BY email`), [{ name: 'Bernd Müller' }, { name: 'Carla Müller' }]);
+  t.same(await query(url, `SELECT name FROM organizations`), [{ name: 'Müller GmbH' }]);
+  const audits = await query<{ type: string; subject_user_id: string | null; organization_id: string; details: unknown }>(
+    url,
+    `SELECT type, subject_user_id, organization_id, details FROM audit_events ORDER BY type`,
+  );
+  t.same(audits, [
+    { type: 'organization.updated', subject_user_id: null, organization_id: org!.id, details: { by: 'migration', name: { from: 'Mu\u0308ller GmbH', to: 'Müller GmbH' } } },
+    { type: 'user.renamed', subject_user_id: user!.id, organization_id: org!.id, details: { by: 'migration', name: { from: 'Bernd Mu\u0308ller', to: 'Bernd Müller' } } },
+  ], 'one row per name changed, none for a name already composed');
+  const [index] = await query<{ indexdef: string }>(url, `SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_feed'`);
+  t.match(index!.indexdef, /'user\.preferences_changed'.*'mfa\.enrolled'/s, 'the feed index, rebuilt with the two new types, under its name');
+  t.same(await query(url, `SELECT indexname FROM pg_indexes WHERE indexname = 'audit_events_feed_2'`), [], 'no second index left');
+});
