@@ -7,14 +7,20 @@ import type { RouteAccess } from './route-access.js';
  * Per-actor limits on administrative writes (the incident drill of session 26): an administrator's
  * or support employee's account taken over could otherwise mail thousands of addresses of its
  * choosing in the shop's name (and take each address for the whole service), or block and erase
- * users by the hundred a minute, held back only by the per-IP ceiling. Two budgets per signed-in
- * user, counted in the rate-limit store (Redis when set), an hour each:
+ * users by the hundred a minute, held back only by the per-IP ceiling. Two budgets, counted in
+ * the rate-limit store (Redis when set), an hour each:
  *  - `mails`: writes that mail an address the caller chose — invitations, resent activation links,
  *    password-reset links, support's MFA-reset requests, new organisations and appointed
- *    administrators (ADMIN_MAILS_PER_HOUR);
+ *    administrators (ADMIN_MAILS_PER_HOUR). Shared by an organisation's administrators: an
+ *    administrator taken over could otherwise invite accomplice administrators, each with a budget
+ *    of its own (the second read of session 26). Support staff, whom the API cannot create, have one each;
  *  - `changes`: every other administrative write — block, unblock, erase, roles, MFA reset,
- *    sign-out, rename, withdraw, unlock, suspension (ADMIN_CHANGES_PER_HOUR).
- * Over a budget: 429 `rate_limited` with Retry-After, nothing changed. Reads are not counted.
+ *    sign-out, rename, withdraw, unlock, suspension (ADMIN_CHANGES_PER_HOUR), per person: an
+ *    administrator's reach ends at their organisation, and a shared budget would let one taken-over
+ *    administrator use up the changes the others need to lock them out.
+ * Over a budget: 429 `rate_limited` with Retry-After, nothing changed. Reads are not counted; a
+ * write is counted when it is asked for, also one refused afterwards (404, 409), as the per-IP
+ * limits count.
  */
 
 export type ActorBudget = 'mails' | 'changes';
@@ -38,6 +44,13 @@ export function actorBudgetOf(method: string, access: RouteAccess | undefined): 
 
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
 
+/** Whose budget a request spends: an organisation's administrators share the mails, changes are each person's. */
+function budgetHolder(budget: ActorBudget, request: FastifyRequest): string {
+  const actor = request.actor;
+  if (budget === 'mails' && actor?.organizationId) return `organization:${actor.organizationId}`;
+  return `user:${actor?.userId ?? ''}`;
+}
+
 export function addActorLimits(
   app: FastifyInstance,
   budgets: Record<ActorBudget, number>,
@@ -49,7 +62,7 @@ export function addActorLimits(
       app.createRateLimit({
         max: budgets[budget],
         timeWindow: 3_600_000,
-        keyGenerator: (request: FastifyRequest) => `actor-${budget}:${request.actor?.userId ?? ''}`,
+        keyGenerator: (request: FastifyRequest) => `actor-${budget}:${budgetHolder(budget, request)}`,
       }),
     ]),
   ) as Record<ActorBudget, Limiter>;

@@ -1,5 +1,7 @@
 import t from 'tap';
-import { adminWorld } from '../integration/organization/helpers.js';
+import { GOOD_PASSWORD, tokenFromLink } from '../helpers/accounts.js';
+import { currentTotp } from '../helpers/factories.js';
+import { adminWorld, mailsTo } from '../integration/organization/helpers.js';
 
 /**
  * Incident drill (session 26: a customer administrator's or a support employee's account taken over).
@@ -50,7 +52,7 @@ t.test('per-actor budgets: mails and other changes counted apart, per signed-in 
   t.same([over.status, over.body.code], [429, 'rate_limited'], 'the fourth mail within the hour');
   t.ok(Number(over.headers['retry-after']) > 0, 'Retry-After');
   t.equal(await w.app.ctx.db.user.count({ where: { email: 'new3@alpha.test' } }), 0, 'nothing written');
-  t.equal((await invite(w.adminB.token, 9)).status, 201, "another administrator's budget is their own");
+  t.equal((await invite(w.adminB.token, 9)).status, 201, "another organisation's administrators have a mail budget of their own");
   for (let i = 0; i < 5; i++) t.equal((await w.request({ url: '/v1/organization/users', token: w.adminA.token })).status, 200, 'reads are not counted');
 
   const members = await Promise.all([0, 1, 2].map((i) => w.member(w.orgA.id, { name: `Member ${i}` })));
@@ -81,4 +83,36 @@ t.test("erasing an accomplice does not erase the trail: the invitation's audit r
   t.equal((await w.request({ method: 'DELETE', url: `/v1/organization/users/${invited.body.id}`, token: w.adminA.token })).status, 204, 'withdrawn');
   const log = await w.request({ url: `/v1/support/audit-events?type=user.invited&userId=${w.adminA.user.id}`, token: w.support.token });
   t.match(log.body.items, [{ subject: { id: invited.body.id }, details: { email: 'zed@evil.example', name: 'Zed Accomplice', roles: ['USER', 'CUSTOMER_ADMIN'] } }]);
+});
+
+// Second read of session 26: a budget keyed on the actor's user id let a taken-over administrator
+// invite accomplice administrators (addresses the attacker reads), each with a fresh budget of its
+// own. An organisation's administrators share the mail budget (ADMIN_MAILS_PER_HOUR).
+t.test('a taken-over administrator cannot multiply the hourly mail budget by inviting accomplice administrators: they share it', async (t) => {
+  const MAILS = 3;
+  const w = await adminWorld(t, { RATE_LIMIT_ENABLED: 'true', ADMIN_MAILS_PER_HOUR: String(MAILS) });
+  const tokens: string[] = [];
+  // Two of admin A's three mails: two accomplice administrators at addresses the attacker reads.
+  for (let i = 0; i < MAILS - 1; i++) {
+    const email = `eve${i}@attacker.example`;
+    const invited = await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email, name: `Eve ${i}`, roles: ['USER', 'CUSTOMER_ADMIN'] } });
+    t.equal(invited.status, 201);
+    const token = tokenFromLink((await mailsTo(w.app, email))[0]!.textBody, '/activate');
+    const activated = await w.request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } });
+    t.equal(activated.status, 200, 'activated');
+    const challengeToken = activated.body.challengeToken as string;
+    const started = await w.request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken } });
+    const verified = await w.request({ url: '/v1/auth/login/mfa-enrollment/verify', body: { challengeToken, code: currentTotp(w.app, String(started.body.secret)) } });
+    t.equal(verified.status, 200, 'authenticator set up, signed in');
+    tokens.push(verified.body.accessToken as string);
+  }
+  // Every accomplice mails at will, each with a full budget: the actor behind them all is one.
+  let sent = MAILS - 1;
+  for (const [k, token] of tokens.entries()) {
+    for (let i = 0; i < MAILS; i++) {
+      const r = await w.request({ method: 'POST', url: '/v1/organization/users', token, body: { email: `victim${k}-${i}@spam-target.example`, name: `Victim ${i}` } });
+      if (r.status === 201) sent++;
+    }
+  }
+  t.ok(sent <= MAILS, `the administrator taken over sent at most ADMIN_MAILS_PER_HOUR (${MAILS}) mails through the accounts it made within the hour (got ${sent})`);
 });
