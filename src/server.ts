@@ -4,6 +4,7 @@ import { buildApp } from './app.js';
 import { SHUTDOWN, shutDown } from './http/shutdown.js';
 import { ConfigError, developmentModeWarning, loadConfig, startupWarnings } from './config.js';
 import { lowerThreadpoolPriority } from './lib/threadpool-priority.js';
+import { asciiOnlyLocaleWarning } from './db/locale-check.js';
 import { loggerOptions } from './logger.js';
 import { openRuntime } from './runtime.js';
 
@@ -17,6 +18,8 @@ async function main(): Promise<void> {
   if (relaxed) logger.warn(relaxed);
   for (const warning of startupWarnings(config)) logger.warn(warning);
   const app = await buildApp({ config, database: runtime.database, keyring: runtime.keyring, logger });
+  const localeWarning = await asciiOnlyLocaleWarning(runtime.database.pool);
+  if (localeWarning) logger.warn(localeWarning);
 
   // At most 8 s, inside the 10 s a container runtime waits after SIGTERM before it kills (docker
   // stop); the timeline is in http/shutdown.ts. After an error: no /readyz delay, straight to close.

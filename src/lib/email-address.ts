@@ -1,17 +1,37 @@
 import { domainToASCII } from 'node:url';
 
+/** A domain that IDNA has to look at: one with non-ASCII characters, or with a label in its ASCII form ("xn--…"). */
+const needsIdna = (domain: string): boolean => !/^[\x21-\x7e]*$/.test(domain) || /(?:^|\.)xn--/i.test(domain);
+
+const domainOf = (address: string): string | null => {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? null : address.slice(at + 1);
+};
+
 /**
  * An address with its domain as DNS and SMTP know it: an internationalised domain (IDNA,
  * "joerg@müller-gmbh.de") in its ASCII form ("joerg@xn--mller-gmbh-9db.de"), so the address on a
  * business card and the one stored are the same account, and mail can be delivered without
- * SMTPUTF8. An ASCII domain (any letter case) stays as it is; a domain IDNA refuses too, for the
- * address check to refuse. The local part is never changed.
+ * SMTPUTF8. A domain already in its ASCII form is put in IDNA's canonical one (lower case, and a
+ * label encoding a decomposed "u" + U+0308 as the "ü" it is), so no two spellings of one domain make
+ * two accounts. Any other ASCII domain (any letter case) stays as it is, and so does one IDNA refuses
+ * (hasValidDomain says so). The local part is never changed.
  */
 export function asciiDomain(address: string): string {
-  const at = address.lastIndexOf('@');
-  if (at < 0) return address;
-  const domain = address.slice(at + 1);
-  if (/^[\x21-\x7e]*$/.test(domain)) return address;
+  const domain = domainOf(address);
+  if (domain === null || !needsIdna(domain)) return address;
   const ascii = domainToASCII(domain);
-  return ascii ? `${address.slice(0, at + 1)}${ascii}` : address;
+  return ascii ? `${address.slice(0, address.length - domain.length)}${ascii}` : address;
 }
+
+/** False for an address whose domain IDNA refuses: invalid punycode ("xn--abc"), or characters no domain may hold. */
+export function hasValidDomain(address: string): boolean {
+  const domain = domainOf(address);
+  return domain === null || !needsIdna(domain) || domainToASCII(domain) !== '';
+}
+
+/**
+ * zod's e-mail pattern with one change: the top-level domain may be an internationalised one in its
+ * ASCII form ("xn--p1ai" for .рф), which zod's letters-only rule refuses.
+ */
+export const EMAIL_PATTERN = /^(?:[A-Za-z0-9_'+\-]+\.)*[A-Za-z0-9_'+\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9\-]{2,})$/;

@@ -78,12 +78,15 @@ const fold = (s: string): string => s.toUpperCase().toLowerCase();
 const lettersAndDigits = (s: string): string => s.replace(/[^\p{L}\p{N}]/gu, '');
 /** A word as the user is told it: NFKC, case folded, letters and digits only. */
 const readable = (s: string): string => lettersAndDigits(fold(s.normalize('NFKC')));
+/** German umlauts as they are spelt without them ("Jörg" is "Joerg" in every e-mail address); ß is "ss" by fold. */
+const UMLAUTS: Readonly<Record<string, string>> = { ä: 'ae', ö: 'oe', ü: 'ue' };
+const transliterated = (s: string): string => s.replace(/[äöü]/g, (c) => UMLAUTS[c]!);
 /**
- * The form in which a password and the account's words are compared: NFKC, case folded, with
- * look-alike characters mapped to one (Unicode's confusables, UTS #39: a Cyrillic "А" is an "A"),
- * letters and digits only.
+ * The form in which a password and the account's words are compared: NFKC, case folded, umlauts
+ * spelt out, with look-alike characters mapped to one (Unicode's confusables, UTS #39: a Cyrillic
+ * "А" is an "A"), letters and digits only.
  */
-const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(fold(s.normalize('NFKC')))));
+const compact = (s: string): string => lettersAndDigits(fold(unhomoglyph(transliterated(fold(s.normalize('NFKC'))))));
 
 /**
  * A word of the account's: as the user is told it and compared without look-alike mapping

@@ -148,6 +148,11 @@ t.test('context words', async (t) => {
   t.match(checkPassword('GROSSHANDEL-blau-2024!', { organizationName: 'Großhandel Weiß GmbH' }), { code: 'password_contains_context', detail: /"grosshandel"/ });
   t.match(checkPassword('\u0410cme-blau-2024!', ctx), { code: 'password_contains_context', detail: /"acme"/ }, 'a Cyrillic А');
   t.match(checkPassword('j\u0430ne.d\u043ee 2024 here', ctx), { code: 'password_contains_context', detail: /"janedoe"/ }, 'Cyrillic а and о');
+  // Umlauts and their spelling without them are the same word (Unicode review, session 26): the
+  // address has "joerg", the person types "Jörg"; the shop is "Großhändler", the password "Grosshaendler".
+  t.match(checkPassword('Jörg Sonnenschein 2026', { email: 'joerg.mueller@example.com' }), { code: 'password_contains_context', contextWord: { source: 'email' } });
+  t.match(checkPassword('Grosshaendler Sommer 26', { shopName: 'Großhändler' }), { code: 'password_contains_context', contextWord: { source: 'shop' } });
+  t.match(checkPassword('Mein Mueller-Passwort!', { organizationName: 'Müller GmbH' }), { code: 'password_contains_context', contextWord: { word: 'müller' } });
   // The reviewer's case: the word is named, not the whole address.
   t.match(checkPassword('admin pass phrase 2026!', { email: 'admin@acme.example' }), { detail: 'The password must not contain "admin", which is part of your e-mail address.' });
 

@@ -3,7 +3,7 @@ import topLevelDomains from 'tlds' with { type: 'json' };
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
-import { asciiDomain } from '../../lib/email-address.js';
+import { asciiDomain, EMAIL_PATTERN, hasValidDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
 
@@ -74,7 +74,8 @@ const emailSchema = z
   .trim()
   .overwrite(asciiDomain)
   .max(254)
-  .pipe(z.email())
+  .refine(hasValidDomain, 'Invalid email address: the domain is not a valid internationalised domain name')
+  .pipe(z.email({ pattern: EMAIL_PATTERN }))
   // The document shows the pipe's input side (a string); the address check is said here too.
   .meta({
     format: 'email',

@@ -104,3 +104,22 @@ t.test('a name typed or pasted in decomposed form is found by the search box', a
     `searching "Müller" (as every keyboard types it) finds the user: ${JSON.stringify((found.body.items as { name: string }[]).map((u) => u.name))}`,
   );
 });
+
+t.test('internationalised domains: invalid punycode is refused, a decomposed spelling is the same account, IDN top-level domains are accepted (Unicode review, session 26)', async (t) => {
+  const { adminWorld } = await import('../organization/helpers.js');
+  const { request, adminA } = await adminWorld(t);
+  const invite = (email: string, name = 'Ida Idn') => request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email, name } });
+  for (const email of ['x@xn--.de', 'x@xn--abc.de']) {
+    const res = await invite(email);
+    t.same([res.status, res.body.code], [400, 'validation_failed'], `${email}: IDNA refuses it`);
+  }
+  const first = await invite('admin@xn--mller-gmbh-9db.de');
+  t.equal(first.status, 201);
+  // The punycode of "mu" + U+0308 + "ller-gmbh": the same domain, decomposed.
+  const decomposed = await invite('admin@xn--muller-gmbh-img.de');
+  t.ok([400, 409].includes(decomposed.status), `not a second account for the same address (got ${decomposed.status} ${decomposed.body.code})`);
+  const russian = await invite('x@пример.рф');
+  t.equal(russian.status, 201, JSON.stringify(russian.body));
+  t.equal(russian.body.email, 'x@xn--e1afmkfd.xn--p1ai');
+  t.equal((await invite('y@xn--e1afmkfd.xn--p1ai')).status, 201, 'the ASCII form of an IDN top-level domain too');
+});
