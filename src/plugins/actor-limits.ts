@@ -67,20 +67,25 @@ export function addActorLimits(
     ]),
   ) as Record<ActorBudget, Limiter>;
 
-  // After authentication (an onRequest hook): the actor is known; before the handler changes anything.
-  app.addHook('preHandler', async (request) => {
-    if (!request.actor) return;
-    const budget = actorBudgetOf(request.method, (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access);
+  // Only on the routes it counts (the hot paths pay nothing): after authentication (an onRequest
+  // hook), so the actor is known; before the handler changes anything.
+  app.addHook('onRoute', (route) => {
+    const methods = [route.method].flat();
+    const budget = actorBudgetOf(methods.find((m) => m !== 'GET' && m !== 'HEAD') ?? 'GET', (route.config as { access?: RouteAccess } | undefined)?.access);
     if (!budget) return;
-    const result = await limiters[budget](request);
-    if (!result.isAllowed && result.isExceeded) {
-      onLimited(request, budget);
-      throw rateLimitedFor(
-        budget === 'mails'
-          ? 'Too many mails sent from this account within the hour (invitations, links).'
-          : 'Too many administrative changes from this account within the hour.',
-        Math.max(1, Math.ceil(result.ttl / 1000)),
-      );
-    }
+    const spend = async (request: FastifyRequest) => {
+      if (!request.actor) return;
+      const result = await limiters[budget](request);
+      if (!result.isAllowed && result.isExceeded) {
+        onLimited(request, budget);
+        throw rateLimitedFor(
+          budget === 'mails'
+            ? 'Too many mails sent from this organisation or account within the hour (invitations, links).'
+            : 'Too many administrative changes from this account within the hour.',
+          Math.max(1, Math.ceil(result.ttl / 1000)),
+        );
+      }
+    };
+    route.preHandler = [...[route.preHandler ?? []].flat(), spend];
   });
 }
