@@ -24,6 +24,22 @@ export function asciiDomain(address: string): string {
   return ascii ? `${address.slice(0, address.length - domain.length)}${ascii}` : address;
 }
 
+/**
+ * A search term as the stored addresses spell it: "müller-gmbh.de", "müller-gmbh" or
+ * "joerg@müller-gmbh.de" typed into a search box becomes "xn--mller-gmbh-9db.de", … (whole labels
+ * only: punycode encodes a label as a whole); null when the term is ASCII or no domain (search for
+ * it as typed only).
+ */
+export function asciiSearchTerm(term: string): string | null {
+  if (/^[\x00-\x7f]*$/.test(term)) return null;
+  if (term.includes('@')) {
+    const ascii = asciiDomain(term);
+    return ascii === term ? null : ascii;
+  }
+  if (/\s/.test(term)) return null;
+  return domainToASCII(term) || null;
+}
+
 /** False for an address whose domain IDNA refuses: invalid punycode ("xn--abc"), or characters no domain may hold. */
 export function hasValidDomain(address: string): boolean {
   const domain = domainOf(address);

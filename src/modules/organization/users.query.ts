@@ -2,6 +2,7 @@ import type { Tx } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
 import type { Role, UserStatus } from '../../generated/prisma/enums.js';
 import type { ManagedUser } from './organization.schemas.js';
+import { asciiSearchTerm } from '../../lib/email-address.js';
 import { decodeCursor, page } from './pagination.js';
 
 /** The only columns a user representation is ever built from. */
@@ -96,7 +97,10 @@ export function userWhere(filter: UserFilter): Prisma.UserWhereInput {
   if (filter.email) and.push({ email: { equals: filter.email } });
   if (filter.q) {
     const q = likeLiteral(filter.q);
-    and.push({ OR: [{ name: { contains: q, mode: 'insensitive' } }, { email: { contains: q, mode: 'insensitive' } }] });
+    // A domain typed as written (müller-gmbh.de) finds the addresses stored in its ASCII form too.
+    const ascii = asciiSearchTerm(filter.q);
+    const inEmail = [q, ...(ascii ? [likeLiteral(ascii)] : [])].map((term) => ({ email: { contains: term, mode: 'insensitive' as const } }));
+    and.push({ OR: [{ name: { contains: q, mode: 'insensitive' } }, ...inEmail] });
   }
   return { AND: and };
 }

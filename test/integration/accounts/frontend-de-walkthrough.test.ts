@@ -123,3 +123,16 @@ t.test('internationalised domains: invalid punycode is refused, a decomposed spe
   t.equal(russian.body.email, 'x@xn--e1afmkfd.xn--p1ai');
   t.equal((await invite('y@xn--e1afmkfd.xn--p1ai')).status, 201, 'the ASCII form of an IDN top-level domain too');
 });
+
+t.test('the search box finds an address on an internationalised domain typed as written (Unicode review, session 26)', async (t) => {
+  const { adminWorld } = await import('../organization/helpers.js');
+  const { request, adminA, support } = await adminWorld(t);
+  const invited = await request({ method: 'POST', url: '/v1/organization/users', token: adminA.token, body: { email: 'joerg@müller-gmbh.de', name: 'Jörg M' } });
+  t.equal(invited.status, 201);
+  for (const q of ['müller-gmbh.de', 'MÜLLER-GMBH', 'joerg@müller-gmbh.de', 'xn--mller-gmbh-9db']) {
+    const admin = await request({ url: `/v1/organization/users?q=${encodeURIComponent(q)}`, token: adminA.token });
+    t.same(admin.body.items.map((u: { id: string }) => u.id), [invited.body.id], `administrator: ${q}`);
+    const desk = await request({ url: `/v1/support/users?q=${encodeURIComponent(q)}`, token: support.token });
+    t.same(desk.body.items.map((u: { id: string }) => u.id), [invited.body.id], `support: ${q}`);
+  }
+});
