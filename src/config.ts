@@ -185,7 +185,6 @@ export const MAIL_GIVE_UP_MIN_SECONDS = 7 * 24 * 3600;
 
 const DEFAULT_SUPPORT_CONTACT = 'the e-business team (ebusiness@webshop.localhost)';
 
-/** German mails name support as SUPPORT_CONTACT says, except the English default's German twin. */
 /** A time zone Intl knows (IANA names such as Europe/Berlin, and UTC). */
 function isTimeZone(zone: string): boolean {
   try {
@@ -196,6 +195,7 @@ function isTimeZone(zone: string): boolean {
   }
 }
 
+/** German mails name support as SUPPORT_CONTACT says, except the English default's German twin. */
 const defaultGermanContact = (contact: string): string =>
   contact === DEFAULT_SUPPORT_CONTACT ? 'das E-Business-Team (ebusiness@webshop.localhost)' : contact;
 

@@ -74,3 +74,8 @@ export const commonErrors = defineErrors({
 export function rateLimitedFor(what: string, retryAfterSeconds: number): AppError {
   return commonErrors.rate_limited(`${what} Try again in ${retryAfterSeconds} s.`, { retryAfter: retryAfterSeconds }, { 'retry-after': String(retryAfterSeconds) });
 }
+
+/** rateLimitedFor with the wait as a rate limiter reports it (ms), in whole seconds rounded up (at least 1). */
+export function rateLimitedForMs(what: string, ttlMs: number): AppError {
+  return rateLimitedFor(what, Math.max(1, Math.ceil(ttlMs / 1000)));
+}

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Permission } from '../access/permissions.js';
-import { rateLimitedFor } from '../errors.js';
+import { rateLimitedForMs } from '../errors.js';
 import type { RouteAccess } from './route-access.js';
 
 /**
@@ -78,11 +78,11 @@ export function addActorLimits(
       const result = await limiters[budget](request);
       if (!result.isAllowed && result.isExceeded) {
         onLimited(request, budget);
-        throw rateLimitedFor(
+        throw rateLimitedForMs(
           budget === 'mails'
             ? 'Too many mails sent from this organisation or account within the hour (invitations, links).'
             : 'Too many administrative changes from this account within the hour.',
-          Math.max(1, Math.ceil(result.ttl / 1000)),
+          result.ttl,
         );
       }
     };

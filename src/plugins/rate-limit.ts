@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit';
 import { Redis } from 'ioredis';
 import { Counter, Gauge } from 'prom-client';
-import { rateLimitedFor } from '../errors.js';
+import { rateLimitedForMs } from '../errors.js';
 import { addActorLimits } from './actor-limits.js';
 import { authenticateServiceClient } from './authenticate.js';
 
@@ -129,15 +129,6 @@ function fallbackStore(health: Health, redisStore: Store | undefined, localStore
   };
 }
 
-function retryAfterSeconds(ttlMs: number): number {
-  return Math.max(1, Math.ceil(ttlMs / 1000));
-}
-
-function rateLimited(ttlMs: number) {
-  const seconds = retryAfterSeconds(ttlMs);
-  return rateLimitedFor('Too many requests.', seconds);
-}
-
 export const rateLimiting = fp(
   async (app) => {
     const { config } = app.ctx;
@@ -229,7 +220,7 @@ export const rateLimiting = fp(
       store: Store,
       // Per IP (request.ip: the client behind the TRUST_PROXY proxies, without a port: http/forwarded-for.ts);
       // IPv6 clients are grouped by /64 upstream.
-      errorResponseBuilder: (_request, context) => rateLimited(context.ttl),
+      errorResponseBuilder: (_request, context) => rateLimitedForMs('Too many requests.', context.ttl),
       onExceeded: (request: FastifyRequest) => limited.inc({ route: request.routeOptions.url ?? 'unmatched' }),
     });
 
@@ -252,7 +243,7 @@ export const rateLimiting = fp(
         const result = await ceiling(request);
         if (!result.isAllowed && result.isExceeded) {
           limited.inc({ route: 'global' });
-          throw rateLimited(result.ttl);
+          throw rateLimitedForMs('Too many requests.', result.ttl);
         }
       });
     }

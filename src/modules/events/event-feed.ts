@@ -8,9 +8,8 @@ import type { AuditEventType } from '../audit/audit.service.js';
  * The event feed for other services (GET /v1/events): what happened to users and organisations,
  * so CSO 3.0 and others keep their copies in step — a user blocked, erased (delete your copy too),
  * renamed, moved to another address, with new preferences or a new authenticator; sessions ended;
- * an organisation suspended. Ids only: a
- * consumer that needs more reads GET /v1/service/users/{id} or /v1/service/organizations/{id}
- * (directory.routes.ts); an erased user's feed entries name nobody.
+ * an organisation suspended. Ids only: a consumer that needs more reads GET /v1/service/users/{id}
+ * or /v1/service/organizations/{id} (directory.routes.ts); an erased user's feed entries name nobody.
  *
  * Read from the audit log in transaction order, without gaps: rows carry the id of the transaction
  * that wrote them (`txid`, migration 20261130060000), and the feed hands out only rows of

@@ -15,7 +15,8 @@ import { withdrawWaitingStatusMail } from '../mail/status-mail.js';
  *
  * What stays is the audit trail (append-only): rows about the account keep its id, and some keep
  * what they recorded then (the address and name an invitation was sent to, an address in a change
- * of address, a name in a renaming, IP addresses and browsers). They go after AUDIT_RETENTION_DAYS. The `user.erased` row itself names nobody.
+ * of address, a name in a renaming, IP addresses and browsers). They go after
+ * AUDIT_RETENTION_DAYS. The `user.erased` row itself names nobody.
  */
 export async function eraseUser(ctx: AdminCtx, call: AdminCall, userId: string): Promise<void> {
   await ctx.db.$transaction(async (tx) => {
