@@ -10,13 +10,17 @@ import { z } from 'zod';
  * spaces), line and paragraph separators, private-use and unassigned code points, letters that
  * show as blank, and runs of spaces (of any width). Kept: the zero-width (non-)joiner, which some
  * scripts' names need (Persian, Indic), and the direction marks that names pasted from Hebrew or
- * Arabic text carry (LRM, RLM, ALM). Stored in Unicode's composed form (NFC).
+ * Arabic text carry (LRM, RLM, ALM). Stored in Unicode's composed form (NFC), in which no script's
+ * letter carries more than a few combining marks (Tibetan stacks three): more is "zalgo" text,
+ * drawn over the lines above and below it.
  */
 const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|[\u200C\u200D\u200E\u200F\u061C])*$/u;
 /** Letters that show as blank (Hangul fillers, the braille blank): a "name" of them looks empty. */
 const BLANK_LETTERS = /[\u115F\u1160\u3164\uFFA0\u2800]/u;
 /** A run of spaces (any width) pushes text to where it reads as a line of its own. */
 const SPACE_RUN = /\p{Zs}{2}/u;
+/** More combining marks in a row than any composed letter carries. */
+const STACKED_MARKS = /\p{M}{5}/u;
 
 export function displayText(maxLength: number) {
   return z
@@ -30,6 +34,7 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
     .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
+    .refine((text) => !STACKED_MARKS.test(text), 'no more than four combining marks on one letter')
     .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

@@ -143,6 +143,9 @@ t.test('names of people and organisations are one line of visible text: line bre
     'no letter or digit': '---',
     'only Hangul fillers': '\u3164\u3164\u3164',
     'a run of ideographic spaces': `Dora${'\u3000'.repeat(40)}Please reply with your password`,
+    // Stacked combining marks ("zalgo") spill over the lines above and below in a mail or a list.
+    'stacked combining marks': `D${'\u0301\u0300\u0308'.repeat(10)}ora`,
+    'five combining marks on one letter (none composes with it)': 'Dorax\u0300\u0301\u0302\u0303\u0304',
   };
   for (const [label, name] of Object.entries(bad)) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });
@@ -168,7 +171,8 @@ t.test('names of people and organisations are one line of visible text: line bre
 
   // A Persian name written with the zero-width non-joiner, and a name with accents: accepted as typed.
   // A Japanese name with one ideographic space, a Hebrew one pasted with a right-to-left mark, an apostrophe.
-  const names = ['مهر\u200Cنوش رضایی', 'Zoë Ångström-Nuñez', '山田\u3000太郎', '\u200Fדנה כהן', "Seán O'Brien"];
+  // Marks that stay marks after composition: Hindi (virama, vowel signs), Tibetan (subjoined letters and a vowel sign, three in a row).
+  const names = ['مهر\u200Cنوش رضایی', 'Zoë Ångström-Nuñez', '山田\u3000太郎', '\u200Fדנה כהן', "Seán O'Brien", 'क्षितिज शर्मा', 'བསྒྲུབས'];
   for (const [i, name] of names.entries()) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: `named-${i}@example.test`, name } });
     t.equal(invite.status, 201, name);
