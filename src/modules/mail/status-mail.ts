@@ -12,11 +12,10 @@ type StatusTemplate = 'account_blocked' | 'account_unblocked';
  * change is to be told instead. A mail already due goes out as it is, before the newer one.
  * Answers how many were withdrawn.
  */
-export async function withdrawWaitingStatusMail(tx: Tx, clock: Clock, userIds: string | string[]): Promise<number> {
-  const ids = typeof userIds === 'string' ? [userIds] : userIds;
+export async function withdrawWaitingStatusMail(tx: Tx, clock: Clock, userIds: string[]): Promise<number> {
   const waiting = await tx.$queryRaw<{ to_address: string; template: string; next_attempt_at: Date }[]>`
     DELETE FROM mail_outbox
-     WHERE user_id = ANY(${ids}::uuid[]) AND template IN ('account_blocked', 'account_unblocked')
+     WHERE user_id = ANY(${userIds}::uuid[]) AND template IN ('account_blocked', 'account_unblocked')
        AND sent_at IS NULL AND failed_at IS NULL AND attempts = 0 AND locked_until IS NULL AND next_attempt_at > ${clock.now()}
      RETURNING to_address, template, next_attempt_at`;
   for (const mail of waiting) await returnBudgetedSendTime(tx, mail.to_address, mail.template, mail.next_attempt_at);
@@ -33,7 +32,7 @@ export async function enqueueStatusMail<K extends StatusTemplate>(
   ctx: Pick<AppContext, 'config' | 'clock' | 'keyring'>,
   input: EnqueueMailInput<K> & { to: MailRecipient & { id: string } },
 ): Promise<void> {
-  await withdrawWaitingStatusMail(tx, ctx.clock, input.to.id);
+  await withdrawWaitingStatusMail(tx, ctx.clock, [input.to.id]);
   const notBefore = await budgetedSendTime(tx, ctx.clock, input.to.email, input.template);
   await enqueueMail(tx, ctx, { ...input, notBefore });
 }

@@ -33,7 +33,7 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
   // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
   // matches anything). Not another account's mail to an address it had before this one took it.
   // A block mail still waiting for the budget goes first, giving back its place in the budget (dated ahead).
-  const waitingDeleted = await withdrawWaitingStatusMail(tx, ctx.clock, target.id);
+  const waitingDeleted = await withdrawWaitingStatusMail(tx, ctx.clock, [target.id]);
   const mailsDeleted = waitingDeleted + await tx.$executeRaw`
     DELETE FROM mail_outbox
      WHERE (user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext))

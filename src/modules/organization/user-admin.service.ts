@@ -355,7 +355,7 @@ export async function unblockUserInTx(
     const administrators = target.organizationId && origin.by === 'support' ? await countActiveAdministrators(tx, target.organizationId, target.id) : 0;
     const mailBy = administrators > 0 ? 'admin' : origin.by;
     // The new invitation tells them where they stand: a "blocked" mail still waiting would contradict it.
-    await withdrawWaitingStatusMail(tx, ctx.clock, target.id);
+    await withdrawWaitingStatusMail(tx, ctx.clock, [target.id]);
     return { status, activation: await resendActivationInTx(tx, ctx, { ...target, status }, origin, { via: 'unblocked' }, mailBy) };
   }
   await enqueueStatusMail(tx, ctx, { to: target, template: 'account_unblocked', data: { name: target.name } });

@@ -38,7 +38,7 @@ export async function withdrawInvitation(ctx: AdminCtx, call: AdminCall, userId:
  */
 export async function withdrawInvitationInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<{ mailsCancelled: number }> {
   // A block mail still waiting for the budget goes too: the address may be someone else's next.
-  const mailsCancelled = (await withdrawWaitingStatusMail(tx, ctx.clock, target.id)) + (await cancelUnsentActivationMail(tx, ctx, target));
+  const mailsCancelled = (await withdrawWaitingStatusMail(tx, ctx.clock, [target.id])) + (await cancelUnsentActivationMail(tx, ctx, target));
   await tx.user.delete({ where: { id: target.id } });
   await recordAudit(tx, ctx.clock, {
     type: 'user.invitation_withdrawn',
