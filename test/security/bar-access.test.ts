@@ -35,6 +35,7 @@ const PUBLIC_OPERATIONS = [
   'POST /v1/auth/refresh',
   'POST /v1/auth/revoke', // the refresh token in the body is the credential (logout when the access token has expired)
   'POST /v1/email-change/confirm', // the token from the mail to the new address is the credential
+  'POST /v1/email-change/undo', // the token from the notice to the address left is the credential
   'POST /v1/mfa-reset/confirm',
   'POST /v1/password/forgot',
   'POST /v1/password/reset',

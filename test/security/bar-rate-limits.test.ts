@@ -25,6 +25,7 @@ t.test('per-IP limits on the code, enrolment, refresh, revoke, MFA-reset, e-mail
     // The current address: 409 email_unchanged (nothing mailed), counted all the same.
     { method: 'POST', url: '/v1/me/email', body: { email: user.email, password }, token: accessToken, max: ACCOUNT_RATE_LIMITS.emailChange.max },
     { method: 'POST', url: '/v1/email-change/confirm', body: { token: 'e'.repeat(43) }, max: ACCOUNT_RATE_LIMITS.emailChangeConfirm.max },
+    { method: 'POST', url: '/v1/email-change/undo', body: { token: 'e'.repeat(43) }, max: ACCOUNT_RATE_LIMITS.emailChangeConfirm.max },
     { method: 'POST', url: '/v1/auth/revoke', body: { refreshToken: 'r'.repeat(43) }, max: 300 },
     { method: 'POST', url: '/v1/me/mfa/totp/verify', body: { code: '123456' }, token: accessToken, max: 60 },
     { method: 'POST', url: '/v1/me/terms', body: { version: 'no such version', email: user.email }, token: accessToken, max: 30 },

@@ -3,11 +3,19 @@ import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
 import { problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountLockedResponse, FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
+import { accountBlockedResponse, accountLockedResponse, FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
 import { EmailSchema } from '../organization/organization.schemas.js';
-import { confirmEmailChange, EMAIL_CHANGE_TTL_SECONDS, EMAIL_CHANGES_PER_HOUR, pendingEmailChange, requestEmailChange } from './email-change.service.js';
+import {
+  confirmEmailChange,
+  EMAIL_CHANGE_TTL_SECONDS,
+  EMAIL_CHANGES_PER_HOUR,
+  EMAIL_UNDO_TTL_SECONDS,
+  pendingEmailChange,
+  requestEmailChange,
+  undoEmailChange,
+} from './email-change.service.js';
 
 const EmailChangeRequestedSchema = z
   .object({
@@ -32,6 +40,13 @@ const EmailChangedSchema = z
     email: z.string().describe('The account\'s address from now on: sign in with it'),
   })
   .meta({ id: 'EmailChanged' });
+
+const EmailRestoredSchema = z
+  .object({
+    status: z.enum(['email_restored']),
+    email: z.string().describe('The account\'s address again: sign in with it after choosing a new password (link in the confirmation mail)'),
+  })
+  .meta({ id: 'EmailRestored' });
 
 /** A user's own change of e-mail address: asked for signed in, confirmed from the link sent to the new address. */
 export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -102,6 +117,33 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
       const { email } = await confirmEmailChange(app.ctx, request.body.token, requestMeta(request));
       reply.header('cache-control', 'no-store');
       return { status: 'email_changed' as const, email };
+    },
+  );
+
+  app.post(
+    '/v1/email-change/undo',
+    {
+      config: { access: 'public', rateLimit: ACCOUNT_RATE_LIMITS.emailChangeConfirm },
+      schema: {
+        operationId: 'undoEmailChange',
+        tags: ['me'],
+        summary: `Undo a move to another e-mail address with the token from the notice to the address left (single use, ${EMAIL_UNDO_TTL_SECONDS / 86400} days)`,
+        description:
+          'For the owner of an account that someone else moved (they had its session and password). The address comes back (verified), every session of ' +
+          'the account ends, the links that went to the other address (password reset, MFA reset, a pending change) and the undo links of later moves stop ' +
+          'working, and a link to choose a new password (30 min) goes to the restored address. The authenticator stays as it is. A later move, a password ' +
+          'reset or a block do not end this link. ' +
+          'Errors: 400 link_invalid (no such link); 410 link_expired; 410 link_used with `linkState` `used` or `replaced` (an earlier move was undone ' +
+          'since); 403 account_blocked with whom to contact (the link works again once the block is lifted); 409 email_taken (another account uses the ' +
+          'address now: nothing changes, and the link still works should the address become free); 401 token_in_query (the token belongs in the body).',
+        body: z.strictObject({ token: FlowTokenInputSchema }),
+        response: { 200: EmailRestoredSchema, ...problemResponses(401, 409, 410), ...accountBlockedResponse },
+      },
+    },
+    async (request, reply) => {
+      const { email } = await undoEmailChange(app.ctx, request.body.token, requestMeta(request));
+      reply.header('cache-control', 'no-store');
+      return { status: 'email_restored' as const, email };
     },
   );
 };

@@ -3,12 +3,15 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import { defineErrors, rateLimitedFor } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
+import { accountBlockedError } from '../accounts/blocked.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+import { PASSWORD_RESET_TTL_SECONDS } from '../password/password.service.js';
+import { revokeUserSessions } from '../sessions/revoke.js';
 
 /**
  * A user moves their account to another e-mail address (one account per address, product rule 2).
@@ -20,12 +23,16 @@ import { isEmailTaken, organizationErrors } from '../organization/organization.e
  * user cannot probe addresses. The link's holder (who reads the new address) is told 409
  * email_taken at confirmation, and the link stays usable should the address become free.
  * Confirmed: the account's address and its verification time change, links mailed to the old
- * address (password reset, MFA reset) stop working, and the old address is told.
+ * address (password reset, MFA reset) stop working, and the old address is told — with a link that
+ * undoes the move (undoEmailChange), for the owner of an account someone else moved.
  * A password reset or change voids a pending change (whoever asked for it knew the old password);
  * so does a block. At most EMAIL_CHANGES_PER_HOUR requests per account (429 with Retry-After).
  */
 
 export const EMAIL_CHANGE_TTL_SECONDS = 24 * 3600;
+
+/** How long the address an account left can undo the move: a week, as long as an activation link. */
+export const EMAIL_UNDO_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
  * Confirmation mails per account and hour: each goes to an address the user chose, so without a
@@ -53,6 +60,25 @@ export const emailChangeErrors = defineErrors({
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher' | 'keyring'>;
 
 type ChangeData = { from: string; to: string };
+
+/**
+ * An undo link's move: `move` numbers the account's moves in the order they were confirmed (under
+ * the user-row lock), which instances' clocks, a few milliseconds apart, could not be trusted with.
+ */
+type UndoData = ChangeData & { move: number };
+
+function undoData(data: unknown): UndoData | null {
+  const change = changeData(data);
+  const move = (data as Partial<UndoData> | null)?.move;
+  return change && Number.isSafeInteger(move) ? { ...change, move: move! } : null;
+}
+
+/** The number of the account's last confirmed move (0 for none); call under the user-row lock. */
+async function lastMove(tx: Tx, userId: string): Promise<number> {
+  const [row] = await tx.$queryRaw<{ last: number | null }[]>`
+    SELECT max((data->>'move')::int) AS last FROM flow_tokens WHERE user_id = ${userId}::uuid AND purpose = 'EMAIL_UNDO'`;
+  return row?.last ?? 0;
+}
 
 function changeData(data: unknown): ChangeData | null {
   const d = data as Partial<ChangeData> | null;
@@ -132,9 +158,20 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
         throw flowErrors.link_used('This link no longer works: the account changed since.', { linkState: 'replaced' });
       }
       await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
-      // Links in the old mailbox stop working.
+      // Links in the old mailbox stop working, except the undo links of earlier moves.
       await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
-      await enqueueMail(tx, ctx, { to: { email: change.from, language: user.language, id: user.id }, template: 'email_changed', data: { name: user.name, newEmail: change.to } });
+      const undo = await issueFlowToken(tx, ctx.clock, {
+        userId: user.id,
+        purpose: 'EMAIL_UNDO',
+        ttlSeconds: EMAIL_UNDO_TTL_SECONDS,
+        data: { ...change, move: (await lastMove(tx, user.id)) + 1 } satisfies UndoData,
+        keepOlder: true,
+      });
+      await enqueueMail(tx, ctx, {
+        to: { email: change.from, language: user.language, id: user.id },
+        template: 'email_changed',
+        data: { name: user.name, newEmail: change.to, link: buildLink(ctx.config, LINK_PATHS.emailChangeUndo, undo.token), expiresAt: undo.flow.expiresAt },
+      });
       await recordAudit(tx, ctx.clock, {
         type: 'user.email_changed',
         actorUserId: user.id,
@@ -147,6 +184,60 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
     });
   } catch (err) {
     if (isEmailTaken(err)) throw organizationErrors.email_taken('Another account uses this address. Nothing was changed.');
+    throw err;
+  }
+}
+
+/**
+ * The address an account left undoes the move with the link in its notice (public: the token is
+ * the credential, and that address was the account's verified one until the move). For the owner
+ * of an account that someone with its session and password moved to an address they read: the
+ * address comes back (verified again), every session ends, the links that went to the other
+ * address (password reset, MFA reset, a pending change) and the undo links of later moves stop
+ * working, and a link to choose a new password goes to the restored address with the confirmation
+ * (whoever moved the account knew the password). The authenticator stays: one the intruder set up
+ * is support's to reset, after verifying this address (product rule 11).
+ *
+ * A later move, a password reset and a block leave the link alone (a block is what an administrator
+ * does first on a suspected takeover): a blocked account's holder is told account_blocked, and the
+ * link works once the block is lifted. An address another account took meanwhile: 409 email_taken,
+ * nothing changes, and the link still works should the address become free.
+ */
+export async function undoEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<{ email: string }> {
+  try {
+    return await ctx.db.$transaction(async (tx) => {
+      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_UNDO');
+      await lockUserRow(tx, flow.userId);
+      await consumeFlow(tx, ctx.clock, flow);
+      const move = undoData(flow.data);
+      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
+      if (!user || !move) throw flowErrors.link_invalid();
+      if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
+      await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: ctx.clock.now() } });
+      const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'email_change_undone');
+      await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
+      // The undo links of later moves: the address they would bring back was never the owner's.
+      await tx.$executeRaw`
+        UPDATE flow_tokens SET state = 'VOIDED'
+         WHERE user_id = ${user.id}::uuid AND purpose = 'EMAIL_UNDO' AND state = 'PENDING' AND (data->>'move')::int > ${move.move}`;
+      const reset = await issueFlowToken(tx, ctx.clock, { userId: user.id, purpose: 'PASSWORD_RESET', ttlSeconds: PASSWORD_RESET_TTL_SECONDS });
+      await enqueueMail(tx, ctx, {
+        to: { email: move.from, language: user.language, id: user.id },
+        template: 'email_change_undone',
+        data: { name: user.name, movedTo: user.email, link: buildLink(ctx.config, LINK_PATHS.passwordReset, reset.token), expiresAt: reset.flow.expiresAt },
+      });
+      await recordAudit(tx, ctx.clock, {
+        type: 'user.email_changed',
+        actorUserId: null,
+        subjectUserId: user.id,
+        organizationId: user.organizationId,
+        meta,
+        details: { from: user.email, to: move.from, undone: true, sessionsRevoked },
+      });
+      return { email: move.from };
+    });
+  } catch (err) {
+    if (isEmailTaken(err)) throw organizationErrors.email_taken('Another account uses this address now. Nothing was changed; the link still works should the address become free.');
     throw err;
   }
 }

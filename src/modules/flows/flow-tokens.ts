@@ -21,7 +21,8 @@ export const flowErrors = defineErrors({
 export type IssuedFlow = { token: string; flow: FlowToken };
 
 /**
- * Creates a flow token and voids the user's older pending tokens of the same purpose. A token
+ * Creates a flow token and voids the user's older pending tokens of the same purpose (unless
+ * `keepOlder`: each undo link of an e-mail change stands for its own move). A token
  * someone requests for another user (`requestedById`) is issued only while that requester is
  * ACTIVE, with their row held (FOR SHARE) until the transaction ends: a block of the requester
  * either waits and then withdraws the new link (withdrawFlowsRequestedBy), or commits first and the
@@ -30,14 +31,16 @@ export type IssuedFlow = { token: string; flow: FlowToken };
 export async function issueFlowToken(
   tx: Tx,
   clock: Clock,
-  input: { userId: string; purpose: FlowPurpose; ttlSeconds: number; data?: object; requestedById?: string | null },
+  input: { userId: string; purpose: FlowPurpose; ttlSeconds: number; data?: object; requestedById?: string | null; keepOlder?: boolean },
 ): Promise<IssuedFlow> {
   if (input.requestedById) await holdActiveRequester(tx, input.requestedById);
   const now = clock.now();
-  await tx.flowToken.updateMany({
-    where: { userId: input.userId, purpose: input.purpose, state: 'PENDING' },
-    data: { state: 'VOIDED' },
-  });
+  if (!input.keepOlder) {
+    await tx.flowToken.updateMany({
+      where: { userId: input.userId, purpose: input.purpose, state: 'PENDING' },
+      data: { state: 'VOIDED' },
+    });
+  }
   const token = randomToken(32);
   const flow = await tx.flowToken.create({
     data: {

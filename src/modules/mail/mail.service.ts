@@ -14,6 +14,7 @@ export const LINK_PATHS = {
   passwordReset: '/reset-password',
   mfaResetConfirm: '/confirm-mfa-reset',
   emailChangeConfirm: '/confirm-email',
+  emailChangeUndo: '/undo-email-change',
 } as const;
 
 /**

@@ -42,8 +42,10 @@ export type MailTemplateData = {
   mfa_reset_done: { name: string };
   /** The user asked to move the account to this (new) address: confirm with the link (24 h). */
   email_change_confirm: { name: string; link: string; expiresAt: Date; newEmail: string };
-  /** To the old address, once the change is confirmed. */
-  email_changed: { name: string; newEmail: string };
+  /** To the old address, once the change is confirmed; `link` undoes the move (7 days). */
+  email_changed: { name: string; newEmail: string; link: string; expiresAt: Date };
+  /** To the restored address, once a move to `movedTo` was undone: `link` chooses a new password (30 min). */
+  email_change_undone: { name: string; movedTo: string; link: string; expiresAt: Date };
   recovery_code_used: { name: string; remaining: number };
   recovery_codes_regenerated: { name: string };
 };
@@ -62,6 +64,7 @@ export const MAIL_TEMPLATE_NAMES = [
   'mfa_reset_done',
   'email_change_confirm',
   'email_changed',
+  'email_change_undone',
   'recovery_code_used',
   'recovery_codes_regenerated',
 ] as const satisfies readonly MailTemplateName[];

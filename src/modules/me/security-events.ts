@@ -37,7 +37,7 @@ const MEANINGS = {
   'mfa.recovery_code_used': 'A recovery code was used to sign in (details.remaining)',
   'mfa.recovery_codes_regenerated': 'New recovery codes were created (the old ones stopped working)',
   'user.email_change_requested': 'A move to another e-mail address was asked for (details.from, details.to)',
-  'user.email_changed': 'The e-mail address was changed (details.from, details.to)',
+  'user.email_changed': 'The e-mail address was changed (details.from, details.to; details.undone: a move undone from the address it left)',
   'user.roles_changed': 'Your roles were changed (details.from, details.to)',
   'user.blocked': 'The account was blocked',
   'user.unblocked': 'The account was unblocked',
@@ -59,7 +59,7 @@ const SHOWN_DETAILS: Partial<Record<ShownType, readonly string[]>> = {
   'password.reset_requested': ['mailSent'],
   'mfa.recovery_code_used': ['remaining'],
   'user.email_change_requested': ['from', 'to'],
-  'user.email_changed': ['from', 'to'],
+  'user.email_changed': ['from', 'to', 'undone'],
   'user.roles_changed': ['from', 'to'],
 };
 

@@ -169,11 +169,32 @@ export const de: MailCatalogue = {
     signature: signature(env),
   }),
 
-  email_changed: (d, env) =>
-    notice(env, d.name, 'Ihre E-Mail-Adresse wurde geändert', [
+  email_changed: (d, env) => ({
+    subject: `${env.shopName}: Ihre E-Mail-Adresse wurde geändert`,
+    greeting: greeting(d.name),
+    intro: [
       `die E-Mail-Adresse Ihres Kontos wurde soeben in ${d.newEmail} geändert. Ab sofort melden Sie sich mit der neuen Adresse an; auch unsere E-Mails gehen künftig dorthin.`,
-      notYou(env),
-    ]),
+      'Falls Sie das nicht waren, hat möglicherweise jemand anderes Ihr Konto übernommen: Machen Sie die Änderung über den Link unten rückgängig. Ihre Adresse wird wiederhergestellt, alle Sitzungen Ihres Kontos werden beendet, und wir senden Ihnen einen Link, mit dem Sie ein neues Passwort festlegen.',
+    ],
+    action: { label: 'Änderung rückgängig machen', url: d.link },
+    outro: [`${linkOnce(d.expiresAt, env)} Ist er abgelaufen, wenden Sie sich bitte umgehend an ${whomToAsk(env)}.`],
+    signature: signature(env),
+  }),
+
+  email_change_undone: (d, env) => ({
+    subject: `${env.shopName}: Ihre E-Mail-Adresse wurde wiederhergestellt`,
+    greeting: greeting(d.name),
+    intro: [
+      `der Wechsel Ihres Kontos zu ${d.movedTo} wurde rückgängig gemacht: Sie melden sich wieder mit dieser Adresse an, und alle Sitzungen Ihres Kontos wurden beendet.`,
+      'Wer die Adresse geändert hat, kannte Ihr Passwort: Legen Sie jetzt über den Link unten ein neues fest.',
+    ],
+    action: { label: 'Neues Passwort festlegen', url: d.link },
+    outro: [
+      `${linkOnce(d.expiresAt, env)} Ist er abgelaufen, nutzen Sie „Passwort vergessen“ auf der Anmeldeseite.`,
+      `Falls Ihre Authenticator-App Sie nicht mehr anmeldet (möglicherweise hat jemand eine eigene eingerichtet), wenden Sie sich an ${whomToAsk(env)}: Die 2-Schritt-Anmeldung kann nach Prüfung dieser Adresse zurückgesetzt werden.`,
+    ],
+    signature: signature(env),
+  }),
 
   recovery_code_used: (d, env) => {
     const left =

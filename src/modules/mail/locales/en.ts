@@ -154,11 +154,32 @@ export const en: MailCatalogue = {
     signature: signature(env),
   }),
 
-  email_changed: (d, env) =>
-    notice(env, d.name, 'your e-mail address was changed', [
+  email_changed: (d, env) => ({
+    subject: `${env.shopName}: your e-mail address was changed`,
+    greeting: `Hello ${d.name},`,
+    intro: [
       `the e-mail address of your account was just changed to ${d.newEmail}. From now on you sign in with the new address, and our mails go there.`,
-      notYou(env),
-    ]),
+      'If this was not you, someone else may have taken over your account: undo the change with the link below. Your address comes back, every session of your account ends, and we send you a link to choose a new password.',
+    ],
+    action: { label: 'Undo the change', url: d.link },
+    outro: [`The link works once and expires on ${when(d.expiresAt, env)}. If it has expired, contact ${whomToAsk(env)} right away.`],
+    signature: signature(env),
+  }),
+
+  email_change_undone: (d, env) => ({
+    subject: `${env.shopName}: your e-mail address is back`,
+    greeting: `Hello ${d.name},`,
+    intro: [
+      `the move of your account to ${d.movedTo} was undone: you sign in with this address again, and every session of your account was ended.`,
+      'Whoever moved it knew your password: choose a new one now with the link below.',
+    ],
+    action: { label: 'Choose a new password', url: d.link },
+    outro: [
+      `The link works once and expires on ${when(d.expiresAt, env)}. If it has expired, use "Forgot password" on the sign-in page.`,
+      `If your authenticator app no longer signs you in (someone may have set up their own), contact ${whomToAsk(env)}: the 2-step login can be reset after this address has been checked.`,
+    ],
+    signature: signature(env),
+  }),
 
   recovery_code_used: (d, env) =>
     notice(env, d.name, 'a recovery code was used', [

@@ -1,0 +1,175 @@
+import t from 'tap';
+import { tokenFromLink } from '../../helpers/accounts.js';
+import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/helpers.js';
+
+/**
+ * Someone with a user's session and password moves the account to an address they read, then
+ * resets the password there. The notice to the old address carries a link that undoes the move:
+ * the address comes back, every session ends, the links sent to the other address stop working,
+ * and a link to choose a new password comes with the confirmation.
+ */
+
+const ATTACKER_PASSWORD = 'attacker chose this passphrase 41';
+
+async function signedInMember(w: AdminWorld, email = 'jon@alpha.test') {
+  const member = await w.member(w.orgA.id, { email, name: 'Jon Doe' });
+  return { ...member, token: await w.tokenFor(member.user) };
+}
+
+async function lastLink(w: AdminWorld, address: string, template: string, path: string): Promise<string> {
+  const mail = (await mailsTo(w.app, address)).filter((m) => m.template === template).at(-1);
+  if (!mail) throw new Error(`no ${template} mail to ${address}`);
+  return tokenFromLink(mail.textBody, path);
+}
+
+/** Moves the account of `token` to `to` the way the API allows: the password, then the link in the new mailbox. */
+async function moveTo(w: AdminWorld, token: string, password: string, to: string): Promise<void> {
+  const asked = await w.request({ url: '/v1/me/email', token, body: { email: to, password } });
+  if (asked.status !== 202) throw new Error(`change refused: ${asked.status}`);
+  const confirmed = await w.request({ url: '/v1/email-change/confirm', body: { token: await lastLink(w, to, 'email_change_confirm', '/confirm-email') } });
+  if (confirmed.status !== 200) throw new Error(`confirmation refused: ${confirmed.status}`);
+}
+
+const undo = (w: AdminWorld, token: string) => w.request({ url: '/v1/email-change/undo', body: { token } });
+const undoLink = (w: AdminWorld, address: string) => lastLink(w, address, 'email_changed', '/undo-email-change');
+
+t.test('a taken-over account: the old address undoes the move; the address is back, every session ends, the links sent elsewhere die, and a reset link comes', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app } = w;
+  const jon = await signedInMember(w);
+
+  // The attacker moves the account and sets a password of their own through the new address.
+  await moveTo(w, jon.token, jon.password!, 'evil@attacker.test');
+  await request({ url: '/v1/password/forgot', body: { email: 'evil@attacker.test' } });
+  const attackerReset = await lastLink(w, 'evil@attacker.test', 'password_reset', '/reset-password');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: attackerReset, password: ATTACKER_PASSWORD } })).status, 204);
+  const attackerToken = await w.tokenFor(jon.user);
+  const attackerSecond = await w.tokenFor(jon.user);
+  // A second reset link waits in the attacker's mailbox, and a change to yet another address is pending.
+  await request({ url: '/v1/password/forgot', body: { email: 'evil@attacker.test' } });
+  const pendingReset = await lastLink(w, 'evil@attacker.test', 'password_reset', '/reset-password');
+
+  const notice = (await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'email_changed');
+  t.equal(notice.length, 1);
+  t.match(notice[0]?.textBody, /https:\/\/shop\.example\.test\/undo-email-change\?token=[^&\s]+&lang=en/, 'the notice carries the undo link');
+  t.match(notice[0]?.textBody, /expires on/, 'and says until when it works');
+
+  const done = await undo(w, await undoLink(w, 'jon@alpha.test'));
+  t.equal(done.status, 200);
+  t.same(done.body, { status: 'email_restored', email: 'jon@alpha.test' });
+  t.equal(done.headers['cache-control'], 'no-store');
+
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test', 'the address is back');
+  for (const [label, token] of [['one session', attackerToken], ['another', attackerSecond]] as const) {
+    t.equal((await request({ url: '/v1/me', token })).status, 401, `${label}: signed out`);
+  }
+  const stale = await request({ url: '/v1/password/reset', body: { token: pendingReset, password: 'another long passphrase 99' } });
+  t.same([stale.status, stale.body.code], [410, 'link_used'], 'the reset link in the other mailbox no longer works');
+  t.same(
+    [(await request({ url: '/v1/auth/login', body: { email: 'evil@attacker.test', password: ATTACKER_PASSWORD } })).status],
+    [401],
+    'the other address signs in no more',
+  );
+
+  // The confirmation goes to the restored address with a link to choose a new password.
+  const confirmation = (await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'email_change_undone');
+  t.equal(confirmation.length, 1);
+  t.match(confirmation[0]?.textBody, /evil@attacker\.test/, 'names the address the account was moved to');
+  const fresh = tokenFromLink(confirmation[0]!.textBody, '/reset-password');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: fresh, password: 'silver harbour compass 7731' } })).status, 204);
+  const login = await request({ url: '/v1/auth/login', body: { email: 'jon@alpha.test', password: 'silver harbour compass 7731' } });
+  t.same([login.status, login.body.next], [200, 'mfa'], 'the owner signs in again, with their authenticator');
+  t.same((await mailsTo(app, 'evil@attacker.test')).filter((m) => m.template === 'email_change_undone'), [], 'nothing tells the other address');
+
+  const rows = await auditOf(app, 'user.email_changed', jon.user.id);
+  t.equal(rows.length, 2, 'the move and its undoing');
+  t.match(rows.find((r) => (r.details as { undone?: boolean }).undone), { actorUserId: null, details: { from: 'evil@attacker.test', to: 'jon@alpha.test', undone: true, sessionsRevoked: 2 } });
+  const events = await request({ url: '/v1/me/security-events', token: await w.tokenFor(jon.user) });
+  t.match(events.body.items.find((e: { type: string }) => e.type === 'user.email_changed'), { details: { from: 'evil@attacker.test', to: 'jon@alpha.test', undone: true } });
+
+  const again = await undo(w, await undoLink(w, 'jon@alpha.test'));
+  t.same([again.status, again.body.code], [410, 'link_used'], 'single use');
+});
+
+t.test('undo: the link lasts 7 days, survives a block (told account_blocked, works after the unblock), waits while the address is taken, and refuses bad input', async (t) => {
+  const w = await adminWorld(t);
+  const { request, app, clock } = w;
+  const jon = await signedInMember(w);
+  await moveTo(w, jon.token, jon.password!, 'jon@new.test');
+  const link = await undoLink(w, 'jon@alpha.test');
+
+  // The administrator blocks the account first (README: a suspected takeover).
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/block`, token: w.adminA.token })).status, 200);
+  const blocked = await undo(w, link);
+  t.same([blocked.status, blocked.body.code], [403, 'account_blocked']);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@new.test', 'nothing changed');
+
+  // Meanwhile the old address was given to a new account.
+  const other = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'jon@alpha.test', name: 'New Jon' } });
+  t.equal(other.status, 201);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unblock`, token: w.adminA.token })).status, 200);
+  const taken = await undo(w, link);
+  t.same([taken.status, taken.body.code], [409, 'email_taken']);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@new.test', 'nothing changed');
+  t.equal((await request({ method: 'DELETE', url: `/v1/organization/users/${other.body.id}`, token: w.adminA.token })).status, 204);
+
+  clock.advance(7 * 24 * 3600);
+  const late = await undo(w, link);
+  t.same([late.status, late.body.code], [410, 'link_expired']);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@new.test');
+
+  t.same([(await undo(w, 'x'.repeat(43))).status, (await undo(w, 'x'.repeat(43))).body.code], [400, 'link_invalid']);
+  const extra = await request({ url: '/v1/email-change/undo', body: { token: link, email: 'x@y.test' } });
+  t.same([extra.status, extra.body.code], [400, 'validation_failed']);
+  const inQuery = await request({ url: `/v1/email-change/undo?token=${link}`, body: { token: link } });
+  t.same([inQuery.status, inQuery.body.code], [401, 'token_in_query']);
+  // A link of another purpose is no undo link.
+  await request({ url: '/v1/password/forgot', body: { email: 'jon@new.test' } });
+  const reset = await lastLink(w, 'jon@new.test', 'password_reset', '/reset-password');
+  t.same([(await undo(w, reset)).status], [400]);
+});
+
+t.test('undo within 7 days: until the last second', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  await moveTo(w, jon.token, jon.password!, 'jon@new.test');
+  w.clock.advance(7 * 24 * 3600 - 1);
+  t.equal((await undo(w, await undoLink(w, 'jon@alpha.test'))).status, 200);
+});
+
+t.test('two moves: the first address undoes both and kills the second undo link; the second used first does not stop the first', async (t) => {
+  const w = await adminWorld(t);
+  const { app } = w;
+  const jon = await signedInMember(w);
+  await moveTo(w, jon.token, jon.password!, 'b@new.test');
+  await moveTo(w, jon.token, jon.password!, 'c@new.test');
+  const backToA = await undoLink(w, 'jon@alpha.test');
+  const backToB = await undoLink(w, 'b@new.test');
+
+  // The holder of b@ undoes the second move first: the account is at b@ again.
+  const first = await undo(w, backToB);
+  t.same([first.status, first.body.email], [200, 'b@new.test']);
+  // The owner of the first address still undoes the first move.
+  const owner = await undo(w, backToA);
+  t.same([owner.status, owner.body.email], [200, 'jon@alpha.test']);
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test');
+
+  // Again, in the other order: undoing the first move kills the undo link of the later one.
+  const kim = await signedInMember(w, 'kim@alpha.test');
+  await moveTo(w, kim.token, kim.password!, 'kb@new.test');
+  await moveTo(w, kim.token, kim.password!, 'kc@new.test');
+  t.equal((await undo(w, await undoLink(w, 'kim@alpha.test'))).status, 200);
+  const later = await undo(w, await undoLink(w, 'kb@new.test'));
+  t.same([later.status, later.body.code], [410, 'link_used'], 'the later move\'s undo link died with the earlier undo');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: kim.user.id } })).email, 'kim@alpha.test');
+});
+
+t.test('two undos at once: exactly one restores the address', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  await moveTo(w, jon.token, jon.password!, 'race@new.test');
+  const link = await undoLink(w, 'jon@alpha.test');
+  const answers = await Promise.all([undo(w, link), undo(w, link), undo(w, link)]);
+  t.same(answers.map((a) => a.status).sort(), [200, 410, 410]);
+  t.equal((await mailsTo(w.app, 'jon@alpha.test')).filter((m) => m.template === 'email_change_undone').length, 1);
+});
