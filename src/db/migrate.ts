@@ -13,6 +13,12 @@ import { sha256Hex } from '../lib/tokens.js';
  * `prisma migrate resolve --rolled-back` would mark it), so the next start tries it again — once the
  * cause is fixed (a data conflict, a lock timeout) it applies without a manual step. Only a failed
  * row left by something else (Prisma's own non-transactional deploy) blocks, with the repair named.
+ *
+ * A migration waits at most `lockTimeoutMs` for any lock: a statement waiting for a table's lock
+ * (an index swapped, a trigger added) holds up every statement queued behind it — the running
+ * instances' sign-ins among them — for as long as whatever holds the lock runs (a SIEM export, a
+ * pg_dump). Past that it is rolled back, gives way, and is tried again after `retryDelayMs`, until
+ * `maxWaitMs` have passed.
  */
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
@@ -30,6 +36,8 @@ const BOOKKEEPING_DDL = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
 )`;
 
 export type MigrationFile = { name: string; sql: string; checksum: string };
+export type LockWaits = { lockTimeoutMs: number; retryDelayMs: number; maxWaitMs: number };
+export const DEFAULT_LOCK_WAITS: LockWaits = { lockTimeoutMs: 2000, retryDelayMs: 5000, maxWaitMs: 15 * 60_000 };
 export type MigrateResult = { applied: string[]; alreadyApplied: string[] };
 type Log = { info(msg: string): void; warn(msg: string): void };
 
@@ -48,12 +56,12 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
   );
 }
 
-export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DIR): Promise<MigrateResult> {
+export async function migrate(databaseUrl: string, log: Log, dir = MIGRATIONS_DIR, lockWaits = DEFAULT_LOCK_WAITS): Promise<MigrateResult> {
   const migrations = await readMigrations(dir);
   return withClient(databaseUrl, async (client) => {
     await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
     try {
-      return await applyPending(client, migrations, log);
+      return await applyPending(client, migrations, log, lockWaits);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [PRISMA_ADVISORY_LOCK]);
     }
@@ -86,7 +94,7 @@ async function withClient<T>(databaseUrl: string, work: (client: pg.Client) => P
   }
 }
 
-async function applyPending(client: pg.Client, migrations: MigrationFile[], log: Log): Promise<MigrateResult> {
+async function applyPending(client: pg.Client, migrations: MigrationFile[], log: Log, lockWaits: LockWaits): Promise<MigrateResult> {
   await client.query(BOOKKEEPING_DDL);
   const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(
     'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at',
@@ -108,17 +116,48 @@ async function applyPending(client: pg.Client, migrations: MigrationFile[], log:
       result.alreadyApplied.push(m.name);
       continue;
     }
-    await applyOne(client, m);
+    await applyOne(client, m, log, lockWaits);
     log.info(`applied migration ${m.name}`);
     result.applied.push(m.name);
   }
   return result;
 }
 
-async function applyOne(client: pg.Client, m: MigrationFile): Promise<void> {
+/** PostgreSQL's lock_not_available: a lock was not granted within lock_timeout. */
+const isLockTimeout = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === '55P03';
+
+async function applyOne(client: pg.Client, m: MigrationFile, log: Log, lockWaits: LockWaits): Promise<void> {
   const id = randomUUID();
+  const giveUpAt = Date.now() + lockWaits.maxWaitMs;
+  try {
+    for (;;) {
+      try {
+        await runInTransaction(client, id, m, lockWaits.lockTimeoutMs);
+        return;
+      } catch (err) {
+        if (!isLockTimeout(err) || Date.now() + lockWaits.retryDelayMs > giveUpAt) throw err;
+        log.warn(
+          `migration ${m.name} waited ${lockWaits.lockTimeoutMs} ms for a lock another transaction holds (a long read of a table, say; ` +
+            `see pg_stat_activity) and gave way to the statements queued behind it; trying again in ${lockWaits.retryDelayMs / 1000} s`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, lockWaits.retryDelayMs));
+      }
+    }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    // Recorded for the operator (the error in `logs`), as rolled back: the transaction undid it all.
+    await client.query(
+      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, rolled_back_at, applied_steps_count) VALUES ($1, $2, $3, $4, now(), now(), 0)',
+      [id, m.checksum, m.name, message],
+    );
+    throw new MigrationError(`migration ${m.name} failed: ${message}`);
+  }
+}
+
+async function runInTransaction(client: pg.Client, id: string, m: MigrationFile, lockTimeoutMs: number): Promise<void> {
   try {
     await client.query('BEGIN');
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
     await client.query(
       'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)',
       [id, m.checksum, m.name],
@@ -128,12 +167,6 @@ async function applyOne(client: pg.Client, m: MigrationFile): Promise<void> {
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');
-    const message = err instanceof Error ? err.message : String(err);
-    // Recorded for the operator (the error in `logs`), as rolled back: the transaction undid it all.
-    await client.query(
-      'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, rolled_back_at, applied_steps_count) VALUES ($1, $2, $3, $4, now(), now(), 0)',
-      [id, m.checksum, m.name, message],
-    );
-    throw new MigrationError(`migration ${m.name} failed: ${message}`);
+    throw err;
   }
 }

@@ -304,3 +304,89 @@ t.test('names in NFC: the migration composes names stored decomposed and audits 
   t.match(index!.indexdef, /'user\.preferences_changed'.*'mfa\.enrolled'/s, 'the feed index, rebuilt with the two new types, under its name');
   t.same(await query(url, `SELECT indexname FROM pg_indexes WHERE indexname = 'audit_events_feed_2'`), [], 'no second index left');
 });
+
+// A rolling upgrade across 20261201030000 and 20261201040000 (upgrade review, session 27).
+
+const indexValidity = (url: string, name: string) =>
+  query<{ indisvalid: boolean }>(url, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1`, [name]);
+
+t.test('feed index: a prebuild left invalid by an interrupted CREATE INDEX CONCURRENTLY ends up rebuilt, valid, in the feed\'s place', async (t) => {
+  const url = await migratedUpTo(t, '20261201030000');
+  // What an interrupted concurrent build leaves (Ctrl-C, a statement_timeout): an index of that name, marked invalid.
+  await query(url, `INSERT INTO audit_events (id, type) VALUES (gen_random_uuid(), 'user.invited'), (gen_random_uuid(), 'user.invited')`);
+  await query(url, `CREATE UNIQUE INDEX CONCURRENTLY "audit_events_feed_2" ON audit_events (type)`).catch(() => undefined);
+  t.same(await indexValidity(url, 'audit_events_feed_2'), [{ indisvalid: false }], 'precondition: an invalid prebuilt index');
+
+  await migrate(url, quiet);
+  t.same(await indexValidity(url, 'audit_events_feed'), [{ indisvalid: true }], 'the event feed has a valid index');
+  t.same(await query(url, `SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'audit_events'::regclass AND NOT indisvalid`), [{ n: 0 }], 'no invalid index left');
+});
+
+t.test('a migration waiting for a table lock gives way to the statements queued behind it (sign-ins) and applies once the lock is free', async (t) => {
+  const url = await migratedUpTo(t, '20261201030000');
+  const reader = new pg.Client({ connectionString: url });
+  await reader.connect();
+  t.teardown(() => reader.end().catch(() => undefined));
+  await reader.query('BEGIN');
+  await reader.query('SELECT count(*) FROM audit_events'); // a SIEM export, pg_dump: ACCESS SHARE until it ends
+  const warnings: string[] = [];
+  const migrating = migrate(url, { info() {}, warn: (m) => warnings.push(m) }, MIGRATIONS_DIR, { lockTimeoutMs: 500, retryDelayMs: 500, maxWaitMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const insert = await query(url, `SET statement_timeout = '3s'; INSERT INTO audit_events (id, type) VALUES (gen_random_uuid(), 'login.password_failed')`).then(
+    () => 'inserted',
+    (e: Error) => e.message,
+  );
+  t.equal(insert, 'inserted', "a sign-in's audit row is written while the migration waits for its lock");
+  await new Promise((r) => setTimeout(r, 1500));
+  await reader.query('COMMIT');
+  const result = await migrating;
+  t.ok(result.applied.includes('20261201030000_audit_events_feed_preferences_mfa'), 'applied once the reader ended');
+  t.ok(warnings.some((w) => w.includes('gave way')), 'each wait is logged');
+  t.same(await indexValidity(url, 'audit_events_feed'), [{ indisvalid: true }]);
+});
+
+t.test('a migration that cannot get its lock within the limit fails, recorded as rolled back, and the next start applies it', async (t) => {
+  const url = await migratedUpTo(t, '20261201030000');
+  const reader = new pg.Client({ connectionString: url });
+  await reader.connect();
+  t.teardown(() => reader.end().catch(() => undefined));
+  await reader.query('BEGIN');
+  await reader.query('SELECT count(*) FROM audit_events');
+  const failed = await migrate(url, quiet, MIGRATIONS_DIR, { lockTimeoutMs: 200, retryDelayMs: 200, maxWaitMs: 700 }).then(() => 'applied', (e: Error) => e.message);
+  t.match(failed, /20261201030000_audit_events_feed_preferences_mfa failed: canceling statement due to lock timeout/);
+  await reader.query('COMMIT');
+  t.ok((await migrate(url, quiet)).applied.includes('20261201030000_audit_events_feed_preferences_mfa'));
+});
+
+t.test('names in NFC: the migrations\' audit rows have time-ordered (UUIDv7) ids, so the retention sweep reaches them', async (t) => {
+  const url = await migratedUpTo(t, '20261201040000');
+  await query(url, `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'd@example.com', 'Dora Mu\u0308ller', '{USER}', 'ACTIVE', now())`);
+  await migrate(url, quiet);
+  const rows = await query<{ id: string; created_at: Date }>(url, `SELECT id::text, created_at FROM audit_events WHERE details->>'by' = 'migration'`);
+  t.equal(rows.length, 1);
+  for (const row of rows) {
+    t.equal(row.id[14], '7', `${row.id} is a UUIDv7`);
+    t.equal(row.id.replace(/-/g, '').slice(0, 12), row.created_at.getTime().toString(16).padStart(12, '0'), 'its time is the row\'s (the sweep compares ids with firstIdAt of its cutoff)');
+  }
+});
+
+t.test('names in NFC whoever writes them: a name an older release stored decomposed during the upgrade is composed and audited, and the database composes later writes', async (t) => {
+  const url = await migratedUpTo(t, '20261201060000');
+  // An instance of the release before 20261201040000, still serving, renames a user as typed.
+  const [user] = await query<{ id: string }>(
+    url,
+    `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'j@example.com', 'J\u00f6rg M\u00fcller', '{USER}', 'ACTIVE', now()) RETURNING id`,
+  );
+  await query(url, `UPDATE users SET name = 'Jo\u0308rg Mu\u0308ller' WHERE id = $1`, [user!.id]);
+  await migrate(url, quiet);
+  t.same(await query(url, `SELECT name FROM users WHERE id = $1`, [user!.id]), [{ name: 'J\u00f6rg M\u00fcller' }], 'composed');
+  const audits = await query<{ id: string; details: unknown }>(url, `SELECT id::text, details FROM audit_events WHERE type = 'user.renamed'`);
+  t.same(audits.map((a) => a.details), [{ by: 'migration', name: { from: 'Jo\u0308rg Mu\u0308ller', to: 'J\u00f6rg M\u00fcller' } }]);
+  t.equal(audits[0]?.id[14], '7', 'a time-ordered id');
+
+  // Still running after the upgrade, it writes decomposed names again: stored composed.
+  await query(url, `UPDATE users SET name = 'Mu\u0308ller' WHERE id = $1`, [user!.id]);
+  await query(url, `INSERT INTO organizations (id, customer_number, name, updated_at) VALUES (gen_random_uuid(), 'C-NFC-2', 'Mo\u0308bel GmbH', now())`);
+  t.same(await query(url, `SELECT name FROM users WHERE id = $1`, [user!.id]), [{ name: 'M\u00fcller' }]);
+  t.same(await query(url, `SELECT name FROM organizations WHERE customer_number = 'C-NFC-2'`), [{ name: 'M\u00f6bel GmbH' }]);
+});
