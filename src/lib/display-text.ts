@@ -19,8 +19,9 @@ const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|[\u200C
 const BLANK_LETTERS = /[\u115F\u1160\u3164\uFFA0\u2800]/u;
 /** A run of spaces (any width) pushes text to where it reads as a line of its own. */
 const SPACE_RUN = /\p{Zs}{2}/u;
-/** More combining marks in a row than any composed letter carries. */
+/** More combining marks in a row than any composed letter carries (the joiners kept above end no letter). */
 const STACKED_MARKS = /\p{M}{5}/u;
+const JOINERS_AND_MARKS = /[\u200C\u200D\u200E\u200F\u061C]/gu;
 
 export function displayText(maxLength: number) {
   return z
@@ -34,7 +35,7 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
     .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
-    .refine((text) => !STACKED_MARKS.test(text), 'no more than four combining marks on one letter')
+    .refine((text) => !STACKED_MARKS.test(text.replace(JOINERS_AND_MARKS, '')), 'no more than four combining marks on one letter')
     .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

@@ -146,6 +146,9 @@ t.test('names of people and organisations are one line of visible text: line bre
     // Stacked combining marks ("zalgo") spill over the lines above and below in a mail or a list.
     'stacked combining marks': `D${'\u0301\u0300\u0308'.repeat(10)}ora`,
     'five combining marks on one letter (none composes with it)': 'Dorax\u0300\u0301\u0302\u0303\u0304',
+    // Review (undo): a joiner the rule keeps for Persian and Indic names does not end the letter's cluster; the marks still stack on it.
+    'stacked marks split by zero-width joiners': `Dorax${'\u0300\u0301\u0302\u0303\u200D'.repeat(8)}`,
+    'stacked marks split by zero-width non-joiners': `Dorax${'\u0300\u0301\u0302\u0303\u200C'.repeat(8)}`,
   };
   for (const [label, name] of Object.entries(bad)) {
     const invite = await request({ url: '/v1/organization/users', token: adminToken, body: { email: 'new-person@example.test', name } });

@@ -131,8 +131,8 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'For the owner of an account that someone else moved (they had its session and password). The address comes back (verified), every session of ' +
           'the account ends, the links that went to the other address (password reset, MFA reset, a pending change) and the undo links of later moves stop ' +
-          'working, and a link to choose a new password (30 min) goes to the restored address. The authenticator stays as it is. A later move, a password ' +
-          'reset or a block do not end this link. ' +
+          'working, the password is replaced by one nobody knows and the recovery codes are deleted, and a link to choose a new password (30 min) goes to ' +
+          'the restored address; the address left is told. The authenticator stays as it is. A later move, a password reset or a block do not end this link. ' +
           'Errors: 400 link_invalid (no such link); 410 link_expired; 410 link_used with `linkState` `used` or `replaced` (an earlier move was undone ' +
           'since); 403 account_blocked with whom to contact (the link works again once the block is lifted); 409 email_taken (another account uses the ' +
           'address now: nothing changes, and the link still works should the address become free); 401 token_in_query (the token belongs in the body).',

@@ -3,6 +3,7 @@ import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import { defineErrors, rateLimitedFor } from '../../errors.js';
 import { addSeconds } from '../../lib/clock.js';
+import { randomToken } from '../../lib/tokens.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
@@ -194,16 +195,27 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
  * of an account that someone with its session and password moved to an address they read: the
  * address comes back (verified again), every session ends, the links that went to the other
  * address (password reset, MFA reset, a pending change) and the undo links of later moves stop
- * working, and a link to choose a new password goes to the restored address with the confirmation
- * (whoever moved the account knew the password). The authenticator stays: one the intruder set up
- * is support's to reset, after verifying this address (product rule 11).
+ * working. Whoever moved the account knew its password and could have made recovery codes: the
+ * password is replaced by one nobody knows and the recovery codes are deleted, and a link to choose
+ * a new password goes to the restored address with the confirmation. The authenticator stays: one
+ * the intruder set up is reset by an administrator or support, after checking this address
+ * (product rule 11). The address the account leaves is told, without a link: for seven days the
+ * mailbox it left keeps the power over the account it had before the move, and should that be
+ * someone else's now, the account's owner learns of it there.
  *
  * A later move, a password reset and a block leave the link alone (a block is what an administrator
  * does first on a suspected takeover): a blocked account's holder is told account_blocked, and the
  * link works once the block is lifted. An address another account took meanwhile: 409 email_taken,
  * nothing changes, and the link still works should the address become free.
  */
-export async function undoEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring'>, token: string, meta: RequestMeta): Promise<{ email: string }> {
+export async function undoEmailChange(
+  ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring' | 'hasher'>,
+  token: string,
+  meta: RequestMeta,
+): Promise<{ email: string }> {
+  // Checked before the hash below is spent on it (and again, under the lock, in the transaction).
+  await findUsableFlow(ctx.db, ctx.clock, token, 'EMAIL_UNDO');
+  const unknownPassword = await ctx.hasher.hash(randomToken(32));
   try {
     return await ctx.db.$transaction(async (tx) => {
       const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_UNDO');
@@ -213,7 +225,9 @@ export async function undoEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'co
       const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
       if (!user || !move) throw flowErrors.link_invalid();
       if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
-      await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: ctx.clock.now() } });
+      const now = ctx.clock.now();
+      await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: now, passwordHash: unknownPassword, passwordChangedAt: now } });
+      const { count: recoveryCodesDeleted } = await tx.recoveryCode.deleteMany({ where: { userId: user.id } });
       const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'email_change_undone');
       await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
       // The undo links of later moves: the address they would bring back was never the owner's.
@@ -226,13 +240,16 @@ export async function undoEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 'co
         template: 'email_change_undone',
         data: { name: user.name, movedTo: user.email, link: buildLink(ctx.config, LINK_PATHS.passwordReset, reset.token), expiresAt: reset.flow.expiresAt },
       });
+      if (user.email.toLowerCase() !== move.from.toLowerCase()) {
+        await enqueueMail(tx, ctx, { to: { email: user.email, language: user.language, id: user.id }, template: 'email_change_reverted', data: { name: user.name, restoredEmail: move.from } });
+      }
       await recordAudit(tx, ctx.clock, {
         type: 'user.email_changed',
         actorUserId: null,
         subjectUserId: user.id,
         organizationId: user.organizationId,
         meta,
-        details: { from: user.email, to: move.from, undone: true, sessionsRevoked },
+        details: { from: user.email, to: move.from, undone: true, sessionsRevoked, recoveryCodesDeleted },
       });
       return { email: move.from };
     });

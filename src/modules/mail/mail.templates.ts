@@ -46,6 +46,8 @@ export type MailTemplateData = {
   email_changed: { name: string; newEmail: string; link: string; expiresAt: Date };
   /** To the restored address, once a move to `movedTo` was undone: `link` chooses a new password (30 min). */
   email_change_undone: { name: string; movedTo: string; link: string; expiresAt: Date };
+  /** To the address an undo moved the account away from (no link). */
+  email_change_reverted: { name: string; restoredEmail: string };
   recovery_code_used: { name: string; remaining: number };
   recovery_codes_regenerated: { name: string };
 };
@@ -65,6 +67,7 @@ export const MAIL_TEMPLATE_NAMES = [
   'email_change_confirm',
   'email_changed',
   'email_change_undone',
+  'email_change_reverted',
   'recovery_code_used',
   'recovery_codes_regenerated',
 ] as const satisfies readonly MailTemplateName[];

@@ -63,6 +63,8 @@ t.test('a taken-over account: the old address undoes the move; the address is ba
   for (const [label, token] of [['one session', attackerToken], ['another', attackerSecond]] as const) {
     t.equal((await request({ url: '/v1/me', token })).status, 401, `${label}: signed out`);
   }
+  const intruder = await request({ url: '/v1/auth/login', body: { email: 'jon@alpha.test', password: ATTACKER_PASSWORD } });
+  t.same([intruder.status, intruder.body.code], [401, 'invalid_credentials'], 'the password of before signs in no more: only the reset link sets one');
   const stale = await request({ url: '/v1/password/reset', body: { token: pendingReset, password: 'another long passphrase 99' } });
   t.same([stale.status, stale.body.code], [410, 'link_used'], 'the reset link in the other mailbox no longer works');
   t.same(
@@ -79,7 +81,11 @@ t.test('a taken-over account: the old address undoes the move; the address is ba
   t.equal((await request({ url: '/v1/password/reset', body: { token: fresh, password: 'silver harbour compass 7731' } })).status, 204);
   const login = await request({ url: '/v1/auth/login', body: { email: 'jon@alpha.test', password: 'silver harbour compass 7731' } });
   t.same([login.status, login.body.next], [200, 'mfa'], 'the owner signs in again, with their authenticator');
-  t.same((await mailsTo(app, 'evil@attacker.test')).filter((m) => m.template === 'email_change_undone'), [], 'nothing tells the other address');
+  t.same((await mailsTo(app, 'evil@attacker.test')).filter((m) => m.template === 'email_change_undone'), [], 'the reset link goes to the restored address only');
+  const left = (await mailsTo(app, 'evil@attacker.test')).filter((m) => m.template === 'email_change_reverted');
+  t.equal(left.length, 1, 'the address the undo left is told (should a mailbox the account had left undo a move the owner made)');
+  t.match(left[0]?.textBody, 'jon@alpha.test');
+  t.notMatch(left[0]?.textBody, /token=/, 'with no link');
 
   const rows = await auditOf(app, 'user.email_changed', jon.user.id);
   t.equal(rows.length, 2, 'the move and its undoing');
@@ -172,4 +178,30 @@ t.test('two undos at once: exactly one restores the address', async (t) => {
   const answers = await Promise.all([undo(w, link), undo(w, link), undo(w, link)]);
   t.same(answers.map((a) => a.status).sort(), [200, 410, 410]);
   t.equal((await mailsTo(w.app, 'jon@alpha.test')).filter((m) => m.template === 'email_change_undone').length, 1);
+});
+
+t.test('after the undo the intruder does not sign straight back in with the password and a recovery code they minted, and cannot kill the owner\'s reset link (review: undo)', async (t) => {
+  const w = await adminWorld(t);
+  const { request } = w;
+  const jon = await signedInMember(w);
+  // With the session and the password: fresh recovery codes (the owner's authenticator keeps working), then the move.
+  const codes = await request({ url: '/v1/me/mfa/recovery-codes', token: jon.token, body: { password: jon.password } });
+  t.equal(codes.status, 200);
+  await moveTo(w, jon.token, jon.password!, 'evil@attacker.test');
+  t.equal((await undo(w, await undoLink(w, 'jon@alpha.test'))).status, 200);
+
+  // The intruder knows the restored address (it was the account's) and the password.
+  const login = await request({ url: '/v1/auth/login', body: { email: 'jon@alpha.test', password: jon.password } });
+  const signedIn = login.status === 200 && login.body.next === 'mfa'
+    ? await request({ url: '/v1/auth/login/mfa', body: { challengeToken: login.body.challengeToken, recoveryCode: codes.body.recoveryCodes[0] } })
+    : login;
+  t.not(signedIn.status, 200, 'the password the intruder knew no longer signs in after the undo');
+  t.equal(await w.app.ctx.db.recoveryCode.count({ where: { userId: jon.user.id } }), 0, 'the recovery codes the intruder may have made are gone');
+  if (signedIn.status === 200) {
+    const changed = await request({ method: 'PUT', url: '/v1/me/password', token: signedIn.body.accessToken, body: { currentPassword: jon.password, newPassword: 'attacker new phrase 8871 zz' } });
+    t.equal(changed.status, 204, 'the intruder changed the password');
+  }
+  const fresh = await lastLink(w, 'jon@alpha.test', 'email_change_undone', '/reset-password');
+  const reset = await request({ url: '/v1/password/reset', body: { token: fresh, password: 'silver harbour compass 7731' } });
+  t.equal(reset.status, 204, 'the reset link mailed with the confirmation still works');
 });

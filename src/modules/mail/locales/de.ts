@@ -186,7 +186,7 @@ export const de: MailCatalogue = {
     greeting: greeting(d.name),
     intro: [
       `der Wechsel Ihres Kontos zu ${d.movedTo} wurde rückgängig gemacht: Sie melden sich wieder mit dieser Adresse an, und alle Sitzungen Ihres Kontos wurden beendet.`,
-      'Wer die Adresse geändert hat, kannte Ihr Passwort: Legen Sie jetzt über den Link unten ein neues fest.',
+      'Wer die Adresse geändert hat, kannte Ihr Passwort; es gilt daher nicht mehr, und auch Ihre Wiederherstellungscodes wurden gelöscht: Legen Sie jetzt über den Link unten ein neues Passwort fest und erstellen Sie nach der Anmeldung neue Wiederherstellungscodes.',
     ],
     action: { label: 'Neues Passwort festlegen', url: d.link },
     outro: [
@@ -195,6 +195,12 @@ export const de: MailCatalogue = {
     ],
     signature: signature(env),
   }),
+
+  email_change_reverted: (d, env) =>
+    notice(env, d.name, 'Ihr Konto verwendet diese Adresse nicht mehr', [
+      `die E-Mail-Adresse Ihres Kontos im ${env.shopName} wurde wieder auf ${d.restoredEmail} zurückgesetzt, mit dem Link, den wir beim Wechsel zu dieser Adresse dorthin gesendet haben. Sie melden sich nicht mehr mit dieser Adresse an, und alle Sitzungen des Kontos wurden beendet.`,
+      unexpected(env),
+    ]),
 
   recovery_code_used: (d, env) => {
     const left =

@@ -171,7 +171,7 @@ export const en: MailCatalogue = {
     greeting: `Hello ${d.name},`,
     intro: [
       `the move of your account to ${d.movedTo} was undone: you sign in with this address again, and every session of your account was ended.`,
-      'Whoever moved it knew your password: choose a new one now with the link below.',
+      'Whoever moved it knew your password, so it no longer works, and your recovery codes were deleted as well: choose a new password now with the link below, and create new recovery codes once you are signed in.',
     ],
     action: { label: 'Choose a new password', url: d.link },
     outro: [
@@ -180,6 +180,12 @@ export const en: MailCatalogue = {
     ],
     signature: signature(env),
   }),
+
+  email_change_reverted: (d, env) =>
+    notice(env, d.name, 'your account no longer uses this address', [
+      `the e-mail address of your ${env.shopName} account was changed back to ${d.restoredEmail}, with the link we sent there when the account moved to this address. You no longer sign in with this address, and every session of the account was ended.`,
+      unexpected(env),
+    ]),
 
   recovery_code_used: (d, env) =>
     notice(env, d.name, 'a recovery code was used', [
