@@ -40,7 +40,16 @@ t.test('replacing a compromised administrator while an accomplice administrator 
   t.equal(r.body.code, 'administrator_exists');
   t.notMatch(String(r.body.detail), /send `replacing`/, `detail: ${r.body.detail}`);
   t.match(String(r.body.detail), /1 other active administrator remain.*Block each one who must go/, 'it says what to do instead');
-  t.ok(accomplice.user.id);
+  // Doing what it says: the accomplice blocked, the replacement goes through.
+  const block = await w.request({ method: 'POST', url: `/v1/support/users/${accomplice.user.id}/block`, token: w.support.token });
+  t.equal(block.status, 200);
+  const again = await w.request({
+    method: 'POST',
+    url: `/v1/support/organizations/${w.orgA.id}/administrators`,
+    token: w.support.token,
+    body: { userId: successor.user.id, replacing: w.adminA.user.id },
+  });
+  t.equal(again.status, 200, 'with the accomplice blocked, support replaces the administrator');
 });
 
 t.test('per-actor budgets: mails and other changes counted apart, per signed-in user, reads free; over budget nothing changes', async (t) => {

@@ -288,10 +288,12 @@ t.test('names in NFC: the migration composes names stored decomposed and audits 
     [org!.id],
   );
   await query(url, `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'c@example.com', 'Carla Müller', '{USER}', 'ACTIVE', now())`);
+  // An organisation whose name is composed already: no row for it (mutation review, session 26).
+  await query(url, `INSERT INTO organizations (id, customer_number, name, updated_at) VALUES (gen_random_uuid(), 'C-NFC-2', 'Schäfer AG', now())`);
 
   await migrate(url, quiet);
   t.same(await query(url, `SELECT name FROM users ORDER BY email`), [{ name: 'Bernd Müller' }, { name: 'Carla Müller' }]);
-  t.same(await query(url, `SELECT name FROM organizations`), [{ name: 'Müller GmbH' }]);
+  t.same(await query(url, `SELECT name FROM organizations ORDER BY customer_number`), [{ name: 'Müller GmbH' }, { name: 'Schäfer AG' }]);
   const audits = await query<{ type: string; subject_user_id: string | null; organization_id: string; details: unknown }>(
     url,
     `SELECT type, subject_user_id, organization_id, details FROM audit_events ORDER BY type`,
