@@ -2,7 +2,7 @@ import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import { defineErrors, rateLimitedFor } from '../../errors.js';
-import { addSeconds } from '../../lib/clock.js';
+import { addSeconds, type Clock } from '../../lib/clock.js';
 import { randomToken } from '../../lib/tokens.js';
 import { accountBlockedError } from '../accounts/blocked.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
@@ -86,6 +86,21 @@ function changeData(data: unknown): ChangeData | null {
   return d && typeof d.from === 'string' && typeof d.to === 'string' ? { from: d.from, to: d.to } : null;
 }
 
+/**
+ * Consumes an e-mail-change or undo link under its user's row lock (lock order user → flows,
+ * accounts/user-lock.ts, like a block or a password reset, which void such links): what it carries
+ * and whose account it is, as they are now.
+ */
+async function consumeAccountLink<D>(tx: Tx, clock: Clock, token: string, purpose: 'EMAIL_CHANGE' | 'EMAIL_UNDO', parse: (data: unknown) => D | null) {
+  const flow = await findUsableFlow(tx, clock, token, purpose);
+  await lockUserRow(tx, flow.userId);
+  await consumeFlow(tx, clock, flow);
+  const data = parse(flow.data);
+  const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
+  if (!user || !data) throw flowErrors.link_invalid();
+  return { data, user };
+}
+
 /** The change asked for and not confirmed yet (its link pending and unexpired), or null. */
 export async function pendingEmailChange(ctx: Pick<AppContext, 'db' | 'clock'>, userId: string): Promise<{ email: string; expiresAt: Date } | null> {
   const flow = await ctx.db.flowToken.findFirst({
@@ -146,13 +161,7 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
     return await ctx.db.$transaction(async (tx) => {
       // Whoever reads the new address is not verified yet (a mistyped address reaches a stranger): a
       // link a block voided says no more than "replaced", without the administrators' contacts.
-      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_CHANGE');
-      // Lock order user → flows (accounts/user-lock.ts), like a block or a password reset, which void this link.
-      await lockUserRow(tx, flow.userId);
-      await consumeFlow(tx, ctx.clock, flow);
-      const change = changeData(flow.data);
-      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
-      if (!user || !change) throw flowErrors.link_invalid();
+      const { data: change, user } = await consumeAccountLink(tx, ctx.clock, token, 'EMAIL_CHANGE', changeData);
       // Only an active account (a block racing the click), and only the change from the address it
       // had when the change was asked for.
       if (user.status !== 'ACTIVE' || user.email !== change.from) {
@@ -218,12 +227,7 @@ export async function undoEmailChange(
   const unknownPassword = await ctx.hasher.hash(randomToken(32));
   try {
     return await ctx.db.$transaction(async (tx) => {
-      const flow = await findUsableFlow(tx, ctx.clock, token, 'EMAIL_UNDO');
-      await lockUserRow(tx, flow.userId);
-      await consumeFlow(tx, ctx.clock, flow);
-      const move = undoData(flow.data);
-      const user = await tx.user.findUnique({ where: { id: flow.userId }, select: { id: true, email: true, name: true, language: true, status: true, organizationId: true } });
-      if (!user || !move) throw flowErrors.link_invalid();
+      const { data: move, user } = await consumeAccountLink(tx, ctx.clock, token, 'EMAIL_UNDO', undoData);
       if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
       const now = ctx.clock.now();
       await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: now, passwordHash: unknownPassword, passwordChangedAt: now } });

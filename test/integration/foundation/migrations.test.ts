@@ -309,6 +309,16 @@ t.test('names in NFC: the migration composes names stored decomposed and audits 
 
 // A rolling upgrade across 20261201030000 and 20261201040000 (upgrade review, session 27).
 
+/** A long read of audit_events (a SIEM export, pg_dump): ACCESS SHARE until `end()` commits it. */
+async function auditReader(t: Test, url: string): Promise<{ end(): Promise<void> }> {
+  const reader = new pg.Client({ connectionString: url });
+  await reader.connect();
+  t.teardown(() => reader.end().catch(() => undefined));
+  await reader.query('BEGIN');
+  await reader.query('SELECT count(*) FROM audit_events');
+  return { end: async () => void (await reader.query('COMMIT')) };
+}
+
 const indexValidity = (url: string, name: string) =>
   query<{ indisvalid: boolean }>(url, `SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1`, [name]);
 
@@ -326,11 +336,7 @@ t.test('feed index: a prebuild left invalid by an interrupted CREATE INDEX CONCU
 
 t.test('a migration waiting for a table lock gives way to the statements queued behind it (sign-ins) and applies once the lock is free', async (t) => {
   const url = await migratedUpTo(t, '20261201030000');
-  const reader = new pg.Client({ connectionString: url });
-  await reader.connect();
-  t.teardown(() => reader.end().catch(() => undefined));
-  await reader.query('BEGIN');
-  await reader.query('SELECT count(*) FROM audit_events'); // a SIEM export, pg_dump: ACCESS SHARE until it ends
+  const reader = await auditReader(t, url);
   const warnings: string[] = [];
   const migrating = migrate(url, { info() {}, warn: (m) => warnings.push(m) }, MIGRATIONS_DIR, { lockTimeoutMs: 500, retryDelayMs: 500, maxWaitMs: 60_000 });
   await new Promise((r) => setTimeout(r, 300));
@@ -340,7 +346,7 @@ t.test('a migration waiting for a table lock gives way to the statements queued 
   );
   t.equal(insert, 'inserted', "a sign-in's audit row is written while the migration waits for its lock");
   await new Promise((r) => setTimeout(r, 1500));
-  await reader.query('COMMIT');
+  await reader.end();
   const result = await migrating;
   t.ok(result.applied.includes('20261201030000_audit_events_feed_preferences_mfa'), 'applied once the reader ended');
   t.ok(warnings.some((w) => w.includes('gave way')), 'each wait is logged');
@@ -349,14 +355,15 @@ t.test('a migration waiting for a table lock gives way to the statements queued 
 
 t.test('a migration that cannot get its lock within the limit fails, recorded as rolled back, and the next start applies it', async (t) => {
   const url = await migratedUpTo(t, '20261201030000');
-  const reader = new pg.Client({ connectionString: url });
-  await reader.connect();
-  t.teardown(() => reader.end().catch(() => undefined));
-  await reader.query('BEGIN');
-  await reader.query('SELECT count(*) FROM audit_events');
+  const reader = await auditReader(t, url);
   const failed = await migrate(url, quiet, MIGRATIONS_DIR, { lockTimeoutMs: 200, retryDelayMs: 200, maxWaitMs: 700 }).then(() => 'applied', (e: Error) => e.message);
   t.match(failed, /20261201030000_audit_events_feed_preferences_mfa failed: canceling statement due to lock timeout/);
-  await reader.query('COMMIT');
+  t.same(
+    await query(url, `SELECT finished_at IS NULL AS unfinished, rolled_back_at IS NOT NULL AS rolled_back FROM "_prisma_migrations" WHERE migration_name = '20261201030000_audit_events_feed_preferences_mfa'`),
+    [{ unfinished: true, rolled_back: true }],
+    'recorded as rolled back, once',
+  );
+  await reader.end();
   t.ok((await migrate(url, quiet)).applied.includes('20261201030000_audit_events_feed_preferences_mfa'));
 });
 
