@@ -28,16 +28,23 @@ export async function blockedContact(
   const language =
     user.language !== undefined ? user.language : (await db.user.findUnique({ where: { id: user.id }, select: { language: true } }))?.language;
   const support = config.supportContactIn[language ?? config.defaultLanguage];
-  const administrators =
-    user.organizationId && !onlySupport
-      ? await db.user.findMany({
-          where: { organizationId: user.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' }, id: { not: user.id } },
-          select: { name: true, email: true },
-          orderBy: { name: 'asc' },
-          take: 20,
-        })
-      : [];
+  const administrators = (await administratorsToAsk(db, user, onlySupport)).map(({ name, email }) => ({ name, email }));
   return { support, administrators };
+}
+
+/** BlockedContact's administrators, with their ids (a block notice records whom it names: mail/mentions.ts). */
+export async function administratorsToAsk(
+  db: Tx,
+  user: { id: string; organizationId: string | null },
+  onlySupport = false,
+): Promise<{ id: string; name: string; email: string }[]> {
+  if (!user.organizationId || onlySupport) return [];
+  return db.user.findMany({
+    where: { organizationId: user.organizationId, status: 'ACTIVE', roles: { has: 'CUSTOMER_ADMIN' }, id: { not: user.id } },
+    select: { id: true, name: true, email: true },
+    orderBy: { name: 'asc' },
+    take: 20,
+  });
 }
 
 /** The contact for a problem's English `detail`: support as SUPPORT_CONTACT names it. */

@@ -11,7 +11,11 @@ import { open, seal, SecretBoxError, type Keyring } from '../../lib/secret-box.j
  * through these functions.
  */
 
-export type MailBody = { text: string; html: string };
+/**
+ * `data`: what a mail naming other people was rendered from (`mentions`), sealed with it, so erasing
+ * one of them can render it again without them (erase-user.ts); absent for every other mail.
+ */
+export type MailBody = { text: string; html: string; data?: unknown };
 
 /** The column pair of a MailOutbox row that holds the sealed body. */
 export type SealedMailBody = { bodyCiphertext: string; encryptionKeyId: string };
@@ -33,7 +37,8 @@ export function mailBodyAad(mailId: string): string {
 
 /** Seals a body for the outbox row `mailId` under the current key; spread the result into the row. */
 export function sealMailBody(keyring: Keyring, mailId: string, body: MailBody): SealedMailBody {
-  const { ciphertext, keyId } = seal(keyring, JSON.stringify({ text: body.text, html: body.html }), mailBodyAad(mailId));
+  const sealed = { text: body.text, html: body.html, ...(body.data !== undefined ? { data: body.data } : {}) };
+  const { ciphertext, keyId } = seal(keyring, JSON.stringify(sealed), mailBodyAad(mailId));
   return { bodyCiphertext: ciphertext, encryptionKeyId: keyId };
 }
 
@@ -46,9 +51,9 @@ export function openMailBody(keyring: Keyring, mailId: string, sealed: SealedMai
   } catch {
     throw new SecretBoxError('malformed', 'the sealed mail body is not JSON');
   }
-  const { text, html } = (body ?? {}) as Partial<MailBody>;
+  const { text, html, data } = (body ?? {}) as Partial<MailBody>;
   if (typeof text !== 'string' || typeof html !== 'string') throw new SecretBoxError('malformed', 'the sealed mail body is not { text, html }');
-  return { text, html };
+  return data === undefined ? { text, html } : { text, html, data };
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Config } from '../../config.js';
 import type { Tx } from '../../db/client.js';
 import { newId } from '../../db/sql.js';
 import { sealMailBody } from './mail-body.js';
+import { mentionsOf } from './mentions.js';
 import type { Language } from '../../lib/languages.js';
 import { renderMail, type MailAudience, type MailTemplateData, type MailTemplateName, type RenderedMail } from './mail.templates.js';
 
@@ -63,7 +64,7 @@ export function renderMailFor<K extends MailTemplateName>(
 }
 
 /** Who the account `to` names reads the mail as (MailAudience), from its roles as of the caller's transaction. */
-async function audienceOf(tx: Tx, to: MailRecipient): Promise<MailAudience> {
+export async function audienceOf(tx: Tx, to: MailRecipient): Promise<MailAudience> {
   if (!to.id) return 'member';
   const user = await tx.user.findUnique({ where: { id: to.id }, select: { roles: true } });
   if (user?.roles.includes('SUPPORT')) return 'staff';
@@ -87,6 +88,7 @@ export async function enqueueMail<K extends MailTemplateName>(
   const rendered = renderMailFor(ctx.config, input.to, input.template, input.data, await audienceOf(tx, input.to));
   const now = ctx.clock.now();
   const id = newId();
+  const mentions = mentionsOf(input.data);
   const row = await tx.mailOutbox.create({
     data: {
       id,
@@ -94,7 +96,8 @@ export async function enqueueMail<K extends MailTemplateName>(
       userId: input.to.id,
       template: input.template,
       subject: rendered.subject,
-      ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html }),
+      mentions,
+      ...sealMailBody(ctx.keyring, id, { text: rendered.text, html: rendered.html, ...(mentions.length ? { data: input.data } : {}) }),
       nextAttemptAt: input.notBefore ?? now,
       createdAt: now,
     },

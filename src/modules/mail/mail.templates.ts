@@ -9,7 +9,11 @@ import { en } from './locales/en.js';
  * added later cannot forget escaping and templates cannot inject markup.
  */
 
-/** What each template needs. Callers are type-checked against this map. */
+/**
+ * What each template needs. Callers are type-checked against this map. Other people a mail names
+ * are given with their ids (`actorId` beside `actorName`, `id` of each administrator): the mail
+ * records them (`mentions`), and erasing one renders it again without them (erase-user.ts).
+ */
 export type MailTemplateData = {
   /**
    * A new account: create a password with the link (7 days). `username`: the account's e-mail
@@ -24,18 +28,18 @@ export type MailTemplateData = {
    * administrator or support (`actorName`: who). `mfaEnrolled`: whether the user has an active
    * authenticator, which the next sign-in then asks for; without one it asks to set one up.
    */
-  password_reset: { name: string; link: string; expiresAt: Date; mfaEnrolled: boolean; by: 'self' | 'admin' | 'support'; actorName?: string };
+  password_reset: { name: string; link: string; expiresAt: Date; mfaEnrolled: boolean; by: 'self' | 'admin' | 'support'; actorName?: string; actorId?: string };
   /** `sessionsEnded`: every session (a reset, signed out everywhere) or every other one (a change, signed in here). */
   password_changed: { name: string; sessionsEnded: 'all' | 'others' };
   /**
    * `administrators`: the organisation's active administrators to ask (none for support staff and
    * for an organisation without another one); the mail names support (MailEnvironment) too.
    */
-  account_blocked: { name: string; administrators: { name: string; email: string }[] };
+  account_blocked: { name: string; administrators: { id?: string; name: string; email: string }[] };
   account_unblocked: { name: string };
   mfa_enrolled: { name: string };
   /** `by: 'cli'`: the service's operators (support staff accounts are theirs to manage). */
-  mfa_removed: { name: string; by: 'self' | 'admin' | 'support' | 'cli'; actorName?: string };
+  mfa_removed: { name: string; by: 'self' | 'admin' | 'support' | 'cli'; actorName?: string; actorId?: string };
   /** Support started a verified MFA reset: the user confirms it with the link (24 h). */
   mfa_reset_confirm: { name: string; link: string; expiresAt: Date };
   /** The support-verified MFA reset is done (support did it, at the user's confirmed request): a new authenticator at the next login. */

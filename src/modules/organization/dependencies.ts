@@ -6,4 +6,4 @@ export { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 export { sendActivation } from '../activation/activation.service.js';
 export { sendPasswordResetMail } from '../password/password.service.js';
 export { hasMfaToReset, removeMfa } from '../mfa/remove.js';
-export { blockedContact } from '../accounts/blocked.js';
+export { administratorsToAsk } from '../accounts/blocked.js';

@@ -3,6 +3,7 @@ import type { Tx } from '../../db/client.js';
 import { recordAudit } from '../audit/audit.service.js';
 import type { TargetUser } from './acting-user.js';
 import { lockForChange, originOf, type AdminCall, type AdminCtx, type ChangeOrigin } from './user-admin.service.js';
+import { renderWaitingMailWithout } from '../mail/mention-erasure.js';
 import { withdrawWaitingStatusMail } from '../mail/status-mail.js';
 
 /**
@@ -28,7 +29,7 @@ export async function eraseUser(ctx: AdminCtx, call: AdminCall, userId: string):
 }
 
 /** The erasure itself, for a target the caller locked and authorised. */
-export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target: TargetUser, origin: ChangeOrigin): Promise<void> {
+export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock' | 'config' | 'keyring'>, target: TargetUser, origin: ChangeOrigin): Promise<void> {
   // Its mails by account (any address it had or asked for), and rows older than that column by its
   // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
   // matches anything). Not another account's mail to an address it had before this one took it.
@@ -38,6 +39,8 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
     DELETE FROM mail_outbox
      WHERE (user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext))
        AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;
+  // Mails waiting for others that name it (who reset their authenticator, the administrators to ask).
+  const mailsRewritten = await renderWaitingMailWithout(tx, ctx, target.id);
   // The links it sent lose their sender with it (requested_by_id SET NULL), like the operator's,
   // whose holders are told whom to ask; these stay marked as a sender's who lost the right to send
   // them (blocked first), so their holders learn no administrator's address (withContact).
@@ -49,6 +52,6 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock'>, target
     subjectUserId: target.id,
     organizationId: target.organizationId,
     meta: origin.meta,
-    details: { by: origin.by, roles: target.roles, mailsDeleted },
+    details: { by: origin.by, roles: target.roles, mailsDeleted, mailsRewritten },
   });
 }

@@ -11,7 +11,7 @@ import { voidFlows, withdrawFlowsRequestedBy, withdrawFlowsRequestedByAll, type 
 import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
 import { countActiveAdministrators, countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
-import { blockedContact, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { administratorsToAsk, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
@@ -302,7 +302,7 @@ export async function blockUsersInTx(
       await enqueueStatusMail(tx, ctx, {
         to: target,
         template: 'account_blocked',
-        data: { name: target.name, administrators: (await blockedContact(tx, ctx.config, target, origin.by === 'support')).administrators },
+        data: { name: target.name, administrators: await administratorsToAsk(tx, target, origin.by === 'support') },
       });
     }
   }
@@ -386,7 +386,7 @@ export async function resetUserMfaInTx(tx: Tx, ctx: AdminCtx, target: TargetUser
   await enqueueMail(tx, ctx, {
     to: target,
     template: 'mfa_removed',
-    data: { name: target.name, by: origin.by, ...(origin.actorName ? { actorName: origin.actorName } : {}) },
+    data: { name: target.name, by: origin.by, ...(origin.actorName && origin.actorUserId ? { actorName: origin.actorName, actorId: origin.actorUserId } : {}) },
   });
   await auditChange(tx, ctx, 'mfa.reset_by_admin', target, origin, { sessionsRevoked });
   return { sessionsRevoked };

@@ -44,6 +44,7 @@ export async function sendPasswordResetMail(
       mfaEnrolled: (await findActiveFactor(tx, input.user.id)) !== null,
       by: input.by,
       actorName: input.actorName,
+      ...(input.actorUserId ? { actorId: input.actorUserId } : {}),
     },
   });
   return { expiresAt: flow.expiresAt };
