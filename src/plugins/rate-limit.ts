@@ -21,9 +21,13 @@ import { authenticateServiceClient } from './authenticate.js';
  * as Redis is unreachable (checked per request, no waiting: commands are not queued while
  * disconnected and time out after REDIS_COMMAND_TIMEOUT_MS; a Redis that hangs on an open
  * connection is left alone for REDIS_RETRY_AFTER_FAILURE_MS after each failure) and returns to
- * Redis by itself when it is back. Limits therefore never switch off; with N instances an attacker gets at most N
- * times the budget for that time (and per-account lockout, which lives in PostgreSQL, still
- * holds). Transitions are logged once each and exported as `webshop_auth_rate_limit_store_degraded`.
+ * Redis by itself when it is back. Limits therefore never switch off. An instance counting in
+ * memory goes on from the count Redis last told it (a client pinned to one instance gets no second
+ * budget), and what it counted in memory still counts once Redis answers again; so with N instances
+ * an attacker gets at most N times the budget for that time (and per-account lockout, which lives
+ * in PostgreSQL, still holds). A command that times out because this instance's event loop was busy
+ * is such a moment too, and costs no budget either. Transitions are logged once each and exported
+ * as `webshop_auth_rate_limit_store_degraded`.
  */
 
 const require = createRequire(import.meta.url);
@@ -37,8 +41,7 @@ type Store = {
   child(params: RouteParams): Store;
 };
 type StoreCtor<A extends unknown[]> = new (...args: A) => Store;
-// The package's own stores (same Lua script and windows as upstream); it ships no typings for them.
-const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as StoreCtor<[boolean, boolean, number?]>;
+// The package's Redis store (same Lua script and windows as upstream); it ships no typings for it.
 const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as StoreCtor<[boolean, boolean, Redis, string?]>;
 
 /** Redis commands that take longer than this count as "Redis down" for that request. */
@@ -50,7 +53,7 @@ export const REDIS_COMMAND_TIMEOUT_MS = 250;
  * interval the timeout, not every request of it (twice, on a route with its own limit).
  */
 export const REDIS_RETRY_AFTER_FAILURE_MS = 5000;
-/** How many distinct keys each in-memory window remembers (LRU). */
+/** How many distinct keys each limit's in-memory tallies remember (least recently used forgotten first). */
 const LOCAL_CACHE_SIZE = 10_000;
 /**
  * Never limited: probes and scrapers must always get through, and so must the verifiers that fetch
@@ -85,19 +88,48 @@ type Health = {
 };
 
 /**
- * A store that uses Redis while it is connected and the in-memory store otherwise. The local
- * counters keep counting during an outage, so a client cannot reset its budget by waiting for
- * Redis to fail.
+ * One client's count in one window as this instance knows it: what Redis last answered (every
+ * instance's requests) and what this instance counted in memory since the window began (requests
+ * Redis never saw: it was away, or did not answer in time).
  */
-function fallbackStore(health: Health, redisStore: Store | undefined, localStore: Store): Store {
+type Tally = { redis: number; local: number; resetAt: number };
+
+/** The tallies of one limit, the least recently used forgotten first beyond LOCAL_CACHE_SIZE keys. */
+class Tallies {
+  private readonly byKey = new Map<string, Tally>();
+
+  /** The key's tally in the window running at `now` (a fresh one ending `windowMs` later after the last ended). */
+  get(key: string, now: number, windowMs: number): Tally {
+    let tally = this.byKey.get(key);
+    this.byKey.delete(key);
+    if (!tally || tally.resetAt <= now) tally = { redis: 0, local: 0, resetAt: now + windowMs };
+    this.byKey.set(key, tally);
+    if (this.byKey.size > LOCAL_CACHE_SIZE) this.byKey.delete(this.byKey.keys().next().value!);
+    return tally;
+  }
+}
+
+/**
+ * A store that uses Redis while it is connected and counts in memory otherwise, going on from the
+ * count Redis last answered: a client cannot get a fresh budget by waiting for Redis to fail (or by
+ * keeping this instance busy until a command times out), and what was counted in memory is added
+ * to Redis's answers for the rest of the window.
+ */
+function fallbackStore(health: Health, redisStore: Store | undefined, tallies = new Tallies()): Store {
+  const inMemory = (key: string, cb: StoreCallback, timeWindow: number): void => {
+    const now = Date.now();
+    const tally = tallies.get(key, now, timeWindow);
+    tally.local += 1;
+    cb(null, { current: tally.redis + tally.local, ttl: tally.resetAt - now });
+  };
   return {
     incr(key, cb, timeWindow, max) {
       const redis = health.redis;
-      if (!redis || !redisStore) return localStore.incr(key, cb, timeWindow, max);
+      if (!redis || !redisStore) return inMemory(key, cb, timeWindow);
       // Not connected (yet, or any more): count locally at once. Outages are reported by the
       // connection events; the first connect at start-up is not one.
-      if (redis.status !== 'ready') return localStore.incr(key, cb, timeWindow, max);
-      if (health.probing || performance.now() < health.skipUntil) return localStore.incr(key, cb, timeWindow, max);
+      if (redis.status !== 'ready') return inMemory(key, cb, timeWindow);
+      if (health.probing || performance.now() < health.skipUntil) return inMemory(key, cb, timeWindow);
       const probe = health.skipUntil > 0;
       if (probe) health.probing = true;
       redisStore.incr(
@@ -107,11 +139,16 @@ function fallbackStore(health: Health, redisStore: Store | undefined, localStore
           if (err || !result) {
             health.skipUntil = performance.now() + REDIS_RETRY_AFTER_FAILURE_MS;
             health.down(err?.message ?? 'no result');
-            return localStore.incr(key, cb, timeWindow, max);
+            return inMemory(key, cb, timeWindow);
           }
           health.skipUntil = 0;
           health.up();
-          cb(null, result);
+          const now = Date.now();
+          const tally = tallies.get(key, now, result.ttl);
+          // Redis's window is the one that counts: this instance's ends with it.
+          tally.redis = result.current;
+          tally.resetAt = now + result.ttl;
+          cb(null, { current: tally.redis + tally.local, ttl: result.ttl });
         },
         timeWindow,
         max,
@@ -124,7 +161,7 @@ function fallbackStore(health: Health, redisStore: Store | undefined, localStore
         ...params,
         routeInfo: { method: params.routeInfo.method ?? 'ALL', url: params.routeInfo.url ?? '*' },
       };
-      return fallbackStore(health, redisStore?.child(named), localStore.child({ ...named, cache: LOCAL_CACHE_SIZE } as RouteParams));
+      return fallbackStore(health, redisStore?.child(named));
     },
   };
 }
@@ -201,7 +238,7 @@ export const rateLimiting = fp(
     const prefix = `${config.redisKeyPrefix}rl:`;
     const Store = function (this: unknown, params: RouteParams) {
       const redisStore = redis ? new RedisStore(params.continueExceeding, params.exponentialBackoff, redis, prefix) : undefined;
-      return fallbackStore(health, redisStore, new LocalStore(params.continueExceeding, params.exponentialBackoff, LOCAL_CACHE_SIZE));
+      return fallbackStore(health, redisStore);
     } as unknown as NonNullable<RateLimitOptions['store']>;
 
     app.decorate('rateLimitBackend', {
