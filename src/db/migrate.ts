@@ -18,7 +18,7 @@ import { sha256Hex } from '../lib/tokens.js';
  * (an index swapped, a trigger added) holds up every statement queued behind it — the running
  * instances' sign-ins among them — for as long as whatever holds the lock runs (a SIEM export, a
  * pg_dump). Past that it is rolled back, gives way, and is tried again after `retryDelayMs`, until
- * `maxWaitMs` have passed.
+ * `maxWaitMs` have passed; so is one PostgreSQL rolled back to break a deadlock.
  */
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', import.meta.url));
@@ -123,8 +123,12 @@ async function applyPending(client: pg.Client, migrations: MigrationFile[], log:
   return result;
 }
 
-/** PostgreSQL's lock_not_available: a lock was not granted within lock_timeout. */
-const isLockTimeout = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === '55P03';
+/**
+ * A lock not granted within lock_timeout (55P03), or a deadlock PostgreSQL broke by rolling the
+ * migration back (40P01: a request that took its locks in another order): tried again.
+ */
+const GIVES_WAY = new Set(['55P03', '40P01']);
+const givesWay = (err: unknown): boolean => GIVES_WAY.has(String((err as { code?: unknown } | null)?.code));
 
 async function applyOne(client: pg.Client, m: MigrationFile, log: Log, lockWaits: LockWaits): Promise<void> {
   const id = randomUUID();
@@ -135,10 +139,10 @@ async function applyOne(client: pg.Client, m: MigrationFile, log: Log, lockWaits
         await runInTransaction(client, id, m, lockWaits.lockTimeoutMs);
         return;
       } catch (err) {
-        if (!isLockTimeout(err) || Date.now() + lockWaits.retryDelayMs > giveUpAt) throw err;
+        if (!givesWay(err) || Date.now() + lockWaits.retryDelayMs > giveUpAt) throw err;
         log.warn(
-          `migration ${m.name} waited ${lockWaits.lockTimeoutMs} ms for a lock another transaction holds (a long read of a table, say; ` +
-            `see pg_stat_activity) and gave way to the statements queued behind it; trying again in ${lockWaits.retryDelayMs / 1000} s`,
+          `migration ${m.name} waited for a lock another transaction holds (a long read of a table, say; see pg_stat_activity) ` +
+            `and gave way to the statements queued behind it (${err instanceof Error ? err.message : String(err)}); trying again in ${lockWaits.retryDelayMs / 1000} s`,
         );
         await new Promise((resolve) => setTimeout(resolve, lockWaits.retryDelayMs));
       }

@@ -31,22 +31,19 @@ BEGIN
   END IF;
 END $$;
 
--- A time-ordered id (UUIDv7) for a moment, as the service makes them: the retention sweep deletes
--- audit rows by id range (src/modules/retention/retention.ts firstIdAt).
-CREATE FUNCTION pg_temp.uuid_v7_at(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
-  SELECT (substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-7' || substr(r, 14, 3) || '-' || substr(r, 17, 4) || '-' || substr(r, 21, 12))::uuid
-    FROM (SELECT lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') AS t,
-                 replace(gen_random_uuid()::text, '-', '') AS r) AS parts
-$$;
+-- 2. The audit rows 20261201040000 wrote got random ids, which the sweep, walking ids up to its
+--    cutoff, never reaches. New ids would move events the event feed may have handed out already
+--    (it orders by transaction and id): they are listed here instead, and the sweep deletes them by
+--    this list (a read of audit_events: inserts go on meanwhile).
+CREATE TABLE "audit_events_unordered_ids" (
+    "id" UUID NOT NULL,
+    "created_at" TIMESTAMPTZ(3) NOT NULL,
 
--- 2. The audit rows 20261201040000 wrote got random ids, which the sweep never reaches: they get
---    time-ordered ones of the moment they were written (the append-only trigger is set aside for
---    this one statement, inside this transaction).
-ALTER TABLE "audit_events" DISABLE TRIGGER "audit_events_no_update_delete";
-UPDATE "audit_events" SET "id" = pg_temp.uuid_v7_at("created_at")
- WHERE "details"->>'by' = 'migration' AND "type" IN ('user.renamed', 'organization.updated')
-   AND substr("id"::text, 15, 1) <> '7';
-ALTER TABLE "audit_events" ENABLE TRIGGER "audit_events_no_update_delete";
+    CONSTRAINT "audit_events_unordered_ids_pkey" PRIMARY KEY ("id")
+);
+INSERT INTO "audit_events_unordered_ids" ("id", "created_at")
+SELECT "id", "created_at" FROM "audit_events"
+ WHERE "details"->>'by' = 'migration' AND "type" IN ('user.renamed', 'organization.updated') AND substr("id"::text, 15, 1) <> '7';
 
 -- 3. Names in NFC whoever writes them: an instance of a release before 20261201040000, still serving
 --    during the upgrade, stored names as typed, which the search (composing what is typed) then
@@ -60,6 +57,14 @@ END;
 $$;
 CREATE TRIGGER "users_name_nfc" BEFORE INSERT OR UPDATE OF "name" ON "users" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
 CREATE TRIGGER "organizations_name_nfc" BEFORE INSERT OR UPDATE OF "name" ON "organizations" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
+
+-- Their audit rows get time-ordered ids (UUIDv7) of the moment, as the service makes them (the
+-- retention sweep walks ids: src/modules/retention/retention.ts firstIdAt).
+CREATE FUNCTION pg_temp.uuid_v7_at(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
+  SELECT (substr(t, 1, 8) || '-' || substr(t, 9, 4) || '-7' || substr(r, 14, 3) || '-' || substr(r, 17, 4) || '-' || substr(r, 21, 12))::uuid
+    FROM (SELECT lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') AS t,
+                 replace(gen_random_uuid()::text, '-', '') AS r) AS parts
+$$;
 
 INSERT INTO "audit_events" ("id", "type", "subject_user_id", "organization_id", "details")
 SELECT pg_temp.uuid_v7_at(clock_timestamp()), 'user.renamed', "id", "organization_id",

@@ -6,6 +6,8 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { MIGRATIONS_DIR, migrate, readMigrations } from '../../../src/db/migrate.js';
 import { openDatabase } from '../../../src/db/client.js';
+import { FEED_START, readFeedEvents } from '../../../src/modules/events/event-feed.js';
+import { purgeEnded } from '../../../src/modules/retention/retention.js';
 import { ADMIN_URL, urlFor } from '../../helpers/database.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
@@ -28,12 +30,17 @@ async function emptyDatabase(t: Test): Promise<string> {
 /** A new database with every committed migration older than `name` applied (to test migration `name` on data). */
 async function migratedUpTo(t: Test, name: string): Promise<string> {
   const url = await emptyDatabase(t);
+  await migrateBefore(url, name);
+  return url;
+}
+
+/** Applies the committed migrations whose names sort before `name` (those not applied yet). */
+async function migrateBefore(url: string, name: string): Promise<void> {
   const before = await mkdtemp(join(tmpdir(), 'migs-'));
   for (const m of (await readMigrations()).filter((f) => f.name < name)) {
     await cp(join(MIGRATIONS_DIR, m.name), join(before, m.name), { recursive: true });
   }
   await migrate(url, quiet, before);
-  return url;
 }
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []) {
@@ -367,16 +374,26 @@ t.test('a migration that cannot get its lock within the limit fails, recorded as
   t.ok((await migrate(url, quiet)).applied.includes('20261201030000_audit_events_feed_preferences_mfa'));
 });
 
-t.test('names in NFC: the migrations\' audit rows have time-ordered (UUIDv7) ids, so the retention sweep reaches them', async (t) => {
+t.test("names in NFC: the NFC migration's audit rows, whose ids are random, are listed for the retention sweep, which deletes them in time", async (t) => {
   const url = await migratedUpTo(t, '20261201040000');
   await query(url, `INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'd@example.com', 'Dora Mu\u0308ller', '{USER}', 'ACTIVE', now())`);
+  await migrateBefore(url, '20261201050000');
+  // As if 20261201040000 had run two years ago (its rows are written "now"; the trigger refuses updates).
+  const [old] = await query<{ id: string }>(
+    url,
+    `INSERT INTO audit_events (id, type, details, created_at) VALUES (gen_random_uuid(), 'user.renamed', '{"by": "migration"}', now() - interval '2 years') RETURNING id::text`,
+  );
   await migrate(url, quiet);
-  const rows = await query<{ id: string; created_at: Date }>(url, `SELECT id::text, created_at FROM audit_events WHERE details->>'by' = 'migration'`);
-  t.equal(rows.length, 1);
-  for (const row of rows) {
-    t.equal(row.id[14], '7', `${row.id} is a UUIDv7`);
-    t.equal(row.id.replace(/-/g, '').slice(0, 12), row.created_at.getTime().toString(16).padStart(12, '0'), 'its time is the row\'s (the sweep compares ids with firstIdAt of its cutoff)');
-  }
+  const listed = await query<{ id: string }>(url, `SELECT id::text FROM audit_events_unordered_ids ORDER BY created_at`);
+  t.equal(listed.length, 2, "both of the migration's rows are listed (ids left alone: the event feed may have handed them out)");
+  t.equal(listed[0]?.id, old!.id);
+
+  const { db, close } = openDatabase(url);
+  t.teardown(close);
+  const report = await purgeEnded({ db, clock: { now: () => new Date() }, config: { retentionDays: 30, auditRetentionDays: 365 } });
+  t.equal(report.audit_events, 1, 'the one older than AUDIT_RETENTION_DAYS goes');
+  t.same(await query(url, `SELECT id::text FROM audit_events WHERE id = $1`, [old!.id]), []);
+  t.same((await query<{ id: string }>(url, `SELECT id::text FROM audit_events_unordered_ids`)).map((r) => r.id), [listed[1]!.id], 'and leaves the list');
 });
 
 t.test('names in NFC whoever writes them: a name an older release stored decomposed during the upgrade is composed and audited, and the database composes later writes', async (t) => {
@@ -398,4 +415,55 @@ t.test('names in NFC whoever writes them: a name an older release stored decompo
   await query(url, `INSERT INTO organizations (id, customer_number, name, updated_at) VALUES (gen_random_uuid(), 'C-NFC-2', 'Mo\u0308bel GmbH', now())`);
   t.same(await query(url, `SELECT name FROM users WHERE id = $1`, [user!.id]), [{ name: 'M\u00fcller' }]);
   t.same(await query(url, `SELECT name FROM organizations WHERE customer_number = 'C-NFC-2'`), [{ name: 'M\u00f6bel GmbH' }]);
+});
+
+// Second read of session 27: the repair migration neither moves feed events nor deadlocks with a sign-in.
+
+t.test('upgrade repairs: an event the feed or a webhook is delivering one at a time is neither skipped nor handed out again with another id', async (t) => {
+  const url = await migratedUpTo(t, '20261201040000');
+  const pool = new pg.Pool({ connectionString: url });
+  t.teardown(() => pool.end());
+  for (let i = 0; i < 6; i++) {
+    await pool.query(`INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), $1, $2, '{USER}', 'ACTIVE', now())`, [`u${i}@example.com`, `Mu\u0308ller ${i}`]);
+  }
+  await migrateBefore(url, '20261201050000');
+  // A consumer taking events one at a time (as the webhook delivery does) has handed out two.
+  const handedOut: string[] = [];
+  const usersTold = new Set<string>();
+  let cursor = FEED_START;
+  for (let i = 0; i < 2; i++) {
+    const [e] = await readFeedEvents(pool, cursor, 1);
+    handedOut.push(e!.event.id);
+    usersTold.add(e!.event.userId!);
+    cursor = e!.cursor;
+  }
+  await migrate(url, quiet);
+  for (;;) {
+    const [e] = await readFeedEvents(pool, cursor, 1);
+    if (!e) break;
+    handedOut.push(e.event.id);
+    if (e.event.userId) usersTold.add(e.event.userId);
+    cursor = e.cursor;
+  }
+  const renamed = (await pool.query<{ id: string }>(`SELECT id::text FROM audit_events WHERE type = 'user.renamed'`)).rows.map((r) => r.id);
+  t.equal(renamed.length, 6);
+  t.equal(usersTold.size, 6, 'the consumer is told of every renamed user: none skipped (README: each once, none skipped)');
+  t.same(handedOut.filter((id) => !renamed.includes(id)), [], 'no event handed out under an id it no longer has (FeedEvent.id: never handed out twice with another id)');
+});
+
+t.test('upgrade repairs: a sign-in (users row, then its audit row) running as the migration starts does not make the migration fail', async (t) => {
+  const url = await migratedUpTo(t, '20261201060000');
+  const signIn = new pg.Client({ connectionString: url });
+  await signIn.connect();
+  t.teardown(() => signIn.end().catch(() => undefined));
+  const { rows: [user] } = await signIn.query<{ id: string }>(`INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), 'a@example.com', 'Anna', '{USER}', 'ACTIVE', now()) RETURNING id`);
+  // login.service.ts: updateMany on the user row, then recordAudit, in one transaction.
+  await signIn.query('BEGIN');
+  await signIn.query(`UPDATE users SET failed_password_count = 0 WHERE id = $1`, [user!.id]);
+  const migrating = migrate(url, quiet).then(() => 'applied', (e: Error) => e.message);
+  await new Promise((r) => setTimeout(r, 300));
+  const audit = await signIn.query(`INSERT INTO audit_events (id, type, subject_user_id) VALUES (gen_random_uuid(), 'login.password_succeeded', $1)`, [user!.id]).then(() => 'inserted', (e: Error) => e.message);
+  await signIn.query(audit === 'inserted' ? 'COMMIT' : 'ROLLBACK');
+  t.equal(audit, 'inserted', "the sign-in's audit row is written");
+  t.equal(await migrating, 'applied', 'the migration applies (retried like a lock timeout), it does not fail with a deadlock');
 });
