@@ -198,7 +198,7 @@ export async function deliverDueMail(
       if (await markSent(ctx, mine)) {
         log?.info({ mailId: row.id, attempts: row.attempts, transport: transport.kind }, 'mail delivered');
       } else {
-        log?.warn({ mailId: row.id, attempts: row.attempts }, 'mail delivered after its claim was lost; it may be delivered twice');
+        log?.warn({ mailId: row.id, attempts: row.attempts }, 'mail delivered after its claim was lost (taken over: it may be delivered twice; or its row deleted by an erasure)');
       }
     } catch (err) {
       log?.error(

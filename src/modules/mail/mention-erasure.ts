@@ -16,16 +16,16 @@ function revived(data: object): object {
 /**
  * Mails still waiting for other people that name `personId` (mail/mentions.ts: who reset their
  * authenticator or sent them a reset link, an administrator a block notice lists), rendered again
- * without them, for an erasure: nothing of the person outlives it but the audit trail. A mail under
- * a worker's claim right now is left to it (sent within seconds, like the person's own mails); one
- * that cannot be rendered again (its body does not open here, its recipient's account is gone)
- * goes. Answers how many mails changed.
+ * without them, for an erasure: nothing of the person outlives it but the audit trail. One a worker
+ * is handing to SMTP right now is rewritten too, its claim left alone: that attempt cannot be
+ * called back, but a retry sends the new text (and a success marks it sent). One that cannot be
+ * rendered again (its body does not open here, its recipient's account is gone) goes. Answers how
+ * many mails changed.
  */
-export async function renderWaitingMailWithout(tx: Tx, ctx: Pick<AppContext, 'clock' | 'config' | 'keyring'>, personId: string): Promise<number> {
-  const now = ctx.clock.now();
-  const unclaimed = { sentAt: null, failedAt: null, OR: [{ lockedUntil: null }, { lockedUntil: { lte: now } }] };
+export async function renderWaitingMailWithout(tx: Tx, ctx: Pick<AppContext, 'config' | 'keyring'>, personId: string): Promise<number> {
+  const unsent = { sentAt: null, failedAt: null };
   const rows = await tx.mailOutbox.findMany({
-    where: { mentions: { has: personId }, ...unclaimed },
+    where: { mentions: { has: personId }, ...unsent },
     select: { id: true, toAddress: true, userId: true, template: true, mentions: true, bodyCiphertext: true, encryptionKeyId: true, textBody: true, htmlBody: true },
   });
   for (const row of rows) {
@@ -37,14 +37,14 @@ export async function renderWaitingMailWithout(tx: Tx, ctx: Pick<AppContext, 'cl
     }
     const recipient = row.userId ? await tx.user.findUnique({ where: { id: row.userId }, select: { language: true } }) : null;
     if (typeof data !== 'object' || data === null || !isTemplate(row.template) || !recipient) {
-      await tx.mailOutbox.deleteMany({ where: { id: row.id, ...unclaimed } });
+      await tx.mailOutbox.deleteMany({ where: { id: row.id, ...unsent } });
       continue;
     }
     const to = { email: row.toAddress, language: recipient.language, id: row.userId };
     const without = revived(withoutMention(data, personId)) as MailTemplateData[MailTemplateName];
     const rendered = renderMailFor(ctx.config, to, row.template, without, await audienceOf(tx, to));
     await tx.mailOutbox.updateMany({
-      where: { id: row.id, ...unclaimed },
+      where: { id: row.id, ...unsent },
       data: {
         subject: rendered.subject,
         mentions: row.mentions.filter((id) => id !== personId),

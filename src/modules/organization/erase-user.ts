@@ -34,11 +34,12 @@ export async function eraseUserInTx(tx: Tx, ctx: Pick<AdminCtx, 'clock' | 'confi
   // address: compared exactly as citext (Prisma's case-insensitive `equals` is an ILIKE, where `_`
   // matches anything). Not another account's mail to an address it had before this one took it.
   // A block mail still waiting for the budget goes first, giving back its place in the budget (dated ahead).
+  // One a worker is handing to SMTP right now goes too: that attempt cannot be called back, but should
+  // it fail, nothing is left to try again (the worker's writes find no row).
   const waitingDeleted = await withdrawWaitingStatusMail(tx, ctx.clock, [target.id]);
   const mailsDeleted = waitingDeleted + await tx.$executeRaw`
     DELETE FROM mail_outbox
-     WHERE (user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext))
-       AND (sent_at IS NOT NULL OR failed_at IS NOT NULL OR locked_until IS NULL OR locked_until <= ${ctx.clock.now()})`;
+     WHERE user_id = ${target.id}::uuid OR (user_id IS NULL AND to_address::citext = ${target.email}::citext)`;
   // Mails waiting for others that name it (who reset their authenticator, the administrators to ask).
   const mailsRewritten = await renderWaitingMailWithout(tx, ctx, target.id);
   // The links it sent lose their sender with it (requested_by_id SET NULL), like the operator's,
