@@ -49,14 +49,18 @@ SELECT "id", "created_at" FROM "audit_events"
 --    during the upgrade, stored names as typed, which the search (composing what is typed) then
 --    missed. The database composes every name written from now on, and those written since are
 --    composed and audited as 20261201040000 did.
+--    The triggers name no column (no `UPDATE OF "name"`, no WHEN): a column a trigger names cannot
+--    change its type, and a later migration may need to (test/fault/prepared-statements-after-migration.test.ts).
 CREATE FUNCTION "names_nfc"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  NEW."name" := normalize(NEW."name", NFC);
+  IF NEW."name" IS NOT NFC NORMALIZED THEN
+    NEW."name" := normalize(NEW."name", NFC);
+  END IF;
   RETURN NEW;
 END;
 $$;
-CREATE TRIGGER "users_name_nfc" BEFORE INSERT OR UPDATE OF "name" ON "users" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
-CREATE TRIGGER "organizations_name_nfc" BEFORE INSERT OR UPDATE OF "name" ON "organizations" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
+CREATE TRIGGER "users_name_nfc" BEFORE INSERT OR UPDATE ON "users" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
+CREATE TRIGGER "organizations_name_nfc" BEFORE INSERT OR UPDATE ON "organizations" FOR EACH ROW EXECUTE FUNCTION "names_nfc"();
 
 -- Their audit rows get time-ordered ids (UUIDv7) of the moment, as the service makes them (the
 -- retention sweep walks ids: src/modules/retention/retention.ts firstIdAt).
