@@ -14,14 +14,16 @@ import { z } from 'zod';
  * letter carries more than a few combining marks (Tibetan stacks three): more is "zalgo" text,
  * drawn over the lines above and below it.
  */
-const VISIBLE_ON_ONE_LINE = /^(?:[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}]|[\u200C\u200D\u200E\u200F\u061C])*$/u;
+/** The format characters kept, as regex escapes (so the published pattern shows them): the zero-width (non-)joiner, LRM, RLM, ALM. */
+const KEPT_FORMAT = String.raw`\u200C\u200D\u200E\u200F\u061C`;
+const VISIBLE_ON_ONE_LINE = new RegExp(`^(?:[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Co}\\p{Cn}]|[${KEPT_FORMAT}])*$`, 'u');
 /** Letters that show as blank (Hangul fillers, the braille blank): a "name" of them looks empty. */
 const BLANK_LETTERS = /[\u115F\u1160\u3164\uFFA0\u2800]/u;
 /** A run of spaces (any width) pushes text to where it reads as a line of its own. */
 const SPACE_RUN = /\p{Zs}{2}/u;
-/** More combining marks in a row than any composed letter carries (the joiners kept above end no letter). */
+/** More combining marks in a row than any composed letter carries (a kept format character ends no letter). */
 const STACKED_MARKS = /\p{M}{5}/u;
-const JOINERS_AND_MARKS = /[\u200C\u200D\u200E\u200F\u061C]/gu;
+const KEPT_FORMAT_CHARS = new RegExp(`[${KEPT_FORMAT}]`, 'gu');
 
 export function displayText(maxLength: number) {
   return z
@@ -35,7 +37,7 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
     .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
-    .refine((text) => !STACKED_MARKS.test(text.replace(JOINERS_AND_MARKS, '')), 'no more than four combining marks on one letter')
+    .refine((text) => !STACKED_MARKS.test(text.replace(KEPT_FORMAT_CHARS, '')), 'no more than four combining marks on one letter')
     .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

@@ -117,15 +117,15 @@ async function inBatches(step: RetentionStep, batch: () => Promise<number>, repo
 }
 
 /**
- * One batch of audit rows written before `cutoff`, in a transaction that names the cutoff to the
- * append-only trigger. The trigger checks it against the database's clock (at least a day old); an
- * instance whose clock runs ahead of the database's would name one a moment too young, and every
- * batch would be refused (AUDIT_RETENTION_DAYS=1): the cutoff is clamped there, and the DELETE uses
- * the clamped one.
+ * Names `cutoff` to the append-only trigger for the rest of the transaction. The trigger checks it
+ * against the database's clock (at least a day old); an instance whose clock runs ahead of the
+ * database's would name one a moment too young, and every batch would be refused
+ * (AUDIT_RETENTION_DAYS=1): the cutoff is clamped there, and the DELETEs use the clamped one.
  */
 const nameAuditCutoff = (db: Db, cutoff: Date) =>
   db.$queryRawUnsafe(`SELECT set_config('webshop_auth.audit_cutoff', LEAST($1::timestamptz, now() - interval '1 day')::text, true)`, cutoff.toISOString());
 
+/** One batch of audit rows written before `cutoff`, in a transaction that names the cutoff (nameAuditCutoff). */
 async function purgeAuditBatch(db: Db, cutoff: Date): Promise<number> {
   const [, rows] = await db.$transaction([
     nameAuditCutoff(db, cutoff),
