@@ -18,7 +18,8 @@ import type { AuditEventType } from '../audit/audit.service.js';
  * reader's cursor, which ordering by time or id alone would allow. The order is that in which the
  * transactions began writing, not strictly that of their commits: for a user's current state, ask
  * the API. The cost: a transaction left open anywhere on the database server holds the feed back
- * until it ends. The partial index `audit_events_feed` covers exactly these types. Readable by the
+ * until it ends. The partial index `audit_events_feed` covers exactly these types, and the table
+ * `feed_event_types` lists them (see readFeedEvents for why). Readable by the
  * clients in EVENT_FEED_CLIENTS only: it spans every organisation.
  */
 export const FEED_EVENT_TYPES = [
@@ -68,17 +69,31 @@ export const FeedPageSchema = z
 
 const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
-// predicate is the same list.
+// predicate is the same list. $4 is the horizon (pg_snapshot_xmin when the read began), $5/$6 the
+// first event of a type this release does not know (the highest key when there is none).
 const AFTER_CURSOR = `
   FROM audit_events
  WHERE type IN (${FEED_TYPES_SQL})
-   AND txid < pg_snapshot_xmin(pg_current_snapshot())
+   AND txid < $4::xid8
    AND (txid, id) > ($1::xid8, $2::uuid)`;
 const FEED_SQL = `
 SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txid_text ${AFTER_CURSOR}
+   AND (txid, id) < ($5::xid8, $6::uuid)
  ORDER BY audit_events.txid, audit_events.id
  LIMIT $3`;
 const COUNT_SQL = `SELECT count(*)::int AS n FROM (SELECT 1 ${AFTER_CURSOR} LIMIT $3) waiting`;
+/** Where the read stops, and the feed types a later release listed in feed_event_types that this one does not know. */
+const HORIZON_SQL = `
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+       ARRAY(SELECT type FROM feed_event_types WHERE type <> ALL($1::text[]) ORDER BY type) AS later_types`;
+/** The first event of such a type after the cursor, before the horizon. */
+const LATER_TYPE_SQL = `
+SELECT txid::text AS txid_text, id
+  FROM audit_events
+ WHERE type = ANY($3::text[]) AND txid < $4::xid8 AND (txid, id) > ($1::xid8, $2::uuid)
+ ORDER BY txid, id
+ LIMIT 1`;
+const LAST_KEY: [string, string] = ['18446744073709551615', 'ffffffff-ffff-ffff-ffff-ffffffffffff'];
 
 const XID8 = /^\d{1,20}$/;
 
@@ -93,19 +108,39 @@ export const FEED_START = encodeCursor(['0', '00000000-0000-0000-0000-0000000000
  * Up to `limit` events after `cursor`, each with the cursor that follows it (a consumer that takes
  * them one at a time, like the webhook delivery, moves on event by event). A cursor that is not
  * one encodeCursor made here is invalid_cursor.
+ *
+ * During a rolling upgrade, a later release may write events of a type it added to the feed (its
+ * migration lists the type in feed_event_types). This release cannot describe them, so it hands
+ * out nothing from the first such event on: its cursors never move past one, and an instance of
+ * the later release hands it out with what follows (nothing to replay after the upgrade).
  */
 export async function readFeedEvents(pool: pg.Pool, cursor: string, limit: number): Promise<{ event: FeedEvent; cursor: string }[]> {
-  const [txid, id] = cursorKey(cursor);
-  const { rows } = await queryPrepared<Row>(pool, { name: 'event-feed', text: FEED_SQL, values: [txid, id, limit] });
+  const key = cursorKey(cursor);
+  const horizon = await feedHorizon(pool);
+  const stop = horizon.laterTypes.length === 0 ? LAST_KEY : await firstOfLaterType(pool, key, horizon);
+  const { rows } = await queryPrepared<Row>(pool, { name: 'event-feed', text: FEED_SQL, values: [...key, limit, horizon.xmin, ...stop] });
   return rows.map((r) => ({
     event: { id: r.id, type: r.type, occurredAt: r.created_at.toISOString(), organizationId: r.organization_id, userId: r.subject_user_id },
     cursor: encodeCursor([r.txid_text, r.id]),
   }));
 }
 
+type Horizon = { xmin: string; laterTypes: string[] };
+
+async function feedHorizon(pool: pg.Pool): Promise<Horizon> {
+  const { rows } = await queryPrepared<{ horizon: string; later_types: string[] }>(pool, { name: 'event-feed-horizon', text: HORIZON_SQL, values: [FEED_EVENT_TYPES] });
+  return { xmin: rows[0]!.horizon, laterTypes: rows[0]!.later_types };
+}
+
+async function firstOfLaterType(pool: pg.Pool, key: [string, string], horizon: Horizon): Promise<[string, string]> {
+  const { rows } = await pool.query<{ txid_text: string; id: string }>(LATER_TYPE_SQL, [...key, horizon.laterTypes, horizon.xmin]);
+  return rows[0] ? [rows[0].txid_text, rows[0].id] : LAST_KEY;
+}
+
 /** How many events wait after `cursor`, counting up to `max`. */
 export async function countFeedEvents(pool: pg.Pool, cursor: string, max: number): Promise<number> {
-  const { rows } = await queryPrepared<{ n: number }>(pool, { name: 'event-feed-count', text: COUNT_SQL, values: [...cursorKey(cursor), max] });
+  const { xmin } = await feedHorizon(pool);
+  const { rows } = await queryPrepared<{ n: number }>(pool, { name: 'event-feed-count', text: COUNT_SQL, values: [...cursorKey(cursor), max, xmin] });
   return rows[0]!.n;
 }
 

@@ -144,6 +144,37 @@ t.test('events are pushed in feed order, one signed POST each, from the moment t
   t.equal((await row(w)).claim_token, null, 'no lease held between passes');
 });
 
+t.test('during a rolling upgrade, an instance delivers up to an event of a type only the later release knows and leaves the rest to the later release', async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url);
+  await w.deliver(); // the webhook starts at the feed's end
+  const first = await w.member(w.orgA.id, { name: 'First' });
+  const later = await w.member(w.orgA.id, { name: 'Later' });
+  await w.request({ method: 'POST', url: `/v1/organization/users/${first.user.id}/block`, token: w.adminA.token });
+  await w.app.ctx.db.$executeRaw`INSERT INTO feed_event_types (type) VALUES ('user.later_kind')`;
+  await w.app.ctx.db.$executeRaw`INSERT INTO audit_events (id, type, subject_user_id, organization_id) VALUES (gen_random_uuid(), 'user.later_kind', ${first.user.id}::uuid, ${w.orgA.id}::uuid)`;
+  await w.request({ method: 'POST', url: `/v1/organization/users/${later.user.id}/block`, token: w.adminA.token });
+  // Until the last block is visible to a feed reader, then a few more passes.
+  for (let i = 0; i < 600; i++) {
+    const [r] = await w.app.ctx.db.$queryRaw<{ seen: boolean }[]>`
+      SELECT bool_and(txid < pg_snapshot_xmin(pg_current_snapshot())) AS seen FROM audit_events WHERE subject_user_id = ${later.user.id}::uuid AND type = 'user.blocked'`;
+    if (r?.seen) break;
+    await sleep(50);
+  }
+  const blockOf = (id: string) => (r: Received) => r.event.type === 'user.blocked' && r.event.data.userId === id;
+  for (let i = 0; i < 600 && !received.some(blockOf(first.user.id)); i++) {
+    await w.deliver();
+    await sleep(50);
+  }
+  for (let i = 0; i < 3; i++) await w.deliver();
+  t.ok(blockOf(first.user.id)(received.at(-1)!), 'the events up to it, the last one the block before it');
+  t.notOk(received.some(blockOf(later.user.id)), 'nothing after it');
+  // Once the type is no longer listed (here: as if this release knew it), delivery goes on from there: nothing was lost.
+  await w.app.ctx.db.$executeRaw`DELETE FROM feed_event_types WHERE type = 'user.later_kind'`;
+  await w.deliver();
+  t.ok(blockOf(later.user.id)(received.at(-1)!), 'the stored cursor stayed before it');
+});
+
 t.test('a failed delivery is retried with back-off, the same event with the same id, and nothing after it goes first', async (t) => {
   const { url, received, state } = await receiver(t);
   const w = await world(t, url);
