@@ -107,8 +107,8 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
           'Sessions and tokens stay valid (they carry no address): a signed-in frontend reloads `GET /v1/me`; the next sign-in uses the new address. ' +
           'Errors: 400 link_invalid (no such link); 410 link_expired; 410 link_used with `linkState` `used` (the address was changed with this link: ' +
           'sign in with it) or `replaced` (this change was cancelled: a newer request, a password change or reset, or another change of the account; ' +
-          'sign in and ask again); 409 email_taken (another account uses the address: nothing changes, and the link still works should the address ' +
-          'become free); 401 token_in_query (the token belongs in the body).',
+          'sign in and ask again); 409 email_taken (another account uses the address, or left it less than 7 days ago and may still take it back: ' +
+          'nothing changes, and the link still works should the address become free); 401 token_in_query (the token belongs in the body).',
         body: z.strictObject({ token: FlowTokenInputSchema }),
         response: { 200: EmailChangedSchema, ...problemResponses(401, 409, 410) },
       },

@@ -11,6 +11,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } from '../flows/flow-tokens.js';
 import { buildLink, enqueueMail, LINK_PATHS } from '../mail/mail.service.js';
 import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+import { refuseHeldAddress } from './held-address.js';
 import { PASSWORD_RESET_TTL_SECONDS } from '../password/password.service.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 
@@ -168,6 +169,7 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
         throw flowErrors.link_used('This link no longer works: the account changed since.', { linkState: 'replaced' });
       }
       await tx.user.update({ where: { id: user.id }, data: { email: change.to, emailVerifiedAt: ctx.clock.now() } });
+      await refuseHeldAddress(tx, ctx.clock, { id: user.id, email: change.to });
       // Links in the old mailbox stop working, except the undo links of earlier moves.
       await voidFlows(tx, user.id, ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
       const undo = await issueFlowToken(tx, ctx.clock, {

@@ -62,7 +62,7 @@ export const organizationRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'inviteOrganizationUser',
         tags,
         summary: 'Invite a user: the account is created INVITED and the activation mail is sent',
-        description: 'An e-mail address already used by any account, in any organisation and in any letter case, answers 409 email_taken.',
+        description: 'An e-mail address already used by any account, in any organisation and in any letter case, answers 409 email_taken. An address an account left less than 7 days ago is held for it (the undo link in its notice): 409 email_taken too.',
         body: InviteUserBody,
         response: { 201: ManagedUserSchema, ...problemResponses(409) },
       },

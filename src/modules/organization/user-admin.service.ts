@@ -12,6 +12,7 @@ import { mfaErrors } from '../mfa/mfa.errors.js';
 import { revokeSessionsOf, revokeUserSessions } from '../sessions/revoke.js';
 import { countActiveAdministrators, countOtherAdministrators, findTarget, loadActingUser, lockOrganization, lockTarget, type ActingUser, type TargetUser } from './acting-user.js';
 import { administratorsToAsk, enqueueMail, hasMfaToReset, removeMfa, sendActivation, sendPasswordResetMail } from './dependencies.js';
+import { refuseHeldAddress } from '../email-change/held-address.js';
 import { isEmailTaken, organizationErrors } from './organization.errors.js';
 import type { ManagedUser } from './organization.schemas.js';
 import { findManagedUser, listUsers, toManagedUser, type UserFilter } from './users.query.js';
@@ -151,6 +152,7 @@ export async function inviteUserInTx(
     },
     select: { id: true, email: true, name: true, language: true },
   });
+  await refuseHeldAddress(tx, ctx.clock, user);
   const activation = await sendActivation(tx, ctx, { user, organizationName: input.organization.name, actorUserId: input.actorUserId, by: input.via });
   await recordAudit(tx, ctx.clock, {
     type: 'user.invited',

@@ -3,6 +3,7 @@ import type { Language } from '../../lib/languages.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { sendActivation } from '../organization/dependencies.js';
 import { isEmailTaken, organizationErrors } from '../organization/organization.errors.js';
+import { refuseHeldAddress } from '../email-change/held-address.js';
 import type { CliOrigin } from './cli-origin.js';
 import { createOrganizationInTx, creationConflict, type CreateOrganizationInput } from './support.service.js';
 
@@ -33,6 +34,7 @@ export async function createSupportUser(
         },
         select: { id: true, email: true, name: true, language: true },
       });
+      await refuseHeldAddress(tx, ctx.clock, user);
       const activation = await sendActivation(tx, ctx, { user, organizationName: null, actorUserId: null, by: 'cli' });
       await recordAudit(tx, ctx.clock, {
         type: 'user.invited',

@@ -63,7 +63,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
         operationId: 'createOrganization',
         tags,
         summary: 'Create an organisation with its first administrator (invited by e-mail), in one transaction',
-        description: '409 customer_number_taken, or 409 email_taken when the administrator e-mail is used by any account.',
+        description: '409 customer_number_taken, or 409 email_taken when the administrator e-mail is used by any account. An address an account left less than 7 days ago is held for it (the undo link in its notice): 409 email_taken too.',
         body: CreateOrganizationBody,
         response: { 201: CreatedOrganizationSchema, ...problemResponses(409) },
       },

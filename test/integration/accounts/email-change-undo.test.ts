@@ -1,4 +1,6 @@
 import t from 'tap';
+import { createSupportUser } from '../../../src/modules/support/bootstrap.service.js';
+import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
 import { tokenFromLink } from '../../helpers/accounts.js';
 import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/helpers.js';
 
@@ -97,7 +99,7 @@ t.test('a taken-over account: the old address undoes the move; the address is ba
   t.same([again.status, again.body.code], [410, 'link_used'], 'single use');
 });
 
-t.test('undo: the link lasts 7 days, survives a block (told account_blocked, works after the unblock), waits while the address is taken, and refuses bad input', async (t) => {
+t.test('undo: the link lasts 7 days, survives a block (told account_blocked, works after the unblock), waits while the address is taken (an older release gave it away), and refuses bad input', async (t) => {
   const w = await adminWorld(t);
   const { request, app, clock } = w;
   const jon = await signedInMember(w);
@@ -110,9 +112,9 @@ t.test('undo: the link lasts 7 days, survives a block (told account_blocked, wor
   t.same([blocked.status, blocked.body.code], [403, 'account_blocked']);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@new.test', 'nothing changed');
 
-  // Meanwhile the old address was given to a new account.
-  const other = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'jon@alpha.test', name: 'New Jon' } });
-  t.equal(other.status, 201);
+  // Meanwhile the old address was given to a new account: the API refuses that while the link lasts
+  // (the next tests), but an instance of a release before the hold, during a rolling upgrade, did not.
+  const other = { body: await app.ctx.db.user.create({ data: { email: 'jon@alpha.test', name: 'New Jon', organizationId: w.orgA.id }, select: { id: true } }) };
   t.equal((await request({ method: 'POST', url: `/v1/organization/users/${jon.user.id}/unblock`, token: w.adminA.token })).status, 200);
   const taken = await undo(w, link);
   t.same([taken.status, taken.body.code], [409, 'email_taken']);
@@ -204,4 +206,49 @@ t.test('after the undo the intruder does not sign straight back in with the pass
   const fresh = await lastLink(w, 'jon@alpha.test', 'email_change_undone', '/reset-password');
   const reset = await request({ url: '/v1/password/reset', body: { token: fresh, password: 'silver harbour compass 7731' } });
   t.equal(reset.status, 204, 'the reset link mailed with the confirmation still works');
+});
+
+t.test('while its undo link lasts, the address left stays the account\'s: nobody is invited with it or moves to it, so an intruder cannot take it to stop the undo', async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock } = w;
+  // An intruder holding an administrator's session and password moves that account away...
+  const admin = { ...w.adminA, password: w.adminA.password! };
+  await moveTo(w, admin.token, admin.password, 'evil@attacker.test');
+  const held = admin.user.email;
+  // ...and tries to make the address another account's, so that the undo answers email_taken.
+  const intruder = admin.token; // an e-mail move keeps the sessions
+  const invited = await request({ url: '/v1/organization/users', token: intruder, body: { email: held, name: 'Decoy' } });
+  t.same([invited.status, invited.body.code], [409, 'email_taken'], 'an invitation');
+  const upper = await request({ url: '/v1/organization/users', token: intruder, body: { email: held.toUpperCase(), name: 'Decoy' } });
+  t.same([upper.status, upper.body.code], [409, 'email_taken'], 'in any letter case');
+  const org = await request({
+    url: '/v1/support/organizations',
+    token: w.support.token,
+    body: { customerNumber: 'DE-HOLD', name: 'Hold GmbH', administrator: { email: held, name: 'Decoy' } },
+  });
+  t.same([org.status, org.body.code], [409, 'email_taken'], "a new organisation's administrator");
+  await t.rejects(createSupportUser(w.app.ctx, { email: held, name: 'Decoy' }, cliOrigin({})), { code: 'email_taken' }, 'a support account');
+  const other = await w.member(w.orgB.id, { email: 'bea@beta.test', name: 'Bea' });
+  const otherToken = await w.tokenFor(other.user);
+  t.equal((await request({ url: '/v1/me/email', token: otherToken, body: { email: held, password: other.password } })).status, 202);
+  const moved = await request({ url: '/v1/email-change/confirm', body: { token: await lastLink(w, held, 'email_change_confirm', '/confirm-email') } });
+  t.same([moved.status, moved.body.code], [409, 'email_taken'], "another account's move to it");
+
+  const done = await undo(w, await undoLink(w, held));
+  t.same([done.status, done.body.email], [200, held], 'the undo brings it back');
+
+  // Once no undo link holds it (used, or expired), it is an ordinary address again.
+  const bea = await w.member(w.orgB.id, { email: 'ben@beta.test', name: 'Ben' });
+  await moveTo(w, await w.tokenFor(bea.user), bea.password!, 'ben@new.test');
+  clock.advance(7 * 24 * 3600 + 1);
+  const later = await request({ url: '/v1/organization/users', token: await w.tokenFor(w.adminB.user), body: { email: 'ben@beta.test', name: 'New Ben' } });
+  t.equal(later.status, 201, 'after the 7 days');
+});
+
+t.test('the account that left an address may move back to it the ordinary way while its undo link lasts', async (t) => {
+  const w = await adminWorld(t);
+  const jon = await signedInMember(w);
+  await moveTo(w, jon.token, jon.password!, 'jon@new.test');
+  await moveTo(w, jon.token, jon.password!, 'jon@alpha.test');
+  t.equal((await w.app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } })).email, 'jon@alpha.test');
 });

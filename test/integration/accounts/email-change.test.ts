@@ -59,8 +59,11 @@ t.test('change of address: a link to the new address, nothing changes until it i
   const again = await confirm(w, token);
   t.equal(again.status, 410);
   t.equal(again.body.code, 'link_used', 'single use');
-  const freed = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'jon@alpha.test', name: 'New Jon' } });
-  t.equal(freed.status, 201, 'the old address is free');
+  const held = await request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email: 'jon@alpha.test', name: 'New Jon' } });
+  t.same([held.status, held.body.code], [409, 'email_taken'], 'the old address stays the account\'s while the undo link in its notice lasts');
+  w.clock.advance(7 * 24 * 3600 + 1);
+  const freed = await request({ method: 'POST', url: '/v1/organization/users', token: await w.tokenFor(w.adminA.user), body: { email: 'jon@alpha.test', name: 'New Jon' } });
+  t.equal(freed.status, 201, 'then it is free');
 });
 
 t.test('refusals: wrong password, the same address, bad input, no session, bad links', async (t) => {
