@@ -356,7 +356,7 @@ export function decideOnState(action: UserAction, user: UserTarget, facts: Chang
  * What the caller can do instead, as the detail of a conflict whose title alone leaves them stuck
  * (frontends translate by `code`; this is for the administrator or developer reading the answer).
  */
-const NEXT_STEPS: Partial<Record<PolicyErrorCode, string>> = {
+const NEXT_STEPS: Partial<Record<PolicyErrorCode, string | Partial<Record<PolicyAction, string>>>> = {
   last_administrator:
     'Make another member an administrator first. Support replaces the only active administrator with ' +
     'POST /v1/support/organizations/{id}/administrators and `replacing`.',
@@ -364,15 +364,19 @@ const NEXT_STEPS: Partial<Record<PolicyErrorCode, string>> = {
     'The organisation has an active administrator, who appoints others. To replace the only active administrator, send `replacing` with their id.',
   already_activated: 'An activated account is not withdrawn: block it instead. It needs no invitation; a password-reset mail helps a user who forgot the password.',
   user_not_activated: 'Send the invitation again (POST .../activation-email); the user sets a password and the authenticator when activating.',
-  not_blocked: 'Only a blocked account can be erased: block it first. An account that is not blocked needs no unblocking.',
+  not_blocked: {
+    'user.erase': 'Only a blocked account can be erased: block it first.',
+    'user.unblock': 'Nothing to do: the account is not blocked.',
+  },
   already_blocked: 'Nothing to do: the user is blocked. Unblock to let them sign in again.',
   user_blocked: 'Unblock the user first.',
   organization_suspended: 'Reinstate the organisation first (support: POST /v1/support/organizations/{id}/reinstate); its users come back with it.',
 };
 
 /** Turns a denial into the error the API answers with. */
-export function toError(decision: Exclude<Decision, { effect: 'allow' }>, detail?: string): AppError {
-  return policyErrors[decision.code](detail ?? NEXT_STEPS[decision.code]);
+export function toError(decision: Exclude<Decision, { effect: 'allow' }>, action?: PolicyAction): AppError {
+  const next = NEXT_STEPS[decision.code];
+  return policyErrors[decision.code](typeof next === 'string' || next === undefined ? next : action && next[action]);
 }
 
 /** Decides and throws on denial; the services' one entry point. */
@@ -385,7 +389,7 @@ export function authorize(
   facts?: ChangeFacts,
 ): void {
   const decision = decide(actor, action as UserAction, target as UserTarget, facts);
-  if (decision.effect !== 'allow') throw toError(decision);
+  if (decision.effect !== 'allow') throw toError(decision, action);
 }
 
 /**

@@ -41,7 +41,7 @@ async function lockForOperator(tx: Tx, id: string, action: UserAction, facts: (t
   const target = await lockTarget(tx, id);
   if (!target) throw policyErrors.user_not_found();
   const decision = decideOnState(action, target, facts(target));
-  if (decision.effect !== 'allow') throw toError(decision);
+  if (decision.effect !== 'allow') throw toError(decision, action);
   return target;
 }
 
