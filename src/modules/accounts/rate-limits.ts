@@ -9,6 +9,7 @@ export const ACCOUNT_RATE_LIMITS = {
   activation: { max: 10, timeWindow: '1 minute' },
   passwordForgot: { max: 10, timeWindow: '15 minutes' },
   passwordReset: { max: 10, timeWindow: '1 minute' },
+  passwordResetInspect: { max: 30, timeWindow: '1 minute' },
   passwordChange: { max: 10, timeWindow: '15 minutes' },
   // Each request mails an address the user chose: few, so nobody is flooded through the shop's mail.
   emailChange: { max: 5, timeWindow: '15 minutes' },

@@ -14,7 +14,8 @@ import {
 } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { requestPasswordReset } from './forgot-password.js';
-import { changePassword, resetPassword } from './password.service.js';
+import { LanguageSchema } from '../../lib/languages.js';
+import { changePassword, inspectReset, resetPassword } from './password.service.js';
 
 const AcceptedSchema = z
   .object({ status: z.literal('accepted'), message: z.string() })
@@ -24,6 +25,20 @@ const ACCEPTED = {
   status: 'accepted' as const,
   message: 'If an active account exists for this address, we have sent it a link to reset the password. The link expires after 30 minutes.',
 };
+
+const ResetLinkInfoSchema = z
+  .object({
+    email: z.string().describe('The account whose password the link sets'),
+    language: LanguageSchema.describe("The user's language: show the page in it (the link's `lang` says the same)"),
+    expiresAt: z.iso.datetime().describe('When the link expires'),
+    passwordPolicy: z.object({ minLength: z.number().int(), maxLength: z.number().int() }).describe('For the password form'),
+  })
+  .meta({ id: 'ResetLinkInfo' });
+
+const linkErrors =
+  '400 `link_invalid` (unknown token or not a reset link), 410 `link_expired` (after 30 minutes), 410 `link_used` with `linkState`: `used`, ' +
+  '`replaced` (a newer link, a password change or an e-mail change: use the newest e-mail or ask again) or `withdrawn` (its sender was blocked), ' +
+  '403 `account_blocked` (with `contact`)';
 
 const policyErrors = '422 `password_too_short`, `password_too_long`, `password_common`, `password_contains_context`';
 
@@ -48,6 +63,25 @@ export const passwordRoutes: FastifyPluginAsyncZod = async (app) => {
       await requestPasswordReset(app.ctx, request.body.email, requestMeta(request));
       noStore(reply);
       return reply.status(202).send(ACCEPTED);
+    },
+  );
+
+  app.post(
+    '/v1/password/reset/inspect',
+    {
+      config: { access: 'public', rateLimit: ACCOUNT_RATE_LIMITS.passwordResetInspect },
+      schema: {
+        operationId: 'inspectPasswordReset',
+        tags: ['password'],
+        summary: 'Whose account a reset link is for and until when it works: check it before asking for the new password',
+        description: `Does not use up the link. Errors, as the reset would answer them: ${linkErrors}.`,
+        body: z.strictObject({ token: FlowTokenInputSchema }),
+        response: { 200: ResetLinkInfoSchema, ...problemResponses(401, 410), ...accountBlockedResponse },
+      },
+    },
+    async (request, reply) => {
+      noStore(reply);
+      return inspectReset(app.ctx, request.body.token);
     },
   );
 

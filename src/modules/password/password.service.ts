@@ -11,6 +11,8 @@ import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken, voidFlows } fr
 import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
 import { findActiveFactor } from '../mfa/factors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
+import type { Language } from '../../lib/languages.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
 export const PASSWORD_RESET_TTL_SECONDS = 30 * 60;
@@ -54,14 +56,37 @@ export async function sendPasswordResetMail(
  * Sets a new password with a reset link. Ends every session and refresh token of the user, lifts a
  * password lock, leaves MFA alone and does not sign in (the user logs in with password and code).
  */
-export async function resetPassword(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
-  const flow = await findUsableFlow(ctx.db, ctx.clock, input.token, 'PASSWORD_RESET', blockedLinkHolder(ctx.db, ctx.config));
+/** A reset link that may be used now, and its account; the errors the reset would answer otherwise. */
+async function usableReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config'>, token: string) {
+  const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'PASSWORD_RESET', blockedLinkHolder(ctx.db, ctx.config));
   const user = await ctx.db.user.findUnique({
     where: { id: flow.userId },
     select: { id: true, email: true, name: true, language: true, status: true, organizationId: true, organization: { select: { name: true } } },
   });
   if (!user || user.status === 'INVITED') throw flowErrors.link_invalid();
   if (user.status === 'BLOCKED') throw await accountBlockedError(ctx.db, ctx.config, user);
+  return { flow, user };
+}
+
+export type ResetLinkInfo = { email: string; language: Language; expiresAt: string; passwordPolicy: { minLength: number; maxLength: number } };
+
+/**
+ * What the reset page shows before the user types a new password (as the activation page does):
+ * whose account and until when; a used, replaced, expired or blocked link answers as the reset
+ * would. Cheap (no hashing), and it does not use the link up.
+ */
+export async function inspectReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config'>, token: string): Promise<ResetLinkInfo> {
+  const { flow, user } = await usableReset(ctx, token);
+  return {
+    email: user.email,
+    language: user.language ?? ctx.config.defaultLanguage,
+    expiresAt: flow.expiresAt.toISOString(),
+    passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+  };
+}
+
+export async function resetPassword(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
+  const { flow, user } = await usableReset(ctx, input.token);
   const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
 
   await ctx.db.$transaction(async (tx) => {

@@ -7,6 +7,7 @@ import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, to
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 import { lastMail, outboxMails } from '../../helpers/outbox.js';
 import { RESET_LINK_MIN_INTERVAL_SECONDS } from '../../../src/modules/password/forgot-password.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../../src/lib/password-policy.js';
 
 t.test('forgot password: always the same 202, a link only for active accounts, built from APP_BASE_URL', async (t) => {
   const sink = await startSmtpSink(t);
@@ -347,4 +348,50 @@ t.test('the reset mail tells the truth: who sent it, and whether the next sign-i
   clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
   t.equal((await request({ url: '/v1/password/forgot', body: { email: 'carl@alpha.test' } })).status, 202);
   t.match(await latestReset(), 'At your next sign-in you set up the 2-step login', "the user's own request says so too");
+});
+
+t.test('the reset page checks its link before the user types a password: whose account, until when, the password rules; used, replaced, expired and blocked links say so (frontend review, session 28)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const { user } = await createUser(app.ctx.db, app);
+  const inspect = (token: string) => request({ url: '/v1/password/reset/inspect', body: { token } });
+  const linkFor = async () => {
+    await request({ url: '/v1/password/forgot', body: { email: user.email } });
+    return tokenFromLink((await lastMail(app, { toAddress: user.email })).textBody, '/reset-password');
+  };
+
+  const first = await linkFor();
+  const seen = await inspect(first);
+  t.equal(seen.status, 200);
+  t.same(seen.body, {
+    email: user.email,
+    language: 'en',
+    expiresAt: new Date(clock.now().getTime() + 30 * 60_000).toISOString(),
+    passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+  });
+  t.equal(seen.headers['cache-control'], 'no-store');
+  t.equal((await inspect(first)).status, 200, 'looking does not use the link up');
+
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
+  const second = await linkFor();
+  const replaced = await inspect(first);
+  t.same([replaced.status, replaced.body.code, replaced.body.linkState], [410, 'link_used', 'replaced'], 'a newer link replaced it');
+  t.equal((await request({ url: '/v1/password/reset', body: { token: second, password: GOOD_PASSWORD } })).status, 204);
+  const used = await inspect(second);
+  t.same([used.status, used.body.code, used.body.linkState], [410, 'link_used', 'used']);
+
+  clock.advance(RESET_LINK_MIN_INTERVAL_SECONDS);
+  const third = await linkFor();
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'BLOCKED', blockedAt: clock.now() } });
+  const blocked = await inspect(third);
+  t.same([blocked.status, blocked.body.code], [403, 'account_blocked']);
+  t.ok(blocked.body.contact, 'with whom to contact');
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { status: 'ACTIVE', blockedAt: null } });
+  clock.advance(30 * 60);
+  t.same([(await inspect(third)).status, (await inspect(third)).body.code], [410, 'link_expired']);
+
+  const { token: activation } = await inviteUser(app);
+  t.same([(await inspect(activation)).status, (await inspect(activation)).body.code], [400, 'link_invalid'], 'an activation link is no reset link');
+  const extra = await request({ url: '/v1/password/reset/inspect', body: { token: first, password: GOOD_PASSWORD } });
+  t.same([extra.status, extra.body.code], [400, 'validation_failed']);
 });

@@ -12,6 +12,7 @@ t.test('per-IP limits on the login, activation and password routes: 429 with Ret
     { url: '/v1/activation', body: { token: 'A'.repeat(43), password: 'whatever 12345' }, limit: ACCOUNT_RATE_LIMITS.activation.max },
     { url: '/v1/password/forgot', body: { email: 'a@example.test' }, limit: ACCOUNT_RATE_LIMITS.passwordForgot.max },
     { url: '/v1/password/reset', body: { token: 'A'.repeat(43), password: 'whatever 12345' }, limit: ACCOUNT_RATE_LIMITS.passwordReset.max },
+    { url: '/v1/password/reset/inspect', body: { token: 'A'.repeat(43) }, limit: ACCOUNT_RATE_LIMITS.passwordResetInspect.max },
   ];
   for (const route of routes) {
     for (let i = 0; i < route.limit; i++) {
