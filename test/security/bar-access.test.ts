@@ -39,6 +39,7 @@ const PUBLIC_OPERATIONS = [
   'POST /v1/mfa-reset/confirm',
   'POST /v1/password/forgot',
   'POST /v1/password/reset',
+  'POST /v1/password/reset/inspect',
 ];
 
 /** The real app built but not ready yet, so that a test can still add routes to it. */

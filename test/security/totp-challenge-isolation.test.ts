@@ -58,6 +58,9 @@ t.test('a login challenge is refused everywhere except the MFA step', async (t) 
     ['/v1/activation/inspect', { token: challenge }],
     ['/v1/activation', { token: challenge, password: 'a long and unusual passphrase 4 me' }],
     ['/v1/password/reset', { token: challenge, password: 'a long and unusual passphrase 4 me' }],
+    ['/v1/password/reset/inspect', { token: challenge }],
+    ['/v1/email-change/confirm', { token: challenge }],
+    ['/v1/email-change/undo', { token: challenge }],
     ['/v1/mfa-reset/confirm', { token: challenge }],
   ];
   for (const [url, body] of links) {
