@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { errorCatalogue, type AppError } from '../errors.js';
+import { FieldErrorSchema } from './validation-errors.js';
 
 /** Whom a user can ask: account_blocked, mfa_locked, and link_expired / link_used of an invitation. */
 export const ContactSchema = z.object({
@@ -20,10 +21,7 @@ export const ProblemSchema = z
     code: z.string().describe('Stable machine-readable error code (snake_case)'),
     detail: z.string().optional(),
     requestId: z.string().optional(),
-    errors: z
-      .array(z.object({ path: z.string(), message: z.string() }))
-      .optional()
-      .describe('For validation_failed: the offending fields'),
+    errors: z.array(FieldErrorSchema).optional().describe('For validation_failed: the offending fields'),
     // Members some codes add, typed here so a generated client knows them (each code's doc says which):
     retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, mfa_enrollment_in_progress, rate_limited: seconds until trying again helps (also Retry-After)'),
     attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts (fewer when the account code lock comes first)'),

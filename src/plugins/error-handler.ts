@@ -4,6 +4,7 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { AppError, commonErrors } from '../errors.js';
 import { isDatabaseUnavailable, isStalePreparedStatement } from '../db/errors.js';
 import { PROBLEM_CONTENT_TYPE, problemDocument } from '../http/problem.js';
+import { validationErrors, type ValidationIssue } from '../http/validation-errors.js';
 import { routerErrorHeaders } from './security-headers.js';
 import { challengeFor } from '../http/auth-challenge.js';
 import type { RouteAccess } from './route-access.js';
@@ -23,56 +24,11 @@ function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
     .send(problemDocument(error, request.id));
 }
 
-type NestedIssue = { path?: PropertyKey[]; message?: string; code?: string; keys?: string[] };
-type Issue = { instancePath?: string; message?: string; params?: { issue?: { path?: PropertyKey[] }; errors?: NestedIssue[][] } };
-
-function validationErrors(context: string | undefined, issues: Issue[]) {
-  return issues.flatMap((i) => {
-    const path = i.params?.issue?.path?.map(String).join('.') ?? i.instancePath?.replace(/^\//, '').replaceAll('/', '.') ?? '';
-    const at = (...parts: string[]) => [context, path, ...parts].filter(Boolean).join('.') || '(root)';
-    // A union (e.g. `code` or `recoveryCode`) fails as one "Invalid input" at its root: name the
-    // fields of the alternative(s) that came closest (fewest issues) instead, and keys of different
-    // alternatives sent together as such (unionKeyErrors).
-    const alternatives = i.params?.errors;
-    if (Array.isArray(alternatives) && alternatives.length > 0) {
-      const fewest = Math.min(...alternatives.map((a) => a.length));
-      const keyErrors = unionKeyErrors(alternatives, at());
-      const closest = alternatives
-        .filter((a) => a.length === fewest)
-        .flat()
-        .filter((n) => keyErrors.length === 0 || n.code !== 'unrecognized_keys');
-      const unique = new Map(closest.map((n) => [`${at(...(n.path ?? []).map(String))}\n${n.message}`, { path: at(...(n.path ?? []).map(String)), message: n.message ?? 'invalid' }]));
-      if (keyErrors.length + unique.size > 0) return [...keyErrors, ...unique.values()];
-    }
-    // No body at all (none sent, or an empty one): say so rather than "expected object, received null".
-    if (context === 'body' && !path && /received (null|undefined)$/.test(i.message ?? '')) return [{ path: 'body', message: 'required' }];
-    return [{ path: at(), message: i.message ?? 'invalid' }];
-  });
-}
-
-/**
- * A union of strict objects (either `code` or `recoveryCode`) that every alternative refused for
- * keys it does not know: a key none knows is unrecognized; keys of different alternatives sent
- * together are named as such (each alternative alone would call the other's key unknown).
- */
-function unionKeyErrors(alternatives: NestedIssue[][], path: string): { path: string; message: string }[] {
-  const extra = alternatives.map((a) => new Set(a.filter((n) => n.code === 'unrecognized_keys' && (n.path ?? []).length === 0).flatMap((n) => n.keys ?? [])));
-  if (extra.length === 0 || extra.some((keys) => keys.size === 0)) return [];
-  const all = [...new Set(extra.flatMap((keys) => [...keys]))].sort();
-  const unknown = all.filter((k) => extra.every((keys) => keys.has(k)));
-  const exclusive = all.filter((k) => !unknown.includes(k));
-  const quoted = (keys: string[]) => keys.map((k) => JSON.stringify(k)).join(', ');
-  return [
-    ...(unknown.length > 0 ? [{ path, message: `Unrecognized key${unknown.length > 1 ? 's' : ''}: ${quoted(unknown)}` }] : []),
-    ...(exclusive.length > 0 ? [{ path, message: `Send only one of ${quoted(exclusive)}` }] : []),
-  ];
-}
-
 export function toAppError(err: FastifyError | Error): AppError {
   if (err instanceof AppError) return err;
   const fe = err as FastifyError & { validationContext?: string };
   if (hasZodFastifySchemaValidationErrors(fe) || fe.validation) {
-    const errors = validationErrors(fe.validationContext, (fe.validation ?? []) as Issue[]);
+    const errors = validationErrors(fe.validationContext, (fe.validation ?? []) as ValidationIssue[]);
     return commonErrors.validation_failed('One or more fields are invalid.', { errors });
   }
   if (isResponseSerializationError(err)) return commonErrors.internal_error();
@@ -111,9 +67,9 @@ export function toAppError(err: FastifyError | Error): AppError {
 export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const appError =
     err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-      ? commonErrors.validation_failed('A path parameter is too long.', { errors: [{ path: 'params', message: 'too long' }] })
+      ? commonErrors.validation_failed('A path parameter is too long.', { errors: [{ path: 'params', message: 'too long', code: 'too_big' }] })
       : err.code === 'FST_ERR_BAD_URL'
-        ? commonErrors.validation_failed('The URL is not valid.', { errors: [{ path: 'params', message: 'not valid percent-encoding' }] })
+        ? commonErrors.validation_failed('The URL is not valid.', { errors: [{ path: 'params', message: 'not valid percent-encoding', code: 'invalid_format' }] })
         : commonErrors.internal_error();
   if (appError.status >= 500) request.log.error({ err }, 'request failed');
   else request.log.info({ code: appError.code, reason: err.code }, 'request rejected');

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import { commonErrors } from '../errors.js';
+import type { FieldError } from '../http/validation-errors.js';
 
 /**
  * Text that cannot be stored as it was checked is refused before validation:
@@ -36,16 +37,16 @@ const unstorable = (text: string): string | null =>
       : null;
 
 /** The first string (or key) in `value` that cannot be stored as checked: its path and why. */
-export function findUnstorableText(value: unknown, path: string, depth = 0): { path: string; message: string } | null {
+export function findUnstorableText(value: unknown, path: string, depth = 0): FieldError | null {
   if (typeof value === 'string') {
     const message = unstorable(value);
-    return message ? { path: path || '(root)', message } : null;
+    return message ? { path: path || '(root)', message, code: 'invalid_format' } : null;
   }
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return null;
   for (const [key, item] of Object.entries(value)) {
     const at = path ? `${path}.${key}` : key;
     const message = unstorable(key);
-    if (message) return { path: at, message };
+    if (message) return { path: at, message, code: 'invalid_format' };
     const hit = findUnstorableText(item, at, depth + 1);
     if (hit !== null) return hit;
   }
@@ -53,7 +54,6 @@ export function findUnstorableText(value: unknown, path: string, depth = 0): { p
 }
 
 type Schema = { body?: unknown; querystring?: unknown; params?: unknown; hide?: boolean };
-type FieldError = { path: string; message: string };
 
 function isEmptyBody(body: unknown): boolean {
   return body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
@@ -77,9 +77,9 @@ type Received = { method: string; headers: Record<string, string | string[] | un
 function undeclaredInput(schema: Schema, request: Received): FieldError[] {
   const errors: FieldError[] = [];
   const sentBody = readsNoBody(request.method) ? carriesBody(request.headers) : !isEmptyBody(request.body);
-  if (!schema.body && sentBody) errors.push({ path: 'body', message: 'this operation takes no request body' });
+  if (!schema.body && sentBody) errors.push({ path: 'body', message: 'this operation takes no request body', code: 'invalid' });
   if (!schema.querystring) {
-    for (const name of Object.keys(request.query as object)) errors.push({ path: `querystring.${name}`, message: 'unknown query parameter' });
+    for (const name of Object.keys(request.query as object)) errors.push({ path: `querystring.${name}`, message: 'unknown query parameter', code: 'unrecognized_keys', keys: [name] });
   }
   return errors;
 }

@@ -148,7 +148,7 @@ export const securityHeaders = fp(
         ) {
           return done(
             commonErrors.validation_failed('Not a valid CORS preflight request.', {
-              errors: [{ path: 'headers.access-control-request-method', message: 'required' }],
+              errors: [{ path: 'headers.access-control-request-method', message: 'required', code: 'required' }],
             }),
           );
         }

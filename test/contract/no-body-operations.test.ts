@@ -56,7 +56,7 @@ t.test('operations without a body or query schema reject unknown fields', async 
   t.equal(me.status, 400, `unknown query parameters on GET /v1/me: 400 (got ${me.status})`);
   const logout = await request({ url: '/v1/auth/logout', token, body: { allSessions: true } });
   t.equal(logout.status, 400, `unknown body fields on logout: 400 (got ${logout.status})`);
-  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body' }], 'the error names the body');
+  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body', code: 'invalid' }], 'the error names the body');
   t.same(me.body.errors.map((e: { path: string }) => e.path), ['querystring.isAdmin', 'querystring.organizationId'], 'and each parameter');
   const emptyObject = await request({ url: '/v1/auth/logout', token, body: {} });
   t.equal(emptyObject.status, 204, 'an empty JSON object is no body: logged out');
@@ -83,7 +83,7 @@ t.test('the request content types a route accepts are the ones its OpenAPI opera
     headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
     payload: 'token=abc&token=def',
   });
-  t.same([twice.statusCode, twice.json().code, twice.json().errors], [400, 'validation_failed', [{ path: 'body.token', message: 'sent more than once' }]], 'a parameter sent twice is refused (RFC 6749 §3.1; fuzzing review, session 24)');
+  t.same([twice.statusCode, twice.json().code, twice.json().errors], [400, 'validation_failed', [{ path: 'body.token', message: 'sent more than once', code: 'invalid' }]], 'a parameter sent twice is refused (RFC 6749 §3.1; fuzzing review, session 24)');
   const doc = app.swagger() as unknown as { paths: Record<string, Record<string, { requestBody: { content: Record<string, unknown> } }>> };
   const types = Object.keys(doc.paths['/v1/tokens/introspect']!.post!.requestBody.content);
   t.ok(types.includes('application/x-www-form-urlencoded'), `the document lists form encoding (lists: ${types.join(', ')})`);
@@ -119,7 +119,7 @@ t.test('an empty body sent as application/json is no body', async (t) => {
     const login = await post('/v1/auth/login', headers);
     t.equal(login.statusCode, 400);
     t.equal(login.json().code, 'validation_failed');
-    t.same(login.json().errors, [{ path: 'body', message: 'required' }], `the body is named as missing (${JSON.stringify(headers)})`);
+    t.same(login.json().errors, [{ path: 'body', message: 'required', code: 'required' }], `the body is named as missing (${JSON.stringify(headers)})`);
   }
   const spaces = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: json, payload: '  ' });
   t.equal(spaces.json().code, 'malformed_json', 'white space is no empty body: not JSON');
@@ -135,7 +135,7 @@ t.test('an empty JSON array is a body: an operation without one refuses it and d
   const token = (await signIn(app, user)).accessToken;
   const logout = await request({ url: '/v1/auth/logout', token, body: [] });
   t.same([logout.status, logout.body.code], [400, 'validation_failed']);
-  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body' }]);
+  t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body', code: 'invalid' }]);
   t.equal((await request({ url: '/v1/me', token })).status, 200, 'still signed in');
 });
 

@@ -239,7 +239,7 @@ t.test("a lone surrogate nested in a body (the first administrator's name) answe
     body: { customerNumber: 'C-NEST-1', name: 'Acme', administrator: { email: 'first-admin@example.test', name: 'First \ud83d' } },
   });
   t.same([res.status, res.body.code], [400, 'validation_failed']);
-  t.same(res.body.errors, [{ path: 'body.administrator.name', message: 'must be well-formed Unicode (no lone surrogates)' }], 'names the nested field');
+  t.same(res.body.errors, [{ path: 'body.administrator.name', message: 'must be well-formed Unicode (no lone surrogates)', code: 'invalid_format' }], 'names the nested field');
   t.equal(await app.ctx.db.organization.count({ where: { customerNumber: 'C-NEST-1' } }), 0, 'no organisation');
   t.equal(await app.ctx.db.user.count({ where: { email: 'first-admin@example.test' } }), 0, 'no administrator');
 });

@@ -210,7 +210,7 @@ const introspectionRoute: FastifyPluginAsyncZod = async (app) => {
     const params = new Map<string, string>();
     for (const [name, value] of new URLSearchParams(body as string)) {
       if (params.has(name)) {
-        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: `body.${name}`, message: 'sent more than once' }] }), undefined);
+        return done(commonErrors.validation_failed('One or more fields are invalid.', { errors: [{ path: `body.${name}`, message: 'sent more than once', code: 'invalid' }] }), undefined);
       }
       params.set(name, value);
     }

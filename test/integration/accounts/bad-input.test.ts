@@ -55,3 +55,34 @@ t.test('bad input on every account route: 400/413/415 problem+json, never 500', 
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: '../../etc/passwd' } })).body.code, 'link_invalid');
   t.equal((await request({ url: '/v1/password/reset', body: { token: "' OR 1=1 --          ", password: GOOD_PASSWORD } })).body.code, 'link_invalid');
 });
+
+t.test('each field error carries a code to translate, with the limit or the allowed values (frontend review, session 28)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const errorsOf = async (options: Parameters<typeof request>[0]) => {
+    const res = await request(options);
+    t.equal(res.status, 400, JSON.stringify(options.url));
+    return res.body.errors as Record<string, unknown>[];
+  };
+  t.same(await errorsOf({ url: '/v1/auth/login', body: { email: 'not-an-email', password: 'x' } }), [
+    { path: 'body.email', message: 'must be an e-mail address', code: 'invalid_format', format: 'regex' },
+  ]);
+  t.match(await errorsOf({ url: '/v1/auth/login', body: {} }), [
+    { path: 'body.email', code: 'required' },
+    { path: 'body.password', code: 'required' },
+  ]);
+  t.match(await errorsOf({ url: '/v1/auth/login', body: { email: 'a@example.test', password: 12 } }), [{ path: 'body.password', code: 'invalid_type' }]);
+  t.match(await errorsOf({ url: '/v1/auth/login', body: { email: 'a@example.test', password: '' } }), [{ path: 'body.password', code: 'too_small', minimum: 1 }]);
+  t.match(await errorsOf({ url: '/v1/auth/login', body: { email: 'a@example.test', password: 'x', isAdmin: true } }), [{ path: 'body', code: 'unrecognized_keys', keys: ['isAdmin'] }]);
+  t.same(await errorsOf({ url: '/v1/auth/login/mfa', body: { challengeToken: 'A'.repeat(43), code: '123456', recoveryCode: 'abcd-efgh-jkmn' } }), [
+    { path: 'body', message: 'Send only one of "code", "recoveryCode"', code: 'only_one_of', keys: ['code', 'recoveryCode'] },
+  ]);
+
+  const { user } = await createUser(app.ctx.db, app, { roles: ['USER', 'CUSTOMER_ADMIN'] });
+  const { accessToken } = await signIn(app, user);
+  t.match(await errorsOf({ method: 'GET', url: '/v1/organization/users?limit=1000', token: accessToken }), [{ path: 'querystring.limit', code: 'too_big', maximum: 100 }]);
+  t.match(await errorsOf({ method: 'GET', url: '/v1/organization/users?status=GONE', token: accessToken }), [
+    { path: 'querystring.status', code: 'invalid_value', values: ['INVITED', 'ACTIVE', 'BLOCKED'] },
+  ]);
+  t.match(await errorsOf({ method: 'GET', url: '/v1/organization/users?colour=red', token: accessToken }), [{ path: 'querystring', code: 'unrecognized_keys', keys: ['colour'] }]);
+});

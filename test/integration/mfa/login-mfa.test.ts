@@ -260,14 +260,14 @@ t.test('input: exactly 6 digits, code xor recovery code, no unknown fields', asy
   // What the form is told (frontend review, session 28): both fields at once are named as such, not
   // each as unknown; a key neither form knows as unknown, beside the field that is missing.
   const errors = async (body: object) => (await request({ url: '/v1/auth/login/mfa', body })).body.errors;
-  t.same(await errors({ challengeToken, code: '123456', recoveryCode: 'abcd-efgh-jkmn' }), [{ path: 'body', message: 'Send only one of "code", "recoveryCode"' }]);
-  t.same(await errors({ challengeToken, code: '123456', extra: true }), [{ path: 'body', message: 'Unrecognized key: "extra"' }]);
+  t.same(await errors({ challengeToken, code: '123456', recoveryCode: 'abcd-efgh-jkmn' }), [{ path: 'body', message: 'Send only one of "code", "recoveryCode"', code: 'only_one_of', keys: ['code', 'recoveryCode'] }]);
+  t.same(await errors({ challengeToken, code: '123456', extra: true }), [{ path: 'body', message: 'Unrecognized key: "extra"', code: 'unrecognized_keys', keys: ['extra'] }]);
   t.same(await errors({ challengeToken, code: '123456', recoveryCode: 'abcd-efgh-jkmn', extra: true }), [
-    { path: 'body', message: 'Unrecognized key: "extra"' },
-    { path: 'body', message: 'Send only one of "code", "recoveryCode"' },
+    { path: 'body', message: 'Unrecognized key: "extra"', code: 'unrecognized_keys', keys: ['extra'] },
+    { path: 'body', message: 'Send only one of "code", "recoveryCode"', code: 'only_one_of', keys: ['code', 'recoveryCode'] },
   ]);
   const missing = await errors({ challengeToken, extra: true });
-  t.match(missing, [{ path: 'body', message: 'Unrecognized key: "extra"' }, { path: 'body.code' }, { path: 'body.recoveryCode' }]);
+  t.match(missing, [{ path: 'body', code: 'unrecognized_keys', keys: ['extra'] }, { path: 'body.code', code: 'required' }, { path: 'body.recoveryCode', code: 'required' }]);
   t.equal(missing.length, 3);
   t.same((await errors({ challengeToken, code: '12345' })).map((e: { path: string }) => e.path), ['body.code'], 'one wrong field: that field');
   const row = await app.ctx.db.flowToken.findFirstOrThrow({ where: { userId: user.id, state: 'PENDING' } });
