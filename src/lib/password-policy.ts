@@ -5,6 +5,8 @@ import { createRequire } from 'node:module';
 export const PASSWORD_MIN_LENGTH = 12;
 // Far above anything a password manager generates; bounds normalisation and hashing work.
 export const PASSWORD_MAX_LENGTH = 1024;
+/** What a page asking for a new password shows the user (activation, reset). */
+export const PASSWORD_POLICY = { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH } as const;
 
 export type PasswordContext = { email?: string; organizationName?: string; shopName?: string };
 

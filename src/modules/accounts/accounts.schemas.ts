@@ -34,6 +34,12 @@ export const NewPasswordSchema = z
 
 export const FlowTokenInputSchema = z.string().min(1).max(512).describe('The token from the e-mail link');
 
+/** What a link's page needs before it asks for a new password (activation, reset): until when, and the rules. */
+export const PasswordPageSchema = z.object({
+  expiresAt: z.iso.datetime().describe('When the link expires'),
+  passwordPolicy: z.object({ minLength: z.number().int(), maxLength: z.number().int() }).describe('For the password form'),
+});
+
 export const AccountBlockedProblemSchema = ProblemSchema.extend({
   code: z.literal('account_blocked'),
   contact: ContactSchema.describe('Whom the user can ask to unblock the account'),

@@ -4,7 +4,7 @@ import { LanguageSchema } from '../../lib/languages.js';
 import { problemResponses } from '../../http/problem.js';
 import { noStore } from '../../http/no-store.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountBlockedResponse, FlowTokenInputSchema, NewPasswordSchema } from '../accounts/accounts.schemas.js';
+import { accountBlockedResponse, FlowTokenInputSchema, NewPasswordSchema, PasswordPageSchema } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { LoginChallengeSchema } from '../login/challenge.js';
 import { activateAccount, inspectActivation } from './activation.service.js';
@@ -15,8 +15,7 @@ const ActivationInfoSchema = z
     name: z.string(),
     organizationName: z.string().nullable().describe('The reseller organisation (null for shop staff)'),
     language: LanguageSchema.describe("The language of the invitation mail, the user's until they choose another: show the page in it (the link's `lang` says the same)"),
-    expiresAt: z.iso.datetime().describe('When the link expires'),
-    passwordPolicy: z.object({ minLength: z.number().int(), maxLength: z.number().int() }).describe('For the password form'),
+    ...PasswordPageSchema.shape,
   })
   .meta({ id: 'ActivationInfo' });
 

@@ -11,7 +11,7 @@ import { lockUserRow } from '../accounts/user-lock.js';
 import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flows/flow-tokens.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from '../login/challenge.js';
 import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
+import { PASSWORD_POLICY } from '../../lib/password-policy.js';
 import type { Language } from '../../lib/languages.js';
 
 /** Activation links live 7 days (security.md item 14). */
@@ -123,7 +123,7 @@ export async function inspectActivation(ctx: Ctx, token: string): Promise<Activa
     organizationName: user.organization?.name ?? null,
     language: user.language ?? ctx.config.defaultLanguage,
     expiresAt: flow.expiresAt.toISOString(),
-    passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+    passwordPolicy: PASSWORD_POLICY,
   };
 }
 

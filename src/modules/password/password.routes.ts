@@ -11,6 +11,7 @@ import {
   LoginEmailSchema,
   NewPasswordSchema,
   PasswordInputSchema,
+  PasswordPageSchema,
 } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { requestPasswordReset } from './forgot-password.js';
@@ -30,8 +31,7 @@ const ResetLinkInfoSchema = z
   .object({
     email: z.string().describe('The account whose password the link sets'),
     language: LanguageSchema.describe("The user's language: show the page in it (the link's `lang` says the same)"),
-    expiresAt: z.iso.datetime().describe('When the link expires'),
-    passwordPolicy: z.object({ minLength: z.number().int(), maxLength: z.number().int() }).describe('For the password form'),
+    ...PasswordPageSchema.shape,
   })
   .meta({ id: 'ResetLinkInfo' });
 

@@ -12,7 +12,7 @@ import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/
 import { findActiveFactor } from '../mfa/factors.js';
 import { revokeUserSessions } from '../sessions/revoke.js';
 import type { Language } from '../../lib/languages.js';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../lib/password-policy.js';
+import { PASSWORD_POLICY } from '../../lib/password-policy.js';
 
 /** Reset links live 30 minutes (security.md item 14). */
 export const PASSWORD_RESET_TTL_SECONDS = 30 * 60;
@@ -81,7 +81,7 @@ export async function inspectReset(ctx: Pick<AppContext, 'db' | 'clock' | 'confi
     email: user.email,
     language: user.language ?? ctx.config.defaultLanguage,
     expiresAt: flow.expiresAt.toISOString(),
-    passwordPolicy: { minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH },
+    passwordPolicy: PASSWORD_POLICY,
   };
 }
 
