@@ -166,10 +166,9 @@ export async function createOrganizationInTx(
 
 /** Maps the unique constraints of an organisation's creation to their 409 codes. */
 export function creationConflict(err: unknown): Error | null {
-  const constraint = violatedConstraint(err);
-  if (!constraint) return null;
   if (isEmailTaken(err)) return organizationErrors.email_taken();
-  if (/customer_number/.test(constraint)) return supportErrors.customer_number_taken();
+  const constraint = violatedConstraint(err);
+  if (constraint && /customer_number/.test(constraint)) return supportErrors.customer_number_taken();
   return null;
 }
 

@@ -219,6 +219,8 @@ t.test('while its undo link lasts, the address left stays the account\'s: nobody
   const intruder = admin.token; // an e-mail move keeps the sessions
   const invited = await request({ url: '/v1/organization/users', token: intruder, body: { email: held, name: 'Decoy' } });
   t.same([invited.status, invited.body.code], [409, 'email_taken'], 'an invitation');
+  const inUse = await request({ url: '/v1/organization/users', token: intruder, body: { email: w.adminB.user.email, name: 'Decoy' } });
+  t.same(invited.body.detail, inUse.body.detail, 'answered as an address in use: nothing told of a move (attacker review, session 28)');
   const upper = await request({ url: '/v1/organization/users', token: intruder, body: { email: held.toUpperCase(), name: 'Decoy' } });
   t.same([upper.status, upper.body.code], [409, 'email_taken'], 'in any letter case');
   const org = await request({
