@@ -26,17 +26,34 @@ export const FieldErrorSchema = z
       .describe(
         'What is wrong, to translate: required (missing); invalid_type; too_small / too_big (with minimum / maximum: a length for text and lists, a value for numbers); ' +
           'invalid_format (with format: email, uuid, datetime, regex, …); invalid_value (with values: the allowed ones); unrecognized_keys (fields the request may not have, in keys); ' +
-          'only_one_of (fields that exclude each other, in keys: send one); invalid (anything else)',
+          'only_one_of (this field excludes another one sent with it, the message names them: send one); invalid (anything else)',
       ),
     minimum: z.number().optional(),
     maximum: z.number().optional(),
     format: z.string().optional(),
     values: z.array(z.string()).optional(),
-    keys: z.array(z.string()).optional(),
+    keys: z.array(z.string()).optional().describe('unrecognized_keys: the first 10 of them'),
   })
   .meta({ id: 'FieldError' });
 
 export type FieldError = z.infer<typeof FieldErrorSchema>;
+
+/** At most this many fields in an answer, and unknown keys named per field: the answer stays small whatever was sent. */
+const MAX_ERRORS = 20;
+const MAX_KEYS_NAMED = 10;
+
+/**
+ * A field one alternative of a union takes and this one does not: declared absent, so that sent
+ * with this alternative's fields it is answered as only_one_of with `message`, not as an unknown key.
+ */
+export const notWith = (message: string) => z.never({ error: message }).optional();
+
+/** Unknown keys, the first few named (a URL can carry thousands). */
+export function unrecognized(keys: readonly string[]): Pick<FieldError, 'message' | 'keys'> {
+  const named = keys.slice(0, MAX_KEYS_NAMED);
+  const more = keys.length > named.length ? ` and ${keys.length - named.length} more` : '';
+  return { message: `Unrecognized key${keys.length > 1 ? 's' : ''}: ${named.map((k) => JSON.stringify(k)).join(', ')}${more}`, keys: named };
+}
 
 type ZodIssueLike = {
   path?: PropertyKey[];
@@ -47,6 +64,7 @@ type ZodIssueLike = {
   maximum?: number | bigint;
   format?: string;
   values?: unknown[];
+  expected?: string;
   errors?: ZodIssueLike[][];
 };
 
@@ -54,22 +72,19 @@ type ZodIssueLike = {
 export type ValidationIssue = { keyword?: string; instancePath?: string; message?: string; params?: Omit<ZodIssueLike, 'path' | 'code' | 'message'> };
 
 export function validationErrors(context: string | undefined, issues: ValidationIssue[]): FieldError[] {
-  return issues.flatMap((i) => {
+  return issues.slice(0, MAX_ERRORS).flatMap((i) => {
     const path = i.instancePath?.replace(/^\//, '').replaceAll('/', '.') ?? '';
     const at = (...parts: string[]) => [context, path, ...parts].filter(Boolean).join('.') || '(root)';
     // A union (e.g. `code` or `recoveryCode`) fails as one "Invalid input" at its root: name the
-    // fields of the alternative(s) that came closest (fewest issues) instead, and keys of different
-    // alternatives sent together as such (unionKeyErrors).
+    // fields of the alternative(s) that came closest (fewest issues) instead. Each alternative
+    // declares the others' fields absent (notWith), so a field sent with another it excludes is
+    // named as such, never as unknown.
     const alternatives = i.params?.errors;
     if (Array.isArray(alternatives) && alternatives.length > 0) {
       const fewest = Math.min(...alternatives.map((a) => a.length));
-      const keyErrors = unionKeyErrors(alternatives, at());
-      const closest = alternatives
-        .filter((a) => a.length === fewest)
-        .flat()
-        .filter((n) => keyErrors.length === 0 || n.code !== 'unrecognized_keys');
+      const closest = alternatives.filter((a) => a.length === fewest).flat();
       const unique = new Map(closest.map((n) => [`${at(...(n.path ?? []).map(String))}\n${n.message}`, fieldError(at(...(n.path ?? []).map(String)), n)]));
-      if (keyErrors.length + unique.size > 0) return [...keyErrors, ...unique.values()];
+      if (unique.size > 0) return [...unique.values()];
     }
     // No body at all (none sent, or an empty one): say so rather than "expected object, received null".
     if (context === 'body' && !path && /received (null|undefined)$/.test(i.message ?? '')) return [{ path: 'body', message: 'required', code: 'required' as const }];
@@ -80,30 +95,12 @@ export function validationErrors(context: string | undefined, issues: Validation
 function fieldError(path: string, issue: ZodIssueLike): FieldError {
   const message = issue.message ?? 'invalid';
   const known = (FIELD_ERROR_CODES as readonly string[]).includes(issue.code ?? '') ? (issue.code as FieldError['code']) : 'invalid';
-  const code = known === 'invalid_type' && /received undefined$/.test(message) ? 'required' : known;
+  const code = known === 'invalid_type' && issue.expected === 'never' ? 'only_one_of' : known === 'invalid_type' && /received undefined$/.test(message) ? 'required' : known;
   const error: FieldError = { path, message, code };
   if (code === 'too_small' && issue.minimum !== undefined) error.minimum = Number(issue.minimum);
   if (code === 'too_big' && issue.maximum !== undefined) error.maximum = Number(issue.maximum);
   if (code === 'invalid_format' && issue.format) error.format = issue.format;
   if (code === 'invalid_value' && Array.isArray(issue.values)) error.values = issue.values.map(String);
-  if (code === 'unrecognized_keys' && issue.keys) error.keys = issue.keys;
+  if (code === 'unrecognized_keys' && issue.keys) Object.assign(error, unrecognized(issue.keys));
   return error;
-}
-
-/**
- * A union of strict objects (either `code` or `recoveryCode`) that every alternative refused for
- * keys it does not know: a key none knows is unrecognized; keys of different alternatives sent
- * together are named as such (each alternative alone would call the other's key unknown).
- */
-function unionKeyErrors(alternatives: ZodIssueLike[][], path: string): FieldError[] {
-  const extra = alternatives.map((a) => new Set(a.filter((n) => n.code === 'unrecognized_keys' && (n.path ?? []).length === 0).flatMap((n) => n.keys ?? [])));
-  if (extra.length === 0 || extra.some((keys) => keys.size === 0)) return [];
-  const all = [...new Set(extra.flatMap((keys) => [...keys]))].sort();
-  const unknown = all.filter((k) => extra.every((keys) => keys.has(k)));
-  const exclusive = all.filter((k) => !unknown.includes(k));
-  const quoted = (keys: string[]) => keys.map((k) => JSON.stringify(k)).join(', ');
-  return [
-    ...(unknown.length > 0 ? [{ path, message: `Unrecognized key${unknown.length > 1 ? 's' : ''}: ${quoted(unknown)}`, code: 'unrecognized_keys' as const, keys: unknown }] : []),
-    ...(exclusive.length > 0 ? [{ path, message: `Send only one of ${quoted(exclusive)}`, code: 'only_one_of' as const, keys: exclusive }] : []),
-  ];
 }

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { commonErrors } from '../errors.js';
-import type { FieldError } from '../http/validation-errors.js';
+import { unrecognized, type FieldError } from '../http/validation-errors.js';
 
 /**
  * Text that cannot be stored as it was checked is refused before validation:
@@ -78,9 +78,8 @@ function undeclaredInput(schema: Schema, request: Received): FieldError[] {
   const errors: FieldError[] = [];
   const sentBody = readsNoBody(request.method) ? carriesBody(request.headers) : !isEmptyBody(request.body);
   if (!schema.body && sentBody) errors.push({ path: 'body', message: 'this operation takes no request body', code: 'invalid' });
-  if (!schema.querystring) {
-    for (const name of Object.keys(request.query as object)) errors.push({ path: `querystring.${name}`, message: 'unknown query parameter', code: 'unrecognized_keys', keys: [name] });
-  }
+  const unknown = schema.querystring ? [] : Object.keys(request.query as object);
+  if (unknown.length > 0) errors.push({ path: 'querystring', code: 'unrecognized_keys', ...unrecognized(unknown) });
   return errors;
 }
 

@@ -57,7 +57,7 @@ t.test('operations without a body or query schema reject unknown fields', async 
   const logout = await request({ url: '/v1/auth/logout', token, body: { allSessions: true } });
   t.equal(logout.status, 400, `unknown body fields on logout: 400 (got ${logout.status})`);
   t.same(logout.body.errors, [{ path: 'body', message: 'this operation takes no request body', code: 'invalid' }], 'the error names the body');
-  t.same(me.body.errors.map((e: { path: string }) => e.path), ['querystring.isAdmin', 'querystring.organizationId'], 'and each parameter');
+  t.match(me.body.errors, [{ path: 'querystring', code: 'unrecognized_keys', keys: ['isAdmin', 'organizationId'] }], 'and each parameter');
   const emptyObject = await request({ url: '/v1/auth/logout', token, body: {} });
   t.equal(emptyObject.status, 204, 'an empty JSON object is no body: logged out');
 });

@@ -92,12 +92,12 @@ async function fail(
 
 /** POST /v1/auth/login/mfa: a TOTP code or a recovery code completes the login. */
 export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta: RequestMeta): Promise<TokenResponse> {
-  if ('code' in body) {
+  if (body.code !== undefined) {
     // The usual case in three statements (code-step-at-once.ts); null → everything else, below.
     const tokens = await completeCodeStepAtOnce(ctx, body, meta);
     if (tokens) return tokens;
   }
-  const factorKind = 'code' in body ? 'totp' : 'recovery_code';
+  const factorKind = body.code !== undefined ? 'totp' : 'recovery_code';
   return unwrap(
     ctx.db.$transaction(async (tx): Promise<Outcome<TokenResponse>> => {
       const flow = await loadChallenge(tx, ctx.clock, body.challengeToken, 'mfa');
@@ -105,7 +105,7 @@ export async function completeMfaLogin(ctx: AppContext, body: LoginMfaBody, meta
       let amr: string[];
       let factorName: 'totp' | 'recovery_code';
 
-      if ('code' in body) {
+      if (body.code !== undefined) {
         const factor = await findActiveFactor(tx, user.id);
         // MFA was reset since the password step: the user logs in again and enrols.
         if (!factor) throw mfaErrors.challenge_used('MFA was reset for this account. Log in again to set it up.');

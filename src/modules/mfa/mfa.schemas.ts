@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PasswordInputSchema } from '../accounts/accounts.schemas.js';
 import { RECOVERY_CODE_COUNT } from '../../lib/recovery-codes.js';
+import { notWith } from '../../http/validation-errors.js';
 
 /** A TOTP code as typed: exactly 6 ASCII digits (checked here, before any secret is touched). */
 export const TotpCodeSchema = z
@@ -61,9 +62,11 @@ export const RecoveryCodesResponseSchema = z
   .object({ recoveryCodes: RecoveryCodesSchema })
   .meta({ id: 'RecoveryCodes' });
 
+const CODE_OR_RECOVERY_CODE = 'Send either `code` or `recoveryCode`, not both';
+
 export const LoginMfaBodySchema = z.union([
-  z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema }),
-  z.strictObject({ challengeToken: ChallengeTokenSchema, recoveryCode: RecoveryCodeInputSchema }),
+  z.strictObject({ challengeToken: ChallengeTokenSchema, code: TotpCodeSchema, recoveryCode: notWith(CODE_OR_RECOVERY_CODE) }),
+  z.strictObject({ challengeToken: ChallengeTokenSchema, recoveryCode: RecoveryCodeInputSchema, code: notWith(CODE_OR_RECOVERY_CODE) }),
 ]);
 
 export type LoginMfaBody = z.infer<typeof LoginMfaBodySchema>;

@@ -5,6 +5,7 @@ import { asciiDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
 import { FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { NextCursor, PageQuery } from '../organization/pagination.js';
+import { notWith } from '../../http/validation-errors.js';
 
 const timestamp = z.iso.datetime();
 
@@ -106,11 +107,25 @@ const replacing = z
     "The organisation's only ACTIVE administrator, replaced by this appointment: blocked in the same transaction (as POST /v1/support/users/{id}/block)",
   );
 
+const PROMOTE_OR_INVITE = 'Send either `userId` (promote a member) or `email` and `name` (invite someone), not both';
+
 export const AppointAdministratorBody = z
   .union([
-    z.strictObject({ userId: z.uuid().describe('An existing user of this organisation to promote'), replacing }),
+    z.strictObject({
+      userId: z.uuid().describe('An existing user of this organisation to promote'),
+      replacing,
+      email: notWith(PROMOTE_OR_INVITE),
+      name: notWith(PROMOTE_OR_INVITE),
+      language: notWith(PROMOTE_OR_INVITE),
+    }),
     z
-      .strictObject({ email: EmailSchema, name: PersonNameSchema, language: LanguageSchema.optional().describe("Unset: the organisation's"), replacing })
+      .strictObject({
+        email: EmailSchema,
+        name: PersonNameSchema,
+        language: LanguageSchema.optional().describe("Unset: the organisation's"),
+        replacing,
+        userId: notWith(PROMOTE_OR_INVITE),
+      })
       .describe('A new user to invite as administrator'),
   ])
   .describe('Promote an existing member (`userId`) or invite a new administrator (`email`, `name`), optionally `replacing` the active one');
