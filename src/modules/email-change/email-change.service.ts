@@ -233,7 +233,9 @@ export async function undoEmailChange(
       if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
       const now = ctx.clock.now();
       await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: now, passwordHash: unknownPassword, passwordChangedAt: now } });
-      const { count: recoveryCodesDeleted } = await tx.recoveryCode.deleteMany({ where: { userId: user.id } });
+      // Counted as the audit documents it: the unused ones (the power they gave); the used go too.
+      const { count: recoveryCodesDeleted } = await tx.recoveryCode.deleteMany({ where: { userId: user.id, usedAt: null } });
+      await tx.recoveryCode.deleteMany({ where: { userId: user.id } });
       const sessionsRevoked = await revokeUserSessions(tx, ctx.clock, user.id, 'email_change_undone');
       await voidFlows(tx, user.id, ['LOGIN_CHALLENGE', 'PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE']);
       // The undo links of later moves: the address they would bring back was never the owner's.
