@@ -552,3 +552,34 @@ t.test("an instance that lost its lease and then fails records nothing over the 
     'no failure count, error or back-off written by the instance that no longer holds the webhook',
   );
 });
+
+t.test('docs/operations.md (upgrade across 20261201030000): the documented set-back UPDATE makes the events after the noted cursor come again, also while a pass is under way', async (t) => {
+  const { url, received, state, held } = await receiver(t);
+  const w = await world(t, url);
+  const one = await w.member(w.orgA.id, { name: 'One Member' });
+  const two = await w.member(w.orgA.id, { name: 'Two Member' });
+  // The webhook's row, at the feed's end (everything so far is "before").
+  await w.deliver();
+  const noted = (await row(w)).cursor; // "SELECT name, cursor FROM event_webhooks" before the new release starts
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${one.user.id}/block`, token: w.adminA.token })).status, 200);
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${two.user.id}/block`, token: w.adminA.token })).status, 200);
+  for (let i = 0; i < 600 && (await readFeedEvents(w.app.ctx.pool, noted, 100)).length < 2; i++) await sleep(50);
+
+  // A pass (the new release's instance) accepts the first event, and is still sending the second...
+  state.answer = () => (received.length === 1 ? 204 : 'hold');
+  const pass = w.deliver();
+  for (let i = 0; i < 200 && held.length === 0; i++) await sleep(25);
+  t.equal(held.length, 1, 'the second event is in flight');
+  const firstId = received[0]!.event.data.id;
+  // ...when the operator sets the webhook back, exactly as docs/operations.md says.
+  await w.app.ctx.db.$executeRawUnsafe(`UPDATE event_webhooks SET cursor = '${noted}', claim_token = NULL, locked_until = NULL WHERE name = 'cso'`);
+  state.answer = () => 204;
+  for (const answer of held.splice(0)) answer(204);
+  await pass;
+  for (let i = 0; i < 20; i++) await w.deliver();
+
+  t.ok(
+    received.filter((r) => r.event.data.id === firstId).length >= 2,
+    'the events after the noted cursor come again (docs/operations.md: "The events in between come again")',
+  );
+});
