@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { requireActor } from '../../access/actor.js';
-import { problemResponses } from '../../http/problem.js';
+import { ContactSchema, problemResponses } from '../../http/problem.js';
 import { requestMeta } from '../../http/request-meta.js';
-import { accountBlockedResponse, accountLockedResponse, FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
+import { accountLockedResponse, FlowTokenInputSchema } from '../accounts/accounts.schemas.js';
 import { ACCOUNT_RATE_LIMITS } from '../accounts/rate-limits.js';
 import { PasswordReauthSchema } from '../mfa/mfa.schemas.js';
 import { EmailSchema } from '../organization/organization.schemas.js';
@@ -45,6 +45,13 @@ const EmailRestoredSchema = z
   .object({
     status: z.enum(['email_restored']),
     email: z.string().describe('The account\'s address again: sign in with it after choosing a new password (link in the confirmation mail)'),
+    blocked: z
+      .object({ contact: ContactSchema })
+      .nullable()
+      .describe(
+        'Set when the account is blocked (often support\'s or an administrator\'s first step on a takeover): the address is back and the account ' +
+          'secured, but signing in waits until the block is lifted: ask `contact`. Then choose a new password ("forgot password" if the link expired).',
+      ),
   })
   .meta({ id: 'EmailRestored' });
 
@@ -132,18 +139,18 @@ export const emailChangeRoutes: FastifyPluginAsyncZod = async (app) => {
           'For the owner of an account that someone else moved (they had its session and password). The address comes back (verified), every session of ' +
           'the account ends, the links that went to the other address (password reset, MFA reset, a pending change) and the undo links of later moves stop ' +
           'working, the password is replaced by one nobody knows and the recovery codes are deleted, and a link to choose a new password (30 min) goes to ' +
-          'the restored address; the address left is told. The authenticator stays as it is. A later move, a password reset or a block do not end this link. ' +
+          'the restored address; the address left is told. The authenticator stays as it is. A later move, a password reset or a block do not end this link; on a blocked account it works and the block stays (`blocked.contact`: whom to ask to lift it). ' +
           'Errors: 400 link_invalid (no such link); 410 link_expired; 410 link_used with `linkState` `used` or `replaced` (an earlier move was undone ' +
-          'since); 403 account_blocked with whom to contact (the link works again once the block is lifted); 409 email_taken (another account uses the ' +
+          'since); 409 email_taken (another account uses the ' +
           'address now: nothing changes, and the link still works should the address become free); 401 token_in_query (the token belongs in the body).',
         body: z.strictObject({ token: FlowTokenInputSchema }),
-        response: { 200: EmailRestoredSchema, ...problemResponses(401, 409, 410), ...accountBlockedResponse },
+        response: { 200: EmailRestoredSchema, ...problemResponses(401, 409, 410) },
       },
     },
     async (request, reply) => {
-      const { email } = await undoEmailChange(app.ctx, request.body.token, requestMeta(request));
+      const { email, blocked } = await undoEmailChange(app.ctx, request.body.token, requestMeta(request));
       reply.header('cache-control', 'no-store');
-      return { status: 'email_restored' as const, email };
+      return { status: 'email_restored' as const, email, blocked: blocked && { contact: blocked } };
     },
   );
 };

@@ -1,10 +1,11 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
+import type { Language } from '../../lib/languages.js';
 import { defineErrors, rateLimitedFor } from '../../errors.js';
 import { addSeconds, type Clock } from '../../lib/clock.js';
 import { randomToken } from '../../lib/tokens.js';
-import { accountBlockedError } from '../accounts/blocked.js';
+import { blockedContact, type BlockedContact } from '../accounts/blocked.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
@@ -200,6 +201,12 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
   }
 }
 
+/** Whom the holder of a blocked account asks (as account_blocked says it). */
+async function blockedContactOf(tx: Tx, config: AppContext['config'], user: { id: string; organizationId: string | null; language: Language | null }): Promise<BlockedContact> {
+  const own = await tx.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } });
+  return blockedContact(tx, config, user, own?.blockedBySupport ?? false);
+}
+
 /**
  * The address an account left undoes the move with the link in its notice (public: the token is
  * the credential, and that address was the account's verified one until the move). For the owner
@@ -214,23 +221,23 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
  * mailbox it left keeps the power over the account it had before the move, and should that be
  * someone else's now, the account's owner learns of it there.
  *
- * A later move, a password reset and a block leave the link alone (a block is what an administrator
- * does first on a suspected takeover): a blocked account's holder is told account_blocked, and the
- * link works once the block is lifted. An address another account took meanwhile: 409 email_taken,
+ * A later move, a password reset and a block leave the link alone, and the link works on a blocked
+ * account: a block is what support or an administrator does first on a suspected takeover, and the
+ * undo is what makes lifting it safe (the intruder's password, sessions and address gone). The block
+ * stays; the answer names whom to ask to lift it. An address another account took meanwhile: 409 email_taken,
  * nothing changes, and the link still works should the address become free.
  */
 export async function undoEmailChange(
   ctx: Pick<AppContext, 'db' | 'clock' | 'config' | 'keyring' | 'hasher'>,
   token: string,
   meta: RequestMeta,
-): Promise<{ email: string }> {
+): Promise<{ email: string; blocked: BlockedContact | null }> {
   // Checked before the hash below is spent on it (and again, under the lock, in the transaction).
   await findUsableFlow(ctx.db, ctx.clock, token, 'EMAIL_UNDO');
   const unknownPassword = await ctx.hasher.hash(randomToken(32));
   try {
     return await ctx.db.$transaction(async (tx) => {
       const { data: move, user } = await consumeAccountLink(tx, ctx.clock, token, 'EMAIL_UNDO', undoData);
-      if (user.status === 'BLOCKED') throw await accountBlockedError(tx, ctx.config, user);
       const now = ctx.clock.now();
       await tx.user.update({ where: { id: user.id }, data: { email: move.from, emailVerifiedAt: now, passwordHash: unknownPassword, passwordChangedAt: now } });
       // Counted as the audit documents it: the unused ones (the power they gave); the used go too.
@@ -259,7 +266,10 @@ export async function undoEmailChange(
         meta,
         details: { from: user.email, to: move.from, undone: true, sessionsRevoked, recoveryCodesDeleted },
       });
-      return { email: move.from };
+      // A block stays (an administrator's or support's decision, often the first step on a
+      // suspected takeover): the holder learns whom to ask to lift it.
+      const blocked = user.status === 'BLOCKED' ? await blockedContactOf(tx, ctx.config, user) : null;
+      return { email: move.from, blocked };
     });
   } catch (err) {
     if (isEmailTaken(err)) throw organizationErrors.email_taken('Another account uses this address now. Nothing was changed; the link still works should the address become free.');
