@@ -43,3 +43,11 @@ export async function createTestDatabase(t: Test): Promise<{ name: string; url: 
   t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)));
   return { name, url: urlFor(name) };
 }
+
+/** Creates an empty database (no migrations) for this test and drops it when the test ends. */
+export async function createEmptyDatabase(t: Test): Promise<string> {
+  const name = `webshop_auth_empty_${randomBytes(6).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE DATABASE "${name}"`));
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)));
+  return urlFor(name);
+}

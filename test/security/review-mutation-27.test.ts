@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,20 +5,20 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
 import { freePort } from '../../scripts/free-port.js';
 import { migrate } from '../../src/db/migrate.js';
 import { displayText } from '../../src/lib/display-text.js';
-import { ADMIN_URL, urlFor } from '../helpers/database.js';
-import { tokenFromLink } from '../helpers/accounts.js';
+import { createEmptyDatabase } from '../helpers/database.js';
 import { buildTestApp } from '../helpers/app.js';
 import { currentTotp } from '../helpers/factories.js';
 import { api } from '../helpers/http.js';
 import { challengeFor } from '../integration/mfa/helpers.js';
-import { adminWorld, mailsTo, type AdminWorld } from '../integration/organization/helpers.js';
+import { adminWorld, type AdminWorld } from '../integration/organization/helpers.js';
+import { lastLink, moveTo, signedInMember, undo, undoLink } from '../integration/accounts/email-change-helpers.js';
+import { startRedis, stopRedis, waitFor } from '../helpers/redis-server.js';
 
 /**
  * Mutation review of session 27's changes (the e-mail change undo link, erasure rewriting waiting
@@ -27,26 +26,9 @@ import { adminWorld, mailsTo, type AdminWorld } from '../integration/organizatio
  * test that fails when the promise is broken in src.
  */
 
-async function signedInMember(w: AdminWorld, email = 'jon@alpha.test') {
-  const member = await w.member(w.orgA.id, { email, name: 'Jon Doe' });
-  return { ...member, token: await w.tokenFor(member.user) };
-}
 
-async function lastLink(w: AdminWorld, address: string, template: string, path: string): Promise<string> {
-  const mail = (await mailsTo(w.app, address)).filter((m) => m.template === template).at(-1);
-  if (!mail) throw new Error(`no ${template} mail to ${address}`);
-  return tokenFromLink(mail.textBody, path);
-}
 
-async function moveTo(w: AdminWorld, token: string, password: string, to: string): Promise<void> {
-  const asked = await w.request({ url: '/v1/me/email', token, body: { email: to, password } });
-  if (asked.status !== 202) throw new Error(`change refused: ${asked.status}`);
-  const confirmed = await w.request({ url: '/v1/email-change/confirm', body: { token: await lastLink(w, to, 'email_change_confirm', '/confirm-email') } });
-  if (confirmed.status !== 200) throw new Error(`confirmation refused: ${confirmed.status}`);
-}
 
-const undo = (w: AdminWorld, token: string) => w.request({ url: '/v1/email-change/undo', body: { token } });
-const undoLink = (w: AdminWorld, address: string) => lastLink(w, address, 'email_changed', '/undo-email-change');
 
 /** Holds the next password check (ctx.hasher.verify) after it computed its answer, until `release()`. */
 function holdNextPasswordCheck(w: AdminWorld) {
@@ -204,39 +186,8 @@ async function limitedApp(t: Test, extra: Record<string, string> = {}) {
 
 const hit = (app: FastifyInstance, url: string, ip: string) => api(app)({ method: 'POST', url, headers: { 'x-forwarded-for': ip } });
 
-async function waitFor(what: string, check: () => boolean, ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
-async function startRedis(t: Test, port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  t.teardown(() => void child.kill('SIGKILL'));
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  const until = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      if (Date.now() > until) throw new Error('redis-server did not come up');
-      await sleep(50);
-    }
-  }
-}
 
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
 
 t.test('in memory: a window ends — a client limited in one window gets through in the next', async (t) => {
   const { app } = await limitedApp(t);
@@ -261,14 +212,14 @@ t.test('Redis back: what was counted in memory meanwhile still counts', async (t
   const port = await freePort();
   let redis = await startRedis(t, port);
   const { app } = await limitedApp(t, { REDIS_URL: `redis://127.0.0.1:${port}/0` });
-  await waitFor('connected', () => app.rateLimitBackend.redisStatus === 'ready');
+  await waitFor('connected', () => app.rateLimitBackend.redisStatus === 'ready', 15_000);
   const ip = '198.51.100.150';
   await stopRedis(redis);
-  await waitFor('noticed', () => app.rateLimitBackend.redisStatus !== 'ready');
+  await waitFor('noticed', () => app.rateLimitBackend.redisStatus !== 'ready', 15_000);
   t.equal((await hit(app, '/test/minute', ip)).status, 200, 'down: 1 (in memory)');
   t.equal((await hit(app, '/test/minute', ip)).status, 200, 'down: 2 (in memory)');
   redis = await startRedis(t, port);
-  await waitFor('reconnected', () => app.rateLimitBackend.redisStatus === 'ready');
+  await waitFor('reconnected', () => app.rateLimitBackend.redisStatus === 'ready', 15_000);
   t.equal((await hit(app, '/test/minute', ip)).status, 200, 'back: 3 (1 in Redis + 2 in memory)');
   t.notOk(app.rateLimitBackend.degraded, 'counted in Redis');
   const over = await hit(app, '/test/minute', ip);
@@ -278,18 +229,7 @@ t.test('Redis back: what was counted in memory meanwhile still counts', async (t
 
 // migrate.ts: "a migration ... is tried again after retryDelayMs ...; so is one PostgreSQL rolled back to break a deadlock".
 t.test('migrate: a migration PostgreSQL rolls back to break a deadlock is tried again, and applies', async (t) => {
-  const name = `webshop_auth_mut27_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  t.teardown(async () => {
-    const a = new pg.Client({ connectionString: ADMIN_URL });
-    await a.connect();
-    await a.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await a.end();
-  });
-  const url = urlFor(name);
+  const url = await createEmptyDatabase(t);
   const other = new pg.Client({ connectionString: url });
   await other.connect();
   t.teardown(() => other.end().catch(() => undefined));

@@ -8,7 +8,8 @@ import { buildTestApp } from '../helpers/app.js';
 import { createUser } from '../helpers/factories.js';
 import { api } from '../helpers/http.js';
 import { lastMail } from '../helpers/outbox.js';
-import { adminWorld, mailsTo, type AdminWorld } from '../integration/organization/helpers.js';
+import { adminWorld, type AdminWorld } from '../integration/organization/helpers.js';
+import { moveTo, signedInMember, undo, undoLink } from '../integration/accounts/email-change-helpers.js';
 
 /**
  * Mutation review of session 28's changes (the address held while its undo link lasts, the feed's
@@ -17,26 +18,9 @@ import { adminWorld, mailsTo, type AdminWorld } from '../integration/organizatio
  * when the promise is broken in src.
  */
 
-async function signedInMember(w: AdminWorld, email: string, organizationId = w.orgA.id) {
-  const member = await w.member(organizationId, { email, name: 'Jon Doe' });
-  return { ...member, token: await w.tokenFor(member.user) };
-}
 
-async function lastLink(w: AdminWorld, address: string, template: string, path: string): Promise<string> {
-  const mail = (await mailsTo(w.app, address)).filter((m) => m.template === template).at(-1);
-  if (!mail) throw new Error(`no ${template} mail to ${address}`);
-  return tokenFromLink(mail.textBody, path);
-}
 
-async function moveTo(w: AdminWorld, token: string, password: string, to: string): Promise<void> {
-  const asked = await w.request({ url: '/v1/me/email', token, body: { email: to, password } });
-  if (asked.status !== 202) throw new Error(`change refused: ${asked.status}`);
-  const confirmed = await w.request({ url: '/v1/email-change/confirm', body: { token: await lastLink(w, to, 'email_change_confirm', '/confirm-email') } });
-  if (confirmed.status !== 200) throw new Error(`confirmation refused: ${confirmed.status}`);
-}
 
-const undo = (w: AdminWorld, token: string) => w.request({ url: '/v1/email-change/undo', body: { token } });
-const undoLink = (w: AdminWorld, address: string) => lastLink(w, address, 'email_changed', '/undo-email-change');
 const invite = async (w: AdminWorld, email: string) => w.request({ url: '/v1/organization/users', token: await w.tokenFor(w.adminA.user), body: { email, name: 'New Person' } });
 
 // held-address.ts: the address stays the account's "while the undo link in the notice to it lasts".

@@ -2,7 +2,8 @@ import t from 'tap';
 import { createSupportUser } from '../../../src/modules/support/bootstrap.service.js';
 import { cliOrigin } from '../../../src/modules/support/cli-origin.js';
 import { tokenFromLink } from '../../helpers/accounts.js';
-import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/helpers.js';
+import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
+import { lastLink, moveTo, signedInMember, undo, undoLink } from './email-change-helpers.js';
 
 /**
  * Someone with a user's session and password moves the account to an address they read, then
@@ -13,27 +14,9 @@ import { adminWorld, auditOf, mailsTo, type AdminWorld } from '../organization/h
 
 const ATTACKER_PASSWORD = 'attacker chose this passphrase 41';
 
-async function signedInMember(w: AdminWorld, email = 'jon@alpha.test') {
-  const member = await w.member(w.orgA.id, { email, name: 'Jon Doe' });
-  return { ...member, token: await w.tokenFor(member.user) };
-}
 
-async function lastLink(w: AdminWorld, address: string, template: string, path: string): Promise<string> {
-  const mail = (await mailsTo(w.app, address)).filter((m) => m.template === template).at(-1);
-  if (!mail) throw new Error(`no ${template} mail to ${address}`);
-  return tokenFromLink(mail.textBody, path);
-}
 
-/** Moves the account of `token` to `to` the way the API allows: the password, then the link in the new mailbox. */
-async function moveTo(w: AdminWorld, token: string, password: string, to: string): Promise<void> {
-  const asked = await w.request({ url: '/v1/me/email', token, body: { email: to, password } });
-  if (asked.status !== 202) throw new Error(`change refused: ${asked.status}`);
-  const confirmed = await w.request({ url: '/v1/email-change/confirm', body: { token: await lastLink(w, to, 'email_change_confirm', '/confirm-email') } });
-  if (confirmed.status !== 200) throw new Error(`confirmation refused: ${confirmed.status}`);
-}
 
-const undo = (w: AdminWorld, token: string) => w.request({ url: '/v1/email-change/undo', body: { token } });
-const undoLink = (w: AdminWorld, address: string) => lastLink(w, address, 'email_changed', '/undo-email-change');
 
 t.test('a taken-over account: the old address undoes the move; the address is back, every session ends, the links sent elsewhere die, and a reset link comes', async (t) => {
   const w = await adminWorld(t);

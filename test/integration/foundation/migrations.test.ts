@@ -9,28 +9,14 @@ import { MIGRATIONS_DIR, migrate, readMigrations } from '../../../src/db/migrate
 import { openDatabase } from '../../../src/db/client.js';
 import { FEED_START, readFeedEvents } from '../../../src/modules/events/event-feed.js';
 import { purgeEnded } from '../../../src/modules/retention/retention.js';
-import { ADMIN_URL, urlFor } from '../../helpers/database.js';
+import { createEmptyDatabase } from '../../helpers/database.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
-async function emptyDatabase(t: Test): Promise<string> {
-  const name = `webshop_auth_mig_${Math.random().toString(16).slice(2, 10)}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  t.teardown(async () => {
-    const a = new pg.Client({ connectionString: ADMIN_URL });
-    await a.connect();
-    await a.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    await a.end();
-  });
-  return urlFor(name);
-}
 
 /** A new database with every committed migration older than `name` applied (to test migration `name` on data). */
 async function migratedUpTo(t: Test, name: string): Promise<string> {
-  const url = await emptyDatabase(t);
+  const url = await createEmptyDatabase(t);
   await migrateBefore(url, name);
   return url;
 }
@@ -55,7 +41,7 @@ async function query<T extends pg.QueryResultRow>(url: string, sql: string, para
 }
 
 t.test('keeps Prisma bookkeeping exactly and applies each migration once, even when two instances start together', async (t) => {
-  const url = await emptyDatabase(t);
+  const url = await createEmptyDatabase(t);
   const [a, b] = await Promise.all([migrate(url, quiet), migrate(url, quiet)]);
   const files = await readMigrations();
   t.equal(a.applied.length + b.applied.length, files.length, 'each migration applied exactly once across both runners');
@@ -83,7 +69,7 @@ t.test('keeps Prisma bookkeeping exactly and applies each migration once, even w
 });
 
 t.test('a failing migration leaves no half-applied change, is recorded as rolled back, and the next run applies it once fixed', async (t) => {
-  const url = await emptyDatabase(t);
+  const url = await createEmptyDatabase(t);
   const dir = await mkdtemp(join(tmpdir(), 'migs-'));
   await cp(MIGRATIONS_DIR, dir, { recursive: true });
   await mkdir(join(dir, '29991231000000_broken'));
@@ -111,7 +97,7 @@ t.test('a failing migration leaves no half-applied change, is recorded as rolled
 });
 
 t.test('a failed row left outside this service (not rolled back) blocks, and the message names the repair', async (t) => {
-  const url = await emptyDatabase(t);
+  const url = await createEmptyDatabase(t);
   await migrate(url, quiet);
   await query(
     url,
@@ -127,7 +113,7 @@ t.test('a failed row left outside this service (not rolled back) blocks, and the
 });
 
 t.test('every model round-trips through the generated client, and e-mail is unique case-insensitively', async (t) => {
-  const url = await emptyDatabase(t);
+  const url = await createEmptyDatabase(t);
   await migrate(url, quiet);
   const { db, close } = openDatabase(url);
   t.teardown(close);

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
@@ -11,6 +10,7 @@ import { sha256Hex } from '../../../src/lib/tokens.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { freePort } from '../../../scripts/free-port.js';
+import { startRedis, stopRedis, waitFor } from '../../helpers/redis-server.js';
 
 /**
  * Rate limits (security.md item 7): 429 problem+json with Retry-After, per IP, per route;
@@ -55,46 +55,9 @@ function client(app: FastifyInstance, ip = '203.0.113.7') {
   };
 }
 
-async function waitFor(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 
-/** A private redis-server on its own port, so the test can stop and restart it. */
-async function startRedis(t: Test, port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  child.once('error', (err) => t.fail(`redis-server could not start: ${err.message}`));
-  t.teardown(() => {
-    child.kill('SIGKILL');
-  });
-  const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => undefined);
-  const until = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return child;
-    } catch {
-      if (Date.now() > until) throw new Error('redis-server did not come up');
-      await sleep(50);
-    }
-  }
-}
 
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
 
 t.test('in memory: per-route limit answers 429 problem+json with Retry-After, per IP', async (t) => {
   const { app } = await limitedApp(t);
