@@ -19,7 +19,7 @@ export const FIELD_ERROR_CODES = [
 
 export const FieldErrorSchema = z
   .object({
-    path: z.string().describe('The field, dotted from the part of the request (`body.password`, `query.limit`, `body` for the body as a whole)'),
+    path: z.string().describe('The field, dotted from the part of the request (`body.password`, `querystring.limit`, `body` for the body as a whole)'),
     message: z.string().describe('In English, for developers'),
     code: z
       .enum(FIELD_ERROR_CODES)
@@ -83,7 +83,8 @@ export function validationErrors(context: string | undefined, issues: Validation
     if (Array.isArray(alternatives) && alternatives.length > 0) {
       const fewest = Math.min(...alternatives.map((a) => a.length));
       const closest = alternatives.filter((a) => a.length === fewest).flat();
-      const unique = new Map(closest.map((n) => [`${at(...(n.path ?? []).map(String))}\n${n.message}`, fieldError(at(...(n.path ?? []).map(String)), n)]));
+      const errors = closest.map((n) => fieldError(at(...(n.path ?? []).map(String)), n));
+      const unique = new Map(errors.map((e) => [`${e.path}\n${e.message}`, e]));
       if (unique.size > 0) return [...unique.values()];
     }
     // No body at all (none sent, or an empty one): say so rather than "expected object, received null".

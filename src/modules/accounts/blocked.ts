@@ -55,6 +55,12 @@ export function contactText(config: Pick<ContactConfig, 'supportContact'>, conta
     : config.supportContact;
 }
 
+/** Whom the holder of this blocked account asks: support alone when support blocked it. */
+export async function blockedAccountContact(db: Tx, config: ContactConfig, user: { id: string; organizationId: string | null }): Promise<BlockedContact> {
+  const own = await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true, language: true } });
+  return blockedContact(db, config, { ...user, language: own?.language ?? null }, own?.blockedBySupport ?? false);
+}
+
 /**
  * The account_blocked problem with whom to contact. Only ever answered after a correct password or
  * a genuine, unexpired link of the account (also one that blocking voided: blockedLinkHolder).
@@ -64,8 +70,7 @@ export async function accountBlockedError(
   config: ContactConfig,
   user: { id: string; organizationId: string | null },
 ): Promise<AppError> {
-  const own = await db.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true, language: true } });
-  const contact = await blockedContact(db, config, { ...user, language: own?.language ?? null }, own?.blockedBySupport ?? false);
+  const contact = await blockedAccountContact(db, config, user);
   return accountErrors.account_blocked(`This account is blocked. Contact ${contactText(config, contact)}.`, { contact });
 }
 

@@ -1,11 +1,10 @@
 import type { Actor } from '../../access/actor.js';
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
-import type { Language } from '../../lib/languages.js';
 import { defineErrors, rateLimitedFor } from '../../errors.js';
 import { addSeconds, type Clock } from '../../lib/clock.js';
 import { randomToken } from '../../lib/tokens.js';
-import { blockedContact, type BlockedContact } from '../accounts/blocked.js';
+import { blockedAccountContact, type BlockedContact } from '../accounts/blocked.js';
 import { inReauthenticatedTransaction, reauthenticate } from '../accounts/reauthenticate.js';
 import { lockUserRow } from '../accounts/user-lock.js';
 import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
@@ -201,12 +200,6 @@ export async function confirmEmailChange(ctx: Pick<AppContext, 'db' | 'clock' | 
   }
 }
 
-/** Whom the holder of a blocked account asks (as account_blocked says it). */
-async function blockedContactOf(tx: Tx, config: AppContext['config'], user: { id: string; organizationId: string | null; language: Language | null }): Promise<BlockedContact> {
-  const own = await tx.user.findUnique({ where: { id: user.id }, select: { blockedBySupport: true } });
-  return blockedContact(tx, config, user, own?.blockedBySupport ?? false);
-}
-
 /**
  * The address an account left undoes the move with the link in its notice (public: the token is
  * the credential, and that address was the account's verified one until the move). For the owner
@@ -268,7 +261,7 @@ export async function undoEmailChange(
       });
       // A block stays (an administrator's or support's decision, often the first step on a
       // suspected takeover): the holder learns whom to ask to lift it.
-      const blocked = user.status === 'BLOCKED' ? await blockedContactOf(tx, ctx.config, user) : null;
+      const blocked = user.status === 'BLOCKED' ? await blockedAccountContact(tx, ctx.config, user) : null;
       return { email: move.from, blocked };
     });
   } catch (err) {

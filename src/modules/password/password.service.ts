@@ -52,10 +52,6 @@ export async function sendPasswordResetMail(
   return { expiresAt: flow.expiresAt };
 }
 
-/**
- * Sets a new password with a reset link. Ends every session and refresh token of the user, lifts a
- * password lock, leaves MFA alone and does not sign in (the user logs in with password and code).
- */
 /** A reset link that may be used now, and its account; the errors the reset would answer otherwise. */
 async function usableReset(ctx: Pick<AppContext, 'db' | 'clock' | 'config'>, token: string) {
   const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'PASSWORD_RESET', blockedLinkHolder(ctx.db, ctx.config));
@@ -85,6 +81,10 @@ export async function inspectReset(ctx: Pick<AppContext, 'db' | 'clock' | 'confi
   };
 }
 
+/**
+ * Sets a new password with a reset link. Ends every session and refresh token of the user, lifts a
+ * password lock, leaves MFA alone and does not sign in (the user logs in with password and code).
+ */
 export async function resetPassword(ctx: Ctx, input: { token: string; password: string }, meta: RequestMeta): Promise<void> {
   const { flow, user } = await usableReset(ctx, input.token);
   const passwordHash = await hashNewPassword(ctx, input.password, passwordContext(ctx.config, user, user.organization?.name));
