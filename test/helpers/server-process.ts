@@ -4,8 +4,9 @@ import { TEST_ENCRYPTION_KEYS } from './keys.js';
 
 /**
  * `src/server.ts` as the image starts it, in a process of its own (killed at the test's end), on a
- * free port, without the mail worker or the retention sweep; `env` adds to or overrides that (a
- * variable given as undefined is not set at all).
+ * free port, without the mail worker, the retention sweep or load shedding (a loaded CI machine's
+ * start-up lag is no overload: shed logins never reach the code under test); `env` adds to or
+ * overrides that (a variable given as undefined is not set at all).
  */
 export function spawnServer(t: Test, env: Record<string, string | undefined>): ChildProcessWithoutNullStreams {
   const merged: Record<string, string | undefined> = {
@@ -17,6 +18,7 @@ export function spawnServer(t: Test, env: Record<string, string | undefined>): C
     APP_BASE_URL: 'https://shop.example.test',
     MAIL_WORKER_ENABLED: 'false',
     RETENTION_SWEEP_INTERVAL_SECONDS: '0',
+    LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
     ...env,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {

@@ -6,7 +6,7 @@ import { REQUEST_TIMEOUT_MS } from '../../../src/app.js';
 import { SHUTDOWN, shutDown } from '../../../src/http/shutdown.js';
 import { buildTestApp } from '../../helpers/app.js';
 import { createTestDatabase } from '../../helpers/database.js';
-import { spawnServer, watchServer } from '../../helpers/server-process.js';
+import { readyzAfterStart, spawnServer, watchServer } from '../../helpers/server-process.js';
 
 /**
  * Graceful shutdown (close-with-grace calls app.close() on SIGTERM): a request that arrives on a
@@ -144,6 +144,7 @@ t.test('SIGTERM to the server: logins in flight still finish with their own answ
   const watched = watchServer(server);
   const base = await watched.listening;
   t.ok(base, 'the server started');
+  t.equal(await readyzAfterStart(base!), 200, 'ready before the logins');
   const logins = Array.from({ length: 2 }, (_, i) =>
     fetch(`${base}/v1/auth/login`, {
       method: 'POST',
