@@ -12,10 +12,18 @@ import { AddressHeldError } from '../organization/organization.errors.js';
  * meanwhile made the write wait for it (unique index), so its undo link is seen.
  */
 export async function refuseHeldAddress(tx: Tx, clock: Clock, user: { id: string; email: string }): Promise<void> {
-  const held = await tx.$queryRaw<unknown[]>`
-    SELECT 1 FROM flow_tokens
-     WHERE purpose = 'EMAIL_UNDO' AND state = 'PENDING' AND lower(data->>'from') = lower(${user.email})
-       AND expires_at > ${clock.now()} AND user_id <> ${user.id}::uuid
-     LIMIT 1`;
-  if (held.length > 0) throw new AddressHeldError('the address is held for the account that left it');
+  const holders = await accountsHolding(tx, clock, user.email);
+  if (holders.some((id) => id !== user.id)) throw new AddressHeldError('the address is held for the account that left it');
+}
+
+/**
+ * The accounts `email` is held for (pending undo links from it; at most a few). Support finds an
+ * account by them too: the owner calling in after a takeover knows only the address it left.
+ */
+export async function accountsHolding(tx: Tx, clock: Clock, email: string): Promise<string[]> {
+  const rows = await tx.$queryRaw<{ user_id: string }[]>`
+    SELECT DISTINCT user_id FROM flow_tokens
+     WHERE purpose = 'EMAIL_UNDO' AND state = 'PENDING' AND lower(data->>'from') = lower(${email})
+       AND expires_at > ${clock.now()}`;
+  return rows.map((row) => row.user_id);
 }

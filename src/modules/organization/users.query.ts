@@ -77,6 +77,8 @@ export type UserFilter = {
   q?: string;
   /** Exact e-mail, case-insensitive (citext). */
   email?: string;
+  /** With `email`: accounts that also match it (those it is held for: held-address.ts). */
+  heldFor?: string[];
 };
 
 /**
@@ -94,7 +96,7 @@ export function userWhere(filter: UserFilter): Prisma.UserWhereInput {
   if (filter.role) and.push({ roles: { has: filter.role } });
   if (filter.mfa === 'enrolled') and.push({ totpFactors: { some: { status: 'ACTIVE' } } });
   if (filter.mfa === 'not_enrolled') and.push({ totpFactors: { none: { status: 'ACTIVE' } } });
-  if (filter.email) and.push({ email: { equals: filter.email } });
+  if (filter.email) and.push({ OR: [{ email: { equals: filter.email } }, { id: { in: filter.heldFor ?? [] } }] });
   if (filter.q) {
     const q = likeLiteral(filter.q);
     // A domain typed as written (müller-gmbh.de) finds the addresses stored in its ASCII form too.

@@ -92,7 +92,7 @@ export const CreatedOrganizationSchema = z
 export const OrganizationIdParams = z.strictObject({ id: z.uuid().describe('Organisation id') });
 
 export const SearchUsersQuery = z.strictObject({
-  email: z.string().trim().overwrite(asciiDomain).min(1).max(254).optional().describe('Exact e-mail address (case-insensitive; an internationalised domain in either form)'),
+  email: z.string().trim().overwrite(asciiDomain).min(1).max(254).optional().describe('Exact e-mail address (case-insensitive; an internationalised domain in either form). Also finds an account that moved away from it while the undo link sent to it lasts (7 days): the owner of a taken-over account knows only that address'),
   q: z.string().trim().normalize('NFC').max(200).optional().describe('Part of the name or e-mail (case-insensitive); empty: no filter'),
   organizationId: z.uuid().optional(),
   status: UserStatusSchema.optional(),

@@ -18,6 +18,7 @@ import {
   type AdminCall,
   type AdminCtx,
 } from '../organization/user-admin.service.js';
+import { accountsHolding } from '../email-change/held-address.js';
 import { findManagedUser, likeLiteral, managedUserSelect, toManagedUser, userWhere } from '../organization/users.query.js';
 import { supportErrors } from './support.errors.js';
 import { ORGANIZATION_USERS_SHOWN } from './support.schemas.js';
@@ -249,7 +250,8 @@ export async function searchUsers(
   return ctx.db.$transaction(async (tx) => {
     const acting = await loadActingUser(tx, call.actor);
     authorize(acting, 'organization.users.list', { organizationId: query.organizationId ?? null });
-    const where = userWhere(query);
+    const heldFor = query.email === undefined ? [] : await accountsHolding(tx, ctx.clock, query.email);
+    const where = userWhere({ ...query, heldFor });
     if (query.cursor) {
       const [name, id] = decodeCursor(query.cursor, 2) as [string, string];
       (where.AND as Prisma.UserWhereInput[]).push({ OR: [{ name: { gt: name } }, { name, id: { gt: id } }] });

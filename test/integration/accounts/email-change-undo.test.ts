@@ -262,6 +262,36 @@ t.test('while its undo link lasts, the address left stays the account\'s: nobody
   t.equal(later.status, 201, 'after the 7 days');
 });
 
+t.test("support finds an account by the address it left while the undo link lasts: the owner calling in knows only that one", async (t) => {
+  const w = await adminWorld(t);
+  const { request, clock } = w;
+  const jon = await signedInMember(w);
+  const bystander = await w.member(w.orgB.id, { email: 'jon@beta.test', name: 'Jon Beta' });
+  await moveTo(w, jon.token, jon.password!, 'evil@attacker.test');
+  let supportToken = w.support.token;
+  const byEmail = async (email: string) => {
+    const found = await request({ method: 'GET', url: `/v1/support/users?email=${encodeURIComponent(email)}`, token: supportToken });
+    t.equal(found.status, 200);
+    return (found.body.items as { id: string; email: string }[]).map((u) => [u.id, u.email]);
+  };
+  t.same(await byEmail('jon@alpha.test'), [[jon.user.id, 'evil@attacker.test']], 'found by the address it left, showing where it is now');
+  t.same(await byEmail('JON@Alpha.test'), [[jon.user.id, 'evil@attacker.test']], 'in any letter case');
+  t.same(await byEmail('evil@attacker.test'), [[jon.user.id, 'evil@attacker.test']], 'and by the address it has now');
+  t.same(await byEmail('jon@beta.test'), [[bystander.user.id, 'jon@beta.test']], 'another address finds only its own account');
+  const filtered = await request({ method: 'GET', url: `/v1/support/users?email=jon%40alpha.test&organizationId=${w.orgB.id}`, token: w.support.token });
+  t.same(filtered.body.items, [], "the other filters still apply (not in organisation B)");
+
+  clock.advance(7 * 24 * 3600 + 1);
+  supportToken = await w.tokenFor(w.support.user);
+  t.same(await byEmail('jon@alpha.test'), [], 'once the undo link expired, the address is no longer the account\'s');
+
+  const again = await signedInMember(w, 'ann@alpha.test');
+  await moveTo(w, again.token, again.password!, 'ann@new.test');
+  t.equal((await undo(w, await undoLink(w, 'ann@alpha.test'))).status, 200);
+  t.same(await byEmail('ann@alpha.test'), [[again.user.id, 'ann@alpha.test']], 'after the undo: found once, at the address it has again');
+  t.same(await byEmail('ann@new.test'), [], 'and not by the address the undo took it from');
+});
+
 t.test('the account that left an address may move back to it the ordinary way while its undo link lasts', async (t) => {
   const w = await adminWorld(t);
   const jon = await signedInMember(w);
