@@ -78,6 +78,8 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   return send(reply, request, appError);
 }
 
+const REFUSALS = new Set([403, 404]);
+
 export const errorHandler = fp(
   async (app) => {
     app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -86,6 +88,11 @@ export const errorHandler = fp(
         request.log.error({ err }, 'request failed');
       } else if (!(err instanceof AppError)) {
         request.log.info({ code: appError.code, reason: err.code ?? err.name }, 'request rejected');
+      } else if (request.actor && REFUSALS.has(appError.status)) {
+        // Failed authorisation, with who tried (ASVS 5.0 16.3.2): the policy answers 404 for what
+        // lies outside the caller's reach, so 404s of signed-in callers are logged as well.
+        const { userId, sessionId, organizationId } = request.actor;
+        request.log.warn({ code: appError.code, userId, sessionId, organizationId }, 'access refused');
       }
       return send(reply, request, appError);
     });
