@@ -20,7 +20,7 @@ const samples: { [K in keyof MailTemplateData]: MailTemplateData[K] } = {
   mfa_reset_done: { name: evil },
   email_change_confirm: { name: evil, link, expiresAt, newEmail: evil },
   email_changed: { name: evil, newEmail: evil, link, expiresAt },
-  email_change_undone: { name: evil, movedTo: evil, link, expiresAt },
+  email_change_undone: { name: evil, movedTo: evil, link, expiresAt, stillBlocked: 'organization' },
   email_change_reverted: { name: evil, restoredEmail: evil },
   recovery_code_used: { name: evil, remaining: 3 },
   recovery_codes_regenerated: { name: evil },

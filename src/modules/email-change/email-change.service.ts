@@ -242,11 +242,20 @@ export async function undoEmailChange(
       await tx.$executeRaw`
         UPDATE flow_tokens SET state = 'VOIDED'
          WHERE user_id = ${user.id}::uuid AND purpose = 'EMAIL_UNDO' AND state = 'PENDING' AND (data->>'move')::int > ${move.move}`;
+      // A block stays (an administrator's or support's decision, often the first step on a
+      // suspected takeover): the holder learns whom to ask to lift it, and that the reset link waits.
+      const blocked = user.status === 'BLOCKED' ? await blockedAccountContact(tx, ctx.config, user) : null;
       const reset = await issueFlowToken(tx, ctx.clock, { userId: user.id, purpose: 'PASSWORD_RESET', ttlSeconds: PASSWORD_RESET_TTL_SECONDS });
       await enqueueMail(tx, ctx, {
         to: { email: move.from, language: user.language, id: user.id },
         template: 'email_change_undone',
-        data: { name: user.name, movedTo: user.email, link: buildLink(ctx.config, LINK_PATHS.passwordReset, reset.token), expiresAt: reset.flow.expiresAt },
+        data: {
+          name: user.name,
+          movedTo: user.email,
+          link: buildLink(ctx.config, LINK_PATHS.passwordReset, reset.token),
+          expiresAt: reset.flow.expiresAt,
+          stillBlocked: blocked && (blocked.administrators.length > 0 ? 'organization' : 'support'),
+        },
       });
       if (user.email.toLowerCase() !== move.from.toLowerCase()) {
         await enqueueMail(tx, ctx, { to: { email: user.email, language: user.language, id: user.id }, template: 'email_change_reverted', data: { name: user.name, restoredEmail: move.from } });
@@ -259,9 +268,6 @@ export async function undoEmailChange(
         meta,
         details: { from: user.email, to: move.from, undone: true, sessionsRevoked, recoveryCodesDeleted },
       });
-      // A block stays (an administrator's or support's decision, often the first step on a
-      // suspected takeover): the holder learns whom to ask to lift it.
-      const blocked = user.status === 'BLOCKED' ? await blockedAccountContact(tx, ctx.config, user) : null;
       return { email: move.from, blocked };
     });
   } catch (err) {

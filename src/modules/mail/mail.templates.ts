@@ -49,7 +49,8 @@ export type MailTemplateData = {
   /** To the old address, once the change is confirmed; `link` undoes the move (7 days). */
   email_changed: { name: string; newEmail: string; link: string; expiresAt: Date };
   /** To the restored address, once a move to `movedTo` was undone: `link` chooses a new password (30 min). */
-  email_change_undone: { name: string; movedTo: string; link: string; expiresAt: Date };
+  /** `stillBlocked`: the account is blocked (the reset link waits for the unblock), by whom it is lifted. */
+  email_change_undone: { name: string; movedTo: string; link: string; expiresAt: Date; stillBlocked?: 'support' | 'organization' | null };
   /** To the address an undo moved the account away from (no link). */
   email_change_reverted: { name: string; restoredEmail: string };
   recovery_code_used: { name: string; remaining: number };

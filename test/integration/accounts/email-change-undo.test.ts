@@ -100,6 +100,10 @@ t.test('the takeover runbook: support blocks at once; the owner\'s undo works on
   t.ok(done.body.blocked.contact.support);
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: jon.user.id } });
   t.same([row.email, row.status], ['jon@alpha.test', 'BLOCKED'], 'the address is back; the block stays');
+  const undone = (await mailsTo(app, 'jon@alpha.test')).filter((m) => m.template === 'email_change_undone').at(-1);
+  t.match(undone?.textBody, /still blocked, so the link works only once the block is lifted: ask the e-business team \(ebusiness@webshop\.localhost\) to lift it\./, 'the mail says the reset link waits for the unblock, and whom to ask (support, who blocked it)');
+  const blockedReset = await request({ url: '/v1/password/reset', body: { token: tokenFromLink(undone!.textBody, '/reset-password'), password: 'owner picks this phrase 5521' } });
+  t.same([blockedReset.status, blockedReset.body.code], [403, 'account_blocked'], 'as it does');
 
   // Support lifts the block now that the intruder's address, password and sessions are gone.
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${jon.user.id}/unblock`, token: w.support.token })).status, 200);
@@ -117,6 +121,13 @@ t.test('the takeover runbook: support blocks at once; the owner\'s undo works on
   const kims = await undo(w, await undoLink(w, 'kim@alpha.test'));
   t.equal(kims.status, 200);
   t.match(kims.body.blocked.contact.administrators, [{ email: w.adminA.user.email }]);
+  const kimsMail = (await mailsTo(app, 'kim@alpha.test')).filter((m) => m.template === 'email_change_undone').at(-1);
+  t.match(kimsMail?.textBody, /still blocked, so the link works only once the block is lifted: ask your organisation's administrator or the e-business team \(ebusiness@webshop\.localhost\) to lift it\./, "an administrator's block: the administrator too");
+  const notBlocked = await signedInMember(w, 'lea@alpha.test');
+  await moveTo(w, notBlocked.token, notBlocked.password!, 'lea@elsewhere.test');
+  t.equal((await undo(w, await undoLink(w, 'lea@alpha.test'))).status, 200);
+  const leasMail = (await mailsTo(app, 'lea@alpha.test')).filter((m) => m.template === 'email_change_undone').at(-1);
+  t.notMatch(leasMail?.textBody, /blocked/, 'an account that is not blocked: not a word of it');
   const unblocked = await undo(w, await undoLink(w, 'jon@alpha.test'));
   t.same([unblocked.status, unblocked.body.code], [410, 'link_used'], 'single use, blocked or not');
 });

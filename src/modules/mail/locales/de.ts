@@ -190,6 +190,11 @@ export const de: MailCatalogue = {
     ],
     action: { label: 'Neues Passwort festlegen', url: d.link },
     outro: [
+      ...(d.stillBlocked
+        ? [
+            `Ihr Konto ist weiterhin gesperrt; der Link funktioniert daher erst, wenn die Sperre aufgehoben ist: Bitten Sie ${d.stillBlocked === 'organization' ? `den Administrator Ihrer Organisation oder ${env.supportContact}` : env.supportContact} darum.`,
+          ]
+        : []),
       `${linkOnce(d.expiresAt, env)} Ist er abgelaufen, nutzen Sie „Passwort vergessen“ auf der Anmeldeseite.`,
       `Falls Ihre Authenticator-App Sie nicht mehr anmeldet (möglicherweise hat jemand eine eigene eingerichtet), wenden Sie sich an ${whomToAsk(env)}: Die 2-Schritt-Anmeldung kann nach Prüfung dieser Adresse zurückgesetzt werden.`,
     ],

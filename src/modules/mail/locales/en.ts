@@ -175,6 +175,11 @@ export const en: MailCatalogue = {
     ],
     action: { label: 'Choose a new password', url: d.link },
     outro: [
+      ...(d.stillBlocked
+        ? [
+            `Your account is still blocked, so the link works only once the block is lifted: ask ${d.stillBlocked === 'organization' ? `your organisation's administrator or ${env.supportContact}` : env.supportContact} to lift it.`,
+          ]
+        : []),
       `The link works once and expires on ${when(d.expiresAt, env)}. If it has expired, use "Forgot password" on the sign-in page.`,
       `If your authenticator app no longer signs you in (someone may have set up their own), contact ${whomToAsk(env)}: the 2-step login can be reset after this address has been checked.`,
     ],
