@@ -13,8 +13,9 @@ import { accountErrors } from './accounts.errors.js';
  * passwordLockedUntil / passwordLockouts:
  *
  * - every wrong password counts; the 10th consecutive one locks password sign-in for 15 min,
- *   doubling with each further lock (capped at 24 h, src/lib/lockout.ts); a correct password at
- *   login, a password reset or a change resets all three;
+ *   doubling with each further lock (capped at 24 h, src/lib/lockout.ts); a password reset or a
+ *   change resets all three, a correct password at login the failures counted up to its own
+ *   attempt (login-success.ts, successResetSql: those counted while its hash was checked stay);
  * - after a lock has run out the count starts again from zero, so there are never more than 10
  *   failures without a lock (NIST 800-63B 3.2.2 allows 100);
  * - during a lock the password is still checked at login, because the lock (like a block) is only

@@ -1,6 +1,7 @@
 import type { AppContext } from '../../context.js';
 import { newId, poolSql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
+import { LOCKOUT_THRESHOLD } from '../../lib/lockout.js';
 import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
@@ -10,11 +11,26 @@ import { isUniqueViolation } from '../../db/errors.js';
 
 const ONE_LIVE_CHALLENGE = 'flow_tokens_one_pending_login_challenge';
 
-/** Audit details of a correct password step: a re-hash stored, a lock this very attempt had set lifted. */
-export const successDetails = (attempt: ReservedPasswordAttempt, rehash: string | undefined) => ({
-  ...(rehash ? { rehashed: true } : {}),
-  ...(attempt.newLock ? { lockLifted: true } : {}),
-});
+/** Audit details of a correct password step: a re-hash stored (a lifted lock: LOCK_LIFTED_SQL). */
+export const successDetails = (rehash: string | undefined) => (rehash ? { rehashed: true } : {});
+
+/**
+ * What a correct password at login resets: the failures counted up to and including its own
+ * attempt. Failures counted after its reservation — wrong guesses that came while its hash was
+ * checked — stay counted, as they would after the success in a sequence (found by the race review,
+ * session 29: they were erased with it); LOCKOUT_THRESHOLD or more of them keep the lock in force
+ * (the one this attempt set, if it was the 10th). A SET list for `UPDATE users`.
+ */
+export function successResetSql(p: SqlParams, attempt: ReservedPasswordAttempt): string {
+  const later = `GREATEST(failed_password_count - ${p.add(attempt.consecutiveFailures, 'int')}, 0)`;
+  return `failed_password_count = ${later},
+        password_locked_until = CASE WHEN ${later} >= ${LOCKOUT_THRESHOLD} THEN password_locked_until END,
+        password_lockouts = CASE WHEN ${later} >= ${LOCKOUT_THRESHOLD} THEN password_lockouts ELSE 0 END`;
+}
+
+/** `lockLifted: true` for the audit row when the attempt had set the lock and the reset (RETURNING password_locked_until) lifted it. */
+const lockLiftedSql = (attempt: ReservedPasswordAttempt, lockedUntil: string) =>
+  attempt.newLock ? ` || CASE WHEN ${lockedUntil} IS NULL THEN '{"lockLifted": true}'::jsonb ELSE '{}'::jsonb END` : '';
 
 /**
  * The usual end of a correct password step, in ONE statement (one round trip, one commit):
@@ -62,19 +78,19 @@ export async function succeedAtOnce(
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,
-      details: successDetails(attempt, rehash),
+      details: successDetails(rehash),
     },
-    { from: 'challenge', details: "jsonb_build_object('next', challenge.next)" },
+    { from: 'challenge, cleared', details: `jsonb_build_object('next', challenge.next)${lockLiftedSql(attempt, 'cleared.password_locked_until')}` },
   );
   const rows = await poolSql(ctx.pool)<{ next: ChallengeNext }>(
     `WITH cleared AS (
-      UPDATE users SET failed_password_count = 0, password_locked_until = NULL, password_lockouts = 0,
+      UPDATE users SET ${successResetSql(p, attempt)},
         password_hash = CASE WHEN password_hash = ${p.add(attempt.passwordHash, 'text')}
           THEN COALESCE(${p.add(rehash ?? null, 'text')}, password_hash) ELSE password_hash END
       WHERE id = ${userId} AND status = 'ACTIVE'
         AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
         AND (password_locked_until IS NULL OR password_locked_until <= ${at}${ownLock})
-      RETURNING id),
+      RETURNING id, password_locked_until),
     enrolled AS (SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${userId} AND status = 'ACTIVE') AS yes),
     voided AS (
       UPDATE flow_tokens SET state = 'VOIDED'

@@ -5,7 +5,6 @@ import { accountBlockedError } from '../accounts/blocked.js';
 import { normalizePassword } from '../accounts/passwords.js';
 import {
   accountLockedError,
-  CLEARED_PASSWORD_LOCKOUT,
   recordPasswordFailure,
   releasePasswordAttempt,
   releasePasswordAttemptSurely,
@@ -15,7 +14,8 @@ import { lockLoginState } from '../accounts/user-lock.js';
 import { mfaLockedError } from '../mfa/account-guard.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 import { poolSql, prismaSql } from '../../db/sql.js';
-import { succeedAtOnce, successDetails } from './login-success.js';
+import { succeedAtOnce, successDetails, successResetSql } from './login-success.js';
+import { SqlParams } from '../../db/sql-params.js';
 
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
 
@@ -129,20 +129,22 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     // overridden (and the lock must not be cleared) by this success. In the usual case this one
     // conditional update is the whole decision and resets the count.
     const now = ctx.clock.now();
-    const { count } = await tx.user.updateMany({
-      where: {
-        id: user.id,
-        status: 'ACTIVE',
-        passwordChangedAt: attempt.passwordChangedAt,
-        OR: [
-          { passwordLockedUntil: null },
-          { passwordLockedUntil: { lte: now } },
-          ...(attempt.newLock ? [{ passwordLockedUntil: attempt.newLock.until, passwordLockouts: attempt.newLock.number }] : []),
-        ],
-      },
-      data: CLEARED_PASSWORD_LOCKOUT,
+    const reset = (condition: (p: SqlParams) => string) => {
+      const p = new SqlParams();
+      const where = `id = ${p.add(user.id, 'uuid')}${condition(p)}`;
+      return prismaSql(tx)<{ password_locked_until: Date | null }>(
+        `UPDATE users SET ${successResetSql(p, attempt)} WHERE ${where} RETURNING password_locked_until`,
+        p.values,
+      );
+    };
+    let [cleared] = await reset((p) => {
+      const ownLock = attempt.newLock
+        ? ` OR (password_locked_until = ${p.add(attempt.newLock.until, 'timestamptz')} AND password_lockouts = ${p.add(attempt.newLock.number, 'int')})`
+        : '';
+      return ` AND status = 'ACTIVE' AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
+        AND (password_locked_until IS NULL OR password_locked_until <= ${p.add(now, 'timestamptz')}${ownLock})`;
     });
-    if (count !== 1) {
+    if (!cleared) {
       const current = await lockLoginState(tx, user.id);
       if (!current || !sameTime(current.passwordChangedAt, attempt.passwordChangedAt) || current.status === 'INVITED') {
         return { kind: 'changed' as const };
@@ -151,7 +153,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       const until = current.passwordLockedUntil;
       if (until && until > ctx.clock.now()) return { kind: 'locked' as const, until };
       // The row changed between the update and the lock (e.g. a lock ran out): it holds now.
-      await tx.user.update({ where: { id: user.id }, data: CLEARED_PASSWORD_LOCKOUT });
+      [cleared] = await reset(() => '');
     }
     if (rehash) {
       // Only if nobody changed the password meanwhile.
@@ -164,7 +166,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,
-      details: { next: challenge.next, ...successDetails(attempt, rehash) },
+      details: { next: challenge.next, ...successDetails(rehash), ...(attempt.newLock && !cleared?.password_locked_until ? { lockLifted: true } : {}) },
     });
     return { kind: 'ok' as const, challenge };
   }));
