@@ -84,7 +84,12 @@ export const errorHandler = fp(
   async (app) => {
     app.setErrorHandler((err: FastifyError, request, reply) => {
       const appError = toAppError(err);
-      if (appError.status >= 500) {
+      if (appError.status === 503) {
+        // An outage, an overload or a shutdown, not a bug: a warning with the cause, no stack (a
+        // database outage answers every request so; /readyz and the metrics are the alarm).
+        const cause = err instanceof AppError ? {} : { reason: err.code ?? err.name, cause: err.message };
+        request.log.warn({ code: appError.code, ...cause }, 'service unavailable');
+      } else if (appError.status >= 500) {
         request.log.error({ err }, 'request failed');
       } else if (!(err instanceof AppError)) {
         request.log.info({ code: appError.code, reason: err.code ?? err.name }, 'request rejected');

@@ -139,6 +139,28 @@ t.test('an unexpected error answers 500 internal_error without its message, and 
 });
 
 /**
+ * A 503 is an outage, an overload or a shutdown, not a bug: one warn line with its cause and no
+ * stack (a database outage answered thousands of requests with an error line and a stack each:
+ * resilience review, session 29). /readyz and the metrics are the alarm.
+ */
+t.test('a 503 is logged as a warning with its cause, without a stack', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  const { user, password } = await createUser(app.ctx.db, app);
+  const hasher = app.ctx.hasher as { verify: typeof app.ctx.hasher.verify };
+  hasher.verify = async () => {
+    throw Object.assign(new Error('the hash queue is full'), { code: 'service_overloaded' });
+  };
+  const before = logs.length;
+  const res = await api(app)({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.same([res.status, res.body.code], [503, 'service_unavailable']);
+  const lines = logs.slice(before).map((l) => JSON.parse(l) as { msg?: string; level?: number; reason?: string; err?: unknown });
+  t.notOk(lines.some((l) => l.msg === 'request failed'), 'no error line');
+  const line = lines.find((l) => l.msg === 'service unavailable');
+  t.match(line, { level: 40, reason: 'service_overloaded', code: 'service_unavailable' }, 'a warning naming the cause');
+  t.notOk(line && 'err' in line, 'without the error object and its stack');
+});
+
+/**
  * Bytes that do not parse right behind a good request on one connection (a body sent without
  * Content-Length is read as the next request): the good request is carried out, so its client
  * gets its own answer first, then the 400 that ends the connection — not a 400 alone, which said
