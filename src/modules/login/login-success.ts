@@ -28,6 +28,19 @@ export function successResetSql(p: SqlParams, attempt: ReservedPasswordAttempt):
         password_lockouts = CASE WHEN ${later} >= ${LOCKOUT_THRESHOLD} THEN password_lockouts ELSE 0 END`;
 }
 
+/**
+ * The condition under which a correct password at login resets (the row as committed now): still
+ * ACTIVE, the password unchanged since the reservation, and no lock in force other than (possibly)
+ * the one this attempt set itself. A WHERE condition for `UPDATE users`.
+ */
+export function successAllowedSql(p: SqlParams, attempt: ReservedPasswordAttempt, now: Date): string {
+  const ownLock = attempt.newLock
+    ? ` OR (password_locked_until = ${p.add(attempt.newLock.until, 'timestamptz')} AND password_lockouts = ${p.add(attempt.newLock.number, 'int')})`
+    : '';
+  return `status = 'ACTIVE' AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
+        AND (password_locked_until IS NULL OR password_locked_until <= ${p.add(now, 'timestamptz')}${ownLock})`;
+}
+
 /** `lockLifted: true` for the audit row when the attempt had set the lock and the reset (RETURNING password_locked_until) lifted it. */
 const lockLiftedSql = (attempt: ReservedPasswordAttempt, lockedUntil: string) =>
   attempt.newLock ? ` || CASE WHEN ${lockedUntil} IS NULL THEN '{"lockLifted": true}'::jsonb ELSE '{}'::jsonb END` : '';
@@ -66,9 +79,6 @@ export async function succeedAtOnce(
   const p = new SqlParams();
   const userId = p.add(user.id, 'uuid');
   const at = p.add(now, 'timestamptz');
-  const ownLock = attempt.newLock
-    ? ` OR (password_locked_until = ${p.add(attempt.newLock.until, 'timestamptz')} AND password_lockouts = ${p.add(attempt.newLock.number, 'int')})`
-    : '';
   const audit = auditInsertSql(
     p,
     ctx.clock,
@@ -87,9 +97,7 @@ export async function succeedAtOnce(
       UPDATE users SET ${successResetSql(p, attempt)},
         password_hash = CASE WHEN password_hash = ${p.add(attempt.passwordHash, 'text')}
           THEN COALESCE(${p.add(rehash ?? null, 'text')}, password_hash) ELSE password_hash END
-      WHERE id = ${userId} AND status = 'ACTIVE'
-        AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
-        AND (password_locked_until IS NULL OR password_locked_until <= ${at}${ownLock})
+      WHERE id = ${userId} AND ${successAllowedSql(p, attempt, now)}
       RETURNING id, password_locked_until),
     enrolled AS (SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = ${userId} AND status = 'ACTIVE') AS yes),
     voided AS (

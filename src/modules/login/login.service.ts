@@ -14,7 +14,7 @@ import { lockLoginState } from '../accounts/user-lock.js';
 import { mfaLockedError } from '../mfa/account-guard.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 import { poolSql, prismaSql } from '../../db/sql.js';
-import { succeedAtOnce, successDetails, successResetSql } from './login-success.js';
+import { succeedAtOnce, successAllowedSql, successDetails, successResetSql } from './login-success.js';
 import { SqlParams } from '../../db/sql-params.js';
 
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
@@ -137,13 +137,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
         p.values,
       );
     };
-    let [cleared] = await reset((p) => {
-      const ownLock = attempt.newLock
-        ? ` OR (password_locked_until = ${p.add(attempt.newLock.until, 'timestamptz')} AND password_lockouts = ${p.add(attempt.newLock.number, 'int')})`
-        : '';
-      return ` AND status = 'ACTIVE' AND password_changed_at IS NOT DISTINCT FROM ${p.add(attempt.passwordChangedAt, 'timestamptz')}
-        AND (password_locked_until IS NULL OR password_locked_until <= ${p.add(now, 'timestamptz')}${ownLock})`;
-    });
+    let [cleared] = await reset((p) => ` AND ${successAllowedSql(p, attempt, now)}`);
     if (!cleared) {
       const current = await lockLoginState(tx, user.id);
       if (!current || !sameTime(current.passwordChangedAt, attempt.passwordChangedAt) || current.status === 'INVITED') {
