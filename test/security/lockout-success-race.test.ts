@@ -91,3 +91,64 @@ t.test('fewer than ten wrong passwords meanwhile: they stay counted, and the loc
   t.equal(next.status, 401);
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedPasswordCount, 4, 'and the next one is the fourth');
 });
+
+t.test("ten wrong passwords counted while the correct one is checked lock as after a success: lock #1, 15 minutes (attacker's read, session 29)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  // Three locks ran out earlier, nine wrong passwords since: the correct 10th sets lock #4 (2 h).
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9, passwordLockouts: 3 } });
+  const ok = await whileCorrectIsChecked(
+    app,
+    () => request({ url: '/v1/auth/login', body: { email: user.email, password } }),
+    async () => {
+      for (let i = 0; i < 10; i++) await request({ url: '/v1/auth/login', body: { email: user.email, password: `wrong password number ${i}` } });
+    },
+  );
+  t.equal(ok.status, 200, 'the correct password succeeds');
+  const next = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.same([next.status, next.headers['retry-after']], [423, '900'], 'the lock that stands is 15 minutes, as ten failures after a success set it');
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.equal(row.passwordLockouts, 1, 'the success restarted the doubling: lock #1');
+});
+
+t.test("the correct password twice at once: one signs in, the other is told of the lock and gives its attempt back — nothing stays counted (attacker's read, session 29)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const { user, password } = await createUser(app.ctx.db, app);
+  await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9 } });
+  // Each correct verification waits for its own gate, in the order they came.
+  const hasher = app.ctx.hasher;
+  const verify = hasher.verify.bind(hasher);
+  const gates: { entered: () => void; inside: Promise<void>; open: () => void; opened: Promise<void> }[] = [];
+  const gate = () => {
+    const g = {} as (typeof gates)[number];
+    g.inside = new Promise<void>((resolve) => (g.entered = resolve));
+    g.opened = new Promise<void>((resolve) => (g.open = resolve));
+    gates.push(g);
+    return g;
+  };
+  const [first, second] = [gate(), gate()];
+  let calls = 0;
+  hasher.verify = async (hash: string, candidate: string) => {
+    const result = await verify(hash, candidate);
+    if (result.valid) {
+      const g = gates[calls++]!;
+      g.entered();
+      await g.opened;
+    }
+    return result;
+  };
+  const a = request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  await first!.inside; // the 10th attempt: it set the lock
+  const b = request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  await second!.inside; // counted during that lock
+  first!.open();
+  t.equal((await a).status, 200, 'the first signs in');
+  second!.open();
+  const refused = await b;
+  t.same([refused.status, refused.body.code], [423, 'account_locked'], 'the second was counted during the lock and is told so');
+  hasher.verify = verify;
+  const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
+  t.same([row.failedPasswordCount, row.passwordLockedUntil, row.passwordLockouts], [0, null, 0], 'no failure stays counted: the second gave its attempt back');
+});

@@ -237,13 +237,17 @@ export async function releasePasswordAttempt(sql: Sql, ctx: Pick<AppContext, 'cl
     ? { count: LOCKOUT_THRESHOLD - 1, until: null, lockouts: attempt.lockouts - 1 }
     : { count: Math.max(0, attempt.consecutiveFailures - 1), until: attempt.lockedUntil, lockouts: attempt.lockouts };
   const p = new SqlParams();
+  // Counted during a lock that a correct password's success lifted meanwhile (which left this
+  // attempt counted among the failures after it: login-success.ts), not one that ran out (a run-out
+  // lock keeps the lock count; a success sets it to 0): still this attempt's to give back.
+  const liftedBySuccess = attempt.lockedUntil && !attempt.newLock ? ' OR (password_locked_until IS NULL AND password_lockouts = 0)' : '';
   const unchanged = `failed_password_count = ${p.add(attempt.consecutiveFailures, 'int')} AND password_lockouts = ${p.add(attempt.lockouts, 'int')}`;
   const release = `UPDATE users SET
       failed_password_count = CASE WHEN ${unchanged} THEN ${p.add(before.count, 'int')} ELSE GREATEST(failed_password_count - 1, 0) END,
       password_locked_until = CASE WHEN ${unchanged} THEN ${p.add(before.until, 'timestamptz')} ELSE password_locked_until END,
       password_lockouts = CASE WHEN ${unchanged} THEN ${p.add(before.lockouts, 'int')} ELSE password_lockouts END
     WHERE id = ${p.add(attempt.userId, 'uuid')} AND failed_password_count > 0
-      AND password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}`;
+      AND (password_locked_until IS NOT DISTINCT FROM ${p.add(attempt.lockedUntil, 'timestamptz')}${liftedBySuccess})`;
   if (!attempt.newLock) {
     await sql(release, p.values);
     return;

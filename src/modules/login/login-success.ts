@@ -1,7 +1,7 @@
 import type { AppContext } from '../../context.js';
 import { newId, poolSql } from '../../db/sql.js';
 import { SqlParams } from '../../db/sql-params.js';
-import { LOCKOUT_THRESHOLD } from '../../lib/lockout.js';
+import { LOCKOUT_THRESHOLD, lockoutSeconds } from '../../lib/lockout.js';
 import { addSeconds } from '../../lib/clock.js';
 import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import { announceAudit, auditInsertSql, type RequestMeta } from '../audit/audit.service.js';
@@ -18,14 +18,17 @@ export const successDetails = (rehash: string | undefined) => (rehash ? { rehash
  * What a correct password at login resets: the failures counted up to and including its own
  * attempt. Failures counted after its reservation — wrong guesses that came while its hash was
  * checked — stay counted, as they would after the success in a sequence (found by the race review,
- * session 29: they were erased with it); LOCKOUT_THRESHOLD or more of them keep the lock in force
- * (the one this attempt set, if it was the 10th). A SET list for `UPDATE users`.
+ * session 29: they were erased with it). LOCKOUT_THRESHOLD of them (the most there can be: they
+ * come during the lock this attempt set, and no more are counted) lock as ten failures after a
+ * success do: the first lock, 15 minutes from now (its own lock, on the old lock count, was longer:
+ * attacker's read, session 29). A SET list for `UPDATE users`.
  */
-export function successResetSql(p: SqlParams, attempt: ReservedPasswordAttempt): string {
+export function successResetSql(p: SqlParams, attempt: ReservedPasswordAttempt, now: Date): string {
   const later = `GREATEST(failed_password_count - ${p.add(attempt.consecutiveFailures, 'int')}, 0)`;
+  const locks = `${later} >= ${LOCKOUT_THRESHOLD}`;
   return `failed_password_count = ${later},
-        password_locked_until = CASE WHEN ${later} >= ${LOCKOUT_THRESHOLD} THEN password_locked_until END,
-        password_lockouts = CASE WHEN ${later} >= ${LOCKOUT_THRESHOLD} THEN password_lockouts ELSE 0 END`;
+        password_locked_until = CASE WHEN ${locks} THEN ${p.add(addSeconds(now, lockoutSeconds(0)), 'timestamptz')} END,
+        password_lockouts = CASE WHEN ${locks} THEN 1 ELSE 0 END`;
 }
 
 /**
@@ -94,7 +97,7 @@ export async function succeedAtOnce(
   );
   const rows = await poolSql(ctx.pool)<{ next: ChallengeNext }>(
     `WITH cleared AS (
-      UPDATE users SET ${successResetSql(p, attempt)},
+      UPDATE users SET ${successResetSql(p, attempt, now)},
         password_hash = CASE WHEN password_hash = ${p.add(attempt.passwordHash, 'text')}
           THEN COALESCE(${p.add(rehash ?? null, 'text')}, password_hash) ELSE password_hash END
       WHERE id = ${userId} AND ${successAllowedSql(p, attempt, now)}

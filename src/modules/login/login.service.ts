@@ -133,7 +133,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       const p = new SqlParams();
       const where = `id = ${p.add(user.id, 'uuid')}${condition(p)}`;
       return prismaSql(tx)<{ password_locked_until: Date | null }>(
-        `UPDATE users SET ${successResetSql(p, attempt)} WHERE ${where} RETURNING password_locked_until`,
+        `UPDATE users SET ${successResetSql(p, attempt, now)} WHERE ${where} RETURNING password_locked_until`,
         p.values,
       );
     };
