@@ -68,6 +68,7 @@ t.test('wrong passwords counted while a correct one is being checked are not era
   t.ok(row.passwordLockedUntil && row.passwordLockedUntil > app.ctx.clock.now(), 'and lock password sign-in (security.md item 6)');
   const [success] = await app.ctx.db.auditEvent.findMany({ where: { subjectUserId: user.id, type: 'login.password_succeeded' } });
   t.notOk((success?.details as { lockLifted?: boolean }).lockLifted, 'the success does not say it lifted the lock: the lock stands');
+  t.equal((success?.details as { lockedUntil?: string }).lockedUntil, row.passwordLockedUntil?.toISOString(), 'it says until when');
 });
 
 t.test('fewer than ten wrong passwords meanwhile: they stay counted, and the lock the correct 10th attempt set is lifted', async (t) => {

@@ -11,7 +11,7 @@ import { isUniqueViolation } from '../../db/errors.js';
 
 const ONE_LIVE_CHALLENGE = 'flow_tokens_one_pending_login_challenge';
 
-/** Audit details of a correct password step: a re-hash stored (a lifted lock: LOCK_LIFTED_SQL). */
+/** Audit details of a correct password step: a re-hash stored (what became of a lock it set: lockOutcome). */
 export const successDetails = (rehash: string | undefined) => (rehash ? { rehashed: true } : {});
 
 /**
@@ -44,9 +44,18 @@ export function successAllowedSql(p: SqlParams, attempt: ReservedPasswordAttempt
         AND (password_locked_until IS NULL OR password_locked_until <= ${p.add(now, 'timestamptz')}${ownLock})`;
 }
 
-/** `lockLifted: true` for the audit row when the attempt had set the lock and the reset (RETURNING password_locked_until) lifted it. */
-const lockLiftedSql = (attempt: ReservedPasswordAttempt, lockedUntil: string) =>
-  attempt.newLock ? ` || CASE WHEN ${lockedUntil} IS NULL THEN '{"lockLifted": true}'::jsonb ELSE '{}'::jsonb END` : '';
+/**
+ * For the audit row of a success whose attempt had set the lock: `lockLifted: true` when the reset
+ * (RETURNING password_locked_until) lifted it, else `lockedUntil`, the lock the ten failures counted
+ * meanwhile left (successResetSql). As SQL over the reset's row, and in TypeScript for the general path.
+ */
+const lockOutcomeSql = (attempt: ReservedPasswordAttempt, lockedUntil: string) =>
+  attempt.newLock
+    ? ` || CASE WHEN ${lockedUntil} IS NULL THEN '{"lockLifted": true}'::jsonb
+        ELSE jsonb_build_object('lockedUntil', to_char(${lockedUntil} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) END`
+    : '';
+export const lockOutcome = (attempt: ReservedPasswordAttempt, lockedUntil: Date | null | undefined) =>
+  attempt.newLock ? (lockedUntil ? { lockedUntil: lockedUntil.toISOString() } : { lockLifted: true }) : {};
 
 /**
  * The usual end of a correct password step, in ONE statement (one round trip, one commit):
@@ -93,7 +102,7 @@ export async function succeedAtOnce(
       meta,
       details: successDetails(rehash),
     },
-    { from: 'challenge, cleared', details: `jsonb_build_object('next', challenge.next)${lockLiftedSql(attempt, 'cleared.password_locked_until')}` },
+    { from: 'challenge, cleared', details: `jsonb_build_object('next', challenge.next)${lockOutcomeSql(attempt, 'cleared.password_locked_until')}` },
   );
   const rows = await poolSql(ctx.pool)<{ next: ChallengeNext }>(
     `WITH cleared AS (

@@ -14,7 +14,7 @@ import { lockLoginState } from '../accounts/user-lock.js';
 import { mfaLockedError } from '../mfa/account-guard.js';
 import { issueChallengeAfterPassword, type LoginChallenge } from './challenge.js';
 import { poolSql, prismaSql } from '../../db/sql.js';
-import { succeedAtOnce, successAllowedSql, successDetails, successResetSql } from './login-success.js';
+import { lockOutcome, succeedAtOnce, successAllowedSql, successDetails, successResetSql } from './login-success.js';
 import { SqlParams } from '../../db/sql-params.js';
 
 type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
@@ -160,7 +160,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       subjectUserId: user.id,
       organizationId: user.organizationId,
       meta,
-      details: { next: challenge.next, ...successDetails(rehash), ...(attempt.newLock && !cleared?.password_locked_until ? { lockLifted: true } : {}) },
+      details: { next: challenge.next, ...successDetails(rehash), ...lockOutcome(attempt, cleared?.password_locked_until) },
     });
     return { kind: 'ok' as const, challenge };
   }));
