@@ -1,7 +1,8 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { createUser } from '../helpers/factories.js';
+import { holdCorrectVerifications } from '../helpers/held-verify.js';
 
 /**
  * Race review, session 29: security.md item 6 — "after 10 consecutive failures the account is
@@ -13,29 +14,13 @@ import { createUser } from '../helpers/factories.js';
  * with a count of 0. It now takes away only the failures up to its own attempt (successResetSql).
  */
 /** Holds the correct attempt between its reservation and its settlement (a slow argon2 run) while `during` runs. */
-async function whileCorrectIsChecked<T>(app: TestApp['app'], correct: () => Promise<T>, during: () => Promise<unknown>): Promise<T> {
-  const hasher = app.ctx.hasher;
-  const verify = hasher.verify.bind(hasher);
-  let entered!: () => void;
-  const inside = new Promise<void>((resolve) => (entered = resolve));
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  hasher.verify = async (hash: string, candidate: string) => {
-    const result = await verify(hash, candidate);
-    if (result.valid) {
-      entered();
-      await gate;
-    }
-    return result;
-  };
-
+async function whileCorrectIsChecked<T>(t: Test, app: TestApp['app'], correct: () => Promise<T>, during: () => Promise<unknown>): Promise<T> {
+  const [held] = holdCorrectVerifications(t, app, 1);
   const answer = correct();
-  await inside;
+  await held!.entered;
   await during();
-  release();
-  const result = await answer;
-  hasher.verify = verify;
-  return result;
+  held!.release();
+  return answer;
 }
 
 t.test('wrong passwords counted while a correct one is being checked are not erased by its success', async (t) => {
@@ -45,6 +30,7 @@ t.test('wrong passwords counted while a correct one is being checked are not era
   await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9 } });
   const wrong: Awaited<ReturnType<typeof request>>[] = [];
   const ok = await whileCorrectIsChecked(
+    t,
     app,
     () => request({ url: '/v1/auth/login', body: { email: user.email, password } }),
     async () => {
@@ -77,6 +63,7 @@ t.test('fewer than ten wrong passwords meanwhile: they stay counted, and the loc
   const { user, password } = await createUser(app.ctx.db, app);
   await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9, passwordLockouts: 2 } });
   const ok = await whileCorrectIsChecked(
+    t,
     app,
     () => request({ url: '/v1/auth/login', body: { email: user.email, password } }),
     async () => {
@@ -100,6 +87,7 @@ t.test("ten wrong passwords counted while the correct one is checked lock as aft
   // Three locks ran out earlier, nine wrong passwords since: the correct 10th sets lock #4 (2 h).
   await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9, passwordLockouts: 3 } });
   const ok = await whileCorrectIsChecked(
+    t,
     app,
     () => request({ url: '/v1/auth/login', body: { email: user.email, password } }),
     async () => {
@@ -118,38 +106,16 @@ t.test("the correct password twice at once: one signs in, the other is told of t
   const request = api(app);
   const { user, password } = await createUser(app.ctx.db, app);
   await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9 } });
-  // Each correct verification waits for its own gate, in the order they came.
-  const hasher = app.ctx.hasher;
-  const verify = hasher.verify.bind(hasher);
-  const gates: { entered: () => void; inside: Promise<void>; open: () => void; opened: Promise<void> }[] = [];
-  const gate = () => {
-    const g = {} as (typeof gates)[number];
-    g.inside = new Promise<void>((resolve) => (g.entered = resolve));
-    g.opened = new Promise<void>((resolve) => (g.open = resolve));
-    gates.push(g);
-    return g;
-  };
-  const [first, second] = [gate(), gate()];
-  let calls = 0;
-  hasher.verify = async (hash: string, candidate: string) => {
-    const result = await verify(hash, candidate);
-    if (result.valid) {
-      const g = gates[calls++]!;
-      g.entered();
-      await g.opened;
-    }
-    return result;
-  };
+  const [first, second] = holdCorrectVerifications(t, app, 2);
   const a = request({ url: '/v1/auth/login', body: { email: user.email, password } });
-  await first!.inside; // the 10th attempt: it set the lock
+  await first!.entered; // the 10th attempt: it set the lock
   const b = request({ url: '/v1/auth/login', body: { email: user.email, password } });
-  await second!.inside; // counted during that lock
-  first!.open();
+  await second!.entered; // counted during that lock
+  first!.release();
   t.equal((await a).status, 200, 'the first signs in');
-  second!.open();
+  second!.release();
   const refused = await b;
   t.same([refused.status, refused.body.code], [423, 'account_locked'], 'the second was counted during the lock and is told so');
-  hasher.verify = verify;
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
   t.same([row.failedPasswordCount, row.passwordLockedUntil, row.passwordLockouts], [0, null, 0], 'no failure stays counted: the second gave its attempt back');
 });

@@ -153,10 +153,10 @@ t.test('a 503 is logged as a warning with its cause, without a stack', async (t)
   const before = logs.length;
   const res = await api(app)({ url: '/v1/auth/login', body: { email: user.email, password } });
   t.same([res.status, res.body.code], [503, 'service_unavailable']);
-  const lines = logs.slice(before).map((l) => JSON.parse(l) as { msg?: string; level?: number; reason?: string; err?: unknown });
+  const lines = logs.slice(before).map((l) => JSON.parse(l) as { msg?: string; level?: number; reason?: string; cause?: string; err?: unknown });
   t.notOk(lines.some((l) => l.msg === 'request failed'), 'no error line');
   const line = lines.find((l) => l.msg === 'service unavailable');
-  t.match(line, { level: 40, reason: 'service_overloaded', code: 'service_unavailable' }, 'a warning naming the cause');
+  t.match(line, { level: 40, reason: 'service_overloaded', code: 'service_unavailable', cause: 'the hash queue is full' }, 'a warning naming the cause, with its message (operations.md)');
   t.notOk(line && 'err' in line, 'without the error object and its stack');
 });
 

@@ -3,6 +3,7 @@ import { buildTestApp } from '../helpers/app.js';
 import { api } from '../helpers/http.js';
 import { injectFaults } from '../helpers/faults.js';
 import { createUser } from '../helpers/factories.js';
+import { holdCorrectVerifications } from '../helpers/held-verify.js';
 import { LANGUAGES } from '../../src/lib/languages.js';
 import { renderMail } from '../../src/modules/mail/mail.templates.js';
 import { adminWorld } from '../integration/organization/helpers.js';
@@ -16,29 +17,7 @@ t.test('two correct passwords checked at once: the later-reserved one settling f
   const { app } = await buildTestApp(t);
   const request = api(app);
   const { user, password } = await createUser(app.ctx.db, app);
-  const hasher = app.ctx.hasher;
-  const verify = hasher.verify.bind(hasher);
-  // Each correct attempt waits inside its hash check until released, in the order they arrived.
-  const waiting: { entered: Promise<void>; release: () => void }[] = [];
-  const slots: { enter: () => void; gate: Promise<void> }[] = [];
-  for (let i = 0; i < 2; i++) {
-    let enter!: () => void;
-    let release!: () => void;
-    const entered = new Promise<void>((resolve) => (enter = resolve));
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    waiting.push({ entered, release });
-    slots.push({ enter, gate });
-  }
-  let calls = 0;
-  hasher.verify = async (hash: string, candidate: string) => {
-    const result = await verify(hash, candidate);
-    if (result.valid && calls < slots.length) {
-      const slot = slots[calls++]!;
-      slot.enter();
-      await slot.gate;
-    }
-    return result;
-  };
+  const waiting = holdCorrectVerifications(t, app, 2);
 
   const first = request({ url: '/v1/auth/login', body: { email: user.email, password } }); // reserved as failure 1
   await waiting[0]!.entered;
@@ -48,7 +27,6 @@ t.test('two correct passwords checked at once: the later-reserved one settling f
   t.equal((await second).status, 200, 'the second settles first: it takes away both failures');
   waiting[0]!.release();
   t.equal((await first).status, 200, 'then the first');
-  hasher.verify = verify;
 
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedPasswordCount, 0, 'no failures left, and none owed');
   for (let i = 1; i <= 10; i++) {
@@ -57,23 +35,6 @@ t.test('two correct passwords checked at once: the later-reserved one settling f
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
   t.equal(row.failedPasswordCount, 10, 'ten wrong passwords counted');
   t.ok(row.passwordLockedUntil && row.passwordLockedUntil > app.ctx.clock.now(), 'and the 10th locked password sign-in (security.md item 6)');
-});
-
-t.test("a 503's warn line carries the cause's message, as operations.md says (reason and cause: the driver's error code and message)", async (t) => {
-  const { app, logs } = await buildTestApp(t);
-  const { user, password } = await createUser(app.ctx.db, app);
-  const hasher = app.ctx.hasher as { verify: typeof app.ctx.hasher.verify };
-  hasher.verify = async () => {
-    throw Object.assign(new Error('the hash queue is full'), { code: 'service_overloaded' });
-  };
-  const before = logs.length;
-  const res = await api(app)({ url: '/v1/auth/login', body: { email: user.email, password } });
-  t.equal(res.status, 503);
-  const line = logs
-    .slice(before)
-    .map((l) => JSON.parse(l) as { msg?: string; reason?: string; cause?: string })
-    .find((l) => l.msg === 'service unavailable');
-  t.match(line, { reason: 'service_overloaded', cause: 'the hash queue is full' }, 'reason and cause');
 });
 
 t.test('an undo link voided by an earlier undo no longer holds its address: support does not find the account by it, and it can be invited (README: "while the undo link lasts"; accountsHolding, state PENDING)', async (t) => {
@@ -124,26 +85,12 @@ t.test('the general path (the one-statement success met a concurrent login chall
   const { user, password } = await createUser(app.ctx.db, app);
   await app.ctx.db.user.update({ where: { id: user.id }, data: { failedPasswordCount: 9 } });
   const fault = await injectFaults(t, databaseUrl, { table: 'flow_tokens', event: 'INSERT', when: "NEW.purpose = 'LOGIN_CHALLENGE'" }, ['challenge_conflict']);
-  const hasher = app.ctx.hasher;
-  const verify = hasher.verify.bind(hasher);
-  let entered!: () => void;
-  const inside = new Promise<void>((resolve) => (entered = resolve));
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  hasher.verify = async (hash: string, candidate: string) => {
-    const result = await verify(hash, candidate);
-    if (result.valid) {
-      entered();
-      await gate;
-    }
-    return result;
-  };
+  const [held] = holdCorrectVerifications(t, app, 1);
   const correct = request({ url: '/v1/auth/login', body: { email: user.email, password } });
-  await inside;
+  await held!.entered;
   for (let i = 0; i < 10; i++) t.equal((await request({ url: '/v1/auth/login', body: { email: user.email, password: `wrong password number ${i}` } })).status, 401);
-  release();
+  held!.release();
   const ok = await correct;
-  hasher.verify = verify;
   t.equal(await fault.count(), 2, 'the one-statement success met the conflict; the general path issued the challenge');
   t.equal(ok.status, 200, 'the correct 10th password gets its challenge');
   const row = await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } });
