@@ -129,15 +129,17 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
     // overridden (and the lock must not be cleared) by this success. In the usual case this one
     // conditional update is the whole decision and resets the count.
     const now = ctx.clock.now();
-    const reset = (condition: (p: SqlParams) => string) => {
+    /** The success's reset (successResetSql): only if its condition holds, or unconditionally. The row after it, if any. */
+    const reset = async (onlyIfAllowed: boolean) => {
       const p = new SqlParams();
-      const where = `id = ${p.add(user.id, 'uuid')}${condition(p)}`;
-      return prismaSql(tx)<{ password_locked_until: Date | null }>(
-        `UPDATE users SET ${successResetSql(p, attempt, now)} WHERE ${where} RETURNING password_locked_until`,
+      const allowed = onlyIfAllowed ? ` AND ${successAllowedSql(p, attempt, now)}` : '';
+      const [row] = await prismaSql(tx)<{ password_locked_until: Date | null }>(
+        `UPDATE users SET ${successResetSql(p, attempt, now)} WHERE id = ${p.add(user.id, 'uuid')}${allowed} RETURNING password_locked_until`,
         p.values,
       );
+      return row;
     };
-    let [cleared] = await reset((p) => ` AND ${successAllowedSql(p, attempt, now)}`);
+    let cleared = await reset(true);
     if (!cleared) {
       const current = await lockLoginState(tx, user.id);
       if (!current || !sameTime(current.passwordChangedAt, attempt.passwordChangedAt) || current.status === 'INVITED') {
@@ -147,7 +149,7 @@ export async function passwordLogin(ctx: Ctx, input: { email: string; password: 
       const until = current.passwordLockedUntil;
       if (until && until > ctx.clock.now()) return { kind: 'locked' as const, until };
       // The row changed between the update and the lock (e.g. a lock ran out): it holds now.
-      [cleared] = await reset(() => '');
+      cleared = await reset(false);
     }
     if (rehash) {
       // Only if nobody changed the password meanwhile.
