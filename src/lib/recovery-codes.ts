@@ -3,10 +3,17 @@ import { sha256Hex } from './tokens.js';
 
 // No 0/o, 1/l/i: codes are read off paper and typed by hand.
 const ALPHABET = '23456789abcdefghjkmnpqrstuvwxyz';
-const GROUPS = 3;
+/**
+ * 24 characters × log2(31) ≈ 118.9 bits, in six groups of four: at least 112 bits, so a fast hash
+ * may store them (ASVS 5.0 6.5.2; with fewer, only a salted password hash may, and a code could
+ * then not be looked up by its hash). Until session 30 codes had 12 characters (≈ 59.4 bits); those
+ * still work until the user regenerates or uses them (LEGACY_CODE_LENGTH).
+ */
+const GROUPS = 6;
 const GROUP_LENGTH = 4;
-const CODE_LENGTH = GROUPS * GROUP_LENGTH; // 12 × log2(31) ≈ 59.4 bits
-const NORMALIZED_PATTERN = new RegExp(`^[${ALPHABET}]{${CODE_LENGTH}}$`);
+const CODE_LENGTH = GROUPS * GROUP_LENGTH;
+const LEGACY_CODE_LENGTH = 12;
+const NORMALIZED_PATTERN = new RegExp(`^(?:[${ALPHABET}]{${CODE_LENGTH}}|[${ALPHABET}]{${LEGACY_CODE_LENGTH}})$`);
 // Longest plausible typed form (spaces around every dash); longer input is not worth normalising.
 const MAX_INPUT_LENGTH = 64;
 const SEPARATORS = /[\s\-\u2010-\u2015\u2212]/gu;
@@ -32,11 +39,11 @@ export function normalizeRecoveryCode(input: string): string | null {
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * The stored form of a recovery code: SHA-256 over the code bound to its owner. A code has ~59 bits,
- * few enough that the hash must not be shared across users: unsalted, one brute-force pass over a
- * dumped table would test every stored code of every user at once (and the codes are the one
- * second factor a database dump alone could yield; TOTP secrets are encrypted with a key held
- * outside the database). Bound to the user id, each user's codes must be attacked separately.
+ * The stored form of a recovery code: SHA-256 over the code bound to its owner. A code has ~119
+ * bits, beyond any brute force of a dumped table (the codes are the one second factor a database
+ * dump alone could yield; TOTP secrets are encrypted with a key held outside the database). The
+ * binding to the user id dates from the ~59-bit codes still in use (LEGACY_CODE_LENGTH): for them
+ * each user's codes must be attacked separately, not every stored code of every user in one pass.
  */
 export function hashRecoveryCode(normalized: string, userId: string): string {
   // Hashing raw user input would silently never match a stored hash.

@@ -26,6 +26,13 @@ export type CheckTotpInput = {
   nowMs: number;
   /** highest time step already accepted for this factor; null before the first use */
   lastUsedStep?: number | null;
+  /**
+   * Steps for which a code was refused with the clock-drift hint before they came (hintedStep): a
+   * code matching one of them is invalid, also once its step is inside the window. Otherwise the
+   * hint would tell whoever guessed codes which guess to send again, and when: the accepted window
+   * would be -1..+10 steps, not ±1 (ASVS V6 review, session 30).
+   */
+  refusedSteps?: readonly number[];
 };
 
 export function generateTotpSecret(): string {
@@ -92,7 +99,7 @@ export function checkTotp(input: CheckTotpInput): TotpCheck {
   }
 }
 
-function check({ secret, code, nowMs, lastUsedStep }: CheckTotpInput): TotpCheck {
+function check({ secret, code, nowMs, lastUsedStep, refusedSteps = [] }: CheckTotpInput): TotpCheck {
   if (typeof code !== 'string' || !CODE_PATTERN.test(code)) return { result: 'invalid' };
   if (typeof secret !== 'string' || typeof nowMs !== 'number' || !Number.isFinite(nowMs) || nowMs < 0) {
     return { result: 'invalid' };
@@ -110,7 +117,7 @@ function check({ secret, code, nowMs, lastUsedStep }: CheckTotpInput): TotpCheck
   // compared, so timing does not tell which of its steps matched.
   const best =
     closestMatch(key, given, currentStep, 0, ACCEPT_WINDOW) ?? closestMatch(key, given, currentStep, ACCEPT_WINDOW + 1, DRIFT_WINDOW);
-  if (best === null) return { result: 'invalid' };
+  if (best === null || refusedSteps.includes(best)) return { result: 'invalid' };
 
   // The code last accepted, sent again minutes later, is a replay (not a guess, and not a device
   // clock running slow). An older code that was never accepted, outside the window, is what a slow
@@ -125,6 +132,11 @@ function check({ secret, code, nowMs, lastUsedStep }: CheckTotpInput): TotpCheck
 }
 
 /** The matching step whose distance from `currentStep` is within [minDelta, maxDelta]: the closest, on a tie the later one (which replay protection can still accept). */
+/** The step to remember (refusedSteps) after a check: that of a clock-drift hint for a step still to come, else null. */
+export function hintedStep(check: TotpCheck): number | null {
+  return check.result === 'clock_drift' && check.offsetSeconds > 0 ? check.step : null;
+}
+
 function closestMatch(key: Buffer, given: Buffer, currentStep: number, minDelta: number, maxDelta: number): number | null {
   let best: number | null = null;
   for (let delta = -maxDelta; delta <= maxDelta; delta++) {

@@ -7,7 +7,7 @@ import { sha256Hex } from '../../src/lib/tokens.js';
 import { challengeFor, enrolAtLogin } from '../integration/mfa/helpers.js';
 
 /**
- * Security review, secrets at rest: recovery codes (~59 bits each) are the one second factor a
+ * Security review, secrets at rest: recovery codes (~119 bits each; ~59 before session 30) are the one second factor a
  * database dump alone could yield (TOTP secrets are sealed with a key outside the database). Their
  * stored hash must be bound to the owner, so a dumped table cannot be brute-forced for every user
  * in one pass (bare SHA-256 of the code, globally unique, allowed exactly that).

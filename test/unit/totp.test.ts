@@ -8,6 +8,7 @@ import {
   checkTotp,
   decodeTotpSecret,
   generateTotpSecret,
+  hintedStep,
   hotp,
   timeStep,
   totpCode,
@@ -154,6 +155,33 @@ t.test('checkTotp', async (t) => {
   t.same(checkTotp({ secret, code: codeAt(0), nowMs, lastUsedStep: current + 1 }), { result: 'replayed', step: current });
 
   t.same(checkTotp({ secret, code: codeAt(0), nowMs: nowMs + 30_000 }), { result: 'valid', step: current }, 'fixed clock, not Date.now()');
+});
+
+t.test('refusedSteps: a code of a step once refused with the hint for the future is invalid, also inside the window (ASVS V6 review, session 30)', async (t) => {
+  const secret = RFC_SEED_BASE32;
+  const nowSeconds = 1_700_000_015;
+  const current = timeStep(nowSeconds);
+  const at = (step: number) => ((step * 30) + 15) * 1000;
+  const code = hotp(RFC_SEED, current + 3);
+  const hinted = checkTotp({ secret, code, nowMs: at(current) });
+  t.same(hinted, { result: 'clock_drift', offsetSeconds: 90, step: current + 3 });
+  t.equal(hintedStep(hinted), current + 3, 'a future step is remembered');
+  // Later, its step inside the window (now, and as the step before and after the current one).
+  for (const now of [current + 2, current + 3, current + 4]) {
+    t.same(checkTotp({ secret, code, nowMs: at(now) }), { result: 'valid', step: current + 3 }, 'without the memory: valid');
+    t.same(checkTotp({ secret, code, nowMs: at(now), refusedSteps: [current + 3] }), { result: 'invalid' }, `refused at step ${now - current}`);
+  }
+  // Only that step: the codes of the others still work, and are still hinted.
+  t.same(checkTotp({ secret, code: hotp(RFC_SEED, current), nowMs: at(current), refusedSteps: [current + 3] }), { result: 'valid', step: current });
+  t.same(checkTotp({ secret, code: hotp(RFC_SEED, current + 4), nowMs: at(current), refusedSteps: [current + 3] }), {
+    result: 'clock_drift',
+    offsetSeconds: 120,
+    step: current + 4,
+  });
+  // A past step's hint (a slow device) cannot become valid later: nothing to remember.
+  t.equal(hintedStep(checkTotp({ secret, code: hotp(RFC_SEED, current - 3), nowMs: at(current) })), null);
+  t.equal(hintedStep(checkTotp({ secret, code: hotp(RFC_SEED, current), nowMs: at(current) })), null);
+  t.equal(hintedStep({ result: 'invalid' }), null);
 });
 
 t.test('checkTotp on garbage never throws', async (t) => {

@@ -47,6 +47,7 @@ type Found = Pick<FlowToken, 'state' | 'attempts' | 'expiresAt' | 'data'> & {
   secret_ciphertext: string | null;
   encryption_key_id: string | null;
   last_used_step: number | null;
+  hinted_steps: number[] | null;
 };
 
 export async function completeCodeStepAtOnce(
@@ -67,7 +68,7 @@ async function codeStep(
   const [found] = await sql<Found>(
     `SELECT f.id AS flow_id, f.user_id, f.state::text AS state, f.attempts, f.expires_at AS "expiresAt", f.data,
             u.status::text AS status, u.mfa_locked_until, u.organization_id,
-            t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step
+            t.id AS factor_id, t.secret_ciphertext, t.encryption_key_id, t.last_used_step, t.hinted_steps
        FROM flow_tokens f
        JOIN users u ON u.id = f.user_id
        LEFT JOIN totp_factors t ON t.user_id = f.user_id AND t.status = 'ACTIVE'
@@ -88,7 +89,7 @@ async function codeStep(
     return null;
   }
   const secret = openTotpSecret(ctx.keyring, found.user_id, { secretCiphertext: found.secret_ciphertext, encryptionKeyId: found.encryption_key_id });
-  const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: found.last_used_step });
+  const check = checkTotp({ secret, code: body.code, nowMs: now.getTime(), lastUsedStep: found.last_used_step, refusedSteps: found.hinted_steps ?? [] });
   if (check.result !== 'valid') return null;
 
   const key = ctx.signer.signingKey();
@@ -122,6 +123,7 @@ async function codeStep(
     locked_factor AS (
       SELECT id FROM totp_factors
       WHERE id = ${factorId} AND user_id = ${userId} AND status = 'ACTIVE' AND (last_used_step IS NULL OR last_used_step < ${step})
+        AND NOT (${step} = ANY (hinted_steps))
         AND EXISTS (SELECT 1 FROM locked_challenge)
       FOR UPDATE),
     qualified AS (SELECT 1 FROM locked_factor),

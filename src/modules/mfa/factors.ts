@@ -1,7 +1,7 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { TotpFactor } from '../../generated/prisma/client.js';
-import { buildOtpauthUri, checkTotp, generateTotpSecret } from '../../lib/totp.js';
+import { buildOtpauthUri, checkTotp, generateTotpSecret, hintedStep, timeStep, type TotpCheck } from '../../lib/totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '../../lib/recovery-codes.js';
 import { mfaErrors } from './mfa.errors.js';
 import { addSeconds } from '../../lib/clock.js';
@@ -109,9 +109,12 @@ export async function startTotpEnrollment(
   return { secret, otpauthUri: buildOtpauthUri({ issuer: ctx.config.totpIssuer, accountName, secret }) };
 }
 
-function evaluate(ctx: Pick<AppContext, 'clock' | 'keyring'>, factor: TotpFactor, code: string): CodeResult {
+function evaluate(ctx: Pick<AppContext, 'clock' | 'keyring'>, factor: TotpFactor, code: string): TotpCheck {
   const secret = openTotpSecret(ctx.keyring, factor.userId, factor);
-  const check = checkTotp({ secret, code, nowMs: ctx.clock.now().getTime(), lastUsedStep: factor.lastUsedStep });
+  return checkTotp({ secret, code, nowMs: ctx.clock.now().getTime(), lastUsedStep: factor.lastUsedStep, refusedSteps: factor.hintedSteps });
+}
+
+function codeResult(check: TotpCheck): CodeResult {
   switch (check.result) {
     case 'valid':
       return { ok: true, step: check.step };
@@ -125,6 +128,19 @@ function evaluate(ctx: Pick<AppContext, 'clock' | 'keyring'>, factor: TotpFactor
 }
 
 /**
+ * Remembers the step of a clock-drift hint for a step still to come (checkTotp's refusedSteps), in
+ * the transaction that counts the failure, and forgets the steps the window has left behind. In
+ * SQL on the locked row, so concurrent hints add up rather than overwrite each other.
+ */
+async function rememberHintedStep(tx: Tx, ctx: Pick<AppContext, 'clock'>, factorId: string, step: number): Promise<void> {
+  const passed = timeStep(Math.floor(ctx.clock.now().getTime() / 1000)) - 1;
+  await tx.$executeRaw`
+    UPDATE totp_factors
+    SET hinted_steps = ARRAY(SELECT s FROM unnest(hinted_steps) AS s WHERE s >= ${passed}::int AND s <> ${step}::int) || ${step}::int
+    WHERE id = ${factorId}::uuid AND status = 'ACTIVE'`;
+}
+
+/**
  * Checks a code against the user's active factor and, when it is valid, records its time step
  * with `UPDATE ... WHERE last_used_step IS NULL OR last_used_step < step`. Whoever loses that
  * race gets `replayed`, so one code yields at most one success however many requests carry it.
@@ -135,13 +151,18 @@ export async function useTotpCode(
   factor: TotpFactor,
   code: string,
 ): Promise<CodeResult> {
-  const result = evaluate(ctx, factor, code);
+  const check = evaluate(ctx, factor, code);
+  const hinted = hintedStep(check);
+  if (hinted !== null) await rememberHintedStep(tx, ctx, factor.id, hinted);
+  const result = codeResult(check);
   if (!result.ok) return result;
   const { count } = await tx.totpFactor.updateMany({
     where: {
       id: factor.id,
       status: 'ACTIVE',
       OR: [{ lastUsedStep: null }, { lastUsedStep: { lt: result.step } }],
+      // A hint for this step committed since the factor was read (a concurrent request) stands.
+      NOT: { hintedSteps: { has: result.step } },
     },
     data: { lastUsedStep: result.step },
   });
@@ -160,7 +181,8 @@ export async function activatePendingFactor(
   factor: TotpFactor,
   code: string,
 ): Promise<CodeResult> {
-  const result = evaluate(ctx, { ...factor, lastUsedStep: null }, code);
+  // A pending factor's secret is shown to whoever enrols it: its hints tell them nothing.
+  const result = codeResult(evaluate(ctx, { ...factor, lastUsedStep: null, hintedSteps: [] }, code));
   if (!result.ok) return result;
   if (await findActiveFactor(tx, factor.userId)) throw mfaErrors.mfa_already_enrolled();
   const { count } = await tx.totpFactor.updateMany({

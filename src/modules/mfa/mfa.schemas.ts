@@ -15,7 +15,7 @@ export const RecoveryCodeInputSchema = z
   .string()
   .min(1)
   .max(64)
-  .describe('One of the recovery codes shown at enrolment, e.g. "k7m2-xq9p-4hzt" (case, spaces and dashes are ignored)');
+  .describe('One of the recovery codes shown at enrolment, e.g. "k7m2-xq9p-4hzt-wc3d-n8fy-r6ab" (six groups of four; case, spaces and dashes are ignored; codes issued before December 2026 have three groups and still work)');
 
 export const ChallengeTokenSchema = z
   .string()
