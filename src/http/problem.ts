@@ -1,12 +1,16 @@
 import { z } from 'zod';
 import { errorCatalogue, type AppError } from '../errors.js';
 import { FieldErrorSchema } from './validation-errors.js';
+import { LANGUAGES } from '../lib/languages.js';
 
 /** Whom a user can ask: account_blocked, mfa_locked, and link_expired / link_used of an invitation. */
 export const ContactSchema = z.object({
   support: z
     .string()
     .describe("How to reach the shop support team, named as the user's language names it (SUPPORT_CONTACT, SUPPORT_CONTACT_DE), for the frontend's own translated sentence"),
+  language: z
+    .enum(LANGUAGES)
+    .describe("The language `support` is written in: the account's, or the service's default (DEFAULT_LANGUAGE) when it has none. A page in another language puts it into a sentence of this language, or shows it on its own"),
   administrators: z
     .array(z.object({ name: z.string(), email: z.string() }))
     .describe("The organisation's active administrators who can help; empty when only support can (a block support imposed)"),
@@ -25,6 +29,12 @@ export const ProblemSchema = z
     // Members some codes add, typed here so a generated client knows them (each code's doc says which):
     retryAfter: z.number().int().min(0).optional().describe('account_locked, mfa_locked, mfa_enrollment_in_progress, rate_limited: seconds until trying again helps (also Retry-After)'),
     attemptsRemaining: z.number().int().min(0).optional().describe('mfa_code_invalid, mfa_code_reused, recovery_code_invalid: codes this login challenge still accepts (fewer when the account code lock comes first)'),
+    afterLastAttempt: z
+      .enum(['sign_in_again', 'locked'])
+      .optional()
+      .describe(
+        'With attemptsRemaining: what follows once those attempts are used up with wrong codes — sign_in_again (this login challenge is spent: the password again) or locked (code entry locks for the account: 423 mfa_locked with Retry-After)',
+      ),
     linkState: z
       .enum(['used', 'replaced', 'withdrawn', 'account_active'])
       .optional()

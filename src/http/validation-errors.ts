@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FIELD_ERROR_REASONS, FIELD_ERROR_REASONS_DESCRIBED, reasonOf } from '../lib/field-reasons.js';
 
 /**
  * The `errors` of a 400 validation_failed: one per offending field, with a stable `code` (and the
@@ -33,6 +34,13 @@ export const FieldErrorSchema = z
     format: z.string().optional(),
     values: z.array(z.string()).optional(),
     keys: z.array(z.string()).optional().describe('unrecognized_keys: the first 10 of them'),
+    reason: z
+      .enum(FIELD_ERROR_REASONS)
+      .optional()
+      .describe(
+        'invalid / invalid_format of a rule the code alone does not name (a name breaks one of six), to translate: ' +
+          FIELD_ERROR_REASONS.map((r) => `${r} (${FIELD_ERROR_REASONS_DESCRIBED[r]})`).join('; '),
+      ),
   })
   .meta({ id: 'FieldError' });
 
@@ -65,6 +73,8 @@ type ZodIssueLike = {
   format?: string;
   values?: unknown[];
   expected?: string;
+  pattern?: string;
+  params?: unknown;
   errors?: ZodIssueLike[][];
 };
 
@@ -103,5 +113,7 @@ function fieldError(path: string, issue: ZodIssueLike): FieldError {
   if (code === 'invalid_format' && issue.format) error.format = issue.format;
   if (code === 'invalid_value' && Array.isArray(issue.values)) error.values = issue.values.map(String);
   if (code === 'unrecognized_keys' && issue.keys) Object.assign(error, unrecognized(issue.keys));
+  const reason = reasonOf(issue);
+  if (reason) error.reason = reason;
   return error;
 }

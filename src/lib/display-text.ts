@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { failsWith, reasonedPattern } from './field-reasons.js';
 
 /**
  * Text people type that other people read — names of people and organisations (in mails, lists,
@@ -16,7 +17,8 @@ import { z } from 'zod';
  */
 /** The format characters kept, as regex escapes (so the published pattern shows them): the zero-width (non-)joiner, LRM, RLM, ALM. */
 const KEPT_FORMAT = String.raw`\u200C\u200D\u200E\u200F\u061C`;
-const VISIBLE_ON_ONE_LINE = new RegExp(`^(?:[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Co}\\p{Cn}]|[${KEPT_FORMAT}])*$`, 'u');
+const VISIBLE_ON_ONE_LINE = reasonedPattern(new RegExp(`^(?:[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Co}\\p{Cn}]|[${KEPT_FORMAT}])*$`, 'u'), 'control_characters');
+const LETTER_OR_DIGIT = reasonedPattern(/[\p{L}\p{N}]/u, 'no_letter_or_digit');
 /** Letters that show as blank (Hangul fillers, the braille blank): a "name" of them looks empty. */
 const BLANK_LETTERS = /[\u115F\u1160\u3164\uFFA0\u2800]/u;
 /** A run of spaces (any width) pushes text to where it reads as a line of its own. */
@@ -35,9 +37,9 @@ export function displayText(maxLength: number) {
     .min(1)
     .max(maxLength)
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
-    .refine((text) => !BLANK_LETTERS.test(text), 'no characters that show as blank')
-    .refine((text) => !SPACE_RUN.test(text), 'no runs of spaces')
-    .refine((text) => !STACKED_MARKS.test(text.replace(KEPT_FORMAT_CHARS, '')), 'no more than four combining marks on one letter')
-    .regex(/[\p{L}\p{N}]/u, 'at least one letter or digit')
+    .refine((text) => !BLANK_LETTERS.test(text), failsWith('blank_characters', 'no characters that show as blank'))
+    .refine((text) => !SPACE_RUN.test(text), failsWith('space_run', 'no runs of spaces'))
+    .refine((text) => !STACKED_MARKS.test(text.replace(KEPT_FORMAT_CHARS, '')), failsWith('stacked_marks', 'no more than four combining marks on one letter'))
+    .regex(LETTER_OR_DIGIT, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

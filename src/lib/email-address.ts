@@ -1,4 +1,4 @@
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 
 /** A domain that IDNA has to look at: one with non-ASCII characters, or with a label in its ASCII form ("xn--…"). */
 const needsIdna = (domain: string): boolean => !/^[\x21-\x7e]*$/.test(domain) || /(?:^|\.)xn--/i.test(domain);
@@ -51,3 +51,18 @@ export function hasValidDomain(address: string): boolean {
  * ASCII form ("xn--p1ai" for .рф), which zod's letters-only rule refuses.
  */
 export const EMAIL_PATTERN = /^(?:[A-Za-z0-9_'+\-]+\.)*[A-Za-z0-9_'+\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9\-]{2,})$/;
+
+/**
+ * An address as its owner reads it in a mail: an internationalised domain in Unicode, as typed,
+ * with the stored ASCII form after it ("joerg@müller-handel.de (joerg@xn--mller-handel-dlb.de)"):
+ * the ASCII form alone was unrecognisable to a German reader (German frontend review, session 30),
+ * and the Unicode form alone can look like another domain (a Cyrillic "а" for a Latin "a"), which in
+ * a mail about a changed address would hide whose address it now is. Any other address as it is.
+ */
+export function readableAddress(address: string): string {
+  const domain = domainOf(address);
+  if (domain === null || !/(?:^|\.)xn--/i.test(domain)) return address;
+  const unicode = domainToUnicode(domain);
+  if (!unicode || unicode === domain) return address;
+  return `${address.slice(0, address.length - domain.length)}${unicode} (${address})`;
+}

@@ -5,7 +5,7 @@ import type { AppError } from '../../errors.js';
 import type { Language } from '../../lib/languages.js';
 import { accountErrors } from './accounts.errors.js';
 
-export type BlockedContact = { support: string; administrators: { name: string; email: string }[] };
+export type BlockedContact = { support: string; language: Language; administrators: { name: string; email: string }[] };
 
 type ContactConfig = Pick<AppContext['config'], 'supportContact' | 'supportContactIn' | 'defaultLanguage'>;
 
@@ -25,11 +25,12 @@ export async function blockedContact(
   user: { id: string; organizationId: string | null; language?: Language | null },
   onlySupport = false,
 ): Promise<BlockedContact> {
-  const language =
+  const own =
     user.language !== undefined ? user.language : (await db.user.findUnique({ where: { id: user.id }, select: { language: true } }))?.language;
-  const support = config.supportContactIn[language ?? config.defaultLanguage];
+  // Said with it: the page asking may be in another language (German frontend review, session 30).
+  const language = own ?? config.defaultLanguage;
   const administrators = (await administratorsToAsk(db, user, onlySupport)).map(({ name, email }) => ({ name, email }));
-  return { support, administrators };
+  return { support: config.supportContactIn[language], language, administrators };
 }
 
 /** BlockedContact's administrators, with their ids (a block notice records whom it names: mail/mentions.ts). */

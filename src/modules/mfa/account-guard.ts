@@ -159,16 +159,21 @@ export async function recordCodeFailure(tx: Tx, ctx: Pick<AppContext, 'clock' | 
   }
 
   // What the screen shows: the codes this challenge still takes, or fewer when the account's code
-  // lock comes first (a wrong code on a second login attempt may be the account's 10th).
+  // lock comes first (a wrong code on a second login attempt may be the account's 10th), and which
+  // of the two follows the last of them (German frontend review, session 30: "1 remaining" could
+  // mean "sign in again" or "locked for 15 minutes").
   const beforeLock = LOCKOUT_THRESHOLD - counted.failedMfaCount;
-  return codeFailureError(input.factor, failure, { attemptsRemaining: Math.min(attemptsRemaining, beforeLock) });
+  return codeFailureError(input.factor, failure, {
+    attemptsRemaining: Math.min(attemptsRemaining, beforeLock),
+    afterLastAttempt: beforeLock <= attemptsRemaining ? 'locked' : 'sign_in_again',
+  });
 }
 
 /** The client-facing error for a wrong code (also used outside login, without attempt counts). */
 export function codeFailureError(
   factor: 'totp' | 'recovery_code',
   failure: CodeFailure,
-  extras: { attemptsRemaining?: number } = {},
+  extras: { attemptsRemaining?: number; afterLastAttempt?: 'sign_in_again' | 'locked' } = {},
 ): AppError {
   if (factor === 'recovery_code') return mfaErrors.recovery_code_invalid(undefined, extras);
   switch (failure.reason) {

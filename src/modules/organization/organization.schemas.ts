@@ -3,6 +3,7 @@ import topLevelDomains from 'tlds' with { type: 'json' };
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
 import { displayText } from '../../lib/display-text.js';
+import { failsWith } from '../../lib/field-reasons.js';
 import { asciiDomain, EMAIL_PATTERN, hasValidDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
 import { RoleSchema } from '../sessions/sessions.schemas.js';
@@ -74,7 +75,7 @@ const emailSchema = z
   .trim()
   .overwrite(asciiDomain)
   .max(254)
-  .refine(hasValidDomain, 'Invalid email address: the domain is not a valid internationalised domain name')
+  .refine(hasValidDomain, failsWith('email_domain', 'Invalid email address: the domain is not a valid internationalised domain name'))
   .pipe(z.email({ pattern: EMAIL_PATTERN }))
   // The document shows the pipe's input side (a string); the address check is said here too.
   .meta({
@@ -104,7 +105,7 @@ const carriesAddress = (name: string): boolean => {
   return linkFinder.test(text) || linkFinder.test(loose) || /:\/\/|\bwww\.|@/i.test(text);
 };
 export const PersonNameSchema = displayText(200)
-  .refine((name) => !carriesAddress(name), 'no web or e-mail addresses')
+  .refine((name) => !carriesAddress(name), failsWith('contains_address', 'no web or e-mail addresses'))
   .describe('One line of visible text without web or e-mail addresses');
 
 export const InviteUserBody = z.strictObject({

@@ -111,7 +111,7 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   t.equal(old.body.linkState, 'replaced', 'session 13: "use the newest e-mail", not "already used"');
   t.match(old.body.detail, /newest e-mail/);
   // The invitee cannot ask for a new link themselves: the answer says whom to ask.
-  t.same(old.body.contact, { support: app.ctx.config.supportContact, administrators: [] }, 'whom to ask for a new invitation');
+  t.same(old.body.contact, { support: app.ctx.config.supportContact, language: 'en', administrators: [] }, 'whom to ask for a new invitation');
   t.match(old.body.detail, `ask ${app.ctx.config.supportContact}`);
   t.equal((await request({ url: '/v1/activation/inspect', body: { token: second } })).status, 200);
 
@@ -125,7 +125,7 @@ t.test('activation links: invalid, expired, replaced by a resent one', async (t)
   const expired = await request({ url: '/v1/activation/inspect', body: { token: second } });
   t.equal(expired.status, 410);
   t.equal(expired.body.code, 'link_expired');
-  t.same(expired.body.contact, { support: app.ctx.config.supportContact, administrators: [] });
+  t.same(expired.body.contact, { support: app.ctx.config.supportContact, language: 'en', administrators: [] });
   t.equal((await request({ url: '/v1/activation', body: { token: second, password: GOOD_PASSWORD } })).body.code, 'link_expired');
   t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: first.user.id } })).status, 'INVITED');
 });
@@ -162,7 +162,7 @@ t.test('a blocked invited account cannot be activated; the holder of the link le
   const res = await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } });
   t.equal(res.status, 403);
   t.equal(res.body.code, 'account_blocked');
-  t.same(res.body.contact, { support: 'Support <help@example.test>', administrators: [{ name: 'Olga Admin', email: 'olga@example.test' }] });
+  t.same(res.body.contact, { support: 'Support <help@example.test>', language: 'en', administrators: [{ name: 'Olga Admin', email: 'olga@example.test' }] });
 });
 
 t.test('an invited user blocked through the API learns from the activation link that the account is blocked', async (t) => {
@@ -264,7 +264,7 @@ t.test("an expired invitation names the organisation's administrators to ask for
   clock.advance(7 * 24 * 3600 + 1);
   const expired = await request({ url: '/v1/activation/inspect', body: { token: invited.token } });
   t.equal(expired.body.code, 'link_expired');
-  t.same(expired.body.contact, { support: app.ctx.config.supportContact, administrators: [{ name: 'Ada Admin', email: 'ada@reseller.test' }] });
+  t.same(expired.body.contact, { support: app.ctx.config.supportContact, language: 'en', administrators: [{ name: 'Ada Admin', email: 'ada@reseller.test' }] });
   t.match(expired.body.detail, /Ada Admin <ada@reseller\.test>/);
   const usedAgain = await request({ url: '/v1/activation/inspect', body: { token: used.token } });
   t.equal(usedAgain.body.code, 'link_used');

@@ -16,22 +16,22 @@ t.test('account_blocked and mfa_locked: contact.support in the user\'s language,
   const german = await w.member(w.orgA.id, { name: 'Dora Deutsch', email: 'dora@alpha.test', language: 'de', termsAccepted: true, preferencesSet: true });
   const english = await w.member(w.orgA.id, { name: 'Eve English', email: 'eve@alpha.test', language: 'en', termsAccepted: true, preferencesSet: true });
 
-  for (const [member, support] of [
-    [german, 'unser E-Business-Team'],
-    [english, 'the e-business team'],
+  for (const [member, support, language] of [
+    [german, 'unser E-Business-Team', 'de'],
+    [english, 'the e-business team', 'en'],
   ] as const) {
     await app.ctx.db.user.update({ where: { id: member.user.id }, data: { mfaLockedUntil: new Date(w.clock.now().getTime() + 600_000) } });
     const locked = await request({ method: 'POST', url: '/v1/auth/login', body: { email: member.user.email, password: member.password } });
     t.equal(locked.status, 423);
     t.equal(locked.body.code, 'mfa_locked');
-    t.same(locked.body.contact, { support, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
+    t.same(locked.body.contact, { support, language, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
     t.match(locked.body.detail, /Ask your organisation's administrator \(Alice Admin <[^>]+>\) or the e-business team to reset/);
 
     t.equal((await request({ method: 'POST', url: `/v1/organization/users/${member.user.id}/block`, token: w.adminA.token })).status, 200);
     const blocked = await request({ method: 'POST', url: '/v1/auth/login', body: { email: member.user.email, password: member.password } });
     t.equal(blocked.status, 403);
     t.equal(blocked.body.code, 'account_blocked');
-    t.same(blocked.body.contact, { support, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
+    t.same(blocked.body.contact, { support, language, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
     t.match(blocked.body.detail, /^This account is blocked\. Contact your organisation's administrator \(Alice Admin <[^>]+>\) or the e-business team\.$/);
   }
 
@@ -40,7 +40,7 @@ t.test('account_blocked and mfa_locked: contact.support in the user\'s language,
   t.equal((await request({ method: 'POST', url: `/v1/support/users/${other.user.id}/block`, token: w.support.token })).status, 200);
   const bySupport = await request({ method: 'POST', url: '/v1/auth/login', body: { email: other.user.email, password: other.password } });
   t.equal(bySupport.body.code, 'account_blocked');
-  t.same(bySupport.body.contact, { support: 'unser E-Business-Team', administrators: [] });
+  t.same(bySupport.body.contact, { support: 'unser E-Business-Team', language: 'de', administrators: [] });
   t.equal(bySupport.body.detail, 'This account is blocked. Contact the e-business team.');
 });
 
@@ -58,11 +58,11 @@ t.test('an expired invitation: a full sentence in English, whom to ask in the in
     tokens.push(tokenFromLink(mail!.textBody, '/activate'));
   }
   w.clock.advance(8 * 24 * 3600);
-  for (const [i, { support }] of invitees.entries()) {
+  for (const [i, { support, language }] of invitees.entries()) {
     const res = await request({ method: 'POST', url: '/v1/activation/inspect', body: { token: tokens[i] } });
     t.equal(res.status, 410);
     t.equal(res.body.code, 'link_expired');
     t.match(res.body.detail, /^The link has expired\. For a new invitation, ask your organisation's administrator \(Alice Admin <[^>]+>\) or the e-business team\.$/);
-    t.same(res.body.contact, { support, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
+    t.same(res.body.contact, { support, language, administrators: [{ name: 'Alice Admin', email: w.adminA.user.email }] });
   }
 });

@@ -109,6 +109,7 @@ t.test('blocked: told only after the correct password, with whom to contact', as
   t.equal(res.body.code, 'account_blocked');
   t.same(res.body.contact, {
     support: 'the e-business team (ebusiness@example.test)',
+    language: 'en',
     administrators: [
       { name: 'Ada Admin', email: 'ada@example.test' },
       { name: 'Bea Admin', email: 'bea@example.test' },

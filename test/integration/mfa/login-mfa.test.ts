@@ -404,7 +404,7 @@ t.test('per-account lock after 10 consecutive wrong codes, with Retry-After; suc
   t.equal(last!.headers['retry-after'], '900');
   t.equal(last!.body.retryAfter, 900);
   // Whom to ask when the authenticator is lost (help page): the organisation's active administrators and support.
-  t.same(last!.body.contact, { support: app.ctx.config.supportContact, administrators: [{ name: 'Ada Admin', email: admin.user.email }] });
+  t.same(last!.body.contact, { support: app.ctx.config.supportContact, language: 'en', administrators: [{ name: 'Ada Admin', email: admin.user.email }] });
   t.match(last!.body.detail, /Ask your organisation's administrator \(Ada Admin/);
 
   clock.advance(60);

@@ -1,4 +1,5 @@
 import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
+import { readableAddress } from '../../../lib/email-address.js';
 
 /**
  * German texts (formal "Sie"), template by template as in en.ts. Terms: "2-Schritt-Anmeldung"
@@ -54,7 +55,7 @@ export const de: MailCatalogue = {
         d.organizationName
           ? `für Sie wurde im ${env.shopName} ein Benutzerkonto für Ihre Organisation ${d.organizationName} angelegt.`
           : `für Sie wurde im ${env.shopName} ein Benutzerkonto angelegt.`,
-        `Ihr Benutzername im ${env.shopName}: ${d.username}`,
+        `Ihr Benutzername im ${env.shopName}: ${readableAddress(d.username)}`,
         `Über den Link unten legen Sie Ihr eigenes Passwort fest. Anschließend ${setUpMfa}.`,
       ],
       action: { label: 'Konto aktivieren', url: d.link },
@@ -159,7 +160,7 @@ export const de: MailCatalogue = {
     subject: `${env.shopName}: Ihre neue E-Mail-Adresse bestätigen`,
     greeting: greeting(d.name),
     intro: [
-      `Sie möchten für Ihr Konto im ${env.shopName} künftig diese Adresse verwenden: ${d.newEmail}. Bestätigen Sie sie über den Link unten; bis dahin melden Sie sich weiterhin mit Ihrer bisherigen Adresse an.`,
+      `Sie möchten für Ihr Konto im ${env.shopName} künftig diese Adresse verwenden: ${readableAddress(d.newEmail)}. Bestätigen Sie sie über den Link unten; bis dahin melden Sie sich weiterhin mit Ihrer bisherigen Adresse an.`,
     ],
     action: { label: 'Neue Adresse bestätigen', url: d.link },
     outro: [
@@ -173,7 +174,7 @@ export const de: MailCatalogue = {
     subject: `${env.shopName}: Ihre E-Mail-Adresse wurde geändert`,
     greeting: greeting(d.name),
     intro: [
-      `die E-Mail-Adresse Ihres Kontos wurde soeben in ${d.newEmail} geändert. Ab sofort melden Sie sich mit der neuen Adresse an; auch unsere E-Mails gehen künftig dorthin.`,
+      `die E-Mail-Adresse Ihres Kontos wurde soeben in ${readableAddress(d.newEmail)} geändert. Ab sofort melden Sie sich mit der neuen Adresse an; auch unsere E-Mails gehen künftig dorthin.`,
       'Falls Sie das nicht waren, hat möglicherweise jemand anderes Ihr Konto übernommen: Machen Sie die Änderung über den Link unten rückgängig. Ihre Adresse wird wiederhergestellt, alle Sitzungen Ihres Kontos werden beendet, und wir senden Ihnen einen Link, mit dem Sie ein neues Passwort festlegen.',
     ],
     action: { label: 'Änderung rückgängig machen', url: d.link },
@@ -185,7 +186,7 @@ export const de: MailCatalogue = {
     subject: `${env.shopName}: Ihre E-Mail-Adresse wurde wiederhergestellt`,
     greeting: greeting(d.name),
     intro: [
-      `der Wechsel Ihres Kontos zu ${d.movedTo} wurde rückgängig gemacht: Sie melden sich wieder mit dieser Adresse an, und alle Sitzungen Ihres Kontos wurden beendet.`,
+      `der Wechsel Ihres Kontos zu ${readableAddress(d.movedTo)} wurde rückgängig gemacht: Sie melden sich wieder mit der Adresse an, an die diese E-Mail geht, und alle Sitzungen Ihres Kontos wurden beendet.`,
       'Wer die Adresse geändert hat, kannte Ihr Passwort; es gilt daher nicht mehr, und auch Ihre Wiederherstellungscodes wurden gelöscht: Legen Sie jetzt über den Link unten ein neues Passwort fest und erstellen Sie nach der Anmeldung neue Wiederherstellungscodes.',
     ],
     action: { label: 'Neues Passwort festlegen', url: d.link },
@@ -203,7 +204,7 @@ export const de: MailCatalogue = {
 
   email_change_reverted: (d, env) =>
     notice(env, d.name, 'Ihr Konto verwendet diese Adresse nicht mehr', [
-      `die E-Mail-Adresse Ihres Kontos im ${env.shopName} wurde wieder auf ${d.restoredEmail} zurückgesetzt, mit dem Link, den wir beim Wechsel zu dieser Adresse dorthin gesendet haben. Sie melden sich nicht mehr mit dieser Adresse an, und alle Sitzungen des Kontos wurden beendet.`,
+      `die E-Mail-Adresse Ihres Kontos im ${env.shopName} wurde wieder auf ${readableAddress(d.restoredEmail)} zurückgesetzt, über den Link, den wir beim Wechsel von jener Adresse dorthin gesendet hatten. Mit der Adresse, an die diese E-Mail geht, melden Sie sich nicht mehr an, und alle Sitzungen des Kontos wurden beendet.`,
       unexpected(env),
     ]),
 

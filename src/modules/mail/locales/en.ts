@@ -1,4 +1,5 @@
 import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
+import { readableAddress } from '../../../lib/email-address.js';
 
 /** English texts. Another language is a file like this one, added to MAIL_LOCALES. */
 
@@ -45,7 +46,7 @@ export const en: MailCatalogue = {
         d.organizationName
           ? `an account for the ${env.shopName} has been created for you at ${d.organizationName}.`
           : `an account for the ${env.shopName} has been created for you.`,
-        `Your ${env.shopName} username: ${d.username}`,
+        `Your ${env.shopName} username: ${readableAddress(d.username)}`,
         `Use the link below to choose your own password. After that you ${setUpMfa}.`,
       ],
       action: { label: 'Activate your account', url: d.link },
@@ -144,7 +145,7 @@ export const en: MailCatalogue = {
     subject: `${env.shopName}: confirm your new e-mail address`,
     greeting: `Hello ${d.name},`,
     intro: [
-      `you asked to use this address, ${d.newEmail}, for your ${env.shopName} account from now on. Confirm it with the link below; until then you sign in with your current address.`,
+      `you asked to use this address, ${readableAddress(d.newEmail)}, for your ${env.shopName} account from now on. Confirm it with the link below; until then you sign in with your current address.`,
     ],
     action: { label: 'Confirm the new address', url: d.link },
     outro: [
@@ -158,7 +159,7 @@ export const en: MailCatalogue = {
     subject: `${env.shopName}: your e-mail address was changed`,
     greeting: `Hello ${d.name},`,
     intro: [
-      `the e-mail address of your account was just changed to ${d.newEmail}. From now on you sign in with the new address, and our mails go there.`,
+      `the e-mail address of your account was just changed to ${readableAddress(d.newEmail)}. From now on you sign in with the new address, and our mails go there.`,
       'If this was not you, someone else may have taken over your account: undo the change with the link below. Your address comes back, every session of your account ends, and we send you a link to choose a new password.',
     ],
     action: { label: 'Undo the change', url: d.link },
@@ -170,7 +171,7 @@ export const en: MailCatalogue = {
     subject: `${env.shopName}: your e-mail address is back`,
     greeting: `Hello ${d.name},`,
     intro: [
-      `the move of your account to ${d.movedTo} was undone: you sign in with this address again, and every session of your account was ended.`,
+      `the move of your account to ${readableAddress(d.movedTo)} was undone: you sign in again with the address this mail was sent to, and every session of your account was ended.`,
       'Whoever moved it knew your password, so it no longer works, and your recovery codes were deleted as well: choose a new password now with the link below, and create new recovery codes once you are signed in.',
     ],
     action: { label: 'Choose a new password', url: d.link },
@@ -188,7 +189,7 @@ export const en: MailCatalogue = {
 
   email_change_reverted: (d, env) =>
     notice(env, d.name, 'your account no longer uses this address', [
-      `the e-mail address of your ${env.shopName} account was changed back to ${d.restoredEmail}, with the link we sent there when the account moved to this address. You no longer sign in with this address, and every session of the account was ended.`,
+      `the e-mail address of your ${env.shopName} account was changed back to ${readableAddress(d.restoredEmail)}, with the link we sent there when the account moved away from it. You no longer sign in with the address this mail was sent to, and every session of the account was ended.`,
       unexpected(env),
     ]),
 

@@ -1,0 +1,15 @@
+import t from 'tap';
+import { readableAddress } from '../../src/lib/email-address.js';
+
+/** How mails show an address (German frontend review, session 30: an internationalised domain read as xn--). */
+t.test('an internationalised domain in Unicode, with the stored ASCII form beside it; anything else as it is', async (t) => {
+  t.equal(readableAddress('joerg@xn--mller-handel-dlb.de'), 'joerg@müller-handel.de (joerg@xn--mller-handel-dlb.de)');
+  t.equal(readableAddress('a@sub.xn--mller-kva.de'), 'a@sub.müller.de (a@sub.xn--mller-kva.de)', 'any label');
+  t.equal(readableAddress('a@XN--MLLER-KVA.DE'), 'a@müller.de (a@XN--MLLER-KVA.DE)', 'any letter case');
+  // A look-alike: Cyrillic "а" in "pаypal.de" shows in Unicode like the Latin one; the ASCII form tells them apart.
+  t.equal(readableAddress('a@xn--pypal-4ve.de'), 'a@pаypal.de (a@xn--pypal-4ve.de)');
+  t.equal(readableAddress('dora@example.de'), 'dora@example.de');
+  t.equal(readableAddress('dora@axn--b.de'), 'dora@axn--b.de', 'xn-- inside a label is no ASCII form');
+  t.equal(readableAddress('dora@xn--abc.de'), 'dora@xn--abc.de', 'no valid punycode: as it is');
+  t.equal(readableAddress('no-at-sign'), 'no-at-sign');
+});
