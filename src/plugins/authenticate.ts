@@ -10,6 +10,7 @@ import { sessionErrors } from '../modules/sessions/sessions.errors.js';
 import { findLiveSession } from '../modules/sessions/session-lookup.js';
 import type { RouteAccess } from './route-access.js';
 import { BASIC_CHALLENGE, BEARER_CHALLENGE } from '../http/auth-challenge.js';
+import { logWho } from '../logger.js';
 
 /**
  * Turns credentials into `request.actor` / `request.serviceClient` for every route, by its declared
@@ -160,10 +161,10 @@ export const authenticate = fp(
 
       if (access === 'service_client') {
         // Already authenticated by the rate limiter's hook (plugins/rate-limit.ts), when it runs.
-        if (request.serviceClient) return done();
-        const client = authenticateServiceClient(app.ctx, request.headers.authorization);
+        const client = request.serviceClient ?? authenticateServiceClient(app.ctx, request.headers.authorization);
         if (!client) return done(invalidClient());
         request.serviceClient = client;
+        logWho(request.log, { clientId: client.id });
         return done();
       }
 
@@ -175,6 +176,7 @@ export const authenticate = fp(
       }
       authenticateBearer(app.ctx, token).then((actor) => {
         request.actor = actor;
+        logWho(request.log, { userId: actor.userId, sessionId: actor.sessionId, organizationId: actor.organizationId });
         if (!rolesGrant(actor.roles, access.permission)) return done(commonErrors.forbidden());
         if (!actor.mfaEnrolled && !MFA_EXEMPT_PERMISSIONS.includes(access.permission)) {
           return done(sessionErrors.mfa_enrollment_required('Set up two-step login (TOTP) before using this function.'));

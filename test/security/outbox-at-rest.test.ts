@@ -329,3 +329,26 @@ t.test('a mail sent while the rotation waits for its row keeps no body: skipped,
   const [row] = (await rawOutbox(app)).filter((r) => r.id === queued.id);
   t.match(row, NO_BODY, 'the sent row holds no body');
 });
+
+t.test('an SMTP reply naming the recipient (550 <address>: Recipient address rejected) leaves no address in the log or last_error (DPO review, session 30)', async (t) => {
+  const sink = await startSmtpSink(t);
+  const w = await adminWorld(t, { SMTP_URL: sink.url });
+  const { app, logs, clock } = w;
+  sink.refuseRecipient('erika.reject@alpha.test', { code: 550, text: '5.1.1 <erika.reject@alpha.test>: Recipient address rejected: User unknown' });
+  sink.refuseRecipient('otto.later@alpha.test', { code: 451, text: '4.7.1 <otto.later@alpha.test>: greylisted, cc Otto.Later@Alpha.test' });
+  for (const email of ['erika.reject@alpha.test', 'otto.later@alpha.test']) {
+    t.equal((await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email, name: 'Erika Otto' } })).status, 201);
+  }
+  t.match(await deliverDueMail(app.ctx, app.ctx.mailTransport, 10, app.log), { claimed: 2, sent: 0, failed: 2 });
+  clock.advance(3600);
+  t.match(await deliverDueMail(app.ctx, app.ctx.mailTransport, 10, app.log), { claimed: 1, failed: 1 }, 'the temporary refusal again');
+  const rows = await app.ctx.db.mailOutbox.findMany({ where: { toAddress: { in: ['erika.reject@alpha.test', 'otto.later@alpha.test'] } } });
+  t.equal(rows.length, 2);
+  for (const row of rows) {
+    t.match(row.lastError, /^EENVELOPE (?:550 .*5\.1\.1 \[address\]: Recipient address rejected: User unknown|451 .*4\.7\.1 \[address\]: greylisted, cc \[address\])$/, 'the reply is kept, the address is not');
+    t.notMatch(row.lastError ?? '', /@/);
+  }
+  const failures = logs.filter((l) => l.includes('mail delivery failed'));
+  t.equal(failures.length, 3, 'one line per failed attempt');
+  t.notOk(failures.some((l) => /erika|otto/i.test(l)), 'no address in the log');
+});

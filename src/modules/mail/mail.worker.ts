@@ -111,6 +111,9 @@ const TOKEN_PIECE = 8;
  * `token=` written `token=3D` and soft line breaks (`=` + CRLF, often turned into spaces) cutting a
  * token anywhere. So beyond any `token=` value, every run of token characters that shares
  * TOKEN_PIECE or more characters in a row with one of the mail's own link tokens is taken out.
+ * E-mail addresses are taken out too: servers name the recipient they refuse ("550 5.1.1
+ * <erika@example.com>: Recipient address rejected"), and the log holds no addresses (DPO review,
+ * session 30); the outbox row the mailId names has the recipient.
  */
 function describe(err: unknown, linkTokens: readonly string[] = []): string {
   const e = err as { code?: unknown; responseCode?: unknown; message?: unknown };
@@ -123,6 +126,7 @@ function describe(err: unknown, linkTokens: readonly string[] = []): string {
   return parts
     .join(' ')
     .replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]')
+    .replace(/<?[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+>?/g, '[address]')
     .replace(/[A-Za-z0-9_-]{8,}/g, (run) => (quotesToken(run) ? '[redacted]' : run))
     .slice(0, ERROR_TEXT_MAX);
 }

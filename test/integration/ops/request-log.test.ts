@@ -1,6 +1,8 @@
 import t from 'tap';
 import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
+import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
+import { sha256Hex } from '../../../src/lib/tokens.js';
 
 /** Each log line of a request carries its id (the X-Request-Id answered), once; other lines none. */
 t.test('request log lines carry the request id', async (t) => {
@@ -41,4 +43,36 @@ t.test("a rejected request's log line names its problem code (only a TOTP code i
   app.log.info({ body: { code: '123456' }, err: { code: '57P01' } }, 'shapes');
   const shapes = JSON.parse(logs.at(-1)!) as { body: { code: string }; err: { code: string } };
   t.same([shapes.body.code, shapes.err.code], ['[REDACTED]', '57P01'], "a body's code is redacted, an error's is not");
+});
+
+t.test('the lines of a signed-in request name the user, session and organisation; a service client\'s its client id; reads too (DPO review, session 30)', async (t) => {
+  const secret = 'cso-secret-0123456789abcdef';
+  const { app, logs } = await buildTestApp(t, { SERVICE_CLIENTS: `cso:${sha256Hex(secret)}` });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const tokens = await signIn(app, user);
+  const sessionId = (JSON.parse(Buffer.from(tokens.accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }).sid;
+  const linesOf = (id: string) => logs.filter((l) => l.includes(id)).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  const me = await request({ url: '/v1/me', token: tokens.accessToken });
+  t.equal(me.status, 200);
+  const [, completed] = linesOf(String(me.headers['x-request-id']));
+  t.match(completed, { msg: 'request completed', userId: user.id, sessionId, organizationId: org.id });
+
+  const introspected = await request({
+    url: '/v1/tokens/introspect',
+    headers: { authorization: `Basic ${Buffer.from(`cso:${secret}`).toString('base64')}` },
+    body: { token: tokens.accessToken },
+  });
+  t.equal(introspected.body.active, true);
+  const lines = linesOf(String(introspected.headers['x-request-id']));
+  t.match(lines.at(-1), { msg: 'request completed', clientId: 'cso' });
+  t.notOk('userId' in lines.at(-1)!, 'the client, not the user whose token it checked');
+
+  // Not before authentication ("incoming request"), nor for anyone unauthenticated.
+  const [incoming] = linesOf(String(me.headers['x-request-id']));
+  t.notOk('userId' in incoming!, 'incoming request: not yet known');
+  const anonymous = await request({ url: '/v1/me' });
+  t.notOk(linesOf(String(anonymous.headers['x-request-id'])).some((l) => 'userId' in l || 'clientId' in l));
 });
