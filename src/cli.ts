@@ -87,7 +87,7 @@ const commands: Record<string, Command> = {
     },
   },
   'rotate-signing-key': {
-    summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired (--immediate, for a leaked key: signs at once and deletes every older key)',
+    summary: 'add a new JWT signing key; old public keys stay in the JWKS until their tokens expired (--immediate, for a leaked key: signs as soon as each instance notices, within 5 s, and deletes every older key)',
     usage: 'rotate-signing-key [--immediate] [--reason <text>]',
     async run(args) {
       const origin = operatorChange(args, ['immediate']);
@@ -97,8 +97,8 @@ const commands: Record<string, Command> = {
       const runtime = await openRuntime(cfg, log, { migrate: false });
       try {
         const deps = { db: runtime.database.db, keyring: runtime.keyring, clock: systemClock, config: cfg };
-        // --immediate (a leaked key): the new key signs at once and every older key is deleted, so
-        // nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
+        // --immediate (a leaked key): the new key signs once each instance noticed it (its 5-s key
+        // check) and every older key is deleted, so nothing signed with them verifies any more; default: published first, signs after PREPUBLISH_SECONDS (150 s).
         const result = await rotateSigningKey(deps, { immediate, meta: origin.meta });
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return 0;

@@ -24,7 +24,13 @@ function send(reply: FastifyReply, request: FastifyRequest, error: AppError) {
     .send(problemDocument(error, request.id));
 }
 
-export function toAppError(err: FastifyError | Error): AppError {
+/** What a 415 tells to send: JSON, and where the route also parses a form (introspection, RFC 7662) that too. */
+const mediaTypes = (request?: FastifyRequest) =>
+  request?.server.hasContentTypeParser('application/x-www-form-urlencoded')
+    ? 'Send JSON (Content-Type: application/json) or a form (Content-Type: application/x-www-form-urlencoded).'
+    : 'Send JSON with Content-Type: application/json.';
+
+export function toAppError(err: FastifyError | Error, request?: FastifyRequest): AppError {
   if (err instanceof AppError) return err;
   const fe = err as FastifyError & { validationContext?: string };
   if (hasZodFastifySchemaValidationErrors(fe) || fe.validation) {
@@ -46,7 +52,7 @@ export function toAppError(err: FastifyError | Error): AppError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return commonErrors.payload_too_large('The request body exceeds 16 KiB.');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return commonErrors.unsupported_media_type('Send JSON with Content-Type: application/json.');
+      return commonErrors.unsupported_media_type(mediaTypes(request));
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return commonErrors.malformed_json();
   }
@@ -83,7 +89,7 @@ const REFUSALS = new Set([403, 404]);
 export const errorHandler = fp(
   async (app) => {
     app.setErrorHandler((err: FastifyError, request, reply) => {
-      const appError = toAppError(err);
+      const appError = toAppError(err, request);
       if (appError.status === 503) {
         // An outage, an overload or a shutdown, not a bug: a warning with the cause, no stack (a
         // database outage answers every request so; /readyz and the metrics are the alarm).

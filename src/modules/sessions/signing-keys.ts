@@ -22,7 +22,7 @@ import { recordAudit, type RequestMeta } from '../audit/audit.service.js';
  *   to now + PREPUBLISH_SECONDS), so verifiers that cache the JWKS (max-age JWKS_MAX_AGE_SECONDS),
  *   even a copy served by an instance that had not reloaded yet, already know the new key when the
  *   first token signed with it arrives. `--immediate` is for a
- *   leaked key: the new key signs at once and every older key is deleted, so tokens signed with
+ *   leaked key: the new key signs from each instance's next change check on and every older key is deleted, so tokens signed with
  *   them (forged ones included) stop verifying as soon as each instance reloads (its next change
  *   check: within KEY_CHANGE_CHECK_INTERVAL_MS) and leave the JWKS; sessions go on through their
  *   refresh tokens.
@@ -230,7 +230,8 @@ function signersNow(rows: SigningKey[], deps: SigningKeyDeps, now: Date): { sign
 /**
  * Adds a new signing key; the current key keeps signing for PREPUBLISH_SECONDS and then retires.
  * Retired keys stay published until every token they signed has expired; keys past that point are
- * deleted. With `immediate` (a leaked key) the new key signs at once and every older key is deleted
+ * deleted. With `immediate` (a leaked key) the new key signs from now on (each instance from its next
+ * change check) and every older key is deleted
  * now: a key that may be in an attacker's hands must not verify anything any more, whatever the
  * tokens it signed would have lived. Other instances pick the change up at their next change check
  * (KEY_CHANGE_CHECK_INTERVAL_MS; at the latest their next reload), or at once when they meet the new kid.

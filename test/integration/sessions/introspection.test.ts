@@ -227,3 +227,19 @@ t.test('an unknown client id is refused whatever the secret, the dummy compared 
     }
   }
 });
+
+t.test('a 415 on introspection names both bodies it takes; other routes name JSON (integrator review, session 30)', async (t) => {
+  const { app } = await buildTestApp(t, env);
+  const introspect = await app.inject({
+    method: 'POST',
+    url: '/v1/tokens/introspect',
+    headers: { authorization: basic('cso', CSO_SECRET), 'content-type': 'text/plain' },
+    payload: 'token=abc',
+  });
+  t.equal(introspect.statusCode, 415);
+  t.equal(introspect.json().code, 'unsupported_media_type');
+  t.equal(introspect.json().detail, 'Send JSON (Content-Type: application/json) or a form (Content-Type: application/x-www-form-urlencoded).');
+  const login = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: { 'content-type': 'text/plain' }, payload: 'x' });
+  t.equal(login.statusCode, 415);
+  t.equal(login.json().detail, 'Send JSON with Content-Type: application/json.');
+});
