@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue } from '../errors.js';
+import { openApiWebhooks } from '../modules/events/webhook-delivery.js';
 
 export const API_VERSION = '1.0.0';
 
@@ -32,7 +33,7 @@ const withResponseHeaders = (input: TransformInput) => {
   return transformed;
 };
 
-type OpenApiDoc = { paths?: unknown; components?: { schemas?: Record<string, unknown> } };
+type OpenApiDoc = { paths?: unknown; webhooks?: unknown; components?: { schemas?: Record<string, unknown> } };
 
 /**
  * Drops the component schemas no operation reaches: jsonSchemaTransformObject adds an `…Input`
@@ -54,6 +55,7 @@ function withoutUnusedSchemas(doc: OpenApiDoc): OpenApiDoc {
     }
   };
   visit(doc.paths);
+  visit(doc.webhooks);
   return { ...doc, components: { ...doc.components, schemas: Object.fromEntries(Object.entries(schemas).filter(([name]) => reached.has(name))) } };
 }
 
@@ -96,7 +98,8 @@ export const openapi = fp(
       },
       transform: withResponseHeaders,
       transformObject: ((documentObject) => {
-        const doc = withRequiredHeaders(withoutUnusedSchemas(jsonSchemaTransformObject(documentObject) as OpenApiDoc));
+        const transformed = jsonSchemaTransformObject(documentObject) as OpenApiDoc;
+        const doc = withRequiredHeaders(withoutUnusedSchemas({ ...transformed, webhooks: openApiWebhooks }));
         const codes = [...errorCatalogue().entries()]
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([code, def]) => ({ code, status: def.status, title: def.title }));

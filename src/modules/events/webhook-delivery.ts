@@ -7,7 +7,8 @@ import { addSeconds } from '../../lib/clock.js';
 import { startPeriodicTask, type PeriodicTask } from '../../lib/periodic-task.js';
 import { backoffSeconds } from '../../lib/retry.js';
 import type { MailLog } from '../mail/mail.worker.js';
-import { countFeedEvents, currentFeedEnd, readFeedEvents, type FeedEvent } from './event-feed.js';
+import { z } from 'zod';
+import { FEED_EVENT_TYPES, FeedEventSchema, countFeedEvents, currentFeedEnd, readFeedEvents, type FeedEvent } from './event-feed.js';
 
 /**
  * Pushes the event feed (event-feed.ts) to the webhooks in EVENT_WEBHOOKS, so CSO 3.0 and others
@@ -44,9 +45,54 @@ export function webhookRetryDelaySeconds(attempts: number): number {
   return backoffSeconds(attempts, WEBHOOK_RETRY_BASE_SECONDS, WEBHOOK_RETRY_MAX_SECONDS);
 }
 
+/** The body of a webhook's POST: the OpenAPI document's `webhooks.feedEvent` (openApiWebhooks). */
+export const WebhookPayloadSchema = z
+  .object({
+    type: z.enum(FEED_EVENT_TYPES).describe('The event type (as data.type)'),
+    timestamp: z.iso.datetime().describe('When it happened (as data.occurredAt)'),
+    data: FeedEventSchema,
+  })
+  .meta({ id: 'FeedWebhookPayload' });
+
+type WebhookPayload = z.infer<typeof WebhookPayloadSchema>;
+
+const signatureHeader = (name: string, description: string) => ({ name, in: 'header', required: true, schema: { type: 'string' }, description });
+
+/**
+ * The webhooks in the OpenAPI document (3.1 `webhooks`): what a receiver gets and answers, so an
+ * integrator generates the receiver's types from the same document as the client's (integrator
+ * review, session 30: the payload was described in prose only).
+ */
+export const openApiWebhooks = {
+  feedEvent: {
+    post: {
+      operationId: 'receiveFeedEvent',
+      tags: ['tokens'],
+      summary: 'One event of the feed, pushed to each EVENT_WEBHOOKS receiver (Standard Webhooks)',
+      description:
+        'One POST per event, in feed order; the next only after the receiver accepted this one. Verify the signature with any ' +
+        'Standard Webhooks library and the secret from EVENT_WEBHOOK_SECRETS, refuse a webhook-timestamp more than 5 minutes ' +
+        'away, and drop a webhook-id already seen (at least once: the same event may come again).',
+      parameters: [
+        signatureHeader('webhook-id', 'The event id (data.id): the same on every retry'),
+        signatureHeader('webhook-timestamp', 'Seconds since the epoch, when this attempt was sent'),
+        signatureHeader('webhook-signature', '`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per configured secret, space-separated'),
+      ],
+      requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/FeedWebhookPayload' } } } },
+      responses: {
+        '2XX': { description: `Accepted (within ${WEBHOOK_TIMEOUT_MS / 1000} s): the next event follows` },
+        default: {
+          description: `Anything else, a redirect, or no answer within ${WEBHOOK_TIMEOUT_MS / 1000} s: the same event again after 5 s, 10 s, … up to ${WEBHOOK_RETRY_MAX_SECONDS / 60} min apart, until accepted`,
+        },
+      },
+    },
+  },
+};
+
 /** The signed request for one event (exported for the tests' receiver). */
 export function signedRequest(webhook: EventWebhookConfig, event: FeedEvent, at: Date): { headers: Record<string, string>; body: string } {
-  const body = JSON.stringify({ type: event.type, timestamp: event.occurredAt, data: event });
+  const payload: WebhookPayload = { type: event.type, timestamp: event.occurredAt, data: event };
+  const body = JSON.stringify(payload);
   const signatures = webhook.secrets.map((secret) => new Webhook(secret).sign(event.id, at, body));
   return {
     body,

@@ -1,6 +1,8 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { Webhook } from 'standardwebhooks';
 import t, { type Test } from 'tap';
 import { ConfigError, loadConfig } from '../../../src/config.js';
@@ -582,4 +584,29 @@ t.test('docs/operations.md (upgrade across 20261201030000): the documented set-b
     received.filter((r) => r.event.data.id === firstId).length >= 2,
     'the events after the noted cursor come again (docs/operations.md: "The events in between come again")',
   );
+});
+
+t.test("the OpenAPI document's webhooks.feedEvent describes what a receiver gets: the headers sent and a body its schema accepts (integrator review, session 30)", async (t) => {
+  const { url, received } = await receiver(t);
+  const w = await world(t, url);
+  t.same(await w.deliver(), { delivered: 0, failed: false }, 'the webhook starts at the feed end');
+  const leaver = await w.member(w.orgA.id, { name: 'Lena Leaver' });
+  t.equal((await w.request({ method: 'POST', url: `/v1/organization/users/${leaver.user.id}/block`, token: w.adminA.token })).status, 200);
+  const [got] = await deliverUntil(w, received, 1);
+
+  const doc = (await w.app.inject({ url: '/openapi.json' })).json() as {
+    webhooks: { feedEvent: { post: { parameters: { name: string; in: string; required: boolean }[]; requestBody: { content: Record<string, { schema: { $ref: string } }> } } } };
+  };
+  const operation = doc.webhooks.feedEvent.post;
+  for (const header of operation.parameters) {
+    t.equal(header.in, 'header');
+    t.ok(got!.headers[header.name] !== undefined, `${header.name} is sent`);
+  }
+  t.same(operation.parameters.map((p) => p.name).sort(), ['webhook-id', 'webhook-signature', 'webhook-timestamp']);
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+  ajv.addSchema({ ...doc, $id: 'openapi' });
+  const validate = ajv.compile({ $ref: `openapi${operation.requestBody.content['application/json']!.schema.$ref}` });
+  t.ok(validate(JSON.parse(got!.body)), JSON.stringify(validate.errors));
+  t.notOk(validate({ ...JSON.parse(got!.body), data: undefined }), 'and it says what must be there');
 });
