@@ -84,6 +84,9 @@ export const IntrospectionResponseSchema = z
       roles: z.array(RoleSchema).describe('Current roles of the user (may be newer than the token)'),
       amr: z.array(z.string()),
       terms: z.string().nullable().describe('Terms version the user accepted, null for none (current, like roles: may be newer than the token)'),
+      terms_current: z
+        .boolean()
+        .describe("Whether that is the service's current TERMS_VERSION: false → the user has yet to accept the current terms (requiredActions accept_terms)"),
     }),
   ])
   .meta({ id: 'IntrospectionResponse' });

@@ -402,5 +402,8 @@ export async function introspect(ctx: AppContext, token: string, client: { audie
     roles: session.roles,
     amr: session.amr,
     terms: session.termsVersion,
+    // A resource server need not know TERMS_VERSION to hold back a user who has not accepted the
+    // current terms (integrator review, session 30).
+    terms_current: session.termsVersion === ctx.config.termsVersion,
   };
 }

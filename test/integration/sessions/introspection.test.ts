@@ -87,6 +87,7 @@ t.test('introspection: active only for a valid token of a live session; exactly 
     roles: ['USER', 'CUSTOMER_ADMIN'],
     amr: ['pwd', 'otp'],
     terms: null,
+    terms_current: false,
   });
   t.notOk('client_id' in active.body, 'no client_id: in RFC 7662 it names the client a token was issued to, not the caller');
   t.equal((await introspect(tokens.accessToken, 'form')).body.active, true, 'RFC 7662 form encoding works too');
@@ -242,4 +243,21 @@ t.test('a 415 on introspection names both bodies it takes; other routes name JSO
   const login = await app.inject({ method: 'POST', url: '/v1/auth/login', headers: { 'content-type': 'text/plain' }, payload: 'x' });
   t.equal(login.statusCode, 415);
   t.equal(login.json().detail, 'Send JSON with Content-Type: application/json.');
+});
+
+t.test('terms_current says whether the accepted terms are the current version, as it is now (integrator review, session 30)', async (t) => {
+  const { app } = await buildTestApp(t, env);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user: behind } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: 'v0-old' });
+  const { user: current } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id, termsAccepted: true });
+  const { user: none } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const introspect = async (token: string) => (await request({ url: '/v1/tokens/introspect', body: { token }, headers: { authorization: basic('cso', CSO_SECRET) } })).body;
+  const tokens = { behind: (await signIn(app, behind)).accessToken, current: (await signIn(app, current)).accessToken, none: (await signIn(app, none)).accessToken };
+  t.match(await introspect(tokens.behind), { active: true, terms: 'v0-old', terms_current: false });
+  t.match(await introspect(tokens.current), { active: true, terms: app.ctx.config.termsVersion, terms_current: true });
+  t.match(await introspect(tokens.none), { active: true, terms: null, terms_current: false });
+  // Accepting the current version shows at once, with the token already issued.
+  await app.ctx.db.user.update({ where: { id: behind.id }, data: { termsVersion: app.ctx.config.termsVersion, termsAcceptedAt: app.ctx.clock.now() } });
+  t.match(await introspect(tokens.behind), { terms_current: true });
 });
