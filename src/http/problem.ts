@@ -44,7 +44,7 @@ export const ProblemSchema = z
       .number()
       .int()
       .optional()
-      .describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset from server time, in seconds: positive when the device clock is ahead (its code is from the future), negative when it is behind. A code from the future stays refused when its time comes: the user sets the device clock right and types the code shown then"),
+      .describe("mfa_code_invalid with hint clock_drift: the device clock's estimated offset from server time, in seconds: positive when the device clock is ahead (its code is from the future), negative when it is behind. A code from the future is spent: when its time comes it is answered mfa_code_reused; the user sets the device clock right and types the next code"),
     next: z.enum(['mfa', 'mfa_enrollment']).optional().describe('challenge_step_mismatch: the step this challenge is for'),
     currentVersion: z.string().optional().describe('terms_version_mismatch: the terms version to accept'),
     minLength: z.number().int().optional().describe('password_too_short: the minimum length'),

@@ -53,16 +53,26 @@ export function hasValidDomain(address: string): boolean {
 export const EMAIL_PATTERN = /^(?:[A-Za-z0-9_'+\-]+\.)*[A-Za-z0-9_'+\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9\-]{2,})$/;
 
 /**
+ * What a domain shown in Unicode may hold: letters, digits, marks, hyphens and its dots; nothing that
+ * shows as blank or as punctuation (the letters that show as blank, U+3164 and its kin, IDNA refuses).
+ */
+const READABLE_DOMAIN = /^[\p{L}\p{N}\p{M}.-]+$/u;
+
+/**
  * An address as its owner reads it in a mail: an internationalised domain in Unicode, as typed,
  * with the stored ASCII form after it ("joerg@müller-handel.de (joerg@xn--mller-handel-dlb.de)"):
  * the ASCII form alone was unrecognisable to a German reader (German frontend review, session 30),
  * and the Unicode form alone can look like another domain (a Cyrillic "а" for a Latin "a"), which in
- * a mail about a changed address would hide whose address it now is. Any other address as it is.
+ * a mail about a changed address would hide whose address it now is. IDNA lets a label hold more
+ * than letters: characters that show as blank (U+2800) or as punctuation ("‚" for ",", "❨" for
+ * "("), with which "jon@alpha.test" + blank space + ".intruder.example" read as the owner's own
+ * address (attacker's read, session 30). A domain with any character but letters, digits, marks and
+ * hyphens is shown in its ASCII form only. Any other address as it is.
  */
 export function readableAddress(address: string): string {
   const domain = domainOf(address);
   if (domain === null || !/(?:^|\.)xn--/i.test(domain)) return address;
   const unicode = domainToUnicode(domain);
-  if (!unicode || unicode === domain) return address;
+  if (!unicode || unicode === domain || !READABLE_DOMAIN.test(unicode)) return address;
   return `${address.slice(0, address.length - domain.length)}${unicode} (${address})`;
 }

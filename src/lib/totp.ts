@@ -28,7 +28,7 @@ export type CheckTotpInput = {
   lastUsedStep?: number | null;
   /**
    * Steps for which a code was refused with the clock-drift hint before they came (hintedStep): a
-   * code matching one of them is invalid, also once its step is inside the window. Otherwise the
+   * code matching one of them is spent (`replayed`), also once its step is inside the window. Otherwise the
    * hint would tell whoever guessed codes which guess to send again, and when: the accepted window
    * would be -1..+10 steps, not ±1 (ASVS V6 review, session 30).
    */
@@ -117,7 +117,12 @@ function check({ secret, code, nowMs, lastUsedStep, refusedSteps = [] }: CheckTo
   // compared, so timing does not tell which of its steps matched.
   const best =
     closestMatch(key, given, currentStep, 0, ACCEPT_WINDOW) ?? closestMatch(key, given, currentStep, ACCEPT_WINDOW + 1, DRIFT_WINDOW);
-  if (best === null || refusedSteps.includes(best)) return { result: 'invalid' };
+  if (best === null) return { result: 'invalid' };
+  // A step hinted before it came: the code shown then is spent, as one accepted is. Answered as a
+  // replay ("wait for the next code", not counted towards the code lock): a device whose clock was
+  // ahead shows it again once its time has come (attacker's read, session 30), and whoever guessed
+  // it learns nothing the hint had not told them.
+  if (refusedSteps.includes(best)) return { result: 'replayed', step: best };
 
   // The code last accepted, sent again minutes later, is a replay (not a guess, and not a device
   // clock running slow). An older code that was never accepted, outside the window, is what a slow

@@ -83,8 +83,9 @@ t.test('the hinted step stays refused on a new challenge; the current code still
   clock.advance(120);
   const later = await request({ url: '/v1/auth/login/mfa', body: { challengeToken: await challengeFor(app, user.id, 'mfa'), code: guess } });
   t.equal(later.status, 400, 'not on a fresh challenge either');
-  t.equal(later.body.code, 'mfa_code_invalid');
-  t.notOk(later.body.hint, 'and no hint: it matched, but a refused step');
+  t.equal(later.body.code, 'mfa_code_reused', 'spent: the device whose clock was ahead waits for its next code');
+  t.notOk(later.body.hint, 'no hint');
+  t.equal((await app.ctx.db.user.findUniqueOrThrow({ where: { id: user.id } })).failedMfaCount, 2, 'not counted towards the code lock (the two hints were)');
 
   // The owner's device, its clock right, still signs in with the code of the moment.
   clock.advance(30);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { domainToASCII } from 'node:url';
 import { readableAddress } from '../../src/lib/email-address.js';
 
 /** How mails show an address (German frontend review, session 30: an internationalised domain read as xn--). */
@@ -12,4 +13,15 @@ t.test('an internationalised domain in Unicode, with the stored ASCII form besid
   t.equal(readableAddress('dora@axn--b.de'), 'dora@axn--b.de', 'xn-- inside a label is no ASCII form');
   t.equal(readableAddress('dora@xn--abc.de'), 'dora@xn--abc.de', 'no valid punycode: as it is');
   t.equal(readableAddress('no-at-sign'), 'no-at-sign');
+});
+
+t.test('a domain with anything but letters, digits, marks and hyphens stays in its ASCII form (attacker\'s read, session 30)', async (t) => {
+  for (const label of [`test${'\u2800'.repeat(5)}`, 'test\u201Aevil', 'a\u2768b\u2769', 'a\u2044b', 'a\u0589b']) {
+    const ascii = domainToASCII(`${label}.intruder.example`);
+    t.ok(ascii.startsWith('xn--'), `fixture: IDNA takes ${JSON.stringify(label)} (${ascii})`);
+    t.equal(readableAddress(`jon@alpha.${ascii}`), `jon@alpha.${ascii}`, JSON.stringify(label));
+  }
+  // The letters that show as blank (display-text.ts refuses them in names) IDNA refuses itself.
+  for (const blank of ['\u115F', '\u1160', '\u3164', '\uFFA0']) t.equal(domainToASCII(`a${blank}b.de`), '', `IDNA refuses U+${blank.codePointAt(0)!.toString(16)}`);
+  t.equal(readableAddress(`jon@${domainToASCII('bücher-\u0915\u093F.de')}`), `jon@bücher-\u0915\u093F.de (jon@${domainToASCII('bücher-\u0915\u093F.de')})`, 'marks of other scripts are letters\' parts');
 });

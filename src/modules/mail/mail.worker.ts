@@ -126,7 +126,8 @@ function describe(err: unknown, linkTokens: readonly string[] = []): string {
   return parts
     .join(' ')
     .replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]')
-    .replace(/<?[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+>?/g, '[address]')
+    // The local part may hold an apostrophe (o'neil@…: EMAIL_PATTERN allows it).
+    .replace(/<?[^\s<>"(),;:@]+@[^\s<>"'(),;:@]+>?/g, '[address]')
     .replace(/[A-Za-z0-9_-]{8,}/g, (run) => (quotesToken(run) ? '[redacted]' : run))
     .slice(0, ERROR_TEXT_MAX);
 }
