@@ -136,12 +136,12 @@ function check({ secret, code, nowMs, lastUsedStep, refusedSteps = [] }: CheckTo
   return { result: 'valid', step: best };
 }
 
-/** The matching step whose distance from `currentStep` is within [minDelta, maxDelta]: the closest, on a tie the later one (which replay protection can still accept). */
 /** The step to remember (refusedSteps) after a check: that of a clock-drift hint for a step still to come, else null. */
 export function hintedStep(check: TotpCheck): number | null {
   return check.result === 'clock_drift' && check.offsetSeconds > 0 ? check.step : null;
 }
 
+/** The matching step whose distance from `currentStep` is within [minDelta, maxDelta]: the closest, on a tie the later one (which replay protection can still accept). */
 function closestMatch(key: Buffer, given: Buffer, currentStep: number, minDelta: number, maxDelta: number): number | null {
   let best: number | null = null;
   for (let delta = -maxDelta; delta <= maxDelta; delta++) {
