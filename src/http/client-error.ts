@@ -3,7 +3,7 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { defineErrors } from '../errors.js';
-import { API_SECURITY_HEADERS } from '../plugins/security-headers.js';
+import { unroutedAnswerHeaders } from '../plugins/security-headers.js';
 import { PROBLEM_CONTENT_TYPE, problemDocument } from './problem.js';
 
 /**
@@ -45,13 +45,22 @@ function afterOwedAnswers(socket: Socket, then: () => void): void {
   else then();
 }
 
-export function answerClientError(this: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+/** Node's parse error; `rawPacket` is the Buffer of bytes received (Fastify's type describes it as serialised). */
+type ParseError = Error & { code?: string; rawPacket?: unknown };
+
+/** Where the bytes the parser received name an Origin, that origin (so an allowed frontend can read the answer: CORS). */
+function originIn(rawPacket: unknown): string | undefined {
+  if (!Buffer.isBuffer(rawPacket)) return undefined;
+  return /\r\norigin:[ \t]*([^\r\n]*?)[ \t]*\r\n/i.exec(rawPacket.toString('latin1', 0, Math.min(rawPacket.length, 65_536)))?.[1];
+}
+
+export function answerClientError(this: FastifyInstance, err: ParseError, socket: Socket): void {
   // A reset connection has nobody left to answer.
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   afterOwedAnswers(socket, () => answer(this, err, socket));
 }
 
-function answer(app: FastifyInstance, err: Error & { code?: string }, socket: Socket): void {
+function answer(app: FastifyInstance, err: ParseError, socket: Socket): void {
   if (socket.destroyed) return;
   const error = errorFor(err.code);
   const requestId = randomUUID();
@@ -60,8 +69,10 @@ function answer(app: FastifyInstance, err: Error & { code?: string }, socket: So
   app.log.info({ err, code: error.code, requestId }, 'request rejected by the HTTP parser');
   if (socket.writable) {
     const body = JSON.stringify(problemDocument(error, requestId));
+    // With CORS for an allowed frontend, whose script would otherwise see only "Failed to fetch"
+    // (a real browser's 431, browser review, session 30), when the Origin came before the overflow.
     const headers: Record<string, string | number> = {
-      ...API_SECURITY_HEADERS,
+      ...unroutedAnswerHeaders(app.ctx.config.corsOrigins, originIn(err.rawPacket)),
       'content-type': PROBLEM_CONTENT_TYPE,
       'content-length': Buffer.byteLength(body),
       'x-request-id': requestId,

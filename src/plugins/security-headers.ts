@@ -109,9 +109,15 @@ const isAllowedOrigin = (origins: readonly string[], origin: string | undefined)
  * the answers the router gives before any hook runs (frameworkErrors in error-handler.ts).
  */
 export function routerErrorHeaders(request: FastifyRequest): Record<string, string> {
-  const origins = request.server.ctx.config.corsOrigins;
+  return unroutedAnswerHeaders(request.server.ctx.config.corsOrigins, request.headers.origin);
+}
+
+/**
+ * The same for an answer without a request object: the HTTP parser's (http/client-error.ts), for
+ * the Origin read from the bytes it received.
+ */
+export function unroutedAnswerHeaders(origins: readonly string[], origin: string | undefined): Record<string, string> {
   if (origins.length === 0) return API_SECURITY_HEADERS;
-  const origin = request.headers.origin;
   return {
     ...API_SECURITY_HEADERS,
     vary: 'Origin',
