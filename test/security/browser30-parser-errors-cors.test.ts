@@ -16,13 +16,13 @@ t.test('a 431 from the HTTP parser is readable by the allowed frontend (CORS), n
   const { app } = await buildTestApp(t, { CORS_ORIGINS: SHOP });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
-  const raw = async (origin: string) => {
+  const raw = async (origin: string, space = ' ') => {
     const socket = connect(port, '127.0.0.1');
     await once(socket, 'connect');
     let received = '';
     socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
     // Origin before the oversized Authorization (readable by the parser before it overflows).
-    socket.write(`GET /v1/me HTTP/1.1\r\nHost: x\r\nOrigin: ${origin}\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`);
+    socket.write(`GET /v1/me HTTP/1.1\r\nHost: x\r\nOrigin:${space}${origin}${space}\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`);
     await once(socket, 'close');
     const [head = ''] = received.split('\r\n\r\n');
     const [statusLine = '', ...lines] = head.split('\r\n');
@@ -34,6 +34,8 @@ t.test('a 431 from the HTTP parser is readable by the allowed frontend (CORS), n
   t.equal(res.headers['access-control-allow-origin'], SHOP, 'the frontend may read the error');
   t.match(String(res.headers['access-control-expose-headers']), /X-Request-Id/, 'and its request id');
   t.match(String(res.headers.vary), /Origin/, 'Vary: Origin');
+  const spaced = await raw(SHOP, ' \t ');
+  t.equal(spaced.headers['access-control-allow-origin'], SHOP, 'spaces around the value are no part of it');
   const foreign = await raw('https://evil.example');
   t.match(foreign.statusLine, /^HTTP\/1\.1 431 /);
   t.notOk(foreign.headers['access-control-allow-origin'], 'a foreign origin may not read it');

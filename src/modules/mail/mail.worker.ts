@@ -126,8 +126,9 @@ function describe(err: unknown, linkTokens: readonly string[] = []): string {
   return parts
     .join(' ')
     .replace(/([?&]token=)[^\s&"'<>]+/g, '$1[redacted]')
-    // The local part may hold an apostrophe (o'neil@…: EMAIL_PATTERN allows it).
-    .replace(/<?[^\s<>"(),;:@]+@[^\s<>"'(),;:@]+>?/g, '[address]')
+    // Every word with an @ (the local part may hold an apostrophe: o'neil@…, EMAIL_PATTERN allows
+    // it); found word by word, in linear time however long the reply.
+    .replace(/<?[^\s<>"(),;:]+>?/g, (word) => (word.includes('@') ? '[address]' : word))
     .replace(/[A-Za-z0-9_-]{8,}/g, (run) => (quotesToken(run) ? '[redacted]' : run))
     .slice(0, ERROR_TEXT_MAX);
 }
