@@ -101,9 +101,9 @@ export const errorHandler = fp(
         request.log.info({ code: appError.code, reason: err.code ?? err.name }, 'request rejected');
       } else if (request.actor && REFUSALS.has(appError.status)) {
         // Failed authorisation, with who tried (ASVS 5.0 16.3.2): the policy answers 404 for what
-        // lies outside the caller's reach, so 404s of signed-in callers are logged as well.
-        const { userId, sessionId, organizationId } = request.actor;
-        request.log.warn({ code: appError.code, userId, sessionId, organizationId }, 'access refused');
+        // lies outside the caller's reach, so 404s of signed-in callers are logged as well. Who
+        // tried (userId, sessionId, organizationId) the request's logger adds (logWho, logger.ts).
+        request.log.warn({ code: appError.code }, 'access refused');
       }
       return send(reply, request, appError);
     });
