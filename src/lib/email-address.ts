@@ -1,7 +1,10 @@
 import { domainToASCII, domainToUnicode } from 'node:url';
 
-/** A domain that IDNA has to look at: one with non-ASCII characters, or with a label in its ASCII form ("xn--…"). */
-const needsIdna = (domain: string): boolean => !/^[\x21-\x7e]*$/.test(domain) || /(?:^|\.)xn--/i.test(domain);
+/** A domain with a label in IDNA's ASCII form ("xn--…"). */
+const hasAsciiFormLabel = (domain: string): boolean => /(?:^|\.)xn--/i.test(domain);
+
+/** A domain that IDNA has to look at: one with non-ASCII characters, or with a label in its ASCII form. */
+const needsIdna = (domain: string): boolean => !/^[\x21-\x7e]*$/.test(domain) || hasAsciiFormLabel(domain);
 
 const domainOf = (address: string): string | null => {
   const at = address.lastIndexOf('@');
@@ -71,7 +74,7 @@ const READABLE_DOMAIN = /^[\p{L}\p{N}\p{M}.-]+$/u;
  */
 export function readableAddress(address: string): string {
   const domain = domainOf(address);
-  if (domain === null || !/(?:^|\.)xn--/i.test(domain)) return address;
+  if (domain === null || !hasAsciiFormLabel(domain)) return address;
   const unicode = domainToUnicode(domain);
   if (!unicode || unicode === domain || !READABLE_DOMAIN.test(unicode)) return address;
   return `${address.slice(0, address.length - domain.length)}${unicode} (${address})`;
