@@ -86,6 +86,11 @@ export function timeStep(epochSeconds: number): number {
   return Math.floor(epochSeconds / TOTP_PERIOD_SECONDS);
 }
 
+/** The time step at a clock reading in milliseconds. */
+export function stepAtMs(nowMs: number): number {
+  return timeStep(Math.floor(nowMs / 1000));
+}
+
 export function totpCode(secretBase32: string, epochSeconds: number, digits = TOTP_DIGITS): string {
   return hotp(decodeTotpSecret(secretBase32), timeStep(epochSeconds), digits);
 }
@@ -109,7 +114,7 @@ function check({ secret, code, nowMs, lastUsedStep, refusedSteps = [] }: CheckTo
   const key = decodeTotpSecret(secret);
   if (key.length < MIN_SECRET_BYTES) return { result: 'invalid' };
 
-  const currentStep = timeStep(Math.floor(nowMs / 1000));
+  const currentStep = stepAtMs(nowMs);
   const given = Buffer.from(code, 'ascii');
   // The accepted window first: a code found there lets the user in (or is answered as replayed),
   // which the response tells anyway, so the wider search for the clock hint runs only when it was

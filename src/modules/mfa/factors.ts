@@ -1,7 +1,7 @@
 import type { AppContext } from '../../context.js';
 import type { Tx } from '../../db/client.js';
 import type { TotpFactor } from '../../generated/prisma/client.js';
-import { buildOtpauthUri, checkTotp, generateTotpSecret, hintedStep, timeStep, type TotpCheck } from '../../lib/totp.js';
+import { buildOtpauthUri, checkTotp, generateTotpSecret, hintedStep, stepAtMs, type TotpCheck } from '../../lib/totp.js';
 import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '../../lib/recovery-codes.js';
 import { mfaErrors } from './mfa.errors.js';
 import { addSeconds } from '../../lib/clock.js';
@@ -133,7 +133,7 @@ function codeResult(check: TotpCheck): CodeResult {
  * SQL on the locked row, so concurrent hints add up rather than overwrite each other.
  */
 async function rememberHintedStep(tx: Tx, ctx: Pick<AppContext, 'clock'>, factorId: string, step: number): Promise<void> {
-  const passed = timeStep(Math.floor(ctx.clock.now().getTime() / 1000)) - 1;
+  const passed = stepAtMs(ctx.clock.now().getTime()) - 1;
   await tx.$executeRaw`
     UPDATE totp_factors
     SET hinted_steps = ARRAY(SELECT s FROM unnest(hinted_steps) AS s WHERE s >= ${passed}::int AND s <> ${step}::int) || ${step}::int
