@@ -6,6 +6,7 @@ import { openDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './db/embedded.js';
 import { migrate, pendingMigrations } from './db/migrate.js';
 import { generateKey, parseKeyring, type Keyring } from './lib/secret-box.js';
+import { alignFeedClock } from './modules/events/feed-clock.js';
 
 type Log = Pick<FastifyBaseLogger, 'info' | 'warn'>;
 
@@ -60,6 +61,14 @@ export async function openRuntime(config: Config, log: Log, options: { migrate: 
   const database = embedded
     ? openDatabase(databaseUrl, { max: 1, connectTimeoutMs: 15_000, queryTimeoutMs: config.databaseQueryTimeoutMs, preparedStatements: false })
     : openDatabase(databaseUrl, { max: config.databasePoolMax, queryTimeoutMs: config.databaseQueryTimeoutMs });
+  try {
+    // Before anything is written: after a restore from a logical backup, new events must not sort before the restored ones.
+    await alignFeedClock(database.pool, log);
+  } catch (err) {
+    await database.close();
+    await embedded?.stop();
+    throw err;
+  }
   return {
     database,
     databaseUrl,

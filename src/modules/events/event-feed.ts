@@ -12,8 +12,9 @@ import type { AuditEventType } from '../audit/audit.service.js';
  * or /v1/service/organizations/{id} (directory.routes.ts); an erased user's feed entries name nobody.
  *
  * Read from the audit log in transaction order, without gaps: rows carry the id of the transaction
- * that wrote them (`txid`, migration 20261130060000), and the feed hands out only rows of
- * transactions older than every one still running (pg_snapshot_xmin), ordered by (txid, id)
+ * that wrote them (`txid`, migration 20261130060000; on the feed's clock, feed-clock.ts), and the
+ * feed hands out only rows of transactions older than every one still running (pg_snapshot_xmin,
+ * on that clock: feed_horizon), ordered by (txid, id)
  * numerically (not by the text the cursor carries). A row that commits late cannot fall behind a
  * reader's cursor, which ordering by time or id alone would allow. The order is that in which the
  * transactions began writing, not strictly that of their commits: for a user's current state, ask
@@ -69,7 +70,7 @@ export const FeedPageSchema = z
 
 const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
-// predicate is the same list. $4 is the horizon (pg_snapshot_xmin when the read began), $5/$6 the
+// predicate is the same list. $4 is the horizon (feed_horizon() when the read began), $5/$6 the
 // first event of a type this release does not know (the highest key when there is none).
 const AFTER_CURSOR = `
   FROM audit_events
@@ -84,7 +85,7 @@ SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txi
 const COUNT_SQL = `SELECT count(*)::int AS n FROM (SELECT 1 ${AFTER_CURSOR} LIMIT $3) waiting`;
 /** Where the read stops, and the feed types a later release listed in feed_event_types that this one does not know. */
 const HORIZON_SQL = `
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+SELECT feed_horizon()::text AS horizon,
        ARRAY(SELECT type FROM feed_event_types WHERE type <> ALL($1::text[]) ORDER BY type) AS later_types`;
 /** The first event of such a type after the cursor, before the horizon. */
 const LATER_TYPE_SQL = `
@@ -156,7 +157,7 @@ function cursorKey(cursor: string): [string, string] {
  * (in transactions newer than the oldest one still running) come after it too: harmless.
  */
 export async function currentFeedEnd(pool: pg.Pool): Promise<string> {
-  const { rows } = await pool.query<{ xmin: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin');
+  const { rows } = await pool.query<{ xmin: string }>('SELECT feed_horizon()::text AS xmin');
   return encodeCursor([String(BigInt(rows[0]!.xmin) - 1n), 'ffffffff-ffff-ffff-ffff-ffffffffffff']);
 }
 

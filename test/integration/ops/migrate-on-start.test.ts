@@ -66,6 +66,26 @@ t.test('MIGRATE_ON_START=false: a role that may only read and write the tables r
   t.equal(started.readyz, 200, 'with MIGRATE_ON_START=false it serves, and is ready');
   t.equal(started.code, 0, 'and stops cleanly');
 
+  // A version's new table before the operator's grant (operations.md, "Migrations"): the event
+  // feed's clock (20261203100000). Instances of the previous release, still running, go on writing
+  // audit rows (every sign-in writes one; the row's default reads the clock as its owner); this
+  // release's start stops, naming the table.
+  const ownerAgain = new pg.Client({ connectionString: url });
+  await ownerAgain.connect();
+  await ownerAgain.query(`REVOKE ALL ON feed_clock FROM ${role}`);
+  await ownerAgain.end();
+  const previousRelease = new pg.Client({ connectionString: asApp.toString() });
+  await previousRelease.connect();
+  const written = await previousRelease.query<{ txid: string | null }>(
+    `INSERT INTO audit_events (id, type) VALUES (gen_random_uuid(), 'user.blocked') RETURNING txid::text AS txid`,
+  );
+  await previousRelease.end();
+  t.match(written.rows[0]?.txid, /^\d+$/, 'an audit row without the grant, with its place in the feed');
+  const ungranted = await startServer(t, { DATABASE_URL: asApp.toString(), DATA_DIR: dataDir, MIGRATE_ON_START: 'false' });
+  t.equal(ungranted.code, 1);
+  t.match(ungranted.stderr, /permission denied for table feed_clock/);
+  t.notOk(ungranted.readyz, 'never listened');
+
   // A database no migration has touched: refused, saying how to migrate.
   const empty = `webshop_auth_test_${randomBytes(6).toString('hex')}`;
   await withAdmin((admin) => admin.query(`CREATE DATABASE "${empty}"`));
