@@ -439,7 +439,7 @@ async function main(): Promise<void> {
       MAIL_WORKER_ENABLED: 'false',
       RETENTION_SWEEP_INTERVAL_SECONDS: '0', // a sweep landing in a phase would skew it (production: hourly, cheap)
       APP_BASE_URL: 'https://shop.bench.example',
-      JWT_ISSUER: base,
+      JWT_ISSUER: 'https://auth.bench.example',
       ENCRYPTION_KEYS: keyringSpec,
       SERVICE_CLIENTS: `bench:${createHash('sha256').update(clientSecret).digest('hex')}:cso`,
       METRICS_TOKEN: randomBytes(24).toString('base64url'),

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import addressparser from 'nodemailer/lib/addressparser';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
@@ -199,6 +200,21 @@ function isTimeZone(zone: string): boolean {
 const defaultGermanContact = (contact: string): string =>
   contact === DEFAULT_SUPPORT_CONTACT ? 'das E-Business-Team (ebusiness@webshop.localhost)' : contact;
 
+/** A redis:// URL's path: none, or a database number (ioredis would send SELECT NaN for anything else). */
+function redisDatabaseNamed(url: string): boolean {
+  try {
+    return /^(?:\/\d{0,5})?$/.test(new URL(url).pathname);
+  } catch {
+    return false;
+  }
+}
+
+/** One sender with an address (nodemailer reads a display name alone as an empty sender: MAIL FROM:<>). */
+function isOneSender(from: string): boolean {
+  const senders = addressparser(from, { flatten: true });
+  return senders.length === 1 && /^[^\s@]+@[^\s@]+$/.test(senders[0]!.address);
+}
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -210,9 +226,17 @@ const envSchema = z.object({
   DATABASE_QUERY_TIMEOUT_MS: int(1000, 600_000).default(10_000),
   MIGRATE_ON_START: bool.default(true),
   DATA_DIR: z.string().min(1).default('./data'),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+    .refine(redisDatabaseNamed, 'the path names a database by its number (redis://host:6379/0) or nothing')
+    .optional(),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
-  MAIL_FROM: z.string().min(3).default('Webshop <no-reply@webshop.localhost>'),
+  MAIL_FROM: z
+    .string()
+    .min(3)
+    .refine(isOneSender, 'one sender with its address, such as "Webshop <no-reply@shop.example.com>"')
+    .default('Webshop <no-reply@webshop.localhost>'),
   // The links in mails are built on it (APP_BASE_URL/activate?token=…): no query or fragment.
   APP_BASE_URL: z
     .url({ protocol: /^https?$/ })
@@ -703,6 +727,9 @@ function assertProductionSafe(e: z.infer<typeof envSchema>, given: Record<string
     problems.push('ARGON2_MEMORY_KIB/ARGON2_TIME_COST: below the minimum of m=19456 KiB, t=2');
   }
   if (!given.JWT_ISSUER) problems.push('JWT_ISSUER: must be set in production');
+  else if (new URL(e.JWT_ISSUER!).protocol !== 'https:') {
+    problems.push("JWT_ISSUER: must use https in production (the tokens' iss, which resource servers trust)");
+  }
   problems.push(...weakSecretProblems(e));
   if (problems.length) {
     const why = implied ? ' (NODE_ENV is unset and DATABASE_URL is set: production; NODE_ENV=development for a development server)' : '';

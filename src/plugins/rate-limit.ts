@@ -83,6 +83,11 @@ type Health = {
   skipUntil: number;
   /** A request is trying Redis again after a failure: the others count in memory meanwhile. */
   probing: boolean;
+  /**
+   * Redis refused the database REDIS_URL names: never used (ioredis reports the refused SELECT and
+   * then "ready" on database 0, where the counters would mix with whatever else lives there).
+   */
+  refused: boolean;
   down(reason: string): void;
   up(): void;
 };
@@ -125,7 +130,7 @@ function fallbackStore(health: Health, redisStore: Store | undefined, tallies = 
   return {
     incr(key, cb, timeWindow, max) {
       const redis = health.redis;
-      if (!redis || !redisStore) return inMemory(key, cb, timeWindow);
+      if (!redis || !redisStore || health.refused) return inMemory(key, cb, timeWindow);
       // Not connected (yet, or any more): count locally at once. Outages are reported by the
       // connection events; the first connect at start-up is not one.
       if (redis.status !== 'ready') return inMemory(key, cb, timeWindow);
@@ -202,6 +207,7 @@ export const rateLimiting = fp(
       degraded: false,
       skipUntil: 0,
       probing: false,
+      refused: false,
       down(reason) {
         if (this.degraded) return;
         this.degraded = true;
@@ -209,7 +215,7 @@ export const rateLimiting = fp(
         app.log.warn({ reason }, 'rate limits: Redis unreachable, counting in memory per instance until it is back');
       },
       up() {
-        if (!this.degraded) return;
+        if (!this.degraded || this.refused) return;
         this.degraded = false;
         degradedGauge.set(0);
         app.log.info('rate limits: Redis reachable again, counters are shared');
@@ -220,7 +226,20 @@ export const rateLimiting = fp(
       // Errors surface through the store (fallback) and the transitions above; ioredis keeps
       // reconnecting in the background. Without this listener an error event would crash the process.
       let closing = false;
-      redis.on('error', (err: Error) => health.down(err.message));
+      redis.on('error', (err: Error & { command?: { name?: string } }) => {
+        if (err.command?.name === 'select' && !health.refused) {
+          health.down(err.message);
+          health.refused = true;
+          app.log.error(
+            { reason: err.message },
+            'rate limits: Redis refused the database REDIS_URL names (its path: /<number>, below the server\'s `databases`); ' +
+              'counting in memory per instance until REDIS_URL is corrected',
+          );
+          redis.disconnect();
+          return;
+        }
+        health.down(err.message);
+      });
       redis.on('close', () => {
         if (!closing) health.down('connection closed');
       });

@@ -168,6 +168,26 @@ t.test('Redis unreachable from the start: limits hold in memory, no errors, no w
   t.match(scrape.body, /webshop_auth_rate_limit_store_degraded 1/);
 });
 
+t.test('a database index Redis refuses: no counter in another database, limits in memory, degraded and logged as an error naming REDIS_URL', async (t) => {
+  // Found by session 31's operator review: ioredis reported the refused SELECT as an error, then
+  // "ready" on database 0 — the counters went there, mixed with whatever else uses it, and the
+  // degraded gauge went back to 0.
+  const wrongDb = env({ REDIS_URL: SHARED_REDIS.replace(/\/\d*$/, '/99') });
+  const { app, logs } = await buildTestApp(t, wrongDb, { beforeReady: (a) => a.register(limitedRoutes) });
+  await waitFor('the refusal', () => logs.some((l) => l.includes('REDIS_URL')));
+  const c = client(app, '203.0.113.42');
+  for (let i = 1; i <= LIMIT; i++) t.equal((await c.limited()).status, 200);
+  t.equal((await c.limited()).status, 429, 'limits hold in memory');
+  await sleep(200);
+  t.ok(app.rateLimitBackend.degraded, 'degraded, and stays so');
+  const scrape = await app.inject({ url: '/metrics' });
+  t.match(scrape.body, /webshop_auth_rate_limit_store_degraded 1/);
+  t.ok(logs.some((l) => l.includes('"level":50') && l.includes('REDIS_URL')), 'an error line names the variable');
+  const db0 = new Redis(SHARED_REDIS.replace(/\/\d*$/, '/0'));
+  t.teardown(() => db0.quit());
+  t.same(await db0.keys(`${wrongDb.REDIS_KEY_PREFIX}*`), [], 'nothing counted in database 0');
+});
+
 t.test('Redis going down and coming back: in-memory meanwhile, shared again afterwards', async (t) => {
   const port = await freePort();
   let redis = await startRedis(t, port);
