@@ -209,6 +209,16 @@ function redisDatabaseNamed(url: string): boolean {
   }
 }
 
+/** A URL without a user name or password (a URL that does not parse is another rule's). */
+function withoutCredentials(url: string): boolean {
+  try {
+    const { username, password } = new URL(url);
+    return !username && !password;
+  } catch {
+    return true;
+  }
+}
+
 /** One sender with an address (nodemailer reads a display name alone as an empty sender: MAIL FROM:<>). */
 function isOneSender(from: string): boolean {
   const senders = addressparser(from, { flatten: true });
@@ -241,6 +251,7 @@ const envSchema = z.object({
   APP_BASE_URL: z
     .url({ protocol: /^https?$/ })
     .refine((u) => !u.includes('?') && !u.includes('#'), 'must not have a query or fragment (links are built by appending /activate?token=…)')
+    .refine(withoutCredentials, 'must not carry a user name or password (every mail link would show it)')
     .default('http://localhost:5173'),
   SHOP_NAME: z.string().min(1).default('Webshop'),
   SUPPORT_CONTACT: z.string().min(1).default(DEFAULT_SUPPORT_CONTACT),

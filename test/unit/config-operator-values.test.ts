@@ -21,3 +21,8 @@ t.test('JWT_ISSUER: production accepts only an https URL (.env.example: "an expl
   t.throws(() => loadConfig({ ...PRODUCTION_ENV, JWT_ISSUER: 'ftp://x' }), /JWT_ISSUER/);
   t.throws(() => loadConfig({ ...PRODUCTION_ENV, JWT_ISSUER: 'http://auth.example.com' }), /JWT_ISSUER/);
 });
+
+t.test('APP_BASE_URL: a user name or password in it stops the start (every mail link would carry it)', async (t) => {
+  t.throws(() => loadConfig({ ...PRODUCTION_ENV, APP_BASE_URL: 'https://user:pw@shop.example.com' }), /APP_BASE_URL/);
+  t.throws(() => loadConfig({ ...PRODUCTION_ENV, APP_BASE_URL: 'https://user@shop.example.com' }), /APP_BASE_URL/);
+});
