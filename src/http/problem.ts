@@ -38,7 +38,7 @@ export const ProblemSchema = z
     linkState: z
       .enum(['used', 'replaced', 'withdrawn', 'account_active'])
       .optional()
-      .describe('link_used: why the link no longer works: used; replaced (a newer link was sent, or a change to the account ended this one: use the newest e-mail); withdrawn (its sender was blocked: ask for a new one); account_active (activation: sign in instead)'),
+      .describe('link_used: why the link no longer works: used; replaced (a newer link was sent, or a change to the account ended this one: use the newest e-mail); withdrawn (its sender was blocked, and no newer link was sent since: ask for a new one; once one is sent, replaced); account_active (activation: sign in instead)'),
     hint: z.enum(['clock_drift']).optional().describe('mfa_code_invalid: the code matched 2-10 time steps away from server time'),
     offsetSeconds: z
       .number()

@@ -18,6 +18,13 @@ export const flowErrors = defineErrors({
   link_used: { status: 410, title: 'The link was already used or replaced by a newer one' },
 });
 
+/**
+ * Marks a flow that withdrawFlowsRequestedBy voided, so its holder is told why it stopped working.
+ * (Stored in rows: the name predates withdrawal on demotion and stays.)
+ */
+const WITHDRAWN_MARK = 'withdrawnBecauseRequesterBlocked';
+const WITHDRAWN_DETAIL = 'This link was withdrawn. Ask your administrator or the support team for a new one.';
+
 export type IssuedFlow = { token: string; flow: FlowToken };
 
 /**
@@ -40,6 +47,15 @@ export async function issueFlowToken(
       where: { userId: input.userId, purpose: input.purpose, state: 'PENDING' },
       data: { state: 'VOIDED' },
     });
+    // A link withdrawn earlier (its requester was blocked: withdrawFlowsRequestedBy) is now replaced
+    // by this one: its holder is sent to the newest e-mail, not to ask for a new link (support
+    // walkthrough, session 31: an invitation renewed by a reinstatement). Links only: a login
+    // challenge is never withdrawn, and the sign-in path stays one statement shorter.
+    if (input.purpose !== 'LOGIN_CHALLENGE') {
+      await tx.$executeRaw`
+        UPDATE flow_tokens SET data = data - ${WITHDRAWN_MARK}::text
+         WHERE user_id = ${input.userId}::uuid AND purpose = ${input.purpose}::"FlowPurpose" AND state = 'VOIDED' AND data ? ${WITHDRAWN_MARK}::text`;
+    }
   }
   const token = randomToken(32);
   const flow = await tx.flowToken.create({
@@ -60,13 +76,6 @@ async function holdActiveRequester(tx: Tx, requesterId: string): Promise<void> {
   const rows = await tx.$queryRaw<{ status: string }[]>`SELECT status::text FROM users WHERE id = ${requesterId}::uuid FOR SHARE`;
   if (rows[0]?.status !== 'ACTIVE') throw commonErrors.unauthenticated('The signed-in account is no longer active.');
 }
-
-/**
- * Marks a flow that withdrawFlowsRequestedBy voided, so its holder is told why it stopped working.
- * (Stored in rows: the name predates withdrawal on demotion and stays.)
- */
-const WITHDRAWN_MARK = 'withdrawnBecauseRequesterBlocked';
-const WITHDRAWN_DETAIL = 'This link was withdrawn. Ask your administrator or the support team for a new one.';
 
 /** A link withdrawn from its holder because its requester was blocked or lost the administrator role. */
 export type WithdrawnLink = { userId: string; email: string; purpose: FlowPurpose };

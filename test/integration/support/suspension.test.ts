@@ -68,6 +68,11 @@ t.test('support suspends an organisation: everyone in it is blocked at once; rei
   t.equal(await statusOf(bob.user.id), 'BLOCKED', 'blocked before the suspension, on their own: stays blocked');
   t.equal((await mailsTo(app, jon.user.email)).at(-1)?.template, 'account_unblocked');
   t.equal((await mailsTo(app, 'ivy@alpha.test')).at(-1)?.template, 'activation', 'a new activation link');
+  // Support walkthrough, session 31: the first link said "withdrawn, ask for a new one" though the
+  // new one was in the inbox already.
+  const oldLink = await request({ url: '/v1/activation/inspect', body: { token: ivyLink } });
+  t.match([oldLink.status, oldLink.body.code, oldLink.body.linkState], [410, 'link_used', 'replaced'], 'the first link points to the newest e-mail');
+  t.match(oldLink.body.detail, /newest e-mail/);
   t.match(await auditOf(app, 'organization.reinstated'), [{ actorUserId: support.user.id, organizationId: w.orgA.id, details: { usersUnblocked: 3 } }]);
   t.equal((await request({ url: '/v1/auth/login', body: { email: jon.user.email, password: jon.password } })).body.next, 'mfa', 'signs in again');
 
