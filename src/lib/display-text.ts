@@ -27,6 +27,9 @@ const SPACE_RUN = /\p{Zs}{2}/u;
 const STACKED_MARKS = /\p{M}{5}/u;
 const KEPT_FORMAT_CHARS = new RegExp(`[${KEPT_FORMAT}]`, 'gu');
 
+/** The text with the kept format characters (joiners, direction marks) replaced: they show as nothing, so a reader sees the text around them joined. */
+export const replaceKeptFormat = (text: string, by: string): string => text.replace(KEPT_FORMAT_CHARS, by);
+
 export function displayText(maxLength: number) {
   return z
     .string()
@@ -39,7 +42,7 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), failsWith('blank_characters', 'no characters that show as blank'))
     .refine((text) => !SPACE_RUN.test(text), failsWith('space_run', 'no runs of spaces'))
-    .refine((text) => !STACKED_MARKS.test(text.replace(KEPT_FORMAT_CHARS, '')), failsWith('stacked_marks', 'no more than four combining marks on one letter'))
+    .refine((text) => !STACKED_MARKS.test(replaceKeptFormat(text, '')), failsWith('stacked_marks', 'no more than four combining marks on one letter'))
     .regex(LETTER_OR_DIGIT, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }
