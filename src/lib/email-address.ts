@@ -73,9 +73,24 @@ const READABLE_DOMAIN = /^[\p{L}\p{N}\p{M}.-]+$/u;
  * hyphens is shown in its ASCII form only. Any other address as it is.
  */
 export function readableAddress(address: string): string {
+  const unicode = unicodeForm(address);
+  return unicode === null ? address : `${unicode} (${address})`;
+}
+
+/**
+ * A person with their address, as readableAddress shows it: "Grete Müller <grete@müller-söhne.de>
+ * (grete@xn--mller-shne-kcb9d.de)"; without an internationalised domain "Name <address>".
+ */
+export function namedAddress(name: string, address: string): string {
+  const unicode = unicodeForm(address);
+  return unicode === null ? `${name} <${address}>` : `${name} <${unicode}> (${address})`;
+}
+
+/** The address with its internationalised domain in Unicode, when readableAddress shows it so; else null. */
+function unicodeForm(address: string): string | null {
   const domain = domainOf(address);
-  if (domain === null || !hasAsciiFormLabel(domain)) return address;
+  if (domain === null || !hasAsciiFormLabel(domain)) return null;
   const unicode = domainToUnicode(domain);
-  if (!unicode || unicode === domain || !READABLE_DOMAIN.test(unicode)) return address;
-  return `${address.slice(0, address.length - domain.length)}${unicode} (${address})`;
+  if (!unicode || unicode === domain || !READABLE_DOMAIN.test(unicode)) return null;
+  return `${address.slice(0, address.length - domain.length)}${unicode}`;
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { domainToASCII } from 'node:url';
-import { readableAddress } from '../../src/lib/email-address.js';
+import { namedAddress, readableAddress } from '../../src/lib/email-address.js';
 
 /** How mails show an address (German frontend review, session 30: an internationalised domain read as xn--). */
 t.test('an internationalised domain in Unicode, with the stored ASCII form beside it; anything else as it is', async (t) => {
@@ -24,4 +24,11 @@ t.test('a domain with anything but letters, digits, marks and hyphens stays in i
   // The letters that show as blank (display-text.ts refuses them in names) IDNA refuses itself.
   for (const blank of ['\u115F', '\u1160', '\u3164', '\uFFA0']) t.equal(domainToASCII(`a${blank}b.de`), '', `IDNA refuses U+${blank.codePointAt(0)!.toString(16)}`);
   t.equal(readableAddress(`jon@${domainToASCII('bücher-\u0915\u093F.de')}`), `jon@bücher-\u0915\u093F.de (jon@${domainToASCII('bücher-\u0915\u093F.de')})`, 'marks of other scripts are letters\' parts');
+});
+
+t.test('a person with their address: the readable form in the angle brackets, the stored one after them', async (t) => {
+  t.equal(namedAddress('Grete Müller', 'grete@xn--mller-shne-kcb9d.de'), 'Grete Müller <grete@müller-söhne.de> (grete@xn--mller-shne-kcb9d.de)');
+  t.equal(namedAddress('Dora', 'dora@example.de'), 'Dora <dora@example.de>');
+  const blank = `jon@alpha.${domainToASCII(`test${'\u2800'.repeat(5)}.intruder.example`)}`;
+  t.equal(namedAddress('Jon', blank), `Jon <${blank}>`, 'a domain readableAddress keeps in ASCII stays so');
 });

@@ -3,6 +3,7 @@ import type { Tx } from '../../db/client.js';
 import type { FlowState } from '../../generated/prisma/enums.js';
 import type { AppError } from '../../errors.js';
 import type { Language } from '../../lib/languages.js';
+import { namedAddress } from '../../lib/email-address.js';
 import { accountErrors } from './accounts.errors.js';
 
 export type BlockedContact = { support: string; language: Language; administrators: { name: string; email: string }[] };
@@ -50,7 +51,7 @@ export async function administratorsToAsk(
 
 /** The contact for a problem's English `detail`: support as SUPPORT_CONTACT names it. */
 export function contactText(config: Pick<ContactConfig, 'supportContact'>, contact: BlockedContact): string {
-  const admins = contact.administrators.map((a) => `${a.name} <${a.email}>`);
+  const admins = contact.administrators.map((a) => namedAddress(a.name, a.email));
   return admins.length
     ? `your organisation's administrator (${admins.join(', ')}) or ${config.supportContact}`
     : config.supportContact;

@@ -114,3 +114,20 @@ t.test('attemptsRemaining says what follows the last attempt: a new sign-in, or 
   // Failures 6-10: the account's code lock comes with the last of this challenge's attempts.
   t.same(await answers(), ['4 locked', '3 locked', '2 locked', '1 locked', '423 mfa_locked']);
 });
+
+t.test("a block notice names the administrators' addresses as they read them, not as xn-- (support walkthrough, session 31)", async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const admin = await createUser(app.ctx.db, app, { organizationId: org.id, roles: ['USER', 'CUSTOMER_ADMIN'], name: 'Grete Müller', email: 'grete@xn--mller-shne-kcb9d.de' });
+  const { user, password } = await createUser(app.ctx.db, app, { organizationId: org.id, language: 'de', name: 'Käthe Häußler' });
+  const { accessToken } = await signIn(app, admin.user);
+  t.equal((await request({ method: 'POST', url: `/v1/organization/users/${user.id}/block`, token: accessToken })).status, 200);
+  const readable = 'Grete Müller <grete@müller-söhne.de> (grete@xn--mller-shne-kcb9d.de)';
+  const mail = await lastMail(app, { userId: user.id, template: 'account_blocked' });
+  t.match(mail.textBody, readable, `the German mail: ${mail.textBody.split('\n').find((l) => l.includes('Grete')) ?? ''}`);
+  const login = await request({ url: '/v1/auth/login', body: { email: user.email, password } });
+  t.equal(login.body.code, 'account_blocked');
+  t.match(login.body.detail, readable, "the problem's detail");
+  t.equal(login.body.contact.administrators[0].email, 'grete@xn--mller-shne-kcb9d.de', 'the contact field keeps the stored address, for links and machines');
+});

@@ -1,5 +1,5 @@
 import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
-import { readableAddress } from '../../../lib/email-address.js';
+import { namedAddress, readableAddress } from '../../../lib/email-address.js';
 
 /**
  * German texts (formal "Sie"), template by template as in en.ts. Terms: "2-Schritt-Anmeldung"
@@ -99,7 +99,7 @@ export const de: MailCatalogue = {
     ]),
 
   account_blocked: (d, env) => {
-    const admins = d.administrators.map((a) => `${a.name} <${a.email}>`).join(', ');
+    const admins = d.administrators.map((a) => namedAddress(a.name, a.email)).join(', ');
     const whom =
       d.administrators.length === 0
         ? ''

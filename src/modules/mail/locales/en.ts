@@ -1,5 +1,5 @@
 import { mailTime, type MailCatalogue, type MailContent, type MailEnvironment } from '../mail.templates.js';
-import { readableAddress } from '../../../lib/email-address.js';
+import { namedAddress, readableAddress } from '../../../lib/email-address.js';
 
 /** English texts. Another language is a file like this one, added to MAIL_LOCALES. */
 
@@ -93,7 +93,7 @@ export const en: MailCatalogue = {
     notice(env, d.name, 'your account was blocked', [
       'your account has been blocked. You cannot sign in until it is unblocked.',
       d.administrators.length
-        ? `If you think this is a mistake, contact your organisation's administrator (${d.administrators.map((a) => `${a.name} <${a.email}>`).join(', ')}) or ${env.supportContact}.`
+        ? `If you think this is a mistake, contact your organisation's administrator (${d.administrators.map((a) => namedAddress(a.name, a.email)).join(', ')}) or ${env.supportContact}.`
         : `If you think this is a mistake, contact ${env.supportContact}.`,
     ]),
 
