@@ -227,8 +227,13 @@ export const rateLimiting = fp(
       // reconnecting in the background. Without this listener an error event would crash the process.
       let closing = false;
       redis.on('error', (err: Error & { command?: { name?: string } }) => {
-        if (err.command?.name === 'select' && !health.refused) {
-          health.down(err.message);
+        if (health.refused) return;
+        health.down(err.message);
+        if (err.command?.name !== 'select') return;
+        // The connection did not switch to REDIS_URL's database: what it runs goes to database 0.
+        // ERR (no such database; SELECT refused in cluster mode) and NOPERM are the configuration's:
+        // given up. Anything else (a Redis still LOADING its data) is for now: connect afresh.
+        if (/^(?:ERR|NOPERM)\b/.test(err.message)) {
           health.refused = true;
           app.log.error(
             { reason: err.message },
@@ -236,9 +241,9 @@ export const rateLimiting = fp(
               'counting in memory per instance until REDIS_URL is corrected',
           );
           redis.disconnect();
-          return;
+        } else {
+          redis.disconnect(true);
         }
-        health.down(err.message);
       });
       redis.on('close', () => {
         if (!closing) health.down('connection closed');

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
@@ -186,6 +187,53 @@ t.test('a database index Redis refuses: no counter in another database, limits i
   const db0 = new Redis(SHARED_REDIS.replace(/\/\d*$/, '/0'));
   t.teardown(() => db0.quit());
   t.same(await db0.keys(`${wrongDb.REDIS_KEY_PREFIX}*`), [], 'nothing counted in database 0');
+});
+
+t.test('a SELECT Redis refuses only for now (LOADING): the connection is not used on database 0, a new one is', async (t) => {
+  // A proxy before a private Redis answers the first connection's SELECT itself with LOADING (as a
+  // Redis still loading its data does) and passes everything else through; later connections pass whole.
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const select = '*2\r\n$6\r\nselect\r\n$1\r\n3\r\n';
+  const script = "return redis.error_reply('LOADING Redis is loading the dataset in memory')";
+  const refusal = `*3\r\n$4\r\nEVAL\r\n$${script.length}\r\n${script}\r\n$1\r\n0\r\n`;
+  let connections = 0;
+  const proxy = createServer((client) => {
+    const first = ++connections === 1;
+    const upstream = connect(redisPort, '127.0.0.1');
+    upstream.on('data', (chunk) => client.write(chunk));
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    client.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      const at = first ? text.toLowerCase().indexOf(select) : -1;
+      if (at < 0) return void upstream.write(chunk);
+      // In its place, a command Redis answers with that error, so the answers keep their order.
+      upstream.write(Buffer.from(text.slice(0, at) + refusal + text.slice(at + select.length), 'latin1'));
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => proxy.close(resolve)));
+  const proxyPort = (proxy.address() as AddressInfo).port;
+  const shared = env({ REDIS_URL: `redis://127.0.0.1:${proxyPort}/3` });
+  const { app } = await buildTestApp(t, shared, { beforeReady: (a) => a.register(limitedRoutes) });
+  await waitFor('a second connection', () => connections >= 2 && app.rateLimitBackend.redisStatus === 'ready');
+  const c = client(app, '203.0.113.43');
+  await waitFor('shared again', () => !app.rateLimitBackend.degraded, 5000).catch(() => undefined);
+  for (let i = 1; i <= LIMIT; i++) t.equal((await c.limited()).status, 200);
+  t.equal((await c.limited()).status, 429);
+  t.notOk(app.rateLimitBackend.degraded, 'not given up: counting in Redis again');
+  const inDb = async (db: number) => {
+    const r = new Redis({ port: redisPort, host: '127.0.0.1', db });
+    try {
+      return await r.keys(`${shared.REDIS_KEY_PREFIX}*`);
+    } finally {
+      r.disconnect();
+    }
+  };
+  t.same(await inDb(0), [], 'nothing counted in database 0');
+  t.ok((await inDb(3)).some((k) => k.includes('POST/test/limited')), 'the counters are in database 3');
 });
 
 t.test('Redis going down and coming back: in-memory meanwhile, shared again afterwards', async (t) => {
