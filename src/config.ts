@@ -18,7 +18,14 @@ const listEntries = (s: string): string[] => s.split(',').map((p) => p.trim()).f
 
 const csv = z.string().transform(listEntries);
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** A whole number in decimal digits (Number() would also take "0x10" and "1e3"). */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d{1,16}$/, 'a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 

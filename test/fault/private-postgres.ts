@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -48,7 +48,12 @@ function idOf(flag: '-u' | '-g'): Promise<number> {
 }
 
 
-export async function startPrivatePostgres(t: TestLike): Promise<PrivatePostgres> {
+/**
+ * `nextXid`: the cluster starts counting transactions there instead of near the start (pg_resetwal
+ * -x, with the commit-log segment that xid falls in created as PostgreSQL's docs say), as a cluster
+ * that has run for a while would.
+ */
+export async function startPrivatePostgres(t: TestLike, setup: { nextXid?: bigint } = {}): Promise<PrivatePostgres> {
   const root = await mkdtemp(join(tmpdir(), 'webshop-auth-fault-'));
   if (process.getuid?.() === 0) await chown(root, await idOf('-u'), await idOf('-g'));
   const dataDir = join(root, 'data');
@@ -81,6 +86,15 @@ export async function startPrivatePostgres(t: TestLike): Promise<PrivatePostgres
     await rm(root, { recursive: true, force: true });
   });
   await run(`${PG_BIN}/initdb`, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--no-locale']);
+  if (setup.nextXid !== undefined) {
+    // 32768 transactions per 8-KiB commit-log page, 32 pages per segment file.
+    const segment = join(dataDir, 'pg_xact', (setup.nextXid / 32768n / 32n).toString(16).toUpperCase().padStart(4, '0'));
+    // A whole segment of zeros ("in progress"); initdb's first one has only the pages it used: extended.
+    await writeFile(segment, Buffer.alloc(0), { flag: 'a' });
+    await truncate(segment, 32 * 8192);
+    if (process.getuid?.() === 0) await chown(segment, await idOf('-u'), await idOf('-g'));
+    await run(`${PG_BIN}/pg_resetwal`, ['-x', setup.nextXid.toString(), '-D', dataDir]);
+  }
   await start();
 
   const url = (database = 'postgres') => `postgresql://postgres@127.0.0.1:${port}/${database}`;

@@ -26,3 +26,11 @@ t.test('APP_BASE_URL: a user name or password in it stops the start (every mail 
   t.throws(() => loadConfig({ ...PRODUCTION_ENV, APP_BASE_URL: 'https://user:pw@shop.example.com' }), /APP_BASE_URL/);
   t.throws(() => loadConfig({ ...PRODUCTION_ENV, APP_BASE_URL: 'https://user@shop.example.com' }), /APP_BASE_URL/);
 });
+
+t.test('numbers are whole numbers in decimal digits: PORT=0x10 or 1e3 stops the start (operator review, session 31)', async (t) => {
+  for (const value of ['0x10', '1e3', '12.0', '-1', '+5']) {
+    t.throws(() => loadConfig({ NODE_ENV: 'test', PORT: value }), /PORT/, JSON.stringify(value));
+  }
+  t.equal(loadConfig({ NODE_ENV: 'test', PORT: ' 3917 ' }).port, 3917, 'spaces around are forgiven');
+  t.equal(loadConfig({ NODE_ENV: 'test', PORT: '' }).port, 3000, 'empty: the default');
+});

@@ -68,7 +68,7 @@ t.test('MIGRATE_ON_START=false: a role that may only read and write the tables r
 
   // A version's new table before the operator's grant (operations.md, "Migrations"): the event
   // feed's clock (20261203100000). Instances of the previous release, still running, go on writing
-  // audit rows (every sign-in writes one; the row's default reads the clock as its owner); this
+  // audit rows (every sign-in writes one; every role may read the clock); this
   // release's start stops, naming the table.
   const ownerAgain = new pg.Client({ connectionString: url });
   await ownerAgain.connect();
