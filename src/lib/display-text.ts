@@ -27,8 +27,14 @@ const SPACE_RUN = /\p{Zs}{2}/u;
 const STACKED_MARKS = /\p{M}{5}/u;
 const KEPT_FORMAT_CHARS = new RegExp(`[${KEPT_FORMAT}]`, 'gu');
 
-/** The text with the kept format characters (joiners, direction marks) replaced: they show as nothing, so a reader sees the text around them joined. */
-export const replaceKeptFormat = (text: string, by: string): string => text.replace(KEPT_FORMAT_CHARS, by);
+const replaceKeptFormat = (text: string, by: string): string => text.replace(KEPT_FORMAT_CHARS, by);
+
+/**
+ * The text with every character that shows as nothing replaced (Unicode's default-ignorable ones:
+ * the kept joiners and direction marks, variation selectors, the combining grapheme joiner, …): a
+ * reader sees the text around them joined, and domain names drop them (UTS 46).
+ */
+export const replaceInvisible = (text: string, by: string): string => text.replace(/\p{Default_Ignorable_Code_Point}/gu, by);
 
 export function displayText(maxLength: number) {
   return z

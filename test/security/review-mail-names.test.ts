@@ -28,3 +28,22 @@ t.test('a name with a web address on an IP address is refused (Autolinker.js lin
   t.equal(res.status, 400);
   t.equal(res.body.errors?.[0]?.reason, 'contains_address');
 });
+
+/**
+ * Attacker's read of session 31: the invisible marks a name may carry besides the kept format
+ * characters — variation selectors (U+FE00–FE0F, U+E0100–E01EF), the combining grapheme joiner
+ * (U+034F), Mongolian free variation selectors (U+180B–180D) — are marks, so displayText lets them
+ * through, linkify-it reads them as letters of the domain, and UTS 46 maps them to nothing.
+ */
+t.test('a name with a web address hidden by a variation selector or grapheme joiner is refused (contains_address)', async (t) => {
+  const w = await adminWorld(t);
+  const names = ['Eve evil.com\uFE0F', 'Eve evil.com\u034F', 'Eve evil.c\uFE0Fom', 'Eve evil.c\u034Fom', 'Eve evil.c\u180Bom', 'Eve evil.c\u{E0100}om'];
+  for (const [i, name] of names.entries()) {
+    const email = `v${i}@alpha.test`;
+    const res = await w.request({ method: 'POST', url: '/v1/organization/users', token: w.adminA.token, body: { email, name } });
+    t.equal(res.status, 400, `${JSON.stringify(name)} refused (got ${res.status})`);
+    t.equal(res.body.errors?.[0]?.reason, 'contains_address', JSON.stringify(name));
+    const [mail] = await mailsTo(w.app, email);
+    t.notOk(mail, `no activation mail reading ${JSON.stringify(mail?.textBody.split('\n')[0] ?? '')}`);
+  }
+});

@@ -2,7 +2,7 @@ import LinkifyIt from 'linkify-it';
 import topLevelDomains from 'tlds' with { type: 'json' };
 import { z } from 'zod';
 import { NextCursor, PageQuery } from './pagination.js';
-import { displayText, replaceKeptFormat } from '../../lib/display-text.js';
+import { displayText, replaceInvisible } from '../../lib/display-text.js';
 import { failsWith } from '../../lib/field-reasons.js';
 import { asciiDomain, EMAIL_PATTERN, hasValidDomain } from '../../lib/email-address.js';
 import { LanguageSchema } from '../../lib/languages.js';
@@ -99,10 +99,11 @@ const linkFinder = new LinkifyIt({ fuzzyIP: true }).tlds(topLevelDomains, true);
 const DEGREES = /(?<![\p{L}\p{N}.-])(?:dr\.med(?:\.vet|\.dent)?|dr\.ing|dipl\.(?:wirt\.)?ing|mag\.art|[bm]\.sc)\.(?![\p{L}\p{N}])/giu;
 const carriesAddress = (name: string): boolean => {
   const normalized = name.normalize('NFKC').replace(/[\u3002\uFF61]/g, '.').replace(DEGREES, ' ');
-  // The joiners and direction marks a name may keep (display-text.ts) are letters to linkify-it, so
-  // "evil.com" + LRM hid its address; a reader (and a mail program's linkifier) sees through them.
-  // Looked at without them ("evil.c" + ZWJ + "om" reads "evil.com") and with them as spaces.
-  return [replaceKeptFormat(normalized, ''), replaceKeptFormat(normalized, ' ')].some((text) => {
+  // What shows as nothing — the joiners and direction marks a name may keep (display-text.ts),
+  // variation selectors, the grapheme joiner — is a letter to linkify-it, so "evil.com" + LRM hid its
+  // address; a reader (and a mail program's linkifier) sees through them. Looked at without them
+  // ("evil.c" + ZWJ + "om" reads "evil.com") and with them as spaces.
+  return [replaceInvisible(normalized, ''), replaceInvisible(normalized, ' ')].some((text) => {
     // A full stop after no letter or digit ("Hans 。evil.com" as "Hans .evil.com") starts no host for
     // linkify-it, while a mail program links what follows it: looked at as a space as well.
     const loose = text.replace(/(^|[^\p{L}\p{N}])\.+/gu, '$1 ');
