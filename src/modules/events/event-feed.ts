@@ -68,7 +68,8 @@ export const FeedPageSchema = z
   })
   .meta({ id: 'FeedPage' });
 
-const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
+/** The feed types as an SQL list, written out where the planner must see the partial index's predicate. */
+export const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
 // predicate is the same list. $4 is the horizon (feed_horizon() when the read began), $5/$6 the
 // first event of a type this release does not know (the highest key when there is none).

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { FEED_EVENT_TYPES } from './event-feed.js';
+import { FEED_TYPES_SQL } from './event-feed.js';
 
 type Log = { warn(message: string): void };
 
@@ -12,7 +12,6 @@ export const RESTORE_MARGIN = 2n ** 32n;
 const XID8_MAX = 2n ** 64n - 1n;
 const BIGINT_MAX = 2n ** 63n - 1n;
 
-const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
 // The newest event on the feed's index (the same type list as its predicate) and the next
 // transaction id this cluster hands out, without taking one.
 const STATE_SQL = `
