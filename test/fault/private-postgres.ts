@@ -20,6 +20,10 @@ type TestLike = { teardown(fn: () => unknown): void };
 
 export type PrivatePostgres = {
   port: number;
+  /** The cluster's data directory (owned by the postgres user when the tests run as root). */
+  dataDir: string;
+  /** Runs a PostgreSQL binary or shell command as the cluster's user. */
+  runAsOwner(command: string, args: string[]): Promise<string>;
   /** A connection URL for a database of this cluster. */
   url(database?: string): string;
   createDatabase(name: string): Promise<string>;
@@ -100,6 +104,8 @@ export async function startPrivatePostgres(t: TestLike, setup: { nextXid?: bigin
   const url = (database = 'postgres') => `postgresql://postgres@127.0.0.1:${port}/${database}`;
   return {
     port,
+    dataDir,
+    runAsOwner: (command, args) => run(command, args),
     url,
     async createDatabase(name) {
       const client = new pg.Client({ connectionString: url() });

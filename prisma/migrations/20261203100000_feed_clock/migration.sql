@@ -23,21 +23,17 @@ INSERT INTO "feed_clock" DEFAULT VALUES;
 -- instances of the previous release go on signing people in after this migration.
 GRANT SELECT ON "feed_clock" TO PUBLIC;
 
--- Two functions, run as their caller, with nothing but pg_catalog on their search path and the
--- table named with its schema: an operator or table someone creates in a schema on the caller's
--- path cannot stand in for the built-in ones (with `numeric + bigint` written as is, a
--- `public.+(numeric, bigint)` would have been chosen over pg_catalog's).
+-- The current transaction's id on the feed's clock: what a new audit row records. Run as its
+-- caller, with nothing but pg_catalog on its search path and the table named with its schema: an
+-- operator or table someone creates in a schema on the caller's path cannot stand in for the
+-- built-in ones (with `numeric + bigint` written as is, a `public.+(numeric, bigint)` would have
+-- been chosen over pg_catalog's). The feed's reads compute their horizon the same way, in
+-- src/modules/events/event-feed.ts.
 DO $migration$
 BEGIN
-  -- The current transaction's id on the feed's clock: what a new audit row records.
   EXECUTE format($f$
     CREATE FUNCTION %1$I.feed_txid() RETURNS xid8 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
       AS 'SELECT (pg_catalog.pg_current_xact_id()::text::numeric OPERATOR(pg_catalog.+) c.shift::numeric)::text::xid8 FROM %1$I.feed_clock c WHERE c.id'
-  $f$, current_schema());
-  -- Where a read of the feed stops: before the oldest transaction still running, on the feed's clock.
-  EXECUTE format($f$
-    CREATE FUNCTION %1$I.feed_horizon() RETURNS xid8 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-      AS 'SELECT (pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::numeric OPERATOR(pg_catalog.+) c.shift::numeric)::text::xid8 FROM %1$I.feed_clock c WHERE c.id'
   $f$, current_schema());
 END
 $migration$;

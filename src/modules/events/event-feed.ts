@@ -3,6 +3,7 @@ import { queryPrepared } from '../../db/sql.js';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor, paginationErrors } from '../organization/pagination.js';
 import type { AuditEventType } from '../audit/audit.service.js';
+import { defineErrors } from '../../errors.js';
 
 /**
  * The event feed for other services (GET /v1/events): what happened to users and organisations,
@@ -14,7 +15,7 @@ import type { AuditEventType } from '../audit/audit.service.js';
  * Read from the audit log in transaction order, without gaps: rows carry the id of the transaction
  * that wrote them (`txid`, migration 20261130060000; on the feed's clock, feed-clock.ts), and the
  * feed hands out only rows of transactions older than every one still running (pg_snapshot_xmin,
- * on that clock: feed_horizon), ordered by (txid, id)
+ * on that clock: FEED_HORIZON), ordered by (txid, id)
  * numerically (not by the text the cursor carries). A row that commits late cannot fall behind a
  * reader's cursor, which ordering by time or id alone would allow. The order is that in which the
  * transactions began writing, not strictly that of their commits: for a user's current state, ask
@@ -70,8 +71,14 @@ export const FeedPageSchema = z
 
 /** The feed types as an SQL list, written out where the planner must see the partial index's predicate. */
 export const FEED_TYPES_SQL = FEED_EVENT_TYPES.map((t) => `'${t}'`).join(', ');
+/**
+ * Where a read stops: before the oldest transaction still running, on the feed's clock (feed_clock's
+ * shift, as the audit rows' feed_txid() adds it). Operators and functions named with their schema:
+ * one someone creates in a schema on the service's path cannot stand in for them.
+ */
+const FEED_HORIZON = `(pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::text::numeric OPERATOR(pg_catalog.+) (SELECT c.shift::numeric FROM feed_clock c WHERE c.id))::text::xid8`;
 // The type list is written out (not a parameter), so the planner can use the partial index, whose
-// predicate is the same list. $4 is the horizon (feed_horizon() when the read began), $5/$6 the
+// predicate is the same list. $4 is the horizon (FEED_HORIZON when the read began), $5/$6 the
 // first event of a type this release does not know (the highest key when there is none).
 const AFTER_CURSOR = `
   FROM audit_events
@@ -86,7 +93,7 @@ SELECT id, type, created_at, organization_id, subject_user_id, txid::text AS txi
 const COUNT_SQL = `SELECT count(*)::int AS n FROM (SELECT 1 ${AFTER_CURSOR} LIMIT $3) waiting`;
 /** Where the read stops, and the feed types a later release listed in feed_event_types that this one does not know. */
 const HORIZON_SQL = `
-SELECT feed_horizon()::text AS horizon,
+SELECT ${FEED_HORIZON}::text AS horizon,
        ARRAY(SELECT type FROM feed_event_types WHERE type <> ALL($1::text[]) ORDER BY type) AS later_types`;
 /** The first event of such a type after the cursor, before the horizon. */
 const LATER_TYPE_SQL = `
@@ -98,6 +105,10 @@ SELECT txid::text AS txid_text, id
 const LAST_KEY: [string, string] = ['18446744073709551615', 'ffffffff-ffff-ffff-ffff-ffffffffffff'];
 
 const XID8 = /^\d{1,20}$/;
+
+export const feedReadErrors = defineErrors({
+  feed_cursor_ahead: { status: 409, title: 'The cursor is ahead of the event feed' },
+});
 
 type Row = { id: string; type: (typeof FEED_EVENT_TYPES)[number]; created_at: Date; organization_id: string | null; subject_user_id: string | null; txid_text: string };
 
@@ -119,6 +130,16 @@ export const FEED_START = encodeCursor(['0', '00000000-0000-0000-0000-0000000000
 export async function readFeedEvents(pool: pg.Pool, cursor: string, limit: number): Promise<{ event: FeedEvent; cursor: string }[]> {
   const key = cursorKey(cursor);
   const horizon = await feedHorizon(pool);
+  // Every cursor handed out lies before the horizon of its read, and the horizon only grows: one at
+  // or past it comes from before the database went back in time (a physical backup or a
+  // point-in-time recovery restored; a logical one the feed clock could not tell), and what is
+  // written now would sort before it, never to be handed out.
+  if (BigInt(key[0]) >= BigInt(horizon.xmin)) {
+    throw feedReadErrors.feed_cursor_ahead(
+      'The cursor is ahead of the event feed: its database was restored to an earlier point, and what happened after that point is lost. ' +
+        'Read the users and organisations you hold again (GET /v1/service/users/{id}, /v1/service/organizations/{id}), then read the feed again without a cursor: events you have come again with the same ids.',
+    );
+  }
   const stop = horizon.laterTypes.length === 0 ? LAST_KEY : await firstOfLaterType(pool, key, horizon);
   const { rows } = await queryPrepared<Row>(pool, { name: 'event-feed', text: FEED_SQL, values: [...key, limit, horizon.xmin, ...stop] });
   return rows.map((r) => ({
@@ -158,7 +179,7 @@ function cursorKey(cursor: string): [string, string] {
  * (in transactions newer than the oldest one still running) come after it too: harmless.
  */
 export async function currentFeedEnd(pool: pg.Pool): Promise<string> {
-  const { rows } = await pool.query<{ xmin: string }>('SELECT feed_horizon()::text AS xmin');
+  const { rows } = await pool.query<{ xmin: string }>(`SELECT ${FEED_HORIZON}::text AS xmin`);
   return encodeCursor([String(BigInt(rows[0]!.xmin) - 1n), 'ffffffff-ffff-ffff-ffff-ffffffffffff']);
 }
 

@@ -413,8 +413,9 @@ t.test('upgrade repairs: an event the feed or a webhook is delivering one at a t
   // This release's reader stands in for the release before the repairs: on its one connection, an
   // empty stand-in for the table a later migration adds (20261201080000_feed_event_types).
   await pool.query('CREATE TEMP TABLE feed_event_types (type TEXT PRIMARY KEY)');
-  // And the feed's horizon as it was before its clock (20261203100000_feed_clock), dropped before that migration.
-  await pool.query('CREATE FUNCTION feed_horizon() RETURNS xid8 LANGUAGE sql AS $$ SELECT pg_snapshot_xmin(pg_current_snapshot()) $$');
+  // And for the feed's clock (20261203100000_feed_clock: no shift before it), dropped before that migration.
+  await pool.query('CREATE TEMP TABLE feed_clock (id BOOLEAN PRIMARY KEY, shift BIGINT NOT NULL)');
+  await pool.query('INSERT INTO feed_clock VALUES (true, 0)');
   for (let i = 0; i < 6; i++) {
     await pool.query(`INSERT INTO users (id, email, name, roles, status, updated_at) VALUES (gen_random_uuid(), $1, $2, '{USER}', 'ACTIVE', now())`, [`u${i}@example.com`, `Mu\u0308ller ${i}`]);
   }
@@ -439,7 +440,7 @@ t.test('upgrade repairs: an event the feed or a webhook is delivering one at a t
   };
   for (let i = 0; i < 2; i++) await takeOne();
   t.equal(handedOut.length, 2, 'two handed out before the upgrade');
-  await pool.query('DROP FUNCTION feed_horizon()');
+  await pool.query('DROP TABLE pg_temp.feed_clock');
   await migrate(url, quiet);
   // The migration wrote its events in one transaction: once one is handed out, all of them can be.
   await takeOne();

@@ -177,6 +177,12 @@ t.test('the feed is for service clients only; bad cursors and parameters are ref
     t.equal(res.status, 400, label);
     t.equal(res.body && (res.body as unknown as { code: string }).code, code, label);
   }
+  // A cursor past the feed's horizon comes from before the database went back in time (a physical
+  // restore): refused, saying what to do, not answered with nothing for ever (attacker's read, session 31).
+  const ahead = await feed(w, `?cursor=${encodeCursor(['18446744073709551000', '0190a0a0-0000-7000-8000-000000000000'])}`);
+  const problem = ahead.body as unknown as { code: string; detail: string };
+  t.same([ahead.status, problem.code], [409, 'feed_cursor_ahead']);
+  t.match(problem.detail, /restored to an earlier point.*without a cursor/);
 });
 
 t.test('transaction ids are ordered as numbers, not as text: a page boundary at 999 → 1000 skips and repeats nothing', async (t) => {
