@@ -27,8 +27,6 @@ const SPACE_RUN = /\p{Zs}{2}/u;
 const STACKED_MARKS = /\p{M}{5}/u;
 const KEPT_FORMAT_CHARS = new RegExp(`[${KEPT_FORMAT}]`, 'gu');
 
-const replaceKeptFormat = (text: string, by: string): string => text.replace(KEPT_FORMAT_CHARS, by);
-
 /**
  * The text with every character that shows as nothing replaced (Unicode's default-ignorable ones:
  * the kept joiners and direction marks, variation selectors, the combining grapheme joiner, …): a
@@ -48,7 +46,7 @@ export function displayText(maxLength: number) {
     .regex(VISIBLE_ON_ONE_LINE, 'no control characters (line breaks, tabs, bidi overrides, zero-width, ...)')
     .refine((text) => !BLANK_LETTERS.test(text), failsWith('blank_characters', 'no characters that show as blank'))
     .refine((text) => !SPACE_RUN.test(text), failsWith('space_run', 'no runs of spaces'))
-    .refine((text) => !STACKED_MARKS.test(replaceKeptFormat(text, '')), failsWith('stacked_marks', 'no more than four combining marks on one letter'))
+    .refine((text) => !STACKED_MARKS.test(text.replace(KEPT_FORMAT_CHARS, '')), failsWith('stacked_marks', 'no more than four combining marks on one letter'))
     .regex(LETTER_OR_DIGIT, 'at least one letter or digit')
     .describe('One line of visible text: no line breaks, tabs or invisible formatting characters');
 }

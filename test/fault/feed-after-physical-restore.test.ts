@@ -1,7 +1,8 @@
 import t from 'tap';
 import { openDatabase } from '../../src/db/client.js';
-import { FEED_START, readFeed } from '../../src/modules/events/event-feed.js';
+import { readFeed } from '../../src/modules/events/event-feed.js';
 import { cli, cliEnv } from '../helpers/cli.js';
+import { readFeedUntil, spendTransactionIds } from '../helpers/feed-reader.js';
 import { startPrivatePostgres } from './private-postgres.js';
 
 /**
@@ -30,17 +31,10 @@ t.test('after a physical backup is restored, a reader that read past the backup 
 
   // The service goes on: transactions, another organisation, a reader reads it.
   let db = openDatabase(url, { max: 2 });
-  for (let i = 0; i < 3000; i++) await db.pool.query('SELECT pg_current_xact_id()');
+  await spendTransactionIds(db.pool, 3000);
   t.equal((await org(1002)).code, 0);
-  let cursor = FEED_START;
-  let created = 0;
-  for (let i = 0; i < 200 && created < 2; i++) {
-    const page = await readFeed(db.pool, { cursor, limit: 1000 });
-    created += page.items.filter((e) => e.type === 'organization.created').length;
-    cursor = page.nextCursor ?? cursor;
-    if (created < 2) await new Promise((r) => setTimeout(r, 20));
-  }
-  t.equal(created, 2, 'the reader read past the backup');
+  const { cursor, read } = await readFeedUntil(db.pool, 'organization.created', 2, 200);
+  t.equal(read, 2, 'the reader read past the backup');
   await db.close();
 
   // Disaster: the backup is restored.

@@ -5,6 +5,7 @@ import { openDatabase } from '../../src/db/client.js';
 import { FEED_START, currentFeedEnd, readFeed } from '../../src/modules/events/event-feed.js';
 import { sha256Hex } from '../../src/lib/tokens.js';
 import { cli, cliEnv } from '../helpers/cli.js';
+import { spendTransactionIds } from '../helpers/feed-reader.js';
 import { adminWorld } from '../integration/organization/helpers.js';
 import { PG_BIN, startPrivatePostgres } from './private-postgres.js';
 
@@ -61,7 +62,7 @@ t.test('after a pg_dump restore into another cluster, readers get the events wri
   // Events after the backup, read by a reader: they are lost with the old cluster, its cursor is not.
   // The old cluster goes on after the backup (other work, sign-ins): its transaction ids run ahead of the restored
   // events by more than the restored cluster's first few transactions (RESTORE_MARGIN is the room for them).
-  for (let i = 0; i < 300; i++) await w.app.ctx.pool.query('SELECT pg_current_xact_id()');
+  await spendTransactionIds(w.app.ctx.pool, 300);
   await invite('after-backup@alpha.test');
   const aheadOfBackup = await readToEnd();
   t.not(aheadOfBackup, atBackup);

@@ -2,8 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { openDatabase } from '../../src/db/client.js';
-import { FEED_START, readFeed } from '../../src/modules/events/event-feed.js';
+import { readFeed } from '../../src/modules/events/event-feed.js';
 import { cli, cliEnv } from '../helpers/cli.js';
+import { readFeedUntil, spendTransactionIds } from '../helpers/feed-reader.js';
 import { adminWorld } from '../integration/organization/helpers.js';
 import { PG_BIN, startPrivatePostgres } from './private-postgres.js';
 
@@ -26,19 +27,12 @@ t.test('a restore into a cluster whose counter lies between the backup and a rea
   const dump = execFileSync(`${PG_BIN}/pg_dump`, ['-Fc', '-d', w.databaseUrl], { maxBuffer: 1 << 28 });
   const newest = BigInt((await pool.query<{ m: string }>('SELECT max(txid)::text AS m FROM audit_events')).rows[0]!.m);
   // The old cluster goes on; a reader reads an event the restore will not have.
-  for (let i = 0; i < 2000; i++) await pool.query('SELECT pg_current_xact_id()');
+  await spendTransactionIds(pool, 2000);
   await invite('after-backup@alpha.test');
   const invitations = (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE type = 'user.invited'`)).rows[0]!.n;
-  let cursor = FEED_START;
-  let invitationsRead = 0;
-  // Until the last invitation is read (a transaction open elsewhere on the server holds the feed back a while).
-  for (let i = 0; i < 500 && invitationsRead < invitations; i++) {
-    const page = await readFeed(pool, { cursor, limit: 1000 });
-    invitationsRead += page.items.filter((e) => e.type === 'user.invited').length;
-    cursor = page.nextCursor ?? cursor;
-    if (invitationsRead < invitations) await new Promise((r) => setTimeout(r, 20));
-  }
-  t.equal(invitationsRead, invitations, 'the reader read past the backup');
+  // Until the last invitation is read.
+  const { cursor, read } = await readFeedUntil(pool, 'user.invited', invitations, 500);
+  t.equal(read, invitations, 'the reader read past the backup');
 
   // The new cluster counts on from just past the backup's newest event.
   const cluster = await startPrivatePostgres(t, { nextXid: newest + 20n });
