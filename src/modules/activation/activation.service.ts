@@ -12,6 +12,7 @@ import { consumeFlow, findUsableFlow, flowErrors, issueFlowToken } from '../flow
 import { issueChallengeAfterPassword, type LoginChallenge } from '../login/challenge.js';
 import { buildLink, enqueueMail, LINK_PATHS, type MailRecipient } from '../mail/mail.service.js';
 import { PASSWORD_POLICY } from '../../lib/password-policy.js';
+import { findUsableActivationLink, type UsableActivationLink } from './usable-activation-link.js';
 import type { Language } from '../../lib/languages.js';
 
 /** Activation links live 7 days (security.md item 14). */
@@ -52,7 +53,7 @@ export async function sendActivation(
   return { link, expiresAt: flow.expiresAt };
 }
 
-type Ctx = Pick<AppContext, 'db' | 'clock' | 'config' | 'hasher'>;
+type Ctx = Pick<AppContext, 'db' | 'pool' | 'clock' | 'config' | 'hasher'>;
 
 /** link_used for an activation link of an account that is active already: sign in instead. */
 const alreadyActive = () =>
@@ -89,7 +90,12 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
   return again(`${sentence} For a new invitation, ask ${contactText(ctx.config, contact)}.`, { ...err.extras, contact });
 }
 
-async function usableActivation(ctx: Ctx, token: string) {
+/** The link and its account when the link works; otherwise throws why it does not (the Prisma path). */
+async function usableActivation(ctx: Ctx, token: string): Promise<UsableActivationLink> {
+  return (await findUsableActivationLink(ctx.pool, token, ctx.clock.now())) ?? explainedActivation(ctx, token);
+}
+
+async function explainedActivation(ctx: Ctx, token: string): Promise<UsableActivationLink> {
   const flow = await findUsableFlow(ctx.db, ctx.clock, token, 'ACTIVATION', blockedLinkHolder(ctx.db, ctx.config)).catch(
     async (err: unknown) => {
       throw await withContact(ctx, token, err);

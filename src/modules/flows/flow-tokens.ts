@@ -142,7 +142,7 @@ export async function findUsableFlow(
  * Marks a flow consumed if, and only if, it is still pending and unexpired. Call inside the
  * transaction that performs the flow's effect: losing the race throws, rolling the effect back.
  */
-export async function consumeFlow(tx: Tx, clock: Clock, flow: FlowToken): Promise<void> {
+export async function consumeFlow(tx: Tx, clock: Clock, flow: Pick<FlowToken, 'id'>): Promise<void> {
   const now = clock.now();
   const { count } = await tx.flowToken.updateMany({
     where: { id: flow.id, state: 'PENDING', expiresAt: { gt: now } },
