@@ -21,6 +21,7 @@ import { routeAccess } from './plugins/route-access.js';
 import { standardResponses } from './plugins/standard-responses.js';
 import { metrics, metricsRoutes } from './plugins/metrics.js';
 import { securityHeaders } from './plugins/security-headers.js';
+import { connectionLimit } from './plugins/connection-limit.js';
 import { loadShedding } from './plugins/load-shedding.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { healthRoutes } from './modules/health/health.routes.js';
@@ -159,6 +160,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Their onRequest hooks (CORS preflight, load shedding, the per-IP ceiling) run before
   // authentication, so a flood is turned away before it costs a token check or a query.
   await app.register(metrics);
+  await app.register(connectionLimit);
   await app.register(securityHeaders);
   await app.register(loadShedding);
   if (config.rateLimitEnabled) await app.register(rateLimiting);

@@ -236,6 +236,7 @@ const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
+  MAX_CONNECTIONS: int(1, 1_000_000).optional(),
   TRUST_PROXY: trustProxy.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: databaseUrl.optional(),
@@ -336,6 +337,8 @@ export type Config = Readonly<{
   trustProxy: false | string[];
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   databaseUrl: string | undefined;
+  /** The listener's connection limit; null: below the open-file limit (http/connection-limit.ts). */
+  maxConnections: number | null;
   databasePoolMax: number;
   /** A database round trip not answered within this is given up (503), the connection closed. */
   databaseQueryTimeoutMs: number;
@@ -460,6 +463,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     isProduction: e.NODE_ENV === 'production',
     host: e.HOST,
     port: e.PORT,
+    maxConnections: e.MAX_CONNECTIONS ?? null,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,

@@ -8,7 +8,7 @@ import { TEST_ENCRYPTION_KEYS } from './keys.js';
  * start-up lag is no overload: shed logins never reach the code under test); `env` adds to or
  * overrides that (a variable given as undefined is not set at all).
  */
-export function spawnServer(t: Test, env: Record<string, string | undefined>): ChildProcessWithoutNullStreams {
+export function spawnServer(t: Test, env: Record<string, string | undefined>, options: { launcher?: string[] } = {}): ChildProcessWithoutNullStreams {
   const merged: Record<string, string | undefined> = {
     PATH: process.env.PATH ?? '',
     NODE_ENV: 'test',
@@ -21,7 +21,9 @@ export function spawnServer(t: Test, env: Record<string, string | undefined>): C
     LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
     ...env,
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  // `launcher`: a command that starts the server in turn, e.g. prlimit with its options.
+  const [command, ...args] = [...(options.launcher ?? []), process.execPath, '--import', 'tsx', 'src/server.ts'];
+  const child = spawn(command!, args, {
     cwd: new URL('../../', import.meta.url),
     env: Object.fromEntries(Object.entries(merged).filter((entry): entry is [string, string] => entry[1] !== undefined)),
   });
