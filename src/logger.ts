@@ -29,6 +29,10 @@ function withoutRawPacket(err: unknown): unknown {
   return rest;
 }
 
+/** The most of a request's path and user agent a log line holds (as the audit rows keep of the user agent). */
+const LOGGED_TEXT_MAX = 512;
+const clipped = (text: unknown) => (typeof text === 'string' ? text.slice(0, LOGGED_TEXT_MAX) : text);
+
 /** Where a request's child logger keeps its request id (see requestChildLogger). */
 const REQUEST_ID = Symbol('requestId');
 /** And who made the request, once authenticated (logWho). */
@@ -66,13 +70,15 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
       // the error's code and message remain; an `err` that is a message stays as it is (Fastify's
       // type says every `err` is an error, pino passes whatever was logged).
       err: withoutRawPacket as unknown as (err: Error) => ReturnType<typeof stdSerializers.err>,
-      // Only the path: a query string may carry something secret someone put there by mistake.
+      // Only the path: a query string may carry something secret someone put there by mistake. Path
+      // and user agent at most LOGGED_TEXT_MAX characters: a 15-KB user agent on /healthz, which no
+      // limit counts, wrote 15 KB of log per request (DoS review, session 32).
       req: (req: SerializableRequest) => ({
         id: req.id,
         method: req.method,
-        path: req.url.split('?')[0],
+        path: clipped(req.url.split('?')[0]),
         ip: req.ip,
-        userAgent: req.headers['user-agent'],
+        userAgent: clipped(req.headers['user-agent']),
       }),
     },
   };

@@ -76,3 +76,19 @@ t.test('the lines of a signed-in request name the user, session and organisation
   const anonymous = await request({ url: '/v1/me' });
   t.notOk(linesOf(String(anonymous.headers['x-request-id'])).some((l) => 'userId' in l || 'clientId' in l));
 });
+
+t.test('a request line holds at most 512 characters of the user agent and of the path (DoS review, session 32)', async (t) => {
+  const { app, logs } = await buildTestApp(t);
+  const before = logs.length;
+  // 15 KB of user agent on /healthz (no limit counts it) wrote 15 KB of log per request.
+  const res = await app.inject({ method: 'GET', url: `/healthz`, headers: { 'user-agent': `agent-${'u'.repeat(15_000)}` } });
+  t.equal(res.statusCode, 200);
+  const long = await app.inject({ method: 'GET', url: `/v1/${'p'.repeat(15_000)}` });
+  t.equal(long.statusCode, 404);
+  const lines = logs.slice(before).map((l) => JSON.parse(l) as { msg?: string; req?: { userAgent?: string; path?: string } });
+  const incoming = lines.filter((l) => l.msg === 'incoming request');
+  t.equal(incoming.length, 2);
+  t.equal(incoming[0]?.req?.userAgent, `agent-${'u'.repeat(506)}`, 'the first 512 characters');
+  t.equal(incoming[1]?.req?.path, `/v1/${'p'.repeat(508)}`);
+  t.ok(logs.slice(before).every((l) => l.length < 3000), 'no line carries the 15 KB');
+});
