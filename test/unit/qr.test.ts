@@ -28,3 +28,15 @@ t.test('PNG decodes back to the input (zbarimg; CI installs it, missing tool is 
   const decoded = execFileSync('zbarimg', ['--quiet', '--raw', file], { encoding: 'utf8' });
   t.equal(decoded.replace(/\n$/, ''), URI);
 });
+
+t.test('the SVG states its own size, the PNG\'s (interop review, session 32: inlined without one it was 0x0 in a flex row and as wide as the page elsewhere)', async (t) => {
+  const { svg, pngDataUrl } = await renderQrCode(URI);
+  const png = Buffer.from(pngDataUrl.slice(PNG_PREFIX.length), 'base64');
+  const pngWidth = png.readUInt32BE(16);
+  const root = /^<svg\b[^>]*>/.exec(svg)?.[0] ?? '';
+  t.match(root, /\swidth="\d+"/, 'width attribute on the root element');
+  t.match(root, /\sheight="\d+"/, 'height attribute on the root element');
+  const width = Number(/\swidth="(\d+)"/.exec(root)?.[1]);
+  t.equal(width, pngWidth, 'the size of the PNG: 5 px per module, the quiet zone included');
+  t.match(root, new RegExp(`\\sheight="${pngWidth}"`), 'square');
+});

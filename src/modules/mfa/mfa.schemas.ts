@@ -28,7 +28,7 @@ export const PasswordReauthSchema = PasswordInputSchema.describe('The current pa
 
 export const QrCodeSchema = z
   .object({
-    svg: z.string().describe('SVG image of the otpauth URI, safe to inline'),
+    svg: z.string().describe('SVG image of the otpauth URI, safe to inline; states its size (width and height, the PNG\'s: 5 px per module with the quiet zone), scale it with CSS if needed'),
     pngDataUrl: z.string().describe('The same QR code as a data:image/png;base64 URL'),
   })
   .meta({ id: 'QrCode' });
