@@ -86,6 +86,15 @@ export function namedAddress(name: string, address: string): string {
   return unicode === null ? `${name} <${address}>` : `${name} <${unicode}> (${address})`;
 }
 
+/**
+ * The address as its owner typed it, for where it names their own account to them and nobody can
+ * pass it off as another's (the authenticator label): its internationalised domain in Unicode when
+ * readableAddress would show that form; else the address as stored.
+ */
+export function typedAddress(address: string): string {
+  return unicodeForm(address) ?? address;
+}
+
 /** The address with its internationalised domain in Unicode, when readableAddress shows it so; else null. */
 function unicodeForm(address: string): string | null {
   const domain = domainOf(address);

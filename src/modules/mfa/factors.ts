@@ -6,6 +6,7 @@ import { generateRecoveryCodes, hashRecoveryCode, normalizeRecoveryCode } from '
 import { mfaErrors } from './mfa.errors.js';
 import { addSeconds } from '../../lib/clock.js';
 import { secondsUntil } from '../../lib/lockout.js';
+import { typedAddress } from '../../lib/email-address.js';
 import { newId } from '../../db/sql.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { voidFlows } from '../flows/flow-tokens.js';
@@ -105,7 +106,9 @@ export async function startTotpEnrollment(
     RETURNING id`;
   if (written.length === 0) throw enrollmentInProgress((await pendingReservation(tx, user.id, now)) ?? 1);
   // The label's account part cannot carry ':' (apps split on it); e-mail addresses never need one.
-  const accountName = user.email.replaceAll(':', '');
+  // An internationalised domain as typed: the apps show the label as given, and "xn--mller-…" was
+  // not recognisably the user's own (interop review, session 32).
+  const accountName = typedAddress(user.email).replaceAll(':', '');
   return { secret, otpauthUri: buildOtpauthUri({ issuer: ctx.config.totpIssuer, accountName, secret }) };
 }
 

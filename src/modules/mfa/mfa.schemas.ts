@@ -36,7 +36,7 @@ export const QrCodeSchema = z
 export const TotpEnrollmentSchema = z
   .object({
     secret: z.string().describe('Base32 secret (no padding) for manual entry; shown only during enrolment'),
-    otpauthUri: z.string().describe('otpauth://totp/<Issuer>:<email>?secret=...&issuer=...&algorithm=SHA1&digits=6&period=30'),
+    otpauthUri: z.string().describe('otpauth://totp/<Issuer>:<email>?secret=...&issuer=...&algorithm=SHA1&digits=6&period=30 (an internationalised domain in the label in Unicode, percent-encoded UTF-8, as the user typed it)'),
     qrCode: QrCodeSchema,
   })
   .meta({

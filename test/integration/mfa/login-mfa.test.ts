@@ -91,6 +91,19 @@ t.test('first login: enrol with otpauth URI + QR, confirm once, get tokens and 1
   );
 });
 
+
+t.test('the otpauth label shows an internationalised domain as its owner typed it (interop review, session 32)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  // Stored (and logged in with) in its ASCII form; authenticator apps show the label as given.
+  const { user } = await createUser(app.ctx.db, app, { email: 'joerg@xn--mller-gmbh-9db.de', withTotp: false });
+  const started = await request({ url: '/v1/auth/login/mfa-enrollment', body: { challengeToken: await challengeFor(app, user.id, 'mfa_enrollment') } });
+  t.equal(started.status, 200);
+  const label = decodeURIComponent(/^otpauth:\/\/totp\/([^?]+)\?/.exec(started.body.otpauthUri)?.[1] ?? '');
+  t.equal(label, 'ALSO Webshop:joerg@müller-gmbh.de', 'not joerg@xn--mller-gmbh-9db.de');
+  const { enrollment } = await enrolAtLogin(t, app, request, await challengeFor(app, user.id, 'mfa_enrollment'));
+  t.match(enrollment.otpauthUri, /^otpauth:\/\/totp\/ALSO%20Webshop:joerg%40m%C3%BCller-gmbh\.de\?/, 'percent-encoded UTF-8');
+});
 t.test('code step: valid code, ±1 step accepted, ±2 rejected with clock_drift hint', async (t) => {
   const { app, clock } = await buildTestApp(t);
   const request = api(app);
