@@ -6,7 +6,7 @@ import { randomToken, sha256Hex } from '../../lib/tokens.js';
 import type { Role } from '../../generated/prisma/enums.js';
 import type { RequestMeta } from '../audit/audit.service.js';
 import type { TokenResponse } from './sessions.schemas.js';
-import { pruneRotatedTokensSql, REFRESH_TOKEN_BYTES, sessionTokens } from './sessions.service.js';
+import { REFRESH_TOKEN_BYTES, sessionTokens } from './sessions.service.js';
 
 /**
  * The usual refresh — a live token of a live session of an active user — in ONE statement instead
@@ -21,9 +21,8 @@ import { pruneRotatedTokensSql, REFRESH_TOKEN_BYTES, sessionTokens } from './ses
  *    neither idle- nor absolutely expired, and its user is active. A logout, block, password reset,
  *    MFA reset or demotion that revoked the session meanwhile wins here.
  *  - Only when both qualified: the token is marked rotated, the session's idle expiry moves (never
- *    past its absolute one) and records the caller, the session's rotated tokens older than those
- *    kept for reuse detection are deleted (pruneRotatedTokensSql), and the next token is inserted.
- *    The user row, as the statement sees it, gives the access token's claims.
+ *    past its absolute one) and records the caller, and the next token is inserted. The user row,
+ *    as the statement sees it, gives the access token's claims.
  *
  * The locks are the general path's, in its order: the refresh token row, then the session row.
  * Anything else — no such token, a rotated one (reuse or a concurrent refresh), an expired, ended or
@@ -75,7 +74,6 @@ export async function refreshAtOnce(ctx: AppContext, refreshToken: string, meta:
                ip = ${p.add(meta.ip, 'text')}, user_agent = ${p.add(meta.userAgent, 'text')}
          WHERE s.id = (SELECT id FROM locked_session)
         RETURNING s.id, s.user_id, s.amr, s.idle_expires_at, s.expires_at),
-      pruned AS (${pruneRotatedTokensSql('(SELECT id FROM touched)', '(SELECT id FROM locked_token)')}),
       next_token AS (
         INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
         SELECT ${p.add(newId(), 'uuid')}, touched.id, ${p.add(sha256Hex(next), 'text')}, ${at} FROM touched)

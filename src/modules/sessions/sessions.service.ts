@@ -31,28 +31,6 @@ import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js
 
 export const REFRESH_TOKEN_BYTES = 32;
 
-/**
- * Rotated refresh tokens a live session keeps for reuse detection: presenting one of these ends the
- * family (refresh_token_reused); one rotated before them is deleted and answers as unknown
- * (refresh_token_invalid, the family lives on). Without a bound, one client refreshing as fast as the
- * per-IP limit allows added a row per refresh for the whole session (DoS review, session 32). A client
- * that refreshes when its access token expires (15 min) rotates 100 times in a day of continuous use.
- */
-export const KEPT_ROTATED_REFRESH_TOKENS = 100;
-
-/**
- * Deletes the session's rotated refresh tokens but the newest KEPT_ROTATED_REFRESH_TOKENS − 1 other
- * than the one being rotated: with that one, KEPT_ROTATED_REFRESH_TOKENS stay. Run in the rotation's
- * transaction once it is certain; `session` and `rotating` are SQL expressions for the session's and
- * the rotated token's ids (null deletes nothing). Newest by id: UUIDv7, in the order they were
- * issued. The live token is newer than every rotated one, so it is never deleted.
- */
-export const pruneRotatedTokensSql = (session: string, rotating: string): string => `
-  DELETE FROM refresh_tokens
-   WHERE session_id = ${session} AND rotated_at IS NOT NULL
-     AND id < (SELECT id FROM refresh_tokens WHERE session_id = ${session} AND rotated_at IS NOT NULL AND id <> ${rotating}
-                ORDER BY id DESC OFFSET ${KEPT_ROTATED_REFRESH_TOKENS - 2} LIMIT 1)`;
-
 type Ctx = Pick<AppContext, 'config' | 'clock' | 'signer'>;
 
 export type UserForTokens = Pick<User, 'id' | 'email' | 'name' | 'organizationId' | 'roles' | 'termsVersion' | 'preferencesUpdatedAt'>;
@@ -244,7 +222,6 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
       },
     });
     if (alive !== 1) throw sessionErrors.refresh_token_invalid('Sign in again.');
-    await tx.$executeRawUnsafe(pruneRotatedTokensSql('$1::uuid', '$2::uuid'), session.id, row.id);
     const updated = await tx.session.findUniqueOrThrow({ where: { id: session.id } });
     const next = await newRefreshToken(tx, session.id, now);
     return { kind: 'ok', response: await sessionTokens(ctx, user, updated, next, user.totpFactors.length > 0) };
