@@ -264,9 +264,9 @@ export async function blockUserInTx(
 }
 
 /**
- * blockUserInTx for many users at once, in a handful of statements whatever their number, and a
- * block mail each (an organisation's suspension: `bySuspension`, which marks them so that its
- * reinstatement unblocks exactly them). Each user gets their own `user.blocked` audit row.
+ * blockUserInTx for many users at once, in a handful of statements whatever their number (an
+ * organisation's suspension: `bySuspension`, which marks them so that its reinstatement unblocks
+ * exactly them, and mails nobody). Each user gets their own `user.blocked` audit row.
  */
 export async function blockUsersInTx(
   tx: Tx,
@@ -295,16 +295,18 @@ export async function blockUsersInTx(
   const sessionsRevoked = new Map<string, number>();
   for (const { userId } of ended) sessionsRevoked.set(userId, (sessionsRevoked.get(userId) ?? 0) + 1);
   const results = new Map(ids.map((id) => [id, { sessionsRevoked: sessionsRevoked.get(id) ?? 0, linksWithdrawn: withdrawn.get(id) ?? [] }]));
-  // Each is told (product.md: a security notification for a blocked account), in place of an unblock
-  // mail still waiting for the budget. Whom to ask: support alone when support blocked, and after a
-  // suspension, which blocked the administrators too.
-  const onlySupport = origin.by === 'support' || options.bySuspension === true;
-  for (const target of targets) {
-    await enqueueStatusMail(tx, ctx, {
-      to: target,
-      template: 'account_blocked',
-      data: { name: target.name, administrators: await administratorsToAsk(tx, target, onlySupport) },
-    });
+  // A suspension blocks the whole organisation; whether its people are told is the shop's to decide.
+  // An unblock mail still waiting for the budget ("you can sign in again") would be wrong now: withdrawn.
+  if (options.bySuspension) {
+    await withdrawWaitingStatusMail(tx, ctx.clock, ids);
+  } else {
+    for (const target of targets) {
+      await enqueueStatusMail(tx, ctx, {
+        to: target,
+        template: 'account_blocked',
+        data: { name: target.name, administrators: await administratorsToAsk(tx, target, origin.by === 'support') },
+      });
+    }
   }
   const audits = targets.map((target): AuditInput => {
     const { sessionsRevoked, linksWithdrawn } = results.get(target.id)!;

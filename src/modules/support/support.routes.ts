@@ -114,7 +114,7 @@ export const supportRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'suspendOrganization',
         tags,
-        summary: 'Suspend an organisation (contract ended, fraud, credit stop): all its users are blocked at once, each told by mail to ask support',
+        summary: 'Suspend an organisation (contract ended, fraud, credit stop): all its users are blocked at once, without a mail to each',
         description:
           'Sessions end and pending links stop working as with supportBlockUser, for every user not blocked yet (administrators too: the ' +
           'last-administrator rule does not hold here). While suspended, nobody is invited or appointed into it and none of its users is ' +

@@ -5,7 +5,7 @@ import { findTargets, loadActingUser, lockOrganization, type ActingUser } from '
 import { blockUsersInTx, originOf, unblockUserInTx, type AdminCall, type AdminCtx } from '../organization/user-admin.service.js';
 import { organizationSelect, summaries } from './support.service.js';
 
-/** A suspension mails, and a reinstatement unblocks and mails, its users one by one, in one transaction. */
+/** A reinstatement unblocks (and mails) its users one by one, in one transaction. */
 const TRANSACTION_TIMEOUT_MS = 120_000;
 
 /**
@@ -40,14 +40,13 @@ async function lockForSuspension(
 
 /**
  * Support suspends a whole organisation (contract ended, fraud, a credit stop): every user not
- * blocked yet is blocked as by supportBlockUser, in a few statements (blockUsersInTx) — sessions
- * end, pending links are voided, links they sent to others are withdrawn, `user.blocked` is audited
- * for each (`via: organization_suspended`) and each is told by mail to ask support (product.md's
- * block notification; the reinstatement tells them they can sign in again). The last-administrator
- * rule does not hold here: the whole organisation stops. While it is suspended nobody is invited or
- * appointed into it and none of its users is unblocked (409 organization_suspended); a sign-in is
- * told `account_blocked` with the support contact (its administrators are blocked too).
- * `organization.suspended` records the reason and the counts.
+ * blocked yet is blocked as by supportBlockUser, all in a few statements (blockUsersInTx) — sessions end, pending links are voided, links they
+ * sent to others are withdrawn, `user.blocked` is audited for each (`via: organization_suspended`) —
+ * but not told by mail (whether and how a reseller's people are told is the shop's to decide). The
+ * last-administrator rule does not hold here: the whole organisation stops. While it is suspended
+ * nobody is invited or appointed into it and none of its users is unblocked (409
+ * organization_suspended); a sign-in is told `account_blocked` with the support contact (its
+ * administrators are blocked too). `organization.suspended` records the reason and the counts.
  */
 export async function suspendOrganization(ctx: AdminCtx, call: AdminCall, organizationId: string, reason: string) {
   return ctx.db.$transaction(
