@@ -92,7 +92,7 @@ async function withContact(ctx: Ctx, token: string, err: unknown): Promise<unkno
 
 /** The link and its account when the link works; otherwise throws why it does not (the Prisma path). */
 async function usableActivation(ctx: Ctx, token: string): Promise<UsableActivationLink> {
-  return (await findUsableActivationLink(ctx.pool, token, ctx.clock.now())) ?? explainedActivation(ctx, token);
+  return (await findUsableActivationLink(ctx.pool, ctx.clock, token)) ?? explainedActivation(ctx, token);
 }
 
 async function explainedActivation(ctx: Ctx, token: string): Promise<UsableActivationLink> {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { queryPrepared } from '../../db/sql.js';
+import { onOneConnection } from '../../db/sql.js';
+import type { Clock } from '../../lib/clock.js';
 import type { Language } from '../../lib/languages.js';
 import { sha256Hex } from '../../lib/tokens.js';
 
@@ -37,9 +38,9 @@ type Row = {
   organization_name: string | null;
 };
 
-export async function findUsableActivationLink(pool: pg.Pool, token: string, now: Date): Promise<UsableActivationLink | null> {
-  const { rows } = await queryPrepared<Row>(pool, { name: 'usable-activation-link', text: SQL, values: [sha256Hex(token), now] });
-  const row = rows[0];
+/** The clock is read once a connection is held: the expiry is compared with the time the statement runs. */
+export async function findUsableActivationLink(pool: pg.Pool, clock: Clock, token: string): Promise<UsableActivationLink | null> {
+  const [row] = await onOneConnection(pool, (sql) => sql<Row>(SQL, [sha256Hex(token), clock.now()]));
   if (!row) return null;
   return {
     flow: { id: row.id, expiresAt: row.expires_at, requestedById: row.requested_by_id },

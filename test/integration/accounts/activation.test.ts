@@ -5,6 +5,7 @@ import { startSmtpSink } from '../../helpers/smtp-sink.js';
 import { createOrganization, createUser } from '../../helpers/factories.js';
 import { auditEvents, deliverMail, GOOD_PASSWORD, inviteUser, OTHER_PASSWORD, tokenFromLink } from '../../helpers/accounts.js';
 import { sendActivation } from '../../../src/modules/activation/activation.service.js';
+import { issueFlowToken } from '../../../src/modules/flows/flow-tokens.js';
 import { adminWorld, auditOf, mailsTo } from '../organization/helpers.js';
 import { lastMail } from '../../helpers/outbox.js';
 import { createSupportUser } from '../../../src/modules/support/bootstrap.service.js';
@@ -304,4 +305,33 @@ t.test("the activation is in the organisation's audit log, naming who sent the i
   const log = await request({ url: `/v1/organization/audit-events?userId=${invited.body.id}`, token: adminA.token });
   t.equal(log.status, 200);
   t.ok(log.body.items.some((e: { type: string }) => e.type === 'user.activated'), 'the administrators see it');
+});
+
+t.test('inspect of an activation link that expired while the request waited for a database connection: link_expired (review of session 32)', async (t) => {
+  const { app, clock } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { token, expiresAt } = await inviteUser(app, { organizationId: org.id });
+  clock.advance((expiresAt.getTime() - clock.now().getTime()) / 1000 - 5);
+  const pool = app.ctx.pool;
+  const held = await Promise.all(Array.from({ length: pool.options.max ?? 10 }, () => pool.connect()));
+  const pending = request({ url: '/v1/activation/inspect', body: { token } });
+  while (pool.waitingCount === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  clock.advance(10); // the link expires while the request waits
+  for (const client of held) client.release();
+  const res = await pending;
+  t.equal(res.status, 410, `status (body ${JSON.stringify(res.body)})`);
+  t.equal(res.body.code, 'link_expired');
+});
+
+t.test('a pending link of another purpose of an invited account is no activation link, at inspect and at activation (review of session 32)', async (t) => {
+  const { app } = await buildTestApp(t);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await inviteUser(app, { organizationId: org.id });
+  for (const purpose of ['PASSWORD_RESET', 'MFA_RESET', 'EMAIL_CHANGE', 'LOGIN_CHALLENGE'] as const) {
+    const { token } = await app.ctx.db.$transaction((tx) => issueFlowToken(tx, app.ctx.clock, { userId: user.id, purpose, ttlSeconds: 3600 }));
+    t.equal((await request({ url: '/v1/activation/inspect', body: { token } })).body.code, 'link_invalid', `${purpose} at inspect`);
+    t.equal((await request({ url: '/v1/activation', body: { token, password: GOOD_PASSWORD } })).body.code, 'link_invalid', `${purpose} at activation`);
+  }
 });

@@ -43,6 +43,7 @@ t.test('idle kept-alive connections beyond the open-file limit are refused; the 
   const metrics = await (await fetch(`${base}/metrics`)).text();
   const refused = Number(/^webshop_auth_connections_refused_total (\d+)/m.exec(metrics)?.[1]);
   t.ok(refused >= FILE_LIMIT + 44 - 128, `the refused connections are counted (${refused})`);
+  t.equal(server.output().split('connection limit reached').length - 1, 1, 'the refusals are logged once a minute, not once each');
 });
 
 t.test('MAX_CONNECTIONS sets the limit', async (t) => {
