@@ -290,6 +290,7 @@ const envSchema = z.object({
   REFRESH_IDLE_TTL_SECONDS: int(300).default(12 * 3600),
   REFRESH_ABSOLUTE_TTL_SECONDS: int(3600).default(7 * 24 * 3600),
   REFRESH_REUSE_GRACE_SECONDS: int(0, 60).default(10),
+  REFRESH_MAX_PER_SESSION: int(10, 1_000_000).default(5000),
   LOGIN_CHALLENGE_TTL_SECONDS: int(30, 300).default(300),
   ENCRYPTION_KEYS: z.string().min(1).optional(),
   ENCRYPTION_KEY_CURRENT: z.string().min(1).optional(),
@@ -370,7 +371,7 @@ export type Config = Readonly<{
     /** `client_id` of access tokens (RFC 9068 §2.2). */
     clientId: string;
   }>;
-  refresh: Readonly<{ idleTtlSeconds: number; absoluteTtlSeconds: number; reuseGraceSeconds: number }>;
+  refresh: Readonly<{ idleTtlSeconds: number; absoluteTtlSeconds: number; reuseGraceSeconds: number; maxPerSession: number }>;
   loginChallengeTtlSeconds: number;
   /** "kid:base64key,kid2:base64key"; undefined only outside production (dev keys are generated then). */
   encryptionKeys: string | undefined;
@@ -495,6 +496,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       idleTtlSeconds: e.REFRESH_IDLE_TTL_SECONDS,
       absoluteTtlSeconds: e.REFRESH_ABSOLUTE_TTL_SECONDS,
       reuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
+      maxPerSession: e.REFRESH_MAX_PER_SESSION,
     }),
     loginChallengeTtlSeconds: e.LOGIN_CHALLENGE_TTL_SECONDS,
     encryptionKeys: e.ENCRYPTION_KEYS,

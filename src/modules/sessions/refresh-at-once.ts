@@ -17,12 +17,13 @@ import { REFRESH_TOKEN_BYTES, sessionTokens } from './sessions.service.js';
  *    same token holds it; once that one commits, the row is re-read and no longer qualifies
  *    (READ COMMITTED re-checks the WHERE of a locking read on the newest row version): of two,
  *    exactly one rotates.
- *  - `locked_session` then locks its session if, in its newest version, it is not revoked and
- *    neither idle- nor absolutely expired, and its user is active. A logout, block, password reset,
- *    MFA reset or demotion that revoked the session meanwhile wins here.
+ *  - `locked_session` then locks its session if, in its newest version, it is not revoked, neither
+ *    idle- nor absolutely expired nor refreshed REFRESH_MAX_PER_SESSION times, and its user is
+ *    active. A logout, block, password reset, MFA reset or demotion that revoked the session
+ *    meanwhile wins here.
  *  - Only when both qualified: the token is marked rotated, the session's idle expiry moves (never
- *    past its absolute one) and records the caller, and the next token is inserted. The user row,
- *    as the statement sees it, gives the access token's claims.
+ *    past its absolute one), its refreshes are counted, it records the caller, and the next token
+ *    is inserted. The user row, as the statement sees it, gives the access token's claims.
  *
  * The locks are the general path's, in its order: the refresh token row, then the session row.
  * Anything else — no such token, a rotated one (reuse or a concurrent refresh), an expired, ended or
@@ -63,6 +64,7 @@ export async function refreshAtOnce(ctx: AppContext, refreshToken: string, meta:
       locked_session AS (
         SELECT s.id FROM sessions s
          WHERE s.id = (SELECT session_id FROM locked_token) AND s.revoked_at IS NULL AND s.expires_at > ${at} AND s.idle_expires_at > ${at}
+           AND s.refresh_count < ${p.add(ctx.config.refresh.maxPerSession, 'int')}
            AND EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id AND u.status = 'ACTIVE')
         FOR UPDATE),
       rotated AS (
@@ -70,7 +72,7 @@ export async function refreshAtOnce(ctx: AppContext, refreshToken: string, meta:
          WHERE id = (SELECT id FROM locked_token) AND EXISTS (SELECT 1 FROM locked_session)),
       touched AS (
         UPDATE sessions s
-           SET last_used_at = ${at}, idle_expires_at = LEAST(${p.add(addSeconds(now, ctx.config.refresh.idleTtlSeconds), 'timestamptz')}, s.expires_at),
+           SET last_used_at = ${at}, refresh_count = s.refresh_count + 1, idle_expires_at = LEAST(${p.add(addSeconds(now, ctx.config.refresh.idleTtlSeconds), 'timestamptz')}, s.expires_at),
                ip = ${p.add(meta.ip, 'text')}, user_agent = ${p.add(meta.userAgent, 'text')}
          WHERE s.id = (SELECT id FROM locked_session)
         RETURNING s.id, s.user_id, s.amr, s.idle_expires_at, s.expires_at),

@@ -26,7 +26,8 @@ import type { IntrospectionResponse, TokenResponse } from './sessions.schemas.js
  * (shared storage) or sign in again. A thief who races the legitimate client inside the window gets
  * nothing either, and any later reuse (after the window) still revokes the family.
  * Idle timeout: each refresh moves idleExpiresAt to now + REFRESH_IDLE_TTL_SECONDS, never past the
- * absolute expiresAt (createdAt + REFRESH_ABSOLUTE_TTL_SECONDS).
+ * absolute expiresAt (createdAt + REFRESH_ABSOLUTE_TTL_SECONDS). Every rotated token is kept (reuse
+ * detection); the session ends after REFRESH_MAX_PER_SESSION refreshes, which bounds them.
  */
 
 export const REFRESH_TOKEN_BYTES = 32;
@@ -162,6 +163,7 @@ type RefreshOutcome =
   | { kind: 'ok'; response: TokenResponse }
   | { kind: 'invalid' }
   | { kind: 'expired' }
+  | { kind: 'limit' }
   | { kind: 'conflict' }
   | { kind: 'reused' };
 
@@ -202,6 +204,14 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     }
 
     if (session.expiresAt <= now || session.idleExpiresAt <= now) return { kind: 'expired' };
+    // A session refreshed REFRESH_MAX_PER_SESSION times ends: every rotated token stays for reuse
+    // detection, and this bounds how many (one client refreshing as fast as the per-IP limit let it
+    // added ~170 MB a day; DoS review, session 32). At one refresh per access token (10 min), the
+    // default 5,000 outlasts the 7-day absolute lifetime.
+    if (session.refreshCount >= ctx.config.refresh.maxPerSession) {
+      await tx.session.updateMany({ where: { id: session.id, revokedAt: null }, data: { revokedAt: now, revokedReason: 'refresh_limit' } });
+      return { kind: 'limit' };
+    }
 
     // Conditional update: of two concurrent refreshes with one token exactly one rotates it.
     const { count } = await tx.refreshToken.updateMany({ where: { id: row.id, rotatedAt: null }, data: { rotatedAt: now } });
@@ -216,6 +226,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
       where: { id: session.id, revokedAt: null, expiresAt: { gt: now } },
       data: {
         lastUsedAt: now,
+        refreshCount: { increment: 1 },
         idleExpiresAt: idle < session.expiresAt ? idle : session.expiresAt,
         ip: meta.ip,
         userAgent: meta.userAgent,
@@ -238,6 +249,8 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
       throw sessionErrors.refresh_token_reused('The session was ended for safety. Sign in again.');
     case 'expired':
       throw sessionErrors.refresh_token_expired('Sign in again.');
+    case 'limit':
+      throw sessionErrors.refresh_token_expired('This session reached its limit of refreshes. Sign in again.');
     case 'invalid':
       throw sessionErrors.refresh_token_invalid('Sign in again.');
   }

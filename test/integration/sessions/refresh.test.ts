@@ -4,6 +4,7 @@ import { buildTestApp } from '../../helpers/app.js';
 import { api } from '../../helpers/http.js';
 import { createOrganization, createUser, signIn } from '../../helpers/factories.js';
 import { revokeUserSessions } from '../../../src/modules/sessions/revoke.js';
+import { refreshSession } from '../../../src/modules/sessions/sessions.service.js';
 
 t.test('refresh rotates the pair; the old refresh token dies', async (t) => {
   const { app, config, clock } = await buildTestApp(t);
@@ -82,6 +83,49 @@ t.test('reuse of a rotated refresh token revokes the whole family (after the gra
 
   const other = await signIn(app, user);
   t.equal((await request({ url: '/v1/me', token: other.accessToken })).status, 200, 'other sessions are not affected');
+});
+
+t.test('a session ends after REFRESH_MAX_PER_SESSION refreshes: its rotated tokens stay bounded, and every one of them still trips reuse detection (DoS review, session 32)', async (t) => {
+  const { app, clock } = await buildTestApp(t, { REFRESH_MAX_PER_SESSION: '10' });
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const first = await signIn(app, user);
+  const sessionId = decodeJwt(first.accessToken).sid as string;
+  // One client refreshing as fast as the per-IP limit lets it added a row per refresh for as long
+  // as the session lived (~170 MB a day). Deleting old rotated tokens instead would let a thief who
+  // rotates a stolen token past them make the victim's token unknown rather than reused.
+  let latest = first;
+  const statuses: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1);
+    const res = await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken } });
+    statuses.push(res.status);
+    if (res.status === 200) latest = res.body;
+  }
+  t.same(statuses, Array(10).fill(200), 'ten refreshes rotate');
+  const over = await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken } });
+  t.same([over.status, over.body.code], [401, 'refresh_token_expired'], 'the eleventh ends the session');
+  t.match(over.body.detail, /limit/);
+  t.match(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } }), { revokedReason: 'refresh_limit' });
+  t.not(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } }).then((s) => s.revokedAt), null);
+  t.equal((await request({ url: '/v1/me', token: latest.accessToken })).body.code, 'token_invalid', 'its access tokens end with it');
+  t.equal(await app.ctx.db.refreshToken.count({ where: { sessionId } }), 11, 'no row beyond the limit');
+  const again = await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken } });
+  t.equal(again.body.code, 'refresh_token_invalid', 'and it stays ended');
+
+  // Within the limit every rotated token is kept: reuse of the first one still ends a family.
+  const second = await signIn(app, user);
+  const next = (await request({ url: '/v1/auth/refresh', body: { refreshToken: second.refreshToken } })).body;
+  clock.advance(60);
+  t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: second.refreshToken } })).body.code, 'refresh_token_reused');
+  t.equal((await request({ url: '/v1/auth/refresh', body: { refreshToken: next.refreshToken } })).body.code, 'refresh_token_invalid');
+
+  // The general path (a refresh the one-statement path leaves to it) counts and ends the same way.
+  const third = await signIn(app, user);
+  await app.ctx.db.session.update({ where: { id: decodeJwt(third.accessToken).sid as string }, data: { refreshCount: 9 } });
+  const ninth = await refreshSession(app.ctx, third.refreshToken, { ip: '127.0.0.1', userAgent: null });
+  await t.rejects(refreshSession(app.ctx, ninth.refreshToken, { ip: '127.0.0.1', userAgent: null }), { code: 'refresh_token_expired' });
 });
 
 t.test('concurrent refreshes with one token: exactly one wins, the family survives', async (t) => {
