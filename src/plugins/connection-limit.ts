@@ -9,8 +9,15 @@ const WARN_INTERVAL_MS = 60_000;
 export const connectionLimit = fp(
   async (app) => {
     const { config } = app.ctx;
-    const max = config.maxConnections ?? defaultMaxConnections(openFileLimit());
+    const files = openFileLimit();
+    const max = config.maxConnections ?? defaultMaxConnections(files);
     app.server.maxConnections = max;
+    if (files !== null && max > defaultMaxConnections(files)) {
+      app.log.warn(
+        { maxConnections: max, openFileLimit: files },
+        'MAX_CONNECTIONS leaves fewer than a quarter of the open-file limit (at least 128) for the database, Redis and SMTP: connections can take the descriptors they need (raise the limit, e.g. ulimit -n, or lower MAX_CONNECTIONS)',
+      );
+    }
     const refused = new Counter({
       name: `${app.metrics.prefix}connections_refused_total`,
       help: 'Connections closed at once because the listener held MAX_CONNECTIONS already',

@@ -61,3 +61,14 @@ t.test('MAX_CONNECTIONS sets the limit', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 300));
   t.equal((await fetch(`${base}/healthz`)).status, 200);
 });
+
+t.test('a MAX_CONNECTIONS that leaves too few descriptors for the rest is warned about at start', async (t) => {
+  const { url } = await createTestDatabase(t);
+  const launcher = ['prlimit', `--nofile=${FILE_LIMIT}:${FILE_LIMIT}`];
+  const tooMany = watchServer(spawnServer(t, { DATABASE_URL: url, HOST: '127.0.0.1', MAX_CONNECTIONS: '250' }, { launcher }));
+  t.ok(await tooMany.listening, 'it starts');
+  t.match(tooMany.output(), /"maxConnections":250,"openFileLimit":256,[^\n]*MAX_CONNECTIONS leaves fewer/);
+  const fine = watchServer(spawnServer(t, { DATABASE_URL: url, HOST: '127.0.0.1', MAX_CONNECTIONS: '100' }, { launcher }));
+  t.ok(await fine.listening);
+  t.notMatch(fine.output(), /MAX_CONNECTIONS leaves fewer/, 'not for one within the default');
+});
