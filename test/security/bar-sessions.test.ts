@@ -26,7 +26,7 @@ const SERVICE_CLIENTS = `bar:${sha256Hex(CLIENT_SECRET)}:cso`;
 
 t.test('refresh tokens by default: 12 h idle timeout, 7 days absolute lifetime', async (t) => {
   const defaults = loadConfig({});
-  t.same(defaults.refresh, { idleTtlSeconds: 12 * HOUR, absoluteTtlSeconds: 7 * 24 * HOUR, reuseGraceSeconds: 10 });
+  t.same(defaults.refresh, { idleTtlSeconds: 12 * HOUR, absoluteTtlSeconds: 7 * 24 * HOUR, reuseGraceSeconds: 10, maxPerSession: 5000 });
   const { app, config, clock } = await buildTestApp(t);
   t.same(config.refresh, defaults.refresh, 'the test app runs on the defaults');
   const request = api(app);
