@@ -290,7 +290,7 @@ const envSchema = z.object({
   REFRESH_IDLE_TTL_SECONDS: int(300).default(12 * 3600),
   REFRESH_ABSOLUTE_TTL_SECONDS: int(3600).default(7 * 24 * 3600),
   REFRESH_REUSE_GRACE_SECONDS: int(0, 60).default(10),
-  REFRESH_MAX_PER_SESSION: int(10, 1_000_000).default(5000),
+  REFRESH_MAX_PER_SESSION: int(10, 10_000_000).optional(),
   LOGIN_CHALLENGE_TTL_SECONDS: int(30, 300).default(300),
   ENCRYPTION_KEYS: z.string().min(1).optional(),
   ENCRYPTION_KEY_CURRENT: z.string().min(1).optional(),
@@ -496,7 +496,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       idleTtlSeconds: e.REFRESH_IDLE_TTL_SECONDS,
       absoluteTtlSeconds: e.REFRESH_ABSOLUTE_TTL_SECONDS,
       reuseGraceSeconds: e.REFRESH_REUSE_GRACE_SECONDS,
-      maxPerSession: e.REFRESH_MAX_PER_SESSION,
+      maxPerSession: e.REFRESH_MAX_PER_SESSION ?? defaultMaxRefreshes(e),
     }),
     loginChallengeTtlSeconds: e.LOGIN_CHALLENGE_TTL_SECONDS,
     encryptionKeys: e.ENCRYPTION_KEYS,
@@ -542,6 +542,17 @@ function keyringProblem(spec: string, currentKeyId?: string): string | null {
   }
 }
 
+/** Refreshes a session needs to last its absolute lifetime at one refresh per access token. */
+const refreshesForLifetime = (e: { REFRESH_ABSOLUTE_TTL_SECONDS: number; ACCESS_TOKEN_TTL_SECONDS: number }): number =>
+  Math.ceil(e.REFRESH_ABSOLUTE_TTL_SECONDS / e.ACCESS_TOKEN_TTL_SECONDS);
+
+/**
+ * REFRESH_MAX_PER_SESSION when unset: 5,000, or twice the refreshes a session needs to last its
+ * absolute lifetime at one per access token when that is more (short access tokens, long sessions).
+ */
+export const defaultMaxRefreshes = (e: { REFRESH_ABSOLUTE_TTL_SECONDS: number; ACCESS_TOKEN_TTL_SECONDS: number }): number =>
+  Math.max(5000, 2 * refreshesForLifetime(e));
+
 /** What one variable alone cannot tell: checked before anything (the database included) is touched. */
 function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   const problems: string[] = [];
@@ -552,6 +563,12 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
   // without pause would be signed out by it, the refresh at the token's expiry coming too late.
   if (e.REFRESH_IDLE_TTL_SECONDS < 2 * e.ACCESS_TOKEN_TTL_SECONDS) {
     problems.push('REFRESH_IDLE_TTL_SECONDS: must be at least twice ACCESS_TOKEN_TTL_SECONDS (only a refresh moves the idle timeout)');
+  }
+  // A cap below that would sign out a client that refreshes only when its access token expires.
+  if (e.REFRESH_MAX_PER_SESSION !== undefined && e.REFRESH_MAX_PER_SESSION < refreshesForLifetime(e)) {
+    problems.push(
+      `REFRESH_MAX_PER_SESSION: must be at least REFRESH_ABSOLUTE_TTL_SECONDS / ACCESS_TOKEN_TTL_SECONDS (${refreshesForLifetime(e)}): a session refreshed once per access token would end before its absolute lifetime`,
+    );
   }
   if (e.ENCRYPTION_KEYS) {
     // The keys alone first, then with the current key id, so each problem names its variable

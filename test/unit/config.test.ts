@@ -299,3 +299,11 @@ t.test('MAIL_TIME_ZONE: an IANA time zone, Europe/Berlin unless set; anything el
   t.equal(loadConfig({ MAIL_TIME_ZONE: 'UTC' }).mailTimeZone, 'UTC');
   t.throws(() => loadConfig({ MAIL_TIME_ZONE: 'Mars/Olympus' }), /MAIL_TIME_ZONE/);
 });
+
+t.test('REFRESH_MAX_PER_SESSION: by default 5,000 or twice the refreshes the absolute lifetime needs; never below those (review of session 32)', async (t) => {
+  t.equal(loadConfig({}).refresh.maxPerSession, 5000, '7 days at 10-min access tokens need 1,008');
+  t.equal(loadConfig({ ACCESS_TOKEN_TTL_SECONDS: '60' }).refresh.maxPerSession, 20_160, '1-min access tokens: 10,080 needed, twice that');
+  t.equal(loadConfig({ REFRESH_MAX_PER_SESSION: '1008' }).refresh.maxPerSession, 1008, 'exactly what the lifetime needs');
+  t.throws(() => loadConfig({ REFRESH_MAX_PER_SESSION: '1007' }), { message: /REFRESH_MAX_PER_SESSION: must be at least REFRESH_ABSOLUTE_TTL_SECONDS \/ ACCESS_TOKEN_TTL_SECONDS \(1008\)/ });
+  t.throws(() => loadConfig({ ACCESS_TOKEN_TTL_SECONDS: '60', REFRESH_MAX_PER_SESSION: '5000' }), ConfigError);
+});

@@ -42,7 +42,7 @@ const MEANINGS = {
   'user.blocked': 'The account was blocked',
   'user.unblocked': 'The account was unblocked',
   'user.signed_out': 'You were signed out of every device',
-  'session.family_revoked': 'A sign-in was ended because an old refresh token of it was used again (possibly stolen)',
+  'session.family_revoked': 'A sign-in was ended because an old refresh token of it was used again (possibly stolen), or because it was refreshed unusually often',
 } as const satisfies Partial<Record<AuditEventType, string>>;
 
 type ShownType = keyof typeof MEANINGS;

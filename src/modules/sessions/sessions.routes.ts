@@ -37,7 +37,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
           'ends the whole session (401 refresh_token_reused) - except within a short grace period after its ' +
           'rotation (REFRESH_REUSE_GRACE_SECONDS, default 10 s), where a concurrent refresh gets 409 ' +
           'refresh_conflict and the session stays alive. Expired (idle or absolute), or refreshed ' +
-          'REFRESH_MAX_PER_SESSION times (default 5,000; the session ends) → 401 refresh_token_expired; ' +
+          'REFRESH_MAX_PER_SESSION times (default 5,000; the session ends, audited) → 401 refresh_token_expired; ' +
           'unknown, ended session or blocked account → 401 refresh_token_invalid. For clients: refresh from one ' +
           'place (tabs share the stored pair and one refresh); on 409 refresh_conflict do not retry with that token ' +
           '— take the pair the other request stored. After a network error retry once, at once: 200 (the first ' +

@@ -206,10 +206,22 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     if (session.expiresAt <= now || session.idleExpiresAt <= now) return { kind: 'expired' };
     // A session refreshed REFRESH_MAX_PER_SESSION times ends: every rotated token stays for reuse
     // detection, and this bounds how many (one client refreshing as fast as the per-IP limit let it
-    // added ~170 MB a day; DoS review, session 32). At one refresh per access token (10 min), the
-    // default 5,000 outlasts the 7-day absolute lifetime.
+    // added ~170 MB a day; DoS review, session 32). The cap outlasts the absolute lifetime at one
+    // refresh per access token (config.ts), so reaching it is unusual — a script, or a thief rotating
+    // a stolen token until the victim's older one can no longer count as reuse: the end of the
+    // family is audited as reuse would be.
     if (session.refreshCount >= ctx.config.refresh.maxPerSession) {
-      await tx.session.updateMany({ where: { id: session.id, revokedAt: null }, data: { revokedAt: now, revokedReason: 'refresh_limit' } });
+      const { count } = await tx.session.updateMany({ where: { id: session.id, revokedAt: null }, data: { revokedAt: now, revokedReason: 'refresh_limit' } });
+      if (count === 1) {
+        await recordAudit(tx, ctx.clock, {
+          type: 'session.family_revoked',
+          actorUserId: null,
+          subjectUserId: user.id,
+          organizationId: user.organizationId,
+          meta,
+          details: { sessionId: session.id, reason: 'refresh_limit', refreshes: session.refreshCount },
+        });
+      }
       return { kind: 'limit' };
     }
 

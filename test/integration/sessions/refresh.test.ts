@@ -85,8 +85,11 @@ t.test('reuse of a rotated refresh token revokes the whole family (after the gra
   t.equal((await request({ url: '/v1/me', token: other.accessToken })).status, 200, 'other sessions are not affected');
 });
 
+/** A cap of 10 refreshes, on a lifetime that needs no more at one refresh per access token (10 min). */
+const REFRESH_CAP_OF_10 = { REFRESH_MAX_PER_SESSION: '10', REFRESH_ABSOLUTE_TTL_SECONDS: '6000', REFRESH_IDLE_TTL_SECONDS: '1200', ACCESS_TOKEN_TTL_SECONDS: '600' };
+
 t.test('a session ends after REFRESH_MAX_PER_SESSION refreshes: its rotated tokens stay bounded, and every one of them still trips reuse detection (DoS review, session 32)', async (t) => {
-  const { app, clock } = await buildTestApp(t, { REFRESH_MAX_PER_SESSION: '10' });
+  const { app, clock } = await buildTestApp(t, REFRESH_CAP_OF_10);
   const request = api(app);
   const org = await createOrganization(app.ctx.db);
   const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
@@ -104,9 +107,13 @@ t.test('a session ends after REFRESH_MAX_PER_SESSION refreshes: its rotated toke
     if (res.status === 200) latest = res.body;
   }
   t.same(statuses, Array(10).fill(200), 'ten refreshes rotate');
-  const over = await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken } });
+  const over = await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken }, headers: { 'user-agent': 'script' } });
   t.same([over.status, over.body.code], [401, 'refresh_token_expired'], 'the eleventh ends the session');
   t.match(over.body.detail, /limit/);
+  // Unusual (a script, or a thief rotating a stolen token until the victim's is no longer reuse): audited as a family revocation.
+  t.match(await app.ctx.db.auditEvent.findMany({ where: { type: 'session.family_revoked', subjectUserId: user.id } }), [
+    { actorUserId: null, organizationId: org.id, userAgent: 'script', details: { sessionId, reason: 'refresh_limit', refreshes: 10 } },
+  ]);
   t.match(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } }), { revokedReason: 'refresh_limit' });
   t.not(await app.ctx.db.session.findUniqueOrThrow({ where: { id: sessionId } }).then((s) => s.revokedAt), null);
   t.equal((await request({ url: '/v1/me', token: latest.accessToken })).body.code, 'token_invalid', 'its access tokens end with it');
@@ -126,6 +133,28 @@ t.test('a session ends after REFRESH_MAX_PER_SESSION refreshes: its rotated toke
   await app.ctx.db.session.update({ where: { id: decodeJwt(third.accessToken).sid as string }, data: { refreshCount: 9 } });
   const ninth = await refreshSession(app.ctx, third.refreshToken, { ip: '127.0.0.1', userAgent: null });
   await t.rejects(refreshSession(app.ctx, ninth.refreshToken, { ip: '127.0.0.1', userAgent: null }), { code: 'refresh_token_expired' });
+});
+
+t.test('at the cap, reuse of a rotated token is still reuse; the general path counts a refresh once (review of session 32)', async (t) => {
+  const { app, clock } = await buildTestApp(t, REFRESH_CAP_OF_10);
+  const request = api(app);
+  const org = await createOrganization(app.ctx.db);
+  const { user } = await createUser(app.ctx.db, app.ctx, { organizationId: org.id });
+  const victim = await signIn(app, user);
+  let latest = victim;
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1);
+    latest = (await request({ url: '/v1/auth/refresh', body: { refreshToken: latest.refreshToken } })).body;
+  }
+  clock.advance(60);
+  const reuse = await request({ url: '/v1/auth/refresh', body: { refreshToken: victim.refreshToken } });
+  t.same([reuse.status, reuse.body.code], [401, 'refresh_token_reused']);
+  t.match(await app.ctx.db.auditEvent.findMany({ where: { type: 'session.family_revoked', subjectUserId: user.id } }), [{ details: { reason: 'refresh_token_reuse' } }]);
+  t.match(await app.ctx.db.session.findUniqueOrThrow({ where: { id: decodeJwt(victim.accessToken).sid as string } }), { revokedReason: 'refresh_token_reuse' });
+
+  const other = await signIn(app, user);
+  await refreshSession(app.ctx, other.refreshToken, { ip: '127.0.0.1', userAgent: null });
+  t.equal((await app.ctx.db.session.findUniqueOrThrow({ where: { id: decodeJwt(other.accessToken).sid as string } })).refreshCount, 1, 'counted once');
 });
 
 t.test('concurrent refreshes with one token: exactly one wins, the family survives', async (t) => {
