@@ -167,6 +167,31 @@ type RefreshOutcome =
   | { kind: 'conflict' }
   | { kind: 'reused' };
 
+/**
+ * Ends a session's token family for `details.reason` (its revoked_reason) and audits it as
+ * session.family_revoked, once: not when something else ended the session meanwhile.
+ */
+async function endFamily(
+  tx: Tx,
+  ctx: Pick<AppContext, 'clock'>,
+  on: { session: { id: string }; user: { id: string; organizationId: string | null }; meta: RequestMeta },
+  details: { reason: 'refresh_token_reuse' | 'refresh_limit' } & Record<string, unknown>,
+): Promise<void> {
+  const { count } = await tx.session.updateMany({
+    where: { id: on.session.id, revokedAt: null },
+    data: { revokedAt: ctx.clock.now(), revokedReason: details.reason },
+  });
+  if (count !== 1) return;
+  await recordAudit(tx, ctx.clock, {
+    type: 'session.family_revoked',
+    actorUserId: null,
+    subjectUserId: on.user.id,
+    organizationId: on.user.organizationId,
+    meta: on.meta,
+    details: { sessionId: on.session.id, ...details },
+  });
+}
+
 /** Rotates a refresh token: the old one dies, a new pair is returned (see the module comment). */
 export async function refreshSession(ctx: AppContext, refreshToken: string, meta: RequestMeta): Promise<TokenResponse> {
   const outcome = await ctx.db.$transaction(async (tx): Promise<RefreshOutcome> => {
@@ -186,20 +211,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
 
     if (row.rotatedAt !== null) {
       if (now.getTime() - row.rotatedAt.getTime() <= ctx.config.refresh.reuseGraceSeconds * 1000) return { kind: 'conflict' };
-      const { count } = await tx.session.updateMany({
-        where: { id: session.id, revokedAt: null },
-        data: { revokedAt: now, revokedReason: 'refresh_token_reuse' },
-      });
-      if (count === 1) {
-        await recordAudit(tx, ctx.clock, {
-          type: 'session.family_revoked',
-          actorUserId: null,
-          subjectUserId: user.id,
-          organizationId: user.organizationId,
-          meta,
-          details: { sessionId: session.id, reason: 'refresh_token_reuse', rotatedAt: row.rotatedAt.toISOString() },
-        });
-      }
+      await endFamily(tx, ctx, { session, user, meta }, { reason: 'refresh_token_reuse', rotatedAt: row.rotatedAt.toISOString() });
       return { kind: 'reused' };
     }
 
@@ -211,17 +223,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     // a stolen token until the victim's older one can no longer count as reuse: the end of the
     // family is audited as reuse would be.
     if (session.refreshCount >= ctx.config.refresh.maxPerSession) {
-      const { count } = await tx.session.updateMany({ where: { id: session.id, revokedAt: null }, data: { revokedAt: now, revokedReason: 'refresh_limit' } });
-      if (count === 1) {
-        await recordAudit(tx, ctx.clock, {
-          type: 'session.family_revoked',
-          actorUserId: null,
-          subjectUserId: user.id,
-          organizationId: user.organizationId,
-          meta,
-          details: { sessionId: session.id, reason: 'refresh_limit', refreshes: session.refreshCount },
-        });
-      }
+      await endFamily(tx, ctx, { session, user, meta }, { reason: 'refresh_limit', refreshes: session.refreshCount });
       return { kind: 'limit' };
     }
 
