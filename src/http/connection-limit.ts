@@ -14,10 +14,17 @@ import { readFileSync } from 'node:fs';
  */
 export const DEFAULT_CEILING = 10_000;
 
+/** Descriptors left for everything but clients: a quarter of the limit, at least 128, at most 1,024. */
+const keptFor = (openFileLimit: number): number => Math.min(1024, Math.max(128, Math.floor(openFileLimit / 4)));
+
 export function defaultMaxConnections(openFileLimit: number | null): number {
   if (openFileLimit === null) return DEFAULT_CEILING;
-  const kept = Math.min(1024, Math.max(128, Math.floor(openFileLimit / 4)));
-  return Math.max(1, Math.min(DEFAULT_CEILING, openFileLimit - kept));
+  return Math.max(1, Math.min(DEFAULT_CEILING, openFileLimit - keptFor(openFileLimit)));
+}
+
+/** Whether a configured limit leaves fewer descriptors for the rest than the default keeps (warned about at start). */
+export function leavesTooFewDescriptors(maxConnections: number, openFileLimit: number | null): boolean {
+  return openFileLimit !== null && maxConnections > openFileLimit - keptFor(openFileLimit);
 }
 
 /** The soft open-file limit of this process (Node raised it to the hard one at start), from /proc/self/limits; null elsewhere. */

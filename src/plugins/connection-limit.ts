@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
-import { defaultMaxConnections, openFileLimit } from '../http/connection-limit.js';
+import { defaultMaxConnections, leavesTooFewDescriptors, openFileLimit } from '../http/connection-limit.js';
 
 /** Warns about refused connections at most once a minute (a flood would otherwise flood the log too). */
 const WARN_INTERVAL_MS = 60_000;
@@ -12,7 +12,7 @@ export const connectionLimit = fp(
     const files = openFileLimit();
     const max = config.maxConnections ?? defaultMaxConnections(files);
     app.server.maxConnections = max;
-    if (files !== null && max > defaultMaxConnections(files)) {
+    if (leavesTooFewDescriptors(max, files)) {
       app.log.warn(
         { maxConnections: max, openFileLimit: files },
         'MAX_CONNECTIONS leaves fewer than a quarter of the open-file limit (at least 128) for the database, Redis and SMTP: connections can take the descriptors they need (raise the limit, e.g. ulimit -n, or lower MAX_CONNECTIONS)',

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEFAULT_CEILING, defaultMaxConnections, openFileLimit } from '../../src/http/connection-limit.js';
+import { DEFAULT_CEILING, defaultMaxConnections, leavesTooFewDescriptors, openFileLimit } from '../../src/http/connection-limit.js';
 
 const limits = (soft: string, hard = soft) =>
   `Limit                     Soft Limit           Hard Limit           Units     \nMax processes             95219                95219                processes \nMax open files            ${soft.padEnd(20)} ${hard.padEnd(20)} files     \n`;
@@ -21,4 +21,12 @@ t.test('defaultMaxConnections keeps a quarter of the descriptors, 128 to 1,024, 
   t.equal(defaultMaxConnections(1_048_576), DEFAULT_CEILING);
   t.equal(defaultMaxConnections(100), 1, 'never none');
   t.equal(defaultMaxConnections(null), DEFAULT_CEILING);
+});
+
+t.test('leavesTooFewDescriptors: a MAX_CONNECTIONS above the open-file limit less what the default keeps (review of session 32)', async (t) => {
+  t.equal(leavesTooFewDescriptors(128, 256), false);
+  t.equal(leavesTooFewDescriptors(129, 256), true);
+  t.equal(leavesTooFewDescriptors(20_000, 1_048_576), false, 'above the default ceiling, far below the limit: no warning');
+  t.equal(leavesTooFewDescriptors(1_047_553, 1_048_576), true);
+  t.equal(leavesTooFewDescriptors(1_000_000, null), false, 'no known limit');
 });
