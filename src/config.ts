@@ -565,9 +565,10 @@ function crossFieldProblems(e: z.infer<typeof envSchema>): string[] {
     problems.push('REFRESH_IDLE_TTL_SECONDS: must be at least twice ACCESS_TOKEN_TTL_SECONDS (only a refresh moves the idle timeout)');
   }
   // A cap below that would sign out a client that refreshes only when its access token expires.
-  if (e.REFRESH_MAX_PER_SESSION !== undefined && e.REFRESH_MAX_PER_SESSION < refreshesForLifetime(e)) {
+  const needed = refreshesForLifetime(e);
+  if (e.REFRESH_MAX_PER_SESSION !== undefined && e.REFRESH_MAX_PER_SESSION < needed) {
     problems.push(
-      `REFRESH_MAX_PER_SESSION: must be at least REFRESH_ABSOLUTE_TTL_SECONDS / ACCESS_TOKEN_TTL_SECONDS (${refreshesForLifetime(e)}): a session refreshed once per access token would end before its absolute lifetime`,
+      `REFRESH_MAX_PER_SESSION: must be at least REFRESH_ABSOLUTE_TTL_SECONDS / ACCESS_TOKEN_TTL_SECONDS (${needed}): a session refreshed once per access token would end before its absolute lifetime`,
     );
   }
   if (e.ENCRYPTION_KEYS) {

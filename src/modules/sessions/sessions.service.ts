@@ -168,18 +168,19 @@ type RefreshOutcome =
   | { kind: 'reused' };
 
 /**
- * Ends a session's token family for `details.reason` (its revoked_reason) and audits it as
- * session.family_revoked, once: not when something else ended the session meanwhile.
+ * Ends a session's token family at `now` (the refresh's time) for `details.reason` (its
+ * revoked_reason) and audits it as session.family_revoked, once: not when something else ended the
+ * session meanwhile.
  */
 async function endFamily(
   tx: Tx,
   ctx: Pick<AppContext, 'clock'>,
-  on: { session: { id: string }; user: { id: string; organizationId: string | null }; meta: RequestMeta },
+  on: { session: { id: string }; user: { id: string; organizationId: string | null }; meta: RequestMeta; now: Date },
   details: { reason: 'refresh_token_reuse' | 'refresh_limit' } & Record<string, unknown>,
 ): Promise<void> {
   const { count } = await tx.session.updateMany({
     where: { id: on.session.id, revokedAt: null },
-    data: { revokedAt: ctx.clock.now(), revokedReason: details.reason },
+    data: { revokedAt: on.now, revokedReason: details.reason },
   });
   if (count !== 1) return;
   await recordAudit(tx, ctx.clock, {
@@ -211,7 +212,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
 
     if (row.rotatedAt !== null) {
       if (now.getTime() - row.rotatedAt.getTime() <= ctx.config.refresh.reuseGraceSeconds * 1000) return { kind: 'conflict' };
-      await endFamily(tx, ctx, { session, user, meta }, { reason: 'refresh_token_reuse', rotatedAt: row.rotatedAt.toISOString() });
+      await endFamily(tx, ctx, { session, user, meta, now }, { reason: 'refresh_token_reuse', rotatedAt: row.rotatedAt.toISOString() });
       return { kind: 'reused' };
     }
 
@@ -223,7 +224,7 @@ export async function refreshSession(ctx: AppContext, refreshToken: string, meta
     // a stolen token until the victim's older one can no longer count as reuse: the end of the
     // family is audited as reuse would be.
     if (session.refreshCount >= ctx.config.refresh.maxPerSession) {
-      await endFamily(tx, ctx, { session, user, meta }, { reason: 'refresh_limit', refreshes: session.refreshCount });
+      await endFamily(tx, ctx, { session, user, meta, now }, { reason: 'refresh_limit', refreshes: session.refreshCount });
       return { kind: 'limit' };
     }
 
